@@ -1,0 +1,97 @@
+//! Starting the child and signalling its process group.
+
+use crate::signals;
+use crate::state::Status;
+use log::{debug, error, info};
+use nix::libc;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::time::Instant;
+
+/// A started child. Its pid is also its process group id.
+pub struct Child {
+    pub process: async_process::Child,
+    pub pid: i32,
+    pub started: Instant,
+}
+
+/// Starts `command` in its own process group, in `cwd`, with the manager's
+/// stdio and environment and the signal state the manager started with.
+/// On failure: the exit code a shell would give (127 not found, 126 not
+/// executable), after logging the error.
+pub fn spawn(command: &[String], cwd: Option<&Path>) -> Result<Child, i32> {
+    info!("Starting child process: {} {:?}", command[0], &command[1..]);
+    let mut cmd = std::process::Command::new(&command[0]);
+    cmd.args(&command[1..]).process_group(0);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let tty = nix::unistd::isatty(io::stdin()).unwrap_or(false);
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (signal, tcsetpgrp, sigprocmask).
+    unsafe {
+        cmd.pre_exec(move || {
+            if tty {
+                take_terminal();
+            }
+            signals::restore_for_child()
+        });
+    }
+    match async_process::Command::from(cmd).spawn() {
+        Ok(process) => {
+            let pid = process.id() as i32;
+            info!("Child process started with PID: {pid}");
+            Ok(Child {
+                process,
+                pid,
+                started: Instant::now(),
+            })
+        }
+        Err(e) => {
+            error!("Failed to start child process {}: {e}", command[0]);
+            Err(match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => 127,
+                _ => 126,
+            })
+        }
+    }
+}
+
+/// Makes the child's new group the terminal's foreground group, so that
+/// `docker run -it` input and Ctrl-C reach it. A background group calling
+/// tcsetpgrp gets SIGTTOU unless it is ignored, hence the dance.
+fn take_terminal() {
+    // SAFETY: async-signal-safe calls on the inherited stdin.
+    unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+        libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+    }
+}
+
+/// Sends `sig` to every process in group `pgid`. Ok(false): nobody is left.
+pub fn signal_group(pgid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) with a negative pid addresses a process group.
+    let ok = unsafe { libc::kill(-pgid, sig) } == 0;
+    if ok {
+        debug!("Sent {} to process group {pgid}", signals::name(sig));
+    }
+    ok
+}
+
+/// Is anyone left in group `pgid`? (Unreaped zombies count, hence the
+/// supervisor sweeps before asking.)
+pub fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(-pgid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
+pub fn status_of(status: std::process::ExitStatus) -> Status {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Status::Exited(code),
+        (None, Some(sig)) => Status::Signaled(sig),
+        // Neither: cannot happen for an exited process on Linux.
+        (None, None) => Status::Exited(1),
+    }
+}

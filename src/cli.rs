@@ -1,0 +1,639 @@
+//! Command line and environment → one validated `Config`.
+//!
+//! The Go tool's users write `-command X`, `-config=Y`, `-version`: Go's flag
+//! rules (one or two dashes, `=value` or a separate value, parsing stops at
+//! the first non-flag or `--`). argh accepts none of the single-dash long
+//! forms nor `=`, so argv is first rewritten with Go's rules into argh's form
+//! (design notes §7); argh then does the parsing and the `--help` text.
+//! Every flag may also come from `FLUSH_MANAGER_<FLAG>`; the command line wins.
+
+use crate::state::Policy;
+use argh::FromArgs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const DEFAULT_COMMAND: &str = "/usr/local/bin/redis-exporter";
+pub const DEFAULT_CONFIG: &str = "/usr/local/bin/conf/exporter.conf";
+
+#[derive(FromArgs, Debug, Default)]
+/// A small init (PID 1) for containers: runs COMMAND, reaps zombies, forwards
+/// signals, stops gracefully, and restarts (or signals) COMMAND when a watched
+/// config file changes, Kubernetes ConfigMap and Secret volumes included.
+#[argh(
+    note = "Usage forms: `flush-manager [OPTIONS] -- COMMAND [ARGS...]` or the Go tool's `flush-manager -command COMMAND [ARGS...]`. Flags take one or two dashes and `--flag value` or `--flag=value`. Every flag can also be set as FLUSH_MANAGER_<FLAG> (e.g. FLUSH_MANAGER_STOP_TIMEOUT=30s; FLUSH_MANAGER_CONFIG and FLUSH_MANAGER_REMAP_EXIT comma-separated); the command line wins. Durations: 500ms, 10s, 1m30s, 0.",
+    error_code(2, "usage error: unknown flag, bad value, empty command"),
+    error_code(78, "a --validate check failed at startup"),
+    error_code(126, "COMMAND cannot be executed"),
+    error_code(127, "COMMAND not found")
+)]
+struct Args {
+    /// command to run; trailing arguments become its arguments (default: /usr/local/bin/redis-exporter)
+    #[argh(option)]
+    command: Option<String>,
+
+    /// config file or directory to watch, repeatable; '' watches nothing (default: /usr/local/bin/conf/exporter.conf)
+    #[argh(option)]
+    config: Vec<String>,
+
+    /// signal sent to the child's process group to stop it (default: TERM)
+    #[argh(option)]
+    stop_signal: Option<String>,
+
+    /// how long to wait after the stop signal before SIGKILL (default: 10s)
+    #[argh(option)]
+    stop_timeout: Option<String>,
+
+    /// send this signal on a config change instead of restarting (e.g. HUP)
+    #[argh(option)]
+    reload_signal: Option<String>,
+
+    /// quiet period after the last change before acting (default: 500ms)
+    #[argh(option)]
+    debounce: Option<String>,
+
+    /// polling fallback interval beside inotify; 0 turns it off (default: 5s)
+    #[argh(option)]
+    poll_interval: Option<String>,
+
+    /// poll only, no inotify (overlayfs, NFS)
+    #[argh(switch)]
+    poll_only: bool,
+
+    /// run this check (split like shell words, no shell) after a change and act only if it exits 0
+    #[argh(option)]
+    validate: Option<String>,
+
+    /// kill a --validate check that runs longer than this (default: 30s)
+    #[argh(option)]
+    validate_timeout: Option<String>,
+
+    /// when the child exits on its own: never (exit with its code), on-failure, always (default: never)
+    #[argh(option)]
+    restart: Option<String>,
+
+    /// with --restart, give up after N restarts and exit with the child's code (default: unlimited)
+    #[argh(option)]
+    max_restarts: Option<String>,
+
+    /// map the exit code FROM to TO, e.g. 143:0; repeatable
+    #[argh(option)]
+    remap_exit: Vec<String>,
+
+    /// error, warn, info or debug (default: info; env FLUSH_MANAGER_LOG too)
+    #[argh(option)]
+    log_level: Option<String>,
+
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+
+    /// command and its arguments
+    #[argh(positional, greedy)]
+    command_line: Vec<String>,
+}
+
+/// Flags that take a value, in argh's spelling without dashes.
+const VALUE_FLAGS: &[&str] = &[
+    "command",
+    "config",
+    "stop-signal",
+    "stop-timeout",
+    "reload-signal",
+    "debounce",
+    "poll-interval",
+    "validate",
+    "validate-timeout",
+    "restart",
+    "max-restarts",
+    "remap-exit",
+    "log-level",
+];
+const SWITCHES: &[&str] = &["poll-only", "version", "help"];
+
+/// Everything the manager needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Program and arguments; never empty.
+    pub command: Vec<String>,
+    /// Absolute paths (relative ones are joined to the starting directory).
+    pub configs: Vec<PathBuf>,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub reload_signal: Option<i32>,
+    pub debounce: Duration,
+    /// `Duration::ZERO` turns polling off (unless inotify fails).
+    pub poll_interval: Duration,
+    pub poll_only: bool,
+    #[allow(dead_code)] // read by the supervisor once --validate lands
+    pub validate: Option<Vec<String>>,
+    #[allow(dead_code)]
+    pub validate_timeout: Duration,
+    pub restart: Policy,
+    pub max_restarts: Option<u32>,
+    pub remap_exit: Vec<(i32, i32)>,
+    pub log_level: log::LevelFilter,
+}
+
+/// What parsing decided: run, or print something and exit with a code.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    Exit { message: String, code: i32 },
+}
+
+fn usage_error(message: String) -> Parsed {
+    Parsed::Exit {
+        message: format!("[flush-manager] ERROR: {message}\nRun 'flush-manager --help' for usage."),
+        code: 2,
+    }
+}
+
+/// Parses argv (without the program name) and the environment.
+pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Parsed {
+    let argh_args = match go_style(argv) {
+        Ok(a) => a,
+        Err(e) => return usage_error(e),
+    };
+    let strs: Vec<&str> = argh_args.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&["flush-manager"], &strs) {
+        Ok(a) => a,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => Parsed::Exit {
+                    message: early.output,
+                    code: 0,
+                },
+                Err(()) => usage_error(early.output.trim_end().to_string()),
+            };
+        }
+    };
+    if args.version {
+        return Parsed::Exit {
+            message: format!("flush-manager version {VERSION}"),
+            code: 0,
+        };
+    }
+    match build(args, env, cwd) {
+        Ok(cfg) => Parsed::Run(Box::new(cfg)),
+        Err(e) => usage_error(e),
+    }
+}
+
+/// Go's flag rules → argh's: `-f`, `--f`, `-f=v`, `--f=v`, `-f v`; stop at
+/// the first non-flag or `--`; everything after goes behind argh's `--`.
+fn go_style(argv: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let arg = &argv[i];
+        if arg == "--" {
+            i += 1;
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            break; // first non-flag: the command
+        };
+        if body.is_empty() || body.starts_with('-') {
+            break; // "-" alone or "---x": not a flag in Go either
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let name = if name == "h" { "help" } else { name };
+        if VALUE_FLAGS.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => {
+                    i += 1;
+                    argv.get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("flag needs an argument: -{name}"))?
+                }
+            };
+            out.push(format!("--{name}"));
+            out.push(value);
+        } else if SWITCHES.contains(&name) {
+            let on = match inline.as_deref() {
+                None | Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
+                Some("false" | "0" | "f" | "F" | "FALSE" | "False") => false,
+                Some(v) => return Err(format!("invalid boolean value {v:?} for -{name}")),
+            };
+            if on {
+                out.push(format!("--{name}"));
+            }
+        } else {
+            return Err(format!("unknown flag: {arg}"));
+        }
+        i += 1;
+    }
+    if i < argv.len() {
+        out.push("--".into());
+        out.extend(argv[i..].iter().cloned());
+    }
+    Ok(out)
+}
+
+/// `500ms`, `10s`, `1m30s`, `1.5s`, `0` (Go's time.ParseDuration, no sign).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?} (expected e.g. 500ms, 10s, 1m30s)");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+fn parse_remap(text: &str) -> Result<(i32, i32), String> {
+    let bad = || format!("invalid --remap-exit {text:?} (expected FROM:TO, codes 0-255)");
+    let (from, to) = text.split_once(':').ok_or_else(bad)?;
+    let code = |s: &str| s.trim().parse::<u8>().map(i32::from).map_err(|_| bad());
+    Ok((code(from)?, code(to)?))
+}
+
+fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
+    text.parse().map_err(|_| {
+        format!("invalid log level {text:?} (expected error, warn, info, debug, trace or off)")
+    })
+}
+
+/// Words split like a POSIX shell would (quotes, backslashes), without a shell.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(format!("unterminated ' in {text:?}")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(format!("unterminated \" in {text:?}")),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(format!("unterminated \" in {text:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err(format!("trailing backslash in {text:?}")),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Config, String> {
+    // A flag on the command line wins over FLUSH_MANAGER_<FLAG>.
+    let pick =
+        |flag: Option<String>, var: &str| flag.or_else(|| env(&format!("FLUSH_MANAGER_{var}")));
+    let list = |flag: Vec<String>, var: &str| -> Option<Vec<String>> {
+        if !flag.is_empty() {
+            return Some(flag);
+        }
+        env(&format!("FLUSH_MANAGER_{var}"))
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+    };
+    let duration =
+        |flag: Option<String>, var: &str, default: Duration| -> Result<Duration, String> {
+            pick(flag, var).map_or(Ok(default), |v| {
+                parse_duration(&v).map_err(|e| format!("--{}: {e}", flag_name(var)))
+            })
+        };
+    let signal = |flag: Option<String>, var: &str| -> Result<Option<i32>, String> {
+        pick(flag, var)
+            .map(|v| crate::signals::parse(&v).map_err(|e| format!("--{}: {e}", flag_name(var))))
+            .transpose()
+    };
+
+    let mut command = match (args.command, args.command_line) {
+        (Some(cmd), rest) => std::iter::once(cmd).chain(rest).collect(),
+        (None, rest) if !rest.is_empty() => rest,
+        (None, _) => vec![env("FLUSH_MANAGER_COMMAND").unwrap_or_else(|| DEFAULT_COMMAND.into())],
+    };
+    if command[0].is_empty() {
+        return Err("empty command".into());
+    }
+    // The manager moves to "/" so it keeps no directory busy; a relative
+    // program path with a slash still means the starting directory.
+    if command[0].contains('/') && !command[0].starts_with('/') {
+        command[0] = cwd.join(&command[0]).to_string_lossy().into_owned();
+    }
+
+    let configs = list(args.config, "CONFIG")
+        .unwrap_or_else(|| vec![DEFAULT_CONFIG.into()])
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| cwd.join(p))
+        .collect();
+
+    let poll_only = args.poll_only
+        || match env("FLUSH_MANAGER_POLL_ONLY").as_deref() {
+            None | Some("" | "0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(v) => return Err(format!("FLUSH_MANAGER_POLL_ONLY: invalid boolean {v:?}")),
+        };
+
+    let restart = match pick(args.restart, "RESTART").as_deref() {
+        None | Some("never" | "no") => Policy::Never,
+        Some("on-failure") => Policy::OnFailure,
+        Some("always") => Policy::Always,
+        Some(v) => {
+            return Err(format!(
+                "--restart: invalid policy {v:?} (expected never, on-failure or always)"
+            ));
+        }
+    };
+    let max_restarts = pick(args.max_restarts, "MAX_RESTARTS")
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("--max-restarts: invalid count {v:?}"))
+        })
+        .transpose()?;
+
+    let remap_exit = list(args.remap_exit, "REMAP_EXIT")
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_remap(s))
+        .collect::<Result<_, _>>()?;
+
+    let validate = match pick(args.validate, "VALIDATE") {
+        None => None,
+        Some(text) => {
+            let words = split_words(&text).map_err(|e| format!("--validate: {e}"))?;
+            if words.is_empty() { None } else { Some(words) }
+        }
+    };
+
+    let log_level = match args
+        .log_level
+        .or_else(|| env("FLUSH_MANAGER_LOG_LEVEL"))
+        .or_else(|| env("FLUSH_MANAGER_LOG"))
+    {
+        Some(v) => parse_level(&v).map_err(|e| format!("--log-level: {e}"))?,
+        None => log::LevelFilter::Info,
+    };
+
+    Ok(Config {
+        command,
+        configs,
+        stop_signal: signal(args.stop_signal, "STOP_SIGNAL")?.unwrap_or(nix::libc::SIGTERM),
+        stop_timeout: duration(args.stop_timeout, "STOP_TIMEOUT", Duration::from_secs(10))?,
+        reload_signal: signal(args.reload_signal, "RELOAD_SIGNAL")?,
+        debounce: duration(args.debounce, "DEBOUNCE", Duration::from_millis(500))?,
+        poll_interval: duration(args.poll_interval, "POLL_INTERVAL", Duration::from_secs(5))?,
+        poll_only,
+        validate,
+        validate_timeout: duration(
+            args.validate_timeout,
+            "VALIDATE_TIMEOUT",
+            Duration::from_secs(30),
+        )?,
+        restart,
+        max_restarts,
+        remap_exit,
+        log_level,
+    })
+}
+
+fn flag_name(var: &str) -> String {
+    var.to_ascii_lowercase().replace('_', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, (String, i32)> {
+        run_env(args, &[])
+    }
+
+    fn run_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, (String, i32)> {
+        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(&argv, &env, Path::new("/start")) {
+            Parsed::Run(c) => Ok(*c),
+            Parsed::Exit { message, code } => Err((message, code)),
+        }
+    }
+
+    #[test]
+    fn go_spellings_of_the_seed() {
+        for form in [
+            vec!["-command", "/bin/app", "a1", "-x"],
+            vec!["--command", "/bin/app", "a1", "-x"],
+            vec!["-command=/bin/app", "a1", "-x"],
+            vec!["--command=/bin/app", "a1", "-x"],
+        ] {
+            let c = run(&form).unwrap();
+            assert_eq!(c.command, ["/bin/app", "a1", "-x"], "{form:?}");
+        }
+        let c = run(&["-command", "/bin/app", "-config", "/etc/a.conf"]).unwrap();
+        assert_eq!(c.configs, [PathBuf::from("/etc/a.conf")]);
+        assert_eq!(c.command, ["/bin/app"]);
+    }
+
+    #[test]
+    fn tini_form_and_arguments_untouched() {
+        let c = run(&[
+            "--stop-timeout",
+            "2s",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exit 3",
+            "--",
+            "--config",
+        ])
+        .unwrap();
+        assert_eq!(c.command, ["/bin/sh", "-c", "exit 3", "--", "--config"]);
+        assert_eq!(c.stop_timeout, Duration::from_secs(2));
+        // Parsing stops at the first non-flag, Go's rule.
+        let c = run(&["/bin/echo", "--version"]).unwrap();
+        assert_eq!(c.command, ["/bin/echo", "--version"]);
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = run(&[]).unwrap();
+        assert_eq!(c.command, [DEFAULT_COMMAND]);
+        assert_eq!(c.configs, [PathBuf::from(DEFAULT_CONFIG)]);
+        assert_eq!(c.stop_signal, nix::libc::SIGTERM);
+        assert_eq!(c.stop_timeout, Duration::from_secs(10));
+        assert_eq!(c.debounce, Duration::from_millis(500));
+        assert_eq!(c.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.restart, Policy::Never);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn version_and_help_exit_zero() {
+        for v in [["-version"], ["--version"]] {
+            let (msg, code) = run(&v).unwrap_err();
+            assert_eq!(
+                (msg.as_str(), code),
+                (format!("flush-manager version {VERSION}").as_str(), 0)
+            );
+        }
+        let (msg, code) = run(&["-help"]).unwrap_err();
+        assert_eq!(code, 0);
+        assert!(
+            msg.contains("--stop-timeout") && msg.contains("--reload-signal"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        for bad in [
+            vec!["--nope"],
+            vec!["--stop-timeout", "soon"],
+            vec!["--stop-timeout"],
+            vec!["--stop-signal", "SIGNOPE"],
+            vec!["--command", ""],
+            vec!["--restart", "sometimes"],
+            vec!["--remap-exit", "143"],
+            vec!["--log-level", "loud"],
+            vec!["--poll-only=maybe"],
+        ] {
+            let (msg, code) = run(&bad).unwrap_err();
+            assert_eq!(code, 2, "{bad:?}");
+            assert!(msg.starts_with("[flush-manager] ERROR: "), "{msg}");
+        }
+        let (msg, _) = run(&["--nope"]).unwrap_err();
+        assert!(msg.contains("--nope"), "{msg}");
+    }
+
+    #[test]
+    fn environment_fills_in_and_flags_win() {
+        let vars = [
+            ("FLUSH_MANAGER_STOP_TIMEOUT", "30s"),
+            ("FLUSH_MANAGER_CONFIG", "/a.conf, b.conf"),
+            ("FLUSH_MANAGER_RELOAD_SIGNAL", "HUP"),
+            ("FLUSH_MANAGER_LOG", "warn"),
+            ("FLUSH_MANAGER_COMMAND", "/bin/app"),
+        ];
+        let c = run_env(&[], &vars).unwrap();
+        assert_eq!(c.stop_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.configs,
+            [PathBuf::from("/a.conf"), PathBuf::from("/start/b.conf")]
+        );
+        assert_eq!(c.reload_signal, Some(nix::libc::SIGHUP));
+        assert_eq!(c.log_level, log::LevelFilter::Warn);
+        assert_eq!(c.command, ["/bin/app"]);
+        let c = run_env(
+            &["--stop-timeout=1s", "--log-level", "debug", "--", "x"],
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(c.stop_timeout, Duration::from_secs(1));
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.command, ["x"]);
+        let (_, code) = run_env(&[], &[("FLUSH_MANAGER_DEBOUNCE", "fast")]).unwrap_err();
+        assert_eq!(code, 2);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "-1s", "1x", "s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_join_the_starting_directory() {
+        let c = run(&["--config", "conf/a.conf", "--", "./app.sh"]).unwrap();
+        assert_eq!(c.configs, [PathBuf::from("/start/conf/a.conf")]);
+        assert_eq!(c.command, ["/start/./app.sh"]);
+        let c = run(&["--config", "", "--", "app"]).unwrap();
+        assert!(c.configs.is_empty());
+        assert_eq!(c.command, ["app"]);
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(split_words(r#"nginx -t"#).unwrap(), ["nginx", "-t"]);
+        assert_eq!(
+            split_words(r#"sh -c 'exit 1' "a b" c\ d"#).unwrap(),
+            ["sh", "-c", "exit 1", "a b", "c d"]
+        );
+        assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn remaps() {
+        let c = run(&["--remap-exit", "143:0", "--remap-exit=1:2", "--", "x"]).unwrap();
+        assert_eq!(c.remap_exit, [(143, 0), (1, 2)]);
+    }
+}

@@ -1,0 +1,64 @@
+//! flush-manager: argv → cli → logging → supervisor → exit code.
+
+mod child;
+mod cli;
+mod logging;
+mod reaper;
+mod signals;
+mod state;
+mod supervisor;
+mod watch;
+
+use log::info;
+use std::path::Path;
+
+fn main() {
+    let argv: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect()
+    {
+        Ok(argv) => argv,
+        Err(bad) => {
+            eprintln!("[flush-manager] ERROR: argument {bad:?} is not valid UTF-8");
+            std::process::exit(2);
+        }
+    };
+    let cwd = std::env::current_dir().ok();
+    let env = |name: &str| std::env::var(name).ok();
+    let cfg = match cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/"))) {
+        cli::Parsed::Run(cfg) => cfg,
+        cli::Parsed::Exit { message, code: 0 } => {
+            println!("{message}");
+            std::process::exit(0);
+        }
+        cli::Parsed::Exit { message, code } => {
+            eprintln!("{message}");
+            std::process::exit(code);
+        }
+    };
+    logging::init(cfg.log_level);
+    signals::unblock_all();
+
+    info!("=== Flush Manager v{} starting ===", cli::VERSION);
+    info!("PID: {}", std::process::id());
+    let configs: Vec<String> = cfg
+        .configs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    info!(
+        "Configuration: command={}, config_file={}",
+        cfg.command[0],
+        configs.join(",")
+    );
+
+    // Keep no directory busy (an unmountable volume, a deleted dir); the
+    // child still starts where we were started.
+    if cwd.is_some()
+        && let Err(e) = nix::unistd::chdir("/")
+    {
+        log::warn!("Cannot change directory to /: {e}");
+    }
+    std::process::exit(supervisor::run(*cfg, cwd));
+}

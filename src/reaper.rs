@@ -1,0 +1,67 @@
+//! Reaping orphans without ever stealing the managed child's status.
+//!
+//! async-process stays the one source of the managed child's exit status
+//! (`Child::status()`, woken by a pidfd). A plain `waitpid(-1)` sweep beside
+//! it loses that status about one run in four (design notes §1). So the
+//! sweep *peeks* first (`waitid(P_ALL, WNOWAIT)`): if the next zombie is a
+//! pid we own, it stops and leaves that zombie to async-process; otherwise
+//! it reaps exactly that pid and goes on. Orphans queued behind our own
+//! zombie get no further SIGCHLD, so the supervisor sweeps again once
+//! `status()` has resolved. Proven by the 100 × 1000-orphan test.
+
+use log::{debug, warn};
+use nix::libc;
+
+/// Makes orphans of our descendants ours when we are not PID 1 (tini's
+/// `-s`): without it they go to the host's init and escape the sweep.
+pub fn become_subreaper() {
+    if std::process::id() == 1 {
+        return;
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        warn!(
+            "Cannot become a child subreaper ({e}): orphans of the child will not be reaped by flush-manager"
+        );
+    }
+}
+
+/// Reaps every exited orphan; stops at the first zombie that `owned` claims.
+/// Returns how many were reaped.
+pub fn sweep(owned: impl Fn(i32) -> bool) -> usize {
+    let mut reaped = 0;
+    loop {
+        // Raw libc: nix's waitid turns a death by a real-time signal into
+        // an error, which would hide the pid.
+        // SAFETY: waitid fills a zeroed siginfo_t; WNOWAIT leaves the zombie.
+        let pid = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            if libc::waitid(libc::P_ALL, 0, &mut info, flags) != 0 {
+                let err = std::io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ECHILD) => break,
+                    _ => {
+                        warn!("waitid failed: {err}");
+                        break;
+                    }
+                }
+            }
+            info.si_pid()
+        };
+        if pid == 0 || owned(pid) {
+            break;
+        }
+        // SAFETY: reaps exactly the zombie just peeked at.
+        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if r == pid {
+            reaped += 1;
+        } else {
+            break;
+        }
+    }
+    if reaped > 0 {
+        debug!("Reaped {reaped} orphaned process(es)");
+    }
+    reaped
+}

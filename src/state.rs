@@ -1,0 +1,805 @@
+//! The supervisor's decisions, as a pure state machine: `Machine::handle`
+//! takes one event and returns the actions to perform. No processes, files
+//! or clocks here: the edge (supervisor.rs) turns the world into events and
+//! performs the actions, so every decision can be unit-tested on its own.
+
+use crate::signals;
+use crate::watch::fingerprint::{self, Snapshot};
+use log::{debug, info, warn};
+use nix::libc;
+use std::time::Duration;
+
+/// What to do when the child exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Exit with the child's code (the Go tool's rule).
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    /// The shell's convention, as tini and dumb-init: the code, or 128+N.
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Exited(c) => c,
+            Status::Signaled(n) => 128 + n,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Status::Exited(c) => write!(f, "exit code {c}"),
+            Status::Signaled(n) => write!(f, "signal {}", signals::name(n)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub reload_signal: Option<i32>,
+    pub restart: Policy,
+    pub max_restarts: Option<u32>,
+}
+
+/// After SIGKILL, how long to wait for the group to vanish before giving up
+/// on it (a process stuck in uninterruptible sleep must not hang us).
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that ran this long resets the backoff.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The edge started the child; `snapshot` is the config it starts with.
+    Spawned(Snapshot),
+    /// The command could not be started (126 or 127).
+    SpawnFailed(i32),
+    /// The managed child exited (the edge reaped it).
+    ChildExited { status: Status, ran_for: Duration },
+    /// No process is left in the exited child's process group.
+    GroupGone,
+    /// A caught signal (never SIGCHLD: that one drives the reaper).
+    Signal(i32),
+    /// The stop deadline armed by `Action::StopDeadline` ran out.
+    StopDeadline,
+    /// The restart backoff ran out.
+    BackoffOver,
+    /// The watched config, fingerprinted after the debounce.
+    ConfigSettled(Snapshot),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fingerprint the config, start the child, answer `Spawned`/`SpawnFailed`.
+    Spawn,
+    /// Send this signal to the child's process group.
+    SignalGroup(i32),
+    /// SIGKILL the child's process group.
+    KillGroup,
+    /// Arm (from now) or clear the stop deadline.
+    StopDeadline(Option<Duration>),
+    /// Wait this long, then answer `BackoffOver`.
+    Backoff(Duration),
+    Exit(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Exit,
+    Restart,
+    /// The child exited on its own: the restart policy decides.
+    Policy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Starting,
+    Running,
+    Stopping {
+        then: Then,
+        exited: Option<(Status, Duration)>,
+        killed: bool,
+        group_gone: bool,
+    },
+    Backoff {
+        status: Status,
+    },
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Machine {
+    settings: Settings,
+    phase: Phase,
+    /// The config the running child started with (or was last signalled for).
+    base: Snapshot,
+    restarts: u32,
+    next_backoff: Duration,
+}
+
+fn is_shutdown(sig: i32) -> bool {
+    sig == libc::SIGTERM || sig == libc::SIGINT
+}
+
+impl Machine {
+    /// A new machine and its first actions.
+    pub fn new(settings: Settings) -> (Machine, Vec<Action>) {
+        let m = Machine {
+            settings,
+            phase: Phase::Starting,
+            base: Snapshot::new(),
+            restarts: 0,
+            next_backoff: BACKOFF_FIRST,
+        };
+        (m, vec![Action::Spawn])
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        match event {
+            Event::Spawned(snapshot) => {
+                self.base = snapshot;
+                self.phase = Phase::Running;
+                vec![]
+            }
+            Event::SpawnFailed(code) => self.done(code),
+            Event::Signal(sig) => self.on_signal(sig),
+            Event::ChildExited { status, ran_for } => self.on_exit(status, ran_for),
+            Event::GroupGone => match &mut self.phase {
+                Phase::Stopping { group_gone, .. } => {
+                    *group_gone = true;
+                    self.finish_stop()
+                }
+                _ => vec![],
+            },
+            Event::StopDeadline => self.on_deadline(),
+            Event::BackoffOver => match self.phase {
+                Phase::Backoff { .. } => self.spawn(),
+                _ => vec![],
+            },
+            Event::ConfigSettled(now) => self.on_config(now),
+        }
+    }
+
+    fn done(&mut self, code: i32) -> Vec<Action> {
+        self.phase = Phase::Done;
+        vec![Action::Exit(code)]
+    }
+
+    fn spawn(&mut self) -> Vec<Action> {
+        self.phase = Phase::Starting;
+        vec![Action::Spawn]
+    }
+
+    /// Start stopping the running child: `sig` to its group, then the clock.
+    fn stop(&mut self, then: Then, sig: i32) -> Vec<Action> {
+        if then != Then::Policy {
+            info!("Stopping child process with {}", signals::name(sig));
+        }
+        self.phase = Phase::Stopping {
+            then,
+            exited: None,
+            killed: false,
+            group_gone: false,
+        };
+        vec![
+            Action::SignalGroup(sig),
+            Action::StopDeadline(Some(self.settings.stop_timeout)),
+        ]
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Vec<Action> {
+        // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT.
+        let forwarded = if sig == libc::SIGTERM {
+            self.settings.stop_signal
+        } else {
+            sig
+        };
+        match &mut self.phase {
+            Phase::Starting | Phase::Running if is_shutdown(sig) => {
+                info!("Received {}, stopping child process", signals::name(sig));
+                self.stop(Then::Exit, forwarded)
+            }
+            Phase::Starting | Phase::Running => vec![Action::SignalGroup(sig)],
+            Phase::Stopping { then, .. } => {
+                // Still transparent while stopping; a shutdown request wins
+                // over a pending restart, and the deadline keeps running.
+                if is_shutdown(sig) && *then != Then::Exit {
+                    info!(
+                        "Received {} while stopping: will exit instead of restarting",
+                        signals::name(sig)
+                    );
+                    *then = Then::Exit;
+                }
+                vec![Action::SignalGroup(if is_shutdown(sig) {
+                    forwarded
+                } else {
+                    sig
+                })]
+            }
+            Phase::Backoff { status } if is_shutdown(sig) => {
+                info!(
+                    "Received {} during restart backoff, exiting",
+                    signals::name(sig)
+                );
+                let code = status.code();
+                self.done(code)
+            }
+            Phase::Backoff { .. } => {
+                debug!(
+                    "No child to forward {} to (restart backoff)",
+                    signals::name(sig)
+                );
+                vec![]
+            }
+            Phase::Done => vec![],
+        }
+    }
+
+    fn on_exit(&mut self, status: Status, ran_for: Duration) -> Vec<Action> {
+        match &mut self.phase {
+            Phase::Stopping { exited, .. } => {
+                info!("Child process exited with {status}");
+                *exited = Some((status, ran_for));
+                vec![]
+            }
+            Phase::Starting | Phase::Running => {
+                info!("Child process exited on its own with {status}");
+                // Leftovers in its group get the stop signal too (ESRCH, and
+                // so nothing, in the common case of an empty group).
+                let actions = self.stop(Then::Policy, self.settings.stop_signal);
+                if let Phase::Stopping { exited, .. } = &mut self.phase {
+                    *exited = Some((status, ran_for));
+                }
+                actions
+            }
+            Phase::Backoff { .. } | Phase::Done => vec![],
+        }
+    }
+
+    fn on_deadline(&mut self) -> Vec<Action> {
+        let Phase::Stopping {
+            then,
+            exited,
+            killed,
+            ..
+        } = &mut self.phase
+        else {
+            return vec![];
+        };
+        if !*killed {
+            warn!(
+                "Stop timeout ({:?}) expired, sending SIGKILL to the process group",
+                self.settings.stop_timeout
+            );
+            *killed = true;
+            return vec![Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))];
+        }
+        match (exited.is_some(), *then) {
+            (true, _) => {
+                warn!(
+                    "Processes of the child's group survived SIGKILL for {KILL_GRACE:?}; leaving them"
+                );
+                self.finish(true)
+            }
+            (false, Then::Exit) => {
+                warn!("Child survived SIGKILL for {KILL_GRACE:?}; exiting anyway");
+                self.done(128 + libc::SIGKILL)
+            }
+            (false, _) => {
+                warn!(
+                    "Child survived SIGKILL for {KILL_GRACE:?}; still waiting before starting another"
+                );
+                vec![]
+            }
+        }
+    }
+
+    /// Called when the group may be gone: finishes once the child exited too.
+    fn finish_stop(&mut self) -> Vec<Action> {
+        match self.phase {
+            Phase::Stopping {
+                exited: Some(_),
+                group_gone: true,
+                ..
+            } => self.finish(false),
+            _ => vec![],
+        }
+    }
+
+    fn finish(&mut self, timed_out: bool) -> Vec<Action> {
+        let Phase::Stopping {
+            then,
+            exited: Some((status, ran_for)),
+            ..
+        } = self.phase
+        else {
+            return vec![];
+        };
+        let mut actions = if timed_out {
+            vec![]
+        } else {
+            vec![Action::StopDeadline(None)]
+        };
+        actions.extend(match then {
+            Then::Exit => self.done(status.code()),
+            Then::Restart => self.spawn(),
+            Then::Policy => self.by_policy(status, ran_for),
+        });
+        actions
+    }
+
+    fn by_policy(&mut self, status: Status, ran_for: Duration) -> Vec<Action> {
+        let success = status == Status::Exited(0);
+        match self.settings.restart {
+            Policy::Never => return self.done(status.code()),
+            Policy::OnFailure if success => return self.done(0),
+            _ => {}
+        }
+        if let Some(max) = self.settings.max_restarts
+            && self.restarts >= max
+        {
+            warn!("Child exited with {status}; giving up after {max} restarts");
+            return self.done(status.code());
+        }
+        if ran_for >= BACKOFF_RESET_AFTER {
+            self.next_backoff = BACKOFF_FIRST;
+        }
+        let delay = self.next_backoff;
+        self.next_backoff = (delay * 2).min(BACKOFF_MAX);
+        self.restarts += 1;
+        info!(
+            "Restarting child process in {delay:?} (restart {})",
+            self.restarts
+        );
+        self.phase = Phase::Backoff { status };
+        vec![Action::Backoff(delay)]
+    }
+
+    fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
+        let in_backoff = matches!(self.phase, Phase::Backoff { .. });
+        if self.phase != Phase::Running && !in_backoff {
+            // Stopping or starting: the next spawn fingerprints the config
+            // afresh, so nothing is lost by ignoring this one.
+            return vec![];
+        }
+        let changes = fingerprint::changes(&self.base, &now);
+        if changes.is_empty() {
+            debug!("Config fingerprint unchanged; nothing to do");
+            return vec![];
+        }
+        for change in &changes {
+            info!("File change detected: {change}");
+        }
+        if in_backoff {
+            info!("Config file change detected during restart backoff, starting child process now");
+            return self.spawn();
+        }
+        match self.settings.reload_signal {
+            Some(sig) => {
+                info!(
+                    "Config file change detected, sending {} to child process",
+                    signals::name(sig)
+                );
+                self.base = now;
+                vec![Action::SignalGroup(sig)]
+            }
+            None => {
+                info!("Config file change detected, restarting child process...");
+                let sig = self.settings.stop_signal;
+                self.stop(Then::Restart, sig)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::fingerprint::FileState;
+    use std::path::PathBuf;
+
+    const TERM: i32 = libc::SIGTERM;
+    const SECS10: Duration = Duration::from_secs(10);
+
+    fn settings() -> Settings {
+        Settings {
+            stop_signal: TERM,
+            stop_timeout: SECS10,
+            reload_signal: None,
+            restart: Policy::Never,
+            max_restarts: None,
+        }
+    }
+
+    fn snap(hash: Option<u64>) -> Snapshot {
+        let state = match hash {
+            Some(h) => FileState::Content { len: 3, hash: h },
+            None => FileState::Missing,
+        };
+        [(PathBuf::from("/c/app.conf"), state)]
+            .into_iter()
+            .collect()
+    }
+
+    /// A machine whose child runs with config `hash`.
+    fn running(s: Settings, hash: Option<u64>) -> Machine {
+        let (mut m, first) = Machine::new(s);
+        assert_eq!(first, [Action::Spawn]);
+        assert_eq!(m.handle(Event::Spawned(snap(hash))), []);
+        m
+    }
+
+    fn exited(code: i32) -> Event {
+        Event::ChildExited {
+            status: Status::Exited(code),
+            ran_for: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn child_exit_code_becomes_ours() {
+        let mut m = running(settings(), Some(1));
+        assert_eq!(
+            m.handle(exited(3)),
+            [
+                Action::SignalGroup(TERM),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(3)]
+        );
+        assert_eq!(m.phase, Phase::Done);
+    }
+
+    #[test]
+    fn signal_death_is_128_plus_n() {
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(9),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(137)]
+        );
+    }
+
+    #[test]
+    fn leftovers_in_the_group_are_killed_after_the_timeout() {
+        let mut m = running(settings(), Some(1));
+        m.handle(exited(0));
+        assert_eq!(
+            m.handle(Event::StopDeadline),
+            [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
+        );
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn sigterm_forwards_the_stop_signal_then_kills() {
+        let mut s = settings();
+        s.stop_signal = libc::SIGQUIT;
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [
+                Action::SignalGroup(libc::SIGQUIT),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        // Transparent while waiting: other signals still reach the child.
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGUSR1)),
+            [Action::SignalGroup(libc::SIGUSR1)]
+        );
+        assert_eq!(
+            m.handle(Event::StopDeadline),
+            [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
+        );
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(9),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(137)]
+        );
+    }
+
+    #[test]
+    fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
+        let mut m = running(settings(), Some(1));
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGINT)),
+            [
+                Action::SignalGroup(libc::SIGINT),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        // The child handles SIGINT and carries on; only the timer decides.
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGHUP)),
+            [Action::SignalGroup(libc::SIGHUP)]
+        );
+        assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    }
+
+    #[test]
+    fn every_other_signal_is_forwarded_and_never_stops_us() {
+        let mut m = running(settings(), Some(1));
+        for sig in [
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGQUIT,
+            libc::SIGWINCH,
+            libc::SIGRTMIN() + 2,
+            libc::SIGSEGV,
+        ] {
+            assert_eq!(m.handle(Event::Signal(sig)), [Action::SignalGroup(sig)]);
+        }
+        assert_eq!(m.phase, Phase::Running);
+    }
+
+    #[test]
+    fn a_child_stuck_after_sigkill_does_not_hang_shutdown() {
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::Signal(TERM));
+        m.handle(Event::StopDeadline);
+        assert_eq!(m.handle(Event::StopDeadline), [Action::Exit(137)]);
+    }
+
+    #[test]
+    fn spawn_failure_exits_with_its_code() {
+        let (mut m, _) = Machine::new(settings());
+        assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
+    }
+
+    #[test]
+    fn config_change_restarts_once() {
+        let mut m = running(settings(), Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(1)))),
+            [],
+            "same bytes: nothing"
+        );
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [
+                Action::SignalGroup(TERM),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        // A further change while stopping is left to the next spawn's snapshot.
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Spawn]
+        );
+        m.handle(Event::Spawned(snap(Some(3))));
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    }
+
+    #[test]
+    fn a_change_that_lands_after_the_spawn_snapshot_restarts_again() {
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        m.handle(Event::GroupGone);
+        m.handle(Event::Spawned(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(4))))[0],
+            Action::SignalGroup(TERM)
+        );
+    }
+
+    #[test]
+    fn missing_is_a_state_not_a_change() {
+        let mut m = running(settings(), Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(None))),
+            [],
+            "deleted: keep the child"
+        );
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(1)))),
+            [],
+            "recreated, same bytes"
+        );
+        assert_ne!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [],
+            "recreated, new bytes"
+        );
+        let mut m = running(settings(), None);
+        assert_ne!(
+            m.handle(Event::ConfigSettled(snap(Some(1)))),
+            [],
+            "missing at start, then created"
+        );
+    }
+
+    #[test]
+    fn sigterm_during_a_restart_exits_instead() {
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [Action::SignalGroup(TERM)],
+            "deadline keeps running"
+        );
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(143)]
+        );
+    }
+
+    #[test]
+    fn a_child_ignoring_the_stop_signal_is_killed_and_replaced() {
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(9),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn reload_signal_signals_instead_of_restarting() {
+        let mut s = settings();
+        s.reload_signal = Some(libc::SIGHUP);
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [Action::SignalGroup(libc::SIGHUP)]
+        );
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [],
+            "the child has those bytes now"
+        );
+    }
+
+    fn exit_and_drain(m: &mut Machine, code: i32, ran_for: Duration) -> Vec<Action> {
+        m.handle(Event::ChildExited {
+            status: Status::Exited(code),
+            ran_for,
+        });
+        m.handle(Event::GroupGone)
+    }
+
+    #[test]
+    fn restart_policies() {
+        let mut s = settings();
+        s.restart = Policy::OnFailure;
+        let mut m = running(s.clone(), Some(1));
+        assert_eq!(
+            exit_and_drain(&mut m, 0, SECS10),
+            [Action::StopDeadline(None), Action::Exit(0)]
+        );
+        let mut m = running(s.clone(), Some(1));
+        assert_eq!(
+            exit_and_drain(&mut m, 1, SECS10),
+            [
+                Action::StopDeadline(None),
+                Action::Backoff(Duration::from_secs(1))
+            ]
+        );
+        assert_eq!(m.handle(Event::BackoffOver), [Action::Spawn]);
+        s.restart = Policy::Always;
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            exit_and_drain(&mut m, 0, SECS10)[1],
+            Action::Backoff(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_long_run() {
+        let mut s = settings();
+        s.restart = Policy::Always;
+        let mut m = running(s, Some(1));
+        let short = Duration::from_millis(100);
+        let mut delays = vec![];
+        for _ in 0..7 {
+            delays.push(exit_and_drain(&mut m, 1, short)[1].clone());
+            m.handle(Event::BackoffOver);
+            m.handle(Event::Spawned(snap(Some(1))));
+        }
+        let secs = |n| Action::Backoff(Duration::from_secs(n));
+        assert_eq!(
+            delays,
+            [
+                secs(1),
+                secs(2),
+                secs(4),
+                secs(8),
+                secs(16),
+                secs(30),
+                secs(30)
+            ]
+        );
+        assert_eq!(exit_and_drain(&mut m, 1, SECS10)[1], secs(1));
+    }
+
+    #[test]
+    fn max_restarts_gives_up_with_the_childs_code() {
+        let mut s = settings();
+        s.restart = Policy::Always;
+        s.max_restarts = Some(2);
+        let mut m = running(s, Some(1));
+        for _ in 0..2 {
+            assert!(matches!(
+                exit_and_drain(&mut m, 4, SECS10)[1],
+                Action::Backoff(_)
+            ));
+            m.handle(Event::BackoffOver);
+            m.handle(Event::Spawned(snap(Some(1))));
+        }
+        assert_eq!(
+            exit_and_drain(&mut m, 4, SECS10),
+            [Action::StopDeadline(None), Action::Exit(4)]
+        );
+    }
+
+    #[test]
+    fn sigterm_during_backoff_exits_at_once() {
+        let mut s = settings();
+        s.restart = Policy::Always;
+        let mut m = running(s, Some(1));
+        exit_and_drain(&mut m, 5, SECS10);
+        assert_eq!(m.handle(Event::Signal(libc::SIGUSR1)), []);
+        assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(5)]);
+    }
+
+    #[test]
+    fn config_change_during_backoff_starts_now() {
+        let mut s = settings();
+        s.restart = Policy::OnFailure;
+        let mut m = running(s, Some(1));
+        exit_and_drain(&mut m, 1, SECS10);
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [Action::Spawn]
+        );
+        assert_eq!(
+            m.handle(Event::BackoffOver),
+            [],
+            "the backoff no longer applies"
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! The edge: one `futures::select!` loop on a single-threaded executor turns
+//! the world (child status, signals, notify events, timers) into events for
+//! the state machine, and performs the actions it returns.
+
+use crate::child::{self, Child};
+use crate::cli::Config;
+use crate::reaper;
+use crate::signals;
+use crate::state::{Action, Event, Machine, Settings, Status};
+use crate::watch::{NotifyEvent, Watch};
+use futures::{FutureExt, StreamExt, select};
+use log::{debug, error, info};
+use nix::libc;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How often the group of an exited child is probed while leftovers remain.
+const GROUP_PROBE: Duration = Duration::from_millis(20);
+
+/// Runs the supervisor to completion; returns the manager's exit code.
+pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
+    let ex = smol::LocalExecutor::new();
+    // Driving async-process's reaper here keeps it from starting a thread.
+    ex.spawn(async_process::driver()).detach();
+    smol::block_on(ex.run(supervise(cfg, cwd)))
+}
+
+/// What woke the loop.
+enum Wake {
+    Child(std::io::Result<std::process::ExitStatus>),
+    Signal(i32),
+    Notify(NotifyEvent),
+    Timer,
+}
+
+/// Everything the edge owns besides the state machine.
+struct Edge {
+    cfg: Config,
+    cwd: Option<PathBuf>,
+    watch: Watch,
+    child: Option<Child>,
+    /// The current (or last) child's process group, until it is empty.
+    group: Option<i32>,
+    /// The child exited; its group is probed until empty.
+    draining: bool,
+    stop_at: Option<Instant>,
+    backoff_at: Option<Instant>,
+    debounce_at: Option<Instant>,
+    poll_at: Option<Instant>,
+}
+
+async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
+    let mut signals = match signals::catch_all() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("Cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    reaper::become_subreaper();
+    let (watch, notify_events) =
+        Watch::start(cfg.configs.clone(), cfg.poll_interval, cfg.poll_only);
+    let settings = Settings {
+        stop_signal: cfg.stop_signal,
+        stop_timeout: cfg.stop_timeout,
+        reload_signal: cfg.reload_signal,
+        restart: cfg.restart,
+        max_restarts: cfg.max_restarts,
+    };
+    let (mut machine, first) = Machine::new(settings);
+    let mut edge = Edge {
+        poll_at: watch.poll_interval().map(|p| Instant::now() + p),
+        cfg,
+        cwd,
+        watch,
+        child: None,
+        group: None,
+        draining: false,
+        stop_at: None,
+        backoff_at: None,
+        debounce_at: None,
+    };
+    let mut actions: VecDeque<Action> = first.into();
+
+    loop {
+        // Perform what the machine decided; some actions answer at once.
+        while let Some(action) = actions.pop_front() {
+            if let Action::Exit(code) = action {
+                return edge.exit_code(code);
+            }
+            if let Some(event) = edge.perform(action) {
+                actions.extend(machine.handle(event));
+            }
+        }
+        if edge.draining && edge.group_gone() {
+            actions.extend(machine.handle(Event::GroupGone));
+            continue;
+        }
+
+        let wake = {
+            let timer = match edge.next_deadline() {
+                Some(at) => async_io::Timer::at(at),
+                None => async_io::Timer::never(),
+            };
+            let status = async {
+                match edge.child.as_mut() {
+                    Some(c) => c.process.status().await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let notified = async {
+                match notify_events.recv().await {
+                    Ok(ev) => ev,
+                    // No watcher (nothing to watch, or polling only).
+                    Err(_) => futures::future::pending().await,
+                }
+            };
+            select! {
+                st = status.fuse() => Wake::Child(st),
+                sig = signals.next() => Wake::Signal(sig.unwrap_or(0)),
+                ev = notified.fuse() => Wake::Notify(ev),
+                _ = FutureExt::fuse(timer) => Wake::Timer,
+            }
+        };
+
+        match wake {
+            Wake::Child(result) => actions.extend(machine.handle(edge.child_exited(result))),
+            Wake::Signal(libc::SIGCHLD) => {
+                reaper::sweep(|pid| edge.owns(pid));
+            }
+            Wake::Signal(0) => {}
+            Wake::Signal(sig) => {
+                debug!("Received {}", signals::name(sig));
+                actions.extend(machine.handle(Event::Signal(sig)));
+            }
+            Wake::Notify(first) => {
+                // Take the whole burst at once (a ConfigMap swap is five events).
+                let mut relevant = edge.watch.is_relevant(&first);
+                while let Ok(ev) = notify_events.try_recv() {
+                    relevant |= edge.watch.is_relevant(&ev);
+                }
+                if relevant {
+                    edge.debounce_at = Some(Instant::now() + edge.cfg.debounce);
+                }
+            }
+            Wake::Timer => {
+                for event in edge.timers_due() {
+                    actions.extend(machine.handle(event));
+                }
+            }
+        }
+    }
+}
+
+impl Edge {
+    fn owns(&self, pid: i32) -> bool {
+        self.child.as_ref().is_some_and(|c| c.pid == pid)
+    }
+
+    fn exit_code(&self, code: i32) -> i32 {
+        let code = self
+            .cfg
+            .remap_exit
+            .iter()
+            .find(|(from, _)| *from == code)
+            .map_or(code, |(_, to)| *to);
+        info!("Exiting with code {code}");
+        code
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        // Polling may start late: when inotify fails after startup.
+        if self.poll_at.is_none() {
+            self.poll_at = self.watch.poll_interval().map(|p| Instant::now() + p);
+        }
+        let probe = self.draining.then(|| Instant::now() + GROUP_PROBE);
+        [
+            self.stop_at,
+            self.backoff_at,
+            self.debounce_at,
+            self.poll_at,
+            probe,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn perform(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Spawn => {
+                self.backoff_at = None;
+                if self.draining {
+                    // Leftovers survived SIGKILL: stop watching that group.
+                    self.draining = false;
+                    self.group = None;
+                }
+                // The bytes this child starts with: fingerprinted before the
+                // exec, so a change after this point is seen as a change.
+                let snapshot = self.watch.snapshot();
+                match child::spawn(&self.cfg.command, self.cwd.as_deref()) {
+                    Ok(c) => {
+                        self.group = Some(c.pid);
+                        self.child = Some(c);
+                        Some(Event::Spawned(snapshot))
+                    }
+                    Err(code) => Some(Event::SpawnFailed(code)),
+                }
+            }
+            Action::SignalGroup(sig) => {
+                if let Some(pgid) = self.group {
+                    child::signal_group(pgid, sig);
+                }
+                None
+            }
+            Action::KillGroup => {
+                if let Some(pgid) = self.group {
+                    child::signal_group(pgid, libc::SIGKILL);
+                }
+                None
+            }
+            Action::StopDeadline(after) => {
+                self.stop_at = after.map(|d| Instant::now() + d);
+                None
+            }
+            Action::Backoff(delay) => {
+                self.backoff_at = Some(Instant::now() + delay);
+                None
+            }
+            Action::Exit(_) => None,
+        }
+    }
+
+    fn child_exited(&mut self, result: std::io::Result<std::process::ExitStatus>) -> Event {
+        let ran_for = self
+            .child
+            .as_ref()
+            .map_or(Duration::ZERO, |c| c.started.elapsed());
+        let pid = self.child.take().map_or(0, |c| c.pid);
+        let status = match result {
+            Ok(st) => child::status_of(st),
+            Err(e) => {
+                // Cannot happen while the sweep leaves our pids alone.
+                error!("Lost the exit status of child {pid}: {e}");
+                Status::Exited(1)
+            }
+        };
+        debug!("Reaped child process {pid}");
+        self.draining = true;
+        // Orphans queued behind our child's zombie got no SIGCHLD of their own.
+        reaper::sweep(|p| self.owns(p));
+        Event::ChildExited { status, ran_for }
+    }
+
+    /// After the sweep, is the exited child's group empty?
+    fn group_gone(&mut self) -> bool {
+        reaper::sweep(|p| self.owns(p));
+        let gone = self.group.is_none_or(|pgid| !child::group_alive(pgid));
+        if gone {
+            self.draining = false;
+            self.group = None;
+        }
+        gone
+    }
+
+    fn timers_due(&mut self) -> Vec<Event> {
+        let now = Instant::now();
+        let due = |at: &mut Option<Instant>| at.take_if(|t| *t <= now).is_some();
+        let mut events = vec![];
+        if due(&mut self.stop_at) {
+            events.push(Event::StopDeadline);
+        }
+        if due(&mut self.backoff_at) {
+            events.push(Event::BackoffOver);
+        }
+        if let Some(every) = self.watch.poll_interval()
+            && due(&mut self.poll_at)
+        {
+            self.poll_at = Some(now + every);
+            if self.watch.poll() && self.debounce_at.is_none() {
+                self.debounce_at = Some(now + self.cfg.debounce);
+            }
+        }
+        if due(&mut self.debounce_at) {
+            // The watches may need to move (a directory appeared or was
+            // replaced) before the decisive look.
+            self.watch.reconcile();
+            events.push(Event::ConfigSettled(self.watch.snapshot()));
+        }
+        events
+    }
+}

@@ -1,0 +1,286 @@
+//! What a config file "is", for deciding whether it changed: its length and
+//! a hash of its bytes, read through symlinks. Inodes, mtimes and symlink
+//! targets are not content: a ConfigMap update of another key swaps `..data`
+//! and changes the inode of every key, but not their bytes (design notes §3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::hash::Hasher;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Missing,
+    Content {
+        len: u64,
+        hash: u64,
+    },
+    /// Exists but cannot be read (the error, for the log).
+    Unreadable(String),
+    /// A FIFO, socket or device: never opened for reading.
+    NotRegular,
+}
+
+impl std::fmt::Display for FileState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileState::Missing => write!(f, "missing"),
+            // A short hash: enough to tell versions apart in a log, and
+            // nothing of the content (it may be a Secret).
+            FileState::Content { len, hash } => write!(f, "{len} bytes, hash {:08x}", hash >> 32),
+            FileState::Unreadable(e) => write!(f, "unreadable ({e})"),
+            FileState::NotRegular => write!(f, "not a regular file"),
+        }
+    }
+}
+
+/// Every watched file and its state, by absolute path.
+pub type Snapshot = BTreeMap<PathBuf, FileState>;
+
+/// A file whose readable bytes differ from those of the base snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: PathBuf,
+    pub before: FileState,
+    pub after: FileState,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} -> {})",
+            self.path.display(),
+            self.before,
+            self.after
+        )
+    }
+}
+
+/// The rule: a change is a file with content that differs from the base.
+/// A file that went missing or unreadable is not a change (the child keeps
+/// running on what it read); when it comes back, its bytes are compared.
+pub fn changes(base: &Snapshot, now: &Snapshot) -> Vec<Change> {
+    now.iter()
+        .filter(|(_, state)| matches!(state, FileState::Content { .. }))
+        .filter(|(path, state)| base.get(*path) != Some(*state))
+        .map(|(path, after)| Change {
+            path: path.clone(),
+            before: base.get(path).cloned().unwrap_or(FileState::Missing),
+            after: after.clone(),
+        })
+        .collect()
+}
+
+/// Length and hash of the file's bytes, streamed in 64 KiB pieces. Opened
+/// non-blocking so a FIFO put in place of a config cannot stall the loop.
+pub fn file_state(path: &Path) -> FileState {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if is_missing(&e) => return FileState::Missing,
+        Err(e) => return FileState::Unreadable(e.to_string()),
+    };
+    match hash_file(file) {
+        Ok(state) => state,
+        Err(e) => FileState::Unreadable(e.to_string()),
+    }
+}
+
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR)
+}
+
+fn hash_file(mut file: File) -> io::Result<FileState> {
+    if !file.metadata()?.is_file() {
+        return Ok(FileState::NotRegular);
+    }
+    // SipHash with fixed keys: the same bytes give the same hash in every
+    // run of this binary; this detects edits, it does not resist forgery.
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.write(&buf[..n]);
+                len += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(FileState::Content {
+        len,
+        hash: hasher.finish(),
+    })
+}
+
+/// Editor droppings in a watched directory are not config.
+fn is_config_name(name: &str) -> bool {
+    !name.starts_with('.') && !name.ends_with('~') && name != "4913"
+}
+
+/// The files a config path stands for: itself, or, for a directory, every
+/// regular file directly in it (symlinks followed, as in a ConfigMap mount).
+pub fn expand(path: &Path) -> Vec<PathBuf> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let Ok(entries) = fs::read_dir(path) else {
+                return vec![path.to_path_buf()];
+            };
+            let mut files: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(is_config_name))
+                .map(|e| e.path())
+                .filter(|p| fs::metadata(p).is_ok_and(|m| m.is_file()))
+                .collect();
+            files.sort();
+            files
+        }
+        _ => vec![path.to_path_buf()],
+    }
+}
+
+/// What stat says of a file; equal keys on an old enough file mean equal bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatKey {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Fingerprints with a stat cache, for the polling tick: a large file is
+/// hashed again only when stat says it may have changed. A file modified
+/// within `RACY` of its hashing is always hashed again (git's "racily
+/// clean" rule: a write in the same timestamp tick leaves stat unchanged).
+#[derive(Default)]
+pub struct Cache {
+    entries: HashMap<PathBuf, (StatKey, SystemTime, FileState)>,
+}
+
+const RACY: Duration = Duration::from_secs(2);
+
+impl Cache {
+    pub fn snapshot(&mut self, configs: &[PathBuf]) -> Snapshot {
+        let mut snap = Snapshot::new();
+        let mut seen = HashMap::new();
+        for file in configs.iter().flat_map(|c| expand(c)) {
+            let state = self.state(&file);
+            seen.insert(file.clone(), ());
+            snap.insert(file, state);
+        }
+        self.entries.retain(|p, _| seen.contains_key(p));
+        snap
+    }
+
+    fn state(&mut self, path: &Path) -> FileState {
+        let Ok(meta) = fs::metadata(path) else {
+            self.entries.remove(path);
+            return file_state(path);
+        };
+        let key = StatKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        };
+        if let Some((cached, hashed_at, state)) = self.entries.get(path)
+            && *cached == key
+            && meta.modified().is_ok_and(|m| m + RACY < *hashed_at)
+        {
+            return state.clone();
+        }
+        let now = SystemTime::now();
+        let state = file_state(path);
+        self.entries
+            .insert(path.to_path_buf(), (key, now, state.clone()));
+        state
+    }
+}
+
+/// Fingerprints every file, no cache: for decisions (spawn, after debounce).
+pub fn snapshot(configs: &[PathBuf]) -> Snapshot {
+    configs
+        .iter()
+        .flat_map(|c| expand(c))
+        .map(|f| (f.clone(), file_state(&f)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(hash: u64) -> FileState {
+        FileState::Content { len: 1, hash }
+    }
+
+    #[test]
+    fn only_new_readable_bytes_are_a_change() {
+        let p = PathBuf::from("/a");
+        let base: Snapshot = [(p.clone(), content(1))].into();
+        assert!(changes(&base, &[(p.clone(), content(1))].into()).is_empty());
+        assert!(changes(&base, &[(p.clone(), FileState::Missing)].into()).is_empty());
+        assert!(changes(&base, &[(p.clone(), FileState::NotRegular)].into()).is_empty());
+        assert!(
+            changes(
+                &base,
+                &[(p.clone(), FileState::Unreadable("x".into()))].into()
+            )
+            .is_empty()
+        );
+        let c = changes(&base, &[(p.clone(), content(2))].into());
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].before, content(1));
+        // A new file in a watched directory is a change.
+        assert_eq!(
+            changes(&base, &[(p, content(1)), ("/b".into(), content(1))].into()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn hashes_bytes_not_inodes() {
+        let dir = std::env::temp_dir().join(format!("fm-fp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        fs::write(&a, b"same bytes").unwrap();
+        fs::write(&b, b"same bytes").unwrap();
+        assert_eq!(file_state(&a), file_state(&b));
+        fs::write(&b, b"other bytes").unwrap();
+        assert_ne!(file_state(&a), file_state(&b));
+        assert_eq!(file_state(&dir.join("none")), FileState::Missing);
+        assert_eq!(file_state(&a.join("under-a-file")), FileState::Missing);
+        let mut cache = Cache::default();
+        let first = cache.snapshot(std::slice::from_ref(&dir));
+        assert_eq!(first.len(), 2);
+        fs::write(&a, b"changed!!!").unwrap();
+        assert_ne!(
+            cache.snapshot(std::slice::from_ref(&dir)),
+            first,
+            "a fresh write is never taken from the cache"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shows_no_content() {
+        let s = FileState::Content {
+            len: 12,
+            hash: 0xdead_beef_0000_0000,
+        }
+        .to_string();
+        assert_eq!(s, "12 bytes, hash deadbeef");
+    }
+}

@@ -1,0 +1,404 @@
+//! Watching the config: inotify (through notify) on parent directories, and
+//! our own polling beside it. This module only says "something may have
+//! changed" (`is_relevant`, `poll`) and fingerprints on request; the
+//! supervisor debounces and the state machine decides.
+//!
+//! Measured traps (design notes §3–4) that shape it:
+//! - a watch on the file itself goes deaf after the first ConfigMap swap or
+//!   editor save (its inode is deleted): watch the parent directory;
+//! - a recursive watch mislabels paths: non-recursive only;
+//! - reading a watched file produces Access events: ignored;
+//! - notify's PollWatcher has whole-second mtimes and never sees a path
+//!   that was missing at start: polling is ours (stat + fingerprint).
+
+pub mod fingerprint;
+
+use fingerprint::{FileState, Snapshot};
+use log::{debug, info, warn};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub type NotifyEvent = notify::Result<notify::Event>;
+
+/// The polling interval used when inotify is unavailable and polling was off.
+const FALLBACK_POLL: Duration = Duration::from_secs(5);
+
+/// Which names in a watched directory matter.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Interest {
+    names: BTreeSet<OsString>,
+    /// Every name matters (a config directory, or an ancestor waiting for
+    /// the config's directory to appear).
+    any: bool,
+}
+
+impl Interest {
+    fn matches(&self, name: &std::ffi::OsStr) -> bool {
+        // `..data`, `..data_tmp`, `..2026_…`: the kubelet's atomic writer.
+        self.any || self.names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
+    }
+}
+
+pub struct Watch {
+    configs: Vec<PathBuf>,
+    inotify: Option<notify::RecommendedWatcher>,
+    watched: BTreeMap<PathBuf, Interest>,
+    poll_interval: Option<Duration>,
+    cache: fingerprint::Cache,
+    last_polled: Snapshot,
+    /// States already warned about, so a missing file is reported once.
+    reported: Snapshot,
+}
+
+impl Watch {
+    /// Starts watching `configs`; notify events arrive on the returned channel.
+    pub fn start(
+        configs: Vec<PathBuf>,
+        poll_interval: Duration,
+        poll_only: bool,
+    ) -> (Watch, async_channel::Receiver<NotifyEvent>) {
+        let (tx, rx) = async_channel::unbounded();
+        let mut watch = Watch {
+            configs,
+            inotify: None,
+            watched: BTreeMap::new(),
+            poll_interval: (!poll_interval.is_zero()).then_some(poll_interval),
+            cache: fingerprint::Cache::default(),
+            last_polled: Snapshot::new(),
+            reported: Snapshot::new(),
+        };
+        if watch.configs.is_empty() {
+            return (watch, rx);
+        }
+        for path in &watch.configs {
+            describe(path);
+        }
+        if poll_only {
+            watch.poll_interval = Some(watch.poll_interval.unwrap_or(FALLBACK_POLL));
+        } else {
+            // notify's thread must never block: an unbounded try_send.
+            match notify::recommended_watcher(move |ev: NotifyEvent| {
+                let _ = tx.try_send(ev);
+            }) {
+                Ok(w) => watch.inotify = Some(w),
+                Err(e) => watch.fall_back_to_polling(&format!("inotify unavailable ({e})")),
+            }
+        }
+        if let Some(every) = watch.poll_interval {
+            info!("Starting polling every {every:?} for config changes");
+        }
+        watch.reconcile();
+        watch.last_polled = watch.cache.snapshot(&watch.configs);
+        (watch, rx)
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.configs.is_empty()
+    }
+
+    pub fn poll_interval(&self) -> Option<Duration> {
+        if self.is_active() {
+            self.poll_interval
+        } else {
+            None
+        }
+    }
+
+    fn fall_back_to_polling(&mut self, why: &str) {
+        if self.inotify.take().is_some() || self.watched.is_empty() {
+            let every = *self.poll_interval.get_or_insert(FALLBACK_POLL);
+            warn!("{why}: falling back to polling every {every:?}");
+        }
+        self.watched.clear();
+    }
+
+    /// Does this notify event concern a config? Unrelated files in a watched
+    /// directory cost one lookup and a DEBUG line.
+    pub fn is_relevant(&self, event: &NotifyEvent) -> bool {
+        let event = match event {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!("File watcher error: {e}; re-checking config");
+                return true;
+            }
+        };
+        if event.need_rescan() {
+            info!("File watcher queue overflowed; re-checking config");
+            return true;
+        }
+        if matches!(event.kind, EventKind::Access(_)) {
+            return false;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            self.watched.contains_key(p)
+                || match (p.parent(), p.file_name()) {
+                    (Some(dir), Some(name)) => {
+                        self.watched.get(dir).is_some_and(|i| i.matches(name))
+                    }
+                    _ => false,
+                }
+        });
+        debug!(
+            "Fsnotify event: {:?} {:?}{}",
+            event.kind,
+            event.paths,
+            if relevant {
+                ""
+            } else {
+                " (unrelated, ignored)"
+            }
+        );
+        relevant
+    }
+
+    /// Moves the inotify watches to where they should be now: each config's
+    /// parent directory, or its nearest existing ancestor while it is missing.
+    pub fn reconcile(&mut self) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        let wanted = plan(&self.configs);
+        let gone: Vec<PathBuf> = self
+            .watched
+            .keys()
+            .filter(|d| !wanted.contains_key(*d))
+            .cloned()
+            .collect();
+        for dir in gone {
+            let _ = inotify.unwatch(&dir);
+            self.watched.remove(&dir);
+            debug!("Stopped watching directory: {}", dir.display());
+        }
+        let mut failure = None;
+        for (dir, interest) in wanted {
+            if let Some(current) = self.watched.get_mut(&dir) {
+                *current = interest;
+                continue;
+            }
+            match inotify.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    info!("Watching directory: {}", dir.display());
+                    self.watched.insert(dir, interest);
+                }
+                // Out of watches or instances: polling carries on alone.
+                Err(notify::Error {
+                    kind: notify::ErrorKind::MaxFilesWatch,
+                    ..
+                }) => {
+                    failure = Some(format!(
+                        "Cannot watch {}: inotify watch limit reached",
+                        dir.display()
+                    ));
+                    break;
+                }
+                Err(notify::Error {
+                    kind: notify::ErrorKind::Io(e),
+                    ..
+                }) if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC | nix::libc::EMFILE)
+                ) =>
+                {
+                    failure = Some(format!("Cannot watch {}: {e}", dir.display()));
+                    break;
+                }
+                // Vanished in between: the next reconcile tries again.
+                Err(e) => debug!("Cannot watch {} yet: {e}", dir.display()),
+            }
+        }
+        if let Some(why) = failure {
+            self.fall_back_to_polling(&why);
+        }
+    }
+
+    /// A polling tick: did the cheap (stat-cached) fingerprint move?
+    pub fn poll(&mut self) -> bool {
+        self.reconcile();
+        let now = self.cache.snapshot(&self.configs);
+        let moved = now != self.last_polled;
+        if moved {
+            debug!("Polling found a config change");
+        }
+        self.last_polled = now;
+        moved
+    }
+
+    /// A full fingerprint of every config file, for a decision. Reports a
+    /// file that went missing or unreadable once, not at every look.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let snap = fingerprint::snapshot(&self.configs);
+        for (path, state) in &snap {
+            if self.reported.get(path) == Some(state) {
+                continue;
+            }
+            match state {
+                FileState::Missing if self.reported.contains_key(path) => {
+                    warn!(
+                        "Config file {} is missing; the child keeps running",
+                        path.display()
+                    )
+                }
+                FileState::Missing => info!("Config file {} does not exist (yet)", path.display()),
+                FileState::Unreadable(e) => {
+                    warn!("Cannot read config file {}: {e}", path.display())
+                }
+                FileState::NotRegular => {
+                    warn!(
+                        "Config file {} is not a regular file; ignoring its content",
+                        path.display()
+                    )
+                }
+                FileState::Content { .. } => debug!("Config file {}: {state}", path.display()),
+            }
+        }
+        self.reported = snap.clone();
+        snap
+    }
+}
+
+/// Startup lines of the seed, and the subPath warning.
+fn describe(path: &Path) {
+    if let Ok(target) = fs::read_link(path) {
+        let shown = path.parent().map_or(target.clone(), |p| p.join(&target));
+        info!(
+            "Config file {} is a symlink pointing to {}",
+            path.display(),
+            shown.display()
+        );
+    }
+    info!("Starting file watcher for {}", path.display());
+    if is_mount_point(path) {
+        warn!(
+            "Config file {} is itself a mount point (a Kubernetes subPath mount?): the kubelet never updates those, so changes will not arrive",
+            path.display()
+        );
+    }
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let canonical = fs::canonicalize(path).ok();
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount)
+        .any(|mp| {
+            let mp = Path::new(&mp);
+            mp == path || canonical.as_deref() == Some(mp)
+        })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        match u8::from_str_radix(rest.get(i + 1..i + 4).unwrap_or(""), 8) {
+            Ok(b) => {
+                out.push(b as char);
+                rest = &rest[i + 4..];
+            }
+            Err(_) => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the watches should be: for each config, its parent directory with
+/// its name (or the directory itself when the config is one), and, for a
+/// symlink pointing elsewhere, the target's directory too.
+fn plan(configs: &[PathBuf]) -> BTreeMap<PathBuf, Interest> {
+    let mut plan: BTreeMap<PathBuf, Interest> = BTreeMap::new();
+    let mut want = |dir: &Path, name: Option<&std::ffi::OsStr>| {
+        // While a directory is missing, watch the nearest ancestor that exists.
+        let mut at = dir;
+        while !at.is_dir() {
+            match at.parent() {
+                Some(up) => at = up,
+                None => return,
+            }
+        }
+        let entry = plan.entry(at.to_path_buf()).or_default();
+        match name {
+            Some(n) if at == dir => {
+                entry.names.insert(n.to_os_string());
+            }
+            _ => entry.any = true,
+        }
+    };
+    for path in configs {
+        if path.is_dir() {
+            want(path, None);
+            continue;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        want(dir, Some(name));
+        // A symlink to another directory (not a ConfigMap's `..data/key`,
+        // whose changes show in `dir` itself): watch the target's directory.
+        if let Ok(target) = fs::read_link(path) {
+            let target = dir.join(target);
+            if let (Some(tdir), Some(tname)) = (target.parent(), target.file_name()) {
+                let inside = match (fs::canonicalize(tdir), fs::canonicalize(dir)) {
+                    (Ok(t), Ok(d)) => t.starts_with(d),
+                    _ => false,
+                };
+                if !inside {
+                    want(tdir, Some(tname));
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescapes() {
+        assert_eq!(unescape_mount(r"/a\040b/c"), "/a b/c");
+        assert_eq!(unescape_mount(r"/plain"), "/plain");
+    }
+
+    #[test]
+    fn plans_parent_dirs_and_ancestors() {
+        let root = std::env::temp_dir().join(format!("fm-plan-{}", std::process::id()));
+        let conf = root.join("conf");
+        fs::create_dir_all(&conf).unwrap();
+        let plan1 = plan(&[
+            conf.join("app.conf"),
+            root.join("missing/deeper/x.conf"),
+            conf.clone(),
+        ]);
+        assert!(
+            plan1[&conf]
+                .names
+                .contains(std::ffi::OsStr::new("app.conf"))
+        );
+        assert!(plan1[&conf].any, "a config directory wants every name");
+        assert!(
+            plan1[&root].any,
+            "an ancestor waits for the missing directory"
+        );
+        let i = &plan(&[conf.join("app.conf")])[&conf];
+        assert!(
+            i.matches("app.conf".as_ref())
+                && i.matches("..data".as_ref())
+                && !i.matches("log.txt".as_ref())
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
