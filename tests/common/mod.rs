@@ -1,0 +1,344 @@
+//! Helpers for running the real binary, as PID 1 of a fresh PID namespace
+//! or as a plain process, with real children, files and signals.
+//! Deadlines are generous (a loaded 2-core machine); nothing sleeps where
+//! polling for a marker works.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flush-manager");
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A scratch directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fm-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Waits until file `name` exists and contains `needle`.
+    pub fn wait_contains(&self, name: &str, needle: &str) -> bool {
+        wait_for(LONG, || self.read(name).contains(needle))
+    }
+
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        self.read(name).lines().map(String::from).collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How this machine lets us make a PID namespace: as root, or as a user
+/// through a user namespace, or not at all.
+pub fn unshare_prefix() -> Option<&'static [&'static str]> {
+    static MODE: OnceLock<Option<&'static [&'static str]>> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        const ROOT: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc"];
+        const USER: &[&str] = &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+        ];
+        [ROOT, USER].into_iter().find(|p| {
+            Command::new(p[0])
+                .args(&p[1..])
+                .arg("true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    })
+}
+
+/// Skips the calling test (returns None) where no PID namespace can be made.
+pub fn pid1_or_skip(test: &str) -> Option<()> {
+    if unshare_prefix().is_none() {
+        eprintln!(
+            "SKIPPED {test}: cannot create a PID namespace here (unshare refused, also with --user)"
+        );
+        return None;
+    }
+    Some(())
+}
+
+/// Where the manager runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// PID 1 of a fresh PID namespace.
+    Pid1,
+    /// A plain process (a child subreaper).
+    Plain,
+}
+
+pub struct Manager {
+    proc: Child,
+    pub mode: Mode,
+    pub log_path: PathBuf,
+    _logdir: Scratch,
+    status: Option<ExitStatus>,
+}
+
+pub struct Opts<'a> {
+    pub mode: Mode,
+    pub cwd: Option<&'a Path>,
+    pub env: Vec<(&'a str, &'a str)>,
+    pub stdin: Option<Stdio>,
+    /// Runs in the forked process before exec (to set the signal state the
+    /// manager starts with).
+    pub pre_exec: Option<fn() -> std::io::Result<()>>,
+}
+
+impl Default for Opts<'_> {
+    fn default() -> Self {
+        Opts {
+            mode: Mode::Pid1,
+            cwd: None,
+            env: vec![],
+            stdin: None,
+            pre_exec: None,
+        }
+    }
+}
+
+impl Manager {
+    pub fn start(args: &[&str]) -> Manager {
+        Manager::start_with(args, Opts::default())
+    }
+
+    pub fn plain(args: &[&str]) -> Manager {
+        Manager::start_with(
+            args,
+            Opts {
+                mode: Mode::Plain,
+                ..Opts::default()
+            },
+        )
+    }
+
+    pub fn start_with(args: &[&str], opts: Opts) -> Manager {
+        let logdir = Scratch::new("log");
+        let log_path = logdir.path("manager.log");
+        let log = fs::File::create(&log_path).expect("log file");
+        let mut cmd = match opts.mode {
+            Mode::Pid1 => {
+                let p = unshare_prefix().expect("caller checks pid1_or_skip");
+                let mut c = Command::new(p[0]);
+                c.args(&p[1..]).arg(BIN);
+                c
+            }
+            Mode::Plain => Command::new(BIN),
+        };
+        cmd.args(args)
+            .env("FLUSH_MANAGER_LOG", "debug")
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(opts.stdin.unwrap_or(Stdio::null()));
+        for (k, v) in opts.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = opts.cwd {
+            cmd.current_dir(dir);
+        }
+        if let Some(f) = opts.pre_exec {
+            // SAFETY: the test's hook only calls async-signal-safe functions.
+            unsafe { cmd.pre_exec(f) };
+        }
+        let proc = cmd.spawn().expect("spawn manager");
+        Manager {
+            proc,
+            mode: opts.mode,
+            log_path,
+            _logdir: logdir,
+            status: None,
+        }
+    }
+
+    /// The manager's pid as seen from here (the host namespace).
+    pub fn pid(&self) -> i32 {
+        let outer = self.proc.id() as i32;
+        if self.mode == Mode::Plain {
+            return outer;
+        }
+        let mut pid = 0;
+        wait_for(LONG, || {
+            pid = fs::read_to_string(format!("/proc/{outer}/task/{outer}/children"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+                .unwrap_or(0);
+            pid != 0
+        });
+        assert!(pid != 0, "no manager process under unshare {outer}");
+        pid
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str) -> bool {
+        wait_for(LONG, || self.log().contains(needle))
+    }
+
+    /// Waits until the log holds `needle` `n` times.
+    pub fn wait_log_count(&self, needle: &str, n: usize) -> bool {
+        wait_for(LONG, || self.log().matches(needle).count() >= n)
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a pid we started.
+        let r = unsafe { nix::libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill({}, {sig})", self.pid());
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.status.is_none() && matches!(self.proc.try_wait(), Ok(None))
+    }
+
+    /// The manager's exit code (128+N if killed by N), within `limit`.
+    pub fn wait_code(&mut self, limit: Duration) -> Option<i32> {
+        let mut status = self.status;
+        wait_for(limit, || {
+            status = status.or_else(|| self.proc.try_wait().ok().flatten());
+            status.is_some()
+        });
+        self.status = status;
+        use std::os::unix::process::ExitStatusExt;
+        status.map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
+    }
+
+    /// Waits for the exit code and prints the log if the test is about to fail.
+    pub fn exit_code(&mut self) -> i32 {
+        match self.wait_code(LONG) {
+            Some(c) => c,
+            None => panic!("manager did not exit; log:\n{}", self.log()),
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.status.is_none() && matches!(self.proc.try_wait(), Ok(None)) {
+            // Killing PID 1 of the namespace kills everything in it.
+            let pid = if self.mode == Mode::Pid1 {
+                fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.proc.id()))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+                    .unwrap_or(self.proc.id() as i32)
+            } else {
+                self.proc.id() as i32
+            };
+            // SAFETY: kill(2) on a process we started.
+            unsafe {
+                nix::libc::kill(pid, nix::libc::SIGKILL);
+                nix::libc::kill(-pid, nix::libc::SIGKILL);
+            }
+            let _ = self.proc.kill();
+            let _ = self.proc.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- manager log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Children (pids) of `pid` in state Z, read from /proc.
+pub fn zombies_of(pid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // Fields after the ")" of comm: state ppid ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (state, ppid) = (f.next(), f.next().and_then(|s| s.parse::<i32>().ok()));
+        if state == Some("Z") && ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Is `pid` a live (non-zombie) process?
+pub fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        == Some(false)
+}
+
+/// Writes `bytes` to `path` in place (same inode).
+pub fn write_in_place(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(true)
+        .open(path)
+        .expect("open");
+    f.write_all(bytes).expect("write");
+}
+
+/// Replaces `path` by rename, as editors and `sed -i` do (new inode).
+pub fn replace_by_rename(path: &Path, bytes: &[u8], tmp_name: &str) {
+    let tmp = path.with_file_name(tmp_name);
+    fs::write(&tmp, bytes).expect("write tmp");
+    fs::rename(&tmp, path).expect("rename");
+}
