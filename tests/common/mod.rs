@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod kubelet;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_flush-manager");
 pub const LONG: Duration = Duration::from_secs(30);
 

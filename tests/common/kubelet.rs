@@ -1,0 +1,100 @@
+//! A faithful copy of the kubelet's atomic writer (ConfigMap, Secret,
+//! downward API and projected volumes), step by step as in design notes §3.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct AtomicWriter {
+    pub dir: PathBuf,
+}
+
+/// What one `write` did.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Payload identical and nothing removed: nothing written (a resync).
+    Unchanged,
+    Swapped,
+}
+
+impl AtomicWriter {
+    pub fn new(dir: &Path) -> AtomicWriter {
+        fs::create_dir_all(dir).expect("volume dir");
+        AtomicWriter {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The current payload, read through `..data` (step 1).
+    fn current(&self) -> Option<(PathBuf, BTreeMap<String, Vec<u8>>)> {
+        let target = fs::read_link(self.dir.join("..data")).ok()?;
+        let ts_dir = self.dir.join(target);
+        let mut files = BTreeMap::new();
+        for e in fs::read_dir(&ts_dir).ok()?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            files.insert(name, fs::read(e.path()).ok()?);
+        }
+        Some((ts_dir, files))
+    }
+
+    pub fn write(&self, payload: &[(&str, &[u8])]) -> Outcome {
+        let want: BTreeMap<String, Vec<u8>> = payload
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        let old = self.current();
+        // Step 2: identical payload, no key removed: write nothing.
+        if let Some((_, files)) = &old
+            && *files == want
+        {
+            return Outcome::Unchanged;
+        }
+        // Step 3: a new timestamped directory with every key's file.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let secs = now.as_secs();
+        let (days, rem) = (secs / 86400, secs % 86400);
+        let name = format!(
+            "..2026_{:02}_{:02}_{:02}_{:02}_{:02}.{}{}",
+            (days % 12) + 1,
+            (days % 28) + 1,
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            now.subsec_nanos() % 1_000_000_000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let new_dir = self.dir.join(&name);
+        fs::create_dir(&new_dir).expect("ts dir");
+        for (key, bytes) in &want {
+            fs::write(new_dir.join(key), bytes).expect("key file");
+        }
+        // Step 4: ..data_tmp -> new dir.
+        let tmp = self.dir.join("..data_tmp");
+        let _ = fs::remove_file(&tmp);
+        symlink(&name, &tmp).expect("..data_tmp");
+        // Step 5: the atomic switch.
+        fs::rename(&tmp, self.dir.join("..data")).expect("rename ..data");
+        // Step 6: user-visible symlinks, created only if missing; removed for
+        // deleted keys.
+        for key in want.keys() {
+            let link = self.dir.join(key);
+            if fs::symlink_metadata(&link).is_err() {
+                symlink(format!("..data/{key}"), &link).expect("key symlink");
+            }
+        }
+        if let Some((_, files)) = &old {
+            for key in files.keys().filter(|k| !want.contains_key(*k)) {
+                let _ = fs::remove_file(self.dir.join(key));
+            }
+        }
+        // Step 7: the old directory goes.
+        if let Some((old_dir, _)) = old {
+            fs::remove_dir_all(old_dir).expect("remove old ts dir");
+        }
+        Outcome::Swapped
+    }
+}

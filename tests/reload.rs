@@ -1,0 +1,457 @@
+//! Config reload: real files, a faithful kubelet atomic writer, the release
+//! binary. Each child appends "start <pid> <config bytes>" to a log, so a
+//! test counts restarts and sees which bytes each child read.
+
+mod common;
+
+use common::kubelet::{AtomicWriter, Outcome};
+use common::*;
+use nix::libc;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Long enough after an action that a wrong extra restart would have shown.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// A child that records each start with the bytes of `conf` it read.
+fn recorder(conf: &Path, starts: &Path, on_term: &str) -> String {
+    format!(
+        "echo \"start $$ $(tr '\\n' ' ' < {conf} 2>/dev/null)\" >> {starts}; trap '{on_term}' TERM; \
+         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
+        conf = conf.display(),
+        starts = starts.display(),
+    )
+}
+
+struct Rig {
+    s: Scratch,
+    m: Manager,
+}
+
+impl Rig {
+    /// A manager watching `conf` (via `watch`, the --config value), with
+    /// `extra` flags, running the recorder child.
+    fn start(s: Scratch, mode: Mode, watch: &Path, conf: &Path, extra: &[&str]) -> Rig {
+        let starts = s.path("starts");
+        let script = recorder(conf, &starts, "exit 0");
+        Rig::start_script(s, mode, watch, extra, &script)
+    }
+
+    fn start_script(s: Scratch, mode: Mode, watch: &Path, extra: &[&str], script: &str) -> Rig {
+        let mut args = vec!["--config", watch.to_str().unwrap(), "--debounce", "100ms"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
+        let m = Manager::start_with(
+            &args,
+            Opts {
+                mode,
+                ..Opts::default()
+            },
+        );
+        let rig = Rig { s, m };
+        assert!(rig.wait_starts(1), "first child never started");
+        // Let the watcher settle before the test changes anything.
+        assert!(rig.m.wait_log("Child process started"));
+        rig
+    }
+
+    fn starts(&self) -> Vec<String> {
+        self.s
+            .lines("starts")
+            .into_iter()
+            .filter(|l| l.starts_with("start"))
+            .collect()
+    }
+
+    fn wait_starts(&self, n: usize) -> bool {
+        wait_for(LONG, || self.starts().len() >= n)
+    }
+
+    /// Waits for the n-th start, then for quiet, and checks there was no more.
+    fn expect_starts(&self, n: usize) {
+        assert!(
+            self.wait_starts(n),
+            "expected {n} starts, saw {:?}\n{}",
+            self.starts(),
+            self.m.log()
+        );
+        std::thread::sleep(QUIET);
+        assert_eq!(
+            self.starts().len(),
+            n,
+            "too many starts: {:?}\n{}",
+            self.starts(),
+            self.m.log()
+        );
+    }
+
+    fn last_bytes(&self) -> String {
+        let last = self.starts().pop().unwrap_or_default();
+        last.splitn(3, ' ').nth(2).unwrap_or("").trim().to_string()
+    }
+}
+
+fn cm_dir(s: &Scratch) -> PathBuf {
+    s.path("cm")
+}
+
+#[test]
+fn configmap_swap_restarts_once_with_the_new_bytes() {
+    let modes = match pid1_or_skip("configmap_swap_restarts_once_with_the_new_bytes") {
+        Some(()) => vec![Mode::Pid1, Mode::Plain],
+        None => vec![Mode::Plain],
+    };
+    for mode in modes {
+        let s = Scratch::new("cm");
+        let kube = AtomicWriter::new(&cm_dir(&s));
+        kube.write(&[("app.conf", b"v1")]);
+        let conf = cm_dir(&s).join("app.conf");
+        let rig = Rig::start(s, mode, &conf, &conf, &[]);
+        let log = rig.m.log();
+        for line in [
+            format!(
+                "Config file {} is a symlink pointing to {}/..data/app.conf",
+                conf.display(),
+                cm_dir(&rig.s).display()
+            ),
+            format!("Watching directory: {}", cm_dir(&rig.s).display()),
+            format!("Starting file watcher for {}", conf.display()),
+        ] {
+            assert!(log.contains(&line), "{mode:?}: missing {line:?} in\n{log}");
+        }
+        assert_eq!(kube.write(&[("app.conf", b"v2")]), Outcome::Swapped);
+        rig.expect_starts(2);
+        assert_eq!(rig.last_bytes(), "v2");
+        let log = rig.m.log();
+        assert!(log.contains("File change detected"), "{log}");
+        assert!(
+            log.contains("Config file change detected, restarting child process..."),
+            "{log}"
+        );
+        assert!(
+            !log.contains("v1") && !log.contains("v2"),
+            "the log never shows file content:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn three_swaps_in_a_row() {
+    let s = Scratch::new("cm3");
+    let kube = AtomicWriter::new(&cm_dir(&s));
+    kube.write(&[("app.conf", b"v1")]);
+    let conf = cm_dir(&s).join("app.conf");
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &[]);
+    for (n, v) in [(2, "v2"), (3, "v3"), (4, "v4")] {
+        kube.write(&[("app.conf", v.as_bytes())]);
+        assert!(rig.wait_starts(n), "{}", rig.m.log());
+        assert_eq!(rig.last_bytes(), v);
+    }
+    rig.expect_starts(4);
+}
+
+#[test]
+fn other_key_updates_resyncs_and_touch_restart_nothing() {
+    let s = Scratch::new("cmother");
+    let kube = AtomicWriter::new(&cm_dir(&s));
+    kube.write(&[("app.conf", b"mine"), ("other.conf", b"o1")]);
+    let conf = cm_dir(&s).join("app.conf");
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &[]);
+    // Only another key: ..data swaps, app.conf's inode changes, its bytes do not.
+    assert_eq!(
+        kube.write(&[("app.conf", b"mine"), ("other.conf", b"o2")]),
+        Outcome::Swapped
+    );
+    // A resync: nothing written.
+    assert_eq!(
+        kube.write(&[("app.conf", b"mine"), ("other.conf", b"o2")]),
+        Outcome::Unchanged
+    );
+    // touch: mtime only.
+    let t = std::process::Command::new("touch")
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(t.success());
+    rig.expect_starts(1);
+    assert!(
+        rig.m.wait_log("Config fingerprint unchanged"),
+        "the swap was seen and judged:\n{}",
+        rig.m.log()
+    );
+    assert!(
+        !rig.m.log().contains("File change detected"),
+        "{}",
+        rig.m.log()
+    );
+}
+
+#[test]
+fn a_config_directory_means_every_file_in_it() {
+    let s = Scratch::new("cmdir");
+    let kube = AtomicWriter::new(&cm_dir(&s));
+    kube.write(&[("a.conf", b"a1"), ("b.conf", b"b1")]);
+    let dir = cm_dir(&s);
+    let conf = dir.join("a.conf");
+    let rig = Rig::start(s, Mode::Plain, &dir, &conf, &[]);
+    kube.write(&[("a.conf", b"a1"), ("b.conf", b"b2")]);
+    rig.expect_starts(2);
+    kube.write(&[("a.conf", b"a1"), ("b.conf", b"b2"), ("c.conf", b"new key")]);
+    rig.expect_starts(3);
+}
+
+#[test]
+fn config_missing_at_start_then_created_even_in_a_missing_directory() {
+    let s = Scratch::new("missing");
+    let conf = s.path("later/deeper/app.conf");
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &[]);
+    assert!(rig.m.log().contains("does not exist"), "{}", rig.m.log());
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs::write(&conf, "born").unwrap();
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "born");
+    // And the watch moved down: a later edit is seen too.
+    write_in_place(&conf, b"grown");
+    rig.expect_starts(3);
+    assert_eq!(rig.last_bytes(), "grown");
+}
+
+#[test]
+fn deleted_then_recreated() {
+    let s = Scratch::new("deleted");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &[]);
+    fs::remove_file(&conf).unwrap();
+    assert!(
+        rig.m.wait_log("is missing; the child keeps running"),
+        "{}",
+        rig.m.log()
+    );
+    fs::write(&conf, "v1").unwrap();
+    rig.expect_starts(1);
+    fs::remove_file(&conf).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fs::write(&conf, "v2").unwrap();
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "v2");
+}
+
+#[test]
+fn replaced_by_rename_twice_and_by_sed_i() {
+    let s = Scratch::new("rename");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "color=red").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &[]);
+    // vim's dance: a probe file 4913, then write a temp and rename it over.
+    fs::write(conf.with_file_name("4913"), "").unwrap();
+    fs::remove_file(conf.with_file_name("4913")).unwrap();
+    replace_by_rename(&conf, b"color=green", ".app.conf.swp");
+    rig.expect_starts(2);
+    replace_by_rename(&conf, b"color=blue", "app.conf~");
+    rig.expect_starts(3);
+    assert_eq!(rig.last_bytes(), "color=blue");
+    let sed = std::process::Command::new("sed")
+        .args(["-i", "s/blue/black/"])
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(sed.success());
+    rig.expect_starts(4);
+    assert_eq!(rig.last_bytes(), "color=black");
+}
+
+#[test]
+fn a_burst_of_20_writes_gives_one_restart_with_the_final_bytes() {
+    let s = Scratch::new("burst");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "n=0").unwrap();
+    // The default debounce (500ms, the seed's) against 20 writes in 200ms.
+    let starts = s.path("starts");
+    let script = recorder(&conf, &starts, "exit 0");
+    let m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(wait_for(LONG, || s.lines("starts").len() == 1));
+    for i in 1..=20 {
+        write_in_place(&conf, format!("n={i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        wait_for(LONG, || s.lines("starts").len() >= 2),
+        "{}",
+        m.log()
+    );
+    std::thread::sleep(QUIET);
+    let lines = s.lines("starts");
+    assert_eq!(lines.len(), 2, "one restart: {lines:?}\n{}", m.log());
+    assert!(lines[1].ends_with("n=20"), "{lines:?}");
+}
+
+#[test]
+fn polling_only_still_detects_within_the_interval() {
+    let s = Scratch::new("poll");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "p1").unwrap();
+    let rig = Rig::start(
+        s,
+        Mode::Plain,
+        &conf,
+        &conf,
+        &["--poll-only", "--poll-interval", "300ms"],
+    );
+    assert!(
+        !rig.m.log().contains("Watching directory"),
+        "no inotify with --poll-only"
+    );
+    assert!(
+        rig.m.log().contains("polling every 300ms"),
+        "{}",
+        rig.m.log()
+    );
+    // Same length, same second: polling compares bytes, not mtime seconds.
+    write_in_place(&conf, b"p2");
+    rig.expect_starts(2);
+    write_in_place(&conf, b"p3");
+    rig.expect_starts(3);
+    assert_eq!(rig.last_bytes(), "p3");
+}
+
+#[test]
+fn a_child_ignoring_sigterm_during_a_restart_is_killed_and_replaced() {
+    let s = Scratch::new("stubborn");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let script = recorder(&conf, &s.path("starts"), "");
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &["--stop-timeout", "1s"], &script);
+    write_in_place(&conf, b"b");
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "b");
+    assert!(rig.m.log().contains("sending SIGKILL"), "{}", rig.m.log());
+    // Never two children at once: the first is gone.
+    let first_pid: i32 = rig.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(!alive(first_pid));
+}
+
+#[test]
+fn reload_signal_signals_without_restarting() {
+    let s = Scratch::new("hup");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &["--reload-signal", "HUP"]);
+    write_in_place(&conf, b"b");
+    assert!(rig.s.wait_contains("starts", "hup"), "{}", rig.m.log());
+    rig.expect_starts(1);
+    assert!(
+        rig.m.log().contains("sending SIGHUP to child process"),
+        "{}",
+        rig.m.log()
+    );
+    // The same bytes again: no second signal.
+    write_in_place(&conf, b"b");
+    std::thread::sleep(QUIET);
+    assert_eq!(rig.s.read("starts").matches("hup").count(), 1);
+}
+
+#[test]
+fn unrelated_files_in_the_watched_directory_restart_nothing() {
+    let s = Scratch::new("noise");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &["--log-level", "info"]);
+    let noise = rig.s.path("app.log");
+    for i in 0..500 {
+        write_in_place(&noise, format!("line {i}\n").as_bytes());
+    }
+    rig.expect_starts(1);
+    assert!(!rig.m.log().contains("File change detected"));
+}
+
+/// A manager with no config running `script`, which can read its own start
+/// count as $n (each start appends its time to the starts file).
+fn exits(script: &str, extra: &[&str]) -> (Manager, Scratch) {
+    let s = Scratch::new("policy");
+    let mut args = vec!["--config="];
+    args.extend_from_slice(extra);
+    let starts = s.path("starts");
+    let script = format!(
+        "date +%s.%N >> {0}; n=$(wc -l < {0}); {script}",
+        starts.display()
+    );
+    args.extend_from_slice(&["--", "/bin/sh", "-c", &script]);
+    (Manager::plain(&args), s)
+}
+
+fn start_times(s: &Scratch) -> Vec<f64> {
+    s.lines("starts")
+        .iter()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn restart_never_exits_with_the_childs_code() {
+    let (mut m, s) = exits("exit 4", &["--restart", "never"]);
+    assert_eq!(m.exit_code(), 4);
+    assert_eq!(s.lines("starts").len(), 1);
+}
+
+#[test]
+fn restart_on_failure_backs_off_and_stops_on_success() {
+    // Fails twice, then succeeds.
+    let (mut m, s) = exits(
+        "[ $n -ge 3 ] && exit 0; exit 1",
+        &["--restart", "on-failure"],
+    );
+    assert_eq!(m.exit_code(), 0);
+    let t = start_times(&s);
+    assert_eq!(t.len(), 3, "{}", m.log());
+    // Backoff 1s then 2s: lower bounds only (load only makes gaps longer).
+    assert!(t[1] - t[0] >= 0.9, "{t:?}");
+    assert!(t[2] - t[1] >= 1.9, "{t:?}");
+    let log = m.log();
+    assert!(
+        log.contains("Restarting child process in 1s")
+            && log.contains("Restarting child process in 2s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn restart_always_restarts_success_and_max_restarts_gives_up() {
+    let (mut m, s) = exits("exit 0", &["--restart", "always", "--max-restarts", "2"]);
+    assert_eq!(m.exit_code(), 0);
+    assert_eq!(start_times(&s).len(), 3, "{}", m.log());
+    assert!(
+        m.log().contains("giving up after 2 restarts"),
+        "{}",
+        m.log()
+    );
+    let (mut m, s) = exits(
+        "exit 6",
+        &["--restart", "on-failure", "--max-restarts", "1"],
+    );
+    assert_eq!(m.exit_code(), 6, "gives up with the child's code");
+    assert_eq!(start_times(&s).len(), 2);
+}
+
+#[test]
+fn sigterm_during_a_backoff_exits_at_once() {
+    let (mut m, s) = exits("exit 3", &["--restart", "always"]);
+    // After the second failure the backoff is 2s.
+    assert!(m.wait_log("Restarting child process in 2s"), "{}", m.log());
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 3);
+    assert_eq!(start_times(&s).len(), 2, "nothing started after SIGTERM");
+    assert!(
+        m.log().contains("during restart backoff, exiting"),
+        "{}",
+        m.log()
+    );
+}
