@@ -125,9 +125,7 @@ pub struct Config {
     /// `Duration::ZERO` turns polling off (unless inotify fails).
     pub poll_interval: Duration,
     pub poll_only: bool,
-    #[allow(dead_code)] // read by the supervisor once --validate lands
     pub validate: Option<Vec<String>>,
-    #[allow(dead_code)]
     pub validate_timeout: Duration,
     pub restart: Policy,
     pub max_restarts: Option<u32>,

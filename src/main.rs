@@ -7,6 +7,7 @@ mod reaper;
 mod signals;
 mod state;
 mod supervisor;
+mod validate;
 mod watch;
 
 use log::info;

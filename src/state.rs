@@ -5,8 +5,9 @@
 
 use crate::signals;
 use crate::watch::fingerprint::{self, Snapshot};
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use nix::libc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What to do when the child exits on its own.
@@ -51,7 +52,12 @@ pub struct Settings {
     pub reload_signal: Option<i32>,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
+    /// A `--validate` command is configured.
+    pub validate: bool,
 }
+
+/// Exit code when the config fails validation at startup (EX_CONFIG).
+pub const EX_CONFIG: i32 = 78;
 
 /// After SIGKILL, how long to wait for the group to vanish before giving up
 /// on it (a process stuck in uninterruptible sleep must not hang us).
@@ -79,6 +85,8 @@ pub enum Event {
     BackoffOver,
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
+    /// The validation started by `Action::Validate { token, .. }` ended.
+    Validated { token: u64, ok: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +101,13 @@ pub enum Action {
     StopDeadline(Option<Duration>),
     /// Wait this long, then answer `BackoffOver`.
     Backoff(Duration),
+    /// Run the validator on these changed files; answer `Validated`.
+    Validate {
+        token: u64,
+        changed: Vec<PathBuf>,
+    },
+    /// Kill the running validator; its result no longer matters.
+    CancelValidation,
     Exit(i32),
 }
 
@@ -106,6 +121,8 @@ enum Then {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
+    /// Validating the config before the first start.
+    Checking,
     Starting,
     Running,
     Stopping {
@@ -128,6 +145,11 @@ pub struct Machine {
     base: Snapshot,
     restarts: u32,
     next_backoff: Duration,
+    /// The validation in flight: its token and the bytes it judges.
+    validation: Option<(u64, Snapshot)>,
+    last_token: u64,
+    /// Bytes a validator rejected: not validated again until they change.
+    rejected: Option<Snapshot>,
 }
 
 fn is_shutdown(sig: i32) -> bool {
@@ -135,16 +157,29 @@ fn is_shutdown(sig: i32) -> bool {
 }
 
 impl Machine {
-    /// A new machine and its first actions.
-    pub fn new(settings: Settings) -> (Machine, Vec<Action>) {
-        let m = Machine {
+    /// A new machine and its first actions, given the config as it is now.
+    pub fn new(settings: Settings, initial: Snapshot) -> (Machine, Vec<Action>) {
+        let mut m = Machine {
             settings,
             phase: Phase::Starting,
             base: Snapshot::new(),
             restarts: 0,
             next_backoff: BACKOFF_FIRST,
+            validation: None,
+            last_token: 0,
+            rejected: None,
         };
-        (m, vec![Action::Spawn])
+        if !m.settings.validate {
+            return (m, vec![Action::Spawn]);
+        }
+        // A pod with a broken config should fail visibly at once.
+        m.phase = Phase::Checking;
+        let changed = fingerprint::changes(&Snapshot::new(), &initial)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        let first = m.validate(initial, changed);
+        (m, first)
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
@@ -170,12 +205,61 @@ impl Machine {
                 _ => vec![],
             },
             Event::ConfigSettled(now) => self.on_config(now),
+            Event::Validated { token, ok } => self.on_validated(token, ok),
+        }
+    }
+
+    /// Starts validating `snapshot` (cancelling a stale validation first).
+    fn validate(&mut self, snapshot: Snapshot, changed: Vec<PathBuf>) -> Vec<Action> {
+        let mut actions = self.cancel_validation();
+        self.last_token += 1;
+        self.validation = Some((self.last_token, snapshot));
+        actions.push(Action::Validate {
+            token: self.last_token,
+            changed,
+        });
+        actions
+    }
+
+    fn cancel_validation(&mut self) -> Vec<Action> {
+        match self.validation.take() {
+            Some(_) => vec![Action::CancelValidation],
+            None => vec![],
+        }
+    }
+
+    fn on_validated(&mut self, token: u64, ok: bool) -> Vec<Action> {
+        let Some((_, snapshot)) = self.validation.take_if(|(t, _)| *t == token) else {
+            debug!("Ignoring the result of a stale validation");
+            return vec![];
+        };
+        if !ok {
+            self.rejected = Some(snapshot);
+            return match self.phase {
+                Phase::Checking => {
+                    error!("Config validation failed at startup; not starting the child");
+                    self.done(EX_CONFIG)
+                }
+                _ => {
+                    error!("Config validation failed; keeping the current child running untouched");
+                    vec![]
+                }
+            };
+        }
+        info!("Config validation passed");
+        self.rejected = None;
+        match self.phase {
+            Phase::Checking => self.spawn(),
+            Phase::Running | Phase::Backoff { .. } => self.apply(snapshot),
+            _ => vec![],
         }
     }
 
     fn done(&mut self, code: i32) -> Vec<Action> {
         self.phase = Phase::Done;
-        vec![Action::Exit(code)]
+        let mut actions = self.cancel_validation();
+        actions.push(Action::Exit(code));
+        actions
     }
 
     fn spawn(&mut self) -> Vec<Action> {
@@ -194,10 +278,13 @@ impl Machine {
             killed: false,
             group_gone: false,
         };
-        vec![
+        // A change being validated is moot: the next child reads the config afresh.
+        let mut actions = self.cancel_validation();
+        actions.extend([
             Action::SignalGroup(sig),
             Action::StopDeadline(Some(self.settings.stop_timeout)),
-        ]
+        ]);
+        actions
     }
 
     fn on_signal(&mut self, sig: i32) -> Vec<Action> {
@@ -229,6 +316,14 @@ impl Machine {
                     sig
                 })]
             }
+            Phase::Checking if is_shutdown(sig) => {
+                info!(
+                    "Received {} while validating the config, exiting",
+                    signals::name(sig)
+                );
+                self.done(128 + sig)
+            }
+            Phase::Checking => vec![],
             Phase::Backoff { status } if is_shutdown(sig) => {
                 info!(
                     "Received {} during restart backoff, exiting",
@@ -265,7 +360,7 @@ impl Machine {
                 }
                 actions
             }
-            Phase::Backoff { .. } | Phase::Done => vec![],
+            Phase::Checking | Phase::Backoff { .. } | Phase::Done => vec![],
         }
     }
 
@@ -369,21 +464,42 @@ impl Machine {
     }
 
     fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
-        let in_backoff = matches!(self.phase, Phase::Backoff { .. });
-        if self.phase != Phase::Running && !in_backoff {
-            // Stopping or starting: the next spawn fingerprints the config
-            // afresh, so nothing is lost by ignoring this one.
+        if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
+            // Checking, stopping or starting: the next spawn fingerprints the
+            // config afresh, so nothing is lost by ignoring this one.
             return vec![];
         }
         let changes = fingerprint::changes(&self.base, &now);
         if changes.is_empty() {
             debug!("Config fingerprint unchanged; nothing to do");
+            // Back to the bytes the child runs with: a pending check is moot.
+            return self.cancel_validation();
+        }
+        if self
+            .validation
+            .as_ref()
+            .is_some_and(|(_, pending)| *pending == now)
+        {
+            return vec![];
+        }
+        if self.rejected.as_ref() == Some(&now) {
+            debug!("Config still has the bytes the validator rejected");
             return vec![];
         }
         for change in &changes {
             info!("File change detected: {change}");
         }
-        if in_backoff {
+        if self.settings.validate {
+            let changed = changes.into_iter().map(|c| c.path).collect();
+            return self.validate(now, changed);
+        }
+        self.apply(now)
+    }
+
+    /// Acts on a (validated) change: reload or restart the running child,
+    /// or cut a restart backoff short.
+    fn apply(&mut self, now: Snapshot) -> Vec<Action> {
+        if matches!(self.phase, Phase::Backoff { .. }) {
             info!("Config file change detected during restart backoff, starting child process now");
             return self.spawn();
         }
@@ -421,6 +537,7 @@ mod tests {
             reload_signal: None,
             restart: Policy::Never,
             max_restarts: None,
+            validate: false,
         }
     }
 
@@ -436,7 +553,7 @@ mod tests {
 
     /// A machine whose child runs with config `hash`.
     fn running(s: Settings, hash: Option<u64>) -> Machine {
-        let (mut m, first) = Machine::new(s);
+        let (mut m, first) = Machine::new(s, snap(hash));
         assert_eq!(first, [Action::Spawn]);
         assert_eq!(m.handle(Event::Spawned(snap(hash))), []);
         m
@@ -568,7 +685,7 @@ mod tests {
 
     #[test]
     fn spawn_failure_exits_with_its_code() {
-        let (mut m, _) = Machine::new(settings());
+        let (mut m, _) = Machine::new(settings(), snap(Some(1)));
         assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
     }
 
@@ -800,6 +917,182 @@ mod tests {
             m.handle(Event::BackoffOver),
             [],
             "the backoff no longer applies"
+        );
+    }
+
+    fn validating() -> Settings {
+        Settings {
+            validate: true,
+            ..settings()
+        }
+    }
+
+    fn conf() -> Vec<PathBuf> {
+        vec![PathBuf::from("/c/app.conf")]
+    }
+
+    /// A validating machine whose child runs with config 1.
+    fn running_validated(s: Settings) -> Machine {
+        let (mut m, first) = Machine::new(s, snap(Some(1)));
+        assert_eq!(
+            first,
+            [Action::Validate {
+                token: 1,
+                changed: conf()
+            }]
+        );
+        assert_eq!(
+            m.handle(Event::Validated { token: 1, ok: true }),
+            [Action::Spawn]
+        );
+        m.handle(Event::Spawned(snap(Some(1))));
+        m
+    }
+
+    #[test]
+    fn startup_validation_failure_exits_78_and_starts_nothing() {
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 1,
+                ok: false
+            }),
+            [Action::Exit(EX_CONFIG)]
+        );
+    }
+
+    #[test]
+    fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [Action::CancelValidation, Action::Exit(143)]
+        );
+    }
+
+    #[test]
+    fn a_good_change_is_validated_then_acted_on() {
+        let mut m = running_validated(validating());
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [Action::Validate {
+                token: 2,
+                changed: conf()
+            }]
+        );
+        // The same bytes settling again while validating: nothing new.
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+        assert_eq!(
+            m.handle(Event::Validated { token: 2, ok: true }),
+            [
+                Action::SignalGroup(TERM),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
+        let mut m = running_validated(validating());
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 2,
+                ok: false
+            }),
+            []
+        );
+        assert_eq!(m.phase, Phase::Running);
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [],
+            "rejected bytes are not checked again"
+        );
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(3)))),
+            [Action::Validate {
+                token: 3,
+                changed: conf()
+            }],
+            "fixed bytes are"
+        );
+        assert_eq!(
+            m.handle(Event::Validated { token: 3, ok: true })[0],
+            Action::SignalGroup(TERM)
+        );
+    }
+
+    #[test]
+    fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
+        let mut m = running_validated(validating());
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(3)))),
+            [
+                Action::CancelValidation,
+                Action::Validate {
+                    token: 3,
+                    changed: conf()
+                }
+            ]
+        );
+        assert_eq!(
+            m.handle(Event::Validated { token: 2, ok: true }),
+            [],
+            "stale"
+        );
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 3,
+                ok: false
+            }),
+            []
+        );
+        assert_eq!(m.phase, Phase::Running);
+    }
+
+    #[test]
+    fn sigterm_during_a_validation_kills_the_validator_and_stops() {
+        let mut m = running_validated(validating());
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [
+                Action::CancelValidation,
+                Action::SignalGroup(TERM),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        assert_eq!(m.handle(Event::Validated { token: 2, ok: true }), []);
+    }
+
+    #[test]
+    fn validation_guards_the_reload_signal_too() {
+        let mut s = validating();
+        s.reload_signal = Some(libc::SIGHUP);
+        let mut m = running_validated(s);
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 2,
+                ok: false
+            }),
+            []
+        );
+        m.handle(Event::ConfigSettled(snap(Some(3))));
+        assert_eq!(
+            m.handle(Event::Validated { token: 3, ok: true }),
+            [Action::SignalGroup(libc::SIGHUP)]
+        );
+    }
+
+    #[test]
+    fn reverting_to_the_running_bytes_cancels_the_check() {
+        let mut m = running_validated(validating());
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(1)))),
+            [Action::CancelValidation]
         );
     }
 }

@@ -7,6 +7,7 @@ use crate::cli::Config;
 use crate::reaper;
 use crate::signals;
 use crate::state::{Action, Event, Machine, Settings, Status};
+use crate::validate;
 use crate::watch::{NotifyEvent, Watch};
 use futures::{FutureExt, StreamExt, select};
 use log::{debug, error, info};
@@ -31,6 +32,7 @@ enum Wake {
     Child(std::io::Result<std::process::ExitStatus>),
     Signal(i32),
     Notify(NotifyEvent),
+    Validated(bool),
     Timer,
 }
 
@@ -40,6 +42,8 @@ struct Edge {
     cwd: Option<PathBuf>,
     watch: Watch,
     child: Option<Child>,
+    /// The running `--validate` check and the token the machine gave it.
+    check: Option<(u64, validate::Check)>,
     /// The current (or last) child's process group, until it is empty.
     group: Option<i32>,
     /// The child exited; its group is probed until empty.
@@ -59,7 +63,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         }
     };
     reaper::become_subreaper();
-    let (watch, notify_events) =
+    let (mut watch, notify_events) =
         Watch::start(cfg.configs.clone(), cfg.poll_interval, cfg.poll_only);
     let settings = Settings {
         stop_signal: cfg.stop_signal,
@@ -67,14 +71,21 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         reload_signal: cfg.reload_signal,
         restart: cfg.restart,
         max_restarts: cfg.max_restarts,
+        validate: cfg.validate.is_some(),
     };
-    let (mut machine, first) = Machine::new(settings);
+    let initial = if settings.validate {
+        watch.snapshot()
+    } else {
+        Default::default()
+    };
+    let (mut machine, first) = Machine::new(settings, initial);
     let mut edge = Edge {
         poll_at: watch.poll_interval().map(|p| Instant::now() + p),
         cfg,
         cwd,
         watch,
         child: None,
+        check: None,
         group: None,
         draining: false,
         stop_at: None,
@@ -109,6 +120,12 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
                     None => futures::future::pending().await,
                 }
             };
+            let checked = async {
+                match edge.check.as_mut() {
+                    Some((_, check)) => check.passed.as_mut().await,
+                    None => futures::future::pending().await,
+                }
+            };
             let notified = async {
                 match notify_events.recv().await {
                     Ok(ev) => ev,
@@ -120,6 +137,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
                 st = status.fuse() => Wake::Child(st),
                 sig = signals.next() => Wake::Signal(sig.unwrap_or(0)),
                 ev = notified.fuse() => Wake::Notify(ev),
+                ok = checked.fuse() => Wake::Validated(ok),
                 _ = FutureExt::fuse(timer) => Wake::Timer,
             }
         };
@@ -144,6 +162,13 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
                     edge.debounce_at = Some(Instant::now() + edge.cfg.debounce);
                 }
             }
+            Wake::Validated(ok) => {
+                if let Some((token, _)) = edge.check.take() {
+                    // Orphans of the check may be queued behind its zombie.
+                    reaper::sweep(|pid| edge.owns(pid));
+                    actions.extend(machine.handle(Event::Validated { token, ok }));
+                }
+            }
             Wake::Timer => {
                 for event in edge.timers_due() {
                     actions.extend(machine.handle(event));
@@ -154,8 +179,10 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
 }
 
 impl Edge {
+    /// Pids whose status async-process collects: the sweep leaves them.
     fn owns(&self, pid: i32) -> bool {
         self.child.as_ref().is_some_and(|c| c.pid == pid)
+            || self.check.as_ref().is_some_and(|(_, c)| c.pid == pid)
     }
 
     fn exit_code(&self, code: i32) -> i32 {
@@ -226,6 +253,29 @@ impl Edge {
             }
             Action::Backoff(delay) => {
                 self.backoff_at = Some(Instant::now() + delay);
+                None
+            }
+            Action::Validate { token, changed } => {
+                let argv = self.cfg.validate.as_deref().unwrap_or_default();
+                if argv.is_empty() {
+                    return Some(Event::Validated { token, ok: false });
+                }
+                let check = validate::start(
+                    argv,
+                    self.cwd.as_deref(),
+                    &changed,
+                    self.cfg.validate_timeout,
+                );
+                self.check = Some((token, check));
+                None
+            }
+            Action::CancelValidation => {
+                if let Some((_, check)) = self.check.take()
+                    && check.pid > 0
+                {
+                    info!("Cancelling the running config validation");
+                    child::signal_group(check.pid, libc::SIGKILL);
+                }
                 None
             }
             Action::Exit(_) => None,

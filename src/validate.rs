@@ -1,0 +1,115 @@
+//! `--validate`: a check run on changed config before the manager acts on
+//! it (`nginx -t`, `promtool check config …`). The old child keeps serving
+//! meanwhile. The check is a future the supervisor's select! loop polls, so
+//! dropping it (a newer change, a shutdown) cancels it; the supervisor also
+//! SIGKILLs the check's process group then.
+
+use crate::child;
+use crate::signals;
+use futures::{AsyncReadExt, FutureExt};
+use log::{error, info};
+use nix::libc;
+use std::future::Future;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How much of the check's output is kept for the log (its tail).
+const TAIL_BYTES: usize = 2048;
+const TAIL_LINES: usize = 10;
+
+pub struct Check {
+    /// Also the process group of the check.
+    pub pid: i32,
+    /// Resolves to true when the check passed.
+    pub passed: Pin<Box<dyn Future<Output = bool>>>,
+}
+
+/// Starts `argv` with FLUSH_MANAGER_CHANGED set; stdout and stderr are
+/// captured together. A check that cannot start counts as failed.
+pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: Duration) -> Check {
+    let failed = |pid| Check {
+        pid,
+        passed: Box::pin(std::future::ready(false)),
+    };
+    let joined: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+    info!("Validating config with: {}", argv.join(" "));
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            error!("Cannot run validator: pipe: {e}");
+            return failed(0);
+        }
+    };
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("FLUSH_MANAGER_CHANGED", joined.join(":"))
+        .process_group(0);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe { cmd.pre_exec(signals::restore_for_child) };
+    // Stdio is set on async-process's Command: its `From` resets it to inherit.
+    let mut cmd = async_process::Command::from(cmd);
+    match writer.try_clone() {
+        Ok(w) => cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(w)
+            .stderr(writer),
+        Err(e) => {
+            error!("Cannot run validator: {e}");
+            return failed(0);
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            error!("Cannot run validator {}: {e}", argv[0]);
+            return failed(0);
+        }
+    };
+    let pid = child.id() as i32;
+    let name = argv[0].clone();
+    let passed = async move {
+        let mut tail = Vec::new();
+        let run = async {
+            if let Ok(mut out) = async_io::Async::new(reader) {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = out.read(&mut buf).await {
+                    tail.extend_from_slice(&buf[..n]);
+                    let excess = tail.len().saturating_sub(TAIL_BYTES);
+                    tail.drain(..excess);
+                }
+            }
+            child.status().await
+        };
+        let outcome = futures::select! {
+            status = run.fuse() => Some(status),
+            _ = FutureExt::fuse(async_io::Timer::after(timeout)) => None,
+        };
+        let verdict = match outcome {
+            Some(Ok(status)) if status.success() => return true,
+            Some(Ok(status)) => format!("failed with {}", child::status_of(status)),
+            Some(Err(e)) => format!("failed: {e}"),
+            None => {
+                // SAFETY: kill(2) on the check's own process group.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                let _ = child.status().await;
+                format!("timed out after {timeout:?} and was killed")
+            }
+        };
+        error!("Validator {name} {verdict}");
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
+            error!("  | {line}");
+        }
+        false
+    };
+    Check {
+        pid,
+        passed: Box::pin(passed),
+    }
+}

@@ -1,0 +1,223 @@
+//! `--validate`: a change is checked before the manager acts on it; a bad
+//! config never takes the running child down.
+
+mod common;
+
+use common::*;
+use nix::libc;
+use std::fs;
+use std::path::Path;
+
+/// A child that records "start <pid> <bytes>" and HUPs; TERM ends it.
+fn recorder(conf: &Path, starts: &Path) -> String {
+    format!(
+        "echo \"start $$ $(cat {conf})\" >> {starts}; trap 'exit 0' TERM; \
+         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
+        conf = conf.display(),
+        starts = starts.display(),
+    )
+}
+
+/// A validator: passes when the config contains "ok", else prints an error
+/// and exits 3. It logs every run and FLUSH_MANAGER_CHANGED.
+fn checker(s: &Scratch, conf: &Path) -> String {
+    format!(
+        "sh -c 'echo \"$FLUSH_MANAGER_CHANGED\" >> {runs}; echo checking {conf}; \
+         grep -q ok {conf} || {{ echo \"line 1: syntax error\" >&2; exit 3; }}'",
+        runs = s.path("runs").display(),
+        conf = conf.display()
+    )
+}
+
+fn starts(s: &Scratch) -> Vec<String> {
+    s.lines("starts")
+        .into_iter()
+        .filter(|l| l.starts_with("start"))
+        .collect()
+}
+
+fn manager(s: &Scratch, conf: &Path, validate: &str, extra: &[&str]) -> Manager {
+    let script = recorder(conf, &s.path("starts"));
+    let mut args = vec![
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--validate",
+        validate,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "/bin/sh", "-c", &script]);
+    let m = Manager::plain(&args);
+    assert!(wait_for(LONG, || starts(s).len() == 1), "{}", m.log());
+    m
+}
+
+#[test]
+fn good_change_restarts_bad_change_keeps_the_child_and_a_fix_restarts() {
+    let s = Scratch::new("val");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let m = manager(&s, &conf, &checker(&s, &conf), &[]);
+    assert_eq!(
+        s.lines("runs"),
+        [conf.display().to_string()],
+        "validated once at startup"
+    );
+
+    write_in_place(&conf, b"ok v2");
+    assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
+    assert!(starts(&s)[1].ends_with("ok v2"));
+    assert_eq!(
+        s.lines("runs").last().unwrap(),
+        &conf.display().to_string(),
+        "FLUSH_MANAGER_CHANGED"
+    );
+
+    let pid_before = starts(&s)[1].split(' ').nth(1).unwrap().to_string();
+    write_in_place(&conf, b"bad v3");
+    assert!(
+        m.wait_log("Validator sh failed with exit code 3"),
+        "{}",
+        m.log()
+    );
+    assert!(
+        m.log().contains("ERROR:   | line 1: syntax error"),
+        "the tail of its output: {}",
+        m.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(starts(&s).len(), 2, "no restart on a bad config");
+    assert!(
+        alive(pid_before.parse().unwrap()),
+        "the same child still runs"
+    );
+
+    write_in_place(&conf, b"ok v4");
+    assert!(wait_for(LONG, || starts(&s).len() == 3), "{}", m.log());
+    assert!(starts(&s)[2].ends_with("ok v4"));
+}
+
+#[test]
+fn a_hanging_validator_times_out_and_nothing_restarts() {
+    let s = Scratch::new("valhang");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok").unwrap();
+    let check = format!(
+        "sh -c 'grep -q hang {} && exec sleep 60; exit 0'",
+        conf.display()
+    );
+    let m = manager(&s, &conf, &check, &["--validate-timeout", "1s"]);
+    write_in_place(&conf, b"ok hang");
+    assert!(
+        m.wait_log("timed out after 1s and was killed"),
+        "{}",
+        m.log()
+    );
+    assert_eq!(starts(&s).len(), 1);
+}
+
+#[test]
+fn a_bad_config_at_startup_exits_78_and_starts_nothing() {
+    let s = Scratch::new("val78");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "bad").unwrap();
+    let script = recorder(&conf, &s.path("starts"));
+    let mut m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--validate",
+        &checker(&s, &conf),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(m.exit_code(), 78);
+    assert!(starts(&s).is_empty());
+    assert!(
+        m.log().contains("Config validation failed at startup"),
+        "{}",
+        m.log()
+    );
+    // A validator that cannot even start is a failed check too.
+    let mut m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--validate",
+        "/no/such/validator",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(m.exit_code(), 78);
+}
+
+#[test]
+fn sigterm_during_a_validation_kills_the_validator_and_shuts_down() {
+    let s = Scratch::new("valterm");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok").unwrap();
+    let check = format!(
+        "sh -c 'grep -q slow {0} || exit 0; echo $$ > {1}; exec sleep 60'",
+        conf.display(),
+        s.path("validator").display()
+    );
+    let mut m = manager(&s, &conf, &check, &[]);
+    write_in_place(&conf, b"ok slow");
+    assert!(s.wait_contains("validator", "\n"));
+    let validator: i32 = s.read("validator").trim().parse().unwrap();
+    assert!(alive(validator));
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "the child handled TERM");
+    assert!(
+        wait_for(LONG, || !alive(validator)),
+        "the validator was killed"
+    );
+    assert_eq!(starts(&s).len(), 1);
+}
+
+#[test]
+fn a_change_during_a_validation_is_not_lost() {
+    let s = Scratch::new("valrace");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    // Slow to judge "v2" (and rejects it); "v3" passes at once.
+    let check = format!(
+        "sh -c 'grep -q v2 {0} && {{ echo $$ > {1}; sleep 3; exit 1; }}; grep -q ok {0}'",
+        conf.display(),
+        s.path("slow").display()
+    );
+    let m = manager(&s, &conf, &check, &[]);
+    write_in_place(&conf, b"ok v2");
+    assert!(s.wait_contains("slow", "\n"), "{}", m.log());
+    write_in_place(&conf, b"ok v3");
+    assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
+    assert!(
+        starts(&s)[1].ends_with("ok v3"),
+        "the newest bytes won: {:?}",
+        starts(&s)
+    );
+    assert!(
+        m.log().contains("Cancelling the running config validation"),
+        "{}",
+        m.log()
+    );
+}
+
+#[test]
+fn the_reload_signal_obeys_the_same_rules() {
+    let s = Scratch::new("valhup");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let m = manager(&s, &conf, &checker(&s, &conf), &["--reload-signal", "HUP"]);
+    write_in_place(&conf, b"bad");
+    assert!(m.wait_log("Validator sh failed"), "{}", m.log());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !s.read("starts").contains("hup"),
+        "no reload on a bad config"
+    );
+    write_in_place(&conf, b"ok v2");
+    assert!(s.wait_contains("starts", "hup"), "{}", m.log());
+    assert_eq!(starts(&s).len(), 1, "signalled, not restarted");
+}
