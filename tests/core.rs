@@ -607,3 +607,65 @@ fn on_a_terminal_the_child_gets_the_foreground_and_ctrl_c() {
     let status = status.expect("Ctrl-C did not end the manager");
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn remap_exit_turns_a_clean_docker_stop_into_success() {
+    let mut m = Manager::plain(&[NO_CONFIG, "--remap-exit", "143:0", "--", "/bin/sleep", "60"]);
+    assert!(m.wait_log("Child process started"));
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0);
+    let mut m = Manager::plain(&[
+        NO_CONFIG,
+        "--remap-exit=3:0",
+        "--remap-exit",
+        "4:9",
+        "--",
+        "/bin/sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(m.exit_code(), 9);
+}
+
+#[test]
+fn every_flag_can_come_from_the_environment_and_the_command_line_wins() {
+    let env = |vars: Vec<(&'static str, &'static str)>, args: &[&str]| {
+        Manager::start_with(
+            args,
+            Opts {
+                mode: Mode::Plain,
+                env: vars,
+                ..Opts::default()
+            },
+        )
+    };
+    let mut m = env(
+        vec![
+            ("FLUSH_MANAGER_COMMAND", "/bin/sleep"),
+            ("FLUSH_MANAGER_REMAP_EXIT", "143:5"),
+            ("FLUSH_MANAGER_CONFIG", ""),
+        ],
+        &["--", "/bin/sleep", "60"],
+    );
+    assert!(m.wait_log("Child process started"));
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 5);
+    // An invalid value is an error at startup, not a silent default.
+    let mut m = env(
+        vec![("FLUSH_MANAGER_STOP_TIMEOUT", "forever")],
+        &["--", "/bin/true"],
+    );
+    assert_eq!(m.exit_code(), 2);
+    assert!(
+        m.log()
+            .contains("--stop-timeout: invalid duration \"forever\""),
+        "{}",
+        m.log()
+    );
+    // The flag wins.
+    let mut m = env(
+        vec![("FLUSH_MANAGER_STOP_TIMEOUT", "forever")],
+        &["--stop-timeout", "1s", "--config=", "--", "/bin/true"],
+    );
+    assert_eq!(m.exit_code(), 0);
+}

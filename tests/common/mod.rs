@@ -134,6 +134,10 @@ pub struct Opts<'a> {
     /// Runs in the forked process before exec (to set the signal state the
     /// manager starts with).
     pub pre_exec: Option<fn() -> std::io::Result<()>>,
+    /// The whole argv before the manager's own arguments, instead of the
+    /// default (`unshare … BIN` or `BIN`); the manager is its first child
+    /// in `Mode::Pid1`.
+    pub launcher: Option<Vec<String>>,
 }
 
 impl Default for Opts<'_> {
@@ -144,6 +148,7 @@ impl Default for Opts<'_> {
             env: vec![],
             stdin: None,
             pre_exec: None,
+            launcher: None,
         }
     }
 }
@@ -167,14 +172,19 @@ impl Manager {
         let logdir = Scratch::new("log");
         let log_path = logdir.path("manager.log");
         let log = fs::File::create(&log_path).expect("log file");
-        let mut cmd = match opts.mode {
-            Mode::Pid1 => {
+        let mut cmd = match (opts.mode, &opts.launcher) {
+            (_, Some(argv)) => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+            (Mode::Pid1, None) => {
                 let p = unshare_prefix().expect("caller checks pid1_or_skip");
                 let mut c = Command::new(p[0]);
                 c.args(&p[1..]).arg(BIN);
                 c
             }
-            Mode::Plain => Command::new(BIN),
+            (Mode::Plain, None) => Command::new(BIN),
         };
         cmd.args(args)
             .env("FLUSH_MANAGER_LOG", "debug")
