@@ -63,8 +63,10 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         }
     };
     reaper::become_subreaper();
-    let (mut watch, notify_events) =
-        Watch::start(cfg.configs.clone(), cfg.poll_interval, cfg.poll_only);
+    // Let the executor poll async-process's driver (spawned beside us)
+    // before the first spawn, or async-process starts a thread of its own.
+    smol::future::yield_now().await;
+    let mut watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
     let settings = Settings {
         stop_signal: cfg.stop_signal,
         stop_timeout: cfg.stop_timeout,
@@ -80,7 +82,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     };
     let (mut machine, first) = Machine::new(settings, initial);
     let mut edge = Edge {
-        poll_at: watch.poll_interval().map(|p| Instant::now() + p),
+        poll_at: None,
         cfg,
         cwd,
         watch,
@@ -93,6 +95,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         debounce_at: None,
     };
     let mut actions: VecDeque<Action> = first.into();
+    let mut notify_events = None;
 
     loop {
         // Perform what the machine decided; some actions answer at once.
@@ -104,6 +107,16 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
                 actions.extend(machine.handle(event));
             }
         }
+        // The watcher (a thread, inotify) starts once the child is on its
+        // way, off the child's start-up path. A change between the spawn's
+        // fingerprint and the watch being up is caught by one check at once.
+        let notify_events = notify_events.get_or_insert_with(|| {
+            let rx = edge.watch.start(edge.cfg.poll_only);
+            if edge.watch.is_active() {
+                edge.debounce_at = Some(Instant::now());
+            }
+            rx
+        });
         if edge.draining && edge.group_gone() {
             actions.extend(machine.handle(Event::GroupGone));
             continue;

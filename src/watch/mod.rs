@@ -55,14 +55,10 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts watching `configs`; notify events arrive on the returned channel.
-    pub fn start(
-        configs: Vec<PathBuf>,
-        poll_interval: Duration,
-        poll_only: bool,
-    ) -> (Watch, async_channel::Receiver<NotifyEvent>) {
-        let (tx, rx) = async_channel::unbounded();
-        let mut watch = Watch {
+    /// An inert watch of `configs`: fingerprints work, nothing is watched
+    /// until `start`.
+    pub fn new(configs: Vec<PathBuf>, poll_interval: Duration) -> Watch {
+        Watch {
             configs,
             inotify: None,
             watched: BTreeMap::new(),
@@ -70,30 +66,36 @@ impl Watch {
             cache: fingerprint::Cache::default(),
             last_polled: Snapshot::new(),
             reported: Snapshot::new(),
-        };
-        if watch.configs.is_empty() {
-            return (watch, rx);
         }
-        for path in &watch.configs {
+    }
+
+    /// Starts inotify (unless `poll_only`) and polling; notify events arrive
+    /// on the returned channel.
+    pub fn start(&mut self, poll_only: bool) -> async_channel::Receiver<NotifyEvent> {
+        let (tx, rx) = async_channel::unbounded();
+        if self.configs.is_empty() {
+            return rx;
+        }
+        for path in &self.configs {
             describe(path);
         }
         if poll_only {
-            watch.poll_interval = Some(watch.poll_interval.unwrap_or(FALLBACK_POLL));
+            self.poll_interval = Some(self.poll_interval.unwrap_or(FALLBACK_POLL));
         } else {
             // notify's thread must never block: an unbounded try_send.
             match notify::recommended_watcher(move |ev: NotifyEvent| {
                 let _ = tx.try_send(ev);
             }) {
-                Ok(w) => watch.inotify = Some(w),
-                Err(e) => watch.fall_back_to_polling(&format!("inotify unavailable ({e})")),
+                Ok(w) => self.inotify = Some(w),
+                Err(e) => self.fall_back_to_polling(&format!("inotify unavailable ({e})")),
             }
         }
-        if let Some(every) = watch.poll_interval {
+        if let Some(every) = self.poll_interval {
             info!("Starting polling every {every:?} for config changes");
         }
-        watch.reconcile();
-        watch.last_polled = watch.cache.snapshot(&watch.configs);
-        (watch, rx)
+        self.reconcile();
+        self.last_polled = self.cache.snapshot(&self.configs);
+        rx
     }
 
     pub fn is_active(&self) -> bool {
