@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 arch=$(uname -m)
 musl="$arch-unknown-linux-musl"
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" || rustup target add "$musl" >/dev/null 2>&1; then
-    cargo build --release --locked --target "$musl"
+    # Footprint (see bench/RESULTS.md): a plain static executable (no PIE,
+    # no relocations to apply at start); no unwind tables, as panic =
+    # "abort" never unwinds (docker/no-unwind-tables.ld); no page padding
+    # between code and data.
+    RUSTFLAGS="-C relocation-model=static -C force-unwind-tables=no \
+        -C link-arg=-Wl,-T,$(pwd)/docker/no-unwind-tables.ld -C link-arg=-Wl,--no-eh-frame-hdr \
+        -C link-arg=-Wl,-z,noseparate-code" \
+        cargo build --release --locked --target "$musl"
     out="target/$musl/release/flush-manager"
 else
     echo "build-static: the $musl target is unavailable; building glibc +crt-static" >&2

@@ -75,7 +75,7 @@ pub fn changes(base: &Snapshot, now: &Snapshot) -> Vec<Change> {
         .collect()
 }
 
-/// Length and hash of the file's bytes, streamed in 64 KiB pieces. Opened
+/// Length and hash of the file's bytes, streamed in 16 KiB pieces. Opened
 /// non-blocking so a FIFO put in place of a config cannot stall the loop.
 pub fn file_state(path: &Path) -> FileState {
     let file = match OpenOptions::new()
@@ -104,7 +104,9 @@ fn hash_file(mut file: File) -> io::Result<FileState> {
     // SipHash with fixed keys: the same bytes give the same hash in every
     // run of this binary; this detects edits, it does not resist forgery.
     let mut hasher = std::hash::DefaultHasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // On the stack: a heap buffer this size stays resident afterwards
+    // (measured: +64 KiB idle RSS with musl's allocator).
+    let mut buf = [0u8; 16 * 1024];
     let mut len = 0u64;
     loop {
         match file.read(&mut buf) {

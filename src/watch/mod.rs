@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub type NotifyEvent = notify::Result<notify::Event>;
@@ -43,10 +44,16 @@ impl Interest {
     }
 }
 
+/// Watched directories and what matters in each.
+type Watched = BTreeMap<PathBuf, Interest>;
+
 pub struct Watch {
     configs: Vec<PathBuf>,
     inotify: Option<notify::RecommendedWatcher>,
-    watched: BTreeMap<PathBuf, Interest>,
+    watched: Watched,
+    /// The same, read by notify's thread to drop unrelated events before
+    /// they wake the supervisor.
+    shared: Arc<Mutex<Watched>>,
     poll_interval: Option<Duration>,
     cache: fingerprint::Cache,
     last_polled: Snapshot,
@@ -61,7 +68,8 @@ impl Watch {
         Watch {
             configs,
             inotify: None,
-            watched: BTreeMap::new(),
+            watched: Watched::new(),
+            shared: Arc::default(),
             poll_interval: (!poll_interval.is_zero()).then_some(poll_interval),
             cache: fingerprint::Cache::default(),
             last_polled: Snapshot::new(),
@@ -82,9 +90,15 @@ impl Watch {
         if poll_only {
             self.poll_interval = Some(self.poll_interval.unwrap_or(FALLBACK_POLL));
         } else {
-            // notify's thread must never block: an unbounded try_send.
+            // On notify's thread: filter, then an unbounded try_send (that
+            // thread must never block on us).
+            let shared = Arc::clone(&self.shared);
             match notify::recommended_watcher(move |ev: NotifyEvent| {
-                let _ = tx.try_send(ev);
+                let watched = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                if is_relevant(&watched, &ev) {
+                    drop(watched);
+                    let _ = tx.try_send(ev);
+                }
             }) {
                 Ok(w) => self.inotify = Some(w),
                 Err(e) => self.fall_back_to_polling(&format!("inotify unavailable ({e})")),
@@ -118,45 +132,6 @@ impl Watch {
         self.watched.clear();
     }
 
-    /// Does this notify event concern a config? Unrelated files in a watched
-    /// directory cost one lookup and a DEBUG line.
-    pub fn is_relevant(&self, event: &NotifyEvent) -> bool {
-        let event = match event {
-            Ok(ev) => ev,
-            Err(e) => {
-                warn!("File watcher error: {e}; re-checking config");
-                return true;
-            }
-        };
-        if event.need_rescan() {
-            info!("File watcher queue overflowed; re-checking config");
-            return true;
-        }
-        if matches!(event.kind, EventKind::Access(_)) {
-            return false;
-        }
-        let relevant = event.paths.iter().any(|p| {
-            self.watched.contains_key(p)
-                || match (p.parent(), p.file_name()) {
-                    (Some(dir), Some(name)) => {
-                        self.watched.get(dir).is_some_and(|i| i.matches(name))
-                    }
-                    _ => false,
-                }
-        });
-        debug!(
-            "Fsnotify event: {:?} {:?}{}",
-            event.kind,
-            event.paths,
-            if relevant {
-                ""
-            } else {
-                " (unrelated, ignored)"
-            }
-        );
-        relevant
-    }
-
     /// Moves the inotify watches to where they should be now: each config's
     /// parent directory, or its nearest existing ancestor while it is missing.
     pub fn reconcile(&mut self) {
@@ -164,6 +139,11 @@ impl Watch {
             return;
         };
         let wanted = plan(&self.configs);
+        // Published before the watches exist, so no event of theirs is
+        // judged against an old map.
+        if wanted != self.watched {
+            *self.shared.lock().unwrap_or_else(PoisonError::into_inner) = wanted.clone();
+        }
         let gone: Vec<PathBuf> = self
             .watched
             .keys()
@@ -260,6 +240,43 @@ impl Watch {
         self.reported = snap.clone();
         snap
     }
+}
+
+/// Does this notify event concern a config? Unrelated files in a watched
+/// directory cost one lookup and a DEBUG line.
+fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
+    let event = match event {
+        Ok(ev) => ev,
+        Err(e) => {
+            warn!("File watcher error: {e}; re-checking config");
+            return true;
+        }
+    };
+    if event.need_rescan() {
+        info!("File watcher queue overflowed; re-checking config");
+        return true;
+    }
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    let relevant = event.paths.iter().any(|p| {
+        watched.contains_key(p)
+            || match (p.parent(), p.file_name()) {
+                (Some(dir), Some(name)) => watched.get(dir).is_some_and(|i| i.matches(name)),
+                _ => false,
+            }
+    });
+    debug!(
+        "Fsnotify event: {:?} {:?}{}",
+        event.kind,
+        event.paths,
+        if relevant {
+            ""
+        } else {
+            " (unrelated, ignored)"
+        }
+    );
+    relevant
 }
 
 /// Startup lines of the seed, and the subPath warning.
