@@ -23,5 +23,7 @@ else
     out="target/$gnu/release/flush-manager"
 fi
 mkdir -p target/static
-cp "$out" target/static/flush-manager
+# Copy, then rename: replacing a binary that is running stays possible.
+cp "$out" target/static/flush-manager.new
+mv -f target/static/flush-manager.new target/static/flush-manager
 echo "build-static: $(pwd)/target/static/flush-manager ($(wc -c < target/static/flush-manager) bytes)"

@@ -65,3 +65,25 @@ pub fn sweep(owned: impl Fn(i32) -> bool) -> usize {
     }
     reaped
 }
+
+/// Processes still our children (adopted orphans that left the child's
+/// process group, e.g. a daemon that called setsid), as (pid, name).
+pub fn leftovers() -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            found.push((pid, name.trim().to_string()));
+        }
+    }
+    found
+}

@@ -10,7 +10,7 @@ use crate::state::{Action, Event, Machine, Settings, Status};
 use crate::validate;
 use crate::watch::Watch;
 use futures::{FutureExt, StreamExt, select};
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use nix::libc;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -207,6 +207,23 @@ impl Edge {
             .iter()
             .find(|(from, _)| *from == code)
             .map_or(code, |(_, to)| *to);
+        let left = reaper::leftovers();
+        if !left.is_empty() {
+            let list: Vec<String> = left
+                .iter()
+                .map(|(pid, name)| format!("{pid} ({name})"))
+                .collect();
+            let fate = if std::process::id() == 1 {
+                "they end with this PID namespace"
+            } else {
+                "they keep running"
+            };
+            warn!(
+                "{} process(es) left outside the child's process group: {}; {fate}",
+                left.len(),
+                list.join(", ")
+            );
+        }
         info!("Exiting with code {code}");
         code
     }

@@ -1,0 +1,285 @@
+//! Faults and hostile input: escaping daemons, no inotify, FIFOs, dangling
+//! symlinks, huge and unreadable config files. The manager must name the
+//! problem, keep the child, and never hang.
+
+mod common;
+
+use common::*;
+use nix::libc;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A child that records "start <pid> <bytes>" of `conf`, and ends on TERM.
+fn recorder(conf: &Path, starts: &Path) -> String {
+    format!(
+        "echo \"start $$ $(head -c 40 {conf} 2>/dev/null | tr '\\n' ' ')\" >> {starts}; trap 'exit 0' TERM; \
+         while :; do sleep 0.05 & wait $!; done",
+        conf = conf.display(),
+        starts = starts.display()
+    )
+}
+
+fn starts(s: &Scratch) -> usize {
+    s.lines("starts").len()
+}
+
+#[test]
+fn a_daemon_escaping_the_group_is_reaped_and_reported() {
+    for mode in [Mode::Pid1, Mode::Plain] {
+        if mode == Mode::Pid1 && pid1_or_skip("a_daemon_escaping_the_group").is_none() {
+            continue;
+        }
+        let s = Scratch::new("daemon");
+        // A daemon in its own session that exits soon (reaped by us) and
+        // one that stays (reported at exit).
+        let script = format!(
+            "setsid sh -c 'sleep 0.2' & setsid sh -c 'echo $$ > {0}; exec sleep 300' & \
+             while [ ! -s {0} ]; do sleep 0.01; done; sleep 0.5; exit 0",
+            s.path("daemon").display()
+        );
+        let mut m = Manager::start_with(
+            &["--config=", "--", "/bin/sh", "-c", &script],
+            Opts {
+                mode,
+                ..Opts::default()
+            },
+        );
+        assert_eq!(m.exit_code(), 0, "{mode:?}");
+        let log = m.log();
+        assert!(log.contains("Reaped"), "{mode:?}: {log}");
+        assert!(
+            log.contains("left outside the child's process group"),
+            "{mode:?}: {log}"
+        );
+        assert!(log.contains("(sleep)"), "{mode:?}: {log}");
+        if mode == Mode::Plain {
+            let daemon: i32 = s.read("daemon").trim().parse().unwrap();
+            // SAFETY: kill(2) on the test's own leftover.
+            unsafe { libc::kill(daemon, libc::SIGKILL) };
+        }
+    }
+}
+
+/// `unshare --user --map-root-user sh -c 'echo 0 > /proc/sys/user/LIMIT; exec BIN …'`:
+/// inotify limits are per user namespace.
+fn without_inotify(limit: &str) -> Option<Vec<String>> {
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg(format!("echo 0 > /proc/sys/user/{limit}"))
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED inotify fault test: cannot set {limit} in a user namespace here");
+        return None;
+    }
+    Some(vec![
+        "unshare".into(),
+        "--user".into(),
+        "--map-root-user".into(),
+        "sh".into(),
+        "-c".into(),
+        format!("echo 0 > /proc/sys/user/{limit} && exec \"$0\" \"$@\""),
+        BIN.into(),
+    ])
+}
+
+#[test]
+fn without_inotify_polling_takes_over_loudly_and_changes_still_apply() {
+    for (limit, expect) in [
+        ("max_inotify_instances", "inotify unavailable"),
+        ("max_inotify_watches", "inotify watch limit reached"),
+    ] {
+        let Some(launcher) = without_inotify(limit) else {
+            return;
+        };
+        let s = Scratch::new("noinotify");
+        let conf = s.path("app.conf");
+        fs::write(&conf, "v1").unwrap();
+        let script = recorder(&conf, &s.path("starts"));
+        let m = Manager::start_with(
+            &[
+                "--config",
+                conf.to_str().unwrap(),
+                "--poll-interval",
+                "300ms",
+                "--debounce",
+                "50ms",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+            Opts {
+                mode: Mode::Plain,
+                launcher: Some(launcher),
+                ..Opts::default()
+            },
+        );
+        assert!(wait_for(LONG, || starts(&s) == 1), "{}", m.log());
+        assert!(m.log().contains(expect), "{limit}: {}", m.log());
+        assert!(
+            m.log().contains("falling back to polling every 300ms"),
+            "{}",
+            m.log()
+        );
+        assert_eq!(m.count("WARN"), 1, "one WARN: {}", m.log());
+        write_in_place(&conf, b"v2");
+        assert!(wait_for(LONG, || starts(&s) == 2), "{limit}: {}", m.log());
+        assert!(s.lines("starts")[1].ends_with("v2"));
+    }
+}
+
+#[test]
+fn a_fifo_as_config_never_blocks_the_loop() {
+    let s = Scratch::new("fifo");
+    let conf = s.path("app.conf");
+    let made = Command::new("mkfifo").arg(&conf).status().unwrap();
+    assert!(made.success());
+    let mut m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--poll-interval",
+        "200ms",
+        "--",
+        "/bin/sleep",
+        "300",
+    ]);
+    assert!(m.wait_log("Child process started"), "{}", m.log());
+    assert!(m.wait_log("is not a regular file"), "{}", m.log());
+    // Polling ticks keep stat-ing it; the loop still answers signals.
+    std::thread::sleep(Duration::from_millis(600));
+    m.signal(libc::SIGTERM);
+    assert_eq!(
+        m.wait_code(Duration::from_secs(10)),
+        Some(143),
+        "{}",
+        m.log()
+    );
+}
+
+#[test]
+fn a_dangling_symlink_is_missing_until_its_target_appears() {
+    let s = Scratch::new("dangling");
+    let conf = s.path("app.conf");
+    let target = s.path("real.conf");
+    std::os::unix::fs::symlink(&target, &conf).unwrap();
+    let script = recorder(&conf, &s.path("starts"));
+    let m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(wait_for(LONG, || starts(&s) == 1));
+    assert!(m.log().contains("is a symlink pointing to"), "{}", m.log());
+    fs::write(&target, "arrived").unwrap();
+    assert!(wait_for(LONG, || starts(&s) == 2), "{}", m.log());
+    assert!(s.lines("starts")[1].ends_with("arrived"));
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_100_mb_config_is_hashed_streaming_with_flat_memory() {
+    let s = Scratch::new("huge");
+    let conf = s.path("big.conf");
+    let chunk = vec![b'x'; 1 << 20];
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&conf).unwrap();
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let script = recorder(&conf, &s.path("starts"));
+    let m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(wait_for(LONG, || starts(&s) == 1));
+    // Change one byte in the middle: same length, new hash.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new().write(true).open(&conf).unwrap();
+        f.seek(SeekFrom::Start(50 << 20)).unwrap();
+        f.write_all(b"y").unwrap();
+    }
+    assert!(wait_for(LONG, || starts(&s) == 2), "{}", m.log());
+    let rss = vm_rss_kib(m.pid());
+    assert!(
+        rss > 0 && rss < 8 * 1024,
+        "the manager's RSS after hashing 100 MB several times: {rss} KiB"
+    );
+}
+
+#[test]
+fn an_unreadable_config_is_named_and_the_child_kept() {
+    let s = Scratch::new("unreadable");
+    let conf = s.path("secret.conf");
+    fs::write(&conf, "v1").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = recorder(&conf, &s.path("starts"));
+    let args = [
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    // Mode 000. Root reads everything anyway: then the manager runs in a
+    // fresh user namespace, whose capabilities do not cover host-owned files.
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let launcher = if root {
+        let ok = Command::new("unshare")
+            .args(["--user", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED an_unreadable_config: running as root without user namespaces");
+            return;
+        }
+        Some(vec!["unshare".to_string(), "--user".into(), BIN.into()])
+    } else {
+        None
+    };
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o000)).unwrap();
+    let mut m = Manager::start_with(
+        &args,
+        Opts {
+            mode: Mode::Plain,
+            launcher,
+            ..Opts::default()
+        },
+    );
+    assert!(m.wait_log("Child process started"), "{}", m.log());
+    assert!(m.wait_log("Cannot read config file"), "{}", m.log());
+    assert!(m.log().contains("Permission denied"), "{}", m.log());
+    assert!(m.log().contains(conf.to_str().unwrap()), "{}", m.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(m.alive(), "the child and the manager keep running");
+    assert!(!m.log().contains("restarting"), "{}", m.log());
+    fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
+}
