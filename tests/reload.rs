@@ -455,3 +455,53 @@ fn sigterm_during_a_backoff_exits_at_once() {
         m.log()
     );
 }
+
+#[test]
+fn a_subpath_mount_is_warned_about() {
+    // A Kubernetes subPath mount is a bind mount of one file: the kubelet
+    // never updates it. Made here with a private mount namespace.
+    let s = Scratch::new("subpath");
+    let (src, dst) = (s.path("source.conf"), s.path("app.conf"));
+    fs::write(&src, "a").unwrap();
+    fs::write(&dst, "").unwrap();
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut launcher: Vec<String> = if root {
+        vec!["unshare".into(), "--mount".into()]
+    } else {
+        vec![
+            "unshare".into(),
+            "--user".into(),
+            "--map-root-user".into(),
+            "--mount".into(),
+        ]
+    };
+    let probe = std::process::Command::new(&launcher[0])
+        .args(&launcher[1..])
+        .arg("true")
+        .status();
+    if !probe.is_ok_and(|st| st.success()) {
+        eprintln!("SKIPPED a_subpath_mount_is_warned_about: cannot make a mount namespace here");
+        return;
+    }
+    launcher.extend([
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "mount --bind {} {} && exec \"$0\" \"$@\"",
+            src.display(),
+            dst.display()
+        ),
+        BIN.into(),
+    ]);
+    let m = Manager::start_with(
+        &["--config", dst.to_str().unwrap(), "--", "/bin/sleep", "60"],
+        Opts {
+            mode: Mode::Plain,
+            launcher: Some(launcher),
+            ..Opts::default()
+        },
+    );
+    assert!(m.wait_log("is itself a mount point"), "{}", m.log());
+    assert!(m.log().contains("WARN"), "{}", m.log());
+}
