@@ -278,15 +278,16 @@ fn signals_go_to_the_whole_process_group() {
         let s = Scratch::new("group");
         let out = s.path("m");
         let script = format!(
-            "sh -c \"trap 'echo grandchild >> {0}' USR1; echo gc-ready >> {0}; while :; do sleep 0.05; done\" & \
-             trap 'echo child >> {0}' USR1; echo ready >> {0}; while :; do sleep 0.05; done",
+            "sh -c \"trap 'echo grandchild-got >> {0}' USR1; echo grandchild-armed >> {0}; while :; do sleep 0.05; done\" & \
+             trap 'echo child-got >> {0}' USR1; echo child-armed >> {0}; while :; do sleep 0.05; done",
             out.display()
         );
         let m = run(mode, &[NO_CONFIG, "--", "/bin/sh", "-c", &script]);
-        assert!(s.wait_contains("m", "ready") && s.wait_contains("m", "gc-ready"));
+        let has = |line: &str| wait_for(LONG, || s.lines("m").iter().any(|l| l == line));
+        assert!(has("child-armed") && has("grandchild-armed"));
         m.signal(libc::SIGUSR1);
-        assert!(s.wait_contains("m", "grandchild"), "{mode:?}");
-        assert!(s.wait_contains("m", "child"), "{mode:?}");
+        assert!(has("grandchild-got"), "{mode:?}");
+        assert!(has("child-got"), "{mode:?}");
     }
 }
 
