@@ -51,8 +51,15 @@ impl Rig {
         );
         let rig = Rig { s, m };
         assert!(rig.wait_starts(1), "first child never started");
-        // Let the watcher settle before the test changes anything.
-        assert!(rig.m.wait_log("Child process started"));
+        // The watcher starts just after the child: let it be up before the
+        // test changes anything (a change before would be caught too, by
+        // the catch-up check, but the log lines checked below come later).
+        let ready = if extra.contains(&"--poll-only") {
+            "Starting polling"
+        } else {
+            "Watching directory"
+        };
+        assert!(rig.m.wait_log(ready), "{}", rig.m.log());
         rig
     }
 
