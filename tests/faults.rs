@@ -182,15 +182,6 @@ fn a_dangling_symlink_is_missing_until_its_target_appears() {
     assert!(s.lines("starts")[1].ends_with("arrived"));
 }
 
-fn vm_rss_kib(pid: i32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_100_mb_config_is_hashed_streaming_with_flat_memory() {
     let s = Scratch::new("huge");

@@ -329,6 +329,16 @@ pub fn zombies_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// A process's resident memory, from /proc (0 if it is gone).
+pub fn vm_rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Is `pid` a live (non-zombie) process?
 pub fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
