@@ -70,7 +70,7 @@ fn take_terminal() {
     }
 }
 
-/// Sends `sig` to every process in group `pgid`. Ok(false): nobody is left.
+/// Sends `sig` to every process in group `pgid`; false when nobody is left.
 pub fn signal_group(pgid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) with a negative pid addresses a process group.
     let ok = unsafe { libc::kill(-pgid, sig) } == 0;

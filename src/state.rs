@@ -464,6 +464,21 @@ impl Machine {
     }
 
     fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
+        if self.phase == Phase::Checking {
+            // Changed while the startup check runs: check the newest bytes.
+            if self
+                .validation
+                .as_ref()
+                .is_some_and(|(_, pending)| *pending != now)
+            {
+                let changed = fingerprint::changes(&Snapshot::new(), &now)
+                    .into_iter()
+                    .map(|c| c.path)
+                    .collect();
+                return self.validate(now, changed);
+            }
+            return vec![];
+        }
         if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
             // Checking, stopping or starting: the next spawn fingerprints the
             // config afresh, so nothing is lost by ignoring this one.
@@ -1093,6 +1108,35 @@ mod tests {
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(1)))),
             [Action::CancelValidation]
+        );
+    }
+
+    #[test]
+    fn a_change_during_the_startup_check_is_checked_instead() {
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(1)))),
+            [],
+            "same bytes: keep checking"
+        );
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [
+                Action::CancelValidation,
+                Action::Validate {
+                    token: 2,
+                    changed: conf()
+                }
+            ]
+        );
+        assert_eq!(
+            m.handle(Event::Validated { token: 1, ok: true }),
+            [],
+            "stale"
+        );
+        assert_eq!(
+            m.handle(Event::Validated { token: 2, ok: true }),
+            [Action::Spawn]
         );
     }
 }

@@ -207,6 +207,9 @@ impl Edge {
             .iter()
             .find(|(from, _)| *from == code)
             .map_or(code, |(_, to)| *to);
+        // Reap what already exited (nothing we own matters any more), then
+        // report what is still running.
+        reaper::sweep(|_| false);
         let left = reaper::leftovers();
         if !left.is_empty() {
             let list: Vec<String> = left

@@ -14,7 +14,7 @@
 pub mod fingerprint;
 
 use fingerprint::{FileState, Snapshot};
-use log::{debug, info, warn};
+use log::{debug, info, trace, warn};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -266,16 +266,17 @@ fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
                 _ => false,
             }
     });
-    debug!(
-        "Fsnotify event: {:?} {:?}{}",
-        event.kind,
-        event.paths,
-        if relevant {
-            ""
-        } else {
-            " (unrelated, ignored)"
-        }
-    );
+    // Unrelated events only at trace: a log file written into a watched
+    // directory at debug level would otherwise feed itself (the Go tool spun
+    // at 100% CPU that way).
+    if relevant {
+        debug!("Fsnotify event: {:?} {:?}", event.kind, event.paths);
+    } else {
+        trace!(
+            "Fsnotify event: {:?} {:?} (unrelated, ignored)",
+            event.kind, event.paths
+        );
+    }
     relevant
 }
 
