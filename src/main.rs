@@ -39,7 +39,8 @@ fn main() {
         }
     };
     logging::init(cfg.log_level);
-    signals::unblock_all();
+    // Pending, not lost, until the handlers exist (after the child starts).
+    signals::block_all();
 
     info!("=== Flush Manager v{} starting ===", cli::VERSION);
     info!("PID: {}", std::process::id());

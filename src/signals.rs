@@ -163,14 +163,27 @@ extern "C" fn capture_start_state() {
 #[unsafe(link_section = ".init_array")]
 static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 
-/// The manager itself must receive every signal to forward it, whatever mask
-/// it inherited; the child gets the inherited mask back (see `restore_for_child`).
-pub fn unblock_all() {
-    // SAFETY: setting this thread's mask from a zeroed, emptied set.
+/// Blocks every signal in the calling thread (and in threads it starts
+/// later), so that signals arriving before the handlers exist stay pending
+/// instead of being dropped (PID 1) or killing us. See `catch_all`.
+pub fn block_all() {
+    set_mask(libc::sigfillset);
+}
+
+/// Unblocks every signal: the manager must receive each one to forward it,
+/// whatever mask it inherited (the child gets that mask back, see
+/// `restore_for_child`).
+fn unblock_all() {
+    set_mask(libc::sigemptyset);
+}
+
+fn set_mask(fill: unsafe extern "C" fn(*mut libc::sigset_t) -> libc::c_int) {
+    // SAFETY: a zeroed sigset_t, filled or emptied by libc, set as this
+    // thread's mask.
     unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        fill(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 
@@ -238,7 +251,10 @@ fn stream_signals() -> Vec<i32> {
         .collect()
 }
 
-/// Installs every handler and returns one stream of caught signal numbers.
+/// Installs every handler, then unblocks every signal (those that arrived
+/// since `block_all` are delivered now), and returns one stream of caught
+/// signal numbers. Threads started while signals were blocked (async-io's,
+/// notify's) keep them blocked, so every signal lands on the main thread.
 pub fn catch_all() -> io::Result<impl FusedStream<Item = i32> + Unpin> {
     let caught = signal_hook_async_std::Signals::new(stream_signals())?;
 
@@ -257,6 +273,7 @@ pub fn catch_all() -> io::Result<impl FusedStream<Item = i32> + Unpin> {
         let n = pipe.read(&mut byte).await.ok()?;
         (n == 1).then_some((i32::from(byte[0]), pipe))
     });
+    unblock_all();
     Ok(futures::stream::select(caught, faults.boxed_local()).fuse())
 }
 

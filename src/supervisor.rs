@@ -60,13 +60,6 @@ struct Edge {
 }
 
 async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
-    let mut signals = match signals::catch_all() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("Cannot install signal handlers: {e}");
-            return 1;
-        }
-    };
     reaper::become_subreaper();
     // Let the executor poll async-process's driver (spawned beside us)
     // before the first spawn, or async-process starts a thread of its own.
@@ -100,17 +93,23 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         debounce_at: None,
     };
     let mut actions: VecDeque<Action> = first.into();
+    // The child starts first, with signals still blocked (main.rs): they
+    // wait, pending, while ~60 handlers are installed after it.
+    if let Some(code) = perform_all(&mut actions, &mut edge, &mut machine) {
+        return code;
+    }
+    let mut signals = match signals::catch_all() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("Cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
     let mut notify_events = None;
 
     loop {
-        // Perform what the machine decided; some actions answer at once.
-        while let Some(action) = actions.pop_front() {
-            if let Action::Exit(code) = action {
-                return edge.exit_code(code);
-            }
-            if let Some(event) = edge.perform(action) {
-                actions.extend(machine.handle(event));
-            }
+        if let Some(code) = perform_all(&mut actions, &mut edge, &mut machine) {
+            return code;
         }
         // The watcher (a thread, inotify) starts once the child is on its
         // way, off the child's start-up path. A change between the spawn's
@@ -191,6 +190,24 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
             }
         }
     }
+}
+
+/// Performs what the machine decided (some actions answer at once);
+/// Some(code) when it decided to exit.
+fn perform_all(
+    actions: &mut VecDeque<Action>,
+    edge: &mut Edge,
+    machine: &mut Machine,
+) -> Option<i32> {
+    while let Some(action) = actions.pop_front() {
+        if let Action::Exit(code) = action {
+            return Some(edge.exit_code(code));
+        }
+        if let Some(event) = edge.perform(action) {
+            actions.extend(machine.handle(event));
+        }
+    }
+    None
 }
 
 impl Edge {

@@ -277,23 +277,36 @@ impl Manager {
     }
 }
 
+/// The pids `pid` has as children.
+fn children_of(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Drop for Manager {
     fn drop(&mut self) {
         if self.status.is_none() && matches!(self.proc.try_wait(), Ok(None)) {
-            // Killing PID 1 of the namespace kills everything in it.
-            let pid = if self.mode == Mode::Pid1 {
-                fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.proc.id()))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
-                    .unwrap_or(self.proc.id() as i32)
-            } else {
-                self.proc.id() as i32
+            // Killing PID 1 of the namespace kills everything in it; a plain
+            // manager's child would outlive it, so its group goes first.
+            let outer = self.proc.id() as i32;
+            let manager = match self.mode {
+                Mode::Pid1 => children_of(outer).first().copied().unwrap_or(outer),
+                Mode::Plain => outer,
             };
-            // SAFETY: kill(2) on a process we started.
-            unsafe {
-                nix::libc::kill(pid, nix::libc::SIGKILL);
-                nix::libc::kill(-pid, nix::libc::SIGKILL);
+            for child in children_of(manager) {
+                // SAFETY: kill(2) on processes this test started.
+                unsafe {
+                    nix::libc::kill(-child, nix::libc::SIGKILL);
+                    nix::libc::kill(child, nix::libc::SIGKILL);
+                }
             }
+            // SAFETY: kill(2) on the manager this test started.
+            unsafe { nix::libc::kill(manager, nix::libc::SIGKILL) };
             let _ = self.proc.kill();
             let _ = self.proc.wait();
         }
