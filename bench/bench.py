@@ -79,7 +79,8 @@ def wait_child(pid):
 
 
 def stop(p):
-    """Kills the init (PID 1 of its namespace: everything in it dies), then unshare."""
+    """Kills p's children (for unshare: the init, PID 1 of its namespace, so
+    everything in it dies; for a plain init: its child), then p."""
     for k in children(p.pid):
         try:
             os.kill(int(k), signal.SIGKILL)
@@ -157,16 +158,6 @@ def bench_idle():
         results[n].update(rss=med(rss[n]), pss=med(pss[n]), threads=med(thr[n]), wakeups=med(wake[n]))
 
 
-def kill_tree(p):
-    for k in children(p.pid):
-        try:
-            os.kill(int(k), signal.SIGKILL)
-        except OSError:
-            pass
-    p.kill()
-    p.wait()
-
-
 def bench_start():
     """Init start → child running (the child writes a byte at its start), as a
     plain process, alternating the inits. Also the whole `init -- /bin/true`."""
@@ -184,7 +175,7 @@ def bench_start():
                 os.read(r, 1)
                 start[n].append((time.perf_counter() - t0) * 1e3)
             os.close(r)
-            kill_tree(p)
+            stop(p)
             t0 = time.perf_counter()
             subprocess.run(argv + ["/bin/true"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             total[n].append((time.perf_counter() - t0) * 1e3)

@@ -21,6 +21,20 @@ fn recorder(conf: &Path, starts: &Path) -> String {
     )
 }
 
+/// A plain manager watching `conf` (100 ms debounce) and running `script`.
+fn watching(conf: &Path, script: &str) -> Manager {
+    Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ])
+}
+
 fn starts(s: &Scratch) -> usize {
     s.lines("starts").len()
 }
@@ -165,16 +179,7 @@ fn a_dangling_symlink_is_missing_until_its_target_appears() {
     let target = s.path("real.conf");
     std::os::unix::fs::symlink(&target, &conf).unwrap();
     let script = recorder(&conf, &s.path("starts"));
-    let m = Manager::plain(&[
-        "--config",
-        conf.to_str().unwrap(),
-        "--debounce",
-        "100ms",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+    let m = watching(&conf, &script);
     assert!(wait_for(LONG, || starts(&s) == 1));
     assert!(m.log().contains("is a symlink pointing to"), "{}", m.log());
     fs::write(&target, "arrived").unwrap();
@@ -195,16 +200,7 @@ fn a_100_mb_config_is_hashed_streaming_with_flat_memory() {
         }
     }
     let script = recorder(&conf, &s.path("starts"));
-    let m = Manager::plain(&[
-        "--config",
-        conf.to_str().unwrap(),
-        "--debounce",
-        "100ms",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+    let m = watching(&conf, &script);
     assert!(wait_for(LONG, || starts(&s) == 1));
     // Change one byte in the middle: same length, new hash.
     {
