@@ -124,12 +124,12 @@ impl Watch {
         }
     }
 
+    /// Once, at most: with inotify gone, `reconcile` does nothing any more.
     fn fall_back_to_polling(&mut self, why: &str) {
-        if self.inotify.take().is_some() || self.watched.is_empty() {
-            let every = *self.poll_interval.get_or_insert(FALLBACK_POLL);
-            warn!("{why}: falling back to polling every {every:?}");
-        }
+        self.inotify = None;
         self.watched.clear();
+        let every = *self.poll_interval.get_or_insert(FALLBACK_POLL);
+        warn!("{why}: falling back to polling every {every:?}");
     }
 
     /// Moves the inotify watches to where they should be now: each config's
