@@ -16,17 +16,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_COMMAND: &str = "/usr/local/bin/redis-exporter";
 pub const DEFAULT_CONFIG: &str = "/usr/local/bin/conf/exporter.conf";
 
+// argh's parser. `--help` is ours (`help()`, grouped), so argh's own text
+// only ever shows in usage errors.
 #[derive(FromArgs, Debug, Default)]
-/// A small init (PID 1) for containers: runs COMMAND, reaps zombies, forwards
-/// signals, stops gracefully, and restarts (or signals) COMMAND when a watched
-/// config file changes, Kubernetes ConfigMap and Secret volumes included.
-#[argh(
-    note = "Usage forms: `flush-manager [OPTIONS] -- COMMAND [ARGS...]` or the Go tool's `flush-manager -command COMMAND [ARGS...]`. Flags take one or two dashes and `--flag value` or `--flag=value`. Every flag can also be set as FLUSH_MANAGER_<FLAG> (e.g. FLUSH_MANAGER_STOP_TIMEOUT=30s; FLUSH_MANAGER_CONFIG and FLUSH_MANAGER_REMAP_EXIT comma-separated); the command line wins. Durations: 500ms, 10s, 1m30s, 0.",
-    error_code(2, "usage error: unknown flag, bad value, empty command"),
-    error_code(78, "a --validate check failed at startup"),
-    error_code(126, "COMMAND cannot be executed"),
-    error_code(127, "COMMAND not found")
-)]
+/// A small init (PID 1) for containers.
 struct Args {
     /// command to run; trailing arguments become its arguments (default: /usr/local/bin/redis-exporter)
     #[argh(option)]
@@ -147,12 +140,71 @@ fn usage_error(message: String) -> Parsed {
     }
 }
 
+/// `--help`: every option with its default and variable, grouped (argh's
+/// own help is one flat list; it still parses and reports usage errors).
+fn help() -> String {
+    format!(
+        "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
+zombie, forwards every signal, stops gracefully, and restarts (or signals) COMMAND when a
+watched config file changes, Kubernetes ConfigMap and Secret volumes included.
+
+Usage:
+  flush-manager [OPTIONS] [--] COMMAND [ARGS...]
+  flush-manager -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
+Flags take one or two dashes, and a value as `--flag value` or `--flag=value`. Options end
+at the first argument that is not one, or at `--`: the rest is the command's, dashes included.
+
+Command:
+  --command PATH            command to run; trailing arguments are its arguments
+                            (default: {DEFAULT_COMMAND})
+
+Stopping:
+  --stop-signal SIG         signal that stops the child's process group: TERM, SIGTERM, 15,
+                            RTMIN+3 (default: TERM; SIGINT is forwarded as SIGINT)
+  --stop-timeout DURATION   wait after it before SIGKILL of the group (default: 10s)
+  --remap-exit FROM:TO      map an exit code, e.g. 143:0; repeatable
+
+Config watch:
+  --config PATH             file or directory to watch, repeatable; '' watches nothing
+                            (default: {DEFAULT_CONFIG})
+  --reload-signal SIG       on a change, send SIG instead of restarting (e.g. HUP)
+  --debounce DURATION       quiet time after the last change before acting (default: 500ms)
+  --poll-interval DURATION  polling beside inotify; 0 turns it off (default: 5s)
+  --poll-only               poll only, no inotify (overlayfs, NFS)
+  --validate 'CMD ARGS'     check a changed config first; act only if it exits 0
+  --validate-timeout DURATION  kill a check that runs longer (default: 30s)
+
+When the child exits on its own:
+  --restart POLICY          never (exit with its code), on-failure or always (default: never)
+  --max-restarts N          with --restart, give up after N restarts (default: unlimited)
+
+Other:
+  --log-level LEVEL         error, warn, info, debug, trace, off (default: info)
+  --version                 print the version
+  --help                    print this
+
+Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s;
+FLUSH_MANAGER_CONFIG and FLUSH_MANAGER_REMAP_EXIT comma-separated; FLUSH_MANAGER_LOG
+for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0.
+
+Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
+78 config rejected by --validate at startup; 2 usage error."
+    )
+}
+
 /// Parses argv (without the program name) and the environment.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Parsed {
     let argh_args = match go_style(argv) {
         Ok(a) => a,
         Err(e) => return usage_error(e),
     };
+    let options = argh_args.split(|a| a == "--").next().unwrap_or_default();
+    if options.iter().any(|a| a == "--help") {
+        return Parsed::Exit {
+            message: help(),
+            code: 0,
+        };
+    }
     let strs: Vec<&str> = argh_args.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["flush-manager"], &strs) {
         Ok(a) => a,
@@ -544,6 +596,25 @@ mod tests {
         assert!(
             msg.contains("--stop-timeout") && msg.contains("--reload-signal"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let text = help();
+        for flag in VALUE_FLAGS.iter().chain(SWITCHES) {
+            assert!(
+                text.contains(&format!("--{flag} ")),
+                "--{flag} missing from --help"
+            );
+        }
+        let (msg, code) = run(&["--config", "x", "-h"]).unwrap_err();
+        assert_eq!((msg, code), (text, 0));
+        let c = run(&["--", "app", "--help"]).unwrap();
+        assert_eq!(
+            c.command,
+            ["app", "--help"],
+            "after --, --help is the command's"
         );
     }
 
