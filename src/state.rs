@@ -174,11 +174,7 @@ impl Machine {
         }
         // A pod with a broken config should fail visibly at once.
         m.phase = Phase::Checking;
-        let changed = fingerprint::changes(&Snapshot::new(), &initial)
-            .into_iter()
-            .map(|c| c.path)
-            .collect();
-        let first = m.validate(initial, changed);
+        let first = m.validate_all(initial);
         (m, first)
     }
 
@@ -219,6 +215,15 @@ impl Machine {
             changed,
         });
         actions
+    }
+
+    /// Validates every file that has content (a start: all are "changed").
+    fn validate_all(&mut self, snapshot: Snapshot) -> Vec<Action> {
+        let changed = fingerprint::changes(&Snapshot::new(), &snapshot)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        self.validate(snapshot, changed)
     }
 
     fn cancel_validation(&mut self) -> Vec<Action> {
@@ -471,11 +476,7 @@ impl Machine {
                 .as_ref()
                 .is_some_and(|(_, pending)| *pending != now)
             {
-                let changed = fingerprint::changes(&Snapshot::new(), &now)
-                    .into_iter()
-                    .map(|c| c.path)
-                    .collect();
-                return self.validate(now, changed);
+                return self.validate_all(now);
             }
             return vec![];
         }

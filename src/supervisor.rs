@@ -287,18 +287,8 @@ impl Edge {
                     Err(code) => Some(Event::SpawnFailed(code)),
                 }
             }
-            Action::SignalGroup(sig) => {
-                if let Some(pgid) = self.group {
-                    child::signal_group(pgid, sig);
-                }
-                None
-            }
-            Action::KillGroup => {
-                if let Some(pgid) = self.group {
-                    child::signal_group(pgid, libc::SIGKILL);
-                }
-                None
-            }
+            Action::SignalGroup(sig) => self.signal_group(sig),
+            Action::KillGroup => self.signal_group(libc::SIGKILL),
             Action::StopDeadline(after) => {
                 self.stop_at = after.map(|d| Instant::now() + d);
                 None
@@ -334,6 +324,14 @@ impl Edge {
         }
     }
 
+    /// Signals the current (or exited child's) process group, if any.
+    fn signal_group(&self, sig: i32) -> Option<Event> {
+        if let Some(pgid) = self.group {
+            child::signal_group(pgid, sig);
+        }
+        None
+    }
+
     fn child_exited(&mut self, result: std::io::Result<std::process::ExitStatus>) -> Event {
         let ran_for = self
             .child
@@ -349,9 +347,9 @@ impl Edge {
             }
         };
         debug!("Reaped child process {pid}");
+        // Orphans queued behind our child's zombie got no SIGCHLD of their
+        // own: the group probe (`group_gone`, next in the loop) sweeps them.
         self.draining = true;
-        // Orphans queued behind our child's zombie got no SIGCHLD of their own.
-        reaper::sweep(|p| self.owns(p));
         Event::ChildExited { status, ran_for }
     }
 

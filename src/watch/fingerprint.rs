@@ -161,8 +161,9 @@ struct StatKey {
     ctime: (i64, i64),
 }
 
-/// Fingerprints with a stat cache, for the polling tick: a large file is
-/// hashed again only when stat says it may have changed. A file modified
+/// Fingerprints with a stat cache. A decision (spawn, after the debounce)
+/// always hashes (`fresh`) and so keeps the cache warm; a polling tick hashes
+/// a file again only when stat says it may have changed. A file modified
 /// within `RACY` of its hashing is always hashed again (git's "racily
 /// clean" rule: a write in the same timestamp tick leaves stat unchanged).
 #[derive(Default)]
@@ -173,11 +174,11 @@ pub struct Cache {
 const RACY: Duration = Duration::from_secs(2);
 
 impl Cache {
-    pub fn snapshot(&mut self, configs: &[PathBuf]) -> Snapshot {
+    pub fn snapshot(&mut self, configs: &[PathBuf], fresh: bool) -> Snapshot {
         let mut snap = Snapshot::new();
         let mut seen = HashMap::new();
         for file in configs.iter().flat_map(|c| expand(c)) {
-            let state = self.state(&file);
+            let state = self.state(&file, fresh);
             seen.insert(file.clone(), ());
             snap.insert(file, state);
         }
@@ -185,7 +186,7 @@ impl Cache {
         snap
     }
 
-    fn state(&mut self, path: &Path) -> FileState {
+    fn state(&mut self, path: &Path, fresh: bool) -> FileState {
         let Ok(meta) = fs::metadata(path) else {
             self.entries.remove(path);
             return file_state(path);
@@ -197,7 +198,8 @@ impl Cache {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
         };
-        if let Some((cached, hashed_at, state)) = self.entries.get(path)
+        if !fresh
+            && let Some((cached, hashed_at, state)) = self.entries.get(path)
             && *cached == key
             && meta.modified().is_ok_and(|m| m + RACY < *hashed_at)
         {
@@ -209,15 +211,6 @@ impl Cache {
             .insert(path.to_path_buf(), (key, now, state.clone()));
         state
     }
-}
-
-/// Fingerprints every file, no cache: for decisions (spawn, after debounce).
-pub fn snapshot(configs: &[PathBuf]) -> Snapshot {
-    configs
-        .iter()
-        .flat_map(|c| expand(c))
-        .map(|f| (f.clone(), file_state(&f)))
-        .collect()
 }
 
 #[cfg(test)]
@@ -265,11 +258,11 @@ mod tests {
         assert_eq!(file_state(&dir.join("none")), FileState::Missing);
         assert_eq!(file_state(&a.join("under-a-file")), FileState::Missing);
         let mut cache = Cache::default();
-        let first = cache.snapshot(std::slice::from_ref(&dir));
+        let first = cache.snapshot(std::slice::from_ref(&dir), false);
         assert_eq!(first.len(), 2);
         fs::write(&a, b"changed!!!").unwrap();
         assert_ne!(
-            cache.snapshot(std::slice::from_ref(&dir)),
+            cache.snapshot(std::slice::from_ref(&dir), false),
             first,
             "a fresh write is never taken from the cache"
         );

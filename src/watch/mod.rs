@@ -107,8 +107,8 @@ impl Watch {
         if let Some(every) = self.poll_interval {
             info!("Starting polling every {every:?} for config changes");
         }
+        // The poll baseline is the last decision's snapshot (the spawn's).
         self.reconcile();
-        self.last_polled = self.cache.snapshot(&self.configs);
         rx
     }
 
@@ -200,7 +200,7 @@ impl Watch {
     /// A polling tick: did the cheap (stat-cached) fingerprint move?
     pub fn poll(&mut self) -> bool {
         self.reconcile();
-        let now = self.cache.snapshot(&self.configs);
+        let now = self.cache.snapshot(&self.configs, false);
         let moved = now != self.last_polled;
         if moved {
             debug!("Polling found a config change");
@@ -212,7 +212,8 @@ impl Watch {
     /// A full fingerprint of every config file, for a decision. Reports a
     /// file that went missing or unreadable once, not at every look.
     pub fn snapshot(&mut self) -> Snapshot {
-        let snap = fingerprint::snapshot(&self.configs);
+        let snap = self.cache.snapshot(&self.configs, true);
+        self.last_polled = snap.clone();
         for (path, state) in &snap {
             if self.reported.get(path) == Some(state) {
                 continue;
