@@ -11,16 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// A child that records "start <pid> <bytes>" of `conf`, and ends on TERM.
-fn recorder(conf: &Path, starts: &Path) -> String {
-    format!(
-        "echo \"start $$ $(head -c 40 {conf} 2>/dev/null | tr '\\n' ' ')\" >> {starts}; trap 'exit 0' TERM; \
-         while :; do sleep 0.05 & wait $!; done",
-        conf = conf.display(),
-        starts = starts.display()
-    )
-}
-
 /// A plain manager watching `conf` (100 ms debounce) and running `script`.
 fn watching(conf: &Path, script: &str) -> Manager {
     Manager::plain(&[
@@ -110,7 +100,7 @@ fn without_inotify_polling_takes_over_loudly_and_changes_still_apply() {
         let s = Scratch::new("noinotify");
         let conf = s.path("app.conf");
         fs::write(&conf, "v1").unwrap();
-        let script = recorder(&conf, &s.path("starts"));
+        let script = recorder(&conf, &s.path("starts"), "exit 0");
         let m = Manager::start_with(
             &[
                 "--config",
@@ -178,7 +168,7 @@ fn a_dangling_symlink_is_missing_until_its_target_appears() {
     let conf = s.path("app.conf");
     let target = s.path("real.conf");
     std::os::unix::fs::symlink(&target, &conf).unwrap();
-    let script = recorder(&conf, &s.path("starts"));
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
     let m = watching(&conf, &script);
     assert!(wait_for(LONG, || starts(&s) == 1));
     assert!(m.log().contains("is a symlink pointing to"), "{}", m.log());
@@ -199,7 +189,7 @@ fn a_100_mb_config_is_hashed_streaming_with_flat_memory() {
             f.write_all(&chunk).unwrap();
         }
     }
-    let script = recorder(&conf, &s.path("starts"));
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
     let m = watching(&conf, &script);
     assert!(wait_for(LONG, || starts(&s) == 1));
     // Change one byte in the middle: same length, new hash.
@@ -224,7 +214,7 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     fs::write(&conf, "v1").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
-    let script = recorder(&conf, &s.path("starts"));
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
     let args = [
         "--config",
         conf.to_str().unwrap(),

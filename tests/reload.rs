@@ -14,16 +14,6 @@ use std::time::Duration;
 /// Long enough after an action that a wrong extra restart would have shown.
 const QUIET: Duration = Duration::from_millis(1500);
 
-/// A child that records each start with the bytes of `conf` it read.
-fn recorder(conf: &Path, starts: &Path, on_term: &str) -> String {
-    format!(
-        "echo \"start $$ $(tr '\\n' ' ' < {conf} 2>/dev/null)\" >> {starts}; trap '{on_term}' TERM; \
-         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
-        conf = conf.display(),
-        starts = starts.display(),
-    )
-}
-
 struct Rig {
     s: Scratch,
     m: Manager,

@@ -8,16 +8,6 @@ use nix::libc;
 use std::fs;
 use std::path::Path;
 
-/// A child that records "start <pid> <bytes>" and HUPs; TERM ends it.
-fn recorder(conf: &Path, starts: &Path) -> String {
-    format!(
-        "echo \"start $$ $(cat {conf})\" >> {starts}; trap 'exit 0' TERM; \
-         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
-        conf = conf.display(),
-        starts = starts.display(),
-    )
-}
-
 /// A validator: passes when the config contains "ok", else prints an error
 /// and exits 3. It logs every run and FLUSH_MANAGER_CHANGED.
 fn checker(s: &Scratch, conf: &Path) -> String {
@@ -37,7 +27,7 @@ fn starts(s: &Scratch) -> Vec<String> {
 }
 
 fn manager(s: &Scratch, conf: &Path, validate: &str, extra: &[&str]) -> Manager {
-    let script = recorder(conf, &s.path("starts"));
+    let script = recorder(conf, &s.path("starts"), "exit 0");
     let mut args = vec![
         "--config",
         conf.to_str().unwrap(),
@@ -122,7 +112,7 @@ fn a_bad_config_at_startup_exits_78_and_starts_nothing() {
     let s = Scratch::new("val78");
     let conf = s.path("app.conf");
     fs::write(&conf, "bad").unwrap();
-    let script = recorder(&conf, &s.path("starts"));
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
     let mut m = Manager::plain(&[
         "--config",
         conf.to_str().unwrap(),

@@ -342,6 +342,18 @@ pub fn zombies_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// A child that appends "start <pid> <first 40 bytes of conf>" to `starts`
+/// at each start and "hup <pid>" on SIGHUP, runs `on_term` on SIGTERM
+/// (`exit 0`; `` to ignore it), and otherwise waits.
+pub fn recorder(conf: &Path, starts: &Path, on_term: &str) -> String {
+    format!(
+        "echo \"start $$ $(head -c 40 {conf} 2>/dev/null | tr '\\n' ' ')\" >> {starts}; trap '{on_term}' TERM; \
+         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
+        conf = conf.display(),
+        starts = starts.display(),
+    )
+}
+
 /// A process's resident memory, from /proc (0 if it is gone).
 pub fn vm_rss_kib(pid: i32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
