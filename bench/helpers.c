@@ -5,9 +5,13 @@
  *                         on a byte from stdin, release them all at once
  *                         (they exit together), then sleep forever.
  *   helpers started     - write one byte to fd 3, then sleep forever.
+ *   helpers rtcount SIG - block real-time signal SIG, write "r" to fd 3, count
+ *                         each queued SIG (sigtimedwait); after 1 s without
+ *                         one, write the count as text to fd 3 and go on.
  * "fd 3" is the fd number in $HELPER_FD when set (inherited through the init).
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -45,6 +49,20 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "started") == 0) {
         char b = 's'; (void)!write(out_fd, &b, 1);
         for (;;) pause();
+    }
+    if (argc >= 3 && strcmp(argv[1], "rtcount") == 0) {
+        int sig = atoi(argv[2]), count = 0;
+        sigset_t set; sigemptyset(&set); sigaddset(&set, sig);
+        sigprocmask(SIG_BLOCK, &set, 0);
+        char b = 'r'; (void)!write(out_fd, &b, 1);
+        struct timespec second = {1, 0};
+        for (;;) {
+            if (sigtimedwait(&set, 0, &second) == sig) { count++; continue; }
+            if (count) {
+                char text[32]; int n = snprintf(text, sizeof text, "%d\n", count);
+                (void)!write(out_fd, text, n); count = 0;
+            }
+        }
     }
     return 2;
 }

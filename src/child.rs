@@ -1,4 +1,4 @@
-//! Starting the child and signalling its process group.
+//! Starting the child, signalling it or its process group.
 
 use crate::signals;
 use crate::state::Status;
@@ -17,22 +17,22 @@ pub struct Child {
 }
 
 /// Starts `command` in its own process group, in `cwd`, with the manager's
-/// stdio and environment and the signal state the manager started with.
+/// stdio and environment and the signal state the manager started with;
+/// with `take_tty`, its group becomes the terminal's foreground group.
 /// On failure: the exit code a shell would give (127 not found, 126 not
 /// executable), after logging the error.
-pub fn spawn(command: &[String], cwd: Option<&Path>) -> Result<Child, i32> {
+pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<Child, i32> {
     info!("Starting child process: {} {:?}", command[0], &command[1..]);
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]).process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let tty = nix::unistd::isatty(io::stdin()).unwrap_or(false);
     // SAFETY: the closure runs between fork and exec and calls only
     // async-signal-safe functions (signal, tcsetpgrp, sigprocmask).
     unsafe {
         cmd.pre_exec(move || {
-            if tty {
+            if take_tty {
                 take_terminal();
             }
             signals::restore_for_child()
@@ -58,6 +58,15 @@ pub fn spawn(command: &[String], cwd: Option<&Path>) -> Result<Child, i32> {
     }
 }
 
+/// Is the manager in its terminal's foreground (`docker run -it`, a shell's
+/// foreground job)? Only then may the child take the terminal: started with
+/// `&`, the shell keeps it.
+pub fn owns_terminal() -> bool {
+    let stdin = io::stdin();
+    nix::unistd::isatty(&stdin).unwrap_or(false)
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+}
+
 /// Makes the child's new group the terminal's foreground group, so that
 /// `docker run -it` input and Ctrl-C reach it. A background group calling
 /// tcsetpgrp gets SIGTTOU unless it is ignored, hence the dance.
@@ -76,6 +85,16 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
     let ok = unsafe { libc::kill(-pgid, sig) } == 0;
     if ok {
         debug!("Sent {} to process group {pgid}", signals::name(sig));
+    }
+    ok
+}
+
+/// Sends `sig` to process `pid` alone.
+pub fn signal(pid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) on one pid we started and have not reaped yet.
+    let ok = unsafe { libc::kill(pid, sig) } == 0;
+    if ok {
+        debug!("Sent {} to process {pid}", signals::name(sig));
     }
     ok
 }

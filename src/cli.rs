@@ -7,7 +7,7 @@
 //! (design notes §7); argh then does the parsing and the `--help` text.
 //! Every flag may also come from `FLUSH_MANAGER_<FLAG>`; the command line wins.
 
-use crate::state::Policy;
+use crate::state::{Policy, Target};
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +36,22 @@ struct Args {
     /// how long to wait after the stop signal before SIGKILL (default: 10s)
     #[argh(option)]
     stop_timeout: Option<String>,
+
+    /// on SIGTERM, wait this long before sending the stop signal (default: 0)
+    #[argh(option)]
+    stop_delay: Option<String>,
+
+    /// who gets forwarded, stop and reload signals: child or group (default: child)
+    #[argh(option)]
+    signal_to: Option<String>,
+
+    /// a signal that restarts the child instead of being forwarded
+    #[argh(option)]
+    restart_signal: Option<String>,
+
+    /// rewrite a forwarded signal FROM:TO (TO may be none); repeatable
+    #[argh(option)]
+    map_signal: Vec<String>,
 
     /// send this signal on a config change instead of restarting (e.g. HUP)
     #[argh(option)]
@@ -92,6 +108,10 @@ const VALUE_FLAGS: &[&str] = &[
     "config",
     "stop-signal",
     "stop-timeout",
+    "stop-delay",
+    "signal-to",
+    "restart-signal",
+    "map-signal",
     "reload-signal",
     "debounce",
     "poll-interval",
@@ -113,6 +133,10 @@ pub struct Config {
     pub configs: Vec<PathBuf>,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    pub stop_delay: Duration,
+    pub signal_to: Target,
+    pub restart_signal: Option<i32>,
+    pub map_signal: Vec<(i32, Option<i32>)>,
     pub reload_signal: Option<i32>,
     pub debounce: Duration,
     /// `Duration::ZERO` turns polling off (unless inotify fails).
@@ -158,10 +182,20 @@ Command:
   --command PATH            command to run; trailing arguments are its arguments
                             (default: {DEFAULT_COMMAND})
 
-Stopping:
-  --stop-signal SIG         signal that stops the child's process group: TERM, SIGTERM, 15,
-                            RTMIN+3 (default: TERM; SIGINT is forwarded as SIGINT)
+Signals and stopping:
+  --signal-to child|group   who gets forwarded, stop and reload signals: the child alone, as
+                            prefork servers (gunicorn, php-fpm, nginx) expect, or its whole
+                            process group (default: child; SIGKILL always hits the group)
+  --stop-signal SIG         signal that stops the child: TERM, SIGTERM, 15, RTMIN+3
+                            (default: TERM; SIGINT is forwarded as SIGINT); SIGCONT follows it
   --stop-timeout DURATION   wait after it before SIGKILL of the group (default: 10s)
+  --stop-delay DURATION     on SIGTERM, wait this long before the stop signal, so load
+                            balancers drain first; a second SIGTERM or a SIGINT cuts it
+                            short (default: 0)
+  --restart-signal SIG      a signal the manager keeps for itself: it restarts the child
+                            (after --validate, if set)
+  --map-signal FROM:TO      forward FROM as TO; TO 'none' drops it (not TERM or INT, which
+                            stop: see --stop-signal); repeatable
   --remap-exit FROM:TO      map an exit code, e.g. 143:0; repeatable
 
 Config watch:
@@ -184,11 +218,11 @@ Other:
   --help                    print this
 
 Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s;
-FLUSH_MANAGER_CONFIG and FLUSH_MANAGER_REMAP_EXIT comma-separated; FLUSH_MANAGER_LOG
+FLUSH_MANAGER_CONFIG, FLUSH_MANAGER_REMAP_EXIT and FLUSH_MANAGER_MAP_SIGNAL comma-separated; FLUSH_MANAGER_LOG
 for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0.
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error."
+78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources)."
     )
 }
 
@@ -327,6 +361,35 @@ fn parse_remap(text: &str) -> Result<(i32, i32), String> {
     Ok((code(from)?, code(to)?))
 }
 
+/// Signals that cannot be taken over: TERM and INT stop, CHLD reaps, KILL
+/// and STOP cannot be caught.
+fn reserved_signal(sig: i32) -> Result<(), String> {
+    use nix::libc::{SIGCHLD, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
+    match sig {
+        SIGTERM | SIGINT => Err(format!(
+            "{} stops the child (see --stop-signal)",
+            crate::signals::name(sig)
+        )),
+        SIGCHLD | SIGKILL | SIGSTOP => Err(format!("{} cannot be used", crate::signals::name(sig))),
+        _ => Ok(()),
+    }
+}
+
+/// `USR1:HUP`, `SIGWINCH:none`.
+fn parse_map_signal(text: &str) -> Result<(i32, Option<i32>), String> {
+    let bad = |e: String| format!("--map-signal {text:?}: {e}");
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| bad("expected FROM:TO, e.g. USR1:HUP or WINCH:none".into()))?;
+    let from = crate::signals::parse(from.trim()).map_err(bad)?;
+    reserved_signal(from).map_err(bad)?;
+    let to = match to.trim() {
+        t if t.eq_ignore_ascii_case("none") => None,
+        t => Some(crate::signals::parse(t).map_err(bad)?),
+    };
+    Ok((from, to))
+}
+
 fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
     text.parse().map_err(|_| {
         format!("invalid log level {text:?} (expected error, warn, info, debug, trace or off)")
@@ -462,6 +525,26 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         })
         .transpose()?;
 
+    let signal_to = match pick(args.signal_to, "SIGNAL_TO").as_deref() {
+        None | Some("child") => Target::Child,
+        Some("group") => Target::Group,
+        Some(v) => {
+            return Err(format!(
+                "--signal-to: invalid target {v:?} (expected child or group)"
+            ));
+        }
+    };
+    let restart_signal = signal(args.restart_signal, "RESTART_SIGNAL")?;
+    if let Some(sig) = restart_signal {
+        reserved_signal(sig).map_err(|e| format!("--restart-signal: {e}"))?;
+    }
+    let map_signal = list(args.map_signal, "MAP_SIGNAL")
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_map_signal(s))
+        .collect::<Result<Vec<_>, _>>()?;
+
     let remap_exit = list(args.remap_exit, "REMAP_EXIT")
         .unwrap_or_default()
         .iter()
@@ -491,6 +574,10 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         configs,
         stop_signal: signal(args.stop_signal, "STOP_SIGNAL")?.unwrap_or(nix::libc::SIGTERM),
         stop_timeout: duration(args.stop_timeout, "STOP_TIMEOUT", Duration::from_secs(10))?,
+        stop_delay: duration(args.stop_delay, "STOP_DELAY", Duration::ZERO)?,
+        signal_to,
+        restart_signal,
+        map_signal,
         reload_signal: signal(args.reload_signal, "RELOAD_SIGNAL")?,
         debounce: duration(args.debounce, "DEBOUNCE", Duration::from_millis(500))?,
         poll_interval: duration(args.poll_interval, "POLL_INTERVAL", Duration::from_secs(5))?,
@@ -630,6 +717,12 @@ mod tests {
             vec!["--remap-exit", "143"],
             vec!["--log-level", "loud"],
             vec!["--poll-only=maybe"],
+            vec!["--signal-to", "everyone"],
+            vec!["--restart-signal", "TERM"],
+            vec!["--restart-signal", "CHLD"],
+            vec!["--map-signal", "USR1"],
+            vec!["--map-signal", "TERM:HUP"],
+            vec!["--map-signal", "USR1:NOPE"],
         ] {
             let (msg, code) = run(&bad).unwrap_err();
             assert_eq!(code, 2, "{bad:?}");
@@ -698,6 +791,43 @@ mod tests {
             ["sh", "-c", "exit 1", "a b", "c d"]
         );
         assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn signal_options() {
+        use nix::libc::{SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
+        let c = run(&[
+            "--signal-to=group",
+            "--restart-signal",
+            "USR2",
+            "--map-signal",
+            "USR1:HUP",
+            "--map-signal=WINCH:none",
+            "--stop-delay",
+            "5s",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.signal_to, Target::Group);
+        assert_eq!(c.restart_signal, Some(SIGUSR2));
+        assert_eq!(c.map_signal, [(SIGUSR1, Some(SIGHUP)), (SIGWINCH, None)]);
+        assert_eq!(c.stop_delay, Duration::from_secs(5));
+        let c = run(&["--", "x"]).unwrap();
+        assert_eq!(c.signal_to, Target::Child, "the master alone by default");
+        assert_eq!(c.stop_delay, Duration::ZERO);
+        let c = run_env(
+            &["--", "x"],
+            &[
+                ("FLUSH_MANAGER_SIGNAL_TO", "group"),
+                ("FLUSH_MANAGER_MAP_SIGNAL", "USR1:HUP, WINCH:none"),
+                ("FLUSH_MANAGER_RESTART_SIGNAL", "SIGUSR2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.signal_to, Target::Group);
+        assert_eq!(c.map_signal, [(SIGUSR1, Some(SIGHUP)), (SIGWINCH, None)]);
+        assert_eq!(c.restart_signal, Some(SIGUSR2));
     }
 
     #[test]

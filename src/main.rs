@@ -14,6 +14,9 @@ use log::info;
 use std::path::Path;
 
 fn main() {
+    // Every signal has been blocked since before `main` (signals.rs); again
+    // here for clarity, before any thread exists (threads inherit the mask).
+    signals::block_all();
     let argv: Vec<String> = match std::env::args_os()
         .skip(1)
         .map(|a| a.into_string())
@@ -21,7 +24,10 @@ fn main() {
     {
         Ok(argv) => argv,
         Err(bad) => {
-            eprintln!("[flush-manager] ERROR: argument {bad:?} is not valid UTF-8");
+            say(
+                std::io::stderr(),
+                &format!("[flush-manager] ERROR: argument {bad:?} is not valid UTF-8"),
+            );
             std::process::exit(2);
         }
     };
@@ -30,17 +36,15 @@ fn main() {
     let cfg = match cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/"))) {
         cli::Parsed::Run(cfg) => cfg,
         cli::Parsed::Exit { message, code: 0 } => {
-            println!("{message}");
+            say(std::io::stdout(), &message);
             std::process::exit(0);
         }
         cli::Parsed::Exit { message, code } => {
-            eprintln!("{message}");
+            say(std::io::stderr(), &message);
             std::process::exit(code);
         }
     };
     logging::init(cfg.log_level);
-    // Pending, not lost, until the handlers exist (after the child starts).
-    signals::block_all();
 
     info!("=== Flush Manager v{} starting ===", cli::VERSION);
     info!("PID: {}", std::process::id());
@@ -63,4 +67,10 @@ fn main() {
         log::warn!("Cannot change directory to /: {e}");
     }
     std::process::exit(supervisor::run(*cfg, cwd));
+}
+
+/// Prints a line; a closed pipe (`--help | head -1`) is not an error worth
+/// a panic (println! would abort on EPIPE).
+fn say(mut out: impl std::io::Write, message: &str) {
+    let _ = writeln!(out, "{message}");
 }

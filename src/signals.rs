@@ -1,23 +1,19 @@
-//! Which signals the manager catches, and how they reach the supervisor.
+//! Which signals the manager catches, how it reads them, and the signal
+//! state its children start with.
 //!
-//! Three facts shape this module (design notes §2):
-//! - As PID 1 the kernel drops every signal that has no handler, so every
-//!   signal that should reach the child must have one here.
-//! - signal-hook's safe API refuses ILL, FPE and SEGV. Those, and the other
-//!   fault signals, get a raw siginfo handler: a signal *sent* by another
-//!   process (`si_code <= 0`) is forwarded; a real fault of our own keeps its
-//!   fatal default.
+//! - As PID 1 the kernel drops every signal that has neither a handler nor
+//!   a blocked bit, so every signal that should reach the child is blocked
+//!   here and read from a signalfd (see `Intake` for why no handlers).
 //! - The child must start with the signal mask and ignored set the manager
-//!   itself was started with. Rust's runtime changes SIGPIPE before `main`,
-//!   so the original state is captured by an ELF constructor, before it.
+//!   itself was started with, not with our all-blocked mask. Rust's runtime
+//!   changes SIGPIPE before `main`, so the original state is captured by an
+//!   ELF constructor, before it.
 
-use futures::AsyncReadExt;
-use futures::stream::{FusedStream, StreamExt};
 use nix::libc;
+use nix::sys::signal::SigSet;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Signal names accepted on the command line (with or without `SIG`).
 const NAMES: &[(&str, i32)] = &[
@@ -54,18 +50,6 @@ const NAMES: &[(&str, i32)] = &[
     ("POLL", libc::SIGPOLL),
     ("PWR", libc::SIGPWR),
     ("SYS", libc::SIGSYS),
-];
-
-/// Signals whose default action is a core-dumping fault. signal-hook's
-/// stream cannot carry all of them, and a real fault of ours must stay fatal.
-const FAULTS: [i32; 7] = [
-    libc::SIGILL,
-    libc::SIGFPE,
-    libc::SIGSEGV,
-    libc::SIGBUS,
-    libc::SIGABRT,
-    libc::SIGTRAP,
-    libc::SIGSYS,
 ];
 
 fn rt_range() -> (i32, i32) {
@@ -132,7 +116,8 @@ fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Runs from `.init_array`, before Rust's runtime sets SIGPIPE to ignored.
+/// Runs from `.init_array`, before Rust's runtime sets SIGPIPE to ignored:
+/// records the signal state we were started with, then blocks everything.
 extern "C" fn capture_start_state() {
     // SAFETY: plain libc queries on stack-allocated, zeroed structs.
     unsafe {
@@ -157,32 +142,24 @@ extern "C" fn capture_start_state() {
         }
         START_IGNORED.store(ignored, Ordering::Relaxed);
     }
+    // From here on, every signal waits for the signalfd: the earliest point
+    // the program controls (before Rust's runtime and `main`).
+    block_all();
 }
 
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 
-/// Blocks every signal in the calling thread (and in threads it starts
-/// later), so that signals arriving before the handlers exist stay pending
-/// instead of being dropped (PID 1) or killing us. See `catch_all`.
+/// Blocks every signal in the calling thread and in every thread it starts
+/// later, for the manager's whole life: signals are read from the signalfd
+/// (`Intake`), never delivered. Called first thing in `main`, before any
+/// thread exists.
 pub fn block_all() {
-    set_mask(libc::sigfillset);
-}
-
-/// Unblocks every signal: the manager must receive each one to forward it,
-/// whatever mask it inherited (the child gets that mask back, see
-/// `restore_for_child`).
-fn unblock_all() {
-    set_mask(libc::sigemptyset);
-}
-
-fn set_mask(fill: unsafe extern "C" fn(*mut libc::sigset_t) -> libc::c_int) {
-    // SAFETY: a zeroed sigset_t, filled or emptied by libc, set as this
-    // thread's mask.
+    // SAFETY: a zeroed sigset_t, filled by libc, set as this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        fill(&mut set);
+        libc::sigfillset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
@@ -215,66 +192,115 @@ pub fn restore_for_child() -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Catching.
+// Catching: one signalfd, no handlers.
+//
+// Every signal stays blocked in every thread from the first line of `main`
+// (threads inherit the mask) and is read, with its sender, from a signalfd.
+// There is no handler anywhere, so:
+// - nothing runs in signal context: a signal costs one read, and nothing is
+//   ever written to a channel that may be closed (a handler writing to a
+//   dropped pipe raises SIGPIPE on itself, forever);
+// - real-time signals keep their count: the kernel queues each one and each
+//   read takes one (a pending flag per signal number would fold 1000 into 1);
+// - a signal sent before the loop is ready waits, pending, instead of being
+//   dropped (PID 1 drops unhandled signals, but never blocked ones);
+// - SIGPIPE from our own write to a closed stderr, or SIGTTOU from our own
+//   write to a terminal with `tostop`, cannot stop or spin us: a write that
+//   would raise a blocked SIGPIPE fails with EPIPE, and a blocked SIGTTOU
+//   lets the terminal write through;
+// - a real fault of ours (SIGSEGV, SIGBUS, abort) stays fatal: the kernel
+//   unblocks a fault it forces and applies the default action, PID 1 or not,
+//   while the same signal *sent* by another process is only queued, read
+//   and forwarded, every time.
 
-/// Write end of the pipe the fault-signal handler reports through.
-static FAULT_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// A caught signal and who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caught {
+    pub sig: i32,
+    /// The sender (0 when the kernel or another PID namespace sent it).
+    pub pid: i32,
+    /// `si_code`: <= 0 when a process sent it, SI_KERNEL for the terminal.
+    pub code: i32,
+}
 
-fn on_fault(sig: i32, info: &libc::siginfo_t) {
-    // SAFETY: reading siginfo fields the kernel filled in; getpid, write and
-    // sigaction are async-signal-safe.
-    unsafe {
-        let sent = info.si_code <= 0 && info.si_pid() != libc::getpid();
-        let fd = FAULT_PIPE.load(Ordering::Relaxed);
-        if sent && fd >= 0 {
-            let byte = sig as u8;
-            libc::write(fd, (&byte as *const u8).cast(), 1);
-        } else {
-            // A real fault (or abort()) of our own: restore the default so
-            // the faulting instruction, re-run on return, kills us. The
-            // kernel forces fault signals even on PID 1.
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        }
+impl Caught {
+    /// Raised by our own doing, so never for the child: anything we sent
+    /// ourselves (SIGPIPE and SIGXFSZ of our own writes carry our pid), and
+    /// the terminal's SIGTTIN/SIGTTOU or the CPU limit's SIGXCPU, which the
+    /// kernel sends about our own I/O or CPU time.
+    pub fn is_own(&self, me: i32) -> bool {
+        (self.pid == me && self.code <= 0)
+            || (self.code == libc::SI_KERNEL
+                && matches!(self.sig, libc::SIGTTIN | libc::SIGTTOU | libc::SIGXCPU))
     }
 }
 
-/// Every signal number the manager catches: 1–31 except KILL and STOP, and
-/// the real-time range. SIGCHLD is among them (it drives the reaper) but is
+/// Every signal number the manager reads: 1–31 but KILL and STOP, and the
+/// real-time range. SIGCHLD is among them (it drives the reaper) but is
 /// never forwarded.
-fn stream_signals() -> Vec<i32> {
+fn caught_signals() -> Vec<i32> {
     let (lo, hi) = rt_range();
     (1..=31)
-        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP && !FAULTS.contains(s))
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
         .chain(lo..=hi)
         .collect()
 }
 
-/// Installs every handler, then unblocks every signal (those that arrived
-/// since `block_all` are delivered now), and returns one stream of caught
-/// signal numbers. Threads started while signals were blocked (async-io's,
-/// notify's) keep them blocked, so every signal lands on the main thread.
-pub fn catch_all() -> io::Result<impl FusedStream<Item = i32> + Unpin> {
-    let caught = signal_hook_async_std::Signals::new(stream_signals())?;
+/// The signalfd every caught signal is read from.
+pub struct Intake {
+    fd: async_io::Async<SignalFd>,
+}
 
-    let (read, write) = UnixStream::pair()?;
-    write.set_nonblocking(true)?;
-    FAULT_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
-    // The write end lives as long as the process: the handler may fire at any time.
-    std::mem::forget(write);
-    for sig in FAULTS {
-        // SAFETY: `on_fault` only calls async-signal-safe functions.
-        unsafe { signal_hook_registry::register_unchecked(sig, move |info| on_fault(sig, info)) }?;
+impl Intake {
+    /// Opens the signalfd (signals are already blocked, see `block_all`)
+    /// and registers it with async-io's reactor. Must run before the child
+    /// is spawned: a failure here leaves nobody behind.
+    pub fn new() -> io::Result<Intake> {
+        // SAFETY: a zeroed sigset_t emptied and filled by libc with valid
+        // signal numbers only.
+        let mask = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in caught_signals() {
+                libc::sigaddset(&mut set, sig);
+            }
+            SigSet::from_sigset_t_unchecked(set)
+        };
+        // An inherited SIG_IGN on SIGCHLD would make the kernel reap our
+        // children itself and lose the child's exit status.
+        // SAFETY: resetting a disposition to its default.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Intake {
+            fd: async_io::Async::new(fd)?,
+        })
     }
-    let faults = futures::stream::unfold(async_io::Async::new(read)?, |mut pipe| async move {
-        let mut byte = [0u8; 1];
-        // A closed or broken pipe ends the stream; it cannot happen while we run.
-        let n = pipe.read(&mut byte).await.ok()?;
-        (n == 1).then_some((i32::from(byte[0]), pipe))
-    });
-    unblock_all();
-    Ok(futures::stream::select(caught, faults.boxed_local()).fuse())
+
+    /// The next caught signal (one read: each queued signal comes once).
+    pub async fn next(&self) -> io::Result<Caught> {
+        self.fd
+            .read_with(|fd| match fd.read_signal() {
+                Ok(Some(info)) => Ok(Caught {
+                    sig: info.ssi_signo as i32,
+                    pid: info.ssi_pid as i32,
+                    code: info.ssi_code,
+                }),
+                Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e.into()),
+            })
+            .await
+    }
+}
+
+/// Does `pid` have a handler for `sig` (`SigCgt` in /proc)? None when that
+/// cannot be read (no /proc mounted).
+pub fn catches(pid: i32, sig: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    Some(mask & bit(sig) != 0)
 }
 
 #[cfg(test)]
@@ -298,20 +324,34 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for sig in stream_signals().into_iter().chain(FAULTS) {
+        for sig in caught_signals() {
             assert_eq!(parse(&name(sig)), Ok(sig), "{}", name(sig));
         }
     }
 
     #[test]
     fn catches_everything_but_kill_and_stop() {
-        let mut all = stream_signals();
-        all.extend(FAULTS);
+        let all = caught_signals();
         assert!(!all.contains(&libc::SIGKILL) && !all.contains(&libc::SIGSTOP));
         assert!(all.contains(&libc::SIGCHLD) && all.contains(&libc::SIGRTMAX()));
         assert_eq!(
             all.len(),
             29 + (libc::SIGRTMAX() - libc::SIGRTMIN() + 1) as usize
         );
+    }
+
+    #[test]
+    fn own_signals_are_recognised() {
+        let me = 42;
+        let caught = |sig, pid, code| Caught { sig, pid, code };
+        // Our own write to a broken pipe: SI_USER from ourselves.
+        assert!(caught(libc::SIGPIPE, me, libc::SI_USER).is_own(me));
+        // Terminal job control about our own output.
+        assert!(caught(libc::SIGTTOU, 0, libc::SI_KERNEL).is_own(me));
+        // Sent by someone else, or by the terminal for everyone: forwarded.
+        assert!(!caught(libc::SIGPIPE, 7, libc::SI_USER).is_own(me));
+        assert!(!caught(libc::SIGWINCH, 0, libc::SI_KERNEL).is_own(me));
+        assert!(!caught(libc::SIGHUP, 0, libc::SI_KERNEL).is_own(me));
+        assert!(!caught(libc::SIGTTOU, 7, libc::SI_USER).is_own(me));
     }
 }

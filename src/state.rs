@@ -45,15 +45,33 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// Who receives a signal: the child alone (what prefork servers document:
+/// "signal the master"; their workers may die of HUP or USR2), or its whole
+/// process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Child,
+    Group,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// On SIGTERM, wait this long before the stop signal (load balancers drain).
+    pub stop_delay: Duration,
     pub reload_signal: Option<i32>,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
     /// A `--validate` command is configured.
     pub validate: bool,
+    /// Where forwarded, stop and reload signals go.
+    pub signal_to: Target,
+    /// `--map-signal FROM:TO`; `None` drops FROM.
+    pub map_signal: Vec<(i32, Option<i32>)>,
+    /// The child holds the terminal's foreground: its death by SIGINT is a
+    /// Ctrl-C, a request to stop whatever the restart policy says.
+    pub interactive: bool,
 }
 
 /// Exit code when the config fails validation at startup (EX_CONFIG).
@@ -77,8 +95,13 @@ pub enum Event {
     ChildExited { status: Status, ran_for: Duration },
     /// No process is left in the exited child's process group.
     GroupGone,
-    /// A caught signal (never SIGCHLD: that one drives the reaper).
+    /// A caught signal from another process (never SIGCHLD: that one drives
+    /// the reaper; never the restart signal: see `RestartRequested`).
     Signal(i32),
+    /// The restart signal arrived; the config as it is now.
+    RestartRequested(Snapshot),
+    /// `Action::Reload` found that the child has no handler for the signal.
+    ReloadUnhandled(i32),
     /// The stop deadline armed by `Action::StopDeadline` ran out.
     StopDeadline,
     /// The restart backoff ran out.
@@ -93,8 +116,11 @@ pub enum Event {
 pub enum Action {
     /// Fingerprint the config, start the child, answer `Spawned`/`SpawnFailed`.
     Spawn,
-    /// Send this signal to the child's process group.
-    SignalGroup(i32),
+    /// Send this signal to the child, or to its process group.
+    Signal(i32, Target),
+    /// Send the reload signal to the child (or its group) if the child
+    /// catches it; answer `ReloadUnhandled` if it does not.
+    Reload(i32, Target),
     /// SIGKILL the child's process group.
     KillGroup,
     /// Arm (from now) or clear the stop deadline.
@@ -125,6 +151,8 @@ enum Phase {
     Checking,
     Starting,
     Running,
+    /// SIGTERM arrived; waiting out `--stop-delay` before the stop signal.
+    Delaying,
     Stopping {
         then: Then,
         exited: Option<(Status, Duration)>,
@@ -150,6 +178,12 @@ pub struct Machine {
     last_token: u64,
     /// Bytes a validator rejected: not validated again until they change.
     rejected: Option<Snapshot>,
+    /// The validation in flight was asked for by the restart signal: a pass
+    /// restarts even with a reload signal set or unchanged bytes.
+    restart_requested: bool,
+    /// The last signal we sent the current child, to tell "exited on its
+    /// own" from "died of the signal we sent".
+    sent: Option<i32>,
 }
 
 fn is_shutdown(sig: i32) -> bool {
@@ -168,6 +202,8 @@ impl Machine {
             validation: None,
             last_token: 0,
             rejected: None,
+            restart_requested: false,
+            sent: None,
         };
         if !m.settings.validate {
             return (m, vec![Action::Spawn]);
@@ -183,8 +219,21 @@ impl Machine {
             Event::Spawned(snapshot) => {
                 self.base = snapshot;
                 self.phase = Phase::Running;
+                self.sent = None;
                 vec![]
             }
+            Event::RestartRequested(now) => self.on_restart_request(now),
+            Event::ReloadUnhandled(sig) => match self.phase {
+                Phase::Running => {
+                    warn!(
+                        "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
+                        signals::name(sig)
+                    );
+                    let stop = self.settings.stop_signal;
+                    self.stop(Then::Restart, stop)
+                }
+                _ => vec![],
+            },
             Event::SpawnFailed(code) => self.done(code),
             Event::Signal(sig) => self.on_signal(sig),
             Event::ChildExited { status, ran_for } => self.on_exit(status, ran_for),
@@ -208,6 +257,7 @@ impl Machine {
     /// Starts validating `snapshot` (cancelling a stale validation first).
     fn validate(&mut self, snapshot: Snapshot, changed: Vec<PathBuf>) -> Vec<Action> {
         let mut actions = self.cancel_validation();
+        self.restart_requested = false;
         self.last_token += 1;
         self.validation = Some((self.last_token, snapshot));
         actions.push(Action::Validate {
@@ -253,10 +303,76 @@ impl Machine {
         }
         info!("Config validation passed");
         self.rejected = None;
+        let restart = std::mem::take(&mut self.restart_requested);
         match self.phase {
             Phase::Checking => self.spawn(),
+            Phase::Running if restart => self.restart(),
             Phase::Running | Phase::Backoff { .. } => self.apply(snapshot),
             _ => vec![],
+        }
+    }
+
+    /// `--restart-signal`: restart now, through the same gate as a change.
+    fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
+        match self.phase {
+            Phase::Running if self.settings.validate => {
+                if self.rejected.as_ref() == Some(&now) {
+                    error!(
+                        "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
+                    );
+                    return vec![];
+                }
+                info!("Restart requested by signal: validating the config first");
+                let actions = self.validate_all(now);
+                self.restart_requested = true;
+                actions
+            }
+            Phase::Running => {
+                info!("Restart requested by signal");
+                self.restart()
+            }
+            Phase::Backoff { .. } => {
+                info!(
+                    "Restart requested by signal during restart backoff, starting child process now"
+                );
+                self.spawn()
+            }
+            _ => {
+                debug!("Restart requested while not running; ignored");
+                vec![]
+            }
+        }
+    }
+
+    fn restart(&mut self) -> Vec<Action> {
+        let stop = self.settings.stop_signal;
+        self.stop(Then::Restart, stop)
+    }
+
+    /// Where a forwarded signal goes after `--map-signal` (None: dropped).
+    fn mapped(&self, sig: i32) -> Option<i32> {
+        match self
+            .settings
+            .map_signal
+            .iter()
+            .find(|(from, _)| *from == sig)
+        {
+            Some((_, to)) => *to,
+            None => Some(sig),
+        }
+    }
+
+    /// Forwards `sig` to the child (or its group), as `--map-signal` says.
+    fn forward(&mut self, sig: i32) -> Vec<Action> {
+        match self.mapped(sig) {
+            Some(to) => {
+                self.sent = Some(to);
+                vec![Action::Signal(to, self.settings.signal_to)]
+            }
+            None => {
+                debug!("Dropped {} (--map-signal)", signals::name(sig));
+                vec![]
+            }
         }
     }
 
@@ -272,11 +388,17 @@ impl Machine {
         vec![Action::Spawn]
     }
 
-    /// Start stopping the running child: `sig` to its group, then the clock.
+    /// Start stopping the running child: `sig` then SIGCONT (a stopped
+    /// child could not act on `sig`), then the clock. The leftovers of a
+    /// child that already exited are always addressed as a group.
     fn stop(&mut self, then: Then, sig: i32) -> Vec<Action> {
-        if then != Then::Policy {
+        let to = if then == Then::Policy {
+            Target::Group
+        } else {
             info!("Stopping child process with {}", signals::name(sig));
-        }
+            self.sent = Some(sig);
+            self.settings.signal_to
+        };
         self.phase = Phase::Stopping {
             then,
             exited: None,
@@ -285,26 +407,37 @@ impl Machine {
         };
         // A change being validated is moot: the next child reads the config afresh.
         let mut actions = self.cancel_validation();
-        actions.extend([
-            Action::SignalGroup(sig),
-            Action::StopDeadline(Some(self.settings.stop_timeout)),
-        ]);
+        actions.push(Action::Signal(sig, to));
+        if sig != libc::SIGCONT {
+            actions.push(Action::Signal(libc::SIGCONT, to));
+        }
+        actions.push(Action::StopDeadline(Some(self.settings.stop_timeout)));
         actions
     }
 
     fn on_signal(&mut self, sig: i32) -> Vec<Action> {
         // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT.
-        let forwarded = if sig == libc::SIGTERM {
+        let stop_with = if sig == libc::SIGTERM {
             self.settings.stop_signal
         } else {
             sig
         };
         match &mut self.phase {
-            Phase::Starting | Phase::Running if is_shutdown(sig) => {
-                info!("Received {}, stopping child process", signals::name(sig));
-                self.stop(Then::Exit, forwarded)
+            Phase::Starting | Phase::Running
+                if sig == libc::SIGTERM && !self.settings.stop_delay.is_zero() =>
+            {
+                info!(
+                    "Received SIGTERM, stopping child process in {:?} (--stop-delay)",
+                    self.settings.stop_delay
+                );
+                self.phase = Phase::Delaying;
+                vec![Action::StopDeadline(Some(self.settings.stop_delay))]
             }
-            Phase::Starting | Phase::Running => vec![Action::SignalGroup(sig)],
+            Phase::Starting | Phase::Running | Phase::Delaying if is_shutdown(sig) => {
+                info!("Received {}, stopping child process", signals::name(sig));
+                self.stop(Then::Exit, stop_with)
+            }
+            Phase::Starting | Phase::Running | Phase::Delaying => self.forward(sig),
             Phase::Stopping { then, .. } => {
                 // Still transparent while stopping; a shutdown request wins
                 // over a pending restart, and the deadline keeps running.
@@ -315,11 +448,12 @@ impl Machine {
                     );
                     *then = Then::Exit;
                 }
-                vec![Action::SignalGroup(if is_shutdown(sig) {
-                    forwarded
+                if is_shutdown(sig) {
+                    self.sent = Some(stop_with);
+                    vec![Action::Signal(stop_with, self.settings.signal_to)]
                 } else {
-                    sig
-                })]
+                    self.forward(sig)
+                }
             }
             Phase::Checking if is_shutdown(sig) => {
                 info!(
@@ -348,20 +482,53 @@ impl Machine {
         }
     }
 
+    /// How the child's death reads in the log.
+    fn describe_exit(&self, status: Status) -> String {
+        match (status, self.sent) {
+            (Status::Signaled(n), Some(s)) if n == s => {
+                format!("died of the {} we sent", signals::name(n))
+            }
+            (_, Some(s)) => format!("exited with {status} (after we sent {})", signals::name(s)),
+            (_, None) => format!("exited on its own with {status}"),
+        }
+    }
+
     fn on_exit(&mut self, status: Status, ran_for: Duration) -> Vec<Action> {
+        let how = self.describe_exit(status);
+        // Ctrl-C on the terminal the child held: the user wants it all to stop.
+        let ctrl_c = self.settings.interactive && status == Status::Signaled(libc::SIGINT);
         match &mut self.phase {
-            Phase::Stopping { exited, .. } => {
-                info!("Child process exited with {status}");
+            Phase::Stopping { exited, then, .. } => {
+                info!("Child process {how}");
                 *exited = Some((status, ran_for));
+                if ctrl_c && *then != Then::Exit {
+                    info!("Interrupted from the terminal (Ctrl-C): exiting, not restarting");
+                    *then = Then::Exit;
+                }
                 vec![]
             }
-            Phase::Starting | Phase::Running => {
-                info!("Child process exited on its own with {status}");
+            Phase::Starting | Phase::Running | Phase::Delaying => {
+                info!("Child process {how}");
+                let then = if ctrl_c {
+                    info!(
+                        "Interrupted from the terminal (Ctrl-C): exiting, whatever --restart says"
+                    );
+                    Then::Exit
+                } else if self.phase == Phase::Delaying {
+                    // SIGTERM already asked us to exit.
+                    Then::Exit
+                } else {
+                    Then::Policy
+                };
                 // Leftovers in its group get the stop signal too (ESRCH, and
                 // so nothing, in the common case of an empty group).
                 let actions = self.stop(Then::Policy, self.settings.stop_signal);
-                if let Phase::Stopping { exited, .. } = &mut self.phase {
+                if let Phase::Stopping {
+                    exited, then: t, ..
+                } = &mut self.phase
+                {
                     *exited = Some((status, ran_for));
+                    *t = then;
                 }
                 actions
             }
@@ -370,6 +537,10 @@ impl Machine {
     }
 
     fn on_deadline(&mut self) -> Vec<Action> {
+        if self.phase == Phase::Delaying {
+            let stop = self.settings.stop_signal;
+            return self.stop(Then::Exit, stop);
+        }
         let Phase::Stopping {
             then,
             exited,
@@ -526,7 +697,8 @@ impl Machine {
                     signals::name(sig)
                 );
                 self.base = now;
-                vec![Action::SignalGroup(sig)]
+                self.sent = Some(sig);
+                vec![Action::Reload(sig, self.settings.signal_to)]
             }
             None => {
                 info!("Config file change detected, restarting child process...");
@@ -544,16 +716,23 @@ mod tests {
     use std::path::PathBuf;
 
     const TERM: i32 = libc::SIGTERM;
+    const CONT: i32 = libc::SIGCONT;
+    const CHILD: Target = Target::Child;
+    const GROUP: Target = Target::Group;
     const SECS10: Duration = Duration::from_secs(10);
 
     fn settings() -> Settings {
         Settings {
             stop_signal: TERM,
             stop_timeout: SECS10,
+            stop_delay: Duration::ZERO,
             reload_signal: None,
             restart: Policy::Never,
             max_restarts: None,
             validate: false,
+            signal_to: Target::Child,
+            map_signal: vec![],
+            interactive: false,
         }
     }
 
@@ -588,7 +767,9 @@ mod tests {
         assert_eq!(
             m.handle(exited(3)),
             [
-                Action::SignalGroup(TERM),
+                // Leftovers of an exited child: always the whole group.
+                Action::Signal(TERM, GROUP),
+                Action::Signal(CONT, GROUP),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -634,14 +815,15 @@ mod tests {
         assert_eq!(
             m.handle(Event::Signal(TERM)),
             [
-                Action::SignalGroup(libc::SIGQUIT),
+                Action::Signal(libc::SIGQUIT, CHILD),
+                Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
         // Transparent while waiting: other signals still reach the child.
         assert_eq!(
             m.handle(Event::Signal(libc::SIGUSR1)),
-            [Action::SignalGroup(libc::SIGUSR1)]
+            [Action::Signal(libc::SIGUSR1, CHILD)]
         );
         assert_eq!(
             m.handle(Event::StopDeadline),
@@ -663,14 +845,15 @@ mod tests {
         assert_eq!(
             m.handle(Event::Signal(libc::SIGINT)),
             [
-                Action::SignalGroup(libc::SIGINT),
+                Action::Signal(libc::SIGINT, CHILD),
+                Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
         // The child handles SIGINT and carries on; only the timer decides.
         assert_eq!(
             m.handle(Event::Signal(libc::SIGHUP)),
-            [Action::SignalGroup(libc::SIGHUP)]
+            [Action::Signal(libc::SIGHUP, CHILD)]
         );
         assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
     }
@@ -686,7 +869,7 @@ mod tests {
             libc::SIGRTMIN() + 2,
             libc::SIGSEGV,
         ] {
-            assert_eq!(m.handle(Event::Signal(sig)), [Action::SignalGroup(sig)]);
+            assert_eq!(m.handle(Event::Signal(sig)), [Action::Signal(sig, CHILD)]);
         }
         assert_eq!(m.phase, Phase::Running);
     }
@@ -716,7 +899,8 @@ mod tests {
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
             [
-                Action::SignalGroup(TERM),
+                Action::Signal(TERM, CHILD),
+                Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -746,7 +930,7 @@ mod tests {
         m.handle(Event::Spawned(snap(Some(2))));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(4))))[0],
-            Action::SignalGroup(TERM)
+            Action::Signal(TERM, CHILD)
         );
     }
 
@@ -782,7 +966,7 @@ mod tests {
         m.handle(Event::ConfigSettled(snap(Some(2))));
         assert_eq!(
             m.handle(Event::Signal(TERM)),
-            [Action::SignalGroup(TERM)],
+            [Action::Signal(TERM, CHILD)],
             "deadline keeps running"
         );
         m.handle(Event::ChildExited {
@@ -817,7 +1001,7 @@ mod tests {
         let mut m = running(s, Some(1));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::SignalGroup(libc::SIGHUP)]
+            [Action::Reload(libc::SIGHUP, CHILD)]
         );
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
@@ -1001,7 +1185,8 @@ mod tests {
         assert_eq!(
             m.handle(Event::Validated { token: 2, ok: true }),
             [
-                Action::SignalGroup(TERM),
+                Action::Signal(TERM, CHILD),
+                Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1034,7 +1219,7 @@ mod tests {
         );
         assert_eq!(
             m.handle(Event::Validated { token: 3, ok: true })[0],
-            Action::SignalGroup(TERM)
+            Action::Signal(TERM, CHILD)
         );
     }
 
@@ -1075,7 +1260,8 @@ mod tests {
             m.handle(Event::Signal(TERM)),
             [
                 Action::CancelValidation,
-                Action::SignalGroup(TERM),
+                Action::Signal(TERM, CHILD),
+                Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1098,7 +1284,7 @@ mod tests {
         m.handle(Event::ConfigSettled(snap(Some(3))));
         assert_eq!(
             m.handle(Event::Validated { token: 3, ok: true }),
-            [Action::SignalGroup(libc::SIGHUP)]
+            [Action::Reload(libc::SIGHUP, CHILD)]
         );
     }
 
@@ -1139,5 +1325,195 @@ mod tests {
             m.handle(Event::Validated { token: 2, ok: true }),
             [Action::Spawn]
         );
+    }
+
+    #[test]
+    fn signal_to_group_addresses_the_group_but_sigkill_always_does() {
+        let mut s = settings();
+        s.signal_to = Target::Group;
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGHUP)),
+            [Action::Signal(libc::SIGHUP, GROUP)]
+        );
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [
+                Action::Signal(TERM, GROUP),
+                Action::Signal(CONT, GROUP),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+        // The default: the child alone, and still SIGKILL for the group.
+        let mut m = running(settings(), Some(1));
+        m.handle(Event::Signal(TERM));
+        assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    }
+
+    #[test]
+    fn map_signal_rewrites_or_drops_forwarded_signals_only() {
+        let mut s = settings();
+        s.map_signal = vec![(libc::SIGUSR1, Some(libc::SIGHUP)), (libc::SIGWINCH, None)];
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGUSR1)),
+            [Action::Signal(libc::SIGHUP, CHILD)]
+        );
+        assert_eq!(m.handle(Event::Signal(libc::SIGWINCH)), []);
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGUSR2)),
+            [Action::Signal(libc::SIGUSR2, CHILD)]
+        );
+        assert_eq!(
+            m.handle(Event::Signal(TERM))[0],
+            Action::Signal(TERM, CHILD),
+            "the stop signal is not mapped"
+        );
+    }
+
+    #[test]
+    fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
+        let mut s = settings();
+        s.stop_delay = Duration::from_secs(5);
+        let mut m = running(s.clone(), Some(1));
+        assert_eq!(
+            m.handle(Event::Signal(TERM)),
+            [Action::StopDeadline(Some(Duration::from_secs(5)))],
+            "nothing reaches the child yet"
+        );
+        // Still transparent; config changes wait for the next life.
+        assert_eq!(
+            m.handle(Event::Signal(libc::SIGUSR1)),
+            [Action::Signal(libc::SIGUSR1, CHILD)]
+        );
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+        assert_eq!(
+            m.handle(Event::StopDeadline),
+            [
+                Action::Signal(TERM, CHILD),
+                Action::Signal(CONT, CHILD),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        for second in [TERM, libc::SIGINT] {
+            let mut m = running(s.clone(), Some(1));
+            m.handle(Event::Signal(TERM));
+            assert_eq!(
+                m.handle(Event::Signal(second)),
+                [
+                    Action::Signal(second, CHILD),
+                    Action::Signal(CONT, CHILD),
+                    Action::StopDeadline(Some(SECS10))
+                ]
+            );
+        }
+        // The child exits by itself during the delay: we exit with its code,
+        // whatever the restart policy.
+        s.restart = Policy::Always;
+        let mut m = running(s, Some(1));
+        m.handle(Event::Signal(TERM));
+        m.handle(exited(0));
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
+        let mut s = settings();
+        s.reload_signal = Some(libc::SIGHUP);
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [Action::Reload(libc::SIGHUP, CHILD)]
+        );
+        assert_eq!(
+            m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
+            [
+                Action::Signal(TERM, CHILD),
+                Action::Signal(CONT, CHILD),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn the_restart_signal_restarts_through_the_validation_gate() {
+        // Without --validate: at once, even with a reload signal set.
+        let mut s = settings();
+        s.reload_signal = Some(libc::SIGHUP);
+        let mut m = running(s, Some(1));
+        assert_eq!(
+            m.handle(Event::RestartRequested(snap(Some(1))))[0],
+            Action::Signal(TERM, CHILD)
+        );
+        // With it: the current bytes are checked first, and a pass restarts
+        // (not reloads), even though the bytes did not change.
+        let mut s = validating();
+        s.reload_signal = Some(libc::SIGHUP);
+        let mut m = running_validated(s.clone());
+        let check = m.handle(Event::RestartRequested(snap(Some(1))));
+        assert!(matches!(check[..], [Action::Validate { token: 2, .. }]));
+        assert_eq!(
+            m.handle(Event::Validated { token: 2, ok: true })[0],
+            Action::Signal(TERM, CHILD)
+        );
+        // A failed check keeps the child, and the same bytes are refused again.
+        let mut m = running_validated(s);
+        m.handle(Event::RestartRequested(snap(Some(1))));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 2,
+                ok: false
+            }),
+            []
+        );
+        assert_eq!(m.handle(Event::RestartRequested(snap(Some(1)))), []);
+        // During a backoff: start now.
+        let mut s = settings();
+        s.restart = Policy::Always;
+        let mut m = running(s, Some(1));
+        exit_and_drain(&mut m, 1, SECS10);
+        assert_eq!(
+            m.handle(Event::RestartRequested(snap(Some(1)))),
+            [Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn ctrl_c_on_the_terminal_exits_130_whatever_the_policy() {
+        let mut s = settings();
+        s.restart = Policy::Always;
+        s.interactive = true;
+        let mut m = running(s.clone(), Some(1));
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(libc::SIGINT),
+            ran_for: Duration::from_secs(1),
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Exit(130)]
+        );
+        // Without the terminal, a death by SIGINT is a crash like another.
+        s.interactive = false;
+        let mut m = running(s, Some(1));
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(libc::SIGINT),
+            ran_for: Duration::from_secs(1),
+        });
+        assert!(matches!(
+            m.handle(Event::GroupGone)[..],
+            [Action::StopDeadline(None), Action::Backoff(_)]
+        ));
     }
 }

@@ -6,10 +6,10 @@ use crate::child::{self, Child};
 use crate::cli::Config;
 use crate::reaper;
 use crate::signals;
-use crate::state::{Action, Event, Machine, Settings, Status};
+use crate::state::{Action, Event, Machine, Settings, Status, Target};
 use crate::validate;
 use crate::watch::Watch;
-use futures::{FutureExt, StreamExt, select};
+use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
 use nix::libc;
 use std::collections::VecDeque;
@@ -19,8 +19,28 @@ use std::time::{Duration, Instant};
 /// How often the group of an exited child is probed while leftovers remain.
 const GROUP_PROBE: Duration = Duration::from_millis(20);
 
+/// File descriptors the manager needs free at startup: the signalfd, async-io's
+/// epoll and eventfd, async-process's pidfd probe and the child's pidfd, and
+/// the pipe through which the spawn reports an exec error. The watcher and
+/// validator need more later, but fail soft (polling, a failed check).
+const FDS_NEEDED: usize = 8;
+
 /// Runs the supervisor to completion; returns the manager's exit code.
 pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
+    // Everything that can fail for lack of resources happens here, before
+    // the child exists: a failure leaves nobody behind. (async-io and
+    // async-process abort the process if they cannot get their fds.)
+    if let Err(e) = fds_available(FDS_NEEDED) {
+        error!("Cannot start: {e}");
+        return 1;
+    }
+    let intake = match signals::Intake::new() {
+        Ok(i) => i,
+        Err(e) => {
+            error!("Cannot read signals (signalfd): {e}");
+            return 1;
+        }
+    };
     let ex = smol::LocalExecutor::new();
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
@@ -29,13 +49,40 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // block_on is active (measured: 17 wake-ups per idle 10 s, and signals
     // waiting out those sleeps: 0.5 ms p50). Parked here, the main thread
     // is woken by the reactor thread once per event.
-    smol::future::block_on(ex.run(supervise(cfg, cwd)))
+    smol::future::block_on(ex.run(supervise(cfg, cwd, intake)))
+}
+
+/// Can `n` more file descriptors be opened? Probes with pipes (no
+/// filesystem needed: the root may be empty) and closes them again.
+fn fds_available(n: usize) -> Result<(), String> {
+    let mut held = Vec::new();
+    while held.len() * 2 < n {
+        match nix::unistd::pipe() {
+            Ok(pair) => held.push(pair),
+            Err(e) => {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: getrlimit fills the struct it is given.
+                let limit = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+                    0 => lim.rlim_cur.to_string(),
+                    _ => "?".into(),
+                };
+                return Err(format!(
+                    "only {} free file descriptors ({e}; ulimit -n is {limit}), {n} needed",
+                    held.len() * 2
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What woke the loop.
 enum Wake {
     Child(std::io::Result<std::process::ExitStatus>),
-    Signal(i32),
+    Signal(std::io::Result<signals::Caught>),
     Notify,
     Validated(bool),
     Timer,
@@ -47,6 +94,8 @@ struct Edge {
     cwd: Option<PathBuf>,
     watch: Watch,
     child: Option<Child>,
+    /// The child takes the terminal's foreground (we had it at start).
+    take_tty: bool,
     /// The running `--validate` check and the token the machine gave it.
     check: Option<(u64, validate::Check)>,
     /// The current (or last) child's process group, until it is empty.
@@ -59,19 +108,24 @@ struct Edge {
     poll_at: Option<Instant>,
 }
 
-async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
+async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -> i32 {
     reaper::become_subreaper();
     // Let the executor poll async-process's driver (spawned beside us)
     // before the first spawn, or async-process starts a thread of its own.
     smol::future::yield_now().await;
     let mut watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
+    let take_tty = child::owns_terminal();
     let settings = Settings {
         stop_signal: cfg.stop_signal,
         stop_timeout: cfg.stop_timeout,
+        stop_delay: cfg.stop_delay,
         reload_signal: cfg.reload_signal,
         restart: cfg.restart,
         max_restarts: cfg.max_restarts,
         validate: cfg.validate.is_some(),
+        signal_to: cfg.signal_to,
+        map_signal: cfg.map_signal.clone(),
+        interactive: take_tty,
     };
     let initial = if settings.validate {
         watch.snapshot()
@@ -85,6 +139,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         cwd,
         watch,
         child: None,
+        take_tty,
         check: None,
         group: None,
         draining: false,
@@ -93,19 +148,8 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
         debounce_at: None,
     };
     let mut actions: VecDeque<Action> = first.into();
-    // The child starts first, with signals still blocked (main.rs): they
-    // wait, pending, while ~60 handlers are installed after it.
-    if let Some(code) = perform_all(&mut actions, &mut edge, &mut machine) {
-        return code;
-    }
-    let mut signals = match signals::catch_all() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("Cannot install signal handlers: {e}");
-            return 1;
-        }
-    };
     let mut notify_events = None;
+    let me = std::process::id() as i32;
 
     loop {
         if let Some(code) = perform_all(&mut actions, &mut edge, &mut machine) {
@@ -152,7 +196,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
             };
             select! {
                 st = status.fuse() => Wake::Child(st),
-                sig = signals.next() => Wake::Signal(sig.unwrap_or(0)),
+                caught = intake.next().fuse() => Wake::Signal(caught),
                 () = notified.fuse() => Wake::Notify,
                 ok = checked.fuse() => Wake::Validated(ok),
                 _ = FutureExt::fuse(timer) => Wake::Timer,
@@ -161,13 +205,22 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>) -> i32 {
 
         match wake {
             Wake::Child(result) => actions.extend(machine.handle(edge.child_exited(result))),
-            Wake::Signal(libc::SIGCHLD) => {
+            Wake::Signal(Err(e)) => error!("Cannot read signals: {e}"),
+            // Raised by our own I/O (a write to a closed stderr, a terminal
+            // with `tostop`): not for the child, and not logged either (a
+            // log line to a broken pipe would raise the next one).
+            Wake::Signal(Ok(c)) if c.is_own(me) => {}
+            Wake::Signal(Ok(c)) if c.sig == libc::SIGCHLD => {
                 reaper::sweep(|pid| edge.owns(pid));
             }
-            Wake::Signal(0) => {}
-            Wake::Signal(sig) => {
-                debug!("Received {}", signals::name(sig));
-                actions.extend(machine.handle(Event::Signal(sig)));
+            Wake::Signal(Ok(c)) => {
+                debug!("Received {} from pid {}", signals::name(c.sig), c.pid);
+                let event = if Some(c.sig) == edge.cfg.restart_signal {
+                    Event::RestartRequested(edge.watch.snapshot())
+                } else {
+                    Event::Signal(c.sig)
+                };
+                actions.extend(machine.handle(event));
             }
             Wake::Notify => {
                 // Only events about a config get here (the watcher's own
@@ -278,7 +331,7 @@ impl Edge {
                 // The bytes this child starts with: fingerprinted before the
                 // exec, so a change after this point is seen as a change.
                 let snapshot = self.watch.snapshot();
-                match child::spawn(&self.cfg.command, self.cwd.as_deref()) {
+                match child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty) {
                     Ok(c) => {
                         self.group = Some(c.pid);
                         self.child = Some(c);
@@ -287,8 +340,16 @@ impl Edge {
                     Err(code) => Some(Event::SpawnFailed(code)),
                 }
             }
-            Action::SignalGroup(sig) => self.signal_group(sig),
-            Action::KillGroup => self.signal_group(libc::SIGKILL),
+            Action::Signal(sig, to) => self.signal(sig, to),
+            Action::Reload(sig, to) => {
+                let pid = self.child.as_ref()?.pid;
+                // Signalling a child that has no handler (yet) kills it.
+                if signals::catches(pid, sig) == Some(false) {
+                    return Some(Event::ReloadUnhandled(sig));
+                }
+                self.signal(sig, to)
+            }
+            Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
                 self.stop_at = after.map(|d| Instant::now() + d);
                 None
@@ -324,10 +385,17 @@ impl Edge {
         }
     }
 
-    /// Signals the current (or exited child's) process group, if any.
-    fn signal_group(&self, sig: i32) -> Option<Event> {
-        if let Some(pgid) = self.group {
-            child::signal_group(pgid, sig);
+    /// Signals the running child, or the current (or exited child's)
+    /// process group, if any.
+    fn signal(&self, sig: i32, to: Target) -> Option<Event> {
+        match (to, &self.child, self.group) {
+            (Target::Child, Some(c), _) => {
+                child::signal(c.pid, sig);
+            }
+            (Target::Group, _, Some(pgid)) => {
+                child::signal_group(pgid, sig);
+            }
+            _ => debug!("No child to send {} to", signals::name(sig)),
         }
         None
     }

@@ -138,6 +138,11 @@ pub struct Opts<'a> {
     /// default (`unshare … BIN` or `BIN`); the manager is its first child
     /// in `Mode::Pid1`.
     pub launcher: Option<Vec<String>>,
+    /// The manager's stderr is a pipe the test reads (`take_stderr`)
+    /// instead of the log file.
+    pub stderr_pipe: bool,
+    /// `ulimit -n` for the manager.
+    pub nofile: Option<u64>,
 }
 
 impl Default for Opts<'_> {
@@ -149,6 +154,8 @@ impl Default for Opts<'_> {
             stdin: None,
             pre_exec: None,
             launcher: None,
+            stderr_pipe: false,
+            nofile: None,
         }
     }
 }
@@ -189,8 +196,27 @@ impl Manager {
         cmd.args(args)
             .env("FLUSH_MANAGER_LOG", "debug")
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
+            .stderr(if opts.stderr_pipe {
+                Stdio::piped()
+            } else {
+                log.into()
+            })
             .stdin(opts.stdin.unwrap_or(Stdio::null()));
+        if let Some(n) = opts.nofile {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = nix::libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
         for (k, v) in opts.env {
             cmd.env(k, v);
         }
@@ -227,6 +253,23 @@ impl Manager {
         });
         assert!(pid != 0, "no manager process under unshare {outer}");
         pid
+    }
+
+    /// The managed child's pid as seen from here, once it runs.
+    pub fn child_pid(&self) -> i32 {
+        let manager = self.pid();
+        let mut pid = 0;
+        wait_for(LONG, || {
+            pid = children_of(manager).first().copied().unwrap_or(0);
+            pid != 0
+        });
+        assert!(pid != 0, "the manager has no child");
+        pid
+    }
+
+    /// The read end of the manager's stderr (`Opts::stderr_pipe`).
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        self.proc.stderr.take().expect("Opts::stderr_pipe")
     }
 
     pub fn log(&self) -> String {
@@ -278,7 +321,7 @@ impl Manager {
 }
 
 /// The pids `pid` has as children.
-fn children_of(pid: i32) -> Vec<i32> {
+pub fn children_of(pid: i32) -> Vec<i32> {
     fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .map(|s| {
             s.split_whitespace()
@@ -388,4 +431,45 @@ pub fn replace_by_rename(path: &Path, bytes: &[u8], tmp_name: &str) {
     let tmp = path.with_file_name(tmp_name);
     fs::write(&tmp, bytes).expect("write tmp");
     fs::rename(&tmp, path).expect("rename");
+}
+
+/// Is `cmd` installed? If not, the calling test fails with what to install,
+/// unless FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip:
+/// then this returns false and the test returns early.
+pub fn require_tool(cmd: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()));
+    if found {
+        return true;
+    }
+    if std::env::var("FLUSH_MANAGER_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: `{cmd}` is not installed (apt-get install {package})");
+        return false;
+    }
+    panic!(
+        "`{cmd}` is not installed: apt-get install {package} (or set FLUSH_MANAGER_TEST_ALLOW_SKIP=1 to skip)"
+    );
+}
+
+/// Live processes whose command line contains `needle`.
+pub fn processes_named(needle: &str) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                && alive(*p)
+        })
+        .collect()
+}
+
+/// The parent of `pid` (0 if it is gone).
+pub fn parent_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
