@@ -667,11 +667,15 @@ fn tostop_on_the_terminal_does_not_make_the_manager_spin() {
     std::fs::write(&conf, "v1").unwrap();
     let starts = s.path("starts");
     let child = format!("echo start $$ >> {}; exec sleep 60", starts.display());
-    let line = format!(
-        "stty tostop; exec {BIN} --config={} --debounce=0 --log-level=debug -- /bin/sh -c {}",
+    // A foreground job of a job-control shell, as typed at a prompt: its
+    // process group is not orphaned, so a background write with `tostop`
+    // raises SIGTTOU instead of failing with EIO.
+    let job = format!(
+        "set -m; stty tostop; {BIN} --config={} --debounce=0 --log-level=debug -- /bin/sh -c {}; echo done",
         conf.display(),
         sh_quote(&child)
     );
+    let line = format!("/bin/sh -c {}", sh_quote(&job));
     let Some(mut term) = on_a_terminal(&line) else {
         return;
     };
@@ -696,8 +700,15 @@ fn tostop_on_the_terminal_does_not_make_the_manager_spin() {
     }
     let ok = wait_for(LONG, || term.try_wait().ok().flatten().is_some());
     if !ok {
-        // SAFETY: kill(2) on the group of the `script` this test started.
-        unsafe { libc::kill(-(term.id() as i32), libc::SIGKILL) };
+        // SAFETY: kill(2) on what this test started: the manager and its
+        // child (job control put them in groups of their own), then `script`.
+        unsafe {
+            for pid in children_of(manager) {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            libc::kill(manager, libc::SIGKILL);
+            libc::kill(-(term.id() as i32), libc::SIGKILL);
+        }
         let _ = term.wait();
     }
     assert!(restarted, "a config change was not applied");
