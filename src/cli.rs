@@ -61,6 +61,10 @@ struct Args {
     #[argh(option)]
     debounce: Option<String>,
 
+    /// act at the latest this long after the first change of a burst (default: 5s)
+    #[argh(option)]
+    debounce_max: Option<String>,
+
     /// polling fallback interval beside inotify; 0 turns it off (default: 5s)
     #[argh(option)]
     poll_interval: Option<String>,
@@ -114,6 +118,7 @@ const VALUE_FLAGS: &[&str] = &[
     "map-signal",
     "reload-signal",
     "debounce",
+    "debounce-max",
     "poll-interval",
     "validate",
     "validate-timeout",
@@ -139,6 +144,7 @@ pub struct Config {
     pub map_signal: Vec<(i32, Option<i32>)>,
     pub reload_signal: Option<i32>,
     pub debounce: Duration,
+    pub debounce_max: Duration,
     /// `Duration::ZERO` turns polling off (unless inotify fails).
     pub poll_interval: Duration,
     pub poll_only: bool,
@@ -203,6 +209,8 @@ Config watch:
                             (default: {DEFAULT_CONFIG})
   --reload-signal SIG       on a change, send SIG instead of restarting (e.g. HUP)
   --debounce DURATION       quiet time after the last change before acting (default: 500ms)
+  --debounce-max DURATION   act at the latest this long after the first change of a burst,
+                            however busy the directory (default: 5s)
   --poll-interval DURATION  polling beside inotify; 0 turns it off (default: 5s)
   --poll-only               poll only, no inotify (overlayfs, NFS)
   --validate 'CMD ARGS'     check a changed config first; act only if it exits 0
@@ -351,8 +359,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    let d = Duration::try_from_secs_f64(total).map_err(|_| bad())?;
+    // Every deadline is `now + d`: keep it representable.
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is too large (at most 100 years)"
+        ));
+    }
+    Ok(d)
 }
+
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 fn parse_remap(text: &str) -> Result<(i32, i32), String> {
     let bad = || format!("invalid --remap-exit {text:?} (expected FROM:TO, codes 0-255)");
@@ -580,6 +597,7 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         map_signal,
         reload_signal: signal(args.reload_signal, "RELOAD_SIGNAL")?,
         debounce: duration(args.debounce, "DEBOUNCE", Duration::from_millis(500))?,
+        debounce_max: duration(args.debounce_max, "DEBOUNCE_MAX", Duration::from_secs(5))?,
         poll_interval: duration(args.poll_interval, "POLL_INTERVAL", Duration::from_secs(5))?,
         poll_only,
         validate,
@@ -768,7 +786,16 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "5", "-1s", "1x", "s"] {
+        for bad in [
+            "",
+            "5",
+            "-1s",
+            "1x",
+            "s",
+            "3000000000000000h",
+            "101y",
+            "876001h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

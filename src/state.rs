@@ -102,6 +102,9 @@ pub enum Event {
     RestartRequested(Snapshot),
     /// `Action::Reload` found that the child has no handler for the signal.
     ReloadUnhandled(i32),
+    /// The config as it is now, asked for by `Action::Fingerprint` just
+    /// before a start.
+    Candidate(Snapshot),
     /// The stop deadline armed by `Action::StopDeadline` ran out.
     StopDeadline,
     /// The restart backoff ran out.
@@ -116,6 +119,9 @@ pub enum Event {
 pub enum Action {
     /// Fingerprint the config, start the child, answer `Spawned`/`SpawnFailed`.
     Spawn,
+    /// Fingerprint the config and answer `Candidate`: with `--validate`,
+    /// every start goes through the gate first.
+    Fingerprint,
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send the reload signal to the child (or its group) if the child
@@ -147,8 +153,11 @@ enum Then {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
-    /// Validating the config before the first start.
+    /// Validating the config before a start (the first, or any later one
+    /// whose bytes were never approved). No child runs.
     Checking,
+    /// The config on disk was rejected and no child runs: waiting for a fix.
+    Held,
     Starting,
     Running,
     /// SIGTERM arrived; waiting out `--stop-delay` before the stop signal.
@@ -176,8 +185,13 @@ pub struct Machine {
     /// The validation in flight: its token and the bytes it judges.
     validation: Option<(u64, Snapshot)>,
     last_token: u64,
-    /// Bytes a validator rejected: not validated again until they change.
+    /// Bytes a validator rejected: not validated again until they change,
+    /// and never started.
     rejected: Option<Snapshot>,
+    /// Bytes a validator passed: the only ones a child may start on.
+    approved: Option<Snapshot>,
+    /// A child has run: a rejected config then holds instead of exiting 78.
+    started: bool,
     /// The validation in flight was asked for by the restart signal: a pass
     /// restarts even with a reload signal set or unchanged bytes.
     restart_requested: bool,
@@ -202,6 +216,8 @@ impl Machine {
             validation: None,
             last_token: 0,
             rejected: None,
+            approved: None,
+            started: false,
             restart_requested: false,
             sent: None,
         };
@@ -217,12 +233,19 @@ impl Machine {
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Spawned(snapshot) => {
-                self.base = snapshot;
+                // With --validate the child runs on what was approved; if the
+                // bytes moved in between, the next look sees a change to check.
+                self.base = match (&self.approved, self.settings.validate) {
+                    (Some(approved), true) => approved.clone(),
+                    _ => snapshot,
+                };
+                self.started = true;
                 self.phase = Phase::Running;
                 self.sent = None;
                 vec![]
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
+            Event::Candidate(now) => self.on_candidate(now),
             Event::ReloadUnhandled(sig) => match self.phase {
                 Phase::Running => {
                     warn!(
@@ -291,9 +314,14 @@ impl Machine {
         if !ok {
             self.rejected = Some(snapshot);
             return match self.phase {
-                Phase::Checking => {
+                Phase::Checking if !self.started => {
                     error!("Config validation failed at startup; not starting the child");
                     self.done(EX_CONFIG)
+                }
+                Phase::Checking => self.hold(),
+                Phase::Backoff { .. } => {
+                    error!("Config validation failed; the child will not be restarted on it");
+                    vec![]
                 }
                 _ => {
                     error!("Config validation failed; keeping the current child running untouched");
@@ -303,13 +331,64 @@ impl Machine {
         }
         info!("Config validation passed");
         self.rejected = None;
+        self.approved = Some(snapshot.clone());
         let restart = std::mem::take(&mut self.restart_requested);
         match self.phase {
-            Phase::Checking => self.spawn(),
+            Phase::Checking => {
+                self.phase = Phase::Starting;
+                vec![Action::Spawn]
+            }
             Phase::Running if restart => self.restart(),
             Phase::Running | Phase::Backoff { .. } => self.apply(snapshot),
             _ => vec![],
         }
+    }
+
+    /// The gate: a start on approved bytes goes ahead; on rejected bytes it
+    /// is held; on bytes never checked, they are checked first.
+    fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
+        if self.phase != Phase::Starting {
+            return vec![];
+        }
+        if self.approved.as_ref() == Some(&now) {
+            return vec![Action::Spawn];
+        }
+        if self.rejected.as_ref() == Some(&now) {
+            return self.hold();
+        }
+        let before = self.approved.clone().unwrap_or_default();
+        let changed: Vec<PathBuf> = fingerprint::changes(&before, &now)
+            .into_iter()
+            .map(|c| {
+                info!("File change detected: {c}");
+                c.path
+            })
+            .collect();
+        info!(
+            "Config changed since it was last validated: validating it before starting the child"
+        );
+        self.phase = Phase::Checking;
+        self.validate(now, changed)
+    }
+
+    /// No child on rejected bytes: wait for a change that passes.
+    fn hold(&mut self) -> Vec<Action> {
+        let files: Vec<String> = self
+            .rejected
+            .iter()
+            .flat_map(|r| fingerprint::changes(&self.approved.clone().unwrap_or_default(), r))
+            .map(|c| c.path.display().to_string())
+            .collect();
+        error!(
+            "Not starting the child on a config that --validate rejected ({}); waiting for a fixed config",
+            if files.is_empty() {
+                "unchanged files".to_string()
+            } else {
+                files.join(", ")
+            }
+        );
+        self.phase = Phase::Held;
+        vec![]
     }
 
     /// `--restart-signal`: restart now, through the same gate as a change.
@@ -337,6 +416,7 @@ impl Machine {
                 );
                 self.spawn()
             }
+            Phase::Held => self.on_config(now),
             _ => {
                 debug!("Restart requested while not running; ignored");
                 vec![]
@@ -383,9 +463,14 @@ impl Machine {
         actions
     }
 
+    /// Every (re)start: with `--validate`, through the gate (`on_candidate`).
     fn spawn(&mut self) -> Vec<Action> {
         self.phase = Phase::Starting;
-        vec![Action::Spawn]
+        if self.settings.validate {
+            vec![Action::Fingerprint]
+        } else {
+            vec![Action::Spawn]
+        }
     }
 
     /// Start stopping the running child: `sig` then SIGCONT (a stopped
@@ -455,14 +540,14 @@ impl Machine {
                     self.forward(sig)
                 }
             }
-            Phase::Checking if is_shutdown(sig) => {
+            Phase::Checking | Phase::Held if is_shutdown(sig) => {
                 info!(
-                    "Received {} while validating the config, exiting",
+                    "Received {} with no child running (config check or rejected config), exiting",
                     signals::name(sig)
                 );
                 self.done(128 + sig)
             }
-            Phase::Checking => vec![],
+            Phase::Checking | Phase::Held => vec![],
             Phase::Backoff { status } if is_shutdown(sig) => {
                 info!(
                     "Received {} during restart backoff, exiting",
@@ -532,7 +617,7 @@ impl Machine {
                 }
                 actions
             }
-            Phase::Checking | Phase::Backoff { .. } | Phase::Done => vec![],
+            Phase::Checking | Phase::Held | Phase::Backoff { .. } | Phase::Done => vec![],
         }
     }
 
@@ -640,6 +725,14 @@ impl Machine {
     }
 
     fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
+        if self.phase == Phase::Held {
+            if self.rejected.as_ref() == Some(&now) {
+                return vec![];
+            }
+            info!("Config changed while held: validating it");
+            self.phase = Phase::Starting;
+            return self.on_candidate(now);
+        }
         if self.phase == Phase::Checking {
             // Changed while the startup check runs: check the newest bytes.
             if self
@@ -1514,6 +1607,104 @@ mod tests {
         assert!(matches!(
             m.handle(Event::GroupGone)[..],
             [Action::StopDeadline(None), Action::Backoff(_)]
+        ));
+    }
+
+    #[test]
+    fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
+        let mut m = running_validated(validating());
+        assert!(matches!(
+            m.handle(Event::ConfigSettled(snap(Some(2))))[..],
+            [Action::Validate { token: 2, .. }]
+        ));
+        assert_eq!(
+            m.handle(Event::Validated { token: 2, ok: true })[0],
+            Action::Signal(TERM, CHILD)
+        );
+        // Bytes 3 land while the old child stops.
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        assert_eq!(
+            m.handle(Event::GroupGone),
+            [Action::StopDeadline(None), Action::Fingerprint]
+        );
+        assert!(matches!(
+            m.handle(Event::Candidate(snap(Some(3))))[..],
+            [Action::Validate { token: 3, .. }]
+        ));
+        // Rejected: no child, held until the bytes change.
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 3,
+                ok: false
+            }),
+            []
+        );
+        assert_eq!(m.phase, Phase::Held);
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+        assert!(matches!(
+            m.handle(Event::ConfigSettled(snap(Some(4))))[..],
+            [Action::Validate { token: 4, .. }]
+        ));
+        assert_eq!(
+            m.handle(Event::Validated { token: 4, ok: true }),
+            [Action::Spawn]
+        );
+    }
+
+    #[test]
+    fn a_crash_never_restarts_on_rejected_bytes() {
+        let mut s = validating();
+        s.restart = Policy::OnFailure;
+        let mut m = running_validated(s);
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 2,
+                ok: false
+            }),
+            []
+        );
+        assert!(matches!(
+            exit_and_drain(&mut m, 1, SECS10)[..],
+            [Action::StopDeadline(None), Action::Backoff(_)]
+        ));
+        assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+        assert_eq!(
+            m.handle(Event::Candidate(snap(Some(2)))),
+            [],
+            "the rejected bytes are held, not started"
+        );
+        assert_eq!(m.phase, Phase::Held);
+        assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
+        // Back on the approved bytes, the crash restart goes ahead.
+        let mut s = validating();
+        s.restart = Policy::OnFailure;
+        let mut m = running_validated(s);
+        exit_and_drain(&mut m, 1, SECS10);
+        m.handle(Event::BackoffOver);
+        assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    }
+
+    #[test]
+    fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
+        let mut m = running_validated(validating());
+        // Started on approved bytes 1 although the disk already had 9.
+        m.handle(Event::ConfigSettled(snap(Some(2))));
+        m.handle(Event::Validated { token: 2, ok: true });
+        m.handle(Event::ChildExited {
+            status: Status::Signaled(TERM),
+            ran_for: SECS10,
+        });
+        m.handle(Event::GroupGone);
+        assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+        m.handle(Event::Spawned(snap(Some(9))));
+        assert!(matches!(
+            m.handle(Event::ConfigSettled(snap(Some(9))))[..],
+            [Action::Validate { .. }]
         ));
     }
 }

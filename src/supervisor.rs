@@ -105,7 +105,18 @@ struct Edge {
     stop_at: Option<Instant>,
     backoff_at: Option<Instant>,
     debounce_at: Option<Instant>,
+    /// When the current burst of changes began (`--debounce-max` counts from it).
+    debounce_since: Option<Instant>,
     poll_at: Option<Instant>,
+}
+
+/// `now + d`, saturating far in the future instead of panicking: no flag
+/// value can overflow a deadline.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -> i32 {
@@ -146,6 +157,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         stop_at: None,
         backoff_at: None,
         debounce_at: None,
+        debounce_since: None,
     };
     let mut actions: VecDeque<Action> = first.into();
     let mut notify_events = None;
@@ -227,7 +239,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                 // thread drops the rest). Take the whole burst at once: a
                 // ConfigMap swap is five events.
                 while notify_events.try_recv().is_ok() {}
-                edge.debounce_at = Some(Instant::now() + edge.cfg.debounce);
+                edge.debounce(Instant::now());
             }
             Wake::Validated(ok) => {
                 if let Some((token, _)) = edge.check.take() {
@@ -304,9 +316,9 @@ impl Edge {
     fn next_deadline(&mut self) -> Option<Instant> {
         // Polling may start late: when inotify fails after startup.
         if self.poll_at.is_none() {
-            self.poll_at = self.watch.poll_interval().map(|p| Instant::now() + p);
+            self.poll_at = self.watch.poll_interval().map(later);
         }
-        let probe = self.draining.then(|| Instant::now() + GROUP_PROBE);
+        let probe = self.draining.then(|| later(GROUP_PROBE));
         [
             self.stop_at,
             self.backoff_at,
@@ -340,6 +352,7 @@ impl Edge {
                     Err(code) => Some(Event::SpawnFailed(code)),
                 }
             }
+            Action::Fingerprint => Some(Event::Candidate(self.watch.snapshot())),
             Action::Signal(sig, to) => self.signal(sig, to),
             Action::Reload(sig, to) => {
                 let pid = self.child.as_ref()?.pid;
@@ -351,11 +364,11 @@ impl Edge {
             }
             Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
-                self.stop_at = after.map(|d| Instant::now() + d);
+                self.stop_at = after.map(later);
                 None
             }
             Action::Backoff(delay) => {
-                self.backoff_at = Some(Instant::now() + delay);
+                self.backoff_at = Some(later(delay));
                 None
             }
             Action::Validate { token, changed } => {
@@ -432,6 +445,19 @@ impl Edge {
         gone
     }
 
+    /// A change was seen at `now`: act after `--debounce` of quiet, but no
+    /// later than `--debounce-max` after the first change of the burst (a
+    /// steady writer must not postpone a change forever).
+    fn debounce(&mut self, now: Instant) {
+        let since = *self.debounce_since.get_or_insert(now);
+        let quiet = later(self.cfg.debounce);
+        let cap = since
+            .checked_add(self.cfg.debounce_max)
+            .unwrap_or(quiet)
+            .max(now);
+        self.debounce_at = Some(quiet.min(cap));
+    }
+
     fn timers_due(&mut self) -> Vec<Event> {
         let now = Instant::now();
         let due = |at: &mut Option<Instant>| at.take_if(|t| *t <= now).is_some();
@@ -445,12 +471,13 @@ impl Edge {
         if let Some(every) = self.watch.poll_interval()
             && due(&mut self.poll_at)
         {
-            self.poll_at = Some(now + every);
+            self.poll_at = Some(later(every));
             if self.watch.poll() && self.debounce_at.is_none() {
-                self.debounce_at = Some(now + self.cfg.debounce);
+                self.debounce(now);
             }
         }
         if due(&mut self.debounce_at) {
+            self.debounce_since = None;
             // The watches may need to move (a directory appeared or was
             // replaced) before the decisive look.
             self.watch.reconcile();

@@ -211,3 +211,63 @@ fn the_reload_signal_obeys_the_same_rules() {
     assert!(s.wait_contains("starts", "hup"), "{}", m.log());
     assert_eq!(starts(&s).len(), 1, "signalled, not restarted");
 }
+
+#[test]
+fn bytes_written_during_a_restart_are_validated_before_the_next_child_starts() {
+    let s = Scratch::new("val-gate");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    // The child takes a while to stop: the push lands while it does.
+    let script = recorder(&conf, &s.path("starts"), "sleep 1; exit 0");
+    let check = checker(&s, &conf);
+    let args = [
+        "--config",
+        conf.to_str().unwrap(),
+        "--debounce",
+        "100ms",
+        "--validate",
+        &check,
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let m = Manager::plain(&args);
+    assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
+    write_in_place(&conf, b"ok v2");
+    assert!(m.wait_log("Stopping child process"), "{}", m.log());
+    write_in_place(&conf, b"bad v3");
+    assert!(
+        m.wait_log("Not starting the child on a config that --validate rejected"),
+        "{}",
+        m.log()
+    );
+    assert_eq!(starts(&s).len(), 1, "a child started on unvalidated bytes");
+    // A fix starts a child, on the fixed bytes.
+    write_in_place(&conf, b"ok v4");
+    assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
+    assert!(starts(&s)[1].ends_with("ok v4"), "{:?}", starts(&s));
+}
+
+#[test]
+fn a_crash_after_a_rejected_push_holds_instead_of_starting_the_bad_bytes() {
+    let s = Scratch::new("val-bomb");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let m = manager(&s, &conf, &checker(&s, &conf), &["--restart", "on-failure"]);
+    write_in_place(&conf, b"bad v2");
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    // The running child crashes.
+    let pid: i32 = starts(&s)[0].split(' ').nth(1).unwrap().parse().unwrap();
+    // SAFETY: kill(2) on the test's own grandchild (a plain manager).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(
+        m.wait_log("Not starting the child on a config that --validate rejected"),
+        "{}",
+        m.log()
+    );
+    assert_eq!(starts(&s).len(), 1, "restarted on the rejected bytes");
+    write_in_place(&conf, b"ok v3");
+    assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
+    assert!(starts(&s)[1].ends_with("ok v3"));
+}

@@ -201,7 +201,10 @@ impl Cache {
         if !fresh
             && let Some((cached, hashed_at, state)) = self.entries.get(path)
             && *cached == key
-            && meta.modified().is_ok_and(|m| m + RACY < *hashed_at)
+            // checked: an mtime set to the far future must not overflow.
+            && meta
+                .modified()
+                .is_ok_and(|m| m.checked_add(RACY).is_some_and(|t| t < *hashed_at))
         {
             return state.clone();
         }
