@@ -33,7 +33,7 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
         pid,
         passed: Box::pin(std::future::ready(false)),
     };
-    let joined: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+    let (list, truncated) = changed_list(changed);
     info!("Validating config with: {}", argv.join(" "));
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
@@ -44,7 +44,12 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
     };
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .env("FLUSH_MANAGER_CHANGED", joined.join(":"))
+        .env("FLUSH_MANAGER_CHANGED", list)
+        .env("FLUSH_MANAGER_CHANGED_COUNT", changed.len().to_string())
+        .env(
+            "FLUSH_MANAGER_CHANGED_TRUNCATED",
+            if truncated { "1" } else { "0" },
+        )
         .process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
@@ -74,21 +79,45 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
     let name = argv[0].clone();
     let passed = async move {
         let mut tail = Vec::new();
-        let run = async {
-            if let Ok(mut out) = async_io::Async::new(reader) {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = out.read(&mut buf).await {
-                    tail.extend_from_slice(&buf[..n]);
-                    let excess = tail.len().saturating_sub(TAIL_BYTES);
-                    tail.drain(..excess);
+        // The verdict is the exit status. Its output is read meanwhile, not
+        // awaited to EOF: a background helper it left may hold the pipe.
+        let mut out = async_io::Async::new(reader).ok();
+        let mut deadline = FutureExt::fuse(async_io::Timer::after(timeout));
+        let mut buf = [0u8; 4096];
+        let outcome = loop {
+            let read = async {
+                match out.as_mut() {
+                    Some(o) => o.read(&mut buf).await.unwrap_or(0),
+                    None => futures::future::pending().await,
                 }
+            };
+            futures::select! {
+                status = child.status().fuse() => break Some(status),
+                n = read.fuse() => match n {
+                    0 => out = None,
+                    n => {
+                        tail.extend_from_slice(&buf[..n]);
+                        let excess = tail.len().saturating_sub(TAIL_BYTES);
+                        tail.drain(..excess);
+                    }
+                },
+                _ = deadline => break None,
             }
-            child.status().await
         };
-        let outcome = futures::select! {
-            status = run.fuse() => Some(status),
-            _ = FutureExt::fuse(async_io::Timer::after(timeout)) => None,
-        };
+        // Whatever it left behind in its process group (a background
+        // helper holding the pipe) goes with it.
+        if outcome.is_some() {
+            // SAFETY: kill(2) on the check's own process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        // What it wrote before exiting is already in the pipe.
+        if let Some(o) = out.as_mut() {
+            while let Ok(n @ 1..) = std::io::Read::read(&mut o.get_ref(), &mut buf) {
+                tail.extend_from_slice(&buf[..n]);
+            }
+            let excess = tail.len().saturating_sub(TAIL_BYTES);
+            tail.drain(..excess);
+        }
         let verdict = match outcome {
             Some(Ok(status)) if status.success() => return true,
             Some(Ok(status)) => format!("failed with {}", child::status_of(status)),
@@ -111,5 +140,43 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
     Check {
         pid,
         passed: Box::pin(passed),
+    }
+}
+
+/// Room for FLUSH_MANAGER_CHANGED: Linux refuses to exec with one
+/// environment string over 128 KiB (MAX_ARG_STRLEN), whatever the total.
+const CHANGED_MAX: usize = 64 * 1024;
+
+/// The changed paths, colon-separated, as many whole paths as fit in
+/// `CHANGED_MAX`; true when some were left out.
+fn changed_list(changed: &[PathBuf]) -> (String, bool) {
+    let mut list = String::new();
+    for path in changed {
+        let p = path.display().to_string();
+        if list.len() + p.len() + 1 > CHANGED_MAX {
+            return (list, true);
+        }
+        if !list.is_empty() {
+            list.push(':');
+        }
+        list.push_str(&p);
+    }
+    (list, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_changed_list_always_fits_an_exec() {
+        let few: Vec<PathBuf> = vec!["/c/a".into(), "/c/b".into()];
+        assert_eq!(changed_list(&few), ("/c/a:/c/b".to_string(), false));
+        let many: Vec<PathBuf> = (0..10_000)
+            .map(|i| PathBuf::from(format!("/etc/app/conf.d/file-{i:05}.conf")))
+            .collect();
+        let (list, truncated) = changed_list(&many);
+        assert!(truncated && list.len() <= CHANGED_MAX);
+        assert!(list.ends_with(".conf"), "whole paths only");
     }
 }

@@ -29,7 +29,10 @@ impl Rig {
     }
 
     fn start_script(s: Scratch, mode: Mode, watch: &Path, extra: &[&str], script: &str) -> Rig {
-        let mut args = vec!["--config", watch.to_str().unwrap(), "--debounce", "100ms"];
+        let mut args = vec!["--config", watch.to_str().unwrap()];
+        if !extra.iter().any(|a| a.starts_with("--debounce=")) {
+            args.extend(["--debounce", "100ms"]);
+        }
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
         let m = Manager::start_with(
@@ -453,14 +456,10 @@ fn sigterm_during_a_backoff_exits_at_once() {
     );
 }
 
-#[test]
-fn a_subpath_mount_is_warned_about() {
-    // A Kubernetes subPath mount is a bind mount of one file: the kubelet
-    // never updates it. Made here with a private mount namespace.
-    let s = Scratch::new("subpath");
-    let (src, dst) = (s.path("source.conf"), s.path("app.conf"));
-    fs::write(&src, "a").unwrap();
-    fs::write(&dst, "").unwrap();
+/// Starts the manager with `--config target` in a private mount namespace
+/// where `source` is bind-mounted on `target`; None where no mount
+/// namespace can be made.
+fn with_bind_mount(source: &Path, target: &Path) -> Option<Manager> {
     // SAFETY: geteuid(2) cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let mut launcher: Vec<String> = if root {
@@ -478,27 +477,142 @@ fn a_subpath_mount_is_warned_about() {
         .arg("true")
         .status();
     if !probe.is_ok_and(|st| st.success()) {
-        eprintln!("SKIPPED a_subpath_mount_is_warned_about: cannot make a mount namespace here");
-        return;
+        eprintln!("SKIPPED: cannot make a mount namespace here");
+        return None;
     }
     launcher.extend([
         "sh".into(),
         "-c".into(),
         format!(
             "mount --bind {} {} && exec \"$0\" \"$@\"",
-            src.display(),
-            dst.display()
+            source.display(),
+            target.display()
         ),
         BIN.into(),
     ]);
-    let m = Manager::start_with(
-        &["--config", dst.to_str().unwrap(), "--", "/bin/sleep", "60"],
+    Some(Manager::start_with(
+        &[
+            "--config",
+            target.to_str().unwrap(),
+            "--",
+            "/bin/sleep",
+            "60",
+        ],
         Opts {
             mode: Mode::Plain,
             launcher: Some(launcher),
             ..Opts::default()
         },
-    );
+    ))
+}
+
+#[test]
+fn a_subpath_mount_is_warned_about_and_a_mounted_directory_is_not() {
+    // A Kubernetes subPath mount is a bind mount of one file: the kubelet
+    // never updates it. A mounted directory (a ConfigMap volume) is fine.
+    let s = Scratch::new("subpath");
+    let (src, dst) = (s.path("source.conf"), s.path("app.conf"));
+    fs::write(&src, "a").unwrap();
+    fs::write(&dst, "").unwrap();
+    let Some(m) = with_bind_mount(&src, &dst) else {
+        return;
+    };
     assert!(m.wait_log("is itself a mount point"), "{}", m.log());
     assert!(m.log().contains("WARN"), "{}", m.log());
+
+    let (src, dst) = (s.path("source.d"), s.path("conf.d"));
+    fs::create_dir(&src).unwrap();
+    fs::create_dir(&dst).unwrap();
+    fs::write(src.join("a.conf"), "a").unwrap();
+    let m = with_bind_mount(&src, &dst).expect("worked a moment ago");
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    assert!(
+        !m.log().contains("mount point"),
+        "a false subPath warning for a mounted directory:\n{}",
+        m.log()
+    );
+}
+
+#[test]
+fn debounce_max_bounds_how_long_a_busy_directory_postpones_a_change() {
+    let s = Scratch::new("dmax");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    // A quiet period that never comes: only --debounce-max lets it act.
+    let rig = Rig::start(
+        s,
+        Mode::Plain,
+        &conf,
+        &conf,
+        &["--debounce=1h", "--debounce-max=300ms", "--poll-interval=0"],
+    );
+    // A heartbeat in the same directory all along.
+    let beat = rig.s.path("heartbeat");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::write(&beat, n.to_string());
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    write_in_place(&conf, b"v2");
+    let ok = rig.wait_starts(2);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    assert!(
+        ok,
+        "the change waited for a quiet that never came\n{}",
+        rig.m.log()
+    );
+    assert_eq!(rig.last_bytes(), "v2");
+}
+
+#[test]
+fn a_far_future_mtime_and_huge_durations_never_abort() {
+    let s = Scratch::new("mtime");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &["--poll-interval=100ms"]);
+    // Anyone who can write the file can set its mtime to the maximum
+    // (the file system clamps it to what it can store).
+    let st = std::process::Command::new("touch")
+        .args(["-d", "@9223372036854775807"])
+        .arg(&conf)
+        .status()
+        .expect("touch");
+    if !st.success() {
+        // Refused outright by this file system: the largest it takes.
+        assert!(
+            std::process::Command::new("touch")
+                .args(["-d", "@253402300799"])
+                .arg(&conf)
+                .status()
+                .expect("touch")
+                .success()
+        );
+    }
+    // Several poll ticks go by; then a real change still applies.
+    std::thread::sleep(Duration::from_millis(500));
+    write_in_place(&conf, b"v2");
+    assert!(rig.wait_starts(2), "{}", rig.m.log());
+    let mut m = rig.m;
+    assert!(m.alive());
+
+    for flag in [
+        "--poll-interval",
+        "--stop-timeout",
+        "--debounce",
+        "--stop-delay",
+    ] {
+        let mut m = Manager::plain(&[flag, "3000000000000000h", "--", "/bin/true"]);
+        assert_eq!(m.exit_code(), 2, "{flag}: {}", m.log());
+        assert!(m.log().contains("too large"), "{}", m.log());
+    }
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0);
 }

@@ -271,3 +271,57 @@ fn a_crash_after_a_rejected_push_holds_instead_of_starting_the_bad_bytes() {
     assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
     assert!(starts(&s)[1].ends_with("ok v3"));
 }
+
+#[test]
+fn a_validator_that_leaves_a_helper_is_judged_by_its_exit_status() {
+    let s = Scratch::new("val-helper");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let marker = format!("fm-helper-{}", std::process::id());
+    // The helper keeps the check's stdout open long after the check exits.
+    // Quoted in two halves, so that only the helper's name holds the marker
+    // (not the manager's own command line).
+    let (half1, half2) = marker.split_at(4);
+    let check = format!("bash -c 'exec -a \"{half1}\"\"{half2}\" sleep 100 & echo ok; exit 0'");
+    let m = manager(&s, &conf, &check, &["--validate-timeout", "1h"]);
+    assert!(m.log().contains("Config validation passed"), "{}", m.log());
+    assert!(
+        wait_for(LONG, || processes_named(&marker).is_empty()),
+        "the check's helper outlived the check"
+    );
+}
+
+#[test]
+fn thousands_of_changed_files_still_reach_the_validator() {
+    let s = Scratch::new("val-many");
+    let dir = s.path("conf.d");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..4000 {
+        fs::write(
+            dir.join(format!("file-{i:05}-with-a-longish-name.conf")),
+            "ok",
+        )
+        .unwrap();
+    }
+    let check = format!(
+        "sh -c 'echo \"$FLUSH_MANAGER_CHANGED_COUNT $FLUSH_MANAGER_CHANGED_TRUNCATED\" > {}'",
+        s.path("env").display()
+    );
+    let script = recorder(
+        &dir.join("file-00000-with-a-longish-name.conf"),
+        &s.path("starts"),
+        "exit 0",
+    );
+    let m = Manager::plain(&[
+        "--config",
+        dir.to_str().unwrap(),
+        "--validate",
+        &check,
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
+    assert_eq!(s.read("env").trim(), "4000 1");
+}

@@ -292,7 +292,9 @@ fn describe(path: &Path) {
         );
     }
     info!("Starting file watcher for {}", path.display());
-    if is_mount_point(path) {
+    // A mounted directory (a ConfigMap volume) is updated in place; only a
+    // file that is itself a mount point (a bind-mounted subPath) never is.
+    if !path.is_dir() && is_mount_point(path) {
         warn!(
             "Config file {} is itself a mount point (a Kubernetes subPath mount?): the kubelet never updates those, so changes will not arrive",
             path.display()
