@@ -342,7 +342,13 @@ impl Edge {
                 }
                 // The bytes this child starts with: fingerprinted before the
                 // exec, so a change after this point is seen as a change.
-                let snapshot = self.watch.snapshot();
+                // With --validate the machine already has them (the gate's
+                // `Fingerprint` just before): no second read of every file.
+                let snapshot = if self.cfg.validate.is_some() {
+                    Default::default()
+                } else {
+                    self.watch.snapshot()
+                };
                 match child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty) {
                     Ok(c) => {
                         self.group = Some(c.pid);

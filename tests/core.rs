@@ -10,23 +10,6 @@ use std::process::Stdio;
 
 const NO_CONFIG: &str = "--config=";
 
-fn both_modes(test: &str) -> Vec<Mode> {
-    match pid1_or_skip(test) {
-        Some(()) => vec![Mode::Pid1, Mode::Plain],
-        None => vec![Mode::Plain],
-    }
-}
-
-fn run(mode: Mode, args: &[&str]) -> Manager {
-    Manager::start_with(
-        args,
-        Opts {
-            mode,
-            ..Opts::default()
-        },
-    )
-}
-
 #[test]
 fn exit_code_is_the_childs() {
     for mode in both_modes("exit_code_is_the_childs") {

@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 
 const NO_CONFIG: &str = "--config=";
 
-fn both_modes(test: &str) -> Vec<Mode> {
-    match pid1_or_skip(test) {
-        Some(()) => vec![Mode::Pid1, Mode::Plain],
-        None => vec![Mode::Plain],
-    }
-}
-
-fn run(mode: Mode, args: &[&str]) -> Manager {
-    Manager::start_with(
-        args,
-        Opts {
-            mode,
-            ..Opts::default()
-        },
-    )
-}
-
 fn helper(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/helpers")

@@ -473,3 +473,22 @@ pub fn parent_of(pid: i32) -> i32 {
         .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// PID 1 and plain where a PID namespace can be made, else plain only.
+pub fn both_modes(test: &str) -> Vec<Mode> {
+    match pid1_or_skip(test) {
+        Some(()) => vec![Mode::Pid1, Mode::Plain],
+        None => vec![Mode::Plain],
+    }
+}
+
+/// The manager with `args`, in `mode`, otherwise with the default options.
+pub fn run(mode: Mode, args: &[&str]) -> Manager {
+    Manager::start_with(
+        args,
+        Opts {
+            mode,
+            ..Opts::default()
+        },
+    )
+}
