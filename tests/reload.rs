@@ -616,3 +616,76 @@ fn a_far_future_mtime_and_huge_durations_never_abort() {
     m.signal(libc::SIGTERM);
     assert_eq!(m.exit_code(), 0);
 }
+
+#[test]
+fn nested_configmap_items_are_seen_after_every_swap_by_inotify_alone() {
+    // `items: [{key: site, path: sites/default.conf}]`: the mount holds
+    // `sites -> ..data/sites`, a symlink to a directory, replaced whole at
+    // every update.
+    for (poll, watch_dir) in [("0", true), ("0", false), ("200ms", true)] {
+        let s = Scratch::new("nested");
+        let kube = AtomicWriter::new(&cm_dir(&s));
+        kube.write(&[("sites/default.conf", b"v1"), ("app.conf", b"a")]);
+        let nested = cm_dir(&s).join("sites/default.conf");
+        let watch = if watch_dir {
+            cm_dir(&s)
+        } else {
+            nested.clone()
+        };
+        let poll_flag = format!("--poll-interval={poll}");
+        let rig = Rig::start(s, Mode::Plain, &watch, &nested, &[&poll_flag]);
+        for (n, bytes) in [(2, &b"v2"[..]), (3, b"v3"), (4, b"v4")] {
+            kube.write(&[("sites/default.conf", bytes), ("app.conf", b"a")]);
+            assert!(
+                rig.wait_starts(n),
+                "poll {poll}, watching {}: update {} unseen\n{}",
+                watch.display(),
+                n - 1,
+                rig.m.log()
+            );
+            assert_eq!(rig.last_bytes(), String::from_utf8_lossy(bytes));
+        }
+    }
+}
+
+#[test]
+fn a_replaced_directory_and_a_switched_symlink_are_rewatched_by_inotify_alone() {
+    // mv conf conf.old; mkdir conf; the new file in the new directory.
+    let s = Scratch::new("replaced");
+    let dir = s.path("conf");
+    fs::create_dir(&dir).unwrap();
+    let conf = dir.join("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &["--poll-interval=0"]);
+    for n in 2..=3 {
+        let old = rig.s.path(&format!("conf.old{n}"));
+        fs::rename(&dir, &old).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(&conf, format!("v{n}")).unwrap();
+        assert!(
+            rig.wait_starts(n),
+            "replacement {n} unseen\n{}",
+            rig.m.log()
+        );
+        assert_eq!(rig.last_bytes(), format!("v{n}"));
+    }
+
+    // current -> releases/rN, switched like `ln -sfn` (a new link renamed
+    // over the old one).
+    let s = Scratch::new("switched");
+    let releases = s.path("releases");
+    for r in 1..=3 {
+        fs::create_dir_all(releases.join(format!("r{r}"))).unwrap();
+        fs::write(releases.join(format!("r{r}/app.conf")), format!("v{r}")).unwrap();
+    }
+    std::os::unix::fs::symlink("releases/r1", s.path("current")).unwrap();
+    let conf = s.path("current/app.conf");
+    let rig = Rig::start(s, Mode::Plain, &conf, &conf, &["--poll-interval=0"]);
+    for r in 2..=3 {
+        let tmp = rig.s.path("current.tmp");
+        std::os::unix::fs::symlink(format!("releases/r{r}"), &tmp).unwrap();
+        fs::rename(&tmp, rig.s.path("current")).unwrap();
+        assert!(rig.wait_starts(r), "switch to r{r} unseen\n{}", rig.m.log());
+        assert_eq!(rig.last_bytes(), format!("v{r}"));
+    }
+}

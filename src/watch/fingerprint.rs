@@ -3,7 +3,7 @@
 //! targets are not content: a ConfigMap update of another key swaps `..data`
 //! and changes the inode of every key, but not their bytes (design notes §3).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{self, Read};
@@ -125,29 +125,65 @@ fn hash_file(mut file: File) -> io::Result<FileState> {
     })
 }
 
-/// Editor droppings in a watched directory are not config.
-fn is_config_name(name: &str) -> bool {
+/// Editor droppings in a watched directory are not config, nor are the
+/// kubelet's internals (`..data`, `..2026_…`: reached through the
+/// user-visible symlinks instead).
+pub fn is_config_name(name: &str) -> bool {
     !name.starts_with('.') && !name.ends_with('~') && name != "4913"
 }
 
+/// How deep a config directory is walked (symlink loops end earlier: each
+/// directory is entered once).
+const MAX_DEPTH: usize = 32;
+
 /// The files a config path stands for: itself, or, for a directory, every
-/// regular file directly in it (symlinks followed, as in a ConfigMap mount).
+/// regular file below it, recursively, symlinks followed (a ConfigMap
+/// item with a nested path is `sites -> ..data/sites`, a link to a directory).
 pub fn expand(path: &Path) -> Vec<PathBuf> {
+    tree(path).0
+}
+
+/// `expand`'s files, and the directories they were found in (the config
+/// directory itself first), as paths below `path`.
+pub fn tree(path: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            let Ok(entries) = fs::read_dir(path) else {
-                return vec![path.to_path_buf()];
-            };
-            let mut files: Vec<PathBuf> = entries
-                .flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(is_config_name))
-                .map(|e| e.path())
-                .filter(|p| fs::metadata(p).is_ok_and(|m| m.is_file()))
-                .collect();
+            let (mut files, mut dirs) = (vec![], vec![]);
+            walk(path, 0, &mut files, &mut dirs, &mut HashSet::new());
             files.sort();
-            files
+            (files, dirs)
         }
-        _ => vec![path.to_path_buf()],
+        _ => (vec![path.to_path_buf()], vec![]),
+    }
+}
+
+fn walk(
+    dir: &Path,
+    depth: usize,
+    files: &mut Vec<PathBuf>,
+    dirs: &mut Vec<PathBuf>,
+    seen: &mut HashSet<(u64, u64)>,
+) {
+    let Ok(meta) = fs::metadata(dir) else {
+        return;
+    };
+    if depth > MAX_DEPTH || !seen.insert((meta.dev(), meta.ino())) {
+        return;
+    }
+    dirs.push(dir.to_path_buf());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_config_name) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => files.push(path),
+            Ok(m) if m.is_dir() => walk(&path, depth + 1, files, dirs, seen),
+            _ => {}
+        }
     }
 }
 
@@ -269,6 +305,30 @@ mod tests {
             first,
             "a fresh write is never taken from the cache"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_directory_is_walked_through_symlinked_subdirectories() {
+        use std::os::unix::fs::symlink;
+        let dir = std::env::temp_dir().join(format!("fm-tree-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // A ConfigMap with a nested item: ..ts/sites/default.conf, ..data ->
+        // ..ts, sites -> ..data/sites, app.conf -> ..data/app.conf.
+        let ts = dir.join("..2026_01_01_00_00_00.1");
+        fs::create_dir_all(ts.join("sites")).unwrap();
+        fs::write(ts.join("sites/default.conf"), "x").unwrap();
+        fs::write(ts.join("app.conf"), "y").unwrap();
+        symlink("..2026_01_01_00_00_00.1", dir.join("..data")).unwrap();
+        symlink("..data/sites", dir.join("sites")).unwrap();
+        symlink("..data/app.conf", dir.join("app.conf")).unwrap();
+        symlink(".", dir.join("loop")).unwrap();
+        let (files, dirs) = tree(&dir);
+        assert_eq!(
+            files,
+            [dir.join("app.conf"), dir.join("sites/default.conf")]
+        );
+        assert_eq!(dirs, [dir.clone(), dir.join("sites")]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

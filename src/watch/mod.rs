@@ -16,9 +16,10 @@ pub mod fingerprint;
 use fingerprint::{FileState, Snapshot};
 use log::{debug, info, trace, warn};
 use notify::{EventKind, RecursiveMode, Watcher as _};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,7 +41,10 @@ struct Interest {
 impl Interest {
     fn matches(&self, name: &std::ffi::OsStr) -> bool {
         // `..data`, `..data_tmp`, `..2026_…`: the kubelet's atomic writer.
-        self.any || self.names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
+        // In a config directory every name counts but editor droppings.
+        self.names.contains(name)
+            || name.as_encoded_bytes().starts_with(b"..")
+            || (self.any && name.to_str().is_some_and(fingerprint::is_config_name))
     }
 }
 
@@ -51,6 +55,9 @@ pub struct Watch {
     configs: Vec<PathBuf>,
     inotify: Option<notify::RecommendedWatcher>,
     watched: Watched,
+    /// What each watched path resolved to when it was watched: a directory
+    /// replaced under the same path, or a symlink switched, is watched anew.
+    inodes: HashMap<PathBuf, (u64, u64)>,
     /// The same, read by notify's thread to drop unrelated events before
     /// they wake the supervisor.
     shared: Arc<Mutex<Watched>>,
@@ -69,6 +76,7 @@ impl Watch {
             configs,
             inotify: None,
             watched: Watched::new(),
+            inodes: HashMap::new(),
             shared: Arc::default(),
             poll_interval: (!poll_interval.is_zero()).then_some(poll_interval),
             cache: fingerprint::Cache::default(),
@@ -153,18 +161,30 @@ impl Watch {
         for dir in gone {
             let _ = inotify.unwatch(&dir);
             self.watched.remove(&dir);
+            self.inodes.remove(&dir);
             debug!("Stopped watching directory: {}", dir.display());
         }
         let mut failure = None;
         for (dir, interest) in wanted {
+            let inode = fs::metadata(&dir).ok().map(|m| (m.dev(), m.ino()));
             if let Some(current) = self.watched.get_mut(&dir) {
-                *current = interest;
-                continue;
+                *current = interest.clone();
+                if inode.is_none() || self.inodes.get(&dir) == inode.as_ref() {
+                    continue;
+                }
+                // Same path, another directory now: the old watch is deaf.
+                debug!("Directory {} was replaced; watching it anew", dir.display());
+                let _ = inotify.unwatch(&dir);
+                self.watched.remove(&dir);
+                self.inodes.remove(&dir);
             }
             match inotify.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     info!("Watching directory: {}", dir.display());
-                    self.watched.insert(dir, interest);
+                    self.watched.insert(dir.clone(), interest);
+                    if let Some(id) = inode {
+                        self.inodes.insert(dir, id);
+                    }
                 }
                 // Out of watches or instances: polling carries on alone.
                 Err(notify::Error {
@@ -337,9 +357,17 @@ fn unescape_mount(field: &str) -> String {
     out
 }
 
-/// Where the watches should be: for each config, its parent directory with
-/// its name (or the directory itself when the config is one), and, for a
-/// symlink pointing elsewhere, the target's directory too.
+/// Where the watches should be, each non-recursive:
+/// - a config file's directory, for its name; a config directory and every
+///   directory below it (through symlinks: nested ConfigMap items), for
+///   every name; the nearest existing ancestor while a directory is missing;
+/// - the parent of each of those, for its name: a directory replaced
+///   (`mv conf conf.old; mkdir conf`) shows there;
+/// - for every symlink on a config's path (`current -> releases/r2`,
+///   `sites -> ..data/sites`), its directory, for its name: a switch shows
+///   there, while a watch through the old target would go deaf;
+/// - for a symlinked config file pointing outside its directory, the
+///   target's directory too.
 fn plan(configs: &[PathBuf]) -> BTreeMap<PathBuf, Interest> {
     let mut plan: BTreeMap<PathBuf, Interest> = BTreeMap::new();
     let mut want = |dir: &Path, name: Option<&std::ffi::OsStr>| {
@@ -360,14 +388,27 @@ fn plan(configs: &[PathBuf]) -> BTreeMap<PathBuf, Interest> {
         }
     };
     for path in configs {
+        for link in symlinks_on(path) {
+            if let Some((up, name)) = parent_of(&link) {
+                want(up, Some(name));
+            }
+        }
         if path.is_dir() {
-            want(path, None);
+            for dir in fingerprint::tree(path).1 {
+                want(&dir, None);
+            }
+            if let Some((up, name)) = parent_of(path) {
+                want(up, Some(name));
+            }
             continue;
         }
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             continue;
         };
         want(dir, Some(name));
+        if let Some((up, dname)) = parent_of(dir) {
+            want(up, Some(dname));
+        }
         // A symlink to another directory (not a ConfigMap's `..data/key`,
         // whose changes show in `dir` itself): watch the target's directory.
         if let Ok(target) = fs::read_link(path) {
@@ -384,6 +425,20 @@ fn plan(configs: &[PathBuf]) -> BTreeMap<PathBuf, Interest> {
         }
     }
     plan
+}
+
+/// `dir`'s own entry in its parent.
+fn parent_of(dir: &Path) -> Option<(&Path, &std::ffi::OsStr)> {
+    dir.parent().zip(dir.file_name())
+}
+
+/// Every prefix of `path` (itself excluded) that is a symlink.
+fn symlinks_on(path: &Path) -> Vec<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 #[cfg(test)]

@@ -33,11 +33,15 @@ impl AtomicWriter {
         let target = fs::read_link(self.dir.join("..data")).ok()?;
         let ts_dir = self.dir.join(target);
         let mut files = BTreeMap::new();
-        for e in fs::read_dir(&ts_dir).ok()?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            files.insert(name, fs::read(e.path()).ok()?);
-        }
+        read_tree(&ts_dir, "", &mut files)?;
         Some((ts_dir, files))
+    }
+
+    /// The user-visible top-level names of a payload: `sites` for the item
+    /// path `sites/default.conf`.
+    fn top_level(keys: impl Iterator<Item = String>) -> std::collections::BTreeSet<String> {
+        keys.map(|k| k.split('/').next().unwrap_or_default().to_string())
+            .collect()
     }
 
     pub fn write(&self, payload: &[(&str, &[u8])]) -> Outcome {
@@ -70,6 +74,10 @@ impl AtomicWriter {
         let new_dir = self.dir.join(&name);
         fs::create_dir(&new_dir).expect("ts dir");
         for (key, bytes) in &want {
+            // An item with a nested path (`items: [{key, path: sites/a.conf}]`).
+            if let Some(parent) = new_dir.join(key).parent() {
+                fs::create_dir_all(parent).expect("item dir");
+            }
             fs::write(new_dir.join(key), bytes).expect("key file");
         }
         // Step 4: ..data_tmp -> new dir.
@@ -79,16 +87,19 @@ impl AtomicWriter {
         // Step 5: the atomic switch.
         fs::rename(&tmp, self.dir.join("..data")).expect("rename ..data");
         // Step 6: user-visible symlinks, created only if missing; removed for
-        // deleted keys.
-        for key in want.keys() {
-            let link = self.dir.join(key);
+        // deleted keys. A nested item gets one link for its top directory.
+        let tops = Self::top_level(want.keys().cloned());
+        for top in &tops {
+            let link = self.dir.join(top);
             if fs::symlink_metadata(&link).is_err() {
-                symlink(format!("..data/{key}"), &link).expect("key symlink");
+                symlink(format!("..data/{top}"), &link).expect("key symlink");
             }
         }
         if let Some((_, files)) = &old {
-            for key in files.keys().filter(|k| !want.contains_key(*k)) {
-                let _ = fs::remove_file(self.dir.join(key));
+            for top in Self::top_level(files.keys().cloned()) {
+                if !tops.contains(&top) {
+                    let _ = fs::remove_file(self.dir.join(top));
+                }
             }
         }
         // Step 7: the old directory goes.
@@ -97,4 +108,17 @@ impl AtomicWriter {
         }
         Outcome::Swapped
     }
+}
+
+/// Every file below `dir`, by its path relative to the payload root.
+fn read_tree(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) -> Option<()> {
+    for e in fs::read_dir(dir).ok()?.flatten() {
+        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+        if e.file_type().ok()?.is_dir() {
+            read_tree(&e.path(), &format!("{name}/"), files)?;
+        } else {
+            files.insert(name, fs::read(e.path()).ok()?);
+        }
+    }
+    Some(())
 }
