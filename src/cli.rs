@@ -77,6 +77,10 @@ struct Args {
     #[argh(option)]
     validate: Option<String>,
 
+    /// the child reads its config from this directory; validated bytes are promoted into it
+    #[argh(option)]
+    promote_to: Option<String>,
+
     /// kill a --validate check that runs longer than this (default: 30s)
     #[argh(option)]
     validate_timeout: Option<String>,
@@ -122,6 +126,7 @@ const VALUE_FLAGS: &[&str] = &[
     "poll-interval",
     "validate",
     "validate-timeout",
+    "promote-to",
     "restart",
     "max-restarts",
     "remap-exit",
@@ -150,6 +155,8 @@ pub struct Config {
     pub poll_only: bool,
     pub validate: Option<Vec<String>>,
     pub validate_timeout: Duration,
+    /// `--promote-to`: absolute.
+    pub promote_to: Option<PathBuf>,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
     pub remap_exit: Vec<(i32, i32)>,
@@ -215,6 +222,9 @@ Config watch:
   --poll-only               poll only, no inotify (overlayfs, NFS)
   --validate 'CMD ARGS'     check a changed config first; act only if it exits 0
   --validate-timeout DURATION  kill a check that runs longer (default: 30s)
+  --promote-to DIR          the child reads its config from DIR: settled source bytes are
+                            staged there atomically (as the kubelet does), checked there by
+                            --validate, and rolled back at once if rejected
 
 When the child exits on its own:
   --restart POLICY          never (exit with its code), on-failure or always (default: never)
@@ -609,6 +619,9 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         restart,
         max_restarts,
         remap_exit,
+        promote_to: pick(args.promote_to, "PROMOTE_TO")
+            .filter(|p| !p.is_empty())
+            .map(|p| cwd.join(p)),
         log_level,
     })
 }

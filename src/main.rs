@@ -3,6 +3,7 @@
 mod child;
 mod cli;
 mod logging;
+mod promote;
 mod reaper;
 mod signals;
 mod state;

@@ -72,6 +72,11 @@ pub struct Settings {
     /// The child holds the terminal's foreground: its death by SIGINT is a
     /// Ctrl-C, a request to stop whatever the restart policy says.
     pub interactive: bool,
+    /// `--promote-to`: the child reads a directory the edge stages settled
+    /// source bytes into (during a check: the candidate; else the last good).
+    pub promote: bool,
+    /// With `promote`: the directory held a promotion when we started.
+    pub last_good: bool,
 }
 
 /// Exit code when the config fails validation at startup (EX_CONFIG).
@@ -122,6 +127,9 @@ pub enum Action {
     /// Fingerprint the config and answer `Candidate`: with `--validate`,
     /// every start goes through the gate first.
     Fingerprint,
+    /// `--promote-to` without a check: stage the sources as they are now
+    /// into the child's directory and keep them.
+    Promote,
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send the reload signal to the child (or its group) if the child
@@ -222,7 +230,8 @@ impl Machine {
             sent: None,
         };
         if !m.settings.validate {
-            return (m, vec![Action::Spawn]);
+            let first = m.spawn();
+            return (m, first);
         }
         // A pod with a broken config should fail visibly at once.
         m.phase = Phase::Checking;
@@ -314,6 +323,13 @@ impl Machine {
         if !ok {
             self.rejected = Some(snapshot);
             return match self.phase {
+                Phase::Checking if !self.started && self.settings.last_good => {
+                    error!(
+                        "Config validation failed at startup; starting the child on the last good config promoted earlier"
+                    );
+                    self.phase = Phase::Starting;
+                    vec![Action::Spawn]
+                }
                 Phase::Checking if !self.started => {
                     error!("Config validation failed at startup; not starting the child");
                     self.done(EX_CONFIG)
@@ -371,8 +387,17 @@ impl Machine {
         self.validate(now, changed)
     }
 
-    /// No child on rejected bytes: wait for a change that passes.
+    /// No child on rejected bytes: wait for a change that passes. With
+    /// `--promote-to` the child never reads the rejected bytes: it starts on
+    /// the last good ones.
     fn hold(&mut self) -> Vec<Action> {
+        if self.settings.promote {
+            error!(
+                "The config source was rejected by --validate; starting the child on the last good promoted config"
+            );
+            self.phase = Phase::Starting;
+            return vec![Action::Spawn];
+        }
         let files: Vec<String> = self
             .rejected
             .iter()
@@ -466,10 +491,10 @@ impl Machine {
     /// Every (re)start: with `--validate`, through the gate (`on_candidate`).
     fn spawn(&mut self) -> Vec<Action> {
         self.phase = Phase::Starting;
-        if self.settings.validate {
-            vec![Action::Fingerprint]
-        } else {
-            vec![Action::Spawn]
+        match (self.settings.validate, self.settings.promote) {
+            (true, _) => vec![Action::Fingerprint],
+            (false, true) => vec![Action::Promote, Action::Spawn],
+            (false, false) => vec![Action::Spawn],
         }
     }
 
@@ -783,6 +808,18 @@ impl Machine {
             info!("Config file change detected during restart backoff, starting child process now");
             return self.spawn();
         }
+        // The child reads the promoted copy: it must hold the new bytes
+        // before the child is told (a no-op when the check staged them).
+        let mut actions = if self.settings.promote {
+            vec![Action::Promote]
+        } else {
+            vec![]
+        };
+        actions.extend(self.act(now));
+        actions
+    }
+
+    fn act(&mut self, now: Snapshot) -> Vec<Action> {
         match self.settings.reload_signal {
             Some(sig) => {
                 info!(
@@ -826,6 +863,8 @@ mod tests {
             signal_to: Target::Child,
             map_signal: vec![],
             interactive: false,
+            promote: false,
+            last_good: false,
         }
     }
 

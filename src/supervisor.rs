@@ -4,6 +4,7 @@
 
 use crate::child::{self, Child};
 use crate::cli::Config;
+use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
 use crate::state::{Action, Event, Machine, Settings, Status, Target};
@@ -96,6 +97,8 @@ struct Edge {
     child: Option<Child>,
     /// The child takes the terminal's foreground (we had it at start).
     take_tty: bool,
+    /// `--promote-to`: stages source bytes into the child's directory.
+    promoter: Option<Promoter>,
     /// The running `--validate` check and the token the machine gave it.
     check: Option<(u64, validate::Check)>,
     /// The current (or last) child's process group, until it is empty.
@@ -125,6 +128,18 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
     // before the first spawn, or async-process starts a thread of its own.
     smol::future::yield_now().await;
     let mut watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
+    let promoter = match cfg
+        .promote_to
+        .clone()
+        .map(|d| Promoter::new(d, cfg.configs.clone()))
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            error!("{e}");
+            return 2;
+        }
+    };
     let take_tty = child::owns_terminal();
     let settings = Settings {
         stop_signal: cfg.stop_signal,
@@ -137,6 +152,8 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         signal_to: cfg.signal_to,
         map_signal: cfg.map_signal.clone(),
         interactive: take_tty,
+        promote: promoter.is_some(),
+        last_good: promoter.as_ref().is_some_and(Promoter::has_generation),
     };
     let initial = if settings.validate {
         watch.snapshot()
@@ -150,6 +167,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         cwd,
         watch,
         child: None,
+        promoter,
         take_tty,
         check: None,
         group: None,
@@ -245,6 +263,10 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                 if let Some((token, _)) = edge.check.take() {
                     // Orphans of the check may be queued behind its zombie.
                     reaper::sweep(|pid| edge.owns(pid));
+                    // The candidate stays only if it passed.
+                    if let Some(p) = edge.promoter.as_mut() {
+                        if ok { p.commit() } else { p.rollback() }
+                    }
                     actions.extend(machine.handle(Event::Validated { token, ok }));
                 }
             }
@@ -377,11 +399,36 @@ impl Edge {
                 self.backoff_at = Some(later(delay));
                 None
             }
+            Action::Promote => {
+                if let Some(p) = self.promoter.as_mut() {
+                    let now = self.watch.snapshot();
+                    match p.stage(&now) {
+                        Ok(_) => p.commit(),
+                        Err(e) => error!(
+                            "Cannot promote the config: {e}; the child keeps the last promoted one"
+                        ),
+                    }
+                }
+                None
+            }
             Action::Validate { token, changed } => {
                 let argv = self.cfg.validate.as_deref().unwrap_or_default();
                 if argv.is_empty() {
                     return Some(Event::Validated { token, ok: false });
                 }
+                // With --promote-to the check judges the candidate where the
+                // child will read it: staged into the directory.
+                let changed = match self.promoter.as_mut() {
+                    Some(p) => {
+                        let now = self.watch.snapshot();
+                        if let Err(e) = p.stage(&now) {
+                            error!("Cannot stage the config for validation: {e}");
+                            return Some(Event::Validated { token, ok: false });
+                        }
+                        changed.iter().map(|c| p.target_of(c)).collect()
+                    }
+                    None => changed,
+                };
                 let check = validate::start(
                     argv,
                     self.cwd.as_deref(),
@@ -397,6 +444,9 @@ impl Edge {
                 {
                     info!("Cancelling the running config validation");
                     child::signal_group(check.pid, libc::SIGKILL);
+                }
+                if let Some(p) = self.promoter.as_mut() {
+                    p.rollback();
                 }
                 None
             }
