@@ -187,10 +187,10 @@ fn a_reader_never_sees_a_mix_of_generations() {
                     }
                 }
                 // Through the user-visible links: whole files only.
-                if let Ok(a) = fs::read_to_string(dir.join("a.conf")) {
-                    if !a.starts_with("gen ") {
-                        bad.push((a, "(via link)".into()));
-                    }
+                if let Ok(a) = fs::read_to_string(dir.join("a.conf"))
+                    && !a.starts_with("gen ")
+                {
+                    bad.push((a, "(via link)".into()));
                 }
             }
             (reads, bad)
