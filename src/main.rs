@@ -8,6 +8,7 @@ mod reaper;
 mod signals;
 mod state;
 mod supervisor;
+mod timers;
 mod validate;
 mod watch;
 

@@ -157,6 +157,11 @@ impl Promoter {
         Ok(true)
     }
 
+    /// The source bytes DIR holds now (as last staged).
+    pub fn promoted(&self) -> &fingerprint::Snapshot {
+        &self.promoted
+    }
+
     /// The staged generation is good: the previous one goes.
     pub fn commit(&mut self) {
         if let Some(old) = self.previous.take() {

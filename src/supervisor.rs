@@ -8,6 +8,7 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
 use crate::state::{Action, Event, Machine, Settings, Status, Target};
+use crate::timers::{Due, Timers};
 use crate::validate;
 use crate::watch::Watch;
 use futures::{FutureExt, select};
@@ -105,21 +106,8 @@ struct Edge {
     group: Option<i32>,
     /// The child exited; its group is probed until empty.
     draining: bool,
-    stop_at: Option<Instant>,
-    backoff_at: Option<Instant>,
-    debounce_at: Option<Instant>,
-    /// When the current burst of changes began (`--debounce-max` counts from it).
-    debounce_since: Option<Instant>,
-    poll_at: Option<Instant>,
-}
-
-/// `now + d`, saturating far in the future instead of panicking: no flag
-/// value can overflow a deadline.
-fn later(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
+    /// Every deadline: stop, backoff, debounce, polling, group probe.
+    timers: Timers,
 }
 
 async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -> i32 {
@@ -162,7 +150,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
     };
     let (mut machine, first) = Machine::new(settings, initial);
     let mut edge = Edge {
-        poll_at: None,
+        timers: Timers::new(cfg.debounce, cfg.debounce_max),
         cfg,
         cwd,
         watch,
@@ -172,10 +160,6 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         check: None,
         group: None,
         draining: false,
-        stop_at: None,
-        backoff_at: None,
-        debounce_at: None,
-        debounce_since: None,
     };
     let mut actions: VecDeque<Action> = first.into();
     let mut notify_events = None;
@@ -191,7 +175,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         let notify_events = notify_events.get_or_insert_with(|| {
             let rx = edge.watch.start(edge.cfg.poll_only);
             if edge.watch.is_active() {
-                edge.debounce_at = Some(Instant::now());
+                edge.timers.settle_now(Instant::now());
             }
             rx
         });
@@ -257,7 +241,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                 // thread drops the rest). Take the whole burst at once: a
                 // ConfigMap swap is five events.
                 while notify_events.try_recv().is_ok() {}
-                edge.debounce(Instant::now());
+                edge.timers.changed(Instant::now());
             }
             Wake::Validated(ok) => {
                 if let Some((token, _)) = edge.check.take() {
@@ -336,27 +320,18 @@ impl Edge {
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
         // Polling may start late: when inotify fails after startup.
-        if self.poll_at.is_none() {
-            self.poll_at = self.watch.poll_interval().map(later);
-        }
-        let probe = self.draining.then(|| later(GROUP_PROBE));
-        [
-            self.stop_at,
-            self.backoff_at,
-            self.debounce_at,
-            self.poll_at,
-            probe,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.poll_every(now, self.watch.poll_interval());
+        self.timers
+            .probe_every(self.draining.then_some(GROUP_PROBE));
+        self.timers.next(now)
     }
 
     fn perform(&mut self, action: Action) -> Option<Event> {
         match action {
             Action::Spawn => {
-                self.backoff_at = None;
+                self.timers.cancel_backoff();
                 if self.draining {
                     // Leftovers survived SIGKILL: stop watching that group.
                     self.draining = false;
@@ -366,10 +341,12 @@ impl Edge {
                 // exec, so a change after this point is seen as a change.
                 // With --validate the machine already has them (the gate's
                 // `Fingerprint` just before): no second read of every file.
-                let snapshot = if self.cfg.validate.is_some() {
-                    Default::default()
-                } else {
-                    self.watch.snapshot()
+                // With --promote-to the child reads what was promoted (just
+                // before, by `Promote`), whatever the source holds by now.
+                let snapshot = match (&self.promoter, self.cfg.validate.is_some()) {
+                    (_, true) => Default::default(),
+                    (Some(p), false) => p.promoted().clone(),
+                    (None, false) => self.watch.snapshot(),
                 };
                 match child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty) {
                     Ok(c) => {
@@ -392,11 +369,11 @@ impl Edge {
             }
             Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
-                self.stop_at = after.map(later);
+                self.timers.stop_in(Instant::now(), after);
                 None
             }
             Action::Backoff(delay) => {
-                self.backoff_at = Some(later(delay));
+                self.timers.backoff_in(Instant::now(), delay);
                 None
             }
             Action::Promote => {
@@ -501,43 +478,25 @@ impl Edge {
         gone
     }
 
-    /// A change was seen at `now`: act after `--debounce` of quiet, but no
-    /// later than `--debounce-max` after the first change of the burst (a
-    /// steady writer must not postpone a change forever).
-    fn debounce(&mut self, now: Instant) {
-        let since = *self.debounce_since.get_or_insert(now);
-        let quiet = later(self.cfg.debounce);
-        let cap = since
-            .checked_add(self.cfg.debounce_max)
-            .unwrap_or(quiet)
-            .max(now);
-        self.debounce_at = Some(quiet.min(cap));
-    }
-
     fn timers_due(&mut self) -> Vec<Event> {
         let now = Instant::now();
-        let due = |at: &mut Option<Instant>| at.take_if(|t| *t <= now).is_some();
         let mut events = vec![];
-        if due(&mut self.stop_at) {
-            events.push(Event::StopDeadline);
-        }
-        if due(&mut self.backoff_at) {
-            events.push(Event::BackoffOver);
-        }
-        if let Some(every) = self.watch.poll_interval()
-            && due(&mut self.poll_at)
-        {
-            self.poll_at = Some(later(every));
-            if self.watch.poll() && self.debounce_at.is_none() {
-                self.debounce(now);
+        for due in self.timers.due(now) {
+            match due {
+                Due::Stop => events.push(Event::StopDeadline),
+                Due::Backoff => events.push(Event::BackoffOver),
+                Due::Poll => {
+                    if self.watch.poll() && !self.timers.settling() {
+                        self.timers.changed(now);
+                    }
+                }
+                Due::Settle => {
+                    // The watches may need to move (a directory appeared or
+                    // was replaced) before the decisive look.
+                    self.watch.reconcile();
+                    events.push(Event::ConfigSettled(self.watch.snapshot()));
+                }
             }
-        }
-        if due(&mut self.debounce_at) {
-            self.debounce_since = None;
-            // The watches may need to move (a directory appeared or was
-            // replaced) before the decisive look.
-            self.watch.reconcile();
-            events.push(Event::ConfigSettled(self.watch.snapshot()));
         }
         events
     }
