@@ -41,7 +41,7 @@ pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<C
     match async_process::Command::from(cmd).spawn() {
         Ok(process) => {
             let pid = process.id() as i32;
-            info!("Child process started with PID: {pid}");
+            info!(pid = pid; "Child process started with PID: {pid}");
             Ok(Child {
                 process,
                 pid,
@@ -84,7 +84,8 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) with a negative pid addresses a process group.
     let ok = unsafe { libc::kill(-pgid, sig) } == 0;
     if ok {
-        debug!("Sent {} to process group {pgid}", signals::name(sig));
+        let name = signals::name(sig);
+        debug!(signal = name.as_str(), pgid = pgid; "Sent {name} to process group {pgid}");
     }
     ok
 }
@@ -94,7 +95,8 @@ pub fn signal(pid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) on one pid we started and have not reaped yet.
     let ok = unsafe { libc::kill(pid, sig) } == 0;
     if ok {
-        debug!("Sent {} to process {pid}", signals::name(sig));
+        let name = signals::name(sig);
+        debug!(signal = name.as_str(), pid = pid; "Sent {name} to process {pid}");
     }
     ok
 }

@@ -57,6 +57,34 @@ struct Args {
     #[argh(option)]
     reload_signal: Option<String>,
 
+    /// on a change, run this command (split like shell words, no shell) instead of restarting
+    #[argh(option)]
+    reload_command: Option<String>,
+
+    /// on a change, POST this http:// URL instead of restarting
+    #[argh(option)]
+    reload_url: Option<String>,
+
+    /// kill a --reload-command, or give up on a --reload-url request, after this long (default: 30s)
+    #[argh(option)]
+    reload_timeout: Option<String>,
+
+    /// wait a random time below this before acting on a settled change (default: 0)
+    #[argh(option)]
+    splay: Option<String>,
+
+    /// at most one config-triggered action per this interval (default: 0)
+    #[argh(option)]
+    min_interval: Option<String>,
+
+    /// serve Prometheus metrics on this address (e.g. 127.0.0.1:9111 or :9111)
+    #[argh(option)]
+    metrics: Option<String>,
+
+    /// log format: text or json (default: text)
+    #[argh(option)]
+    log_format: Option<String>,
+
     /// quiet period after the last change before acting (default: 500ms)
     #[argh(option)]
     debounce: Option<String>,
@@ -121,6 +149,13 @@ const VALUE_FLAGS: &[&str] = &[
     "restart-signal",
     "map-signal",
     "reload-signal",
+    "reload-command",
+    "reload-url",
+    "reload-timeout",
+    "splay",
+    "min-interval",
+    "metrics",
+    "log-format",
     "debounce",
     "debounce-max",
     "poll-interval",
@@ -148,6 +183,13 @@ pub struct Config {
     pub restart_signal: Option<i32>,
     pub map_signal: Vec<(i32, Option<i32>)>,
     pub reload_signal: Option<i32>,
+    pub reload_command: Option<Vec<String>>,
+    pub reload_url: Option<crate::http::Url>,
+    pub reload_timeout: Duration,
+    pub splay: Duration,
+    pub min_interval: Duration,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub log_json: bool,
     pub debounce: Duration,
     pub debounce_max: Duration,
     /// `Duration::ZERO` turns polling off (unless inotify fails).
@@ -215,6 +257,15 @@ Config watch:
   --config PATH             file or directory to watch, repeatable; '' watches nothing
                             (default: {DEFAULT_CONFIG})
   --reload-signal SIG       on a change, send SIG instead of restarting (e.g. HUP)
+  --reload-command 'CMD'    on a change, run CMD instead (no shell; FLUSH_MANAGER_CHANGED set);
+                            retried with backoff (1s doubling to 30s) until it exits 0
+  --reload-url URL          on a change, POST this http:// URL instead; retried the same way
+                            until it answers 2xx (one of the three reload options at most)
+  --reload-timeout DURATION kill the command, or give up on the request (default: 30s)
+  --splay DURATION          wait a random time below this before acting, so replicas spread
+                            out (default: 0)
+  --min-interval DURATION   at most one config-triggered action per interval; changes in
+                            between are folded into the next (default: 0)
   --debounce DURATION       quiet time after the last change before acting (default: 500ms)
   --debounce-max DURATION   act at the latest this long after the first change of a burst,
                             however busy the directory (default: 5s)
@@ -232,6 +283,8 @@ When the child exits on its own:
 
 Other:
   --log-level LEVEL         error, warn, info, debug, trace, off (default: info)
+  --log-format FORMAT       text ([flush-manager] LEVEL: message) or json (default: text)
+  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g. :9111)
   --version                 print the version
   --help                    print this
 
@@ -417,6 +470,16 @@ fn parse_map_signal(text: &str) -> Result<(i32, Option<i32>), String> {
     Ok((from, to))
 }
 
+/// `127.0.0.1:9111`, `[::1]:9111`, `:9111` (every address).
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.parse()
+        .map_err(|_| format!("invalid address {text:?} (expected e.g. 127.0.0.1:9111 or :9111)"))
+}
+
 fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
     text.parse().map_err(|_| {
         format!("invalid log level {text:?} (expected error, warn, info, debug, trace or off)")
@@ -587,6 +650,43 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         }
     };
 
+    let reload_command = match pick(args.reload_command, "RELOAD_COMMAND") {
+        None => None,
+        Some(text) => {
+            let words = split_words(&text).map_err(|e| format!("--reload-command: {e}"))?;
+            if words.is_empty() {
+                return Err("--reload-command: empty command".into());
+            }
+            Some(words)
+        }
+    };
+    let reload_url = pick(args.reload_url, "RELOAD_URL")
+        .map(|u| crate::http::Url::parse(&u).map_err(|e| format!("--reload-url: {e}")))
+        .transpose()?;
+    let reload_signal = signal(args.reload_signal, "RELOAD_SIGNAL")?;
+    let reloads = [
+        reload_signal.is_some(),
+        reload_command.is_some(),
+        reload_url.is_some(),
+    ];
+    if reloads.iter().filter(|on| **on).count() > 1 {
+        return Err(
+            "--reload-signal, --reload-command and --reload-url are exclusive: give one".into(),
+        );
+    }
+    let metrics = pick(args.metrics, "METRICS")
+        .map(|a| parse_listen(&a).map_err(|e| format!("--metrics: {e}")))
+        .transpose()?;
+    let log_json = match pick(args.log_format, "LOG_FORMAT").as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(v) => {
+            return Err(format!(
+                "--log-format: invalid format {v:?} (expected text or json)"
+            ));
+        }
+    };
+
     let log_level = match args
         .log_level
         .or_else(|| env("FLUSH_MANAGER_LOG_LEVEL"))
@@ -605,7 +705,18 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         signal_to,
         restart_signal,
         map_signal,
-        reload_signal: signal(args.reload_signal, "RELOAD_SIGNAL")?,
+        reload_signal,
+        reload_command,
+        reload_url,
+        reload_timeout: duration(
+            args.reload_timeout,
+            "RELOAD_TIMEOUT",
+            Duration::from_secs(30),
+        )?,
+        splay: duration(args.splay, "SPLAY", Duration::ZERO)?,
+        min_interval: duration(args.min_interval, "MIN_INTERVAL", Duration::ZERO)?,
+        metrics,
+        log_json,
         debounce: duration(args.debounce, "DEBOUNCE", Duration::from_millis(500))?,
         debounce_max: duration(args.debounce_max, "DEBOUNCE_MAX", Duration::from_secs(5))?,
         poll_interval: duration(args.poll_interval, "POLL_INTERVAL", Duration::from_secs(5))?,
@@ -754,6 +865,12 @@ mod tests {
             vec!["--map-signal", "USR1"],
             vec!["--map-signal", "TERM:HUP"],
             vec!["--map-signal", "USR1:NOPE"],
+            vec!["--reload-signal", "HUP", "--reload-command", "true"],
+            vec!["--reload-url", "http://x/", "--reload-command", "true"],
+            vec!["--reload-url", "https://x/"],
+            vec!["--reload-url", "x"],
+            vec!["--metrics", "nope"],
+            vec!["--log-format", "xml"],
         ] {
             let (msg, code) = run(&bad).unwrap_err();
             assert_eq!(code, 2, "{bad:?}");

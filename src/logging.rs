@@ -1,10 +1,18 @@
-//! `[flush-manager] LEVEL: message` on stderr (the child's stdout stays the
-//! child's). The format is the Go tool's, which users grep for.
+//! Log lines on stderr (the child's stdout stays the child's).
+//! - text (the default): `[flush-manager] LEVEL: message`, the Go tool's
+//!   format, which users grep for;
+//! - json: one object per line with an RFC 3339 timestamp, the level, the
+//!   message and the structured fields a line carries (pid, path, signal,
+//!   exit code), for log pipelines. Lines from the notify library come
+//!   through the same formatter.
 
+use std::fmt::Write as _;
 use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn init(level: log::LevelFilter) {
-    env_logger::Builder::new()
+pub fn init(level: log::LevelFilter, json: bool) {
+    let mut builder = env_logger::Builder::new();
+    builder
         .filter_level(level)
         // notify reports a watch the kernel already dropped (a replaced
         // directory) at INFO: noise at our default level, kept for debug.
@@ -16,9 +24,125 @@ pub fn init(level: log::LevelFilter) {
                 level.min(log::LevelFilter::Warn)
             },
         )
-        .target(env_logger::Target::Stderr)
-        .format(|buf, record| {
+        .target(env_logger::Target::Stderr);
+    if json {
+        builder.format(|buf, record| writeln!(buf, "{}", json_line(record, SystemTime::now())));
+    } else {
+        builder.format(|buf, record| {
             writeln!(buf, "[flush-manager] {}: {}", record.level(), record.args())
-        })
-        .init();
+        });
+    }
+    builder.init();
+}
+
+/// `{"ts":"…","level":"INFO","message":"…",<fields>}`.
+fn json_line(record: &log::Record, now: SystemTime) -> String {
+    let mut out = format!(
+        "{{\"ts\":\"{}\",\"level\":\"{}\",\"message\":",
+        rfc3339(now),
+        record.level()
+    );
+    quote(&mut out, &record.args().to_string());
+    if !record.target().starts_with("flush_manager") {
+        out.push_str(",\"source\":");
+        quote(&mut out, record.target());
+    }
+    let mut fields = Fields(&mut out);
+    let _ = record.key_values().visit(&mut fields);
+    out.push('}');
+    out
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        self.0.push(',');
+        quote(self.0, key.as_str());
+        self.0.push(':');
+        match value.to_i64() {
+            Some(n) => {
+                let _ = write!(self.0, "{n}");
+            }
+            None => quote(self.0, &value.to_string()),
+        }
+        Ok(())
+    }
+}
+
+/// A JSON string literal.
+fn quote(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `2026-11-26T19:50:00.123Z` (UTC; civil date from days since the epoch).
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |s| rfc3339(UNIX_EPOCH + Duration::from_millis(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_795_722_000_123), "2026-11-26T19:40:00.123Z");
+    }
+
+    #[test]
+    fn json_lines_escape_and_carry_fields() {
+        let kvs: &[(&str, log::kv::Value)] = &[("pid", 42.into()), ("path", "/a \"b\"".into())];
+        let record = log::Record::builder()
+            .args(format_args!("line \"one\"\nand two"))
+            .level(log::Level::Info)
+            .target("flush_manager::child")
+            .key_values(&kvs)
+            .build();
+        let line = json_line(&record, UNIX_EPOCH);
+        assert_eq!(
+            line,
+            r#"{"ts":"1970-01-01T00:00:00.000Z","level":"INFO","message":"line \"one\"\nand two","pid":42,"path":"/a \"b\""}"#
+        );
+    }
 }

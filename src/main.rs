@@ -2,7 +2,9 @@
 
 mod child;
 mod cli;
+mod http;
 mod logging;
+mod metrics;
 mod promote;
 mod reaper;
 mod signals;
@@ -46,7 +48,7 @@ fn main() {
             std::process::exit(code);
         }
     };
-    logging::init(cfg.log_level);
+    logging::init(cfg.log_level, cfg.log_json);
 
     info!("=== Flush Manager v{} starting ===", cli::VERSION);
     info!("PID: {}", std::process::id());

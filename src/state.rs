@@ -77,6 +77,31 @@ pub struct Settings {
     pub promote: bool,
     /// With `promote`: the directory held a promotion when we started.
     pub last_good: bool,
+    /// `--reload-command` or `--reload-url`: the edge performs the reload
+    /// (`RunReload`) instead of a signal or a restart.
+    pub reload_external: bool,
+}
+
+/// Why a child was started (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    First,
+    Config,
+    Policy,
+    Signal,
+}
+
+/// What the machine decided so far, counted (for `--metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Child starts by reason, in `Reason` order.
+    pub starts: [u64; 4],
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub validations_ok: u64,
+    pub validations_failed: u64,
+    /// Settled changes of the config's bytes.
+    pub changes: u64,
 }
 
 /// Exit code when the config fails validation at startup (EX_CONFIG).
@@ -114,6 +139,10 @@ pub enum Event {
     StopDeadline,
     /// The restart backoff ran out.
     BackoffOver,
+    /// The reload started by `Action::RunReload { token, .. }` ended.
+    Reloaded { token: u64, ok: bool },
+    /// The retry delay of a failed reload (`Action::RetryReload`) ran out.
+    ReloadRetryDue { token: u64 },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
@@ -148,6 +177,19 @@ pub enum Action {
     },
     /// Kill the running validator; its result no longer matters.
     CancelValidation,
+    /// Run `--reload-command` or POST `--reload-url` for these changed
+    /// files; answer `Reloaded`.
+    RunReload {
+        token: u64,
+        changed: Vec<PathBuf>,
+    },
+    /// After this delay, answer `ReloadRetryDue { token }`.
+    RetryReload {
+        token: u64,
+        after: Duration,
+    },
+    /// Stop the running reload and forget a pending retry.
+    CancelReload,
     Exit(i32),
 }
 
@@ -206,6 +248,12 @@ pub struct Machine {
     /// The last signal we sent the current child, to tell "exited on its
     /// own" from "died of the signal we sent".
     sent: Option<i32>,
+    /// The external reload in flight or waiting to be retried: its token,
+    /// the files it is for, and the next retry delay.
+    reload: Option<(u64, Vec<PathBuf>, Duration)>,
+    /// Why the next child starts.
+    reason: Reason,
+    stats: Stats,
 }
 
 fn is_shutdown(sig: i32) -> bool {
@@ -228,6 +276,9 @@ impl Machine {
             started: false,
             restart_requested: false,
             sent: None,
+            reload: None,
+            reason: Reason::First,
+            stats: Stats::default(),
         };
         if !m.settings.validate {
             let first = m.spawn();
@@ -249,6 +300,7 @@ impl Machine {
                     _ => snapshot,
                 };
                 self.started = true;
+                self.stats.starts[self.reason as usize] += 1;
                 self.phase = Phase::Running;
                 self.sent = None;
                 vec![]
@@ -261,6 +313,9 @@ impl Machine {
                         "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
                         signals::name(sig)
                     );
+                    // Counted as a reload when decided; it was a restart.
+                    self.stats.reloads_ok = self.stats.reloads_ok.saturating_sub(1);
+                    self.reason = Reason::Config;
                     let stop = self.settings.stop_signal;
                     self.stop(Then::Restart, stop)
                 }
@@ -282,6 +337,17 @@ impl Machine {
                 _ => vec![],
             },
             Event::ConfigSettled(now) => self.on_config(now),
+            Event::Reloaded { token, ok } => self.on_reloaded(token, ok),
+            Event::ReloadRetryDue { token } => match &self.reload {
+                Some((t, changed, _)) if *t == token && self.phase == Phase::Running => {
+                    info!("Retrying the reload");
+                    vec![Action::RunReload {
+                        token,
+                        changed: changed.clone(),
+                    }]
+                }
+                _ => vec![],
+            },
             Event::Validated { token, ok } => self.on_validated(token, ok),
         }
     }
@@ -321,6 +387,7 @@ impl Machine {
             return vec![];
         };
         if !ok {
+            self.stats.validations_failed += 1;
             self.rejected = Some(snapshot);
             return match self.phase {
                 Phase::Checking if !self.started && self.settings.last_good => {
@@ -346,9 +413,13 @@ impl Machine {
             };
         }
         info!("Config validation passed");
+        self.stats.validations_ok += 1;
         self.rejected = None;
         self.approved = Some(snapshot.clone());
         let restart = std::mem::take(&mut self.restart_requested);
+        if restart {
+            self.reason = Reason::Signal;
+        }
         match self.phase {
             Phase::Checking => {
                 self.phase = Phase::Starting;
@@ -433,12 +504,14 @@ impl Machine {
             }
             Phase::Running => {
                 info!("Restart requested by signal");
+                self.reason = Reason::Signal;
                 self.restart()
             }
             Phase::Backoff { .. } => {
                 info!(
                     "Restart requested by signal during restart backoff, starting child process now"
                 );
+                self.reason = Reason::Signal;
                 self.spawn()
             }
             Phase::Held => self.on_config(now),
@@ -481,9 +554,48 @@ impl Machine {
         }
     }
 
+    /// What the machine decided so far, counted.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The config the running child has (a fingerprint for metrics).
+    pub fn base(&self) -> &Snapshot {
+        &self.base
+    }
+
+    fn on_reloaded(&mut self, token: u64, ok: bool) -> Vec<Action> {
+        let Some((t, _, delay)) = self.reload.as_mut() else {
+            return vec![];
+        };
+        if *t != token {
+            debug!("Ignoring the result of a superseded reload");
+            return vec![];
+        }
+        if ok {
+            info!("Reload succeeded");
+            self.stats.reloads_ok += 1;
+            self.reload = None;
+            return vec![];
+        }
+        self.stats.reloads_failed += 1;
+        let after = *delay;
+        *delay = (after * 2).min(BACKOFF_MAX);
+        error!("Reload failed; retrying in {after:?}");
+        vec![Action::RetryReload { token, after }]
+    }
+
+    fn cancel_reload(&mut self) -> Vec<Action> {
+        match self.reload.take() {
+            Some(_) => vec![Action::CancelReload],
+            None => vec![],
+        }
+    }
+
     fn done(&mut self, code: i32) -> Vec<Action> {
         self.phase = Phase::Done;
-        let mut actions = self.cancel_validation();
+        let mut actions = self.cancel_reload();
+        actions.extend(self.cancel_validation());
         actions.push(Action::Exit(code));
         actions
     }
@@ -515,8 +627,10 @@ impl Machine {
             killed: false,
             group_gone: false,
         };
-        // A change being validated is moot: the next child reads the config afresh.
+        // A change being validated, or a reload of the old child, is moot:
+        // the next child reads the config afresh.
         let mut actions = self.cancel_validation();
+        actions.extend(self.cancel_reload());
         actions.push(Action::Signal(sig, to));
         if sig != libc::SIGCONT {
             actions.push(Action::Signal(libc::SIGCONT, to));
@@ -609,7 +723,7 @@ impl Machine {
         let ctrl_c = self.settings.interactive && status == Status::Signaled(libc::SIGINT);
         match &mut self.phase {
             Phase::Stopping { exited, then, .. } => {
-                info!("Child process {how}");
+                info!(code = status.code(); "Child process {how}");
                 *exited = Some((status, ran_for));
                 if ctrl_c && *then != Then::Exit {
                     info!("Interrupted from the terminal (Ctrl-C): exiting, not restarting");
@@ -618,7 +732,7 @@ impl Machine {
                 vec![]
             }
             Phase::Starting | Phase::Running | Phase::Delaying => {
-                info!("Child process {how}");
+                info!(code = status.code(); "Child process {how}");
                 let then = if ctrl_c {
                     info!(
                         "Interrupted from the terminal (Ctrl-C): exiting, whatever --restart says"
@@ -735,6 +849,7 @@ impl Machine {
             warn!("Child exited with {status}; giving up after {max} restarts");
             return self.done(status.code());
         }
+        self.reason = Reason::Policy;
         if ran_for >= BACKOFF_RESET_AFTER {
             self.next_backoff = BACKOFF_FIRST;
         }
@@ -792,8 +907,10 @@ impl Machine {
             return vec![];
         }
         for change in &changes {
-            info!("File change detected: {change}");
+            let path = change.path.display().to_string();
+            info!(path = path.as_str(); "File change detected: {change}");
         }
+        self.stats.changes += 1;
         if self.settings.validate {
             let changed = changes.into_iter().map(|c| c.path).collect();
             return self.validate(now, changed);
@@ -806,6 +923,7 @@ impl Machine {
     fn apply(&mut self, now: Snapshot) -> Vec<Action> {
         if matches!(self.phase, Phase::Backoff { .. }) {
             info!("Config file change detected during restart backoff, starting child process now");
+            self.reason = Reason::Config;
             return self.spawn();
         }
         // The child reads the promoted copy: it must hold the new bytes
@@ -820,6 +938,24 @@ impl Machine {
     }
 
     fn act(&mut self, now: Snapshot) -> Vec<Action> {
+        self.reason = Reason::Config;
+        if self.settings.reload_external {
+            info!("Config file change detected, reloading the child");
+            let changed: Vec<PathBuf> = fingerprint::changes(&self.base, &now)
+                .into_iter()
+                .map(|c| c.path)
+                .collect();
+            self.base = now;
+            // A newer change supersedes a reload still running or waiting.
+            let mut actions = self.cancel_reload();
+            self.last_token += 1;
+            self.reload = Some((self.last_token, changed.clone(), BACKOFF_FIRST));
+            actions.push(Action::RunReload {
+                token: self.last_token,
+                changed,
+            });
+            return actions;
+        }
         match self.settings.reload_signal {
             Some(sig) => {
                 info!(
@@ -828,6 +964,7 @@ impl Machine {
                 );
                 self.base = now;
                 self.sent = Some(sig);
+                self.stats.reloads_ok += 1;
                 vec![Action::Reload(sig, self.settings.signal_to)]
             }
             None => {
@@ -865,6 +1002,7 @@ mod tests {
             interactive: false,
             promote: false,
             last_good: false,
+            reload_external: false,
         }
     }
 

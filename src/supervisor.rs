@@ -4,18 +4,22 @@
 
 use crate::child::{self, Child};
 use crate::cli::Config;
+use crate::http;
+use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
 use crate::state::{Action, Event, Machine, Settings, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::validate;
-use crate::watch::Watch;
+use crate::watch::{Watch, fingerprint};
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
 use nix::libc;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How often the group of an exited child is probed while leftovers remain.
@@ -43,7 +47,7 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    let ex = smol::LocalExecutor::new();
+    let ex = Rc::new(smol::LocalExecutor::new());
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
     // A plain parking block_on, not async-io's: with async-io's, the reactor
@@ -51,7 +55,7 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // block_on is active (measured: 17 wake-ups per idle 10 s, and signals
     // waiting out those sleeps: 0.5 ms p50). Parked here, the main thread
     // is woken by the reactor thread once per event.
-    smol::future::block_on(ex.run(supervise(cfg, cwd, intake)))
+    smol::future::block_on(ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex))))
 }
 
 /// Can `n` more file descriptors be opened? Probes with pipes (no
@@ -87,6 +91,7 @@ enum Wake {
     Signal(std::io::Result<signals::Caught>),
     Notify,
     Validated(bool),
+    Reloaded(bool),
     Timer,
 }
 
@@ -102,6 +107,10 @@ struct Edge {
     promoter: Option<Promoter>,
     /// The running `--validate` check and the token the machine gave it.
     check: Option<(u64, validate::Check)>,
+    /// The running `--reload-command` / `--reload-url` and its token.
+    reload: Option<(u64, validate::Check)>,
+    /// `--metrics`: what the server shows.
+    metrics: Option<Rc<RefCell<Metrics>>>,
     /// The current (or last) child's process group, until it is empty.
     group: Option<i32>,
     /// The child exited; its group is probed until empty.
@@ -110,7 +119,12 @@ struct Edge {
     timers: Timers,
 }
 
-async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -> i32 {
+async fn supervise(
+    cfg: Config,
+    cwd: Option<PathBuf>,
+    intake: signals::Intake,
+    ex: Rc<smol::LocalExecutor<'static>>,
+) -> i32 {
     reaper::become_subreaper();
     // Let the executor poll async-process's driver (spawned beside us)
     // before the first spawn, or async-process starts a thread of its own.
@@ -128,6 +142,22 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
             return 2;
         }
     };
+    // Before the child: a port that cannot be had is a startup error.
+    let metrics = match cfg.metrics {
+        None => None,
+        Some(addr) => {
+            let shown = Rc::new(RefCell::new(Metrics::default()));
+            let view = Rc::clone(&shown);
+            let served = std::net::TcpListener::bind(addr)
+                .and_then(|l| http::serve(&ex, l, Rc::new(move || view.borrow().render())));
+            if let Err(e) = served {
+                error!("--metrics {addr}: {e}");
+                return 2;
+            }
+            info!("Serving metrics at http://{addr}/metrics");
+            Some(shown)
+        }
+    };
     let take_tty = child::owns_terminal();
     let settings = Settings {
         stop_signal: cfg.stop_signal,
@@ -141,6 +171,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         map_signal: cfg.map_signal.clone(),
         interactive: take_tty,
         promote: promoter.is_some(),
+        reload_external: cfg.reload_command.is_some() || cfg.reload_url.is_some(),
         last_good: promoter.as_ref().is_some_and(Promoter::has_generation),
     };
     let initial = if settings.validate {
@@ -150,7 +181,15 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
     };
     let (mut machine, first) = Machine::new(settings, initial);
     let mut edge = Edge {
-        timers: Timers::new(cfg.debounce, cfg.debounce_max),
+        timers: Timers::new(cfg.debounce, cfg.debounce_max).rate(
+            cfg.splay,
+            cfg.min_interval,
+            u64::from(std::process::id())
+                ^ u64::from(Instant::now().elapsed().subsec_nanos())
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+        ),
         cfg,
         cwd,
         watch,
@@ -158,6 +197,8 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
         promoter,
         take_tty,
         check: None,
+        reload: None,
+        metrics,
         group: None,
         draining: false,
     };
@@ -179,6 +220,13 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
             }
             rx
         });
+        if let Some(m) = &edge.metrics {
+            m.borrow_mut().update(
+                machine.stats(),
+                edge.child.is_some(),
+                fingerprint::short(machine.base()),
+            );
+        }
         if edge.draining && edge.group_gone() {
             actions.extend(machine.handle(Event::GroupGone));
             continue;
@@ -201,6 +249,12 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                     None => futures::future::pending().await,
                 }
             };
+            let reloaded = async {
+                match edge.reload.as_mut() {
+                    Some((_, task)) => task.passed.as_mut().await,
+                    None => futures::future::pending().await,
+                }
+            };
             let notified = async {
                 match notify_events.recv().await {
                     Ok(_) => (),
@@ -213,6 +267,7 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                 caught = intake.next().fuse() => Wake::Signal(caught),
                 () = notified.fuse() => Wake::Notify,
                 ok = checked.fuse() => Wake::Validated(ok),
+                ok = reloaded.fuse() => Wake::Reloaded(ok),
                 _ = FutureExt::fuse(timer) => Wake::Timer,
             }
         };
@@ -228,7 +283,8 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                 reaper::sweep(|pid| edge.owns(pid));
             }
             Wake::Signal(Ok(c)) => {
-                debug!("Received {} from pid {}", signals::name(c.sig), c.pid);
+                let name = signals::name(c.sig);
+                debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
                 let event = if Some(c.sig) == edge.cfg.restart_signal {
                     Event::RestartRequested(edge.watch.snapshot())
                 } else {
@@ -254,9 +310,21 @@ async fn supervise(cfg: Config, cwd: Option<PathBuf>, intake: signals::Intake) -
                     actions.extend(machine.handle(Event::Validated { token, ok }));
                 }
             }
+            Wake::Reloaded(ok) => {
+                if let Some((token, _)) = edge.reload.take() {
+                    reaper::sweep(|pid| edge.owns(pid));
+                    actions.extend(machine.handle(Event::Reloaded { token, ok }));
+                }
+            }
             Wake::Timer => {
                 for event in edge.timers_due() {
-                    actions.extend(machine.handle(event));
+                    let settled = matches!(event, Event::ConfigSettled(_));
+                    let decided = machine.handle(event);
+                    // --min-interval counts from a change that was acted on.
+                    if settled && decided.iter().any(|a| *a != Action::CancelValidation) {
+                        edge.timers.acted(Instant::now());
+                    }
+                    actions.extend(decided);
                 }
             }
         }
@@ -286,6 +354,7 @@ impl Edge {
     fn owns(&self, pid: i32) -> bool {
         self.child.as_ref().is_some_and(|c| c.pid == pid)
             || self.check.as_ref().is_some_and(|(_, c)| c.pid == pid)
+            || self.reload.as_ref().is_some_and(|(_, c)| c.pid == pid)
     }
 
     fn exit_code(&self, code: i32) -> i32 {
@@ -407,6 +476,7 @@ impl Edge {
                     None => changed,
                 };
                 let check = validate::start(
+                    validate::Kind::Validator,
                     argv,
                     self.cwd.as_deref(),
                     &changed,
@@ -425,6 +495,62 @@ impl Edge {
                 if let Some(p) = self.promoter.as_mut() {
                     p.rollback();
                 }
+                None
+            }
+            Action::RunReload { token, changed } => {
+                let changed: Vec<PathBuf> = match &self.promoter {
+                    Some(p) => changed.iter().map(|c| p.target_of(c)).collect(),
+                    None => changed,
+                };
+                let timeout = self.cfg.reload_timeout;
+                let task = match (&self.cfg.reload_command, &self.cfg.reload_url) {
+                    (Some(argv), _) => validate::start(
+                        validate::Kind::Reload,
+                        argv,
+                        self.cwd.as_deref(),
+                        &changed,
+                        timeout,
+                    ),
+                    (None, Some(url)) => {
+                        let url = url.clone();
+                        info!("Reloading: POST {url}");
+                        validate::Check {
+                            pid: 0,
+                            passed: Box::pin(async move {
+                                match http::post(&url, timeout).await {
+                                    Ok(code) if (200..300).contains(&code) => {
+                                        info!("Reload URL {url} answered {code}");
+                                        true
+                                    }
+                                    Ok(code) => {
+                                        error!("Reload URL {url} answered {code}");
+                                        false
+                                    }
+                                    Err(e) => {
+                                        error!("Reload URL failed: {e}");
+                                        false
+                                    }
+                                }
+                            }),
+                        }
+                    }
+                    (None, None) => return Some(Event::Reloaded { token, ok: false }),
+                };
+                self.reload = Some((token, task));
+                None
+            }
+            Action::RetryReload { token, after } => {
+                self.timers.retry_in(Instant::now(), after, token);
+                None
+            }
+            Action::CancelReload => {
+                if let Some((_, task)) = self.reload.take()
+                    && task.pid > 0
+                {
+                    info!("Cancelling the running reload command");
+                    child::signal_group(task.pid, libc::SIGKILL);
+                }
+                self.timers.cancel_retry();
                 None
             }
             Action::Exit(_) => None,
@@ -490,6 +616,7 @@ impl Edge {
                         self.timers.changed(now);
                     }
                 }
+                Due::Retry(token) => events.push(Event::ReloadRetryDue { token }),
                 Due::Settle => {
                     // The watches may need to move (a directory appeared or
                     // was replaced) before the decisive look.

@@ -16,6 +16,8 @@ pub enum Due {
     Poll,
     /// The debounce ran out: take the decisive look.
     Settle,
+    /// Retry the failed reload with this token.
+    Retry(u64),
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +34,16 @@ pub struct Timers {
     every: Option<Duration>,
     /// Probing an exited child's group, this often.
     probe: Option<Duration>,
+    retry: Option<(Instant, u64)>,
+    /// `--splay`: each burst settles a random part of this later.
+    splay: Duration,
+    /// This burst's random part of `splay`.
+    burst_splay: Duration,
+    /// `--min-interval`, and when a change was last acted on.
+    min_interval: Duration,
+    acted: Option<Instant>,
+    /// xorshift state for the splay (no crate needed for spreading).
+    rng: u64,
 }
 
 /// `at + d`, saturating a century ahead instead of overflowing.
@@ -63,6 +75,40 @@ impl Timers {
         self.backoff = None;
     }
 
+    /// `--splay` and `--min-interval`; `seed` makes the splay differ from
+    /// one manager to the next (replicas start at the same moment).
+    pub fn rate(mut self, splay: Duration, min_interval: Duration, seed: u64) -> Timers {
+        self.splay = splay;
+        self.min_interval = min_interval;
+        self.rng = seed | 1;
+        self
+    }
+
+    /// A settled change was acted on at `now` (`--min-interval` counts from it).
+    pub fn acted(&mut self, now: Instant) {
+        self.acted = Some(now);
+    }
+
+    pub fn retry_in(&mut self, now: Instant, d: Duration, token: u64) {
+        self.retry = Some((after(now, d), token));
+    }
+
+    pub fn cancel_retry(&mut self) {
+        self.retry = None;
+    }
+
+    /// A random duration in [0, splay).
+    fn random_splay(&mut self) -> Duration {
+        if self.splay.is_zero() {
+            return Duration::ZERO;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let nanos = u64::try_from(self.splay.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(self.rng % nanos)
+    }
+
     /// Polls every `every` from `now` on (None: no polling). Unchanged if
     /// the interval is the same: a tick is not pushed back.
     pub fn poll_every(&mut self, now: Instant, every: Option<Duration>) {
@@ -80,11 +126,20 @@ impl Timers {
     /// A change was seen at `now`: settle after `debounce` of quiet, but no
     /// later than `debounce_max` after the first change of the burst (a
     /// steady writer must not postpone a change forever).
+    /// Then `--min-interval` after the last action at the earliest, and a
+    /// random part of `--splay` later (chosen once per burst).
     pub fn changed(&mut self, now: Instant) {
+        if self.burst_since.is_none() {
+            self.burst_splay = self.random_splay();
+        }
         let since = *self.burst_since.get_or_insert(now);
         let quiet = after(now, self.debounce);
         let cap = after(since, self.debounce_max).max(now);
-        self.settle = Some(quiet.min(cap));
+        let mut at = quiet.min(cap);
+        if let Some(acted) = self.acted {
+            at = at.max(after(acted, self.min_interval));
+        }
+        self.settle = Some(after(at, self.burst_splay));
     }
 
     /// Look at once (a catch-up check when the watcher starts).
@@ -100,10 +155,18 @@ impl Timers {
     /// The earliest armed deadline.
     pub fn next(&self, now: Instant) -> Option<Instant> {
         let probe = self.probe.map(|p| after(now, p));
-        [self.stop, self.backoff, self.settle, self.poll, probe]
-            .into_iter()
-            .flatten()
-            .min()
+        let retry = self.retry.map(|(at, _)| at);
+        [
+            self.stop,
+            self.backoff,
+            self.settle,
+            self.poll,
+            probe,
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Disarms and returns what is due at `now`; the polling tick re-arms.
@@ -124,6 +187,9 @@ impl Timers {
             self.burst_since = None;
             due.push(Due::Settle);
         }
+        if let Some((_, token)) = self.retry.take_if(|(at, _)| *at <= now) {
+            due.push(Due::Retry(token));
+        }
         due
     }
 }
@@ -133,6 +199,7 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const ZERO: Duration = Duration::ZERO;
 
     #[test]
     fn a_burst_settles_after_the_quiet_period() {
@@ -193,6 +260,42 @@ mod tests {
         assert_eq!(t.due(t0 + 10_000 * MS), [Due::Stop]);
         t.stop_in(t0, Some(MS));
         t.stop_in(t0, None);
+        assert_eq!(t.next(t0), None);
+    }
+
+    #[test]
+    fn splay_spreads_within_its_window_and_min_interval_folds() {
+        let t0 = Instant::now();
+        let mut seen = vec![];
+        for seed in 1..=50u64 {
+            let mut t = Timers::new(ZERO, 5000 * MS).rate(1000 * MS, ZERO, seed * 7919);
+            t.changed(t0);
+            let at = t.next(t0).unwrap() - t0;
+            assert!(at < 1000 * MS, "{at:?}");
+            seen.push(at.as_millis() / 100);
+        }
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() >= 5, "not spread: {seen:?}");
+
+        let mut t = Timers::new(100 * MS, 5000 * MS).rate(ZERO, 10_000 * MS, 1);
+        t.acted(t0);
+        t.changed(t0 + 1000 * MS);
+        assert_eq!(
+            t.next(t0),
+            Some(t0 + 10_000 * MS),
+            "one action per interval"
+        );
+    }
+
+    #[test]
+    fn a_reload_retry_comes_due_with_its_token() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(ZERO, ZERO);
+        t.retry_in(t0, 1000 * MS, 7);
+        assert_eq!(t.due(t0 + 1000 * MS), [Due::Retry(7)]);
+        t.retry_in(t0, 1000 * MS, 8);
+        t.cancel_retry();
         assert_eq!(t.next(t0), None);
     }
 

@@ -19,6 +19,15 @@ use std::time::Duration;
 const TAIL_BYTES: usize = 2048;
 const TAIL_LINES: usize = 10;
 
+/// What a started command is for (its log lines say so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `--validate`: "Validator nginx failed with exit code 1".
+    Validator,
+    /// `--reload-command`: "Reload command nginx failed with exit code 1".
+    Reload,
+}
+
 pub struct Check {
     /// Also the process group of the check.
     pub pid: i32,
@@ -28,17 +37,30 @@ pub struct Check {
 
 /// Starts `argv` with FLUSH_MANAGER_CHANGED set; stdout and stderr are
 /// captured together. A check that cannot start counts as failed.
-pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: Duration) -> Check {
+pub fn start(
+    kind: Kind,
+    argv: &[String],
+    cwd: Option<&Path>,
+    changed: &[PathBuf],
+    timeout: Duration,
+) -> Check {
+    let what = match kind {
+        Kind::Validator => "validator",
+        Kind::Reload => "reload command",
+    };
     let failed = |pid| Check {
         pid,
         passed: Box::pin(std::future::ready(false)),
     };
     let (list, truncated) = changed_list(changed);
-    info!("Validating config with: {}", argv.join(" "));
+    match kind {
+        Kind::Validator => info!("Validating config with: {}", argv.join(" ")),
+        Kind::Reload => info!("Running reload command: {}", argv.join(" ")),
+    }
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
         Err(e) => {
-            error!("Cannot run validator: pipe: {e}");
+            error!("Cannot run {what}: pipe: {e}");
             return failed(0);
         }
     };
@@ -64,14 +86,14 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
             .stdout(w)
             .stderr(writer),
         Err(e) => {
-            error!("Cannot run validator: {e}");
+            error!("Cannot run {what}: {e}");
             return failed(0);
         }
     };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            error!("Cannot run validator {}: {e}", argv[0]);
+            error!("Cannot run {what} {}: {e}", argv[0]);
             return failed(0);
         }
     };
@@ -129,7 +151,10 @@ pub fn start(argv: &[String], cwd: Option<&Path>, changed: &[PathBuf], timeout: 
                 format!("timed out after {timeout:?} and was killed")
             }
         };
-        error!("Validator {name} {verdict}");
+        match kind {
+            Kind::Validator => error!("Validator {name} {verdict}"),
+            Kind::Reload => error!("Reload command {name} {verdict}"),
+        }
         let text = String::from_utf8_lossy(&tail);
         let lines: Vec<&str> = text.lines().collect();
         for line in &lines[lines.len().saturating_sub(TAIL_LINES)..] {

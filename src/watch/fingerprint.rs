@@ -40,6 +40,17 @@ impl std::fmt::Display for FileState {
 /// Every watched file and its state, by absolute path.
 pub type Snapshot = BTreeMap<PathBuf, FileState>;
 
+/// A short hash of a whole snapshot, for a log line or a metric label:
+/// tells versions apart, shows nothing of the content.
+pub fn short(snapshot: &Snapshot) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for (path, state) in snapshot {
+        std::hash::Hash::hash(path, &mut hasher);
+        std::hash::Hash::hash(&state.to_string(), &mut hasher);
+    }
+    format!("{:08x}", hasher.finish() >> 32)
+}
+
 /// A file whose readable bytes differ from those of the base snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

@@ -1,0 +1,150 @@
+//! `--metrics ADDR`: what the supervisor did, in the Prometheus text format,
+//! so a failed reload can alert. Served by `http::serve` from the same
+//! single-threaded executor; nothing exists when the flag is not given.
+
+use crate::state::Stats;
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub child_up: bool,
+    pub stats: Stats,
+    /// Unix time of the last successful reload and of the last change.
+    pub last_reload: Option<f64>,
+    pub last_change: Option<f64>,
+    /// A short hash of the config the child runs with (never content).
+    pub fingerprint: String,
+}
+
+/// Now, as Unix seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Metrics {
+    /// Takes the machine's counters; a counter that moved stamps its time.
+    pub fn update(&mut self, stats: &Stats, child_up: bool, fingerprint: String) {
+        if stats.reloads_ok > self.stats.reloads_ok {
+            self.last_reload = Some(unix_now());
+        }
+        if stats.changes > self.stats.changes {
+            self.last_change = Some(unix_now());
+        }
+        self.stats = stats.clone();
+        self.child_up = child_up;
+        self.fingerprint = fingerprint;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP flush_manager_{name} {help}");
+            let _ = writeln!(out, "# TYPE flush_manager_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "flush_manager_{name}{labels} {value}");
+            }
+        };
+        let plain = |v: String| vec![(String::new(), v)];
+        let s = &self.stats;
+        metric(
+            "child_up",
+            "gauge",
+            "Whether the managed child is running (1) or not (0).",
+            &plain(u8::from(self.child_up).to_string()),
+        );
+        let reasons = ["first", "config", "policy", "signal"];
+        metric(
+            "child_starts_total",
+            "counter",
+            "Child starts, by reason: first, config (a change), policy (--restart), signal (--restart-signal).",
+            &reasons
+                .iter()
+                .zip(s.starts)
+                .map(|(r, n)| (format!("{{reason=\"{r}\"}}"), n.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        let by_result = |ok: u64, failed: u64| {
+            vec![
+                ("{result=\"success\"}".to_string(), ok.to_string()),
+                ("{result=\"failure\"}".to_string(), failed.to_string()),
+            ]
+        };
+        metric(
+            "reloads_total",
+            "counter",
+            "Config reloads (signal, command or URL), by result.",
+            &by_result(s.reloads_ok, s.reloads_failed),
+        );
+        metric(
+            "validations_total",
+            "counter",
+            "Runs of the --validate check, by result.",
+            &by_result(s.validations_ok, s.validations_failed),
+        );
+        metric(
+            "config_changes_total",
+            "counter",
+            "Settled changes of the watched config's bytes.",
+            &plain(s.changes.to_string()),
+        );
+        let stamp = |t: Option<f64>| plain(t.map_or("0".into(), |t| format!("{t:.3}")));
+        metric(
+            "last_reload_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful reload (0: none yet).",
+            &stamp(self.last_reload),
+        );
+        metric(
+            "last_config_change_timestamp_seconds",
+            "gauge",
+            "Unix time of the last settled config change (0: none yet).",
+            &stamp(self.last_change),
+        );
+        metric(
+            "config_info",
+            "gauge",
+            "The config the child runs with, as a short hash of its fingerprint (never its content).",
+            &[(format!("{{hash=\"{}\"}}", self.fingerprint), "1".into())],
+        );
+        metric(
+            "build_info",
+            "gauge",
+            "The flush-manager build.",
+            &[(
+                format!("{{version=\"{}\"}}", crate::cli::VERSION),
+                "1".into(),
+            )],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_type_and_moves() {
+        let mut m = Metrics::default();
+        let mut stats = Stats::default();
+        stats.starts[0] = 1;
+        m.update(&stats, true, "0123abcd".into());
+        assert!(m.last_reload.is_none());
+        stats.reloads_ok = 1;
+        stats.changes = 1;
+        m.update(&stats, true, "89abcdef".into());
+        assert!(m.last_reload.is_some() && m.last_change.is_some());
+        let text = m.render();
+        assert!(text.contains("flush_manager_child_starts_total{reason=\"first\"} 1"));
+        assert!(text.contains("flush_manager_reloads_total{result=\"success\"} 1"));
+        assert!(text.contains("flush_manager_config_info{hash=\"89abcdef\"} 1"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+    }
+}
