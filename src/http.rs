@@ -12,7 +12,7 @@
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use log::{debug, warn};
 use std::cell::Cell;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -31,6 +31,22 @@ impl std::fmt::Display for Url {
 }
 
 impl Url {
+    /// The addresses to try: an IP literal, or `localhost` (both loopback
+    /// families). No DNS: a lookup would block the single-threaded loop,
+    /// and its resolver code is a sixth of what this feature may add.
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        if self.host.eq_ignore_ascii_case("localhost") {
+            return Ok(vec![
+                SocketAddr::from(([127, 0, 0, 1], self.port)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.port)),
+            ]);
+        }
+        self.host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| vec![SocketAddr::new(ip, self.port)])
+            .map_err(|_| format!("{}: host must be an IP address or localhost", self.host))
+    }
+
     pub fn parse(text: &str) -> Result<Url, String> {
         let rest = text.strip_prefix("http://").ok_or_else(|| {
             if text.starts_with("https://") {
@@ -55,11 +71,15 @@ impl Url {
         if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("{text:?}: expected http://host[:port]/path"));
         }
-        Ok(Url {
+        let url = Url {
             host: host.to_string(),
             port,
             path: path.to_string(),
-        })
+        };
+        url.addrs().map_err(|e| {
+            format!("{text:?}: {e} (reload endpoints listen in the pod: use localhost)")
+        })?;
+        Ok(url)
     }
 }
 
@@ -67,16 +87,7 @@ impl Url {
 /// came, within `timeout`.
 pub async fn post(url: &Url, timeout: Duration) -> Result<u16, String> {
     let request = async {
-        // Name resolution may block (DNS): on a helper thread, started
-        // only when a URL reload runs.
-        let (host, port) = (url.host.clone(), url.port);
-        let addrs: Vec<SocketAddr> = smol::unblock(move || {
-            (host.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect)
-        })
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?;
+        let addrs = url.addrs()?;
         let mut last = format!("no address for {}", url.host);
         for addr in addrs {
             match async_io::Async::<TcpStream>::connect(addr).await {
@@ -262,7 +273,7 @@ mod tests {
             (u.host.as_str(), u.port, u.path.as_str()),
             ("127.0.0.1", 9090, "/-/reload")
         );
-        let u = Url::parse("http://prometheus").unwrap();
+        let u = Url::parse("http://127.0.0.1").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         let u = Url::parse("http://[::1]:8080/x").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));

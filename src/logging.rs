@@ -64,11 +64,14 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
         self.0.push(',');
         quote(self.0, key.as_str());
         self.0.push(':');
-        match value.to_i64() {
-            Some(n) => {
+        // Integers and strings only (what our lines carry): no float
+        // formatting code for a field type never used.
+        match (value.to_i64(), value.to_borrowed_str()) {
+            (Some(n), _) => {
                 let _ = write!(self.0, "{n}");
             }
-            None => quote(self.0, &value.to_string()),
+            (None, Some(text)) => quote(self.0, text),
+            (None, None) => self.0.push_str("null"),
         }
         Ok(())
     }

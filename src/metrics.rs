@@ -10,28 +10,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Metrics {
     pub child_up: bool,
     pub stats: Stats,
-    /// Unix time of the last successful reload and of the last change.
-    pub last_reload: Option<f64>,
-    pub last_change: Option<f64>,
+    /// Unix time (ms) of the last successful reload and of the last change.
+    pub last_reload: Option<u128>,
+    pub last_change: Option<u128>,
     /// A short hash of the config the child runs with (never content).
     pub fingerprint: String,
 }
 
-/// Now, as Unix seconds.
-pub fn unix_now() -> f64 {
+/// Now, as Unix milliseconds (integers: no float formatting code in the
+/// binary for one decimal point).
+fn unix_now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+        .map_or(0, |d| d.as_millis())
 }
 
 impl Metrics {
     /// Takes the machine's counters; a counter that moved stamps its time.
     pub fn update(&mut self, stats: &Stats, child_up: bool, fingerprint: String) {
         if stats.reloads_ok > self.stats.reloads_ok {
-            self.last_reload = Some(unix_now());
+            self.last_reload = Some(unix_now_ms());
         }
         if stats.changes > self.stats.changes {
-            self.last_change = Some(unix_now());
+            self.last_change = Some(unix_now_ms());
         }
         self.stats = stats.clone();
         self.child_up = child_up;
@@ -90,7 +91,9 @@ impl Metrics {
             "Settled changes of the watched config's bytes.",
             &plain(s.changes.to_string()),
         );
-        let stamp = |t: Option<f64>| plain(t.map_or("0".into(), |t| format!("{t:.3}")));
+        let stamp = |t: Option<u128>| {
+            plain(t.map_or("0".into(), |t| format!("{}.{:03}", t / 1000, t % 1000)))
+        };
         metric(
             "last_reload_success_timestamp_seconds",
             "gauge",
