@@ -184,11 +184,11 @@ async fn supervise(
         timers: Timers::new(cfg.debounce, cfg.debounce_max).rate(
             cfg.splay,
             cfg.min_interval,
-            u64::from(std::process::id())
-                ^ u64::from(Instant::now().elapsed().subsec_nanos())
+            // Replicas start together: their pids and clocks' nanoseconds differ.
+            u64::from(std::process::id()).rotate_left(32)
                 ^ std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64),
+                    .map_or(0, |d| u64::from(d.subsec_nanos())),
         ),
         cfg,
         cwd,

@@ -433,6 +433,21 @@ pub fn replace_by_rename(path: &Path, bytes: &[u8], tmp_name: &str) {
     fs::rename(&tmp, path).expect("rename");
 }
 
+/// Under qemu-user (the arm64 suite in CI sets FLUSH_MANAGER_TEST_QEMU=1)
+/// a few things cannot hold, for the emulator's reasons, not ours: the
+/// calling test skips itself with `reason`, printed as "SKIPPED under
+/// qemu-user" (CI counts those lines). Never on a native run.
+pub fn qemu_limit(reason: &str) -> bool {
+    if std::env::var("FLUSH_MANAGER_TEST_QEMU").as_deref() != Ok("1") {
+        return false;
+    }
+    eprintln!("SKIPPED under qemu-user: {reason}");
+    true
+}
+
+/// Why plain-mode orphan tests cannot run under qemu-user.
+pub const QEMU_NO_SUBREAPER: &str = "PR_SET_CHILD_SUBREAPER returns EINVAL under qemu-user: a plain manager cannot adopt orphans there";
+
 /// Is `cmd` installed? If not, the calling test fails with what to install,
 /// unless FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip:
 /// then this returns false and the test returns early.
