@@ -222,7 +222,9 @@ fn splay_spreads_a_fleet_and_each_acts_once() {
     for m in &fleet {
         assert!(m.wait_log("Watching directory"), "{}", m.log());
     }
-    write_in_place(&conf, b"v2");
+    // One atomic change (an in-place write is two: empty, then v2, and
+    // with --debounce=0 a slow replica may act on both).
+    replace_by_rename(&conf, b"v2", "shared.conf.tmp");
     assert!(wait_for(LONG, || s.lines("acted").len() == 10));
     std::thread::sleep(Duration::from_millis(500));
     let times: Vec<f64> = s
