@@ -22,7 +22,7 @@ fn static_binary() -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("SKIPPED static image test: docker/build-static.sh failed");
+            cannot_run("docker/build-static.sh failed to build the static binary");
             return None;
         }
     }
@@ -33,7 +33,7 @@ fn static_binary() -> Option<PathBuf> {
 fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
-        eprintln!("SKIPPED static image test: no static busybox (apt-get install busybox-static)");
+        cannot_run("no static busybox (apt-get install busybox-static)");
         return None;
     }
     let root = s.path("root");

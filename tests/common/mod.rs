@@ -454,16 +454,21 @@ pub const QEMU_NO_SUBREAPER: &str = "PR_SET_CHILD_SUBREAPER returns EINVAL under
 pub fn require_tool(cmd: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()));
-    if found {
+    found
+        || !cannot_run(&format!(
+            "`{cmd}` is not installed (apt-get install {package})"
+        ))
+}
+
+/// A test cannot run here, for `why`: it fails, unless
+/// FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip, in which
+/// case this prints why and returns true.
+pub fn cannot_run(why: &str) -> bool {
+    if std::env::var("FLUSH_MANAGER_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: {why}");
         return true;
     }
-    if std::env::var("FLUSH_MANAGER_TEST_ALLOW_SKIP").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: `{cmd}` is not installed (apt-get install {package})");
-        return false;
-    }
-    panic!(
-        "`{cmd}` is not installed: apt-get install {package} (or set FLUSH_MANAGER_TEST_ALLOW_SKIP=1 to skip)"
-    );
+    panic!("cannot run: {why} (set FLUSH_MANAGER_TEST_ALLOW_SKIP=1 to skip)");
 }
 
 /// Live processes whose command line contains `needle`.
