@@ -108,17 +108,22 @@ fn configmap_swap_restarts_once_with_the_new_bytes() {
         kube.write(&[("app.conf", b"v1")]);
         let conf = cm_dir(&s).join("app.conf");
         let rig = Rig::start(s, mode, &conf, &conf, &[]);
-        let log = rig.m.log();
         for line in [
             format!(
                 "Config file {} is a symlink pointing to {}/..data/app.conf",
                 conf.display(),
                 cm_dir(&rig.s).display()
             ),
+            // Watches are added one after the other (the volume's parent
+            // first): wait for this one rather than read the log at once.
             format!("Watching directory: {}", cm_dir(&rig.s).display()),
             format!("Starting file watcher for {}", conf.display()),
         ] {
-            assert!(log.contains(&line), "{mode:?}: missing {line:?} in\n{log}");
+            assert!(
+                rig.m.wait_log(&line),
+                "{mode:?}: missing {line:?} in\n{}",
+                rig.m.log()
+            );
         }
         assert_eq!(kube.write(&[("app.conf", b"v2")]), Outcome::Swapped);
         rig.expect_starts(2);
