@@ -27,7 +27,14 @@ fn unix_now_ms() -> u128 {
 
 impl Metrics {
     /// Takes the machine's counters; a counter that moved stamps its time.
-    pub fn update(&mut self, stats: &Stats, child_up: bool, fingerprint: String) {
+    /// Runs on every turn of the supervisor loop (each signal, each event):
+    /// nothing is recomputed unless a counter or the child moved. The
+    /// config the child runs with only changes along with a counter (a
+    /// start, a change, a reload), so its hash is taken only then.
+    pub fn update(&mut self, stats: &Stats, child_up: bool, fingerprint: impl FnOnce() -> String) {
+        if *stats == self.stats && child_up == self.child_up {
+            return;
+        }
         if stats.reloads_ok > self.stats.reloads_ok {
             self.last_reload = Some(unix_now_ms());
         }
@@ -36,7 +43,7 @@ impl Metrics {
         }
         self.stats = stats.clone();
         self.child_up = child_up;
-        self.fingerprint = fingerprint;
+        self.fingerprint = fingerprint();
     }
 
     pub fn render(&self) -> String {
@@ -134,11 +141,11 @@ mod tests {
         let mut m = Metrics::default();
         let mut stats = Stats::default();
         stats.starts[0] = 1;
-        m.update(&stats, true, "0123abcd".into());
+        m.update(&stats, true, || "0123abcd".into());
         assert!(m.last_reload.is_none());
         stats.reloads_ok = 1;
         stats.changes = 1;
-        m.update(&stats, true, "89abcdef".into());
+        m.update(&stats, true, || "89abcdef".into());
         assert!(m.last_reload.is_some() && m.last_change.is_some());
         let text = m.render();
         assert!(text.contains("flush_manager_child_starts_total{reason=\"first\"} 1"));

@@ -221,11 +221,10 @@ async fn supervise(
             rx
         });
         if let Some(m) = &edge.metrics {
-            m.borrow_mut().update(
-                machine.stats(),
-                edge.child.is_some(),
-                fingerprint::short(machine.base()),
-            );
+            m.borrow_mut()
+                .update(machine.stats(), edge.child.is_some(), || {
+                    fingerprint::short(machine.base())
+                });
         }
         if edge.draining && edge.group_gone() {
             actions.extend(machine.handle(Event::GroupGone));
