@@ -105,7 +105,8 @@ pub fn signal(pid: i32, sig: i32) -> bool {
 /// supervisor sweeps before asking.)
 pub fn group_alive(pgid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
-    unsafe { libc::kill(-pgid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+    let found = unsafe { libc::kill(-pgid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 pub fn status_of(status: std::process::ExitStatus) -> Status {

@@ -18,7 +18,11 @@ pub fn become_subreaper() {
     if std::process::id() == 1 {
         return;
     }
-    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+    #[cfg(target_os = "linux")]
+    let result = nix::sys::prctl::set_child_subreaper(true).map_err(|e| e.to_string());
+    #[cfg(not(target_os = "linux"))]
+    let result: Result<(), String> = Err("no child subreaper on this system".into());
+    if let Err(e) = result {
         warn!(
             "Cannot become a child subreaper ({e}): orphans of the child will not be reaped by flush-manager"
         );

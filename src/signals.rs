@@ -8,10 +8,13 @@
 //!   itself was started with, not with our all-blocked mask. Rust's runtime
 //!   changes SIGPIPE before `main`, so the original state is captured by an
 //!   ELF constructor, before it.
+//!
+//! Linux is the platform this is built and tested for. Elsewhere (macOS, the
+//! BSDs: workstation use, never PID 1) there is no signalfd and no real-time
+//! signals: a thread waits for the same blocked signals with `sigwait`, which
+//! keeps every other property but the sender (see `Intake`).
 
 use nix::libc;
-use nix::sys::signal::SigSet;
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +36,7 @@ const NAMES: &[(&str, i32)] = &[
     ("PIPE", libc::SIGPIPE),
     ("ALRM", libc::SIGALRM),
     ("TERM", libc::SIGTERM),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     ("STKFLT", libc::SIGSTKFLT),
     ("CHLD", libc::SIGCHLD),
     ("CONT", libc::SIGCONT),
@@ -47,13 +51,23 @@ const NAMES: &[(&str, i32)] = &[
     ("PROF", libc::SIGPROF),
     ("WINCH", libc::SIGWINCH),
     ("IO", libc::SIGIO),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     ("POLL", libc::SIGPOLL),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     ("PWR", libc::SIGPWR),
     ("SYS", libc::SIGSYS),
 ];
 
+/// The real-time signal range, inclusive.
+#[cfg(target_os = "linux")]
 fn rt_range() -> (i32, i32) {
     (libc::SIGRTMIN(), libc::SIGRTMAX())
+}
+
+/// No real-time signals here: an empty range.
+#[cfg(not(target_os = "linux"))]
+fn rt_range() -> (i32, i32) {
+    (i32::MAX, i32::MIN)
 }
 
 /// Parses `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN+3`, `SIGRTMAX-1`.
@@ -148,7 +162,11 @@ extern "C" fn capture_start_state() {
 }
 
 #[used]
-#[unsafe(link_section = ".init_array")]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
+#[cfg_attr(not(target_vendor = "apple"), unsafe(link_section = ".init_array"))]
 static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 
 /// Blocks every signal in the calling thread and in every thread it starts
@@ -160,6 +178,10 @@ pub fn block_all() {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
+        // Without pidfd, async-process learns of its children's exits from
+        // a SIGCHLD handler: that signal must stay deliverable there.
+        #[cfg(not(target_os = "linux"))]
+        libc::sigdelset(&mut set, libc::SIGCHLD);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
@@ -213,6 +235,12 @@ pub fn restore_for_child() -> io::Result<()> {
 //   while the same signal *sent* by another process is only queued, read
 //   and forwarded, every time.
 
+#[cfg(target_os = "linux")]
+const SI_KERNEL: i32 = libc::SI_KERNEL;
+/// `sigwait` reports no sender: no code ever matches.
+#[cfg(not(target_os = "linux"))]
+const SI_KERNEL: i32 = i32::MIN;
+
 /// A caught signal and who sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caught {
@@ -230,7 +258,7 @@ impl Caught {
     /// kernel sends about our own I/O or CPU time.
     pub fn is_own(&self, me: i32) -> bool {
         (self.pid == me && self.code <= 0)
-            || (self.code == libc::SI_KERNEL
+            || (self.code == SI_KERNEL
                 && matches!(self.sig, libc::SIGTTIN | libc::SIGTTOU | libc::SIGXCPU))
     }
 }
@@ -240,36 +268,55 @@ impl Caught {
 /// never forwarded.
 fn caught_signals() -> Vec<i32> {
     let (lo, hi) = rt_range();
+    // Without signalfd, SIGCHLD belongs to async-process (see `block_all`).
+    let chld = if cfg!(target_os = "linux") {
+        0
+    } else {
+        libc::SIGCHLD
+    };
     (1..=31)
-        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP && *s != chld)
         .chain(lo..=hi)
         .collect()
 }
 
-/// The signalfd every caught signal is read from.
-pub struct Intake {
-    fd: async_io::Async<SignalFd>,
+/// A signal set of every caught signal.
+fn caught_set() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t emptied and filled by libc with valid signal
+    // numbers only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in caught_signals() {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
 }
 
+/// An inherited SIG_IGN on SIGCHLD would make the kernel reap our children
+/// itself and lose the child's exit status.
+fn default_sigchld() {
+    // SAFETY: resetting a disposition to its default.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
+/// The signalfd every caught signal is read from.
+#[cfg(target_os = "linux")]
+pub struct Intake {
+    fd: async_io::Async<nix::sys::signalfd::SignalFd>,
+}
+
+#[cfg(target_os = "linux")]
 impl Intake {
     /// Opens the signalfd (signals are already blocked, see `block_all`)
     /// and registers it with async-io's reactor. Must run before the child
     /// is spawned: a failure here leaves nobody behind.
     pub fn new() -> io::Result<Intake> {
-        // SAFETY: a zeroed sigset_t emptied and filled by libc with valid
-        // signal numbers only.
-        let mask = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in caught_signals() {
-                libc::sigaddset(&mut set, sig);
-            }
-            SigSet::from_sigset_t_unchecked(set)
-        };
-        // An inherited SIG_IGN on SIGCHLD would make the kernel reap our
-        // children itself and lose the child's exit status.
-        // SAFETY: resetting a disposition to its default.
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        // SAFETY: the set holds valid signal numbers only (`caught_set`).
+        let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
+        default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Intake {
             fd: async_io::Async::new(fd)?,
@@ -292,6 +339,50 @@ impl Intake {
     }
 }
 
+/// Without signalfd: one thread takes each blocked signal with `sigwait`
+/// and passes it on. Still no handler, and a signal sent early waits; what
+/// is lost is the sender (so nothing is ever recognised as our own) and the
+/// count of repeated signals (there are no real-time signals to count).
+/// A signal the kernel raises on one thread of ours (SIGPIPE of our own
+/// write) stays pending on that thread and is never taken here.
+#[cfg(not(target_os = "linux"))]
+pub struct Intake {
+    rx: async_channel::Receiver<Caught>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Intake {
+    pub fn new() -> io::Result<Intake> {
+        let (tx, rx) = async_channel::unbounded();
+        let set = caught_set();
+        default_sigchld();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                loop {
+                    let mut sig = 0;
+                    // SAFETY: waits on a valid, initialised set.
+                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                        continue;
+                    }
+                    let caught = Caught {
+                        sig,
+                        pid: 0,
+                        code: 0,
+                    };
+                    if tx.send_blocking(caught).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Intake { rx })
+    }
+
+    pub async fn next(&self) -> io::Result<Caught> {
+        self.rx.recv().await.map_err(io::Error::other)
+    }
+}
+
 /// Does `pid` have a handler for `sig` (`SigCgt` in /proc)? None when that
 /// cannot be read (no /proc mounted).
 pub fn catches(pid: i32, sig: i32) -> Option<bool> {
@@ -308,6 +399,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn parses_names_numbers_and_realtime() {
         assert_eq!(parse("TERM"), Ok(libc::SIGTERM));
         assert_eq!(parse("sigterm"), Ok(libc::SIGTERM));
@@ -323,6 +415,15 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(target_os = "linux"))]
+    fn no_realtime_signals_here() {
+        assert_eq!(parse("hup"), Ok(libc::SIGHUP));
+        assert!(parse("RTMIN").is_err());
+        assert!(parse("33").is_err());
+        assert_eq!(caught_signals().len(), 28);
+    }
+
+    #[test]
     fn names_round_trip() {
         for sig in caught_signals() {
             assert_eq!(parse(&name(sig)), Ok(sig), "{}", name(sig));
@@ -330,6 +431,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn catches_everything_but_kill_and_stop() {
         let all = caught_signals();
         assert!(!all.contains(&libc::SIGKILL) && !all.contains(&libc::SIGSTOP));
@@ -341,6 +443,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn own_signals_are_recognised() {
         let me = 42;
         let caught = |sig, pid, code| Caught { sig, pid, code };

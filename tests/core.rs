@@ -1,5 +1,7 @@
 //! The init half: run, reap, forward, stop. The release binary, as PID 1 of
 //! a fresh PID namespace and as a plain process, with real shell children.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Faults and hostile input: escaping daemons, no inotify, FIFOs, dangling
 //! symlinks, huge and unreadable config files. The manager must name the
 //! problem, keep the child, and never hang.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `--promote-to DIR`: the child reads DIR; settled source bytes are staged
 //! there atomically, validated there, and rolled back at once if rejected.
 //! A ConfigMap source written by the faithful kubelet writer.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Config reload: real files, a faithful kubelet atomic writer, the release
 //! binary. Each child appends "start <pid> <config bytes>" to a log, so a
 //! test counts restarts and sees which bytes each child read.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

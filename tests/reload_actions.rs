@@ -2,6 +2,8 @@
 //! --min-interval), --metrics and --log-format json: the release binary
 //! against real files, a real HTTP server (Python's http.server) and
 //! promtool.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! our own signals never forwarded, real-time signals counted, faults sent by
 //! others forwarded every time, nothing lost between start and ready. The
 //! release binary, as PID 1 of a fresh PID namespace and as a plain process.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Soak tests: longer and nastier than the rest, `#[ignore]`d by default.
 //! `.ci/run` runs them: `cargo test --release --test soak -- --ignored`.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The fully static binary in an image with nothing else in it: an empty
 //! root holding only the binary and a static busybox, entered as PID 1 of a
 //! fresh PID namespace with chroot.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 

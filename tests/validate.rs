@@ -1,5 +1,7 @@
 //! `--validate`: a change is checked before the manager acts on it; a bad
 //! config never takes the running child down.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
 
 mod common;
 
