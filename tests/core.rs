@@ -551,12 +551,7 @@ fn on_a_terminal_the_child_gets_the_foreground_and_ctrl_c() {
         "read -r _ _ _ _ pgrp _ _ tpgid _ < /proc/$$/stat; echo \"$pgrp $tpgid\" > {}; exec sleep 60",
         fg.display()
     );
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED on_a_terminal...: util-linux `script` is not installed");
+    if !require_tool("script", "bsdutils") {
         return;
     }
     let line = format!(

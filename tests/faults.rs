@@ -79,7 +79,9 @@ fn without_inotify(limit: &str) -> Option<Vec<String>> {
         .arg(format!("echo 0 > /proc/sys/user/{limit}"))
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED inotify fault test: cannot set {limit} in a user namespace here");
+        cannot_run(&format!(
+            "cannot set {limit} in a user namespace here (unshare --user --map-root-user refused)"
+        ));
         return None;
     }
     Some(vec![
@@ -246,7 +248,9 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("SKIPPED an_unreadable_config: running as root without user namespaces");
+            cannot_run(
+                "running as root and no user namespace can be made (unshare --user refused)",
+            );
             return;
         }
         Some(vec!["unshare".to_string(), "--user".into(), BIN.into()])

@@ -484,7 +484,7 @@ fn with_bind_mount(source: &Path, target: &Path) -> Option<Manager> {
         .arg("true")
         .status();
     if !probe.is_ok_and(|st| st.success()) {
-        eprintln!("SKIPPED: cannot make a mount namespace here");
+        cannot_run("cannot make a mount namespace here (unshare --mount refused)");
         return None;
     }
     launcher.extend([

@@ -98,12 +98,13 @@ pub fn unshare_prefix() -> Option<&'static [&'static str]> {
     })
 }
 
-/// Skips the calling test (returns None) where no PID namespace can be made.
+/// Where no PID namespace can be made, the calling test fails, or skips
+/// (returns None) if FLUSH_MANAGER_TEST_ALLOW_SKIP=1 allows it.
 pub fn pid1_or_skip(test: &str) -> Option<()> {
     if unshare_prefix().is_none() {
-        eprintln!(
-            "SKIPPED {test}: cannot create a PID namespace here (unshare refused, also with --user)"
-        );
+        cannot_run(&format!(
+            "{test}: cannot create a PID namespace here (unshare --pid refused, also with --user)"
+        ));
         return None;
     }
     Some(())
@@ -120,6 +121,9 @@ pub enum Mode {
 
 pub struct Manager {
     proc: Child,
+    /// Inherited by every process this manager starts (`Drop` finds them by
+    /// it, even after the manager died).
+    marker: String,
     pub mode: Mode,
     pub log_path: PathBuf,
     _logdir: Scratch,
@@ -227,9 +231,17 @@ impl Manager {
             // SAFETY: the test's hook only calls async-signal-safe functions.
             unsafe { cmd.pre_exec(f) };
         }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let marker = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        cmd.env(MARKER, &marker);
         let proc = cmd.spawn().expect("spawn manager");
         Manager {
             proc,
+            marker,
             mode: opts.mode,
             log_path,
             _logdir: logdir,
@@ -331,6 +343,31 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// The environment variable that marks the processes of one `Manager`.
+const MARKER: &str = "FLUSH_MANAGER_TEST_OWNER";
+
+/// Live processes whose environment holds `MARKER=marker`, and their groups.
+fn marked(marker: &str) -> Vec<(i32, i32)> {
+    let needle = format!("{MARKER}={marker}");
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+                && alive(*p)
+        })
+        .map(|p| {
+            (
+                p,
+                nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p))).map_or(0, |g| g.as_raw()),
+            )
+        })
+        .collect()
+}
+
 impl Drop for Manager {
     fn drop(&mut self) {
         if self.status.is_none() && matches!(self.proc.try_wait(), Ok(None)) {
@@ -353,6 +390,25 @@ impl Drop for Manager {
             let _ = self.proc.kill();
             let _ = self.proc.wait();
         }
+        // Whatever it started and left behind, even if it died first (a
+        // daemon it lost, workers of a server it was killed under): every
+        // marked process and its group. Groups of processes that cleared
+        // their environment (nginx and php-fpm workers) go with their master.
+        let me = nix::unistd::getpgrp().as_raw();
+        wait_for(Duration::from_secs(10), || {
+            let left = marked(&self.marker);
+            for &(pid, pgid) in &left {
+                // SAFETY: kill(2) on processes this manager started; never
+                // the test's own group.
+                unsafe {
+                    if pgid > 1 && pgid != me {
+                        nix::libc::kill(-pgid, nix::libc::SIGKILL);
+                    }
+                    nix::libc::kill(pid, nix::libc::SIGKILL);
+                }
+            }
+            left.is_empty()
+        });
         if std::thread::panicking() {
             eprintln!("---- manager log ----\n{}", self.log());
         }

@@ -1,0 +1,434 @@
+//! Real servers from Debian packages, run the way users run them under the
+//! manager: nginx validated by `nginx -t` and reloaded by HUP; gunicorn and
+//! php-fpm keeping an in-flight request across a config reload and a
+//! forwarded signal; redis-server with prometheus-redis-exporter, the Go
+//! tool's own pairing. `.ci/run` installs them; a missing one fails the test
+//! (see `require_tool`). The release binary, as PID 1 of a fresh PID
+//! namespace where one can be made.
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use nix::libc;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// PID 1 where a namespace can be made (as in a container), else plain.
+fn mode() -> Mode {
+    match unshare_prefix() {
+        Some(_) => Mode::Pid1,
+        None => Mode::Plain,
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// `GET path` over HTTP/1.0: (status, body), or None if nobody answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(LONG)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_string()))
+}
+
+/// Waits until `GET path` answers 200 with a body containing `needle`.
+fn wait_body(port: u16, path: &str, needle: &str) -> bool {
+    wait_for(LONG, || {
+        http_get(port, path).is_some_and(|(code, body)| code == 200 && body.contains(needle))
+    })
+}
+
+/// One FastCGI request for `script` (the protocol php-fpm speaks): the
+/// response body without its CGI headers, or None if the request failed or
+/// never completed.
+fn fcgi_get(port: u16, script: &Path) -> Option<String> {
+    fn record(kind: u8, content: &[u8]) -> Vec<u8> {
+        let len = content.len() as u16;
+        let mut r = vec![1, kind, 0, 1, (len >> 8) as u8, len as u8, 0, 0];
+        r.extend_from_slice(content);
+        r
+    }
+    let mut params = vec![];
+    for (k, v) in [
+        ("SCRIPT_FILENAME", script.to_str()?),
+        ("REQUEST_METHOD", "GET"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+    ] {
+        params.extend([k.len() as u8, v.len() as u8]);
+        params.extend_from_slice(k.as_bytes());
+        params.extend_from_slice(v.as_bytes());
+    }
+    let mut request = record(1, &[0, 1, 0, 0, 0, 0, 0, 0]); // BEGIN_REQUEST, responder
+    request.extend(record(4, &params));
+    request.extend(record(4, &[]));
+    request.extend(record(5, &[])); // empty STDIN
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(LONG)).ok()?;
+    s.write_all(&request).ok()?;
+    let mut reply = vec![];
+    s.read_to_end(&mut reply).ok()?;
+    let (mut out, mut ended, mut at) = (vec![], false, 0);
+    while at + 8 <= reply.len() {
+        let kind = reply[at + 1];
+        let len = u16::from_be_bytes([reply[at + 4], reply[at + 5]]) as usize;
+        let end = at + 8 + len + reply[at + 6] as usize;
+        let content = reply.get(at + 8..at + 8 + len)?;
+        match kind {
+            6 => out.extend_from_slice(content), // STDOUT
+            3 => ended = true,                   // END_REQUEST
+            _ => {}
+        }
+        at = end;
+    }
+    let text = String::from_utf8_lossy(&out).to_string();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    ended.then_some(body).flatten()
+}
+
+/// Starts a request in a thread and returns once the server has begun it
+/// (the handler appends a line to `marker`); the thread returns the body.
+fn in_flight(
+    s: &Scratch,
+    marker: &str,
+    request: impl FnOnce() -> Option<String> + Send + 'static,
+) -> JoinHandle<Option<String>> {
+    let before = s.lines(marker).len();
+    let t = std::thread::spawn(request);
+    assert!(
+        wait_for(LONG, || s.lines(marker).len() > before),
+        "the slow request never started"
+    );
+    t
+}
+
+// ---------------------------------------------------------------------------
+// nginx
+
+fn nginx_conf(s: &Scratch, port: u16, body: &str) -> String {
+    let d = s.0.display();
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log stderr notice;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+         uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"{body}\\n\"; }} }}\n}}\n"
+    )
+}
+
+#[test]
+fn nginx_reloads_validated_config_by_hup_and_keeps_serving_through_a_broken_push() {
+    if !require_tool("nginx", "nginx-light") {
+        return;
+    }
+    let s = Scratch::new("nginx");
+    let port = free_port();
+    let conf = s.path("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&s, port, "v1")).expect("write conf");
+    let c = conf.display().to_string();
+    let validate = format!("--validate=nginx -e stderr -t -c {c}");
+    let m = run(
+        mode(),
+        &[
+            &format!("--config={c}"),
+            &validate,
+            "--reload-signal=HUP",
+            "--",
+            "nginx",
+            "-e",
+            "stderr",
+            "-c",
+            &c,
+        ],
+    );
+    assert!(wait_body(port, "/", "v1"), "nginx never served v1");
+    let master = m.child_pid();
+
+    // A good push: validated, then HUP; the master stays, the workers serve v2.
+    replace_by_rename(&conf, nginx_conf(&s, port, "v2").as_bytes(), "nginx.tmp");
+    assert!(wait_body(port, "/", "v2"), "nginx never served v2");
+    assert_eq!(m.child_pid(), master, "the nginx master was restarted");
+    assert!(m.wait_log("sending SIGHUP to child process"));
+
+    // A broken push: `nginx -t` rejects it, nginx never hears of it.
+    let broken = nginx_conf(&s, port, "v3").replace("location /", "locaton /");
+    replace_by_rename(&conf, broken.as_bytes(), "nginx.tmp");
+    assert!(m.wait_log("keeping the current child running untouched"));
+    assert_eq!(http_get(port, "/"), Some((200, "v2\n".into())));
+    assert_eq!(m.count("sending SIGHUP"), 1);
+
+    // The fix reloads, still the same master.
+    replace_by_rename(&conf, nginx_conf(&s, port, "v4").as_bytes(), "nginx.tmp");
+    assert!(
+        wait_body(port, "/", "v4"),
+        "nginx never served the fixed config"
+    );
+    assert_eq!(m.child_pid(), master);
+    assert_eq!(m.count("sending SIGHUP"), 2);
+    assert!(alive(master));
+}
+
+// ---------------------------------------------------------------------------
+// gunicorn
+
+const WSGI_APP: &str = r#"import os, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+def app(environ, start_response):
+    body = b"ok"
+    if environ["PATH_INFO"] == "/slow":
+        with open(os.path.join(HERE, "in-flight"), "a") as f:
+            f.write("started\n")
+        time.sleep(3)
+        body = b"slow-done"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+fn gunicorn_conf(port: u16, version: u32) -> String {
+    format!(
+        "bind = \"127.0.0.1:{port}\"\nworkers = 2\ngraceful_timeout = 30\ntimeout = 60\n# version {version}\n"
+    )
+}
+
+/// gunicorn under the manager with `extra` options; (manager, port, scratch).
+fn gunicorn(extra: &[&str]) -> (Manager, u16, Scratch) {
+    let s = Scratch::new("gunicorn");
+    let port = free_port();
+    std::fs::write(s.path("app.py"), WSGI_APP).expect("write app");
+    std::fs::write(s.path("gunicorn.conf.py"), gunicorn_conf(port, 1)).expect("write conf");
+    let config = format!("--config={}", s.path("gunicorn.conf.py").display());
+    let conf = s.path("gunicorn.conf.py").display().to_string();
+    let dir = s.0.display().to_string();
+    let mut args = vec![config.as_str(), "--reload-signal=HUP"];
+    args.extend(extra);
+    args.extend(["--", "gunicorn", "-c", &conf, "--chdir", &dir, "app:app"]);
+    let m = run(mode(), &args);
+    assert!(wait_body(port, "/", "ok"), "gunicorn never answered");
+    // Both workers up: the slow request must not wait for a free one.
+    let master = m.child_pid();
+    assert!(wait_for(LONG, || children_of(master).len() == 2));
+    (m, port, s)
+}
+
+#[test]
+fn a_gunicorn_request_in_flight_survives_a_config_reload_and_a_forwarded_hup() {
+    if !require_tool("gunicorn", "gunicorn") {
+        return;
+    }
+    let (m, port, s) = gunicorn(&[]);
+    let master = m.child_pid();
+
+    // A config change: HUP to the master; its old workers finish their
+    // request before they go.
+    let req = in_flight(&s, "in-flight", move || {
+        http_get(port, "/slow").map(|(code, body)| format!("{code} {body}"))
+    });
+    write_in_place(
+        &s.path("gunicorn.conf.py"),
+        gunicorn_conf(port, 2).as_bytes(),
+    );
+    assert!(m.wait_log("sending SIGHUP to child process"));
+    assert_eq!(
+        req.join().expect("request thread"),
+        Some("200 slow-done".into())
+    );
+
+    // A HUP sent to the manager goes to the master alone.
+    let req = in_flight(&s, "in-flight", move || {
+        http_get(port, "/slow").map(|(code, body)| format!("{code} {body}"))
+    });
+    m.signal(libc::SIGHUP);
+    assert_eq!(
+        req.join().expect("request thread"),
+        Some("200 slow-done".into())
+    );
+    assert_eq!(m.child_pid(), master, "gunicorn's master was restarted");
+    assert!(wait_body(port, "/", "ok"));
+}
+
+#[test]
+fn with_signal_to_group_the_same_hup_kills_the_gunicorn_worker_mid_request() {
+    // The control for the test above: it can tell a worker that was
+    // signalled from one that was not.
+    if !require_tool("gunicorn", "gunicorn") {
+        return;
+    }
+    let (m, port, s) = gunicorn(&["--signal-to=group"]);
+    let req = in_flight(&s, "in-flight", move || {
+        http_get(port, "/slow").map(|(code, body)| format!("{code} {body}"))
+    });
+    m.signal(libc::SIGHUP);
+    let got = req.join().expect("request thread");
+    assert_ne!(
+        got,
+        Some("200 slow-done".into()),
+        "the worker survived a HUP of its own"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// php-fpm
+
+/// Debian names the binary after the PHP version (`php-fpm8.2`).
+fn php_fpm() -> Option<String> {
+    let found = std::fs::read_dir("/usr/sbin").ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .find(|n| n.starts_with("php-fpm"))
+    });
+    match found {
+        Some(name) => Some(format!("/usr/sbin/{name}")),
+        None if cannot_run("php-fpm is not installed (apt-get install php-fpm)") => None,
+        None => unreachable!("cannot_run fails the test"),
+    }
+}
+
+fn fpm_conf(s: &Scratch, port: u16, version: u32) -> String {
+    format!(
+        "[global]\npid = {d}/fpm.pid\nerror_log = /proc/self/fd/2\ndaemonize = no\n\
+         process_control_timeout = 30s\n\n[www]\nuser = root\ngroup = root\n\
+         listen = 127.0.0.1:{port}\npm = static\npm.max_children = 2\n; version {version}\n",
+        d = s.0.display()
+    )
+}
+
+#[test]
+fn a_php_fpm_request_in_flight_survives_a_config_reload_and_a_forwarded_usr2() {
+    let Some(fpm) = php_fpm() else {
+        return;
+    };
+    let s = Scratch::new("fpm");
+    let port = free_port();
+    let conf = s.path("fpm.conf");
+    std::fs::write(&conf, fpm_conf(&s, port, 1)).expect("write conf");
+    let script = s.path("slow.php");
+    std::fs::write(
+        &script,
+        "<?php file_put_contents(__DIR__ . '/in-flight', \"started\\n\", FILE_APPEND); sleep(3); echo 'slow-done';",
+    )
+    .expect("write script");
+    std::fs::write(s.path("fast.php"), "<?php echo 'ok';").expect("write script");
+    let c = conf.display().to_string();
+    let m = run(
+        mode(),
+        &[
+            &format!("--config={c}"),
+            "--reload-signal=USR2",
+            "--",
+            &fpm,
+            "--nodaemonize",
+            "--allow-to-run-as-root",
+            "--no-php-ini",
+            "--fpm-config",
+            &c,
+        ],
+    );
+    let fast = s.path("fast.php");
+    assert!(
+        wait_for(LONG, || fcgi_get(port, &fast).as_deref() == Some("ok")),
+        "php-fpm never answered"
+    );
+    let master = m.child_pid();
+
+    // A config change: USR2 to the master, which lets busy workers finish.
+    let slow = script.clone();
+    let req = in_flight(&s, "in-flight", move || fcgi_get(port, &slow));
+    write_in_place(&conf, fpm_conf(&s, port, 2).as_bytes());
+    assert!(m.wait_log("sending SIGUSR2 to child process"));
+    assert_eq!(
+        req.join().expect("request thread"),
+        Some("slow-done".into())
+    );
+
+    // USR2 sent to the manager: forwarded to the master alone.
+    let slow = script.clone();
+    let req = in_flight(&s, "in-flight", move || fcgi_get(port, &slow));
+    m.signal(libc::SIGUSR2);
+    assert_eq!(
+        req.join().expect("request thread"),
+        Some("slow-done".into())
+    );
+    assert!(wait_for(LONG, || fcgi_get(port, &fast).as_deref() == Some("ok")));
+    assert_eq!(m.child_pid(), master, "php-fpm's master was restarted");
+}
+
+// ---------------------------------------------------------------------------
+// redis-server + prometheus-redis-exporter
+
+#[test]
+fn a_config_change_restarts_the_redis_exporter_and_a_touch_restarts_nothing() {
+    if !require_tool("redis-server", "redis-server")
+        || !require_tool("prometheus-redis-exporter", "prometheus-redis-exporter")
+    {
+        return;
+    }
+    let s = Scratch::new("redis");
+    let (redis_port, metrics_port) = (free_port(), free_port());
+    let rp = redis_port.to_string();
+    let _redis = Manager::plain(&[
+        "--config=",
+        "--",
+        "redis-server",
+        "--port",
+        &rp,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &s.0.display().to_string(),
+    ]);
+    let conf = s.path("exporter.conf");
+    std::fs::write(&conf, "namespace=redis\n").expect("write conf");
+    let m = run(
+        mode(),
+        &[
+            &format!("--config={}", conf.display()),
+            "--",
+            "prometheus-redis-exporter",
+            &format!("--redis.addr=redis://127.0.0.1:{redis_port}"),
+            &format!("--web.listen-address=127.0.0.1:{metrics_port}"),
+        ],
+    );
+    assert!(
+        wait_body(metrics_port, "/metrics", "redis_up 1"),
+        "the exporter never reported redis up"
+    );
+    let first = m.child_pid();
+
+    // A touch changes no byte: no restart. The change after it is the
+    // sentinel: one restart in all proves the touch caused none.
+    let f = std::fs::File::options()
+        .append(true)
+        .open(&conf)
+        .expect("open");
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(60))
+        .expect("touch");
+    drop(f);
+    write_in_place(&conf, b"namespace=redis\ncheck-keys=a\n");
+    assert!(m.wait_log("restarting child process"));
+    assert!(wait_for(LONG, || m.child_pid() != first && alive(m.child_pid())));
+    assert!(
+        wait_body(metrics_port, "/metrics", "redis_up 1"),
+        "/metrics never answered after the restart"
+    );
+    assert_eq!(
+        m.count("restarting child process"),
+        1,
+        "the touch restarted it"
+    );
+    assert!(!alive(first));
+}
