@@ -977,6 +977,9 @@ impl Machine {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::watch::fingerprint::FileState;
@@ -1126,6 +1129,67 @@ mod tests {
             [Action::Signal(libc::SIGHUP, CHILD)]
         );
         assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    }
+
+    fn external() -> Settings {
+        Settings {
+            reload_external: true,
+            ..settings()
+        }
+    }
+
+    /// The reload of /c/app.conf with this token.
+    fn run_reload(token: u64) -> Action {
+        Action::RunReload {
+            token,
+            changed: vec![PathBuf::from("/c/app.conf")],
+        }
+    }
+
+    #[test]
+    fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
+        let mut m = running(external(), Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [run_reload(1)]
+        );
+        let fail = |token| Event::Reloaded { token, ok: false };
+        let retry = |after| Action::RetryReload {
+            token: 1,
+            after: Duration::from_secs(after),
+        };
+        assert_eq!(m.handle(fail(1)), [retry(1)]);
+        assert_eq!(
+            m.handle(Event::ReloadRetryDue { token: 1 }),
+            [run_reload(1)]
+        );
+        assert_eq!(m.handle(fail(1)), [retry(2)]);
+        // A newer change supersedes the waiting retry; the old one's timer
+        // and result no longer count.
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(3)))),
+            [Action::CancelReload, run_reload(2)]
+        );
+        assert_eq!(m.handle(Event::ReloadRetryDue { token: 1 }), []);
+        assert_eq!(m.handle(fail(1)), []);
+        assert_eq!(m.handle(Event::Reloaded { token: 2, ok: true }), []);
+        assert_eq!(m.stats().reloads_ok, 1);
+        assert_eq!(m.stats().reloads_failed, 2);
+    }
+
+    /// Found by the property tests: a child can die before a change is
+    /// acted on and before its exit is reported; the reload started for it
+    /// is cancelled when the exit is.
+    #[test]
+    fn a_reload_for_a_child_that_died_unreported_is_cancelled_by_its_exit() {
+        let mut m = running(external(), Some(1));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(2)))),
+            [run_reload(1)]
+        );
+        let actions = m.handle(exited(0));
+        assert_eq!(actions[0], Action::CancelReload);
+        assert_eq!(m.handle(Event::Reloaded { token: 1, ok: true }), []);
     }
 
     #[test]
