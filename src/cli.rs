@@ -3,8 +3,8 @@
 //! The Go tool's users write `-command X`, `-config=Y`, `-version`: Go's flag
 //! rules (one or two dashes, `=value` or a separate value, parsing stops at
 //! the first non-flag or `--`). argh accepts none of the single-dash long
-//! forms nor `=`, so argv is first rewritten with Go's rules into argh's form
-//! (design notes §7); argh then does the parsing and the `--help` text.
+//! forms nor `=`, so argv is first rewritten with Go's rules into argh's form;
+//! argh then does the parsing and the `--help` text.
 //! Every flag may also come from `FLUSH_MANAGER_<FLAG>`; the command line wins.
 
 use crate::state::{Policy, Target};

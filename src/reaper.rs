@@ -2,7 +2,7 @@
 //!
 //! async-process stays the one source of the managed child's exit status
 //! (`Child::status()`, woken by a pidfd). A plain `waitpid(-1)` sweep beside
-//! it loses that status about one run in four (design notes §1). So the
+//! it lost that status about one run in four when measured. So the
 //! sweep *peeks* first (`waitid(P_ALL, WNOWAIT)`): if the next zombie is a
 //! pid we own, it stops and leaves that zombie to async-process; otherwise
 //! it reaps exactly that pid and goes on. Orphans queued behind our own

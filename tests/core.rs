@@ -408,7 +408,8 @@ fn relative_command_runs_from_the_starting_directory() {
 
 /// 100 times: the child leaves 1000 orphans and exits 7 at the same moment.
 /// The manager's exit code must be 7 every time: the orphan sweep never
-/// steals the managed child's status (design notes §1).
+/// steals the managed child's status (a plain waitpid(-1) sweep beside
+/// async-process lost it about one run in four).
 #[test]
 fn child_status_is_never_lost_to_the_orphan_sweep() {
     if pid1_or_skip("child_status_is_never_lost_to_the_orphan_sweep").is_none() {

@@ -1,7 +1,7 @@
 //! What a config file "is", for deciding whether it changed: its length and
 //! a hash of its bytes, read through symlinks. Inodes, mtimes and symlink
 //! targets are not content: a ConfigMap update of another key swaps `..data`
-//! and changes the inode of every key, but not their bytes (design notes §3).
+//! and changes the inode of every key, but not their bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};

@@ -3,7 +3,7 @@
 //! changed" (`is_relevant`, `poll`) and fingerprints on request; the
 //! supervisor debounces and the state machine decides.
 //!
-//! Measured traps (design notes §3–4) that shape it:
+//! Traps measured with inotify and notify on real ConfigMap updates shape it:
 //! - a watch on the file itself goes deaf after the first ConfigMap swap or
 //!   editor save (its inode is deleted): watch the parent directory;
 //! - a recursive watch mislabels paths: non-recursive only;

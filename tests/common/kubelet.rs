@@ -1,5 +1,7 @@
 //! A faithful copy of the kubelet's atomic writer (ConfigMap, Secret,
-//! downward API and projected volumes), step by step as in design notes §3.
+//! downward API and projected volumes), step by step as the kubelet does it:
+//! a new timestamped directory, the `..data_tmp` symlink renamed over `..data`,
+//! then the old directory removed.
 
 use std::collections::BTreeMap;
 use std::fs;
