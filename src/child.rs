@@ -7,13 +7,11 @@ use nix::libc;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::time::Instant;
 
 /// A started child. Its pid is also its process group id.
 pub struct Child {
     pub process: async_process::Child,
     pub pid: i32,
-    pub started: Instant,
 }
 
 /// Starts `command` in its own process group, in `cwd`, with the manager's
@@ -42,11 +40,7 @@ pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<C
         Ok(process) => {
             let pid = process.id() as i32;
             info!(pid = pid; "Child process started with PID: {pid}");
-            Ok(Child {
-                process,
-                pid,
-                started: Instant::now(),
-            })
+            Ok(Child { process, pid })
         }
         Err(e) => {
             error!("Failed to start child process {}: {e}", command[0]);

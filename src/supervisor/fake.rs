@@ -1,0 +1,662 @@
+//! The real loop (`drive`, timers included) against a scripted world on a
+//! virtual clock: what happens when, in milliseconds of test time. Here live
+//! the checks that something did *not* happen (a touch restarts nothing, a
+//! burst is one restart), which with real processes could only be a sleep.
+//!
+//! The world: one config file with a version number, a child that obeys or
+//! ignores SIGTERM and may leave processes in its group, a validator whose
+//! verdict is a function of the version, reload results in a queue. `wait`
+//! jumps the clock to the next scripted happening or the loop's deadline.
+
+use super::*;
+use crate::state::Policy;
+use crate::watch::fingerprint::FileState;
+
+fn snap(version: u64) -> Snapshot {
+    let state = FileState::Content {
+        len: 3,
+        hash: version,
+    };
+    [(PathBuf::from("/c/app.conf"), state)]
+        .into_iter()
+        .collect()
+}
+
+/// What the scripted world does at a given time.
+#[derive(Debug, Clone)]
+enum Happen {
+    /// The file gets new bytes (the watcher reports it, if it works).
+    Write(u64),
+    /// An event for the file, bytes unchanged (`touch`, a resync).
+    Touch,
+    Signal(i32),
+    /// The child exits by itself.
+    ChildExits(i32),
+}
+
+/// What the loop did to the world, and when (ms since the start).
+#[derive(Debug, Clone, PartialEq)]
+enum Did {
+    /// A child started, on this config version.
+    Spawn(u64),
+    Signal(i32),
+    Group(i32),
+    Validate(u64),
+    CancelValidation,
+    Reload(u64),
+    CancelReload,
+    Exit(i32),
+}
+
+struct FakeChild {
+    pid: i32,
+    ignores_term: bool,
+}
+
+struct Fake {
+    start: Instant,
+    now: Instant,
+    version: u64,
+    script: VecDeque<(Duration, Happen)>,
+    child: Option<FakeChild>,
+    /// The child died; the loop has not been told yet.
+    died: Option<Status>,
+    /// Processes of the child's group that outlive it, until then.
+    leftovers_until: Option<Instant>,
+    next_pid: i32,
+    /// Next children ignore SIGTERM.
+    ignore_term: bool,
+    /// Children have a handler for the reload signal.
+    catches: bool,
+    /// Exits of the child leave its group alive this long.
+    leftovers_for: Option<Duration>,
+    /// The watcher reports events (else only polling sees changes).
+    notify: bool,
+    poll: Option<Duration>,
+    polled: u64,
+    /// The file changes to this version right after the next spawn.
+    write_after_spawn: Option<u64>,
+    validator: fn(u64) -> bool,
+    check_takes: Duration,
+    check: Option<(Instant, bool)>,
+    reload_results: VecDeque<bool>,
+    reload: Option<(Instant, bool)>,
+    did: Vec<(u64, Did)>,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        let start = Instant::now();
+        Fake {
+            start,
+            now: start,
+            version: 0,
+            script: VecDeque::new(),
+            child: None,
+            died: None,
+            leftovers_until: None,
+            next_pid: 100,
+            ignore_term: false,
+            catches: true,
+            leftovers_for: None,
+            notify: true,
+            poll: None,
+            polled: 0,
+            write_after_spawn: None,
+            validator: |_| true,
+            check_takes: Duration::from_millis(200),
+            check: None,
+            reload_results: VecDeque::new(),
+            reload: None,
+            did: vec![],
+        }
+    }
+
+    /// `happen` at `ms` after the start (the script is kept in time order).
+    fn at(mut self, ms: u64, happen: Happen) -> Fake {
+        let t = Duration::from_millis(ms);
+        let i = self.script.partition_point(|(u, _)| *u <= t);
+        self.script.insert(i, (t, happen));
+        self
+    }
+
+    fn ms(&self) -> u64 {
+        self.now.duration_since(self.start).as_millis() as u64
+    }
+
+    fn record(&mut self, what: Did) {
+        self.did.push((self.ms(), what));
+    }
+
+    fn kill(&mut self, sig: i32) {
+        if self.child.take().is_some() {
+            self.died = Some(Status::Signaled(sig));
+            self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
+        }
+    }
+
+    fn exit(&mut self, code: i32) {
+        if self.child.take().is_some() {
+            self.died = Some(Status::Exited(code));
+            self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
+        }
+    }
+
+    /// What the loop did, without times.
+    fn what(&self) -> Vec<Did> {
+        self.did.iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// When the loop did `what` (ms), every time.
+    fn when(&self, what: &Did) -> Vec<u64> {
+        self.did
+            .iter()
+            .filter(|(_, d)| d == what)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn spawns(&self) -> Vec<Did> {
+        self.what()
+            .into_iter()
+            .filter(|d| matches!(d, Did::Spawn(_)))
+            .collect()
+    }
+}
+
+impl World for Fake {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn start_watch(&mut self) -> bool {
+        self.polled = self.version;
+        true
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        self.poll
+    }
+
+    fn poll(&mut self) -> bool {
+        let changed = self.polled != self.version;
+        self.polled = self.version;
+        changed
+    }
+
+    fn reconcile(&mut self) {}
+
+    fn snapshot(&mut self) -> Snapshot {
+        snap(self.version)
+    }
+
+    fn spawn(&mut self) -> Result<(i32, Snapshot), i32> {
+        assert!(self.child.is_none(), "a second child");
+        let version = self.version;
+        self.record(Did::Spawn(version));
+        self.next_pid += 1;
+        self.child = Some(FakeChild {
+            pid: self.next_pid,
+            ignores_term: self.ignore_term,
+        });
+        if let Some(v) = self.write_after_spawn.take() {
+            self.version = v;
+        }
+        Ok((self.next_pid, snap(version)))
+    }
+
+    fn catches(&self, _pid: i32, _sig: i32) -> Option<bool> {
+        Some(self.catches)
+    }
+
+    fn signal(&mut self, pid: i32, sig: i32) {
+        self.record(Did::Signal(sig));
+        self.hit(pid, sig);
+    }
+
+    fn signal_group(&mut self, pgid: i32, sig: i32) {
+        self.record(Did::Group(sig));
+        if sig == libc::SIGKILL {
+            self.leftovers_until = None;
+        }
+        self.hit(pgid, sig);
+    }
+
+    fn group_alive(&mut self, pgid: i32) -> bool {
+        self.child.as_ref().is_some_and(|c| c.pid == pgid)
+            || self.leftovers_until.is_some_and(|t| self.now < t)
+    }
+
+    fn promote(&mut self) {}
+
+    fn validate(&mut self, _changed: Vec<PathBuf>) -> Option<bool> {
+        self.record(Did::Validate(self.version));
+        self.check = Some((self.now + self.check_takes, (self.validator)(self.version)));
+        None
+    }
+
+    fn cancel_validation(&mut self) {
+        self.record(Did::CancelValidation);
+        self.check = None;
+    }
+
+    fn run_reload(&mut self, _changed: Vec<PathBuf>) -> Option<bool> {
+        self.record(Did::Reload(self.version));
+        let ok = self.reload_results.pop_front().unwrap_or(true);
+        self.reload = Some((self.now + Duration::from_millis(100), ok));
+        None
+    }
+
+    fn cancel_reload(&mut self) {
+        self.record(Did::CancelReload);
+        self.reload = None;
+    }
+
+    fn show(&mut self, _stats: &Stats, _child_up: bool, _base: &Snapshot) {}
+
+    fn report_exit(&mut self, code: i32) {
+        self.record(Did::Exit(code));
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> impl Future<Output = Wake> {
+        let wake = loop {
+            if let Some(status) = self.died.take() {
+                break Wake::Child(status);
+            }
+            let script = self.script.front().map(|(t, _)| self.start + *t);
+            let check = self.check.map(|(t, _)| t);
+            let reload = self.reload.map(|(t, _)| t);
+            let next = [script, check, reload, deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else {
+                panic!(
+                    "the loop waits forever with nothing to wake it: {:?}",
+                    self.did
+                );
+            };
+            self.now = self.now.max(next);
+            if check == Some(next) {
+                let (_, ok) = self.check.take().expect("due");
+                break Wake::Validated(ok);
+            }
+            if reload == Some(next) {
+                let (_, ok) = self.reload.take().expect("due");
+                break Wake::Reloaded(ok);
+            }
+            if script == Some(next) {
+                let (_, happen) = self.script.pop_front().expect("due");
+                match happen {
+                    Happen::Write(v) => {
+                        self.version = v;
+                        if self.notify {
+                            break Wake::Notify;
+                        }
+                    }
+                    Happen::Touch if self.notify => break Wake::Notify,
+                    Happen::Touch => {}
+                    Happen::Signal(sig) => break Wake::Signal(sig),
+                    Happen::ChildExits(code) => self.exit(code),
+                }
+                continue;
+            }
+            break Wake::Timer;
+        };
+        std::future::ready(wake)
+    }
+}
+
+impl Fake {
+    /// What `sig` does to the child, if `pid` is it.
+    fn hit(&mut self, pid: i32, sig: i32) {
+        let Some(c) = self.child.as_ref().filter(|c| c.pid == pid) else {
+            return;
+        };
+        let dies = match sig {
+            libc::SIGKILL => true,
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => !c.ignores_term,
+            // No handler: the default action ends it.
+            libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2 => !self.catches,
+            _ => false,
+        };
+        if dies {
+            self.kill(sig);
+        }
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        stop_signal: libc::SIGTERM,
+        stop_timeout: Duration::from_secs(10),
+        stop_delay: Duration::ZERO,
+        reload_signal: None,
+        restart: Policy::Never,
+        max_restarts: None,
+        validate: false,
+        signal_to: Target::Child,
+        map_signal: vec![],
+        interactive: false,
+        promote: false,
+        last_good: false,
+        reload_external: false,
+    }
+}
+
+fn loop_cfg() -> LoopConfig {
+    LoopConfig {
+        restart_signal: None,
+        remap_exit: vec![],
+        debounce: Duration::from_millis(100),
+        debounce_max: Duration::from_secs(10),
+        splay: Duration::ZERO,
+        min_interval: Duration::ZERO,
+        seed: 7,
+    }
+}
+
+/// Runs the real loop against `world` to its end; the world and the code.
+fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
+    let code = smol::future::block_on(drive(&mut world, cfg, settings));
+    (world, code)
+}
+
+const TERM: i32 = libc::SIGTERM;
+
+#[test]
+fn a_touch_and_a_rewrite_of_the_same_bytes_restart_nothing() {
+    let world = Fake::new()
+        .at(1_000, Happen::Touch)
+        .at(2_000, Happen::Write(0))
+        .at(60_000, Happen::Signal(TERM));
+    let (w, code) = run(world, loop_cfg(), settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+    assert_eq!(code, 143);
+}
+
+#[test]
+fn a_burst_of_writes_is_one_restart_with_the_last_bytes() {
+    let mut world = Fake::new().at(60_000, Happen::Signal(TERM));
+    for i in 1..=20 {
+        world = world.at(1_000 + i * 10, Happen::Write(i));
+    }
+    let (w, _) = run(world, loop_cfg(), settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(20)]);
+    // Acted a debounce after the last write.
+    assert_eq!(w.when(&Did::Spawn(20)), [1_300]);
+}
+
+#[test]
+fn a_change_before_the_watcher_is_up_is_caught_at_once() {
+    let mut world = Fake::new().at(60_000, Happen::Signal(TERM));
+    world.write_after_spawn = Some(1);
+    let (w, _) = run(world, loop_cfg(), settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+    assert_eq!(w.when(&Did::Spawn(1)), [0]);
+}
+
+#[test]
+fn a_directory_that_never_goes_quiet_is_acted_on_after_debounce_max() {
+    let mut world = Fake::new().at(20_000, Happen::Signal(TERM));
+    // A write every 50 ms for 10 s: never 100 ms of quiet.
+    for i in 1..=200 {
+        world = world.at(i * 50, Happen::Write(i));
+    }
+    let cfg = LoopConfig {
+        debounce_max: Duration::from_secs(1),
+        ..loop_cfg()
+    };
+    let (w, _) = run(world, cfg, settings());
+    let restarts: Vec<u64> = w
+        .did
+        .iter()
+        .filter(|(_, d)| matches!(d, Did::Spawn(v) if *v > 0))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(restarts.len() >= 5, "{restarts:?}");
+    // The first burst began at 50 ms: acted on at its bound, not later.
+    assert_eq!(restarts[0], 1_050);
+    // And the last bytes are what the last child has.
+    assert_eq!(w.spawns().last(), Some(&Did::Spawn(200)));
+}
+
+#[test]
+fn min_interval_folds_changes_into_one_action_per_interval_and_loses_none() {
+    let world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(2_000, Happen::Write(2))
+        .at(3_000, Happen::Write(3))
+        .at(60_000, Happen::Signal(TERM));
+    let cfg = LoopConfig {
+        min_interval: Duration::from_secs(10),
+        ..loop_cfg()
+    };
+    let (w, _) = run(world, cfg, settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1), Did::Spawn(3)]);
+    assert_eq!(w.when(&Did::Spawn(1)), [1_100]);
+    assert_eq!(w.when(&Did::Spawn(3)), [11_100]);
+}
+
+#[test]
+fn splay_waits_a_part_of_its_window_and_acts_once() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..20 {
+        let world = Fake::new()
+            .at(1_000, Happen::Write(1))
+            .at(60_000, Happen::Signal(TERM));
+        let cfg = LoopConfig {
+            splay: Duration::from_secs(10),
+            seed,
+            ..loop_cfg()
+        };
+        let (w, _) = run(world, cfg, settings());
+        assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+        let at = w.when(&Did::Spawn(1))[0];
+        assert!((1_100..11_100).contains(&at), "{at}");
+        seen.insert(at / 1_000);
+    }
+    // Spread, not all at once.
+    assert!(seen.len() >= 4, "{seen:?}");
+}
+
+#[test]
+fn sigterm_during_the_splay_exits_without_acting() {
+    let world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(2_000, Happen::Signal(TERM));
+    let cfg = LoopConfig {
+        splay: Duration::from_secs(30),
+        seed: 3,
+        ..loop_cfg()
+    };
+    let (w, code) = run(world, cfg, settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+    assert_eq!(code, 143);
+    assert_eq!(w.when(&Did::Exit(143)), [2_000]);
+}
+
+#[test]
+fn without_notify_events_polling_finds_the_change() {
+    let mut world = Fake::new()
+        .at(1_500, Happen::Write(1))
+        .at(60_000, Happen::Signal(TERM));
+    world.notify = false;
+    world.poll = Some(Duration::from_secs(1));
+    let (w, _) = run(world, loop_cfg(), settings());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+    // The tick at 2 s sees it; the debounce follows.
+    assert_eq!(w.when(&Did::Spawn(1)), [2_100]);
+}
+
+#[test]
+fn a_child_ignoring_sigterm_is_killed_with_its_group_at_the_stop_timeout() {
+    let mut world = Fake::new().at(1_000, Happen::Signal(TERM));
+    world.ignore_term = true;
+    let s = Settings {
+        stop_timeout: Duration::from_secs(3),
+        ..settings()
+    };
+    let (w, code) = run(world, loop_cfg(), s);
+    assert_eq!(w.when(&Did::Signal(TERM)), [1_000]);
+    assert_eq!(w.when(&Did::Group(libc::SIGKILL)), [4_000]);
+    assert_eq!(code, 137);
+}
+
+#[test]
+fn leftovers_of_an_exited_child_get_the_stop_signal_then_sigkill() {
+    let mut world = Fake::new().at(1_000, Happen::ChildExits(3));
+    world.leftovers_for = Some(Duration::from_secs(60));
+    let s = Settings {
+        stop_timeout: Duration::from_secs(2),
+        ..settings()
+    };
+    let (w, code) = run(world, loop_cfg(), s);
+    assert_eq!(w.when(&Did::Group(TERM)), [1_000]);
+    assert_eq!(w.when(&Did::Group(libc::SIGKILL)), [3_000]);
+    // The child's own code, not the leftovers'.
+    assert_eq!(code, 3);
+    assert_eq!(w.when(&Did::Exit(3)), [3_000]);
+}
+
+#[test]
+fn leftovers_that_leave_by_themselves_are_waited_for_by_probing() {
+    let mut world = Fake::new().at(1_000, Happen::ChildExits(0));
+    world.leftovers_for = Some(Duration::from_millis(500));
+    let (w, code) = run(world, loop_cfg(), settings());
+    assert_eq!(code, 0);
+    assert!(w.when(&Did::Group(libc::SIGKILL)).is_empty());
+    // Probed every 20 ms: gone at 1.5 s, seen by the next probe.
+    let exit = w.when(&Did::Exit(0))[0];
+    assert!((1_500..=1_520).contains(&exit), "{exit}");
+}
+
+#[test]
+fn a_reload_signal_to_a_child_without_its_handler_restarts_it_instead() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(60_000, Happen::Signal(TERM));
+    world.catches = false;
+    let s = Settings {
+        reload_signal: Some(libc::SIGHUP),
+        ..settings()
+    };
+    let (w, _) = run(world, loop_cfg(), s);
+    assert!(w.when(&Did::Signal(libc::SIGHUP)).is_empty());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+}
+
+#[test]
+fn a_reload_signal_reaches_a_child_that_handles_it_and_nothing_restarts() {
+    let world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(2_000, Happen::Touch)
+        .at(60_000, Happen::Signal(TERM));
+    let s = Settings {
+        reload_signal: Some(libc::SIGHUP),
+        ..settings()
+    };
+    let (w, _) = run(world, loop_cfg(), s);
+    assert_eq!(w.when(&Did::Signal(libc::SIGHUP)), [1_100]);
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+}
+
+#[test]
+fn restart_always_backs_off_doubling_and_gives_up_at_max_restarts() {
+    let mut world = Fake::new();
+    for i in 0..4 {
+        // Each child fails 10 ms after it starts (backoffs 1, 2, 4 s).
+        world = world.at([10, 1_020, 3_030, 7_040][i], Happen::ChildExits(1));
+    }
+    let s = Settings {
+        restart: Policy::Always,
+        max_restarts: Some(3),
+        ..settings()
+    };
+    let (w, code) = run(world, loop_cfg(), s);
+    let starts: Vec<u64> = w
+        .did
+        .iter()
+        .filter(|(_, d)| matches!(d, Did::Spawn(_)))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(starts, [0, 1_010, 3_020, 7_030]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn a_failed_reload_command_is_retried_doubling_until_it_succeeds() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(60_000, Happen::Signal(TERM));
+    world.reload_results = [false, false, true].into();
+    let s = Settings {
+        reload_external: true,
+        ..settings()
+    };
+    let (w, _) = run(world, loop_cfg(), s);
+    // Each try takes 100 ms; then 1 s, then 2 s of backoff.
+    assert_eq!(w.when(&Did::Reload(1)), [1_100, 2_200, 4_300]);
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+}
+
+#[test]
+fn a_newer_change_supersedes_a_waiting_reload_retry() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::Write(1))
+        .at(1_500, Happen::Write(2))
+        .at(60_000, Happen::Signal(TERM));
+    world.reload_results = [false, true].into();
+    let s = Settings {
+        reload_external: true,
+        ..settings()
+    };
+    let (w, _) = run(world, loop_cfg(), s);
+    assert_eq!(w.when(&Did::Reload(1)), [1_100]);
+    assert_eq!(w.when(&Did::CancelReload), [1_600]);
+    assert_eq!(w.when(&Did::Reload(2)), [1_600]);
+    // The retry of the superseded reload never runs.
+    assert_eq!(
+        w.what()
+            .iter()
+            .filter(|d| matches!(d, Did::Reload(_)))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_rejected_change_keeps_the_child_and_a_fix_restarts_it() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::Write(3))
+        .at(2_000, Happen::Touch)
+        .at(3_000, Happen::Write(4))
+        .at(60_000, Happen::Signal(TERM));
+    world.validator = |v| v != 3;
+    let s = Settings {
+        validate: true,
+        ..settings()
+    };
+    let (w, _) = run(world, loop_cfg(), s);
+    // Checked once at start and once per distinct change; the touch of the
+    // rejected bytes checks nothing again.
+    assert_eq!(
+        w.what()
+            .into_iter()
+            .filter(|d| matches!(d, Did::Validate(_)))
+            .collect::<Vec<_>>(),
+        [Did::Validate(0), Did::Validate(3), Did::Validate(4)]
+    );
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(4)]);
+}
+
+#[test]
+fn exit_codes_are_remapped() {
+    let world = Fake::new().at(1_000, Happen::Signal(TERM));
+    let cfg = LoopConfig {
+        remap_exit: vec![(143, 0)],
+        ..loop_cfg()
+    };
+    let (_, code) = run(world, cfg, settings());
+    assert_eq!(code, 0);
+}

@@ -1,0 +1,481 @@
+//! The real world: processes (async-process), the signalfd, the watcher
+//! (notify + polling), checks and reloads, `--promote-to`, `--metrics`.
+
+use super::{LoopConfig, Wake, World};
+use crate::child::{self, Child};
+use crate::cli::Config;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::promote::Promoter;
+use crate::reaper;
+use crate::signals;
+use crate::state::{Settings, Stats, Status};
+use crate::validate;
+use crate::watch::{Watch, fingerprint};
+use futures::{FutureExt, select};
+use log::{debug, error, info};
+use nix::libc;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// File descriptors the manager needs free at startup: the signalfd, async-io's
+/// epoll and eventfd, async-process's pidfd probe and the child's pidfd, and
+/// the pipe through which the spawn reports an exec error. The watcher and
+/// validator need more later, but fail soft (polling, a failed check).
+const FDS_NEEDED: usize = 8;
+
+pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
+    // Everything that can fail for lack of resources happens here, before
+    // the child exists: a failure leaves nobody behind. (async-io and
+    // async-process abort the process if they cannot get their fds.)
+    if let Err(e) = fds_available(FDS_NEEDED) {
+        error!("Cannot start: {e}");
+        return 1;
+    }
+    let intake = match signals::Intake::new() {
+        Ok(i) => i,
+        Err(e) => {
+            error!("Cannot read signals (signalfd): {e}");
+            return 1;
+        }
+    };
+    let ex = Rc::new(smol::LocalExecutor::new());
+    // Driving async-process's reaper here keeps it from starting a thread.
+    ex.spawn(async_process::driver()).detach();
+    // A plain parking block_on, not async-io's: with async-io's, the reactor
+    // thread spins through ~10 short sleeps after every event while a
+    // block_on is active (measured: 17 wake-ups per idle 10 s, and signals
+    // waiting out those sleeps: 0.5 ms p50). Parked here, the main thread
+    // is woken by the reactor thread once per event.
+    smol::future::block_on(ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex))))
+}
+
+/// Can `n` more file descriptors be opened? Probes with pipes (no
+/// filesystem needed: the root may be empty) and closes them again.
+fn fds_available(n: usize) -> Result<(), String> {
+    let mut held = Vec::new();
+    while held.len() * 2 < n {
+        match nix::unistd::pipe() {
+            Ok(pair) => held.push(pair),
+            Err(e) => {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: getrlimit fills the struct it is given.
+                let limit = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+                    0 => lim.rlim_cur.to_string(),
+                    _ => "?".into(),
+                };
+                return Err(format!(
+                    "only {} free file descriptors ({e}; ulimit -n is {limit}), {n} needed",
+                    held.len() * 2
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn supervise(
+    cfg: Config,
+    cwd: Option<PathBuf>,
+    intake: signals::Intake,
+    ex: Rc<smol::LocalExecutor<'static>>,
+) -> i32 {
+    reaper::become_subreaper();
+    // Let the executor poll async-process's driver (spawned beside us)
+    // before the first spawn, or async-process starts a thread of its own.
+    smol::future::yield_now().await;
+    let watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
+    let promoter = match cfg
+        .promote_to
+        .clone()
+        .map(|d| Promoter::new(d, cfg.configs.clone()))
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            error!("{e}");
+            return 2;
+        }
+    };
+    // Before the child: a port that cannot be had is a startup error.
+    let metrics = match cfg.metrics {
+        None => None,
+        Some(addr) => {
+            let shown = Rc::new(RefCell::new(Metrics::default()));
+            let view = Rc::clone(&shown);
+            let served = std::net::TcpListener::bind(addr)
+                .and_then(|l| http::serve(&ex, l, Rc::new(move || view.borrow().render())));
+            if let Err(e) = served {
+                error!("--metrics {addr}: {e}");
+                return 2;
+            }
+            info!("Serving metrics at http://{addr}/metrics");
+            Some(shown)
+        }
+    };
+    let take_tty = child::owns_terminal();
+    let settings = Settings {
+        stop_signal: cfg.stop_signal,
+        stop_timeout: cfg.stop_timeout,
+        stop_delay: cfg.stop_delay,
+        reload_signal: cfg.reload_signal,
+        restart: cfg.restart,
+        max_restarts: cfg.max_restarts,
+        validate: cfg.validate.is_some(),
+        signal_to: cfg.signal_to,
+        map_signal: cfg.map_signal.clone(),
+        interactive: take_tty,
+        promote: promoter.is_some(),
+        reload_external: cfg.reload_command.is_some() || cfg.reload_url.is_some(),
+        last_good: promoter.as_ref().is_some_and(Promoter::has_generation),
+    };
+    // Replicas start together: their pids and clocks' nanoseconds differ.
+    let seed = u64::from(std::process::id()).rotate_left(32)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let loop_cfg = LoopConfig::new(&cfg, seed);
+    let mut os = Os {
+        cfg,
+        cwd,
+        watch,
+        child: None,
+        promoter,
+        take_tty,
+        check: None,
+        reload: None,
+        metrics,
+        intake,
+        notify: None,
+        me: std::process::id() as i32,
+    };
+    super::drive(&mut os, loop_cfg, settings).await
+}
+
+/// Everything the real world holds.
+struct Os {
+    cfg: Config,
+    cwd: Option<PathBuf>,
+    watch: Watch,
+    child: Option<Child>,
+    /// The child takes the terminal's foreground (we had it at start).
+    take_tty: bool,
+    /// `--promote-to`: stages source bytes into the child's directory.
+    promoter: Option<Promoter>,
+    /// The running `--validate` check.
+    check: Option<validate::Check>,
+    /// The running `--reload-command` / `--reload-url`.
+    reload: Option<validate::Check>,
+    /// `--metrics`: what the server shows.
+    metrics: Option<Rc<RefCell<Metrics>>>,
+    intake: signals::Intake,
+    /// Notify's events, once the watcher runs.
+    notify: Option<async_channel::Receiver<crate::watch::NotifyEvent>>,
+    me: i32,
+}
+
+impl Os {
+    /// Pids whose status async-process collects: the sweep leaves them.
+    fn owns(&self, pid: i32) -> bool {
+        self.child.as_ref().is_some_and(|c| c.pid == pid)
+            || self.check.as_ref().is_some_and(|c| c.pid == pid)
+            || self.reload.as_ref().is_some_and(|c| c.pid == pid)
+    }
+
+    fn sweep(&self) {
+        reaper::sweep(|pid| self.owns(pid));
+    }
+}
+
+/// What the select! saw, before it becomes a `Wake`.
+enum Seen {
+    Child(std::io::Result<std::process::ExitStatus>),
+    Signal(std::io::Result<signals::Caught>),
+    Notify,
+    Validated(bool),
+    Reloaded(bool),
+    Timer,
+}
+
+impl World for Os {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn start_watch(&mut self) -> bool {
+        self.notify = Some(self.watch.start(self.cfg.poll_only));
+        self.watch.is_active()
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        self.watch.poll_interval()
+    }
+
+    fn poll(&mut self) -> bool {
+        self.watch.poll()
+    }
+
+    fn reconcile(&mut self) {
+        self.watch.reconcile();
+    }
+
+    fn snapshot(&mut self) -> fingerprint::Snapshot {
+        self.watch.snapshot()
+    }
+
+    fn spawn(&mut self) -> Result<(i32, fingerprint::Snapshot), i32> {
+        // The bytes this child starts with: fingerprinted before the exec,
+        // so a change after this point is seen as a change. With --validate
+        // the machine already has them (the gate's `Fingerprint` just
+        // before): no second read of every file. With --promote-to the child
+        // reads what was promoted (just before, by `Promote`), whatever the
+        // source holds by now.
+        let snapshot = match (&self.promoter, self.cfg.validate.is_some()) {
+            (_, true) => Default::default(),
+            (Some(p), false) => p.promoted().clone(),
+            (None, false) => self.watch.snapshot(),
+        };
+        let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
+        let pid = c.pid;
+        self.child = Some(c);
+        Ok((pid, snapshot))
+    }
+
+    fn catches(&self, pid: i32, sig: i32) -> Option<bool> {
+        signals::catches(pid, sig)
+    }
+
+    fn signal(&mut self, pid: i32, sig: i32) {
+        child::signal(pid, sig);
+    }
+
+    fn signal_group(&mut self, pgid: i32, sig: i32) {
+        child::signal_group(pgid, sig);
+    }
+
+    fn group_alive(&mut self, pgid: i32) -> bool {
+        self.sweep();
+        child::group_alive(pgid)
+    }
+
+    fn promote(&mut self) {
+        if let Some(p) = self.promoter.as_mut() {
+            let now = self.watch.snapshot();
+            match p.stage(&now) {
+                Ok(_) => p.commit(),
+                Err(e) => {
+                    error!("Cannot promote the config: {e}; the child keeps the last promoted one")
+                }
+            }
+        }
+    }
+
+    fn validate(&mut self, changed: Vec<PathBuf>) -> Option<bool> {
+        let argv = self.cfg.validate.as_deref().unwrap_or_default();
+        if argv.is_empty() {
+            return Some(false);
+        }
+        // With --promote-to the check judges the candidate where the child
+        // will read it: staged into the directory.
+        let changed = match self.promoter.as_mut() {
+            Some(p) => {
+                let now = self.watch.snapshot();
+                if let Err(e) = p.stage(&now) {
+                    error!("Cannot stage the config for validation: {e}");
+                    return Some(false);
+                }
+                changed.iter().map(|c| p.target_of(c)).collect()
+            }
+            None => changed,
+        };
+        self.check = Some(validate::start(
+            validate::Kind::Validator,
+            argv,
+            self.cwd.as_deref(),
+            &changed,
+            self.cfg.validate_timeout,
+        ));
+        None
+    }
+
+    fn cancel_validation(&mut self) {
+        if let Some(check) = self.check.take()
+            && check.pid > 0
+        {
+            info!("Cancelling the running config validation");
+            child::signal_group(check.pid, libc::SIGKILL);
+        }
+        if let Some(p) = self.promoter.as_mut() {
+            p.rollback();
+        }
+    }
+
+    fn run_reload(&mut self, changed: Vec<PathBuf>) -> Option<bool> {
+        let changed: Vec<PathBuf> = match &self.promoter {
+            Some(p) => changed.iter().map(|c| p.target_of(c)).collect(),
+            None => changed,
+        };
+        let timeout = self.cfg.reload_timeout;
+        let task = match (&self.cfg.reload_command, &self.cfg.reload_url) {
+            (Some(argv), _) => validate::start(
+                validate::Kind::Reload,
+                argv,
+                self.cwd.as_deref(),
+                &changed,
+                timeout,
+            ),
+            (None, Some(url)) => {
+                let url = url.clone();
+                info!("Reloading: POST {url}");
+                validate::Check {
+                    pid: 0,
+                    passed: Box::pin(async move {
+                        match http::post(&url, timeout).await {
+                            Ok(code) if (200..300).contains(&code) => {
+                                info!("Reload URL {url} answered {code}");
+                                true
+                            }
+                            Ok(code) => {
+                                error!("Reload URL {url} answered {code}");
+                                false
+                            }
+                            Err(e) => {
+                                error!("Reload URL failed: {e}");
+                                false
+                            }
+                        }
+                    }),
+                }
+            }
+            (None, None) => return Some(false),
+        };
+        self.reload = Some(task);
+        None
+    }
+
+    fn cancel_reload(&mut self) {
+        if let Some(task) = self.reload.take()
+            && task.pid > 0
+        {
+            info!("Cancelling the running reload command");
+            child::signal_group(task.pid, libc::SIGKILL);
+        }
+    }
+
+    fn show(&mut self, stats: &Stats, child_up: bool, base: &fingerprint::Snapshot) {
+        if let Some(m) = &self.metrics {
+            m.borrow_mut()
+                .update(stats, child_up, || fingerprint::short(base));
+        }
+    }
+
+    fn report_exit(&mut self, _code: i32) {
+        // Reap what already exited (nothing we own matters any more), then
+        // report what is still running.
+        reaper::sweep(|_| false);
+        super::warn_leftovers(&reaper::leftovers());
+    }
+
+    async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
+        loop {
+            let seen = {
+                let timer = match deadline {
+                    Some(at) => async_io::Timer::at(at),
+                    None => async_io::Timer::never(),
+                };
+                let status = async {
+                    match self.child.as_mut() {
+                        Some(c) => c.process.status().await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                let checked = async {
+                    match self.check.as_mut() {
+                        Some(check) => check.passed.as_mut().await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                let reloaded = async {
+                    match self.reload.as_mut() {
+                        Some(task) => task.passed.as_mut().await,
+                        None => futures::future::pending().await,
+                    }
+                };
+                let notify = self.notify.as_ref();
+                let notified = async {
+                    match notify {
+                        Some(rx) => match rx.recv().await {
+                            Ok(_) => {
+                                // Only events about a config get here
+                                // (the watcher's thread drops the rest):
+                                // the whole burst counts as one.
+                                while rx.try_recv().is_ok() {}
+                            }
+                            // No watcher (nothing to watch, or polling
+                            // only).
+                            Err(_) => futures::future::pending().await,
+                        },
+                        None => futures::future::pending().await,
+                    }
+                };
+                let intake = &self.intake;
+                select! {
+                    st = status.fuse() => Seen::Child(st),
+                    caught = intake.next().fuse() => Seen::Signal(caught),
+                    () = notified.fuse() => Seen::Notify,
+                    ok = checked.fuse() => Seen::Validated(ok),
+                    ok = reloaded.fuse() => Seen::Reloaded(ok),
+                    _ = FutureExt::fuse(timer) => Seen::Timer,
+                }
+            };
+            match seen {
+                Seen::Child(result) => {
+                    let pid = self.child.take().map_or(0, |c| c.pid);
+                    return Wake::Child(match result {
+                        Ok(st) => child::status_of(st),
+                        Err(e) => {
+                            // Cannot happen while the sweep leaves our
+                            // pids alone.
+                            error!("Lost the exit status of child {pid}: {e}");
+                            Status::Exited(1)
+                        }
+                    });
+                }
+                Seen::Signal(Err(e)) => error!("Cannot read signals: {e}"),
+                // Raised by our own I/O (a write to a closed stderr, a
+                // terminal with `tostop`): not for the child, and not
+                // logged either (a log line to a broken pipe would raise
+                // the next one).
+                Seen::Signal(Ok(c)) if c.is_own(self.me) => {}
+                Seen::Signal(Ok(c)) if c.sig == libc::SIGCHLD => self.sweep(),
+                Seen::Signal(Ok(c)) => {
+                    let name = signals::name(c.sig);
+                    debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
+                    return Wake::Signal(c.sig);
+                }
+                Seen::Notify => return Wake::Notify,
+                Seen::Validated(ok) => {
+                    self.check = None;
+                    // Orphans of the check may be queued behind its zombie.
+                    self.sweep();
+                    // The candidate stays only if it passed.
+                    if let Some(p) = self.promoter.as_mut() {
+                        if ok { p.commit() } else { p.rollback() }
+                    }
+                    return Wake::Validated(ok);
+                }
+                Seen::Reloaded(ok) => {
+                    self.reload = None;
+                    self.sweep();
+                    return Wake::Reloaded(ok);
+                }
+                Seen::Timer => return Wake::Timer,
+            }
+        }
+    }
+}
