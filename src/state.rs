@@ -904,7 +904,9 @@ impl Machine {
         }
         if self.rejected.as_ref() == Some(&now) {
             debug!("Config still has the bytes the validator rejected");
-            return vec![];
+            // A check still running is for bytes no longer there: its pass
+            // must not reload the child onto these.
+            return self.cancel_validation();
         }
         for change in &changes {
             let path = change.path.display().to_string();
@@ -1190,6 +1192,40 @@ mod tests {
         let actions = m.handle(exited(0));
         assert_eq!(actions[0], Action::CancelReload);
         assert_eq!(m.handle(Event::Reloaded { token: 1, ok: true }), []);
+    }
+
+    /// Found by the property tests: bytes A rejected, then B (being
+    /// checked), then A again. B's pass must not reload the child, which
+    /// would read A.
+    #[test]
+    fn a_check_overtaken_by_rejected_bytes_is_cancelled() {
+        let s = Settings {
+            validate: true,
+            reload_signal: Some(libc::SIGHUP),
+            ..settings()
+        };
+        let (mut m, first) = Machine::new(s, snap(Some(0)));
+        assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
+        assert_eq!(
+            m.handle(Event::Validated { token: 1, ok: true }),
+            [Action::Spawn]
+        );
+        m.handle(Event::Spawned(snap(Some(0))));
+        m.handle(Event::ConfigSettled(snap(Some(3))));
+        assert_eq!(
+            m.handle(Event::Validated {
+                token: 2,
+                ok: false
+            }),
+            []
+        );
+        let check_b = m.handle(Event::ConfigSettled(snap(Some(1))));
+        assert!(matches!(check_b[..], [Action::Validate { token: 3, .. }]));
+        assert_eq!(
+            m.handle(Event::ConfigSettled(snap(Some(3)))),
+            [Action::CancelValidation]
+        );
+        assert_eq!(m.handle(Event::Validated { token: 3, ok: true }), []);
     }
 
     #[test]
