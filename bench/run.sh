@@ -2,7 +2,7 @@
 # One command for the whole benchmark: installs the peer inits from Debian's
 # packages if missing, builds our static binary and the C helper children,
 # then measures everything side by side and writes bench/RESULTS.md.
-#   bench/run.sh           full run (about 3 minutes)
+#   bench/run.sh           full run (about 5 minutes; bench/scaling.py last)
 #   bench/run.sh --quick   fewer repetitions (a smoke test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ fi
 sh docker/build-static.sh
 mkdir -p target/bench
 gcc -O2 -o target/bench/helpers bench/helpers.c
-exec python3 bench/bench.py "$@"
+python3 bench/bench.py "$@"
+exec python3 bench/scaling.py "$@"

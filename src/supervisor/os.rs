@@ -152,6 +152,7 @@ async fn supervise(
         metrics,
         intake,
         notify: None,
+        noted: false,
         me: std::process::id() as i32,
     };
     super::drive(&mut os, loop_cfg, settings).await
@@ -176,6 +177,9 @@ struct Os {
     intake: signals::Intake,
     /// Notify's events, once the watcher runs.
     notify: Option<async_channel::Receiver<crate::watch::NotifyEvent>>,
+    /// Events taken early (by a look at the files): the loop still hears of
+    /// them, so their change is settled and decided on.
+    noted: bool,
     me: i32,
 }
 
@@ -190,13 +194,27 @@ impl Os {
     fn sweep(&self) {
         reaper::sweep(|pid| self.owns(pid));
     }
+
+    /// Passes the events already queued to the watch (which files the next
+    /// look must read); true if there were any.
+    fn take_events(&mut self) -> bool {
+        let Some(rx) = &self.notify else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(event) = rx.try_recv() {
+            self.watch.note(&event);
+            any = true;
+        }
+        any
+    }
 }
 
 /// What the select! saw, before it becomes a `Wake`.
 enum Seen {
     Child(std::io::Result<std::process::ExitStatus>),
     Signal(std::io::Result<signals::Caught>),
-    Notify,
+    Notify(crate::watch::NotifyEvent),
     Validated(bool),
     Reloaded(bool),
     Timer,
@@ -221,10 +239,13 @@ impl World for Os {
     }
 
     fn reconcile(&mut self) {
-        self.watch.reconcile();
+        self.take_events();
+        self.watch.refresh();
     }
 
     fn snapshot(&mut self) -> fingerprint::Snapshot {
+        // Events in the queue name files this look must read.
+        self.noted |= self.take_events();
         self.watch.snapshot()
     }
 
@@ -382,6 +403,9 @@ impl World for Os {
     }
 
     async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
+        if std::mem::take(&mut self.noted) {
+            return Wake::Notify;
+        }
         loop {
             let seen = {
                 let timer = match deadline {
@@ -409,15 +433,11 @@ impl World for Os {
                 let notify = self.notify.as_ref();
                 let notified = async {
                     match notify {
+                        // Only events about a config get here (the watcher's
+                        // thread drops the rest).
                         Some(rx) => match rx.recv().await {
-                            Ok(_) => {
-                                // Only events about a config get here
-                                // (the watcher's thread drops the rest):
-                                // the whole burst counts as one.
-                                while rx.try_recv().is_ok() {}
-                            }
-                            // No watcher (nothing to watch, or polling
-                            // only).
+                            Ok(event) => event,
+                            // No watcher (nothing to watch, or polling only).
                             Err(_) => futures::future::pending().await,
                         },
                         None => futures::future::pending().await,
@@ -427,7 +447,7 @@ impl World for Os {
                 select! {
                     st = status.fuse() => Seen::Child(st),
                     caught = intake.next().fuse() => Seen::Signal(caught),
-                    () = notified.fuse() => Seen::Notify,
+                    event = notified.fuse() => Seen::Notify(event),
                     ok = checked.fuse() => Seen::Validated(ok),
                     ok = reloaded.fuse() => Seen::Reloaded(ok),
                     _ = FutureExt::fuse(timer) => Seen::Timer,
@@ -458,7 +478,13 @@ impl World for Os {
                     debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
                     return Wake::Signal(c.sig);
                 }
-                Seen::Notify => return Wake::Notify,
+                Seen::Notify(event) => {
+                    // The whole burst counts as one (a ConfigMap swap is five
+                    // events); each names what the next look must read.
+                    self.watch.note(&event);
+                    self.take_events();
+                    return Wake::Notify;
+                }
                 Seen::Validated(ok) => {
                     self.check = None;
                     // Orphans of the check may be queued behind its zombie.

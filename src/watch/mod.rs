@@ -10,11 +10,17 @@
 //! - reading a watched file produces Access events: ignored;
 //! - notify's PollWatcher has whole-second mtimes and never sees a path
 //!   that was missing at start: polling is ours (stat + fingerprint).
+//!
+//! A look at the files costs what the events say changed: an event that
+//! names a known config file for its content marks that file alone; any
+//! other (a create, a rename such as a ConfigMap's `..data` swap, an
+//! overflow, a polling hit) makes the next look read everything.
 
 pub mod fingerprint;
 
 use fingerprint::{FileState, Snapshot};
 use log::{debug, info, trace, warn};
+use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -64,8 +70,13 @@ pub struct Watch {
     poll_interval: Option<Duration>,
     cache: fingerprint::Cache,
     last_polled: Snapshot,
-    /// States already warned about, so a missing file is reported once.
-    reported: Snapshot,
+    /// The last look (a missing file is reported once, when it goes), and
+    /// the files events said changed since.
+    last: Snapshot,
+    dirty: BTreeSet<PathBuf>,
+    /// Something happened that events cannot pin to known files: the next
+    /// look reads everything (and moves the watches first).
+    rescan: bool,
 }
 
 impl Watch {
@@ -81,7 +92,9 @@ impl Watch {
             poll_interval: (!poll_interval.is_zero()).then_some(poll_interval),
             cache: fingerprint::Cache::default(),
             last_polled: Snapshot::new(),
-            reported: Snapshot::new(),
+            last: Snapshot::new(),
+            dirty: BTreeSet::new(),
+            rescan: true,
         }
     }
 
@@ -117,7 +130,39 @@ impl Watch {
         }
         // The poll baseline is the last decision's snapshot (the spawn's).
         self.reconcile();
+        // Changes from before the watches existed have no events.
+        self.rescan = true;
         rx
+    }
+
+    /// Takes note of an event (one the watcher's thread passed): which
+    /// files the next look must read.
+    pub fn note(&mut self, event: &NotifyEvent) {
+        let content_of_known_files = match event {
+            Ok(ev) => {
+                !ev.need_rescan()
+                    && matches!(
+                        ev.kind,
+                        EventKind::Modify(
+                            ModifyKind::Data(_) | ModifyKind::Metadata(_) | ModifyKind::Any
+                        )
+                    )
+                    && ev.paths.iter().all(|p| self.last.contains_key(p))
+            }
+            Err(_) => false,
+        };
+        match event {
+            Ok(ev) if content_of_known_files => self.dirty.extend(ev.paths.iter().cloned()),
+            _ => self.rescan = true,
+        }
+    }
+
+    /// Before the decisive look: moves the watches if the files may have
+    /// moved (not for content changes of known files).
+    pub fn refresh(&mut self) {
+        if self.rescan {
+            self.reconcile();
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -224,6 +269,8 @@ impl Watch {
         let moved = now != self.last_polled;
         if moved {
             debug!("Polling found a config change");
+            // Polling saw what no event said: the next look reads everything.
+            self.rescan = true;
         }
         self.last_polled = now;
         moved
@@ -232,14 +279,25 @@ impl Watch {
     /// A full fingerprint of every config file, for a decision. Reports a
     /// file that went missing or unreadable once, not at every look.
     pub fn snapshot(&mut self) -> Snapshot {
-        let snap = self.cache.snapshot(&self.configs, true);
+        let snap = if self.rescan || self.inotify.is_none() {
+            self.rescan = false;
+            self.dirty.clear();
+            self.cache.snapshot(&self.configs, true)
+        } else {
+            let mut snap = self.last.clone();
+            for path in std::mem::take(&mut self.dirty) {
+                let state = fingerprint::file_state(&path);
+                snap.insert(path, state);
+            }
+            snap
+        };
         self.last_polled = snap.clone();
-        for (path, state) in &snap {
-            if self.reported.get(path) == Some(state) {
+        for (path, before, state) in fingerprint::paired(&self.last, &snap) {
+            if before == Some(state) {
                 continue;
             }
             match state {
-                FileState::Missing if self.reported.contains_key(path) => {
+                FileState::Missing if before.is_some() => {
                     warn!(
                         "Config file {} is missing; the child keeps running",
                         path.display()
@@ -258,7 +316,7 @@ impl Watch {
                 FileState::Content { .. } => debug!("Config file {}: {state}", path.display()),
             }
         }
-        self.reported = snap.clone();
+        self.last = snap.clone();
         snap
     }
 }
