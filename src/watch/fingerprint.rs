@@ -195,7 +195,7 @@ pub fn tree(path: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         Ok(meta) if meta.is_dir() => {
             let (mut files, mut dirs) = (vec![], vec![]);
             walk(path, 0, &mut files, &mut dirs, &mut HashSet::new());
-            files.sort();
+            files.sort_unstable();
             (files, dirs)
         }
         _ => (vec![path.to_path_buf()], vec![]),
@@ -224,10 +224,19 @@ fn walk(
             continue;
         }
         let path = entry.path();
-        match fs::metadata(&path) {
-            Ok(m) if m.is_file() => files.push(path),
-            Ok(m) if m.is_dir() => walk(&path, depth + 1, files, dirs, seen),
-            _ => {}
+        // The directory entry's own type needs no system call; only a
+        // symlink (every key of a ConfigMap) is followed with a stat.
+        let (is_file, is_dir) = match entry.file_type() {
+            Ok(t) if !t.is_symlink() => (t.is_file(), t.is_dir()),
+            _ => match fs::metadata(&path) {
+                Ok(m) => (m.is_file(), m.is_dir()),
+                Err(_) => (false, false),
+            },
+        };
+        if is_file {
+            files.push(path);
+        } else if is_dir {
+            walk(&path, depth + 1, files, dirs, seen);
         }
     }
 }
@@ -256,15 +265,19 @@ const RACY: Duration = Duration::from_secs(2);
 
 impl Cache {
     pub fn snapshot(&mut self, configs: &[PathBuf], fresh: bool) -> Snapshot {
-        let mut snap = Snapshot::new();
-        let mut seen = HashMap::new();
-        for file in configs.iter().flat_map(|c| expand(c)) {
-            let state = self.state(&file, fresh);
-            seen.insert(file.clone(), ());
-            snap.insert(file, state);
-        }
-        self.entries.retain(|p, _| seen.contains_key(p));
-        snap
+        let mut seen = HashSet::new();
+        let files: Vec<(PathBuf, FileState)> = configs
+            .iter()
+            .flat_map(|c| expand(c))
+            .map(|file| {
+                let state = self.state(&file, fresh);
+                seen.insert(file.clone());
+                (file, state)
+            })
+            .collect();
+        self.entries.retain(|p, _| seen.contains(p));
+        // Built in bulk from the walk's order: no search per insertion.
+        files.into_iter().collect()
     }
 
     fn state(&mut self, path: &Path, fresh: bool) -> FileState {
