@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from procfs import cpu_ns
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target/static/flush-manager")
 HELPERS = os.path.join(ROOT, "target/bench/helpers")
@@ -105,14 +107,6 @@ def ctx_switches(pid):
     for tid in os.listdir(f"/proc/{pid}/task"):
         kv = read_kv(f"/proc/{pid}/task/{tid}/status", ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
         total += sum(kv.values())
-    return total
-
-
-def cpu_ns(pid):
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[0])
     return total
 
 

@@ -23,20 +23,14 @@ import sys
 import tempfile
 import time
 
+from procfs import cpu_ns
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target/static/flush-manager")
 HELPERS = os.path.join(ROOT, "target/bench/helpers")
 QUICK = "--quick" in sys.argv
 REPS = 2 if QUICK else 5
 ENV = dict(os.environ, FLUSH_MANAGER_LOG="warn")
-
-
-def cpu_ns(pid):
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total
 
 
 def rss_kib(pid):

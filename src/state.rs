@@ -981,22 +981,17 @@ impl Machine {
 #[cfg(test)]
 mod props;
 
+/// Fixtures shared by the machine's tests and the loop's.
 #[cfg(test)]
-mod tests {
+pub mod testkit {
     use super::*;
     use crate::watch::fingerprint::FileState;
-    use std::path::PathBuf;
 
-    const TERM: i32 = libc::SIGTERM;
-    const CONT: i32 = libc::SIGCONT;
-    const CHILD: Target = Target::Child;
-    const GROUP: Target = Target::Group;
-    const SECS10: Duration = Duration::from_secs(10);
-
-    fn settings() -> Settings {
+    /// The defaults of the command line, as the machine sees them.
+    pub fn settings() -> Settings {
         Settings {
-            stop_signal: TERM,
-            stop_timeout: SECS10,
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
             stop_delay: Duration::ZERO,
             reload_signal: None,
             restart: Policy::Never,
@@ -1011,7 +1006,8 @@ mod tests {
         }
     }
 
-    fn snap(hash: Option<u64>) -> Snapshot {
+    /// One config file with content `hash` (None: missing).
+    pub fn snap(hash: Option<u64>) -> Snapshot {
         let state = match hash {
             Some(h) => FileState::Content { len: 3, hash: h },
             None => FileState::Missing,
@@ -1020,6 +1016,20 @@ mod tests {
             .into_iter()
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const TERM: i32 = libc::SIGTERM;
+    const CONT: i32 = libc::SIGCONT;
+    const CHILD: Target = Target::Child;
+    const GROUP: Target = Target::Group;
+    const SECS10: Duration = Duration::from_secs(10);
+
+    use super::testkit::{settings, snap};
 
     /// A machine whose child runs with config `hash`.
     fn running(s: Settings, hash: Option<u64>) -> Machine {

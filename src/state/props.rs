@@ -9,7 +9,6 @@
 //! the one the validator rejects.
 
 use super::*;
-use crate::watch::fingerprint::FileState;
 use proptest::prelude::*;
 use std::collections::VecDeque;
 
@@ -17,13 +16,7 @@ const BAD: u64 = 3;
 const HUP: i32 = libc::SIGHUP;
 
 fn snap(version: u64) -> Snapshot {
-    let state = FileState::Content {
-        len: 3,
-        hash: version,
-    };
-    [(PathBuf::from("/c/app.conf"), state)]
-        .into_iter()
-        .collect()
+    super::testkit::snap(Some(version))
 }
 
 /// One step of the world.

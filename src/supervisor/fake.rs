@@ -10,16 +10,10 @@
 
 use super::*;
 use crate::state::Policy;
-use crate::watch::fingerprint::FileState;
+use crate::state::testkit::settings;
 
 fn snap(version: u64) -> Snapshot {
-    let state = FileState::Content {
-        len: 3,
-        hash: version,
-    };
-    [(PathBuf::from("/c/app.conf"), state)]
-        .into_iter()
-        .collect()
+    crate::state::testkit::snap(Some(version))
 }
 
 /// What the scripted world does at a given time.
@@ -323,24 +317,6 @@ impl Fake {
         if dies {
             self.kill(sig);
         }
-    }
-}
-
-fn settings() -> Settings {
-    Settings {
-        stop_signal: libc::SIGTERM,
-        stop_timeout: Duration::from_secs(10),
-        stop_delay: Duration::ZERO,
-        reload_signal: None,
-        restart: Policy::Never,
-        max_restarts: None,
-        validate: false,
-        signal_to: Target::Child,
-        map_signal: vec![],
-        interactive: false,
-        promote: false,
-        last_good: false,
-        reload_external: false,
     }
 }
 

@@ -349,22 +349,26 @@ const MARKER: &str = "FLUSH_MANAGER_TEST_OWNER";
 /// Live processes whose environment holds `MARKER=marker`, and their groups.
 fn marked(marker: &str) -> Vec<(i32, i32)> {
     let needle = format!("{MARKER}={marker}");
+    live_pids_where(|p| {
+        fs::read(format!("/proc/{p}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+    })
+    .into_iter()
+    .map(|p| {
+        let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p)));
+        (p, pgid.map_or(0, |g| g.as_raw()))
+    })
+    .collect()
+}
+
+/// Live (non-zombie) processes for which `keep` holds.
+fn live_pids_where(keep: impl Fn(i32) -> bool) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return vec![];
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|p| {
-            fs::read(format!("/proc/{p}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
-                && alive(*p)
-        })
-        .map(|p| {
-            (
-                p,
-                nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(p))).map_or(0, |g| g.as_raw()),
-            )
-        })
+        .filter(|p| keep(*p) && alive(*p))
         .collect()
 }
 
@@ -529,17 +533,10 @@ pub fn cannot_run(why: &str) -> bool {
 
 /// Live processes whose command line contains `needle`.
 pub fn processes_named(needle: &str) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return vec![];
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-        .filter(|p| {
-            fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-                && alive(*p)
-        })
-        .collect()
+    live_pids_where(|p| {
+        fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+    })
 }
 
 /// The parent of `pid` (0 if it is gone).
