@@ -262,7 +262,6 @@ impl<W: World> Loop<'_, W> {
     }
 
     fn perform(&mut self, action: Action) -> Option<Event> {
-        let now = self.world.now();
         match action {
             Action::Spawn => {
                 self.timers.cancel_backoff();
@@ -274,7 +273,7 @@ impl<W: World> Loop<'_, W> {
                 match self.world.spawn() {
                     Ok((pid, snapshot)) => {
                         self.group = Some(pid);
-                        self.child = Some((pid, now));
+                        self.child = Some((pid, self.world.now()));
                         Some(Event::Spawned(snapshot))
                     }
                     Err(code) => Some(Event::SpawnFailed(code)),
@@ -292,11 +291,11 @@ impl<W: World> Loop<'_, W> {
             }
             Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
-                self.timers.stop_in(now, after);
+                self.timers.stop_in(self.world.now(), after);
                 None
             }
             Action::Backoff(delay) => {
-                self.timers.backoff_in(now, delay);
+                self.timers.backoff_in(self.world.now(), delay);
                 None
             }
             Action::Promote => {
@@ -323,7 +322,7 @@ impl<W: World> Loop<'_, W> {
                 }
             },
             Action::RetryReload { token, after } => {
-                self.timers.retry_in(now, after, token);
+                self.timers.retry_in(self.world.now(), after, token);
                 None
             }
             Action::CancelReload => {

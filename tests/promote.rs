@@ -54,11 +54,7 @@ impl Setup {
     }
 
     fn starts(&self) -> Vec<String> {
-        self.s
-            .lines("starts")
-            .into_iter()
-            .filter(|l| l.starts_with("start"))
-            .collect()
+        recorded_starts(&self.s)
     }
 
     fn promoted(&self) -> String {

@@ -62,11 +62,7 @@ impl Rig {
     }
 
     fn starts(&self) -> Vec<String> {
-        self.s
-            .lines("starts")
-            .into_iter()
-            .filter(|l| l.starts_with("start"))
-            .collect()
+        recorded_starts(&self.s)
     }
 
     fn wait_starts(&self, n: usize) -> bool {

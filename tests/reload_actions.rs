@@ -30,10 +30,7 @@ fn manager(s: &Scratch, conf: &Path, extra: &[&str]) -> Manager {
 }
 
 fn starts(s: &Scratch) -> usize {
-    s.lines("starts")
-        .iter()
-        .filter(|l| l.starts_with("start"))
-        .count()
+    recorded_starts(s).len()
 }
 
 #[test]

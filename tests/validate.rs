@@ -22,10 +22,7 @@ fn checker(s: &Scratch, conf: &Path) -> String {
 }
 
 fn starts(s: &Scratch) -> Vec<String> {
-    s.lines("starts")
-        .into_iter()
-        .filter(|l| l.starts_with("start"))
-        .collect()
+    recorded_starts(s)
 }
 
 fn manager(s: &Scratch, conf: &Path, validate: &str, extra: &[&str]) -> Manager {

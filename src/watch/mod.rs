@@ -69,7 +69,6 @@ pub struct Watch {
     shared: Arc<Mutex<Watched>>,
     poll_interval: Option<Duration>,
     cache: fingerprint::Cache,
-    last_polled: Snapshot,
     /// The last look (a missing file is reported once, when it goes), and
     /// the files events said changed since.
     last: Snapshot,
@@ -91,7 +90,6 @@ impl Watch {
             shared: Arc::default(),
             poll_interval: (!poll_interval.is_zero()).then_some(poll_interval),
             cache: fingerprint::Cache::default(),
-            last_polled: Snapshot::new(),
             last: Snapshot::new(),
             dirty: BTreeSet::new(),
             rescan: true,
@@ -265,59 +263,60 @@ impl Watch {
     /// A polling tick: did the cheap (stat-cached) fingerprint move?
     pub fn poll(&mut self) -> bool {
         self.reconcile();
-        let now = self.cache.snapshot(&self.configs, false);
-        let moved = now != self.last_polled;
+        let moved = self.cache.snapshot(&self.configs, false) != self.last;
         if moved {
             debug!("Polling found a config change");
             // Polling saw what no event said: the next look reads everything.
             self.rescan = true;
         }
-        self.last_polled = now;
         moved
     }
 
-    /// A full fingerprint of every config file, for a decision. Reports a
-    /// file that went missing or unreadable once, not at every look.
+    /// The config's bytes now, for a decision: every file read again after
+    /// anything the events could not pin to known files (and always without
+    /// inotify); otherwise the last look with the files events named read
+    /// again.
     pub fn snapshot(&mut self) -> Snapshot {
-        let snap = if self.rescan || self.inotify.is_none() {
+        if self.rescan || self.inotify.is_none() {
             self.rescan = false;
             self.dirty.clear();
-            self.cache.snapshot(&self.configs, true)
+            let before =
+                std::mem::replace(&mut self.last, self.cache.snapshot(&self.configs, true));
+            for (path, was, state) in fingerprint::paired(&before, &self.last) {
+                report(path, was, state);
+            }
         } else {
-            let mut snap = self.last.clone();
+            // Only what the events named is read again.
             for path in std::mem::take(&mut self.dirty) {
                 let state = fingerprint::file_state(&path);
-                snap.insert(path, state);
-            }
-            snap
-        };
-        self.last_polled = snap.clone();
-        for (path, before, state) in fingerprint::paired(&self.last, &snap) {
-            if before == Some(state) {
-                continue;
-            }
-            match state {
-                FileState::Missing if before.is_some() => {
-                    warn!(
-                        "Config file {} is missing; the child keeps running",
-                        path.display()
-                    )
-                }
-                FileState::Missing => info!("Config file {} does not exist (yet)", path.display()),
-                FileState::Unreadable(e) => {
-                    warn!("Cannot read config file {}: {e}", path.display())
-                }
-                FileState::NotRegular => {
-                    warn!(
-                        "Config file {} is not a regular file; ignoring its content",
-                        path.display()
-                    )
-                }
-                FileState::Content { .. } => debug!("Config file {}: {state}", path.display()),
+                let was = self.last.insert(path.clone(), state.clone());
+                report(&path, was.as_ref(), &state);
             }
         }
-        self.last = snap.clone();
-        snap
+        self.last.clone()
+    }
+}
+
+/// Says what became of a config file since the last look, once: a missing
+/// or unreadable file is reported when it goes so, not at every look.
+fn report(path: &Path, before: Option<&FileState>, state: &FileState) {
+    if before == Some(state) {
+        return;
+    }
+    match state {
+        FileState::Missing if before.is_some() => {
+            warn!(
+                "Config file {} is missing; the child keeps running",
+                path.display()
+            )
+        }
+        FileState::Missing => info!("Config file {} does not exist (yet)", path.display()),
+        FileState::Unreadable(e) => warn!("Cannot read config file {}: {e}", path.display()),
+        FileState::NotRegular => warn!(
+            "Config file {} is not a regular file; ignoring its content",
+            path.display()
+        ),
+        FileState::Content { .. } => debug!("Config file {}: {state}", path.display()),
     }
 }
 

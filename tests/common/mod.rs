@@ -457,6 +457,14 @@ pub fn recorder(conf: &Path, starts: &Path, on_term: &str) -> String {
     )
 }
 
+/// The "start ..." lines `recorder` children wrote to `s`'s file "starts".
+pub fn recorded_starts(s: &Scratch) -> Vec<String> {
+    s.lines("starts")
+        .into_iter()
+        .filter(|l| l.starts_with("start"))
+        .collect()
+}
+
 /// A process's resident memory, from /proc (0 if it is gone).
 pub fn vm_rss_kib(pid: i32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
