@@ -190,6 +190,31 @@ def one_file(size):
     return row
 
 
+# What the table says, measured on this machine (kept with the table).
+COMMENTARY = [
+    'What the scaling table says (this machine, 2 cores, ext4):',
+    '- **An in-place edit costs what changed, nearly.** The event names the file; only it is',
+    '  read again. Before this (every look hashed every file, and compared snapshots by a',
+    '  lookup per path) the same edit in a directory of 10,000 files took 673 ms of CPU; now',
+    '  12 ms. What is left grows with the directory at about 1 µs per file, in memory: the',
+    '  snapshot handed to the state machine is a sorted map, copied and compared whole;',
+    '  nothing is read from the disk but the file the event named.',
+    '- **A ConfigMap update reads every key**: the kubelet writes a whole new directory, so every key has a new inode and nothing short of reading it',
+    '  tells whether its bytes moved (about 63 µs per key: each is reached through two',
+    '  symlinks). The `..data` swap and the removal of the old directory',
+    '  are two bursts of events; both are looked at.',
+    '- **One big file** is read whole after an edit (70 ms for 100 MB, streamed in 16 KiB',
+    '  pieces: RSS stays at 1 MiB); a polling tick of an unchanged file is one `stat`',
+    '  whatever its size (the stat cache).',
+    '- **A polling tick** stats every file: about 9 µs per plain file and 15 µs per ConfigMap',
+    '  key (two symlinks to follow). At the default 5 s interval a 10,000-key ConfigMap costs',
+    '  3 % of a core; with inotify working, polling is only the safety net and can be',
+    '  lengthened or turned off (`--poll-interval 0`).',
+    '- **RSS** grows by about 0.55 KiB per watched file (paths and states of the last look,',
+    "  the stat cache, the child's baseline).",
+]
+
+
 def main():
     rows = []
     for n in (1, 100, 1000, 10000):
@@ -217,6 +242,8 @@ def main():
     ]
     for label, (tick, wall, cpu, rss) in rows:
         lines.append("| %s | %.0f | %.1f | %.1f | %d |" % (label, tick, wall, cpu, rss))
+    lines.append("")
+    lines += COMMENTARY
     lines.append("<!-- /scaling -->")
     table = "\n".join(lines)
     print(table)
