@@ -18,7 +18,7 @@ use crate::signals;
 use crate::state::{Action, Event, Machine, Settings, Stats, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
-use log::{debug, info, warn};
+use log::{debug, info};
 use nix::libc;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -395,25 +395,4 @@ impl<W: World> Loop<'_, W> {
         }
         events
     }
-}
-
-/// Says when processes outlive the child's group at exit.
-pub fn warn_leftovers(left: &[(i32, String)]) {
-    if left.is_empty() {
-        return;
-    }
-    let list: Vec<String> = left
-        .iter()
-        .map(|(pid, name)| format!("{pid} ({name})"))
-        .collect();
-    let fate = if std::process::id() == 1 {
-        "they end with this PID namespace"
-    } else {
-        "they keep running"
-    };
-    warn!(
-        "{} process(es) left outside the child's process group: {}; {fate}",
-        left.len(),
-        list.join(", ")
-    );
 }

@@ -13,7 +13,7 @@ use crate::state::{Settings, Stats, Status};
 use crate::validate;
 use crate::watch::{Watch, fingerprint};
 use futures::{FutureExt, select};
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use nix::libc;
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -325,12 +325,7 @@ impl World for Os {
     }
 
     fn cancel_validation(&mut self) {
-        if let Some(check) = self.check.take()
-            && check.pid > 0
-        {
-            info!("Cancelling the running config validation");
-            child::signal_group(check.pid, libc::SIGKILL);
-        }
+        cancel(self.check.take(), "config validation");
         if let Some(p) = self.promoter.as_mut() {
             p.rollback();
         }
@@ -380,12 +375,7 @@ impl World for Os {
     }
 
     fn cancel_reload(&mut self) {
-        if let Some(task) = self.reload.take()
-            && task.pid > 0
-        {
-            info!("Cancelling the running reload command");
-            child::signal_group(task.pid, libc::SIGKILL);
-        }
+        cancel(self.reload.take(), "reload command");
     }
 
     fn show(&mut self, stats: &Stats, child_up: bool, base: &fingerprint::Snapshot) {
@@ -399,7 +389,7 @@ impl World for Os {
         // Reap what already exited (nothing we own matters any more), then
         // report what is still running.
         reaper::sweep(|_| false);
-        super::warn_leftovers(&reaper::leftovers());
+        warn_leftovers(&reaper::leftovers());
     }
 
     async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
@@ -504,4 +494,36 @@ impl World for Os {
             }
         }
     }
+}
+
+/// Drops a running check or reload command; its process group (the
+/// command and anything it started) is killed. A POST has no process.
+fn cancel(task: Option<validate::Check>, what: &str) {
+    if let Some(task) = task
+        && task.pid > 0
+    {
+        info!("Cancelling the running {what}");
+        child::signal_group(task.pid, libc::SIGKILL);
+    }
+}
+
+/// Says when processes outlive the child's group at exit.
+pub fn warn_leftovers(left: &[(i32, String)]) {
+    if left.is_empty() {
+        return;
+    }
+    let list: Vec<String> = left
+        .iter()
+        .map(|(pid, name)| format!("{pid} ({name})"))
+        .collect();
+    let fate = if std::process::id() == 1 {
+        "they end with this PID namespace"
+    } else {
+        "they keep running"
+    };
+    warn!(
+        "{} process(es) left outside the child's process group: {}; {fate}",
+        left.len(),
+        list.join(", ")
+    );
 }

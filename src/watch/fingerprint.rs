@@ -265,16 +265,16 @@ const RACY: Duration = Duration::from_secs(2);
 
 impl Cache {
     pub fn snapshot(&mut self, configs: &[PathBuf], fresh: bool) -> Snapshot {
-        let mut seen = HashSet::new();
         let files: Vec<(PathBuf, FileState)> = configs
             .iter()
             .flat_map(|c| expand(c))
             .map(|file| {
                 let state = self.state(&file, fresh);
-                seen.insert(file.clone());
                 (file, state)
             })
             .collect();
+        // Forget files no longer there (borrowed paths: no copy per tick).
+        let seen: HashSet<&PathBuf> = files.iter().map(|(p, _)| p).collect();
         self.entries.retain(|p, _| seen.contains(p));
         // Built in bulk from the walk's order: no search per insertion.
         files.into_iter().collect()
