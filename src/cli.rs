@@ -113,6 +113,10 @@ struct Args {
     #[argh(option)]
     validate_timeout: Option<String>,
 
+    /// with --promote-to: check the candidate at DIR itself, shown to the child for the check's duration
+    #[argh(switch)]
+    validate_in_place: bool,
+
     /// when the child exits on its own: never (exit with its code), on-failure, always (default: never)
     #[argh(option)]
     restart: Option<String>,
@@ -167,7 +171,7 @@ const VALUE_FLAGS: &[&str] = &[
     "remap-exit",
     "log-level",
 ];
-const SWITCHES: &[&str] = &["poll-only", "version", "help"];
+const SWITCHES: &[&str] = &["poll-only", "validate-in-place", "version", "help"];
 
 /// Everything the manager needs, validated.
 #[derive(Debug, Clone)]
@@ -199,6 +203,8 @@ pub struct Config {
     pub validate_timeout: Duration,
     /// `--promote-to`: absolute.
     pub promote_to: Option<PathBuf>,
+    /// `--validate-in-place`: the check reads the candidate at DIR itself.
+    pub validate_in_place: bool,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
     pub remap_exit: Vec<(i32, i32)>,
@@ -274,8 +280,10 @@ Config watch:
   --validate 'CMD ARGS'     check a changed config first; act only if it exits 0
   --validate-timeout DURATION  kill a check that runs longer (default: 30s)
   --promote-to DIR          the child reads its config from DIR: settled source bytes are
-                            staged there atomically (as the kubelet does), checked there by
-                            --validate, and rolled back at once if rejected
+                            staged there as a hidden candidate, checked by --validate (at
+                            $FLUSH_MANAGER_CANDIDATE), and shown to the child only if good
+  --validate-in-place       with --promote-to: check the candidate at DIR itself (includes by
+                            absolute path); the child can see it while the check runs
 
 When the child exits on its own:
   --restart POLICY          never (exit with its code), on-failure or always (default: never)
@@ -597,6 +605,16 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
             Some("1" | "true") => true,
             Some(v) => return Err(format!("FLUSH_MANAGER_POLL_ONLY: invalid boolean {v:?}")),
         };
+    let validate_in_place = args.validate_in_place
+        || match env("FLUSH_MANAGER_VALIDATE_IN_PLACE").as_deref() {
+            None | Some("" | "0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(v) => {
+                return Err(format!(
+                    "FLUSH_MANAGER_VALIDATE_IN_PLACE: invalid boolean {v:?}"
+                ));
+            }
+        };
 
     let restart = match pick(args.restart, "RESTART").as_deref() {
         None | Some("never" | "no") => Policy::Never,
@@ -696,6 +714,16 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         None => log::LevelFilter::Info,
     };
 
+    let promote_to = pick(args.promote_to, "PROMOTE_TO")
+        .filter(|p| !p.is_empty())
+        .map(|p| cwd.join(p));
+    if validate_in_place && (promote_to.is_none() || validate.is_none()) {
+        return Err(
+            "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
+                .into(),
+        );
+    }
+
     Ok(Config {
         command,
         configs,
@@ -730,9 +758,8 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         restart,
         max_restarts,
         remap_exit,
-        promote_to: pick(args.promote_to, "PROMOTE_TO")
-            .filter(|p| !p.is_empty())
-            .map(|p| cwd.join(p)),
+        promote_to,
+        validate_in_place,
         log_level,
     })
 }

@@ -93,6 +93,12 @@ impl Metrics {
             &by_result(s.validations_ok, s.validations_failed),
         );
         metric(
+            "promotions_total",
+            "counter",
+            "Promotions into --promote-to (staged and committed), by result; a failure changed nothing the child sees.",
+            &by_result(s.promotions_ok, s.promotions_failed),
+        );
+        metric(
             "config_changes_total",
             "counter",
             "Settled changes of the watched config's bytes.",

@@ -1,98 +1,172 @@
-//! `--promote-to DIR`: the child reads its config from DIR, never from the
-//! watched sources. New source bytes are staged into DIR with the kubelet's
-//! own atomic technique, so no reader ever sees half a config:
+//! `--promote-to DIR`, on disk: the child reads its config from DIR, never
+//! from the watched sources. This module performs what the state machine
+//! decides and decides nothing itself; its one judgement is what DIR's
+//! durable record says at startup (`recover`).
 //!
-//! 1. a new generation directory `..<timestamp>.<n>` holds a copy of every
-//!    source file, at its path relative to its source;
-//! 2. `..data_tmp -> <generation>` is renamed over `..data` (the switch);
-//! 3. each top-level entry is a symlink `name -> ..data/name`, made once.
+//! DIR's layout is the kubelet's, so no reader ever sees half a config:
 //!
-//! With `--validate`, the check runs against DIR while the candidate is in
-//! place; a pass drops the previous generation (`commit`), a failure
-//! switches `..data` back at once and removes the candidate (`rollback`).
+//! - `..gen<20-digit nanoseconds>.<4-digit sequence>/`: a generation, a
+//!   complete copy of the sources, each file at its path relative to its
+//!   source. Names sort by creation, though nothing depends on that.
+//! - `..data -> <generation>`: what the child sees, switched by renaming a
+//!   fresh `..data_tmp` over it (atomic);
+//! - `name -> ..data/name`, one per top-level entry, made once;
+//! - `..good -> <generation>`: the durable record of the last generation that
+//!   passed its check (or, without `--validate`, was fully staged). It is
+//!   written before `..data` is switched to that generation, and is the only
+//!   thing a restarted manager trusts: a generation is never deleted while
+//!   `..good` names it.
+//!
+//! A candidate is staged as a hidden generation that nothing points at; the
+//! check reads it there (`FLUSH_MANAGER_CANDIDATE`), or, in the explicit
+//! in-place mode, `..data` points at it for the check's duration only.
 
-use crate::watch::fingerprint;
+use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{info, warn};
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
+const GOOD: &str = "..good";
+const GOOD_TMP: &str = "..good_tmp";
+/// Every generation's name starts with this (never a user's `..` name).
+const GEN_PREFIX: &str = "..gen";
 
 pub struct Promoter {
     dir: PathBuf,
     sources: Vec<PathBuf>,
-    /// The generation `..data` pointed to before the staged candidate.
-    previous: Option<String>,
-    /// The staged generation awaiting a verdict.
-    candidate: Option<String>,
-    /// What DIR holds (after a commit): source path → state, so an
-    /// unchanged source is not staged again.
-    promoted: fingerprint::Snapshot,
+    /// The generation `..good` names (mirrors the disk; set by `recover`
+    /// and `commit`).
+    good: Option<String>,
 }
 
 /// Where each source file lands: (source file, path relative to DIR).
 type Layout = Vec<(PathBuf, PathBuf)>;
 
+/// A candidate generation, staged and not yet visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub generation: String,
+    /// The fingerprint of the copies, keyed by their source paths: exactly
+    /// the bytes a check of this generation judges and a commit promotes.
+    pub snapshot: Snapshot,
+}
+
 impl Promoter {
-    /// Checks that DIR is usable and that no two sources land on the same
-    /// path; does not touch DIR's content.
+    /// Checks that DIR is usable, that it and the sources do not overlap
+    /// (judged on resolved paths: symlinks and `..` do not hide it), that no
+    /// two sources land on the same path, and that every source file is a
+    /// regular file; does not touch DIR's content.
     pub fn new(dir: PathBuf, sources: Vec<PathBuf>) -> Result<Promoter, String> {
         if sources.is_empty() {
             return Err("--promote-to needs a --config source".into());
         }
-        if let Some(s) = sources
-            .iter()
-            .find(|s| s.starts_with(&dir) || dir.starts_with(s))
-        {
-            return Err(format!(
-                "--promote-to {} and the source {} contain one another",
-                dir.display(),
-                s.display()
-            ));
-        }
         fs::create_dir_all(&dir)
             .map_err(|e| format!("--promote-to {}: cannot create it: {e}", dir.display()))?;
+        let real_dir = resolved(&dir);
+        for s in &sources {
+            let real = resolved(s);
+            if real.starts_with(&real_dir) || real_dir.starts_with(&real) {
+                return Err(format!(
+                    "--promote-to {} and the source {} overlap (resolved: {} and {}); \
+                     promoting would copy DIR into itself",
+                    dir.display(),
+                    s.display(),
+                    real_dir.display(),
+                    real.display()
+                ));
+            }
+        }
         let p = Promoter {
             dir,
             sources,
-            previous: None,
-            candidate: None,
-            promoted: Default::default(),
+            good: None,
         };
-        p.layout()?;
+        for (source, _) in p.layout()? {
+            if let Some(kind) = special_kind(&source) {
+                return Err(format!(
+                    "--promote-to: the source {} is {kind}, not a regular file: it cannot be \
+                     copied safely (reading it may block or never end)",
+                    source.display()
+                ));
+            }
+        }
         Ok(p)
     }
 
-    /// Does DIR hold an earlier promotion (one the child can start on)?
-    pub fn has_generation(&self) -> bool {
-        fs::read_link(self.dir.join(DATA)).is_ok_and(|g| self.dir.join(g).is_dir())
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// The path in DIR that a source file is promoted to.
-    pub fn target_of(&self, source: &Path) -> PathBuf {
+    /// Startup: makes DIR agree with its durable record. `..data` is pointed
+    /// back at `..good`'s generation (a check in place, or a commit, may have
+    /// been interrupted), and every other generation is removed. Returns
+    /// the good generation's fingerprint (keyed by source paths), if any.
+    pub fn recover(&mut self) -> io::Result<Option<Snapshot>> {
+        let _ = fs::remove_file(self.dir.join(DATA_TMP));
+        let _ = fs::remove_file(self.dir.join(GOOD_TMP));
+        let good = fs::read_link(self.dir.join(GOOD))
+            .ok()
+            .and_then(|g| g.to_str().map(String::from))
+            .filter(|g| is_generation(g) && self.dir.join(g).is_dir());
+        match &good {
+            Some(g) => {
+                if fs::read_link(self.dir.join(DATA)).ok().as_deref() != Some(Path::new(g)) {
+                    warn!(
+                        "{}: the child's view was not the last good generation (an interrupted \
+                         check or promotion); restored {g}",
+                        self.dir.display()
+                    );
+                }
+                self.switch(g)?;
+            }
+            None => {
+                if fs::symlink_metadata(self.dir.join(DATA)).is_ok() {
+                    warn!(
+                        "{}: holds a config with no record that it was approved; not using it",
+                        self.dir.display()
+                    );
+                }
+                let _ = fs::remove_file(self.dir.join(GOOD));
+                self.hide()?;
+            }
+        }
+        for e in fs::read_dir(&self.dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_generation(&name) && Some(&name) != good.as_ref() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        self.good = good;
+        Ok(self.good.as_ref().map(|g| self.fingerprint(g)))
+    }
+
+    /// The path a check reads a candidate at.
+    pub fn candidate_path(&self, generation: &str) -> PathBuf {
+        self.dir.join(generation)
+    }
+
+    /// Where a source file is in `root` (DIR, or a candidate).
+    pub fn target_of(&self, source: &Path, root: &Path) -> PathBuf {
         self.layout()
             .ok()
             .and_then(|l| l.into_iter().find(|(s, _)| s == source))
-            .map_or_else(|| source.to_path_buf(), |(_, rel)| self.dir.join(rel))
+            .map_or_else(|| source.to_path_buf(), |(_, rel)| root.join(rel))
     }
 
     fn layout(&self) -> Result<Layout, String> {
         let mut by_target: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
         for source in &self.sources {
-            let files = fingerprint::expand(source);
-            for file in files {
-                let rel = if source.is_dir() {
-                    file.strip_prefix(source).map(Path::to_path_buf).ok()
-                } else {
-                    source.file_name().map(PathBuf::from)
+            for file in fingerprint::expand(source) {
+                let Some(rel) = relative(source, &file) else {
+                    continue;
                 };
-                let Some(rel) = rel else { continue };
                 if let Some(other) = by_target.insert(rel.clone(), file.clone()) {
                     return Err(format!(
                         "--promote-to: {} and {} would both become {}",
@@ -106,106 +180,130 @@ impl Promoter {
         Ok(by_target.into_iter().map(|(rel, src)| (src, rel)).collect())
     }
 
-    /// Stages the sources as they are now (`now`, their fingerprint) as a
-    /// new generation and switches `..data` to it. Returns false when DIR
-    /// already holds exactly these bytes (nothing staged).
-    pub fn stage(&mut self, now: &fingerprint::Snapshot) -> io::Result<bool> {
-        if *now == self.promoted && self.has_generation() {
-            return Ok(false);
-        }
-        self.rollback();
-        let layout = self.layout().map_err(io::Error::other)?;
+    /// The fingerprint of a generation's files, keyed by the source paths
+    /// they were copied from (as the sources are laid out now).
+    fn fingerprint(&self, generation: &str) -> Snapshot {
+        let root = self.dir.join(generation);
+        self.layout()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(source, rel)| (source, fingerprint::file_state(&root.join(rel))))
+            .filter(|(_, state)| *state != FileState::Missing)
+            .collect()
+    }
+
+    /// Copies the sources as they are now into a new hidden generation and
+    /// makes it durable. Nothing the child sees changes. A source that is
+    /// not a regular file is refused (never opened blocking).
+    pub fn stage(&mut self) -> Result<Staged, String> {
+        let layout = self.layout()?;
         let generation = generation_name();
         let root = self.dir.join(&generation);
-        fs::create_dir(&root)?;
-        let copied = (|| -> io::Result<()> {
+        let copied = (|| -> io::Result<Snapshot> {
+            fs::create_dir(&root)?;
+            let mut snapshot = Snapshot::new();
             for (source, rel) in &layout {
                 let dest = root.join(rel);
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                match fs::copy(source, &dest) {
-                    Ok(_) => {}
+                match copy_regular(source, &dest) {
+                    Ok(()) => {}
                     // Gone since the layout was read: promoted without it.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("{}: {e}", source.display()),
+                        ));
+                    }
                 }
+                // The copy's own bytes: what is judged is what was written.
+                let state = fingerprint::file_state(&dest);
                 info!(
-                    "Promoting {} -> {} ({})",
+                    "Staging {} -> {} ({state})",
                     source.display(),
-                    self.dir.join(rel).display(),
-                    fingerprint::file_state(&dest)
+                    self.dir.join(rel).display()
                 );
+                snapshot.insert(source.clone(), state);
             }
-            Ok(())
+            sync_dir(&root)?;
+            Ok(snapshot)
         })();
-        if let Err(e) = copied {
-            let _ = fs::remove_dir_all(&root);
-            return Err(e);
+        match copied {
+            Ok(snapshot) => Ok(Staged {
+                generation,
+                snapshot,
+            }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&root);
+                Err(e.to_string())
+            }
         }
-        self.previous = fs::read_link(self.dir.join(DATA))
-            .ok()
-            .map(|g| g.to_string_lossy().into_owned());
-        self.switch(&generation)?;
-        self.candidate = Some(generation.clone());
-        self.promoted = now.clone();
-        info!(
-            "Promoted {} file(s) to {} (generation {generation})",
-            layout.len(),
-            self.dir.display()
-        );
-        Ok(true)
     }
 
-    /// The source bytes DIR holds now (as last staged).
-    pub fn promoted(&self) -> &fingerprint::Snapshot {
-        &self.promoted
+    /// In-place mode: the child's view becomes the candidate for its check.
+    /// `..good` is untouched, so a crash now restarts on the last good.
+    pub fn expose(&self, generation: &str) -> Result<(), String> {
+        self.switch(generation).map_err(|e| e.to_string())
     }
 
-    /// The staged generation is good: the previous one goes.
-    pub fn commit(&mut self) {
-        if let Some(old) = self.previous.take() {
+    /// The candidate passed: `..good` names it (durably: the commit point),
+    /// then the child's view switches to it, then the previous good goes.
+    pub fn commit(&mut self, generation: &str) -> Result<(), String> {
+        let done = (|| -> io::Result<()> {
+            sync_fs(&self.dir)?;
+            replace_link(&self.dir, GOOD_TMP, GOOD, generation)?;
+            sync_dir(&self.dir)?;
+            self.switch(generation)
+        })();
+        if let Err(e) = done {
+            // Not committed unless `..good` names it; the view follows the record.
+            self.discard(generation);
+            return Err(e.to_string());
+        }
+        if let Some(old) = self.good.replace(generation.to_string())
+            && old != generation
+        {
             let _ = fs::remove_dir_all(self.dir.join(old));
         }
-        self.candidate = None;
+        info!(
+            "Promoted {} to {} (generation {generation})",
+            fingerprint::short(&self.fingerprint(generation)),
+            self.dir.display()
+        );
+        Ok(())
     }
 
-    /// The staged generation is rejected (or moot): `..data` goes back to
-    /// the previous generation at once and the candidate is removed; with no
-    /// previous generation DIR is left empty.
-    pub fn rollback(&mut self) {
-        let Some(candidate) = self.candidate.take() else {
-            return;
-        };
-        let restored = match self.previous.take() {
-            Some(prev) => self.switch(&prev).map(|()| prev),
-            None => {
-                let _ = fs::remove_file(self.dir.join(DATA));
-                self.sync_links(None).map(|()| String::new())
+    /// The candidate is rejected or moot: the child's view goes back to the
+    /// last good (if the candidate was exposed) and the candidate is removed.
+    pub fn discard(&mut self, generation: &str) {
+        let shown = fs::read_link(self.dir.join(DATA)).ok();
+        if shown.as_deref() == Some(Path::new(generation)) {
+            let restored = match self.good.clone() {
+                Some(good) => self.switch(&good),
+                None => self.hide(),
+            };
+            if let Err(e) = restored {
+                warn!("Cannot restore {}: {e}", self.dir.display());
             }
-        };
-        match restored {
-            Ok(prev) if prev.is_empty() => {
-                info!("Rolled back {}: it holds no config", self.dir.display())
-            }
-            Ok(prev) => info!(
-                "Rolled back {} to the last good generation {prev}",
-                self.dir.display()
-            ),
-            Err(e) => warn!("Cannot roll back {}: {e}", self.dir.display()),
         }
-        let _ = fs::remove_dir_all(self.dir.join(candidate));
-        // The bytes DIR holds are no longer known: the next stage copies.
-        self.promoted = Default::default();
+        let _ = fs::remove_dir_all(self.dir.join(generation));
     }
 
     /// `..data -> generation`, atomically, then the top-level links.
     fn switch(&self, generation: &str) -> io::Result<()> {
-        let tmp = self.dir.join(DATA_TMP);
-        let _ = fs::remove_file(&tmp);
-        symlink(generation, &tmp)?;
-        fs::rename(&tmp, self.dir.join(DATA))?;
+        replace_link(&self.dir, DATA_TMP, DATA, generation)?;
         self.sync_links(Some(generation))
+    }
+
+    /// No view at all: DIR shows nothing.
+    fn hide(&self) -> io::Result<()> {
+        match fs::remove_file(self.dir.join(DATA)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        self.sync_links(None)
     }
 
     /// One `name -> ..data/name` link per top-level entry of `generation`;
@@ -234,17 +332,119 @@ impl Promoter {
     }
 }
 
-/// `..2026_11_26_19_30_00.<nanos><n>`: unique, and sorted like the kubelet's.
+/// A file's path relative to the source it was found under.
+fn relative(source: &Path, file: &Path) -> Option<PathBuf> {
+    if file == source {
+        source.file_name().map(PathBuf::from)
+    } else {
+        file.strip_prefix(source).map(Path::to_path_buf).ok()
+    }
+}
+
+fn is_generation(name: &str) -> bool {
+    name.starts_with(GEN_PREFIX)
+}
+
+/// `name -> target` in `dir`, atomically (through `tmp`).
+fn replace_link(dir: &Path, tmp: &str, name: &str, target: &str) -> io::Result<()> {
+    let tmp = dir.join(tmp);
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp)?;
+    fs::rename(&tmp, dir.join(name))
+}
+
+/// Copies a regular file; anything else is refused without blocking (a
+/// FIFO's open would wait for a writer; a device may never end).
+fn copy_regular(source: &Path, dest: &Path) -> io::Result<()> {
+    let mut from = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(source)?;
+    if !from.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut to = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    io::copy(&mut from, &mut to)?;
+    Ok(())
+}
+
+/// What a source file is, when it is not a regular file.
+fn special_kind(path: &Path) -> Option<&'static str> {
+    let t = fs::metadata(path).ok()?.file_type();
+    if t.is_fifo() {
+        Some("a FIFO (a pipe, like `--config <(command)`)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        None
+    }
+}
+
+/// The generation's files reach the disk before any record names it.
+fn sync_fs(dir: &Path) -> io::Result<()> {
+    let f = File::open(dir)?;
+    nix::unistd::syncfs(&f).map_err(io::Error::from)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// `path` with symlinks and `..` resolved; a part that does not exist yet
+/// is appended to its nearest existing ancestor, resolved.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = fs::canonicalize(path) {
+        return real;
+    }
+    let mut rest = Vec::new();
+    let mut at = path;
+    while let Some(parent) = at.parent() {
+        if let Some(name) = at.file_name() {
+            rest.push(name.to_os_string());
+        }
+        at = parent;
+        if let Ok(real) = fs::canonicalize(at) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return normalise(&out);
+        }
+    }
+    normalise(path)
+}
+
+/// Drops `.` and resolves `..` textually (for the part that does not exist).
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `..gen<nanoseconds since 1970, 20 digits>.<sequence, 4 digits>`: unique
+/// in this process, and sorted by creation.
 fn generation_name() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     format!(
-        "..{}.{}{}",
-        now.as_secs(),
-        now.subsec_nanos(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
+        "{GEN_PREFIX}{:020}.{:04}",
+        now.as_nanos(),
+        SEQ.fetch_add(1, Ordering::Relaxed) % 10_000
     )
 }
 
@@ -259,54 +459,79 @@ mod tests {
         d
     }
 
-    fn snap(p: &Path) -> fingerprint::Snapshot {
-        fingerprint::Cache::default().snapshot(&[p.to_path_buf()], true)
+    fn generations(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| is_generation(&e.file_name().to_string_lossy()))
+            .count()
     }
 
     #[test]
-    fn stage_commit_and_rollback_keep_one_good_generation() {
+    fn stage_is_invisible_until_commit_and_discard_leaves_the_good_one() {
         let d = scratch("cycle");
         let (src, dir) = (d.join("src"), d.join("dst"));
         fs::create_dir_all(src.join("conf.d")).unwrap();
         fs::write(src.join("main.conf"), "v1").unwrap();
         fs::write(src.join("conf.d/a.conf"), "a1").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        assert!(!p.has_generation());
-        assert!(p.stage(&snap(&src)).unwrap());
-        p.commit();
+        assert_eq!(p.recover().unwrap(), None);
+        let s1 = p.stage().unwrap();
+        assert!(!dir.join("main.conf").exists(), "staged is not shown");
+        assert_eq!(
+            fs::read_to_string(p.candidate_path(&s1.generation).join("main.conf")).unwrap(),
+            "v1"
+        );
+        p.commit(&s1.generation).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(fs::read_to_string(dir.join("conf.d/a.conf")).unwrap(), "a1");
-        assert!(!p.stage(&snap(&src)).unwrap(), "same bytes: nothing staged");
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s1.generation)
+        );
 
         fs::write(src.join("main.conf"), "v2").unwrap();
-        assert!(p.stage(&snap(&src)).unwrap());
+        let s2 = p.stage().unwrap();
+        assert_ne!(s1.snapshot, s2.snapshot);
+        p.expose(&s2.generation).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v2");
-        p.rollback();
+        p.discard(&s2.generation);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
-        let generations = fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .count();
-        assert_eq!(generations, 1, "the candidate is removed");
+        assert_eq!(generations(&dir), 1, "the candidate is removed");
+
+        // A restarted manager trusts `..good`, whatever `..data` shows.
+        let s3 = p.stage().unwrap();
+        p.expose(&s3.generation).unwrap();
+        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let good = again.recover().unwrap().unwrap();
+        assert_eq!(good, s1.snapshot);
+        assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
+        assert_eq!(generations(&dir), 1, "the interrupted candidate is gone");
         fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn a_first_rejected_promotion_leaves_the_directory_empty() {
+    fn a_record_without_a_good_generation_shows_nothing() {
         let d = scratch("empty");
         let (src, dir) = (d.join("app.conf"), d.join("dst"));
         fs::write(&src, "bad").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        p.stage(&snap(&src)).unwrap();
+        let s = p.stage().unwrap();
+        p.expose(&s.generation).unwrap();
         assert!(dir.join("app.conf").exists());
-        p.rollback();
+        p.discard(&s.generation);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        // An older layout (a view, no record): not trusted.
+        let s = p.stage().unwrap();
+        p.expose(&s.generation).unwrap();
+        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        assert_eq!(again.recover().unwrap(), None);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
-    fn colliding_sources_are_refused() {
+    fn colliding_overlapping_and_special_sources_are_refused() {
         let d = scratch("collide");
         fs::create_dir_all(d.join("a")).unwrap();
         fs::create_dir_all(d.join("b")).unwrap();
@@ -319,7 +544,30 @@ mod tests {
         let err = Promoter::new(d.join("a/x"), vec![d.join("a")])
             .err()
             .unwrap();
-        assert!(err.contains("contain one another"), "{err}");
+        assert!(err.contains("overlap"), "{err}");
+        // Hidden by `..` and by a symlink: still the same place.
+        let err = Promoter::new(d.join("x/../a/out"), vec![d.join("a")])
+            .err()
+            .unwrap();
+        assert!(err.contains("overlap"), "{err}");
+        symlink(d.join("a"), d.join("link")).unwrap();
+        let err = Promoter::new(d.join("link/out"), vec![d.join("a")])
+            .err()
+            .unwrap();
+        assert!(err.contains("overlap"), "{err}");
+        nix::unistd::mkfifo(&d.join("fifo.conf"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = Promoter::new(d.join("dst2"), vec![d.join("fifo.conf")])
+            .err()
+            .unwrap();
+        assert!(err.contains("FIFO"), "{err}");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn generation_names_sort_by_creation() {
+        let names: Vec<String> = (0..50).map(|_| generation_name()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
     }
 }

@@ -10,6 +10,12 @@ use nix::libc;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod gate;
+mod reload;
+
+use gate::Pending;
+use reload::Reload;
+
 /// What to do when the child exits on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -72,11 +78,9 @@ pub struct Settings {
     /// The child holds the terminal's foreground: its death by SIGINT is a
     /// Ctrl-C, a request to stop whatever the restart policy says.
     pub interactive: bool,
-    /// `--promote-to`: the child reads a directory the edge stages settled
-    /// source bytes into (during a check: the candidate; else the last good).
+    /// `--promote-to`: the child reads a directory that approved source
+    /// bytes are promoted into, as the machine decides step by step.
     pub promote: bool,
-    /// With `promote`: the directory held a promotion when we started.
-    pub last_good: bool,
     /// `--reload-command` or `--reload-url`: the edge performs the reload
     /// (`RunReload`) instead of a signal or a restart.
     pub reload_external: bool,
@@ -100,6 +104,10 @@ pub struct Stats {
     pub reloads_failed: u64,
     pub validations_ok: u64,
     pub validations_failed: u64,
+    /// Promotions into `--promote-to` that took, or failed (staging or
+    /// committing: a full disk, a permission).
+    pub promotions_ok: u64,
+    pub promotions_failed: u64,
     /// Settled changes of the config's bytes.
     pub changes: u64,
 }
@@ -132,6 +140,8 @@ pub enum Event {
     RestartRequested(Snapshot),
     /// `Action::Reload` found that the child has no handler for the signal.
     ReloadUnhandled(i32),
+    /// `Action::Reload` sent the signal to a child that handles it.
+    ReloadSent,
     /// The config as it is now, asked for by `Action::Fingerprint` just
     /// before a start.
     Candidate(Snapshot),
@@ -141,28 +151,59 @@ pub enum Event {
     BackoffOver,
     /// The reload started by `Action::RunReload { token, .. }` ended.
     Reloaded { token: u64, ok: bool },
-    /// The retry delay of a failed reload (`Action::RetryReload`) ran out.
-    ReloadRetryDue { token: u64 },
+    /// The delay armed by `Action::RetryAfter { token, .. }` ran out.
+    RetryDue { token: u64 },
+    /// The answer to `Action::Stage { token }`: the candidate, or why not.
+    Staged {
+        token: u64,
+        result: Result<Candidate, String>,
+    },
+    /// The answer to `Action::Commit { token, .. }`.
+    Committed {
+        token: u64,
+        result: Result<(), String>,
+    },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
     Validated { token: u64, ok: bool },
 }
 
+/// A staged candidate: a hidden generation in the child's directory and
+/// the fingerprint of its copies (keyed by their source paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub generation: String,
+    pub snapshot: Snapshot,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Fingerprint the config, start the child, answer `Spawned`/`SpawnFailed`.
     Spawn,
-    /// Fingerprint the config and answer `Candidate`: with `--validate`,
-    /// every start goes through the gate first.
+    /// Fingerprint the config and answer `Candidate`: with `--validate` or
+    /// `--promote-to`, every start goes through the gate first.
     Fingerprint,
-    /// `--promote-to` without a check: stage the sources as they are now
-    /// into the child's directory and keep them.
-    Promote,
+    /// Copy the sources as they are now into a new hidden generation of the
+    /// child's directory; answer `Staged` with its exact bytes.
+    Stage {
+        token: u64,
+    },
+    /// Make this generation the last good one (its durable record first),
+    /// then what the child sees; answer `Committed`.
+    Commit {
+        token: u64,
+        generation: String,
+    },
+    /// Remove this candidate; if the child's directory shows it (a check in
+    /// place), show the last good generation again first.
+    Discard {
+        generation: String,
+    },
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send the reload signal to the child (or its group) if the child
-    /// catches it; answer `ReloadUnhandled` if it does not.
+    /// catches it (answer `ReloadSent`); answer `ReloadUnhandled` if not.
     Reload(i32, Target),
     /// SIGKILL the child's process group.
     KillGroup,
@@ -170,10 +211,12 @@ pub enum Action {
     StopDeadline(Option<Duration>),
     /// Wait this long, then answer `BackoffOver`.
     Backoff(Duration),
-    /// Run the validator on these changed files; answer `Validated`.
+    /// Run the validator on these changed files (with `--promote-to`, on
+    /// this candidate generation); answer `Validated`.
     Validate {
         token: u64,
         changed: Vec<PathBuf>,
+        candidate: Option<String>,
     },
     /// Kill the running validator; its result no longer matters.
     CancelValidation,
@@ -183,13 +226,15 @@ pub enum Action {
         token: u64,
         changed: Vec<PathBuf>,
     },
-    /// After this delay, answer `ReloadRetryDue { token }`.
-    RetryReload {
+    /// After this delay, answer `RetryDue { token }`.
+    RetryAfter {
         token: u64,
         after: Duration,
     },
-    /// Stop the running reload and forget a pending retry.
+    /// Stop the running reload (a retry still armed is ignored when due).
     CancelReload,
+    /// A settled change was taken: `--min-interval` counts from now.
+    Acted,
     Exit(i32),
 }
 
@@ -232,25 +277,22 @@ pub struct Machine {
     base: Snapshot,
     restarts: u32,
     next_backoff: Duration,
-    /// The validation in flight: its token and the bytes it judges.
-    validation: Option<(u64, Snapshot)>,
+    /// The config in flight through the gate (staging, check, commit).
+    pending: Option<Pending>,
     last_token: u64,
     /// Bytes a validator rejected: not validated again until they change,
     /// and never started.
     rejected: Option<Snapshot>,
-    /// Bytes a validator passed: the only ones a child may start on.
+    /// Bytes a validator passed (with `--promote-to`: the last good
+    /// generation's): the only ones a child may start on.
     approved: Option<Snapshot>,
     /// A child has run: a rejected config then holds instead of exiting 78.
     started: bool,
-    /// The validation in flight was asked for by the restart signal: a pass
-    /// restarts even with a reload signal set or unchanged bytes.
-    restart_requested: bool,
     /// The last signal we sent the current child, to tell "exited on its
     /// own" from "died of the signal we sent".
     sent: Option<i32>,
-    /// The external reload in flight or waiting to be retried: its token,
-    /// the files it is for, and the next retry delay.
-    reload: Option<(u64, Vec<PathBuf>, Duration)>,
+    /// The external reload in flight or waiting to be retried.
+    reload: Option<Reload>,
     /// Why the next child starts.
     reason: Reason,
     stats: Stats,
@@ -261,41 +303,49 @@ fn is_shutdown(sig: i32) -> bool {
 }
 
 impl Machine {
-    /// A new machine and its first actions, given the config as it is now.
-    pub fn new(settings: Settings, initial: Snapshot) -> (Machine, Vec<Action>) {
+    /// A new machine and its first actions, given the config as it is now
+    /// and, with `--promote-to`, the bytes of the last good generation the
+    /// child's directory holds (if any).
+    pub fn new(
+        settings: Settings,
+        initial: Snapshot,
+        last_good: Option<Snapshot>,
+    ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
             settings,
             phase: Phase::Starting,
             base: Snapshot::new(),
             restarts: 0,
             next_backoff: BACKOFF_FIRST,
-            validation: None,
+            pending: None,
             last_token: 0,
             rejected: None,
             approved: None,
             started: false,
-            restart_requested: false,
             sent: None,
             reload: None,
             reason: Reason::First,
             stats: Stats::default(),
         };
-        if !m.settings.validate {
+        if m.settings.promote {
+            m.approved = last_good;
+        }
+        if !m.gated() {
             let first = m.spawn();
             return (m, first);
         }
-        // A pod with a broken config should fail visibly at once.
-        m.phase = Phase::Checking;
-        let first = m.validate_all(initial);
+        // A pod with a broken config should fail visibly at once: the
+        // first start goes through the gate like every other.
+        let first = m.on_candidate(initial);
         (m, first)
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Spawned(snapshot) => {
-                // With --validate the child runs on what was approved; if the
-                // bytes moved in between, the next look sees a change to check.
-                self.base = match (&self.approved, self.settings.validate) {
+                // Gated, the child runs on what was approved; if the bytes
+                // moved in between, the next look sees a change to check.
+                self.base = match (&self.approved, self.gated()) {
                     (Some(approved), true) => approved.clone(),
                     _ => snapshot,
                 };
@@ -313,14 +363,15 @@ impl Machine {
                         "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
                         signals::name(sig)
                     );
-                    // Counted as a reload when decided; it was a restart.
-                    self.stats.reloads_ok = self.stats.reloads_ok.saturating_sub(1);
                     self.reason = Reason::Config;
-                    let stop = self.settings.stop_signal;
-                    self.stop(Then::Restart, stop)
+                    self.restart()
                 }
                 _ => vec![],
             },
+            Event::ReloadSent => {
+                self.stats.reloads_ok += 1;
+                vec![]
+            }
             Event::SpawnFailed(code) => self.done(code),
             Event::Signal(sig) => self.on_signal(sig),
             Event::ChildExited { status, ran_for } => self.on_exit(status, ran_for),
@@ -338,187 +389,10 @@ impl Machine {
             },
             Event::ConfigSettled(now) => self.on_config(now),
             Event::Reloaded { token, ok } => self.on_reloaded(token, ok),
-            Event::ReloadRetryDue { token } => match &self.reload {
-                Some((t, changed, _)) if *t == token && self.phase == Phase::Running => {
-                    info!("Retrying the reload");
-                    vec![Action::RunReload {
-                        token,
-                        changed: changed.clone(),
-                    }]
-                }
-                _ => vec![],
-            },
+            Event::RetryDue { token } => self.on_retry_due(token),
             Event::Validated { token, ok } => self.on_validated(token, ok),
-        }
-    }
-
-    /// Starts validating `snapshot` (cancelling a stale validation first).
-    fn validate(&mut self, snapshot: Snapshot, changed: Vec<PathBuf>) -> Vec<Action> {
-        let mut actions = self.cancel_validation();
-        self.restart_requested = false;
-        self.last_token += 1;
-        self.validation = Some((self.last_token, snapshot));
-        actions.push(Action::Validate {
-            token: self.last_token,
-            changed,
-        });
-        actions
-    }
-
-    /// Validates every file that has content (a start: all are "changed").
-    fn validate_all(&mut self, snapshot: Snapshot) -> Vec<Action> {
-        let changed = fingerprint::changes(&Snapshot::new(), &snapshot)
-            .into_iter()
-            .map(|c| c.path)
-            .collect();
-        self.validate(snapshot, changed)
-    }
-
-    fn cancel_validation(&mut self) -> Vec<Action> {
-        match self.validation.take() {
-            Some(_) => vec![Action::CancelValidation],
-            None => vec![],
-        }
-    }
-
-    fn on_validated(&mut self, token: u64, ok: bool) -> Vec<Action> {
-        let Some((_, snapshot)) = self.validation.take_if(|(t, _)| *t == token) else {
-            debug!("Ignoring the result of a stale validation");
-            return vec![];
-        };
-        if !ok {
-            self.stats.validations_failed += 1;
-            self.rejected = Some(snapshot);
-            return match self.phase {
-                Phase::Checking if !self.started && self.settings.last_good => {
-                    error!(
-                        "Config validation failed at startup; starting the child on the last good config promoted earlier"
-                    );
-                    self.phase = Phase::Starting;
-                    vec![Action::Spawn]
-                }
-                Phase::Checking if !self.started => {
-                    error!("Config validation failed at startup; not starting the child");
-                    self.done(EX_CONFIG)
-                }
-                Phase::Checking => self.hold(),
-                Phase::Backoff { .. } => {
-                    error!("Config validation failed; the child will not be restarted on it");
-                    vec![]
-                }
-                _ => {
-                    error!("Config validation failed; keeping the current child running untouched");
-                    vec![]
-                }
-            };
-        }
-        info!("Config validation passed");
-        self.stats.validations_ok += 1;
-        self.rejected = None;
-        self.approved = Some(snapshot.clone());
-        let restart = std::mem::take(&mut self.restart_requested);
-        if restart {
-            self.reason = Reason::Signal;
-        }
-        match self.phase {
-            Phase::Checking => {
-                self.phase = Phase::Starting;
-                vec![Action::Spawn]
-            }
-            Phase::Running if restart => self.restart(),
-            Phase::Running | Phase::Backoff { .. } => self.apply(snapshot),
-            _ => vec![],
-        }
-    }
-
-    /// The gate: a start on approved bytes goes ahead; on rejected bytes it
-    /// is held; on bytes never checked, they are checked first.
-    fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase != Phase::Starting {
-            return vec![];
-        }
-        if self.approved.as_ref() == Some(&now) {
-            return vec![Action::Spawn];
-        }
-        if self.rejected.as_ref() == Some(&now) {
-            return self.hold();
-        }
-        let before = self.approved.clone().unwrap_or_default();
-        let changed: Vec<PathBuf> = fingerprint::changes(&before, &now)
-            .into_iter()
-            .map(|c| {
-                info!("File change detected: {c}");
-                c.path
-            })
-            .collect();
-        info!(
-            "Config changed since it was last validated: validating it before starting the child"
-        );
-        self.phase = Phase::Checking;
-        self.validate(now, changed)
-    }
-
-    /// No child on rejected bytes: wait for a change that passes. With
-    /// `--promote-to` the child never reads the rejected bytes: it starts on
-    /// the last good ones.
-    fn hold(&mut self) -> Vec<Action> {
-        if self.settings.promote {
-            error!(
-                "The config source was rejected by --validate; starting the child on the last good promoted config"
-            );
-            self.phase = Phase::Starting;
-            return vec![Action::Spawn];
-        }
-        let files: Vec<String> = self
-            .rejected
-            .iter()
-            .flat_map(|r| fingerprint::changes(&self.approved.clone().unwrap_or_default(), r))
-            .map(|c| c.path.display().to_string())
-            .collect();
-        error!(
-            "Not starting the child on a config that --validate rejected ({}); waiting for a fixed config",
-            if files.is_empty() {
-                "unchanged files".to_string()
-            } else {
-                files.join(", ")
-            }
-        );
-        self.phase = Phase::Held;
-        vec![]
-    }
-
-    /// `--restart-signal`: restart now, through the same gate as a change.
-    fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
-        match self.phase {
-            Phase::Running if self.settings.validate => {
-                if self.rejected.as_ref() == Some(&now) {
-                    error!(
-                        "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
-                    );
-                    return vec![];
-                }
-                info!("Restart requested by signal: validating the config first");
-                let actions = self.validate_all(now);
-                self.restart_requested = true;
-                actions
-            }
-            Phase::Running => {
-                info!("Restart requested by signal");
-                self.reason = Reason::Signal;
-                self.restart()
-            }
-            Phase::Backoff { .. } => {
-                info!(
-                    "Restart requested by signal during restart backoff, starting child process now"
-                );
-                self.reason = Reason::Signal;
-                self.spawn()
-            }
-            Phase::Held => self.on_config(now),
-            _ => {
-                debug!("Restart requested while not running; ignored");
-                vec![]
-            }
+            Event::Staged { token, result } => self.on_staged(token, result),
+            Event::Committed { token, result } => self.on_committed(token, result),
         }
     }
 
@@ -564,49 +438,21 @@ impl Machine {
         &self.base
     }
 
-    fn on_reloaded(&mut self, token: u64, ok: bool) -> Vec<Action> {
-        let Some((t, _, delay)) = self.reload.as_mut() else {
-            return vec![];
-        };
-        if *t != token {
-            debug!("Ignoring the result of a superseded reload");
-            return vec![];
-        }
-        if ok {
-            info!("Reload succeeded");
-            self.stats.reloads_ok += 1;
-            self.reload = None;
-            return vec![];
-        }
-        self.stats.reloads_failed += 1;
-        let after = *delay;
-        *delay = (after * 2).min(BACKOFF_MAX);
-        error!("Reload failed; retrying in {after:?}");
-        vec![Action::RetryReload { token, after }]
-    }
-
-    fn cancel_reload(&mut self) -> Vec<Action> {
-        match self.reload.take() {
-            Some(_) => vec![Action::CancelReload],
-            None => vec![],
-        }
-    }
-
     fn done(&mut self, code: i32) -> Vec<Action> {
         self.phase = Phase::Done;
         let mut actions = self.cancel_reload();
-        actions.extend(self.cancel_validation());
+        actions.extend(self.cancel_pending());
         actions.push(Action::Exit(code));
         actions
     }
 
-    /// Every (re)start: with `--validate`, through the gate (`on_candidate`).
+    /// Every (re)start: gated, through `on_candidate` first.
     fn spawn(&mut self) -> Vec<Action> {
         self.phase = Phase::Starting;
-        match (self.settings.validate, self.settings.promote) {
-            (true, _) => vec![Action::Fingerprint],
-            (false, true) => vec![Action::Promote, Action::Spawn],
-            (false, false) => vec![Action::Spawn],
+        if self.gated() {
+            vec![Action::Fingerprint]
+        } else {
+            vec![Action::Spawn]
         }
     }
 
@@ -629,7 +475,7 @@ impl Machine {
         };
         // A change being validated, or a reload of the old child, is moot:
         // the next child reads the config afresh.
-        let mut actions = self.cancel_validation();
+        let mut actions = self.cancel_pending();
         actions.extend(self.cancel_reload());
         actions.push(Action::Signal(sig, to));
         if sig != libc::SIGCONT {
@@ -864,62 +710,6 @@ impl Machine {
         vec![Action::Backoff(delay)]
     }
 
-    fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase == Phase::Held {
-            if self.rejected.as_ref() == Some(&now) {
-                return vec![];
-            }
-            info!("Config changed while held: validating it");
-            self.phase = Phase::Starting;
-            return self.on_candidate(now);
-        }
-        if self.phase == Phase::Checking {
-            // Changed while the startup check runs: check the newest bytes.
-            if self
-                .validation
-                .as_ref()
-                .is_some_and(|(_, pending)| *pending != now)
-            {
-                return self.validate_all(now);
-            }
-            return vec![];
-        }
-        if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
-            // Checking, stopping or starting: the next spawn fingerprints the
-            // config afresh, so nothing is lost by ignoring this one.
-            return vec![];
-        }
-        let changes = fingerprint::changes(&self.base, &now);
-        if changes.is_empty() {
-            debug!("Config fingerprint unchanged; nothing to do");
-            // Back to the bytes the child runs with: a pending check is moot.
-            return self.cancel_validation();
-        }
-        if self
-            .validation
-            .as_ref()
-            .is_some_and(|(_, pending)| *pending == now)
-        {
-            return vec![];
-        }
-        if self.rejected.as_ref() == Some(&now) {
-            debug!("Config still has the bytes the validator rejected");
-            // A check still running is for bytes no longer there: its pass
-            // must not reload the child onto these.
-            return self.cancel_validation();
-        }
-        for change in &changes {
-            let path = change.path.display().to_string();
-            info!(path = path.as_str(); "File change detected: {change}");
-        }
-        self.stats.changes += 1;
-        if self.settings.validate {
-            let changed = changes.into_iter().map(|c| c.path).collect();
-            return self.validate(now, changed);
-        }
-        self.apply(now)
-    }
-
     /// Acts on a (validated) change: reload or restart the running child,
     /// or cut a restart backoff short.
     fn apply(&mut self, now: Snapshot) -> Vec<Action> {
@@ -928,15 +718,7 @@ impl Machine {
             self.reason = Reason::Config;
             return self.spawn();
         }
-        // The child reads the promoted copy: it must hold the new bytes
-        // before the child is told (a no-op when the check staged them).
-        let mut actions = if self.settings.promote {
-            vec![Action::Promote]
-        } else {
-            vec![]
-        };
-        actions.extend(self.act(now));
-        actions
+        self.act(now)
     }
 
     fn act(&mut self, now: Snapshot) -> Vec<Action> {
@@ -948,15 +730,7 @@ impl Machine {
                 .map(|c| c.path)
                 .collect();
             self.base = now;
-            // A newer change supersedes a reload still running or waiting.
-            let mut actions = self.cancel_reload();
-            self.last_token += 1;
-            self.reload = Some((self.last_token, changed.clone(), BACKOFF_FIRST));
-            actions.push(Action::RunReload {
-                token: self.last_token,
-                changed,
-            });
-            return actions;
+            return self.run_reload(changed);
         }
         match self.settings.reload_signal {
             Some(sig) => {
@@ -966,7 +740,6 @@ impl Machine {
                 );
                 self.base = now;
                 self.sent = Some(sig);
-                self.stats.reloads_ok += 1;
                 vec![Action::Reload(sig, self.settings.signal_to)]
             }
             None => {
@@ -1001,7 +774,6 @@ pub mod testkit {
             map_signal: vec![],
             interactive: false,
             promote: false,
-            last_good: false,
             reload_external: false,
         }
     }
@@ -1033,7 +805,7 @@ mod tests {
 
     /// A machine whose child runs with config `hash`.
     fn running(s: Settings, hash: Option<u64>) -> Machine {
-        let (mut m, first) = Machine::new(s, snap(hash));
+        let (mut m, first) = Machine::new(s, snap(hash), None);
         assert_eq!(first, [Action::Spawn]);
         assert_eq!(m.handle(Event::Spawned(snap(hash))), []);
         m
@@ -1163,26 +935,23 @@ mod tests {
         let mut m = running(external(), Some(1));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [run_reload(1)]
+            [Action::Acted, run_reload(1)]
         );
         let fail = |token| Event::Reloaded { token, ok: false };
-        let retry = |after| Action::RetryReload {
+        let retry = |after| Action::RetryAfter {
             token: 1,
             after: Duration::from_secs(after),
         };
         assert_eq!(m.handle(fail(1)), [retry(1)]);
-        assert_eq!(
-            m.handle(Event::ReloadRetryDue { token: 1 }),
-            [run_reload(1)]
-        );
+        assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_reload(1)]);
         assert_eq!(m.handle(fail(1)), [retry(2)]);
         // A newer change supersedes the waiting retry; the old one's timer
         // and result no longer count.
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(3)))),
-            [Action::CancelReload, run_reload(2)]
+            [Action::Acted, Action::CancelReload, run_reload(2)]
         );
-        assert_eq!(m.handle(Event::ReloadRetryDue { token: 1 }), []);
+        assert_eq!(m.handle(Event::RetryDue { token: 1 }), []);
         assert_eq!(m.handle(fail(1)), []);
         assert_eq!(m.handle(Event::Reloaded { token: 2, ok: true }), []);
         assert_eq!(m.stats().reloads_ok, 1);
@@ -1197,7 +966,7 @@ mod tests {
         let mut m = running(external(), Some(1));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [run_reload(1)]
+            [Action::Acted, run_reload(1)]
         );
         let actions = m.handle(exited(0));
         assert_eq!(actions[0], Action::CancelReload);
@@ -1214,7 +983,7 @@ mod tests {
             reload_signal: Some(libc::SIGHUP),
             ..settings()
         };
-        let (mut m, first) = Machine::new(s, snap(Some(0)));
+        let (mut m, first) = Machine::new(s, snap(Some(0)), None);
         assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
         assert_eq!(
             m.handle(Event::Validated { token: 1, ok: true }),
@@ -1230,7 +999,10 @@ mod tests {
             []
         );
         let check_b = m.handle(Event::ConfigSettled(snap(Some(1))));
-        assert!(matches!(check_b[..], [Action::Validate { token: 3, .. }]));
+        assert!(matches!(
+            check_b[..],
+            [Action::Acted, Action::Validate { token: 3, .. }]
+        ));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(3)))),
             [Action::CancelValidation]
@@ -1264,7 +1036,7 @@ mod tests {
 
     #[test]
     fn spawn_failure_exits_with_its_code() {
-        let (mut m, _) = Machine::new(settings(), snap(Some(1)));
+        let (mut m, _) = Machine::new(settings(), snap(Some(1)), None);
         assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
     }
 
@@ -1279,6 +1051,7 @@ mod tests {
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
             [
+                Action::Acted,
                 Action::Signal(TERM, CHILD),
                 Action::Signal(CONT, CHILD),
                 Action::StopDeadline(Some(SECS10))
@@ -1309,7 +1082,7 @@ mod tests {
         m.handle(Event::GroupGone);
         m.handle(Event::Spawned(snap(Some(2))));
         assert_eq!(
-            m.handle(Event::ConfigSettled(snap(Some(4))))[0],
+            m.handle(Event::ConfigSettled(snap(Some(4))))[1],
             Action::Signal(TERM, CHILD)
         );
     }
@@ -1381,7 +1154,7 @@ mod tests {
         let mut m = running(s, Some(1));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::Reload(libc::SIGHUP, CHILD)]
+            [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
         );
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
@@ -1491,7 +1264,7 @@ mod tests {
         assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::Spawn]
+            [Action::Acted, Action::Spawn]
         );
         assert_eq!(
             m.handle(Event::BackoffOver),
@@ -1513,12 +1286,13 @@ mod tests {
 
     /// A validating machine whose child runs with config 1.
     fn running_validated(s: Settings) -> Machine {
-        let (mut m, first) = Machine::new(s, snap(Some(1)));
+        let (mut m, first) = Machine::new(s, snap(Some(1)), None);
         assert_eq!(
             first,
             [Action::Validate {
                 token: 1,
-                changed: conf()
+                changed: conf(),
+                candidate: None,
             }]
         );
         assert_eq!(
@@ -1531,7 +1305,7 @@ mod tests {
 
     #[test]
     fn startup_validation_failure_exits_78_and_starts_nothing() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
         assert_eq!(
             m.handle(Event::Validated {
                 token: 1,
@@ -1543,7 +1317,7 @@ mod tests {
 
     #[test]
     fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
         assert_eq!(
             m.handle(Event::Signal(TERM)),
             [Action::CancelValidation, Action::Exit(143)]
@@ -1555,10 +1329,14 @@ mod tests {
         let mut m = running_validated(validating());
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::Validate {
-                token: 2,
-                changed: conf()
-            }]
+            [
+                Action::Acted,
+                Action::Validate {
+                    token: 2,
+                    changed: conf(),
+                    candidate: None,
+                }
+            ]
         );
         // The same bytes settling again while validating: nothing new.
         assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
@@ -1591,10 +1369,14 @@ mod tests {
         );
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(3)))),
-            [Action::Validate {
-                token: 3,
-                changed: conf()
-            }],
+            [
+                Action::Acted,
+                Action::Validate {
+                    token: 3,
+                    changed: conf(),
+                    candidate: None,
+                }
+            ],
             "fixed bytes are"
         );
         assert_eq!(
@@ -1610,10 +1392,12 @@ mod tests {
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(3)))),
             [
+                Action::Acted,
                 Action::CancelValidation,
                 Action::Validate {
                     token: 3,
-                    changed: conf()
+                    changed: conf(),
+                    candidate: None,
                 }
             ]
         );
@@ -1680,7 +1464,7 @@ mod tests {
 
     #[test]
     fn a_change_during_the_startup_check_is_checked_instead() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)));
+        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(1)))),
             [],
@@ -1692,7 +1476,8 @@ mod tests {
                 Action::CancelValidation,
                 Action::Validate {
                     token: 2,
-                    changed: conf()
+                    changed: conf(),
+                    candidate: None,
                 }
             ]
         );
@@ -1807,7 +1592,7 @@ mod tests {
         let mut m = running(s, Some(1));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::Reload(libc::SIGHUP, CHILD)]
+            [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
         );
         assert_eq!(
             m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
@@ -1902,7 +1687,7 @@ mod tests {
         let mut m = running_validated(validating());
         assert!(matches!(
             m.handle(Event::ConfigSettled(snap(Some(2))))[..],
-            [Action::Validate { token: 2, .. }]
+            [Action::Acted, Action::Validate { token: 2, .. }]
         ));
         assert_eq!(
             m.handle(Event::Validated { token: 2, ok: true })[0],
@@ -1934,7 +1719,7 @@ mod tests {
         assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
         assert!(matches!(
             m.handle(Event::ConfigSettled(snap(Some(4))))[..],
-            [Action::Validate { token: 4, .. }]
+            [Action::Acted, Action::Validate { token: 4, .. }]
         ));
         assert_eq!(
             m.handle(Event::Validated { token: 4, ok: true }),
@@ -1991,7 +1776,7 @@ mod tests {
         m.handle(Event::Spawned(snap(Some(9))));
         assert!(matches!(
             m.handle(Event::ConfigSettled(snap(Some(9))))[..],
-            [Action::Validate { .. }]
+            [Action::Acted, Action::Validate { .. }]
         ));
     }
 }

@@ -15,7 +15,7 @@ mod fake;
 
 use crate::cli::Config;
 use crate::signals;
-use crate::state::{Action, Event, Machine, Settings, Stats, Status, Target};
+use crate::state::{Action, Candidate, Event, Machine, Settings, Stats, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -43,10 +43,10 @@ pub enum Wake {
     Signal(i32),
     /// The watcher saw something about a config.
     Notify,
-    /// The running check ended.
-    Validated(bool),
-    /// The running reload command or URL ended.
-    Reloaded(bool),
+    /// The running check (started with this token) ended.
+    Validated { token: u64, ok: bool },
+    /// The running reload command or URL (this token) ended.
+    Reloaded { token: u64, ok: bool },
     /// The deadline given to `wait` passed.
     Timer,
 }
@@ -74,13 +74,24 @@ pub trait World {
     fn signal_group(&mut self, pgid: i32, sig: i32);
     /// Reaps exited orphans, then: is anyone left in group `pgid`?
     fn group_alive(&mut self, pgid: i32) -> bool;
-    /// `--promote-to` without a check: promote the sources as they are.
-    fn promote(&mut self);
-    /// Starts the check of `changed`; Some(verdict) when it cannot start.
-    fn validate(&mut self, changed: Vec<PathBuf>) -> Option<bool>;
+    /// `--promote-to`: copies the sources into a new hidden generation.
+    fn stage(&mut self) -> Result<Candidate, String>;
+    /// `--promote-to`: makes `generation` the last good one, then shown.
+    fn commit(&mut self, generation: &str) -> Result<(), String>;
+    /// `--promote-to`: removes a candidate (showing the last good again).
+    fn discard(&mut self, generation: &str);
+    /// Starts the check of `changed` (of a staged candidate, if given);
+    /// Some(verdict) when it cannot start; else `Wake::Validated` with `token`.
+    fn validate(
+        &mut self,
+        token: u64,
+        changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+    ) -> Option<bool>;
     fn cancel_validation(&mut self);
-    /// Starts the reload command or POST; Some(verdict) when it cannot.
-    fn run_reload(&mut self, changed: Vec<PathBuf>) -> Option<bool>;
+    /// Starts the reload command or POST; Some(verdict) when it cannot;
+    /// else `Wake::Reloaded` with `token`.
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Option<bool>;
     fn cancel_reload(&mut self);
     /// What `--metrics` shows.
     fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot);
@@ -127,23 +138,25 @@ struct Loop<'w, W: World> {
     group: Option<i32>,
     /// The child exited; its group is probed until empty.
     draining: bool,
-    /// The running check's token.
-    check: Option<u64>,
-    /// The running reload's token.
-    reload: Option<u64>,
     /// Every deadline: stop, backoff, debounce, polling, group probe.
     timers: Timers,
 }
 
 /// Runs the machine against `world` until it decides to exit; returns the
-/// exit code.
-pub async fn drive<W: World>(world: &mut W, cfg: LoopConfig, settings: Settings) -> i32 {
-    let initial = if settings.validate {
+/// exit code. `last_good`: with `--promote-to`, the bytes of the last good
+/// generation the child's directory holds.
+pub async fn drive<W: World>(
+    world: &mut W,
+    cfg: LoopConfig,
+    settings: Settings,
+    last_good: Option<Snapshot>,
+) -> i32 {
+    let initial = if settings.validate || settings.promote {
         world.snapshot()
     } else {
         Snapshot::new()
     };
-    let (machine, first) = Machine::new(settings, initial);
+    let (machine, first) = Machine::new(settings, initial, last_good);
     let timers =
         Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
     let mut l = Loop {
@@ -153,8 +166,6 @@ pub async fn drive<W: World>(world: &mut W, cfg: LoopConfig, settings: Settings)
         child: None,
         group: None,
         draining: false,
-        check: None,
-        reload: None,
         timers,
     };
     let mut actions: VecDeque<Action> = first.into();
@@ -199,26 +210,15 @@ pub async fn drive<W: World>(world: &mut W, cfg: LoopConfig, settings: Settings)
                 let now = l.world.now();
                 l.timers.changed(now);
             }
-            Wake::Validated(ok) => {
-                if let Some(token) = l.check.take() {
-                    actions.extend(l.machine.handle(Event::Validated { token, ok }));
-                }
+            Wake::Validated { token, ok } => {
+                actions.extend(l.machine.handle(Event::Validated { token, ok }));
             }
-            Wake::Reloaded(ok) => {
-                if let Some(token) = l.reload.take() {
-                    actions.extend(l.machine.handle(Event::Reloaded { token, ok }));
-                }
+            Wake::Reloaded { token, ok } => {
+                actions.extend(l.machine.handle(Event::Reloaded { token, ok }));
             }
             Wake::Timer => {
                 for event in l.timers_due() {
-                    let settled = matches!(event, Event::ConfigSettled(_));
-                    let decided = l.machine.handle(event);
-                    // --min-interval counts from a change that was acted on.
-                    if settled && decided.iter().any(|a| *a != Action::CancelValidation) {
-                        let now = l.world.now();
-                        l.timers.acted(now);
-                    }
-                    actions.extend(decided);
+                    actions.extend(l.machine.handle(event));
                 }
             }
         }
@@ -287,7 +287,8 @@ impl<W: World> Loop<'_, W> {
                 if self.world.catches(pid, sig) == Some(false) {
                     return Some(Event::ReloadUnhandled(sig));
                 }
-                self.signal(sig, to)
+                self.signal(sig, to);
+                Some(Event::ReloadSent)
             }
             Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
@@ -298,37 +299,44 @@ impl<W: World> Loop<'_, W> {
                 self.timers.backoff_in(self.world.now(), delay);
                 None
             }
-            Action::Promote => {
-                self.world.promote();
+            Action::Stage { token } => Some(Event::Staged {
+                token,
+                result: self.world.stage(),
+            }),
+            Action::Commit { token, generation } => Some(Event::Committed {
+                token,
+                result: self.world.commit(&generation),
+            }),
+            Action::Discard { generation } => {
+                self.world.discard(&generation);
                 None
             }
-            Action::Validate { token, changed } => match self.world.validate(changed) {
-                Some(ok) => Some(Event::Validated { token, ok }),
-                None => {
-                    self.check = Some(token);
-                    None
-                }
-            },
+            Action::Validate {
+                token,
+                changed,
+                candidate,
+            } => self
+                .world
+                .validate(token, changed, candidate.as_deref())
+                .map(|ok| Event::Validated { token, ok }),
             Action::CancelValidation => {
-                self.check = None;
                 self.world.cancel_validation();
                 None
             }
-            Action::RunReload { token, changed } => match self.world.run_reload(changed) {
-                Some(ok) => Some(Event::Reloaded { token, ok }),
-                None => {
-                    self.reload = Some(token);
-                    None
-                }
-            },
-            Action::RetryReload { token, after } => {
+            Action::RunReload { token, changed } => self
+                .world
+                .run_reload(token, changed)
+                .map(|ok| Event::Reloaded { token, ok }),
+            Action::RetryAfter { token, after } => {
                 self.timers.retry_in(self.world.now(), after, token);
                 None
             }
             Action::CancelReload => {
-                self.reload = None;
                 self.world.cancel_reload();
-                self.timers.cancel_retry();
+                None
+            }
+            Action::Acted => {
+                self.timers.acted(self.world.now());
                 None
             }
             Action::Exit(_) => None,
@@ -384,7 +392,7 @@ impl<W: World> Loop<'_, W> {
                         self.timers.changed(now);
                     }
                 }
-                Due::Retry(token) => events.push(Event::ReloadRetryDue { token }),
+                Due::Retry(token) => events.push(Event::RetryDue { token }),
                 Due::Settle => {
                     // The watches may need to move (a directory appeared or
                     // was replaced) before the decisive look.

@@ -16,7 +16,7 @@ pub enum Due {
     Poll,
     /// The debounce ran out: take the decisive look.
     Settle,
-    /// Retry the failed reload with this token.
+    /// Retry what failed with this token (a reload, a promotion).
     Retry(u64),
 }
 
@@ -34,7 +34,8 @@ pub struct Timers {
     every: Option<Duration>,
     /// Probing an exited child's group, this often.
     probe: Option<Duration>,
-    retry: Option<(Instant, u64)>,
+    /// Retries armed, by token (a stale one is ignored by the machine).
+    retries: Vec<(Instant, u64)>,
     /// `--splay`: each burst settles a random part of this later.
     splay: Duration,
     /// This burst's random part of `splay`.
@@ -89,12 +90,10 @@ impl Timers {
         self.acted = Some(now);
     }
 
+    /// Arms the retry of `token` (re-arming it if already armed).
     pub fn retry_in(&mut self, now: Instant, d: Duration, token: u64) {
-        self.retry = Some((after(now, d), token));
-    }
-
-    pub fn cancel_retry(&mut self) {
-        self.retry = None;
+        self.retries.retain(|(_, t)| *t != token);
+        self.retries.push((after(now, d), token));
     }
 
     /// A random duration in [0, splay).
@@ -155,7 +154,7 @@ impl Timers {
     /// The earliest armed deadline.
     pub fn next(&self, now: Instant) -> Option<Instant> {
         let probe = self.probe.map(|p| after(now, p));
-        let retry = self.retry.map(|(at, _)| at);
+        let retry = self.retries.iter().map(|(at, _)| *at).min();
         [
             self.stop,
             self.backoff,
@@ -187,9 +186,12 @@ impl Timers {
             self.burst_since = None;
             due.push(Due::Settle);
         }
-        if let Some((_, token)) = self.retry.take_if(|(at, _)| *at <= now) {
-            due.push(Due::Retry(token));
-        }
+        self.retries.retain(|&(at, token)| {
+            if at <= now {
+                due.push(Due::Retry(token));
+            }
+            at > now
+        });
         due
     }
 }
@@ -289,13 +291,17 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_retry_comes_due_with_its_token() {
+    fn retries_come_due_each_with_its_token() {
         let t0 = Instant::now();
         let mut t = Timers::new(ZERO, ZERO);
         t.retry_in(t0, 1000 * MS, 7);
+        t.retry_in(t0, 2000 * MS, 8);
+        assert_eq!(t.next(t0), Some(t0 + 1000 * MS));
         assert_eq!(t.due(t0 + 1000 * MS), [Due::Retry(7)]);
-        t.retry_in(t0, 1000 * MS, 8);
-        t.cancel_retry();
+        // Re-armed: the later time holds, once.
+        t.retry_in(t0, 3000 * MS, 8);
+        assert_eq!(t.due(t0 + 2000 * MS), []);
+        assert_eq!(t.due(t0 + 3000 * MS), [Due::Retry(8)]);
         assert_eq!(t.next(t0), None);
     }
 

@@ -42,6 +42,7 @@ pub fn start(
     argv: &[String],
     cwd: Option<&Path>,
     changed: &[PathBuf],
+    candidate: Option<&Path>,
     timeout: Duration,
 ) -> Check {
     let what = match kind {
@@ -73,6 +74,10 @@ pub fn start(
             if truncated { "1" } else { "0" },
         )
         .process_group(0);
+    // With --promote-to: where the check finds the candidate's files.
+    if let Some(dir) = candidate {
+        cmd.env("FLUSH_MANAGER_CANDIDATE", dir);
+    }
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }

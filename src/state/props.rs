@@ -10,7 +10,7 @@
 
 use super::*;
 use proptest::prelude::*;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 const BAD: u64 = 3;
 const HUP: i32 = libc::SIGHUP;
@@ -45,6 +45,11 @@ enum Op {
     FireStopDeadline,
     FireBackoff,
     FireRetry,
+    /// `--promote-to`'s directory fails every write (a full disk), or no more.
+    DiskFails(bool),
+    /// The manager is SIGKILLed (with everything in its PID namespace) and
+    /// started again on the same disk.
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -70,7 +75,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::ReportGroupGone),
         2 => Just(Op::FireStopDeadline),
         2 => Just(Op::FireBackoff),
-        1 => Just(Op::FireRetry),
+        2 => Just(Op::FireRetry),
+        1 => any::<bool>().prop_map(Op::DiskFails),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -94,9 +101,10 @@ fn settings() -> impl Strategy<Value = Settings> {
         prop::sample::select(vec![0u64, 5]),
         1u64..120,
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(validate, by, restart, max_restarts, delay, timeout, group)| Settings {
+            |(validate, by, restart, max_restarts, delay, timeout, group, promote)| Settings {
                 stop_signal: libc::SIGTERM,
                 stop_timeout: Duration::from_secs(timeout),
                 stop_delay: Duration::from_secs(delay),
@@ -107,8 +115,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 signal_to: if group { Target::Group } else { Target::Child },
                 map_signal: vec![],
                 interactive: false,
-                promote: false,
-                last_good: false,
+                promote,
                 reload_external: matches!(by, ReloadBy::External),
             },
         )
@@ -133,7 +140,8 @@ struct World {
     /// Reported; its group is not yet reported gone.
     group_pending: bool,
     stubborn: bool,
-    validations: VecDeque<(u64, u64)>,
+    /// Checks running: token, the version judged, the candidate judged.
+    validations: VecDeque<(u64, u64, Option<String>)>,
     /// The external reload running: its token and the version it is for.
     reload: Option<(u64, u64)>,
     retries: Vec<u64>,
@@ -149,6 +157,16 @@ struct World {
     shutdown_budget: Option<Duration>,
     /// The first child has started (a rejected config then holds).
     started: bool,
+    /// `--promote-to`: the directory's generations (name -> version), the
+    /// one the child sees, the one recorded good, the candidates that passed
+    /// their check; a disk that fails writes; checks run in place.
+    gens: BTreeMap<String, u64>,
+    shown: Option<String>,
+    good: Option<String>,
+    passed: BTreeSet<String>,
+    disk_fails: bool,
+    in_place: bool,
+    next_gen: u64,
 }
 
 impl World {
@@ -170,11 +188,50 @@ impl World {
             exited: None,
             shutdown_budget: None,
             started: false,
+            gens: BTreeMap::new(),
+            shown: None,
+            good: None,
+            passed: BTreeSet::new(),
+            disk_fails: false,
+            in_place: false,
+            next_gen: 0,
         }
     }
 
     fn good(&self, version: u64) -> bool {
         !self.settings.validate || version != BAD
+    }
+
+    /// The version a child reads: the promoted directory's, or the file's.
+    fn readable(&self) -> u64 {
+        match &self.shown {
+            Some(g) if self.settings.promote => self.gens[g],
+            _ => self.disk,
+        }
+    }
+
+    /// What the child's directory shows is the last good generation, or a
+    /// candidate only while it is checked in place.
+    fn check_view(&self) -> Result<(), TestCaseError> {
+        if !self.settings.promote || self.shown == self.good {
+            return Ok(());
+        }
+        let checked = self
+            .validations
+            .iter()
+            .any(|(_, _, c)| c.is_some() && *c == self.shown);
+        prop_assert!(
+            self.in_place && checked,
+            "the child's directory shows {:?}, not the last good {:?}",
+            self.shown,
+            self.good
+        );
+        Ok(())
+    }
+
+    /// The machine's view of the directory at a (re)start.
+    fn last_good(&self) -> Option<Snapshot> {
+        self.good.as_ref().map(|g| snap(self.gens[g]))
     }
 
     /// Feeds `event`, performs the actions it yields (and the events they
@@ -191,6 +248,7 @@ impl World {
                 if let Some(answer) = self.perform(action)? {
                     queue.push_back(answer);
                 }
+                self.check_view()?;
             }
         }
         Ok(())
@@ -213,12 +271,19 @@ impl World {
                     self.shutdown_budget.is_none(),
                     "a child started after SIGTERM"
                 );
+                let version = self.readable();
                 prop_assert!(
-                    self.good(self.disk),
+                    self.good(version),
                     "a child started on bytes the validator rejects"
                 );
+                if self.settings.promote {
+                    prop_assert!(
+                        self.shown.is_some() && self.shown == self.good,
+                        "a child started on an empty directory or a candidate"
+                    );
+                }
                 self.child = Some(Child {
-                    version: self.disk,
+                    version,
                     ready: false,
                     stubborn: self.stubborn,
                 });
@@ -227,7 +292,51 @@ impl World {
                 Ok(Some(Event::Spawned(snap(self.disk))))
             }
             Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.disk)))),
-            Action::Promote => Ok(None),
+            Action::Stage { token } => {
+                if self.disk_fails {
+                    let result = Err("No space left on device".into());
+                    return Ok(Some(Event::Staged { token, result }));
+                }
+                self.next_gen += 1;
+                let generation = format!("..g{}", self.next_gen);
+                self.gens.insert(generation.clone(), self.disk);
+                let snapshot = snap(self.disk);
+                let result = Ok(Candidate {
+                    generation,
+                    snapshot,
+                });
+                Ok(Some(Event::Staged { token, result }))
+            }
+            Action::Commit { token, generation } => {
+                prop_assert!(
+                    self.gens.contains_key(&generation),
+                    "commit of {generation}"
+                );
+                prop_assert!(
+                    !self.settings.validate || self.passed.contains(&generation),
+                    "a candidate promoted without passing its check"
+                );
+                if self.disk_fails {
+                    self.discard(&generation)?;
+                    let result = Err("No space left on device".into());
+                    return Ok(Some(Event::Committed { token, result }));
+                }
+                if let Some(old) = self.good.replace(generation.clone())
+                    && old != generation
+                {
+                    self.gens.remove(&old);
+                }
+                self.shown = self.good.clone();
+                Ok(Some(Event::Committed {
+                    token,
+                    result: Ok(()),
+                }))
+            }
+            Action::Discard { generation } => {
+                self.discard(&generation)?;
+                Ok(None)
+            }
+            Action::Acted => Ok(None),
             Action::Signal(sig, _) => {
                 if let Some(c) = &self.child {
                     let dies = match sig {
@@ -246,9 +355,13 @@ impl World {
             Action::Reload(sig, _) => match &mut self.child {
                 Some(c) if !c.ready => Ok(Some(Event::ReloadUnhandled(sig))),
                 Some(c) => {
-                    prop_assert_ne!(c.version, self.disk, "a reload signal for unchanged bytes");
-                    c.version = self.disk;
-                    Ok(None)
+                    let now = match &self.shown {
+                        Some(g) if self.settings.promote => self.gens[g],
+                        _ => self.disk,
+                    };
+                    prop_assert_ne!(c.version, now, "a reload signal for unchanged bytes");
+                    c.version = now;
+                    Ok(Some(Event::ReloadSent))
                 }
                 None => Ok(None),
             },
@@ -279,8 +392,23 @@ impl World {
                 self.backoff_armed = true;
                 Ok(None)
             }
-            Action::Validate { token, .. } => {
-                self.validations.push_back((token, self.disk));
+            Action::Validate {
+                token, candidate, ..
+            } => {
+                let version = match &candidate {
+                    Some(g) => {
+                        prop_assert!(self.settings.promote, "a candidate without promotion");
+                        self.gens[g]
+                    }
+                    None => {
+                        prop_assert!(!self.settings.promote, "an unstaged check with promotion");
+                        self.disk
+                    }
+                };
+                if self.in_place && candidate.is_some() {
+                    self.shown = candidate.clone();
+                }
+                self.validations.push_back((token, version, candidate));
                 Ok(None)
             }
             Action::CancelValidation => {
@@ -293,24 +421,26 @@ impl World {
                     // A new reload: for bytes the child does not have yet.
                     // (A child that died unreported cannot be known of: its
                     // exit cancels the reload when it is reported.)
+                    let now = self.readable();
                     if let Some(c) = self.child.as_mut() {
-                        prop_assert_ne!(c.version, self.disk, "a reload for unchanged bytes");
-                        c.version = self.disk;
+                        prop_assert_ne!(c.version, now, "a reload for unchanged bytes");
+                        c.version = now;
                     }
                     self.last_reload_token = token;
                 }
                 self.reload = Some((token, self.disk));
                 Ok(None)
             }
-            Action::RetryReload { token, after } => {
+            Action::RetryAfter { token, after } => {
                 prop_assert!(after <= BACKOFF_MAX, "retry after {after:?}");
-                self.reload = None;
+                if self.reload.as_ref().is_some_and(|(t, _)| *t == token) {
+                    self.reload = None;
+                }
                 self.retries.push(token);
                 Ok(None)
             }
             Action::CancelReload => {
                 self.reload = None;
-                self.retries.clear();
                 Ok(None)
             }
             Action::Exit(code) => {
@@ -363,8 +493,11 @@ impl World {
             }
             Op::Stubborn(b) => self.stubborn = b,
             Op::FinishValidation => {
-                if let Some((token, version)) = self.validations.pop_front() {
+                if let Some((token, version, candidate)) = self.validations.pop_front() {
                     let ok = version != BAD;
+                    if let Some(g) = candidate.filter(|_| ok) {
+                        self.passed.insert(g);
+                    }
                     self.feed(m, Event::Validated { token, ok })?;
                 }
             }
@@ -401,11 +534,62 @@ impl World {
                 }
             }
             Op::FireRetry => {
-                if let Some(token) = self.retries.pop() {
-                    self.feed(m, Event::ReloadRetryDue { token })?;
+                if !self.retries.is_empty() {
+                    let token = self.retries.remove(0);
+                    self.feed(m, Event::RetryDue { token })?;
+                }
+            }
+            Op::DiskFails(fails) => self.disk_fails = fails,
+            Op::Crash => {
+                // Everything in the namespace dies; the disk stays. The
+                // restarted manager recovers the directory from its record.
+                let (settings, in_place, disk, next_gen) = (
+                    self.settings.clone(),
+                    self.in_place,
+                    self.disk,
+                    self.next_gen,
+                );
+                let (gens, good, passed, disk_fails) = (
+                    std::mem::take(&mut self.gens),
+                    self.good.clone(),
+                    std::mem::take(&mut self.passed),
+                    self.disk_fails,
+                );
+                *self = World::new(settings.clone());
+                self.disk = disk;
+                self.in_place = in_place;
+                self.disk_fails = disk_fails;
+                self.passed = passed;
+                self.next_gen = next_gen;
+                if let Some(g) = &good {
+                    self.gens.insert(g.clone(), gens[g]);
+                }
+                self.good = good.clone();
+                self.shown = good;
+                let (fresh, first) = Machine::new(settings, snap(disk), self.last_good());
+                *m = fresh;
+                for a in first {
+                    if let Some(answer) = self.perform(a)? {
+                        self.feed(m, answer)?;
+                    }
+                    self.check_view()?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A candidate removed (the view restored if it showed it); never the
+    /// last good generation.
+    fn discard(&mut self, generation: &str) -> Result<(), TestCaseError> {
+        prop_assert!(
+            self.good.as_deref() != Some(generation),
+            "the last good generation discarded"
+        );
+        if self.shown.as_deref() == Some(generation) {
+            self.shown = self.good.clone();
+        }
+        self.gens.remove(generation);
         Ok(())
     }
 
@@ -420,6 +604,7 @@ impl World {
             if let Some(c) = &mut self.child {
                 c.ready = true;
             }
+            self.disk_fails = false;
             let op = if !self.validations.is_empty() {
                 Op::FinishValidation
             } else if self.reload.is_some() {
@@ -467,13 +652,15 @@ impl World {
     }
 }
 
-fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut w = World::new(settings.clone());
-    let (mut m, first) = Machine::new(settings, snap(0));
+    w.in_place = in_place;
+    let (mut m, first) = Machine::new(settings, snap(0), None);
     for a in first {
         if let Some(answer) = w.perform(a)? {
             w.feed(&mut m, answer)?;
         }
+        w.check_view()?;
     }
     for op in ops {
         w.step(&mut m, op)?;
@@ -486,7 +673,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_machine_keeps_its_invariants(s in settings(), ops in prop::collection::vec(op(), 0..60)) {
-        run(s, ops)?;
+    fn the_machine_keeps_its_invariants(
+        s in settings(),
+        in_place in any::<bool>(),
+        ops in prop::collection::vec(op(), 0..60),
+    ) {
+        run(s, in_place, ops)?;
     }
 }

@@ -11,6 +11,7 @@
 use super::*;
 use crate::state::Policy;
 use crate::state::testkit::settings;
+use std::collections::BTreeMap;
 
 fn snap(version: u64) -> Snapshot {
     crate::state::testkit::snap(Some(version))
@@ -26,6 +27,8 @@ enum Happen {
     Signal(i32),
     /// The child exits by itself.
     ChildExits(i32),
+    /// The child's directory (`--promote-to`) fails every write, or no more.
+    DiskFails(bool),
 }
 
 /// What the loop did to the world, and when (ms since the start).
@@ -39,6 +42,12 @@ enum Did {
     CancelValidation,
     Reload(u64),
     CancelReload,
+    /// `--promote-to`: a candidate of this version staged, committed,
+    /// discarded; a staging or commit that failed.
+    Stage(u64),
+    Commit(u64),
+    Discard(u64),
+    DiskFull,
     Exit(i32),
 }
 
@@ -72,9 +81,17 @@ struct Fake {
     write_after_spawn: Option<u64>,
     validator: fn(u64) -> bool,
     check_takes: Duration,
-    check: Option<(Instant, bool)>,
+    /// The running check: when it ends, its verdict, its token.
+    check: Option<(Instant, bool, u64)>,
     reload_results: VecDeque<bool>,
-    reload: Option<(Instant, bool)>,
+    reload: Option<(Instant, bool, u64)>,
+    /// `--promote-to`: the directory's generations (name -> version), the
+    /// one shown to the child and the one recorded good; a full disk.
+    gens: BTreeMap<String, u64>,
+    shown: Option<String>,
+    good: Option<String>,
+    in_place: bool,
+    disk_fails: bool,
     did: Vec<(u64, Did)>,
 }
 
@@ -102,6 +119,11 @@ impl Fake {
             check: None,
             reload_results: VecDeque::new(),
             reload: None,
+            gens: BTreeMap::new(),
+            shown: None,
+            good: None,
+            in_place: false,
+            disk_fails: false,
             did: vec![],
         }
     }
@@ -186,7 +208,14 @@ impl World for Fake {
 
     fn spawn(&mut self) -> Result<(i32, Snapshot), i32> {
         assert!(self.child.is_none(), "a second child");
-        let version = self.version;
+        // With --promote-to the child reads what its directory shows.
+        let version = match &self.shown {
+            Some(g) => {
+                assert_eq!(self.shown, self.good, "a child started on a candidate");
+                self.gens[g]
+            }
+            None => self.version,
+        };
         self.record(Did::Spawn(version));
         self.next_pid += 1;
         self.child = Some(FakeChild {
@@ -221,11 +250,61 @@ impl World for Fake {
             || self.leftovers_until.is_some_and(|t| self.now < t)
     }
 
-    fn promote(&mut self) {}
+    fn stage(&mut self) -> Result<Candidate, String> {
+        if self.disk_fails {
+            self.record(Did::DiskFull);
+            return Err("No space left on device".into());
+        }
+        let generation = format!("..g{}", self.gens.len() + self.did.len());
+        self.gens.insert(generation.clone(), self.version);
+        self.record(Did::Stage(self.version));
+        Ok(Candidate {
+            generation,
+            snapshot: snap(self.version),
+        })
+    }
 
-    fn validate(&mut self, _changed: Vec<PathBuf>) -> Option<bool> {
-        self.record(Did::Validate(self.version));
-        self.check = Some((self.now + self.check_takes, (self.validator)(self.version)));
+    fn commit(&mut self, generation: &str) -> Result<(), String> {
+        if self.disk_fails {
+            self.record(Did::DiskFull);
+            self.discard(generation);
+            return Err("No space left on device".into());
+        }
+        let version = self.gens[generation];
+        self.record(Did::Commit(version));
+        if let Some(old) = self.good.replace(generation.to_string())
+            && old != generation
+        {
+            self.gens.remove(&old);
+        }
+        self.shown = self.good.clone();
+        Ok(())
+    }
+
+    fn discard(&mut self, generation: &str) {
+        if self.shown.as_deref() == Some(generation) {
+            self.shown = self.good.clone();
+        }
+        if let Some(v) = self.gens.remove(generation) {
+            self.record(Did::Discard(v));
+        }
+    }
+
+    fn validate(
+        &mut self,
+        token: u64,
+        _changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+    ) -> Option<bool> {
+        let version = candidate.map_or(self.version, |g| self.gens[g]);
+        if self.in_place
+            && let Some(g) = candidate
+        {
+            self.shown = Some(g.to_string());
+        }
+        self.record(Did::Validate(version));
+        let ok = (self.validator)(version);
+        self.check = Some((self.now + self.check_takes, ok, token));
         None
     }
 
@@ -234,10 +313,11 @@ impl World for Fake {
         self.check = None;
     }
 
-    fn run_reload(&mut self, _changed: Vec<PathBuf>) -> Option<bool> {
-        self.record(Did::Reload(self.version));
+    fn run_reload(&mut self, token: u64, _changed: Vec<PathBuf>) -> Option<bool> {
+        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+        self.record(Did::Reload(version));
         let ok = self.reload_results.pop_front().unwrap_or(true);
-        self.reload = Some((self.now + Duration::from_millis(100), ok));
+        self.reload = Some((self.now + Duration::from_millis(100), ok, token));
         None
     }
 
@@ -258,8 +338,8 @@ impl World for Fake {
                 break Wake::Child(status);
             }
             let script = self.script.front().map(|(t, _)| self.start + *t);
-            let check = self.check.map(|(t, _)| t);
-            let reload = self.reload.map(|(t, _)| t);
+            let check = self.check.map(|(t, _, _)| t);
+            let reload = self.reload.map(|(t, _, _)| t);
             let next = [script, check, reload, deadline]
                 .into_iter()
                 .flatten()
@@ -272,12 +352,12 @@ impl World for Fake {
             };
             self.now = self.now.max(next);
             if check == Some(next) {
-                let (_, ok) = self.check.take().expect("due");
-                break Wake::Validated(ok);
+                let (_, ok, token) = self.check.take().expect("due");
+                break Wake::Validated { token, ok };
             }
             if reload == Some(next) {
-                let (_, ok) = self.reload.take().expect("due");
-                break Wake::Reloaded(ok);
+                let (_, ok, token) = self.reload.take().expect("due");
+                break Wake::Reloaded { token, ok };
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
@@ -292,6 +372,7 @@ impl World for Fake {
                     Happen::Touch => {}
                     Happen::Signal(sig) => break Wake::Signal(sig),
                     Happen::ChildExits(code) => self.exit(code),
+                    Happen::DiskFails(fails) => self.disk_fails = fails,
                 }
                 continue;
             }
@@ -334,7 +415,8 @@ fn loop_cfg() -> LoopConfig {
 
 /// Runs the real loop against `world` to its end; the world and the code.
 fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
-    let code = smol::future::block_on(drive(&mut world, cfg, settings));
+    let last_good = world.good.as_ref().map(|g| snap(world.gens[g]));
+    let code = smol::future::block_on(drive(&mut world, cfg, settings, last_good));
     (world, code)
 }
 

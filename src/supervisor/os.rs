@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
-use crate::state::{Settings, Stats, Status};
+use crate::state::{Candidate, Settings, Stats, Status};
 use crate::validate;
 use crate::watch::{Watch, fingerprint};
 use futures::{FutureExt, select};
@@ -90,7 +90,7 @@ async fn supervise(
     // before the first spawn, or async-process starts a thread of its own.
     smol::future::yield_now().await;
     let watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
-    let promoter = match cfg
+    let mut promoter = match cfg
         .promote_to
         .clone()
         .map(|d| Promoter::new(d, cfg.configs.clone()))
@@ -100,6 +100,16 @@ async fn supervise(
         Some(Err(e)) => {
             error!("{e}");
             return 2;
+        }
+    };
+    // The child's directory as its durable record says (an interrupted
+    // check or promotion is undone), and the bytes it holds.
+    let last_good = match promoter.as_mut().map(Promoter::recover) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(good))) => Some(good),
+        Some(Err(e)) => {
+            error!("--promote-to: cannot read or repair the directory: {e}");
+            return 1;
         }
     };
     // Before the child: a port that cannot be had is a startup error.
@@ -132,7 +142,6 @@ async fn supervise(
         interactive: take_tty,
         promote: promoter.is_some(),
         reload_external: cfg.reload_command.is_some() || cfg.reload_url.is_some(),
-        last_good: promoter.as_ref().is_some_and(Promoter::has_generation),
     };
     // Replicas start together: their pids and clocks' nanoseconds differ.
     let seed = u64::from(std::process::id()).rotate_left(32)
@@ -155,7 +164,7 @@ async fn supervise(
         noted: false,
         me: std::process::id() as i32,
     };
-    super::drive(&mut os, loop_cfg, settings).await
+    super::drive(&mut os, loop_cfg, settings, last_good).await
 }
 
 /// Everything the real world holds.
@@ -168,10 +177,10 @@ struct Os {
     take_tty: bool,
     /// `--promote-to`: stages source bytes into the child's directory.
     promoter: Option<Promoter>,
-    /// The running `--validate` check.
-    check: Option<validate::Check>,
-    /// The running `--reload-command` / `--reload-url`.
-    reload: Option<validate::Check>,
+    /// The running `--validate` check, with the machine's token.
+    check: Option<(u64, validate::Check)>,
+    /// The running `--reload-command` / `--reload-url`, with its token.
+    reload: Option<(u64, validate::Check)>,
     /// `--metrics`: what the server shows.
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
@@ -187,8 +196,8 @@ impl Os {
     /// Pids whose status async-process collects: the sweep leaves them.
     fn owns(&self, pid: i32) -> bool {
         self.child.as_ref().is_some_and(|c| c.pid == pid)
-            || self.check.as_ref().is_some_and(|c| c.pid == pid)
-            || self.reload.as_ref().is_some_and(|c| c.pid == pid)
+            || self.check.as_ref().is_some_and(|(_, c)| c.pid == pid)
+            || self.reload.as_ref().is_some_and(|(_, c)| c.pid == pid)
     }
 
     fn sweep(&self) {
@@ -251,15 +260,12 @@ impl World for Os {
 
     fn spawn(&mut self) -> Result<(i32, fingerprint::Snapshot), i32> {
         // The bytes this child starts with: fingerprinted before the exec,
-        // so a change after this point is seen as a change. With --validate
-        // the machine already has them (the gate's `Fingerprint` just
-        // before): no second read of every file. With --promote-to the child
-        // reads what was promoted (just before, by `Promote`), whatever the
-        // source holds by now.
-        let snapshot = match (&self.promoter, self.cfg.validate.is_some()) {
-            (_, true) => Default::default(),
-            (Some(p), false) => p.promoted().clone(),
-            (None, false) => self.watch.snapshot(),
+        // so a change after this point is seen as a change. Through the
+        // gate (--validate, --promote-to) the machine already knows them.
+        let snapshot = if self.cfg.validate.is_some() || self.promoter.is_some() {
+            Default::default()
+        } else {
+            self.watch.snapshot()
         };
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
         let pid = c.pid;
@@ -284,56 +290,72 @@ impl World for Os {
         child::group_alive(pgid)
     }
 
-    fn promote(&mut self) {
+    fn stage(&mut self) -> Result<Candidate, String> {
+        let p = self.promoter.as_mut().ok_or("no --promote-to")?;
+        p.stage().map(|s| Candidate {
+            generation: s.generation,
+            snapshot: s.snapshot,
+        })
+    }
+
+    fn commit(&mut self, generation: &str) -> Result<(), String> {
+        let p = self.promoter.as_mut().ok_or("no --promote-to")?;
+        p.commit(generation)
+    }
+
+    fn discard(&mut self, generation: &str) {
         if let Some(p) = self.promoter.as_mut() {
-            let now = self.watch.snapshot();
-            match p.stage(&now) {
-                Ok(_) => p.commit(),
-                Err(e) => {
-                    error!("Cannot promote the config: {e}; the child keeps the last promoted one")
-                }
-            }
+            p.discard(generation);
         }
     }
 
-    fn validate(&mut self, changed: Vec<PathBuf>) -> Option<bool> {
+    fn validate(
+        &mut self,
+        token: u64,
+        changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+    ) -> Option<bool> {
         let argv = self.cfg.validate.as_deref().unwrap_or_default();
         if argv.is_empty() {
             return Some(false);
         }
-        // With --promote-to the check judges the candidate where the child
-        // will read it: staged into the directory.
-        let changed = match self.promoter.as_mut() {
-            Some(p) => {
-                let now = self.watch.snapshot();
-                if let Err(e) = p.stage(&now) {
-                    error!("Cannot stage the config for validation: {e}");
-                    return Some(false);
-                }
-                changed.iter().map(|c| p.target_of(c)).collect()
+        // With --promote-to the check reads the candidate: where it was
+        // staged, or (--validate-in-place) at DIR, shown there for the check.
+        let (changed, root) = match (self.promoter.as_ref(), candidate) {
+            (Some(p), Some(generation)) => {
+                let root = if self.cfg.validate_in_place {
+                    if let Err(e) = p.expose(generation) {
+                        error!("Cannot show the candidate in {}: {e}", p.dir().display());
+                        return Some(false);
+                    }
+                    p.dir().to_path_buf()
+                } else {
+                    p.candidate_path(generation)
+                };
+                let changed = changed.iter().map(|c| p.target_of(c, &root)).collect();
+                (changed, Some(root))
             }
-            None => changed,
+            _ => (changed, None),
         };
-        self.check = Some(validate::start(
+        let check = validate::start(
             validate::Kind::Validator,
             argv,
             self.cwd.as_deref(),
             &changed,
+            root.as_deref(),
             self.cfg.validate_timeout,
-        ));
+        );
+        self.check = Some((token, check));
         None
     }
 
     fn cancel_validation(&mut self) {
         cancel(self.check.take(), "config validation");
-        if let Some(p) = self.promoter.as_mut() {
-            p.rollback();
-        }
     }
 
-    fn run_reload(&mut self, changed: Vec<PathBuf>) -> Option<bool> {
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Option<bool> {
         let changed: Vec<PathBuf> = match &self.promoter {
-            Some(p) => changed.iter().map(|c| p.target_of(c)).collect(),
+            Some(p) => changed.iter().map(|c| p.target_of(c, p.dir())).collect(),
             None => changed,
         };
         let timeout = self.cfg.reload_timeout;
@@ -343,6 +365,7 @@ impl World for Os {
                 argv,
                 self.cwd.as_deref(),
                 &changed,
+                None,
                 timeout,
             ),
             (None, Some(url)) => {
@@ -370,7 +393,7 @@ impl World for Os {
             }
             (None, None) => return Some(false),
         };
-        self.reload = Some(task);
+        self.reload = Some((token, task));
         None
     }
 
@@ -410,13 +433,13 @@ impl World for Os {
                 };
                 let checked = async {
                     match self.check.as_mut() {
-                        Some(check) => check.passed.as_mut().await,
+                        Some((_, check)) => check.passed.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
                 let reloaded = async {
                     match self.reload.as_mut() {
-                        Some(task) => task.passed.as_mut().await,
+                        Some((_, task)) => task.passed.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -476,19 +499,15 @@ impl World for Os {
                     return Wake::Notify;
                 }
                 Seen::Validated(ok) => {
-                    self.check = None;
+                    let token = self.check.take().map_or(0, |(t, _)| t);
                     // Orphans of the check may be queued behind its zombie.
                     self.sweep();
-                    // The candidate stays only if it passed.
-                    if let Some(p) = self.promoter.as_mut() {
-                        if ok { p.commit() } else { p.rollback() }
-                    }
-                    return Wake::Validated(ok);
+                    return Wake::Validated { token, ok };
                 }
                 Seen::Reloaded(ok) => {
-                    self.reload = None;
+                    let token = self.reload.take().map_or(0, |(t, _)| t);
                     self.sweep();
-                    return Wake::Reloaded(ok);
+                    return Wake::Reloaded { token, ok };
                 }
                 Seen::Timer => return Wake::Timer,
             }
@@ -498,8 +517,8 @@ impl World for Os {
 
 /// Drops a running check or reload command; its process group (the
 /// command and anything it started) is killed. A POST has no process.
-fn cancel(task: Option<validate::Check>, what: &str) {
-    if let Some(task) = task
+fn cancel(task: Option<(u64, validate::Check)>, what: &str) {
+    if let Some((_, task)) = task
         && task.pid > 0
     {
         info!("Cancelling the running {what}");

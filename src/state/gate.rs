@@ -1,0 +1,491 @@
+//! The config gate: the one config in flight on its way to the child.
+//! Every start and every settled change goes through here when `--validate`
+//! or `--promote-to` is on: staged (a hidden copy in the child's directory,
+//! whose fingerprint is exactly what is judged), checked, committed (the
+//! durable record names it, then the child's view switches), and only then
+//! acted on. Each step is an action carrying the token and the generation it
+//! is for; the world answers with the same token, so a late answer for a
+//! superseded config is recognised and its candidate discarded.
+
+use super::*;
+
+/// Where the config in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// `Stage` sent; its answer not yet in.
+    Staging,
+    /// The check runs.
+    Checking,
+    /// `Commit` sent; its answer not yet in.
+    Committing,
+    /// Staging or committing failed: `RetryAfter` is armed.
+    Waiting,
+}
+
+/// The config in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pending {
+    pub(super) token: u64,
+    /// Its bytes: the source's as they settled, then, once staged, the
+    /// copy's (what the check judges and the commit promotes).
+    pub(super) snapshot: Snapshot,
+    /// With `--promote-to`: the staged candidate's generation.
+    pub(super) generation: Option<String>,
+    pub(super) step: Step,
+    /// Asked for by the restart signal: a pass restarts, even with a reload
+    /// signal set or unchanged bytes.
+    pub(super) restart: bool,
+    /// The next delay before staging is tried again.
+    pub(super) retry: Duration,
+}
+
+impl Machine {
+    /// Does every start go through the gate?
+    pub(super) fn gated(&self) -> bool {
+        self.settings.validate || self.settings.promote
+    }
+
+    /// May a child start on these bytes? With `--promote-to`, the question
+    /// is whether the child's directory already holds them (a file gone from
+    /// the source is not a change there either).
+    pub(super) fn is_approved(&self, now: &Snapshot) -> bool {
+        match &self.approved {
+            Some(a) if self.settings.promote => fingerprint::changes(a, now).is_empty(),
+            Some(a) => a == now,
+            None => false,
+        }
+    }
+
+    /// The gate, before a start: approved bytes start; rejected ones do
+    /// not; others are taken through staging and the check first.
+    pub(super) fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
+        if self.phase != Phase::Starting {
+            return vec![];
+        }
+        if self.is_approved(&now) {
+            return vec![Action::Spawn];
+        }
+        if self.rejected.as_ref() == Some(&now) {
+            return self.no_start();
+        }
+        let before = self.approved.clone().unwrap_or_default();
+        for c in fingerprint::changes(&before, &now) {
+            info!("File change detected: {c}");
+        }
+        info!(
+            "Config changed since it was last approved: {} it before starting the child",
+            self.verb()
+        );
+        self.phase = Phase::Checking;
+        self.begin(now, false)
+    }
+
+    /// What the gate does, for the log.
+    fn verb(&self) -> &'static str {
+        match (self.settings.promote, self.settings.validate) {
+            (true, true) => "staging and validating",
+            (true, false) => "staging",
+            _ => "validating",
+        }
+    }
+
+    /// Puts `now` in flight (superseding whatever was).
+    pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
+        let mut actions = self.cancel_pending();
+        self.last_token += 1;
+        let token = self.last_token;
+        let mut pending = Pending {
+            token,
+            snapshot: now,
+            generation: None,
+            step: Step::Staging,
+            restart,
+            retry: BACKOFF_FIRST,
+        };
+        if self.settings.promote {
+            actions.push(Action::Stage { token });
+        } else {
+            pending.step = Step::Checking;
+            actions.push(Action::Validate {
+                token,
+                changed: self.changed_paths(&pending.snapshot, restart),
+                candidate: None,
+            });
+        }
+        self.pending = Some(pending);
+        actions
+    }
+
+    /// The files a check is told about: those that differ from the approved
+    /// bytes (every file, at a start or a restart request).
+    fn changed_paths(&self, now: &Snapshot, all: bool) -> Vec<PathBuf> {
+        let empty = Snapshot::new();
+        let before = match &self.approved {
+            Some(a) if !all => a,
+            _ => &empty,
+        };
+        fingerprint::changes(before, now)
+            .into_iter()
+            .map(|c| c.path)
+            .collect()
+    }
+
+    /// Drops the config in flight: its check is killed, its candidate
+    /// discarded (the child's view restored). A retry still armed finds no
+    /// match when it comes due.
+    pub(super) fn cancel_pending(&mut self) -> Vec<Action> {
+        let Some(p) = self.pending.take() else {
+            return vec![];
+        };
+        // The child's view first (a check in place shows it the candidate),
+        // then the check that is no longer wanted.
+        let mut actions = vec![];
+        if let Some(generation) = p.generation {
+            actions.push(Action::Discard { generation });
+        }
+        if p.step == Step::Checking {
+            actions.push(Action::CancelValidation);
+        }
+        actions
+    }
+
+    /// The answer to `Stage`: a candidate with its exact bytes, or why not.
+    pub(super) fn on_staged(
+        &mut self,
+        token: u64,
+        result: Result<Candidate, String>,
+    ) -> Vec<Action> {
+        let ours = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.token == token && p.step == Step::Staging);
+        let candidate = match result {
+            Ok(c) if !ours => {
+                debug!("Discarding a candidate nobody waits for");
+                return vec![Action::Discard {
+                    generation: c.generation,
+                }];
+            }
+            _ if !ours => return vec![],
+            Err(reason) => {
+                return self.promotion_failed(format!("Cannot stage the config: {reason}"));
+            }
+            Ok(c) => c,
+        };
+        let generation = candidate.generation;
+        let snapshot = candidate.snapshot;
+        if self.is_approved(&snapshot) || self.rejected.as_ref() == Some(&snapshot) {
+            // The copy holds bytes already judged (the source went back).
+            let p = self.pending.take();
+            let mut actions = vec![Action::Discard { generation }];
+            if self.is_approved(&snapshot) {
+                debug!("The staged config is the one the child has");
+                actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
+            } else if self.phase == Phase::Checking {
+                actions.extend(self.no_start());
+            }
+            return actions;
+        }
+        let Some(p) = self.pending.as_mut() else {
+            return vec![];
+        };
+        p.snapshot = snapshot;
+        p.generation = Some(generation.clone());
+        if self.settings.validate {
+            p.step = Step::Checking;
+            let (snapshot, restart) = (p.snapshot.clone(), p.restart);
+            let changed = self.changed_paths(&snapshot, restart);
+            return vec![Action::Validate {
+                token,
+                changed,
+                candidate: Some(generation),
+            }];
+        }
+        p.step = Step::Committing;
+        vec![Action::Commit { token, generation }]
+    }
+
+    /// The staged bytes are those the child already has.
+    fn proceed_unchanged(&mut self, restart: bool) -> Vec<Action> {
+        match self.phase {
+            Phase::Checking => {
+                self.phase = Phase::Starting;
+                vec![Action::Spawn]
+            }
+            Phase::Running if restart => {
+                self.reason = Reason::Signal;
+                self.restart()
+            }
+            _ => vec![],
+        }
+    }
+
+    pub(super) fn on_validated(&mut self, token: u64, ok: bool) -> Vec<Action> {
+        let Some(mut p) = self
+            .pending
+            .take_if(|p| p.token == token && p.step == Step::Checking)
+        else {
+            debug!("Ignoring the result of a stale validation");
+            return vec![];
+        };
+        if !ok {
+            self.stats.validations_failed += 1;
+            self.rejected = Some(p.snapshot);
+            let mut actions: Vec<Action> = p
+                .generation
+                .map(|generation| Action::Discard { generation })
+                .into_iter()
+                .collect();
+            actions.extend(match self.phase {
+                Phase::Checking => {
+                    error!("Config validation failed");
+                    self.no_start()
+                }
+                Phase::Backoff { .. } => {
+                    error!("Config validation failed; the child will not be restarted on it");
+                    vec![]
+                }
+                _ => {
+                    error!("Config validation failed; keeping the current child running untouched");
+                    vec![]
+                }
+            });
+            return actions;
+        }
+        info!("Config validation passed");
+        self.stats.validations_ok += 1;
+        self.rejected = None;
+        match p.generation.clone() {
+            Some(generation) => {
+                p.step = Step::Committing;
+                self.pending = Some(p);
+                vec![Action::Commit { token, generation }]
+            }
+            None => self.approve(p),
+        }
+    }
+
+    /// The answer to `Commit`: the child's directory now shows the
+    /// candidate (and its durable record names it), or nothing changed.
+    pub(super) fn on_committed(&mut self, token: u64, result: Result<(), String>) -> Vec<Action> {
+        let ours = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.token == token && p.step == Step::Committing);
+        if !ours {
+            return vec![];
+        }
+        match result {
+            Ok(()) => {
+                self.stats.promotions_ok += 1;
+                match self.pending.take() {
+                    Some(p) => self.approve(p),
+                    None => vec![],
+                }
+            }
+            Err(reason) => {
+                // The world removed the candidate: nothing left to discard.
+                if let Some(p) = self.pending.as_mut() {
+                    p.generation = None;
+                }
+                self.promotion_failed(format!("Cannot promote the config: {reason}"))
+            }
+        }
+    }
+
+    /// These bytes may now reach the child: start it, or act on the change.
+    fn approve(&mut self, p: Pending) -> Vec<Action> {
+        self.approved = Some(p.snapshot.clone());
+        if p.restart {
+            self.reason = Reason::Signal;
+        }
+        match self.phase {
+            Phase::Checking => {
+                self.phase = Phase::Starting;
+                vec![Action::Spawn]
+            }
+            Phase::Running if p.restart => self.restart(),
+            Phase::Running | Phase::Backoff { .. } => self.apply(p.snapshot),
+            _ => vec![],
+        }
+    }
+
+    /// Staging or committing failed (a full disk, a permission, an I/O
+    /// error): nothing changed for the child. Retried with backoff until it
+    /// works or newer bytes supersede it.
+    fn promotion_failed(&mut self, what: String) -> Vec<Action> {
+        self.stats.promotions_failed += 1;
+        let Some(p) = self.pending.as_mut() else {
+            return vec![];
+        };
+        let (token, after) = (p.token, p.retry);
+        p.retry = (after * 2).min(BACKOFF_MAX);
+        p.step = Step::Waiting;
+        p.generation = None;
+        let retry = Action::RetryAfter { token, after };
+        match self.phase {
+            Phase::Checking if self.approved.is_some() => {
+                error!(
+                    "{what}; starting the child on the last good config promoted earlier; retrying in {after:?}"
+                );
+                self.phase = Phase::Starting;
+                vec![retry, Action::Spawn]
+            }
+            Phase::Checking => {
+                error!("{what}; there is no good config to start the child on");
+                self.pending = None;
+                self.done(EX_CONFIG)
+            }
+            _ => {
+                error!("{what}; the child keeps its current config; retrying in {after:?}");
+                vec![retry]
+            }
+        }
+    }
+
+    /// A retry delay ran out: staging again, or the external reload again.
+    pub(super) fn on_retry_due(&mut self, token: u64) -> Vec<Action> {
+        if let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.token == token && p.step == Step::Waiting)
+        {
+            info!("Retrying the promotion");
+            p.step = Step::Staging;
+            return vec![Action::Stage { token }];
+        }
+        self.on_reload_retry_due(token)
+    }
+
+    /// No child may start on the bytes on disk (rejected, or unusable).
+    /// With `--promote-to` and a good generation, the child starts on that;
+    /// before any child ran, the manager exits 78; otherwise it waits.
+    pub(super) fn no_start(&mut self) -> Vec<Action> {
+        if self.settings.promote && self.approved.is_some() {
+            error!(
+                "Not using the config source; starting the child on the last good config promoted earlier"
+            );
+            self.phase = Phase::Starting;
+            return vec![Action::Spawn];
+        }
+        if !self.started {
+            error!("The config was rejected at startup; not starting the child");
+            return self.done(EX_CONFIG);
+        }
+        self.hold()
+    }
+
+    /// No child on rejected bytes: wait for a change that passes.
+    fn hold(&mut self) -> Vec<Action> {
+        let files: Vec<String> = self
+            .rejected
+            .iter()
+            .flat_map(|r| fingerprint::changes(&self.approved.clone().unwrap_or_default(), r))
+            .map(|c| c.path.display().to_string())
+            .collect();
+        error!(
+            "Not starting the child on a config that --validate rejected ({}); waiting for a fixed config",
+            if files.is_empty() {
+                "unchanged files".to_string()
+            } else {
+                files.join(", ")
+            }
+        );
+        self.phase = Phase::Held;
+        vec![]
+    }
+
+    /// A settled look at the watched files.
+    pub(super) fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
+        if self.phase == Phase::Held {
+            if self.rejected.as_ref() == Some(&now) {
+                return vec![];
+            }
+            info!("Config changed while held: validating it");
+            self.phase = Phase::Starting;
+            let mut actions = vec![Action::Acted];
+            actions.extend(self.on_candidate(now));
+            return actions;
+        }
+        if self.phase == Phase::Checking {
+            // Changed while the start's config is in flight: take the newest.
+            if self.pending.as_ref().is_some_and(|p| p.snapshot != now) {
+                return self.begin(now, false);
+            }
+            return vec![];
+        }
+        if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
+            // Stopping or starting: the next start looks at the config
+            // afresh, so nothing is lost by ignoring this one.
+            return vec![];
+        }
+        let changes = fingerprint::changes(&self.base, &now);
+        if changes.is_empty() {
+            debug!("Config fingerprint unchanged; nothing to do");
+            // Back to the bytes the child runs with: what is in flight is moot.
+            return self.cancel_pending();
+        }
+        if self.pending.as_ref().is_some_and(|p| p.snapshot == now) {
+            return vec![];
+        }
+        if self.rejected.as_ref() == Some(&now) {
+            debug!("Config still has the bytes the validator rejected");
+            // A check still running is for bytes no longer there: its pass
+            // must not reach the child.
+            return self.cancel_pending();
+        }
+        for change in &changes {
+            let path = change.path.display().to_string();
+            info!(path = path.as_str(); "File change detected: {change}");
+        }
+        self.stats.changes += 1;
+        let mut actions = vec![Action::Acted];
+        if self.gated() {
+            actions.extend(self.begin(now, false));
+        } else {
+            actions.extend(self.apply(now));
+        }
+        actions
+    }
+
+    /// `--restart-signal`: restart now, through the same gate as a change.
+    pub(super) fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
+        match self.phase {
+            Phase::Running if self.gated() => {
+                if self.rejected.as_ref() == Some(&now) {
+                    error!(
+                        "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
+                    );
+                    return vec![];
+                }
+                if self.settings.promote && self.is_approved(&now) {
+                    info!("Restart requested by signal");
+                    self.reason = Reason::Signal;
+                    return self.restart();
+                }
+                info!(
+                    "Restart requested by signal: {} the config first",
+                    self.verb()
+                );
+                self.begin(now, true)
+            }
+            Phase::Running => {
+                info!("Restart requested by signal");
+                self.reason = Reason::Signal;
+                self.restart()
+            }
+            Phase::Backoff { .. } => {
+                info!(
+                    "Restart requested by signal during restart backoff, starting child process now"
+                );
+                self.reason = Reason::Signal;
+                self.spawn()
+            }
+            Phase::Held => self.on_config(now),
+            _ => {
+                debug!("Restart requested while not running; ignored");
+                vec![]
+            }
+        }
+    }
+}
