@@ -1,6 +1,7 @@
 //! `--promote-to DIR`: the child reads DIR; settled source bytes are staged
-//! there atomically, validated there, and rolled back at once if rejected.
-//! A ConfigMap source written by the faithful kubelet writer.
+//! there as a hidden candidate, checked there, and shown to the child only
+//! once they passed (and, without `--validate`, once fully staged). A
+//! ConfigMap source written by the faithful kubelet writer.
 // These tests drive Linux itself (PID namespaces, /proc, signalfd).
 #![cfg(target_os = "linux")]
 
@@ -11,6 +12,7 @@ use common::*;
 use nix::libc;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 struct Setup {
     s: Scratch,
@@ -28,33 +30,64 @@ impl Setup {
         Setup { s, kube, dir }
     }
 
-    /// The check: records what it saw in DIR, passes when it holds "ok".
-    fn check(&self) -> String {
-        let conf = self.dir.join("app.conf");
+    /// The check: records what it judged, passes when it holds "ok";
+    /// `pause` seconds first. It reads the candidate where the manager says.
+    fn check(&self, pause: &str) -> String {
         format!(
-            "sh -c 'cat {conf} >> {seen}; echo >> {seen}; grep -q ok {conf}'",
-            conf = conf.display(),
+            "sh -c 'sleep {pause}; cat $FLUSH_MANAGER_CANDIDATE/app.conf >> {seen}; echo >> {seen}; grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf'",
             seen = self.s.path("seen").display()
         )
     }
 
-    fn start(&self, extra: &[&str]) -> Manager {
-        let script = recorder(&self.dir.join("app.conf"), &self.s.path("starts"), "exit 0");
-        let src = self.s.path("src");
-        let mut args = vec![
+    /// A child that records each start (with what DIR holds), re-reads DIR
+    /// on HUP, and on its own every 10 ms (like a file-watching server),
+    /// writing down every content it sees.
+    fn child(&self) -> String {
+        format!(
+            "{start}; trap 'exit 0' TERM; trap 'echo \"hup $(cat {conf})\" >> {reads}' HUP; \
+             last=; while :; do c=$(cat {conf} 2>/dev/null); \
+             [ \"$c\" = \"$last\" ] || echo \"read $c\" >> {reads}; last=$c; sleep 0.01 & wait $!; done",
+            start = format_args!(
+                "echo \"start $$ $(cat {} 2>/dev/null)\" >> {}",
+                self.dir.join("app.conf").display(),
+                self.s.path("starts").display()
+            ),
+            conf = self.dir.join("app.conf").display(),
+            reads = self.s.path("reads").display(),
+        )
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
             "--config",
-            src.to_str().unwrap(),
+            self.s.path("src").to_str().unwrap(),
             "--promote-to",
             self.dir.to_str().unwrap(),
-            "--debounce=50ms",
-        ];
-        args.extend_from_slice(extra);
-        args.extend(["--", "/bin/sh", "-c", &script]);
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if !extra.iter().any(|a| a.starts_with("--debounce")) {
+            args.push("--debounce=50ms".into());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--".into(), "/bin/sh".into(), "-c".into(), self.child()]);
+        args
+    }
+
+    fn start(&self, extra: &[&str]) -> Manager {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Manager::plain(&args)
     }
 
     fn starts(&self) -> Vec<String> {
         recorded_starts(&self.s)
+    }
+
+    /// Everything any child read from DIR, on its own or on HUP.
+    fn reads(&self) -> Vec<String> {
+        self.s.lines("reads")
     }
 
     fn promoted(&self) -> String {
@@ -63,9 +96,9 @@ impl Setup {
 }
 
 #[test]
-fn a_valid_push_is_promoted_and_a_bad_one_rolled_back_before_any_child_sees_it() {
+fn a_valid_push_is_promoted_and_a_bad_one_never_reaches_the_child() {
     let t = Setup::new("promote", b"ok v1");
-    let check = t.check();
+    let check = t.check("0.3");
     let m = t.start(&["--validate", &check]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     assert!(t.starts()[0].ends_with("ok v1"), "the child reads DIR");
@@ -79,12 +112,17 @@ fn a_valid_push_is_promoted_and_a_bad_one_rolled_back_before_any_child_sees_it()
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     assert!(
         t.s.read("seen").contains("bad v3"),
-        "the check ran against DIR: {}",
+        "the check judged the candidate: {}",
         t.s.read("seen")
     );
-    assert!(m.wait_log("Rolled back"), "{}", m.log());
-    assert_eq!(t.promoted(), "ok v2", "DIR is back on the last good bytes");
+    assert_eq!(t.promoted(), "ok v2", "DIR stays on the last good bytes");
     assert_eq!(t.starts().len(), 2, "the running child was left alone");
+    // A child re-reading DIR on its own never saw the candidate.
+    assert!(
+        t.reads().iter().all(|r| !r.contains("bad")),
+        "{:?}",
+        t.reads()
+    );
     // Never the content in the log (a Secret), only sizes and hashes.
     assert!(
         !m.log().contains("bad v3") && !m.log().contains("ok v2"),
@@ -94,14 +132,45 @@ fn a_valid_push_is_promoted_and_a_bad_one_rolled_back_before_any_child_sees_it()
 }
 
 #[test]
+fn bytes_pushed_while_a_check_runs_are_checked_before_the_child_sees_them() {
+    let t = Setup::new("promote-overtake", b"ok v1");
+    let check = t.check("1");
+    let m = t.start(&["--validate", &check, "--reload-signal=HUP", "--debounce=2s"]);
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"));
+    t.kube.write(&[("app.conf", b"ok v2")]);
+    // The check of v2 runs for a second: push bad bytes meanwhile.
+    assert!(m.wait_log_count("Validating config", 2), "{}", m.log());
+    t.kube.write(&[("app.conf", b"bad v3")]);
+    assert!(
+        wait_for(LONG, || t.reads().iter().any(|r| r == "hup ok v2")),
+        "the child was told of v2: {:?}\n{}",
+        t.reads(),
+        m.log()
+    );
+    assert!(
+        m.wait_log_count("Config validation failed", 1),
+        "{}",
+        m.log()
+    );
+    assert_eq!(t.promoted(), "ok v2");
+    assert!(
+        t.reads().iter().all(|r| !r.contains("bad")),
+        "{:?}",
+        t.reads()
+    );
+    assert_eq!(t.starts().len(), 1, "reloaded, not restarted");
+}
+
+#[test]
 fn a_crash_after_a_rejected_push_restarts_on_the_last_good_bytes() {
     let t = Setup::new("promote-crash", b"ok v1");
-    let check = t.check();
+    let check = t.check("0");
     let m = t.start(&["--validate", &check, "--restart", "on-failure"]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"));
     t.kube.write(&[("app.conf", b"bad v2")]);
-    assert!(m.wait_log("Rolled back"), "{}", m.log());
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
     let pid: i32 = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
     // SAFETY: kill(2) on the test's own grandchild (a plain manager).
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -112,7 +181,7 @@ fn a_crash_after_a_rejected_push_restarts_on_the_last_good_bytes() {
 #[test]
 fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
     let t = Setup::new("promote-restart", b"ok v1");
-    let check = t.check();
+    let check = t.check("0");
     let mut m = t.start(&["--validate", &check]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     m.signal(libc::SIGTERM);
@@ -128,12 +197,231 @@ fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
 
     // Nothing promoted ever, bad source: 78, DIR left empty.
     let t = Setup::new("promote-none", b"bad v1");
-    let check = t.check();
+    let check = t.check("0");
     let mut m = t.start(&["--validate", &check]);
     assert_eq!(m.exit_code(), 78, "{}", m.log());
     assert!(t.starts().is_empty());
     let left: Vec<_> = fs::read_dir(&t.dir).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
+    let t = Setup::new("promote-in-place", b"ok v1");
+    // In place, the check reads DIR itself (nginx -t with absolute includes).
+    let check = format!(
+        "sh -c 'cat {conf} >> {seen}; echo >> {seen}; sleep 0.5; grep -q ok {conf}'",
+        conf = t.dir.join("app.conf").display(),
+        seen = t.s.path("seen").display()
+    );
+    let m = t.start(&["--validate", &check, "--validate-in-place"]);
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"));
+    t.kube.write(&[("app.conf", b"bad v2")]);
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    assert!(t.s.read("seen").contains("bad v2"), "{}", t.s.read("seen"));
+    assert!(
+        wait_for(LONG, || t.promoted() == "ok v1"),
+        "shown again at once"
+    );
+    // The documented exposure: a child re-reading DIR may see it meanwhile.
+    assert_eq!(t.starts().len(), 1);
+    t.kube.write(&[("app.conf", b"ok v3")]);
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v3"));
+
+    // Without --promote-to or --validate the mode means nothing: refused.
+    let mut bad = Manager::plain(&["--validate-in-place", "--", "true"]);
+    assert_eq!(bad.exit_code(), 2, "{}", bad.log());
+    assert!(bad.log().contains("--validate-in-place"), "{}", bad.log());
+}
+
+/// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
+/// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
+/// mount namespace can be made.
+fn on_small_tmpfs(t: &Setup, kib: u64, extra: &[&str]) -> Option<Manager> {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut launcher: Vec<String> = if root {
+        vec!["unshare".into(), "--mount".into()]
+    } else {
+        ["unshare", "--user", "--map-root-user", "--mount"]
+            .map(String::from)
+            .to_vec()
+    };
+    let probe = std::process::Command::new(&launcher[0])
+        .args(&launcher[1..])
+        .arg("true")
+        .status();
+    if !probe.is_ok_and(|st| st.success()) {
+        cannot_run("cannot make a mount namespace here (unshare --mount refused)");
+        return None;
+    }
+    fs::create_dir_all(&t.dir).unwrap();
+    launcher.extend([
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "mount -t tmpfs -o size={kib}k tmpfs {} && exec \"$0\" \"$@\"",
+            t.dir.display()
+        ),
+        BIN.into(),
+    ]);
+    let args = t.args(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Some(Manager::start_with(
+        &args,
+        Opts {
+            mode: Mode::Plain,
+            launcher: Some(launcher),
+            ..Opts::default()
+        },
+    ))
+}
+
+/// DIR as the manager sees it (inside its mount namespace).
+fn inside(m: &Manager, dir: &Path) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/root{}", m.pid(), dir.display()))
+}
+
+#[test]
+fn a_failed_staging_changes_nothing_and_is_retried_until_it_takes() {
+    let t = Setup::new("promote-full", b"ok v1");
+    let Some(m) = on_small_tmpfs(&t, 256, &["--reload-signal=HUP"]) else {
+        return;
+    };
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    let dir = inside(&m, &t.dir);
+    // Fill the disk, then push bytes that no longer fit.
+    let _ = fs::write(dir.join("..filler"), vec![0u8; 256 * 1024]);
+    let big = format!("ok v2 {}", "x".repeat(64 * 1024));
+    t.kube.write(&[("app.conf", big.as_bytes())]);
+    assert!(m.wait_log("Cannot stage the config"), "{}", m.log());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        t.reads().iter().all(|r| !r.starts_with("hup")),
+        "no reload for bytes that were not promoted: {:?}",
+        t.reads()
+    );
+    assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "ok v1");
+    assert!(!m.log().contains("sending SIGHUP"), "{}", m.log());
+    // Space again: the retry promotes and only then tells the child.
+    fs::remove_file(dir.join("..filler")).unwrap();
+    assert!(
+        wait_for(LONG, || t
+            .reads()
+            .iter()
+            .any(|r| r.starts_with("hup ok v2"))),
+        "{:?}\n{}",
+        t.reads(),
+        m.log()
+    );
+    assert!(m.log().contains("Retrying the promotion"), "{}", m.log());
+}
+
+#[test]
+fn a_first_staging_that_fails_exits_78_and_starts_no_child() {
+    let t = Setup::new("promote-full-first", b"ok v1");
+    let big = format!("ok v1 {}", "x".repeat(64 * 1024));
+    t.kube.write(&[("app.conf", big.as_bytes())]);
+    // Without --validate too: never a child on an empty DIR.
+    let Some(mut m) = on_small_tmpfs(&t, 16, &[]) else {
+        return;
+    };
+    assert_eq!(m.exit_code(), 78, "{}", m.log());
+    assert!(m.log().contains("Cannot stage the config"), "{}", m.log());
+    assert!(t.starts().is_empty(), "{:?}", t.starts());
+}
+
+#[test]
+fn a_fifo_source_and_an_overlapping_directory_are_refused_at_once() {
+    let s = Scratch::new("promote-refuse");
+    let fifo = s.path("render.conf");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let out = s.path("out");
+    let started = Instant::now();
+    let mut m = Manager::plain(&[
+        "--config",
+        fifo.to_str().unwrap(),
+        "--promote-to",
+        out.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(m.wait_code(LONG), Some(2), "{}", m.log());
+    assert!(m.log().contains("FIFO"), "{}", m.log());
+    assert!(started.elapsed() < LONG);
+
+    let src = s.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("app.conf"), "x").unwrap();
+    std::os::unix::fs::symlink(&src, s.path("link")).unwrap();
+    for dir in [
+        format!("{}/x/../src/out", s.path("").display()),
+        format!("{}/out", s.path("link").display()),
+    ] {
+        let mut m = Manager::plain(&[
+            "--config",
+            src.to_str().unwrap(),
+            "--promote-to",
+            &dir,
+            "--",
+            "/bin/true",
+        ]);
+        assert_eq!(m.exit_code(), 2, "{dir}: {}", m.log());
+        assert!(m.log().contains("overlap"), "{}", m.log());
+        assert!(!src.join("out/out").exists());
+    }
+}
+
+/// The invariant across crashes: whenever a manager is SIGKILLed (staging,
+/// checking, committing, or idle) and started again, every child it starts
+/// reads bytes that passed the check. Pushes alternate at random between
+/// good and bad bytes; the kill lands at a random instant.
+#[test]
+fn a_manager_killed_at_any_instant_restarts_only_on_approved_bytes() {
+    let t = Setup::new("promote-kill", b"ok 0");
+    let check = t.check("0.02");
+    let mut rng = (std::process::id() as u64) << 16 | 0x9e37;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let iterations = 200;
+    for i in 0..iterations {
+        let m = t.start(&["--validate", &check, "--debounce=0"]);
+        let pid = m.pid();
+        let bytes = if next(3) == 0 {
+            format!("bad {i}")
+        } else {
+            format!("ok {i}")
+        };
+        std::thread::sleep(Duration::from_millis(next(60)));
+        t.kube.write(&[("app.conf", bytes.as_bytes())]);
+        std::thread::sleep(Duration::from_millis(next(120)));
+        // SAFETY: kill(2) on the test's own child (a plain manager).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        drop(m);
+    }
+    let starts = t.starts();
+    assert!(starts.len() > iterations / 2, "{starts:?}");
+    let bad: Vec<_> = starts.iter().filter(|s| !s.contains(" ok ")).collect();
+    assert!(
+        bad.is_empty(),
+        "children started on unapproved bytes: {bad:?}"
+    );
+    let bad_reads: Vec<_> = t
+        .reads()
+        .into_iter()
+        .filter(|r| r.contains("bad"))
+        .collect();
+    assert!(
+        bad_reads.is_empty(),
+        "children read unapproved bytes: {bad_reads:?}"
+    );
 }
 
 /// Reads DIR as a child would, over and over: every file it reads is whole,
