@@ -343,17 +343,23 @@ impl Machine {
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Spawned(snapshot) => {
-                // Gated, the child runs on what was approved; if the bytes
-                // moved in between, the next look sees a change to check.
-                self.base = match (&self.approved, self.gated()) {
-                    (Some(approved), true) => approved.clone(),
-                    _ => snapshot,
-                };
                 self.started = true;
                 self.stats.starts[self.reason as usize] += 1;
                 self.phase = Phase::Running;
                 self.sent = None;
-                vec![]
+                let Some(approved) = self.approved.clone().filter(|_| self.gated()) else {
+                    self.base = snapshot;
+                    return vec![];
+                };
+                // Gated, the child runs on what was approved. Without
+                // --promote-to it reads the source itself: bytes that moved
+                // since the check (the look just before the exec says) are
+                // a change to check now, not at the next write.
+                self.base = approved;
+                if self.settings.promote || snapshot.is_empty() || snapshot == self.base {
+                    return vec![];
+                }
+                self.on_config(snapshot)
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
@@ -1762,7 +1768,7 @@ mod tests {
     }
 
     #[test]
-    fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
+    fn a_child_started_after_the_bytes_moved_is_checked_at_once() {
         let mut m = running_validated(validating());
         // Started on approved bytes 1 although the disk already had 9.
         m.handle(Event::ConfigSettled(snap(Some(2))));
@@ -1773,10 +1779,12 @@ mod tests {
         });
         m.handle(Event::GroupGone);
         assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
-        m.handle(Event::Spawned(snap(Some(9))));
+        // The look just before the exec saw 9: checked now, not at the next
+        // write (there may be none).
         assert!(matches!(
-            m.handle(Event::ConfigSettled(snap(Some(9))))[..],
+            m.handle(Event::Spawned(snap(Some(9))))[..],
             [Action::Acted, Action::Validate { .. }]
         ));
+        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(9)))), []);
     }
 }

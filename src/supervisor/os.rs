@@ -260,9 +260,10 @@ impl World for Os {
 
     fn spawn(&mut self) -> Result<(i32, fingerprint::Snapshot), i32> {
         // The bytes this child starts with: fingerprinted before the exec,
-        // so a change after this point is seen as a change. Through the
-        // gate (--validate, --promote-to) the machine already knows them.
-        let snapshot = if self.cfg.validate.is_some() || self.promoter.is_some() {
+        // so a change after this point is seen as a change. With
+        // --promote-to the child reads the promoted directory, whose bytes
+        // the machine knows.
+        let snapshot = if self.promoter.is_some() {
             Default::default()
         } else {
             self.watch.snapshot()
