@@ -26,7 +26,13 @@ pub struct Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        // An IPv6 literal goes in brackets (RFC 3986), or its colons would
+        // read as a port.
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
     }
 }
 
@@ -59,15 +65,7 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{text:?}: invalid port {p:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (host, port) = split_authority(authority).map_err(|e| format!("{text:?}: {e}"))?;
         if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("{text:?}: expected http://host[:port]/path"));
         }
@@ -81,6 +79,51 @@ impl Url {
         })?;
         Ok(url)
     }
+}
+
+/// `host[:port]` as RFC 3986 reads it: an IPv6 literal only in brackets
+/// (`[::1]`, `[::1]:9090`), since a bare `::1:9090` cannot say where the
+/// address ends and the port begins. The port is digits and may be empty
+/// (the default, 80).
+fn split_authority(authority: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(inside) = authority.strip_prefix('[') {
+        let (host, after) = inside
+            .split_once(']')
+            .ok_or("unclosed '[' (an IPv6 address is written [::1])")?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "[{host}] is not an IPv6 address (brackets hold only those)"
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("unexpected {p:?} after [{host}] (expected :port)"))?,
+            ),
+        };
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            // Two colons or more: an unbracketed IPv6 address, with or
+            // without a port; which it is cannot be told.
+            Some(_) if authority.matches(':').count() > 1 => {
+                return Err(format!(
+                    "{authority}: an IPv6 address must be in brackets, with the port after them (e.g. http://[::1]:9090/path)"
+                ));
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port {p:?}"))?,
+        Some(p) => return Err(format!("invalid port {p:?}")),
+    };
+    Ok((host, port))
 }
 
 /// POSTs an empty body to `url`; the response's status code, or why none
@@ -285,6 +328,44 @@ mod tests {
             "http://x/a b",
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// RFC 3986: an IPv6 literal is bracketed, the port after the bracket.
+    /// `http://[::1]/-/reload` was refused (its colons read as a port) and
+    /// `http://::1:9090/x` accepted.
+    #[test]
+    fn ipv6_literals_only_in_brackets() {
+        for (text, host, port, path) in [
+            ("http://[::1]/-/reload", "::1", 80, "/-/reload"),
+            ("http://[::1]:9090/x", "::1", 9090, "/x"),
+            ("http://[::1]", "::1", 80, "/"),
+            ("http://[::1]:/x", "::1", 80, "/x"),
+            ("http://127.0.0.1:/x", "127.0.0.1", 80, "/x"),
+            ("http://localhost:9090", "localhost", 9090, "/"),
+        ] {
+            let u = Url::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                (u.host.as_str(), u.port, u.path.as_str()),
+                (host, port, path),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Url::parse("http://[::1]:9090/x").unwrap().to_string(),
+            "http://[::1]:9090/x"
+        );
+        for (text, why) in [
+            ("http://::1:9090/x", "must be in brackets"),
+            ("http://::1/x", "must be in brackets"),
+            ("http://[::1/x", "unclosed '['"),
+            ("http://[127.0.0.1]:80/", "is not an IPv6 address"),
+            ("http://[::1]9090/x", "expected :port"),
+            ("http://[::1]:+80/x", "invalid port"),
+            ("http://[::1]:65536/x", "invalid port"),
+        ] {
+            let e = Url::parse(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
         }
     }
 }
