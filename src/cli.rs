@@ -188,7 +188,7 @@ pub struct Config {
     pub reload_timeout: Duration,
     pub splay: Duration,
     pub min_interval: Duration,
-    pub metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<crate::http::Listen>,
     pub log_json: bool,
     pub debounce: Duration,
     pub debounce_max: Duration,
@@ -284,13 +284,15 @@ When the child exits on its own:
 Other:
   --log-level LEVEL         error, warn, info, debug, trace, off (default: info)
   --log-format FORMAT       text ([flush-manager] LEVEL: message) or json (default: text)
-  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g. :9111)
+  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g.
+                            127.0.0.1:9111; :9111 for every address, IPv6 and IPv4)
   --version                 print the version
   --help                    print this
 
 Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s;
 FLUSH_MANAGER_CONFIG, FLUSH_MANAGER_REMAP_EXIT and FLUSH_MANAGER_MAP_SIGNAL comma-separated; FLUSH_MANAGER_LOG
-for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0.
+for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0
+(each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
 78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources)."
@@ -541,16 +543,6 @@ fn parse_map_signal(text: &str) -> Result<(i32, Option<i32>), String> {
     Ok((from, to))
 }
 
-/// `127.0.0.1:9111`, `[::1]:9111`, `:9111` (every address).
-fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
-    let full = match text.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => text.to_string(),
-    };
-    full.parse()
-        .map_err(|_| format!("invalid address {text:?} (expected e.g. 127.0.0.1:9111 or :9111)"))
-}
-
 fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
     text.parse().map_err(|_| {
         format!("invalid log level {text:?} (expected error, warn, info, debug, trace or off)")
@@ -786,7 +778,7 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         );
     }
     let metrics = pick(args.metrics, "METRICS")
-        .map(|a| parse_listen(&a).map_err(|e| format!("--metrics: {e}")))
+        .map(|a| crate::http::Listen::parse(&a).map_err(|e| format!("--metrics: {e}")))
         .transpose()?;
     let log_json = match pick(args.log_format, "LOG_FORMAT").as_deref() {
         None | Some("text") => false,
@@ -996,13 +988,9 @@ mod tests {
     /// each was taken silently (or, for RTMAX+1, read as RTMAX-1).
     #[test]
     fn nonsensical_flags_are_refused_saying_why() {
-        for (bad, why) in [
-            (vec!["--reload-signal", "KILL"], "SIGKILL cannot be caught"),
-            (
-                vec!["--reload-signal", "SIGSTOP"],
-                "SIGSTOP cannot be caught",
-            ),
-            (vec!["--reload-signal", "9"], "could not reload on it"),
+        // Real-time signals exist on Linux only.
+        #[cfg(target_os = "linux")]
+        let realtime = [
             (
                 vec!["--stop-signal", "RTMAX+1"],
                 "no signal comes after RTMAX",
@@ -1020,6 +1008,16 @@ mod tests {
                 vec!["--map-signal", "RTMAX+1:HUP"],
                 "no signal comes after RTMAX",
             ),
+        ];
+        #[cfg(not(target_os = "linux"))]
+        let realtime: [(Vec<&str>, &str); 0] = [];
+        for (bad, why) in realtime.into_iter().chain([
+            (vec!["--reload-signal", "KILL"], "SIGKILL cannot be caught"),
+            (
+                vec!["--reload-signal", "SIGSTOP"],
+                "SIGSTOP cannot be caught",
+            ),
+            (vec!["--reload-signal", "9"], "could not reload on it"),
             (vec!["--stop-signal", "KILL"], "--stop-timeout 0"),
             (vec!["--stop-signal", "SIGKILL"], "must be one it can catch"),
             (vec!["--stop-signal", "STOP"], "only pauses the child"),
@@ -1060,7 +1058,7 @@ mod tests {
                 "must be in brackets",
             ),
             (vec!["--reload-url", "http://[::1/x"], "unclosed '['"),
-        ] {
+        ]) {
             let (msg, code) = run(&bad).expect_err(&format!("{bad:?} was accepted"));
             assert_eq!(code, 2, "{bad:?}: {msg}");
             assert!(msg.starts_with("[flush-manager] ERROR: "), "{msg}");
@@ -1083,7 +1081,6 @@ mod tests {
             "--remap-exit=143:0",
             "--map-signal=USR1:HUP",
             "--map-signal=USR1:HUP",
-            "--stop-signal=RTMAX-1",
             "--reload-url=http://[::1]/-/reload",
             "--",
             "x",
@@ -1094,8 +1091,14 @@ mod tests {
             c.map_signal,
             [(nix::libc::SIGUSR1, Some(nix::libc::SIGHUP))]
         );
-        assert_eq!(c.stop_signal, nix::libc::SIGRTMAX() - 1);
         assert_eq!(c.reload_url.unwrap().port, 80);
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            run(&["--stop-signal=RTMAX-1", "--", "x"])
+                .unwrap()
+                .stop_signal,
+            nix::libc::SIGRTMAX() - 1
+        );
         let c = run(&["--reload-url=http://[::1]:9090/x", "--", "x"]).unwrap();
         assert_eq!(c.reload_url.unwrap().to_string(), "http://[::1]:9090/x");
     }
