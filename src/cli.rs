@@ -711,8 +711,13 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         && let Some((_, to)) = map_signal.iter().find(|(from, _)| *from == sig)
     {
         let name = crate::signals::name(sig);
+        let does = if to.is_some() {
+            "forwards it"
+        } else {
+            "drops it"
+        };
         return Err(format!(
-            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{} forwards it; give it to one of them",
+            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{} {does}; give it to one of them",
             to_name(*to)
         ));
     }
