@@ -20,7 +20,11 @@ pub struct Child {
 /// On failure: the exit code a shell would give (127 not found, 126 not
 /// executable), after logging the error.
 pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<Child, i32> {
-    info!("Starting child process: {} {:?}", command[0], &command[1..]);
+    info!(
+        "Starting child process: {} {}",
+        command[0],
+        capped(&format!("{:?}", &command[1..]), MAX_SHOWN_ARGS)
+    );
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]).process_group(0);
     if let Some(dir) = cwd {
@@ -50,6 +54,24 @@ pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<C
             })
         }
     }
+}
+
+/// How much of the child's arguments the start line shows: a command line
+/// can be up to 2 MiB (ARG_MAX), and logging all of it at every restart
+/// would bury the log.
+const MAX_SHOWN_ARGS: usize = 4096;
+
+/// `text` whole if it fits in `max` bytes; else its first `max` bytes (back
+/// to a character boundary) and `… (N more bytes)`.
+fn capped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
 }
 
 /// Is the manager in its terminal's foreground (`docker run -it`, a shell's
@@ -109,5 +131,30 @@ pub fn status_of(status: std::process::ExitStatus) -> Status {
         (None, Some(sig)) => Status::Signaled(sig),
         // Neither: cannot happen for an exited process on Linux.
         (None, None) => Status::Exited(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #18: the start line logged the whole argv, up to 2 MiB.
+    #[test]
+    fn the_start_line_caps_the_arguments() {
+        assert_eq!(capped("[\"-c\"]", MAX_SHOWN_ARGS), "[\"-c\"]");
+        let exact = "x".repeat(MAX_SHOWN_ARGS);
+        assert_eq!(capped(&exact, MAX_SHOWN_ARGS), exact);
+        let long = format!("{:?}", vec!["y".repeat(100_000)]);
+        let shown = capped(&long, MAX_SHOWN_ARGS);
+        assert!(shown.starts_with("[\"yyyy"), "{}", &shown[..20]);
+        assert!(
+            shown.ends_with(&format!("… ({} more bytes)", long.len() - MAX_SHOWN_ARGS)),
+            "{}",
+            &shown[shown.len() - 40..]
+        );
+        assert!(shown.len() < MAX_SHOWN_ARGS + 40);
+        // Never cut inside a character: 'é' is two bytes.
+        let accents = "é".repeat(10);
+        assert_eq!(capped(&accents, 5), "éé… (16 more bytes)");
     }
 }

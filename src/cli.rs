@@ -192,7 +192,7 @@ pub struct Config {
     pub reload_timeout: Duration,
     pub splay: Duration,
     pub min_interval: Duration,
-    pub metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<crate::http::Listen>,
     pub log_json: bool,
     pub debounce: Duration,
     pub debounce_max: Duration,
@@ -292,13 +292,15 @@ When the child exits on its own:
 Other:
   --log-level LEVEL         error, warn, info, debug, trace, off (default: info)
   --log-format FORMAT       text ([flush-manager] LEVEL: message) or json (default: text)
-  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g. :9111)
+  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g.
+                            127.0.0.1:9111; :9111 for every address, IPv6 and IPv4)
   --version                 print the version
   --help                    print this
 
 Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s;
 FLUSH_MANAGER_CONFIG, FLUSH_MANAGER_REMAP_EXIT and FLUSH_MANAGER_MAP_SIGNAL comma-separated; FLUSH_MANAGER_LOG
-for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0.
+for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0
+(each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
 78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources)."
@@ -399,6 +401,9 @@ fn go_style(argv: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// `500ms`, `10s`, `1m30s`, `1.5s`, `0` (Go's time.ParseDuration, no sign).
+/// Stricter than Go in one way: each unit at most once, largest first
+/// (`1h30m`, never `1h1h` or `30m1h`), since a repeated or reversed unit is
+/// far more likely a typo than a sum someone meant.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {text:?} (expected e.g. 500ms, 10s, 1m30s)");
     if text == "0" {
@@ -409,6 +414,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if rest.is_empty() {
         return Err(bad());
     }
+    // The previous unit, as (its rank, its spelling): ranks fall from h to ns.
+    let mut previous: Option<(u8, &str)> = None;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -418,15 +425,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let unit = &rest[..unit_len];
+        let (rank, scale) = match unit {
+            "h" => (6, 3600.0),
+            "m" => (5, 60.0),
+            "s" => (4, 1.0),
+            "ms" => (3, 1e-3),
+            "us" | "µs" => (2, 1e-6),
+            "ns" => (1, 1e-9),
             _ => return Err(bad()),
         };
+        match previous {
+            Some((r, u)) if r == rank => {
+                return Err(format!(
+                    "invalid duration {text:?}: unit {u:?} given twice (write e.g. 2h, not 1h1h)"
+                ));
+            }
+            Some((r, u)) if r < rank => {
+                return Err(format!(
+                    "invalid duration {text:?}: {unit:?} after {u:?} (largest unit first, e.g. 1h30m)"
+                ));
+            }
+            _ => previous = Some((rank, unit)),
+        }
         total += value * scale;
         rest = &rest[unit_len..];
     }
@@ -449,16 +470,68 @@ fn parse_remap(text: &str) -> Result<(i32, i32), String> {
     Ok((code(from)?, code(to)?))
 }
 
+/// Each FROM once: a second, different TO for the same FROM would leave
+/// which one applies to the order of flags. The same pair twice is harmless
+/// (args assembled from several places) and kept once.
+fn one_per_from<T: PartialEq + Copy>(
+    pairs: Vec<(i32, T)>,
+    conflict: impl Fn(i32, T, T) -> String,
+) -> Result<Vec<(i32, T)>, String> {
+    let mut out: Vec<(i32, T)> = Vec::with_capacity(pairs.len());
+    for (from, to) in pairs {
+        match out.iter().find(|(f, _)| *f == from) {
+            Some((_, earlier)) if *earlier == to => {}
+            Some((_, earlier)) => return Err(conflict(from, *earlier, to)),
+            None => out.push((from, to)),
+        }
+    }
+    Ok(out)
+}
+
+/// Why KILL and STOP can do nothing but what the kernel makes them do.
+fn catchable(sig: i32) -> Result<(), String> {
+    use nix::libc::{SIGKILL, SIGSTOP};
+    match sig {
+        SIGKILL | SIGSTOP => Err(format!(
+            "{} cannot be caught or handled by any process",
+            crate::signals::name(sig)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Signals that cannot be taken over: TERM and INT stop, CHLD reaps, KILL
 /// and STOP cannot be caught.
 fn reserved_signal(sig: i32) -> Result<(), String> {
-    use nix::libc::{SIGCHLD, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
+    use nix::libc::{SIGCHLD, SIGINT, SIGTERM};
+    catchable(sig)?;
     match sig {
         SIGTERM | SIGINT => Err(format!(
             "{} stops the child (see --stop-signal)",
             crate::signals::name(sig)
         )),
-        SIGCHLD | SIGKILL | SIGSTOP => Err(format!("{} cannot be used", crate::signals::name(sig))),
+        SIGCHLD => Err("SIGCHLD is how the manager learns that processes exited".into()),
+        _ => Ok(()),
+    }
+}
+
+/// The stop signal must make the child exit, and give it the chance to do
+/// so cleanly.
+fn stop_signal_rule(sig: i32) -> Result<(), String> {
+    use nix::libc::{SIGCHLD, SIGKILL, SIGSTOP};
+    match sig {
+        SIGKILL => Err(
+            "SIGKILL cannot be caught, so the child would get no chance to stop cleanly: the stop signal must be one it can catch (to kill at once, use --stop-timeout 0)"
+                .into(),
+        ),
+        SIGSTOP => Err(
+            "SIGSTOP only pauses the child and cannot be caught: it would never exit (use a signal it can catch, e.g. TERM)"
+                .into(),
+        ),
+        SIGCHLD => Err(
+            "SIGCHLD is ignored unless handled: the child would not stop (use e.g. TERM, QUIT or INT)"
+                .into(),
+        ),
         _ => Ok(()),
     }
 }
@@ -476,16 +549,6 @@ fn parse_map_signal(text: &str) -> Result<(i32, Option<i32>), String> {
         t => Some(crate::signals::parse(t).map_err(bad)?),
     };
     Ok((from, to))
-}
-
-/// `127.0.0.1:9111`, `[::1]:9111`, `:9111` (every address).
-fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
-    let full = match text.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
-        None => text.to_string(),
-    };
-    full.parse()
-        .map_err(|_| format!("invalid address {text:?} (expected e.g. 127.0.0.1:9111 or :9111)"))
 }
 
 fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
@@ -646,25 +709,61 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
     if let Some(sig) = restart_signal {
         reserved_signal(sig).map_err(|e| format!("--restart-signal: {e}"))?;
     }
+    let to_name = |to: Option<i32>| to.map_or("none".into(), crate::signals::name);
     let map_signal = list(args.map_signal, "MAP_SIGNAL")
         .unwrap_or_default()
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| parse_map_signal(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let map_signal = one_per_from(map_signal, |from, a, b| {
+        let from = crate::signals::name(from);
+        format!(
+            "--map-signal: {from} is mapped twice ({from}:{} and {from}:{}); give it once",
+            to_name(a),
+            to_name(b)
+        )
+    })?;
+    // A signal the manager keeps for a restart cannot also be forwarded.
+    if let Some(sig) = restart_signal
+        && let Some((_, to)) = map_signal.iter().find(|(from, _)| *from == sig)
+    {
+        let name = crate::signals::name(sig);
+        let does = if to.is_some() {
+            "forwards it"
+        } else {
+            "drops it"
+        };
+        return Err(format!(
+            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{} {does}; give it to one of them",
+            to_name(*to)
+        ));
+    }
 
     let remap_exit = list(args.remap_exit, "REMAP_EXIT")
         .unwrap_or_default()
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| parse_remap(s))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let remap_exit = one_per_from(remap_exit, |from, a, b| {
+        format!(
+            "--remap-exit: exit code {from} is mapped twice ({from}:{a} and {from}:{b}); give it once"
+        )
+    })?;
 
+    // An empty check is a mistake (an unset variable in a manifest), not a
+    // request for no check: leaving the flag out says that.
     let validate = match pick(args.validate, "VALIDATE") {
         None => None,
         Some(text) => {
             let words = split_words(&text).map_err(|e| format!("--validate: {e}"))?;
-            if words.is_empty() { None } else { Some(words) }
+            if words.first().is_none_or(String::is_empty) {
+                return Err(format!(
+                    "--validate: empty command {text:?} (leave --validate out to act without a check)"
+                ));
+            }
+            Some(words)
         }
     };
 
@@ -672,8 +771,10 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         None => None,
         Some(text) => {
             let words = split_words(&text).map_err(|e| format!("--reload-command: {e}"))?;
-            if words.is_empty() {
-                return Err("--reload-command: empty command".into());
+            if words.first().is_none_or(String::is_empty) {
+                return Err(format!(
+                    "--reload-command: empty command {text:?} (leave it out to restart the child on a change)"
+                ));
             }
             Some(words)
         }
@@ -682,6 +783,13 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         .map(|u| crate::http::Url::parse(&u).map_err(|e| format!("--reload-url: {e}")))
         .transpose()?;
     let reload_signal = signal(args.reload_signal, "RELOAD_SIGNAL")?;
+    if let Some(sig) = reload_signal {
+        catchable(sig).map_err(|e| {
+            format!("--reload-signal: {e}: the child could not reload on it (without --reload-signal a change restarts the child)")
+        })?;
+    }
+    let stop_signal = signal(args.stop_signal, "STOP_SIGNAL")?.unwrap_or(nix::libc::SIGTERM);
+    stop_signal_rule(stop_signal).map_err(|e| format!("--stop-signal: {e}"))?;
     let reloads = [
         reload_signal.is_some(),
         reload_command.is_some(),
@@ -693,7 +801,7 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         );
     }
     let metrics = pick(args.metrics, "METRICS")
-        .map(|a| parse_listen(&a).map_err(|e| format!("--metrics: {e}")))
+        .map(|a| crate::http::Listen::parse(&a).map_err(|e| format!("--metrics: {e}")))
         .transpose()?;
     let log_json = match pick(args.log_format, "LOG_FORMAT").as_deref() {
         None | Some("text") => false,
@@ -727,7 +835,7 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
     Ok(Config {
         command,
         configs,
-        stop_signal: signal(args.stop_signal, "STOP_SIGNAL")?.unwrap_or(nix::libc::SIGTERM),
+        stop_signal,
         stop_timeout: duration(args.stop_timeout, "STOP_TIMEOUT", Duration::from_secs(10))?,
         stop_delay: duration(args.stop_delay, "STOP_DELAY", Duration::ZERO)?,
         signal_to,
@@ -907,6 +1015,126 @@ mod tests {
         assert!(msg.contains("--nope"), "{msg}");
     }
 
+    /// Issue #18: every flag (or pair of flags) that cannot mean anything
+    /// sensible is refused with exit 2 and a message saying why; before,
+    /// each was taken silently (or, for RTMAX+1, read as RTMAX-1).
+    #[test]
+    fn nonsensical_flags_are_refused_saying_why() {
+        // Real-time signals exist on Linux only.
+        #[cfg(target_os = "linux")]
+        let realtime = [
+            (
+                vec!["--stop-signal", "RTMAX+1"],
+                "no signal comes after RTMAX",
+            ),
+            (
+                vec!["--stop-signal", "RTMIN+99"],
+                "outside the real-time range",
+            ),
+            (vec!["--stop-signal", "RTMIN-1"], "before RTMIN"),
+            (
+                vec!["--restart-signal", "RTMAX+2"],
+                "no signal comes after RTMAX",
+            ),
+            (
+                vec!["--map-signal", "RTMAX+1:HUP"],
+                "no signal comes after RTMAX",
+            ),
+        ];
+        #[cfg(not(target_os = "linux"))]
+        let realtime: [(Vec<&str>, &str); 0] = [];
+        for (bad, why) in realtime.into_iter().chain([
+            (vec!["--reload-signal", "KILL"], "SIGKILL cannot be caught"),
+            (
+                vec!["--reload-signal", "SIGSTOP"],
+                "SIGSTOP cannot be caught",
+            ),
+            (vec!["--reload-signal", "9"], "could not reload on it"),
+            (vec!["--stop-signal", "KILL"], "--stop-timeout 0"),
+            (vec!["--stop-signal", "SIGKILL"], "must be one it can catch"),
+            (vec!["--stop-signal", "STOP"], "only pauses the child"),
+            (vec!["--stop-signal", "CHLD"], "the child would not stop"),
+            (
+                vec!["--remap-exit", "143:0", "--remap-exit", "143:1"],
+                "exit code 143 is mapped twice (143:0 and 143:1)",
+            ),
+            (
+                vec!["--map-signal", "USR1:HUP", "--map-signal", "USR1:none"],
+                "SIGUSR1 is mapped twice",
+            ),
+            (
+                vec!["--restart-signal", "HUP", "--map-signal", "HUP:USR1"],
+                "SIGHUP is claimed twice",
+            ),
+            (
+                vec!["--restart-signal", "USR2", "--map-signal", "SIGUSR2:none"],
+                "SIGUSR2 is claimed twice",
+            ),
+            (vec!["--validate", ""], "--validate: empty command"),
+            (vec!["--validate", "  \t "], "--validate: empty command"),
+            (vec!["--validate", "''"], "--validate: empty command \"''\""),
+            (
+                vec!["--reload-command", "\"\" -x"],
+                "--reload-command: empty command",
+            ),
+            (
+                vec!["--reload-command", " "],
+                "--reload-command: empty command",
+            ),
+            (vec!["--stop-timeout", "1h1h"], "unit \"h\" given twice"),
+            (vec!["--debounce", "500ms500ms"], "given twice"),
+            (vec!["--stop-timeout", "1s1h"], "largest unit first"),
+            (vec!["--splay", "30s1m"], "largest unit first"),
+            (
+                vec!["--reload-url", "http://::1:9090/x"],
+                "must be in brackets",
+            ),
+            (vec!["--reload-url", "http://[::1/x"], "unclosed '['"),
+        ]) {
+            let (msg, code) = run(&bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(code, 2, "{bad:?}: {msg}");
+            assert!(msg.starts_with("[flush-manager] ERROR: "), "{msg}");
+            assert!(msg.contains(why), "{bad:?}: {msg:?} does not say {why:?}");
+        }
+        // The environment is held to the same rules.
+        for (var, value, why) in [
+            ("FLUSH_MANAGER_VALIDATE", "", "--validate: empty command"),
+            ("FLUSH_MANAGER_REMAP_EXIT", "1:0, 1:2", "mapped twice"),
+            ("FLUSH_MANAGER_STOP_SIGNAL", "KILL", "--stop-timeout 0"),
+        ] {
+            let (msg, code) = run_env(&["--", "x"], &[(var, value)]).unwrap_err();
+            assert_eq!(code, 2, "{var}={value}");
+            assert!(msg.contains(why), "{var}={value}: {msg}");
+        }
+        // What stays accepted: the same pair twice is kept once; bracketed
+        // IPv6 reload URLs; RTMAX-N and RTMIN+N inside the range.
+        let c = run(&[
+            "--remap-exit=143:0",
+            "--remap-exit=143:0",
+            "--map-signal=USR1:HUP",
+            "--map-signal=USR1:HUP",
+            "--reload-url=http://[::1]/-/reload",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.remap_exit, [(143, 0)]);
+        assert_eq!(
+            c.map_signal,
+            [(nix::libc::SIGUSR1, Some(nix::libc::SIGHUP))]
+        );
+        assert_eq!(c.reload_url.unwrap().port, 80);
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            run(&["--stop-signal=RTMAX-1", "--", "x"])
+                .unwrap()
+                .stop_signal,
+            nix::libc::SIGRTMAX() - 1
+        );
+        let c = run(&["--reload-url=http://[::1]:9090/x", "--", "x"]).unwrap();
+        assert_eq!(c.reload_url.unwrap().to_string(), "http://[::1]:9090/x");
+    }
+
     #[test]
     fn environment_fills_in_and_flags_win() {
         let vars = [
@@ -943,7 +1171,16 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_duration("1h2m3s4ms5us6ns"),
+            Ok(Duration::new(3723, 4_005_006))
+        );
         for bad in [
+            "1h1h",
+            "1s1h",
+            "1ms1s",
+            "1us1µs",
+            "2m1m",
             "",
             "5",
             "-1s",

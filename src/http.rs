@@ -11,7 +11,8 @@
 
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use log::{debug, warn};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
@@ -26,7 +27,13 @@ pub struct Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        // An IPv6 literal goes in brackets (RFC 3986), or its colons would
+        // read as a port.
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
     }
 }
 
@@ -59,15 +66,7 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("{text:?}: invalid port {p:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (host, port) = split_authority(authority).map_err(|e| format!("{text:?}: {e}"))?;
         if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("{text:?}: expected http://host[:port]/path"));
         }
@@ -81,6 +80,51 @@ impl Url {
         })?;
         Ok(url)
     }
+}
+
+/// `host[:port]` as RFC 3986 reads it: an IPv6 literal only in brackets
+/// (`[::1]`, `[::1]:9090`), since a bare `::1:9090` cannot say where the
+/// address ends and the port begins. The port is digits and may be empty
+/// (the default, 80).
+fn split_authority(authority: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(inside) = authority.strip_prefix('[') {
+        let (host, after) = inside
+            .split_once(']')
+            .ok_or("unclosed '[' (an IPv6 address is written [::1])")?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "[{host}] is not an IPv6 address (brackets hold only those)"
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("unexpected {p:?} after [{host}] (expected :port)"))?,
+            ),
+        };
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            // Two colons or more: an unbracketed IPv6 address, with or
+            // without a port; which it is cannot be told.
+            Some(_) if authority.matches(':').count() > 1 => {
+                return Err(format!(
+                    "{authority}: an IPv6 address must be in brackets, with the port after them (e.g. http://[::1]:9090/path)"
+                ));
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port {p:?}"))?,
+        Some(p) => return Err(format!("invalid port {p:?}")),
+    };
+    Ok((host, port))
 }
 
 /// POSTs an empty body to `url`; the response's status code, or why none
@@ -148,57 +192,203 @@ async fn status_line(stream: &mut async_io::Async<TcpStream>) -> Result<u16, Str
         })
 }
 
+/// Where `--metrics` listens. `:PORT` means every address of both
+/// families; any other address is bound exactly as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// `:PORT`: `[::]` (which `serve` makes answer IPv4 too), or `0.0.0.0`
+    /// on a kernel without IPv6.
+    pub every: bool,
+}
+
+impl Listen {
+    /// `127.0.0.1:9111`, `[::1]:9111`, `:9111` (every address).
+    pub fn parse(text: &str) -> Result<Listen, String> {
+        let bad = || {
+            format!("invalid address {text:?} (expected e.g. 127.0.0.1:9111, [::1]:9111 or :9111)")
+        };
+        match text.strip_prefix(':') {
+            Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                let port = port.parse::<u16>().map_err(|_| bad())?;
+                Ok(Listen {
+                    addr: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+                    every: true,
+                })
+            }
+            Some(_) => Err(bad()),
+            None => text
+                .parse()
+                .map(|addr| Listen { addr, every: false })
+                .map_err(|_| bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+/// What `TcpListener::bind` tries: the address; for every address on a
+/// kernel that cannot make IPv6 sockets at all, IPv4's instead. (Only then:
+/// falling back on any bind error would hide a port taken on IPv6.)
+impl std::net::ToSocketAddrs for Listen {
+    type Iter = std::option::IntoIter<SocketAddr>;
+
+    fn to_socket_addrs(&self) -> std::io::Result<Self::Iter> {
+        if self.every && !ipv6_sockets() {
+            return Ok(Some(SocketAddr::from(([0, 0, 0, 0], self.addr.port()))).into_iter());
+        }
+        Ok(Some(self.addr).into_iter())
+    }
+}
+
+/// Can this kernel make IPv6 sockets? (Not when booted with ipv6.disable=1.)
+fn ipv6_sockets() -> bool {
+    match TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 0)) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(nix::libc::EAFNOSUPPORT),
+    }
+}
+
 /// Limits that keep a slow or hostile client from costing the loop.
 const MAX_CONNECTIONS: usize = 8;
 const MAX_REQUEST: usize = 8 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A connection being served, oldest first in `Connections`.
+struct Connection {
+    /// Dropping it cancels the task, which closes the socket.
+    task: smol::Task<()>,
+    /// Still waiting for the request (an idle client).
+    reading: Rc<Cell<bool>>,
+}
+
+type Connections = Rc<RefCell<VecDeque<Connection>>>;
+
 /// Serves `GET /metrics` with the text `render` gives, as tasks on `ex`.
-/// Each connection is a task with a deadline and a size limit; beyond
-/// `MAX_CONNECTIONS`, new ones are closed at once.
+/// A listener on `[::]` answers IPv4 too: on one dual-stack socket where the
+/// kernel made it so, beside a second socket on `0.0.0.0` where it made it
+/// IPv6-only (`net.ipv6.bindv6only=1`).
+///
+/// Each connection is a task with a deadline and a size limit. At most
+/// `MAX_CONNECTIONS` are open: a new one is always accepted, and the oldest
+/// idle one closed to make room, so clients that connect and send nothing
+/// cannot lock out a scrape, however many they open.
 pub fn serve(
     ex: &Rc<smol::LocalExecutor<'static>>,
     listener: TcpListener,
     render: Rc<dyn Fn() -> String>,
 ) -> std::io::Result<()> {
-    let listener = async_io::Async::new(listener)?;
-    let open = Rc::new(Cell::new(0usize));
-    let spawner = Rc::clone(ex);
-    ex.spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    warn!("Metrics: accept failed: {e}");
-                    async_io::Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if open.get() >= MAX_CONNECTIONS {
-                debug!("Metrics: too many connections; closing one");
-                continue;
+    let mut listeners = vec![listener];
+    if let Some(v4) = ipv4_beside(&listeners[0])? {
+        listeners.push(v4);
+    }
+    let open: Connections = Rc::default();
+    for listener in listeners {
+        debug!(
+            "Metrics: listening on {}{}",
+            listener.local_addr()?,
+            if is_dual_stack(&listener) {
+                " (IPv6 and IPv4)"
+            } else {
+                ""
             }
-            open.set(open.get() + 1);
-            let (open, render) = (Rc::clone(&open), Rc::clone(&render));
-            spawner
-                .spawn(async move {
-                    let answer = answer(stream, &*render);
-                    futures::select! {
-                        _ = answer.fuse() => {},
-                        _ = FutureExt::fuse(async_io::Timer::after(CLIENT_TIMEOUT)) => {
-                            debug!("Metrics: client too slow; closed");
-                        }
+        );
+        let listener = async_io::Async::new(listener)?;
+        let (spawner, open, render) = (Rc::clone(ex), Rc::clone(&open), Rc::clone(&render));
+        ex.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => admit(&spawner, &open, stream, Rc::clone(&render)),
+                    Err(e) => {
+                        warn!("Metrics: accept failed: {e}");
+                        async_io::Timer::after(Duration::from_millis(100)).await;
                     }
-                    open.set(open.get() - 1);
-                })
-                .detach();
-        }
-    })
-    .detach();
+                }
+                // Let the tasks just cancelled run to their end and close
+                // their sockets before the next accept: a burst of
+                // connections never holds more than a few descriptors.
+                smol::future::yield_now().await;
+            }
+        })
+        .detach();
+    }
     Ok(())
 }
 
-async fn answer(mut stream: async_io::Async<TcpStream>, render: &dyn Fn() -> String) {
+/// Makes room for `stream` (closing the oldest idle connection, or else the
+/// oldest) and serves it.
+fn admit(
+    ex: &smol::LocalExecutor<'static>,
+    open: &Connections,
+    stream: async_io::Async<TcpStream>,
+    render: Rc<dyn Fn() -> String>,
+) {
+    let mut open = open.borrow_mut();
+    open.retain(|c| !c.task.is_finished());
+    if open.len() >= MAX_CONNECTIONS {
+        let oldest = open.iter().position(|c| c.reading.get()).unwrap_or(0);
+        drop(open.remove(oldest));
+        debug!("Metrics: {MAX_CONNECTIONS} connections open; closed the oldest idle one");
+    }
+    let reading = Rc::new(Cell::new(true));
+    let flag = Rc::clone(&reading);
+    let task = ex.spawn(async move {
+        futures::select! {
+            _ = answer(stream, &*render, &flag).fuse() => {},
+            _ = FutureExt::fuse(async_io::Timer::after(CLIENT_TIMEOUT)) => {
+                debug!("Metrics: client too slow; closed");
+            }
+        }
+    });
+    open.push_back(Connection { task, reading });
+}
+
+/// For a listener on `[::]` that the kernel made IPv6-only, a second one on
+/// `0.0.0.0` and the same port, so that `:PORT` means both families whatever
+/// `net.ipv6.bindv6only` says.
+fn ipv4_beside(listener: &TcpListener) -> std::io::Result<Option<TcpListener>> {
+    let addr = listener.local_addr()?;
+    if addr.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) || is_dual_stack(listener)
+    {
+        return Ok(None);
+    }
+    TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+        .map(Some)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("0.0.0.0:{} (IPv4): {e}", addr.port())))
+}
+
+/// An IPv6 socket that also takes IPv4 (IPV6_V6ONLY off).
+fn is_dual_stack(listener: &TcpListener) -> bool {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    if !listener.local_addr().is_ok_and(|a| a.is_ipv6()) {
+        return false;
+    }
+    let mut only: libc::c_int = 1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `only`, an int the
+    // size it says, on a socket this listener owns.
+    let r = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&mut only as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && only == 0
+}
+
+async fn answer(
+    mut stream: async_io::Async<TcpStream>,
+    render: &dyn Fn() -> String,
+    reading: &Cell<bool>,
+) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && !request.windows(2).any(|w| w == b"\n\n")
@@ -213,14 +403,18 @@ async fn answer(mut stream: async_io::Async<TcpStream>, render: &dyn Fn() -> Str
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 "too large\n",
+                false,
             )
             .await;
             return;
         }
     }
+    reading.set(false);
     let text = String::from_utf8_lossy(&request);
     let mut first = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    // HEAD: the same headers as GET, Content-Length included, no body.
+    let head_only = method == "HEAD";
     let _ = match (method, path.split('?').next().unwrap_or("")) {
         ("GET" | "HEAD", "/metrics") => {
             let body = render();
@@ -229,18 +423,27 @@ async fn answer(mut stream: async_io::Async<TcpStream>, render: &dyn Fn() -> Str
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
                 &body,
+                head_only,
             )
             .await
         }
         ("GET" | "HEAD", _) => {
-            respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await
+            respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                "not found\n",
+                head_only,
+            )
+            .await
         }
         _ => {
             respond(
                 &mut stream,
-                "405 Method Not Allowed",
+                "405 Method Not Allowed\r\nAllow: GET, HEAD",
                 "text/plain",
-                "GET only\n",
+                "GET or HEAD only\n",
+                false,
             )
             .await
         }
@@ -252,13 +455,16 @@ async fn respond(
     status: &str,
     kind: &str,
     body: &str,
+    head_only: bool,
 ) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(body.as_bytes()).await?;
+    }
     stream.flush().await
 }
 
@@ -285,6 +491,69 @@ mod tests {
             "http://x/a b",
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let every = Listen::parse(":9111").unwrap();
+        assert!(every.every);
+        assert_eq!(every.addr, "[::]:9111".parse().unwrap());
+        for exact in ["[::1]:9111", "0.0.0.0:9111", "127.0.0.1:9111", "[::]:9111"] {
+            let l = Listen::parse(exact).unwrap();
+            assert!(!l.every, "{exact}");
+            assert_eq!(l.addr, exact.parse().unwrap());
+            assert_eq!(l.to_string(), exact);
+        }
+        for bad in [
+            ":",
+            ":x",
+            ":+80",
+            ":65536",
+            "9111",
+            "localhost:9111",
+            "::1:9111",
+            "",
+        ] {
+            assert!(Listen::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// RFC 3986: an IPv6 literal is bracketed, the port after the bracket.
+    /// `http://[::1]/-/reload` was refused (its colons read as a port) and
+    /// `http://::1:9090/x` accepted.
+    #[test]
+    fn ipv6_literals_only_in_brackets() {
+        for (text, host, port, path) in [
+            ("http://[::1]/-/reload", "::1", 80, "/-/reload"),
+            ("http://[::1]:9090/x", "::1", 9090, "/x"),
+            ("http://[::1]", "::1", 80, "/"),
+            ("http://[::1]:/x", "::1", 80, "/x"),
+            ("http://127.0.0.1:/x", "127.0.0.1", 80, "/x"),
+            ("http://localhost:9090", "localhost", 9090, "/"),
+        ] {
+            let u = Url::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                (u.host.as_str(), u.port, u.path.as_str()),
+                (host, port, path),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Url::parse("http://[::1]:9090/x").unwrap().to_string(),
+            "http://[::1]:9090/x"
+        );
+        for (text, why) in [
+            ("http://::1:9090/x", "must be in brackets"),
+            ("http://::1/x", "must be in brackets"),
+            ("http://[::1/x", "unclosed '['"),
+            ("http://[127.0.0.1]:80/", "is not an IPv6 address"),
+            ("http://[::1]9090/x", "expected :port"),
+            ("http://[::1]:+80/x", "invalid port"),
+            ("http://[::1]:65536/x", "invalid port"),
+        ] {
+            let e = Url::parse(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
         }
     }
 }

@@ -32,7 +32,100 @@ pub fn init(level: log::LevelFilter, json: bool) {
             writeln!(buf, "[flush-manager] {}: {}", record.level(), record.args())
         });
     }
-    builder.init();
+    let inner = builder.build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Tamed(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// env_logger, with notify's routine lines put in their place first.
+struct Tamed(env_logger::Logger);
+
+impl log::Log for Tamed {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        match tame(record) {
+            None => self.0.log(record),
+            Some((level, message)) => {
+                let metadata = log::Metadata::builder()
+                    .level(level)
+                    .target(record.target())
+                    .build();
+                if self.0.enabled(&metadata) {
+                    self.0.log(
+                        &log::Record::builder()
+                            .metadata(metadata)
+                            .module_path(record.module_path())
+                            .file(record.file())
+                            .line(record.line())
+                            .args(format_args!("{message}"))
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush()
+    }
+}
+
+/// notify logs two lines about watches the kernel already dropped (a
+/// watched directory deleted or renamed: notify removes its watch once for
+/// the parent's event and again for the directory's own, and the second
+/// finds nothing). Routine, so debug, not WARN; and with the error's
+/// Display text, not the Debug dump notify formats into them.
+fn tame(record: &log::Record) -> Option<(log::Level, String)> {
+    if !record.target().starts_with("notify") {
+        return None;
+    }
+    let text = record.args().to_string();
+    if let Some(dump) = text.strip_prefix("Unable to remove the path from the watches: ") {
+        if !dump.contains("kind: WatchNotFound") {
+            return None;
+        }
+        // notify's Display: "No watch was found. about [paths]".
+        let paths = dump
+            .split_once("paths: ")
+            .map(|(_, p)| p.trim_end_matches(" }"))
+            .filter(|p| *p != "[]")
+            .map_or(String::new(), |p| format!(" for {p}"));
+        return Some((
+            log::Level::Debug,
+            format!("Watch already removed by the kernel{paths} (notify: no watch was found)"),
+        ));
+    }
+    if let Some(dump) = text.strip_prefix("unable to remove watch descriptor from inotify: ") {
+        return Some((
+            log::Level::Debug,
+            format!(
+                "Watch descriptor already removed by the kernel (inotify: {})",
+                io_error_display(dump)
+            ),
+        ));
+    }
+    None
+}
+
+/// `Os { code: 22, kind: InvalidInput, message: "Invalid argument" }` (an
+/// io::Error's Debug) → `Invalid argument (os error 22)` (its Display);
+/// anything else as it is.
+fn io_error_display(dump: &str) -> String {
+    let field = |name: &str| {
+        dump.split_once(name)
+            .map(|(_, rest)| rest.split([',', '}']).next().unwrap_or("").trim())
+    };
+    match (field("code: "), field("message: ")) {
+        (Some(code), Some(message)) if dump.starts_with("Os {") => {
+            format!("{} (os error {code})", message.trim_matches('"'))
+        }
+        _ => dump.to_string(),
+    }
 }
 
 /// `{"ts":"…","level":"INFO","message":"…",<fields>}`.
@@ -131,6 +224,59 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_795_722_000_123), "2026-11-26T19:40:00.123Z");
+    }
+
+    fn tamed(target: &str, level: log::Level, text: &str) -> Option<(log::Level, String)> {
+        tame(
+            &log::Record::builder()
+                .args(format_args!("{text}"))
+                .level(level)
+                .target(target)
+                .build(),
+        )
+    }
+
+    /// Issue #18: a watched directory deleted made notify log
+    /// `WARN: Unable to remove the path from the watches: Error { kind:
+    /// WatchNotFound, … }`, routine and in Debug form.
+    #[test]
+    fn notify_routine_watch_removals_are_debug_with_display_text() {
+        let (level, text) = tamed(
+            "notify::inotify",
+            log::Level::Warn,
+            r#"Unable to remove the path from the watches: Error { kind: WatchNotFound, paths: ["/etc/app/conf"] }"#,
+        )
+        .unwrap();
+        assert_eq!(level, log::Level::Debug);
+        assert_eq!(
+            text,
+            r#"Watch already removed by the kernel for ["/etc/app/conf"] (notify: no watch was found)"#
+        );
+        let (level, text) = tamed(
+            "notify::inotify",
+            log::Level::Info,
+            r#"unable to remove watch descriptor from inotify: Os { code: 22, kind: InvalidInput, message: "Invalid argument" }"#,
+        )
+        .unwrap();
+        assert_eq!(level, log::Level::Debug);
+        assert!(
+            text.ends_with("(inotify: Invalid argument (os error 22))"),
+            "{text}"
+        );
+        // Anything else passes as it is: other notify errors, our own lines.
+        for (target, text) in [
+            (
+                "notify::inotify",
+                "Unable to remove the path from the watches: Error { kind: Io(..), paths: [] }",
+            ),
+            ("notify::inotify", "something else"),
+            (
+                "flush_manager::watch",
+                "Unable to remove the path from the watches: Error { kind: WatchNotFound, paths: [] }",
+            ),
+        ] {
+            assert_eq!(tamed(target, log::Level::Warn, text), None, "{text}");
+        }
     }
 
     #[test]

@@ -71,39 +71,67 @@ fn rt_range() -> (i32, i32) {
 }
 
 /// Parses `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN+3`, `SIGRTMAX-1`.
+/// Real-time signals count up from RTMIN (`RTMIN+N`) or down from RTMAX
+/// (`RTMAX-N`) and must land inside the real-time range: `RTMAX+1` is no
+/// signal at all, not a misspelt `RTMAX-1`.
 pub fn parse(text: &str) -> Result<i32, String> {
     let bad =
         || format!("invalid signal {text:?} (expected a name like TERM or SIGHUP, or a number)");
     let (lo, hi) = rt_range();
     let valid = |n: i32| (1..=31).contains(&n) || (lo..=hi).contains(&n);
-    if let Ok(n) = text.parse::<i32>() {
-        return if valid(n) { Ok(n) } else { Err(bad()) };
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<i32>() {
+            Ok(n) if valid(n) => Ok(n),
+            _ => Err(bad()),
+        };
     }
     let upper = text.to_ascii_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(&(_, n)) = NAMES.iter().find(|(name, _)| *name == bare) {
         return Ok(n);
     }
-    let rt = |rest: &str, base: i32, sign: i32| -> Result<i32, String> {
-        let off = if rest.is_empty() {
-            0
-        } else {
-            rest.parse::<i32>().map_err(|_| bad())?
-        };
-        let n = base + sign * off;
-        if off >= 0 && (lo..=hi).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        }
+    let (base, rest, up) = if let Some(rest) = bare.strip_prefix("RTMIN") {
+        (lo, rest, true)
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        (hi, rest, false)
+    } else {
+        return Err(bad());
     };
-    if let Some(rest) = bare.strip_prefix("RTMIN") {
-        return rt(rest.strip_prefix('+').unwrap_or(rest), lo, 1);
+    if lo > hi {
+        return Err(format!(
+            "invalid signal {text:?}: this platform has no real-time signals"
+        ));
     }
-    if let Some(rest) = bare.strip_prefix("RTMAX") {
-        return rt(rest.strip_prefix('-').unwrap_or(rest), hi, -1);
+    let span = hi - lo;
+    let range = format!("the real-time signals are RTMIN..RTMIN+{span}, or RTMAX-{span}..RTMAX");
+    // Only `RTMIN+N` and `RTMAX-N`, with N in digits: any other sign or
+    // spelling would count the wrong way.
+    if rest.is_empty() {
+        return Ok(base);
     }
-    Err(bad())
+    let mut chars = rest.chars();
+    let sign = chars.next().unwrap_or('?');
+    let digits = chars.as_str();
+    let wanted = if up { '+' } else { '-' };
+    if !up && sign == '+' {
+        return Err(format!(
+            "invalid signal {text:?}: no signal comes after RTMAX ({range})"
+        ));
+    }
+    if up && sign == '-' {
+        return Err(format!(
+            "invalid signal {text:?}: no real-time signal comes before RTMIN ({range})"
+        ));
+    }
+    if sign != wanted || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid signal {text:?} ({range})"));
+    }
+    match digits.parse::<i32>() {
+        Ok(off) if off <= span => Ok(if up { base + off } else { base - off }),
+        _ => Err(format!(
+            "invalid signal {text:?}: outside the real-time range ({range})"
+        )),
+    }
 }
 
 /// `SIGTERM`, `SIGRTMIN+3`, or the number for anything unnamed.
@@ -412,6 +440,41 @@ mod tests {
         assert!(parse("0").is_err());
         assert!(parse("65").is_err());
         assert!(parse("RTMIN+99").is_err());
+        let span = libc::SIGRTMAX() - libc::SIGRTMIN();
+        assert_eq!(parse(&format!("RTMIN+{span}")), Ok(libc::SIGRTMAX()));
+        assert_eq!(parse(&format!("RTMAX-{span}")), Ok(libc::SIGRTMIN()));
+        assert_eq!(parse("SIGRTMAX"), Ok(libc::SIGRTMAX()));
+    }
+
+    /// `RTMAX+1` was read as `RTMAX-1`: every count outside the real-time
+    /// range, or the wrong way from its end, is refused, saying why.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn realtime_counts_outside_the_range_are_refused() {
+        let span = libc::SIGRTMAX() - libc::SIGRTMIN();
+        for (text, why) in [
+            ("RTMAX+1", "no signal comes after RTMAX"),
+            ("SIGRTMAX+0", "no signal comes after RTMAX"),
+            ("RTMIN-1", "before RTMIN"),
+            (
+                &format!("RTMIN+{}", span + 1),
+                "outside the real-time range",
+            ),
+            (
+                &format!("RTMAX-{}", span + 1),
+                "outside the real-time range",
+            ),
+            ("RTMIN+99999999999", "outside the real-time range"),
+            ("RTMIN++1", "real-time signals are RTMIN..RTMIN+"),
+            ("RTMAX--1", "real-time signals are RTMIN..RTMIN+"),
+            ("RTMIN+", "real-time signals are RTMIN..RTMIN+"),
+            ("RTMIN3", "real-time signals are RTMIN..RTMIN+"),
+            ("RTMIN+ 1", "real-time signals are RTMIN..RTMIN+"),
+            ("+15", "invalid signal"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
+        }
     }
 
     #[test]

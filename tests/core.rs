@@ -111,6 +111,47 @@ fn usage_errors_exit_2_and_start_nothing() {
     );
 }
 
+/// Issue #18: nonsense that used to start the child (or, for RTMAX+1, to
+/// stop it with RTMAX-1) is a usage error naming the reason, and nothing
+/// starts.
+#[test]
+fn nonsensical_flags_exit_2_saying_why_and_start_nothing() {
+    let s = Scratch::new("nonsense");
+    let marker = s.path("started");
+    let touch = format!("touch {}", marker.display());
+    for (flags, why) in [
+        (vec!["--reload-signal", "KILL"], "SIGKILL cannot be caught"),
+        (
+            vec!["--stop-signal", "RTMAX+1"],
+            "no signal comes after RTMAX",
+        ),
+        (vec!["--stop-signal", "KILL"], "--stop-timeout 0"),
+        (
+            vec!["--remap-exit", "143:0", "--remap-exit", "143:1"],
+            "mapped twice",
+        ),
+        (
+            vec!["--restart-signal", "HUP", "--map-signal", "HUP:USR1"],
+            "SIGHUP is claimed twice",
+        ),
+        (vec!["--validate", " "], "--validate: empty command"),
+        (vec!["--stop-timeout", "1h1h"], "given twice"),
+        (
+            vec!["--reload-url", "http://::1:9090/x"],
+            "must be in brackets",
+        ),
+    ] {
+        let mut argv = flags.clone();
+        argv.extend(["--", "/bin/sh", "-c", &touch]);
+        let mut m = Manager::plain(&argv);
+        assert_eq!(m.exit_code(), 2, "{flags:?}: {}", m.log());
+        let log = m.log();
+        assert!(log.starts_with("[flush-manager] ERROR: "), "{log}");
+        assert!(log.contains(why), "{flags:?}: {log:?} does not say {why:?}");
+    }
+    assert!(!marker.exists(), "a child was started");
+}
+
 #[test]
 fn version_flag_in_both_spellings() {
     for flag in ["-version", "--version"] {

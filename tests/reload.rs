@@ -707,3 +707,55 @@ fn a_replaced_directory_and_a_switched_symlink_are_rewatched_by_inotify_alone() 
         assert_eq!(rig.last_bytes(), format!("v{r}"));
     }
 }
+
+/// Issue #18: deleting a watched directory made notify log
+/// `WARN: Unable to remove the path from the watches: Error { kind:
+/// WatchNotFound, … }`, a watch the kernel had already removed. At info
+/// nothing of it shows now, and at debug it reads as a sentence, not a
+/// Debug dump.
+#[test]
+fn a_deleted_config_directory_warns_about_nothing_and_dumps_no_error() {
+    for level in ["info", "debug"] {
+        let s = Scratch::new("rmdir");
+        let dir = s.path("conf");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("app.conf"), "v1").unwrap();
+        let script = recorder(&dir.join("app.conf"), &s.path("starts"), "exit 0");
+        let mut m = Manager::plain(&[
+            "--log-level",
+            level,
+            "--config",
+            dir.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ]);
+        assert!(m.wait_log("Watching directory"), "{}", m.log());
+        assert!(s.wait_contains("starts", "start"), "{}", m.log());
+        // Twice: gone, back, gone again (each removal is a DELETE in the
+        // parent and a DELETE_SELF in the directory: two removals of one
+        // watch in notify).
+        for round in 1..=2 {
+            let watching = m.count("Watching directory");
+            fs::remove_dir_all(&dir).unwrap();
+            assert!(
+                wait_for(LONG, || m.count("does not exist (yet)") >= round),
+                "{}",
+                m.log()
+            );
+            fs::create_dir(&dir).unwrap();
+            fs::write(dir.join("app.conf"), "v1").unwrap();
+            assert!(
+                wait_for(LONG, || m.count("Watching directory") >= watching + 2),
+                "{}",
+                m.log()
+            );
+        }
+        m.signal(libc::SIGTERM);
+        m.exit_code();
+        let log = m.log();
+        assert!(!log.contains("WARN"), "at {level}: {log}");
+        assert!(!log.contains("Error {"), "at {level}: {log}");
+    }
+}

@@ -11,10 +11,10 @@ use common::*;
 use nix::libc;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A recorder child that never reloads by itself: its starts are counted.
 fn manager(s: &Scratch, conf: &Path, extra: &[&str]) -> Manager {
@@ -366,6 +366,230 @@ fn metrics_pass_promtool_move_and_survive_a_silent_client() {
     );
     m.signal(libc::SIGTERM);
     assert_eq!(m.exit_code(), 0);
+}
+
+/// Sends `request` to `addr` and reads the answer to its end: (status line,
+/// headers, body), or why none came.
+fn ask(addr: SocketAddr, request: &str) -> Result<(String, String, String), String> {
+    let mut c = TcpStream::connect_timeout(&addr, LONG).map_err(|e| format!("{addr}: {e}"))?;
+    c.set_read_timeout(Some(LONG)).map_err(|e| e.to_string())?;
+    c.write_all(request.as_bytes())
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut text = String::new();
+    c.read_to_string(&mut text)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr}: no complete answer: {text:?}"))?;
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    Ok((status.to_string(), headers.to_string(), body.to_string()))
+}
+
+fn scrape(addr: SocketAddr) -> Result<String, String> {
+    let (status, _, body) = ask(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    if status != "HTTP/1.1 200 OK" || !body.contains("flush_manager_child_up 1") {
+        return Err(format!("{addr}: {status}: {body:?}"));
+    }
+    Ok(body)
+}
+
+/// Issue #18: eight clients that connected and sent nothing locked every
+/// scrape out for their 5 s deadline. Now a new connection always gets in
+/// (the oldest idle one is closed for it): with a fresh crowd of 100
+/// silent connections before each, 10 of 10 scrapes succeed, and signals
+/// still reach the child.
+#[test]
+fn metrics_answer_every_scrape_beside_100_silent_clients() {
+    let s = Scratch::new("silent");
+    let conf = s.path("app.conf");
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let m = manager(&s, &conf, &["--metrics", &addr.to_string()]);
+    let mut failed = vec![];
+    let mut crowd = vec![];
+    for round in 0..10 {
+        let started = Instant::now();
+        crowd.clear();
+        crowd.extend((0..100).filter_map(|_| TcpStream::connect(addr).ok()));
+        assert_eq!(
+            crowd.len(),
+            100,
+            "round {round}: could not open 100 connections"
+        );
+        if let Err(e) = scrape(addr) {
+            failed.push(format!("round {round}: {e}"));
+        }
+        // One scrape a second at most, as a fast Prometheus would.
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 10 scrapes failed: {failed:?}",
+        failed.len()
+    );
+    // The loop that serves them also forwards signals.
+    m.signal(libc::SIGHUP);
+    assert!(s.wait_contains("starts", "hup"), "{}", m.log());
+    drop(crowd);
+    let mut m = m;
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0);
+}
+
+/// `HEAD /metrics` answered with the body too; HEAD gets GET's headers only.
+#[test]
+fn head_metrics_sends_the_headers_only() {
+    let s = Scratch::new("head");
+    let conf = s.path("app.conf");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _m = manager(&s, &conf, &["--metrics", &addr.to_string()]);
+    let (status, headers, body) = ask(addr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length in {headers:?}"));
+    assert!(length > 0, "the length GET's body would have");
+    assert_eq!(body, "", "HEAD sends no body");
+    let (status, _, body) = ask(addr, "HEAD /nope HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 404 Not Found", "")
+    );
+    // GET still has it.
+    assert!(scrape(addr).is_ok_and(|b| !b.is_empty()));
+}
+
+/// A port free on both families here (or on IPv4, without IPv6).
+fn free_port_both() -> u16 {
+    TcpListener::bind("[::]:0")
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Does this machine have IPv6 loopback? If not, the IPv6 halves of the
+/// listen tests are skipped, saying so.
+fn ipv6_loopback(test: &str) -> bool {
+    let ok = TcpListener::bind("[::1]:0").is_ok();
+    if !ok {
+        eprintln!("SKIPPED ({test}): the IPv6 parts, this machine has no IPv6 loopback (::1)");
+    }
+    ok
+}
+
+/// `--metrics :PORT` listened on IPv4 only; now on both families, while an
+/// address given in full is bound exactly.
+#[test]
+fn metrics_listen_on_both_families_for_a_bare_port_and_exactly_otherwise() {
+    let v6 = ipv6_loopback("metrics_listen");
+    for (form, on_v4, on_v6) in [
+        (":{port}", true, true),
+        ("[::1]:{port}", false, true),
+        ("0.0.0.0:{port}", true, false),
+        ("127.0.0.1:{port}", true, false),
+    ] {
+        if !v6 && form.starts_with('[') {
+            continue;
+        }
+        let s = Scratch::new("listen");
+        let conf = s.path("app.conf");
+        let port = free_port_both();
+        let flag = form.replace("{port}", &port.to_string());
+        let m = manager(&s, &conf, &["--metrics", &flag]);
+        assert!(m.wait_log("Serving metrics at"), "{}", m.log());
+        let v4_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let v6_addr = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        let mut checks = vec![(v4_addr, on_v4)];
+        if v6 {
+            checks.push((v6_addr, on_v6));
+        }
+        for (addr, served) in checks {
+            match scrape(addr) {
+                Ok(_) => assert!(served, "--metrics {flag} answers on {addr}"),
+                Err(e) => assert!(!served, "--metrics {flag}: {e}\n{}", m.log()),
+            }
+        }
+    }
+}
+
+/// Where the kernel makes `[::]` IPv6-only (`net.ipv6.bindv6only=1`),
+/// `:PORT` still answers IPv4, on a second socket: checked in a network
+/// namespace of its own, where that setting can be changed.
+#[test]
+fn metrics_bare_port_answers_ipv4_where_ipv6_sockets_are_v6_only() {
+    if !require_tool("ip", "iproute2") {
+        return;
+    }
+    let netns_ok = Command::new("unshare")
+        .args(["--net", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !netns_ok {
+        cannot_run("no network namespace can be made (unshare --net refused)");
+        return;
+    }
+    let s = Scratch::new("v6only");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
+    let setup = "ip link set lo up && echo 1 > /proc/sys/net/ipv6/bindv6only && exec \"$0\" \"$@\"";
+    let launcher: Vec<String> = ["unshare", "--net", "sh", "-c", setup, BIN]
+        .map(String::from)
+        .to_vec();
+    let m = Manager::start_with(
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--metrics",
+            ":9111",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ],
+        Opts {
+            mode: Mode::Plain,
+            launcher: Some(launcher),
+            ..Opts::default()
+        },
+    );
+    assert!(s.wait_contains("starts", "start"), "{}", m.log());
+    assert!(m.wait_log("Serving metrics at"), "{}", m.log());
+    let log = m.log();
+    assert!(
+        log.contains("listening on [::]:9111\n") && log.contains("listening on 0.0.0.0:9111"),
+        "two sockets: {log}"
+    );
+    // Scrapes from inside the manager's network namespace (setns moves
+    // only the calling thread).
+    let netns = fs::File::open(format!("/proc/{}/ns/net", m.pid())).unwrap();
+    let results = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns(2) on an open namespace file, for this thread only.
+        if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let v6 = TcpListener::bind("[::1]:0").is_ok();
+        let mut results = vec![scrape(SocketAddr::from(([127, 0, 0, 1], 9111)))];
+        if v6 {
+            results.push(scrape(SocketAddr::from((
+                std::net::Ipv6Addr::LOCALHOST,
+                9111,
+            ))));
+        } else {
+            eprintln!("SKIPPED: the IPv6 part, no IPv6 loopback in the namespace");
+        }
+        Ok(results)
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    for r in results {
+        assert!(r.is_ok(), "{r:?}\n{}", m.log());
+    }
 }
 
 /// `Command::output` with `input` on stdin: (success, stdout + stderr).
