@@ -640,6 +640,8 @@ mod tests {
         fs::remove_dir_all(&base).unwrap();
     }
 
+    // /proc's layout is Linux's.
+    #[cfg(target_os = "linux")]
     #[test]
     fn only_regular_files_on_real_filesystems_are_read() {
         assert_eq!(file_state(Path::new("/dev/null")), FileState::NotRegular);
