@@ -3,12 +3,14 @@
 //! targets are not content: a ConfigMap update of another key swaps `..data`
 //! and changes the inode of every key, but not their bytes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use log::{debug, warn};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::hash::Hasher;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +22,8 @@ pub enum FileState {
     },
     /// Exists but cannot be read (the error, for the log).
     Unreadable(String),
-    /// A FIFO, socket or device: never opened for reading.
+    /// A FIFO, socket or device, never opened; or a kernel pseudo-file
+    /// (`/proc`, `/sys`), never read.
     NotRegular,
 }
 
@@ -120,12 +123,31 @@ pub fn paired<'a>(
     })
 }
 
-/// Length and hash of the file's bytes, streamed in 16 KiB pieces. Opened
-/// non-blocking so a FIFO put in place of a config cannot stall the loop.
+/// Length and hash of the file's bytes, streamed in 16 KiB pieces.
+///
+/// Only a regular file on a real filesystem is ever read. Its type is
+/// checked with `stat` before it is opened, because opening a device can
+/// itself act (a tape rewinds, a watchdog arms); a FIFO that appears in the
+/// moment between the two is harmless, as the open does not wait for a
+/// writer. A kernel pseudo-file (`/proc`, `/sys`: see `is_pseudo_fs`)
+/// looks regular to `stat` and is refused once open, from the filesystem
+/// the descriptor is on.
 pub fn file_state(path: &Path) -> FileState {
+    match fs::metadata(path) {
+        Ok(meta) => read_state(path, &meta),
+        Err(e) if is_missing(&e) => FileState::Missing,
+        Err(e) => FileState::Unreadable(e.to_string()),
+    }
+}
+
+/// `file_state` for a path already stat-ed (`meta`, through symlinks).
+fn read_state(path: &Path, meta: &fs::Metadata) -> FileState {
+    if !meta.is_file() {
+        return FileState::NotRegular;
+    }
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,
@@ -142,10 +164,25 @@ fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR)
 }
 
-fn hash_file(mut file: File) -> io::Result<FileState> {
-    if !file.metadata()?.is_file() {
+/// How far past the size `stat` gave at open a file is read. Some
+/// filesystems (FUSE, network ones) report 0 for a file with content, so
+/// the size alone cannot be the limit; a file still being appended to is
+/// hashed as far as this, and its next write is another event.
+const READ_PAST_SIZE: u64 = 1 << 20;
+
+fn hash_file(file: File) -> io::Result<FileState> {
+    let meta = file.metadata()?;
+    // Checked again on the open file: the path may lead elsewhere by now.
+    if !meta.is_file() || is_pseudo_fs(&nix::sys::statfs::fstatfs(&file)?) {
         return Ok(FileState::NotRegular);
     }
+    hash_stream(file, meta.len().saturating_add(READ_PAST_SIZE))
+}
+
+/// Hashes at most `limit` bytes of `source`: one look never reads without
+/// end, whatever the file turns out to be.
+fn hash_stream(source: impl Read, limit: u64) -> io::Result<FileState> {
+    let mut source = source.take(limit);
     // SipHash with fixed keys: the same bytes give the same hash in every
     // run of this binary; this detects edits, it does not resist forgery.
     let mut hasher = std::hash::DefaultHasher::new();
@@ -154,7 +191,7 @@ fn hash_file(mut file: File) -> io::Result<FileState> {
     let mut buf = [0u8; 16 * 1024];
     let mut len = 0u64;
     loop {
-        match file.read(&mut buf) {
+        match source.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.write(&buf[..n]);
@@ -170,6 +207,35 @@ fn hash_file(mut file: File) -> io::Result<FileState> {
     })
 }
 
+/// Filesystems whose files the kernel makes up when they are read: there a
+/// "regular file" can be endless (`/proc/<pid>/pagemap` describes a whole
+/// address space, hundreds of GB) or have effects when read (a driver's
+/// attribute in `/sys`). None of them holds a config.
+#[cfg(target_os = "linux")]
+fn is_pseudo_fs(fs: &nix::sys::statfs::Statfs) -> bool {
+    use nix::sys::statfs::{
+        BPF_FS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC, PROC_SUPER_MAGIC,
+        SECURITYFS_MAGIC, SYSFS_MAGIC, TRACEFS_MAGIC,
+    };
+    [
+        PROC_SUPER_MAGIC,
+        SYSFS_MAGIC,
+        DEBUGFS_MAGIC,
+        TRACEFS_MAGIC,
+        SECURITYFS_MAGIC,
+        CGROUP_SUPER_MAGIC,
+        CGROUP2_SUPER_MAGIC,
+        BPF_FS_MAGIC,
+    ]
+    .contains(&fs.filesystem_type())
+}
+
+/// The same by name where the kernel names its filesystems (macOS, BSD).
+#[cfg(not(target_os = "linux"))]
+fn is_pseudo_fs(fs: &nix::sys::statfs::Statfs) -> bool {
+    ["procfs", "linprocfs", "linsysfs", "fdescfs", "devfs"].contains(&fs.filesystem_type_name())
+}
+
 /// Editor droppings in a watched directory are not config, nor are the
 /// kubelet's internals (`..data`, `..2026_…`: reached through the
 /// user-visible symlinks instead).
@@ -177,68 +243,181 @@ pub fn is_config_name(name: &str) -> bool {
     !name.starts_with('.') && !name.ends_with('~') && name != "4913"
 }
 
-/// How deep a config directory is walked (symlink loops end earlier: each
-/// directory is entered once).
+/// How deep a config directory is walked.
 const MAX_DEPTH: usize = 32;
 
 /// The files a config path stands for: itself, or, for a directory, every
-/// regular file below it, recursively, symlinks followed (a ConfigMap
-/// item with a nested path is `sites -> ..data/sites`, a link to a directory).
+/// regular file below it (see `tree`).
 pub fn expand(path: &Path) -> Vec<PathBuf> {
     tree(path).0
 }
 
 /// `expand`'s files, and the directories they were found in (the config
 /// directory itself first), as paths below `path`.
+///
+/// What a walk follows, so that nothing a directory holds can send it
+/// elsewhere:
+/// - a symlink to a directory, only when it resolves inside the config
+///   directory: that is where the kubelet puts nested items
+///   (`sites -> ..data/sites`, `..data -> ..2026_…`); a link out of it
+///   (`root -> /`) or back to a directory the walk is in (a cycle) is not
+///   followed;
+/// - a symlink to a file, wherever it leads (`conf.d/x.conf ->
+///   /etc/shared/x.conf` is a plausible layout, and a file is one read),
+///   except onto a kernel pseudo-filesystem (`/proc`, `/sys`);
+/// - FIFOs, sockets and devices are never listed, so never opened.
+///
+/// What is not followed is named in one WARN per path, however many looks.
 pub fn tree(path: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            let (mut files, mut dirs) = (vec![], vec![]);
-            walk(path, 0, &mut files, &mut dirs, &mut HashSet::new());
-            files.sort_unstable();
-            (files, dirs)
+            // The config directory as the kernel resolves it (itself a
+            // symlink, perhaps): links are judged against this.
+            let root = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let mut walk = Walk {
+                root,
+                files: vec![],
+                dirs: vec![],
+                seen: HashSet::new(),
+                open: vec![],
+                pseudo: HashMap::new(),
+            };
+            walk.dir(path, &meta, 0);
+            walk.files.sort_unstable();
+            (walk.files, walk.dirs)
         }
         _ => (vec![path.to_path_buf()], vec![]),
     }
 }
 
-fn walk(
-    dir: &Path,
-    depth: usize,
-    files: &mut Vec<PathBuf>,
-    dirs: &mut Vec<PathBuf>,
-    seen: &mut HashSet<(u64, u64)>,
-) {
-    let Ok(meta) = fs::metadata(dir) else {
-        return;
-    };
-    if depth > MAX_DEPTH || !seen.insert((meta.dev(), meta.ino())) {
-        return;
-    }
-    dirs.push(dir.to_path_buf());
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_name().to_str().is_some_and(is_config_name) {
-            continue;
+struct Walk {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    /// Directories already walked (a second link to one adds nothing).
+    seen: HashSet<(u64, u64)>,
+    /// The directories the walk is inside now: a link to one is a cycle.
+    open: Vec<(u64, u64)>,
+    /// Whether each device seen is a pseudo-filesystem: one `statfs` per
+    /// device and walk, not one per file (every ConfigMap key is a link).
+    pseudo: HashMap<u64, bool>,
+}
+
+impl Walk {
+    fn dir(&mut self, dir: &Path, meta: &fs::Metadata, depth: usize) {
+        let id = (meta.dev(), meta.ino());
+        if depth > MAX_DEPTH {
+            warn_once(dir, "is too deep below the config directory; not walked");
+            return;
         }
-        let path = entry.path();
-        // The directory entry's own type needs no system call; only a
-        // symlink (every key of a ConfigMap) is followed with a stat.
-        let (is_file, is_dir) = match entry.file_type() {
-            Ok(t) if !t.is_symlink() => (t.is_file(), t.is_dir()),
-            _ => match fs::metadata(&path) {
-                Ok(m) => (m.is_file(), m.is_dir()),
-                Err(_) => (false, false),
-            },
+        if !self.seen.insert(id) {
+            return;
+        }
+        // A plain subdirectory can be a mount point too.
+        if self.is_pseudo(dir, meta.dev()) {
+            warn_once(
+                dir,
+                "is on a kernel pseudo-filesystem (/proc, /sys); not walked",
+            );
+            return;
+        }
+        self.dirs.push(dir.to_path_buf());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
         };
-        if is_file {
-            files.push(path);
-        } else if is_dir {
-            walk(&path, depth + 1, files, dirs, seen);
+        self.open.push(id);
+        for entry in entries.flatten() {
+            if !entry.file_name().to_str().is_some_and(is_config_name) {
+                continue;
+            }
+            let path = entry.path();
+            // The directory entry's own type needs no system call; only a
+            // symlink (every key of a ConfigMap) is followed with a stat.
+            match entry.file_type() {
+                Ok(t) if t.is_file() => self.files.push(path),
+                Ok(t) if t.is_dir() => {
+                    if let Ok(m) = fs::metadata(&path) {
+                        self.dir(&path, &m, depth + 1);
+                    }
+                }
+                Ok(t) if t.is_symlink() => self.link(path, depth),
+                // A FIFO, socket or device: not config, never opened.
+                _ => {}
+            }
         }
+        self.open.pop();
     }
+
+    fn link(&mut self, path: PathBuf, depth: usize) {
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                warn_once(&path, "is a symlink loop; not followed");
+                return;
+            }
+            // Dangling: nothing to read until its target appears, which a
+            // later look sees.
+            Err(_) => return,
+        };
+        if meta.is_file() {
+            if self.is_pseudo(&path, meta.dev()) {
+                warn_once(
+                    &path,
+                    "leads to a kernel pseudo-file (/proc, /sys); never read",
+                );
+            } else {
+                self.files.push(path);
+            }
+        } else if meta.is_dir() {
+            match fs::canonicalize(&path) {
+                Ok(real) if !real.starts_with(&self.root) => warn_once(
+                    &path,
+                    format_args!(
+                        "leads outside the config directory {} (to {}); not followed",
+                        self.root.display(),
+                        real.display()
+                    ),
+                ),
+                Ok(_) if self.open.contains(&(meta.dev(), meta.ino())) => warn_once(
+                    &path,
+                    "leads back to a directory it is in (a cycle); not followed",
+                ),
+                Ok(_) => self.dir(&path, &meta, depth + 1),
+                // Gone in between: the next look sees what replaced it.
+                Err(_) => {}
+            }
+        }
+        // A link to a FIFO, socket or device: never opened.
+    }
+
+    fn is_pseudo(&mut self, path: &Path, dev: u64) -> bool {
+        *self
+            .pseudo
+            .entry(dev)
+            .or_insert_with(|| nix::sys::statfs::statfs(path).is_ok_and(|fs| is_pseudo_fs(&fs)))
+    }
+}
+
+/// At most this many paths are remembered as warned about; past it, new
+/// ones go to the debug log (a directory of a million bad links must not
+/// grow the manager without end).
+const WARNED_MAX: usize = 1024;
+
+/// One WARN per path for the life of the process: a directory is walked at
+/// every look (each event, each polling tick), and a link that stays wrong
+/// would otherwise repeat the same line for ever.
+fn warn_once(path: &Path, why: impl std::fmt::Display) {
+    static WARNED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(PoisonError::into_inner);
+    if warned.contains(path) {
+        return;
+    }
+    if warned.len() >= WARNED_MAX {
+        debug!("{}: {why}", path.display());
+        return;
+    }
+    warned.insert(path.to_path_buf());
+    warn!("{}: {why}", path.display());
 }
 
 /// What stat says of a file; equal keys on an old enough file mean equal bytes.
@@ -303,7 +482,7 @@ impl Cache {
             return state.clone();
         }
         let now = SystemTime::now();
-        let state = file_state(path);
+        let state = read_state(path, &meta);
         self.entries
             .insert(path.to_path_buf(), (key, now, state.clone()));
         state
@@ -414,6 +593,87 @@ mod tests {
         );
         assert_eq!(dirs, [dir.clone(), dir.join("sites")]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_walk_stays_inside_the_config_directory() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("fm-stay-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let dir = base.join("conf");
+        fs::create_dir_all(dir.join("d")).unwrap();
+        fs::write(dir.join("app.conf"), "a").unwrap();
+        fs::write(dir.join("d/x.conf"), "x").unwrap();
+        fs::write(base.join("shared.conf"), "s").unwrap();
+        fs::create_dir_all(base.join("elsewhere")).unwrap();
+        fs::write(base.join("elsewhere/other.conf"), "o").unwrap();
+        // Out of the directory: the whole filesystem, the parent, a sibling.
+        symlink("/", dir.join("root")).unwrap();
+        symlink("..", dir.join("up")).unwrap();
+        symlink("../elsewhere", dir.join("elsewhere")).unwrap();
+        // Cycles: to itself, to an ancestor from below, a loop of links.
+        symlink(".", dir.join("self")).unwrap();
+        symlink("..", dir.join("d/back")).unwrap();
+        symlink("b", dir.join("a")).unwrap();
+        symlink("a", dir.join("b")).unwrap();
+        // A file link out is followed; onto /proc, never.
+        symlink("../shared.conf", dir.join("shared.conf")).unwrap();
+        symlink("/proc/self/pagemap", dir.join("pagemap")).unwrap();
+        symlink(
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+            dir.join("sysfs"),
+        )
+        .unwrap();
+        symlink("/dev/null", dir.join("null")).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(dir.join("socket")).unwrap();
+        let (files, dirs) = tree(&dir);
+        assert_eq!(
+            files,
+            [
+                dir.join("app.conf"),
+                dir.join("d/x.conf"),
+                dir.join("shared.conf")
+            ]
+        );
+        assert_eq!(dirs, [dir.clone(), dir.join("d")]);
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    // /proc's layout is Linux's.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_regular_files_on_real_filesystems_are_read() {
+        assert_eq!(file_state(Path::new("/dev/null")), FileState::NotRegular);
+        assert_eq!(
+            file_state(Path::new("/proc/self/pagemap")),
+            FileState::NotRegular
+        );
+        assert_eq!(
+            file_state(Path::new("/proc/self/status")),
+            FileState::NotRegular
+        );
+        let dir = std::env::temp_dir().join(format!("fm-sock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(dir.join("socket")).unwrap();
+        // Opening a socket fails (ENXIO): it is not "unreadable" config.
+        assert_eq!(file_state(&dir.join("socket")), FileState::NotRegular);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_look_reads_a_bounded_number_of_bytes() {
+        let endless = io::repeat(b'x');
+        assert_eq!(
+            hash_stream(endless, 1 << 20)
+                .map(|s| match s {
+                    FileState::Content { len, .. } => len,
+                    _ => 0,
+                })
+                .ok(),
+            Some(1 << 20)
+        );
     }
 
     #[test]

@@ -313,7 +313,7 @@ fn report(path: &Path, before: Option<&FileState>, state: &FileState) {
         FileState::Missing => info!("Config file {} does not exist (yet)", path.display()),
         FileState::Unreadable(e) => warn!("Cannot read config file {}: {e}", path.display()),
         FileState::NotRegular => warn!(
-            "Config file {} is not a regular file; ignoring its content",
+            "Config file {} is not a regular file (a FIFO, socket, device, or a /proc or /sys pseudo-file); ignoring its content",
             path.display()
         ),
         FileState::Content { .. } => debug!("Config file {}: {state}", path.display()),
