@@ -2,6 +2,7 @@
 
 mod child;
 mod cli;
+mod hook;
 mod http;
 mod logging;
 mod metrics;
@@ -11,7 +12,6 @@ mod signals;
 mod state;
 mod supervisor;
 mod timers;
-mod validate;
 mod watch;
 
 use log::info;

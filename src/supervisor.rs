@@ -47,6 +47,15 @@ pub enum Look {
     Restart,
 }
 
+/// What became of a hook (check, reload command or URL) the world started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Its verdict comes later (`Wake::Validated`, `Wake::Reloaded`).
+    Running,
+    /// It could not start: this is its verdict.
+    Finished(bool),
+}
+
 /// What woke the loop.
 #[derive(Debug)]
 pub enum Wake {
@@ -104,18 +113,13 @@ pub trait World {
     fn commit(&mut self, generation: &str) -> Result<(), String>;
     /// `--promote-to`: removes a candidate (showing the last good again).
     fn discard(&mut self, generation: &str);
-    /// Starts the check of `changed` (of a staged candidate, if given);
-    /// Some(verdict) when it cannot start; else `Wake::Validated` with `token`.
-    fn validate(
-        &mut self,
-        token: u64,
-        changed: Vec<PathBuf>,
-        candidate: Option<&str>,
-    ) -> Option<bool>;
+    /// Starts the check of `changed` (of a staged candidate, if given); its
+    /// verdict is `Wake::Validated` with `token`.
+    fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started;
     fn cancel_validation(&mut self);
-    /// Starts the reload command or POST; Some(verdict) when it cannot;
-    /// else `Wake::Reloaded` with `token`.
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Option<bool>;
+    /// Starts the reload command or POST; its verdict is `Wake::Reloaded`
+    /// with `token`.
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Started;
     fn cancel_reload(&mut self);
     /// What `--metrics` shows.
     fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot);
@@ -363,18 +367,18 @@ impl<W: World> Loop<'_, W> {
                 token,
                 changed,
                 candidate,
-            } => self
-                .world
-                .validate(token, changed, candidate.as_deref())
-                .map(|ok| Event::Validated { token, ok }),
+            } => match self.world.validate(token, changed, candidate.as_deref()) {
+                Started::Running => None,
+                Started::Finished(ok) => Some(Event::Validated { token, ok }),
+            },
             Action::CancelValidation => {
                 self.world.cancel_validation();
                 None
             }
-            Action::RunReload { token, changed } => self
-                .world
-                .run_reload(token, changed)
-                .map(|ok| Event::Reloaded { token, ok }),
+            Action::RunReload { token, changed } => match self.world.run_reload(token, changed) {
+                Started::Running => None,
+                Started::Finished(ok) => Some(Event::Reloaded { token, ok }),
+            },
             Action::RetryAfter { token, after } => {
                 self.timers.retry_in(self.world.now(), after, token);
                 None

@@ -8,6 +8,7 @@
 //! The model's config is one file with a version number; version `BAD` is
 //! the one the validator rejects.
 
+use super::lifecycle::is_shutdown;
 use super::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

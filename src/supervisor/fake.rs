@@ -305,12 +305,7 @@ impl World for Fake {
         }
     }
 
-    fn validate(
-        &mut self,
-        token: u64,
-        _changed: Vec<PathBuf>,
-        candidate: Option<&str>,
-    ) -> Option<bool> {
+    fn validate(&mut self, token: u64, _changed: Vec<PathBuf>, candidate: Option<&str>) -> Started {
         let version = candidate.map_or(self.version, |g| self.gens[g]);
         if self.in_place
             && let Some(g) = candidate
@@ -320,7 +315,7 @@ impl World for Fake {
         self.record(Did::Validate(version));
         let ok = (self.validator)(version);
         self.check = Some((self.now + self.check_takes, ok, token));
-        None
+        Started::Running
     }
 
     fn cancel_validation(&mut self) {
@@ -328,12 +323,12 @@ impl World for Fake {
         self.check = None;
     }
 
-    fn run_reload(&mut self, token: u64, _changed: Vec<PathBuf>) -> Option<bool> {
+    fn run_reload(&mut self, token: u64, _changed: Vec<PathBuf>) -> Started {
         let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
         self.record(Did::Reload(version));
         let ok = self.reload_results.pop_front().unwrap_or(true);
         self.reload = Some((self.now + Duration::from_millis(100), ok, token));
-        None
+        Started::Running
     }
 
     fn cancel_reload(&mut self) {
@@ -758,7 +753,7 @@ impl Fake {
     }
 
     fn of(&self, pick: fn(&Did) -> bool) -> Vec<Did> {
-        self.what().into_iter().filter(|d| pick(d)).collect()
+        self.what().into_iter().filter(pick).collect()
     }
 }
 
@@ -907,10 +902,10 @@ mod loop_props {
             };
             let last = {
                 let w = &world;
-                w.script.iter().filter_map(|(_, h)| match h {
+                w.script.iter().rev().find_map(|(_, h)| match h {
                     Happen::Write(v) => Some(*v),
                     _ => None,
-                }).last().unwrap_or(0)
+                }).unwrap_or(0)
             };
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);

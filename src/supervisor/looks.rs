@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 /// What a look found.
-pub enum Found {
+enum Found {
     /// A polling tick: may the files have changed?
     Moved(bool),
     Bytes(Snapshot),
@@ -105,20 +105,22 @@ impl Looks {
         self.ready.pop_front()
     }
 
-    /// The running look's answer (pending while there is none).
-    pub async fn answer(&mut self) -> (Look, Watch, Found) {
-        match self.away.as_mut() {
+    /// The running look's answer, once the watch is back (pending while no
+    /// look runs).
+    pub async fn answer(&mut self) -> Wake {
+        let (look, watch, found) = match self.away.as_mut() {
             Some((look, task)) => {
                 let look = *look;
                 let (watch, found) = task.await;
                 (look, watch, found)
             }
             None => futures::future::pending().await,
-        }
+        };
+        self.returned(look, watch, found)
     }
 
     /// The watch is back with `found`: what the loop hears of it.
-    pub fn returned(&mut self, look: Look, mut watch: Watch, found: Found) -> Wake {
+    fn returned(&mut self, look: Look, mut watch: Watch, found: Found) -> Wake {
         self.away = None;
         for event in self.held.drain(..) {
             watch.note(&event);

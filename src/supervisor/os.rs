@@ -1,17 +1,18 @@
 //! The real world: processes (async-process), the signalfd, the watcher
 //! (notify + polling), checks and reloads, `--promote-to`, `--metrics`.
 
+use super::Started;
 use super::looks::Looks;
 use super::{Look, LoopConfig, Wake, World};
 use crate::child::{self, Child};
 use crate::cli::Config;
+use crate::hook::{self, Hook};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
 use crate::state::{Candidate, Settings, Stats, Status};
-use crate::validate;
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
@@ -182,9 +183,9 @@ struct Os {
     /// `--promote-to`: stages source bytes into the child's directory.
     promoter: Option<Promoter>,
     /// The running `--validate` check, with the machine's token.
-    check: Option<(u64, validate::Check)>,
+    check: Option<(u64, Hook)>,
     /// The running `--reload-command` / `--reload-url`, with its token.
-    reload: Option<(u64, validate::Check)>,
+    reload: Option<(u64, Hook)>,
     /// `--metrics`: what the server shows.
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
@@ -195,8 +196,14 @@ impl Os {
     /// Pids whose status async-process collects: the sweep leaves them.
     fn owns(&self, pid: i32) -> bool {
         self.child.as_ref().is_some_and(|c| c.pid == pid)
-            || self.check.as_ref().is_some_and(|(_, c)| c.pid == pid)
-            || self.reload.as_ref().is_some_and(|(_, c)| c.pid == pid)
+            || self
+                .check
+                .as_ref()
+                .is_some_and(|(_, c)| c.process == Some(pid))
+            || self
+                .reload
+                .as_ref()
+                .is_some_and(|(_, c)| c.process == Some(pid))
     }
 
     fn sweep(&self) {
@@ -209,7 +216,7 @@ enum Seen {
     Child(std::io::Result<std::process::ExitStatus>),
     Signal(std::io::Result<signals::Caught>),
     Notify(NotifyEvent),
-    Looked(Look, Watch, super::looks::Found),
+    Looked(Wake),
     Staged(Result<crate::promote::Staged, String>),
     Validated(bool),
     Reloaded(bool),
@@ -282,15 +289,10 @@ impl World for Os {
         }
     }
 
-    fn validate(
-        &mut self,
-        token: u64,
-        changed: Vec<PathBuf>,
-        candidate: Option<&str>,
-    ) -> Option<bool> {
+    fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started {
         let argv = self.cfg.validate.as_deref().unwrap_or_default();
         if argv.is_empty() {
-            return Some(false);
+            return Started::Finished(false);
         }
         // With --promote-to the check reads the candidate: where it was
         // staged, or (--validate-in-place) at DIR, shown there for the check.
@@ -299,7 +301,7 @@ impl World for Os {
                 let root = if self.cfg.validate_in_place {
                     if let Err(e) = p.expose(generation) {
                         error!("Cannot show the candidate in {}: {e}", p.dir().display());
-                        return Some(false);
+                        return Started::Finished(false);
                     }
                     p.dir().to_path_buf()
                 } else {
@@ -310,8 +312,8 @@ impl World for Os {
             }
             _ => (changed, None),
         };
-        let check = validate::start(
-            validate::Kind::Validator,
+        let check = hook::command(
+            hook::Kind::Validator,
             argv,
             self.cwd.as_deref(),
             &changed,
@@ -319,22 +321,24 @@ impl World for Os {
             self.cfg.validate_timeout,
         );
         self.check = Some((token, check));
-        None
+        Started::Running
     }
 
     fn cancel_validation(&mut self) {
-        cancel(self.check.take(), "config validation");
+        if let Some((_, check)) = self.check.take() {
+            check.cancel("config validation");
+        }
     }
 
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Option<bool> {
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Started {
         let changed: Vec<PathBuf> = match &self.promoter {
             Some(p) => changed.iter().map(|c| p.target_of(c, p.dir())).collect(),
             None => changed,
         };
         let timeout = self.cfg.reload_timeout;
         let task = match (&self.cfg.reload_command, &self.cfg.reload_url) {
-            (Some(argv), _) => validate::start(
-                validate::Kind::Reload,
+            (Some(argv), _) => hook::command(
+                hook::Kind::Reload,
                 argv,
                 self.cwd.as_deref(),
                 &changed,
@@ -344,34 +348,33 @@ impl World for Os {
             (None, Some(url)) => {
                 let url = url.clone();
                 info!("Reloading: POST {url}");
-                validate::Check {
-                    pid: 0,
-                    passed: Box::pin(async move {
-                        match http::post(&url, timeout).await {
-                            Ok(code) if (200..300).contains(&code) => {
-                                info!("Reload URL {url} answered {code}");
-                                true
-                            }
-                            Ok(code) => {
-                                error!("Reload URL {url} answered {code}");
-                                false
-                            }
-                            Err(e) => {
-                                error!("Reload URL failed: {e}");
-                                false
-                            }
+                Hook::request(async move {
+                    match http::post(&url, timeout).await {
+                        Ok(code) if (200..300).contains(&code) => {
+                            info!("Reload URL {url} answered {code}");
+                            true
                         }
-                    }),
-                }
+                        Ok(code) => {
+                            error!("Reload URL {url} answered {code}");
+                            false
+                        }
+                        Err(e) => {
+                            error!("Reload URL failed: {e}");
+                            false
+                        }
+                    }
+                })
             }
-            (None, None) => return Some(false),
+            (None, None) => return Started::Finished(false),
         };
         self.reload = Some((token, task));
-        None
+        Started::Running
     }
 
     fn cancel_reload(&mut self) {
-        cancel(self.reload.take(), "reload command");
+        if let Some((_, reload)) = self.reload.take() {
+            reload.cancel("reload command");
+        }
     }
 
     fn show(&mut self, stats: &Stats, child_up: bool, base: &fingerprint::Snapshot) {
@@ -406,13 +409,13 @@ impl World for Os {
                 };
                 let checked = async {
                     match self.check.as_mut() {
-                        Some((_, check)) => check.passed.as_mut().await,
+                        Some((_, check)) => check.done.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
                 let reloaded = async {
                     match self.reload.as_mut() {
-                        Some((_, task)) => task.passed.as_mut().await,
+                        Some((_, task)) => task.done.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -430,10 +433,7 @@ impl World for Os {
                     }
                 };
                 let looks = &mut self.looks;
-                let looked = async {
-                    let (look, watch, found) = looks.answer().await;
-                    Seen::Looked(look, watch, found)
-                };
+                let looked = async { Seen::Looked(looks.answer().await) };
                 let staged = async {
                     match self.staging.front_mut() {
                         Some((_, task)) => Seen::Staged(task.await),
@@ -483,9 +483,7 @@ impl World for Os {
                     self.looks.note(event);
                     return Wake::Notify;
                 }
-                Seen::Looked(look, watch, found) => {
-                    return self.looks.returned(look, watch, found);
-                }
+                Seen::Looked(wake) => return wake,
                 Seen::Staged(result) => {
                     let token = self.staging.pop_front().map_or(0, |(t, _)| t);
                     return Wake::Staged {
@@ -510,17 +508,6 @@ impl World for Os {
                 Seen::Timer => return Wake::Timer,
             }
         }
-    }
-}
-
-/// Drops a running check or reload command; its process group (the
-/// command and anything it started) is killed. A POST has no process.
-fn cancel(task: Option<(u64, validate::Check)>, what: &str) {
-    if let Some((_, task)) = task
-        && task.pid > 0
-    {
-        info!("Cancelling the running {what}");
-        child::signal_group(task.pid, libc::SIGKILL);
     }
 }
 

@@ -1,8 +1,9 @@
-//! `--validate`: a check run on changed config before the manager acts on
-//! it (`nginx -t`, `promtool check config …`). The old child keeps serving
-//! meanwhile. The check is a future the supervisor's select! loop polls, so
-//! dropping it (a newer change, a shutdown) cancels it; the supervisor also
-//! SIGKILLs the check's process group then.
+//! Hooks: the commands and requests the manager runs around a change. The
+//! `--validate` check (`nginx -t`, `promtool check config …`) before acting,
+//! `--reload-command` and `--reload-url` to act. The old child keeps serving
+//! meanwhile. A hook is a future the supervisor's select! loop polls, so
+//! dropping it (a newer change, a shutdown) cancels it; `cancel` also
+//! SIGKILLs a command's process group.
 
 use crate::child;
 use crate::signals;
@@ -28,31 +29,48 @@ pub enum Kind {
     Reload,
 }
 
-pub struct Check {
-    /// Also the process group of the check.
-    pub pid: i32,
-    /// Resolves to true when the check passed.
-    pub passed: Pin<Box<dyn Future<Output = bool>>>,
+/// A running hook.
+pub struct Hook {
+    /// A command's process (and process group); a request has none.
+    pub process: Option<i32>,
+    /// Resolves to true when the hook succeeded.
+    pub done: Pin<Box<dyn Future<Output = bool>>>,
+}
+
+impl Hook {
+    /// A hook with no process (an HTTP request).
+    pub fn request(done: impl Future<Output = bool> + 'static) -> Hook {
+        Hook {
+            process: None,
+            done: Box::pin(done),
+        }
+    }
+
+    /// Drops the hook; a command's process group (the command and anything
+    /// it started) is killed.
+    pub fn cancel(self, what: &str) {
+        if let Some(pgid) = self.process {
+            info!("Cancelling the running {what}");
+            child::signal_group(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 /// Starts `argv` with FLUSH_MANAGER_CHANGED set; stdout and stderr are
-/// captured together. A check that cannot start counts as failed.
-pub fn start(
+/// captured together. A command that cannot start counts as failed.
+pub fn command(
     kind: Kind,
     argv: &[String],
     cwd: Option<&Path>,
     changed: &[PathBuf],
     candidate: Option<&Path>,
     timeout: Duration,
-) -> Check {
+) -> Hook {
     let what = match kind {
         Kind::Validator => "validator",
         Kind::Reload => "reload command",
     };
-    let failed = |pid| Check {
-        pid,
-        passed: Box::pin(std::future::ready(false)),
-    };
+    let failed = || Hook::request(std::future::ready(false));
     let (list, truncated) = changed_list(changed);
     match kind {
         Kind::Validator => info!("Validating config with: {}", argv.join(" ")),
@@ -62,7 +80,7 @@ pub fn start(
         Ok(p) => p,
         Err(e) => {
             error!("Cannot run {what}: pipe: {e}");
-            return failed(0);
+            return failed();
         }
     };
     let mut cmd = std::process::Command::new(&argv[0]);
@@ -92,14 +110,14 @@ pub fn start(
             .stderr(writer),
         Err(e) => {
             error!("Cannot run {what}: {e}");
-            return failed(0);
+            return failed();
         }
     };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             error!("Cannot run {what} {}: {e}", argv[0]);
-            return failed(0);
+            return failed();
         }
     };
     let pid = child.id() as i32;
@@ -134,8 +152,7 @@ pub fn start(
         // Whatever it left behind in its process group (a background
         // helper holding the pipe) goes with it.
         if outcome.is_some() {
-            // SAFETY: kill(2) on the check's own process group.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            child::signal_group(pid, libc::SIGKILL);
         }
         // What it wrote before exiting is already in the pipe.
         if let Some(o) = out.as_mut() {
@@ -150,8 +167,7 @@ pub fn start(
             Some(Ok(status)) => format!("failed with {}", child::status_of(status)),
             Some(Err(e)) => format!("failed: {e}"),
             None => {
-                // SAFETY: kill(2) on the check's own process group.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                child::signal_group(pid, libc::SIGKILL);
                 let _ = child.status().await;
                 format!("timed out after {timeout:?} and was killed")
             }
@@ -167,9 +183,9 @@ pub fn start(
         }
         false
     };
-    Check {
-        pid,
-        passed: Box::pin(passed),
+    Hook {
+        process: Some(pid),
+        done: Box::pin(passed),
     }
 }
 

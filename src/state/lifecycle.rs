@@ -1,0 +1,361 @@
+//! The child's life: starting, forwarding, stopping (signal, deadline,
+//! SIGKILL of the group), the restart policy with its backoff, and acting on
+//! an approved change (a restart, a reload signal, an external reload).
+
+use super::*;
+
+pub(super) fn is_shutdown(sig: i32) -> bool {
+    sig == libc::SIGTERM || sig == libc::SIGINT
+}
+
+impl Machine {
+    pub(super) fn restart(&mut self) -> Vec<Action> {
+        let stop = self.settings.stop_signal;
+        self.stop(AfterStop::Restart, stop)
+    }
+
+    /// Where a forwarded signal goes after `--map-signal` (None: dropped).
+    pub(super) fn mapped(&self, sig: i32) -> Option<i32> {
+        match self
+            .settings
+            .map_signal
+            .iter()
+            .find(|(from, _)| *from == sig)
+        {
+            Some((_, to)) => *to,
+            None => Some(sig),
+        }
+    }
+
+    /// Forwards `sig` to the child (or its group), as `--map-signal` says.
+    pub(super) fn forward(&mut self, sig: i32) -> Vec<Action> {
+        match self.mapped(sig) {
+            Some(to) => {
+                self.sent = Some(to);
+                vec![Action::Signal(to, self.settings.signal_to)]
+            }
+            None => {
+                debug!("Dropped {} (--map-signal)", signals::name(sig));
+                vec![]
+            }
+        }
+    }
+
+    /// What the machine decided so far, counted.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The config the running child has (a fingerprint for metrics).
+    pub fn base(&self) -> &Snapshot {
+        &self.base
+    }
+
+    pub(super) fn done(&mut self, code: i32) -> Vec<Action> {
+        self.phase = Phase::Done;
+        let mut actions = self.cancel_reload();
+        actions.extend(self.cancel_pending());
+        actions.push(Action::Exit(code));
+        actions
+    }
+
+    /// Every (re)start: a look at the config first (`on_candidate`).
+    pub(super) fn spawn(&mut self) -> Vec<Action> {
+        self.phase = Phase::Starting;
+        vec![Action::Fingerprint]
+    }
+
+    /// Starts stopping the running child: `sig` to `--signal-to`, SIGCONT
+    /// to whoever is stopped (it could not act on `sig` otherwise), then the
+    /// clock.
+    pub(super) fn stop(&mut self, after: AfterStop, sig: i32) -> Vec<Action> {
+        info!("Stopping child process with {}", signals::name(sig));
+        self.sent = Some(sig);
+        self.stopping(after, None, sig, self.settings.signal_to)
+    }
+
+    /// The stop phase and its first actions. With `exited`, the child is
+    /// already gone and `sig` is for what it left in its group.
+    pub(super) fn stopping(
+        &mut self,
+        after: AfterStop,
+        exited: Option<(Status, Duration)>,
+        sig: i32,
+        to: Target,
+    ) -> Vec<Action> {
+        self.phase = Phase::Stopping {
+            after,
+            exited,
+            killed: false,
+            group_gone: false,
+        };
+        // A change in flight, or a reload of the old child, is moot: the
+        // next child's start looks at the config afresh.
+        let mut actions = self.cancel_pending();
+        actions.extend(self.cancel_reload());
+        actions.push(Action::Signal(sig, to));
+        if sig != libc::SIGCONT {
+            actions.push(Action::ContinueStopped(to));
+        }
+        actions.push(Action::StopDeadline(Some(self.settings.stop_timeout)));
+        actions
+    }
+
+    pub(super) fn on_signal(&mut self, sig: i32) -> Vec<Action> {
+        // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT.
+        let stop_with = if sig == libc::SIGTERM {
+            self.settings.stop_signal
+        } else {
+            sig
+        };
+        match &mut self.phase {
+            Phase::Starting | Phase::Running
+                if sig == libc::SIGTERM && !self.settings.stop_delay.is_zero() =>
+            {
+                info!(
+                    "Received SIGTERM, stopping child process in {:?} (--stop-delay)",
+                    self.settings.stop_delay
+                );
+                self.phase = Phase::Delaying;
+                vec![Action::StopDeadline(Some(self.settings.stop_delay))]
+            }
+            Phase::Starting | Phase::Running | Phase::Delaying if is_shutdown(sig) => {
+                info!("Received {}, stopping child process", signals::name(sig));
+                self.stop(AfterStop::Exit, stop_with)
+            }
+            Phase::Starting | Phase::Running | Phase::Delaying => self.forward(sig),
+            Phase::Stopping { after, .. } => {
+                // Still transparent while stopping; a shutdown request wins
+                // over a pending restart, and the deadline keeps running.
+                if is_shutdown(sig) && *after != AfterStop::Exit {
+                    info!(
+                        "Received {} while stopping: will exit instead of restarting",
+                        signals::name(sig)
+                    );
+                    *after = AfterStop::Exit;
+                }
+                if is_shutdown(sig) {
+                    self.sent = Some(stop_with);
+                    vec![Action::Signal(stop_with, self.settings.signal_to)]
+                } else {
+                    self.forward(sig)
+                }
+            }
+            Phase::Checking | Phase::Held if is_shutdown(sig) => {
+                info!(
+                    "Received {} with no child running (config check or rejected config), exiting",
+                    signals::name(sig)
+                );
+                self.done(128 + sig)
+            }
+            Phase::Checking | Phase::Held => vec![],
+            Phase::Backoff { status } if is_shutdown(sig) => {
+                info!(
+                    "Received {} during restart backoff, exiting",
+                    signals::name(sig)
+                );
+                let code = status.code();
+                self.done(code)
+            }
+            Phase::Backoff { .. } => {
+                debug!(
+                    "No child to forward {} to (restart backoff)",
+                    signals::name(sig)
+                );
+                vec![]
+            }
+            Phase::Done => vec![],
+        }
+    }
+
+    /// How the child's death reads in the log.
+    pub(super) fn describe_exit(&self, status: Status) -> String {
+        match (status, self.sent) {
+            (Status::Signaled(n), Some(s)) if n == s => {
+                format!("died of the {} we sent", signals::name(n))
+            }
+            (_, Some(s)) => format!("exited with {status} (after we sent {})", signals::name(s)),
+            (_, None) => format!("exited on its own with {status}"),
+        }
+    }
+
+    pub(super) fn on_exit(&mut self, status: Status, ran_for: Duration) -> Vec<Action> {
+        let how = self.describe_exit(status);
+        // Ctrl-C on the terminal the child held: the user wants it all to stop.
+        let ctrl_c = self.settings.interactive && status == Status::Signaled(libc::SIGINT);
+        match &mut self.phase {
+            Phase::Stopping { exited, after, .. } => {
+                info!(code = status.code(); "Child process {how}");
+                *exited = Some((status, ran_for));
+                if ctrl_c && *after != AfterStop::Exit {
+                    info!("Interrupted from the terminal (Ctrl-C): exiting, not restarting");
+                    *after = AfterStop::Exit;
+                }
+                vec![]
+            }
+            Phase::Starting | Phase::Running | Phase::Delaying => {
+                info!(code = status.code(); "Child process {how}");
+                let after = if ctrl_c {
+                    info!(
+                        "Interrupted from the terminal (Ctrl-C): exiting, whatever --restart says"
+                    );
+                    AfterStop::Exit
+                } else if self.phase == Phase::Delaying {
+                    // SIGTERM already asked us to exit.
+                    AfterStop::Exit
+                } else {
+                    AfterStop::ByPolicy
+                };
+                // Leftovers in its group get the stop signal too (ESRCH, and
+                // so nothing, in the common case of an empty group).
+                let sig = self.settings.stop_signal;
+                self.stopping(after, Some((status, ran_for)), sig, Target::Group)
+            }
+            Phase::Checking | Phase::Held | Phase::Backoff { .. } | Phase::Done => vec![],
+        }
+    }
+
+    pub(super) fn on_deadline(&mut self) -> Vec<Action> {
+        if self.phase == Phase::Delaying {
+            let stop = self.settings.stop_signal;
+            return self.stop(AfterStop::Exit, stop);
+        }
+        let Phase::Stopping {
+            after,
+            exited,
+            killed,
+            ..
+        } = &mut self.phase
+        else {
+            return vec![];
+        };
+        if !*killed {
+            warn!(
+                "Stop timeout ({:?}) expired, sending SIGKILL to the process group",
+                self.settings.stop_timeout
+            );
+            *killed = true;
+            return vec![Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))];
+        }
+        match (exited.is_some(), *after) {
+            (true, _) => {
+                warn!(
+                    "Processes of the child's group survived SIGKILL for {KILL_GRACE:?}; leaving them"
+                );
+                self.finish(true)
+            }
+            (false, AfterStop::Exit) => {
+                warn!("Child survived SIGKILL for {KILL_GRACE:?}; exiting anyway");
+                self.done(128 + libc::SIGKILL)
+            }
+            (false, _) => {
+                warn!(
+                    "Child survived SIGKILL for {KILL_GRACE:?}; still waiting before starting another"
+                );
+                vec![]
+            }
+        }
+    }
+
+    /// Called when the group may be gone: finishes once the child exited too.
+    pub(super) fn finish_stop(&mut self) -> Vec<Action> {
+        match self.phase {
+            Phase::Stopping {
+                exited: Some(_),
+                group_gone: true,
+                ..
+            } => self.finish(false),
+            _ => vec![],
+        }
+    }
+
+    pub(super) fn finish(&mut self, timed_out: bool) -> Vec<Action> {
+        let Phase::Stopping {
+            after,
+            exited: Some((status, ran_for)),
+            ..
+        } = self.phase
+        else {
+            return vec![];
+        };
+        let mut actions = if timed_out {
+            vec![]
+        } else {
+            vec![Action::StopDeadline(None)]
+        };
+        actions.extend(match after {
+            AfterStop::Exit => self.done(status.code()),
+            AfterStop::Restart => self.spawn(),
+            AfterStop::ByPolicy => self.by_policy(status, ran_for),
+        });
+        actions
+    }
+
+    pub(super) fn by_policy(&mut self, status: Status, ran_for: Duration) -> Vec<Action> {
+        let success = status == Status::Exited(0);
+        match self.settings.restart {
+            Policy::Never => return self.done(status.code()),
+            Policy::OnFailure if success => return self.done(0),
+            _ => {}
+        }
+        if let Some(max) = self.settings.max_restarts
+            && self.restarts >= max
+        {
+            warn!("Child exited with {status}; giving up after {max} restarts");
+            return self.done(status.code());
+        }
+        self.reason = Reason::Policy;
+        if ran_for >= BACKOFF_RESET_AFTER {
+            self.next_backoff = BACKOFF_FIRST;
+        }
+        let delay = self.next_backoff;
+        self.next_backoff = (delay * 2).min(BACKOFF_MAX);
+        self.restarts += 1;
+        info!(
+            "Restarting child process in {delay:?} (restart {})",
+            self.restarts
+        );
+        self.phase = Phase::Backoff { status };
+        vec![Action::Backoff(delay)]
+    }
+
+    /// Acts on a (validated) change: reload or restart the running child,
+    /// or cut a restart backoff short.
+    pub(super) fn apply(&mut self, now: Snapshot) -> Vec<Action> {
+        if matches!(self.phase, Phase::Backoff { .. }) {
+            info!("Config file change detected during restart backoff, starting child process now");
+            self.reason = Reason::Config;
+            return self.spawn();
+        }
+        self.act(now)
+    }
+
+    pub(super) fn act(&mut self, now: Snapshot) -> Vec<Action> {
+        self.reason = Reason::Config;
+        if self.settings.reload_external {
+            info!("Config file change detected, reloading the child");
+            let changed: Vec<PathBuf> = fingerprint::changes(&self.base, &now)
+                .into_iter()
+                .map(|c| c.path)
+                .collect();
+            self.base = now;
+            return self.run_reload(changed);
+        }
+        match self.settings.reload_signal {
+            Some(sig) => {
+                info!(
+                    "Config file change detected, sending {} to child process",
+                    signals::name(sig)
+                );
+                self.base = now;
+                self.sent = Some(sig);
+                vec![Action::Reload(sig, self.settings.signal_to)]
+            }
+            None => {
+                info!("Config file change detected, restarting child process...");
+                let sig = self.settings.stop_signal;
+                self.stop(AfterStop::Restart, sig)
+            }
+        }
+    }
+}

@@ -1,0 +1,1007 @@
+//! The machine's decisions, one scenario each: event in, actions out.
+
+use super::*;
+use std::path::PathBuf;
+
+const TERM: i32 = libc::SIGTERM;
+const CHILD: Target = Target::Child;
+const GROUP: Target = Target::Group;
+const SECS10: Duration = Duration::from_secs(10);
+
+use super::testkit::{settings, snap};
+
+/// A new machine given the config as it is now: its first look, and
+/// the actions that follow it.
+fn start(s: Settings, now: Snapshot) -> (Machine, Vec<Action>) {
+    let (mut m, first) = Machine::new(s, None);
+    assert_eq!(first, [Action::Fingerprint]);
+    let then = m.handle(Event::Candidate(now));
+    (m, then)
+}
+
+/// The gate's look before a (re)start finds `now`: the child starts.
+fn look_and_start(m: &mut Machine, now: Snapshot) {
+    assert_eq!(m.handle(Event::Candidate(now)), [Action::Spawn]);
+    assert_eq!(m.handle(Event::Spawned), []);
+}
+
+/// A machine whose child runs with config `hash`.
+fn running(s: Settings, hash: Option<u64>) -> Machine {
+    let (mut m, first) = start(s, snap(hash));
+    assert_eq!(first, [Action::Spawn]);
+    assert_eq!(m.handle(Event::Spawned), []);
+    m
+}
+
+fn exited(code: i32) -> Event {
+    Event::ChildExited {
+        status: Status::Exited(code),
+        ran_for: Duration::from_secs(1),
+    }
+}
+
+#[test]
+fn child_exit_code_becomes_ours() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!(
+        m.handle(exited(3)),
+        [
+            // Leftovers of an exited child: always the whole group.
+            Action::Signal(TERM, GROUP),
+            Action::ContinueStopped(GROUP),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(3)]
+    );
+    assert_eq!(m.phase, Phase::Done);
+}
+
+#[test]
+fn signal_death_is_128_plus_n() {
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(9),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(137)]
+    );
+}
+
+#[test]
+fn leftovers_in_the_group_are_killed_after_the_timeout() {
+    let mut m = running(settings(), Some(1));
+    m.handle(exited(0));
+    assert_eq!(
+        m.handle(Event::StopDeadline),
+        [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
+    );
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(0)]
+    );
+}
+
+#[test]
+fn sigterm_forwards_the_stop_signal_then_kills() {
+    let mut s = settings();
+    s.stop_signal = libc::SIGQUIT;
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [
+            Action::Signal(libc::SIGQUIT, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    // Transparent while waiting: other signals still reach the child.
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGUSR1)),
+        [Action::Signal(libc::SIGUSR1, CHILD)]
+    );
+    assert_eq!(
+        m.handle(Event::StopDeadline),
+        [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
+    );
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(9),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(137)]
+    );
+}
+
+#[test]
+fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGINT)),
+        [
+            Action::Signal(libc::SIGINT, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    // The child handles SIGINT and carries on; only the timer decides.
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGHUP)),
+        [Action::Signal(libc::SIGHUP, CHILD)]
+    );
+    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+}
+
+fn external() -> Settings {
+    Settings {
+        reload_external: true,
+        ..settings()
+    }
+}
+
+/// The reload of /c/app.conf with this token.
+fn run_reload(token: u64) -> Action {
+    Action::RunReload {
+        token,
+        changed: vec![PathBuf::from("/c/app.conf")],
+    }
+}
+
+#[test]
+fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
+    let mut m = running(external(), Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, run_reload(1)]
+    );
+    let fail = |token| Event::Reloaded { token, ok: false };
+    let retry = |after| Action::RetryAfter {
+        token: 1,
+        after: Duration::from_secs(after),
+    };
+    assert_eq!(m.handle(fail(1)), [retry(1)]);
+    assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_reload(1)]);
+    assert_eq!(m.handle(fail(1)), [retry(2)]);
+    // A newer change supersedes the waiting retry; the old one's timer
+    // and result no longer count.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        [Action::Acted, Action::CancelReload, run_reload(2)]
+    );
+    assert_eq!(m.handle(Event::RetryDue { token: 1 }), []);
+    assert_eq!(m.handle(fail(1)), []);
+    assert_eq!(m.handle(Event::Reloaded { token: 2, ok: true }), []);
+    assert_eq!(m.stats().reloads_ok, 1);
+    assert_eq!(m.stats().reloads_failed, 2);
+}
+
+/// Found by the property tests: a child can die before a change is
+/// acted on and before its exit is reported; the reload started for it
+/// is cancelled when the exit is.
+#[test]
+fn a_reload_for_a_child_that_died_unreported_is_cancelled_by_its_exit() {
+    let mut m = running(external(), Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, run_reload(1)]
+    );
+    let actions = m.handle(exited(0));
+    assert_eq!(actions[0], Action::CancelReload);
+    assert_eq!(m.handle(Event::Reloaded { token: 1, ok: true }), []);
+}
+
+/// Found by the property tests: bytes A rejected, then B (being
+/// checked), then A again. B's pass must not reload the child, which
+/// would read A.
+#[test]
+fn a_check_overtaken_by_rejected_bytes_is_cancelled() {
+    let s = Settings {
+        validate: true,
+        reload_signal: Some(libc::SIGHUP),
+        ..settings()
+    };
+    let (mut m, first) = start(s, snap(Some(0)));
+    assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
+    assert_eq!(
+        m.handle(Event::Validated { token: 1, ok: true }),
+        [Action::Fingerprint]
+    );
+    let approved = m.approved.clone().unwrap();
+    look_and_start(&mut m, approved);
+    m.handle(Event::ConfigSettled(snap(Some(3))));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    let check_b = m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(matches!(
+        check_b[..],
+        [Action::Acted, Action::Validate { token: 3, .. }]
+    ));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        [Action::CancelValidation]
+    );
+    assert_eq!(m.handle(Event::Validated { token: 3, ok: true }), []);
+}
+
+#[test]
+fn every_other_signal_is_forwarded_and_never_stops_us() {
+    let mut m = running(settings(), Some(1));
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGQUIT,
+        libc::SIGWINCH,
+        36, // SIGRTMIN+2 on Linux: the machine does not care which
+        libc::SIGSEGV,
+    ] {
+        assert_eq!(m.handle(Event::Signal(sig)), [Action::Signal(sig, CHILD)]);
+    }
+    assert_eq!(m.phase, Phase::Running);
+}
+
+#[test]
+fn a_child_stuck_after_sigkill_does_not_hang_shutdown() {
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::Signal(TERM));
+    m.handle(Event::StopDeadline);
+    assert_eq!(m.handle(Event::StopDeadline), [Action::Exit(137)]);
+}
+
+#[test]
+fn spawn_failure_exits_with_its_code() {
+    let (mut m, _) = start(settings(), snap(Some(1)));
+    assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
+}
+
+#[test]
+fn config_change_restarts_once() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [],
+        "same bytes: nothing"
+    );
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [
+            Action::Acted,
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    // A further change while stopping is left to the next spawn's snapshot.
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    // The start's look finds 3: the child runs on it.
+    look_and_start(&mut m, snap(Some(3)));
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+}
+
+#[test]
+fn a_change_that_lands_after_the_spawn_snapshot_restarts_again() {
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    m.handle(Event::GroupGone);
+    m.handle(Event::Spawned);
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(4))))[1],
+        Action::Signal(TERM, CHILD)
+    );
+}
+
+#[test]
+fn missing_is_a_state_not_a_change() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(None))),
+        [],
+        "deleted: keep the child"
+    );
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [],
+        "recreated, same bytes"
+    );
+    assert_ne!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [],
+        "recreated, new bytes"
+    );
+    let mut m = running(settings(), None);
+    assert_ne!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [],
+        "missing at start, then created"
+    );
+}
+
+#[test]
+fn sigterm_during_a_restart_exits_instead() {
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [Action::Signal(TERM, CHILD)],
+        "deadline keeps running"
+    );
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(143)]
+    );
+}
+
+#[test]
+fn a_child_ignoring_the_stop_signal_is_killed_and_replaced() {
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(9),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+}
+
+#[test]
+fn reload_signal_signals_instead_of_restarting() {
+    let mut s = settings();
+    s.reload_signal = Some(libc::SIGHUP);
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
+    );
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [],
+        "the child has those bytes now"
+    );
+}
+
+fn exit_and_drain(m: &mut Machine, code: i32, ran_for: Duration) -> Vec<Action> {
+    m.handle(Event::ChildExited {
+        status: Status::Exited(code),
+        ran_for,
+    });
+    m.handle(Event::GroupGone)
+}
+
+#[test]
+fn restart_policies() {
+    let mut s = settings();
+    s.restart = Policy::OnFailure;
+    let mut m = running(s.clone(), Some(1));
+    assert_eq!(
+        exit_and_drain(&mut m, 0, SECS10),
+        [Action::StopDeadline(None), Action::Exit(0)]
+    );
+    let mut m = running(s.clone(), Some(1));
+    assert_eq!(
+        exit_and_drain(&mut m, 1, SECS10),
+        [
+            Action::StopDeadline(None),
+            Action::Backoff(Duration::from_secs(1))
+        ]
+    );
+    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        exit_and_drain(&mut m, 0, SECS10)[1],
+        Action::Backoff(Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn backoff_doubles_caps_and_resets_after_a_long_run() {
+    let mut s = settings();
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    let short = Duration::from_millis(100);
+    let mut delays = vec![];
+    for _ in 0..7 {
+        delays.push(exit_and_drain(&mut m, 1, short)[1].clone());
+        m.handle(Event::BackoffOver);
+        m.handle(Event::Spawned);
+    }
+    let secs = |n| Action::Backoff(Duration::from_secs(n));
+    assert_eq!(
+        delays,
+        [
+            secs(1),
+            secs(2),
+            secs(4),
+            secs(8),
+            secs(16),
+            secs(30),
+            secs(30)
+        ]
+    );
+    assert_eq!(exit_and_drain(&mut m, 1, SECS10)[1], secs(1));
+}
+
+#[test]
+fn max_restarts_gives_up_with_the_childs_code() {
+    let mut s = settings();
+    s.restart = Policy::Always;
+    s.max_restarts = Some(2);
+    let mut m = running(s, Some(1));
+    for _ in 0..2 {
+        assert!(matches!(
+            exit_and_drain(&mut m, 4, SECS10)[1],
+            Action::Backoff(_)
+        ));
+        m.handle(Event::BackoffOver);
+        m.handle(Event::Spawned);
+    }
+    assert_eq!(
+        exit_and_drain(&mut m, 4, SECS10),
+        [Action::StopDeadline(None), Action::Exit(4)]
+    );
+}
+
+#[test]
+fn sigterm_during_backoff_exits_at_once() {
+    let mut s = settings();
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    exit_and_drain(&mut m, 5, SECS10);
+    assert_eq!(m.handle(Event::Signal(libc::SIGUSR1)), []);
+    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(5)]);
+}
+
+#[test]
+fn config_change_during_backoff_starts_now() {
+    let mut s = settings();
+    s.restart = Policy::OnFailure;
+    let mut m = running(s, Some(1));
+    exit_and_drain(&mut m, 1, SECS10);
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Fingerprint]
+    );
+    assert_eq!(
+        m.handle(Event::BackoffOver),
+        [],
+        "the backoff no longer applies"
+    );
+}
+
+fn validating() -> Settings {
+    Settings {
+        validate: true,
+        ..settings()
+    }
+}
+
+fn conf() -> Vec<PathBuf> {
+    vec![PathBuf::from("/c/app.conf")]
+}
+
+/// A validating machine whose child runs with config 1.
+fn running_validated(s: Settings) -> Machine {
+    let (mut m, first) = start(s, snap(Some(1)));
+    assert_eq!(
+        first,
+        [Action::Validate {
+            token: 1,
+            changed: conf(),
+            candidate: None,
+        }]
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 1, ok: true }),
+        [Action::Fingerprint]
+    );
+    let approved = m.approved.clone().unwrap();
+    look_and_start(&mut m, approved);
+    m
+}
+
+#[test]
+fn startup_validation_failure_exits_78_and_starts_nothing() {
+    let (mut m, _) = start(validating(), snap(Some(1)));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 1,
+            ok: false
+        }),
+        [Action::Exit(EX_CONFIG)]
+    );
+}
+
+#[test]
+fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
+    let (mut m, _) = start(validating(), snap(Some(1)));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [Action::CancelValidation, Action::Exit(143)]
+    );
+}
+
+#[test]
+fn a_good_change_is_validated_then_acted_on() {
+    let mut m = running_validated(validating());
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [
+            Action::Acted,
+            Action::Validate {
+                token: 2,
+                changed: conf(),
+                candidate: None,
+            }
+        ]
+    );
+    // The same bytes settling again while validating: nothing new.
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true }),
+        [
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+}
+
+#[test]
+fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
+    let mut m = running_validated(validating());
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    assert_eq!(m.phase, Phase::Running);
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [],
+        "rejected bytes are not checked again"
+    );
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        [
+            Action::Acted,
+            Action::Validate {
+                token: 3,
+                changed: conf(),
+                candidate: None,
+            }
+        ],
+        "fixed bytes are"
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 3, ok: true })[0],
+        Action::Signal(TERM, CHILD)
+    );
+}
+
+#[test]
+fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
+    let mut m = running_validated(validating());
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        [
+            Action::Acted,
+            Action::CancelValidation,
+            Action::Validate {
+                token: 3,
+                changed: conf(),
+                candidate: None,
+            }
+        ]
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true }),
+        [],
+        "stale"
+    );
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 3,
+            ok: false
+        }),
+        []
+    );
+    assert_eq!(m.phase, Phase::Running);
+}
+
+#[test]
+fn sigterm_during_a_validation_kills_the_validator_and_stops() {
+    let mut m = running_validated(validating());
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [
+            Action::CancelValidation,
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    assert_eq!(m.handle(Event::Validated { token: 2, ok: true }), []);
+}
+
+#[test]
+fn validation_guards_the_reload_signal_too() {
+    let mut s = validating();
+    s.reload_signal = Some(libc::SIGHUP);
+    let mut m = running_validated(s);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    m.handle(Event::ConfigSettled(snap(Some(3))));
+    assert_eq!(
+        m.handle(Event::Validated { token: 3, ok: true }),
+        [Action::Reload(libc::SIGHUP, CHILD)]
+    );
+}
+
+#[test]
+fn reverting_to_the_running_bytes_cancels_the_check() {
+    let mut m = running_validated(validating());
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [Action::CancelValidation]
+    );
+}
+
+#[test]
+fn a_change_during_the_startup_check_is_checked_instead() {
+    let (mut m, _) = start(validating(), snap(Some(1)));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [],
+        "same bytes: keep checking"
+    );
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [
+            Action::CancelValidation,
+            Action::Validate {
+                token: 2,
+                changed: conf(),
+                candidate: None,
+            }
+        ]
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 1, ok: true }),
+        [],
+        "stale"
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true }),
+        [Action::Fingerprint]
+    );
+}
+
+#[test]
+fn signal_to_group_addresses_the_group_but_sigkill_always_does() {
+    let mut s = settings();
+    s.signal_to = Target::Group;
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGHUP)),
+        [Action::Signal(libc::SIGHUP, GROUP)]
+    );
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [
+            Action::Signal(TERM, GROUP),
+            Action::ContinueStopped(GROUP),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    // The default: the child alone, and still SIGKILL for the group.
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::Signal(TERM));
+    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+}
+
+#[test]
+fn map_signal_rewrites_or_drops_forwarded_signals_only() {
+    let mut s = settings();
+    s.map_signal = vec![(libc::SIGUSR1, Some(libc::SIGHUP)), (libc::SIGWINCH, None)];
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGUSR1)),
+        [Action::Signal(libc::SIGHUP, CHILD)]
+    );
+    assert_eq!(m.handle(Event::Signal(libc::SIGWINCH)), []);
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGUSR2)),
+        [Action::Signal(libc::SIGUSR2, CHILD)]
+    );
+    assert_eq!(
+        m.handle(Event::Signal(TERM))[0],
+        Action::Signal(TERM, CHILD),
+        "the stop signal is not mapped"
+    );
+}
+
+#[test]
+fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
+    let mut s = settings();
+    s.stop_delay = Duration::from_secs(5);
+    let mut m = running(s.clone(), Some(1));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [Action::StopDeadline(Some(Duration::from_secs(5)))],
+        "nothing reaches the child yet"
+    );
+    // Still transparent; config changes wait for the next life.
+    assert_eq!(
+        m.handle(Event::Signal(libc::SIGUSR1)),
+        [Action::Signal(libc::SIGUSR1, CHILD)]
+    );
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+    assert_eq!(
+        m.handle(Event::StopDeadline),
+        [
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    for second in [TERM, libc::SIGINT] {
+        let mut m = running(s.clone(), Some(1));
+        m.handle(Event::Signal(TERM));
+        assert_eq!(
+            m.handle(Event::Signal(second)),
+            [
+                Action::Signal(second, CHILD),
+                Action::ContinueStopped(CHILD),
+                Action::StopDeadline(Some(SECS10))
+            ]
+        );
+    }
+    // The child exits by itself during the delay: we exit with its code,
+    // whatever the restart policy.
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    m.handle(Event::Signal(TERM));
+    m.handle(exited(0));
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(0)]
+    );
+}
+
+#[test]
+fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
+    let mut s = settings();
+    s.reload_signal = Some(libc::SIGHUP);
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
+    );
+    assert_eq!(
+        m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
+        [
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+}
+
+#[test]
+fn the_restart_signal_restarts_through_the_validation_gate() {
+    // Without --validate: at once, even with a reload signal set.
+    let mut s = settings();
+    s.reload_signal = Some(libc::SIGHUP);
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::RestartRequested(snap(Some(1))))[0],
+        Action::Signal(TERM, CHILD)
+    );
+    // With it: the current bytes are checked first, and a pass restarts
+    // (not reloads), even though the bytes did not change.
+    let mut s = validating();
+    s.reload_signal = Some(libc::SIGHUP);
+    let mut m = running_validated(s.clone());
+    let check = m.handle(Event::RestartRequested(snap(Some(1))));
+    assert!(matches!(check[..], [Action::Validate { token: 2, .. }]));
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true })[0],
+        Action::Signal(TERM, CHILD)
+    );
+    // A failed check keeps the child, and the same bytes are refused again.
+    let mut m = running_validated(s);
+    m.handle(Event::RestartRequested(snap(Some(1))));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    assert_eq!(m.handle(Event::RestartRequested(snap(Some(1)))), []);
+    // During a backoff: start now.
+    let mut s = settings();
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    exit_and_drain(&mut m, 1, SECS10);
+    assert_eq!(
+        m.handle(Event::RestartRequested(snap(Some(1)))),
+        [Action::Fingerprint]
+    );
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_exits_130_whatever_the_policy() {
+    let mut s = settings();
+    s.restart = Policy::Always;
+    s.interactive = true;
+    let mut m = running(s.clone(), Some(1));
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(libc::SIGINT),
+        ran_for: Duration::from_secs(1),
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Exit(130)]
+    );
+    // Without the terminal, a death by SIGINT is a crash like another.
+    s.interactive = false;
+    let mut m = running(s, Some(1));
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(libc::SIGINT),
+        ran_for: Duration::from_secs(1),
+    });
+    assert!(matches!(
+        m.handle(Event::GroupGone)[..],
+        [Action::StopDeadline(None), Action::Backoff(_)]
+    ));
+}
+
+#[test]
+fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
+    let mut m = running_validated(validating());
+    assert!(matches!(
+        m.handle(Event::ConfigSettled(snap(Some(2))))[..],
+        [Action::Acted, Action::Validate { token: 2, .. }]
+    ));
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true })[0],
+        Action::Signal(TERM, CHILD)
+    );
+    // Bytes 3 land while the old child stops.
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert!(matches!(
+        m.handle(Event::Candidate(snap(Some(3))))[..],
+        [Action::Validate { token: 3, .. }]
+    ));
+    // Rejected: no child, held until the bytes change.
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 3,
+            ok: false
+        }),
+        []
+    );
+    assert_eq!(m.phase, Phase::Held);
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    assert!(matches!(
+        m.handle(Event::ConfigSettled(snap(Some(4))))[..],
+        [Action::Acted, Action::Validate { token: 4, .. }]
+    ));
+    assert_eq!(
+        m.handle(Event::Validated { token: 4, ok: true }),
+        [Action::Fingerprint]
+    );
+}
+
+#[test]
+fn a_crash_never_restarts_on_rejected_bytes() {
+    let mut s = validating();
+    s.restart = Policy::OnFailure;
+    let mut m = running_validated(s);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    assert!(matches!(
+        exit_and_drain(&mut m, 1, SECS10)[..],
+        [Action::StopDeadline(None), Action::Backoff(_)]
+    ));
+    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(
+        m.handle(Event::Candidate(snap(Some(2)))),
+        [],
+        "the rejected bytes are held, not started"
+    );
+    assert_eq!(m.phase, Phase::Held);
+    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
+    // Back on the approved bytes, the crash restart goes ahead.
+    let mut s = validating();
+    s.restart = Policy::OnFailure;
+    let mut m = running_validated(s);
+    exit_and_drain(&mut m, 1, SECS10);
+    m.handle(Event::BackoffOver);
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+}
+
+#[test]
+fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
+    let mut m = running_validated(validating());
+    // Started on approved bytes 1 although the disk already had 9.
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Validated { token: 2, ok: true });
+    m.handle(Event::ChildExited {
+        status: Status::Signaled(TERM),
+        ran_for: SECS10,
+    });
+    m.handle(Event::GroupGone);
+    look_and_start(&mut m, snap(Some(2)));
+    // The child may have read 9 (written right after the look): the
+    // next look sees 9 as a change and checks it.
+    assert!(matches!(
+        m.handle(Event::ConfigSettled(snap(Some(9))))[..],
+        [Action::Acted, Action::Validate { .. }]
+    ));
+}

@@ -1,0 +1,234 @@
+//! What the machine reads and says: its settings, the events it takes,
+//! the actions it returns, and the shared vocabulary (`Status`, `Target`,
+//! `Policy`, `Reason`, `Stats`).
+
+use crate::signals;
+use crate::watch::fingerprint::Snapshot;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to do when the child exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Exit with the child's code (the Go tool's rule).
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    /// The shell's convention, as tini and dumb-init: the code, or 128+N.
+    pub fn code(self) -> i32 {
+        match self {
+            Status::Exited(c) => c,
+            Status::Signaled(n) => 128 + n,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Status::Exited(c) => write!(f, "exit code {c}"),
+            Status::Signaled(n) => write!(f, "signal {}", signals::name(n)),
+        }
+    }
+}
+
+/// Who receives a signal: the child alone (what prefork servers document:
+/// "signal the master"; their workers may die of HUP or USR2), or its whole
+/// process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Child,
+    Group,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    /// On SIGTERM, wait this long before the stop signal (load balancers drain).
+    pub stop_delay: Duration,
+    pub reload_signal: Option<i32>,
+    pub restart: Policy,
+    pub max_restarts: Option<u32>,
+    /// A `--validate` command is configured.
+    pub validate: bool,
+    /// Where forwarded, stop and reload signals go.
+    pub signal_to: Target,
+    /// `--map-signal FROM:TO`; `None` drops FROM.
+    pub map_signal: Vec<(i32, Option<i32>)>,
+    /// The child holds the terminal's foreground: its death by SIGINT is a
+    /// Ctrl-C, a request to stop whatever the restart policy says.
+    pub interactive: bool,
+    /// `--promote-to`: the child reads a directory that approved source
+    /// bytes are promoted into, as the machine decides step by step.
+    pub promote: bool,
+    /// `--reload-command` or `--reload-url`: the edge performs the reload
+    /// (`RunReload`) instead of a signal or a restart.
+    pub reload_external: bool,
+}
+
+/// Why a child was started (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    First,
+    Config,
+    Policy,
+    Signal,
+}
+
+/// What the machine decided so far, counted (for `--metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Child starts by reason, in `Reason` order.
+    pub starts: [u64; 4],
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub validations_ok: u64,
+    pub validations_failed: u64,
+    /// Promotions into `--promote-to` that took, or failed (staging or
+    /// committing: a full disk, a permission).
+    pub promotions_ok: u64,
+    pub promotions_failed: u64,
+    /// Settled changes of the config's bytes.
+    pub changes: u64,
+}
+
+/// Exit code when the config fails validation at startup (EX_CONFIG).
+pub const EX_CONFIG: i32 = 78;
+
+/// After SIGKILL, how long to wait for the group to vanish before giving up
+/// on it (a process stuck in uninterruptible sleep must not hang us).
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that ran this long resets the backoff.
+pub(super) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The edge started the child.
+    Spawned,
+    /// The command could not be started (126 or 127).
+    SpawnFailed(i32),
+    /// The managed child exited (the edge reaped it).
+    ChildExited { status: Status, ran_for: Duration },
+    /// No process is left in the exited child's process group.
+    GroupGone,
+    /// A caught signal from another process (never SIGCHLD: that one drives
+    /// the reaper; never the restart signal: see `RestartRequested`).
+    Signal(i32),
+    /// The restart signal arrived; the config as it is now.
+    RestartRequested(Snapshot),
+    /// `Action::Reload` found that the child has no handler for the signal.
+    ReloadUnhandled(i32),
+    /// `Action::Reload` sent the signal to a child that handles it.
+    ReloadSent,
+    /// The config as it is now, asked for by `Action::Fingerprint` just
+    /// before a start.
+    Candidate(Snapshot),
+    /// The stop deadline armed by `Action::StopDeadline` ran out.
+    StopDeadline,
+    /// The restart backoff ran out.
+    BackoffOver,
+    /// The reload started by `Action::RunReload { token, .. }` ended.
+    Reloaded { token: u64, ok: bool },
+    /// The delay armed by `Action::RetryAfter { token, .. }` ran out.
+    RetryDue { token: u64 },
+    /// The answer to `Action::Stage { token }`: the candidate, or why not.
+    Staged {
+        token: u64,
+        result: Result<Candidate, String>,
+    },
+    /// The answer to `Action::Commit { token, .. }`.
+    Committed {
+        token: u64,
+        result: Result<(), String>,
+    },
+    /// The watched config, fingerprinted after the debounce.
+    ConfigSettled(Snapshot),
+    /// The validation started by `Action::Validate { token, .. }` ended.
+    Validated { token: u64, ok: bool },
+}
+
+/// A staged candidate: a hidden generation in the child's directory and
+/// the fingerprint of its copies (keyed by their source paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub generation: String,
+    pub snapshot: Snapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the child; answer `Spawned`/`SpawnFailed`.
+    Spawn,
+    /// Look at the config and answer `Candidate`: every start goes through
+    /// the gate first (with `--validate` or `--promote-to`, it may check).
+    Fingerprint,
+    /// Copy the sources as they are now into a new hidden generation of the
+    /// child's directory; answer `Staged` with its exact bytes.
+    Stage {
+        token: u64,
+    },
+    /// Make this generation the last good one (its durable record first),
+    /// then what the child sees; answer `Committed`.
+    Commit {
+        token: u64,
+        generation: String,
+    },
+    /// Remove this candidate; if the child's directory shows it (a check in
+    /// place), show the last good generation again first.
+    Discard {
+        generation: String,
+    },
+    /// Send this signal to the child, or to its process group.
+    Signal(i32, Target),
+    /// Send the reload signal to the child (or its group) if the child
+    /// catches it (answer `ReloadSent`); answer `ReloadUnhandled` if not.
+    Reload(i32, Target),
+    /// SIGCONT to the child (or the members of its group) if stopped: a
+    /// stopped process cannot act on the stop signal, and one that runs must
+    /// see only the signals it was sent.
+    ContinueStopped(Target),
+    /// SIGKILL the child's process group.
+    KillGroup,
+    /// Arm (from now) or clear the stop deadline.
+    StopDeadline(Option<Duration>),
+    /// Wait this long, then answer `BackoffOver`.
+    Backoff(Duration),
+    /// Run the validator on these changed files (with `--promote-to`, on
+    /// this candidate generation); answer `Validated`.
+    Validate {
+        token: u64,
+        changed: Vec<PathBuf>,
+        candidate: Option<String>,
+    },
+    /// Kill the running validator; its result no longer matters.
+    CancelValidation,
+    /// Run `--reload-command` or POST `--reload-url` for these changed
+    /// files; answer `Reloaded`.
+    RunReload {
+        token: u64,
+        changed: Vec<PathBuf>,
+    },
+    /// After this delay, answer `RetryDue { token }`.
+    RetryAfter {
+        token: u64,
+        after: Duration,
+    },
+    /// Stop the running reload (a retry still armed is ignored when due).
+    CancelReload,
+    /// A settled change was taken: `--min-interval` counts from now.
+    Acted,
+    Exit(i32),
+}
