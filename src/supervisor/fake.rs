@@ -746,7 +746,7 @@ impl Fake {
     }
 
     fn of(&self, pick: fn(&Did) -> bool) -> Vec<Did> {
-        self.what().into_iter().filter(|d| pick(d)).collect()
+        self.what().into_iter().filter(pick).collect()
     }
 }
 
@@ -898,7 +898,7 @@ mod loop_props {
                 w.script.iter().filter_map(|(_, h)| match h {
                     Happen::Write(v) => Some(*v),
                     _ => None,
-                }).last().unwrap_or(0)
+                }).next_back().unwrap_or(0)
             };
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
