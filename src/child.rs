@@ -125,6 +125,38 @@ pub fn group_alive(pgid: i32) -> bool {
     found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// The state letter and process group of `pid`, from `/proc/<pid>/stat`.
+fn proc_state(pid: &str) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the
+    // last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Is the process `pid`, or with `group` any member of process group `pid`,
+/// stopped (SIGSTOP, SIGTSTP, a tracer)? Only a stopped process needs the
+/// SIGCONT that lets it act on a stop signal; a running one must not see a
+/// signal nobody sent. Where `/proc` cannot tell, say yes: SIGCONT is then
+/// sent as a precaution.
+pub fn any_stopped(pid: i32, group: bool) -> bool {
+    let stopped = |state: char| matches!(state, 'T' | 't');
+    if !group {
+        return proc_state(&pid.to_string()).is_none_or(|(state, _)| stopped(state));
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit())
+            && proc_state(&name).is_some_and(|(state, pgrp)| pgrp == pid && stopped(state))
+    })
+}
+
 pub fn status_of(status: std::process::ExitStatus) -> Status {
     match (status.code(), status.signal()) {
         (Some(code), _) => Status::Exited(code),

@@ -38,6 +38,7 @@ const GOOD_TMP: &str = "..good_tmp";
 /// Every generation's name starts with this (never a user's `..` name).
 const GEN_PREFIX: &str = "..gen";
 
+#[derive(Clone)]
 pub struct Promoter {
     dir: PathBuf,
     sources: Vec<PathBuf>,
@@ -195,7 +196,7 @@ impl Promoter {
     /// Copies the sources as they are now into a new hidden generation and
     /// makes it durable. Nothing the child sees changes. A source that is
     /// not a regular file is refused (never opened blocking).
-    pub fn stage(&mut self) -> Result<Staged, String> {
+    pub fn stage(&self) -> Result<Staged, String> {
         let layout = self.layout()?;
         let generation = generation_name();
         let root = self.dir.join(&generation);
@@ -227,7 +228,8 @@ impl Promoter {
                 );
                 snapshot.insert(source.clone(), state);
             }
-            sync_dir(&root)?;
+            // Durable before any record may name it.
+            sync_fs(&root)?;
             Ok(snapshot)
         })();
         match copied {
@@ -252,7 +254,6 @@ impl Promoter {
     /// then the child's view switches to it, then the previous good goes.
     pub fn commit(&mut self, generation: &str) -> Result<(), String> {
         let done = (|| -> io::Result<()> {
-            sync_fs(&self.dir)?;
             replace_link(&self.dir, GOOD_TMP, GOOD, generation)?;
             sync_dir(&self.dir)?;
             self.switch(generation)

@@ -125,8 +125,8 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The edge started the child; `snapshot` is the config it starts with.
-    Spawned(Snapshot),
+    /// The edge started the child.
+    Spawned,
     /// The command could not be started (126 or 127).
     SpawnFailed(i32),
     /// The managed child exited (the edge reaped it).
@@ -179,10 +179,10 @@ pub struct Candidate {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Fingerprint the config, start the child, answer `Spawned`/`SpawnFailed`.
+    /// Start the child; answer `Spawned`/`SpawnFailed`.
     Spawn,
-    /// Fingerprint the config and answer `Candidate`: with `--validate` or
-    /// `--promote-to`, every start goes through the gate first.
+    /// Look at the config and answer `Candidate`: every start goes through
+    /// the gate first (with `--validate` or `--promote-to`, it may check).
     Fingerprint,
     /// Copy the sources as they are now into a new hidden generation of the
     /// child's directory; answer `Staged` with its exact bytes.
@@ -205,6 +205,10 @@ pub enum Action {
     /// Send the reload signal to the child (or its group) if the child
     /// catches it (answer `ReloadSent`); answer `ReloadUnhandled` if not.
     Reload(i32, Target),
+    /// SIGCONT to the child (or the members of its group) if stopped: a
+    /// stopped process cannot act on the stop signal, and one that runs must
+    /// see only the signals it was sent.
+    ContinueStopped(Target),
     /// SIGKILL the child's process group.
     KillGroup,
     /// Arm (from now) or clear the stop deadline.
@@ -275,6 +279,9 @@ pub struct Machine {
     phase: Phase,
     /// The config the running child started with (or was last signalled for).
     base: Snapshot,
+    /// Ungated: the bytes the gate saw just before the start, the next
+    /// child's base.
+    next_base: Snapshot,
     restarts: u32,
     next_backoff: Duration,
     /// The config in flight through the gate (staging, check, commit).
@@ -306,15 +313,12 @@ impl Machine {
     /// A new machine and its first actions, given the config as it is now
     /// and, with `--promote-to`, the bytes of the last good generation the
     /// child's directory holds (if any).
-    pub fn new(
-        settings: Settings,
-        initial: Snapshot,
-        last_good: Option<Snapshot>,
-    ) -> (Machine, Vec<Action>) {
+    pub fn new(settings: Settings, last_good: Option<Snapshot>) -> (Machine, Vec<Action>) {
         let mut m = Machine {
             settings,
             phase: Phase::Starting,
             base: Snapshot::new(),
+            next_base: Snapshot::new(),
             restarts: 0,
             next_backoff: BACKOFF_FIRST,
             pending: None,
@@ -330,36 +334,26 @@ impl Machine {
         if m.settings.promote {
             m.approved = last_good;
         }
-        if !m.gated() {
-            let first = m.spawn();
-            return (m, first);
-        }
         // A pod with a broken config should fail visibly at once: the
         // first start goes through the gate like every other.
-        let first = m.on_candidate(initial);
+        let first = m.spawn();
         (m, first)
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         match event {
-            Event::Spawned(snapshot) => {
+            Event::Spawned => {
                 self.started = true;
                 self.stats.starts[self.reason as usize] += 1;
                 self.phase = Phase::Running;
                 self.sent = None;
-                let Some(approved) = self.approved.clone().filter(|_| self.gated()) else {
-                    self.base = snapshot;
-                    return vec![];
+                // Gated, the child runs on what was approved (the gate's
+                // look just before saw exactly those); else on what it saw.
+                self.base = match self.approved.clone().filter(|_| self.gated()) {
+                    Some(approved) => approved,
+                    None => std::mem::take(&mut self.next_base),
                 };
-                // Gated, the child runs on what was approved. Without
-                // --promote-to it reads the source itself: bytes that moved
-                // since the check (the look just before the exec says) are
-                // a change to check now, not at the next write.
-                self.base = approved;
-                if self.settings.promote || snapshot.is_empty() || snapshot == self.base {
-                    return vec![];
-                }
-                self.on_config(snapshot)
+                vec![]
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
@@ -452,18 +446,14 @@ impl Machine {
         actions
     }
 
-    /// Every (re)start: gated, through `on_candidate` first.
+    /// Every (re)start: a look at the config first (`on_candidate`).
     fn spawn(&mut self) -> Vec<Action> {
         self.phase = Phase::Starting;
-        if self.gated() {
-            vec![Action::Fingerprint]
-        } else {
-            vec![Action::Spawn]
-        }
+        vec![Action::Fingerprint]
     }
 
-    /// Start stopping the running child: `sig` then SIGCONT (a stopped
-    /// child could not act on `sig`), then the clock. The leftovers of a
+    /// Start stopping the running child: `sig`, then SIGCONT to whoever is
+    /// stopped (it could not act on `sig` otherwise), then the clock. The leftovers of a
     /// child that already exited are always addressed as a group.
     fn stop(&mut self, then: Then, sig: i32) -> Vec<Action> {
         let to = if then == Then::Policy {
@@ -485,7 +475,7 @@ impl Machine {
         actions.extend(self.cancel_reload());
         actions.push(Action::Signal(sig, to));
         if sig != libc::SIGCONT {
-            actions.push(Action::Signal(libc::SIGCONT, to));
+            actions.push(Action::ContinueStopped(to));
         }
         actions.push(Action::StopDeadline(Some(self.settings.stop_timeout)));
         actions
@@ -809,11 +799,26 @@ mod tests {
 
     use super::testkit::{settings, snap};
 
+    /// A new machine given the config as it is now: its first look, and
+    /// the actions that follow it.
+    fn start(s: Settings, now: Snapshot) -> (Machine, Vec<Action>) {
+        let (mut m, first) = Machine::new(s, None);
+        assert_eq!(first, [Action::Fingerprint]);
+        let then = m.handle(Event::Candidate(now));
+        (m, then)
+    }
+
+    /// The gate's look before a (re)start finds `now`: the child starts.
+    fn look_and_start(m: &mut Machine, now: Snapshot) {
+        assert_eq!(m.handle(Event::Candidate(now)), [Action::Spawn]);
+        assert_eq!(m.handle(Event::Spawned), []);
+    }
+
     /// A machine whose child runs with config `hash`.
     fn running(s: Settings, hash: Option<u64>) -> Machine {
-        let (mut m, first) = Machine::new(s, snap(hash), None);
+        let (mut m, first) = start(s, snap(hash));
         assert_eq!(first, [Action::Spawn]);
-        assert_eq!(m.handle(Event::Spawned(snap(hash))), []);
+        assert_eq!(m.handle(Event::Spawned), []);
         m
     }
 
@@ -832,7 +837,7 @@ mod tests {
             [
                 // Leftovers of an exited child: always the whole group.
                 Action::Signal(TERM, GROUP),
-                Action::Signal(CONT, GROUP),
+                Action::ContinueStopped(GROUP),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -879,7 +884,7 @@ mod tests {
             m.handle(Event::Signal(TERM)),
             [
                 Action::Signal(libc::SIGQUIT, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -909,7 +914,7 @@ mod tests {
             m.handle(Event::Signal(libc::SIGINT)),
             [
                 Action::Signal(libc::SIGINT, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -989,13 +994,14 @@ mod tests {
             reload_signal: Some(libc::SIGHUP),
             ..settings()
         };
-        let (mut m, first) = Machine::new(s, snap(Some(0)), None);
+        let (mut m, first) = start(s, snap(Some(0)));
         assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
         assert_eq!(
             m.handle(Event::Validated { token: 1, ok: true }),
-            [Action::Spawn]
+            [Action::Fingerprint]
         );
-        m.handle(Event::Spawned(snap(Some(0))));
+        let approved = m.approved.clone().unwrap();
+        look_and_start(&mut m, approved);
         m.handle(Event::ConfigSettled(snap(Some(3))));
         assert_eq!(
             m.handle(Event::Validated {
@@ -1042,7 +1048,7 @@ mod tests {
 
     #[test]
     fn spawn_failure_exits_with_its_code() {
-        let (mut m, _) = Machine::new(settings(), snap(Some(1)), None);
+        let (mut m, _) = start(settings(), snap(Some(1)));
         assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
     }
 
@@ -1059,7 +1065,7 @@ mod tests {
             [
                 Action::Acted,
                 Action::Signal(TERM, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1071,9 +1077,10 @@ mod tests {
         });
         assert_eq!(
             m.handle(Event::GroupGone),
-            [Action::StopDeadline(None), Action::Spawn]
+            [Action::StopDeadline(None), Action::Fingerprint]
         );
-        m.handle(Event::Spawned(snap(Some(3))));
+        // The start's look finds 3: the child runs on it.
+        look_and_start(&mut m, snap(Some(3)));
         assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
     }
 
@@ -1086,7 +1093,7 @@ mod tests {
             ran_for: SECS10,
         });
         m.handle(Event::GroupGone);
-        m.handle(Event::Spawned(snap(Some(2))));
+        m.handle(Event::Spawned);
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(4))))[1],
             Action::Signal(TERM, CHILD)
@@ -1149,7 +1156,7 @@ mod tests {
         });
         assert_eq!(
             m.handle(Event::GroupGone),
-            [Action::StopDeadline(None), Action::Spawn]
+            [Action::StopDeadline(None), Action::Fingerprint]
         );
     }
 
@@ -1194,7 +1201,7 @@ mod tests {
                 Action::Backoff(Duration::from_secs(1))
             ]
         );
-        assert_eq!(m.handle(Event::BackoffOver), [Action::Spawn]);
+        assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
         s.restart = Policy::Always;
         let mut m = running(s, Some(1));
         assert_eq!(
@@ -1213,7 +1220,7 @@ mod tests {
         for _ in 0..7 {
             delays.push(exit_and_drain(&mut m, 1, short)[1].clone());
             m.handle(Event::BackoffOver);
-            m.handle(Event::Spawned(snap(Some(1))));
+            m.handle(Event::Spawned);
         }
         let secs = |n| Action::Backoff(Duration::from_secs(n));
         assert_eq!(
@@ -1243,7 +1250,7 @@ mod tests {
                 Action::Backoff(_)
             ));
             m.handle(Event::BackoffOver);
-            m.handle(Event::Spawned(snap(Some(1))));
+            m.handle(Event::Spawned);
         }
         assert_eq!(
             exit_and_drain(&mut m, 4, SECS10),
@@ -1270,7 +1277,7 @@ mod tests {
         assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(2)))),
-            [Action::Acted, Action::Spawn]
+            [Action::Acted, Action::Fingerprint]
         );
         assert_eq!(
             m.handle(Event::BackoffOver),
@@ -1292,7 +1299,7 @@ mod tests {
 
     /// A validating machine whose child runs with config 1.
     fn running_validated(s: Settings) -> Machine {
-        let (mut m, first) = Machine::new(s, snap(Some(1)), None);
+        let (mut m, first) = start(s, snap(Some(1)));
         assert_eq!(
             first,
             [Action::Validate {
@@ -1303,15 +1310,16 @@ mod tests {
         );
         assert_eq!(
             m.handle(Event::Validated { token: 1, ok: true }),
-            [Action::Spawn]
+            [Action::Fingerprint]
         );
-        m.handle(Event::Spawned(snap(Some(1))));
+        let approved = m.approved.clone().unwrap();
+        look_and_start(&mut m, approved);
         m
     }
 
     #[test]
     fn startup_validation_failure_exits_78_and_starts_nothing() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
+        let (mut m, _) = start(validating(), snap(Some(1)));
         assert_eq!(
             m.handle(Event::Validated {
                 token: 1,
@@ -1323,7 +1331,7 @@ mod tests {
 
     #[test]
     fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
+        let (mut m, _) = start(validating(), snap(Some(1)));
         assert_eq!(
             m.handle(Event::Signal(TERM)),
             [Action::CancelValidation, Action::Exit(143)]
@@ -1350,7 +1358,7 @@ mod tests {
             m.handle(Event::Validated { token: 2, ok: true }),
             [
                 Action::Signal(TERM, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1431,7 +1439,7 @@ mod tests {
             [
                 Action::CancelValidation,
                 Action::Signal(TERM, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1470,7 +1478,7 @@ mod tests {
 
     #[test]
     fn a_change_during_the_startup_check_is_checked_instead() {
-        let (mut m, _) = Machine::new(validating(), snap(Some(1)), None);
+        let (mut m, _) = start(validating(), snap(Some(1)));
         assert_eq!(
             m.handle(Event::ConfigSettled(snap(Some(1)))),
             [],
@@ -1494,7 +1502,7 @@ mod tests {
         );
         assert_eq!(
             m.handle(Event::Validated { token: 2, ok: true }),
-            [Action::Spawn]
+            [Action::Fingerprint]
         );
     }
 
@@ -1511,7 +1519,7 @@ mod tests {
             m.handle(Event::Signal(TERM)),
             [
                 Action::Signal(TERM, GROUP),
-                Action::Signal(CONT, GROUP),
+                Action::ContinueStopped(GROUP),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1563,7 +1571,7 @@ mod tests {
             m.handle(Event::StopDeadline),
             [
                 Action::Signal(TERM, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1574,7 +1582,7 @@ mod tests {
                 m.handle(Event::Signal(second)),
                 [
                     Action::Signal(second, CHILD),
-                    Action::Signal(CONT, CHILD),
+                    Action::ContinueStopped(CHILD),
                     Action::StopDeadline(Some(SECS10))
                 ]
             );
@@ -1604,7 +1612,7 @@ mod tests {
             m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
             [
                 Action::Signal(TERM, CHILD),
-                Action::Signal(CONT, CHILD),
+                Action::ContinueStopped(CHILD),
                 Action::StopDeadline(Some(SECS10))
             ]
         );
@@ -1614,7 +1622,7 @@ mod tests {
         });
         assert_eq!(
             m.handle(Event::GroupGone),
-            [Action::StopDeadline(None), Action::Spawn]
+            [Action::StopDeadline(None), Action::Fingerprint]
         );
     }
 
@@ -1657,7 +1665,7 @@ mod tests {
         exit_and_drain(&mut m, 1, SECS10);
         assert_eq!(
             m.handle(Event::RestartRequested(snap(Some(1)))),
-            [Action::Spawn]
+            [Action::Fingerprint]
         );
     }
 
@@ -1729,7 +1737,7 @@ mod tests {
         ));
         assert_eq!(
             m.handle(Event::Validated { token: 4, ok: true }),
-            [Action::Spawn]
+            [Action::Fingerprint]
         );
     }
 
@@ -1768,7 +1776,7 @@ mod tests {
     }
 
     #[test]
-    fn a_child_started_after_the_bytes_moved_is_checked_at_once() {
+    fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
         let mut m = running_validated(validating());
         // Started on approved bytes 1 although the disk already had 9.
         m.handle(Event::ConfigSettled(snap(Some(2))));
@@ -1778,13 +1786,12 @@ mod tests {
             ran_for: SECS10,
         });
         m.handle(Event::GroupGone);
-        assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
-        // The look just before the exec saw 9: checked now, not at the next
-        // write (there may be none).
+        look_and_start(&mut m, snap(Some(2)));
+        // The child may have read 9 (written right after the look): the
+        // next look sees 9 as a change and checks it.
         assert!(matches!(
-            m.handle(Event::Spawned(snap(Some(9))))[..],
+            m.handle(Event::ConfigSettled(snap(Some(9))))[..],
             [Action::Acted, Action::Validate { .. }]
         ));
-        assert_eq!(m.handle(Event::ConfigSettled(snap(Some(9)))), []);
     }
 }

@@ -8,6 +8,7 @@
 //! inotify, files); the tests' `fake::Fake` is a scripted one on a virtual
 //! clock, so the real loop runs in unit tests in milliseconds.
 
+mod looks;
 mod os;
 
 #[cfg(test)]
@@ -33,6 +34,19 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     os::run(cfg, cwd)
 }
 
+/// What a look at the files is for (its answer says it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// A polling tick: may the files have changed? (`Wake::Polled`)
+    Poll,
+    /// The decisive look after the debounce (`Event::ConfigSettled`).
+    Settle,
+    /// Before a start (`Event::Candidate`).
+    Start,
+    /// The restart signal arrived (`Event::RestartRequested`).
+    Restart,
+}
+
 /// What woke the loop.
 #[derive(Debug)]
 pub enum Wake {
@@ -43,6 +57,15 @@ pub enum Wake {
     Signal(i32),
     /// The watcher saw something about a config.
     Notify,
+    /// A look asked for by `World::look` ended: the config's bytes.
+    Looked(Look, Snapshot),
+    /// A polling look ended: may the files have changed?
+    Polled(bool),
+    /// The staging asked for by `World::stage` ended.
+    Staged {
+        token: u64,
+        result: Result<Candidate, String>,
+    },
     /// The running check (started with this token) ended.
     Validated { token: u64, ok: bool },
     /// The running reload command or URL (this token) ended.
@@ -59,23 +82,24 @@ pub trait World {
     fn start_watch(&mut self) -> bool;
     /// The polling interval in force (None: no polling).
     fn poll_interval(&self) -> Option<Duration>;
-    /// A cheap look at the files: may they have changed?
-    fn poll(&mut self) -> bool;
-    /// Moves the watches where the files are now.
-    fn reconcile(&mut self);
-    /// The config's bytes as they are now.
-    fn snapshot(&mut self) -> Snapshot;
-    /// Starts the child: its pid and the config it starts with, or the
-    /// exit code for a command that cannot start.
-    fn spawn(&mut self) -> Result<(i32, Snapshot), i32>;
+    /// Starts a look at the files, off the loop (stat and hash work never
+    /// delays a signal); its answer is `Wake::Looked`, or `Wake::Polled`.
+    /// Looks run one at a time, in the order asked.
+    fn look(&mut self, look: Look);
+    /// Starts the child: its pid, or the exit code for a command that
+    /// cannot start.
+    fn spawn(&mut self) -> Result<i32, i32>;
     /// Does `pid` catch `sig`? None when that cannot be known.
     fn catches(&self, pid: i32, sig: i32) -> Option<bool>;
     fn signal(&mut self, pid: i32, sig: i32);
     fn signal_group(&mut self, pgid: i32, sig: i32);
+    /// Is the process (or a member of the group) `pid` stopped?
+    fn stopped(&self, pid: i32, group: bool) -> bool;
     /// Reaps exited orphans, then: is anyone left in group `pgid`?
     fn group_alive(&mut self, pgid: i32) -> bool;
-    /// `--promote-to`: copies the sources into a new hidden generation.
-    fn stage(&mut self) -> Result<Candidate, String>;
+    /// `--promote-to`: copies the sources into a new hidden generation, off
+    /// the loop; the answer is `Wake::Staged` with `token`.
+    fn stage(&mut self, token: u64);
     /// `--promote-to`: makes `generation` the last good one, then shown.
     fn commit(&mut self, generation: &str) -> Result<(), String>;
     /// `--promote-to`: removes a candidate (showing the last good again).
@@ -151,12 +175,7 @@ pub async fn drive<W: World>(
     settings: Settings,
     last_good: Option<Snapshot>,
 ) -> i32 {
-    let initial = if settings.validate || settings.promote {
-        world.snapshot()
-    } else {
-        Snapshot::new()
-    };
-    let (machine, first) = Machine::new(settings, initial, last_good);
+    let (machine, first) = Machine::new(settings, last_good);
     let timers =
         Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
     let mut l = Loop {
@@ -197,13 +216,28 @@ pub async fn drive<W: World>(
                 let event = l.child_exited(status);
                 actions.extend(l.machine.handle(event));
             }
-            Wake::Signal(sig) => {
-                let event = if Some(sig) == l.cfg.restart_signal {
-                    Event::RestartRequested(l.world.snapshot())
-                } else {
-                    Event::Signal(sig)
+            // The restart signal: the machine decides once it has a look.
+            Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => {
+                l.world.look(Look::Restart);
+            }
+            Wake::Signal(sig) => actions.extend(l.machine.handle(Event::Signal(sig))),
+            Wake::Looked(look, now) => {
+                let event = match look {
+                    Look::Settle => Event::ConfigSettled(now),
+                    Look::Start => Event::Candidate(now),
+                    Look::Restart => Event::RestartRequested(now),
+                    Look::Poll => continue,
                 };
                 actions.extend(l.machine.handle(event));
+            }
+            Wake::Polled(moved) => {
+                if moved && !l.timers.settling() {
+                    let now = l.world.now();
+                    l.timers.changed(now);
+                }
+            }
+            Wake::Staged { token, result } => {
+                actions.extend(l.machine.handle(Event::Staged { token, result }));
             }
             // Take the whole burst as one: a ConfigMap swap is five events.
             Wake::Notify => {
@@ -271,15 +305,18 @@ impl<W: World> Loop<'_, W> {
                     self.group = None;
                 }
                 match self.world.spawn() {
-                    Ok((pid, snapshot)) => {
+                    Ok(pid) => {
                         self.group = Some(pid);
                         self.child = Some((pid, self.world.now()));
-                        Some(Event::Spawned(snapshot))
+                        Some(Event::Spawned)
                     }
                     Err(code) => Some(Event::SpawnFailed(code)),
                 }
             }
-            Action::Fingerprint => Some(Event::Candidate(self.world.snapshot())),
+            Action::Fingerprint => {
+                self.world.look(Look::Start);
+                None
+            }
             Action::Signal(sig, to) => self.signal(sig, to),
             Action::Reload(sig, to) => {
                 let (pid, _) = self.child?;
@@ -290,6 +327,17 @@ impl<W: World> Loop<'_, W> {
                 self.signal(sig, to);
                 Some(Event::ReloadSent)
             }
+            Action::ContinueStopped(to) => {
+                let stopped = match (to, self.child, self.group) {
+                    (Target::Child, Some((pid, _)), _) => self.world.stopped(pid, false),
+                    (Target::Group, _, Some(pgid)) => self.world.stopped(pgid, true),
+                    _ => false,
+                };
+                if stopped {
+                    self.signal(libc::SIGCONT, to);
+                }
+                None
+            }
             Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
             Action::StopDeadline(after) => {
                 self.timers.stop_in(self.world.now(), after);
@@ -299,10 +347,10 @@ impl<W: World> Loop<'_, W> {
                 self.timers.backoff_in(self.world.now(), delay);
                 None
             }
-            Action::Stage { token } => Some(Event::Staged {
-                token,
-                result: self.world.stage(),
-            }),
+            Action::Stage { token } => {
+                self.world.stage(token);
+                None
+            }
             Action::Commit { token, generation } => Some(Event::Committed {
                 token,
                 result: self.world.commit(&generation),
@@ -387,18 +435,9 @@ impl<W: World> Loop<'_, W> {
             match due {
                 Due::Stop => events.push(Event::StopDeadline),
                 Due::Backoff => events.push(Event::BackoffOver),
-                Due::Poll => {
-                    if self.world.poll() && !self.timers.settling() {
-                        self.timers.changed(now);
-                    }
-                }
+                Due::Poll => self.world.look(Look::Poll),
                 Due::Retry(token) => events.push(Event::RetryDue { token }),
-                Due::Settle => {
-                    // The watches may need to move (a directory appeared or
-                    // was replaced) before the decisive look.
-                    self.world.reconcile();
-                    events.push(Event::ConfigSettled(self.world.snapshot()));
-                }
+                Due::Settle => self.world.look(Look::Settle),
             }
         }
         events

@@ -327,6 +327,39 @@ fn a_stopped_child_still_stops_gracefully() {
 }
 
 #[test]
+fn a_running_child_sees_exactly_the_signals_it_was_sent() {
+    // dumb-init's own test: each signal sent is the next one the child
+    // reads. SIGCONT goes only to a stopped child (the test above).
+    for to in ["child", "group"] {
+        for mode in both_modes("a_running_child_sees_exactly_the_signals_it_was_sent") {
+            let s = Scratch::new("no-cont");
+            let out = s.path("got");
+            let script = format!(
+                "trap 'echo INT >> {o}' INT; trap 'echo CONT >> {o}' CONT; trap 'echo TERM >> {o}; exit 0' TERM; \
+                 echo ready >> {o}; while :; do sleep 0.05 & wait $!; done",
+                o = out.display()
+            );
+            let signal_to = format!("--signal-to={to}");
+            let mut m = run(
+                mode,
+                &[NO_CONFIG, &signal_to, "--", "/bin/sh", "-c", &script],
+            );
+            assert!(s.wait_contains("got", "ready"), "{}", m.log());
+            // SIGINT stops the child with SIGINT; it only notes it.
+            m.signal(libc::SIGINT);
+            assert!(s.wait_contains("got", "INT"), "{}", m.log());
+            m.signal(libc::SIGTERM);
+            assert_eq!(m.exit_code(), 0, "{to} {mode:?}\n{}", m.log());
+            assert_eq!(
+                s.lines("got"),
+                ["ready", "INT", "TERM"],
+                "{to} {mode:?}: a signal nobody sent"
+            );
+        }
+    }
+}
+
+#[test]
 fn too_few_file_descriptors_leave_no_process_behind() {
     for limit in 5..=11u64 {
         let s = Scratch::new("nofile");

@@ -62,11 +62,15 @@ impl Machine {
         if self.phase != Phase::Starting {
             return vec![];
         }
+        if !self.gated() {
+            self.next_base = now;
+            return vec![Action::Spawn];
+        }
         if self.is_approved(&now) {
             return vec![Action::Spawn];
         }
         if self.rejected.as_ref() == Some(&now) {
-            return self.no_start();
+            return self.no_start("The config source holds bytes --validate rejected");
         }
         let before = self.approved.clone().unwrap_or_default();
         for c in fingerprint::changes(&before, &now) {
@@ -182,7 +186,7 @@ impl Machine {
                 debug!("The staged config is the one the child has");
                 actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
             } else if self.phase == Phase::Checking {
-                actions.extend(self.no_start());
+                actions.extend(self.no_start("The config source holds bytes --validate rejected"));
             }
             return actions;
         }
@@ -237,10 +241,8 @@ impl Machine {
                 .into_iter()
                 .collect();
             actions.extend(match self.phase {
-                Phase::Checking => {
-                    error!("Config validation failed");
-                    self.no_start()
-                }
+                Phase::Checking if self.started => self.no_start("Config validation failed"),
+                Phase::Checking => self.no_start("Config validation failed at startup"),
                 Phase::Backoff { .. } => {
                     error!("Config validation failed; the child will not be restarted on it");
                     vec![]
@@ -300,10 +302,14 @@ impl Machine {
             self.reason = Reason::Signal;
         }
         match self.phase {
-            Phase::Checking => {
+            // The promoted directory holds exactly these bytes.
+            Phase::Checking if self.settings.promote => {
                 self.phase = Phase::Starting;
                 vec![Action::Spawn]
             }
+            // The child reads the source itself, which may have moved during
+            // the check: one more look, and the gate decides again.
+            Phase::Checking => self.spawn(),
             Phase::Running if p.restart => self.restart(),
             Phase::Running | Phase::Backoff { .. } => self.apply(p.snapshot),
             _ => vec![],
@@ -357,21 +363,21 @@ impl Machine {
         self.on_reload_retry_due(token)
     }
 
-    /// No child may start on the bytes on disk (rejected, or unusable).
-    /// With `--promote-to` and a good generation, the child starts on that;
-    /// before any child ran, the manager exits 78; otherwise it waits.
-    pub(super) fn no_start(&mut self) -> Vec<Action> {
+    /// No child may start on the bytes on disk (rejected, or unusable):
+    /// `what` says why. With `--promote-to` and a good generation, the child
+    /// starts on that; before any child ran, the manager exits 78; otherwise
+    /// it waits for a fix.
+    pub(super) fn no_start(&mut self, what: &str) -> Vec<Action> {
         if self.settings.promote && self.approved.is_some() {
-            error!(
-                "Not using the config source; starting the child on the last good config promoted earlier"
-            );
+            error!("{what}; starting the child on the last good config promoted earlier");
             self.phase = Phase::Starting;
             return vec![Action::Spawn];
         }
         if !self.started {
-            error!("The config was rejected at startup; not starting the child");
+            error!("{what}; not starting the child");
             return self.done(EX_CONFIG);
         }
+        error!("{what}");
         self.hold()
     }
 

@@ -289,7 +289,7 @@ impl World {
                 });
                 self.started = true;
                 self.killed = false;
-                Ok(Some(Event::Spawned(snap(self.disk))))
+                Ok(Some(Event::Spawned))
             }
             Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.disk)))),
             Action::Stage { token } => {
@@ -365,6 +365,7 @@ impl World {
                 }
                 None => Ok(None),
             },
+            Action::ContinueStopped(_) => Ok(None),
             Action::KillGroup => {
                 self.killed = true;
                 self.kill_child(Status::Signaled(libc::SIGKILL));
@@ -566,7 +567,7 @@ impl World {
                 }
                 self.good = good.clone();
                 self.shown = good;
-                let (fresh, first) = Machine::new(settings, snap(disk), self.last_good());
+                let (fresh, first) = Machine::new(settings, self.last_good());
                 *m = fresh;
                 for a in first {
                     if let Some(answer) = self.perform(a)? {
@@ -655,7 +656,7 @@ impl World {
 fn run(settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut w = World::new(settings.clone());
     w.in_place = in_place;
-    let (mut m, first) = Machine::new(settings, snap(0), None);
+    let (mut m, first) = Machine::new(settings, None);
     for a in first {
         if let Some(answer) = w.perform(a)? {
             w.feed(&mut m, answer)?;

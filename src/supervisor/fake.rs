@@ -85,6 +85,8 @@ struct Fake {
     check: Option<(Instant, bool, u64)>,
     reload_results: VecDeque<bool>,
     reload: Option<(Instant, bool, u64)>,
+    /// Answers owed at once (looks and stagings take no virtual time).
+    ready: VecDeque<Wake>,
     /// `--promote-to`: the directory's generations (name -> version), the
     /// one shown to the child and the one recorded good; a full disk.
     gens: BTreeMap<String, u64>,
@@ -121,6 +123,7 @@ impl Fake {
             check: None,
             reload_results: VecDeque::new(),
             reload: None,
+            ready: VecDeque::new(),
             gens: BTreeMap::new(),
             shown: None,
             good: None,
@@ -197,19 +200,19 @@ impl World for Fake {
         self.poll
     }
 
-    fn poll(&mut self) -> bool {
-        let changed = self.polled != self.version;
-        self.polled = self.version;
-        changed
+    fn look(&mut self, look: Look) {
+        let wake = match look {
+            Look::Poll => {
+                let changed = self.polled != self.version;
+                self.polled = self.version;
+                Wake::Polled(changed)
+            }
+            _ => Wake::Looked(look, snap(self.version)),
+        };
+        self.ready.push_back(wake);
     }
 
-    fn reconcile(&mut self) {}
-
-    fn snapshot(&mut self) -> Snapshot {
-        snap(self.version)
-    }
-
-    fn spawn(&mut self) -> Result<(i32, Snapshot), i32> {
+    fn spawn(&mut self) -> Result<i32, i32> {
         assert!(self.child.is_none(), "a second child");
         // With --promote-to the child reads what its directory shows.
         let version = match &self.shown {
@@ -231,7 +234,7 @@ impl World for Fake {
         if let Some(v) = self.write_after_spawn.take() {
             self.version = v;
         }
-        Ok((self.next_pid, snap(version)))
+        Ok(self.next_pid)
     }
 
     fn catches(&self, _pid: i32, _sig: i32) -> Option<bool> {
@@ -251,23 +254,29 @@ impl World for Fake {
         self.hit(pgid, sig);
     }
 
+    fn stopped(&self, _pid: i32, _group: bool) -> bool {
+        false
+    }
+
     fn group_alive(&mut self, pgid: i32) -> bool {
         self.child.as_ref().is_some_and(|c| c.pid == pgid)
             || self.leftovers_until.is_some_and(|t| self.now < t)
     }
 
-    fn stage(&mut self) -> Result<Candidate, String> {
-        if self.disk_fails {
+    fn stage(&mut self, token: u64) {
+        let result = if self.disk_fails {
             self.record(Did::DiskFull);
-            return Err("No space left on device".into());
-        }
-        let generation = format!("..g{}", self.gens.len() + self.did.len());
-        self.gens.insert(generation.clone(), self.version);
-        self.record(Did::Stage(self.version));
-        Ok(Candidate {
-            generation,
-            snapshot: snap(self.version),
-        })
+            Err("No space left on device".into())
+        } else {
+            let generation = format!("..g{}", self.gens.len() + self.did.len());
+            self.gens.insert(generation.clone(), self.version);
+            self.record(Did::Stage(self.version));
+            Ok(Candidate {
+                generation,
+                snapshot: snap(self.version),
+            })
+        };
+        self.ready.push_back(Wake::Staged { token, result });
     }
 
     fn commit(&mut self, generation: &str) -> Result<(), String> {
@@ -340,6 +349,9 @@ impl World for Fake {
 
     fn wait(&mut self, deadline: Option<Instant>) -> impl Future<Output = Wake> {
         let wake = loop {
+            if let Some(wake) = self.ready.pop_front() {
+                break wake;
+            }
             if let Some(status) = self.died.take() {
                 break Wake::Child(status);
             }

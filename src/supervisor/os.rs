@@ -1,7 +1,8 @@
 //! The real world: processes (async-process), the signalfd, the watcher
 //! (notify + polling), checks and reloads, `--promote-to`, `--metrics`.
 
-use super::{LoopConfig, Wake, World};
+use super::looks::Looks;
+use super::{Look, LoopConfig, Wake, World};
 use crate::child::{self, Child};
 use crate::cli::Config;
 use crate::http;
@@ -11,11 +12,12 @@ use crate::reaper;
 use crate::signals;
 use crate::state::{Candidate, Settings, Stats, Status};
 use crate::validate;
-use crate::watch::{Watch, fingerprint};
+use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
 use nix::libc;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -152,7 +154,8 @@ async fn supervise(
     let mut os = Os {
         cfg,
         cwd,
-        watch,
+        looks: Looks::new(watch),
+        staging: VecDeque::new(),
         child: None,
         promoter,
         take_tty,
@@ -160,8 +163,6 @@ async fn supervise(
         reload: None,
         metrics,
         intake,
-        notify: None,
-        noted: false,
         me: std::process::id() as i32,
     };
     super::drive(&mut os, loop_cfg, settings, last_good).await
@@ -171,7 +172,10 @@ async fn supervise(
 struct Os {
     cfg: Config,
     cwd: Option<PathBuf>,
-    watch: Watch,
+    /// The watch, and the looks at the files it takes off the loop.
+    looks: Looks,
+    /// Stagings running off the loop (`--promote-to`), oldest first.
+    staging: VecDeque<(u64, smol::Task<Result<crate::promote::Staged, String>>)>,
     child: Option<Child>,
     /// The child takes the terminal's foreground (we had it at start).
     take_tty: bool,
@@ -184,11 +188,6 @@ struct Os {
     /// `--metrics`: what the server shows.
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
-    /// Notify's events, once the watcher runs.
-    notify: Option<async_channel::Receiver<crate::watch::NotifyEvent>>,
-    /// Events taken early (by a look at the files): the loop still hears of
-    /// them, so their change is settled and decided on.
-    noted: bool,
     me: i32,
 }
 
@@ -203,27 +202,15 @@ impl Os {
     fn sweep(&self) {
         reaper::sweep(|pid| self.owns(pid));
     }
-
-    /// Passes the events already queued to the watch (which files the next
-    /// look must read); true if there were any.
-    fn take_events(&mut self) -> bool {
-        let Some(rx) = &self.notify else {
-            return false;
-        };
-        let mut any = false;
-        while let Ok(event) = rx.try_recv() {
-            self.watch.note(&event);
-            any = true;
-        }
-        any
-    }
 }
 
 /// What the select! saw, before it becomes a `Wake`.
 enum Seen {
     Child(std::io::Result<std::process::ExitStatus>),
     Signal(std::io::Result<signals::Caught>),
-    Notify(crate::watch::NotifyEvent),
+    Notify(NotifyEvent),
+    Looked(Look, Watch, super::looks::Found),
+    Staged(Result<crate::promote::Staged, String>),
     Validated(bool),
     Reloaded(bool),
     Timer,
@@ -235,43 +222,22 @@ impl World for Os {
     }
 
     fn start_watch(&mut self) -> bool {
-        self.notify = Some(self.watch.start(self.cfg.poll_only));
-        self.watch.is_active()
+        self.looks.start(self.cfg.poll_only)
     }
 
     fn poll_interval(&self) -> Option<Duration> {
-        self.watch.poll_interval()
+        self.looks.poll_interval()
     }
 
-    fn poll(&mut self) -> bool {
-        self.watch.poll()
+    fn look(&mut self, look: Look) {
+        self.looks.ask(look);
     }
 
-    fn reconcile(&mut self) {
-        self.take_events();
-        self.watch.refresh();
-    }
-
-    fn snapshot(&mut self) -> fingerprint::Snapshot {
-        // Events in the queue name files this look must read.
-        self.noted |= self.take_events();
-        self.watch.snapshot()
-    }
-
-    fn spawn(&mut self) -> Result<(i32, fingerprint::Snapshot), i32> {
-        // The bytes this child starts with: fingerprinted before the exec,
-        // so a change after this point is seen as a change. With
-        // --promote-to the child reads the promoted directory, whose bytes
-        // the machine knows.
-        let snapshot = if self.promoter.is_some() {
-            Default::default()
-        } else {
-            self.watch.snapshot()
-        };
+    fn spawn(&mut self) -> Result<i32, i32> {
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
         let pid = c.pid;
         self.child = Some(c);
-        Ok((pid, snapshot))
+        Ok(pid)
     }
 
     fn catches(&self, pid: i32, sig: i32) -> Option<bool> {
@@ -286,17 +252,23 @@ impl World for Os {
         child::signal_group(pgid, sig);
     }
 
+    fn stopped(&self, pid: i32, group: bool) -> bool {
+        child::any_stopped(pid, group)
+    }
+
     fn group_alive(&mut self, pgid: i32) -> bool {
         self.sweep();
         child::group_alive(pgid)
     }
 
-    fn stage(&mut self) -> Result<Candidate, String> {
-        let p = self.promoter.as_mut().ok_or("no --promote-to")?;
-        p.stage().map(|s| Candidate {
-            generation: s.generation,
-            snapshot: s.snapshot,
-        })
+    fn stage(&mut self, token: u64) {
+        // Copying a big config takes what it takes: off the loop.
+        let promoter = self.promoter.clone();
+        let task = smol::unblock(move || match promoter {
+            Some(p) => p.stage(),
+            None => Err("no --promote-to".into()),
+        });
+        self.staging.push_back((token, task));
     }
 
     fn commit(&mut self, generation: &str) -> Result<(), String> {
@@ -417,8 +389,8 @@ impl World for Os {
     }
 
     async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
-        if std::mem::take(&mut self.noted) {
-            return Wake::Notify;
+        if let Some(wake) = self.looks.ready() {
+            return wake;
         }
         loop {
             let seen = {
@@ -444,9 +416,9 @@ impl World for Os {
                         None => futures::future::pending().await,
                     }
                 };
-                let notify = self.notify.as_ref();
+                let notify = self.looks.events();
                 let notified = async {
-                    match notify {
+                    match &notify {
                         // Only events about a config get here (the watcher's
                         // thread drops the rest).
                         Some(rx) => match rx.recv().await {
@@ -457,11 +429,24 @@ impl World for Os {
                         None => futures::future::pending().await,
                     }
                 };
+                let looks = &mut self.looks;
+                let looked = async {
+                    let (look, watch, found) = looks.answer().await;
+                    Seen::Looked(look, watch, found)
+                };
+                let staged = async {
+                    match self.staging.front_mut() {
+                        Some((_, task)) => Seen::Staged(task.await),
+                        None => futures::future::pending().await,
+                    }
+                };
                 let intake = &self.intake;
                 select! {
                     st = status.fuse() => Seen::Child(st),
                     caught = intake.next().fuse() => Seen::Signal(caught),
                     event = notified.fuse() => Seen::Notify(event),
+                    seen = looked.fuse() => seen,
+                    seen = staged.fuse() => seen,
                     ok = checked.fuse() => Seen::Validated(ok),
                     ok = reloaded.fuse() => Seen::Reloaded(ok),
                     _ = FutureExt::fuse(timer) => Seen::Timer,
@@ -495,9 +480,21 @@ impl World for Os {
                 Seen::Notify(event) => {
                     // The whole burst counts as one (a ConfigMap swap is five
                     // events); each names what the next look must read.
-                    self.watch.note(&event);
-                    self.take_events();
+                    self.looks.note(event);
                     return Wake::Notify;
+                }
+                Seen::Looked(look, watch, found) => {
+                    return self.looks.returned(look, watch, found);
+                }
+                Seen::Staged(result) => {
+                    let token = self.staging.pop_front().map_or(0, |(t, _)| t);
+                    return Wake::Staged {
+                        token,
+                        result: result.map(|s| Candidate {
+                            generation: s.generation,
+                            snapshot: s.snapshot,
+                        }),
+                    };
                 }
                 Seen::Validated(ok) => {
                     let token = self.check.take().map_or(0, |(t, _)| t);

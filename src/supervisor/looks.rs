@@ -1,0 +1,183 @@
+//! Looks at the files, off the loop. Walking a directory, stat-ing many
+//! files or hashing a big one takes as long as the files say; the loop
+//! forwards signals meanwhile. The watch (its stat cache, its inotify
+//! handle) goes to a blocking thread with each look and comes back with the
+//! answer; notify events that arrive while it is away wait for it. Looks run
+//! one at a time, in the order asked, so every answer reflects the events
+//! noted before it.
+
+use super::{Look, Wake};
+use crate::watch::fingerprint::Snapshot;
+use crate::watch::{NotifyEvent, Watch};
+use async_channel::Receiver;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// What a look found.
+pub enum Found {
+    /// A polling tick: may the files have changed?
+    Moved(bool),
+    Bytes(Snapshot),
+}
+
+pub struct Looks {
+    /// The watch, when no look has it.
+    home: Option<Watch>,
+    /// The running look.
+    away: Option<(Look, smol::Task<(Watch, Found)>)>,
+    /// Looks asked for and not started yet (each kind once).
+    queue: VecDeque<Look>,
+    /// Events that arrived while the watch was away.
+    held: Vec<NotifyEvent>,
+    /// `start` was asked while the watch was away: done when it is back.
+    start: Option<bool>,
+    poll_every: Option<Duration>,
+    active: bool,
+    notify: Option<Receiver<NotifyEvent>>,
+    /// Answers known without looking (nothing is watched), and the wake-up
+    /// owed for events a look took early.
+    ready: VecDeque<Wake>,
+}
+
+impl Looks {
+    pub fn new(watch: Watch) -> Looks {
+        Looks {
+            active: watch.is_active(),
+            poll_every: None,
+            home: Some(watch),
+            away: None,
+            queue: VecDeque::new(),
+            held: vec![],
+            start: None,
+            notify: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Starts the watcher (now, or when the watch is back); true when
+    /// anything is watched.
+    pub fn start(&mut self, poll_only: bool) -> bool {
+        match self.home.as_mut() {
+            Some(w) => {
+                self.notify = Some(w.start(poll_only));
+                self.poll_every = w.poll_interval();
+            }
+            None => self.start = Some(poll_only),
+        }
+        self.active
+    }
+
+    pub fn poll_interval(&self) -> Option<Duration> {
+        self.poll_every
+    }
+
+    /// Notify's events, for the loop's select (a clone: it is shared).
+    pub fn events(&self) -> Option<Receiver<NotifyEvent>> {
+        self.notify.clone()
+    }
+
+    /// An event from the watcher: which files the next look must read.
+    pub fn note(&mut self, event: NotifyEvent) {
+        match self.home.as_mut() {
+            Some(w) => w.note(&event),
+            None => self.held.push(event),
+        }
+    }
+
+    /// Asks for a look; its answer comes from `answer` (or at once from
+    /// `ready` when nothing is watched).
+    pub fn ask(&mut self, look: Look) {
+        if !self.active {
+            self.ready.push_back(match look {
+                Look::Poll => Wake::Polled(false),
+                _ => Wake::Looked(look, Snapshot::new()),
+            });
+            return;
+        }
+        if !self.queue.contains(&look) {
+            self.queue.push_back(look);
+        }
+        self.go();
+    }
+
+    /// A wake-up owed without waiting.
+    pub fn ready(&mut self) -> Option<Wake> {
+        self.ready.pop_front()
+    }
+
+    /// The running look's answer (pending while there is none).
+    pub async fn answer(&mut self) -> (Look, Watch, Found) {
+        match self.away.as_mut() {
+            Some((look, task)) => {
+                let look = *look;
+                let (watch, found) = task.await;
+                (look, watch, found)
+            }
+            None => futures::future::pending().await,
+        }
+    }
+
+    /// The watch is back with `found`: what the loop hears of it.
+    pub fn returned(&mut self, look: Look, mut watch: Watch, found: Found) -> Wake {
+        self.away = None;
+        for event in self.held.drain(..) {
+            watch.note(&event);
+        }
+        if let Some(poll_only) = self.start.take() {
+            self.notify = Some(watch.start(poll_only));
+        }
+        self.poll_every = watch.poll_interval();
+        self.home = Some(watch);
+        self.go();
+        match found {
+            Found::Moved(moved) => Wake::Polled(moved),
+            Found::Bytes(now) => Wake::Looked(look, now),
+        }
+    }
+
+    /// Sends the watch on the next look, if it is home.
+    fn go(&mut self) {
+        if self.away.is_some() || self.queue.is_empty() {
+            return;
+        }
+        let Some(mut watch) = self.home.take() else {
+            return;
+        };
+        let Some(look) = self.queue.pop_front() else {
+            self.home = Some(watch);
+            return;
+        };
+        // Events already queued name files this look must read. A look
+        // before a decision takes them early: the loop still hears of them
+        // (a change seen by a start's look is settled and decided on too).
+        if look != Look::Poll && self.take_events(&mut watch) && look != Look::Settle {
+            self.ready.push_back(Wake::Notify);
+        }
+        let task = smol::unblock(move || {
+            let found = match look {
+                Look::Poll => Found::Moved(watch.poll()),
+                Look::Settle => {
+                    // The watches may need to move (a directory appeared or
+                    // was replaced) before the decisive look.
+                    watch.refresh();
+                    Found::Bytes(watch.snapshot())
+                }
+                Look::Start | Look::Restart => Found::Bytes(watch.snapshot()),
+            };
+            (watch, found)
+        });
+        self.away = Some((look, task));
+    }
+
+    fn take_events(&self, watch: &mut Watch) -> bool {
+        let Some(rx) = &self.notify else {
+            return false;
+        };
+        let mut any = false;
+        while let Ok(event) = rx.try_recv() {
+            watch.note(&event);
+            any = true;
+        }
+        any
+    }
+}

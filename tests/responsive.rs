@@ -1,0 +1,89 @@
+//! The loop that forwards signals never waits behind config work: looks at
+//! the files (walks, stats, hashes) run off it. Bounds here are generous
+//! (a loaded 2-core machine); bench/signal_load.py measures the figures.
+// These tests drive Linux itself (signals, /proc).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+use nix::libc;
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Sends SIGUSR1 to the manager `n` times, one at a time, and returns the
+/// longest wait until the child noted it (a line in `got`).
+fn worst_forwarding(m: &Manager, s: &Scratch, n: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for i in 1..=n {
+        let sent = Instant::now();
+        m.signal(libc::SIGUSR1);
+        assert!(
+            wait_for(LONG, || s.lines("got").len() > i),
+            "signal {i} never arrived\n{}",
+            m.log()
+        );
+        worst = worst.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worst
+}
+
+#[test]
+fn signals_are_forwarded_while_a_huge_file_is_hashed_again_and_again() {
+    let s = Scratch::new("responsive");
+    let dir = s.path("conf");
+    fs::create_dir_all(&dir).unwrap();
+    // Sparse: costs no disk, but every look reads (and hashes) all of it.
+    let big = dir.join("big.conf");
+    fs::File::create(&big).unwrap().set_len(2 << 30).unwrap();
+    let child = format!(
+        "trap 'echo usr1 >> {got}' USR1; trap 'echo hup >> {hups}' HUP; trap 'exit 0' TERM; \
+         echo ready >> {got}; while :; do sleep 0.05 & wait $!; done",
+        got = s.path("got").display(),
+        hups = s.path("hups").display()
+    );
+    let m = Manager::plain(&[
+        "--config",
+        dir.to_str().unwrap(),
+        "--debounce=20ms",
+        "--poll-interval=0",
+        "--reload-signal=HUP",
+        "--",
+        "/bin/sh",
+        "-c",
+        &child,
+    ]);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    // Rewrite one byte of it, over and over: each change is a full re-hash.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, big) = (Arc::clone(&stop), big.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                if let Ok(mut f) = fs::OpenOptions::new().write(true).open(&big) {
+                    let _ = f.seek(SeekFrom::Start(0)).and_then(|_| f.write_all(&[n]));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let worst = worst_forwarding(&m, &s, 60);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        m.log().matches("File change detected").count() >= 2,
+        "the file was never looked at again: the test would prove nothing\n{}",
+        m.log()
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "a forwarded signal waited {worst:?} behind config work"
+    );
+}
