@@ -792,7 +792,6 @@ mod tests {
     use std::path::PathBuf;
 
     const TERM: i32 = libc::SIGTERM;
-    const CONT: i32 = libc::SIGCONT;
     const CHILD: Target = Target::Child;
     const GROUP: Target = Target::Group;
     const SECS10: Duration = Duration::from_secs(10);
