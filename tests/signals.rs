@@ -334,11 +334,11 @@ fn a_running_child_sees_exactly_the_signals_it_was_sent() {
         for mode in both_modes("a_running_child_sees_exactly_the_signals_it_was_sent") {
             let s = Scratch::new("no-cont");
             let out = s.path("got");
-            let script = format!(
-                "trap 'echo INT >> {o}' INT; trap 'echo CONT >> {o}' CONT; trap 'echo TERM >> {o}; exit 0' TERM; \
-                 echo ready >> {o}; while :; do sleep 0.05 & wait $!; done",
-                o = out.display()
-            );
+            let script = TrapChild::new(&out)
+                .record(&["INT", "CONT", "TERM"])
+                .on_term("exit 0")
+                .ready("ready")
+                .script();
             let signal_to = format!("--signal-to={to}");
             let mut m = run(
                 mode,
