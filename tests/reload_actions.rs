@@ -290,27 +290,29 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A recorder child under a manager serving metrics on a free port, that
+/// rejects a config holding "bad" and reloads the child by HUP.
+fn with_metrics(s: &Scratch, conf: &Path, extra: &[&str]) -> (Manager, u16) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let check = format!("sh -c '! grep -q bad {}'", conf.display());
+    let mut args = vec![
+        "--metrics",
+        &addr,
+        "--validate",
+        &check,
+        "--reload-signal",
+        "HUP",
+    ];
+    args.extend_from_slice(extra);
+    (manager(s, conf, &args), port)
+}
+
 #[test]
 fn metrics_move_and_survive_a_silent_client() {
     let s = Scratch::new("metrics");
     let conf = s.path("app.conf");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let check = format!("sh -c '! grep -q bad {}'", conf.display());
-    let m = manager(
-        &s,
-        &conf,
-        &[
-            "--metrics",
-            &addr,
-            "--validate",
-            &check,
-            "--reload-signal",
-            "HUP",
-            "--restart-signal",
-            "USR2",
-        ],
-    );
+    let (m, port) = with_metrics(&s, &conf, &["--restart-signal", "USR2"]);
     let (status, body) = get(port, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(value(&body, "flush_manager_child_up "), 1.0);
@@ -373,21 +375,7 @@ fn metrics_pass_promtool_check_metrics() {
     }
     let s = Scratch::new("promtool");
     let conf = s.path("app.conf");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let check = format!("sh -c '! grep -q bad {}'", conf.display());
-    let m = manager(
-        &s,
-        &conf,
-        &[
-            "--metrics",
-            &addr,
-            "--validate",
-            &check,
-            "--reload-signal",
-            "HUP",
-        ],
-    );
+    let (m, port) = with_metrics(&s, &conf, &[]);
     let promtool = |body: &str| {
         let (ok, out) = Command::new("promtool")
             .args(["check", "metrics"])

@@ -300,17 +300,7 @@ fn a_stopped_child_still_stops_gracefully() {
             .on_term("exit 0")
             .ready("$$")
             .script();
-        let mut m = run(
-            mode,
-            &[
-                NO_CONFIG,
-                "--stop-timeout=20s",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        );
+        let mut m = run(mode, &sh_args(&[NO_CONFIG, "--stop-timeout=20s"], &script));
         assert!(s.wait_contains("pid", "\n"));
         let child = m.child_pid();
         // SAFETY: kill(2) on the test's own grandchild.
@@ -418,18 +408,8 @@ fn a_reload_signal_before_the_childs_handler_restarts_instead_of_killing() {
             .ready("armed")
             .script();
         let conf_arg = format!("--config={}", conf.display());
-        let mut m = run(
-            mode,
-            &[
-                &conf_arg,
-                "--reload-signal=HUP",
-                "--debounce=0",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        );
+        let flags = [conf_arg.as_str(), "--reload-signal=HUP", "--debounce=0"];
+        let mut m = run(mode, &sh_args(&flags, &script));
         assert!(s.wait_contains("starts", "start"));
         assert!(m.wait_log("Watching directory"));
         std::fs::write(&conf, "v2").unwrap();
@@ -466,14 +446,7 @@ fn the_restart_signal_restarts_and_is_not_forwarded() {
         let conf_arg = format!("--config={}", conf.display());
         let mut m = run(
             mode,
-            &[
-                &conf_arg,
-                "--restart-signal=USR2",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
+            &sh_args(&[&conf_arg, "--restart-signal=USR2"], &script),
         );
         assert!(s.wait_contains("starts", "start"));
         m.signal(libc::SIGUSR2);
@@ -560,14 +533,7 @@ fn stop_delay_lets_the_child_serve_until_it_ends_or_is_cut_short() {
             .script();
         let mut m = run(
             mode,
-            &[
-                NO_CONFIG,
-                "--stop-delay=200ms",
-                "--",
-                "/bin/sh",
-                "-c",
-                &graceful,
-            ],
+            &sh_args(&[NO_CONFIG, "--stop-delay=200ms"], &graceful),
         );
         assert!(s.wait_contains("m", "ready"));
         m.signal(libc::SIGTERM);

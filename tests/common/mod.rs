@@ -566,6 +566,14 @@ impl TrapChild {
     }
 }
 
+/// The manager's arguments: `flags`, then `script` as the command, run by
+/// `/bin/sh -c`.
+pub fn sh_args<'a>(flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
+    let mut args = flags.to_vec();
+    args.extend(["--", "/bin/sh", "-c", script]);
+    args
+}
+
 /// A child that appends "start <pid> <first 40 bytes of conf>" to `starts`
 /// at each start and "hup <pid>" on SIGHUP, runs `on_term` on SIGTERM
 /// (`exit 0`; `` to ignore it), and otherwise waits.
@@ -639,7 +647,9 @@ pub fn qemu_limit(reason: &str) -> bool {
 /// Why plain-mode orphan tests cannot run under qemu-user.
 pub const QEMU_NO_SUBREAPER: &str = "PR_SET_CHILD_SUBREAPER returns EINVAL under qemu-user: a plain manager cannot adopt orphans there";
 
-/// Is `cmd` installed? If not, the calling test fails with what to install,
+/// Is `cmd` installed? A test that calls this is `#[ignore = "needs …"]`,
+/// so it runs only when asked (`--include-ignored`, as CI does). Then, if
+/// `cmd` is missing, the calling test fails with what to install,
 /// unless FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip:
 /// then this returns false and the test returns early.
 pub fn require_tool(cmd: &str, package: &str) -> bool {
