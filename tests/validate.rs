@@ -125,7 +125,7 @@ fn a_bad_config_at_startup_exits_78_and_starts_nothing() {
     assert_eq!(m.exit_code(), 78);
     assert!(starts(&s).is_empty());
     assert!(
-        m.log().contains("The config was rejected at startup"),
+        m.log().contains("Config validation failed at startup"),
         "{}",
         m.log()
     );
