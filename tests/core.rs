@@ -167,15 +167,16 @@ fn sigterm_reaches_the_child_as_the_stop_signal() {
     for mode in both_modes("sigterm_reaches_the_child_as_the_stop_signal") {
         let s = Scratch::new("term");
         // The child handles TERM and exits 0: so does the manager.
-        let script = format!(
-            "trap 'echo got-term > {0}; exit 0' TERM; echo ready > {0}; while :; do sleep 0.05; done",
-            s.path("m").display()
-        );
+        let script = TrapChild::new(&s.path("m"))
+            .record(&["TERM"])
+            .on_term("exit 0")
+            .ready("ready")
+            .script();
         let mut m = run(mode, &[NO_CONFIG, "--", "/bin/sh", "-c", &script]);
         assert!(s.wait_contains("m", "ready"));
         m.signal(libc::SIGTERM);
         assert_eq!(m.exit_code(), 0, "{mode:?}");
-        assert_eq!(s.read("m").trim(), "got-term");
+        assert_eq!(s.lines("m"), ["ready", "TERM"]);
 
         // A child that dies of it: 143.
         let mut m = run(mode, &[NO_CONFIG, "--", "/bin/sleep", "60"]);
@@ -188,10 +189,10 @@ fn sigterm_reaches_the_child_as_the_stop_signal() {
 #[test]
 fn custom_stop_signal_and_sigkill_after_the_timeout() {
     let s = Scratch::new("stop");
-    let script = format!(
-        "trap 'echo got-quit >> {0}' QUIT; trap 'echo got-term >> {0}' TERM; echo ready >> {0}; while :; do sleep 0.05; done",
-        s.path("m").display()
-    );
+    let script = TrapChild::new(&s.path("m"))
+        .record(&["QUIT", "TERM"])
+        .ready("ready")
+        .script();
     let mut m = Manager::plain(&[
         NO_CONFIG,
         "--stop-signal",
@@ -206,9 +207,9 @@ fn custom_stop_signal_and_sigkill_after_the_timeout() {
     assert!(s.wait_contains("m", "ready"));
     m.signal(libc::SIGTERM);
     assert_eq!(m.exit_code(), 137, "ignored the stop signal: SIGKILLed");
-    assert!(s.read("m").contains("got-quit"));
-    assert!(
-        !s.read("m").contains("got-term"),
+    assert_eq!(
+        s.lines("m"),
+        ["ready", "QUIT"],
         "SIGTERM was translated to the stop signal"
     );
     assert!(m.log().contains("Stop timeout"), "{}", m.log());
@@ -217,10 +218,10 @@ fn custom_stop_signal_and_sigkill_after_the_timeout() {
 #[test]
 fn sigint_is_forwarded_and_a_child_may_outlive_it_until_the_timer() {
     let s = Scratch::new("int");
-    let script = format!(
-        "trap 'echo got-int >> {0}' INT; echo ready >> {0}; while :; do sleep 0.05; done",
-        s.path("m").display()
-    );
+    let script = TrapChild::new(&s.path("m"))
+        .record(&["INT"])
+        .ready("ready")
+        .script();
     let mut m = Manager::plain(&[
         NO_CONFIG,
         "--stop-timeout",
@@ -232,7 +233,7 @@ fn sigint_is_forwarded_and_a_child_may_outlive_it_until_the_timer() {
     ]);
     assert!(s.wait_contains("m", "ready"));
     m.signal(libc::SIGINT);
-    assert!(s.wait_contains("m", "got-int"));
+    assert!(s.wait_contains("m", "INT"));
     // Still transparent while waiting for the timer.
     assert!(m.alive());
     assert_eq!(m.exit_code(), 137);
@@ -281,14 +282,13 @@ fn every_signal_is_forwarded_and_none_stops_the_manager() {
         let s = Scratch::new("fwd");
         let out = s.path("m");
         let sigs = forwarded_signals();
-        let traps: String = sigs
+        let script = sigs
             .iter()
-            .map(|(n, num)| format!("trap 'echo {num} >> {}' {n}; ", out.display()))
-            .collect();
-        let script = format!(
-            "{traps} echo ready >> {0}; while :; do sleep 0.05; done",
-            out.display()
-        );
+            .fold(TrapChild::new(&out), |c, (n, num)| {
+                c.record_as(n, &num.to_string())
+            })
+            .ready("ready")
+            .script();
         let mut m = run(mode, &[NO_CONFIG, "--", "/bin/sh", "-c", &script]);
         assert!(s.wait_contains("m", "ready"));
         for (name, num) in &sigs {
@@ -381,10 +381,10 @@ fn a_manager_started_with_usr1_blocked_still_forwards_it() {
         let s = Scratch::new("blocked");
         // dash unblocks what it traps, so the child can take the USR1 that
         // the manager must read and forward although it started blocked.
-        let script = format!(
-            "trap 'echo got >> {0}' USR1; echo ready >> {0}; while :; do sleep 0.05 & wait $!; done",
-            s.path("m").display()
-        );
+        let script = TrapChild::new(&s.path("m"))
+            .record(&["USR1"])
+            .ready("ready")
+            .script();
         let mut m = Manager::start_with(
             &[NO_CONFIG, "--", "/bin/sh", "-c", &script],
             Opts {
@@ -396,7 +396,7 @@ fn a_manager_started_with_usr1_blocked_still_forwards_it() {
         assert!(s.wait_contains("m", "ready"));
         m.signal(libc::SIGUSR1);
         assert!(
-            s.wait_contains("m", "got"),
+            s.wait_contains("m", "USR1"),
             "{mode:?}: USR1 was not forwarded"
         );
         m.signal(libc::SIGTERM);

@@ -43,18 +43,24 @@ impl Setup {
     /// on HUP, and on its own every 10 ms (like a file-watching server),
     /// writing down every content it sees.
     fn child(&self) -> String {
-        format!(
-            "{start}; trap 'exit 0' TERM; trap 'echo \"hup $(cat {conf})\" >> {reads}' HUP; \
-             last=; while :; do c=$(cat {conf} 2>/dev/null); \
-             [ \"$c\" = \"$last\" ] || echo \"read $c\" >> {reads}; last=$c; sleep 0.01 & wait $!; done",
-            start = format_args!(
-                "echo \"start $$ $(cat {} 2>/dev/null)\" >> {}",
-                self.dir.join("app.conf").display(),
+        let conf = self.dir.join("app.conf").display().to_string();
+        let reads = self.s.path("reads");
+        TrapChild::new(&reads)
+            .first(&format!(
+                "echo \"start $$ $(cat {conf} 2>/dev/null)\" >> {}",
                 self.s.path("starts").display()
-            ),
-            conf = self.dir.join("app.conf").display(),
-            reads = self.s.path("reads").display(),
-        )
+            ))
+            .first("last=")
+            .on_term("exit 0")
+            .record_as("HUP", &format!("hup $(cat {conf})"))
+            .each_turn(
+                &format!(
+                    "c=$(cat {conf} 2>/dev/null); [ \"$c\" = \"$last\" ] || echo \"read $c\" >> {}; last=$c",
+                    reads.display()
+                ),
+                "0.01",
+            )
+            .script()
     }
 
     fn args(&self, extra: &[&str]) -> Vec<String> {

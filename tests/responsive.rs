@@ -44,12 +44,12 @@ fn signals_are_forwarded_while_a_huge_file_is_hashed_again_and_again() {
     // Sparse: costs no disk, but every look reads (and hashes) all of it.
     let big = dir.join("big.conf");
     fs::File::create(&big).unwrap().set_len(2 << 30).unwrap();
-    let child = format!(
-        "trap 'echo usr1 >> {got}' USR1; trap 'echo hup >> {hups}' HUP; trap 'exit 0' TERM; \
-         echo ready >> {got}; while :; do sleep 0.05 & wait $!; done",
-        got = s.path("got").display(),
-        hups = s.path("hups").display()
-    );
+    let child = TrapChild::new(&s.path("got"))
+        .record_as("USR1", "usr1")
+        .on("HUP", &format!("echo hup >> {}", s.path("hups").display()))
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
     let m = Manager::plain(&[
         "--config",
         dir.to_str().unwrap(),

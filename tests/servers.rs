@@ -2,8 +2,10 @@
 //! manager: nginx validated by `nginx -t` and reloaded by HUP; gunicorn and
 //! php-fpm keeping an in-flight request across a config reload and a
 //! forwarded signal; redis-server with prometheus-redis-exporter, the Go
-//! tool's own pairing. `.ci/run` installs them; a missing one fails the test
-//! (see `require_tool`). The release binary, as PID 1 of a fresh PID
+//! tool's own pairing. Each test is ignored by default, as a bare Debian
+//! has none of these servers; `.ci/run` installs them and runs
+//! `cargo test --release -- --include-ignored`, where a missing one fails
+//! the test saying what to install (see `require_tool`). The release binary, as PID 1 of a fresh PID
 //! namespace where one can be made.
 // These tests drive Linux itself (PID namespaces, /proc, signalfd).
 #![cfg(target_os = "linux")]
@@ -130,6 +132,7 @@ fn nginx_conf(s: &Scratch, port: u16, body: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs nginx: apt-get install nginx-light"]
 fn nginx_reloads_validated_config_by_hup_and_keeps_serving_through_a_broken_push() {
     if !require_tool("nginx", "nginx-light") {
         return;
@@ -224,6 +227,7 @@ fn gunicorn(extra: &[&str]) -> (Manager, u16, Scratch) {
 }
 
 #[test]
+#[ignore = "needs gunicorn: apt-get install gunicorn"]
 fn a_gunicorn_request_in_flight_survives_a_config_reload_and_a_forwarded_hup() {
     if !require_tool("gunicorn", "gunicorn") {
         return;
@@ -260,6 +264,7 @@ fn a_gunicorn_request_in_flight_survives_a_config_reload_and_a_forwarded_hup() {
 }
 
 #[test]
+#[ignore = "needs gunicorn: apt-get install gunicorn"]
 fn with_signal_to_group_the_same_hup_kills_the_gunicorn_worker_mid_request() {
     // The control for the test above: it can tell a worker that was
     // signalled from one that was not.
@@ -306,6 +311,7 @@ fn fpm_conf(s: &Scratch, port: u16, version: u32) -> String {
 }
 
 #[test]
+#[ignore = "needs php-fpm: apt-get install php-fpm"]
 fn a_php_fpm_request_in_flight_survives_a_config_reload_and_a_forwarded_usr2() {
     let Some(fpm) = php_fpm() else {
         return;
@@ -369,6 +375,7 @@ fn a_php_fpm_request_in_flight_survives_a_config_reload_and_a_forwarded_usr2() {
 // redis-server + prometheus-redis-exporter
 
 #[test]
+#[ignore = "needs redis: apt-get install redis-server prometheus-redis-exporter"]
 fn a_config_change_restarts_the_redis_exporter_and_a_touch_restarts_nothing() {
     if !require_tool("redis-server", "redis-server")
         || !require_tool("prometheus-redis-exporter", "prometheus-redis-exporter")

@@ -29,17 +29,10 @@ fn python3() -> Option<&'static str> {
     require_tool("python3", "python3").then_some("python3")
 }
 
-/// A child that records each of `sigs` (trap names) as a line "<NAME>" in
-/// `out`, writes "ready", and waits.
+/// A child that appends the name of each of `sigs` it gets to `out`, after
+/// "ready".
 fn trapper(out: &Path, sigs: &[&str]) -> String {
-    let traps: String = sigs
-        .iter()
-        .map(|n| format!("trap 'echo {n} >> {}' {n}; ", out.display()))
-        .collect();
-    format!(
-        "{traps} echo ready >> {0}; while :; do sleep 0.05 & wait $!; done",
-        out.display()
-    )
+    TrapChild::new(out).record(sigs).ready("ready").script()
 }
 
 fn count_lines(s: &Scratch, name: &str, line: &str) -> usize {
@@ -64,11 +57,15 @@ fn by_default_signals_reach_the_child_alone_and_with_group_every_process() {
         for (flag, grandchild_gets_it) in [(None, false), (Some("--signal-to=group"), true)] {
             let s = Scratch::new("target");
             let out = s.path("m");
-            let script = format!(
-                "sh -c \"trap 'echo grandchild-got >> {0}' USR1; echo grandchild-armed >> {0}; while :; do sleep 0.05; done\" & \
-                 trap 'echo child-got >> {0}' USR1; echo child-armed >> {0}; while :; do sleep 0.05 & wait $!; done",
-                out.display()
-            );
+            let grandchild = TrapChild::new(&out)
+                .record_as("USR1", "grandchild-got")
+                .ready("grandchild-armed")
+                .script();
+            let script = TrapChild::new(&out)
+                .first(&format!("sh -c {} &", sh_quote(&grandchild)))
+                .record_as("USR1", "child-got")
+                .ready("child-armed")
+                .script();
             let mut args = vec![NO_CONFIG];
             args.extend(flag);
             args.extend(["--", "/bin/sh", "-c", &script]);
@@ -100,6 +97,7 @@ fn by_default_signals_reach_the_child_alone_and_with_group_every_process() {
 }
 
 #[test]
+#[ignore = "needs python3: apt-get install python3"]
 fn prefork_workers_survive_forwarded_and_reload_signals_by_default() {
     let Some(py) = python3() else { return };
     let prefork = helper("prefork.py");
@@ -265,6 +263,7 @@ fn fault_signals_from_others_are_forwarded_every_time() {
 }
 
 #[test]
+#[ignore = "needs python3: apt-get install python3"]
 fn queued_real_time_signals_keep_their_count() {
     if qemu_limit("real-time signal numbers differ by 2 between emulated and native processes") {
         return;
@@ -297,21 +296,11 @@ fn queued_real_time_signals_keep_their_count() {
 fn a_stopped_child_still_stops_gracefully() {
     for mode in both_modes("a_stopped_child_still_stops_gracefully") {
         let s = Scratch::new("stopped");
-        let script = format!(
-            "trap 'exit 0' TERM; echo $$ > {}; while :; do sleep 0.05 & wait $!; done",
-            s.path("pid").display()
-        );
-        let mut m = run(
-            mode,
-            &[
-                NO_CONFIG,
-                "--stop-timeout=20s",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        );
+        let script = TrapChild::new(&s.path("pid"))
+            .on_term("exit 0")
+            .ready("$$")
+            .script();
+        let mut m = run(mode, &sh_args(&[NO_CONFIG, "--stop-timeout=20s"], &script));
         assert!(s.wait_contains("pid", "\n"));
         let child = m.child_pid();
         // SAFETY: kill(2) on the test's own grandchild.
@@ -335,11 +324,11 @@ fn a_running_child_sees_exactly_the_signals_it_was_sent() {
         for mode in both_modes("a_running_child_sees_exactly_the_signals_it_was_sent") {
             let s = Scratch::new("no-cont");
             let out = s.path("got");
-            let script = format!(
-                "trap 'echo INT >> {o}' INT; trap 'echo CONT >> {o}' CONT; trap 'echo TERM >> {o}; exit 0' TERM; \
-                 echo ready >> {o}; while :; do sleep 0.05 & wait $!; done",
-                o = out.display()
-            );
+            let script = TrapChild::new(&out)
+                .record(&["INT", "CONT", "TERM"])
+                .on_term("exit 0")
+                .ready("ready")
+                .script();
             let signal_to = format!("--signal-to={to}");
             let mut m = run(
                 mode,
@@ -409,25 +398,18 @@ fn a_reload_signal_before_the_childs_handler_restarts_instead_of_killing() {
         let gate = s.path("gate");
         // The handler comes only once the test creates `gate` (a slow
         // import, a `--preload`): until then HUP would kill the child.
-        let script = format!(
-            "echo start >> {starts}; while [ ! -e {gate} ]; do sleep 0.05; done; \
-             trap 'echo hup >> {starts}' HUP; echo armed >> {starts}; while :; do sleep 0.05 & wait $!; done",
-            starts = starts.display(),
-            gate = gate.display()
-        );
+        let script = TrapChild::new(&starts)
+            .on_start("start")
+            .first(&format!(
+                "while [ ! -e {} ]; do sleep 0.05; done",
+                gate.display()
+            ))
+            .record_as("HUP", "hup")
+            .ready("armed")
+            .script();
         let conf_arg = format!("--config={}", conf.display());
-        let mut m = run(
-            mode,
-            &[
-                &conf_arg,
-                "--reload-signal=HUP",
-                "--debounce=0",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        );
+        let flags = [conf_arg.as_str(), "--reload-signal=HUP", "--debounce=0"];
+        let mut m = run(mode, &sh_args(&flags, &script));
         assert!(s.wait_contains("starts", "start"));
         assert!(m.wait_log("Watching directory"));
         std::fs::write(&conf, "v2").unwrap();
@@ -456,21 +438,15 @@ fn the_restart_signal_restarts_and_is_not_forwarded() {
         let conf = s.path("app.conf");
         std::fs::write(&conf, "v1").unwrap();
         let starts = s.path("starts");
-        let script = format!(
-            "echo start >> {0}; trap 'echo usr2 >> {0}' USR2; trap 'exit 0' TERM; while :; do sleep 0.05 & wait $!; done",
-            starts.display()
-        );
+        let script = TrapChild::new(&starts)
+            .on_start("start")
+            .record_as("USR2", "usr2")
+            .on_term("exit 0")
+            .script();
         let conf_arg = format!("--config={}", conf.display());
         let mut m = run(
             mode,
-            &[
-                &conf_arg,
-                "--restart-signal=USR2",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
+            &sh_args(&[&conf_arg, "--restart-signal=USR2"], &script),
         );
         assert!(s.wait_contains("starts", "start"));
         m.signal(libc::SIGUSR2);
@@ -550,20 +526,14 @@ fn stop_delay_lets_the_child_serve_until_it_ends_or_is_cut_short() {
         }
         // A delay that runs out sends the stop signal.
         let _ = std::fs::remove_file(&out);
-        let graceful = format!(
-            "trap 'echo TERM >> {0}; exit 0' TERM; echo ready >> {0}; while :; do sleep 0.05 & wait $!; done",
-            out.display()
-        );
+        let graceful = TrapChild::new(&out)
+            .record(&["TERM"])
+            .on_term("exit 0")
+            .ready("ready")
+            .script();
         let mut m = run(
             mode,
-            &[
-                NO_CONFIG,
-                "--stop-delay=200ms",
-                "--",
-                "/bin/sh",
-                "-c",
-                &graceful,
-            ],
+            &sh_args(&[NO_CONFIG, "--stop-delay=200ms"], &graceful),
         );
         assert!(s.wait_contains("m", "ready"));
         m.signal(libc::SIGTERM);

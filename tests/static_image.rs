@@ -76,6 +76,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 #[test]
+#[ignore = "needs busybox-static: apt-get install busybox-static"]
 fn static_binary_runs_as_pid1_in_an_empty_root() {
     if pid1_or_skip("static_binary_runs_as_pid1_in_an_empty_root").is_none() {
         return;

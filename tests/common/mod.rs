@@ -445,16 +445,147 @@ pub fn zombies_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// A `sh -c` child that reports the signals it gets: a trap per signal
+/// appends a line to one file, so a test reads what reached the child, in
+/// order. Commands given to `first` run before any trap is set; the `ready`
+/// line is appended once all are set (a test that signals before it would
+/// kill the child). It then waits in `sleep & wait`, which a trapped signal
+/// interrupts at once (a plain `sleep` would hold the trap until it ends).
+///
+/// ```ignore
+/// TrapChild::new(&out).record(&["HUP", "USR1"]).on_term("exit 0").ready("ready").script()
+/// ```
+pub struct TrapChild {
+    file: String,
+    first: Vec<String>,
+    /// Per signal, in the order first named: what its trap runs.
+    traps: Vec<(String, Vec<String>)>,
+    ready: Option<String>,
+    each_turn: Option<String>,
+    tick: &'static str,
+}
+
+impl TrapChild {
+    /// A child reporting to `file`.
+    pub fn new(file: &Path) -> TrapChild {
+        TrapChild {
+            file: file.display().to_string(),
+            first: vec![],
+            traps: vec![],
+            ready: None,
+            each_turn: None,
+            tick: "0.05",
+        }
+    }
+
+    /// Runs the shell command `cmd` before any trap is set.
+    pub fn first(mut self, cmd: &str) -> TrapChild {
+        self.first.push(cmd.to_string());
+        self
+    }
+
+    /// Appends `line` (shell-expanded: `$$`, `$(cat …)`) to the file at
+    /// start, before any trap is set.
+    pub fn on_start(self, line: &str) -> TrapChild {
+        let cmd = format!("echo \"{line}\" >> {}", self.file);
+        self.first(&cmd)
+    }
+
+    /// Each of `sigs` (names as `trap` takes them) appends its name.
+    pub fn record(self, sigs: &[&str]) -> TrapChild {
+        sigs.iter().fold(self, |c, sig| c.record_as(sig, sig))
+    }
+
+    /// `sig` appends `line`, expanded when the signal comes.
+    pub fn record_as(self, sig: &str, line: &str) -> TrapChild {
+        let cmd = format!("echo \"{line}\" >> {}", self.file);
+        self.on(sig, &cmd)
+    }
+
+    /// `sig` runs `cmd`, after what it records; `""` alone ignores `sig`.
+    pub fn on(mut self, sig: &str, cmd: &str) -> TrapChild {
+        match self.traps.iter_mut().find(|(s, _)| s == sig) {
+            Some((_, cmds)) => cmds.push(cmd.to_string()),
+            None => self.traps.push((sig.to_string(), vec![cmd.to_string()])),
+        }
+        self
+    }
+
+    /// SIGTERM runs `cmd` (`exit 0`; `""` ignores it).
+    pub fn on_term(self, cmd: &str) -> TrapChild {
+        self.on("TERM", cmd)
+    }
+
+    /// Appends `line` once every trap is set.
+    pub fn ready(mut self, line: &str) -> TrapChild {
+        self.ready = Some(line.to_string());
+        self
+    }
+
+    /// Runs `cmd` at each turn of the waiting loop, every `tick` seconds
+    /// (a child that re-reads its config on its own).
+    pub fn each_turn(mut self, cmd: &str, tick: &'static str) -> TrapChild {
+        self.each_turn = Some(cmd.to_string());
+        self.tick = tick;
+        self
+    }
+
+    /// The script, for `/bin/sh -c`.
+    pub fn script(&self) -> String {
+        let mut parts = self.first.clone();
+        for (sig, cmds) in &self.traps {
+            let body: Vec<&str> = cmds
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !c.is_empty())
+                .collect();
+            parts.push(format!("trap '{}' {sig}", body.join("; ")));
+        }
+        if let Some(line) = &self.ready {
+            parts.push(format!("echo \"{line}\" >> {}", self.file));
+        }
+        let turn = self
+            .each_turn
+            .as_ref()
+            .map(|c| format!("{c}; "))
+            .unwrap_or_default();
+        parts.push(format!(
+            "while :; do {turn}sleep {} & wait $!; done",
+            self.tick
+        ));
+        // A command put in the background (`… &`) is already terminated.
+        parts
+            .iter()
+            .map(|p| match p.ends_with('&') {
+                true => format!("{p} "),
+                false => format!("{p}; "),
+            })
+            .collect::<String>()
+            .trim_end_matches("; ")
+            .to_string()
+    }
+}
+
+/// The manager's arguments: `flags`, then `script` as the command, run by
+/// `/bin/sh -c`.
+pub fn sh_args<'a>(flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
+    let mut args = flags.to_vec();
+    args.extend(["--", "/bin/sh", "-c", script]);
+    args
+}
+
 /// A child that appends "start <pid> <first 40 bytes of conf>" to `starts`
 /// at each start and "hup <pid>" on SIGHUP, runs `on_term` on SIGTERM
 /// (`exit 0`; `` to ignore it), and otherwise waits.
 pub fn recorder(conf: &Path, starts: &Path, on_term: &str) -> String {
-    format!(
-        "echo \"start $$ $(head -c 40 {conf} 2>/dev/null | tr '\\n' ' ')\" >> {starts}; trap '{on_term}' TERM; \
-         trap 'echo hup $$ >> {starts}' HUP; while :; do sleep 0.05 & wait $!; done",
-        conf = conf.display(),
-        starts = starts.display(),
-    )
+    TrapChild::new(starts)
+        .on_start(&format!(
+            "start $$ $(head -c 40 {} 2>/dev/null | tr '\\n' ' ')",
+            conf.display()
+        ))
+        .on_term(on_term)
+        .record_as("HUP", "hup $$")
+        .script()
 }
 
 /// The "start ..." lines `recorder` children wrote to `s`'s file "starts".
@@ -516,7 +647,9 @@ pub fn qemu_limit(reason: &str) -> bool {
 /// Why plain-mode orphan tests cannot run under qemu-user.
 pub const QEMU_NO_SUBREAPER: &str = "PR_SET_CHILD_SUBREAPER returns EINVAL under qemu-user: a plain manager cannot adopt orphans there";
 
-/// Is `cmd` installed? If not, the calling test fails with what to install,
+/// Is `cmd` installed? A test that calls this is `#[ignore = "needs …"]`,
+/// so it runs only when asked (`--include-ignored`, as CI does). Then, if
+/// `cmd` is missing, the calling test fails with what to install,
 /// unless FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip:
 /// then this returns false and the test returns early.
 pub fn require_tool(cmd: &str, package: &str) -> bool {
