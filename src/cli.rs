@@ -205,6 +205,13 @@ pub struct Config {
     pub promote_to: Option<PathBuf>,
     /// `--validate-in-place`: the check reads the candidate at DIR itself.
     pub validate_in_place: bool,
+    /// `--rollback-window`: new bytes are on probation this long.
+    pub rollback_window: Option<Duration>,
+    /// `--ready-check` / `--ready-url`: the readiness probe.
+    pub ready_check: Option<Vec<String>>,
+    pub ready_url: Option<crate::http::Url>,
+    /// `--ready-interval`, when a probe is set.
+    pub ready_interval: Option<Duration>,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
     pub remap_exit: Vec<(i32, i32)>,
@@ -868,6 +875,10 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         remap_exit,
         promote_to,
         validate_in_place,
+        rollback_window: None,
+        ready_check: None,
+        ready_url: None,
+        ready_interval: None,
         log_level,
     })
 }

@@ -8,7 +8,7 @@
 use crate::child;
 use crate::signals;
 use futures::{AsyncReadExt, FutureExt};
-use log::{error, info};
+use log::{debug, error, info};
 use nix::libc;
 use std::future::Future;
 use std::os::unix::process::CommandExt;
@@ -27,6 +27,9 @@ pub enum Kind {
     Validator,
     /// `--reload-command`: "Reload command nginx failed with exit code 1".
     Reload,
+    /// `--ready-check`: every few seconds, so quiet (the machine says what
+    /// its failures mean); its output goes to the debug log.
+    Probe,
 }
 
 /// A running hook.
@@ -69,12 +72,14 @@ pub fn command(
     let what = match kind {
         Kind::Validator => "validator",
         Kind::Reload => "reload command",
+        Kind::Probe => "readiness check",
     };
     let failed = || Hook::request(std::future::ready(false));
     let (list, truncated) = changed_list(changed);
     match kind {
         Kind::Validator => info!("Validating config with: {}", argv.join(" ")),
         Kind::Reload => info!("Running reload command: {}", argv.join(" ")),
+        Kind::Probe => debug!("Probing readiness with: {}", argv.join(" ")),
     }
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
@@ -175,11 +180,16 @@ pub fn command(
         match kind {
             Kind::Validator => error!("Validator {name} {verdict}"),
             Kind::Reload => error!("Reload command {name} {verdict}"),
+            Kind::Probe => debug!("Readiness check {name} {verdict}"),
         }
+        let level = match kind {
+            Kind::Probe => log::Level::Debug,
+            _ => log::Level::Error,
+        };
         let text = String::from_utf8_lossy(&tail);
         let lines: Vec<&str> = text.lines().collect();
         for line in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
-            error!("  | {line}");
+            log::log!(level, "  | {line}");
         }
         false
     };
@@ -187,6 +197,11 @@ pub fn command(
         process: Some(pid),
         done: Box::pin(passed),
     }
+}
+
+/// Starts the readiness check `argv` (a command with a deadline).
+pub fn probe(argv: &[String], cwd: Option<&Path>, timeout: Duration) -> Hook {
+    command(Kind::Probe, argv, cwd, &[], None, timeout)
 }
 
 /// Room for FLUSH_MANAGER_CHANGED: Linux refuses to exec with one

@@ -1,12 +1,13 @@
 //! The little HTTP the manager speaks, on the supervisor's own executor (no
-//! thread, no socket unless asked for): `--reload-url` POSTs a URL, and
-//! `--metrics` serves `GET /metrics`.
+//! thread, no socket unless asked for): `--reload-url` POSTs a URL,
+//! `--ready-url` GETs one, and `--metrics` serves `/metrics`, `/healthz` and
+//! `/readyz`.
 //!
 //! Written here rather than taken from a crate: the request and the
 //! response line are a few dozen lines; the blocking clients (ureq, attohttpc)
 //! would need a thread beside the single-threaded loop, and the async ones
-//! (hyper and friends) bring a runtime of their own and several hundred KB
-//! to a 740 KB binary. Plain http only: reload endpoints (Prometheus,
+//! (hyper and friends) bring a runtime of their own and several hundred KB,
+//! more than the whole manager. Plain http only: reload endpoints (Prometheus,
 //! Alertmanager, Loki `/-/reload`) listen on the pod's own loopback.
 
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -130,6 +131,16 @@ fn split_authority(authority: &str) -> Result<(&str, u16), String> {
 /// POSTs an empty body to `url`; the response's status code, or why none
 /// came, within `timeout`.
 pub async fn post(url: &Url, timeout: Duration) -> Result<u16, String> {
+    request("POST", url, timeout).await
+}
+
+/// GETs `url` (a readiness probe); the response's status code, or why none
+/// came, within `timeout`.
+pub async fn get(url: &Url, timeout: Duration) -> Result<u16, String> {
+    request("GET", url, timeout).await
+}
+
+async fn request(method: &str, url: &Url, timeout: Duration) -> Result<u16, String> {
     let request = async {
         let addrs = url.addrs()?;
         let mut last = format!("no address for {}", url.host);
@@ -142,7 +153,7 @@ pub async fn post(url: &Url, timeout: Duration) -> Result<u16, String> {
                         url.host.clone()
                     };
                     let head = format!(
-                        "POST {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: flush-manager/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: flush-manager/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                         url.path,
                         url.port,
                         crate::cli::VERSION
@@ -268,7 +279,13 @@ struct Connection {
 
 type Connections = Rc<RefCell<VecDeque<Connection>>>;
 
-/// Serves `GET /metrics` with the text `render` gives, as tasks on `ex`.
+/// What a path answers: status line, content type, body.
+pub type Page = (&'static str, &'static str, String);
+
+/// The pages served: a path's answer, or None (404).
+pub type Pages = Rc<dyn Fn(&str) -> Option<Page>>;
+
+/// Serves `GET` (and `HEAD`) of the paths `pages` answers, as tasks on `ex`.
 /// A listener on `[::]` answers IPv4 too: on one dual-stack socket where the
 /// kernel made it so, beside a second socket on `0.0.0.0` where it made it
 /// IPv6-only (`net.ipv6.bindv6only=1`).
@@ -280,7 +297,7 @@ type Connections = Rc<RefCell<VecDeque<Connection>>>;
 pub fn serve(
     ex: &Rc<smol::LocalExecutor<'static>>,
     listener: TcpListener,
-    render: Rc<dyn Fn() -> String>,
+    pages: Pages,
 ) -> std::io::Result<()> {
     let mut listeners = vec![listener];
     if let Some(v4) = ipv4_beside(&listeners[0])? {
@@ -298,11 +315,11 @@ pub fn serve(
             }
         );
         let listener = async_io::Async::new(listener)?;
-        let (spawner, open, render) = (Rc::clone(ex), Rc::clone(&open), Rc::clone(&render));
+        let (spawner, open, pages) = (Rc::clone(ex), Rc::clone(&open), Rc::clone(&pages));
         ex.spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => admit(&spawner, &open, stream, Rc::clone(&render)),
+                    Ok((stream, _)) => admit(&spawner, &open, stream, Rc::clone(&pages)),
                     Err(e) => {
                         warn!("Metrics: accept failed: {e}");
                         async_io::Timer::after(Duration::from_millis(100)).await;
@@ -325,7 +342,7 @@ fn admit(
     ex: &smol::LocalExecutor<'static>,
     open: &Connections,
     stream: async_io::Async<TcpStream>,
-    render: Rc<dyn Fn() -> String>,
+    pages: Pages,
 ) {
     let mut open = open.borrow_mut();
     open.retain(|c| !c.task.is_finished());
@@ -338,7 +355,7 @@ fn admit(
     let flag = Rc::clone(&reading);
     let task = ex.spawn(async move {
         futures::select! {
-            _ = answer(stream, &*render, &flag).fuse() => {},
+            _ = answer(stream, &*pages, &flag).fuse() => {},
             _ = FutureExt::fuse(async_io::Timer::after(CLIENT_TIMEOUT)) => {
                 debug!("Metrics: client too slow; closed");
             }
@@ -386,7 +403,7 @@ fn is_dual_stack(listener: &TcpListener) -> bool {
 
 async fn answer(
     mut stream: async_io::Async<TcpStream>,
-    render: &dyn Fn() -> String,
+    pages: &dyn Fn(&str) -> Option<Page>,
     reading: &Cell<bool>,
 ) {
     let mut request = Vec::new();
@@ -416,26 +433,10 @@ async fn answer(
     // HEAD: the same headers as GET, Content-Length included, no body.
     let head_only = method == "HEAD";
     let _ = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET" | "HEAD", "/metrics") => {
-            let body = render();
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &body,
-                head_only,
-            )
-            .await
-        }
-        ("GET" | "HEAD", _) => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                "text/plain",
-                "not found\n",
-                head_only,
-            )
-            .await
+        ("GET" | "HEAD", path) => {
+            let (status, kind, body) =
+                pages(path).unwrap_or(("404 Not Found", "text/plain", "not found\n".to_string()));
+            respond(&mut stream, status, kind, &body, head_only).await
         }
         _ => {
             respond(

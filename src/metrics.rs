@@ -1,12 +1,14 @@
 //! `--metrics ADDR`: what the supervisor did, in the Prometheus text format,
-//! so a failed reload can alert. Served by `http::serve` from the same
-//! single-threaded executor; nothing exists when the flag is not given.
+//! so a failed reload can alert, and the probes Kubernetes asks: `/healthz`
+//! and `/readyz`. Served by `http::serve` from the supervisor's own
+//! single-threaded executor (a loop stuck on something cannot answer
+//! `/healthz`); nothing exists when the flag is not given.
 
 use crate::state::Stats;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub child_up: bool,
     pub stats: Stats,
@@ -15,6 +17,8 @@ pub struct Metrics {
     pub last_change: Option<u128>,
     /// A short hash of the config the child runs with (never content).
     pub fingerprint: String,
+    /// What `/readyz` says: ready, or why not.
+    pub ready: Result<(), String>,
 }
 
 /// Now, as Unix milliseconds (integers: no float formatting code in the
@@ -25,13 +29,33 @@ fn unix_now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            child_up: false,
+            stats: Stats::default(),
+            last_reload: None,
+            last_change: None,
+            fingerprint: String::new(),
+            ready: Err("starting".into()),
+        }
+    }
+}
+
 impl Metrics {
     /// Takes the machine's counters; a counter that moved stamps its time.
     /// Runs on every turn of the supervisor loop (each signal, each event):
     /// nothing is recomputed unless a counter or the child moved. The
     /// config the child runs with only changes along with a counter (a
     /// start, a change, a reload), so its hash is taken only then.
-    pub fn update(&mut self, stats: &Stats, child_up: bool, fingerprint: impl FnOnce() -> String) {
+    pub fn update(
+        &mut self,
+        stats: &Stats,
+        child_up: bool,
+        fingerprint: impl FnOnce() -> String,
+        ready: Result<(), String>,
+    ) {
+        self.ready = ready;
         if *stats == self.stats && child_up == self.child_up {
             return;
         }
@@ -44,6 +68,29 @@ impl Metrics {
         self.stats = stats.clone();
         self.child_up = child_up;
         self.fingerprint = fingerprint();
+    }
+
+    /// The page at `path`, if any.
+    pub fn page(&self, path: &str) -> Option<crate::http::Page> {
+        let text = "text/plain; charset=utf-8";
+        match path {
+            "/metrics" => Some((
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.render(),
+            )),
+            // Answered at all: the loop's executor is turning.
+            "/healthz" => Some(("200 OK", text, "ok\n".into())),
+            "/readyz" => Some(match &self.ready {
+                Ok(()) => ("200 OK", text, "ready\n".into()),
+                Err(why) => (
+                    "503 Service Unavailable",
+                    text,
+                    format!("not ready: {why}\n"),
+                ),
+            }),
+            _ => None,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -99,6 +146,18 @@ impl Metrics {
             &by_result(s.promotions_ok, s.promotions_failed),
         );
         metric(
+            "rollbacks_total",
+            "counter",
+            "Automatic rollbacks to the previous good generation (--rollback-window).",
+            &plain(s.rollbacks.to_string()),
+        );
+        metric(
+            "ready",
+            "gauge",
+            "Whether /readyz answers 200 (1) or 503 (0).",
+            &plain(u8::from(self.ready.is_ok()).to_string()),
+        );
+        metric(
             "config_changes_total",
             "counter",
             "Settled changes of the watched config's bytes.",
@@ -147,11 +206,11 @@ mod tests {
         let mut m = Metrics::default();
         let mut stats = Stats::default();
         stats.starts[0] = 1;
-        m.update(&stats, true, || "0123abcd".into());
+        m.update(&stats, true, || "0123abcd".into(), Ok(()));
         assert!(m.last_reload.is_none());
         stats.reloads_ok = 1;
         stats.changes = 1;
-        m.update(&stats, true, || "89abcdef".into());
+        m.update(&stats, true, || "89abcdef".into(), Ok(()));
         assert!(m.last_reload.is_some() && m.last_change.is_some());
         let text = m.render();
         assert!(text.contains("flush_manager_child_starts_total{reason=\"first\"} 1"));

@@ -15,12 +15,16 @@
 //!   passed its check (or, without `--validate`, was fully staged). It is
 //!   written before `..data` is switched to that generation, and is the only
 //!   thing a restarted manager trusts: a generation is never deleted while
-//!   `..good` names it.
+//!   `..good` names it;
+//! - `..rejected -> <generation>`: the generation rolled back from (after
+//!   `--rollback-window`), kept so that a restarted manager knows those bytes
+//!   stay rejected until the source changes; dropped at the next commit.
 //!
 //! A candidate is staged as a hidden generation that nothing points at; the
 //! check reads it there (`FLUSH_MANAGER_CANDIDATE`), or, in the explicit
 //! in-place mode, `..data` points at it for the check's duration only.
 
+use crate::state::Generation;
 use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{info, warn};
 use std::collections::BTreeMap;
@@ -35,6 +39,8 @@ const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
 const GOOD: &str = "..good";
 const GOOD_TMP: &str = "..good_tmp";
+const REJECTED: &str = "..rejected";
+const REJECTED_TMP: &str = "..rejected_tmp";
 /// Every generation's name starts with this (never a user's `..` name).
 const GEN_PREFIX: &str = "..gen";
 
@@ -50,13 +56,13 @@ pub struct Promoter {
 /// Where each source file lands: (source file, path relative to DIR).
 type Layout = Vec<(PathBuf, PathBuf)>;
 
-/// A candidate generation, staged and not yet visible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staged {
-    pub generation: String,
-    /// The fingerprint of the copies, keyed by their source paths: exactly
-    /// the bytes a check of this generation judges and a commit promotes.
-    pub snapshot: Snapshot,
+/// What a restarted manager finds in DIR.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last good generation.
+    pub good: Option<Generation>,
+    /// The bytes of the generation last rolled back from (still rejected).
+    pub rejected: Option<Snapshot>,
 }
 
 impl Promoter {
@@ -109,9 +115,14 @@ impl Promoter {
     /// back at `..good`'s generation (a check in place, or a commit, may have
     /// been interrupted), and every other generation is removed. Returns
     /// the good generation's fingerprint (keyed by source paths), if any.
-    pub fn recover(&mut self) -> io::Result<Option<Snapshot>> {
+    pub fn recover(&mut self) -> io::Result<Recovered> {
         let _ = fs::remove_file(self.dir.join(DATA_TMP));
         let _ = fs::remove_file(self.dir.join(GOOD_TMP));
+        let _ = fs::remove_file(self.dir.join(REJECTED_TMP));
+        let rejected = fs::read_link(self.dir.join(REJECTED))
+            .ok()
+            .and_then(|g| g.to_str().map(String::from))
+            .filter(|g| is_generation(g) && self.dir.join(g).is_dir());
         let good = fs::read_link(self.dir.join(GOOD))
             .ok()
             .and_then(|g| g.to_str().map(String::from))
@@ -140,12 +151,21 @@ impl Promoter {
         }
         for e in fs::read_dir(&self.dir)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if is_generation(&name) && Some(&name) != good.as_ref() {
+            if is_generation(&name)
+                && Some(&name) != good.as_ref()
+                && Some(&name) != rejected.as_ref()
+            {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
         self.good = good;
-        Ok(self.good.as_ref().map(|g| self.fingerprint(g)))
+        Ok(Recovered {
+            good: self.good.as_ref().map(|g| Generation {
+                name: g.clone(),
+                snapshot: self.fingerprint(g),
+            }),
+            rejected: rejected.map(|g| self.fingerprint(&g)),
+        })
     }
 
     /// The path a check reads a candidate at.
@@ -196,7 +216,9 @@ impl Promoter {
     /// Copies the sources as they are now into a new hidden generation and
     /// makes it durable. Nothing the child sees changes. A source that is
     /// not a regular file is refused (never opened blocking).
-    pub fn stage(&self) -> Result<Staged, String> {
+    /// The answer is the copy's own fingerprint: exactly the bytes a check
+    /// of this generation judges and a commit promotes.
+    pub fn stage(&self) -> Result<Generation, String> {
         let layout = self.layout()?;
         let generation = generation_name();
         let root = self.dir.join(&generation);
@@ -233,8 +255,8 @@ impl Promoter {
             Ok(snapshot)
         })();
         match copied {
-            Ok(snapshot) => Ok(Staged {
-                generation,
+            Ok(snapshot) => Ok(Generation {
+                name: generation,
                 snapshot,
             }),
             Err(e) => {
@@ -251,7 +273,8 @@ impl Promoter {
     }
 
     /// The candidate passed: `..good` names it (durably: the commit point),
-    /// then the child's view switches to it, then the previous good goes.
+    /// then the child's view switches to it. The previous good generation
+    /// stays until `forget` (kept for a rollback window, or removed at once).
     pub fn commit(&mut self, generation: &str) -> Result<(), String> {
         let done = (|| -> io::Result<()> {
             replace_link(&self.dir, GOOD_TMP, GOOD, generation)?;
@@ -263,16 +286,64 @@ impl Promoter {
             self.discard(generation);
             return Err(e.to_string());
         }
-        if let Some(old) = self.good.replace(generation.to_string())
-            && old != generation
-        {
-            let _ = fs::remove_dir_all(self.dir.join(old));
+        self.good = Some(generation.to_string());
+        // New bytes went through: a rollback's rejection is over.
+        if let Ok(old) = fs::read_link(self.dir.join(REJECTED)) {
+            let _ = fs::remove_file(self.dir.join(REJECTED));
+            if let Some(old) = old
+                .to_str()
+                .filter(|g| is_generation(g) && *g != generation)
+            {
+                let _ = fs::remove_dir_all(self.dir.join(old));
+            }
         }
         info!(
             "Promoted {} to {} (generation {generation})",
             fingerprint::short(&self.fingerprint(generation)),
             self.dir.display()
         );
+        Ok(())
+    }
+
+    /// Removes a generation that is neither the last good one nor shown.
+    pub fn forget(&self, generation: &str) {
+        let shown = fs::read_link(self.dir.join(DATA)).ok();
+        let rejected = fs::read_link(self.dir.join(REJECTED)).ok();
+        if self.good.as_deref() == Some(generation)
+            || shown.as_deref() == Some(Path::new(generation))
+            || rejected.as_deref() == Some(Path::new(generation))
+            || !is_generation(generation)
+        {
+            return;
+        }
+        let _ = fs::remove_dir_all(self.dir.join(generation));
+    }
+
+    /// Back to a generation kept for the rollback window: the durable record
+    /// first, then the child's view; the failed one goes.
+    pub fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+        if !self.dir.join(to).is_dir() {
+            return Err(format!("generation {to} is gone"));
+        }
+        (|| -> io::Result<()> {
+            replace_link(&self.dir, GOOD_TMP, GOOD, to)?;
+            sync_dir(&self.dir)?;
+            self.switch(to)
+        })()
+        .map_err(|e| e.to_string())?;
+        self.good = Some(to.to_string());
+        // Kept, and named: a restarted manager must not try it again.
+        let earlier = fs::read_link(self.dir.join(REJECTED)).ok();
+        if replace_link(&self.dir, REJECTED_TMP, REJECTED, from).is_err() {
+            self.forget(from);
+        }
+        if let Some(old) = earlier
+            .as_ref()
+            .and_then(|o| o.to_str())
+            .filter(|o| *o != from)
+        {
+            self.forget(old);
+        }
         Ok(())
     }
 
@@ -476,36 +547,41 @@ mod tests {
         fs::write(src.join("main.conf"), "v1").unwrap();
         fs::write(src.join("conf.d/a.conf"), "a1").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        assert_eq!(p.recover().unwrap(), None);
+        assert_eq!(p.recover().unwrap(), Recovered::default());
         let s1 = p.stage().unwrap();
         assert!(!dir.join("main.conf").exists(), "staged is not shown");
         assert_eq!(
-            fs::read_to_string(p.candidate_path(&s1.generation).join("main.conf")).unwrap(),
+            fs::read_to_string(p.candidate_path(&s1.name).join("main.conf")).unwrap(),
             "v1"
         );
-        p.commit(&s1.generation).unwrap();
+        p.commit(&s1.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
+        p.forget(&s1.name);
+        assert!(
+            dir.join(&s1.name).is_dir(),
+            "the last good is never forgotten"
+        );
         assert_eq!(fs::read_to_string(dir.join("conf.d/a.conf")).unwrap(), "a1");
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
-            PathBuf::from(&s1.generation)
+            PathBuf::from(&s1.name)
         );
 
         fs::write(src.join("main.conf"), "v2").unwrap();
         let s2 = p.stage().unwrap();
         assert_ne!(s1.snapshot, s2.snapshot);
-        p.expose(&s2.generation).unwrap();
+        p.expose(&s2.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v2");
-        p.discard(&s2.generation);
+        p.discard(&s2.name);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the candidate is removed");
 
         // A restarted manager trusts `..good`, whatever `..data` shows.
         let s3 = p.stage().unwrap();
-        p.expose(&s3.generation).unwrap();
+        p.expose(&s3.name).unwrap();
         let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        let good = again.recover().unwrap().unwrap();
-        assert_eq!(good, s1.snapshot);
+        let good = again.recover().unwrap().good.unwrap();
+        assert_eq!(good, s1);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the interrupted candidate is gone");
         fs::remove_dir_all(&d).unwrap();
@@ -518,15 +594,15 @@ mod tests {
         fs::write(&src, "bad").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let s = p.stage().unwrap();
-        p.expose(&s.generation).unwrap();
+        p.expose(&s.name).unwrap();
         assert!(dir.join("app.conf").exists());
-        p.discard(&s.generation);
+        p.discard(&s.name);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         // An older layout (a view, no record): not trusted.
         let s = p.stage().unwrap();
-        p.expose(&s.generation).unwrap();
+        p.expose(&s.name).unwrap();
         let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        assert_eq!(again.recover().unwrap(), None);
+        assert_eq!(again.recover().unwrap(), Recovered::default());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -13,10 +13,12 @@ use std::time::Duration;
 mod gate;
 mod lifecycle;
 mod reload;
+mod rollback;
 mod types;
 
 use gate::Pending;
 use reload::Reload;
+use rollback::{Probation, Readiness};
 pub use types::*;
 
 /// What follows a stop once the child and its group are gone.
@@ -81,13 +83,23 @@ pub struct Machine {
     /// Why the next child starts.
     reason: Reason,
     stats: Stats,
+    /// `--promote-to`: the generation the child's directory shows.
+    shown: Option<String>,
+    /// `--rollback-window`: the generation to go back to while the shown
+    /// one is on probation.
+    probation: Option<Probation>,
+    ready: Readiness,
 }
 
 impl Machine {
-    /// A new machine and its first actions, given the config as it is now
-    /// and, with `--promote-to`, the bytes of the last good generation the
-    /// child's directory holds (if any).
-    pub fn new(settings: Settings, last_good: Option<Snapshot>) -> (Machine, Vec<Action>) {
+    /// A new machine and its first actions, given, with `--promote-to`, the
+    /// last good generation the child's directory holds (if any) and the
+    /// bytes a rollback left rejected.
+    pub fn new(
+        settings: Settings,
+        last_good: Option<Generation>,
+        rejected: Option<Snapshot>,
+    ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
             settings,
             phase: Phase::Starting,
@@ -104,9 +116,14 @@ impl Machine {
             reload: None,
             reason: Reason::First,
             stats: Stats::default(),
+            shown: None,
+            probation: None,
+            ready: Readiness::default(),
         };
-        if m.settings.promote {
-            m.approved = last_good;
+        if let Some(good) = last_good.filter(|_| m.settings.promote) {
+            m.approved = Some(good.snapshot);
+            m.shown = Some(good.name);
+            m.rejected = rejected;
         }
         // A pod with a broken config should fail visibly at once: the
         // first start goes through the gate like every other.
@@ -121,13 +138,14 @@ impl Machine {
                 self.stats.starts[self.reason as usize] += 1;
                 self.phase = Phase::Running;
                 self.sent = None;
+                self.ready = Readiness::default();
                 // Gated, the child runs on what was approved (the gate's
                 // look just before saw exactly those); else on what it saw.
                 self.base = match self.approved.clone().filter(|_| self.gated()) {
                     Some(approved) => approved,
                     None => std::mem::take(&mut self.next_base),
                 };
-                vec![]
+                self.child_took_new_bytes()
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
@@ -144,7 +162,7 @@ impl Machine {
             },
             Event::ReloadSent => {
                 self.stats.reloads_ok += 1;
-                vec![]
+                self.child_took_new_bytes()
             }
             Event::SpawnFailed(code) => self.done(code),
             Event::Signal(sig) => self.on_signal(sig),
@@ -167,6 +185,8 @@ impl Machine {
             Event::Validated { token, ok } => self.on_validated(token, ok),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
+            Event::Probed { ok } => self.on_probed(ok),
+            Event::ProbationOver => self.on_probation_over(),
         }
     }
 }
@@ -195,6 +215,9 @@ pub mod testkit {
             interactive: false,
             promote: false,
             reload_external: false,
+            rollback_window: None,
+            ready_probe: false,
+            ready_failures: 3,
         }
     }
 

@@ -16,7 +16,7 @@ mod fake;
 
 use crate::cli::Config;
 use crate::signals;
-use crate::state::{Action, Candidate, Event, Machine, Settings, Stats, Status, Target};
+use crate::state::{Action, Event, Generation, Machine, Settings, Stats, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -70,10 +70,12 @@ pub enum Wake {
     Looked(Look, Snapshot),
     /// A polling look ended: may the files have changed?
     Polled(bool),
+    /// The readiness probe started by `World::probe` ended.
+    Probed(bool),
     /// The staging asked for by `World::stage` ended.
     Staged {
         token: u64,
-        result: Result<Candidate, String>,
+        result: Result<Generation, String>,
     },
     /// The running check (started with this token) ended.
     Validated { token: u64, ok: bool },
@@ -113,6 +115,12 @@ pub trait World {
     fn commit(&mut self, generation: &str) -> Result<(), String>;
     /// `--promote-to`: removes a candidate (showing the last good again).
     fn discard(&mut self, generation: &str);
+    /// `--promote-to`: removes a generation no longer needed.
+    fn forget(&mut self, generation: &str);
+    /// `--promote-to`: back to the kept generation `to`; `from` goes.
+    fn roll_back(&mut self, to: &str, from: &str);
+    /// Starts a readiness probe unless one runs; its answer is `Wake::Probed`.
+    fn probe(&mut self);
     /// Starts the check of `changed` (of a staged candidate, if given); its
     /// verdict is `Wake::Validated` with `token`.
     fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started;
@@ -121,8 +129,8 @@ pub trait World {
     /// with `token`.
     fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Started;
     fn cancel_reload(&mut self);
-    /// What `--metrics` shows.
-    fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot);
+    /// What `--metrics`, `/readyz` show.
+    fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot, ready: Result<(), String>);
     /// Last words before exiting with `code`: what is left behind.
     fn report_exit(&mut self, code: i32);
     /// Waits for the next thing that happens, or until `deadline`.
@@ -139,6 +147,8 @@ pub struct LoopConfig {
     pub min_interval: Duration,
     /// Seeds the splay: replicas start together, so it must differ per process.
     pub seed: u64,
+    /// How often the readiness probe runs while a child does (None: no probe).
+    pub ready_interval: Option<Duration>,
 }
 
 impl LoopConfig {
@@ -151,6 +161,7 @@ impl LoopConfig {
             splay: cfg.splay,
             min_interval: cfg.min_interval,
             seed,
+            ready_interval: cfg.ready_interval,
         }
     }
 }
@@ -171,15 +182,16 @@ struct Loop<'w, W: World> {
 }
 
 /// Runs the machine against `world` until it decides to exit; returns the
-/// exit code. `last_good`: with `--promote-to`, the bytes of the last good
-/// generation the child's directory holds.
+/// exit code. With `--promote-to`: the last good generation the child's
+/// directory holds, and the bytes a rollback left rejected.
 pub async fn drive<W: World>(
     world: &mut W,
     cfg: LoopConfig,
     settings: Settings,
-    last_good: Option<Snapshot>,
+    last_good: Option<Generation>,
+    rejected: Option<Snapshot>,
 ) -> i32 {
-    let (machine, first) = Machine::new(settings, last_good);
+    let (machine, first) = Machine::new(settings, last_good, rejected);
     let timers =
         Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
     let mut l = Loop {
@@ -207,8 +219,12 @@ pub async fn drive<W: World>(
                 l.timers.settle_now(now);
             }
         }
-        l.world
-            .show(l.machine.stats(), l.child.is_some(), l.machine.base());
+        l.world.show(
+            l.machine.stats(),
+            l.child.is_some(),
+            l.machine.base(),
+            l.machine.readiness(),
+        );
         if l.draining && l.group_gone() {
             actions.extend(l.machine.handle(Event::GroupGone));
             continue;
@@ -234,6 +250,7 @@ pub async fn drive<W: World>(
                 };
                 actions.extend(l.machine.handle(event));
             }
+            Wake::Probed(ok) => actions.extend(l.machine.handle(Event::Probed { ok })),
             Wake::Polled(moved) => {
                 if moved && !l.timers.settling() {
                     let now = l.world.now();
@@ -296,6 +313,8 @@ impl<W: World> Loop<'_, W> {
         self.timers.poll_every(now, self.world.poll_interval());
         self.timers
             .probe_every(self.draining.then_some(GROUP_PROBE));
+        let probing = self.cfg.ready_interval.filter(|_| self.child.is_some());
+        self.timers.ready_every(now, probing);
         self.timers.next(now)
     }
 
@@ -361,6 +380,18 @@ impl<W: World> Loop<'_, W> {
             }),
             Action::Discard { generation } => {
                 self.world.discard(&generation);
+                None
+            }
+            Action::Forget { generation } => {
+                self.world.forget(&generation);
+                None
+            }
+            Action::RollBack { to, from } => {
+                self.world.roll_back(&to, &from);
+                None
+            }
+            Action::ProbationDeadline(d) => {
+                self.timers.probation_in(self.world.now(), d);
                 None
             }
             Action::Validate {
@@ -442,6 +473,8 @@ impl<W: World> Loop<'_, W> {
                 Due::Poll => self.world.look(Look::Poll),
                 Due::Retry(token) => events.push(Event::RetryDue { token }),
                 Due::Settle => self.world.look(Look::Settle),
+                Due::Probation => events.push(Event::ProbationOver),
+                Due::Ready => self.world.probe(),
             }
         }
         events

@@ -18,6 +18,10 @@ pub enum Due {
     Settle,
     /// Retry what failed with this token (a reload, a promotion).
     Retry(u64),
+    /// The rollback window ended.
+    Probation,
+    /// Time for a readiness probe.
+    Ready,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +40,10 @@ pub struct Timers {
     probe: Option<Duration>,
     /// Retries armed, by token (a stale one is ignored by the machine).
     retries: Vec<(Instant, u64)>,
+    probation: Option<Instant>,
+    /// The next readiness probe, and their interval while a child runs.
+    ready: Option<Instant>,
+    ready_every: Option<Duration>,
     /// `--splay`: each burst settles a random part of this later.
     splay: Duration,
     /// This burst's random part of `splay`.
@@ -94,6 +102,20 @@ impl Timers {
     pub fn retry_in(&mut self, now: Instant, d: Duration, token: u64) {
         self.retries.retain(|(_, t)| *t != token);
         self.retries.push((after(now, d), token));
+    }
+
+    /// Arms (from now) or clears the end of the rollback window.
+    pub fn probation_in(&mut self, now: Instant, d: Option<Duration>) {
+        self.probation = d.map(|d| after(now, d));
+    }
+
+    /// Probes readiness every `every` from `now` on (None: not now). Unchanged
+    /// if the interval is the same: a probe is not pushed back.
+    pub fn ready_every(&mut self, now: Instant, every: Option<Duration>) {
+        if every != self.ready_every || (every.is_some() && self.ready.is_none()) {
+            self.ready_every = every;
+            self.ready = every.map(|e| after(now, e));
+        }
     }
 
     /// A random duration in [0, splay).
@@ -155,6 +177,7 @@ impl Timers {
     pub fn next(&self, now: Instant) -> Option<Instant> {
         let probe = self.probe.map(|p| after(now, p));
         let retry = self.retries.iter().map(|(at, _)| *at).min();
+        let (probation, ready) = (self.probation, self.ready);
         [
             self.stop,
             self.backoff,
@@ -162,6 +185,8 @@ impl Timers {
             self.poll,
             probe,
             retry,
+            probation,
+            ready,
         ]
         .into_iter()
         .flatten()
@@ -192,6 +217,13 @@ impl Timers {
             }
             at > now
         });
+        if take(&mut self.probation) {
+            due.push(Due::Probation);
+        }
+        if take(&mut self.ready) {
+            self.ready = self.ready_every.map(|e| after(now, e));
+            due.push(Due::Ready);
+        }
         due
     }
 }

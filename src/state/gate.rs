@@ -157,7 +157,7 @@ impl Machine {
     pub(super) fn on_staged(
         &mut self,
         token: u64,
-        result: Result<Candidate, String>,
+        result: Result<Generation, String>,
     ) -> Vec<Action> {
         let ours = self
             .pending
@@ -166,9 +166,7 @@ impl Machine {
         let candidate = match result {
             Ok(c) if !ours => {
                 debug!("Discarding a candidate nobody waits for");
-                return vec![Action::Discard {
-                    generation: c.generation,
-                }];
+                return vec![Action::Discard { generation: c.name }];
             }
             _ if !ours => return vec![],
             Err(reason) => {
@@ -176,7 +174,7 @@ impl Machine {
             }
             Ok(c) => c,
         };
-        let generation = candidate.generation;
+        let generation = candidate.name;
         let snapshot = candidate.snapshot;
         if self.is_approved(&snapshot) || self.rejected.as_ref() == Some(&snapshot) {
             // The copy holds bytes already judged (the source went back).
@@ -280,10 +278,14 @@ impl Machine {
         match result {
             Ok(()) => {
                 self.stats.promotions_ok += 1;
-                match self.pending.take() {
-                    Some(p) => self.approve(p),
-                    None => vec![],
-                }
+                let Some(p) = self.pending.take() else {
+                    return vec![];
+                };
+                // Before the approval moves: the previous good bytes are
+                // what a rollback would go back to.
+                let mut actions = self.committed(p.generation.clone().unwrap_or_default());
+                actions.extend(self.approve(p));
+                actions
             }
             Err(reason) => {
                 // The world removed the candidate: nothing left to discard.
@@ -298,6 +300,9 @@ impl Machine {
     /// These bytes may now reach the child: start it, or act on the change.
     fn approve(&mut self, p: Pending) -> Vec<Action> {
         self.approved = Some(p.snapshot.clone());
+        // New bytes went through: an earlier rejection (a check's, or a
+        // rollback's) was of bytes no longer there.
+        self.rejected = None;
         if p.restart {
             self.reason = Reason::Signal;
         }

@@ -206,10 +206,22 @@ impl Machine {
                 } else {
                     AfterStop::ByPolicy
                 };
+                // Within --rollback-window: back to the previous generation,
+                // and a new child on it, whatever --restart says.
+                let mut actions = match after {
+                    AfterStop::ByPolicy => self.roll_back_on_exit(status),
+                    _ => vec![],
+                };
+                let after = if actions.is_empty() {
+                    after
+                } else {
+                    AfterStop::Restart
+                };
                 // Leftovers in its group get the stop signal too (ESRCH, and
                 // so nothing, in the common case of an empty group).
                 let sig = self.settings.stop_signal;
-                self.stopping(after, Some((status, ran_for)), sig, Target::Group)
+                actions.extend(self.stopping(after, Some((status, ran_for)), sig, Target::Group));
+                actions
             }
             Phase::Checking | Phase::Held | Phase::Backoff { .. } | Phase::Done => vec![],
         }

@@ -51,6 +51,10 @@ enum Op {
     /// The manager is SIGKILLed (with everything in its PID namespace) and
     /// started again on the same disk.
     Crash,
+    /// A readiness probe's result.
+    Probe(bool),
+    /// The rollback window ends.
+    FireProbation,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -79,6 +83,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
         1 => Just(Op::Crash),
+        2 => any::<bool>().prop_map(Op::Probe),
+        1 => Just(Op::FireProbation),
     ]
 }
 
@@ -103,21 +109,27 @@ fn settings() -> impl Strategy<Value = Settings> {
         1u64..120,
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(validate, by, restart, max_restarts, delay, timeout, group, promote)| Settings {
-                stop_signal: libc::SIGTERM,
-                stop_timeout: Duration::from_secs(timeout),
-                stop_delay: Duration::from_secs(delay),
-                reload_signal: matches!(by, ReloadBy::Signal).then_some(HUP),
-                restart,
-                max_restarts,
-                validate,
-                signal_to: if group { Target::Group } else { Target::Child },
-                map_signal: vec![],
-                interactive: false,
-                promote,
-                reload_external: matches!(by, ReloadBy::External),
+            |(validate, by, restart, max_restarts, delay, timeout, group, promote, rollback)| {
+                Settings {
+                    stop_signal: libc::SIGTERM,
+                    stop_timeout: Duration::from_secs(timeout),
+                    stop_delay: Duration::from_secs(delay),
+                    reload_signal: matches!(by, ReloadBy::Signal).then_some(HUP),
+                    restart,
+                    max_restarts,
+                    validate,
+                    signal_to: if group { Target::Group } else { Target::Child },
+                    map_signal: vec![],
+                    interactive: false,
+                    promote,
+                    reload_external: matches!(by, ReloadBy::External),
+                    rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),
+                    ready_probe: rollback,
+                    ready_failures: 2,
+                }
             },
         )
 }
@@ -168,6 +180,12 @@ struct World {
     disk_fails: bool,
     in_place: bool,
     next_gen: u64,
+    /// The version last rolled back from, until the source changes.
+    rolled_back: Option<u64>,
+    /// Every version ever rolled back from: if the source returns to one
+    /// unseen by the machine (while it was stopping), it may stay rejected.
+    ever_rolled_back: BTreeSet<u64>,
+    probation_armed: bool,
 }
 
 impl World {
@@ -196,6 +214,9 @@ impl World {
             disk_fails: false,
             in_place: false,
             next_gen: 0,
+            rolled_back: None,
+            ever_rolled_back: BTreeSet::new(),
+            probation_armed: false,
         }
     }
 
@@ -231,8 +252,21 @@ impl World {
     }
 
     /// The machine's view of the directory at a (re)start.
-    fn last_good(&self) -> Option<Snapshot> {
-        self.good.as_ref().map(|g| snap(self.gens[g]))
+    fn last_good(&self) -> Option<Generation> {
+        self.good.as_ref().map(|g| Generation {
+            name: g.clone(),
+            snapshot: snap(self.gens[g]),
+        })
+    }
+
+    /// A child (started or reloaded) on `version`.
+    fn not_rolled_back(&self, version: u64) -> Result<(), TestCaseError> {
+        prop_assert_ne!(
+            self.rolled_back,
+            Some(version),
+            "a rolled-back generation reached the child again"
+        );
+        Ok(())
     }
 
     /// Feeds `event`, performs the actions it yields (and the events they
@@ -277,6 +311,7 @@ impl World {
                     self.good(version),
                     "a child started on bytes the validator rejects"
                 );
+                self.not_rolled_back(version)?;
                 if self.settings.promote {
                     prop_assert!(
                         self.shown.is_some() && self.shown == self.good,
@@ -302,8 +337,8 @@ impl World {
                 let generation = format!("..g{}", self.next_gen);
                 self.gens.insert(generation.clone(), self.disk);
                 let snapshot = snap(self.disk);
-                let result = Ok(Candidate {
-                    generation,
+                let result = Ok(Generation {
+                    name: generation,
                     snapshot,
                 });
                 Ok(Some(Event::Staged { token, result }))
@@ -322,12 +357,11 @@ impl World {
                     let result = Err("No space left on device".into());
                     return Ok(Some(Event::Committed { token, result }));
                 }
-                if let Some(old) = self.good.replace(generation.clone())
-                    && old != generation
-                {
-                    self.gens.remove(&old);
-                }
+                // The previous good one stays until the machine forgets it;
+                // a rollback's record is dropped.
+                self.good = Some(generation.clone());
                 self.shown = self.good.clone();
+                self.rolled_back = None;
                 Ok(Some(Event::Committed {
                     token,
                     result: Ok(()),
@@ -335,6 +369,39 @@ impl World {
             }
             Action::Discard { generation } => {
                 self.discard(&generation)?;
+                Ok(None)
+            }
+            Action::Forget { generation } => {
+                prop_assert!(
+                    self.good.as_deref() != Some(generation.as_str())
+                        && self.shown.as_deref() != Some(generation.as_str()),
+                    "forgot the generation the child sees"
+                );
+                self.gens.remove(&generation);
+                Ok(None)
+            }
+            Action::RollBack { to, from } => {
+                prop_assert!(
+                    self.settings.rollback_window.is_some(),
+                    "a rollback without the window"
+                );
+                prop_assert!(
+                    self.gens.contains_key(&to),
+                    "rolled back to a generation gone: {to}"
+                );
+                prop_assert_eq!(
+                    self.good.as_deref(),
+                    Some(from.as_str()),
+                    "rolled back from another"
+                );
+                self.rolled_back = self.gens.remove(&from);
+                self.ever_rolled_back.extend(self.rolled_back);
+                self.good = Some(to.clone());
+                self.shown = Some(to);
+                Ok(None)
+            }
+            Action::ProbationDeadline(d) => {
+                self.probation_armed = d.is_some();
                 Ok(None)
             }
             Action::Acted => Ok(None),
@@ -362,6 +429,7 @@ impl World {
                     };
                     prop_assert_ne!(c.version, now, "a reload signal for unchanged bytes");
                     c.version = now;
+                    self.not_rolled_back(now)?;
                     Ok(Some(Event::ReloadSent))
                 }
                 None => Ok(None),
@@ -459,6 +527,9 @@ impl World {
         }
         match op {
             Op::Change(v) => {
+                if v != self.disk {
+                    self.rolled_back = None;
+                }
                 self.disk = v;
                 self.feed(m, Event::ConfigSettled(snap(v)))?;
             }
@@ -535,6 +606,12 @@ impl World {
                     self.feed(m, Event::BackoffOver)?;
                 }
             }
+            Op::Probe(ok) => self.feed(m, Event::Probed { ok })?,
+            Op::FireProbation => {
+                if std::mem::take(&mut self.probation_armed) {
+                    self.feed(m, Event::ProbationOver)?;
+                }
+            }
             Op::FireRetry => {
                 if !self.retries.is_empty() {
                     let token = self.retries.remove(0);
@@ -545,12 +622,14 @@ impl World {
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
                 // restarted manager recovers the directory from its record.
-                let (settings, in_place, disk, next_gen) = (
+                let (settings, in_place, disk, next_gen, rolled_back) = (
                     self.settings.clone(),
                     self.in_place,
                     self.disk,
                     self.next_gen,
+                    self.rolled_back,
                 );
+                let ever = std::mem::take(&mut self.ever_rolled_back);
                 let (gens, good, passed, disk_fails) = (
                     std::mem::take(&mut self.gens),
                     self.good.clone(),
@@ -568,7 +647,10 @@ impl World {
                 }
                 self.good = good.clone();
                 self.shown = good;
-                let (fresh, first) = Machine::new(settings, self.last_good());
+                self.rolled_back = rolled_back;
+                self.ever_rolled_back = ever;
+                let rejected = rolled_back.filter(|_| self.good.is_some()).map(snap);
+                let (fresh, first) = Machine::new(settings, self.last_good(), rejected);
                 *m = fresh;
                 for a in first {
                     if let Some(answer) = self.perform(a)? {
@@ -640,6 +722,19 @@ impl World {
             return Ok(());
         }
         match &self.child {
+            // Rolled back from these bytes: the child runs the last good.
+            Some(c)
+                if self.rolled_back == Some(self.disk)
+                    || (self.ever_rolled_back.contains(&self.disk)
+                        && self.good.as_ref().map(|g| self.gens[g]) == Some(c.version)) =>
+            {
+                let good = self.good.as_ref().map(|g| self.gens[g]);
+                prop_assert_eq!(
+                    Some(c.version),
+                    good,
+                    "not on the last good after a rollback"
+                );
+            }
             Some(c) if self.good(self.disk) => {
                 prop_assert_eq!(c.version, self.disk, "a settled change was lost");
                 prop_assert_eq!(&m.phase, &Phase::Running);
@@ -657,7 +752,7 @@ impl World {
 fn run(settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut w = World::new(settings.clone());
     w.in_place = in_place;
-    let (mut m, first) = Machine::new(settings, None);
+    let (mut m, first) = Machine::new(settings, None, None);
     for a in first {
         if let Some(answer) = w.perform(a)? {
             w.feed(&mut m, answer)?;

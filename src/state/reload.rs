@@ -42,7 +42,7 @@ impl Machine {
             info!("Reload succeeded");
             self.stats.reloads_ok += 1;
             self.reload = None;
-            return vec![];
+            return self.child_took_new_bytes();
         }
         self.stats.reloads_failed += 1;
         let after = r.next;

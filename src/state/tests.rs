@@ -13,7 +13,7 @@ use super::testkit::{settings, snap};
 /// A new machine given the config as it is now: its first look, and
 /// the actions that follow it.
 fn start(s: Settings, now: Snapshot) -> (Machine, Vec<Action>) {
-    let (mut m, first) = Machine::new(s, None);
+    let (mut m, first) = Machine::new(s, None, None);
     assert_eq!(first, [Action::Fingerprint]);
     let then = m.handle(Event::Candidate(now));
     (m, then)

@@ -75,6 +75,13 @@ pub struct Settings {
     /// `--reload-command` or `--reload-url`: the edge performs the reload
     /// (`RunReload`) instead of a signal or a restart.
     pub reload_external: bool,
+    /// `--rollback-window` (with `promote`): how long new bytes are on
+    /// probation after they reach the child.
+    pub rollback_window: Option<Duration>,
+    /// A readiness probe runs (`--ready-check`, `--ready-url`).
+    pub ready_probe: bool,
+    /// Failures in a row that make the probe's verdict a rollback.
+    pub ready_failures: u32,
 }
 
 /// Why a child was started (a metrics label).
@@ -99,6 +106,8 @@ pub struct Stats {
     /// committing: a full disk, a permission).
     pub promotions_ok: u64,
     pub promotions_failed: u64,
+    /// Automatic rollbacks (`--rollback-window`).
+    pub rollbacks: u64,
     /// Settled changes of the config's bytes.
     pub changes: u64,
 }
@@ -147,24 +156,29 @@ pub enum Event {
     /// The answer to `Action::Stage { token }`: the candidate, or why not.
     Staged {
         token: u64,
-        result: Result<Candidate, String>,
+        result: Result<Generation, String>,
     },
     /// The answer to `Action::Commit { token, .. }`.
     Committed {
         token: u64,
         result: Result<(), String>,
     },
+    /// A readiness probe ended.
+    Probed { ok: bool },
+    /// The deadline armed by `Action::ProbationDeadline` ran out.
+    ProbationOver,
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
     Validated { token: u64, ok: bool },
 }
 
-/// A staged candidate: a hidden generation in the child's directory and
-/// the fingerprint of its copies (keyed by their source paths).
+/// A generation of the child's directory (`--promote-to`): its name and
+/// the fingerprint of its files (keyed by the source paths they were
+/// copied from). Staged, it is a hidden candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub generation: String,
+pub struct Generation {
+    pub name: String,
     pub snapshot: Snapshot,
 }
 
@@ -191,6 +205,18 @@ pub enum Action {
     Discard {
         generation: String,
     },
+    /// Remove a generation no longer needed (the one before the last good).
+    Forget {
+        generation: String,
+    },
+    /// Make `to` (kept for the rollback window) the last good generation
+    /// again and what the child sees; remove `from`.
+    RollBack {
+        to: String,
+        from: String,
+    },
+    /// Arm (from now) or clear the end of the rollback window.
+    ProbationDeadline(Option<Duration>),
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send the reload signal to the child (or its group) if the child

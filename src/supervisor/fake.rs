@@ -48,6 +48,8 @@ enum Did {
     Commit(u64),
     Discard(u64),
     DiskFull,
+    /// `--rollback-window`: back to a generation of this version.
+    RollBack(u64),
     Exit(i32),
 }
 
@@ -96,6 +98,12 @@ struct Fake {
     disk_fails: bool,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
+    /// The readiness probe passes for children on these versions.
+    ready_for: fn(u64) -> bool,
+    /// Probes running: when each answers, and its verdict.
+    ready_queue: VecDeque<(Instant, bool)>,
+    /// What `/readyz` said last.
+    readiness: Result<(), String>,
     did: Vec<(u64, Did)>,
 }
 
@@ -130,6 +138,9 @@ impl Fake {
             in_place: false,
             disk_fails: false,
             promote: false,
+            ready_for: |_| true,
+            ready_queue: VecDeque::new(),
+            readiness: Err("not shown yet".into()),
             did: vec![],
         }
     }
@@ -271,8 +282,8 @@ impl World for Fake {
             let generation = format!("..g{}", self.gens.len() + self.did.len());
             self.gens.insert(generation.clone(), self.version);
             self.record(Did::Stage(self.version));
-            Ok(Candidate {
-                generation,
+            Ok(Generation {
+                name: generation,
                 snapshot: snap(self.version),
             })
         };
@@ -287,13 +298,37 @@ impl World for Fake {
         }
         let version = self.gens[generation];
         self.record(Did::Commit(version));
-        if let Some(old) = self.good.replace(generation.to_string())
-            && old != generation
-        {
-            self.gens.remove(&old);
-        }
+        // The previous good one stays until the machine forgets it.
+        self.good = Some(generation.to_string());
         self.shown = self.good.clone();
         Ok(())
+    }
+
+    fn forget(&mut self, generation: &str) {
+        assert_ne!(
+            self.good.as_deref(),
+            Some(generation),
+            "forgot the last good"
+        );
+        self.gens.remove(generation);
+    }
+
+    fn roll_back(&mut self, to: &str, from: &str) {
+        let version = self.gens[to];
+        self.record(Did::RollBack(version));
+        self.good = Some(to.to_string());
+        self.shown = self.good.clone();
+        self.gens.remove(from);
+    }
+
+    fn probe(&mut self) {
+        if !self.ready_queue.is_empty() {
+            return;
+        }
+        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+        let ok = self.child.is_some() && (self.ready_for)(version);
+        self.ready_queue
+            .push_back((self.now + Duration::from_millis(50), ok));
     }
 
     fn discard(&mut self, generation: &str) {
@@ -336,7 +371,9 @@ impl World for Fake {
         self.reload = None;
     }
 
-    fn show(&mut self, _stats: &Stats, _child_up: bool, _base: &Snapshot) {}
+    fn show(&mut self, _: &Stats, _: bool, _: &Snapshot, ready: Result<(), String>) {
+        self.readiness = ready;
+    }
 
     fn report_exit(&mut self, code: i32) {
         self.record(Did::Exit(code));
@@ -353,7 +390,8 @@ impl World for Fake {
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.map(|(t, _, _)| t);
             let reload = self.reload.map(|(t, _, _)| t);
-            let next = [script, check, reload, deadline]
+            let probe = self.ready_queue.front().map(|(t, _)| *t);
+            let next = [script, check, reload, probe, deadline]
                 .into_iter()
                 .flatten()
                 .min();
@@ -371,6 +409,10 @@ impl World for Fake {
             if reload == Some(next) {
                 let (_, ok, token) = self.reload.take().expect("due");
                 break Wake::Reloaded { token, ok };
+            }
+            if probe == Some(next) {
+                let (_, ok) = self.ready_queue.pop_front().expect("due");
+                break Wake::Probed(ok);
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
@@ -423,13 +465,17 @@ fn loop_cfg() -> LoopConfig {
         splay: Duration::ZERO,
         min_interval: Duration::ZERO,
         seed: 7,
+        ready_interval: None,
     }
 }
 
 /// Runs the real loop against `world` to its end; the world and the code.
 fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
-    let last_good = world.good.as_ref().map(|g| snap(world.gens[g]));
-    let code = smol::future::block_on(drive(&mut world, cfg, settings, last_good));
+    let last_good = world.good.as_ref().map(|g| Generation {
+        name: g.clone(),
+        snapshot: snap(world.gens[g]),
+    });
+    let code = smol::future::block_on(drive(&mut world, cfg, settings, last_good, None));
     (world, code)
 }
 

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
-use crate::state::{Candidate, Settings, Stats, Status};
+use crate::state::{Generation, Settings, Stats, Status};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
@@ -28,6 +28,13 @@ use std::time::{Duration, Instant};
 /// the pipe through which the spawn reports an exec error. The watcher and
 /// validator need more later, but fail soft (polling, a failed check).
 const FDS_NEEDED: usize = 8;
+
+/// Readiness probe failures in a row that make a rollback (within
+/// `--rollback-window`): one failure may be a blip; three at the probe's
+/// interval are the new config's doing.
+const READY_FAILURES: u32 = 3;
+/// The longest a readiness probe may take.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // Everything that can fail for lack of resources happens here, before
@@ -107,9 +114,9 @@ async fn supervise(
     };
     // The child's directory as its durable record says (an interrupted
     // check or promotion is undone), and the bytes it holds.
-    let last_good = match promoter.as_mut().map(Promoter::recover) {
-        None | Some(Ok(None)) => None,
-        Some(Ok(Some(good))) => Some(good),
+    let found = match promoter.as_mut().map(Promoter::recover) {
+        None => Default::default(),
+        Some(Ok(found)) => found,
         Some(Err(e)) => {
             error!("--promote-to: cannot read or repair the directory: {e}");
             return 1;
@@ -122,12 +129,12 @@ async fn supervise(
             let shown = Rc::new(RefCell::new(Metrics::default()));
             let view = Rc::clone(&shown);
             let served = std::net::TcpListener::bind(addr)
-                .and_then(|l| http::serve(&ex, l, Rc::new(move || view.borrow().render())));
+                .and_then(|l| http::serve(&ex, l, Rc::new(move |path| view.borrow().page(path))));
             if let Err(e) = served {
                 error!("--metrics {addr}: {e}");
                 return 2;
             }
-            info!("Serving metrics at http://{addr}/metrics");
+            info!("Serving metrics at http://{addr}/metrics (and /healthz, /readyz)");
             Some(shown)
         }
     };
@@ -145,6 +152,9 @@ async fn supervise(
         interactive: take_tty,
         promote: promoter.is_some(),
         reload_external: cfg.reload_command.is_some() || cfg.reload_url.is_some(),
+        rollback_window: cfg.rollback_window,
+        ready_probe: cfg.ready_interval.is_some(),
+        ready_failures: READY_FAILURES,
     };
     // Replicas start together: their pids and clocks' nanoseconds differ.
     let seed = u64::from(std::process::id()).rotate_left(32)
@@ -162,11 +172,12 @@ async fn supervise(
         take_tty,
         check: None,
         reload: None,
+        probe: None,
         metrics,
         intake,
         me: std::process::id() as i32,
     };
-    super::drive(&mut os, loop_cfg, settings, last_good).await
+    super::drive(&mut os, loop_cfg, settings, found.good, found.rejected).await
 }
 
 /// Everything the real world holds.
@@ -176,7 +187,7 @@ struct Os {
     /// The watch, and the looks at the files it takes off the loop.
     looks: Looks,
     /// Stagings running off the loop (`--promote-to`), oldest first.
-    staging: VecDeque<(u64, smol::Task<Result<crate::promote::Staged, String>>)>,
+    staging: VecDeque<(u64, smol::Task<Result<Generation, String>>)>,
     child: Option<Child>,
     /// The child takes the terminal's foreground (we had it at start).
     take_tty: bool,
@@ -186,6 +197,8 @@ struct Os {
     check: Option<(u64, Hook)>,
     /// The running `--reload-command` / `--reload-url`, with its token.
     reload: Option<(u64, Hook)>,
+    /// The running readiness probe.
+    probe: Option<Hook>,
     /// `--metrics`: what the server shows.
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
@@ -204,6 +217,7 @@ impl Os {
                 .reload
                 .as_ref()
                 .is_some_and(|(_, c)| c.process == Some(pid))
+            || self.probe.as_ref().is_some_and(|c| c.process == Some(pid))
     }
 
     fn sweep(&self) {
@@ -217,9 +231,10 @@ enum Seen {
     Signal(std::io::Result<signals::Caught>),
     Notify(NotifyEvent),
     Looked(Wake),
-    Staged(Result<crate::promote::Staged, String>),
+    Staged(Result<Generation, String>),
     Validated(bool),
     Reloaded(bool),
+    Probed(bool),
     Timer,
 }
 
@@ -287,6 +302,53 @@ impl World for Os {
         if let Some(p) = self.promoter.as_mut() {
             p.discard(generation);
         }
+    }
+
+    fn forget(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_ref() {
+            p.forget(generation);
+        }
+    }
+
+    fn roll_back(&mut self, to: &str, from: &str) {
+        if let Some(p) = self.promoter.as_mut()
+            && let Err(e) = p.roll_back(to, from)
+        {
+            error!("Cannot roll {} back to {to}: {e}", p.dir().display());
+        }
+    }
+
+    fn probe(&mut self) {
+        if self.probe.is_some() {
+            return;
+        }
+        // A probe never outlives its interval: the next one is due then.
+        let timeout = self
+            .cfg
+            .ready_interval
+            .unwrap_or(READY_TIMEOUT)
+            .min(READY_TIMEOUT);
+        let hook = match (&self.cfg.ready_check, &self.cfg.ready_url) {
+            (Some(argv), _) => hook::probe(argv, self.cwd.as_deref(), timeout),
+            (None, Some(url)) => {
+                let url = url.clone();
+                Hook::request(async move {
+                    match http::get(&url, timeout).await {
+                        Ok(code) if (200..300).contains(&code) => true,
+                        Ok(code) => {
+                            debug!("Readiness URL {url} answered {code}");
+                            false
+                        }
+                        Err(e) => {
+                            debug!("Readiness URL: {e}");
+                            false
+                        }
+                    }
+                })
+            }
+            (None, None) => return,
+        };
+        self.probe = Some(hook);
     }
 
     fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started {
@@ -377,10 +439,16 @@ impl World for Os {
         }
     }
 
-    fn show(&mut self, stats: &Stats, child_up: bool, base: &fingerprint::Snapshot) {
+    fn show(
+        &mut self,
+        stats: &Stats,
+        child_up: bool,
+        base: &fingerprint::Snapshot,
+        ready: Result<(), String>,
+    ) {
         if let Some(m) = &self.metrics {
             m.borrow_mut()
-                .update(stats, child_up, || fingerprint::short(base));
+                .update(stats, child_up, || fingerprint::short(base), ready);
         }
     }
 
@@ -419,6 +487,12 @@ impl World for Os {
                         None => futures::future::pending().await,
                     }
                 };
+                let probed = async {
+                    match self.probe.as_mut() {
+                        Some(task) => task.done.as_mut().await,
+                        None => futures::future::pending().await,
+                    }
+                };
                 let notify = self.looks.events();
                 let notified = async {
                     match &notify {
@@ -449,6 +523,7 @@ impl World for Os {
                     seen = staged.fuse() => seen,
                     ok = checked.fuse() => Seen::Validated(ok),
                     ok = reloaded.fuse() => Seen::Reloaded(ok),
+                    ok = probed.fuse() => Seen::Probed(ok),
                     _ = FutureExt::fuse(timer) => Seen::Timer,
                 }
             };
@@ -486,13 +561,7 @@ impl World for Os {
                 Seen::Looked(wake) => return wake,
                 Seen::Staged(result) => {
                     let token = self.staging.pop_front().map_or(0, |(t, _)| t);
-                    return Wake::Staged {
-                        token,
-                        result: result.map(|s| Candidate {
-                            generation: s.generation,
-                            snapshot: s.snapshot,
-                        }),
-                    };
+                    return Wake::Staged { token, result };
                 }
                 Seen::Validated(ok) => {
                     let token = self.check.take().map_or(0, |(t, _)| t);
@@ -504,6 +573,11 @@ impl World for Os {
                     let token = self.reload.take().map_or(0, |(t, _)| t);
                     self.sweep();
                     return Wake::Reloaded { token, ok };
+                }
+                Seen::Probed(ok) => {
+                    self.probe = None;
+                    self.sweep();
+                    return Wake::Probed(ok);
                 }
                 Seen::Timer => return Wake::Timer,
             }
