@@ -988,3 +988,71 @@ mod loop_props {
         }
     }
 }
+
+#[test]
+fn a_child_that_dies_on_new_bytes_within_the_window_is_rolled_back() {
+    let world = Fake::new()
+        .at(1_000, Happen::Write(5))
+        // The child on 5 exits by itself a second later: 5 breaks it.
+        .at(2_500, Happen::ChildExits(1))
+        .at(5_000, Happen::Write(6))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    let s = Settings {
+        rollback_window: Some(Duration::from_secs(10)),
+        restart: Policy::Never,
+        ..promoting()
+    };
+    let (w, code) = run(world, loop_cfg(), s);
+    assert_eq!(
+        code, 143,
+        "rolled back and restarted, not exited: {:?}",
+        w.did
+    );
+    assert_eq!(
+        w.spawns(),
+        [Did::Spawn(0), Did::Spawn(5), Did::Spawn(0), Did::Spawn(6)]
+    );
+    assert_eq!(w.when(&Did::RollBack(0)), [2_500]);
+    // 6 is not judged by 5's fate; 5's generation is gone.
+    assert_eq!(w.gens.values().copied().collect::<Vec<_>>(), [6]);
+}
+
+#[test]
+fn a_failing_readiness_probe_within_the_window_rolls_back_and_reloads() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::Write(5))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    world.ready_for = |v| v != 5;
+    let s = Settings {
+        rollback_window: Some(Duration::from_secs(30)),
+        reload_signal: Some(libc::SIGHUP),
+        ready_probe: true,
+        ..promoting()
+    };
+    let cfg = LoopConfig {
+        ready_interval: Some(Duration::from_secs(1)),
+        ..loop_cfg()
+    };
+    let (w, _) = run(world, cfg, s);
+    // Reloaded onto 5 at 1.1 s; the probes every second (each 50 ms long)
+    // fail at 2.05, 3.05, 4.05 s: back to 0, and reloaded, not restarted.
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+    assert_eq!(w.when(&Did::Signal(libc::SIGHUP)), [1_100, 4_050]);
+    assert_eq!(w.when(&Did::RollBack(0)), [4_050]);
+    // The last word of /readyz: the child was being stopped at the end.
+    assert_eq!(w.readiness, Err("the child is being stopped".to_string()));
+}
+
+#[test]
+fn without_a_previous_generation_nothing_is_rolled_back() {
+    let world = Fake::new().at(1_000, Happen::ChildExits(1)).promoting(None);
+    let s = Settings {
+        rollback_window: Some(Duration::from_secs(10)),
+        ..promoting()
+    };
+    let (w, code) = run(world, loop_cfg(), s);
+    assert_eq!(code, 1, "the restart policy decides, as without the window");
+    assert!(w.when(&Did::RollBack(0)).is_empty());
+}
