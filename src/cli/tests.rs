@@ -1,3 +1,4 @@
+use super::flags::named;
 use super::*;
 
 fn run(args: &[&str]) -> Result<Config, (String, i32)> {
@@ -348,4 +349,321 @@ fn signal_options() {
 fn remaps() {
     let c = run(&["--remap-exit", "143:0", "--remap-exit=1:2", "--", "x"]).unwrap();
     assert_eq!(c.remap_exit, [(143, 0), (1, 2)]);
+}
+
+/// Parses `args` under the name `program` with the variables `vars`.
+fn run_named(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Result<Config, (String, i32)> {
+    let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    run_as(program, &argv, &env)
+}
+
+/// Issue #19: run as tini (any of its names, by path too) or dumb-init,
+/// the binary takes that tool's defaults: nothing watched, no default
+/// command, warnings only; dumb-init signals the group.
+#[test]
+fn the_name_picks_the_tools_defaults() {
+    use log::LevelFilter::{Info, Warn};
+    for name in ["tini", "tini-static", "/sbin/docker-init", "./dumb-init"] {
+        let c = run_named(name, &["--", "app"], &[]).unwrap();
+        assert!(c.configs.is_empty(), "{name}: {:?}", c.configs);
+        assert!(!c.config_is_default, "{name}");
+        assert_eq!(c.log_level, Warn, "{name}");
+        let (msg, code) = run_named(name, &[], &[]).unwrap_err();
+        assert_eq!(code, 2, "{name}");
+        assert!(msg.contains("no command given"), "{name}: {msg}");
+        // A config given is watched, whatever the name.
+        let c = run_named(name, &["--config", "/etc/a", "app"], &[]).unwrap();
+        assert_eq!(c.configs, [PathBuf::from("/etc/a")]);
+    }
+    let group = |name: &str, args: &[&str], vars: &[(&str, &str)]| {
+        run_named(name, args, vars).unwrap().signal_to
+    };
+    assert_eq!(group("dumb-init", &["app"], &[]), Target::Group);
+    assert_eq!(group("tini", &["app"], &[]), Target::Child);
+    assert_eq!(group("flush-manager", &["app"], &[]), Target::Child);
+    for child in [
+        &["-c", "app"][..],
+        &["--single-child", "app"],
+        &["-single-child", "app"],
+    ] {
+        assert_eq!(group("dumb-init", child, &[]), Target::Child, "{child:?}");
+    }
+    assert_eq!(
+        group("dumb-init", &["app"], &[("DUMB_INIT_SETSID", "0")]),
+        Target::Child
+    );
+    assert_eq!(
+        group("flush-manager", &["app"], &[("DUMB_INIT_SETSID", "1")]),
+        Target::Group
+    );
+    // tini reads its variables by presence, whatever the value.
+    for value in ["1", "", "0"] {
+        let vars = [("TINI_KILL_PROCESS_GROUP", value)];
+        assert_eq!(group("tini", &["app"], &vars), Target::Group, "{value:?}");
+    }
+    assert_eq!(group("tini", &["-g", "app"], &[]), Target::Group);
+    // Ours wins over theirs; the command line over any variable.
+    let vars = [
+        ("FLUSH_MANAGER_SIGNAL_TO", "child"),
+        ("TINI_KILL_PROCESS_GROUP", "1"),
+    ];
+    assert_eq!(group("tini", &["app"], &vars), Target::Child);
+    assert_eq!(
+        group("tini", &["-c", "app"], &[("TINI_KILL_PROCESS_GROUP", "1")]),
+        Target::Child
+    );
+    let (msg, code) = run_named("tini", &["-g", "-c", "app"], &[]).unwrap_err();
+    assert_eq!(code, 2);
+    assert!(
+        msg.contains("--signal-to: given as \"group\" and as \"child\""),
+        "{msg}"
+    );
+    // Under the normal name the Go tool's defaults stay.
+    let c = run_named("flush-manager", &[], &[]).unwrap();
+    assert_eq!((c.log_level, c.config_is_default), (Info, true));
+    let c = run_named("flush-manager", &["--config", DEFAULT_CONFIG, "app"], &[]).unwrap();
+    assert!(!c.config_is_default, "given, not defaulted");
+}
+
+#[test]
+fn verbosity_per_name() {
+    use log::LevelFilter::{Debug, Error, Info, Trace, Warn};
+    let level = |name: &str, args: &[&str], vars: &[(&str, &str)]| {
+        run_named(name, args, vars).unwrap().log_level
+    };
+    assert_eq!(level("tini", &["-v", "app"], &[]), Info);
+    assert_eq!(level("tini", &["-vv", "app"], &[]), Debug);
+    assert_eq!(level("tini", &["-vvv", "app"], &[]), Trace);
+    assert_eq!(level("tini", &["-v", "-v", "app"], &[]), Debug);
+    assert_eq!(level("dumb-init", &["-v", "app"], &[]), Debug);
+    assert_eq!(level("dumb-init", &["--verbose", "app"], &[]), Debug);
+    assert_eq!(level("flush-manager", &["-v", "app"], &[]), Debug);
+    for (n, want) in [
+        ("0", Error),
+        ("1", Warn),
+        ("2", Info),
+        ("3", Debug),
+        ("9", Trace),
+    ] {
+        assert_eq!(
+            level("tini", &["app"], &[("TINI_VERBOSITY", n)]),
+            want,
+            "{n}"
+        );
+    }
+    assert_eq!(
+        level("dumb-init", &["app"], &[("DUMB_INIT_DEBUG", "1")]),
+        Debug
+    );
+    assert_eq!(
+        level("dumb-init", &["app"], &[("DUMB_INIT_DEBUG", "0")]),
+        Warn
+    );
+    // -v on the command line beats a variable; with --log-level it is one
+    // question answered twice.
+    assert_eq!(
+        level("tini", &["-v", "app"], &[("FLUSH_MANAGER_LOG", "error")]),
+        Info
+    );
+    let (msg, code) = run_named("tini", &["-v", "--log-level", "info", "app"], &[]).unwrap_err();
+    assert_eq!(code, 2, "{msg}");
+    let (msg, code) = run_named("tini", &["app"], &[("TINI_VERBOSITY", "loud")]).unwrap_err();
+    assert_eq!(code, 2);
+    assert!(msg.contains("TINI_VERBOSITY"), "{msg}");
+}
+
+#[test]
+fn tini_and_dumb_init_flags_map_to_ours() {
+    use nix::libc::{SIGHUP, SIGKILL, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    for name in ["tini", "dumb-init", "flush-manager"] {
+        let c = run_named(
+            name,
+            &[
+                "-s", "-w", "-e", "143", "-e=1", "-p", "SIGKILL", "--", "app",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.warn_on_reap, "{name}");
+        assert_eq!(c.remap_exit, [(143, 0), (1, 0)]);
+        assert_eq!(c.parent_death_signal, Some(SIGKILL));
+        assert_eq!(c.command, ["app"]);
+        // getopt's clusters: -sw, -e143, -r15:3.
+        let c = run_named(name, &["-swge143", "-r10:12", "-r15:3", "app", "-v"], &[]).unwrap();
+        assert!(c.warn_on_reap);
+        assert_eq!(c.signal_to, Target::Group);
+        assert_eq!(c.remap_exit, [(143, 0)]);
+        assert_eq!(c.map_signal, [(SIGUSR1, Some(SIGUSR2))]);
+        assert_eq!(
+            c.stop_signal, SIGQUIT,
+            "dumb-init's -r 15:3 is our stop signal"
+        );
+        assert_eq!(c.command, ["app", "-v"]);
+    }
+    // -r: numbers or names, TO 0 drops; it and --map-signal make one list.
+    let c = run_named(
+        "dumb-init",
+        &[
+            "--rewrite",
+            "SIGWINCH:0",
+            "-r",
+            "1:10",
+            "--map-signal",
+            "USR2:none",
+            "app",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.map_signal,
+        [(SIGUSR2, None), (SIGWINCH, None), (SIGHUP, Some(SIGUSR1))]
+    );
+    for (bad, why) in [
+        (vec!["-r", "15:0", "app"], "SIGTERM cannot be dropped"),
+        (vec!["-r", "2:3", "app"], "SIGINT stops the child"),
+        (
+            vec!["-r", "15:3", "--stop-signal", "INT", "app"],
+            "give one",
+        ),
+        (
+            vec!["-r", "10:0", "--map-signal", "USR1:HUP", "app"],
+            "mapped twice",
+        ),
+        (vec!["-e", "nope", "app"], "--remap-exit"),
+        (vec!["-p", "NOPE", "app"], "--parent-death-signal"),
+        (vec!["-x", "app"], "unknown flag: -x"),
+        (vec!["-vx", "app"], "unknown flag: -vx"),
+        (vec!["-w=maybe", "app"], "invalid boolean"),
+        (vec!["-g=1", "app"], "takes no value"),
+        (vec!["-e"], "needs an argument"),
+    ] {
+        let (msg, code) = run_named("dumb-init", &bad, &[]).expect_err(&format!("{bad:?}"));
+        assert_eq!(code, 2, "{bad:?}: {msg}");
+        assert!(msg.contains(why), "{bad:?}: {msg:?} does not say {why:?}");
+    }
+    // tini's -s and TINI_SUBREAPER are accepted (we always are one).
+    assert!(run_named("tini", &["app"], &[("TINI_SUBREAPER", "")]).is_ok());
+    // Version, licence, help: any name, exit 0.
+    for flags in [["-V"], ["-l"], ["-h"], ["--license"]] {
+        let (msg, code) = run_named("tini", &flags, &[]).unwrap_err();
+        assert_eq!(code, 0, "{flags:?}: {msg}");
+    }
+    let (msg, _) = run_named("dumb-init", &["-V"], &[]).unwrap_err();
+    assert_eq!(msg, format!("flush-manager version {VERSION}"));
+    let (msg, _) = run_named("tini", &["-l"], &[]).unwrap_err();
+    assert!(msg.contains("MIT") && msg.contains("Apache"), "{msg}");
+    // The Go tool's spellings keep working under the other names.
+    let c = run_named(
+        "tini",
+        &[
+            "-config",
+            "/c",
+            "-restart=always",
+            "-command",
+            "/bin/app",
+            "x",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.configs, [PathBuf::from("/c")]);
+    assert_eq!(c.restart, Policy::Always);
+    assert_eq!(c.command, ["/bin/app", "x"]);
+}
+
+/// Issue #21: the README's flag table says what the code's table says:
+/// every flag once, its spellings, its variables, its default.
+#[test]
+fn the_readme_flag_table_matches_the_code() {
+    use std::collections::BTreeSet;
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("| flag | environment | default | meaning |")
+        .expect("the README has a flag table");
+    let rows: Vec<&str> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    // Backticked words of a cell, each cut at its first space or '='.
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|t| t.split([' ', '=']).next().unwrap_or("").to_string())
+            .collect()
+    };
+    let mut seen = BTreeSet::new();
+    for row in rows {
+        // Cells, with `\|` (a bar inside a cell) kept inside.
+        let row = row.replace("\\|", "\u{1}");
+        let cells: Vec<String> = row
+            .split('|')
+            .skip(1)
+            .map(|c| c.replace('\u{1}', "|"))
+            .collect();
+        assert!(cells.len() >= 4, "{row}");
+        let spellings = ticked(&cells[0]);
+        let name = spellings
+            .iter()
+            .find_map(|s| s.strip_prefix("--").filter(|n| named(n).is_some()))
+            .unwrap_or_else(|| panic!("README row for no flag in the table: {row}"));
+        let flag = named(name).expect("found above");
+        assert!(
+            seen.insert(name.to_string()),
+            "--{name} has two README rows"
+        );
+        let short: BTreeSet<String> = spellings
+            .iter()
+            .filter(|s| s.starts_with('-'))
+            .filter(|s| **s != format!("--{name}") && **s != format!("-{name}"))
+            .cloned()
+            .collect();
+        let mut want: BTreeSet<String> = flag.short.iter().map(|c| format!("-{c}")).collect();
+        for a in flag.aliases {
+            let dashes = if a.spelling.len() == 1 { "-" } else { "--" };
+            want.insert(format!("{dashes}{}", a.spelling));
+        }
+        assert_eq!(short, want, "--{name}: spellings in the README vs the code");
+        let vars: BTreeSet<String> = ticked(&cells[1])
+            .into_iter()
+            .filter(|w| w.len() > 2 && w.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+            .collect();
+        let want: BTreeSet<String> = flag.vars.iter().map(|v| v.name().to_string()).collect();
+        assert_eq!(vars, want, "--{name}: variables in the README vs the code");
+        let default = ticked(&cells[2]).into_iter().next();
+        let full = cells[2].split('`').nth(1).map(String::from);
+        assert_eq!(
+            full.filter(|_| default.is_some()),
+            flag.default.map(String::from),
+            "--{name}: default in the README vs the code"
+        );
+    }
+    let all: BTreeSet<String> = FLAGS.iter().map(|f| f.name.to_string()).collect();
+    assert_eq!(seen, all, "flags missing from the README's table");
+}
+
+/// The variables follow one rule: FLUSH_MANAGER_ and the name in capitals.
+#[test]
+fn our_variables_are_named_after_their_flags() {
+    for flag in FLAGS {
+        let ours = format!(
+            "FLUSH_MANAGER_{}",
+            flag.name.to_uppercase().replace('-', "_")
+        );
+        let first = flag.vars.first().map(|v| v.name());
+        match flag.kind {
+            Kind::Count => assert_eq!(first, None, "--{}", flag.name),
+            _ if ["help", "version", "license"].contains(&flag.name) => {
+                assert_eq!(first, None)
+            }
+            _ => assert_eq!(first, Some(ours.as_str()), "--{}", flag.name),
+        }
+    }
 }
