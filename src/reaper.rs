@@ -103,20 +103,21 @@ pub fn warn_on_reap(on: bool) {
     WARN_ON_REAP.store(on, Ordering::Relaxed);
 }
 
-/// tini's `-p`: the kernel sends `sig` to the manager when its parent dies.
-/// Set from the main thread before any other exists: the kernel keeps the
-/// setting per thread.
+/// tini's `-p`: the kernel sends `sig` to the manager when its parent
+/// dies (the child does not inherit it: the kernel clears it on fork).
 pub fn parent_death_signal(sig: i32) {
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number, nothing else.
-    let failed = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0;
+    // SAFETY: prctl with PR_SET_PDEATHSIG reads a signal number, nothing else.
+    let result = match unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().to_string()),
+    };
     #[cfg(not(target_os = "linux"))]
-    let failed = true;
-    if failed {
+    let result: Result<(), String> = Err("no parent-death signal on this system".into());
+    if let Err(e) = result {
         warn!(
-            "Cannot set the parent-death signal to {}: {}",
-            crate::signals::name(sig),
-            std::io::Error::last_os_error()
+            "Cannot set the parent-death signal to {} ({e}): the manager will not notice its parent's death",
+            crate::signals::name(sig)
         );
     }
 }

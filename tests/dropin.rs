@@ -2,6 +2,8 @@
 //! dumb-init (symlinks made here), with those tools' flags and variables,
 //! does what their users rely on: exit codes, signals to the child or the
 //! group, rewrites, remaps, orphans, the parent-death signal, quiet logs.
+// These tests drive Linux itself (PID namespaces, /proc, PR_SET_PDEATHSIG).
+#![cfg(target_os = "linux")]
 
 mod common;
 

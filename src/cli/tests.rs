@@ -494,7 +494,9 @@ fn tini_and_dumb_init_flags_map_to_ours() {
         assert_eq!(c.parent_death_signal, Some(SIGKILL));
         assert_eq!(c.command, ["app"]);
         // getopt's clusters: -sw, -e143, -r15:3.
-        let c = run_named(name, &["-swge143", "-r10:12", "-r15:3", "app", "-v"], &[]).unwrap();
+        // Numbers as dumb-init's users write them (SIGUSR1:SIGUSR2 here).
+        let usr1_usr2 = format!("-r{SIGUSR1}:{SIGUSR2}");
+        let c = run_named(name, &["-swge143", &usr1_usr2, "-r15:3", "app", "-v"], &[]).unwrap();
         assert!(c.warn_on_reap);
         assert_eq!(c.signal_to, Target::Group);
         assert_eq!(c.remap_exit, [(143, 0)]);
@@ -512,7 +514,7 @@ fn tini_and_dumb_init_flags_map_to_ours() {
             "--rewrite",
             "SIGWINCH:0",
             "-r",
-            "1:10",
+            &format!("{SIGHUP}:{SIGUSR1}"),
             "--map-signal",
             "USR2:none",
             "app",
