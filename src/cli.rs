@@ -1,14 +1,26 @@
 //! Command line and environment → one validated `Config`.
 //!
-//! The Go tool's users write `-command X`, `-config=Y`, `-version`: Go's flag
-//! rules (one or two dashes, `=value` or a separate value, parsing stops at
-//! the first non-flag or `--`). argh accepts none of the single-dash long
-//! forms nor `=`, so argv is first rewritten with Go's rules into argh's form;
-//! argh then does the parsing and the `--help` text.
-//! Every flag may also come from `FLUSH_MANAGER_<FLAG>`; the command line wins.
+//! Every flag is declared once, in `flags::FLAGS`. Parsing runs in three
+//! steps, all driven by that table:
+//! 1. `rewrite`: the Go tool's rules (`-command X`, `--config=Y`: one or two
+//!    dashes, `=value` or a separate value, options end at the first
+//!    non-flag or `--`), getopt's clusters for the one-letter flags of tini
+//!    and dumb-init (`-vv`, `-e143`), and every alias resolved to its flag;
+//! 2. argh, as the tokenizer only: it receives `--set NAME=VALUE` pairs and
+//!    the command behind `--`, checks each NAME against the table
+//!    (`from_str_fn`) and hands back the settings and the command. Typing
+//!    values is left to step 3 because argh's derive would need every flag
+//!    declared again as a struct field, the copy this table replaces;
+//! 3. `build`: each value from the command line, else from its variables
+//!    (`FLUSH_MANAGER_<FLAG>`, tini's and dumb-init's), else the default of
+//!    the tool the binary stands in for, parsed and checked.
 
+mod flags;
+
+use crate::parse;
 use crate::state::{Policy, Target};
 use argh::FromArgs;
+use flags::{FLAGS, Flag, Kind, Spelling, Var};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,162 +28,53 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_COMMAND: &str = "/usr/local/bin/redis-exporter";
 pub const DEFAULT_CONFIG: &str = "/usr/local/bin/conf/exporter.conf";
 
-// argh's parser. `--help` is ours (`help()`, grouped), so argh's own text
-// only ever shows in usage errors.
-#[derive(FromArgs, Debug, Default)]
-/// A small init (PID 1) for containers.
-struct Args {
-    /// command to run; trailing arguments become its arguments (default: /usr/local/bin/redis-exporter)
-    #[argh(option)]
-    command: Option<String>,
-
-    /// config file or directory to watch, repeatable; '' watches nothing (default: /usr/local/bin/conf/exporter.conf)
-    #[argh(option)]
-    config: Vec<String>,
-
-    /// signal sent to the child's process group to stop it (default: TERM)
-    #[argh(option)]
-    stop_signal: Option<String>,
-
-    /// how long to wait after the stop signal before SIGKILL (default: 10s)
-    #[argh(option)]
-    stop_timeout: Option<String>,
-
-    /// on SIGTERM, wait this long before sending the stop signal (default: 0)
-    #[argh(option)]
-    stop_delay: Option<String>,
-
-    /// who gets forwarded, stop and reload signals: child or group (default: child)
-    #[argh(option)]
-    signal_to: Option<String>,
-
-    /// a signal that restarts the child instead of being forwarded
-    #[argh(option)]
-    restart_signal: Option<String>,
-
-    /// rewrite a forwarded signal FROM:TO (TO may be none); repeatable
-    #[argh(option)]
-    map_signal: Vec<String>,
-
-    /// send this signal on a config change instead of restarting (e.g. HUP)
-    #[argh(option)]
-    reload_signal: Option<String>,
-
-    /// on a change, run this command (split like shell words, no shell) instead of restarting
-    #[argh(option)]
-    reload_command: Option<String>,
-
-    /// on a change, POST this http:// URL instead of restarting
-    #[argh(option)]
-    reload_url: Option<String>,
-
-    /// kill a --reload-command, or give up on a --reload-url request, after this long (default: 30s)
-    #[argh(option)]
-    reload_timeout: Option<String>,
-
-    /// wait a random time below this before acting on a settled change (default: 0)
-    #[argh(option)]
-    splay: Option<String>,
-
-    /// at most one config-triggered action per this interval (default: 0)
-    #[argh(option)]
-    min_interval: Option<String>,
-
-    /// serve Prometheus metrics on this address (e.g. 127.0.0.1:9111 or :9111)
-    #[argh(option)]
-    metrics: Option<String>,
-
-    /// log format: text or json (default: text)
-    #[argh(option)]
-    log_format: Option<String>,
-
-    /// quiet period after the last change before acting (default: 500ms)
-    #[argh(option)]
-    debounce: Option<String>,
-
-    /// act at the latest this long after the first change of a burst (default: 5s)
-    #[argh(option)]
-    debounce_max: Option<String>,
-
-    /// polling fallback interval beside inotify; 0 turns it off (default: 5s)
-    #[argh(option)]
-    poll_interval: Option<String>,
-
-    /// poll only, no inotify (overlayfs, NFS)
-    #[argh(switch)]
-    poll_only: bool,
-
-    /// run this check (split like shell words, no shell) after a change and act only if it exits 0
-    #[argh(option)]
-    validate: Option<String>,
-
-    /// the child reads its config from this directory; validated bytes are promoted into it
-    #[argh(option)]
-    promote_to: Option<String>,
-
-    /// kill a --validate check that runs longer than this (default: 30s)
-    #[argh(option)]
-    validate_timeout: Option<String>,
-
-    /// with --promote-to: check the candidate at DIR itself, shown to the child for the check's duration
-    #[argh(switch)]
-    validate_in_place: bool,
-
-    /// when the child exits on its own: never (exit with its code), on-failure, always (default: never)
-    #[argh(option)]
-    restart: Option<String>,
-
-    /// with --restart, give up after N restarts and exit with the child's code (default: unlimited)
-    #[argh(option)]
-    max_restarts: Option<String>,
-
-    /// map the exit code FROM to TO, e.g. 143:0; repeatable
-    #[argh(option)]
-    remap_exit: Vec<String>,
-
-    /// error, warn, info or debug (default: info; env FLUSH_MANAGER_LOG too)
-    #[argh(option)]
-    log_level: Option<String>,
-
-    /// print the version and exit
-    #[argh(switch)]
-    version: bool,
-
-    /// command and its arguments
-    #[argh(positional, greedy)]
-    command_line: Vec<String>,
+/// Which tool the binary stands in for, by the name it was run as
+/// (argv[0]'s last component: a symlink or a copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Personality {
+    /// flush-manager, or any name not below: the Go tool's defaults.
+    FlushManager,
+    /// `tini`, `tini-static`, `docker-init` (what Docker's `--init` runs).
+    Tini,
+    /// `dumb-init`.
+    DumbInit,
 }
 
-/// Flags that take a value, in argh's spelling without dashes.
-const VALUE_FLAGS: &[&str] = &[
-    "command",
-    "config",
-    "stop-signal",
-    "stop-timeout",
-    "stop-delay",
-    "signal-to",
-    "restart-signal",
-    "map-signal",
-    "reload-signal",
-    "reload-command",
-    "reload-url",
-    "reload-timeout",
-    "splay",
-    "min-interval",
-    "metrics",
-    "log-format",
-    "debounce",
-    "debounce-max",
-    "poll-interval",
-    "validate",
-    "validate-timeout",
-    "promote-to",
-    "restart",
-    "max-restarts",
-    "remap-exit",
-    "log-level",
-];
-const SWITCHES: &[&str] = &["poll-only", "validate-in-place", "version", "help"];
+impl Personality {
+    pub fn of(argv0: &str) -> Personality {
+        match Path::new(argv0).file_name().and_then(|n| n.to_str()) {
+            Some("tini" | "tini-static" | "docker-init") => Personality::Tini,
+            Some("dumb-init") => Personality::DumbInit,
+            _ => Personality::FlushManager,
+        }
+    }
+
+    /// This tool's default for `flag` where it differs from the table's:
+    /// tini and dumb-init watch nothing, run no default command and say
+    /// nothing below a warning; dumb-init signals the whole group.
+    fn default(self, flag: &Flag) -> Option<&'static str> {
+        match (self, flag.name) {
+            (Personality::FlushManager, _) => flag.default,
+            (_, "config" | "command") => None,
+            (_, "log-level") => Some("warn"),
+            (Personality::DumbInit, "signal-to") => Some("group"),
+            _ => flag.default,
+        }
+    }
+
+    /// The level `-v` given `n` times asks for.
+    fn verbose(self, n: usize) -> log::LevelFilter {
+        use log::LevelFilter::{Debug, Info, Trace, Warn};
+        let steps = [Warn, Info, Debug, Trace];
+        let from = match self {
+            Personality::Tini => 0,
+            Personality::FlushManager => 1,
+            // dumb-init has one verbose level: every signal it handles.
+            Personality::DumbInit => 1,
+        };
+        steps[(from + n).min(steps.len() - 1)]
+    }
+}
 
 /// Everything the manager needs, validated.
 #[derive(Debug, Clone)]
@@ -180,6 +83,8 @@ pub struct Config {
     pub command: Vec<String>,
     /// Absolute paths (relative ones are joined to the starting directory).
     pub configs: Vec<PathBuf>,
+    /// No `--config` was given and the legacy default is watched.
+    pub config_is_default: bool,
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub stop_delay: Duration,
@@ -216,6 +121,10 @@ pub struct Config {
     pub max_restarts: Option<u32>,
     pub remap_exit: Vec<(i32, i32)>,
     pub log_level: log::LevelFilter,
+    /// `--warn-on-reap` (tini's `-w`).
+    pub warn_on_reap: bool,
+    /// `--parent-death-signal` (tini's `-p`).
+    pub parent_death_signal: Option<i32>,
 }
 
 /// What parsing decided: run, or print something and exit with a code.
@@ -225,137 +134,99 @@ pub enum Parsed {
     Exit { message: String, code: i32 },
 }
 
-fn usage_error(message: String) -> Parsed {
+fn usage_error(program: &str, message: String) -> Parsed {
     Parsed::Exit {
-        message: format!("[flush-manager] ERROR: {message}\nRun 'flush-manager --help' for usage."),
+        message: format!("[flush-manager] ERROR: {message}\nRun '{program} --help' for usage."),
         code: 2,
     }
 }
 
-/// `--help`: every option with its default and variable, grouped (argh's
-/// own help is one flat list; it still parses and reports usage errors).
-fn help() -> String {
-    format!(
-        "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
-zombie, forwards every signal, stops gracefully, and restarts (or signals) COMMAND when a
-watched config file changes, Kubernetes ConfigMap and Secret volumes included.
-
-Usage:
-  flush-manager [OPTIONS] [--] COMMAND [ARGS...]
-  flush-manager -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
-Flags take one or two dashes, and a value as `--flag value` or `--flag=value`. Options end
-at the first argument that is not one, or at `--`: the rest is the command's, dashes included.
-
-Command:
-  --command PATH            command to run; trailing arguments are its arguments
-                            (default: {DEFAULT_COMMAND})
-
-Signals and stopping:
-  --signal-to child|group   who gets forwarded, stop and reload signals: the child alone, as
-                            prefork servers (gunicorn, php-fpm, nginx) expect, or its whole
-                            process group (default: child; SIGKILL always hits the group)
-  --stop-signal SIG         signal that stops the child: TERM, SIGTERM, 15, RTMIN+3
-                            (default: TERM; SIGINT is forwarded as SIGINT); SIGCONT follows it
-  --stop-timeout DURATION   wait after it before SIGKILL of the group (default: 10s)
-  --stop-delay DURATION     on SIGTERM, wait this long before the stop signal, so load
-                            balancers drain first; a second SIGTERM or a SIGINT cuts it
-                            short (default: 0)
-  --restart-signal SIG      a signal the manager keeps for itself: it restarts the child
-                            (after --validate, if set)
-  --map-signal FROM:TO      forward FROM as TO; TO 'none' drops it (not TERM or INT, which
-                            stop: see --stop-signal); repeatable
-  --remap-exit FROM:TO      map an exit code, e.g. 143:0; repeatable
-
-Config watch:
-  --config PATH             file or directory to watch, repeatable; '' watches nothing
-                            (default: {DEFAULT_CONFIG})
-  --reload-signal SIG       on a change, send SIG instead of restarting (e.g. HUP)
-  --reload-command 'CMD'    on a change, run CMD instead (no shell; FLUSH_MANAGER_CHANGED set);
-                            retried with backoff (1s doubling to 30s) until it exits 0
-  --reload-url URL          on a change, POST this http:// URL instead; retried the same way
-                            until it answers 2xx (one of the three reload options at most)
-  --reload-timeout DURATION kill the command, or give up on the request (default: 30s)
-  --splay DURATION          wait a random time below this before acting, so replicas spread
-                            out (default: 0)
-  --min-interval DURATION   at most one config-triggered action per interval; changes in
-                            between are folded into the next (default: 0)
-  --debounce DURATION       quiet time after the last change before acting (default: 500ms)
-  --debounce-max DURATION   act at the latest this long after the first change of a burst,
-                            however busy the directory (default: 5s)
-  --poll-interval DURATION  polling beside inotify; 0 turns it off (default: 5s)
-  --poll-only               poll only, no inotify (overlayfs, NFS)
-  --validate 'CMD ARGS'     check a changed config first; act only if it exits 0
-  --validate-timeout DURATION  kill a check that runs longer (default: 30s)
-  --promote-to DIR          the child reads its config from DIR: settled source bytes are
-                            staged there as a hidden candidate, checked by --validate (at
-                            $FLUSH_MANAGER_CANDIDATE), and shown to the child only if good
-  --validate-in-place       with --promote-to: check the candidate at DIR itself (includes by
-                            absolute path); the child can see it while the check runs
-
-When the child exits on its own:
-  --restart POLICY          never (exit with its code), on-failure or always (default: never)
-  --max-restarts N          with --restart, give up after N restarts (default: unlimited)
-
-Other:
-  --log-level LEVEL         error, warn, info, debug, trace, off (default: info)
-  --log-format FORMAT       text ([flush-manager] LEVEL: message) or json (default: text)
-  --metrics ADDR            serve Prometheus metrics at http://ADDR/metrics (e.g.
-                            127.0.0.1:9111; :9111 for every address, IPv6 and IPv4)
-  --version                 print the version
-  --help                    print this
-
-Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s;
-FLUSH_MANAGER_CONFIG, FLUSH_MANAGER_REMAP_EXIT and FLUSH_MANAGER_MAP_SIGNAL comma-separated; FLUSH_MANAGER_LOG
-for the log level too); the command line wins. Durations: 500ms, 10s, 1m30s, 0
-(each unit once, largest first).
-
-Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources)."
-    )
-}
-
-/// Parses argv (without the program name) and the environment.
+/// Parses argv (program name first) and the environment.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Parsed {
-    let argh_args = match go_style(argv) {
-        Ok(a) => a,
-        Err(e) => return usage_error(e),
+    let argv0 = argv.first().map_or("flush-manager", String::as_str);
+    let program = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("flush-manager");
+    let personality = Personality::of(argv0);
+    let args = argv.get(1..).unwrap_or_default();
+    let tokens = match rewrite(args) {
+        Ok(t) => t,
+        Err(e) => return usage_error(program, e),
     };
-    let options = argh_args.split(|a| a == "--").next().unwrap_or_default();
-    if options.iter().any(|a| a == "--help") {
+    let strs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let Tokens { set, command } = match Tokens::from_args(&[program], &strs) {
+        Ok(t) => t,
+        Err(early) => return usage_error(program, early.output.trim_end().to_string()),
+    };
+    let given = |name: &str| {
+        set.iter()
+            .any(|s| s.flag.name == name && s.value != "false")
+    };
+    if given("help") {
         return Parsed::Exit {
             message: help(),
             code: 0,
         };
     }
-    let strs: Vec<&str> = argh_args.iter().map(String::as_str).collect();
-    let args = match Args::from_args(&["flush-manager"], &strs) {
-        Ok(a) => a,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => Parsed::Exit {
-                    message: early.output,
-                    code: 0,
-                },
-                Err(()) => usage_error(early.output.trim_end().to_string()),
-            };
-        }
-    };
-    if args.version {
+    if given("version") {
         return Parsed::Exit {
             message: format!("flush-manager version {VERSION}"),
             code: 0,
         };
     }
-    match build(args, env, cwd) {
+    if given("license") {
+        return Parsed::Exit {
+            message: include_str!("../LICENSE").trim_end().to_string(),
+            code: 0,
+        };
+    }
+    let values = Values {
+        set,
+        env,
+        personality,
+    };
+    match build(&values, command, cwd) {
         Ok(cfg) => Parsed::Run(Box::new(cfg)),
-        Err(e) => usage_error(e),
+        Err(e) => usage_error(program, e),
     }
 }
 
-/// Go's flag rules → argh's: `-f`, `--f`, `-f=v`, `--f=v`, `-f v`; stop at
-/// the first non-flag or `--`; everything after goes behind argh's `--`.
-fn go_style(argv: &[String]) -> Result<Vec<String>, String> {
+/// argh's part (see the module comment): settings and the command.
+#[derive(FromArgs)]
+/// flush-manager's settings, after the rewrite.
+struct Tokens {
+    /// one flag's value, NAME=VALUE
+    #[argh(option, from_str_fn(setting))]
+    set: Vec<Setting>,
+
+    /// the command and its arguments
+    #[argh(positional, greedy)]
+    command: Vec<String>,
+}
+
+struct Setting {
+    flag: &'static Flag,
+    value: String,
+}
+
+fn setting(text: &str) -> Result<Setting, String> {
+    let (name, value) = text.split_once('=').unwrap_or((text, ""));
+    let flag = flags::named(name).ok_or_else(|| format!("unknown flag: --{name}"))?;
+    Ok(Setting {
+        flag,
+        value: value.to_string(),
+    })
+}
+
+/// Step 1: argv with Go's and getopt's rules → `--set NAME=VALUE` pairs,
+/// then `--` and the command if there is one.
+fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
+    let mut emit = |flag: &Flag, value: &str| {
+        out.push("--set".to_string());
+        out.push(format!("{}={value}", flag.name));
+    };
     let mut i = 0;
     while i < argv.len() {
         let arg = &argv[i];
@@ -363,40 +234,60 @@ fn go_style(argv: &[String]) -> Result<Vec<String>, String> {
             i += 1;
             break;
         }
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            break; // first non-flag: the command
+        let (dashes, body) = match arg.strip_prefix("--") {
+            Some(body) => (2, body),
+            None => match arg.strip_prefix('-') {
+                Some(body) => (1, body),
+                None => break, // first non-flag: the command
+            },
         };
         if body.is_empty() || body.starts_with('-') {
             break; // "-" alone or "---x": not a flag in Go either
         }
         let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
+            Some((n, v)) => (n, Some(v)),
             None => (body, None),
         };
-        let name = if name == "h" { "help" } else { name };
-        if VALUE_FLAGS.contains(&name) {
-            let value = match inline {
-                Some(v) => v,
-                None => {
-                    i += 1;
-                    argv.get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("flag needs an argument: -{name}"))?
-                }
-            };
-            out.push(format!("--{name}"));
-            out.push(value);
-        } else if SWITCHES.contains(&name) {
-            let on = match inline.as_deref() {
-                None | Some("true" | "1" | "t" | "T" | "TRUE" | "True") => true,
-                Some("false" | "0" | "f" | "F" | "FALSE" | "False") => false,
-                Some(v) => return Err(format!("invalid boolean value {v:?} for -{name}")),
-            };
-            if on {
-                out.push(format!("--{name}"));
+        let mut next = || {
+            i += 1;
+            argv.get(i)
+                .cloned()
+                .ok_or_else(|| format!("flag needs an argument: -{name}"))
+        };
+        match flags::lookup(name) {
+            Some(spelling) => {
+                let value = match (needs_value(&spelling), inline) {
+                    (true, Some(v)) => Some(v.to_string()),
+                    (true, None) => Some(next()?),
+                    (false, v) => v.map(String::from),
+                };
+                let (flag, value) = resolve(spelling, value, name)?;
+                emit(flag, &value);
             }
-        } else {
-            return Err(format!("unknown flag: {arg}"));
+            // getopt's cluster of one-letter flags, tini's and dumb-init's
+            // habit: `-vv`, `-sg`, `-e143`, `-r15:3`.
+            None if dashes == 1 && inline.is_none() => {
+                for (at, letter) in body.char_indices() {
+                    let one = &body[at..at + letter.len_utf8()];
+                    let Some(spelling) = flags::lookup(one).filter(|_| letter.is_ascii()) else {
+                        return Err(format!("unknown flag: {arg}"));
+                    };
+                    if needs_value(&spelling) {
+                        let rest = &body[at + one.len()..];
+                        let value = if rest.is_empty() {
+                            next()?
+                        } else {
+                            rest.into()
+                        };
+                        let (flag, value) = resolve(spelling, Some(value), one)?;
+                        emit(flag, &value);
+                        break;
+                    }
+                    let (flag, value) = resolve(spelling, None, one)?;
+                    emit(flag, &value);
+                }
+            }
+            None => return Err(format!("unknown flag: {arg}")),
         }
         i += 1;
     }
@@ -407,74 +298,190 @@ fn go_style(argv: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `500ms`, `10s`, `1m30s`, `1.5s`, `0` (Go's time.ParseDuration, no sign).
-/// Stricter than Go in one way: each unit at most once, largest first
-/// (`1h30m`, never `1h1h` or `30m1h`), since a repeated or reversed unit is
-/// far more likely a typo than a sum someone meant.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (expected e.g. 500ms, 10s, 1m30s)");
-    if text == "0" {
-        return Ok(Duration::ZERO);
+fn needs_value(spelling: &Spelling) -> bool {
+    match spelling {
+        Spelling::Flag(f) => matches!(f.kind, Kind::Value | Kind::List),
+        Spelling::Alias(_, a) => a.takes_value(),
     }
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    // The previous unit, as (its rank, its spelling): ranks fall from h to ns.
-    let mut previous: Option<(u8, &str)> = None;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let (rank, scale) = match unit {
-            "h" => (6, 3600.0),
-            "m" => (5, 60.0),
-            "s" => (4, 1.0),
-            "ms" => (3, 1e-3),
-            "us" | "µs" => (2, 1e-6),
-            "ns" => (1, 1e-9),
-            _ => return Err(bad()),
-        };
-        match previous {
-            Some((r, u)) if r == rank => {
-                return Err(format!(
-                    "invalid duration {text:?}: unit {u:?} given twice (write e.g. 2h, not 1h1h)"
-                ));
-            }
-            Some((r, u)) if r < rank => {
-                return Err(format!(
-                    "invalid duration {text:?}: {unit:?} after {u:?} (largest unit first, e.g. 1h30m)"
-                ));
-            }
-            _ => previous = Some((rank, unit)),
-        }
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    let d = Duration::try_from_secs_f64(total).map_err(|_| bad())?;
-    // Every deadline is `now + d`: keep it representable.
-    if d > MAX_DURATION {
-        return Err(format!(
-            "duration {text:?} is too large (at most 100 years)"
-        ));
-    }
-    Ok(d)
 }
 
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// A spelling and what was written with it → its flag and that flag's value.
+fn resolve(
+    spelling: Spelling,
+    value: Option<String>,
+    name: &str,
+) -> Result<(&'static Flag, String), String> {
+    let no_value = |v: &Option<String>| match v {
+        Some(v) => Err(format!("flag -{name} takes no value (given {v:?})")),
+        None => Ok(()),
+    };
+    Ok(match spelling {
+        Spelling::Alias(flag, alias) if alias.takes_value() => (
+            flag,
+            alias.value.replace("{}", value.as_deref().unwrap_or("")),
+        ),
+        Spelling::Alias(flag, alias) => {
+            no_value(&value)?;
+            (flag, alias.value.to_string())
+        }
+        Spelling::Flag(flag) => match flag.kind {
+            Kind::Value | Kind::List => (flag, value.unwrap_or_default()),
+            Kind::Switch => {
+                let on = value.as_deref().map_or(Ok(true), parse::boolean);
+                let on = on.map_err(|e| format!("-{name}: {e}"))?;
+                (flag, on.to_string())
+            }
+            Kind::Count => {
+                no_value(&value)?;
+                (flag, "1".into())
+            }
+        },
+    })
+}
 
-fn parse_remap(text: &str) -> Result<(i32, i32), String> {
-    let bad = || format!("invalid --remap-exit {text:?} (expected FROM:TO, codes 0-255)");
-    let (from, to) = text.split_once(':').ok_or_else(bad)?;
-    let code = |s: &str| s.trim().parse::<u8>().map(i32::from).map_err(|_| bad());
-    Ok((code(from)?, code(to)?))
+/// Step 3's source of raw values: the command line, else the variables,
+/// else the personality's default.
+struct Values<'a> {
+    set: Vec<Setting>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    personality: Personality,
+}
+
+impl Values<'_> {
+    fn flag(name: &str) -> &'static Flag {
+        match flags::named(name) {
+            Some(f) => f,
+            // A misspelt name in build(): every test that parses fails.
+            None => panic!("no flag --{name} in the table"),
+        }
+    }
+
+    /// What the command line gave `name`, in order.
+    fn given(&self, name: &str) -> Vec<&str> {
+        self.set
+            .iter()
+            .filter(|s| s.flag.name == name)
+            .map(|s| s.value.as_str())
+            .collect()
+    }
+
+    /// The first of `name`'s variables that is set, as the flag's values.
+    fn in_env(&self, flag: &Flag) -> Result<Option<Vec<String>>, String> {
+        for var in flag.vars {
+            let Some(text) = (self.env)(var.name()) else {
+                continue;
+            };
+            let bad = |e: String| format!("{}: {e}", var.name());
+            let value = match var {
+                Var::Value(_) if flag.kind == Kind::List => {
+                    return Ok(Some(parse::comma_list(&text)));
+                }
+                Var::Value(_) => Some(text),
+                Var::Present(_, value) => Some(value.to_string()),
+                Var::Bool(_, on, off) => {
+                    let set = if parse::boolean(&text).map_err(bad)? {
+                        on
+                    } else {
+                        off
+                    };
+                    set.map(|v| v.to_string())
+                }
+                Var::Verbosity(_) => {
+                    let n: usize = text
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(format!("expected a number from 0 to 4, not {text:?}")))?;
+                    Some(["error", "warn", "info", "debug", "trace"][n.min(4)].to_string())
+                }
+            };
+            if let Some(v) = value {
+                return Ok(Some(vec![v]));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `name`'s values: given, else from the environment, else its default.
+    fn list(&self, name: &str) -> Result<Option<Vec<String>>, String> {
+        let flag = Self::flag(name);
+        let given = self.given(name);
+        if !given.is_empty() {
+            return Ok(Some(given.into_iter().map(String::from).collect()));
+        }
+        if let Some(v) = self.in_env(flag)? {
+            return Ok(Some(v));
+        }
+        Ok(self.personality.default(flag).map(|d| vec![d.to_string()]))
+    }
+
+    /// `name`'s one value; the same value given twice is harmless (argv
+    /// assembled from several places), two different ones are refused.
+    fn one(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(values) = self.list(name)? else {
+            return Ok(None);
+        };
+        match values.iter().find(|v| **v != values[0]) {
+            Some(other) => Err(format!(
+                "--{name}: given as {:?} and as {other:?}; give one",
+                values[0]
+            )),
+            None => Ok(values.into_iter().next()),
+        }
+    }
+
+    /// `name`'s value parsed by `f`; errors name the flag.
+    fn typed<T>(
+        &self,
+        name: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        self.one(name)?
+            .map(|v| f(&v).map_err(|e| format!("--{name}: {e}")))
+            .transpose()
+    }
+
+    fn duration(&self, name: &str) -> Result<Duration, String> {
+        Ok(self.typed(name, parse::duration)?.unwrap_or_default())
+    }
+
+    fn signal(&self, name: &str) -> Result<Option<i32>, String> {
+        self.typed(name, crate::signals::parse)
+    }
+
+    fn switch(&self, name: &str) -> Result<bool, String> {
+        Ok(self.typed(name, parse::boolean)?.unwrap_or(false))
+    }
+
+    /// A shell-like command line that must name a program when given.
+    fn words(&self, name: &str, unset_means: &str) -> Result<Option<Vec<String>>, String> {
+        let Some(text) = self.one(name)? else {
+            return Ok(None);
+        };
+        let words = parse::words(&text).map_err(|e| format!("--{name}: {e}"))?;
+        // An empty one is a mistake (an unset variable in a manifest), not
+        // a request for nothing: leaving the flag out says that.
+        if words.first().is_none_or(String::is_empty) {
+            return Err(format!(
+                "--{name}: empty command {text:?} (leave it out {unset_means})"
+            ));
+        }
+        Ok(Some(words))
+    }
+
+    /// A choice among words, each standing for a value.
+    fn choice<T: Copy>(&self, name: &str, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
+        let text = self.one(name)?.unwrap_or_default();
+        match choices.iter().find(|(word, _)| *word == text) {
+            Some((_, value)) => Ok(*value),
+            None => {
+                let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+                Err(format!(
+                    "--{name}: invalid {what} {text:?} (expected {})",
+                    words.join(", ")
+                ))
+            }
+        }
+    }
 }
 
 /// Each FROM once: a second, different TO for the same FROM would leave
@@ -543,115 +550,55 @@ fn stop_signal_rule(sig: i32) -> Result<(), String> {
     }
 }
 
-/// `USR1:HUP`, `SIGWINCH:none`.
-fn parse_map_signal(text: &str) -> Result<(i32, Option<i32>), String> {
-    let bad = |e: String| format!("--map-signal {text:?}: {e}");
-    let (from, to) = text
-        .split_once(':')
-        .ok_or_else(|| bad("expected FROM:TO, e.g. USR1:HUP or WINCH:none".into()))?;
-    let from = crate::signals::parse(from.trim()).map_err(bad)?;
-    reserved_signal(from).map_err(bad)?;
-    let to = match to.trim() {
-        t if t.eq_ignore_ascii_case("none") => None,
-        t => Some(crate::signals::parse(t).map_err(bad)?),
-    };
-    Ok((from, to))
-}
+/// What a forwarded signal becomes; `None` drops it.
+type SignalMap = Vec<(i32, Option<i32>)>;
 
-fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
-    text.parse().map_err(|_| {
-        format!("invalid log level {text:?} (expected error, warn, info, debug, trace or off)")
-    })
-}
-
-/// Words split like a POSIX shell would (quotes, backslashes), without a shell.
-pub fn split_words(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated ' in {text:?}")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err(format!("unterminated \" in {text:?}")),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated \" in {text:?}")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err(format!("trailing backslash in {text:?}")),
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
+/// `--map-signal` and dumb-init's `--rewrite`, one list of (FROM, TO), and
+/// the stop signal a rewrite of SIGTERM asks for.
+fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
+    let mut pairs = Vec::new();
+    for text in v.list("map-signal")?.unwrap_or_default() {
+        let bad = |e: String| format!("--map-signal {text:?}: {e}");
+        let (from, to) = parse::signal_pair(&text, &["none"]).map_err(bad)?;
+        reserved_signal(from).map_err(bad)?;
+        pairs.push((from, to));
     }
-    if in_word {
-        words.push(word);
+    let mut stop = None;
+    for text in v.list("rewrite")?.unwrap_or_default() {
+        let bad = |e: String| format!("--rewrite {text:?}: {e}");
+        let (from, to) = parse::signal_pair(&text, &["0", "none"]).map_err(bad)?;
+        // dumb-init rewrites SIGTERM to change how a child is stopped
+        // (`-r 15:3` for nginx): that is our stop signal.
+        if from == nix::libc::SIGTERM {
+            let to = to.ok_or_else(|| {
+                bad("SIGTERM cannot be dropped: it is how the container is stopped (rewrite it to the signal that stops the child, e.g. 15:3)".into())
+            })?;
+            stop = Some(to);
+            continue;
+        }
+        reserved_signal(from).map_err(bad)?;
+        pairs.push((from, to));
     }
-    Ok(words)
+    let to_name = |to: Option<i32>| to.map_or("none".into(), crate::signals::name);
+    let pairs = one_per_from(pairs, |from, a, b| {
+        let from = crate::signals::name(from);
+        format!(
+            "--map-signal: {from} is mapped twice ({from}:{} and {from}:{}); give it once",
+            to_name(a),
+            to_name(b)
+        )
+    })?;
+    Ok((pairs, stop))
 }
 
-fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Config, String> {
-    // A flag on the command line wins over FLUSH_MANAGER_<FLAG>.
-    let pick =
-        |flag: Option<String>, var: &str| flag.or_else(|| env(&format!("FLUSH_MANAGER_{var}")));
-    let list = |flag: Vec<String>, var: &str| -> Option<Vec<String>> {
-        if !flag.is_empty() {
-            return Some(flag);
+fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, String> {
+    let mut command = match (v.one("command")?, command_line) {
+        (Some(cmd), rest) if !v.given("command").is_empty() => {
+            std::iter::once(cmd).chain(rest).collect()
         }
-        env(&format!("FLUSH_MANAGER_{var}"))
-            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
-    };
-    let duration =
-        |flag: Option<String>, var: &str, default: Duration| -> Result<Duration, String> {
-            pick(flag, var).map_or(Ok(default), |v| {
-                parse_duration(&v).map_err(|e| format!("--{}: {e}", flag_name(var)))
-            })
-        };
-    let signal = |flag: Option<String>, var: &str| -> Result<Option<i32>, String> {
-        pick(flag, var)
-            .map(|v| crate::signals::parse(&v).map_err(|e| format!("--{}: {e}", flag_name(var))))
-            .transpose()
-    };
-
-    let mut command = match (args.command, args.command_line) {
-        (Some(cmd), rest) => std::iter::once(cmd).chain(rest).collect(),
-        (None, rest) if !rest.is_empty() => rest,
-        (None, _) => vec![env("FLUSH_MANAGER_COMMAND").unwrap_or_else(|| DEFAULT_COMMAND.into())],
+        (_, rest) if !rest.is_empty() => rest,
+        (Some(cmd), _) => vec![cmd],
+        (None, _) => return Err("no command given (usage: [OPTIONS] -- COMMAND [ARGS...])".into()),
     };
     if command[0].is_empty() {
         return Err("empty command".into());
@@ -662,96 +609,60 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         command[0] = cwd.join(&command[0]).to_string_lossy().into_owned();
     }
 
-    let configs = list(args.config, "CONFIG")
-        .unwrap_or_else(|| vec![DEFAULT_CONFIG.into()])
+    let config_list = v.list("config")?.unwrap_or_default();
+    let config_is_default = config_list == [DEFAULT_CONFIG]
+        && v.given("config").is_empty()
+        && v.in_env(Values::flag("config"))?.is_none();
+    let configs = config_list
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| cwd.join(p))
         .collect();
 
-    let poll_only = args.poll_only
-        || match env("FLUSH_MANAGER_POLL_ONLY").as_deref() {
-            None | Some("" | "0" | "false") => false,
-            Some("1" | "true") => true,
-            Some(v) => return Err(format!("FLUSH_MANAGER_POLL_ONLY: invalid boolean {v:?}")),
-        };
-    let validate_in_place = args.validate_in_place
-        || match env("FLUSH_MANAGER_VALIDATE_IN_PLACE").as_deref() {
-            None | Some("" | "0" | "false") => false,
-            Some("1" | "true") => true,
-            Some(v) => {
-                return Err(format!(
-                    "FLUSH_MANAGER_VALIDATE_IN_PLACE: invalid boolean {v:?}"
-                ));
-            }
-        };
+    let restart = v.choice(
+        "restart",
+        "policy",
+        &[
+            ("never", Policy::Never),
+            ("no", Policy::Never),
+            ("on-failure", Policy::OnFailure),
+            ("always", Policy::Always),
+        ],
+    )?;
+    let max_restarts = v.typed("max-restarts", |t| {
+        t.parse::<u32>().map_err(|_| format!("invalid count {t:?}"))
+    })?;
+    let signal_to = v.choice(
+        "signal-to",
+        "target",
+        &[("child", Target::Child), ("group", Target::Group)],
+    )?;
 
-    let restart = match pick(args.restart, "RESTART").as_deref() {
-        None | Some("never" | "no") => Policy::Never,
-        Some("on-failure") => Policy::OnFailure,
-        Some("always") => Policy::Always,
-        Some(v) => {
-            return Err(format!(
-                "--restart: invalid policy {v:?} (expected never, on-failure or always)"
-            ));
-        }
-    };
-    let max_restarts = pick(args.max_restarts, "MAX_RESTARTS")
-        .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| format!("--max-restarts: invalid count {v:?}"))
-        })
-        .transpose()?;
-
-    let signal_to = match pick(args.signal_to, "SIGNAL_TO").as_deref() {
-        None | Some("child") => Target::Child,
-        Some("group") => Target::Group,
-        Some(v) => {
-            return Err(format!(
-                "--signal-to: invalid target {v:?} (expected child or group)"
-            ));
-        }
-    };
-    let restart_signal = signal(args.restart_signal, "RESTART_SIGNAL")?;
+    let restart_signal = v.signal("restart-signal")?;
     if let Some(sig) = restart_signal {
         reserved_signal(sig).map_err(|e| format!("--restart-signal: {e}"))?;
     }
-    let to_name = |to: Option<i32>| to.map_or("none".into(), crate::signals::name);
-    let map_signal = list(args.map_signal, "MAP_SIGNAL")
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_map_signal(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let map_signal = one_per_from(map_signal, |from, a, b| {
-        let from = crate::signals::name(from);
-        format!(
-            "--map-signal: {from} is mapped twice ({from}:{} and {from}:{}); give it once",
-            to_name(a),
-            to_name(b)
-        )
-    })?;
+    let (map_signal, rewritten_stop) = signal_maps(v)?;
     // A signal the manager keeps for a restart cannot also be forwarded.
     if let Some(sig) = restart_signal
         && let Some((_, to)) = map_signal.iter().find(|(from, _)| *from == sig)
     {
         let name = crate::signals::name(sig);
-        let does = if to.is_some() {
-            "forwards it"
-        } else {
-            "drops it"
+        let (to, does) = match to {
+            Some(to) => (crate::signals::name(*to), "forwards it"),
+            None => ("none".into(), "drops it"),
         };
         return Err(format!(
-            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{} {does}; give it to one of them",
-            to_name(*to)
+            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{to} {does}; give it to one of them"
         ));
     }
 
-    let remap_exit = list(args.remap_exit, "REMAP_EXIT")
+    let remap_exit = v
+        .list("remap-exit")?
         .unwrap_or_default()
         .iter()
         .filter(|s| !s.is_empty())
-        .map(|s| parse_remap(s))
+        .map(|s| parse::exit_pair(s).map_err(|e| format!("--remap-exit: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let remap_exit = one_per_from(remap_exit, |from, a, b| {
         format!(
@@ -759,43 +670,25 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         )
     })?;
 
-    // An empty check is a mistake (an unset variable in a manifest), not a
-    // request for no check: leaving the flag out says that.
-    let validate = match pick(args.validate, "VALIDATE") {
-        None => None,
-        Some(text) => {
-            let words = split_words(&text).map_err(|e| format!("--validate: {e}"))?;
-            if words.first().is_none_or(String::is_empty) {
-                return Err(format!(
-                    "--validate: empty command {text:?} (leave --validate out to act without a check)"
-                ));
-            }
-            Some(words)
-        }
-    };
-
-    let reload_command = match pick(args.reload_command, "RELOAD_COMMAND") {
-        None => None,
-        Some(text) => {
-            let words = split_words(&text).map_err(|e| format!("--reload-command: {e}"))?;
-            if words.first().is_none_or(String::is_empty) {
-                return Err(format!(
-                    "--reload-command: empty command {text:?} (leave it out to restart the child on a change)"
-                ));
-            }
-            Some(words)
-        }
-    };
-    let reload_url = pick(args.reload_url, "RELOAD_URL")
-        .map(|u| crate::http::Url::parse(&u).map_err(|e| format!("--reload-url: {e}")))
-        .transpose()?;
-    let reload_signal = signal(args.reload_signal, "RELOAD_SIGNAL")?;
+    let validate = v.words("validate", "to act without a check")?;
+    let reload_command = v.words("reload-command", "to restart the child on a change")?;
+    let reload_url = v.typed("reload-url", crate::http::Url::parse)?;
+    let reload_signal = v.signal("reload-signal")?;
     if let Some(sig) = reload_signal {
         catchable(sig).map_err(|e| {
             format!("--reload-signal: {e}: the child could not reload on it (without --reload-signal a change restarts the child)")
         })?;
     }
-    let stop_signal = signal(args.stop_signal, "STOP_SIGNAL")?.unwrap_or(nix::libc::SIGTERM);
+    let stop_signal = match (rewritten_stop, v.given("stop-signal").is_empty()) {
+        (Some(sig), true) => sig,
+        (Some(_), false) => {
+            return Err(
+                "--rewrite 15:TO and --stop-signal both say how the child is stopped: give one"
+                    .into(),
+            );
+        }
+        (None, _) => v.signal("stop-signal")?.unwrap_or(nix::libc::SIGTERM),
+    };
     stop_signal_rule(stop_signal).map_err(|e| format!("--stop-signal: {e}"))?;
     let reloads = [
         reload_signal.is_some(),
@@ -807,69 +700,59 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
             "--reload-signal, --reload-command and --reload-url are exclusive: give one".into(),
         );
     }
-    let metrics = pick(args.metrics, "METRICS")
-        .map(|a| crate::http::Listen::parse(&a).map_err(|e| format!("--metrics: {e}")))
-        .transpose()?;
-    let log_json = match pick(args.log_format, "LOG_FORMAT").as_deref() {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(v) => {
-            return Err(format!(
-                "--log-format: invalid format {v:?} (expected text or json)"
-            ));
-        }
+    let metrics = v.typed("metrics", crate::http::Listen::parse)?;
+    let log_json = v.choice("log-format", "format", &[("text", false), ("json", true)])?;
+
+    // `-v` counts from the tool's quiet default; it and --log-level are
+    // two answers to one question.
+    let verbose = v.given("verbose").len();
+    let log_level = match (verbose, v.given("log-level").is_empty()) {
+        (0, _) => v
+            .typed("log-level", parse::level)?
+            .unwrap_or(log::LevelFilter::Info),
+        (_, true) => v.personality.verbose(verbose),
+        (_, false) => return Err("-v and --log-level both set the log level: give one".into()),
     };
 
-    let log_level = match args
-        .log_level
-        .or_else(|| env("FLUSH_MANAGER_LOG_LEVEL"))
-        .or_else(|| env("FLUSH_MANAGER_LOG"))
-    {
-        Some(v) => parse_level(&v).map_err(|e| format!("--log-level: {e}"))?,
-        None => log::LevelFilter::Info,
-    };
-
-    let promote_to = pick(args.promote_to, "PROMOTE_TO")
+    let promote_to = v
+        .one("promote-to")?
         .filter(|p| !p.is_empty())
         .map(|p| cwd.join(p));
+    let validate_in_place = v.switch("validate-in-place")?;
     if validate_in_place && (promote_to.is_none() || validate.is_none()) {
         return Err(
             "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
                 .into(),
         );
     }
+    // Always a subreaper when not PID 1 (reaper::become_subreaper), which
+    // is what tini's -s asks for: only its spelling is checked.
+    v.switch("subreaper")?;
 
     Ok(Config {
         command,
         configs,
+        config_is_default,
         stop_signal,
-        stop_timeout: duration(args.stop_timeout, "STOP_TIMEOUT", Duration::from_secs(10))?,
-        stop_delay: duration(args.stop_delay, "STOP_DELAY", Duration::ZERO)?,
+        stop_timeout: v.duration("stop-timeout")?,
+        stop_delay: v.duration("stop-delay")?,
         signal_to,
         restart_signal,
         map_signal,
         reload_signal,
         reload_command,
         reload_url,
-        reload_timeout: duration(
-            args.reload_timeout,
-            "RELOAD_TIMEOUT",
-            Duration::from_secs(30),
-        )?,
-        splay: duration(args.splay, "SPLAY", Duration::ZERO)?,
-        min_interval: duration(args.min_interval, "MIN_INTERVAL", Duration::ZERO)?,
+        reload_timeout: v.duration("reload-timeout")?,
+        splay: v.duration("splay")?,
+        min_interval: v.duration("min-interval")?,
         metrics,
         log_json,
-        debounce: duration(args.debounce, "DEBOUNCE", Duration::from_millis(500))?,
-        debounce_max: duration(args.debounce_max, "DEBOUNCE_MAX", Duration::from_secs(5))?,
-        poll_interval: duration(args.poll_interval, "POLL_INTERVAL", Duration::from_secs(5))?,
-        poll_only,
+        debounce: v.duration("debounce")?,
+        debounce_max: v.duration("debounce-max")?,
+        poll_interval: v.duration("poll-interval")?,
+        poll_only: v.switch("poll-only")?,
         validate,
-        validate_timeout: duration(
-            args.validate_timeout,
-            "VALIDATE_TIMEOUT",
-            Duration::from_secs(30),
-        )?,
+        validate_timeout: v.duration("validate-timeout")?,
         restart,
         max_restarts,
         remap_exit,
@@ -880,391 +763,121 @@ fn build(args: Args, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result
         ready_url: None,
         ready_interval: None,
         log_level,
+        warn_on_reap: v.switch("warn-on-reap")?,
+        parent_death_signal: v.signal("parent-death-signal")?,
     })
 }
 
-fn flag_name(var: &str) -> String {
-    var.to_ascii_lowercase().replace('_', "-")
+/// `--help`: the table, grouped, each flag with its default and the other
+/// tools' variables that set it, between a header and a footer that say
+/// what holds for every flag.
+fn help() -> String {
+    const LEFT: usize = 28;
+    const WIDTH: usize = 96;
+    let mut out = format!(
+        "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
+zombie, forwards every signal, stops gracefully, and restarts (or signals) COMMAND when a
+watched config file changes, Kubernetes ConfigMap and Secret volumes included.
+
+Usage:
+  flush-manager [OPTIONS] [--] COMMAND [ARGS...]
+  flush-manager -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
+  tini [-s] [-g] [-e CODE] [-v] [-w] [-p SIG] -- COMMAND   (run as tini, tini-static, docker-init)
+  dumb-init [-c] [-r FROM:TO] [-v] COMMAND                 (run as dumb-init)
+Flags take one or two dashes, and a value as `--flag value` or `--flag=value`; one-letter
+flags group as getopt's do (-vv, -sg, -e143). Options end at the first argument that is not
+one, or at `--`: the rest is the command's, dashes included.
+"
+    );
+    for (group, title) in flags::GROUPS {
+        out.push_str(&format!("\n{title}:\n"));
+        for flag in FLAGS.iter().filter(|f| f.group == *group) {
+            let mut left = match flag.short {
+                Some(c) => format!("  -{c}, --{}", flag.name),
+                None => format!("  --{}", flag.name),
+            };
+            if !flag.arg.is_empty() {
+                left = format!("{left} {}", flag.arg);
+            }
+            let mut text = flag.help.to_string();
+            if let Some(d) = flag.default {
+                text.push_str(&format!(
+                    " (default: {})",
+                    if d.is_empty() { "''" } else { d }
+                ));
+            }
+            let others: Vec<&str> = flag
+                .vars
+                .iter()
+                .map(Var::name)
+                .filter(|n| !n.starts_with("FLUSH_MANAGER_"))
+                .collect();
+            if !others.is_empty() {
+                text.push_str(&format!("; also {}", others.join(", ")));
+            }
+            let spelled: Vec<String> = flag.aliases.iter().map(alias_help).collect();
+            if !spelled.is_empty() {
+                text.push_str(&format!("; also spelled {}", spelled.join(", ")));
+            }
+            wrap(&mut out, &left, &text, LEFT, WIDTH);
+        }
+    }
+    out.push_str(
+        "
+Which spelling wins: the long flags are the same under every name. -v is tini's (one
+level more per v, from warn) as tini, tini-static or docker-init; dumb-init's (debug) as
+dumb-init; one level more per v from info as flush-manager. -c is dumb-init's --single-child
+under every name, never short for --config. Under every name tini's and dumb-init's
+one-letter flags and variables mean what they mean there.
+
+Every flag can also be set as FLUSH_MANAGER_<FLAG> (FLUSH_MANAGER_STOP_TIMEOUT=30s; lists
+comma-separated; FLUSH_MANAGER_LOG for the log level too); the command line wins over any
+variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false. Durations:
+500ms, 10s, 1m30s, 0 (each unit once, largest first).
+
+Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
+78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources).",
+    );
+    out
+}
+
+/// `-g (group)`, `--single-child (child)`, `-e X (X:0)`, `-V`.
+fn alias_help(alias: &flags::Alias) -> String {
+    let dashes = if alias.spelling.len() == 1 { "-" } else { "--" };
+    match (alias.takes_value(), alias.value) {
+        (true, value) => format!(
+            "{dashes}{} X ({})",
+            alias.spelling,
+            value.replace("{}", "X")
+        ),
+        (false, "true") => format!("{dashes}{}", alias.spelling),
+        (false, value) => format!("{dashes}{} ({value})", alias.spelling),
+    }
+}
+
+/// `left` padded to `indent`, then `text` word-wrapped to `width`.
+fn wrap(out: &mut String, left: &str, text: &str, indent: usize, width: usize) {
+    let mut line = format!("{left:indent$}");
+    if left.len() + 1 > indent {
+        line = format!("{left} ");
+    }
+    let mut fresh = true;
+    for word in text.split(' ') {
+        if !fresh && line.len() + 1 + word.len() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+        }
+        line.push_str(word);
+        fresh = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(args: &[&str]) -> Result<Config, (String, i32)> {
-        run_env(args, &[])
-    }
-
-    fn run_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, (String, i32)> {
-        let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        match parse(&argv, &env, Path::new("/start")) {
-            Parsed::Run(c) => Ok(*c),
-            Parsed::Exit { message, code } => Err((message, code)),
-        }
-    }
-
-    #[test]
-    fn go_spellings_of_the_seed() {
-        for form in [
-            vec!["-command", "/bin/app", "a1", "-x"],
-            vec!["--command", "/bin/app", "a1", "-x"],
-            vec!["-command=/bin/app", "a1", "-x"],
-            vec!["--command=/bin/app", "a1", "-x"],
-        ] {
-            let c = run(&form).unwrap();
-            assert_eq!(c.command, ["/bin/app", "a1", "-x"], "{form:?}");
-        }
-        let c = run(&["-command", "/bin/app", "-config", "/etc/a.conf"]).unwrap();
-        assert_eq!(c.configs, [PathBuf::from("/etc/a.conf")]);
-        assert_eq!(c.command, ["/bin/app"]);
-    }
-
-    #[test]
-    fn tini_form_and_arguments_untouched() {
-        let c = run(&[
-            "--stop-timeout",
-            "2s",
-            "--",
-            "/bin/sh",
-            "-c",
-            "exit 3",
-            "--",
-            "--config",
-        ])
-        .unwrap();
-        assert_eq!(c.command, ["/bin/sh", "-c", "exit 3", "--", "--config"]);
-        assert_eq!(c.stop_timeout, Duration::from_secs(2));
-        // Parsing stops at the first non-flag, Go's rule.
-        let c = run(&["/bin/echo", "--version"]).unwrap();
-        assert_eq!(c.command, ["/bin/echo", "--version"]);
-    }
-
-    #[test]
-    fn defaults_are_the_seeds() {
-        let c = run(&[]).unwrap();
-        assert_eq!(c.command, [DEFAULT_COMMAND]);
-        assert_eq!(c.configs, [PathBuf::from(DEFAULT_CONFIG)]);
-        assert_eq!(c.stop_signal, nix::libc::SIGTERM);
-        assert_eq!(c.stop_timeout, Duration::from_secs(10));
-        assert_eq!(c.debounce, Duration::from_millis(500));
-        assert_eq!(c.poll_interval, Duration::from_secs(5));
-        assert_eq!(c.restart, Policy::Never);
-        assert_eq!(c.log_level, log::LevelFilter::Info);
-    }
-
-    #[test]
-    fn version_and_help_exit_zero() {
-        for v in [["-version"], ["--version"]] {
-            let (msg, code) = run(&v).unwrap_err();
-            assert_eq!(
-                (msg.as_str(), code),
-                (format!("flush-manager version {VERSION}").as_str(), 0)
-            );
-        }
-        let (msg, code) = run(&["-help"]).unwrap_err();
-        assert_eq!(code, 0);
-        assert!(
-            msg.contains("--stop-timeout") && msg.contains("--reload-signal"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn help_lists_every_flag() {
-        let text = help();
-        for flag in VALUE_FLAGS.iter().chain(SWITCHES) {
-            assert!(
-                text.contains(&format!("--{flag} ")),
-                "--{flag} missing from --help"
-            );
-        }
-        let (msg, code) = run(&["--config", "x", "-h"]).unwrap_err();
-        assert_eq!((msg, code), (text, 0));
-        let c = run(&["--", "app", "--help"]).unwrap();
-        assert_eq!(
-            c.command,
-            ["app", "--help"],
-            "after --, --help is the command's"
-        );
-    }
-
-    #[test]
-    fn bad_input_is_a_usage_error() {
-        for bad in [
-            vec!["--nope"],
-            vec!["--stop-timeout", "soon"],
-            vec!["--stop-timeout"],
-            vec!["--stop-signal", "SIGNOPE"],
-            vec!["--command", ""],
-            vec!["--restart", "sometimes"],
-            vec!["--remap-exit", "143"],
-            vec!["--log-level", "loud"],
-            vec!["--poll-only=maybe"],
-            vec!["--signal-to", "everyone"],
-            vec!["--restart-signal", "TERM"],
-            vec!["--restart-signal", "CHLD"],
-            vec!["--map-signal", "USR1"],
-            vec!["--map-signal", "TERM:HUP"],
-            vec!["--map-signal", "USR1:NOPE"],
-            vec!["--reload-signal", "HUP", "--reload-command", "true"],
-            vec!["--reload-url", "http://x/", "--reload-command", "true"],
-            vec!["--reload-url", "https://x/"],
-            vec!["--reload-url", "x"],
-            vec!["--metrics", "nope"],
-            vec!["--log-format", "xml"],
-        ] {
-            let (msg, code) = run(&bad).unwrap_err();
-            assert_eq!(code, 2, "{bad:?}");
-            assert!(msg.starts_with("[flush-manager] ERROR: "), "{msg}");
-        }
-        let (msg, _) = run(&["--nope"]).unwrap_err();
-        assert!(msg.contains("--nope"), "{msg}");
-    }
-
-    /// Issue #18: every flag (or pair of flags) that cannot mean anything
-    /// sensible is refused with exit 2 and a message saying why; before,
-    /// each was taken silently (or, for RTMAX+1, read as RTMAX-1).
-    #[test]
-    fn nonsensical_flags_are_refused_saying_why() {
-        // Real-time signals exist on Linux only.
-        #[cfg(target_os = "linux")]
-        let realtime = [
-            (
-                vec!["--stop-signal", "RTMAX+1"],
-                "no signal comes after RTMAX",
-            ),
-            (
-                vec!["--stop-signal", "RTMIN+99"],
-                "outside the real-time range",
-            ),
-            (vec!["--stop-signal", "RTMIN-1"], "before RTMIN"),
-            (
-                vec!["--restart-signal", "RTMAX+2"],
-                "no signal comes after RTMAX",
-            ),
-            (
-                vec!["--map-signal", "RTMAX+1:HUP"],
-                "no signal comes after RTMAX",
-            ),
-        ];
-        #[cfg(not(target_os = "linux"))]
-        let realtime: [(Vec<&str>, &str); 0] = [];
-        for (bad, why) in realtime.into_iter().chain([
-            (vec!["--reload-signal", "KILL"], "SIGKILL cannot be caught"),
-            (
-                vec!["--reload-signal", "SIGSTOP"],
-                "SIGSTOP cannot be caught",
-            ),
-            (vec!["--reload-signal", "9"], "could not reload on it"),
-            (vec!["--stop-signal", "KILL"], "--stop-timeout 0"),
-            (vec!["--stop-signal", "SIGKILL"], "must be one it can catch"),
-            (vec!["--stop-signal", "STOP"], "only pauses the child"),
-            (vec!["--stop-signal", "CHLD"], "the child would not stop"),
-            (
-                vec!["--remap-exit", "143:0", "--remap-exit", "143:1"],
-                "exit code 143 is mapped twice (143:0 and 143:1)",
-            ),
-            (
-                vec!["--map-signal", "USR1:HUP", "--map-signal", "USR1:none"],
-                "SIGUSR1 is mapped twice",
-            ),
-            (
-                vec!["--restart-signal", "HUP", "--map-signal", "HUP:USR1"],
-                "SIGHUP is claimed twice",
-            ),
-            (
-                vec!["--restart-signal", "USR2", "--map-signal", "SIGUSR2:none"],
-                "SIGUSR2 is claimed twice",
-            ),
-            (vec!["--validate", ""], "--validate: empty command"),
-            (vec!["--validate", "  \t "], "--validate: empty command"),
-            (vec!["--validate", "''"], "--validate: empty command \"''\""),
-            (
-                vec!["--reload-command", "\"\" -x"],
-                "--reload-command: empty command",
-            ),
-            (
-                vec!["--reload-command", " "],
-                "--reload-command: empty command",
-            ),
-            (vec!["--stop-timeout", "1h1h"], "unit \"h\" given twice"),
-            (vec!["--debounce", "500ms500ms"], "given twice"),
-            (vec!["--stop-timeout", "1s1h"], "largest unit first"),
-            (vec!["--splay", "30s1m"], "largest unit first"),
-            (
-                vec!["--reload-url", "http://::1:9090/x"],
-                "must be in brackets",
-            ),
-            (vec!["--reload-url", "http://[::1/x"], "unclosed '['"),
-        ]) {
-            let (msg, code) = run(&bad).expect_err(&format!("{bad:?} was accepted"));
-            assert_eq!(code, 2, "{bad:?}: {msg}");
-            assert!(msg.starts_with("[flush-manager] ERROR: "), "{msg}");
-            assert!(msg.contains(why), "{bad:?}: {msg:?} does not say {why:?}");
-        }
-        // The environment is held to the same rules.
-        for (var, value, why) in [
-            ("FLUSH_MANAGER_VALIDATE", "", "--validate: empty command"),
-            ("FLUSH_MANAGER_REMAP_EXIT", "1:0, 1:2", "mapped twice"),
-            ("FLUSH_MANAGER_STOP_SIGNAL", "KILL", "--stop-timeout 0"),
-        ] {
-            let (msg, code) = run_env(&["--", "x"], &[(var, value)]).unwrap_err();
-            assert_eq!(code, 2, "{var}={value}");
-            assert!(msg.contains(why), "{var}={value}: {msg}");
-        }
-        // What stays accepted: the same pair twice is kept once; bracketed
-        // IPv6 reload URLs; RTMAX-N and RTMIN+N inside the range.
-        let c = run(&[
-            "--remap-exit=143:0",
-            "--remap-exit=143:0",
-            "--map-signal=USR1:HUP",
-            "--map-signal=USR1:HUP",
-            "--reload-url=http://[::1]/-/reload",
-            "--",
-            "x",
-        ])
-        .unwrap();
-        assert_eq!(c.remap_exit, [(143, 0)]);
-        assert_eq!(
-            c.map_signal,
-            [(nix::libc::SIGUSR1, Some(nix::libc::SIGHUP))]
-        );
-        assert_eq!(c.reload_url.unwrap().port, 80);
-        #[cfg(target_os = "linux")]
-        assert_eq!(
-            run(&["--stop-signal=RTMAX-1", "--", "x"])
-                .unwrap()
-                .stop_signal,
-            nix::libc::SIGRTMAX() - 1
-        );
-        let c = run(&["--reload-url=http://[::1]:9090/x", "--", "x"]).unwrap();
-        assert_eq!(c.reload_url.unwrap().to_string(), "http://[::1]:9090/x");
-    }
-
-    #[test]
-    fn environment_fills_in_and_flags_win() {
-        let vars = [
-            ("FLUSH_MANAGER_STOP_TIMEOUT", "30s"),
-            ("FLUSH_MANAGER_CONFIG", "/a.conf, b.conf"),
-            ("FLUSH_MANAGER_RELOAD_SIGNAL", "HUP"),
-            ("FLUSH_MANAGER_LOG", "warn"),
-            ("FLUSH_MANAGER_COMMAND", "/bin/app"),
-        ];
-        let c = run_env(&[], &vars).unwrap();
-        assert_eq!(c.stop_timeout, Duration::from_secs(30));
-        assert_eq!(
-            c.configs,
-            [PathBuf::from("/a.conf"), PathBuf::from("/start/b.conf")]
-        );
-        assert_eq!(c.reload_signal, Some(nix::libc::SIGHUP));
-        assert_eq!(c.log_level, log::LevelFilter::Warn);
-        assert_eq!(c.command, ["/bin/app"]);
-        let c = run_env(
-            &["--stop-timeout=1s", "--log-level", "debug", "--", "x"],
-            &vars,
-        )
-        .unwrap();
-        assert_eq!(c.stop_timeout, Duration::from_secs(1));
-        assert_eq!(c.log_level, log::LevelFilter::Debug);
-        assert_eq!(c.command, ["x"]);
-        let (_, code) = run_env(&[], &[("FLUSH_MANAGER_DEBOUNCE", "fast")]).unwrap_err();
-        assert_eq!(code, 2);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(
-            parse_duration("1h2m3s4ms5us6ns"),
-            Ok(Duration::new(3723, 4_005_006))
-        );
-        for bad in [
-            "1h1h",
-            "1s1h",
-            "1ms1s",
-            "1us1µs",
-            "2m1m",
-            "",
-            "5",
-            "-1s",
-            "1x",
-            "s",
-            "3000000000000000h",
-            "101y",
-            "876001h",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn relative_paths_join_the_starting_directory() {
-        let c = run(&["--config", "conf/a.conf", "--", "./app.sh"]).unwrap();
-        assert_eq!(c.configs, [PathBuf::from("/start/conf/a.conf")]);
-        assert_eq!(c.command, ["/start/./app.sh"]);
-        let c = run(&["--config", "", "--", "app"]).unwrap();
-        assert!(c.configs.is_empty());
-        assert_eq!(c.command, ["app"]);
-    }
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(split_words(r#"nginx -t"#).unwrap(), ["nginx", "-t"]);
-        assert_eq!(
-            split_words(r#"sh -c 'exit 1' "a b" c\ d"#).unwrap(),
-            ["sh", "-c", "exit 1", "a b", "c d"]
-        );
-        assert!(split_words("'open").is_err());
-    }
-
-    #[test]
-    fn signal_options() {
-        use nix::libc::{SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
-        let c = run(&[
-            "--signal-to=group",
-            "--restart-signal",
-            "USR2",
-            "--map-signal",
-            "USR1:HUP",
-            "--map-signal=WINCH:none",
-            "--stop-delay",
-            "5s",
-            "--",
-            "x",
-        ])
-        .unwrap();
-        assert_eq!(c.signal_to, Target::Group);
-        assert_eq!(c.restart_signal, Some(SIGUSR2));
-        assert_eq!(c.map_signal, [(SIGUSR1, Some(SIGHUP)), (SIGWINCH, None)]);
-        assert_eq!(c.stop_delay, Duration::from_secs(5));
-        let c = run(&["--", "x"]).unwrap();
-        assert_eq!(c.signal_to, Target::Child, "the master alone by default");
-        assert_eq!(c.stop_delay, Duration::ZERO);
-        let c = run_env(
-            &["--", "x"],
-            &[
-                ("FLUSH_MANAGER_SIGNAL_TO", "group"),
-                ("FLUSH_MANAGER_MAP_SIGNAL", "USR1:HUP, WINCH:none"),
-                ("FLUSH_MANAGER_RESTART_SIGNAL", "SIGUSR2"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.signal_to, Target::Group);
-        assert_eq!(c.map_signal, [(SIGUSR1, Some(SIGHUP)), (SIGWINCH, None)]);
-        assert_eq!(c.restart_signal, Some(SIGUSR2));
-    }
-
-    #[test]
-    fn remaps() {
-        let c = run(&["--remap-exit", "143:0", "--remap-exit=1:2", "--", "x"]).unwrap();
-        assert_eq!(c.remap_exit, [(143, 0), (1, 2)]);
-    }
-}
+mod tests;

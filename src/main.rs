@@ -6,6 +6,7 @@ mod hook;
 mod http;
 mod logging;
 mod metrics;
+mod parse;
 mod promote;
 mod reaper;
 mod signals;
@@ -21,11 +22,7 @@ fn main() {
     // Every signal has been blocked since before `main` (signals.rs); again
     // here for clarity, before any thread exists (threads inherit the mask).
     signals::block_all();
-    let argv: Vec<String> = match std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect()
-    {
+    let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(argv) => argv,
         Err(bad) => {
             say(
@@ -49,6 +46,10 @@ fn main() {
         }
     };
     logging::init(cfg.log_level, cfg.log_json);
+    reaper::warn_on_reap(cfg.warn_on_reap);
+    if let Some(sig) = cfg.parent_death_signal {
+        reaper::parent_death_signal(sig);
+    }
 
     info!("=== Flush Manager v{} starting ===", cli::VERSION);
     info!("PID: {}", std::process::id());
@@ -62,6 +63,12 @@ fn main() {
         cfg.command[0],
         configs.join(",")
     );
+    if cfg.config_is_default && std::fs::metadata(cli::DEFAULT_CONFIG).is_err() {
+        info!(
+            "No --config given: the default, {}, does not exist; it is waited for (--config '' watches nothing)",
+            cli::DEFAULT_CONFIG
+        );
+    }
 
     // Keep no directory busy (an unmountable volume, a deleted dir); the
     // child still starts where we were started.

@@ -11,6 +11,7 @@
 
 use log::{debug, warn};
 use nix::libc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Makes orphans of our descendants ours when we are not PID 1 (tini's
 /// `-s`): without it they go to the host's init and escape the sweep.
@@ -60,6 +61,9 @@ pub fn sweep(owned: impl Fn(i32) -> bool) -> usize {
         let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         if r == pid {
             reaped += 1;
+            if WARN_ON_REAP.load(Ordering::Relaxed) {
+                warn!(pid = pid; "Reaped zombie process with pid={pid}");
+            }
         } else {
             break;
         }
@@ -90,4 +94,30 @@ pub fn leftovers() -> Vec<(i32, String)> {
         }
     }
     found
+}
+
+/// tini's `-w`: one WARN per orphan reaped (set once, before the loop).
+static WARN_ON_REAP: AtomicBool = AtomicBool::new(false);
+
+pub fn warn_on_reap(on: bool) {
+    WARN_ON_REAP.store(on, Ordering::Relaxed);
+}
+
+/// tini's `-p`: the kernel sends `sig` to the manager when its parent
+/// dies (the child does not inherit it: the kernel clears it on fork).
+pub fn parent_death_signal(sig: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG reads a signal number, nothing else.
+    let result = match unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().to_string()),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let result: Result<(), String> = Err("no parent-death signal on this system".into());
+    if let Err(e) = result {
+        warn!(
+            "Cannot set the parent-death signal to {} ({e}): the manager will not notice its parent's death",
+            crate::signals::name(sig)
+        );
+    }
 }
