@@ -725,6 +725,26 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
                 .into(),
         );
     }
+    let rollback_window = v.typed("rollback-window", parse::duration)?;
+    if rollback_window.is_some() && promote_to.is_none() {
+        return Err(
+            "--rollback-window: needs --promote-to (it keeps the previous good generation there to go back to)"
+                .into(),
+        );
+    }
+    if rollback_window.is_some_and(|w| w.is_zero()) {
+        return Err("--rollback-window: 0 would roll back nothing; leave it out instead".into());
+    }
+    let ready_check = v.words("ready-check", "to run without a readiness probe")?;
+    let ready_url = v.typed("ready-url", crate::http::Url::parse)?;
+    if ready_check.is_some() && ready_url.is_some() {
+        return Err("--ready-check and --ready-url are two probes: give one".into());
+    }
+    let ready_interval = v.duration("ready-interval")?;
+    if ready_interval.is_zero() {
+        return Err("--ready-interval: must be more than 0".into());
+    }
+    let ready_interval = (ready_check.is_some() || ready_url.is_some()).then_some(ready_interval);
     // Always a subreaper when not PID 1 (reaper::become_subreaper), which
     // is what tini's -s asks for: only its spelling is checked.
     v.switch("subreaper")?;
@@ -758,10 +778,10 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         remap_exit,
         promote_to,
         validate_in_place,
-        rollback_window: None,
-        ready_check: None,
-        ready_url: None,
-        ready_interval: None,
+        rollback_window,
+        ready_check,
+        ready_url,
+        ready_interval,
         log_level,
         warn_on_reap: v.switch("warn-on-reap")?,
         parent_death_signal: v.signal("parent-death-signal")?,

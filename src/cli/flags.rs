@@ -362,6 +362,39 @@ pub static FLAGS: &[Flag] = &[
     )
     .vars(&[Var::Value("FLUSH_MANAGER_VALIDATE_IN_PLACE")]),
     flag(
+        "rollback-window",
+        Value,
+        "DURATION",
+        Watch,
+        "with --promote-to: if the child exits on its own or the readiness probe fails 3 times in a row within this long after new bytes reach it, go back to the previous good generation",
+    )
+    .vars(&[Var::Value("FLUSH_MANAGER_ROLLBACK_WINDOW")]),
+    flag(
+        "ready-check",
+        Value,
+        "'CMD ARGS'",
+        Other,
+        "readiness probe: the child is ready while this exits 0 (no shell); /readyz says so",
+    )
+    .vars(&[Var::Value("FLUSH_MANAGER_READY_CHECK")]),
+    flag(
+        "ready-url",
+        Value,
+        "URL",
+        Other,
+        "readiness probe: the child is ready while a GET of this URL answers 2xx",
+    )
+    .vars(&[Var::Value("FLUSH_MANAGER_READY_URL")]),
+    flag(
+        "ready-interval",
+        Value,
+        "DURATION",
+        Other,
+        "how often the readiness probe runs",
+    )
+    .default("2s")
+    .vars(&[Var::Value("FLUSH_MANAGER_READY_INTERVAL")]),
+    flag(
         "restart",
         Value,
         "POLICY",
