@@ -439,3 +439,158 @@ fn a_config_change_restarts_the_redis_exporter_and_a_touch_restarts_nothing() {
     );
     assert!(!alive(first));
 }
+
+// ---------------------------------------------------------------------------
+// nginx: a config that passes `nginx -t` and still breaks nginx
+
+/// The first line of `GET path` on the metrics listener and its body.
+fn probe_page(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get(port, path)
+}
+
+/// nginx under `--promote-to` with a rollback window, the ConfigMap written
+/// by the kubelet's writer; the check reads the staged candidate.
+fn nginx_promoted(
+    s: &Scratch,
+    kube: &common::kubelet::AtomicWriter,
+    extra: &[&str],
+) -> (Manager, u16) {
+    let metrics = free_port();
+    let dir = s.path("app");
+    let mut args: Vec<String> = vec![
+        format!("--config={}", kube.dir.display()),
+        format!("--promote-to={}", dir.display()),
+        "--validate=sh -c 'nginx -e stderr -t -q -c $FLUSH_MANAGER_CANDIDATE/nginx.conf'".into(),
+        "--rollback-window=60s".into(),
+        format!("--metrics=127.0.0.1:{metrics}"),
+        "--debounce=100ms".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(
+        ["--", "nginx", "-e", "stderr", "-c"]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    args.push(dir.join("nginx.conf").display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (run(mode(), &args), metrics)
+}
+
+#[test]
+#[ignore = "needs nginx: apt-get install nginx-light"]
+fn nginx_that_cannot_bind_its_new_port_is_rolled_back_and_serves_again() {
+    if !require_tool("nginx", "nginx-light") {
+        return;
+    }
+    let s = Scratch::new("nginx-rollback");
+    let kube = common::kubelet::AtomicWriter::new(&s.path("src"));
+    let port = free_port();
+    kube.write(&[("nginx.conf", nginx_conf(&s, port, "v1").as_bytes())]);
+    let (m, metrics) = nginx_promoted(&s, &kube, &[]);
+    assert!(
+        wait_body(port, "/", "v1"),
+        "nginx never served v1\n{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || probe_page(metrics, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "{}",
+        m.log()
+    );
+    assert_eq!(probe_page(metrics, "/healthz").map(|(c, _)| c), Some(200));
+    assert!(m.wait_log("Watching directory"));
+
+    // v2 passes `nginx -t` (it binds nothing) but its port is taken: the
+    // new nginx exits at once, within the window.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = taken.local_addr().expect("addr").port();
+    kube.write(&[("nginx.conf", nginx_conf(&s, busy, "v2").as_bytes())]);
+    assert!(m.wait_log("rolling back from generation"), "{}", m.log());
+    assert!(
+        wait_body(port, "/", "v1"),
+        "not serving the previous config again\n{}",
+        m.log()
+    );
+    let promoted = std::fs::read_to_string(s.path("app/nginx.conf")).unwrap_or_default();
+    assert!(promoted.contains(&format!(":{port};")), "DIR is back on v1");
+    assert!(
+        wait_for(LONG, || probe_page(metrics, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "/readyz\n{}",
+        m.log()
+    );
+    let text = probe_page(metrics, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(text.contains("flush_manager_rollbacks_total 1"), "{text}");
+    // A touch of the rolled-back bytes does nothing.
+    assert_eq!(m.count("rolling back from generation"), 1);
+
+    // The next good push goes through.
+    let port3 = free_port();
+    kube.write(&[("nginx.conf", nginx_conf(&s, port3, "v3").as_bytes())]);
+    assert!(wait_body(port3, "/", "v3"), "v3 never served\n{}", m.log());
+    drop(taken);
+}
+
+#[test]
+#[ignore = "needs nginx: apt-get install nginx-light"]
+fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rolls_back() {
+    if !require_tool("nginx", "nginx-light") || !require_tool("python3", "python3") {
+        return;
+    }
+    let s = Scratch::new("nginx-hup-rollback");
+    let kube = common::kubelet::AtomicWriter::new(&s.path("src"));
+    let port = free_port();
+    kube.write(&[("nginx.conf", nginx_conf(&s, port, "v1").as_bytes())]);
+    // Ready while nginx answers on the port the config it was given says.
+    let probe = s.path("ready.py");
+    std::fs::write(
+        &probe,
+        "import re, sys, urllib.request\n\
+         conf = open(sys.argv[1]).read()\n\
+         port = re.search(r'listen 127.0.0.1:(\\d+);', conf).group(1)\n\
+         urllib.request.urlopen('http://127.0.0.1:%s/' % port, timeout=0.2)\n",
+    )
+    .expect("write probe");
+    let check = format!(
+        "--ready-check=python3 {} {}",
+        probe.display(),
+        s.path("app/nginx.conf").display()
+    );
+    let (m, metrics) = nginx_promoted(
+        &s,
+        &kube,
+        &["--reload-signal=HUP", &check, "--ready-interval=300ms"],
+    );
+    assert!(
+        wait_body(port, "/", "v1"),
+        "nginx never served v1\n{}",
+        m.log()
+    );
+    assert!(m.wait_log("Watching directory"));
+    let master = m.child_pid();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let busy = taken.local_addr().expect("addr").port();
+    kube.write(&[("nginx.conf", nginx_conf(&s, busy, "v2").as_bytes())]);
+    assert!(m.wait_log("sending SIGHUP"), "{}", m.log());
+    // nginx keeps its old workers (its own behaviour): nothing answers on
+    // the new port; the probe fails three times in a row.
+    assert!(
+        wait_for(LONG, || probe_page(metrics, "/readyz")
+            .is_some_and(|(c, _)| c == 503)),
+        "/readyz never said not ready\n{}",
+        m.log()
+    );
+    assert!(m.wait_log("rolling back from generation"), "{}", m.log());
+    assert!(wait_body(port, "/", "v1"));
+    assert_eq!(m.child_pid(), master, "reloaded, not restarted");
+    assert!(
+        wait_for(LONG, || probe_page(metrics, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "{}",
+        m.log()
+    );
+    drop(taken);
+}
