@@ -93,7 +93,8 @@ pub struct Config {
     pub map_signal: Vec<(i32, Option<i32>)>,
     pub reload_signal: Option<i32>,
     pub reload_command: Option<Vec<String>>,
-    pub reload_url: Option<crate::http::Url>,
+    /// `--reload-url`, repeatable: each POSTed and retried on its own.
+    pub reload_url: Vec<crate::http::Url>,
     pub reload_timeout: Duration,
     pub splay: Duration,
     pub min_interval: Duration,
@@ -672,7 +673,13 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
 
     let validate = v.words("validate", "to act without a check")?;
     let reload_command = v.words("reload-command", "to restart the child on a change")?;
-    let reload_url = v.typed("reload-url", crate::http::Url::parse)?;
+    let reload_url = v
+        .list("reload-url")?
+        .unwrap_or_default()
+        .iter()
+        .filter(|u| !u.is_empty())
+        .map(|u| crate::http::Url::parse(u).map_err(|e| format!("--reload-url: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let reload_signal = v.signal("reload-signal")?;
     if let Some(sig) = reload_signal {
         catchable(sig).map_err(|e| {
@@ -693,7 +700,7 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
     let reloads = [
         reload_signal.is_some(),
         reload_command.is_some(),
-        reload_url.is_some(),
+        !reload_url.is_empty(),
     ];
     if reloads.iter().filter(|on| **on).count() > 1 {
         return Err(

@@ -24,6 +24,9 @@ pub struct Url {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// `user:password@` in the URL, as an HTTP Basic credential (base64);
+    /// never shown: `Display` leaves it out, so logs never hold it.
+    pub basic: Option<String>,
 }
 
 impl std::fmt::Display for Url {
@@ -52,7 +55,14 @@ impl Url {
         self.host
             .parse::<std::net::IpAddr>()
             .map(|ip| vec![SocketAddr::new(ip, self.port)])
-            .map_err(|_| format!("{}: host must be an IP address or localhost", self.host))
+            .map_err(|_| {
+                format!(
+                    "{}: a host name is refused: the manager resolves no names (a lookup would \
+                     stall the loop that forwards signals); the endpoints it calls listen in the \
+                     pod: use localhost or an IP address",
+                    self.host
+                )
+            })
     }
 
     pub fn parse(text: &str) -> Result<Url, String> {
@@ -67,6 +77,17 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        // `user:password@host`: HTTP Basic authentication (Prometheus
+        // behind basic auth). The userinfo may be percent-encoded.
+        let (basic, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let decoded =
+                    percent_decode(userinfo).map_err(|e| format!("{}: {e}", redact(text)))?;
+                (Some(base64(&decoded)), host)
+            }
+            None => (None, authority),
+        };
+        let text = &redact(text);
         let (host, port) = split_authority(authority).map_err(|e| format!("{text:?}: {e}"))?;
         if host.is_empty() || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("{text:?}: expected http://host[:port]/path"));
@@ -75,12 +96,65 @@ impl Url {
             host: host.to_string(),
             port,
             path: path.to_string(),
+            basic,
         };
-        url.addrs().map_err(|e| {
-            format!("{text:?}: {e} (reload endpoints listen in the pod: use localhost)")
-        })?;
+        url.addrs().map_err(|e| format!("{text:?}: {e}"))?;
         Ok(url)
     }
+}
+
+/// The URL as it may be shown: without its userinfo (a password).
+fn redact(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("http://") else {
+        return text.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("http://***@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
+/// `%XX` escapes decoded (RFC 3986 userinfo).
+fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("a '%' in the userinfo must be followed by two hex digits")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Standard base64 with padding (RFC 4648), for a Basic credential: a few
+/// lines here rather than a crate.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// `host[:port]` as RFC 3986 reads it: an IPv6 literal only in brackets
@@ -152,8 +226,12 @@ async fn request(method: &str, url: &Url, timeout: Duration) -> Result<u16, Stri
                     } else {
                         url.host.clone()
                     };
+                    let auth = url
+                        .basic
+                        .as_ref()
+                        .map_or(String::new(), |b| format!("Authorization: Basic {b}\r\n"));
                     let head = format!(
-                        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: flush-manager/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\n{auth}User-Agent: flush-manager/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                         url.path,
                         url.port,
                         crate::cli::VERSION
@@ -493,6 +571,22 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn userinfo_is_basic_authentication_and_never_shown() {
+        let u = Url::parse("http://user:pa%40ss@127.0.0.1:9090/-/reload").unwrap();
+        // base64("user:pa@ss")
+        assert_eq!(u.basic.as_deref(), Some("dXNlcjpwYUBzcw=="));
+        assert_eq!(u.to_string(), "http://127.0.0.1:9090/-/reload");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        let err = Url::parse("http://user:secret@prometheus:9090/x").unwrap_err();
+        assert!(err.contains("host name is refused"), "{err}");
+        assert!(!err.contains("secret"), "the password in an error: {err}");
+        let err = Url::parse("http://user:s%zzcret@127.0.0.1/").unwrap_err();
+        assert!(!err.contains("zz"), "{err}");
     }
 
     #[test]

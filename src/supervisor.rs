@@ -79,8 +79,9 @@ pub enum Wake {
     },
     /// The running check (started with this token) ended.
     Validated { token: u64, ok: bool },
-    /// The running reload command or URL (this token) ended.
-    Reloaded { token: u64, ok: bool },
+    /// The running reload command or URLs (this token) ended: the hooks
+    /// that failed.
+    Reloaded { token: u64, failed: Vec<usize> },
     /// The deadline given to `wait` passed.
     Timer,
 }
@@ -125,9 +126,9 @@ pub trait World {
     /// verdict is `Wake::Validated` with `token`.
     fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started;
     fn cancel_validation(&mut self);
-    /// Starts the reload command or POST; its verdict is `Wake::Reloaded`
-    /// with `token`.
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Started;
+    /// Starts the reload command or the POSTs of `hooks` (indices of the
+    /// URLs); its verdict is `Wake::Reloaded` with `token`.
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started;
     fn cancel_reload(&mut self);
     /// What `--metrics`, `/readyz` show.
     fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot, ready: Result<(), String>);
@@ -268,8 +269,8 @@ pub async fn drive<W: World>(
             Wake::Validated { token, ok } => {
                 actions.extend(l.machine.handle(Event::Validated { token, ok }));
             }
-            Wake::Reloaded { token, ok } => {
-                actions.extend(l.machine.handle(Event::Reloaded { token, ok }));
+            Wake::Reloaded { token, failed } => {
+                actions.extend(l.machine.handle(Event::Reloaded { token, failed }));
             }
             Wake::Timer => {
                 for event in l.timers_due() {
@@ -406,9 +407,16 @@ impl<W: World> Loop<'_, W> {
                 self.world.cancel_validation();
                 None
             }
-            Action::RunReload { token, changed } => match self.world.run_reload(token, changed) {
+            Action::RunReload {
+                token,
+                changed,
+                hooks,
+            } => match self.world.run_reload(token, changed, hooks.clone()) {
                 Started::Running => None,
-                Started::Finished(ok) => Some(Event::Reloaded { token, ok }),
+                Started::Finished(ok) => Some(Event::Reloaded {
+                    token,
+                    failed: if ok { vec![] } else { hooks },
+                }),
             },
             Action::RetryAfter { token, after } => {
                 self.timers.retry_in(self.world.now(), after, token);

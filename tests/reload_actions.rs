@@ -112,25 +112,31 @@ struct Httpd {
 
 impl Httpd {
     fn start(s: &Scratch, statuses: &str) -> Option<Httpd> {
+        Httpd::start_as(s, "", statuses)
+    }
+
+    /// A second server beside the first: files `port<tag>`, `requests<tag>`.
+    fn start_as(s: &Scratch, tag: &str, statuses: &str) -> Option<Httpd> {
         if !require_tool("python3", "python3") {
             return None;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/httpd.py");
         let child = Command::new("python3")
             .arg(script)
-            .arg(s.path("port"))
-            .arg(s.path("requests"))
+            .arg(s.path(&format!("port{tag}")))
+            .arg(s.path(&format!("requests{tag}")))
             .arg(statuses)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3");
         let mut httpd = Httpd { child, port: 0 };
+        let port = format!("port{tag}");
         assert!(
-            wait_for(LONG, || !s.read("port").is_empty()),
+            wait_for(LONG, || !s.read(&port).is_empty()),
             "httpd never started"
         );
-        httpd.port = s.read("port").trim().parse().unwrap();
+        httpd.port = s.read(&port).trim().parse().unwrap();
         Some(httpd)
     }
 }
@@ -161,6 +167,46 @@ fn a_reload_url_is_posted_once_per_change_and_retried_on_503() {
     assert_eq!(s.lines("requests").len(), 4, "{:?}", s.lines("requests"));
     assert_eq!(m.count("answered 503"), 2, "{}", m.log());
     assert_eq!(starts(&s), 1);
+}
+
+#[test]
+#[ignore = "needs python3: apt-get install python3"]
+fn several_reload_urls_are_each_posted_and_retried_on_their_own_with_basic_auth() {
+    let s = Scratch::new("rurls");
+    let (Some(a), Some(b)) = (
+        Httpd::start_as(&s, "a", "200"),
+        Httpd::start_as(&s, "b", "503,200"),
+    ) else {
+        return;
+    };
+    let conf = s.path("app.conf");
+    let url_a = format!("http://admin:s%3Acret@127.0.0.1:{}/-/reload", a.port);
+    let url_b = format!("http://127.0.0.1:{}/reload", b.port);
+    let m = manager(&s, &conf, &["--reload-url", &url_a, "--reload-url", &url_b]);
+    write_in_place(&conf, b"v2");
+    assert!(m.wait_log("Reload succeeded"), "{}", m.log());
+    // base64("admin:s:cret"); B failed once and alone was tried again.
+    assert_eq!(
+        s.lines("requestsa"),
+        ["POST /-/reload auth=Basic YWRtaW46czpjcmV0"]
+    );
+    assert_eq!(s.lines("requestsb"), ["POST /reload", "POST /reload"]);
+    assert_eq!(m.count("Reload succeeded"), 1, "{}", m.log());
+    assert!(
+        !m.log().contains("cret"),
+        "a password in the log:\n{}",
+        m.log()
+    );
+    // A host name is refused, saying why.
+    let mut bad = Manager::plain(&[
+        "--reload-url",
+        "http://u:pw@prometheus:9090/-/reload",
+        "--",
+        "true",
+    ]);
+    assert_eq!(bad.exit_code(), 2);
+    assert!(bad.log().contains("host name is refused"), "{}", bad.log());
+    assert!(!bad.log().contains("pw@"), "{}", bad.log());
 }
 
 #[test]

@@ -260,10 +260,10 @@ pub static FLAGS: &[Flag] = &[
     .vars(&[Var::Value("FLUSH_MANAGER_RELOAD_COMMAND")]),
     flag(
         "reload-url",
-        Value,
+        List,
         "URL",
         Watch,
-        "on a change, POST this http:// URL instead; retried the same way until it answers 2xx (one of the three reload options at most)",
+        "on a change, POST this http:// URL instead (repeatable: each one, each retried on its own until it answers 2xx; user:password@ is HTTP Basic auth)",
     )
     .vars(&[Var::Value("FLUSH_MANAGER_RELOAD_URL")]),
     flag(

@@ -256,7 +256,7 @@ fn nonsensical_flags_are_refused_saying_why() {
         c.map_signal,
         [(nix::libc::SIGUSR1, Some(nix::libc::SIGHUP))]
     );
-    assert_eq!(c.reload_url.unwrap().port, 80);
+    assert_eq!(c.reload_url[0].port, 80);
     #[cfg(target_os = "linux")]
     assert_eq!(
         run(&["--stop-signal=RTMAX-1", "--", "x"])
@@ -265,7 +265,16 @@ fn nonsensical_flags_are_refused_saying_why() {
         nix::libc::SIGRTMAX() - 1
     );
     let c = run(&["--reload-url=http://[::1]:9090/x", "--", "x"]).unwrap();
-    assert_eq!(c.reload_url.unwrap().to_string(), "http://[::1]:9090/x");
+    assert_eq!(c.reload_url[0].to_string(), "http://[::1]:9090/x");
+    let c = run(&[
+        "--reload-url=http://127.0.0.1:1/a",
+        "--reload-url=http://u:p@127.0.0.1:2/b",
+        "--",
+        "x",
+    ])
+    .unwrap();
+    assert_eq!(c.reload_url.len(), 2);
+    assert!(c.reload_url[1].basic.is_some());
 }
 
 #[test]

@@ -38,8 +38,8 @@ enum Op {
     Stubborn(bool),
     /// The oldest running validation ends (its verdict is the model's).
     FinishValidation,
-    /// The running reload command or URL ends.
-    FinishReload(bool),
+    /// The running reload hooks end; the set bits say which failed.
+    FinishReload(u8),
     /// The reaper reports the exited child, then its empty group.
     ReportExit,
     ReportGroupGone,
@@ -75,7 +75,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::ChildReady),
         1 => any::<bool>().prop_map(Op::Stubborn),
         3 => Just(Op::FinishValidation),
-        2 => any::<bool>().prop_map(Op::FinishReload),
+        2 => (0u8..8).prop_map(Op::FinishReload),
         3 => Just(Op::ReportExit),
         3 => Just(Op::ReportGroupGone),
         2 => Just(Op::FireStopDeadline),
@@ -126,6 +126,11 @@ fn settings() -> impl Strategy<Value = Settings> {
                     interactive: false,
                     promote,
                     reload_external: matches!(by, ReloadBy::External),
+                    reload_hooks: if matches!(by, ReloadBy::External) {
+                        3
+                    } else {
+                        0
+                    },
                     rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),
                     ready_probe: rollback,
                     ready_failures: 2,
@@ -182,6 +187,8 @@ struct World {
     next_gen: u64,
     /// The version last rolled back from, until the source changes.
     rolled_back: Option<u64>,
+    /// The reload hooks asked for last (a retry must ask for the failed).
+    reload_left: Vec<usize>,
     /// Every version ever rolled back from: if the source returns to one
     /// unseen by the machine (while it was stopping), it may stay rejected.
     ever_rolled_back: BTreeSet<u64>,
@@ -215,6 +222,7 @@ impl World {
             in_place: false,
             next_gen: 0,
             rolled_back: None,
+            reload_left: vec![],
             ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
         }
@@ -486,7 +494,21 @@ impl World {
                 self.validations.clear();
                 Ok(None)
             }
-            Action::RunReload { token, .. } => {
+            Action::RunReload { token, hooks, .. } => {
+                if token == self.last_reload_token {
+                    prop_assert_eq!(
+                        &hooks,
+                        &self.reload_left,
+                        "a retry runs exactly the hooks that failed"
+                    );
+                } else {
+                    prop_assert_eq!(
+                        hooks.len(),
+                        self.settings.reload_hooks,
+                        "a new reload runs every hook"
+                    );
+                }
+                self.reload_left = hooks;
                 if token != self.last_reload_token {
                     // A new reload: for bytes the child does not have yet.
                     // (A child that died unreported cannot be known of: its
@@ -574,9 +596,16 @@ impl World {
                     self.feed(m, Event::Validated { token, ok })?;
                 }
             }
-            Op::FinishReload(ok) => {
+            Op::FinishReload(mask) => {
                 if let Some((token, _)) = self.reload.take() {
-                    self.feed(m, Event::Reloaded { token, ok })?;
+                    let failed: Vec<usize> = self
+                        .reload_left
+                        .iter()
+                        .copied()
+                        .filter(|i| mask & (1 << i) != 0)
+                        .collect();
+                    self.reload_left = failed.clone();
+                    self.feed(m, Event::Reloaded { token, failed })?;
                 }
             }
             Op::ReportExit => {
@@ -692,7 +721,7 @@ impl World {
             let op = if !self.validations.is_empty() {
                 Op::FinishValidation
             } else if self.reload.is_some() {
-                Op::FinishReload(true)
+                Op::FinishReload(0)
             } else if !self.retries.is_empty() {
                 Op::FireRetry
             } else if self.exit_pending.is_some() {

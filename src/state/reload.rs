@@ -1,6 +1,8 @@
-//! The external reload (`--reload-command`, `--reload-url`): one in flight
-//! or waiting to be retried, identified by its token; a newer change
-//! supersedes it.
+//! The external reload (`--reload-command`, or one or more `--reload-url`):
+//! one in flight or waiting to be retried, identified by its token; a newer
+//! change supersedes it. Each hook is retried on its own: a retry runs only
+//! the hooks that failed, and the change counts as reloaded once every hook
+//! has succeeded.
 
 use super::*;
 
@@ -10,6 +12,8 @@ pub(super) struct Reload {
     pub(super) token: u64,
     /// The files it is for.
     pub(super) changed: Vec<PathBuf>,
+    /// The hooks (by index) that have not succeeded yet.
+    pub(super) left: Vec<usize>,
     /// The delay before the next retry.
     pub(super) next: Duration,
 }
@@ -21,16 +25,24 @@ impl Machine {
         let mut actions = self.cancel_reload();
         self.last_token += 1;
         let token = self.last_token;
+        let hooks: Vec<usize> = (0..self.settings.reload_hooks).collect();
         self.reload = Some(Reload {
             token,
             changed: changed.clone(),
+            left: hooks.clone(),
             next: BACKOFF_FIRST,
         });
-        actions.push(Action::RunReload { token, changed });
+        actions.push(Action::RunReload {
+            token,
+            changed,
+            hooks,
+        });
         actions
     }
 
-    pub(super) fn on_reloaded(&mut self, token: u64, ok: bool) -> Vec<Action> {
+    /// The hooks of a `RunReload` ended; `failed` lists those that did not
+    /// succeed.
+    pub(super) fn on_reloaded(&mut self, token: u64, failed: Vec<usize>) -> Vec<Action> {
         let Some(r) = self.reload.as_mut() else {
             return vec![];
         };
@@ -38,7 +50,8 @@ impl Machine {
             debug!("Ignoring the result of a superseded reload");
             return vec![];
         }
-        if ok {
+        r.left = failed;
+        if r.left.is_empty() {
             info!("Reload succeeded");
             self.stats.reloads_ok += 1;
             self.reload = None;
@@ -47,7 +60,13 @@ impl Machine {
         self.stats.reloads_failed += 1;
         let after = r.next;
         r.next = (after * 2).min(BACKOFF_MAX);
-        error!("Reload failed; retrying in {after:?}");
+        match self.settings.reload_hooks {
+            0 | 1 => error!("Reload failed; retrying in {after:?}"),
+            all => error!(
+                "Reload failed ({} of {all} URLs); retrying in {after:?} (those alone)",
+                r.left.len()
+            ),
+        }
         vec![Action::RetryAfter { token, after }]
     }
 
@@ -58,6 +77,7 @@ impl Machine {
                 vec![Action::RunReload {
                     token,
                     changed: r.changed.clone(),
+                    hooks: r.left.clone(),
                 }]
             }
             _ => vec![],

@@ -140,16 +140,23 @@ fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
 fn external() -> Settings {
     Settings {
         reload_external: true,
+        reload_hooks: 1,
         ..settings()
     }
 }
 
-/// The reload of /c/app.conf with this token.
-fn run_reload(token: u64) -> Action {
+/// The reload of /c/app.conf with this token, by these hooks.
+fn run_hooks(token: u64, hooks: &[usize]) -> Action {
     Action::RunReload {
         token,
         changed: vec![PathBuf::from("/c/app.conf")],
+        hooks: hooks.to_vec(),
     }
+}
+
+/// The reload of /c/app.conf with this token (one hook).
+fn run_reload(token: u64) -> Action {
+    run_hooks(token, &[0])
 }
 
 #[test]
@@ -159,7 +166,10 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
         m.handle(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, run_reload(1)]
     );
-    let fail = |token| Event::Reloaded { token, ok: false };
+    let fail = |token| Event::Reloaded {
+        token,
+        failed: vec![0],
+    };
     let retry = |after| Action::RetryAfter {
         token: 1,
         after: Duration::from_secs(after),
@@ -175,9 +185,50 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
     );
     assert_eq!(m.handle(Event::RetryDue { token: 1 }), []);
     assert_eq!(m.handle(fail(1)), []);
-    assert_eq!(m.handle(Event::Reloaded { token: 2, ok: true }), []);
+    assert_eq!(
+        m.handle(Event::Reloaded {
+            token: 2,
+            failed: vec![]
+        }),
+        []
+    );
     assert_eq!(m.stats().reloads_ok, 1);
     assert_eq!(m.stats().reloads_failed, 2);
+}
+
+#[test]
+fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
+    let s = Settings {
+        reload_hooks: 3,
+        ..external()
+    };
+    let mut m = running(s, Some(1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, run_hooks(1, &[0, 1, 2])]
+    );
+    let retry = Action::RetryAfter {
+        token: 1,
+        after: Duration::from_secs(1),
+    };
+    // The second URL failed: only it is tried again.
+    assert_eq!(
+        m.handle(Event::Reloaded {
+            token: 1,
+            failed: vec![1]
+        }),
+        [retry]
+    );
+    assert_eq!(m.stats().reloads_ok, 0, "not reloaded until all answered");
+    assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_hooks(1, &[1])]);
+    assert_eq!(
+        m.handle(Event::Reloaded {
+            token: 1,
+            failed: vec![]
+        }),
+        []
+    );
+    assert_eq!(m.stats().reloads_ok, 1);
 }
 
 /// Found by the property tests: a child can die before a change is
@@ -192,7 +243,13 @@ fn a_reload_for_a_child_that_died_unreported_is_cancelled_by_its_exit() {
     );
     let actions = m.handle(exited(0));
     assert_eq!(actions[0], Action::CancelReload);
-    assert_eq!(m.handle(Event::Reloaded { token: 1, ok: true }), []);
+    assert_eq!(
+        m.handle(Event::Reloaded {
+            token: 1,
+            failed: vec![]
+        }),
+        []
+    );
 }
 
 /// Found by the property tests: bytes A rejected, then B (being

@@ -75,6 +75,8 @@ pub struct Settings {
     /// `--reload-command` or `--reload-url`: the edge performs the reload
     /// (`RunReload`) instead of a signal or a restart.
     pub reload_external: bool,
+    /// How many reload hooks there are (a command, or each URL).
+    pub reload_hooks: usize,
     /// `--rollback-window` (with `promote`): how long new bytes are on
     /// probation after they reach the child.
     pub rollback_window: Option<Duration>,
@@ -149,8 +151,9 @@ pub enum Event {
     StopDeadline,
     /// The restart backoff ran out.
     BackoffOver,
-    /// The reload started by `Action::RunReload { token, .. }` ended.
-    Reloaded { token: u64, ok: bool },
+    /// The reload started by `Action::RunReload { token, .. }` ended:
+    /// the hooks that failed (none: it succeeded).
+    Reloaded { token: u64, failed: Vec<usize> },
     /// The delay armed by `Action::RetryAfter { token, .. }` ran out.
     RetryDue { token: u64 },
     /// The answer to `Action::Stage { token }`: the candidate, or why not.
@@ -246,6 +249,8 @@ pub enum Action {
     RunReload {
         token: u64,
         changed: Vec<PathBuf>,
+        /// The hooks to run (by index): all, or those that failed.
+        hooks: Vec<usize>,
     },
     /// After this delay, answer `RetryDue { token }`.
     RetryAfter {

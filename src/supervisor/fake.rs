@@ -86,7 +86,7 @@ struct Fake {
     /// The running check: when it ends, its verdict, its token.
     check: Option<(Instant, bool, u64)>,
     reload_results: VecDeque<bool>,
-    reload: Option<(Instant, bool, u64)>,
+    reload: Option<(Instant, Vec<usize>, u64)>,
     /// Answers owed at once (looks and stagings take no virtual time).
     ready: VecDeque<Wake>,
     /// `--promote-to`: the directory's generations (name -> version), the
@@ -358,11 +358,12 @@ impl World for Fake {
         self.check = None;
     }
 
-    fn run_reload(&mut self, token: u64, _changed: Vec<PathBuf>) -> Started {
+    fn run_reload(&mut self, token: u64, _changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started {
         let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
         self.record(Did::Reload(version));
         let ok = self.reload_results.pop_front().unwrap_or(true);
-        self.reload = Some((self.now + Duration::from_millis(100), ok, token));
+        let failed = if ok { vec![] } else { hooks };
+        self.reload = Some((self.now + Duration::from_millis(100), failed, token));
         Started::Running
     }
 
@@ -389,7 +390,7 @@ impl World for Fake {
             }
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.map(|(t, _, _)| t);
-            let reload = self.reload.map(|(t, _, _)| t);
+            let reload = self.reload.as_ref().map(|(t, _, _)| *t);
             let probe = self.ready_queue.front().map(|(t, _)| *t);
             let next = [script, check, reload, probe, deadline]
                 .into_iter()
@@ -407,8 +408,8 @@ impl World for Fake {
                 break Wake::Validated { token, ok };
             }
             if reload == Some(next) {
-                let (_, ok, token) = self.reload.take().expect("due");
-                break Wake::Reloaded { token, ok };
+                let (_, failed, token) = self.reload.take().expect("due");
+                break Wake::Reloaded { token, failed };
             }
             if probe == Some(next) {
                 let (_, ok) = self.ready_queue.pop_front().expect("due");
@@ -709,6 +710,7 @@ fn a_failed_reload_command_is_retried_doubling_until_it_succeeds() {
     world.reload_results = [false, false, true].into();
     let s = Settings {
         reload_external: true,
+        reload_hooks: 1,
         ..settings()
     };
     let (w, _) = run(world, loop_cfg(), s);
@@ -726,6 +728,7 @@ fn a_newer_change_supersedes_a_waiting_reload_retry() {
     world.reload_results = [false, true].into();
     let s = Settings {
         reload_external: true,
+        reload_hooks: 1,
         ..settings()
     };
     let (w, _) = run(world, loop_cfg(), s);
@@ -938,6 +941,7 @@ mod loop_props {
                 promote,
                 reload_signal: (by == 1).then_some(libc::SIGHUP),
                 reload_external: by == 2,
+                reload_hooks: usize::from(by == 2),
                 ..settings()
             };
             let cfg = LoopConfig {

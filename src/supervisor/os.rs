@@ -151,7 +151,12 @@ async fn supervise(
         map_signal: cfg.map_signal.clone(),
         interactive: take_tty,
         promote: promoter.is_some(),
-        reload_external: cfg.reload_command.is_some() || cfg.reload_url.is_some(),
+        reload_external: cfg.reload_command.is_some() || !cfg.reload_url.is_empty(),
+        reload_hooks: if cfg.reload_command.is_some() {
+            1
+        } else {
+            cfg.reload_url.len()
+        },
         rollback_window: cfg.rollback_window,
         ready_probe: cfg.ready_interval.is_some(),
         ready_failures: READY_FAILURES,
@@ -195,8 +200,8 @@ struct Os {
     promoter: Option<Promoter>,
     /// The running `--validate` check, with the machine's token.
     check: Option<(u64, Hook)>,
-    /// The running `--reload-command` / `--reload-url`, with its token.
-    reload: Option<(u64, Hook)>,
+    /// The running `--reload-command` / `--reload-url`s, with its token.
+    reload: Option<(u64, Reloading)>,
     /// The running readiness probe.
     probe: Option<Hook>,
     /// `--metrics`: what the server shows.
@@ -216,7 +221,7 @@ impl Os {
             || self
                 .reload
                 .as_ref()
-                .is_some_and(|(_, c)| c.process == Some(pid))
+                .is_some_and(|(_, r)| r.process == Some(pid))
             || self.probe.as_ref().is_some_and(|c| c.process == Some(pid))
     }
 
@@ -233,7 +238,7 @@ enum Seen {
     Looked(Wake),
     Staged(Result<Generation, String>),
     Validated(bool),
-    Reloaded(bool),
+    Reloaded(Vec<usize>),
     Probed(bool),
     Timer,
 }
@@ -392,50 +397,61 @@ impl World for Os {
         }
     }
 
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>) -> Started {
+    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started {
         let changed: Vec<PathBuf> = match &self.promoter {
             Some(p) => changed.iter().map(|c| p.target_of(c, p.dir())).collect(),
             None => changed,
         };
         let timeout = self.cfg.reload_timeout;
-        let task = match (&self.cfg.reload_command, &self.cfg.reload_url) {
-            (Some(argv), _) => hook::command(
-                hook::Kind::Reload,
-                argv,
-                self.cwd.as_deref(),
-                &changed,
-                None,
-                timeout,
-            ),
-            (None, Some(url)) => {
-                let url = url.clone();
-                info!("Reloading: POST {url}");
-                Hook::request(async move {
-                    match http::post(&url, timeout).await {
-                        Ok(code) if (200..300).contains(&code) => {
-                            info!("Reload URL {url} answered {code}");
-                            true
-                        }
-                        Ok(code) => {
-                            error!("Reload URL {url} answered {code}");
-                            false
-                        }
-                        Err(e) => {
-                            error!("Reload URL failed: {e}");
-                            false
-                        }
-                    }
-                })
+        let reloading = match &self.cfg.reload_command {
+            Some(argv) => {
+                let hook = hook::command(
+                    hook::Kind::Reload,
+                    argv,
+                    self.cwd.as_deref(),
+                    &changed,
+                    None,
+                    timeout,
+                );
+                let process = hook.process;
+                let done = hook.done;
+                Reloading {
+                    process,
+                    done: Box::pin(async move { if done.await { vec![] } else { vec![0] } }),
+                }
             }
-            (None, None) => return Started::Finished(false),
+            None => {
+                // Every URL at once, each with its own verdict.
+                let posts: Vec<_> = hooks
+                    .into_iter()
+                    .filter_map(|i| self.cfg.reload_url.get(i).map(|u| (i, u.clone())))
+                    .map(|(i, url)| async move { (i, post_reload(&url, timeout).await) })
+                    .collect();
+                if posts.is_empty() {
+                    return Started::Finished(false);
+                }
+                Reloading {
+                    process: None,
+                    done: Box::pin(async move {
+                        futures::future::join_all(posts)
+                            .await
+                            .into_iter()
+                            .filter_map(|(i, ok)| (!ok).then_some(i))
+                            .collect()
+                    }),
+                }
+            }
         };
-        self.reload = Some((token, task));
+        self.reload = Some((token, reloading));
         Started::Running
     }
 
     fn cancel_reload(&mut self) {
-        if let Some((_, reload)) = self.reload.take() {
-            reload.cancel("reload command");
+        if let Some((_, reload)) = self.reload.take()
+            && let Some(pgid) = reload.process
+        {
+            info!("Cancelling the running reload command");
+            child::signal_group(pgid, libc::SIGKILL);
         }
     }
 
@@ -483,7 +499,7 @@ impl World for Os {
                 };
                 let reloaded = async {
                     match self.reload.as_mut() {
-                        Some((_, task)) => task.done.as_mut().await,
+                        Some((_, r)) => r.done.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -522,7 +538,7 @@ impl World for Os {
                     seen = looked.fuse() => seen,
                     seen = staged.fuse() => seen,
                     ok = checked.fuse() => Seen::Validated(ok),
-                    ok = reloaded.fuse() => Seen::Reloaded(ok),
+                    failed = reloaded.fuse() => Seen::Reloaded(failed),
                     ok = probed.fuse() => Seen::Probed(ok),
                     _ = FutureExt::fuse(timer) => Seen::Timer,
                 }
@@ -569,10 +585,10 @@ impl World for Os {
                     self.sweep();
                     return Wake::Validated { token, ok };
                 }
-                Seen::Reloaded(ok) => {
+                Seen::Reloaded(failed) => {
                     let token = self.reload.take().map_or(0, |(t, _)| t);
                     self.sweep();
-                    return Wake::Reloaded { token, ok };
+                    return Wake::Reloaded { token, failed };
                 }
                 Seen::Probed(ok) => {
                     self.probe = None;
@@ -581,6 +597,33 @@ impl World for Os {
                 }
                 Seen::Timer => return Wake::Timer,
             }
+        }
+    }
+}
+
+/// A reload in flight: a command (one hook, with its process group) or the
+/// POSTs of the URLs asked for; it answers with the hooks that failed.
+struct Reloading {
+    process: Option<i32>,
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<usize>>>>,
+}
+
+/// POSTs one reload URL; true on 2xx. The log shows the URL without its
+/// credentials.
+async fn post_reload(url: &http::Url, timeout: Duration) -> bool {
+    info!("Reloading: POST {url}");
+    match http::post(url, timeout).await {
+        Ok(code) if (200..300).contains(&code) => {
+            info!("Reload URL {url} answered {code}");
+            true
+        }
+        Ok(code) => {
+            error!("Reload URL {url} answered {code}");
+            false
+        }
+        Err(e) => {
+            error!("Reload URL failed: {e}");
+            false
         }
     }
 }

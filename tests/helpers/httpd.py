@@ -1,6 +1,7 @@
 """A scripted HTTP server for the --reload-url tests: answers each request
 with the next status of a comma-separated list (the last one repeats),
-appends "<METHOD> <path>" per request to LOG_FILE, and writes the port it
+appends "<METHOD> <path>" per request to LOG_FILE (then " auth=<value>"
+when an Authorization header came), and writes the port it
 listens on (127.0.0.1, a free one) to PORT_FILE.
 
 Usage: httpd.py PORT_FILE LOG_FILE STATUSES  (e.g. 503,503,200)"""
@@ -14,8 +15,9 @@ answered = 0
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         global answered
+        auth = self.headers.get("Authorization")
         with open(log_file, "a") as f:
-            f.write("%s %s\n" % (self.command, self.path))
+            f.write("%s %s%s\n" % (self.command, self.path, " auth=" + auth if auth else ""))
         status = int(statuses[min(answered, len(statuses) - 1)])
         answered += 1
         self.send_response(status)
