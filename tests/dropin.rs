@@ -144,6 +144,12 @@ fn docker_init_watches_nothing_and_the_normal_name_says_what_it_waits_for() {
         .filter(|l| l.contains("No --config given"))
         .collect();
     assert_eq!(said.len(), 1, "{log}");
+    // One line, not that one and the watcher's own.
+    let missing = lines_at(&log, "INFO")
+        .into_iter()
+        .filter(|l| l.contains("does not exist"))
+        .count();
+    assert_eq!(missing, 1, "{log}");
     assert!(
         said[0].contains("/usr/local/bin/conf/exporter.conf") && said[0].contains("--config ''"),
         "{}",
@@ -423,4 +429,45 @@ fn parent_death_signal_stops_the_child_when_the_parent_dies() {
         "the manager outlived its parent:\n{}",
         s.read("log")
     );
+}
+
+#[test]
+fn on_a_terminal_the_child_gets_it_under_every_name() {
+    if !require_tool("script", "bsdutils") {
+        return;
+    }
+    let s = Scratch::new("dropin-tty");
+    for name in ["tini", "docker-init", "dumb-init"] {
+        let link = s.path(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(BIN, &link).expect("symlink to the binary");
+        }
+        let out = s.path(&format!("{name}.tty"));
+        // The child writes whether its stdin is a terminal and whether it
+        // is in the terminal's foreground process group.
+        let child = script(
+            &s,
+            &format!("{name}-child"),
+            &format!(
+                "read -r _ _ _ _ pgid _ _ tpgid _ < /proc/$$/stat\n\
+                 if [ -t 0 ] && [ \"$pgid\" = \"$tpgid\" ]; then echo foreground > {o}; else echo no > {o}; fi",
+                o = out.display()
+            ),
+        );
+        let line = format!("{} -- {child}", link.display());
+        let status = std::process::Command::new("script")
+            .args(["-qefc", &line, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .env_remove("FLUSH_MANAGER_LOG")
+            .status()
+            .expect("script (bsdutils)");
+        assert!(status.success(), "{name}: {status:?}");
+        assert_eq!(
+            s.read(&format!("{name}.tty")).trim(),
+            "foreground",
+            "{name}: the child did not get the terminal"
+        );
+    }
 }

@@ -310,6 +310,11 @@ fn report(path: &Path, before: Option<&FileState>, state: &FileState) {
                 path.display()
             )
         }
+        // The legacy default's absence is said once at startup, with how to
+        // watch nothing instead.
+        FileState::Missing if path == Path::new(crate::cli::DEFAULT_CONFIG) => {
+            debug!("Config file {} does not exist (yet)", path.display())
+        }
         FileState::Missing => info!("Config file {} does not exist (yet)", path.display()),
         FileState::Unreadable(e) => warn!("Cannot read config file {}: {e}", path.display()),
         FileState::NotRegular => warn!(
