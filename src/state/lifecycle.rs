@@ -343,28 +343,37 @@ impl Machine {
     }
 
     pub(super) fn act(&mut self, now: Snapshot) -> Vec<Action> {
+        let changed = fingerprint::changes(&self.base, &now)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        self.deliver(now, changed, "Config file change detected")
+    }
+
+    /// Brings the child onto `now` the configured way: the external reload
+    /// (told of `changed`), the reload signal, or a restart; `why` opens the
+    /// log line.
+    pub(super) fn deliver(
+        &mut self,
+        now: Snapshot,
+        changed: Vec<PathBuf>,
+        why: &str,
+    ) -> Vec<Action> {
         self.reason = Reason::Config;
         if self.settings.reload_external {
-            info!("Config file change detected, reloading the child");
-            let changed: Vec<PathBuf> = fingerprint::changes(&self.base, &now)
-                .into_iter()
-                .map(|c| c.path)
-                .collect();
+            info!("{why}, reloading the child");
             self.base = now;
             return self.run_reload(changed);
         }
         match self.settings.reload_signal {
             Some(sig) => {
-                info!(
-                    "Config file change detected, sending {} to child process",
-                    signals::name(sig)
-                );
+                info!("{why}, sending {} to child process", signals::name(sig));
                 self.base = now;
                 self.sent = Some(sig);
                 vec![Action::Reload(sig, self.settings.signal_to)]
             }
             None => {
-                info!("Config file change detected, restarting child process...");
+                info!("{why}, restarting child process...");
                 let sig = self.settings.stop_signal;
                 self.stop(AfterStop::Restart, sig)
             }

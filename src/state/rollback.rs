@@ -161,23 +161,11 @@ impl Machine {
     /// reloaded, or restarted.
     fn back_onto_last_good(&mut self) -> Vec<Action> {
         let good = self.approved.clone().unwrap_or_default();
-        self.reason = Reason::Config;
-        if self.settings.reload_external {
-            let changed = fingerprint::changes(&Snapshot::new(), &good)
-                .into_iter()
-                .map(|c| c.path)
-                .collect();
-            self.base = good;
-            return self.run_reload(changed);
-        }
-        match self.settings.reload_signal {
-            Some(sig) => {
-                self.base = good;
-                self.sent = Some(sig);
-                vec![Action::Reload(sig, self.settings.signal_to)]
-            }
-            None => self.restart(),
-        }
+        let every = fingerprint::changes(&Snapshot::new(), &good)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        self.deliver(good, every, "Rolled back")
     }
 
     /// For `/readyz`: Ok while the child runs, is not being stopped,

@@ -62,12 +62,8 @@ fn child_exit_code_becomes_ours() {
 #[test]
 fn signal_death_is_128_plus_n() {
     let mut m = running(settings(), Some(1));
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(9),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(9)),
         [Action::StopDeadline(None), Action::Exit(137)]
     );
 }
@@ -108,12 +104,8 @@ fn sigterm_forwards_the_stop_signal_then_kills() {
         m.handle(Event::StopDeadline),
         [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
     );
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(9),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(9)),
         [Action::StopDeadline(None), Action::Exit(137)]
     );
 }
@@ -339,12 +331,8 @@ fn config_change_restarts_once() {
     );
     // A further change while stopping is left to the next spawn's snapshot.
     assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(TERM),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     // The start's look finds 3: the child runs on it.
@@ -403,12 +391,8 @@ fn sigterm_during_a_restart_exits_instead() {
         [Action::Signal(TERM, CHILD)],
         "deadline keeps running"
     );
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(TERM),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Exit(143)]
     );
 }
@@ -418,12 +402,8 @@ fn a_child_ignoring_the_stop_signal_is_killed_and_replaced() {
     let mut m = running(settings(), Some(1));
     m.handle(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(9),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(9)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
 }
@@ -442,6 +422,16 @@ fn reload_signal_signals_instead_of_restarting() {
         [],
         "the child has those bytes now"
     );
+}
+
+/// The child ends with `status` (after 10 s) and its group is empty: what
+/// the machine does next.
+fn drained(m: &mut Machine, status: Status) -> Vec<Action> {
+    m.handle(Event::ChildExited {
+        status,
+        ran_for: SECS10,
+    });
+    m.handle(Event::GroupGone)
 }
 
 fn exit_and_drain(m: &mut Machine, code: i32, ran_for: Duration) -> Vec<Action> {
@@ -884,12 +874,8 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
             Action::StopDeadline(Some(SECS10))
         ]
     );
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(TERM),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
 }
@@ -977,12 +963,8 @@ fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
     );
     // Bytes 3 land while the old child stops.
     assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
-    m.handle(Event::ChildExited {
-        status: Status::Signaled(TERM),
-        ran_for: SECS10,
-    });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     assert!(matches!(
