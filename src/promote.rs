@@ -458,9 +458,17 @@ fn special_kind(path: &Path) -> Option<&'static str> {
 }
 
 /// The generation's files reach the disk before any record names it.
+#[cfg(target_os = "linux")]
 fn sync_fs(dir: &Path) -> io::Result<()> {
     let f = File::open(dir)?;
     nix::unistd::syncfs(&f).map_err(io::Error::from)
+}
+
+/// Without syncfs(2): the whole system's dirty data, once per staging.
+#[cfg(not(target_os = "linux"))]
+fn sync_fs(_dir: &Path) -> io::Result<()> {
+    nix::unistd::sync();
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
