@@ -19,9 +19,6 @@ use log::info;
 use std::path::Path;
 
 fn main() {
-    // Every signal has been blocked since before `main` (signals.rs); again
-    // here for clarity, before any thread exists (threads inherit the mask).
-    signals::block_all();
     let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(argv) => argv,
         Err(bad) => {

@@ -11,8 +11,8 @@
 //!
 //! Linux is the platform this is built and tested for. Elsewhere (macOS, the
 //! BSDs: workstation use, never PID 1) there is no signalfd and no real-time
-//! signals: a thread waits for the same blocked signals with `sigwait`, which
-//! keeps every other property but the sender (see `Intake`).
+//! signals: signal-hook-async-std's stream takes them, at the cost of the
+//! sender, the fault signals and repeated counts (see `Intake`).
 
 use nix::libc;
 use std::io;
@@ -199,9 +199,9 @@ static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 
 /// Blocks every signal in the calling thread and in every thread it starts
 /// later, for the manager's whole life: signals are read from the signalfd
-/// (`Intake`), never delivered. Called first thing in `main`, before any
-/// thread exists.
-pub fn block_all() {
+/// (`Intake`), never delivered. Called from the constructor above, before
+/// `main` and before any thread exists (threads inherit the mask).
+fn block_all() {
     // SAFETY: a zeroed sigset_t, filled by libc, set as this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -265,7 +265,7 @@ pub fn restore_for_child() -> io::Result<()> {
 
 #[cfg(target_os = "linux")]
 const SI_KERNEL: i32 = libc::SI_KERNEL;
-/// `sigwait` reports no sender: no code ever matches.
+/// signal-hook's stream reports no sender: no code ever matches.
 #[cfg(not(target_os = "linux"))]
 const SI_KERNEL: i32 = i32::MIN;
 
@@ -309,14 +309,20 @@ fn caught_signals() -> Vec<i32> {
 }
 
 /// A signal set of every caught signal.
+#[cfg(target_os = "linux")]
 fn caught_set() -> libc::sigset_t {
+    set_of(&caught_signals())
+}
+
+/// A signal set of `sigs`.
+fn set_of(sigs: &[i32]) -> libc::sigset_t {
     // SAFETY: a zeroed sigset_t emptied and filled by libc with valid signal
     // numbers only.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in caught_signals() {
-            libc::sigaddset(&mut set, sig);
+        for sig in sigs {
+            libc::sigaddset(&mut set, *sig);
         }
         set
     }
@@ -352,7 +358,7 @@ impl Intake {
     }
 
     /// The next caught signal (one read: each queued signal comes once).
-    pub async fn next(&self) -> io::Result<Caught> {
+    pub async fn next(&mut self) -> io::Result<Caught> {
         self.fd
             .read_with(|fd| match fd.read_signal() {
                 Ok(Some(info)) => Ok(Caught {
@@ -367,47 +373,56 @@ impl Intake {
     }
 }
 
-/// Without signalfd: one thread takes each blocked signal with `sigwait`
-/// and passes it on. Still no handler, and a signal sent early waits; what
-/// is lost is the sender (so nothing is ever recognised as our own) and the
-/// count of repeated signals (there are no real-time signals to count).
-/// A signal the kernel raises on one thread of ours (SIGPIPE of our own
-/// write) stays pending on that thread and is never taken here.
+/// Without signalfd (macOS, the BSDs): signal-hook-async-std's stream. Its
+/// handlers write each signal to a socket the loop reads; the signals it
+/// takes are unblocked for them. What is lost is the sender (so nothing is
+/// ever recognised as our own), the fault signals signal-hook refuses, and
+/// the count of repeated signals (there are no real-time signals to count).
+/// The stream is never dropped: a handler writing to its closed socket
+/// would raise SIGPIPE, whose handler would write again, forever.
 #[cfg(not(target_os = "linux"))]
 pub struct Intake {
-    rx: async_channel::Receiver<Caught>,
+    signals: std::mem::ManuallyDrop<signal_hook_async_std::Signals>,
 }
 
 #[cfg(not(target_os = "linux"))]
 impl Intake {
     pub fn new() -> io::Result<Intake> {
-        let (tx, rx) = async_channel::unbounded();
-        let set = caught_set();
         default_sigchld();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                loop {
-                    let mut sig = 0;
-                    // SAFETY: waits on a valid, initialised set.
-                    if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                        continue;
-                    }
-                    let caught = Caught {
-                        sig,
-                        pid: 0,
-                        code: 0,
-                    };
-                    if tx.send_blocking(caught).is_err() {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Intake { rx })
+        // signal-hook refuses to handle these (a handler for a real fault
+        // would loop): they keep their default action.
+        let refused = [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGSEGV,
+        ];
+        let sigs: Vec<i32> = caught_signals()
+            .into_iter()
+            .filter(|s| !refused.contains(s))
+            .collect();
+        let signals = signal_hook_async_std::Signals::new(&sigs)?;
+        // Handlers exist now: let the signals reach them (blocked since the
+        // constructor, they were pending, not lost).
+        let set = set_of(&sigs);
+        // SAFETY: unblocks a valid, initialised set in this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        Ok(Intake {
+            signals: std::mem::ManuallyDrop::new(signals),
+        })
     }
 
-    pub async fn next(&self) -> io::Result<Caught> {
-        self.rx.recv().await.map_err(io::Error::other)
+    pub async fn next(&mut self) -> io::Result<Caught> {
+        use futures::StreamExt;
+        match self.signals.next().await {
+            Some(sig) => Ok(Caught {
+                sig,
+                pid: 0,
+                code: 0,
+            }),
+            None => Err(io::Error::other("the signal stream ended")),
+        }
     }
 }
 

@@ -149,7 +149,7 @@ struct Child {
 
 /// The world as the edge would show it to the machine.
 #[derive(Debug)]
-struct World {
+struct Model {
     settings: Settings,
     disk: u64,
     child: Option<Child>,
@@ -195,9 +195,9 @@ struct World {
     probation_armed: bool,
 }
 
-impl World {
-    fn new(settings: Settings) -> World {
-        World {
+impl Model {
+    fn new(settings: Settings) -> Model {
+        Model {
             settings,
             disk: 0,
             child: None,
@@ -414,17 +414,10 @@ impl World {
             }
             Action::Acted => Ok(None),
             Action::Signal(sig, _) => {
-                if let Some(c) = &self.child {
-                    let dies = match sig {
-                        libc::SIGKILL => true,
-                        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => !c.stubborn,
-                        // No handler yet: the default action ends it.
-                        libc::SIGHUP | libc::SIGUSR1 => !c.ready,
-                        _ => false,
-                    };
-                    if dies {
-                        self.kill_child(Status::Signaled(sig));
-                    }
+                if let Some(c) = &self.child
+                    && super::testkit::dies_of(sig, c.stubborn, c.ready)
+                {
+                    self.kill_child(Status::Signaled(sig));
                 }
                 Ok(None)
             }
@@ -665,7 +658,7 @@ impl World {
                     std::mem::take(&mut self.passed),
                     self.disk_fails,
                 );
-                *self = World::new(settings.clone());
+                *self = Model::new(settings.clone());
                 self.disk = disk;
                 self.in_place = in_place;
                 self.disk_fails = disk_fails;
@@ -779,7 +772,7 @@ impl World {
 }
 
 fn run(settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut w = World::new(settings.clone());
+    let mut w = Model::new(settings.clone());
     w.in_place = in_place;
     let (mut m, first) = Machine::new(settings, None, None);
     for a in first {

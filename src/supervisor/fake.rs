@@ -444,14 +444,7 @@ impl Fake {
         let Some(c) = self.child.as_ref().filter(|c| c.pid == pid) else {
             return;
         };
-        let dies = match sig {
-            libc::SIGKILL => true,
-            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => !c.ignores_term,
-            // No handler: the default action ends it.
-            libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2 => !self.catches,
-            _ => false,
-        };
-        if dies {
+        if crate::state::testkit::dies_of(sig, c.ignores_term, self.catches) {
             self.kill(sig);
         }
     }

@@ -55,10 +55,10 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
     // A plain parking block_on, not async-io's: with async-io's, the reactor
-    // thread spins through ~10 short sleeps after every event while a
-    // block_on is active (measured: 17 wake-ups per idle 10 s, and signals
-    // waiting out those sleeps: 0.5 ms p50). Parked here, the main thread
-    // is woken by the reactor thread once per event.
+    // thread spins through short sleeps after every event while a block_on
+    // is active (idle wake-ups, and signals waiting out those sleeps; the
+    // figures are in bench/RESULTS.md). Parked here, the main thread is
+    // woken by the reactor thread once per event.
     smol::future::block_on(ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex))))
 }
 
@@ -530,7 +530,7 @@ impl World for Os {
                         None => futures::future::pending().await,
                     }
                 };
-                let intake = &self.intake;
+                let intake = &mut self.intake;
                 select! {
                     st = status.fuse() => Seen::Child(st),
                     caught = intake.next().fuse() => Seen::Signal(caught),

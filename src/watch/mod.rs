@@ -363,7 +363,8 @@ fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
     relevant
 }
 
-/// Startup lines of the seed, and the subPath warning.
+/// The startup lines about a config path (the Go tool's wording), and the
+/// subPath warning.
 fn describe(path: &Path) {
     if let Ok(target) = fs::read_link(path) {
         let shown = path.parent().map_or(target.clone(), |p| p.join(&target));
