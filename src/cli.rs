@@ -592,6 +592,10 @@ fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
     Ok((pairs, stop))
 }
 
+/// The shortest readiness probe interval: a probe is a process or a
+/// connection, and a probe cannot be judged faster than it runs.
+const READY_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
 fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, String> {
     let mut command = match (v.one("command")?, command_line) {
         (Some(cmd), rest) if !v.given("command").is_empty() => {
@@ -748,8 +752,15 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         return Err("--ready-check and --ready-url are two probes: give one".into());
     }
     let ready_interval = v.duration("ready-interval")?;
-    if ready_interval.is_zero() {
-        return Err("--ready-interval: must be more than 0".into());
+    if ready_interval < READY_INTERVAL_MIN {
+        return Err(format!(
+            "--ready-interval: {ready_interval:?} is too short: a probe every {READY_INTERVAL_MIN:?} at most (each one starts a process or a connection)"
+        ));
+    }
+    if !v.given("ready-interval").is_empty() && ready_check.is_none() && ready_url.is_none() {
+        return Err(
+            "--ready-interval: there is no probe to run (give --ready-check or --ready-url)".into(),
+        );
     }
     let ready_interval = (ready_check.is_some() || ready_url.is_some()).then_some(ready_interval);
     // Always a subreaper when not PID 1 (reaper::become_subreaper), which

@@ -90,6 +90,23 @@ impl Promoter {
                 ));
             }
         }
+        // The child reads DIR's top-level names: one that is not ours (an
+        // image's own default config) would be read instead of the promoted
+        // one, and would never change.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let ours = name.as_encoded_bytes().starts_with(b"..")
+                    || fs::read_link(e.path()).is_ok_and(|t| t.starts_with(DATA));
+                if !ours {
+                    return Err(format!(
+                        "--promote-to {}: {} is not flush-manager's; the child would read it instead of the promoted config (give an empty directory, an emptyDir)",
+                        dir.display(),
+                        e.path().display()
+                    ));
+                }
+            }
+        }
         let p = Promoter {
             dir,
             sources,
@@ -173,12 +190,19 @@ impl Promoter {
         self.dir.join(generation)
     }
 
-    /// Where a source file is in `root` (DIR, or a candidate).
-    pub fn target_of(&self, source: &Path, root: &Path) -> PathBuf {
-        self.layout()
-            .ok()
-            .and_then(|l| l.into_iter().find(|(s, _)| s == source))
-            .map_or_else(|| source.to_path_buf(), |(_, rel)| root.join(rel))
+    /// Where each of `sources` is in `root`, from one walk of the sources
+    /// (a path per file would walk them once per file).
+    pub fn targets(&self, sources: &[PathBuf], root: &Path) -> Vec<PathBuf> {
+        let layout: std::collections::HashMap<PathBuf, PathBuf> =
+            self.layout().unwrap_or_default().into_iter().collect();
+        sources
+            .iter()
+            .map(|s| {
+                layout
+                    .get(s)
+                    .map_or_else(|| s.clone(), |rel| root.join(rel))
+            })
+            .collect()
     }
 
     fn layout(&self) -> Result<Layout, String> {
@@ -276,14 +300,27 @@ impl Promoter {
     /// then the child's view switches to it. The previous good generation
     /// stays until `forget` (kept for a rollback window, or removed at once).
     pub fn commit(&mut self, generation: &str) -> Result<(), String> {
-        let done = (|| -> io::Result<()> {
-            replace_link(&self.dir, GOOD_TMP, GOOD, generation)?;
-            sync_dir(&self.dir)?;
-            self.switch(generation)
-        })();
-        if let Err(e) = done {
-            // Not committed unless `..good` names it; the view follows the record.
+        let recorded =
+            replace_link(&self.dir, GOOD_TMP, GOOD, generation).and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = recorded {
+            // Not committed unless `..good` names it.
             self.discard(generation);
+            return Err(e.to_string());
+        }
+        if let Err(e) = self.switch(generation) {
+            // The record names the candidate but the view could not follow:
+            // the record goes back to the last good one before the candidate
+            // may go. If even that fails, the candidate stays (a restart
+            // trusts the record, and a generation it names is never removed).
+            let back = match self.good.clone() {
+                Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, &good),
+                None => fs::remove_file(self.dir.join(GOOD)),
+            };
+            if back.and_then(|()| sync_dir(&self.dir)).is_ok() {
+                self.discard(generation);
+            } else {
+                self.good = Some(generation.to_string());
+            }
             return Err(e.to_string());
         }
         self.good = Some(generation.to_string());
@@ -294,14 +331,10 @@ impl Promoter {
                 .to_str()
                 .filter(|g| is_generation(g) && *g != generation)
             {
-                let _ = fs::remove_dir_all(self.dir.join(old));
+                remove_later(self.dir.join(old));
             }
         }
-        info!(
-            "Promoted {} to {} (generation {generation})",
-            fingerprint::short(&self.fingerprint(generation)),
-            self.dir.display()
-        );
+        info!("Promoted generation {generation} to {}", self.dir.display());
         Ok(())
     }
 
@@ -316,7 +349,7 @@ impl Promoter {
         {
             return;
         }
-        let _ = fs::remove_dir_all(self.dir.join(generation));
+        remove_later(self.dir.join(generation));
     }
 
     /// Back to a generation kept for the rollback window: the durable record
@@ -360,6 +393,8 @@ impl Promoter {
                 warn!("Cannot restore {}: {e}", self.dir.display());
             }
         }
+        // At once: what DIR holds is what a user sees, even if the manager
+        // exits right after.
         let _ = fs::remove_dir_all(self.dir.join(generation));
     }
 
@@ -415,6 +450,15 @@ fn relative(source: &Path, file: &Path) -> Option<PathBuf> {
 
 fn is_generation(name: &str) -> bool {
     name.starts_with(GEN_PREFIX)
+}
+
+/// Removes a generation nothing points at, off the loop (a big one takes a
+/// while); one left behind by a crash is removed by the next `recover`.
+fn remove_later(path: PathBuf) {
+    smol::unblock(move || {
+        let _ = fs::remove_dir_all(path);
+    })
+    .detach();
 }
 
 /// `name -> target` in `dir`, atomically (through `tmp`).
@@ -645,6 +689,48 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("FIFO"), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Found by a hostile review: a commit whose view switch failed (here
+    /// a directory squatting `..data_tmp`) deleted the generation `..good`
+    /// already named, losing the last good config.
+    #[test]
+    fn a_commit_that_cannot_switch_the_view_keeps_the_last_good_one() {
+        let d = scratch("commit-fail");
+        let (src, dir) = (d.join("app.conf"), d.join("dst"));
+        fs::write(&src, "v1").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let s1 = p.stage().unwrap();
+        p.commit(&s1.name).unwrap();
+        fs::write(&src, "v2").unwrap();
+        let s2 = p.stage().unwrap();
+        fs::create_dir(dir.join(DATA_TMP)).unwrap();
+        fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
+        assert!(p.commit(&s2.name).is_err());
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s1.name)
+        );
+        assert!(
+            dir.join(&s1.name).is_dir(),
+            "the last good generation is kept"
+        );
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Found by a hostile review: a file already in DIR (an image's own
+    /// default config) was never replaced, and the child read it.
+    #[test]
+    fn a_directory_holding_files_of_its_own_is_refused() {
+        let d = scratch("preexisting");
+        let (src, dir) = (d.join("app.conf"), d.join("dst"));
+        fs::write(&src, "v1").unwrap();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("app.conf"), "image default").unwrap();
+        let err = Promoter::new(dir.clone(), vec![src.clone()]).err().unwrap();
+        assert!(err.contains("not flush-manager's"), "{err}");
         fs::remove_dir_all(&d).unwrap();
     }
 

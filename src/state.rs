@@ -18,7 +18,7 @@ mod types;
 
 use gate::Pending;
 use reload::Reload;
-use rollback::{Probation, Readiness};
+use rollback::{Probation, Readiness, Rolling};
 pub use types::*;
 
 /// What follows a stop once the child and its group are gone.
@@ -88,6 +88,8 @@ pub struct Machine {
     /// `--rollback-window`: the generation to go back to while the shown
     /// one is on probation.
     probation: Option<Probation>,
+    /// A rollback the world has not answered yet.
+    rolling: Option<Rolling>,
     ready: Readiness,
 }
 
@@ -118,6 +120,7 @@ impl Machine {
             stats: Stats::default(),
             shown: None,
             probation: None,
+            rolling: None,
             ready: Readiness::default(),
         };
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
@@ -187,6 +190,7 @@ impl Machine {
             Event::Committed { token, result } => self.on_committed(token, result),
             Event::Probed { ok } => self.on_probed(ok),
             Event::ProbationOver => self.on_probation_over(),
+            Event::RolledBack { result } => self.on_rolled_back(result),
         }
     }
 }

@@ -118,8 +118,9 @@ pub trait World {
     fn discard(&mut self, generation: &str);
     /// `--promote-to`: removes a generation no longer needed.
     fn forget(&mut self, generation: &str);
-    /// `--promote-to`: back to the kept generation `to`; `from` goes.
-    fn roll_back(&mut self, to: &str, from: &str);
+    /// `--promote-to`: back to the kept generation `to`; `from` is kept as
+    /// the rejected one.
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
     /// Starts a readiness probe unless one runs; its answer is `Wake::Probed`.
     fn probe(&mut self);
     /// Starts the check of `changed` (of a staged candidate, if given); its
@@ -178,6 +179,8 @@ struct Loop<'w, W: World> {
     group: Option<i32>,
     /// The child exited; its group is probed until empty.
     draining: bool,
+    /// Probe the exited child's group at the next turn, before waiting.
+    probe_now: bool,
     /// Every deadline: stop, backoff, debounce, polling, group probe.
     timers: Timers,
 }
@@ -202,6 +205,7 @@ pub async fn drive<W: World>(
         child: None,
         group: None,
         draining: false,
+        probe_now: false,
         timers,
     };
     let mut actions: VecDeque<Action> = first.into();
@@ -226,8 +230,13 @@ pub async fn drive<W: World>(
             l.machine.base(),
             l.machine.readiness(),
         );
-        if l.draining && l.group_gone() {
-            actions.extend(l.machine.handle(Event::GroupGone));
+        // Just after the child's exit (and the signals to its leftovers):
+        // is its group empty already? Later looks come due every
+        // GROUP_PROBE until it is.
+        if std::mem::take(&mut l.probe_now)
+            && let Some(gone) = l.probe_group()
+        {
+            actions.extend(l.machine.handle(gone));
             continue;
         }
         let deadline = l.next_deadline();
@@ -312,11 +321,9 @@ impl<W: World> Loop<'_, W> {
         let now = self.world.now();
         // Polling may start late: when inotify fails after startup.
         self.timers.poll_every(now, self.world.poll_interval());
-        self.timers
-            .probe_every(self.draining.then_some(GROUP_PROBE));
         let probing = self.cfg.ready_interval.filter(|_| self.child.is_some());
         self.timers.ready_every(now, probing);
-        self.timers.next(now)
+        self.timers.next()
     }
 
     fn perform(&mut self, action: Action) -> Option<Event> {
@@ -327,6 +334,7 @@ impl<W: World> Loop<'_, W> {
                     // Leftovers survived SIGKILL: stop watching that group.
                     self.draining = false;
                     self.group = None;
+                    self.timers.probe_group_in(self.world.now(), None);
                 }
                 match self.world.spawn() {
                     Ok(pid) => {
@@ -387,10 +395,9 @@ impl<W: World> Loop<'_, W> {
                 self.world.forget(&generation);
                 None
             }
-            Action::RollBack { to, from } => {
-                self.world.roll_back(&to, &from);
-                None
-            }
+            Action::RollBack { to, from } => Some(Event::RolledBack {
+                result: self.world.roll_back(&to, &from),
+            }),
             Action::ProbationDeadline(d) => {
                 self.timers.probation_in(self.world.now(), d);
                 None
@@ -439,7 +446,11 @@ impl<W: World> Loop<'_, W> {
     fn signal(&mut self, sig: i32, to: Target) -> Option<Event> {
         match (to, self.child, self.group) {
             (Target::Child, Some((pid, _)), _) => self.world.signal(pid, sig),
-            (Target::Group, _, Some(pgid)) => self.world.signal_group(pgid, sig),
+            (Target::Group, _, Some(pgid)) => {
+                self.world.signal_group(pgid, sig);
+                // The leftovers may be gone at once (SIGKILL): look now.
+                self.probe_now |= self.draining;
+            }
             _ => debug!("No child to send {} to", signals::name(sig)),
         }
         None
@@ -450,12 +461,28 @@ impl<W: World> Loop<'_, W> {
         let (pid, started) = self.child.take().unwrap_or((0, now));
         debug!("Reaped child process {pid}");
         // Orphans queued behind our child's zombie got no SIGCHLD of their
-        // own: the group probe (`group_gone`, next in the loop) sweeps them.
+        // own: the group probe (`probe_group`, next in the loop) sweeps them.
         self.draining = true;
+        self.probe_now = true;
         Event::ChildExited {
             status,
             ran_for: now.saturating_duration_since(started),
         }
+    }
+
+    /// While draining: `GroupGone` once the exited child's group is empty,
+    /// else the next look armed.
+    fn probe_group(&mut self) -> Option<Event> {
+        if !self.draining {
+            return None;
+        }
+        if self.group_gone() {
+            self.timers.probe_group_in(self.world.now(), None);
+            return Some(Event::GroupGone);
+        }
+        let now = self.world.now();
+        self.timers.probe_group_in(now, Some(GROUP_PROBE));
+        None
     }
 
     /// After the sweep, is the exited child's group empty?
@@ -483,6 +510,7 @@ impl<W: World> Loop<'_, W> {
                 Due::Settle => self.world.look(Look::Settle),
                 Due::Probation => events.push(Event::ProbationOver),
                 Due::Ready => self.world.probe(),
+                Due::GroupProbe => events.extend(self.probe_group()),
             }
         }
         events

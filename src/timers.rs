@@ -22,6 +22,8 @@ pub enum Due {
     Probation,
     /// Time for a readiness probe.
     Ready,
+    /// Time to look whether an exited child's group is empty.
+    GroupProbe,
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +39,7 @@ pub struct Timers {
     /// The polling interval; None: no polling.
     every: Option<Duration>,
     /// Probing an exited child's group, this often.
-    probe: Option<Duration>,
+    group_probe: Option<Instant>,
     /// Retries armed, by token (a stale one is ignored by the machine).
     retries: Vec<(Instant, u64)>,
     probation: Option<Instant>,
@@ -139,9 +141,9 @@ impl Timers {
         }
     }
 
-    /// While `Some`, wake this often to probe an exited child's group.
-    pub fn probe_every(&mut self, every: Option<Duration>) {
-        self.probe = every;
+    /// Arms (from now) or clears the next look at an exited child's group.
+    pub fn probe_group_in(&mut self, now: Instant, d: Option<Duration>) {
+        self.group_probe = d.map(|d| after(now, d));
     }
 
     /// A change was seen at `now`: settle after `debounce` of quiet, but no
@@ -174,19 +176,17 @@ impl Timers {
     }
 
     /// The earliest armed deadline.
-    pub fn next(&self, now: Instant) -> Option<Instant> {
-        let probe = self.probe.map(|p| after(now, p));
+    pub fn next(&self) -> Option<Instant> {
         let retry = self.retries.iter().map(|(at, _)| *at).min();
-        let (probation, ready) = (self.probation, self.ready);
         [
             self.stop,
             self.backoff,
             self.settle,
             self.poll,
-            probe,
+            self.group_probe,
             retry,
-            probation,
-            ready,
+            self.probation,
+            self.ready,
         ]
         .into_iter()
         .flatten()
@@ -224,6 +224,9 @@ impl Timers {
             self.ready = self.ready_every.map(|e| after(now, e));
             due.push(Due::Ready);
         }
+        if take(&mut self.group_probe) {
+            due.push(Due::GroupProbe);
+        }
         due
     }
 }
@@ -241,11 +244,11 @@ mod tests {
         let mut t = Timers::new(500 * MS, 5000 * MS);
         t.changed(t0);
         t.changed(t0 + 100 * MS);
-        assert_eq!(t.next(t0), Some(t0 + 600 * MS));
+        assert_eq!(t.next(), Some(t0 + 600 * MS));
         assert_eq!(t.due(t0 + 599 * MS), []);
         assert_eq!(t.due(t0 + 600 * MS), [Due::Settle]);
         assert!(!t.settling());
-        assert_eq!(t.next(t0), None);
+        assert_eq!(t.next(), None);
     }
 
     #[test]
@@ -265,7 +268,7 @@ mod tests {
         assert_eq!(settled_at, Some(t0 + 2000 * MS));
         // The next burst has its own maximum.
         t.changed(now);
-        assert_eq!(t.next(now), Some(now + 500 * MS));
+        assert_eq!(t.next(), Some(now + 500 * MS));
     }
 
     #[test]
@@ -274,11 +277,11 @@ mod tests {
         let mut t = Timers::new(500 * MS, 5000 * MS);
         t.poll_every(t0, Some(5000 * MS));
         t.poll_every(t0 + 3000 * MS, Some(5000 * MS));
-        assert_eq!(t.next(t0), Some(t0 + 5000 * MS));
+        assert_eq!(t.next(), Some(t0 + 5000 * MS));
         assert_eq!(t.due(t0 + 5000 * MS), [Due::Poll]);
-        assert_eq!(t.next(t0), Some(t0 + 10_000 * MS));
+        assert_eq!(t.next(), Some(t0 + 10_000 * MS));
         t.poll_every(t0 + 5000 * MS, None);
-        assert_eq!(t.next(t0), None);
+        assert_eq!(t.next(), None);
     }
 
     #[test]
@@ -287,14 +290,16 @@ mod tests {
         let mut t = Timers::new(500 * MS, 5000 * MS);
         t.stop_in(t0, Some(10_000 * MS));
         t.backoff_in(t0, 1000 * MS);
-        t.probe_every(Some(20 * MS));
-        assert_eq!(t.next(t0), Some(t0 + 20 * MS));
-        t.probe_every(None);
+        t.probe_group_in(t0, Some(20 * MS));
+        assert_eq!(t.next(), Some(t0 + 20 * MS));
+        assert_eq!(t.due(t0 + 20 * MS), [Due::GroupProbe]);
+        t.probe_group_in(t0, Some(20 * MS));
+        t.probe_group_in(t0, None);
         assert_eq!(t.due(t0 + 1000 * MS), [Due::Backoff]);
         assert_eq!(t.due(t0 + 10_000 * MS), [Due::Stop]);
         t.stop_in(t0, Some(MS));
         t.stop_in(t0, None);
-        assert_eq!(t.next(t0), None);
+        assert_eq!(t.next(), None);
     }
 
     #[test]
@@ -304,7 +309,7 @@ mod tests {
         for seed in 1..=50u64 {
             let mut t = Timers::new(ZERO, 5000 * MS).rate(1000 * MS, ZERO, seed * 7919);
             t.changed(t0);
-            let at = t.next(t0).unwrap() - t0;
+            let at = t.next().unwrap() - t0;
             assert!(at < 1000 * MS, "{at:?}");
             seen.push(at.as_millis() / 100);
         }
@@ -315,11 +320,7 @@ mod tests {
         let mut t = Timers::new(100 * MS, 5000 * MS).rate(ZERO, 10_000 * MS, 1);
         t.acted(t0);
         t.changed(t0 + 1000 * MS);
-        assert_eq!(
-            t.next(t0),
-            Some(t0 + 10_000 * MS),
-            "one action per interval"
-        );
+        assert_eq!(t.next(), Some(t0 + 10_000 * MS), "one action per interval");
     }
 
     #[test]
@@ -328,13 +329,13 @@ mod tests {
         let mut t = Timers::new(ZERO, ZERO);
         t.retry_in(t0, 1000 * MS, 7);
         t.retry_in(t0, 2000 * MS, 8);
-        assert_eq!(t.next(t0), Some(t0 + 1000 * MS));
+        assert_eq!(t.next(), Some(t0 + 1000 * MS));
         assert_eq!(t.due(t0 + 1000 * MS), [Due::Retry(7)]);
         // Re-armed: the later time holds, once.
         t.retry_in(t0, 3000 * MS, 8);
         assert_eq!(t.due(t0 + 2000 * MS), []);
         assert_eq!(t.due(t0 + 3000 * MS), [Due::Retry(8)]);
-        assert_eq!(t.next(t0), None);
+        assert_eq!(t.next(), None);
     }
 
     #[test]
@@ -346,7 +347,7 @@ mod tests {
         t.stop_in(t0, Some(huge));
         t.backoff_in(t0, huge);
         t.poll_every(t0, Some(huge));
-        let next = t.next(t0).expect("armed");
+        let next = t.next().expect("armed");
         assert!(next > t0 + Duration::from_secs(50 * 365 * 86_400));
         assert_eq!(t.due(t0), []);
     }

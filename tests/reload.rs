@@ -755,7 +755,12 @@ fn a_deleted_config_directory_warns_about_nothing_and_dumps_no_error() {
         m.signal(libc::SIGTERM);
         m.exit_code();
         let log = m.log();
-        assert!(!log.contains("WARN"), "at {level}: {log}");
+        // qemu-user refuses PR_SET_CHILD_SUBREAPER: that WARN is the
+        // emulator's, not the watcher's.
+        let warned = log
+            .lines()
+            .any(|l| l.contains("WARN") && !l.contains("child subreaper"));
+        assert!(!warned, "at {level}: {log}");
         assert!(!log.contains("Error {"), "at {level}: {log}");
     }
 }

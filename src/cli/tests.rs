@@ -678,3 +678,24 @@ fn our_variables_are_named_after_their_flags() {
         }
     }
 }
+
+/// Found by a hostile review: a probe every nanosecond burned the CPU and
+/// starved /healthz; an interval with no probe meant nothing.
+#[test]
+fn readiness_intervals_that_cannot_work_are_refused() {
+    let err = run(&[
+        "--ready-check",
+        "true",
+        "--ready-interval",
+        "1ns",
+        "--",
+        "x",
+    ])
+    .unwrap_err()
+    .0;
+    assert!(err.contains("too short"), "{err}");
+    let err = run(&["--ready-interval", "5s", "--", "x"]).unwrap_err().0;
+    assert!(err.contains("no probe"), "{err}");
+    let c = run(&["--ready-url", "http://127.0.0.1:1/", "--", "x"]).unwrap();
+    assert_eq!(c.ready_interval, Some(Duration::from_secs(2)));
+}

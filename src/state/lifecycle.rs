@@ -117,7 +117,11 @@ impl Machine {
                     self.settings.stop_delay
                 );
                 self.phase = Phase::Delaying;
-                vec![Action::StopDeadline(Some(self.settings.stop_delay))]
+                // A change in flight is moot now (a candidate checked in
+                // place must not stay shown while the child drains).
+                let mut actions = self.cancel_pending();
+                actions.push(Action::StopDeadline(Some(self.settings.stop_delay)));
+                actions
             }
             Phase::Starting | Phase::Running | Phase::Delaying if is_shutdown(sig) => {
                 info!("Received {}, stopping child process", signals::name(sig));

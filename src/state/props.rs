@@ -406,7 +406,7 @@ impl Model {
                 self.ever_rolled_back.extend(self.rolled_back);
                 self.good = Some(to.clone());
                 self.shown = Some(to);
-                Ok(None)
+                Ok(Some(Event::RolledBack { result: Ok(()) }))
             }
             Action::ProbationDeadline(d) => {
                 self.probation_armed = d.is_some();

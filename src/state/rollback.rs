@@ -17,6 +17,16 @@ pub(super) struct Probation {
     pub(super) running: bool,
 }
 
+/// A rollback asked of the world, not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Rolling {
+    previous: Generation,
+    bad: String,
+    why: String,
+    /// Asked for by the child's exit: the stop under way restarts.
+    on_exit: bool,
+}
+
 /// The readiness probe's recent results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Readiness {
@@ -65,6 +75,8 @@ impl Machine {
         match (self.probation.as_mut(), self.settings.rollback_window) {
             (Some(p), Some(window)) if !p.running => {
                 p.running = true;
+                // Only failures on the new bytes count.
+                self.ready.failures = 0;
                 vec![Action::ProbationDeadline(Some(window))]
             }
             _ => vec![],
@@ -119,42 +131,75 @@ impl Machine {
             "the readiness probe failed {} times in a row",
             self.ready.failures
         );
-        let mut actions = self.roll_back(&why);
-        actions.extend(self.back_onto_last_good());
-        actions
+        self.roll_back(why, false)
     }
 
-    /// On probation, the child exiting on its own is the new bytes' fault.
+    /// On probation, the child exiting on its own is the new bytes' fault:
+    /// true when a rollback was asked for (the next child then starts on
+    /// the previous generation, if the rollback takes).
     pub(super) fn roll_back_on_exit(&mut self, status: Status) -> Vec<Action> {
         if !self.on_probation() {
             return vec![];
         }
-        self.roll_back(&format!("the child exited with {status}"))
+        self.roll_back(format!("the child exited with {status}"), true)
     }
 
-    /// The directory goes back to the previous good generation; the bytes
-    /// that failed stay rejected until the source changes.
-    fn roll_back(&mut self, why: &str) -> Vec<Action> {
+    /// Asks the world to put the previous good generation back. Whatever is
+    /// in flight goes first: a candidate checked in place would otherwise
+    /// lose its view under the check (and pass on bytes it never saw). The
+    /// machine believes the rollback only once the world says it took.
+    fn roll_back(&mut self, why: String, on_exit: bool) -> Vec<Action> {
         let Some(previous) = self.probation.take().map(|p| p.previous) else {
             return vec![];
         };
-        let bad = self
-            .shown
-            .replace(previous.name.clone())
-            .unwrap_or_default();
+        let bad = self.shown.clone().unwrap_or_default();
+        let mut actions = self.cancel_pending();
+        actions.push(Action::ProbationDeadline(None));
+        actions.push(Action::RollBack {
+            to: previous.name.clone(),
+            from: bad.clone(),
+        });
+        self.rolling = Some(Rolling {
+            previous,
+            bad,
+            why,
+            on_exit,
+        });
+        actions
+    }
+
+    /// The world's answer to `RollBack`.
+    pub(super) fn on_rolled_back(&mut self, result: Result<(), String>) -> Vec<Action> {
+        let Some(r) = self.rolling.take() else {
+            return vec![];
+        };
+        if let Err(e) = result {
+            error!(
+                "Within --rollback-window {}, but generation {} cannot be restored ({e}): keeping {}",
+                r.why, r.previous.name, r.bad
+            );
+            // The child's exit goes to the restart policy, as without the
+            // window.
+            if let Phase::Stopping { after, .. } = &mut self.phase
+                && r.on_exit
+                && *after == AfterStop::Restart
+            {
+                *after = AfterStop::ByPolicy;
+            }
+            return vec![];
+        }
         error!(
-            "Within --rollback-window {why}: rolling back from generation {bad} to {} (the new config stays rejected until the source changes)",
-            previous.name
+            "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",
+            r.why, r.bad, r.previous.name
         );
-        self.rejected = self.approved.replace(previous.snapshot);
+        self.shown = Some(r.previous.name);
+        self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;
-        vec![
-            Action::ProbationDeadline(None),
-            Action::RollBack {
-                to: previous.name,
-                from: bad,
-            },
-        ]
+        if r.on_exit {
+            // The stop under way restarts the child, onto what DIR shows.
+            return vec![];
+        }
+        self.back_onto_last_good()
     }
 
     /// The child is told of the last good bytes as it was of the bad ones:

@@ -1044,3 +1044,180 @@ fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
         [Action::Acted, Action::Validate { .. }]
     ));
 }
+
+/// A promoting machine (check, reload by HUP, rollback window, readiness)
+/// whose child runs on generation "g1" (bytes 1) and then got "g2" (bytes
+/// 2) by HUP: on probation, previous "g1".
+fn on_probation() -> Machine {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        reload_signal: Some(libc::SIGHUP),
+        rollback_window: Some(Duration::from_secs(60)),
+        ready_probe: true,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, first) = Machine::new(s, Some(g1), None);
+    assert_eq!(first, [Action::Fingerprint]);
+    look_and_start(&mut m, snap(Some(1)));
+    let staged = m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(staged, [Action::Acted, Action::Stage { token: 1 }]);
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    let check = m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2),
+    });
+    assert!(matches!(check[..], [Action::Validate { token: 1, .. }]));
+    let commit = m.handle(Event::Validated { token: 1, ok: true });
+    assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
+    let reload = m.handle(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    assert!(
+        reload.contains(&Action::Reload(libc::SIGHUP, CHILD)),
+        "{reload:?}"
+    );
+    // Delivered: the window runs.
+    assert_eq!(
+        m.handle(Event::ReloadSent),
+        [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
+    );
+    m
+}
+
+fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
+    let mut last = vec![];
+    for _ in 0..n {
+        last = m.handle(Event::Probed { ok: false });
+    }
+    last
+}
+
+/// Found by a hostile review: a candidate checked in place lost its view
+/// under the check when a rollback switched DIR back, and its pass promoted
+/// bytes nobody had checked. Whatever is in flight goes first now.
+#[test]
+fn a_rollback_cancels_the_candidate_in_flight_first() {
+    let mut m = on_probation();
+    m.handle(Event::ConfigSettled(snap(Some(3))));
+    let g3 = Generation {
+        name: "g3".into(),
+        snapshot: snap(Some(3)),
+    };
+    m.handle(Event::Staged {
+        token: 2,
+        result: Ok(g3),
+    });
+    let actions = fail_probes(&mut m, 3);
+    let rollback = actions
+        .iter()
+        .position(|a| matches!(a, Action::RollBack { .. }))
+        .expect("a rollback");
+    let discard = actions
+        .iter()
+        .position(|a| {
+            *a == Action::Discard {
+                generation: "g3".into(),
+            }
+        })
+        .expect("the candidate discarded");
+    let cancel = actions
+        .iter()
+        .position(|a| *a == Action::CancelValidation)
+        .expect("its check cancelled");
+    assert!(discard < rollback && cancel < rollback, "{actions:?}");
+    // Its verdict no longer counts.
+    assert_eq!(m.handle(Event::Validated { token: 2, ok: true }), []);
+}
+
+/// Found by a hostile review: a rollback the disk refused (the previous
+/// generation removed by hand) was believed, and the child restarted on
+/// bytes marked rejected.
+#[test]
+fn a_rollback_the_world_refuses_changes_nothing() {
+    let mut m = on_probation();
+    let actions = fail_probes(&mut m, 3);
+    assert!(actions.iter().any(|a| matches!(a, Action::RollBack { .. })));
+    let after = m.handle(Event::RolledBack {
+        result: Err("generation g1 is gone".into()),
+    });
+    assert_eq!(after, []);
+    assert_eq!(m.stats().rollbacks, 0);
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (3 in a row)".into())
+    );
+    // The child keeps g2; a settle of bytes 2 is no change.
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+    // Taken, it reloads the child onto g1 and counts.
+    let mut m = on_probation();
+    fail_probes(&mut m, 3);
+    let after = m.handle(Event::RolledBack { result: Ok(()) });
+    assert_eq!(after, [Action::Reload(libc::SIGHUP, CHILD)]);
+    assert_eq!(m.stats().rollbacks, 1);
+}
+
+/// Found by a hostile review: failures from before the new bytes arrived
+/// counted toward their rollback.
+#[test]
+fn only_probe_failures_on_the_new_bytes_count() {
+    let s = Settings {
+        promote: true,
+        reload_signal: Some(libc::SIGHUP),
+        rollback_window: Some(Duration::from_secs(60)),
+        ready_probe: true,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None);
+    look_and_start(&mut m, snap(Some(1)));
+    fail_probes(&mut m, 2);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    m.handle(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    m.handle(Event::ReloadSent);
+    let one = fail_probes(&mut m, 1);
+    assert!(
+        !one.iter().any(|a| matches!(a, Action::RollBack { .. })),
+        "{one:?}"
+    );
+}
+
+/// Found by a hostile review: with --stop-delay, SIGTERM left a check (and
+/// a candidate shown in place) running while the child drained.
+#[test]
+fn sigterm_with_a_stop_delay_cancels_the_config_in_flight() {
+    let s = Settings {
+        stop_delay: Duration::from_secs(5),
+        ..validating()
+    };
+    let mut m = running_validated(s);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.handle(Event::Signal(TERM)),
+        [
+            Action::CancelValidation,
+            Action::StopDeadline(Some(Duration::from_secs(5)))
+        ]
+    );
+}

@@ -170,6 +170,8 @@ pub enum Event {
     Probed { ok: bool },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
+    /// The answer to `Action::RollBack`.
+    RolledBack { result: Result<(), String> },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
@@ -213,7 +215,8 @@ pub enum Action {
         generation: String,
     },
     /// Make `to` (kept for the rollback window) the last good generation
-    /// again and what the child sees; remove `from`.
+    /// again and what the child sees; keep `from` as the rejected one;
+    /// answer `RolledBack`.
     RollBack {
         to: String,
         from: String,

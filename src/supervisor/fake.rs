@@ -313,12 +313,16 @@ impl World for Fake {
         self.gens.remove(generation);
     }
 
-    fn roll_back(&mut self, to: &str, from: &str) {
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+        if !self.gens.contains_key(to) {
+            return Err(format!("generation {to} is gone"));
+        }
         let version = self.gens[to];
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
         self.gens.remove(from);
+        Ok(())
     }
 
     fn probe(&mut self) {

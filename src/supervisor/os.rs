@@ -315,11 +315,10 @@ impl World for Os {
         }
     }
 
-    fn roll_back(&mut self, to: &str, from: &str) {
-        if let Some(p) = self.promoter.as_mut()
-            && let Err(e) = p.roll_back(to, from)
-        {
-            error!("Cannot roll {} back to {to}: {e}", p.dir().display());
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+        match self.promoter.as_mut() {
+            Some(p) => p.roll_back(to, from),
+            None => Err("no --promote-to".into()),
         }
     }
 
@@ -374,7 +373,7 @@ impl World for Os {
                 } else {
                     p.candidate_path(generation)
                 };
-                let changed = changed.iter().map(|c| p.target_of(c, &root)).collect();
+                let changed = p.targets(&changed, &root);
                 (changed, Some(root))
             }
             _ => (changed, None),
@@ -399,7 +398,7 @@ impl World for Os {
 
     fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started {
         let changed: Vec<PathBuf> = match &self.promoter {
-            Some(p) => changed.iter().map(|c| p.target_of(c, p.dir())).collect(),
+            Some(p) => p.targets(&changed, p.dir()),
             None => changed,
         };
         let timeout = self.cfg.reload_timeout;
