@@ -236,11 +236,21 @@ fn is_pseudo_fs(fs: &nix::sys::statfs::Statfs) -> bool {
     ["procfs", "linprocfs", "linsysfs", "fdescfs", "devfs"].contains(&fs.filesystem_type_name())
 }
 
-/// Editor droppings in a watched directory are not config, nor are the
-/// kubelet's internals (`..data`, `..2026_…`: reached through the
-/// user-visible symlinks instead).
+/// Editor droppings in a watched directory are not config (vim's `4913`
+/// probe and `.name.swp`, backups `name~`, emacs's `.#name` locks), nor are
+/// the kubelet's internals (`..data`, `..2026_…`: reached through the
+/// user-visible symlinks instead). Other dot files are: `.htpasswd` and
+/// `.env` are ConfigMap keys like any other.
 pub fn is_config_name(name: &str) -> bool {
-    !name.starts_with('.') && !name.ends_with('~') && name != "4913"
+    let swap = name.starts_with('.')
+        && [".swp", ".swo", ".swx", ".swn"]
+            .iter()
+            .any(|s| name.ends_with(s));
+    !name.starts_with("..")
+        && !name.starts_with(".#")
+        && !swap
+        && !name.ends_with('~')
+        && name != "4913"
 }
 
 /// How deep a config directory is walked.
@@ -492,6 +502,26 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by a hostile review: `.htpasswd` and `.env`, valid ConfigMap
+    /// keys, never reached the child.
+    #[test]
+    fn dot_files_are_config_and_editor_droppings_are_not() {
+        for name in [".htpasswd", ".env", "app.conf", "sites"] {
+            assert!(is_config_name(name), "{name}");
+        }
+        for name in [
+            "..data",
+            "..2026_11_28",
+            ".app.conf.swp",
+            ".x.swx",
+            ".#app.conf",
+            "app.conf~",
+            "4913",
+        ] {
+            assert!(!is_config_name(name), "{name}");
+        }
+    }
 
     fn content(hash: u64) -> FileState {
         FileState::Content { len: 1, hash }
