@@ -506,7 +506,7 @@ fn nginx_that_cannot_bind_its_new_port_is_rolled_back_and_serves_again() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let busy = taken.local_addr().expect("addr").port();
     kube.write(&[("nginx.conf", nginx_conf(&s, busy, "v2").as_bytes())]);
-    assert!(m.wait_log("rolling back from generation"), "{}", m.log());
+    assert!(m.wait_log("rolled back from generation"), "{}", m.log());
     assert!(
         wait_body(port, "/", "v1"),
         "not serving the previous config again\n{}",
@@ -525,7 +525,7 @@ fn nginx_that_cannot_bind_its_new_port_is_rolled_back_and_serves_again() {
         .unwrap_or_default();
     assert!(text.contains("flush_manager_rollbacks_total 1"), "{text}");
     // A touch of the rolled-back bytes does nothing.
-    assert_eq!(m.count("rolling back from generation"), 1);
+    assert_eq!(m.count("rolled back from generation"), 1);
 
     // The next good push goes through.
     let port3 = free_port();
@@ -583,7 +583,7 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
         "/readyz never said not ready\n{}",
         m.log()
     );
-    assert!(m.wait_log("rolling back from generation"), "{}", m.log());
+    assert!(m.wait_log("rolled back from generation"), "{}", m.log());
     assert!(wait_body(port, "/", "v1"));
     assert_eq!(m.child_pid(), master, "reloaded, not restarted");
     assert!(

@@ -70,7 +70,9 @@ impl Machine {
             return vec![Action::Spawn];
         }
         if self.rejected.as_ref() == Some(&now) {
-            return self.no_start("The config source holds bytes --validate rejected");
+            return self.no_start(
+                "The config source holds rejected bytes (by --validate, or rolled back)",
+            );
         }
         let before = self.approved.clone().unwrap_or_default();
         for c in fingerprint::changes(&before, &now) {
@@ -184,7 +186,9 @@ impl Machine {
                 debug!("The staged config is the one the child has");
                 actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
             } else if self.phase == Phase::Checking {
-                actions.extend(self.no_start("The config source holds bytes --validate rejected"));
+                actions.extend(self.no_start(
+                    "The config source holds rejected bytes (by --validate, or rolled back)",
+                ));
             }
             return actions;
         }
