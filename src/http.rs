@@ -234,7 +234,7 @@ async fn request(method: &str, url: &Url, timeout: Duration) -> Result<u16, Stri
                         "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\n{auth}User-Agent: flush-manager/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                         url.path,
                         url.port,
-                        crate::cli::VERSION
+                        env!("CARGO_PKG_VERSION")
                     );
                     stream
                         .write_all(head.as_bytes())
