@@ -246,23 +246,7 @@ fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.
 fn on_small_tmpfs(t: &Setup, kib: u64, extra: &[&str]) -> Option<Manager> {
-    // SAFETY: geteuid(2) cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mut launcher: Vec<String> = if root {
-        vec!["unshare".into(), "--mount".into()]
-    } else {
-        ["unshare", "--user", "--map-root-user", "--mount"]
-            .map(String::from)
-            .to_vec()
-    };
-    let probe = std::process::Command::new(&launcher[0])
-        .args(&launcher[1..])
-        .arg("true")
-        .status();
-    if !probe.is_ok_and(|st| st.success()) {
-        cannot_run("cannot make a mount namespace here (unshare --mount refused)");
-        return None;
-    }
+    let mut launcher = mount_namespace()?;
     fs::create_dir_all(&t.dir).unwrap();
     launcher.extend([
         "sh".into(),

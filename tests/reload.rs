@@ -478,26 +478,7 @@ fn sigterm_during_a_backoff_exits_at_once() {
 /// where `source` is bind-mounted on `target`; None where no mount
 /// namespace can be made.
 fn with_bind_mount(source: &Path, target: &Path) -> Option<Manager> {
-    // SAFETY: geteuid(2) cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mut launcher: Vec<String> = if root {
-        vec!["unshare".into(), "--mount".into()]
-    } else {
-        vec![
-            "unshare".into(),
-            "--user".into(),
-            "--map-root-user".into(),
-            "--mount".into(),
-        ]
-    };
-    let probe = std::process::Command::new(&launcher[0])
-        .args(&launcher[1..])
-        .arg("true")
-        .status();
-    if !probe.is_ok_and(|st| st.success()) {
-        cannot_run("cannot make a mount namespace here (unshare --mount refused)");
-        return None;
-    }
+    let mut launcher = mount_namespace()?;
     launcher.extend([
         "sh".into(),
         "-c".into(),

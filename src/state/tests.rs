@@ -1045,13 +1045,13 @@ fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
     ));
 }
 
-/// A promoting machine (check, reload by HUP, rollback window, readiness)
-/// whose child runs on generation "g1" (bytes 1) and then got "g2" (bytes
-/// 2) by HUP: on probation, previous "g1".
-fn on_probation() -> Machine {
+/// A promoting machine (reload by HUP, a rollback window, a readiness
+/// probe; with `validate`, a check) whose child runs on generation "g1"
+/// (bytes 1).
+fn running_on_g1(validate: bool) -> Machine {
     let s = Settings {
         promote: true,
-        validate: true,
+        validate,
         reload_signal: Some(libc::SIGHUP),
         rollback_window: Some(Duration::from_secs(60)),
         ready_probe: true,
@@ -1064,6 +1064,14 @@ fn on_probation() -> Machine {
     let (mut m, first) = Machine::new(s, Some(g1), None);
     assert_eq!(first, [Action::Fingerprint]);
     look_and_start(&mut m, snap(Some(1)));
+    m
+}
+
+/// A promoting machine (check, reload by HUP, rollback window, readiness)
+/// whose child runs on generation "g1" (bytes 1) and then got "g2" (bytes
+/// 2) by HUP: on probation, previous "g1".
+fn on_probation() -> Machine {
+    let mut m = running_on_g1(true);
     let staged = m.handle(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(staged, [Action::Acted, Action::Stage { token: 1 }]);
     let g2 = Generation {
@@ -1169,19 +1177,7 @@ fn a_rollback_the_world_refuses_changes_nothing() {
 /// counted toward their rollback.
 #[test]
 fn only_probe_failures_on_the_new_bytes_count() {
-    let s = Settings {
-        promote: true,
-        reload_signal: Some(libc::SIGHUP),
-        rollback_window: Some(Duration::from_secs(60)),
-        ready_probe: true,
-        ..settings()
-    };
-    let g1 = Generation {
-        name: "g1".into(),
-        snapshot: snap(Some(1)),
-    };
-    let (mut m, _) = Machine::new(s, Some(g1), None);
-    look_and_start(&mut m, snap(Some(1)));
+    let mut m = running_on_g1(false);
     fail_probes(&mut m, 2);
     m.handle(Event::ConfigSettled(snap(Some(2))));
     m.handle(Event::Staged {

@@ -662,6 +662,30 @@ pub fn require_tool(cmd: &str, package: &str) -> bool {
 }
 
 /// A test cannot run here, for `why`: it fails, unless
+/// The start of a command line that runs the rest in a private mount
+/// namespace (root's `unshare --mount`, else a user namespace's); None where
+/// none can be made (said through `cannot_run`).
+pub fn mount_namespace() -> Option<Vec<String>> {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { nix::libc::geteuid() } == 0;
+    let launcher: Vec<String> = if root {
+        vec!["unshare".into(), "--mount".into()]
+    } else {
+        ["unshare", "--user", "--map-root-user", "--mount"]
+            .map(String::from)
+            .to_vec()
+    };
+    let probe = Command::new(&launcher[0])
+        .args(&launcher[1..])
+        .arg("true")
+        .status();
+    if !probe.is_ok_and(|st| st.success()) {
+        cannot_run("cannot make a mount namespace here (unshare --mount refused)");
+        return None;
+    }
+    Some(launcher)
+}
+
 /// FLUSH_MANAGER_TEST_ALLOW_SKIP=1 (never set by CI) lets it skip, in which
 /// case this prints why and returns true.
 pub fn cannot_run(why: &str) -> bool {
