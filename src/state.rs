@@ -218,6 +218,7 @@ pub mod testkit {
             map_signal: vec![],
             interactive: false,
             promote: false,
+            validate_in_place: false,
             reload_external: false,
             reload_hooks: 0,
             rollback_window: None,

@@ -16,7 +16,7 @@ mod fake;
 
 use crate::cli::Config;
 use crate::signals;
-use crate::state::{Action, Event, Generation, Machine, Settings, Stats, Status, Target};
+use crate::state::{Action, Event, Generation, Machine, Settings, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -123,16 +123,24 @@ pub trait World {
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
     /// Starts a readiness probe unless one runs; its answer is `Wake::Probed`.
     fn probe(&mut self);
-    /// Starts the check of `changed` (of a staged candidate, if given); its
+    /// Starts the check of `changed` (of a staged candidate, if given:
+    /// where it was staged, or with `in_place`, shown at DIR first); its
     /// verdict is `Wake::Validated` with `token`.
-    fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started;
+    fn validate(
+        &mut self,
+        token: u64,
+        changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+        in_place: bool,
+    ) -> Started;
     fn cancel_validation(&mut self);
     /// Starts the reload command or the POSTs of `hooks` (indices of the
     /// URLs); its verdict is `Wake::Reloaded` with `token`.
     fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started;
     fn cancel_reload(&mut self);
-    /// What `--metrics`, `/readyz` show.
-    fn show(&mut self, stats: &Stats, child_up: bool, base: &Snapshot, ready: Result<(), String>);
+    /// What `--metrics` and `/readyz` show, read from the machine only
+    /// where they are served (this runs at every turn of the loop).
+    fn show(&mut self, machine: &Machine, child_up: bool);
     /// Last words before exiting with `code`: what is left behind.
     fn report_exit(&mut self, code: i32);
     /// Waits for the next thing that happens, or until `deadline`.
@@ -224,12 +232,7 @@ pub async fn drive<W: World>(
                 l.timers.settle_now(now);
             }
         }
-        l.world.show(
-            l.machine.stats(),
-            l.child.is_some(),
-            l.machine.base(),
-            l.machine.readiness(),
-        );
+        l.world.show(&l.machine, l.child.is_some());
         // Just after the child's exit (and the signals to its leftovers):
         // is its group empty already? Later looks come due every
         // GROUP_PROBE until it is.
@@ -406,7 +409,11 @@ impl<W: World> Loop<'_, W> {
                 token,
                 changed,
                 candidate,
-            } => match self.world.validate(token, changed, candidate.as_deref()) {
+                in_place,
+            } => match self
+                .world
+                .validate(token, changed, candidate.as_deref(), in_place)
+            {
                 Started::Running => None,
                 Started::Finished(ok) => Some(Event::Validated { token, ok }),
             },

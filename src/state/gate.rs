@@ -116,6 +116,7 @@ impl Machine {
                 token,
                 changed: self.changed_paths(&pending.snapshot, restart),
                 candidate: None,
+                in_place: false,
             });
         }
         self.pending = Some(pending);
@@ -205,6 +206,7 @@ impl Machine {
                 token,
                 changed,
                 candidate: Some(generation),
+                in_place: self.settings.validate_in_place,
             }];
         }
         p.step = Step::Committing;

@@ -125,6 +125,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     map_signal: vec![],
                     interactive: false,
                     promote,
+                    validate_in_place: false,
                     reload_external: matches!(by, ReloadBy::External),
                     reload_hooks: if matches!(by, ReloadBy::External) {
                         3
@@ -183,7 +184,6 @@ struct Model {
     good: Option<String>,
     passed: BTreeSet<String>,
     disk_fails: bool,
-    in_place: bool,
     next_gen: u64,
     /// The version last rolled back from, until the source changes.
     rolled_back: Option<u64>,
@@ -219,7 +219,6 @@ impl Model {
             good: None,
             passed: BTreeSet::new(),
             disk_fails: false,
-            in_place: false,
             next_gen: 0,
             rolled_back: None,
             reload_left: vec![],
@@ -251,7 +250,7 @@ impl Model {
             .iter()
             .any(|(_, _, c)| c.is_some() && *c == self.shown);
         prop_assert!(
-            self.in_place && checked,
+            self.settings.validate_in_place && checked,
             "the child's directory shows {:?}, not the last good {:?}",
             self.shown,
             self.good
@@ -464,8 +463,15 @@ impl Model {
                 Ok(None)
             }
             Action::Validate {
-                token, candidate, ..
+                token,
+                candidate,
+                in_place,
+                ..
             } => {
+                prop_assert!(
+                    !in_place || (self.settings.validate_in_place && candidate.is_some()),
+                    "shown in place without --validate-in-place"
+                );
                 let version = match &candidate {
                     Some(g) => {
                         prop_assert!(self.settings.promote, "a candidate without promotion");
@@ -476,7 +482,7 @@ impl Model {
                         self.disk
                     }
                 };
-                if self.in_place && candidate.is_some() {
+                if in_place {
                     self.shown = candidate.clone();
                 }
                 self.validations.push_back((token, version, candidate));
@@ -644,9 +650,8 @@ impl Model {
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
                 // restarted manager recovers the directory from its record.
-                let (settings, in_place, disk, next_gen, rolled_back) = (
+                let (settings, disk, next_gen, rolled_back) = (
                     self.settings.clone(),
-                    self.in_place,
                     self.disk,
                     self.next_gen,
                     self.rolled_back,
@@ -660,7 +665,6 @@ impl Model {
                 );
                 *self = Model::new(settings.clone());
                 self.disk = disk;
-                self.in_place = in_place;
                 self.disk_fails = disk_fails;
                 self.passed = passed;
                 self.next_gen = next_gen;
@@ -771,9 +775,9 @@ impl Model {
     }
 }
 
-fn run(settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    settings.validate_in_place = in_place && settings.promote && settings.validate;
     let mut w = Model::new(settings.clone());
-    w.in_place = in_place;
     let (mut m, first) = Machine::new(settings, None, None);
     for a in first {
         if let Some(answer) = w.perform(a)? {

@@ -564,6 +564,7 @@ fn running_validated(s: Settings) -> Machine {
             token: 1,
             changed: conf(),
             candidate: None,
+            in_place: false,
         }]
     );
     assert_eq!(
@@ -607,6 +608,7 @@ fn a_good_change_is_validated_then_acted_on() {
                 token: 2,
                 changed: conf(),
                 candidate: None,
+                in_place: false,
             }
         ]
     );
@@ -647,6 +649,7 @@ fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
                 token: 3,
                 changed: conf(),
                 candidate: None,
+                in_place: false,
             }
         ],
         "fixed bytes are"
@@ -670,6 +673,7 @@ fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
                 token: 3,
                 changed: conf(),
                 candidate: None,
+                in_place: false,
             }
         ]
     );
@@ -750,6 +754,7 @@ fn a_change_during_the_startup_check_is_checked_instead() {
                 token: 2,
                 changed: conf(),
                 candidate: None,
+                in_place: false,
             }
         ]
     );

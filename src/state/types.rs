@@ -72,6 +72,9 @@ pub struct Settings {
     /// `--promote-to`: the child reads a directory that approved source
     /// bytes are promoted into, as the machine decides step by step.
     pub promote: bool,
+    /// `--validate-in-place`: a candidate is checked at DIR itself, shown
+    /// there for the check's duration.
+    pub validate_in_place: bool,
     /// `--reload-command` or `--reload-url`: the edge performs the reload
     /// (`RunReload`) instead of a signal or a restart.
     pub reload_external: bool,
@@ -244,6 +247,9 @@ pub enum Action {
         token: u64,
         changed: Vec<PathBuf>,
         candidate: Option<String>,
+        /// Show the candidate at DIR for the check (the check reads it
+        /// there); else the check reads it where it was staged.
+        in_place: bool,
     },
     /// Kill the running validator; its result no longer matters.
     CancelValidation,

@@ -94,7 +94,6 @@ struct Fake {
     gens: BTreeMap<String, u64>,
     shown: Option<String>,
     good: Option<String>,
-    in_place: bool,
     disk_fails: bool,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
@@ -135,7 +134,6 @@ impl Fake {
             gens: BTreeMap::new(),
             shown: None,
             good: None,
-            in_place: false,
             disk_fails: false,
             promote: false,
             ready_for: |_| true,
@@ -344,11 +342,15 @@ impl World for Fake {
         }
     }
 
-    fn validate(&mut self, token: u64, _changed: Vec<PathBuf>, candidate: Option<&str>) -> Started {
+    fn validate(
+        &mut self,
+        token: u64,
+        _changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+        in_place: bool,
+    ) -> Started {
         let version = candidate.map_or(self.version, |g| self.gens[g]);
-        if self.in_place
-            && let Some(g) = candidate
-        {
+        if in_place && let Some(g) = candidate {
             self.shown = Some(g.to_string());
         }
         self.record(Did::Validate(version));
@@ -376,8 +378,8 @@ impl World for Fake {
         self.reload = None;
     }
 
-    fn show(&mut self, _: &Stats, _: bool, _: &Snapshot, ready: Result<(), String>) {
-        self.readiness = ready;
+    fn show(&mut self, machine: &Machine, _: bool) {
+        self.readiness = machine.readiness();
     }
 
     fn report_exit(&mut self, code: i32) {
@@ -876,10 +878,10 @@ fn checked_in_place_the_candidate_is_shown_then_hidden_again() {
         .at(1_000, Happen::Write(3))
         .at(60_000, Happen::Signal(TERM))
         .promoting(None);
-    world.in_place = true;
     world.validator = |v| v != 3;
     let s = Settings {
         validate: true,
+        validate_in_place: true,
         ..promoting()
     };
     let (w, _) = run(world, loop_cfg(), s);
@@ -929,13 +931,13 @@ mod loop_props {
             // Quiet for long enough that every retry and timer has run.
             world = world.at(20_000, Happen::DiskFails(false)).at(200_000, Happen::Signal(TERM));
             world.validator = |v| v != BAD;
-            world.in_place = in_place && promote && validate;
             if promote {
                 world = world.promoting(None);
             }
             let s = Settings {
                 validate,
                 promote,
+                validate_in_place: in_place && promote && validate,
                 reload_signal: (by == 1).then_some(libc::SIGHUP),
                 reload_external: by == 2,
                 reload_hooks: usize::from(by == 2),

@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::signals;
-use crate::state::{Generation, Settings, Stats, Status};
+use crate::state::{Generation, Machine, Settings, Status};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
@@ -151,6 +151,7 @@ async fn supervise(
         map_signal: cfg.map_signal.clone(),
         interactive: take_tty,
         promote: promoter.is_some(),
+        validate_in_place: cfg.validate_in_place,
         reload_external: cfg.reload_command.is_some() || !cfg.reload_url.is_empty(),
         reload_hooks: if cfg.reload_command.is_some() {
             1
@@ -355,7 +356,13 @@ impl World for Os {
         self.probe = Some(hook);
     }
 
-    fn validate(&mut self, token: u64, changed: Vec<PathBuf>, candidate: Option<&str>) -> Started {
+    fn validate(
+        &mut self,
+        token: u64,
+        changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+        in_place: bool,
+    ) -> Started {
         let argv = self.cfg.validate.as_deref().unwrap_or_default();
         if argv.is_empty() {
             return Started::Finished(false);
@@ -364,7 +371,7 @@ impl World for Os {
         // staged, or (--validate-in-place) at DIR, shown there for the check.
         let (changed, root) = match (self.promoter.as_ref(), candidate) {
             (Some(p), Some(generation)) => {
-                let root = if self.cfg.validate_in_place {
+                let root = if in_place {
                     if let Err(e) = p.expose(generation) {
                         error!("Cannot show the candidate in {}: {e}", p.dir().display());
                         return Started::Finished(false);
@@ -454,16 +461,14 @@ impl World for Os {
         }
     }
 
-    fn show(
-        &mut self,
-        stats: &Stats,
-        child_up: bool,
-        base: &fingerprint::Snapshot,
-        ready: Result<(), String>,
-    ) {
+    fn show(&mut self, machine: &Machine, child_up: bool) {
         if let Some(m) = &self.metrics {
-            m.borrow_mut()
-                .update(stats, child_up, || fingerprint::short(base), ready);
+            m.borrow_mut().update(
+                machine.stats(),
+                child_up,
+                || fingerprint::short(machine.base()),
+                machine.readiness(),
+            );
         }
     }
 
