@@ -637,11 +637,18 @@ pub fn replace_by_rename(path: &Path, bytes: &[u8], tmp_name: &str) {
 /// calling test skips itself with `reason`, printed as "SKIPPED under
 /// qemu-user" (CI counts those lines). Never on a native run.
 pub fn qemu_limit(reason: &str) -> bool {
-    if std::env::var("FLUSH_MANAGER_TEST_QEMU").as_deref() != Ok("1") {
+    if !under_qemu() {
         return false;
     }
     eprintln!("SKIPPED under qemu-user: {reason}");
     true
+}
+
+/// Is this the arm64 suite under qemu-user? There, the manager's own
+/// computing (hashing, say) runs ten to fifty times slower: a test that
+/// loads it sizes its load to what the emulator finishes in time.
+pub fn under_qemu() -> bool {
+    std::env::var("FLUSH_MANAGER_TEST_QEMU").as_deref() == Ok("1")
 }
 
 /// Why plain-mode orphan tests cannot run under qemu-user.
