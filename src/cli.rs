@@ -18,6 +18,7 @@
 mod flags;
 
 use crate::parse;
+use crate::route::{self, Act, Rule};
 use crate::state::{Policy, Target};
 use argh::FromArgs;
 use flags::{FLAGS, Flag, Kind, Spelling, Var};
@@ -95,6 +96,12 @@ pub struct Config {
     pub reload_command: Option<Vec<String>>,
     /// `--reload-url`, repeatable: each POSTed and retried on its own.
     pub reload_url: Vec<crate::http::Url>,
+    /// Every reload hook, each once: the global action's first
+    /// (`--reload-command`, or each `--reload-url`), then those of the
+    /// `--on-change` rules not already there.
+    pub hooks: Vec<ReloadHook>,
+    /// `--on-change`, in order.
+    pub on_change: Vec<Rule>,
     pub reload_timeout: Duration,
     pub splay: Duration,
     pub min_interval: Duration,
@@ -126,6 +133,13 @@ pub struct Config {
     pub warn_on_reap: bool,
     /// `--parent-death-signal` (tini's `-p`).
     pub parent_death_signal: Option<i32>,
+}
+
+/// A reload hook: a command to run, or a URL to POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadHook {
+    Command(Vec<String>),
+    Url(crate::http::Url),
 }
 
 /// What parsing decided: run, or print something and exit with a code.
@@ -377,6 +391,10 @@ impl Values<'_> {
                 Var::Value(_) if flag.kind == Kind::List => {
                     return Ok(Some(parse::comma_list(&text)));
                 }
+                Var::Lines(_) => {
+                    let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+                    return Ok(Some(lines.map(String::from).collect()));
+                }
                 Var::Value(_) => Some(text),
                 Var::Present(_, value) => Some(value.to_string()),
                 Var::Bool(_, on, off) => {
@@ -503,6 +521,69 @@ fn one_per_from<T: PartialEq + Copy>(
     Ok(out)
 }
 
+/// One `--on-change PATTERN=ACTION`; a command or URL joins `hooks`
+/// unless an equal one is there already (each distinct action runs once).
+fn on_change_rule(
+    text: &str,
+    hooks: &mut Vec<ReloadHook>,
+    configs: &[PathBuf],
+) -> Result<Rule, String> {
+    const ACTIONS: &str = "restart, signal:SIG, command:CMD, url:URL or none";
+    let Some((pattern, action)) = route::split(text) else {
+        return Err(match text.split_once('=') {
+            Some((_, action)) => format!("unknown action {action:?} (expected {ACTIONS})"),
+            None => format!("expected PATTERN=ACTION, ACTION one of {ACTIONS}"),
+        });
+    };
+    if pattern.is_empty() {
+        return Err("empty pattern (use ** for every file)".into());
+    }
+    if configs.is_empty() {
+        return Err("nothing is watched (give --config)".into());
+    }
+    if pattern.starts_with('/') {
+        let dir = route::literal_dir(pattern);
+        if !configs
+            .iter()
+            .any(|c| c.starts_with(dir) || dir.starts_with(c))
+        {
+            return Err(format!(
+                "{} is not under any --config: the rule could never match",
+                dir.display()
+            ));
+        }
+    }
+    let mut hook = |h: ReloadHook| match hooks.iter().position(|known| *known == h) {
+        Some(i) => Act::Hook(i),
+        None => {
+            hooks.push(h);
+            Act::Hook(hooks.len() - 1)
+        }
+    };
+    let act = match action.split_once(':') {
+        None if action == "restart" => Act::Restart,
+        None if action == "none" => Act::Nothing,
+        Some(("signal", sig)) => {
+            let sig = crate::signals::parse(sig)?;
+            catchable(sig).map_err(|e| format!("{e}: the child could not reload on it"))?;
+            Act::Signal(sig)
+        }
+        Some(("command", cmd)) => {
+            let words = parse::words(cmd)?;
+            if words.first().is_none_or(String::is_empty) {
+                return Err("empty command".into());
+            }
+            hook(ReloadHook::Command(words))
+        }
+        Some(("url", url)) => hook(ReloadHook::Url(crate::http::Url::parse(url)?)),
+        _ => return Err(format!("unknown action {action:?} (expected {ACTIONS})")),
+    };
+    Ok(Rule {
+        pattern: pattern.to_string(),
+        act,
+    })
+}
+
 /// Why KILL and STOP can do nothing but what the kernel makes them do.
 fn catchable(sig: i32) -> Result<(), String> {
     use nix::libc::{SIGKILL, SIGSTOP};
@@ -618,7 +699,7 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
     let config_is_default = config_list == [DEFAULT_CONFIG]
         && v.given("config").is_empty()
         && v.in_env(Values::flag("config"))?.is_none();
-    let configs = config_list
+    let configs: Vec<PathBuf> = config_list
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| cwd.join(p))
@@ -711,6 +792,19 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
             "--reload-signal, --reload-command and --reload-url are exclusive: give one".into(),
         );
     }
+    let mut hooks: Vec<ReloadHook> = match &reload_command {
+        Some(argv) => vec![ReloadHook::Command(argv.clone())],
+        None => reload_url.iter().cloned().map(ReloadHook::Url).collect(),
+    };
+    let on_change = v
+        .list("on-change")?
+        .unwrap_or_default()
+        .iter()
+        .map(|text| {
+            on_change_rule(text, &mut hooks, &configs)
+                .map_err(|e| format!("--on-change {text:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let metrics = v.typed("metrics", crate::http::Listen::parse)?;
     let log_json = v.choice("log-format", "format", &[("text", false), ("json", true)])?;
 
@@ -780,6 +874,8 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         reload_signal,
         reload_command,
         reload_url,
+        hooks,
+        on_change,
         reload_timeout: v.duration("reload-timeout")?,
         splay: v.duration("splay")?,
         min_interval: v.duration("min-interval")?,

@@ -9,6 +9,7 @@ mod metrics;
 mod parse;
 mod promote;
 mod reaper;
+mod route;
 mod signals;
 mod state;
 mod supervisor;

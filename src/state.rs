@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod gate;
 mod lifecycle;
+mod plan;
 mod reload;
 mod rollback;
 mod types;
@@ -164,8 +165,13 @@ impl Machine {
                 _ => vec![],
             },
             Event::ReloadSent => {
+                if self.phase != Phase::Running {
+                    return vec![];
+                }
                 self.stats.reloads_ok += 1;
-                self.child_took_new_bytes()
+                let mut actions = self.release_reload();
+                actions.extend(self.child_took_new_bytes());
+                actions
             }
             Event::SpawnFailed(code) => self.done(code),
             Event::Signal(sig) => self.on_signal(sig),
@@ -221,6 +227,7 @@ pub mod testkit {
             validate_in_place: false,
             reload_external: false,
             reload_hooks: 0,
+            routes: Default::default(),
             rollback_window: None,
             ready_probe: false,
             ready_failures: 3,
@@ -237,6 +244,19 @@ pub mod testkit {
             libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2 => !handles_reload,
             _ => false,
         }
+    }
+
+    /// Two config files in one version number: `/c/app.conf` has
+    /// `version % 10`, `/c/notes.txt` has `version / 10` (so below 10, only
+    /// app.conf ever changes).
+    pub fn two_files(version: u64) -> Snapshot {
+        let mut s = snap(Some(version % 10));
+        let notes = FileState::Content {
+            len: 3,
+            hash: version / 10,
+        };
+        s.insert(PathBuf::from("/c/notes.txt"), notes);
+        s
     }
 
     /// One config file with content `hash` (None: missing).

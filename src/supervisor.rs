@@ -16,7 +16,7 @@ mod fake;
 
 use crate::cli::Config;
 use crate::signals;
-use crate::state::{Action, Event, Generation, Machine, Settings, Status, Target};
+use crate::state::{Action, Event, Generation, HookCall, Machine, Settings, Status, Target};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -134,9 +134,10 @@ pub trait World {
         in_place: bool,
     ) -> Started;
     fn cancel_validation(&mut self);
-    /// Starts the reload command or the POSTs of `hooks` (indices of the
-    /// URLs); its verdict is `Wake::Reloaded` with `token`.
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started;
+    /// Starts these reload hooks at once (commands run, URLs POSTed),
+    /// each told of its files; the verdict is `Wake::Reloaded` with
+    /// `token` and the hooks that failed.
+    fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started;
     fn cancel_reload(&mut self);
     /// What `--metrics` and `/readyz` show, read from the machine only
     /// where they are served (this runs at every turn of the loop).
@@ -353,13 +354,19 @@ impl<W: World> Loop<'_, W> {
                 None
             }
             Action::Signal(sig, to) => self.signal(sig, to),
-            Action::Reload(sig, to) => {
+            Action::Reload(sigs, to) => {
                 let (pid, _) = self.child?;
-                // Signalling a child that has no handler (yet) kills it.
-                if self.world.catches(pid, sig) == Some(false) {
+                // Signalling a child that has no handler (yet) kills it:
+                // then none is sent, and the machine restarts it instead.
+                if let Some(&sig) = sigs
+                    .iter()
+                    .find(|&&sig| self.world.catches(pid, sig) == Some(false))
+                {
                     return Some(Event::ReloadUnhandled(sig));
                 }
-                self.signal(sig, to);
+                for sig in sigs {
+                    self.signal(sig, to);
+                }
                 Some(Event::ReloadSent)
             }
             Action::ContinueStopped(to) => {
@@ -421,17 +428,16 @@ impl<W: World> Loop<'_, W> {
                 self.world.cancel_validation();
                 None
             }
-            Action::RunReload {
-                token,
-                changed,
-                hooks,
-            } => match self.world.run_reload(token, changed, hooks.clone()) {
-                Started::Running => None,
-                Started::Finished(ok) => Some(Event::Reloaded {
-                    token,
-                    failed: if ok { vec![] } else { hooks },
-                }),
-            },
+            Action::RunReload { token, calls } => {
+                let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
+                match self.world.run_reload(token, calls) {
+                    Started::Running => None,
+                    Started::Finished(ok) => Some(Event::Reloaded {
+                        token,
+                        failed: if ok { vec![] } else { hooks },
+                    }),
+                }
+            }
             Action::RetryAfter { token, after } => {
                 self.timers.retry_in(self.world.now(), after, token);
                 None

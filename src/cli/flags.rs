@@ -63,12 +63,19 @@ pub enum Var {
     /// tini's verbosity number: 0 errors only, 1 warnings, 2 info, 3
     /// debug, 4 or more trace.
     Verbosity(&'static str),
+    /// A list flag's values, one a line: for values that hold commas
+    /// (commands, URLs, globs).
+    Lines(&'static str),
 }
 
 impl Var {
     pub fn name(&self) -> &'static str {
         match self {
-            Var::Value(n) | Var::Bool(n, ..) | Var::Present(n, _) | Var::Verbosity(n) => n,
+            Var::Value(n)
+            | Var::Bool(n, ..)
+            | Var::Present(n, _)
+            | Var::Verbosity(n)
+            | Var::Lines(n) => n,
         }
     }
 }
@@ -266,6 +273,14 @@ pub static FLAGS: &[Flag] = &[
         "on a change, POST this http:// URL instead (repeatable: each one, each retried on its own until it answers 2xx; user:password@ is HTTP Basic auth)",
     )
     .vars(&[Var::Value("FLUSH_MANAGER_RELOAD_URL")]),
+    flag(
+        "on-change",
+        List,
+        "PATTERN=ACTION",
+        Watch,
+        "for changed files matching PATTERN (a glob: a bare name matches at any depth, a/b below the --config, /a/b absolute), do ACTION instead: restart, signal:SIG, command:'CMD', url:URL or none; the first matching rule wins; repeatable (its variable: one rule a line)",
+    )
+    .vars(&[Var::Lines("FLUSH_MANAGER_ON_CHANGE")]),
     flag(
         "reload-timeout",
         Value,

@@ -699,3 +699,93 @@ fn readiness_intervals_that_cannot_work_are_refused() {
     let c = run(&["--ready-url", "http://127.0.0.1:1/", "--", "x"]).unwrap();
     assert_eq!(c.ready_interval, Some(Duration::from_secs(2)));
 }
+
+#[test]
+fn on_change_rules_parse_in_order_and_share_equal_hooks() {
+    use crate::route::Act;
+    let c = run(&[
+        "--config=/etc/nginx",
+        "--reload-command=nginx -s reload",
+        "--on-change=nginx.conf=restart",
+        "--on-change=*.pem=signal:HUP",
+        "--on-change",
+        "docs/**=none",
+        "--on-change=conf.d/*=command:nginx -s reload",
+        "--on-change=/etc/nginx/lua/*=url:http://127.0.0.1:8080/r?a=b",
+        "--on-change=*.lua=url:http://127.0.0.1:8080/r?a=b",
+        "--",
+        "nginx",
+    ])
+    .unwrap();
+    let acts: Vec<(&str, Act)> = c
+        .on_change
+        .iter()
+        .map(|r| (r.pattern.as_str(), r.act.clone()))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("nginx.conf", Act::Restart),
+            ("*.pem", Act::Signal(nix::libc::SIGHUP)),
+            ("docs/**", Act::Nothing),
+            // The same command as --reload-command: the same hook, run once.
+            ("conf.d/*", Act::Hook(0)),
+            ("/etc/nginx/lua/*", Act::Hook(1)),
+            ("*.lua", Act::Hook(1)),
+        ]
+    );
+    assert_eq!(c.hooks.len(), 2);
+    assert!(matches!(&c.hooks[1], ReloadHook::Url(u) if u.to_string().ends_with("/r?a=b")));
+}
+
+#[test]
+fn on_change_rules_come_from_the_environment_one_a_line() {
+    let c = run_env(
+        &["--config=/c", "--", "x"],
+        &[(
+            "FLUSH_MANAGER_ON_CHANGE",
+            "a,b.conf=restart\n\n  *.crt=command:sh -c 'echo a,b'\n",
+        )],
+    )
+    .unwrap();
+    let patterns: Vec<&str> = c.on_change.iter().map(|r| r.pattern.as_str()).collect();
+    assert_eq!(patterns, ["a,b.conf", "*.crt"]);
+    assert_eq!(
+        c.hooks,
+        [ReloadHook::Command(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo a,b".into()
+        ])]
+    );
+}
+
+#[test]
+fn bad_on_change_rules_are_refused_saying_why() {
+    for (rule, why) in [
+        ("nginx.conf", "expected PATTERN=ACTION"),
+        ("nginx.conf=reboot", "unknown action \"reboot\""),
+        ("=restart", "empty pattern"),
+        ("x=restart:now", "unknown action"),
+        ("x=signal:KILL", "cannot be caught"),
+        ("x=signal:BOGUS", "BOGUS"),
+        ("x=command:", "empty command"),
+        ("x=command:'unclosed", "unterminated"),
+        ("x=url:https://127.0.0.1/", "http"),
+        ("/elsewhere/*.conf=restart", "not under any --config"),
+    ] {
+        let args = ["--config=/c", "--on-change", rule, "--", "x"];
+        match run(&args) {
+            Err((message, 2)) => {
+                assert!(message.contains("--on-change"), "{rule}: {message}");
+                assert!(message.contains(why), "{rule}: {message}");
+            }
+            other => panic!("{rule}: accepted or wrong code: {other:?}"),
+        }
+    }
+    let nothing_watched = run(&["--config=", "--on-change=x=none", "--", "x"]);
+    assert!(
+        matches!(&nothing_watched, Err((m, 2)) if m.contains("nothing is watched")),
+        "{nothing_watched:?}"
+    );
+}

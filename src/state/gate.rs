@@ -69,7 +69,7 @@ impl Machine {
         if self.is_approved(&now) {
             return vec![Action::Spawn];
         }
-        if self.rejected.as_ref() == Some(&now) {
+        if self.is_rejected(&now) {
             return self.no_start(
                 "The config source holds rejected bytes (by --validate, or rolled back)",
             );
@@ -179,7 +179,7 @@ impl Machine {
         };
         let generation = candidate.name;
         let snapshot = candidate.snapshot;
-        if self.is_approved(&snapshot) || self.rejected.as_ref() == Some(&snapshot) {
+        if self.is_approved(&snapshot) || self.is_rejected(&snapshot) {
             // The copy holds bytes already judged (the source went back).
             let p = self.pending.take();
             let mut actions = vec![Action::Discard { generation }];
@@ -415,7 +415,7 @@ impl Machine {
     /// A settled look at the watched files.
     pub(super) fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
         if self.phase == Phase::Held {
-            if self.rejected.as_ref() == Some(&now) {
+            if self.is_rejected(&now) {
                 return vec![];
             }
             info!("Config changed while held: validating it");
@@ -445,11 +445,19 @@ impl Machine {
         if self.pending.as_ref().is_some_and(|p| p.snapshot == now) {
             return vec![];
         }
-        if self.rejected.as_ref() == Some(&now) {
+        if self.is_rejected(&now) {
             debug!("Config still has the bytes the validator rejected");
             // A check still running is for bytes no longer there: its pass
             // must not reach the child.
             return self.cancel_pending();
+        }
+        if !self.settings.routes.is_empty() {
+            let paths: Vec<PathBuf> = changes.iter().map(|c| c.path.clone()).collect();
+            if self.plan(&paths).is_quiet() {
+                self.quiet_burst(now, changes.iter().map(|c| c.to_string()).collect());
+                // What is in flight is for bytes the child need not get.
+                return self.cancel_pending();
+            }
         }
         for change in &changes {
             let path = change.path.display().to_string();
@@ -469,7 +477,7 @@ impl Machine {
     pub(super) fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
         match self.phase {
             Phase::Running if self.gated() => {
-                if self.rejected.as_ref() == Some(&now) {
+                if self.is_rejected(&now) {
                     error!(
                         "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
                     );

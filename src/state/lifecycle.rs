@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// Paths for a log line.
+fn display(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().map(|p| p.display().to_string()).collect()
+}
+
 pub(super) fn is_shutdown(sig: i32) -> bool {
     sig == libc::SIGTERM || sig == libc::SIGINT
 }
@@ -354,9 +359,9 @@ impl Machine {
         self.deliver(now, changed, "Config file change detected")
     }
 
-    /// Brings the child onto `now` the configured way: the external reload
-    /// (told of `changed`), the reload signal, or a restart; `why` opens the
-    /// log line.
+    /// Brings the child onto `now` the configured way, file by file
+    /// (`--on-change`): a restart, reload signals, reload hooks (each told
+    /// of its files in `changed`), or nothing; `why` opens the log line.
     pub(super) fn deliver(
         &mut self,
         now: Snapshot,
@@ -364,23 +369,43 @@ impl Machine {
         why: &str,
     ) -> Vec<Action> {
         self.reason = Reason::Config;
-        if self.settings.reload_external {
-            info!("{why}, reloading the child");
-            self.base = now;
-            return self.run_reload(changed);
-        }
-        match self.settings.reload_signal {
-            Some(sig) => {
-                info!("{why}, sending {} to child process", signals::name(sig));
-                self.base = now;
-                self.sent = Some(sig);
-                vec![Action::Reload(sig, self.settings.signal_to)]
+        let plan = self.plan(&changed);
+        if plan.is_quiet() {
+            self.quiet_burst(now, display(&plan.quiet));
+            let mut actions = vec![];
+            // Promoted with nothing to try out: no window for it.
+            if let Some(p) = self.probation.take_if(|p| !p.running) {
+                actions.push(Action::Forget {
+                    generation: p.previous.name,
+                });
             }
-            None => {
+            return actions;
+        }
+        if !plan.restart.is_empty() {
+            if self.settings.routes.is_empty() {
                 info!("{why}, restarting child process...");
-                let sig = self.settings.stop_signal;
-                self.stop(AfterStop::Restart, sig)
+            } else {
+                info!(
+                    "{why}, restarting child process... (for {})",
+                    display(&plan.restart).join(", ")
+                );
             }
+            let sig = self.settings.stop_signal;
+            return self.stop(AfterStop::Restart, sig);
         }
+        self.base = now;
+        let sigs: Vec<i32> = plan.signals.iter().map(|(sig, _)| *sig).collect();
+        let mut actions = vec![];
+        if !plan.hooks.is_empty() {
+            info!("{why}, reloading the child");
+            actions.extend(self.run_reload(plan.hooks, !sigs.is_empty()));
+        }
+        if let Some(&last) = sigs.last() {
+            let names: Vec<String> = sigs.iter().map(|s| signals::name(*s)).collect();
+            info!("{why}, sending {} to child process", names.join(" and "));
+            self.sent = Some(last);
+            actions.push(Action::Reload(sigs, self.settings.signal_to));
+        }
+        actions
     }
 }

@@ -5,19 +5,43 @@
 //! the edge would. After every step and once everything pending has been
 //! let through, the invariants below must hold.
 //!
-//! The model's config is one file with a version number; version `BAD` is
-//! the one the validator rejects.
+//! The model's config is two files, each with a version number, held as
+//! one number: `app.conf`'s is `v % 10` (version `BAD` is the one the
+//! validator rejects), `notes.txt`'s is `v / 10`. `app.conf` always takes
+//! the global action; `notes.txt` may have an `--on-change` rule of its own
+//! (none, restart, another signal, a hook of its own or a global one).
 
 use super::lifecycle::is_shutdown;
 use super::*;
+use crate::route::{Act, Routes, Rule};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
 
 const BAD: u64 = 3;
 const HUP: i32 = libc::SIGHUP;
 
+const APP: &str = "/c/app.conf";
+const NOTES: &str = "/c/notes.txt";
+
+fn app(version: u64) -> u64 {
+    version % 10
+}
+
+fn notes(version: u64) -> u64 {
+    version / 10
+}
+
 fn snap(version: u64) -> Snapshot {
-    super::testkit::snap(Some(version))
+    super::testkit::two_files(version)
+}
+
+/// What a burst asks for, as the model works it out on its own.
+#[derive(Debug, Default, PartialEq)]
+struct Expected {
+    restart: bool,
+    signals: BTreeSet<i32>,
+    hooks: BTreeMap<usize, Vec<PathBuf>>,
 }
 
 /// One step of the world.
@@ -55,6 +79,8 @@ enum Op {
     Probe(bool),
     /// The rollback window ends.
     FireProbation,
+    /// `notes.txt` settles on new bytes.
+    Notes(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -85,6 +111,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Crash),
         2 => any::<bool>().prop_map(Op::Probe),
         1 => Just(Op::FireProbation),
+        2 => (0u64..3).prop_map(Op::Notes),
     ]
 }
 
@@ -110,9 +137,45 @@ fn settings() -> impl Strategy<Value = Settings> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        prop::sample::select(vec![
+            None,
+            Some("none"),
+            Some("restart"),
+            Some("usr1"),
+            Some("own hook"),
+            Some("first hook"),
+        ]),
     )
         .prop_map(
-            |(validate, by, restart, max_restarts, delay, timeout, group, promote, rollback)| {
+            |(
+                validate,
+                by,
+                restart,
+                max_restarts,
+                delay,
+                timeout,
+                group,
+                promote,
+                rollback,
+                rule,
+            )| {
+                let external = matches!(by, ReloadBy::External);
+                let global_hooks = if external { 3 } else { 0 };
+                let act = match rule {
+                    Some("none") => Some(Act::Nothing),
+                    Some("restart") => Some(Act::Restart),
+                    Some("usr1") => Some(Act::Signal(libc::SIGUSR1)),
+                    Some("own hook") => Some(Act::Hook(global_hooks)),
+                    Some(_) => Some(Act::Hook(0)),
+                    None => None,
+                };
+                let rules = act
+                    .map(|act| Rule {
+                        pattern: "notes.txt".into(),
+                        act,
+                    })
+                    .into_iter()
+                    .collect();
                 Settings {
                     stop_signal: libc::SIGTERM,
                     stop_timeout: Duration::from_secs(timeout),
@@ -127,11 +190,8 @@ fn settings() -> impl Strategy<Value = Settings> {
                     promote,
                     validate_in_place: false,
                     reload_external: matches!(by, ReloadBy::External),
-                    reload_hooks: if matches!(by, ReloadBy::External) {
-                        3
-                    } else {
-                        0
-                    },
+                    reload_hooks: global_hooks,
+                    routes: Routes::new(vec![PathBuf::from("/c")], rules),
                     rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),
                     ready_probe: rollback,
                     ready_failures: 2,
@@ -193,6 +253,9 @@ struct Model {
     /// unseen by the machine (while it was stopping), it may stay rejected.
     ever_rolled_back: BTreeSet<u64>,
     probation_armed: bool,
+    /// The version the child had before this turn's reload signals (its
+    /// hooks, held until the signals are sent, are for the same change).
+    signalled_from: Option<u64>,
 }
 
 impl Model {
@@ -224,11 +287,56 @@ impl Model {
             reload_left: vec![],
             ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
+            signalled_from: None,
         }
     }
 
     fn good(&self, version: u64) -> bool {
-        !self.settings.validate || version != BAD
+        !self.settings.validate || app(version) != BAD
+    }
+
+    /// What a change of `path` asks for.
+    fn acts(&self, path: &str) -> Vec<Act> {
+        let s = &self.settings;
+        if let Some(rule) = s.routes.rule_for(Path::new(path)) {
+            return vec![rule.act.clone()];
+        }
+        if s.reload_external {
+            return (0..s.reload_hooks).map(Act::Hook).collect();
+        }
+        vec![s.reload_signal.map_or(Act::Restart, Act::Signal)]
+    }
+
+    /// Does `notes.txt` ask for nothing?
+    fn notes_quiet(&self) -> bool {
+        self.acts(NOTES) == [Act::Nothing]
+    }
+
+    /// The same bytes, as far as the child cares.
+    fn same(&self, a: u64, b: u64) -> bool {
+        app(a) == app(b) && (notes(a) == notes(b) || self.notes_quiet())
+    }
+
+    /// What going from version `from` to `to` asks for.
+    fn expected(&self, from: u64, to: u64) -> Expected {
+        let mut e = Expected::default();
+        let files = [
+            (APP, app(from) != app(to)),
+            (NOTES, notes(from) != notes(to)),
+        ];
+        for (path, _) in files.iter().filter(|(_, changed)| *changed) {
+            for act in self.acts(path) {
+                match act {
+                    Act::Restart => e.restart = true,
+                    Act::Signal(sig) => {
+                        e.signals.insert(sig);
+                    }
+                    Act::Hook(h) => e.hooks.entry(h).or_default().push(PathBuf::from(path)),
+                    Act::Nothing => {}
+                }
+            }
+        }
+        e
     }
 
     /// The version a child reads: the promoted directory's, or the file's.
@@ -279,6 +387,8 @@ impl Model {
     /// Feeds `event`, performs the actions it yields (and the events they
     /// answer at once), checking the invariants at each.
     fn feed(&mut self, m: &mut Machine, event: Event) -> Result<(), TestCaseError> {
+        // A burst's signals and its hooks come in the same turn.
+        self.signalled_from = None;
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let actions = m.handle(event.clone());
@@ -420,20 +530,27 @@ impl Model {
                 }
                 Ok(None)
             }
-            Action::Reload(sig, _) => match &mut self.child {
-                Some(c) if !c.ready => Ok(Some(Event::ReloadUnhandled(sig))),
-                Some(c) => {
-                    let now = match &self.shown {
-                        Some(g) if self.settings.promote => self.gens[g],
-                        _ => self.disk,
-                    };
-                    prop_assert_ne!(c.version, now, "a reload signal for unchanged bytes");
-                    c.version = now;
-                    self.not_rolled_back(now)?;
-                    Ok(Some(Event::ReloadSent))
+            Action::Reload(sigs, _) => {
+                let now = self.readable();
+                let Some(from) = self.child.as_ref().map(|c| c.version) else {
+                    return Ok(None);
+                };
+                let e = self.expected(from, now);
+                prop_assert!(!e.restart, "reload signals where a restart was asked for");
+                let sent: BTreeSet<i32> = sigs.iter().copied().collect();
+                prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
+                prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
+                let Some(c) = self.child.as_mut() else {
+                    return Ok(None);
+                };
+                if !c.ready {
+                    return Ok(Some(Event::ReloadUnhandled(sigs[0])));
                 }
-                None => Ok(None),
-            },
+                c.version = now;
+                self.signalled_from = Some(from);
+                self.not_rolled_back(now)?;
+                Ok(Some(Event::ReloadSent))
+            }
             Action::ContinueStopped(_) => Ok(None),
             Action::KillGroup => {
                 self.killed = true;
@@ -493,28 +610,36 @@ impl Model {
                 self.validations.clear();
                 Ok(None)
             }
-            Action::RunReload { token, hooks, .. } => {
+            Action::RunReload { token, calls } => {
+                let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
                 if token == self.last_reload_token {
                     prop_assert_eq!(
                         &hooks,
                         &self.reload_left,
                         "a retry runs exactly the hooks that failed"
                     );
-                } else {
-                    prop_assert_eq!(
-                        hooks.len(),
-                        self.settings.reload_hooks,
-                        "a new reload runs every hook"
-                    );
                 }
                 self.reload_left = hooks;
                 if token != self.last_reload_token {
-                    // A new reload: for bytes the child does not have yet.
+                    // A new reload: for bytes the child does not have yet
+                    // (the burst's signals, if any, were sent just before).
                     // (A child that died unreported cannot be known of: its
                     // exit cancels the reload when it is reported.)
                     let now = self.readable();
+                    let from = self.child.as_ref().map(|c| c.version);
+                    if let Some(from) = self.signalled_from.take().or(from) {
+                        let e = self.expected(from, now);
+                        prop_assert!(!e.restart, "reload hooks where a restart was asked for");
+                        let told: BTreeMap<usize, Vec<PathBuf>> =
+                            calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
+                        prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
+                        prop_assert_eq!(
+                            &told,
+                            &e.hooks,
+                            "not the hooks the files asked for, each told of its files"
+                        );
+                    }
                     if let Some(c) = self.child.as_mut() {
-                        prop_assert_ne!(c.version, now, "a reload for unchanged bytes");
                         c.version = now;
                     }
                     self.last_reload_token = token;
@@ -548,11 +673,41 @@ impl Model {
         }
         match op {
             Op::Change(v) => {
+                let v = v + 10 * notes(self.disk);
                 if v != self.disk {
                     self.rolled_back = None;
                 }
                 self.disk = v;
                 self.feed(m, Event::ConfigSettled(snap(v)))?;
+            }
+            Op::Notes(n) => {
+                let v = app(self.disk) + 10 * n;
+                let quiet = self.notes_quiet()
+                    && self.validations.is_empty()
+                    && self.reload.is_none()
+                    && self.retries.is_empty()
+                    && self
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| app(c.version) == app(v));
+                if !self.same(v, self.disk) {
+                    self.rolled_back = None;
+                }
+                self.disk = v;
+                let before = m.stats().clone();
+                let actions = m.handle(Event::ConfigSettled(snap(v)));
+                if quiet && m.phase == Phase::Running {
+                    prop_assert!(
+                        actions.is_empty(),
+                        "a file that chose none caused {actions:?}"
+                    );
+                    prop_assert_eq!(&before, m.stats());
+                }
+                for a in actions {
+                    if let Some(answer) = self.perform(a)? {
+                        self.feed(m, answer)?;
+                    }
+                }
             }
             Op::Touch => {
                 let quiet = self.validations.is_empty()
@@ -588,7 +743,7 @@ impl Model {
             Op::Stubborn(b) => self.stubborn = b,
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
-                    let ok = version != BAD;
+                    let ok = app(version) != BAD;
                     if let Some(g) = candidate.filter(|_| ok) {
                         self.passed.insert(g);
                     }
@@ -750,8 +905,11 @@ impl Model {
         match &self.child {
             // Rolled back from these bytes: the child runs the last good.
             Some(c)
-                if self.rolled_back == Some(self.disk)
-                    || (self.ever_rolled_back.contains(&self.disk)
+                if self.rolled_back.is_some_and(|r| self.same(r, self.disk))
+                    || (self
+                        .ever_rolled_back
+                        .iter()
+                        .any(|r| self.same(*r, self.disk))
                         && self.good.as_ref().map(|g| self.gens[g]) == Some(c.version)) =>
             {
                 let good = self.good.as_ref().map(|g| self.gens[g]);
@@ -762,7 +920,12 @@ impl Model {
                 );
             }
             Some(c) if self.good(self.disk) => {
-                prop_assert_eq!(c.version, self.disk, "a settled change was lost");
+                prop_assert!(
+                    self.same(c.version, self.disk),
+                    "a settled change was lost: the child has {}, the disk {}",
+                    c.version,
+                    self.disk
+                );
                 prop_assert_eq!(&m.phase, &Phase::Running);
             }
             Some(c) => prop_assert!(self.good(c.version), "the child runs on rejected bytes"),

@@ -1,8 +1,9 @@
-//! The external reload (`--reload-command`, or one or more `--reload-url`):
-//! one in flight or waiting to be retried, identified by its token; a newer
-//! change supersedes it. Each hook is retried on its own: a retry runs only
-//! the hooks that failed, and the change counts as reloaded once every hook
-//! has succeeded.
+//! The external reload (`--reload-command`, one or more `--reload-url`,
+//! and the commands and URLs of `--on-change` rules): one burst's hooks in
+//! flight or waiting to be retried, identified by its token; a newer change
+//! supersedes it. Each hook is retried on its own: a retry runs only the
+//! hooks that failed, and the change counts as reloaded once every hook has
+//! succeeded.
 
 use super::*;
 
@@ -10,34 +11,49 @@ use super::*;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Reload {
     pub(super) token: u64,
-    /// The files it is for.
-    pub(super) changed: Vec<PathBuf>,
-    /// The hooks (by index) that have not succeeded yet.
-    pub(super) left: Vec<usize>,
+    /// The hooks that have not succeeded yet, each with its files.
+    pub(super) left: Vec<HookCall>,
+    /// How many hooks it started with.
+    pub(super) of: usize,
     /// The delay before the next retry.
     pub(super) next: Duration,
+    /// Waits for the burst's reload signals to be sent: if the child lacks
+    /// a handler it is restarted instead, and these never run.
+    pub(super) held: bool,
 }
 
 impl Machine {
-    /// Starts the reload of `changed` (superseding one still running or
-    /// waiting).
-    pub(super) fn run_reload(&mut self, changed: Vec<PathBuf>) -> Vec<Action> {
+    /// Starts the reload hooks of a burst (superseding a reload still
+    /// running or waiting); `held`: not before `ReloadSent`.
+    pub(super) fn run_reload(&mut self, calls: Vec<HookCall>, held: bool) -> Vec<Action> {
         let mut actions = self.cancel_reload();
         self.last_token += 1;
         let token = self.last_token;
-        let hooks: Vec<usize> = (0..self.settings.reload_hooks).collect();
         self.reload = Some(Reload {
             token,
-            changed: changed.clone(),
-            left: hooks.clone(),
+            left: calls.clone(),
+            of: calls.len(),
             next: BACKOFF_FIRST,
+            held,
         });
-        actions.push(Action::RunReload {
-            token,
-            changed,
-            hooks,
-        });
+        if !held {
+            actions.push(Action::RunReload { token, calls });
+        }
         actions
+    }
+
+    /// The burst's reload signals were sent: its hooks may run now.
+    pub(super) fn release_reload(&mut self) -> Vec<Action> {
+        match self.reload.as_mut().filter(|r| r.held) {
+            Some(r) => {
+                r.held = false;
+                vec![Action::RunReload {
+                    token: r.token,
+                    calls: r.left.clone(),
+                }]
+            }
+            None => vec![],
+        }
     }
 
     /// The hooks of a `RunReload` ended; `failed` lists those that did not
@@ -46,11 +62,11 @@ impl Machine {
         let Some(r) = self.reload.as_mut() else {
             return vec![];
         };
-        if r.token != token {
+        if r.token != token || r.held {
             debug!("Ignoring the result of a superseded reload");
             return vec![];
         }
-        r.left = failed;
+        r.left.retain(|c| failed.contains(&c.hook));
         if r.left.is_empty() {
             info!("Reload succeeded");
             self.stats.reloads_ok += 1;
@@ -60,10 +76,10 @@ impl Machine {
         self.stats.reloads_failed += 1;
         let after = r.next;
         r.next = (after * 2).min(BACKOFF_MAX);
-        match self.settings.reload_hooks {
+        match r.of {
             0 | 1 => error!("Reload failed; retrying in {after:?}"),
             all => error!(
-                "Reload failed ({} of {all} URLs); retrying in {after:?} (those alone)",
+                "Reload failed ({} of {all} hooks); retrying in {after:?} (those alone)",
                 r.left.len()
             ),
         }
@@ -72,12 +88,11 @@ impl Machine {
 
     pub(super) fn on_reload_retry_due(&mut self, token: u64) -> Vec<Action> {
         match &self.reload {
-            Some(r) if r.token == token && self.phase == Phase::Running => {
+            Some(r) if r.token == token && !r.held && self.phase == Phase::Running => {
                 info!("Retrying the reload");
                 vec![Action::RunReload {
                     token,
-                    changed: r.changed.clone(),
-                    hooks: r.left.clone(),
+                    calls: r.left.clone(),
                 }]
             }
             _ => vec![],

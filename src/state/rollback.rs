@@ -203,14 +203,16 @@ impl Machine {
     }
 
     /// The child is told of the last good bytes as it was of the bad ones:
-    /// reloaded, or restarted.
+    /// reloaded, or restarted, as the files that differ ask.
     fn back_onto_last_good(&mut self) -> Vec<Action> {
         let good = self.approved.clone().unwrap_or_default();
-        let every = fingerprint::changes(&Snapshot::new(), &good)
-            .into_iter()
-            .map(|c| c.path)
-            .collect();
-        self.deliver(good, every, "Rolled back")
+        let mut differ = fingerprint::changes(&self.base, &good);
+        if differ.is_empty() {
+            // Only files gone: tell the child of every one it has.
+            differ = fingerprint::changes(&Snapshot::new(), &good);
+        }
+        let differ = differ.into_iter().map(|c| c.path).collect();
+        self.deliver(good, differ, "Rolled back")
     }
 
     /// For `/readyz`: Ok while the child runs, is not being stopped,

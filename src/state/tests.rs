@@ -141,8 +141,13 @@ fn external() -> Settings {
 fn run_hooks(token: u64, hooks: &[usize]) -> Action {
     Action::RunReload {
         token,
-        changed: vec![PathBuf::from("/c/app.conf")],
-        hooks: hooks.to_vec(),
+        calls: hooks
+            .iter()
+            .map(|&hook| HookCall {
+                hook,
+                changed: vec![PathBuf::from("/c/app.conf")],
+            })
+            .collect(),
     }
 }
 
@@ -415,7 +420,7 @@ fn reload_signal_signals_instead_of_restarting() {
     let mut m = running(s, Some(1));
     assert_eq!(
         m.handle(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
+        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
         m.handle(Event::ConfigSettled(snap(Some(2)))),
@@ -724,7 +729,7 @@ fn validation_guards_the_reload_signal_too() {
     m.handle(Event::ConfigSettled(snap(Some(3))));
     assert_eq!(
         m.handle(Event::Validated { token: 3, ok: true }),
-        [Action::Reload(libc::SIGHUP, CHILD)]
+        [Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
 }
 
@@ -869,7 +874,7 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
     let mut m = running(s, Some(1));
     assert_eq!(
         m.handle(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, Action::Reload(libc::SIGHUP, CHILD)]
+        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
         m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
@@ -1095,7 +1100,7 @@ fn on_probation() -> Machine {
         result: Ok(()),
     });
     assert!(
-        reload.contains(&Action::Reload(libc::SIGHUP, CHILD)),
+        reload.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
         "{reload:?}"
     );
     // Delivered: the window runs.
@@ -1174,7 +1179,7 @@ fn a_rollback_the_world_refuses_changes_nothing() {
     let mut m = on_probation();
     fail_probes(&mut m, 3);
     let after = m.handle(Event::RolledBack { result: Ok(()) });
-    assert_eq!(after, [Action::Reload(libc::SIGHUP, CHILD)]);
+    assert_eq!(after, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
     assert_eq!(m.stats().rollbacks, 1);
 }
 
@@ -1221,4 +1226,199 @@ fn sigterm_with_a_stop_delay_cancels_the_config_in_flight() {
             Action::StopDeadline(Some(Duration::from_secs(5)))
         ]
     );
+}
+
+/// Files under /c with their contents' hashes.
+fn files(list: &[(&str, u64)]) -> Snapshot {
+    list.iter()
+        .map(|(name, hash)| {
+            let state = crate::watch::fingerprint::FileState::Content {
+                len: 3,
+                hash: *hash,
+            };
+            (PathBuf::from(format!("/c/{name}")), state)
+        })
+        .collect()
+}
+
+/// `--on-change` rules (pattern, action) under /c.
+fn rules(list: &[(&str, crate::route::Act)]) -> crate::route::Routes {
+    let rules = list
+        .iter()
+        .map(|(pattern, act)| crate::route::Rule {
+            pattern: pattern.to_string(),
+            act: act.clone(),
+        })
+        .collect();
+    crate::route::Routes::new(vec![PathBuf::from("/c")], rules)
+}
+
+fn running_on(s: Settings, now: Snapshot) -> Machine {
+    let (mut m, first) = start(s, now);
+    assert_eq!(first, [Action::Spawn]);
+    assert_eq!(m.handle(Event::Spawned), []);
+    m
+}
+
+#[test]
+fn each_file_takes_its_rules_action_and_a_restart_subsumes_the_rest() {
+    use crate::route::Act;
+    let s = Settings {
+        reload_signal: Some(libc::SIGHUP),
+        routes: rules(&[
+            ("main.conf", Act::Restart),
+            ("*.pem", Act::Signal(libc::SIGUSR1)),
+            ("docs/*", Act::Nothing),
+        ]),
+        ..settings()
+    };
+    let v = |main, pem, other, docs| {
+        files(&[
+            ("main.conf", main),
+            ("tls.pem", pem),
+            ("other.conf", other),
+            ("docs/x.md", docs),
+        ])
+    };
+    let mut m = running_on(s, v(1, 1, 1, 1));
+    // A certificate (its rule) and another file (the global HUP): both
+    // signals, at once, each once.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(1, 2, 2, 1))),
+        [
+            Action::Acted,
+            Action::Reload(vec![libc::SIGHUP, libc::SIGUSR1], CHILD)
+        ]
+    );
+    assert_eq!(m.handle(Event::ReloadSent), []);
+    // Docs alone: not a change at all.
+    let before = m.stats().clone();
+    assert_eq!(m.handle(Event::ConfigSettled(v(1, 2, 2, 2))), []);
+    assert_eq!(m.stats(), &before);
+    // The main config with a certificate: one restart, no signal.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(2, 3, 2, 3))),
+        [
+            Action::Acted,
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+}
+
+#[test]
+fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
+    use crate::route::Act;
+    let s = Settings {
+        reload_external: true,
+        reload_hooks: 1,
+        routes: rules(&[
+            ("*.pem", Act::Signal(libc::SIGHUP)),
+            ("lua/*", Act::Hook(1)),
+        ]),
+        ..settings()
+    };
+    let v = |app, pem, lua| files(&[("app.conf", app), ("tls.pem", pem), ("lua/a.lua", lua)]);
+    let mut m = running_on(s.clone(), v(1, 1, 1));
+    // Signals first; the hooks only once they were sent.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(2, 2, 2))),
+        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
+    );
+    let calls = vec![
+        HookCall {
+            hook: 0,
+            changed: vec![PathBuf::from("/c/app.conf")],
+        },
+        HookCall {
+            hook: 1,
+            changed: vec![PathBuf::from("/c/lua/a.lua")],
+        },
+    ];
+    assert_eq!(
+        m.handle(Event::ReloadSent),
+        [Action::RunReload { token: 1, calls }]
+    );
+    // One of two fails: retried alone, with its own files.
+    assert_eq!(
+        m.handle(Event::Reloaded {
+            token: 1,
+            failed: vec![1]
+        }),
+        [Action::RetryAfter {
+            token: 1,
+            after: Duration::from_secs(1)
+        }]
+    );
+    assert_eq!(
+        m.handle(Event::RetryDue { token: 1 }),
+        [Action::RunReload {
+            token: 1,
+            calls: vec![HookCall {
+                hook: 1,
+                changed: vec![PathBuf::from("/c/lua/a.lua")],
+            }]
+        }]
+    );
+
+    // A child without a handler for the signal is restarted instead: the
+    // hooks never run.
+    let mut m = running_on(s, v(1, 1, 1));
+    m.handle(Event::ConfigSettled(v(2, 2, 2)));
+    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP));
+    assert!(
+        restart.contains(&Action::Signal(TERM, CHILD)),
+        "{restart:?}"
+    );
+    assert!(
+        !restart
+            .iter()
+            .any(|a| matches!(a, Action::RunReload { .. })),
+        "{restart:?}"
+    );
+    assert_eq!(m.handle(Event::ReloadSent), []);
+}
+
+#[test]
+fn files_that_chose_none_are_not_checked_and_do_not_revive_rejected_bytes() {
+    use crate::route::Act;
+    let s = Settings {
+        validate: true,
+        routes: rules(&[("notes.txt", Act::Nothing)]),
+        ..settings()
+    };
+    let v = |app, notes| files(&[("app.conf", app), ("notes.txt", notes)]);
+    let (mut m, first) = start(s, v(1, 1));
+    assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
+    assert_eq!(
+        m.handle(Event::Validated { token: 1, ok: true }),
+        [Action::Fingerprint]
+    );
+    look_and_start(&mut m, v(1, 1));
+    // Notes alone: no check, no action.
+    assert_eq!(m.handle(Event::ConfigSettled(v(1, 2))), []);
+    // With the app's config: the whole burst is checked.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(2, 3))),
+        [
+            Action::Acted,
+            Action::Validate {
+                token: 2,
+                changed: vec![PathBuf::from("/c/app.conf"), PathBuf::from("/c/notes.txt")],
+                candidate: None,
+                in_place: false,
+            }
+        ]
+    );
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 2,
+            ok: false
+        }),
+        []
+    );
+    // Rejected: a notes change does not earn those bytes a second check.
+    assert_eq!(m.handle(Event::ConfigSettled(v(2, 4))), []);
+    assert_eq!(m.stats().validations_failed, 1);
 }

@@ -2,6 +2,7 @@
 //! the actions it returns, and the shared vocabulary (`Status`, `Target`,
 //! `Policy`, `Reason`, `Stats`).
 
+use crate::route::Routes;
 use crate::signals;
 use crate::watch::fingerprint::Snapshot;
 use std::path::PathBuf;
@@ -78,8 +79,12 @@ pub struct Settings {
     /// `--reload-command` or `--reload-url`: the edge performs the reload
     /// (`RunReload`) instead of a signal or a restart.
     pub reload_external: bool,
-    /// How many reload hooks there are (a command, or each URL).
+    /// How many reload hooks the global action runs (a command, or each
+    /// URL): hooks 0 to this; `--on-change` rules' own hooks come after.
     pub reload_hooks: usize,
+    /// `--on-change`: the action each changed file asks for, where a rule
+    /// matches it (else the global one).
+    pub routes: Routes,
     /// `--rollback-window` (with `promote`): how long new bytes are on
     /// probation after they reach the child.
     pub rollback_window: Option<Duration>,
@@ -155,7 +160,7 @@ pub enum Event {
     /// The restart backoff ran out.
     BackoffOver,
     /// The reload started by `Action::RunReload { token, .. }` ended:
-    /// the hooks that failed (none: it succeeded).
+    /// the hooks (by index) that failed (none: it succeeded).
     Reloaded { token: u64, failed: Vec<usize> },
     /// The delay armed by `Action::RetryAfter { token, .. }` ran out.
     RetryDue { token: u64 },
@@ -188,6 +193,14 @@ pub enum Event {
 pub struct Generation {
     pub name: String,
     pub snapshot: Snapshot,
+}
+
+/// A reload hook to run, and the changed files it is told of
+/// (`FLUSH_MANAGER_CHANGED`): those that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookCall {
+    pub hook: usize,
+    pub changed: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,9 +241,10 @@ pub enum Action {
     ProbationDeadline(Option<Duration>),
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
-    /// Send the reload signal to the child (or its group) if the child
-    /// catches it (answer `ReloadSent`); answer `ReloadUnhandled` if not.
-    Reload(i32, Target),
+    /// Send these reload signals to the child (or its group) if the child
+    /// catches every one (answer `ReloadSent`); if it lacks a handler for
+    /// one, send none and answer `ReloadUnhandled` with it.
+    Reload(Vec<i32>, Target),
     /// SIGCONT to the child (or the members of its group) if stopped: a
     /// stopped process cannot act on the stop signal, and one that runs must
     /// see only the signals it was sent.
@@ -253,13 +267,12 @@ pub enum Action {
     },
     /// Kill the running validator; its result no longer matters.
     CancelValidation,
-    /// Run `--reload-command` or POST `--reload-url` for these changed
-    /// files; answer `Reloaded`.
+    /// Run these reload hooks (commands, URLs to POST) at once, each told
+    /// of its changed files; answer `Reloaded`.
     RunReload {
         token: u64,
-        changed: Vec<PathBuf>,
-        /// The hooks to run (by index): all, or those that failed.
-        hooks: Vec<usize>,
+        /// All the burst asked for, or those that failed.
+        calls: Vec<HookCall>,
     },
     /// After this delay, answer `RetryDue { token }`.
     RetryAfter {

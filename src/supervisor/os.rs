@@ -5,15 +5,17 @@ use super::Started;
 use super::looks::Looks;
 use super::{Look, LoopConfig, Wake, World};
 use crate::child::{self, Child};
-use crate::cli::Config;
+use crate::cli::{Config, ReloadHook};
 use crate::hook::{self, Hook};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::promote::Promoter;
 use crate::reaper;
+use crate::route::Routes;
 use crate::signals;
-use crate::state::{Generation, Machine, Settings, Status};
+use crate::state::{Generation, HookCall, Machine, Settings, Status};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
+use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
 use nix::libc;
@@ -158,6 +160,7 @@ async fn supervise(
         } else {
             cfg.reload_url.len()
         },
+        routes: Routes::new(cfg.configs.clone(), cfg.on_change.clone()),
         rollback_window: cfg.rollback_window,
         ready_probe: cfg.ready_interval.is_some(),
         ready_failures: READY_FAILURES,
@@ -222,7 +225,7 @@ impl Os {
             || self
                 .reload
                 .as_ref()
-                .is_some_and(|(_, r)| r.process == Some(pid))
+                .is_some_and(|(_, r)| r.processes.contains(&pid))
             || self.probe.as_ref().is_some_and(|c| c.process == Some(pid))
     }
 
@@ -403,61 +406,66 @@ impl World for Os {
         }
     }
 
-    fn run_reload(&mut self, token: u64, changed: Vec<PathBuf>, hooks: Vec<usize>) -> Started {
-        let changed: Vec<PathBuf> = match &self.promoter {
-            Some(p) => p.targets(&changed, p.dir()),
-            None => changed,
-        };
+    fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started {
         let timeout = self.cfg.reload_timeout;
-        let reloading = match &self.cfg.reload_command {
-            Some(argv) => {
-                let hook = hook::command(
-                    hook::Kind::Reload,
-                    argv,
-                    self.cwd.as_deref(),
-                    &changed,
-                    None,
-                    timeout,
-                );
-                let process = hook.process;
-                let done = hook.done;
-                Reloading {
-                    process,
-                    done: Box::pin(async move { if done.await { vec![] } else { vec![0] } }),
+        let mut processes = vec![];
+        // Every hook at once, each with its own verdict.
+        let mut runs: Vec<LocalBoxFuture<'static, (usize, bool)>> = vec![];
+        for call in calls {
+            let changed: Vec<PathBuf> = match &self.promoter {
+                Some(p) => p.targets(&call.changed, p.dir()),
+                None => call.changed,
+            };
+            let i = call.hook;
+            match self.cfg.hooks.get(i) {
+                Some(ReloadHook::Command(argv)) => {
+                    let hook = hook::command(
+                        hook::Kind::Reload,
+                        argv,
+                        self.cwd.as_deref(),
+                        &changed,
+                        None,
+                        timeout,
+                    );
+                    processes.extend(hook.process);
+                    let done = hook.done;
+                    runs.push(async move { (i, done.await) }.boxed_local());
                 }
+                Some(ReloadHook::Url(url)) => {
+                    let url = url.clone();
+                    runs.push(Box::pin(
+                        async move { (i, post_reload(&url, timeout).await) },
+                    ));
+                }
+                None => runs.push(std::future::ready((i, false)).boxed_local()),
             }
-            None => {
-                // Every URL at once, each with its own verdict.
-                let posts: Vec<_> = hooks
-                    .into_iter()
-                    .filter_map(|i| self.cfg.reload_url.get(i).map(|u| (i, u.clone())))
-                    .map(|(i, url)| async move { (i, post_reload(&url, timeout).await) })
-                    .collect();
-                if posts.is_empty() {
-                    return Started::Finished(false);
-                }
-                Reloading {
-                    process: None,
-                    done: Box::pin(async move {
-                        futures::future::join_all(posts)
-                            .await
-                            .into_iter()
-                            .filter_map(|(i, ok)| (!ok).then_some(i))
-                            .collect()
-                    }),
-                }
-            }
+        }
+        if runs.is_empty() {
+            return Started::Finished(false);
+        }
+        let done = async move {
+            futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .filter_map(|(i, ok)| (!ok).then_some(i))
+                .collect()
         };
-        self.reload = Some((token, reloading));
+        self.reload = Some((
+            token,
+            Reloading {
+                processes,
+                done: Box::pin(done),
+            },
+        ));
         Started::Running
     }
 
     fn cancel_reload(&mut self) {
-        if let Some((_, reload)) = self.reload.take()
-            && let Some(pgid) = reload.process
-        {
-            info!("Cancelling the running reload command");
-            child::signal_group(pgid, libc::SIGKILL);
+        if let Some((_, reload)) = self.reload.take() {
+            for pgid in reload.processes {
+                info!("Cancelling the running reload command");
+                child::signal_group(pgid, libc::SIGKILL);
+            }
         }
     }
 
@@ -605,10 +613,10 @@ impl World for Os {
     }
 }
 
-/// A reload in flight: a command (one hook, with its process group) or the
-/// POSTs of the URLs asked for; it answers with the hooks that failed.
+/// A reload in flight: its commands (each with its process group) and
+/// POSTs; it answers with the hooks that failed.
 struct Reloading {
-    process: Option<i32>,
+    processes: Vec<i32>,
     done: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<usize>>>>,
 }
 
