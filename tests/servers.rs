@@ -594,3 +594,159 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
     );
     drop(taken);
 }
+
+// ---------------------------------------------------------------------------
+// nginx: a different action per file (--on-change)
+
+/// A self-signed certificate and key for `cn` (PEM), by openssl.
+fn certificate(s: &Scratch, cn: &str) -> (Vec<u8>, Vec<u8>) {
+    let (crt, key) = (s.path(&format!("{cn}.crt")), s.path(&format!("{cn}.key")));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={cn}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl req failed");
+    let read = |p: &Path| std::fs::read(p).expect("read certificate");
+    (read(&crt), read(&key))
+}
+
+/// The subject of the certificate a TLS server on `port` presents.
+fn served_subject(port: u16) -> Option<String> {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -subject"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// nginx with a plain server (its body) and a TLS server (the certificate
+/// in the same ConfigMap directory, `dir`).
+fn nginx_tls_conf(s: &Scratch, dir: &Path, port: u16, tls: u16, body: &str) -> String {
+    let plain = nginx_conf(s, port, body);
+    let d = dir.display();
+    let server = format!(
+        "server {{ listen 127.0.0.1:{tls} ssl; ssl_certificate {d}/tls.crt; ssl_certificate_key {d}/tls.key; location / {{ return 200 \"tls\\n\"; }} }}\n}}\n"
+    );
+    // Inside the http block, after the plain server.
+    let (head, _) = plain.rsplit_once('}').expect("http block");
+    format!("{head}{server}")
+}
+
+#[test]
+#[ignore = "needs nginx and openssl: apt-get install nginx-light openssl"]
+fn nginx_restarts_for_its_config_hups_for_a_certificate_and_ignores_a_docs_key() {
+    if !require_tool("nginx", "nginx-light") || !require_tool("openssl", "openssl") {
+        return;
+    }
+    let s = Scratch::new("nginx-on-change");
+    let kube = common::kubelet::AtomicWriter::new(&s.path("src"));
+    let (port, tls) = (free_port(), free_port());
+    let conf = |body: &str| nginx_tls_conf(&s, &kube.dir, port, tls, body);
+    let (crt1, key1) = certificate(&s, "one");
+    let (crt2, key2) = certificate(&s, "two");
+    let (crt3, key3) = certificate(&s, "three");
+    let write = |body: &str, crt: &[u8], key: &[u8], docs: &str| {
+        let conf = conf(body);
+        kube.write(&[
+            ("nginx.conf", conf.as_bytes()),
+            ("tls.crt", crt),
+            ("tls.key", key),
+            ("README.md", docs.as_bytes()),
+        ]);
+    };
+    write("v1", &crt1, &key1, "docs 1");
+    let c = kube.dir.join("nginx.conf").display().to_string();
+    let m = run(
+        mode(),
+        &[
+            &format!("--config={}", kube.dir.display()),
+            &format!("--validate=nginx -e stderr -t -q -c {c}"),
+            "--on-change=tls.*=signal:HUP",
+            "--on-change=README.md=none",
+            "--debounce=200ms",
+            "--",
+            "nginx",
+            "-e",
+            "stderr",
+            "-c",
+            &c,
+        ],
+    );
+    assert!(
+        wait_body(port, "/", "v1"),
+        "nginx never served v1\n{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || served_subject(tls)
+            .is_some_and(|s| s.contains("one"))),
+        "nginx never presented the first certificate\n{}",
+        m.log()
+    );
+    assert!(m.wait_log("Watching directory"));
+    let master = m.child_pid();
+
+    // A renewed certificate: HUP, the same master, the new certificate.
+    write("v1", &crt2, &key2, "docs 1");
+    assert!(
+        wait_for(LONG, || served_subject(tls)
+            .is_some_and(|s| s.contains("two"))),
+        "nginx never presented the renewed certificate\n{}",
+        m.log()
+    );
+    assert!(m.wait_log("sending SIGHUP to child process"), "{}", m.log());
+    assert_eq!(m.child_pid(), master, "a certificate restarted nginx");
+
+    // The README key: nothing at all.
+    write("v1", &crt2, &key2, "docs 2");
+    assert!(
+        m.wait_log("Config change ignored (--on-change none)"),
+        "{}",
+        m.log()
+    );
+    assert_eq!(m.count("sending SIGHUP"), 1, "{}", m.log());
+    assert_eq!(
+        m.count("Validating config with"),
+        2,
+        "no check for docs\n{}",
+        m.log()
+    );
+    assert_eq!(m.child_pid(), master);
+    assert!(alive(master));
+
+    // The main config with a certificate in one update: one restart, onto
+    // both, and no HUP.
+    write("v2", &crt3, &key3, "docs 2");
+    assert!(
+        wait_body(port, "/", "v2"),
+        "nginx never served v2\n{}",
+        m.log()
+    );
+    assert!(
+        m.wait_log("restarting child process... (for "),
+        "{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || served_subject(tls)
+            .is_some_and(|s| s.contains("three"))),
+        "{}",
+        m.log()
+    );
+    assert_ne!(m.child_pid(), master, "nginx.conf did not restart nginx");
+    assert!(!alive(master));
+    assert_eq!(m.count("sending SIGHUP"), 1, "{}", m.log());
+}

@@ -1,0 +1,170 @@
+//! `--on-change PATTERN=ACTION`: each file's own action, with the release
+//! binary as PID 1 (where a namespace can be made), a shell child that
+//! records the signals it gets, reload commands that record what they were
+//! told, and a ConfigMap written by the kubelet's atomic writer (one update,
+//! several keys: one burst).
+// These tests drive Linux itself (PID namespaces, /proc, signalfd).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::kubelet::AtomicWriter;
+use common::*;
+
+/// PID 1 where a namespace can be made (as in a container), else plain.
+fn mode() -> Mode {
+    match unshare_prefix() {
+        Some(_) => Mode::Pid1,
+        None => Mode::Plain,
+    }
+}
+
+/// The ConfigMap's keys, each a version string.
+fn keys(main: &str, pem: &str, lua: &str, docs: &str) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("main.conf", main.as_bytes().to_vec()),
+        ("tls.pem", pem.as_bytes().to_vec()),
+        ("lua/a.lua", lua.as_bytes().to_vec()),
+        ("docs.md", docs.as_bytes().to_vec()),
+    ]
+}
+
+fn write(kube: &AtomicWriter, keys: &[(&'static str, Vec<u8>)]) {
+    let payload: Vec<(&str, &[u8])> = keys.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    kube.write(&payload);
+}
+
+#[test]
+fn one_update_sends_each_signal_once_runs_each_command_once_and_ignores_docs() {
+    let s = Scratch::new("on-change");
+    let kube = AtomicWriter::new(&s.path("cm"));
+    write(&kube, &keys("m1", "p1", "l1", "d1"));
+    let got = s.path("got");
+    let child = TrapChild::new(&got)
+        .on_start("start $$")
+        .record_as("HUP", "hup")
+        .record_as("USR1", "usr1")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    // The same command named by two rules: one hook, told of both files.
+    let hook = format!(
+        "command:sh -c 'echo \"$FLUSH_MANAGER_CHANGED_COUNT $FLUSH_MANAGER_CHANGED\" >> {}'",
+        s.path("runs").display()
+    );
+    let dir = kube.dir.display().to_string();
+    let args = [
+        format!("--config={dir}"),
+        "--reload-signal=HUP".into(),
+        "--on-change=*.pem=signal:USR1".into(),
+        format!("--on-change=lua/*={hook}"),
+        format!("--on-change={dir}/main.*={hook}"),
+        "--on-change=docs.md=none".into(),
+        "--debounce=200ms".into(),
+    ];
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--", "/bin/sh", "-c", &child]);
+    let m = run(mode(), &argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+
+    // Every key at once: USR1 once for the certificate, the command once
+    // for two files (docs.md chose none; no file took the global HUP).
+    write(&kube, &keys("m2", "p2", "l2", "d2"));
+    assert!(wait_for(LONG, || s.lines("runs").len() == 1), "{}", m.log());
+    assert!(s.wait_contains("got", "usr1"), "{}", m.log());
+    let runs = s.lines("runs");
+    assert_eq!(
+        runs[0],
+        format!("2 {dir}/lua/a.lua:{dir}/main.conf"),
+        "the command is told of exactly the files that chose it"
+    );
+    // A second, lone key that takes the global action: HUP.
+    let mut more = keys("m2", "p2", "l2", "d2");
+    more.push(("other.conf", b"o1".to_vec()));
+    write(&kube, &more);
+    assert!(s.wait_contains("got", "hup"), "{}", m.log());
+
+    // Docs alone: nothing.
+    more[3].1 = b"d3".to_vec();
+    write(&kube, &more);
+    assert!(
+        m.wait_log("Config change ignored (--on-change none)"),
+        "{}",
+        m.log()
+    );
+    // Time for a wrong action to show.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let got = s.lines("got");
+    let count = |what: &str| got.iter().filter(|l| l.as_str() == what).count();
+    assert_eq!((count("usr1"), count("hup")), (1, 1), "{got:?}");
+    assert_eq!(s.lines("runs").len(), 1, "{:?}", s.lines("runs"));
+    assert_eq!(
+        got.iter().filter(|l| l.starts_with("start")).count(),
+        1,
+        "restarted: {got:?}"
+    );
+}
+
+#[test]
+fn a_file_that_asks_for_a_restart_restarts_and_nothing_else_runs() {
+    let s = Scratch::new("on-change-restart");
+    let kube = AtomicWriter::new(&s.path("cm"));
+    write(&kube, &keys("m1", "p1", "l1", "d1"));
+    let got = s.path("got");
+    let child = TrapChild::new(&got)
+        .on_start("start $$")
+        .record_as("USR1", "usr1")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let hook = format!("command:sh -c 'echo ran >> {}'", s.path("runs").display());
+    let args = [
+        format!("--config={}", kube.dir.display()),
+        format!(
+            "--reload-command=sh -c 'echo global >> {}'",
+            s.path("runs").display()
+        ),
+        "--on-change=main.conf=restart".into(),
+        "--on-change=*.pem=signal:USR1".into(),
+        format!("--on-change=*.lua={hook}"),
+        "--debounce=200ms".into(),
+    ];
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--", "/bin/sh", "-c", &child]);
+    let m = run(mode(), &argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+
+    write(&kube, &keys("m2", "p2", "l2", "d2"));
+    assert!(
+        wait_for(LONG, || s
+            .lines("got")
+            .iter()
+            .filter(|l| l.starts_with("start"))
+            .count()
+            == 2),
+        "{}",
+        m.log()
+    );
+    assert!(
+        m.wait_log("restarting child process... (for "),
+        "{}",
+        m.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        !s.lines("got").contains(&"usr1".to_string()),
+        "{:?}",
+        s.lines("got")
+    );
+    assert!(s.lines("runs").is_empty(), "{:?}", s.lines("runs"));
+
+    // Only the docs key (no rule: the global command).
+    write(&kube, &keys("m2", "p2", "l2", "d3"));
+    assert!(
+        wait_for(LONG, || s.lines("runs") == ["global"]),
+        "{}",
+        m.log()
+    );
+}
