@@ -168,3 +168,69 @@ fn a_file_that_asks_for_a_restart_restarts_and_nothing_else_runs() {
         m.log()
     );
 }
+
+/// A loopback HTTP server answering 200 to everything; the request lines
+/// it got.
+fn recording_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let seen = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            // The rest of the head, then the answer.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            seen.lock().expect("lock").push(line.trim().to_string());
+            let _ = (&stream).write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn a_url_rule_is_posted_once_per_update_beside_the_global_url() {
+    let s = Scratch::new("on-change-url");
+    let kube = AtomicWriter::new(&s.path("cm"));
+    write(&kube, &keys("m1", "p1", "l1", "d1"));
+    let (port, posts) = recording_server();
+    let child = TrapChild::new(&s.path("got"))
+        .on_start("start $$")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let args = [
+        format!("--config={}", kube.dir.display()),
+        format!("--reload-url=http://127.0.0.1:{port}/global"),
+        format!("--on-change=*.pem=url:http://127.0.0.1:{port}/certs"),
+        format!("--on-change=lua/**=url:http://127.0.0.1:{port}/certs"),
+        "--debounce=200ms".into(),
+    ];
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--", "/bin/sh", "-c", &child]);
+    let m = run(mode(), &argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+
+    write(&kube, &keys("m2", "p2", "l2", "d1"));
+    assert!(m.wait_log("Reload succeeded"), "{}", m.log());
+    let mut got = posts.lock().expect("lock").clone();
+    got.sort();
+    assert_eq!(
+        got,
+        ["POST /certs HTTP/1.1", "POST /global HTTP/1.1"],
+        "{}",
+        m.log()
+    );
+    // The certificate alone: its URL alone.
+    write(&kube, &keys("m2", "p3", "l2", "d1"));
+    assert!(m.wait_log_count("Reload succeeded", 2), "{}", m.log());
+    assert_eq!(posts.lock().expect("lock").len(), 3);
+    assert_eq!(posts.lock().expect("lock")[2], "POST /certs HTTP/1.1");
+}
