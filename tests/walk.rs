@@ -230,9 +230,25 @@ fn fifos_sockets_and_devices_are_never_opened() {
         let line = format!("Config file {} is not a regular file", c.display());
         assert!(m.wait_log(&line), "no `{line}`\n{}", m.log());
     }
+    // In the directory: skipped, but said (once each, not at every look).
+    for name in [
+        "fifo.conf",
+        "null-dev.conf",
+        "null-link.conf",
+        "socket.conf",
+    ] {
+        let line = format!("{}: is a FIFO, socket or device", dir.join(name).display());
+        assert!(m.wait_log(&line), "no `{line}`\n{}", m.log());
+    }
     std::thread::sleep(SEVERAL_LOOKS);
     assert!(!m.log().contains("Cannot read config file"), "{}", m.log());
     still_restarts_on(&s, &m, &conf, "v2", 2);
+    assert_eq!(
+        m.count(&format!("{}: is a FIFO", dir.join("fifo.conf").display())),
+        1,
+        "{}",
+        m.log()
+    );
     let opened = opens(fd);
     // The check itself works: an open of one of them does show.
     drop(

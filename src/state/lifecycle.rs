@@ -36,7 +36,11 @@ impl Machine {
     pub(super) fn forward(&mut self, sig: i32) -> Vec<Action> {
         match self.mapped(sig) {
             Some(to) => {
-                self.sent = Some(to);
+                // A SIGCONT after a signal (as `timeout` sends its TERM)
+                // kills nothing: the log names the signal before it.
+                if to != libc::SIGCONT || self.sent.is_none() {
+                    self.sent = Some(to);
+                }
                 vec![Action::Signal(to, self.settings.signal_to)]
             }
             None => {

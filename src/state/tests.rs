@@ -1422,3 +1422,22 @@ fn files_that_chose_none_are_not_checked_and_do_not_revive_rejected_bytes() {
     assert_eq!(m.handle(Event::ConfigSettled(v(2, 4))), []);
     assert_eq!(m.stats().validations_failed, 1);
 }
+
+#[test]
+fn a_sigcont_after_the_stop_signal_does_not_take_the_blame() {
+    // `timeout` sends TERM, then CONT: the child dies of the TERM.
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::Signal(libc::SIGTERM));
+    m.handle(Event::Signal(libc::SIGCONT));
+    assert_eq!(
+        m.describe_exit(Status::Signaled(libc::SIGTERM)),
+        "died of the SIGTERM we sent"
+    );
+    // A SIGCONT alone is still named.
+    let mut m = running(settings(), Some(1));
+    m.handle(Event::Signal(libc::SIGCONT));
+    assert_eq!(
+        m.describe_exit(Status::Exited(0)),
+        "exited with exit code 0 (after we sent SIGCONT)"
+    );
+}

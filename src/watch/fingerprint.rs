@@ -351,8 +351,11 @@ impl Walk {
                     }
                 }
                 Ok(t) if t.is_symlink() => self.link(path, depth),
-                // A FIFO, socket or device: not config, never opened.
-                _ => {}
+                // A FIFO, socket or device: not config, never opened (a
+                // FIFO would block the reader). Said once, not skipped
+                // silently: it may be a mistake (`mkfifo` for a secret).
+                Ok(_) => warn_once(&path, SPECIAL),
+                Err(_) => {}
             }
         }
         self.open.pop();
@@ -396,8 +399,10 @@ impl Walk {
                 // Gone in between: the next look sees what replaced it.
                 Err(_) => {}
             }
+        } else {
+            // A link to a FIFO, socket or device: never opened.
+            warn_once(&path, SPECIAL);
         }
-        // A link to a FIFO, socket or device: never opened.
     }
 
     fn is_pseudo(&mut self, path: &Path, dev: u64) -> bool {
@@ -407,6 +412,9 @@ impl Walk {
             .or_insert_with(|| nix::sys::statfs::statfs(path).is_ok_and(|fs| is_pseudo_fs(&fs)))
     }
 }
+
+/// Why a FIFO, socket or device in a config directory is not read.
+const SPECIAL: &str = "is a FIFO, socket or device, not a regular file; its content is not watched";
 
 /// At most this many paths are remembered as warned about; past it, new
 /// ones go to the debug log (a directory of a million bad links must not
