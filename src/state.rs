@@ -4,7 +4,7 @@
 //! performs the actions, so every decision can be unit-tested on its own.
 
 use crate::signals;
-use crate::watch::fingerprint::{self, Snapshot};
+use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{debug, error, info, warn};
 use nix::libc;
 use std::path::PathBuf;

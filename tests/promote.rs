@@ -497,3 +497,33 @@ fn a_reader_never_sees_a_mix_of_generations() {
     assert!(reads > 0);
     assert!(bad.is_empty(), "mixed or partial reads: {bad:?}");
 }
+
+#[test]
+fn a_removed_key_is_said_once_and_leaves_dir_with_the_next_promotion() {
+    let t = Setup::new("promote-removed", b"ok v1");
+    t.kube
+        .write(&[("app.conf", b"ok v1"), ("extra.conf", b"e1")]);
+    let m = t.start(&["--poll-interval=100ms"]);
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"));
+    assert!(t.dir.join("extra.conf").exists());
+
+    // The key goes: no restart (a deletion is not a change), but a WARN,
+    // once, saying DIR still has it.
+    t.kube.write(&[("app.conf", b"ok v1")]);
+    assert!(m.wait_log("Removed from the config source"), "{}", m.log());
+    assert!(m.log().contains("extra.conf"), "{}", m.log());
+    // Polled every 100 ms: many looks, one line.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        m.count("Removed from the config source: "),
+        1,
+        "said once\n{}",
+        m.log()
+    );
+    assert_eq!(t.starts().len(), 1, "a deletion restarted the child");
+    // The next promotion leaves it behind.
+    t.kube.write(&[("app.conf", b"ok v2")]);
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(!t.dir.join("extra.conf").exists(), "{}", m.log());
+}

@@ -436,6 +436,7 @@ impl Machine {
             // afresh, so nothing is lost by ignoring this one.
             return vec![];
         }
+        self.note_removed(&now);
         let changes = fingerprint::changes(&self.base, &now);
         if changes.is_empty() {
             debug!("Config fingerprint unchanged; nothing to do");
@@ -471,6 +472,39 @@ impl Machine {
             actions.extend(self.apply(now));
         }
         actions
+    }
+
+    /// A file gone from the source is not a change (a deletion restarts
+    /// nothing), but with `--promote-to` the child's directory keeps the
+    /// copy promoted last until a change is promoted: said once, so a
+    /// removed ConfigMap key is not a silent difference.
+    fn note_removed(&mut self, now: &Snapshot) {
+        if !self.settings.promote {
+            return;
+        }
+        let gone: Vec<PathBuf> = self
+            .base
+            .iter()
+            .filter(|(path, state)| {
+                matches!(state, FileState::Content { .. })
+                    && matches!(now.get(*path), None | Some(FileState::Missing))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let list: Vec<String> = gone.iter().map(|p| p.display().to_string()).collect();
+        warn!(
+            "Removed from the config source: {}; the child's directory keeps the copy promoted last until the next change is promoted",
+            list.join(", ")
+        );
+        for path in gone {
+            match now.get(&path) {
+                Some(state) => self.base.insert(path, state.clone()),
+                None => self.base.remove(&path),
+            };
+        }
     }
 
     /// `--restart-signal`: restart now, through the same gate as a change.
