@@ -483,8 +483,59 @@ fn copy_regular(source: &Path, dest: &Path) -> io::Result<()> {
         ));
     }
     let mut to = OpenOptions::new().write(true).create_new(true).open(dest)?;
-    io::copy(&mut from, &mut to)?;
-    Ok(())
+    copy_data(&mut from, &mut to)
+}
+
+/// Copies `from`'s bytes, keeping its holes: a sparse source (a huge file
+/// of mostly nothing) must not fill DIR's disk with zeros. Data regions are
+/// found with SEEK_DATA/SEEK_HOLE; a filesystem that has no idea of holes
+/// reports the whole file as data, and one that refuses the question gets
+/// a plain copy.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly"
+))]
+fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
+    use io::{Read, Seek, SeekFrom};
+    use nix::errno::Errno;
+    use nix::unistd::{Whence, lseek};
+    let mut pos: i64 = 0;
+    loop {
+        let data = match lseek(&*from, pos, Whence::SeekData) {
+            Ok(data) => data,
+            // No data past `pos`: the rest is a hole (or the end).
+            Err(Errno::ENXIO) => break,
+            Err(Errno::EINVAL) if pos == 0 => {
+                from.seek(SeekFrom::Start(0))?;
+                io::copy(from, to)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let hole = lseek(&*from, data, Whence::SeekHole)?;
+        let start = u64::try_from(data).map_err(io::Error::other)?;
+        let len = u64::try_from(hole - data).map_err(io::Error::other)?;
+        from.seek(SeekFrom::Start(start))?;
+        to.seek(SeekFrom::Start(start))?;
+        io::copy(&mut Read::by_ref(from).take(len), to)?;
+        pos = hole;
+    }
+    // The length, holes at the end included, as the source has it now.
+    to.set_len(from.metadata()?.len())
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly"
+)))]
+fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
+    io::copy(from, to).map(drop)
 }
 
 /// What a source file is, when it is not a regular file.
@@ -740,5 +791,34 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn a_sparse_source_is_copied_with_its_holes() {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch("sparse");
+        let (src, dest) = (dir.join("big.conf"), dir.join("copy.conf"));
+        let mut f = File::create(&src).unwrap();
+        f.set_len(256 << 20).unwrap();
+        for at in [0u64, 100 << 20, (256 << 20) - 5] {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(b"data!").unwrap();
+        }
+        drop(f);
+        copy_regular(&src, &dest).unwrap();
+        assert_eq!(fs::read(&src).unwrap(), fs::read(&dest).unwrap());
+        // 512-byte blocks: a few pages of data, not 256 MiB of zeros
+        // (a filesystem without holes would fail this; tmp has them).
+        let blocks = fs::metadata(&dest).unwrap().blocks();
+        assert!(blocks < 4096, "{blocks} blocks allocated");
+        // Holes at the end are kept too.
+        let tail = dir.join("tail.conf");
+        File::create(&tail).unwrap().set_len(1 << 20).unwrap();
+        let tail_copy = dir.join("tail-copy.conf");
+        copy_regular(&tail, &tail_copy).unwrap();
+        assert_eq!(fs::metadata(&tail_copy).unwrap().len(), 1 << 20);
+        assert_eq!(fs::metadata(&tail_copy).unwrap().blocks(), 0);
+        let _ = fs::remove_dir_all(&dir);
     }
 }
