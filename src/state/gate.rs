@@ -48,10 +48,13 @@ impl Machine {
     /// May a child start on these bytes? With `--promote-to`, the question
     /// is whether the child's directory already holds them (a file gone from
     /// the source is not a change there either).
+    /// Files that chose `none` (`--on-change`) never ask for a check.
     pub(super) fn is_approved(&self, now: &Snapshot) -> bool {
         match &self.approved {
-            Some(a) if self.settings.promote => fingerprint::changes(a, now).is_empty(),
-            Some(a) => a == now,
+            Some(a) if self.settings.promote => fingerprint::changes(a, now)
+                .iter()
+                .all(|c| self.is_quiet(&c.path)),
+            Some(a) => self.same_but_quiet(a, now),
             None => false,
         }
     }
@@ -425,8 +428,13 @@ impl Machine {
             return actions;
         }
         if self.phase == Phase::Checking {
-            // Changed while the start's config is in flight: take the newest.
-            if self.pending.as_ref().is_some_and(|p| p.snapshot != now) {
+            // Changed while the start's config is in flight: take the newest
+            // (unless only files that chose `none` moved).
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|p| !self.same_but_quiet(&p.snapshot, &now))
+            {
                 return self.begin(now, false);
             }
             return vec![];
@@ -443,7 +451,13 @@ impl Machine {
             // Back to the bytes the child runs with: what is in flight is moot.
             return self.cancel_pending();
         }
-        if self.pending.as_ref().is_some_and(|p| p.snapshot == now) {
+        // What is in flight already holds these bytes, or differs only in
+        // files that chose `none`: its check goes on.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| self.same_but_quiet(&p.snapshot, &now))
+        {
             return vec![];
         }
         if self.is_rejected(&now) {

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::route::Act;
+use std::path::Path;
 
 /// One burst's actions.
 #[derive(Debug, Default, PartialEq)]
@@ -75,17 +76,20 @@ impl Machine {
         plan
     }
 
+    /// Did this file choose `none`?
+    pub(super) fn is_quiet(&self, path: &Path) -> bool {
+        let routes = &self.settings.routes;
+        !routes.is_empty() && routes.rule_for(path).is_some_and(|r| r.act == Act::Nothing)
+    }
+
     /// Do `a` and `b` differ only in files that chose `none`?
     pub(super) fn same_but_quiet(&self, a: &Snapshot, b: &Snapshot) -> bool {
-        if a == b {
-            return true;
-        }
-        let routes = &self.settings.routes;
-        !routes.is_empty()
-            && a.keys()
-                .chain(b.keys())
-                .filter(|path| a.get(*path) != b.get(*path))
-                .all(|path| routes.rule_for(path).is_some_and(|r| r.act == Act::Nothing))
+        a == b
+            || (!self.settings.routes.is_empty()
+                && a.keys()
+                    .chain(b.keys())
+                    .filter(|path| a.get(*path) != b.get(*path))
+                    .all(|path| self.is_quiet(path)))
     }
 
     /// Are these the bytes rejected last (a check's verdict, or a

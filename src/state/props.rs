@@ -248,7 +248,10 @@ struct Model {
     /// The version last rolled back from, until the source changes.
     rolled_back: Option<u64>,
     /// The reload hooks asked for last (a retry must ask for the failed).
-    reload_left: Vec<usize>,
+    reload_left: BTreeMap<usize, Vec<PathBuf>>,
+    /// What a reload cancelled in this turn still owed: a newer burst's
+    /// reload takes it over.
+    superseded: BTreeMap<usize, Vec<PathBuf>>,
     /// Every version ever rolled back from: if the source returns to one
     /// unseen by the machine (while it was stopping), it may stay rejected.
     ever_rolled_back: BTreeSet<u64>,
@@ -284,7 +287,8 @@ impl Model {
             disk_fails: false,
             next_gen: 0,
             rolled_back: None,
-            reload_left: vec![],
+            reload_left: BTreeMap::new(),
+            superseded: BTreeMap::new(),
             ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
             signalled_from: None,
@@ -389,6 +393,7 @@ impl Model {
     fn feed(&mut self, m: &mut Machine, event: Event) -> Result<(), TestCaseError> {
         // A burst's signals and its hooks come in the same turn.
         self.signalled_from = None;
+        self.superseded.clear();
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             let actions = m.handle(event.clone());
@@ -611,15 +616,18 @@ impl Model {
                 Ok(None)
             }
             Action::RunReload { token, calls } => {
-                let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
+                let told: BTreeMap<usize, Vec<PathBuf>> =
+                    calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
+                prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
                 if token == self.last_reload_token {
                     prop_assert_eq!(
-                        &hooks,
+                        &told,
                         &self.reload_left,
-                        "a retry runs exactly the hooks that failed"
+                        "a retry runs exactly the hooks that failed, with their files"
                     );
                 }
-                self.reload_left = hooks;
+                let owed = std::mem::take(&mut self.superseded);
+                self.reload_left = told.clone();
                 if token != self.last_reload_token {
                     // A new reload: for bytes the child does not have yet
                     // (the burst's signals, if any, were sent just before).
@@ -628,15 +636,19 @@ impl Model {
                     let now = self.readable();
                     let from = self.child.as_ref().map(|c| c.version);
                     if let Some(from) = self.signalled_from.take().or(from) {
-                        let e = self.expected(from, now);
+                        let mut e = self.expected(from, now);
                         prop_assert!(!e.restart, "reload hooks where a restart was asked for");
-                        let told: BTreeMap<usize, Vec<PathBuf>> =
-                            calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
-                        prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
+                        // What the superseded reload still owed is not lost.
+                        for (hook, files) in owed {
+                            let all = e.hooks.entry(hook).or_default();
+                            all.extend(files);
+                            all.sort();
+                            all.dedup();
+                        }
                         prop_assert_eq!(
                             &told,
                             &e.hooks,
-                            "not the hooks the files asked for, each told of its files"
+                            "not the hooks the files asked for (and those still owed), each told of its files"
                         );
                     }
                     if let Some(c) = self.child.as_mut() {
@@ -657,6 +669,7 @@ impl Model {
             }
             Action::CancelReload => {
                 self.reload = None;
+                self.superseded = std::mem::take(&mut self.reload_left);
                 Ok(None)
             }
             Action::Exit(code) => {
@@ -752,13 +765,8 @@ impl Model {
             }
             Op::FinishReload(mask) => {
                 if let Some((token, _)) = self.reload.take() {
-                    let failed: Vec<usize> = self
-                        .reload_left
-                        .iter()
-                        .copied()
-                        .filter(|i| mask & (1 << i) != 0)
-                        .collect();
-                    self.reload_left = failed.clone();
+                    self.reload_left.retain(|i, _| mask & (1 << i) != 0);
+                    let failed: Vec<usize> = self.reload_left.keys().copied().collect();
                     self.feed(m, Event::Reloaded { token, failed })?;
                 }
             }

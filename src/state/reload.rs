@@ -23,9 +23,25 @@ pub(super) struct Reload {
 }
 
 impl Machine {
-    /// Starts the reload hooks of a burst (superseding a reload still
-    /// running or waiting); `held`: not before `ReloadSent`.
-    pub(super) fn run_reload(&mut self, calls: Vec<HookCall>, held: bool) -> Vec<Action> {
+    /// Starts the reload hooks of a burst; `held`: not before `ReloadSent`.
+    /// A reload still running or waiting is superseded, but what it had not
+    /// yet done is not lost: its hooks join this run, with their files
+    /// (another file's hook, failed and waiting for its retry, would
+    /// otherwise never run again).
+    pub(super) fn run_reload(&mut self, mut calls: Vec<HookCall>, held: bool) -> Vec<Action> {
+        if let Some(old) = &self.reload {
+            for call in &old.left {
+                match calls.iter_mut().find(|c| c.hook == call.hook) {
+                    Some(c) => c.changed.extend(call.changed.iter().cloned()),
+                    None => calls.push(call.clone()),
+                }
+            }
+            calls.sort_by_key(|c| c.hook);
+            for c in &mut calls {
+                c.changed.sort();
+                c.changed.dedup();
+            }
+        }
         let mut actions = self.cancel_reload();
         self.last_token += 1;
         let token = self.last_token;

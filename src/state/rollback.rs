@@ -25,6 +25,9 @@ pub(super) struct Rolling {
     why: String,
     /// Asked for by the child's exit: the stop under way restarts.
     on_exit: bool,
+    /// Newer bytes that were in flight (staging, checked, waiting for a
+    /// retry) and were dropped for the rollback: judged again after it.
+    newer: Option<Snapshot>,
 }
 
 /// The readiness probe's recent results.
@@ -153,6 +156,7 @@ impl Machine {
             return vec![];
         };
         let bad = self.shown.clone().unwrap_or_default();
+        let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();
         actions.push(Action::ProbationDeadline(None));
         actions.push(Action::RollBack {
@@ -164,6 +168,7 @@ impl Machine {
             bad,
             why,
             on_exit,
+            newer,
         });
         actions
     }
@@ -186,7 +191,7 @@ impl Machine {
             {
                 *after = AfterStop::ByPolicy;
             }
-            return vec![];
+            return self.judge_again(r.newer);
         }
         error!(
             "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",
@@ -196,10 +201,31 @@ impl Machine {
         self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;
         if r.on_exit {
-            // The stop under way restarts the child, onto what DIR shows.
+            // The stop under way restarts the child, onto what DIR shows
+            // (its start's gate looks at the source afresh).
             return vec![];
         }
-        self.back_onto_last_good()
+        let mut actions = self.back_onto_last_good();
+        actions.extend(self.judge_again(r.newer));
+        actions
+    }
+
+    /// Bytes that were in flight when the rollback dropped them: nothing
+    /// else would bring them back (no new event comes for bytes already
+    /// settled), so they go through the gate again, unless rejected.
+    fn judge_again(&mut self, newer: Option<Snapshot>) -> Vec<Action> {
+        match newer {
+            Some(now)
+                if self.phase == Phase::Running
+                    && self.pending.is_none()
+                    && !self.is_rejected(&now)
+                    && !self.is_approved(&now) =>
+            {
+                info!("Checking again the config that was in flight when the rollback began");
+                self.begin(now, false)
+            }
+            _ => vec![],
+        }
     }
 
     /// The child is told of the last good bytes as it was of the bad ones:

@@ -1441,3 +1441,77 @@ fn a_sigcont_after_the_stop_signal_does_not_take_the_blame() {
         "exited with exit code 0 (after we sent SIGCONT)"
     );
 }
+
+#[test]
+fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
+    use crate::route::Act;
+    let s = Settings {
+        reload_external: true,
+        reload_hooks: 0,
+        routes: rules(&[("a.conf", Act::Hook(0)), ("b.conf", Act::Hook(1))]),
+        ..settings()
+    };
+    let v = |a, b| files(&[("a.conf", a), ("b.conf", b)]);
+    let call = |hook, name: &str| HookCall {
+        hook,
+        changed: vec![PathBuf::from(format!("/c/{name}"))],
+    };
+    let mut m = running_on(s, v(1, 1));
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(2, 1))),
+        [
+            Action::Acted,
+            Action::RunReload {
+                token: 1,
+                calls: vec![call(0, "a.conf")]
+            }
+        ]
+    );
+    // a.conf's hook fails and waits for its retry; then b.conf changes.
+    m.handle(Event::Reloaded {
+        token: 1,
+        failed: vec![0],
+    });
+    assert_eq!(
+        m.handle(Event::ConfigSettled(v(2, 2))),
+        [
+            Action::Acted,
+            Action::CancelReload,
+            Action::RunReload {
+                token: 2,
+                calls: vec![call(0, "a.conf"), call(1, "b.conf")]
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_none_file_changing_during_a_check_does_not_restart_the_check() {
+    use crate::route::Act;
+    let s = Settings {
+        validate: true,
+        routes: rules(&[("docs.md", Act::Nothing)]),
+        ..settings()
+    };
+    let v = |app, docs| files(&[("app.conf", app), ("docs.md", docs)]);
+    let (mut m, _) = start(s, v(1, 1));
+    m.handle(Event::Validated { token: 1, ok: true });
+    look_and_start(&mut m, v(1, 1));
+    let first = m.handle(Event::ConfigSettled(v(2, 1)));
+    assert!(matches!(
+        first[..],
+        [Action::Acted, Action::Validate { token: 2, .. }]
+    ));
+    // The docs key, again and again: the check of app.conf goes on.
+    for docs in 2..6 {
+        assert_eq!(m.handle(Event::ConfigSettled(v(2, docs))), []);
+    }
+    assert_eq!(
+        m.handle(Event::Validated { token: 2, ok: true }),
+        [
+            Action::Signal(TERM, CHILD),
+            Action::ContinueStopped(CHILD),
+            Action::StopDeadline(Some(SECS10))
+        ]
+    );
+}
