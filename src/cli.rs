@@ -541,17 +541,33 @@ fn on_change_rule(
     if configs.is_empty() {
         return Err("nothing is watched (give --config)".into());
     }
-    if pattern.starts_with('/') {
-        let dir = route::literal_dir(pattern);
-        if !configs
+    if pattern.split('/').any(|segment| segment.starts_with("..")) {
+        return Err(
+            "a pattern cannot name .. or the kubelet's ..data entries: they are never watched (match the names the app reads)"
+                .into(),
+        );
+    }
+    if route::split(pattern).is_some()
+        || ["=restart,", "=none,", "=signal:", "=command:", "=url:"]
             .iter()
-            .any(|c| c.starts_with(dir) || dir.starts_with(c))
-        {
-            return Err(format!(
-                "{} is not under any --config: the rule could never match",
-                dir.display()
-            ));
-        }
+            .any(|glued| pattern.contains(glued))
+    {
+        return Err(
+            "the pattern holds another rule: give one rule per --on-change (in FLUSH_MANAGER_ON_CHANGE, one a line)"
+                .into(),
+        );
+    }
+    // A --config that is a directory now holds files below it; one missing
+    // may be either.
+    if pattern.starts_with('/')
+        && !configs
+            .iter()
+            .any(|c| route::can_match_under(pattern, c, !c.is_dir()))
+    {
+        return Err(
+            "matches nothing under any --config: the rule could never apply (an absolute pattern names a path inside one)"
+                .into(),
+        );
     }
     let mut hook = |h: ReloadHook| match hooks.iter().position(|known| *known == h) {
         Some(i) => Act::Hook(i),
@@ -566,6 +582,12 @@ fn on_change_rule(
         Some(("signal", sig)) => {
             let sig = crate::signals::parse(sig)?;
             catchable(sig).map_err(|e| format!("{e}: the child could not reload on it"))?;
+            if [nix::libc::SIGTERM, nix::libc::SIGINT].contains(&sig) {
+                return Err(format!(
+                    "{} stops the child, which then exits or restarts by --restart: say `restart` to restart it",
+                    crate::signals::name(sig)
+                ));
+            }
             Act::Signal(sig)
         }
         Some(("command", cmd)) => {
@@ -699,10 +721,12 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
     let config_is_default = config_list == [DEFAULT_CONFIG]
         && v.given("config").is_empty()
         && v.in_env(Values::flag("config"))?.is_none();
+    // `./conf`, `a//b`: one spelling of each path, so that what the watch
+    // reports and what an absolute --on-change pattern names compare.
     let configs: Vec<PathBuf> = config_list
         .into_iter()
         .filter(|p| !p.is_empty())
-        .map(|p| cwd.join(p))
+        .map(|p| cwd.join(p).components().collect())
         .collect();
 
     let restart = v.choice(
@@ -802,7 +826,7 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         .iter()
         .map(|text| {
             on_change_rule(text, &mut hooks, &configs)
-                .map_err(|e| format!("--on-change {text:?}: {e}"))
+                .map_err(|e| format!("--on-change {:?}: {e}", crate::http::redact_in(text)))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let metrics = v.typed("metrics", crate::http::Listen::parse)?;

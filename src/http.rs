@@ -115,6 +115,15 @@ fn redact(text: &str) -> String {
     }
 }
 
+/// `text` with the userinfo of an `http://` URL in it masked: for errors
+/// that quote a whole argument (an `--on-change ...=url:...` rule).
+pub fn redact_in(text: &str) -> String {
+    match text.find("http://") {
+        Some(at) => format!("{}{}", &text[..at], redact(&text[at..])),
+        None => text.to_string(),
+    }
+}
+
 /// `%XX` escapes decoded (RFC 3986 userinfo).
 fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
     let bytes = text.as_bytes();

@@ -7,7 +7,8 @@
 //! the `--config` it was found under; one with no `/` against its name, at
 //! any depth (`*.pem` is every certificate, as in `.gitignore`). `*` and
 //! `?` stay within a path segment, `**` crosses them, `[a-z]` and `[!x]`
-//! are classes, `\` quotes the next character.
+//! are classes, `\` quotes the next character; one ending in `/` is
+//! everything below that directory. Matching is by characters, not bytes.
 
 use std::path::{Path, PathBuf};
 
@@ -52,86 +53,109 @@ impl Routes {
 
     /// The first rule matching `path`, if any.
     pub fn rule_for(&self, path: &Path) -> Option<&Rule> {
-        let relative = self.relative(path);
+        let path = path.to_string_lossy();
+        let relative = self.relative(&path);
         self.rules
             .iter()
-            .find(|r| matches_path(&r.pattern, path, relative.as_deref()))
+            .find(|r| matches_path(&r.pattern, &path, &relative))
     }
 
-    /// `path` below the watched root it was found under: the deepest root
-    /// holding it; a root that is a file gives the file's name.
-    fn relative(&self, path: &Path) -> Option<String> {
-        let below = self
-            .roots
+    /// `path` below each watched root holding it (nested `--config`s: a
+    /// pattern relative to either matches); a root that is the file itself
+    /// gives the file's name.
+    fn relative(&self, path: &str) -> Vec<String> {
+        self.roots
             .iter()
-            .filter_map(|root| path.strip_prefix(root).ok())
-            .min_by_key(|rel| rel.components().count())?;
-        let rel = if below.as_os_str().is_empty() {
-            Path::new(path.file_name()?)
-        } else {
-            below
-        };
-        Some(rel.to_string_lossy().into_owned())
+            .filter_map(|root| {
+                let root = root.to_string_lossy();
+                match path.strip_prefix(root.trim_end_matches('/'))? {
+                    "" => Some(name(path).to_string()),
+                    below => Some(below.strip_prefix('/')?.to_string()),
+                }
+            })
+            .collect()
     }
 }
 
-/// Does `pattern` match this file (absolute `path`, `relative` below its
-/// root)?
-fn matches_path(pattern: &str, path: &Path, relative: Option<&str>) -> bool {
+/// The last segment of a path.
+fn name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Does `pattern` match this file (absolute `path`, `relative` below each
+/// root holding it)?
+fn matches_path(pattern: &str, path: &str, relative: &[String]) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let is = |s: &str| glob(&p, &s.chars().collect::<Vec<_>>(), false);
     if pattern.starts_with('/') {
-        return glob(pattern.as_bytes(), path.to_string_lossy().as_bytes());
+        is(path)
+    } else if pattern.contains('/') {
+        relative.iter().any(|rel| is(rel))
+    } else {
+        is(name(path))
     }
-    if pattern.contains('/') {
-        return relative.is_some_and(|rel| glob(pattern.as_bytes(), rel.as_bytes()));
-    }
-    path.file_name()
-        .is_some_and(|name| glob(pattern.as_bytes(), name.to_string_lossy().as_bytes()))
 }
 
-/// Glob matching, byte by byte (patterns are short; backtracking is fine).
-fn glob(p: &[u8], s: &[u8]) -> bool {
+/// Can `pattern` (absolute) match anything below `root`, or, if it may be
+/// a file, `root` itself?
+pub fn can_match_under(pattern: &str, root: &Path, may_be_file: bool) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let root = root.to_string_lossy();
+    let below: Vec<char> = format!("{}/", root.trim_end_matches('/')).chars().collect();
+    (may_be_file && glob(&p, &root.chars().collect::<Vec<_>>(), false)) || glob(&p, &below, true)
+}
+
+/// Glob matching over characters (patterns are short; backtracking is
+/// fine). `partial`: may `s` be extended into a match (a prefix of one)?
+fn glob(p: &[char], s: &[char], partial: bool) -> bool {
+    if partial && s.is_empty() {
+        return true;
+    }
+    let next = |p: &[char], s: &[char]| glob(p, s, partial);
     match p {
         [] => s.is_empty(),
-        [b'*', b'*', b'/', rest @ ..] => {
+        // A trailing `/`: everything below that directory.
+        ['/'] => s.first() == Some(&'/') && s.len() > 1,
+        ['*', '*', '/', rest @ ..] => {
             // `**/`: zero or more whole directories.
-            glob(rest, s)
+            next(rest, s)
                 || (0..s.len())
-                    .filter(|&i| s[i] == b'/')
-                    .any(|i| glob(rest, &s[i + 1..]))
+                    .filter(|&i| s[i] == '/')
+                    .any(|i| next(rest, &s[i + 1..]))
         }
-        [b'*', b'*', rest @ ..] => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        [b'*', rest @ ..] => {
-            let segment = s.iter().position(|&c| c == b'/').unwrap_or(s.len());
-            (0..=segment).any(|i| glob(rest, &s[i..]))
+        ['*', '*', rest @ ..] => (0..=s.len()).any(|i| next(rest, &s[i..])),
+        ['*', rest @ ..] => {
+            let segment = s.iter().position(|&c| c == '/').unwrap_or(s.len());
+            (0..=segment).any(|i| next(rest, &s[i..]))
         }
-        [b'?', rest @ ..] => matches!(s, [c, tail @ ..] if *c != b'/' && glob(rest, tail)),
-        [b'[', rest @ ..] => match (class(rest), s) {
-            (Some((hit, after)), [c, tail @ ..]) => *c != b'/' && hit(*c) && glob(after, tail),
+        ['?', rest @ ..] => matches!(s, [c, tail @ ..] if *c != '/' && next(rest, tail)),
+        ['[', rest @ ..] => match (class(rest), s) {
+            (Some((hit, after)), [c, tail @ ..]) => *c != '/' && hit(*c) && next(after, tail),
             (Some(_), []) => false,
             // No closing bracket: a literal '['.
-            (None, [b'[', tail @ ..]) => glob(rest, tail),
+            (None, ['[', tail @ ..]) => next(rest, tail),
             (None, _) => false,
         },
-        [b'\\', c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && glob(rest, tail)),
-        [c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && glob(rest, tail)),
+        ['\\', c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
+        [c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
     }
 }
 
-/// A `[...]` class (after its `[`): a test for one byte, and the pattern
-/// after its `]`; `None` if it never closes.
-fn class(p: &[u8]) -> Option<(impl Fn(u8) -> bool + '_, &[u8])> {
+/// A `[...]` class (after its `[`): a test for one character, and the
+/// pattern after its `]`; `None` if it never closes.
+fn class(p: &[char]) -> Option<(impl Fn(char) -> bool + '_, &[char])> {
     let (negated, body) = match p {
-        [b'!' | b'^', rest @ ..] => (true, rest),
+        ['!' | '^', rest @ ..] => (true, rest),
         _ => (false, p),
     };
     // A `]` first is a member, not the end.
-    let end = body.iter().skip(1).position(|&c| c == b']')? + 1;
+    let end = body.iter().skip(1).position(|&c| c == ']')? + 1;
     let members = &body[..end];
-    let hit = move |c: u8| {
+    let hit = move |c: char| {
         let mut i = 0;
         let mut found = false;
         while i < members.len() {
-            if i + 2 < members.len() && members[i + 1] == b'-' {
+            if i + 2 < members.len() && members[i + 1] == '-' {
                 found |= (members[i]..=members[i + 2]).contains(&c);
                 i += 3;
             } else {
@@ -142,18 +166,6 @@ fn class(p: &[u8]) -> Option<(impl Fn(u8) -> bool + '_, &[u8])> {
         found != negated
     };
     Some((hit, &body[end + 1..]))
-}
-
-/// The literal directory a pattern starting with `/` lies under (up to
-/// its first wildcard), to tell whether it can match anything watched.
-pub fn literal_dir(pattern: &str) -> &Path {
-    let head = pattern
-        .find(['*', '?', '[', '\\'])
-        .map_or(pattern, |i| &pattern[..i]);
-    match head.rfind('/') {
-        Some(0) | None => Path::new("/"),
-        Some(i) => Path::new(&head[..i]),
-    }
 }
 
 /// Splits `PATTERN=ACTION` at the first `=` that an action follows (a
@@ -174,7 +186,8 @@ mod tests {
     use super::*;
 
     fn g(p: &str, s: &str) -> bool {
-        glob(p.as_bytes(), s.as_bytes())
+        let chars = |t: &str| t.chars().collect::<Vec<_>>();
+        glob(&chars(p), &chars(s), false)
     }
 
     #[test]
@@ -200,6 +213,13 @@ mod tests {
         assert!(!g("\\*", "a"));
         assert!(g("*", ""));
         assert!(!g("a", "ab"));
+        assert!(g("caf?.conf", "café.conf"), "one character, not one byte");
+        assert!(g("[éè]t.conf", "ét.conf"));
+        assert!(
+            g("certs/", "certs/a/tls.pem"),
+            "a trailing / is everything below"
+        );
+        assert!(!g("certs/", "certs"));
     }
 
     #[test]
@@ -272,9 +292,32 @@ mod tests {
     }
 
     #[test]
-    fn the_literal_directory_of_an_absolute_pattern() {
-        assert_eq!(literal_dir("/etc/nginx/*.conf"), Path::new("/etc/nginx"));
-        assert_eq!(literal_dir("/etc/nginx/a.conf"), Path::new("/etc/nginx"));
-        assert_eq!(literal_dir("/*"), Path::new("/"));
+    fn an_absolute_pattern_can_match_under_a_directory_or_not() {
+        let under = |p: &str, d: &str| can_match_under(p, Path::new(d), false);
+        assert!(under("/etc/nginx/conf.d/*.conf", "/etc/nginx/conf.d"));
+        assert!(under("/etc/**/tls.pem", "/etc/nginx"));
+        assert!(under("/etc/*/conf.d/*", "/etc/nginx"));
+        assert!(can_match_under(
+            "/etc/app.conf",
+            Path::new("/etc/app.conf"),
+            true
+        ));
+        assert!(!under("/etc/app.conf", "/etc/app.conf"), "a directory");
+        assert!(!under("/etc/nginx/nginx.conf", "/etc/nginx/conf.d"));
+        assert!(!under("/x/*", "/x/c"), "* cannot reach below c");
+        assert!(!under("/elsewhere/*.conf", "/etc"));
+    }
+
+    #[test]
+    fn a_file_under_nested_roots_matches_patterns_relative_to_either() {
+        let routes = Routes::new(
+            vec![PathBuf::from("/c"), PathBuf::from("/c/sub")],
+            vec![Rule {
+                pattern: "sub/*.md".into(),
+                act: Act::Nothing,
+            }],
+        );
+        assert!(routes.rule_for(Path::new("/c/sub/notes.md")).is_some());
+        assert!(routes.rule_for(Path::new("/c/subway/notes.md")).is_none());
     }
 }

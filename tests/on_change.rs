@@ -234,3 +234,56 @@ fn a_url_rule_is_posted_once_per_update_beside_the_global_url() {
     assert_eq!(posts.lock().expect("lock").len(), 3);
     assert_eq!(posts.lock().expect("lock")[2], "POST /certs HTTP/1.1");
 }
+
+#[test]
+fn a_failed_hook_of_one_file_survives_a_newer_change_of_another() {
+    let s = Scratch::new("on-change-owed");
+    let dir = s.path("c");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.conf"), "1").unwrap();
+    std::fs::write(dir.join("b.conf"), "1").unwrap();
+    let runs = s.path("runs").display().to_string();
+    // A fails until the file a-ok exists; B always succeeds.
+    let hook_a = format!(
+        "command:sh -c 'echo \"A $FLUSH_MANAGER_CHANGED\" >> {runs}; test -e {}'",
+        s.path("a-ok").display()
+    );
+    let hook_b = format!("command:sh -c 'echo \"B $FLUSH_MANAGER_CHANGED\" >> {runs}'");
+    let child = TrapChild::new(&s.path("got"))
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let args = [
+        format!("--config={}", dir.display()),
+        format!("--on-change=a.conf={hook_a}"),
+        format!("--on-change=b.conf={hook_b}"),
+        "--debounce=100ms".into(),
+    ];
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--", "/bin/sh", "-c", &child]);
+    let m = run(mode(), &argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+
+    write_in_place(&dir.join("a.conf"), b"2");
+    assert!(m.wait_log("Reload failed"), "{}", m.log());
+    std::fs::write(s.path("a-ok"), "").unwrap();
+    // b.conf changes while A waits for its retry: A still runs again, and
+    // is still told of a.conf.
+    write_in_place(&dir.join("b.conf"), b"2");
+    let a = format!("A {}", dir.join("a.conf").display());
+    assert!(
+        wait_for(LONG, || s.lines("runs").iter().filter(|l| **l == a).count()
+            >= 2),
+        "{:?}\n{}",
+        s.lines("runs"),
+        m.log()
+    );
+    assert!(m.wait_log("Reload succeeded"), "{}", m.log());
+    assert!(
+        s.lines("runs")
+            .contains(&format!("B {}", dir.join("b.conf").display())),
+        "{:?}",
+        s.lines("runs")
+    );
+}

@@ -772,13 +772,25 @@ fn bad_on_change_rules_are_refused_saying_why() {
         ("x=command:", "empty command"),
         ("x=command:'unclosed", "unterminated"),
         ("x=url:https://127.0.0.1/", "http"),
-        ("/elsewhere/*.conf=restart", "not under any --config"),
+        (
+            "/elsewhere/*.conf=restart",
+            "matches nothing under any --config",
+        ),
+        (
+            "/c/x=url:http://u:s3cret@127.0.0.1:99999/",
+            "http://***@127.0.0.1",
+        ),
+        ("x=signal:TERM", "say `restart`"),
+        ("x=signal:INT", "say `restart`"),
+        ("..data/*=none", "never watched"),
+        ("a=none,b=restart", "one rule per --on-change"),
     ] {
         let args = ["--config=/c", "--on-change", rule, "--", "x"];
         match run(&args) {
             Err((message, 2)) => {
                 assert!(message.contains("--on-change"), "{rule}: {message}");
                 assert!(message.contains(why), "{rule}: {message}");
+                assert!(!message.contains("s3cret"), "a password shown: {message}");
             }
             other => panic!("{rule}: accepted or wrong code: {other:?}"),
         }
@@ -787,5 +799,24 @@ fn bad_on_change_rules_are_refused_saying_why() {
     assert!(
         matches!(&nothing_watched, Err((m, 2)) if m.contains("nothing is watched")),
         "{nothing_watched:?}"
+    );
+}
+
+#[test]
+fn config_paths_are_spelled_one_way() {
+    let c = run(&["--config=./conf//x/", "--config=/a/./b", "--", "x"]).unwrap();
+    assert_eq!(
+        c.configs,
+        [PathBuf::from("/start/conf/x"), PathBuf::from("/a/b")]
+    );
+    // So that an absolute rule names what the watch reports.
+    assert!(
+        run(&[
+            "--config=./conf",
+            "--on-change=/start/conf/docs.md=none",
+            "--",
+            "x"
+        ])
+        .is_ok()
     );
 }
