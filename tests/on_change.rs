@@ -29,6 +29,18 @@ fn keys(main: &str, pem: &str, lua: &str, docs: &str) -> Vec<(&'static str, Vec<
     ]
 }
 
+/// The manager with `args` over a `/bin/sh -c child` that writes "ready"
+/// to the scratch file "got" once its traps are set; returns once it is
+/// ready and the manager watches.
+fn start(s: &Scratch, args: &[String], child: &str) -> Manager {
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.extend(["--", "/bin/sh", "-c", child]);
+    let m = run(mode(), &argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    m
+}
+
 fn write(kube: &AtomicWriter, keys: &[(&'static str, Vec<u8>)]) {
     let payload: Vec<(&str, &[u8])> = keys.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     kube.write(&payload);
@@ -62,11 +74,7 @@ fn one_update_sends_each_signal_once_runs_each_command_once_and_ignores_docs() {
         "--on-change=docs.md=none".into(),
         "--debounce=200ms".into(),
     ];
-    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    argv.extend(["--", "/bin/sh", "-c", &child]);
-    let m = run(mode(), &argv);
-    assert!(s.wait_contains("got", "ready"), "{}", m.log());
-    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let m = start(&s, &args, &child);
 
     // Every key at once: USR1 once for the certificate, the command once
     // for two files (docs.md chose none; no file took the global HUP).
@@ -130,11 +138,7 @@ fn a_file_that_asks_for_a_restart_restarts_and_nothing_else_runs() {
         format!("--on-change=*.lua={hook}"),
         "--debounce=200ms".into(),
     ];
-    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    argv.extend(["--", "/bin/sh", "-c", &child]);
-    let m = run(mode(), &argv);
-    assert!(s.wait_contains("got", "ready"), "{}", m.log());
-    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let m = start(&s, &args, &child);
 
     write(&kube, &keys("m2", "p2", "l2", "d2"));
     assert!(
@@ -212,11 +216,7 @@ fn a_url_rule_is_posted_once_per_update_beside_the_global_url() {
         format!("--on-change=lua/**=url:http://127.0.0.1:{port}/certs"),
         "--debounce=200ms".into(),
     ];
-    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    argv.extend(["--", "/bin/sh", "-c", &child]);
-    let m = run(mode(), &argv);
-    assert!(s.wait_contains("got", "ready"), "{}", m.log());
-    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let m = start(&s, &args, &child);
 
     write(&kube, &keys("m2", "p2", "l2", "d1"));
     assert!(m.wait_log("Reload succeeded"), "{}", m.log());
@@ -259,11 +259,7 @@ fn a_failed_hook_of_one_file_survives_a_newer_change_of_another() {
         format!("--on-change=b.conf={hook_b}"),
         "--debounce=100ms".into(),
     ];
-    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    argv.extend(["--", "/bin/sh", "-c", &child]);
-    let m = run(mode(), &argv);
-    assert!(s.wait_contains("got", "ready"), "{}", m.log());
-    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let m = start(&s, &args, &child);
 
     write_in_place(&dir.join("a.conf"), b"2");
     assert!(m.wait_log("Reload failed"), "{}", m.log());
