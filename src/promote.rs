@@ -489,8 +489,8 @@ fn copy_regular(source: &Path, dest: &Path) -> io::Result<()> {
 /// Copies `from`'s bytes, keeping its holes: a sparse source (a huge file
 /// of mostly nothing) must not fill DIR's disk with zeros. Data regions are
 /// found with SEEK_DATA/SEEK_HOLE; a filesystem that has no idea of holes
-/// reports the whole file as data, and one that refuses the question gets
-/// a plain copy.
+/// reports the whole file as data, and where the question is refused (or
+/// an offset does not fit a 32-bit `off_t`) the copy is a plain one.
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
@@ -502,22 +502,20 @@ fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
     use io::{Read, Seek, SeekFrom};
     use nix::errno::Errno;
     use nix::unistd::{Whence, lseek};
-    let mut pos: i64 = 0;
+    let mut pos: nix::libc::off_t = 0;
     loop {
         let data = match lseek(&*from, pos, Whence::SeekData) {
             Ok(data) => data,
             // No data past `pos`: the rest is a hole (or the end).
             Err(Errno::ENXIO) => break,
-            Err(Errno::EINVAL) if pos == 0 => {
-                from.seek(SeekFrom::Start(0))?;
-                io::copy(from, to)?;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+            Err(_) => return plain_copy(from, to),
         };
-        let hole = lseek(&*from, data, Whence::SeekHole)?;
-        let start = u64::try_from(data).map_err(io::Error::other)?;
-        let len = u64::try_from(hole - data).map_err(io::Error::other)?;
+        let Ok(hole) = lseek(&*from, data, Whence::SeekHole) else {
+            return plain_copy(from, to);
+        };
+        let (Ok(start), Ok(len)) = (u64::try_from(data), u64::try_from(hole - data)) else {
+            return plain_copy(from, to);
+        };
         from.seek(SeekFrom::Start(start))?;
         to.seek(SeekFrom::Start(start))?;
         io::copy(&mut Read::by_ref(from).take(len), to)?;
@@ -525,6 +523,22 @@ fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
     }
     // The length, holes at the end included, as the source has it now.
     to.set_len(from.metadata()?.len())
+}
+
+/// The whole file, from its start, over whatever was copied so far.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly"
+))]
+fn plain_copy(from: &mut File, to: &mut File) -> io::Result<()> {
+    use io::{Seek, SeekFrom};
+    to.set_len(0)?;
+    to.seek(SeekFrom::Start(0))?;
+    from.seek(SeekFrom::Start(0))?;
+    io::copy(from, to).map(drop)
 }
 
 #[cfg(not(any(
