@@ -66,13 +66,24 @@ impl Url {
     }
 
     pub fn parse(text: &str) -> Result<Url, String> {
-        let rest = text.strip_prefix("http://").ok_or_else(|| {
-            if text.starts_with("https://") {
-                format!("{text:?}: https is not supported (reload endpoints listen on the pod's loopback; use http://)")
-            } else {
-                format!("{text:?}: expected http://host[:port]/path")
+        // The scheme is case-insensitive (RFC 3986); errors never show a
+        // password, whatever the scheme.
+        let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let rest = match scheme.as_deref() {
+            Some("http") => &text["http://".len()..],
+            Some("https") => {
+                return Err(format!(
+                    "{:?}: https is not supported (reload endpoints listen on the pod's loopback; use http://)",
+                    redact(text)
+                ));
             }
-        })?;
+            _ => {
+                return Err(format!(
+                    "{:?}: expected http://host[:port]/path",
+                    redact(text)
+                ));
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -103,14 +114,15 @@ impl Url {
     }
 }
 
-/// The URL as it may be shown: without its userinfo (a password).
+/// The URL as it may be shown: without its userinfo (a password), for
+/// any scheme (`https://u:p@…` is refused, but must not be echoed either).
 fn redact(text: &str) -> String {
-    let Some(rest) = text.strip_prefix("http://") else {
+    let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_string();
     };
     let end = rest.find('/').unwrap_or(rest.len());
     match rest[..end].rfind('@') {
-        Some(at) => format!("http://***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => text.to_string(),
     }
 }
@@ -118,10 +130,14 @@ fn redact(text: &str) -> String {
 /// `text` with the userinfo of an `http://` URL in it masked: for errors
 /// that quote a whole argument (an `--on-change ...=url:...` rule).
 pub fn redact_in(text: &str) -> String {
-    match text.find("http://") {
-        Some(at) => format!("{}{}", &text[..at], redact(&text[at..])),
-        None => text.to_string(),
-    }
+    // From the start of the scheme before the first `://`.
+    let Some(sep) = text.find("://") else {
+        return text.to_string();
+    };
+    let start = text[..sep]
+        .rfind(|c: char| !c.is_ascii_alphanumeric() && !"+-.".contains(c))
+        .map_or(0, |i| i + 1);
+    format!("{}{}", &text[..start], redact(&text[start..]))
 }
 
 /// `%XX` escapes decoded (RFC 3986 userinfo).
@@ -596,6 +612,21 @@ mod tests {
         assert!(!err.contains("secret"), "the password in an error: {err}");
         let err = Url::parse("http://user:s%zzcret@127.0.0.1/").unwrap_err();
         assert!(!err.contains("zz"), "{err}");
+        // Refused schemes do not echo it either.
+        for text in [
+            "https://u:secret@127.0.0.1/",
+            "ftp://u:secret@x/",
+            "HTTPS://u:secret@x",
+        ] {
+            let err = Url::parse(text).unwrap_err();
+            assert!(!err.contains("secret"), "the password in an error: {err}");
+        }
+        assert_eq!(
+            redact_in("x=url:HTTPS://u:secret@h/p"),
+            "x=url:HTTPS://***@h/p"
+        );
+        // The scheme is case-insensitive.
+        assert_eq!(Url::parse("HTTP://127.0.0.1:9/x").unwrap().port, 9);
     }
 
     #[test]

@@ -26,7 +26,7 @@
 
 use crate::state::Generation;
 use crate::watch::fingerprint::{self, FileState, Snapshot};
-use log::{info, warn};
+use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -258,6 +258,13 @@ impl Promoter {
                     Ok(()) => {}
                     // Gone since the layout was read: promoted without it.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    // Became a FIFO, socket or device after startup (where
+                    // it is refused): not config, as the watch said (its
+                    // WARN), so not promoted; the rest still is.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                        debug!("Not staging {}: {e}", source.display());
+                        continue;
+                    }
                     Err(e) => {
                         return Err(io::Error::new(
                             e.kind(),

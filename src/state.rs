@@ -92,6 +92,9 @@ pub struct Machine {
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
     ready: Readiness,
+    /// `--promote-to`: files gone from the source that the child's
+    /// directory still holds, already said (once per removal).
+    said_removed: std::collections::BTreeSet<PathBuf>,
 }
 
 impl Machine {
@@ -123,6 +126,7 @@ impl Machine {
             probation: None,
             rolling: None,
             ready: Readiness::default(),
+            said_removed: Default::default(),
         };
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
             m.approved = Some(good.snapshot);

@@ -157,7 +157,10 @@ impl Timers {
         }
         let since = *self.burst_since.get_or_insert(now);
         let quiet = after(now, self.debounce);
-        let cap = after(since, self.debounce_max).max(now);
+        // Not moved by later events (a deadline already past fires at
+        // once): with --splay, each event of a busy directory would
+        // otherwise push the settle a whole splay further, without end.
+        let cap = after(since, self.debounce_max);
         let mut at = quiet.min(cap);
         if let Some(acted) = self.acted {
             at = at.max(after(acted, self.min_interval));
@@ -321,6 +324,29 @@ mod tests {
         t.acted(t0);
         t.changed(t0 + 1000 * MS);
         assert_eq!(t.next(), Some(t0 + 10_000 * MS), "one action per interval");
+    }
+
+    #[test]
+    fn a_steady_writer_cannot_postpone_past_the_maximum_plus_the_splay() {
+        let t0 = Instant::now();
+        let splay = 2000 * MS;
+        let mut t = Timers::new(100 * MS, 1000 * MS).rate(splay, ZERO, 3);
+        // A change every 700 ms (a heartbeat key), forever.
+        let mut now = t0;
+        let mut settled_at = None;
+        while settled_at.is_none() && now < t0 + 30_000 * MS {
+            t.changed(now);
+            now += 700 * MS;
+            if t.due(now).contains(&Due::Settle) {
+                settled_at = Some(now);
+            }
+        }
+        let settled_at = settled_at.expect("never settled");
+        assert!(
+            settled_at <= t0 + 1000 * MS + splay + 700 * MS,
+            "{:?}",
+            settled_at - t0
+        );
     }
 
     #[test]

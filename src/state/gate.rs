@@ -490,18 +490,23 @@ impl Machine {
 
     /// A file gone from the source is not a change (a deletion restarts
     /// nothing), but with `--promote-to` the child's directory keeps the
-    /// copy promoted last until a change is promoted: said once, so a
-    /// removed ConfigMap key is not a silent difference.
+    /// copy promoted last until a change is promoted: said once per
+    /// removal, so a deleted ConfigMap key is not a silent difference. What
+    /// the directory holds is the approved bytes (not what the child was
+    /// last told of: files that chose `none` may never have been promoted).
     fn note_removed(&mut self, now: &Snapshot) {
-        if !self.settings.promote {
+        let Some(held) = self.approved.as_ref().filter(|_| self.settings.promote) else {
             return;
-        }
-        let gone: Vec<PathBuf> = self
-            .base
+        };
+        let present = |path: &PathBuf| matches!(now.get(path), Some(FileState::Content { .. }));
+        // Back again: a later removal is said again.
+        self.said_removed.retain(|path| !present(path));
+        let gone: Vec<PathBuf> = held
             .iter()
             .filter(|(path, state)| {
                 matches!(state, FileState::Content { .. })
                     && matches!(now.get(*path), None | Some(FileState::Missing))
+                    && !self.said_removed.contains(*path)
             })
             .map(|(path, _)| path.clone())
             .collect();
@@ -513,12 +518,7 @@ impl Machine {
             "Removed from the config source: {}; the child's directory keeps the copy promoted last until the next change is promoted",
             list.join(", ")
         );
-        for path in gone {
-            match now.get(&path) {
-                Some(state) => self.base.insert(path, state.clone()),
-                None => self.base.remove(&path),
-            };
-        }
+        self.said_removed.extend(gone);
     }
 
     /// `--restart-signal`: restart now, through the same gate as a change.

@@ -1515,3 +1515,53 @@ fn a_none_file_changing_during_a_check_does_not_restart_the_check() {
         ]
     );
 }
+
+#[test]
+fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
+    use crate::route::Act;
+    let s = Settings {
+        promote: true,
+        reload_signal: Some(libc::SIGHUP),
+        routes: rules(&[("b.conf", Act::Restart)]),
+        ..settings()
+    };
+    let both = |a| files(&[("a.conf", a), ("b.conf", 1)]);
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: both(1),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None);
+    look_and_start(&mut m, both(1));
+    let only_a = files(&[("a.conf", 1)]);
+    assert_eq!(m.handle(Event::ConfigSettled(only_a.clone())), []);
+    assert_eq!(m.said_removed.len(), 1);
+    assert_eq!(m.handle(Event::ConfigSettled(only_a)), []);
+    // Back with the same bytes: nothing to do, and nothing left owed.
+    assert_eq!(m.handle(Event::ConfigSettled(both(1))), []);
+    assert!(m.said_removed.is_empty());
+    // a.conf alone: staged, committed, one HUP; b.conf does not restart.
+    let staged = m.handle(Event::ConfigSettled(both(2)));
+    assert_eq!(staged, [Action::Acted, Action::Stage { token: 1 }]);
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: both(2),
+    };
+    assert_eq!(
+        m.handle(Event::Staged {
+            token: 1,
+            result: Ok(g2)
+        }),
+        [Action::Commit {
+            token: 1,
+            generation: "g2".into()
+        }]
+    );
+    let told = m.handle(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    assert!(
+        told.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        "{told:?}"
+    );
+}
