@@ -97,3 +97,64 @@ fn signals_are_forwarded_while_a_huge_file_is_hashed_again_and_again() {
     );
     assert!(sent >= 20, "only {sent} signals sent");
 }
+
+#[test]
+fn signals_are_forwarded_while_10000_files_are_routed_by_1000_rules() {
+    let s = Scratch::new("responsive-rules");
+    let dir = s.path("conf");
+    // Under qemu-user every glob runs tens of times slower: fewer rules
+    // keep the routing (off the loop) within the test's limits.
+    let rules = if under_qemu() { 100 } else { 1000 };
+    for i in 0..10_000 {
+        let sub = dir.join(format!("d{}", i % 100));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i}.conf")), format!("v1 {i}")).unwrap();
+    }
+    let child = TrapChild::new(&s.path("got"))
+        .record_as("USR1", "usr1")
+        .record_as("HUP", "hup")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let conf = format!("--config={}", dir.display());
+    // Rules a glob must work hard to turn down (no literal head, a
+    // common tail), then the one every file takes.
+    let mut args: Vec<String> = vec![conf, "--debounce=200ms".into(), "--poll-interval=0".into()];
+    args.extend((0..rules).map(|i| format!("--on-change=**/nomatch-{i}-*[a-z]?.conf=restart")));
+    args.push("--on-change=*.conf=signal:HUP".into());
+    args.extend(["--", "/bin/sh", "-c", &child].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = Manager::plain(&argv);
+    assert!(s.wait_contains("got", "ready"), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let writer = {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            for i in 0..10_000 {
+                let sub = dir.join(format!("d{}", i % 100));
+                let _ = fs::write(sub.join(format!("f{i}.conf")), format!("v2 {i}"));
+            }
+        })
+    };
+    let (sent, worst) = worst_forwarding(&m, &s, || m.count("sending SIGHUP") >= 1);
+    writer.join().unwrap();
+    assert!(
+        m.count("sending SIGHUP") >= 1,
+        "the burst was never routed: the test would prove nothing\n{}",
+        m.log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !s.lines("got").is_empty() && m.count("restarting child process") == 0,
+        "a file took a rule it does not match"
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "a forwarded signal waited {worst:?} behind routing"
+    );
+    assert!(sent >= 5, "only {sent} signals sent");
+}

@@ -7,6 +7,7 @@
 //! noted before it.
 
 use super::{Look, Wake};
+use crate::route::Routes;
 use crate::watch::fingerprint::Snapshot;
 use crate::watch::{NotifyEvent, Watch};
 use async_channel::Receiver;
@@ -37,6 +38,8 @@ pub struct Looks {
     /// Answers known without looking (nothing is watched), and the wake-up
     /// owed for events a look took early.
     ready: VecDeque<Wake>,
+    /// `--on-change`: each look works out its files' rules off the loop.
+    routes: Routes,
 }
 
 impl Looks {
@@ -51,6 +54,7 @@ impl Looks {
             start: None,
             notify: None,
             ready: VecDeque::new(),
+            routes: Routes::default(),
         }
     }
 
@@ -65,6 +69,12 @@ impl Looks {
             None => self.start = Some(poll_only),
         }
         self.active
+    }
+
+    /// The rules whose answers the looks work out (shared with the
+    /// machine's copy).
+    pub fn route_with(&mut self, routes: Routes) {
+        self.routes = routes;
     }
 
     pub fn poll_interval(&self) -> Option<Duration> {
@@ -155,6 +165,7 @@ impl Looks {
         if look != Look::Poll && self.take_events(&mut watch) && look != Look::Settle {
             self.ready.push_back(Wake::Notify);
         }
+        let routes = self.routes.clone();
         let task = smol::unblock(move || {
             let found = match look {
                 Look::Poll => Found::Moved(watch.poll()),
@@ -166,6 +177,9 @@ impl Looks {
                 }
                 Look::Start | Look::Restart => Found::Bytes(watch.snapshot()),
             };
+            if let Found::Bytes(now) = &found {
+                routes.warm(now.keys());
+            }
             (watch, found)
         });
         self.away = Some((look, task));

@@ -141,6 +141,8 @@ async fn supervise(
         }
     };
     let take_tty = child::owns_terminal();
+    // One set of rules, its answers shared by the looks and the machine.
+    let routes = Routes::new(cfg.configs.clone(), cfg.on_change.clone());
     let settings = Settings {
         stop_signal: cfg.stop_signal,
         stop_timeout: cfg.stop_timeout,
@@ -160,7 +162,7 @@ async fn supervise(
         } else {
             cfg.reload_url.len()
         },
-        routes: Routes::new(cfg.configs.clone(), cfg.on_change.clone()),
+        routes: routes.clone(),
         rollback_window: cfg.rollback_window,
         ready_probe: cfg.ready_interval.is_some(),
         ready_failures: READY_FAILURES,
@@ -171,10 +173,12 @@ async fn supervise(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::from(d.subsec_nanos()));
     let loop_cfg = LoopConfig::new(&cfg, seed);
+    let mut looks = Looks::new(watch);
+    looks.route_with(routes);
     let mut os = Os {
         cfg,
         cwd,
-        looks: Looks::new(watch),
+        looks,
         staging: VecDeque::new(),
         child: None,
         promoter,
