@@ -392,7 +392,11 @@ impl Values<'_> {
                     return Ok(Some(parse::comma_list(&text)));
                 }
                 Var::Lines(_) => {
-                    let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+                    // Blank lines and `#` comments are for the manifest's reader.
+                    let lines = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'));
                     return Ok(Some(lines.map(String::from).collect()));
                 }
                 Var::Value(_) => Some(text),

@@ -16,10 +16,13 @@ pub fn init(level: log::LevelFilter, json: bool) {
         .filter_level(level)
         // notify reports a watch the kernel already dropped (a replaced
         // directory) at INFO: noise at our default level, kept for debug.
+        // Never its trace: one line per inotify event, which, with the log
+        // written next to a watched directory, is itself an event (the log
+        // would feed itself without end).
         .filter_module(
             "notify",
             if level >= log::LevelFilter::Debug {
-                level
+                log::LevelFilter::Debug
             } else {
                 level.min(log::LevelFilter::Warn)
             },

@@ -275,3 +275,40 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     assert!(!m.log().contains("restarting"), "{}", m.log());
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
 }
+
+#[test]
+fn a_trace_log_next_to_the_watched_directory_does_not_feed_itself() {
+    // The log file beside the watched directory: each line written is an
+    // inotify event there. At trace level notify's line per event, and
+    // ours, were each the next event: the log grew by about 40 MB/s, the
+    // child never started, and SIGTERM waited out the stop timeout.
+    let s = Scratch::new("log-feedback");
+    let src = s.path("cfg/src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.conf"), "a").unwrap();
+    let child = TrapChild::new(&s.path("got"))
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let mut m = Manager::start_with(
+        &sh_args(&["-vvvv", "--config", src.to_str().unwrap()], &child),
+        Opts {
+            mode: Mode::Plain,
+            log_in: Some(&s.path("cfg")),
+            ..Opts::default()
+        },
+    );
+    assert!(s.wait_contains("got", "ready"), "the child never started");
+    assert!(m.wait_log("Watching directory"));
+    std::thread::sleep(Duration::from_secs(1));
+    let size = || fs::metadata(&m.log_path).map_or(0, |md| md.len());
+    let before = size();
+    std::thread::sleep(Duration::from_secs(1));
+    let grown = size() - before;
+    assert!(
+        grown < 100_000,
+        "the log grew {grown} bytes in a second, idle"
+    );
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.wait_code(Duration::from_secs(5)), Some(0), "SIGTERM");
+}

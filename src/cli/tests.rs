@@ -744,7 +744,7 @@ fn on_change_rules_come_from_the_environment_one_a_line() {
         &["--config=/c", "--", "x"],
         &[(
             "FLUSH_MANAGER_ON_CHANGE",
-            "a,b.conf=restart\n\n  *.crt=command:sh -c 'echo a,b'\n",
+            "# nginx\na,b.conf=restart\n\n  *.crt=command:sh -c 'echo a,b'\n",
         )],
     )
     .unwrap();

@@ -118,6 +118,16 @@ impl Machine {
             sig
         };
         match &mut self.phase {
+            // The start's look is still out: no child yet, nothing to stop
+            // or drain (waiting out a stop deadline for nobody would leave
+            // a SIGTERM unanswered for --stop-timeout).
+            Phase::Starting if is_shutdown(sig) => {
+                info!(
+                    "Received {} before the child started, exiting",
+                    signals::name(sig)
+                );
+                self.done(128 + sig)
+            }
             Phase::Starting | Phase::Running
                 if sig == libc::SIGTERM && !self.settings.stop_delay.is_zero() =>
             {

@@ -1565,3 +1565,20 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
         "{told:?}"
     );
 }
+
+#[test]
+fn sigterm_before_the_child_started_exits_at_once() {
+    // The start's look is still out: nothing to stop, nothing to wait for.
+    let (mut m, first) = Machine::new(settings(), None, None);
+    assert_eq!(first, [Action::Fingerprint]);
+    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
+    // With --stop-delay too: there is nothing to drain.
+    let s = Settings {
+        stop_delay: SECS10,
+        ..settings()
+    };
+    let (mut m, _) = Machine::new(s, None, None);
+    assert_eq!(m.handle(Event::Signal(libc::SIGINT)), [Action::Exit(130)]);
+    // The late answer to the look starts nothing.
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), []);
+}

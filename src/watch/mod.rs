@@ -351,7 +351,11 @@ fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
     });
     // Unrelated events only at trace: a log file written into a watched
     // directory at debug level would otherwise feed itself (the Go tool spun
-    // at 100% CPU that way).
+    // at 100% CPU that way). Events of our own log file are never logged,
+    // whatever the level: at trace, each line would be the next event.
+    if !relevant && event.paths.iter().all(|p| is_own_log(p)) {
+        return false;
+    }
     if relevant {
         debug!("Fsnotify event: {:?} {:?}", event.kind, event.paths);
     } else {
@@ -542,4 +546,17 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
     }
+}
+
+/// Is `path` the file our stderr (the log) is written to? Read once, from
+/// /proc where there is one.
+fn is_own_log(path: &Path) -> bool {
+    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        std::fs::read_link("/proc/self/fd/2")
+            .ok()
+            .filter(|p| p.is_absolute() && p.is_file())
+    })
+    .as_deref()
+        == Some(path)
 }

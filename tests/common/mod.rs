@@ -147,6 +147,8 @@ pub struct Opts<'a> {
     pub stderr_pipe: bool,
     /// `ulimit -n` for the manager.
     pub nofile: Option<u64>,
+    /// The directory the log file is written to (else a scratch one).
+    pub log_in: Option<&'a Path>,
 }
 
 impl Default for Opts<'_> {
@@ -160,6 +162,7 @@ impl Default for Opts<'_> {
             launcher: None,
             stderr_pipe: false,
             nofile: None,
+            log_in: None,
         }
     }
 }
@@ -181,7 +184,7 @@ impl Manager {
 
     pub fn start_with(args: &[&str], opts: Opts) -> Manager {
         let logdir = Scratch::new("log");
-        let log_path = logdir.path("manager.log");
+        let log_path = opts.log_in.unwrap_or(&logdir.0).join("manager.log");
         let log = fs::File::create(&log_path).expect("log file");
         let mut cmd = match (opts.mode, &opts.launcher) {
             (_, Some(argv)) => {
