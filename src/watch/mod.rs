@@ -508,6 +508,19 @@ fn symlinks_on(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Is `path` the file our stderr (the log) is written to? Read once, from
+/// /proc where there is one.
+fn is_own_log(path: &Path) -> bool {
+    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        std::fs::read_link("/proc/self/fd/2")
+            .ok()
+            .filter(|p| p.is_absolute() && p.is_file())
+    })
+    .as_deref()
+        == Some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,17 +559,4 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
     }
-}
-
-/// Is `path` the file our stderr (the log) is written to? Read once, from
-/// /proc where there is one.
-fn is_own_log(path: &Path) -> bool {
-    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    OWN.get_or_init(|| {
-        std::fs::read_link("/proc/self/fd/2")
-            .ok()
-            .filter(|p| p.is_absolute() && p.is_file())
-    })
-    .as_deref()
-        == Some(path)
 }
