@@ -93,11 +93,17 @@ impl Compiled {
             } else {
                 Against::Name
             },
-            // A trailing `/` matches below it: no fixed end then.
+            // A trailing `/` matches below it: no fixed end then. Only the
+            // last segment's literal end is sure: a `/` before it may be
+            // part of a `**/` that matched no directory (`**/f.conf`
+            // matches `f.conf`).
             tail: match pattern.ends_with('/') {
                 true => String::new(),
                 false if whole => pattern.to_string(),
-                false => tail.into_iter().collect(),
+                false => {
+                    let tail: String = tail.into_iter().collect();
+                    tail.rsplit('/').next().unwrap_or_default().to_string()
+                }
             },
             head: head.trim_end_matches('/').to_string(),
         }
@@ -222,6 +228,8 @@ fn glob(p: &[char], s: &[char], partial: bool) -> bool {
         [] => s.is_empty(),
         // A trailing `/`: everything below that directory.
         ['/'] => s.first() == Some(&'/') && s.len() > 1,
+        // A trailing `**/` is one too: anything below.
+        ['*', '*', '/'] => !s.is_empty(),
         ['*', '*', '/', rest @ ..] => {
             // `**/`: zero or more whole directories.
             next(rest, s)
@@ -326,6 +334,76 @@ mod tests {
             "a trailing / is everything below"
         );
         assert!(!g("certs/", "certs"));
+    }
+
+    #[test]
+    fn the_prefilter_never_turns_away_what_the_glob_matches() {
+        let patterns = [
+            "**/f.conf",
+            "**/*.pem",
+            "a/**/b",
+            "a/**",
+            "sub/**/",
+            "certs/",
+            "x[ab]",
+            "[]]x",
+            "[!.]conf",
+            "a\\*b",
+            "*\\]",
+            "f.conf",
+            "a/f.conf",
+            "caf?.conf",
+            "**",
+            "*",
+            "?",
+            "d/*/f.*",
+            "**/d/**/f",
+            "/r/**/f.conf",
+            "/r/",
+        ];
+        let strings = [
+            "f.conf",
+            "a/f.conf",
+            "a/b/f.conf",
+            "tls.pem",
+            "a/tls.pem",
+            "a/b",
+            "a/x/b",
+            "sub/f",
+            "sub/d/f",
+            "certs/a",
+            "xa",
+            "a/xb",
+            "]x",
+            "xconf",
+            ".conf",
+            "a*b",
+            "a]",
+            "café.conf",
+            "d/e/f.txt",
+            "d/f",
+            "d/e/x/f",
+            "/r/f.conf",
+            "/r/a/f.conf",
+            "/r/x",
+            "",
+            "a",
+            "sub",
+        ];
+        for p in patterns {
+            let c = Compiled::new(p);
+            let chars: Vec<char> = p.chars().collect();
+            for s in strings {
+                let full = glob(&chars, &s.chars().collect::<Vec<_>>(), false);
+                assert_eq!(c.matches(s), full, "pattern {p:?} on {s:?}");
+            }
+        }
+        assert!(
+            g("sub/**/", "sub/d/f"),
+            "a trailing **/ is everything below"
+        );
+        assert!(g("sub/**/", "sub/f"));
+        assert!(!g("sub/**/", "sub"));
     }
 
     #[test]

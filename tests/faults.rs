@@ -312,3 +312,73 @@ fn a_trace_log_next_to_the_watched_directory_does_not_feed_itself() {
     m.signal(libc::SIGTERM);
     assert_eq!(m.wait_code(Duration::from_secs(5)), Some(0), "SIGTERM");
 }
+
+#[test]
+fn a_log_written_inside_the_config_directory_is_not_config() {
+    // The log file inside the watched directory: its lines must neither be
+    // a change (a restart each time) nor an event worth a line.
+    let s = Scratch::new("log-inside");
+    let conf = s.path("conf");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(conf.join("a.conf"), "a").unwrap();
+    let child = TrapChild::new(&s.path("got"))
+        .on_start("start")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let mut m = Manager::start_with(
+        &sh_args(
+            &[
+                "-vvvv",
+                "--config",
+                conf.to_str().unwrap(),
+                "--debounce=50ms",
+            ],
+            &child,
+        ),
+        Opts {
+            mode: Mode::Plain,
+            log_in: Some(&conf),
+            ..Opts::default()
+        },
+    );
+    assert!(s.wait_contains("got", "ready"), "the child never started");
+    assert!(m.wait_log("Watching directory"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !m.log().contains("manager.log"),
+        "the log file was taken for config"
+    );
+    assert_eq!(s.lines("got").iter().filter(|l| *l == "start").count(), 1);
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.wait_code(Duration::from_secs(5)), Some(0), "SIGTERM");
+}
+
+#[test]
+fn sigterm_during_the_startup_check_exits_at_once_and_blames_no_one() {
+    let s = Scratch::new("term-startup-check");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "v1").unwrap();
+    let mut m = Manager::plain(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--validate",
+        "sleep 30",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert!(m.wait_log("Validating config with"), "{}", m.log());
+    m.signal(libc::SIGTERM);
+    assert_eq!(
+        m.wait_code(Duration::from_secs(5)),
+        Some(143),
+        "{}",
+        m.log()
+    );
+    assert!(
+        !m.log().contains("left outside the child's process group"),
+        "the cancelled check was reported as left running\n{}",
+        m.log()
+    );
+}

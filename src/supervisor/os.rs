@@ -186,6 +186,7 @@ async fn supervise(
         check: None,
         reload: None,
         probe: None,
+        killed: vec![],
         metrics,
         intake,
         me: std::process::id() as i32,
@@ -212,6 +213,8 @@ struct Os {
     reload: Option<(u64, Reloading)>,
     /// The running readiness probe.
     probe: Option<Hook>,
+    /// Process groups of cancelled hooks, SIGKILLed and maybe not yet gone.
+    killed: Vec<i32>,
     /// `--metrics`: what the server shows.
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
@@ -235,6 +238,13 @@ impl Os {
 
     fn sweep(&self) {
         reaper::sweep(|pid| self.owns(pid));
+    }
+
+    /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
+    /// those not yet gone.
+    fn killing(&mut self, pgid: Option<i32>) {
+        self.killed.retain(|&g| child::group_alive(g));
+        self.killed.extend(pgid);
     }
 }
 
@@ -406,6 +416,7 @@ impl World for Os {
 
     fn cancel_validation(&mut self) {
         if let Some((_, check)) = self.check.take() {
+            self.killing(check.process);
             check.cancel("config validation");
         }
     }
@@ -468,6 +479,7 @@ impl World for Os {
         if let Some((_, reload)) = self.reload.take() {
             for pgid in reload.processes {
                 info!("Cancelling the running reload command");
+                self.killing(Some(pgid));
                 child::signal_group(pgid, libc::SIGKILL);
             }
         }
@@ -485,9 +497,23 @@ impl World for Os {
     }
 
     fn report_exit(&mut self, _code: i32) {
-        // Reap what already exited (nothing we own matters any more), then
-        // report what is still running.
-        reaper::sweep(|_| false);
+        // Our own hooks end with us: a readiness probe still running is
+        // killed too, and every group we SIGKILLed gets a moment to go (a
+        // check cancelled a moment ago is not a process "left running").
+        if let Some(probe) = self.probe.take() {
+            self.killing(probe.process);
+            probe.cancel("readiness check");
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            // Reap what already exited (nothing we own matters any more).
+            reaper::sweep(|_| false);
+            let dying = self.killed.iter().any(|&pgid| child::group_alive(pgid));
+            if !dying || std::time::Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         warn_leftovers(&reaper::leftovers());
     }
 

@@ -344,6 +344,9 @@ impl Walk {
             // The directory entry's own type needs no system call; only a
             // symlink (every key of a ConfigMap) is followed with a stat.
             match entry.file_type() {
+                // Our own log, written into the config directory: never
+                // config (each line would be a change).
+                Ok(t) if t.is_file() && super::is_own_log(&path) => {}
                 Ok(t) if t.is_file() => self.files.push(path),
                 Ok(t) if t.is_dir() => {
                     if let Ok(m) = fs::metadata(&path) {

@@ -342,6 +342,9 @@ fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
+    if event.paths.iter().all(|p| is_own_log(p)) {
+        return false;
+    }
     let relevant = event.paths.iter().any(|p| {
         watched.contains_key(p)
             || match (p.parent(), p.file_name()) {
@@ -351,11 +354,7 @@ fn is_relevant(watched: &Watched, event: &NotifyEvent) -> bool {
     });
     // Unrelated events only at trace: a log file written into a watched
     // directory at debug level would otherwise feed itself (the Go tool spun
-    // at 100% CPU that way). Events of our own log file are never logged,
-    // whatever the level: at trace, each line would be the next event.
-    if !relevant && event.paths.iter().all(|p| is_own_log(p)) {
-        return false;
-    }
+    // at 100% CPU that way); our own log's events are not even that (above).
     if relevant {
         debug!("Fsnotify event: {:?} {:?}", event.kind, event.paths);
     } else {
@@ -508,17 +507,28 @@ fn symlinks_on(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Is `path` the file our stderr (the log) is written to? Read once, from
-/// /proc where there is one.
-fn is_own_log(path: &Path) -> bool {
-    static OWN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    OWN.get_or_init(|| {
-        std::fs::read_link("/proc/self/fd/2")
-            .ok()
-            .filter(|p| p.is_absolute() && p.is_file())
-    })
-    .as_deref()
-        == Some(path)
+/// Is `path` the file our stderr (the log) is written to? Never config,
+/// never an event worth a line: at debug or trace level each line would be
+/// the next event (and, inside a config directory, the next change). Known
+/// by its name (from /proc, where there is one) and then by its inode, so a
+/// symlinked path to it counts too.
+pub(crate) fn is_own_log(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    static OWN: std::sync::OnceLock<Option<(std::ffi::OsString, u64, u64)>> =
+        std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        let target = std::fs::read_link("/proc/self/fd/2").ok()?;
+        let meta = std::fs::metadata("/proc/self/fd/2").ok()?;
+        let name = target.file_name()?.to_os_string();
+        meta.is_file().then(|| (name, meta.dev(), meta.ino()))
+    });
+    match own {
+        Some((name, dev, ino)) => {
+            path.file_name() == Some(name.as_os_str())
+                && std::fs::metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
