@@ -532,14 +532,8 @@ fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
     to.set_len(from.metadata()?.len())
 }
 
-/// The whole file, from its start, over whatever was copied so far.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "dragonfly"
-))]
+/// The whole file, from its start, over whatever was copied so far (where
+/// holes cannot be asked for, this is the copy).
 fn plain_copy(from: &mut File, to: &mut File) -> io::Result<()> {
     use io::{Seek, SeekFrom};
     to.set_len(0)?;
@@ -555,9 +549,7 @@ fn plain_copy(from: &mut File, to: &mut File) -> io::Result<()> {
     target_os = "freebsd",
     target_os = "dragonfly"
 )))]
-fn copy_data(from: &mut File, to: &mut File) -> io::Result<()> {
-    io::copy(from, to).map(drop)
-}
+use plain_copy as copy_data;
 
 /// What a source file is, when it is not a regular file.
 fn special_kind(path: &Path) -> Option<&'static str> {
