@@ -33,6 +33,20 @@ fn running(s: Settings, hash: Option<u64>) -> Machine {
     m
 }
 
+/// What stopping the child with `sig` (default timeout) starts with.
+fn stop_with(sig: i32) -> [Action; 3] {
+    [
+        Action::Signal(sig, CHILD),
+        Action::ContinueStopped(CHILD),
+        Action::StopDeadline(Some(SECS10)),
+    ]
+}
+
+/// A settled change taken (`--min-interval` counts), then `then`.
+fn acted_then(then: [Action; 3]) -> Vec<Action> {
+    std::iter::once(Action::Acted).chain(then).collect()
+}
+
 fn exited(code: i32) -> Event {
     Event::ChildExited {
         status: Status::Exited(code),
@@ -87,14 +101,7 @@ fn sigterm_forwards_the_stop_signal_then_kills() {
     let mut s = settings();
     s.stop_signal = libc::SIGQUIT;
     let mut m = running(s, Some(1));
-    assert_eq!(
-        m.handle(Event::Signal(TERM)),
-        [
-            Action::Signal(libc::SIGQUIT, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
-    );
+    assert_eq!(m.handle(Event::Signal(TERM)), stop_with(libc::SIGQUIT));
     // Transparent while waiting: other signals still reach the child.
     assert_eq!(
         m.handle(Event::Signal(libc::SIGUSR1)),
@@ -115,11 +122,7 @@ fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
     let mut m = running(settings(), Some(1));
     assert_eq!(
         m.handle(Event::Signal(libc::SIGINT)),
-        [
-            Action::Signal(libc::SIGINT, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        stop_with(libc::SIGINT)
     );
     // The child handles SIGINT and carries on; only the timer decides.
     assert_eq!(
@@ -327,12 +330,7 @@ fn config_change_restarts_once() {
     );
     assert_eq!(
         m.handle(Event::ConfigSettled(snap(Some(2)))),
-        [
-            Action::Acted,
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        acted_then(stop_with(TERM))
     );
     // A further change while stopping is left to the next spawn's snapshot.
     assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
@@ -621,11 +619,7 @@ fn a_good_change_is_validated_then_acted_on() {
     assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
     assert_eq!(
         m.handle(Event::Validated { token: 2, ok: true }),
-        [
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        stop_with(TERM)
     );
 }
 
@@ -835,25 +829,11 @@ fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
         [Action::Signal(libc::SIGUSR1, CHILD)]
     );
     assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
-    assert_eq!(
-        m.handle(Event::StopDeadline),
-        [
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
-    );
+    assert_eq!(m.handle(Event::StopDeadline), stop_with(TERM));
     for second in [TERM, libc::SIGINT] {
         let mut m = running(s.clone(), Some(1));
         m.handle(Event::Signal(TERM));
-        assert_eq!(
-            m.handle(Event::Signal(second)),
-            [
-                Action::Signal(second, CHILD),
-                Action::ContinueStopped(CHILD),
-                Action::StopDeadline(Some(SECS10))
-            ]
-        );
+        assert_eq!(m.handle(Event::Signal(second)), stop_with(second));
     }
     // The child exits by itself during the delay: we exit with its code,
     // whatever the restart policy.
@@ -878,11 +858,7 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
     );
     assert_eq!(
         m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
-        [
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        stop_with(TERM)
     );
     assert_eq!(
         drained(&mut m, Status::Signaled(TERM)),
@@ -1298,12 +1274,7 @@ fn each_file_takes_its_rules_action_and_a_restart_subsumes_the_rest() {
     // The main config with a certificate: one restart, no signal.
     assert_eq!(
         m.handle(Event::ConfigSettled(v(2, 3, 2, 3))),
-        [
-            Action::Acted,
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        acted_then(stop_with(TERM))
     );
 }
 
@@ -1508,11 +1479,7 @@ fn a_none_file_changing_during_a_check_does_not_restart_the_check() {
     }
     assert_eq!(
         m.handle(Event::Validated { token: 2, ok: true }),
-        [
-            Action::Signal(TERM, CHILD),
-            Action::ContinueStopped(CHILD),
-            Action::StopDeadline(Some(SECS10))
-        ]
+        stop_with(TERM)
     );
 }
 
