@@ -160,6 +160,7 @@ fn bit(sig: i32) -> u64 {
 
 /// Runs from `.init_array`, before Rust's runtime sets SIGPIPE to ignored:
 /// records the signal state we were started with, then blocks everything.
+#[cfg_attr(test, allow(dead_code))]
 extern "C" fn capture_start_state() {
     // SAFETY: plain libc queries on stack-allocated, zeroed structs.
     unsafe {
@@ -189,6 +190,9 @@ extern "C" fn capture_start_state() {
     block_all();
 }
 
+// Not in the test binary: it would block SIGTERM and SIGINT in `cargo test`,
+// whose unit tests never read a signalfd, and so make it unstoppable.
+#[cfg(not(test))]
 #[used]
 #[cfg_attr(
     target_vendor = "apple",
@@ -201,6 +205,7 @@ static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 /// later, for the manager's whole life: signals are read from the signalfd
 /// (`Intake`), never delivered. Called from the constructor above, before
 /// `main` and before any thread exists (threads inherit the mask).
+#[cfg_attr(test, allow(dead_code))]
 fn block_all() {
     // SAFETY: a zeroed sigset_t, filled by libc, set as this thread's mask.
     unsafe {
@@ -244,8 +249,8 @@ pub fn restore_for_child() -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // Catching: one signalfd, no handlers.
 //
-// Every signal stays blocked in every thread from the first line of `main`
-// (threads inherit the mask) and is read, with its sender, from a signalfd.
+// Every signal stays blocked in every thread from the ELF constructor above,
+// before `main` (threads inherit the mask) and is read, with its sender, from a signalfd.
 // There is no handler anywhere, so:
 // - nothing runs in signal context: a signal costs one read, and nothing is
 //   ever written to a channel that may be closed (a handler writing to a
@@ -499,6 +504,22 @@ mod tests {
         assert!(parse("RTMIN").is_err());
         assert!(parse("33").is_err());
         assert_eq!(caught_signals().len(), 28);
+    }
+
+    #[test]
+    fn the_test_binary_can_be_stopped() {
+        // The constructor that blocks every signal is the manager's, not the
+        // test binary's: `cargo test` must die of SIGTERM and SIGINT.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let Some(blocked) = status.lines().find_map(|l| l.strip_prefix("SigBlk:")) else {
+            return; // no /proc (not Linux): nothing to look at
+        };
+        let blocked = u64::from_str_radix(blocked.trim(), 16).unwrap_or(u64::MAX);
+        assert_eq!(
+            blocked & (bit(libc::SIGTERM) | bit(libc::SIGINT)),
+            0,
+            "SigBlk {blocked:x}"
+        );
     }
 
     #[test]
