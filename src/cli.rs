@@ -16,6 +16,7 @@
 //!    the tool the binary stands in for, parsed and checked.
 
 mod flags;
+mod sees;
 
 use crate::parse;
 use crate::route::{self, Act, Rule};
@@ -857,6 +858,9 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
             "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
                 .into(),
         );
+    }
+    if let (Some(dir), Some(check), false) = (&promote_to, &validate, validate_in_place) {
+        sees::check_sees_candidate(check, dir, cwd)?;
     }
     let rollback_window = v.typed("rollback-window", parse::duration)?;
     if rollback_window.is_some() && promote_to.is_none() {

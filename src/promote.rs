@@ -752,7 +752,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// `path` with symlinks and `..` resolved; a part that does not exist yet
 /// is appended to its nearest existing ancestor, resolved.
-fn resolved(path: &Path) -> PathBuf {
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     if let Ok(real) = fs::canonicalize(path) {
         return real;
     }
@@ -775,7 +775,7 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 /// Drops `.` and resolves `..` textually (for the part that does not exist).
-fn normalise(path: &Path) -> PathBuf {
+pub(crate) fn normalise(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

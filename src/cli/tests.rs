@@ -820,3 +820,54 @@ fn config_paths_are_spelled_one_way() {
         .is_ok()
     );
 }
+
+/// Issue 24, item 2: with `--promote-to DIR`, a check that reads DIR judged
+/// the bytes the child already had, so every push passed. Refused at
+/// startup (exit 2), with both fixes in the message; the environment
+/// spelling and a path relative to the starting directory too.
+#[test]
+fn a_check_that_reads_dir_instead_of_the_candidate_is_refused() {
+    let promote = ["--config", "/etc/src", "--promote-to", "/etc/app"];
+    for check in [
+        "grep -q good /etc/app/app.conf",
+        "sh -c 'nginx -t -c /etc/app/nginx.conf'",
+        "grep -q good ../etc/app/app.conf",
+    ] {
+        let mut args = promote.to_vec();
+        args.extend(["--validate", check, "--", "app"]);
+        let (msg, code) = run(&args).unwrap_err();
+        assert_eq!(code, 2, "{check}: {msg}");
+        assert!(msg.contains("$FLUSH_MANAGER_CANDIDATE"), "{msg}");
+        assert!(msg.contains("--validate-in-place"), "{msg}");
+        let (_, code) = run_env(
+            &["--", "app"],
+            &[
+                ("FLUSH_MANAGER_CONFIG", "/etc/src"),
+                ("FLUSH_MANAGER_PROMOTE_TO", "/etc/app"),
+                ("FLUSH_MANAGER_VALIDATE", check),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(code, 2, "{check} from the environment");
+    }
+    // Either fix is accepted.
+    let mut args = promote.to_vec();
+    args.extend([
+        "--validate",
+        "sh -c 'nginx -t -c $FLUSH_MANAGER_CANDIDATE/nginx.conf'",
+        "--",
+        "app",
+    ]);
+    run(&args).unwrap();
+    let mut args = promote.to_vec();
+    args.extend([
+        "--validate-in-place",
+        "--validate",
+        "nginx -t -c /etc/app/nginx.conf",
+        "--",
+        "app",
+    ]);
+    assert!(run(&args).unwrap().validate_in_place);
+    // Without --promote-to the check reads the watched files: as before.
+    run(&["--validate", "grep -q good /etc/app/app.conf", "--", "app"]).unwrap();
+}
