@@ -157,12 +157,19 @@ impl Machine {
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
-            Event::ReloadUnhandled(sig) => match self.phase {
+            Event::ReloadUnhandled(sig, ignored) => match self.phase {
                 Phase::Running => {
-                    warn!(
-                        "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
-                        signals::name(sig)
-                    );
+                    if ignored {
+                        warn!(
+                            "The child ignores {}: signalling it would not reload it; restarting it instead",
+                            signals::name(sig)
+                        );
+                    } else {
+                        warn!(
+                            "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
+                            signals::name(sig)
+                        );
+                    }
                     self.reason = Reason::Config;
                     self.restart()
                 }

@@ -101,8 +101,9 @@ pub trait World {
     /// Starts the child: its pid, or the exit code for a command that
     /// cannot start.
     fn spawn(&mut self) -> Result<i32, i32>;
-    /// Does `pid` catch `sig`? None when that cannot be known.
-    fn catches(&self, pid: i32, sig: i32) -> Option<bool>;
+    /// What `sig` would do to `pid`: handled (caught or blocked), ignored,
+    /// or its default action. None when that cannot be known.
+    fn takes(&self, pid: i32, sig: i32) -> Option<crate::signals::Takes>;
     fn signal(&mut self, pid: i32, sig: i32);
     fn signal_group(&mut self, pgid: i32, sig: i32);
     /// Is the process (or a member of the group) `pid` stopped?
@@ -356,13 +357,19 @@ impl<W: World> Loop<'_, W> {
             Action::Signal(sig, to) => self.signal(sig, to),
             Action::Reload(sigs, to) => {
                 let (pid, _) = self.child?;
-                // Signalling a child that has no handler (yet) kills it:
-                // then none is sent, and the machine restarts it instead.
-                if let Some(&sig) = sigs
-                    .iter()
-                    .find(|&&sig| self.world.catches(pid, sig) == Some(false))
+                // Signalling a child that has no handler (yet) kills it, and
+                // one that ignores the signal does nothing: then none is
+                // sent, and the machine restarts it instead. A blocked
+                // signal is read by the child (sigwait, signalfd): handled.
+                use crate::signals::Takes;
+                if let Some((sig, takes)) =
+                    sigs.iter()
+                        .find_map(|&sig| match self.world.takes(pid, sig) {
+                            Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t)),
+                            _ => None,
+                        })
                 {
-                    return Some(Event::ReloadUnhandled(sig));
+                    return Some(Event::ReloadUnhandled(sig, takes == Takes::Ignored));
                 }
                 for sig in sigs {
                     self.signal(sig, to);

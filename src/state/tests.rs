@@ -857,7 +857,7 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
         [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
-        m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
+        m.handle(Event::ReloadUnhandled(libc::SIGHUP, false)),
         stop_with(TERM)
     );
     assert_eq!(
@@ -1337,7 +1337,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     // hooks never run.
     let mut m = running_on(s, v(1, 1, 1));
     m.handle(Event::ConfigSettled(v(2, 2, 2)));
-    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP));
+    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP, false));
     assert!(
         restart.contains(&Action::Signal(TERM, CHILD)),
         "{restart:?}"

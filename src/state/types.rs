@@ -148,8 +148,9 @@ pub enum Event {
     Signal(i32),
     /// The restart signal arrived; the config as it is now.
     RestartRequested(Snapshot),
-    /// `Action::Reload` found that the child has no handler for the signal.
-    ReloadUnhandled(i32),
+    /// `Action::Reload` found that the child has no handler for the signal
+    /// (true: it ignores it).
+    ReloadUnhandled(i32, bool),
     /// `Action::Reload` sent the signal to a child that handles it.
     ReloadSent,
     /// The config as it is now, asked for by `Action::Fingerprint` just

@@ -285,8 +285,8 @@ impl World for Os {
         Ok(pid)
     }
 
-    fn catches(&self, pid: i32, sig: i32) -> Option<bool> {
-        signals::catches(pid, sig)
+    fn takes(&self, pid: i32, sig: i32) -> Option<signals::Takes> {
+        signals::takes(pid, sig)
     }
 
     fn signal(&mut self, pid: i32, sig: i32) {
