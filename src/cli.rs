@@ -685,6 +685,16 @@ fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
             stop = Some(to);
             continue;
         }
+        // `-r 2:15` (a dumb-init entrypoint): SIGINT still stops the child,
+        // with the signal it is rewritten to.
+        if from == nix::libc::SIGINT {
+            let to = to.ok_or_else(|| {
+                bad("SIGINT cannot be dropped: it stops the child (rewrite it to the signal that stops the child, e.g. 2:15)".into())
+            })?;
+            stop_signal_rule(to).map_err(bad)?;
+            pairs.push((from, Some(to)));
+            continue;
+        }
         reserved_signal(from).map_err(bad)?;
         pairs.push((from, to));
     }

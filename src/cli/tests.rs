@@ -535,9 +535,19 @@ fn tini_and_dumb_init_flags_map_to_ours() {
         c.map_signal,
         [(SIGUSR2, None), (SIGWINCH, None), (SIGHUP, Some(SIGUSR1))]
     );
+    // `-r 2:15`, a dumb-init entrypoint: SIGINT stops the child with TERM.
+    let c = run_named("dumb-init", &["-r", "2:15", "app"], &[]).unwrap();
+    assert_eq!(
+        c.map_signal,
+        [(nix::libc::SIGINT, Some(nix::libc::SIGTERM))]
+    );
     for (bad, why) in [
         (vec!["-r", "15:0", "app"], "SIGTERM cannot be dropped"),
-        (vec!["-r", "2:3", "app"], "SIGINT stops the child"),
+        (vec!["-r", "2:0", "app"], "SIGINT cannot be dropped"),
+        (
+            vec!["--map-signal", "INT:TERM", "app"],
+            "SIGINT stops the child",
+        ),
         (
             vec!["-r", "15:3", "--stop-signal", "INT", "app"],
             "give one",
