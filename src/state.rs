@@ -203,6 +203,7 @@ impl Machine {
             Event::Reloaded { token, failed } => self.on_reloaded(token, failed),
             Event::RetryDue { token } => self.on_retry_due(token),
             Event::Validated { token, ok } => self.on_validated(token, ok),
+            Event::CannotCheck { token, reason } => self.on_cannot_check(token, reason),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
             Event::Probed { ok } => self.on_probed(ok),

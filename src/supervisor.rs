@@ -48,12 +48,15 @@ pub enum Look {
 }
 
 /// What became of a hook (check, reload command or URL) the world started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
     /// Its verdict comes later (`Wake::Validated`, `Wake::Reloaded`).
     Running,
     /// It could not start: this is its verdict.
     Finished(bool),
+    /// It could not start for a fault of ours (an I/O error before it): no
+    /// verdict, to be retried.
+    Failed(String),
 }
 
 /// What woke the loop.
@@ -430,6 +433,7 @@ impl<W: World> Loop<'_, W> {
             {
                 Started::Running => None,
                 Started::Finished(ok) => Some(Event::Validated { token, ok }),
+                Started::Failed(reason) => Some(Event::CannotCheck { token, reason }),
             },
             Action::CancelValidation => {
                 self.world.cancel_validation();
@@ -439,6 +443,10 @@ impl<W: World> Loop<'_, W> {
                 let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
                 match self.world.run_reload(token, calls) {
                     Started::Running => None,
+                    Started::Failed(_) => Some(Event::Reloaded {
+                        token,
+                        failed: hooks,
+                    }),
                     Started::Finished(ok) => Some(Event::Reloaded {
                         token,
                         failed: if ok { vec![] } else { hooks },

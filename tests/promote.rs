@@ -692,3 +692,28 @@ fn promoted_files_keep_their_mode_and_owner() {
 fn promoted_files_keep_their_mode_as_a_manager_that_is_not_root() {
     files_keep_mode_and_owner("promote-modes-nobody", true);
 }
+
+/// Issue 24, item 8: a failure to show the in-place candidate (our own
+/// symlink write failing: ENOSPC, EROFS; here a directory squatting the
+/// name it is written under first) was taken as the check's verdict: the
+/// bytes were rejected until the source changed again. It says nothing of
+/// the bytes: retried like a staging or commit failure, and once the write
+/// can succeed the push is checked and reaches the child.
+#[test]
+fn a_candidate_that_cannot_be_shown_in_place_is_retried_not_rejected() {
+    let t = Setup::new("promote-expose-fails", b"ok v1");
+    let check = t.check("0");
+    let m = t.start(&["--validate", &check, "--validate-in-place"]);
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let squat = t.dir.join("..data_tmp");
+    fs::create_dir_all(squat.join("x")).unwrap();
+    t.kube.write(&[("app.conf", b"ok v2")]);
+    assert!(m.wait_log("show the candidate"), "{}", m.log());
+    assert!(m.wait_log("Cannot check the config"), "{}", m.log());
+    assert!(!m.log().contains("Config validation failed"), "{}", m.log());
+    assert_eq!(t.promoted(), "ok v1", "the view went back");
+    fs::remove_dir_all(&squat).unwrap();
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v2"), "{:?}", t.starts());
+}

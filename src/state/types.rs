@@ -185,6 +185,9 @@ pub enum Event {
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
     Validated { token: u64, ok: bool },
+    /// That validation could not start for a fault of ours (the candidate
+    /// could not be shown in place): no verdict on the bytes.
+    CannotCheck { token: u64, reason: String },
 }
 
 /// A generation of the child's directory (`--promote-to`): its name and

@@ -390,8 +390,10 @@ impl World for Os {
             (Some(p), Some(generation)) => {
                 let root = if in_place {
                     if let Err(e) = p.expose(generation) {
-                        error!("Cannot show the candidate in {}: {e}", p.dir().display());
-                        return Started::Finished(false);
+                        return Started::Failed(format!(
+                            "cannot show the candidate in {}: {e}",
+                            p.dir().display()
+                        ));
                     }
                     p.dir().to_path_buf()
                 } else {
