@@ -310,6 +310,11 @@ impl Promoter {
             let mut snapshot = Snapshot::new();
             for (source, rel) in written {
                 let state = fingerprint::file_state(&root.join(rel));
+                // A kept link whose target went in between: absent, as
+                // the watch sees a dangling link.
+                if state == FileState::Missing {
+                    continue;
+                }
                 info!(
                     "Staging {} -> {} ({state})",
                     source.display(),
@@ -962,6 +967,65 @@ mod tests {
         fs::write(dir.join("app.conf"), "image default").unwrap();
         let err = Promoter::new(dir.clone(), vec![src.clone()]).err().unwrap();
         assert!(err.contains("not flush-manager's"), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Only a relative link to another file of its own source stays a
+    /// link: the kubelet's `key -> ..data/key`, a link out of the source
+    /// (absolute or by `..`), and a source given as a link itself are
+    /// copied as the file they lead to (as links, the child would read
+    /// bytes nobody checked).
+    #[test]
+    fn links_inside_a_source_stay_links_and_the_rest_are_copied() {
+        let d = scratch("links");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(src.join("..2026_x/sub")).unwrap();
+        fs::create_dir_all(src.join("conf.d")).unwrap();
+        fs::write(src.join("..2026_x/key"), "k").unwrap();
+        symlink("..2026_x", src.join("..data")).unwrap();
+        symlink("..data/key", src.join("key")).unwrap();
+        fs::write(src.join("conf.d/a.conf"), "a").unwrap();
+        symlink("a.conf", src.join("conf.d/same.conf")).unwrap();
+        symlink("../conf.d/a.conf", src.join("conf.d/up.conf")).unwrap();
+        symlink("same.conf", src.join("conf.d/chain.conf")).unwrap();
+        fs::write(d.join("outside.conf"), "o").unwrap();
+        symlink("../../outside.conf", src.join("conf.d/out.conf")).unwrap();
+        symlink(d.join("outside.conf"), src.join("conf.d/abs.conf")).unwrap();
+        symlink(src.join("conf.d/a.conf"), src.join("conf.d/abs-in.conf")).unwrap();
+        symlink(d.join("outside.conf"), d.join("single.conf")).unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone(), d.join("single.conf")]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        let root = p.candidate_path(&g.name);
+        let link = |rel: &str| fs::read_link(root.join(rel)).ok();
+        assert_eq!(link("conf.d/same.conf"), Some("a.conf".into()));
+        assert_eq!(link("conf.d/up.conf"), Some("../conf.d/a.conf".into()));
+        assert_eq!(link("conf.d/chain.conf"), Some("same.conf".into()));
+        for copied in [
+            "key",
+            "conf.d/out.conf",
+            "conf.d/abs.conf",
+            "conf.d/abs-in.conf",
+            "single.conf",
+        ] {
+            assert_eq!(link(copied), None, "{copied} is copied");
+            assert!(root.join(copied).is_file(), "{copied}");
+        }
+        assert_eq!(
+            fs::read_to_string(root.join("conf.d/chain.conf")).unwrap(),
+            "a"
+        );
+        assert_eq!(fs::read_to_string(root.join("key")).unwrap(), "k");
+        // The copy's fingerprint is the source's, links read through.
+        assert_eq!(g.snapshot.len(), 9, "{:?}", g.snapshot);
+        for (source, state) in &g.snapshot {
+            assert_eq!(
+                *state,
+                fingerprint::file_state(source),
+                "{}",
+                source.display()
+            );
+        }
         fs::remove_dir_all(&d).unwrap();
     }
 

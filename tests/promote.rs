@@ -560,6 +560,8 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
     let s = Scratch::new(tag);
     let (src, dir, out) = (s.path("src"), s.path("dst"), s.path("out"));
     fs::create_dir_all(src.join("sub")).unwrap();
+    fs::create_dir_all(src.join("ro")).unwrap();
+    fs::write(src.join("ro/x.conf"), "x").unwrap();
     fs::create_dir_all(&dir).unwrap();
     fs::create_dir_all(&out).unwrap();
     fs::write(src.join("key.pem"), "secret").unwrap();
@@ -588,10 +590,16 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
         chmod(&src.join("sub"), 0o2750);
     }
     if nobody {
-        for p in [&src, &dir, &out, &src.join("sub/current.conf")] {
+        for p in ["src/sub/current.conf", "src/ro", "src/ro/x.conf"] {
+            chown(&s.path(p), 65534, 65534);
+        }
+        for p in [&src, &dir, &out] {
             chown(p, 65534, 65534);
         }
     }
+    // A directory without write permission: a manager that is not root
+    // must still remove its old generations.
+    chmod(&src.join("ro"), 0o555);
     let child = TrapChild::new(&out.join("starts"))
         .on_start("start $$")
         .on_term("exit 0")
@@ -647,6 +655,7 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
         expect("hook.sh", hook);
         expect("sub", 0o2750);
         expect("sub/app.conf", 0o640);
+        assert_eq!(attrs(&dir.join("ro")).0, 0o555);
         let link = dir.join("sub/current.conf");
         assert_eq!(
             fs::read_link(&link).ok(),
@@ -681,6 +690,19 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
     chmod(&src.join("key.pem"), 0o440);
     assert!(wait_for(LONG, || starts() == 3), "{}", m.log());
     check_all(0o440, 0o700);
+    // The earlier generations are gone, read-only directories and all.
+    let generations = || {
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("..gen"))
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || generations() == 1),
+        "{} generations left",
+        generations()
+    );
 }
 
 #[test]
