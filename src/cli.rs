@@ -16,6 +16,7 @@
 //!    the tool the binary stands in for, parsed and checked.
 
 mod flags;
+mod sees;
 
 use crate::parse;
 use crate::route::{self, Act, Rule};
@@ -684,6 +685,16 @@ fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
             stop = Some(to);
             continue;
         }
+        // `-r 2:15` (a dumb-init entrypoint): SIGINT still stops the child,
+        // with the signal it is rewritten to.
+        if from == nix::libc::SIGINT {
+            let to = to.ok_or_else(|| {
+                bad("SIGINT cannot be dropped: it stops the child (rewrite it to the signal that stops the child, e.g. 2:15)".into())
+            })?;
+            stop_signal_rule(to).map_err(bad)?;
+            pairs.push((from, Some(to)));
+            continue;
+        }
         reserved_signal(from).map_err(bad)?;
         pairs.push((from, to));
     }
@@ -857,6 +868,9 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
             "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
                 .into(),
         );
+    }
+    if let (Some(dir), Some(check), false) = (&promote_to, &validate, validate_in_place) {
+        sees::check_sees_candidate(check, dir, cwd)?;
     }
     let rollback_window = v.typed("rollback-window", parse::duration)?;
     if rollback_window.is_some() && promote_to.is_none() {

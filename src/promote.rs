@@ -30,7 +30,7 @@ use log::{debug, info, warn};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -172,7 +172,7 @@ impl Promoter {
                 && Some(&name) != good.as_ref()
                 && Some(&name) != rejected.as_ref()
             {
-                let _ = fs::remove_dir_all(e.path());
+                remove_tree(&e.path());
             }
         }
         self.good = good;
@@ -240,22 +240,44 @@ impl Promoter {
     /// Copies the sources as they are now into a new hidden generation and
     /// makes it durable. Nothing the child sees changes. A source that is
     /// not a regular file is refused (never opened blocking).
+    /// Files are copied as they are: mode bits (setuid, setgid and sticky
+    /// too, where the filesystem keeps them), and owner and group when the
+    /// manager runs as root; the directories below a source likewise. A
+    /// symlink that stays inside its source stays a symlink (see
+    /// `kept_links`); any other is copied as the file it leads to.
     /// The answer is the copy's own fingerprint: exactly the bytes a check
     /// of this generation judges and a commit promotes.
     pub fn stage(&self) -> Result<Generation, String> {
         let layout = self.layout()?;
+        let links = self.kept_links(&layout);
         let generation = generation_name();
         let root = self.dir.join(&generation);
+        let owner = Owner::ours();
         let copied = (|| -> io::Result<Snapshot> {
             fs::create_dir(&root)?;
-            let mut snapshot = Snapshot::new();
+            // Each directory made for the copies, with the one it copies.
+            let mut dirs: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+            let mut written = Vec::with_capacity(layout.len());
             for (source, rel) in &layout {
                 let dest = root.join(rel);
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                match copy_regular(source, &dest) {
-                    Ok(()) => {}
+                let (mut r, mut s) = (rel.parent(), source.parent());
+                while let (Some(rd), Some(sd)) = (r, s) {
+                    if rd.as_os_str().is_empty() {
+                        break;
+                    }
+                    dirs.entry(rd.to_path_buf())
+                        .or_insert_with(|| sd.to_path_buf());
+                    (r, s) = (rd.parent(), sd.parent());
+                }
+                let result = match links.get(rel) {
+                    Some(text) => copy_link(source, text, &dest, owner),
+                    None => copy_regular(source, &dest, owner),
+                };
+                match result {
+                    Ok(()) => written.push((source, rel)),
                     // Gone since the layout was read: promoted without it.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     // Became a FIFO, socket or device after startup (where
@@ -272,8 +294,27 @@ impl Promoter {
                         ));
                     }
                 }
-                // The copy's own bytes: what is judged is what was written.
-                let state = fingerprint::file_state(&dest);
+            }
+            // Deepest first: a directory's mode may take away the write
+            // permission its own entries needed.
+            for (rel, source_dir) in dirs.iter().rev() {
+                copy_dir_attributes(source_dir, &root.join(rel), owner)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.display())))?;
+            }
+            // Durable before any record may name it: the files were synced
+            // one by one, then the directories that name them.
+            sync_dir(&root)?;
+            sync_dir(&self.dir)?;
+            // The copies' own bytes, once all are there (a kept link reads
+            // its target): what is judged is what was written.
+            let mut snapshot = Snapshot::new();
+            for (source, rel) in written {
+                let state = fingerprint::file_state(&root.join(rel));
+                // A kept link whose target went in between: absent, as
+                // the watch sees a dangling link.
+                if state == FileState::Missing {
+                    continue;
+                }
                 info!(
                     "Staging {} -> {} ({state})",
                     source.display(),
@@ -281,8 +322,6 @@ impl Promoter {
                 );
                 snapshot.insert(source.clone(), state);
             }
-            // Durable before any record may name it.
-            sync_fs(&root)?;
             Ok(snapshot)
         })();
         match copied {
@@ -291,10 +330,55 @@ impl Promoter {
                 snapshot,
             }),
             Err(e) => {
-                let _ = fs::remove_dir_all(&root);
+                remove_tree(&root);
                 Err(e.to_string())
             }
         }
+    }
+
+    /// The symlinks below a source that are copied as symlinks (their
+    /// text): relative ones that lead to another file of the same source
+    /// and are not the kubelet's own layout (`key -> ..data/key`, reached
+    /// through a `..` name). Their text then leads to that file's copy in
+    /// the generation. A link out of its source (`/etc/shared/x.conf`, or
+    /// absolute to a file of the source itself) is copied as the file it
+    /// leads to, as is every source given by itself: as a link, the child
+    /// would read those live bytes, not the checked copy.
+    fn kept_links(&self, layout: &Layout) -> std::collections::HashMap<PathBuf, PathBuf> {
+        let rel_of: std::collections::HashMap<&Path, &Path> = layout
+            .iter()
+            .map(|(src, rel)| (src.as_path(), rel.as_path()))
+            .collect();
+        let mut kept = std::collections::HashMap::new();
+        for (source, rel) in layout {
+            if self.sources.contains(source)
+                || !fs::symlink_metadata(source).is_ok_and(|m| m.file_type().is_symlink())
+            {
+                continue;
+            }
+            let Ok(text) = fs::read_link(source) else {
+                continue;
+            };
+            let kubelet = text.components().any(
+                |c| matches!(c, Component::Normal(n) if n.as_encoded_bytes().starts_with(b"..")),
+            );
+            if text.is_absolute() || kubelet {
+                continue;
+            }
+            let (Some(dir), Some(rel_dir)) = (source.parent(), rel.parent()) else {
+                continue;
+            };
+            let target = normalise(&dir.join(&text));
+            // The same file, at the same place relative to the link, in
+            // the generation.
+            if rel_of
+                .get(target.as_path())
+                .is_some_and(|t| *t == normalise(&rel_dir.join(&text)))
+            {
+                kept.insert(rel.clone(), text);
+            }
+        }
+        kept
     }
 
     /// In-place mode: the child's view becomes the candidate for its check.
@@ -402,7 +486,7 @@ impl Promoter {
         }
         // At once: what DIR holds is what a user sees, even if the manager
         // exits right after.
-        let _ = fs::remove_dir_all(self.dir.join(generation));
+        remove_tree(&self.dir.join(generation));
     }
 
     /// `..data -> generation`, atomically, then the top-level links.
@@ -462,10 +546,7 @@ fn is_generation(name: &str) -> bool {
 /// Removes a generation nothing points at, off the loop (a big one takes a
 /// while); one left behind by a crash is removed by the next `recover`.
 fn remove_later(path: PathBuf) {
-    smol::unblock(move || {
-        let _ = fs::remove_dir_all(path);
-    })
-    .detach();
+    smol::unblock(move || remove_tree(&path)).detach();
 }
 
 /// `name -> target` in `dir`, atomically (through `tmp`).
@@ -476,21 +557,126 @@ fn replace_link(dir: &Path, tmp: &str, name: &str, target: &str) -> io::Result<(
     fs::rename(&tmp, dir.join(name))
 }
 
-/// Copies a regular file; anything else is refused without blocking (a
-/// FIFO's open would wait for a writer; a device may never end).
-fn copy_regular(source: &Path, dest: &Path) -> io::Result<()> {
+/// Whether copies get their source's owner: only a manager running as
+/// root may give files away.
+#[derive(Clone, Copy)]
+enum Owner {
+    Kept,
+    Ours,
+}
+
+impl Owner {
+    fn ours() -> Owner {
+        // SAFETY: geteuid(2) cannot fail and touches no memory.
+        if unsafe { nix::libc::geteuid() } == 0 {
+            Owner::Kept
+        } else {
+            Owner::Ours
+        }
+    }
+
+    /// Gives `file` the owner of `meta`'s file, when we may. An owner this
+    /// user namespace cannot map (a rootless container's "root") is left
+    /// as ours: the copy still has its mode.
+    fn apply(self, file: &File, meta: &fs::Metadata) -> io::Result<()> {
+        if let Owner::Ours = self {
+            return Ok(());
+        }
+        match std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid())) {
+            Err(e) if matches!(e.raw_os_error(), Some(nix::libc::EPERM | nix::libc::EINVAL)) => {
+                debug!(
+                    "Cannot give a copy the owner {}:{}: {e}",
+                    meta.uid(),
+                    meta.gid()
+                );
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// Copies a regular file with its mode (and owner, as root), synced;
+/// anything else is refused without blocking (a FIFO's open would wait for
+/// a writer; a device may never end).
+fn copy_regular(source: &Path, dest: &Path, owner: Owner) -> io::Result<()> {
     let mut from = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(source)?;
-    if !from.metadata()?.is_file() {
+    let meta = from.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
         ));
     }
-    let mut to = OpenOptions::new().write(true).create_new(true).open(dest)?;
-    copy_data(&mut from, &mut to)
+    // Readable by us only until it has its own mode: a 0400 key is never
+    // open to others, not even while it is written.
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    copy_data(&mut from, &mut to)?;
+    // The owner first: a change of owner clears setuid and setgid.
+    owner.apply(&to, &meta)?;
+    to.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    to.sync_all()
+}
+
+/// A symlink kept as one (its text, see `kept_links`), with its owner as
+/// root. Its entry reaches the disk with its directory's sync.
+fn copy_link(source: &Path, text: &Path, dest: &Path, owner: Owner) -> io::Result<()> {
+    let meta = fs::symlink_metadata(source)?;
+    symlink(text, dest)?;
+    if let Owner::Kept = owner {
+        match std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid())) {
+            Err(e) if !matches!(e.raw_os_error(), Some(nix::libc::EPERM | nix::libc::EINVAL)) => {
+                return Err(e);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A directory of a generation gets its source directory's mode (and
+/// owner, as root), then is synced (the entries written in it).
+fn copy_dir_attributes(source: &Path, dest: &Path, owner: Owner) -> io::Result<()> {
+    // Opened before its mode may take our own access away.
+    let dir = File::open(dest)?;
+    match fs::metadata(source) {
+        Ok(meta) => {
+            owner.apply(&dir, &meta)?;
+            dir.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+        // Gone since its files were copied: the copies keep our mode.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    dir.sync_all()
+}
+
+/// Removes a generation. A directory copied without write permission (a
+/// source directory of mode 0555) keeps a manager that is not root from
+/// removing what it holds: such directories are made writable first.
+fn remove_tree(path: &Path) {
+    if fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return;
+    }
+    fn writable(dir: &Path) {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    writable(&e.path());
+                }
+            }
+        }
+    }
+    writable(path);
+    let _ = fs::remove_dir_all(path);
 }
 
 /// Copies `from`'s bytes, keeping its holes: a sparse source (a huge file
@@ -565,27 +751,13 @@ fn special_kind(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// The generation's files reach the disk before any record names it.
-#[cfg(target_os = "linux")]
-fn sync_fs(dir: &Path) -> io::Result<()> {
-    let f = File::open(dir)?;
-    nix::unistd::syncfs(&f).map_err(io::Error::from)
-}
-
-/// Without syncfs(2): the whole system's dirty data, once per staging.
-#[cfg(not(target_os = "linux"))]
-fn sync_fs(_dir: &Path) -> io::Result<()> {
-    nix::unistd::sync();
-    Ok(())
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// `path` with symlinks and `..` resolved; a part that does not exist yet
 /// is appended to its nearest existing ancestor, resolved.
-fn resolved(path: &Path) -> PathBuf {
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     if let Ok(real) = fs::canonicalize(path) {
         return real;
     }
@@ -608,7 +780,7 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 /// Drops `.` and resolves `..` textually (for the part that does not exist).
-fn normalise(path: &Path) -> PathBuf {
+pub(crate) fn normalise(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -798,6 +970,65 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// Only a relative link to another file of its own source stays a
+    /// link: the kubelet's `key -> ..data/key`, a link out of the source
+    /// (absolute or by `..`), and a source given as a link itself are
+    /// copied as the file they lead to (as links, the child would read
+    /// bytes nobody checked).
+    #[test]
+    fn links_inside_a_source_stay_links_and_the_rest_are_copied() {
+        let d = scratch("links");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(src.join("..2026_x/sub")).unwrap();
+        fs::create_dir_all(src.join("conf.d")).unwrap();
+        fs::write(src.join("..2026_x/key"), "k").unwrap();
+        symlink("..2026_x", src.join("..data")).unwrap();
+        symlink("..data/key", src.join("key")).unwrap();
+        fs::write(src.join("conf.d/a.conf"), "a").unwrap();
+        symlink("a.conf", src.join("conf.d/same.conf")).unwrap();
+        symlink("../conf.d/a.conf", src.join("conf.d/up.conf")).unwrap();
+        symlink("same.conf", src.join("conf.d/chain.conf")).unwrap();
+        fs::write(d.join("outside.conf"), "o").unwrap();
+        symlink("../../outside.conf", src.join("conf.d/out.conf")).unwrap();
+        symlink(d.join("outside.conf"), src.join("conf.d/abs.conf")).unwrap();
+        symlink(src.join("conf.d/a.conf"), src.join("conf.d/abs-in.conf")).unwrap();
+        symlink(d.join("outside.conf"), d.join("single.conf")).unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone(), d.join("single.conf")]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        let root = p.candidate_path(&g.name);
+        let link = |rel: &str| fs::read_link(root.join(rel)).ok();
+        assert_eq!(link("conf.d/same.conf"), Some("a.conf".into()));
+        assert_eq!(link("conf.d/up.conf"), Some("../conf.d/a.conf".into()));
+        assert_eq!(link("conf.d/chain.conf"), Some("same.conf".into()));
+        for copied in [
+            "key",
+            "conf.d/out.conf",
+            "conf.d/abs.conf",
+            "conf.d/abs-in.conf",
+            "single.conf",
+        ] {
+            assert_eq!(link(copied), None, "{copied} is copied");
+            assert!(root.join(copied).is_file(), "{copied}");
+        }
+        assert_eq!(
+            fs::read_to_string(root.join("conf.d/chain.conf")).unwrap(),
+            "a"
+        );
+        assert_eq!(fs::read_to_string(root.join("key")).unwrap(), "k");
+        // The copy's fingerprint is the source's, links read through.
+        assert_eq!(g.snapshot.len(), 9, "{:?}", g.snapshot);
+        for (source, state) in &g.snapshot {
+            assert_eq!(
+                *state,
+                fingerprint::file_state(source),
+                "{}",
+                source.display()
+            );
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn generation_names_sort_by_creation() {
         let names: Vec<String> = (0..50).map(|_| generation_name()).collect();
@@ -819,7 +1050,7 @@ mod tests {
             f.write_all(b"data!").unwrap();
         }
         drop(f);
-        copy_regular(&src, &dest).unwrap();
+        copy_regular(&src, &dest, Owner::Ours).unwrap();
         assert_eq!(fs::read(&src).unwrap(), fs::read(&dest).unwrap());
         // 512-byte blocks: a few pages of data, not 256 MiB of zeros
         // (a filesystem without holes would fail this; tmp has them).
@@ -829,7 +1060,7 @@ mod tests {
         let tail = dir.join("tail.conf");
         File::create(&tail).unwrap().set_len(1 << 20).unwrap();
         let tail_copy = dir.join("tail-copy.conf");
-        copy_regular(&tail, &tail_copy).unwrap();
+        copy_regular(&tail, &tail_copy, Owner::Ours).unwrap();
         assert_eq!(fs::metadata(&tail_copy).unwrap().len(), 1 << 20);
         assert_eq!(fs::metadata(&tail_copy).unwrap().blocks(), 0);
         let _ = fs::remove_dir_all(&dir);

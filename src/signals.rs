@@ -431,15 +431,93 @@ impl Intake {
     }
 }
 
-/// Does `pid` have a handler for `sig` (`SigCgt` in /proc)? None when that
-/// cannot be read (no /proc mounted).
-pub fn catches(pid: i32, sig: i32) -> Option<bool> {
+/// What `sig` would do to a process, as far as a reload is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// It has a handler (`SigCgt`), or every thread blocks the signal to
+    /// read it with sigwait or a signalfd (tini, dumb-init, many daemons):
+    /// a blocked signal stays pending and never kills.
+    Handled,
+    /// It ignores the signal (`SigIgn`): sent, it would do nothing.
+    Ignored,
+    /// The default action: for HUP, USR1 and the like, death.
+    Unhandled,
+}
+
+/// At most this many threads are looked at (a JVM has hundreds); past
+/// them, the signal counts as not blocked.
+const THREADS_MAX: usize = 512;
+
+/// What `sig` would do to `pid` (its masks in /proc). None when that cannot
+/// be read (no /proc mounted).
+pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let mask = status
+    if has(&status, "SigCgt:", sig)? {
+        return Some(Takes::Handled);
+    }
+    // Blocked wins over ignored: the kernel keeps a blocked signal pending
+    // even when it is ignored, for the sigwait that will take it. Any
+    // thread that does not block it would take its default action.
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .take(THREADS_MAX + 1)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![pid.to_string()]);
+    let blocked = !tids.is_empty()
+        && tids.len() <= THREADS_MAX
+        && tids.iter().all(|tid| blocks(pid, tid, sig));
+    Some(if blocked {
+        Takes::Handled
+    } else if has(&status, "SigIgn:", sig)? {
+        Takes::Ignored
+    } else {
+        Takes::Unhandled
+    })
+}
+
+/// Is `sig`'s bit set in the mask on line `name` of a /proc status?
+fn has(status: &str, name: &str, sig: i32) -> Option<bool> {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
-    Some(mask & bit(sig) != 0)
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map(|mask| mask & bit(sig) != 0)
+}
+
+/// Does thread `tid` of `pid` block `sig`?
+fn blocks(pid: i32, tid: &str, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"));
+    status.is_ok_and(|s| has(&s, "SigBlk:", sig) == Some(true))
+        || waits_for(pid, tid).is_some_and(|set| set & bit(sig) != 0)
+}
+
+/// The set a thread sleeping in sigwait (`rt_sigtimedwait`) waits for. The
+/// kernel takes that set out of the thread's mask for the wait and keeps
+/// the mask aside, where /proc does not show it: a sigwait loop (tini, a
+/// Python `signal.sigwait`) shows its signals neither blocked nor caught.
+/// The set is read at the call's first argument (as its parent, or root,
+/// the manager may read the child's memory; where not, None).
+#[cfg(target_os = "linux")]
+fn waits_for(pid: i32, tid: &str) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let call = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    let mut words = call.split_whitespace();
+    if words.next()?.parse::<nix::libc::c_long>().ok()? != nix::libc::SYS_rt_sigtimedwait {
+        return None;
+    }
+    let at = u64::from_str_radix(words.next()?.strip_prefix("0x")?, 16).ok()?;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut set = [0u8; 8];
+    mem.read_exact_at(&mut set, at).ok()?;
+    Some(u64::from_ne_bytes(set))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn waits_for(_pid: i32, _tid: &str) -> Option<u64> {
+    None
 }
 
 #[cfg(test)]

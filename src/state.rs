@@ -157,12 +157,19 @@ impl Machine {
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
-            Event::ReloadUnhandled(sig) => match self.phase {
+            Event::ReloadUnhandled(sig, ignored) => match self.phase {
                 Phase::Running => {
-                    warn!(
-                        "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
-                        signals::name(sig)
-                    );
+                    if ignored {
+                        warn!(
+                            "The child ignores {}: signalling it would not reload it; restarting it instead",
+                            signals::name(sig)
+                        );
+                    } else {
+                        warn!(
+                            "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
+                            signals::name(sig)
+                        );
+                    }
                     self.reason = Reason::Config;
                     self.restart()
                 }
@@ -196,6 +203,7 @@ impl Machine {
             Event::Reloaded { token, failed } => self.on_reloaded(token, failed),
             Event::RetryDue { token } => self.on_retry_due(token),
             Event::Validated { token, ok } => self.on_validated(token, ok),
+            Event::CannotCheck { token, reason } => self.on_cannot_check(token, reason),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
             Event::Probed { ok } => self.on_probed(ok),

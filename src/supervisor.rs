@@ -48,12 +48,15 @@ pub enum Look {
 }
 
 /// What became of a hook (check, reload command or URL) the world started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
     /// Its verdict comes later (`Wake::Validated`, `Wake::Reloaded`).
     Running,
     /// It could not start: this is its verdict.
     Finished(bool),
+    /// It could not start for a fault of ours (an I/O error before it): no
+    /// verdict, to be retried.
+    Failed(String),
 }
 
 /// What woke the loop.
@@ -101,8 +104,9 @@ pub trait World {
     /// Starts the child: its pid, or the exit code for a command that
     /// cannot start.
     fn spawn(&mut self) -> Result<i32, i32>;
-    /// Does `pid` catch `sig`? None when that cannot be known.
-    fn catches(&self, pid: i32, sig: i32) -> Option<bool>;
+    /// What `sig` would do to `pid`: handled (caught or blocked), ignored,
+    /// or its default action. None when that cannot be known.
+    fn takes(&self, pid: i32, sig: i32) -> Option<crate::signals::Takes>;
     fn signal(&mut self, pid: i32, sig: i32);
     fn signal_group(&mut self, pgid: i32, sig: i32);
     /// Is the process (or a member of the group) `pid` stopped?
@@ -356,13 +360,19 @@ impl<W: World> Loop<'_, W> {
             Action::Signal(sig, to) => self.signal(sig, to),
             Action::Reload(sigs, to) => {
                 let (pid, _) = self.child?;
-                // Signalling a child that has no handler (yet) kills it:
-                // then none is sent, and the machine restarts it instead.
-                if let Some(&sig) = sigs
-                    .iter()
-                    .find(|&&sig| self.world.catches(pid, sig) == Some(false))
+                // Signalling a child that has no handler (yet) kills it, and
+                // one that ignores the signal does nothing: then none is
+                // sent, and the machine restarts it instead. A blocked
+                // signal is read by the child (sigwait, signalfd): handled.
+                use crate::signals::Takes;
+                if let Some((sig, takes)) =
+                    sigs.iter()
+                        .find_map(|&sig| match self.world.takes(pid, sig) {
+                            Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t)),
+                            _ => None,
+                        })
                 {
-                    return Some(Event::ReloadUnhandled(sig));
+                    return Some(Event::ReloadUnhandled(sig, takes == Takes::Ignored));
                 }
                 for sig in sigs {
                     self.signal(sig, to);
@@ -423,6 +433,7 @@ impl<W: World> Loop<'_, W> {
             {
                 Started::Running => None,
                 Started::Finished(ok) => Some(Event::Validated { token, ok }),
+                Started::Failed(reason) => Some(Event::CannotCheck { token, reason }),
             },
             Action::CancelValidation => {
                 self.world.cancel_validation();
@@ -432,6 +443,10 @@ impl<W: World> Loop<'_, W> {
                 let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
                 match self.world.run_reload(token, calls) {
                     Started::Running => None,
+                    Started::Failed(_) => Some(Event::Reloaded {
+                        token,
+                        failed: hooks,
+                    }),
                     Started::Finished(ok) => Some(Event::Reloaded {
                         token,
                         failed: if ok { vec![] } else { hooks },

@@ -471,3 +471,43 @@ fn on_a_terminal_the_child_gets_it_under_every_name() {
         );
     }
 }
+
+/// Issue 24, item 8: `dumb-init -r 2:15 app` (SIGINT rewritten to SIGTERM,
+/// a valid dumb-init entrypoint) was refused with exit 2. As in dumb-init,
+/// SIGINT now reaches the child as SIGTERM, and the child's exit is ours.
+#[test]
+fn dumb_init_rewrites_sigint_to_sigterm() {
+    if pid1_or_skip("dumb-init -r 2:15").is_none() {
+        return;
+    }
+    let s = Scratch::new("dropin-rewrite-int");
+    let out = s.path("out");
+    let child = script(
+        &s,
+        "child.sh",
+        &format!(
+            "trap 'echo INT >> {out}; exit 7' INT\n\
+             trap 'echo TERM >> {out}; exit 0' TERM\n\
+             echo ready >> {out}\n\
+             while :; do sleep 0.05 & wait $!; done",
+            out = out.display()
+        ),
+    );
+    let int_to_term = format!("{}:{}", libc::SIGINT, libc::SIGTERM);
+    let mut m = start_as(
+        &s,
+        "dumb-init",
+        Mode::Pid1,
+        &[],
+        &["-r", &int_to_term, &child],
+    );
+    let lines = || s.lines("out");
+    assert!(
+        wait_for(LONG, || lines().contains(&"ready".into())),
+        "{}",
+        m.log()
+    );
+    m.signal(libc::SIGINT);
+    assert_eq!(m.exit_code(), 0, "{:?}\n{}", lines(), m.log());
+    assert_eq!(lines(), ["ready", "TERM"], "{}", m.log());
+}

@@ -527,3 +527,215 @@ fn a_removed_key_is_said_once_and_leaves_dir_with_the_next_promotion() {
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(!t.dir.join("extra.conf").exists(), "{}", m.log());
 }
+
+/// The mode (with its special bits), owner and group of what `path` leads
+/// to (DIR's top-level names are links into the generation).
+fn attrs(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+}
+
+/// Issue 24, item 1: a 0400 key (a Secret's `defaultMode: 0400`), a 0750
+/// script and a 0640 nested file all became 0644 in DIR: the key readable
+/// by every user of the container, the script no longer executable. Now
+/// DIR's copies have their source's mode (directories too), its owner when
+/// the manager is root, after the first promotion and after later pushes,
+/// one of which changes only a mode (same bytes).
+fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if nobody && !root && !cannot_run("a manager as uid 65534 needs root to start it") {
+        return;
+    }
+    let s = Scratch::new(tag);
+    let (src, dir, out) = (s.path("src"), s.path("dst"), s.path("out"));
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::create_dir_all(src.join("ro")).unwrap();
+    fs::write(src.join("ro/x.conf"), "x").unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    fs::write(src.join("key.pem"), "secret").unwrap();
+    fs::write(src.join("hook.sh"), "#!/bin/sh\n").unwrap();
+    fs::write(src.join("sub/app.conf"), "v1").unwrap();
+    fs::write(s.path("outside.conf"), "outside").unwrap();
+    // A link inside the source stays a link; one out of it is copied.
+    std::os::unix::fs::symlink("app.conf", src.join("sub/current.conf")).unwrap();
+    std::os::unix::fs::symlink(s.path("outside.conf"), src.join("sub/shared.conf")).unwrap();
+    chmod(&src.join("key.pem"), 0o400);
+    chmod(&src.join("hook.sh"), 0o750);
+    chmod(&src.join("sub/app.conf"), 0o640);
+    // setgid on a directory: kept where the filesystem keeps it.
+    chmod(&src.join("sub"), 0o2750);
+    let (uid, gid) = if nobody { (65534, 65534) } else { (1234, 5678) };
+    if root {
+        for p in [
+            "src",
+            "src/key.pem",
+            "src/hook.sh",
+            "src/sub",
+            "src/sub/app.conf",
+        ] {
+            chown(&s.path(p), uid, gid);
+        }
+        chmod(&src.join("sub"), 0o2750);
+    }
+    if nobody {
+        for p in ["src/sub/current.conf", "src/ro", "src/ro/x.conf"] {
+            chown(&s.path(p), 65534, 65534);
+        }
+        for p in [&src, &dir, &out] {
+            chown(p, 65534, 65534);
+        }
+    }
+    // A directory without write permission: a manager that is not root
+    // must still remove its old generations.
+    chmod(&src.join("ro"), 0o555);
+    let child = TrapChild::new(&out.join("starts"))
+        .on_start("start $$")
+        .on_term("exit 0")
+        .script();
+    let args = sh_args(
+        &[
+            "--config",
+            src.to_str().unwrap(),
+            "--promote-to",
+            dir.to_str().unwrap(),
+            "--debounce=50ms",
+        ],
+        &child,
+    );
+    let launcher = nobody.then(|| {
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let m = Manager::start_with(
+        &args,
+        Opts {
+            mode: Mode::Plain,
+            launcher,
+            ..Opts::default()
+        },
+    );
+    let starts = || {
+        fs::read_to_string(out.join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(wait_for(LONG, || starts() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    // As root the copies belong to the source's owner; else to the manager.
+    let owner = if root { (uid, gid) } else { (65534, 65534) };
+    let expect = |rel: &str, mode: u32| {
+        let (got, u, g) = attrs(&dir.join(rel));
+        assert_eq!(got, mode, "{rel}: mode {got:o}, not {mode:o}\n{}", m.log());
+        if root || nobody {
+            assert_eq!((u, g), owner, "{rel}: owner\n{}", m.log());
+        }
+    };
+    let check_all = |key: u32, hook: u32| {
+        expect("key.pem", key);
+        expect("hook.sh", hook);
+        expect("sub", 0o2750);
+        expect("sub/app.conf", 0o640);
+        assert_eq!(attrs(&dir.join("ro")).0, 0o555);
+        let link = dir.join("sub/current.conf");
+        assert_eq!(
+            fs::read_link(&link).ok(),
+            Some(PathBuf::from("app.conf")),
+            "a link inside the source stays one\n{}",
+            m.log()
+        );
+        let shared = dir.join("sub/shared.conf");
+        assert!(
+            fs::symlink_metadata(&shared).is_ok_and(|m| m.is_file()),
+            "a link out of the source is copied as its file"
+        );
+        assert_eq!(fs::read_to_string(&shared).unwrap(), "outside");
+    };
+    check_all(0o400, 0o750);
+    assert_eq!(
+        fs::read_to_string(dir.join("sub/current.conf")).unwrap(),
+        "v1"
+    );
+
+    // A push that changes bytes and a mode.
+    fs::write(src.join("sub/app.conf"), "v2").unwrap();
+    chmod(&src.join("hook.sh"), 0o700);
+    assert!(wait_for(LONG, || starts() == 2), "{}", m.log());
+    check_all(0o400, 0o700);
+    assert_eq!(
+        fs::read_to_string(dir.join("sub/current.conf")).unwrap(),
+        "v2"
+    );
+
+    // A Secret whose mode changed, bytes the same: a change, copied.
+    chmod(&src.join("key.pem"), 0o440);
+    assert!(wait_for(LONG, || starts() == 3), "{}", m.log());
+    check_all(0o440, 0o700);
+    // The earlier generations are gone, read-only directories and all.
+    let generations = || {
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("..gen"))
+            .count()
+    };
+    assert!(
+        wait_for(LONG, || generations() == 1),
+        "{} generations left",
+        generations()
+    );
+}
+
+#[test]
+fn promoted_files_keep_their_mode_and_owner() {
+    files_keep_mode_and_owner("promote-modes", false);
+}
+
+#[test]
+fn promoted_files_keep_their_mode_as_a_manager_that_is_not_root() {
+    files_keep_mode_and_owner("promote-modes-nobody", true);
+}
+
+/// Issue 24, item 8: a failure to show the in-place candidate (our own
+/// symlink write failing: ENOSPC, EROFS; here a directory squatting the
+/// name it is written under first) was taken as the check's verdict: the
+/// bytes were rejected until the source changed again. It says nothing of
+/// the bytes: retried like a staging or commit failure, and once the write
+/// can succeed the push is checked and reaches the child.
+#[test]
+fn a_candidate_that_cannot_be_shown_in_place_is_retried_not_rejected() {
+    let t = Setup::new("promote-expose-fails", b"ok v1");
+    let check = t.check("0");
+    let m = t.start(&["--validate", &check, "--validate-in-place"]);
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let squat = t.dir.join("..data_tmp");
+    fs::create_dir_all(squat.join("x")).unwrap();
+    t.kube.write(&[("app.conf", b"ok v2")]);
+    assert!(m.wait_log("show the candidate"), "{}", m.log());
+    assert!(m.wait_log("Cannot check the config"), "{}", m.log());
+    assert!(!m.log().contains("Config validation failed"), "{}", m.log());
+    assert_eq!(t.promoted(), "ok v1", "the view went back");
+    fs::remove_dir_all(&squat).unwrap();
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v2"), "{:?}", t.starts());
+}

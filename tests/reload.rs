@@ -745,3 +745,70 @@ fn a_deleted_config_directory_warns_about_nothing_and_dumps_no_error() {
         assert!(!log.contains("Error {"), "at {level}: {log}");
     }
 }
+
+/// Issue 24, item 7: a child that blocks the reload signal and reads it
+/// (sigwait, a signalfd: tini -s -g, dumb-init, many daemons) shows it in
+/// `SigBlk`, not `SigCgt`: it was restarted on every change ("does not
+/// handle SIGHUP"), dropping its connections. A blocked signal stays
+/// pending and never kills: it is sent, and the child is not restarted.
+#[test]
+fn a_child_that_blocks_the_reload_signal_and_reads_it_is_reloaded() {
+    if !require_tool("python3", "python3") {
+        return;
+    }
+    let s = Scratch::new("hup-blocked");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let py = s.path("sigwait.py");
+    fs::write(
+        &py,
+        "import os, signal, sys\n\
+         waited = {signal.SIGHUP, signal.SIGTERM}\n\
+         signal.pthread_sigmask(signal.SIG_BLOCK, waited)\n\
+         out = open(sys.argv[1], 'a', buffering=1)\n\
+         out.write('start %d\\n' % os.getpid())\n\
+         while signal.sigwait(waited) == signal.SIGHUP:\n\
+         \x20   out.write('hup %d\\n' % os.getpid())\n",
+    )
+    .unwrap();
+    let script = format!(
+        "exec python3 {} {}",
+        py.display(),
+        s.path("starts").display()
+    );
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &["--reload-signal", "HUP"], &script);
+    let pid = rig.starts()[0].split(' ').nth(1).unwrap().to_string();
+    write_in_place(&conf, b"b");
+    assert!(
+        rig.s.wait_contains("starts", &format!("hup {pid}")),
+        "the same child got HUP\n{}",
+        rig.m.log()
+    );
+    write_in_place(&conf, b"c");
+    assert!(
+        wait_for(LONG, || rig.s.read("starts").matches("hup").count() == 2),
+        "{}",
+        rig.m.log()
+    );
+    rig.expect_starts(1);
+    assert!(!rig.m.log().contains("restarting it"), "{}", rig.m.log());
+}
+
+/// The other side of item 7: a child that ignores the reload signal
+/// (`SigIgn`) would do nothing with it: restarted, with a line that says so.
+#[test]
+fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
+    let s = Scratch::new("hup-ignored");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let script = TrapChild::new(&s.path("starts"))
+        .on_start(&format!("start $$ $(cat {})", conf.display()))
+        .on("HUP", "")
+        .on_term("exit 0")
+        .script();
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &["--reload-signal", "HUP"], &script);
+    write_in_place(&conf, b"b");
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "b");
+    assert!(rig.m.log().contains("ignores SIGHUP"), "{}", rig.m.log());
+}

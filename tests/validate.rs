@@ -324,3 +324,50 @@ fn thousands_of_changed_files_still_reach_the_validator() {
     assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
     assert_eq!(s.read("env").trim(), "4000 1");
 }
+
+/// Issue 24, item 2: with `--promote-to DIR`, `--validate "grep -q good
+/// /abs/dst/app.conf"` read what the child already had: with DIR holding a
+/// good generation (an emptyDir after a container restart), `echo bad >
+/// src/app.conf` passed, reached DIR and the child. Now refused at startup
+/// (exit 2, both fixes named): nothing starts and DIR keeps the good bytes.
+#[test]
+fn a_check_that_reads_dir_instead_of_the_candidate_is_refused_at_startup() {
+    let s = Scratch::new("validate-blind");
+    let (src, dir) = (s.path("src"), s.path("dst"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("app.conf"), "good").unwrap();
+    let child = recorder(&dir.join("app.conf"), &s.path("starts"), "exit 0");
+    let run = |check: &str| {
+        Manager::plain(&sh_args(
+            &[
+                "--config",
+                src.to_str().unwrap(),
+                "--promote-to",
+                dir.to_str().unwrap(),
+                "--validate",
+                check,
+            ],
+            &child,
+        ))
+    };
+    // A first run, checked the right way, leaves a good generation in DIR.
+    let mut m = run("sh -c 'grep -q good $FLUSH_MANAGER_CANDIDATE/app.conf'");
+    assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0);
+    assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "good");
+
+    fs::write(src.join("app.conf"), "bad").unwrap();
+    let blind = format!("grep -q good {}", dir.join("app.conf").display());
+    let mut m = run(&blind);
+    assert_eq!(m.exit_code(), 2, "{}", m.log());
+    let log = m.log();
+    assert!(log.contains("$FLUSH_MANAGER_CANDIDATE/app.conf"), "{log}");
+    assert!(log.contains("--validate-in-place"), "{log}");
+    assert_eq!(
+        fs::read_to_string(dir.join("app.conf")).unwrap(),
+        "good",
+        "the bad bytes never reached DIR"
+    );
+    assert_eq!(starts(&s).len(), 1, "no child started on them");
+}

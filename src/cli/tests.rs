@@ -535,9 +535,19 @@ fn tini_and_dumb_init_flags_map_to_ours() {
         c.map_signal,
         [(SIGUSR2, None), (SIGWINCH, None), (SIGHUP, Some(SIGUSR1))]
     );
+    // `-r 2:15`, a dumb-init entrypoint: SIGINT stops the child with TERM.
+    let c = run_named("dumb-init", &["-r", "2:15", "app"], &[]).unwrap();
+    assert_eq!(
+        c.map_signal,
+        [(nix::libc::SIGINT, Some(nix::libc::SIGTERM))]
+    );
     for (bad, why) in [
         (vec!["-r", "15:0", "app"], "SIGTERM cannot be dropped"),
-        (vec!["-r", "2:3", "app"], "SIGINT stops the child"),
+        (vec!["-r", "2:0", "app"], "SIGINT cannot be dropped"),
+        (
+            vec!["--map-signal", "INT:TERM", "app"],
+            "SIGINT stops the child",
+        ),
         (
             vec!["-r", "15:3", "--stop-signal", "INT", "app"],
             "give one",
@@ -819,4 +829,55 @@ fn config_paths_are_spelled_one_way() {
         ])
         .is_ok()
     );
+}
+
+/// Issue 24, item 2: with `--promote-to DIR`, a check that reads DIR judged
+/// the bytes the child already had, so every push passed. Refused at
+/// startup (exit 2), with both fixes in the message; the environment
+/// spelling and a path relative to the starting directory too.
+#[test]
+fn a_check_that_reads_dir_instead_of_the_candidate_is_refused() {
+    let promote = ["--config", "/etc/src", "--promote-to", "/etc/app"];
+    for check in [
+        "grep -q good /etc/app/app.conf",
+        "sh -c 'nginx -t -c /etc/app/nginx.conf'",
+        "grep -q good ../etc/app/app.conf",
+    ] {
+        let mut args = promote.to_vec();
+        args.extend(["--validate", check, "--", "app"]);
+        let (msg, code) = run(&args).unwrap_err();
+        assert_eq!(code, 2, "{check}: {msg}");
+        assert!(msg.contains("$FLUSH_MANAGER_CANDIDATE"), "{msg}");
+        assert!(msg.contains("--validate-in-place"), "{msg}");
+        let (_, code) = run_env(
+            &["--", "app"],
+            &[
+                ("FLUSH_MANAGER_CONFIG", "/etc/src"),
+                ("FLUSH_MANAGER_PROMOTE_TO", "/etc/app"),
+                ("FLUSH_MANAGER_VALIDATE", check),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(code, 2, "{check} from the environment");
+    }
+    // Either fix is accepted.
+    let mut args = promote.to_vec();
+    args.extend([
+        "--validate",
+        "sh -c 'nginx -t -c $FLUSH_MANAGER_CANDIDATE/nginx.conf'",
+        "--",
+        "app",
+    ]);
+    run(&args).unwrap();
+    let mut args = promote.to_vec();
+    args.extend([
+        "--validate-in-place",
+        "--validate",
+        "nginx -t -c /etc/app/nginx.conf",
+        "--",
+        "app",
+    ]);
+    assert!(run(&args).unwrap().validate_in_place);
+    // Without --promote-to the check reads the watched files: as before.
+    run(&["--validate", "grep -q good /etc/app/app.conf", "--", "app"]).unwrap();
 }

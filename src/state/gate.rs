@@ -274,6 +274,28 @@ impl Machine {
         }
     }
 
+    /// The check could not start for a fault of ours: showing the candidate
+    /// in place failed (ENOSPC, EROFS on our own symlink write). That says
+    /// nothing of the bytes: the candidate goes (the child's view back
+    /// first) and the staging is retried, as a staging or commit failure is.
+    pub(super) fn on_cannot_check(&mut self, token: u64, reason: String) -> Vec<Action> {
+        let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.token == token && p.step == Step::Checking)
+        else {
+            return vec![];
+        };
+        let mut actions: Vec<Action> = p
+            .generation
+            .take()
+            .map(|generation| Action::Discard { generation })
+            .into_iter()
+            .collect();
+        actions.extend(self.promotion_failed(format!("Cannot check the config: {reason}")));
+        actions
+    }
+
     /// The answer to `Commit`: the child's directory now shows the
     /// candidate (and its durable record names it), or nothing changed.
     pub(super) fn on_committed(&mut self, token: u64, result: Result<(), String>) -> Vec<Action> {

@@ -111,11 +111,12 @@ impl Machine {
     }
 
     pub(super) fn on_signal(&mut self, sig: i32) -> Vec<Action> {
-        // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT.
+        // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT
+        // unless rewritten (dumb-init's `-r 2:15`: the child gets SIGTERM).
         let stop_with = if sig == libc::SIGTERM {
             self.settings.stop_signal
         } else {
-            sig
+            self.mapped(sig).unwrap_or(sig)
         };
         match &mut self.phase {
             // The start's look is still out: no child yet, nothing to stop

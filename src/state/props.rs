@@ -549,7 +549,7 @@ impl Model {
                     return Ok(None);
                 };
                 if !c.ready {
-                    return Ok(Some(Event::ReloadUnhandled(sigs[0])));
+                    return Ok(Some(Event::ReloadUnhandled(sigs[0], false)));
                 }
                 c.version = now;
                 self.signalled_from = Some(from);

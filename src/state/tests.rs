@@ -857,7 +857,7 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
         [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
-        m.handle(Event::ReloadUnhandled(libc::SIGHUP)),
+        m.handle(Event::ReloadUnhandled(libc::SIGHUP, false)),
         stop_with(TERM)
     );
     assert_eq!(
@@ -1337,7 +1337,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     // hooks never run.
     let mut m = running_on(s, v(1, 1, 1));
     m.handle(Event::ConfigSettled(v(2, 2, 2)));
-    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP));
+    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP, false));
     assert!(
         restart.contains(&Action::Signal(TERM, CHILD)),
         "{restart:?}"
@@ -1548,4 +1548,55 @@ fn sigterm_before_the_child_started_exits_at_once() {
     assert_eq!(m.handle(Event::Signal(libc::SIGINT)), [Action::Exit(130)]);
     // The late answer to the look starts nothing.
     assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), []);
+}
+
+/// Issue 24, item 8: a check that could not start because the candidate
+/// could not be shown in place (our own I/O) is no verdict: the candidate
+/// is discarded, the staging retried, and the bytes are not rejected.
+#[test]
+fn a_check_that_cannot_start_is_retried_not_a_verdict() {
+    let mut m = running_on_g1(true);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2.clone()),
+    });
+    let failed = m.handle(Event::CannotCheck {
+        token: 1,
+        reason: "cannot show the candidate: ENOSPC".into(),
+    });
+    assert_eq!(
+        failed[0],
+        Action::Discard {
+            generation: "g2".into()
+        }
+    );
+    let Some(&Action::RetryAfter { token: 1, .. }) = failed.get(1) else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(
+        m.handle(Event::RetryDue { token: 1 }),
+        [Action::Stage { token: 1 }]
+    );
+    let check = m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2),
+    });
+    assert!(
+        matches!(check[..], [Action::Validate { token: 1, .. }]),
+        "{check:?}"
+    );
+    // A stale answer changes nothing.
+    assert_eq!(
+        m.handle(Event::CannotCheck {
+            token: 9,
+            reason: String::new()
+        }),
+        []
+    );
 }

@@ -148,8 +148,9 @@ pub enum Event {
     Signal(i32),
     /// The restart signal arrived; the config as it is now.
     RestartRequested(Snapshot),
-    /// `Action::Reload` found that the child has no handler for the signal.
-    ReloadUnhandled(i32),
+    /// `Action::Reload` found that the child has no handler for the signal
+    /// (true: it ignores it).
+    ReloadUnhandled(i32, bool),
     /// `Action::Reload` sent the signal to a child that handles it.
     ReloadSent,
     /// The config as it is now, asked for by `Action::Fingerprint` just
@@ -184,6 +185,9 @@ pub enum Event {
     ConfigSettled(Snapshot),
     /// The validation started by `Action::Validate { token, .. }` ended.
     Validated { token: u64, ok: bool },
+    /// That validation could not start for a fault of ours (the candidate
+    /// could not be shown in place): no verdict on the bytes.
+    CannotCheck { token: u64, reason: String },
 }
 
 /// A generation of the child's directory (`--promote-to`): its name and

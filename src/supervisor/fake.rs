@@ -249,8 +249,13 @@ impl World for Fake {
         Ok(self.next_pid)
     }
 
-    fn catches(&self, _pid: i32, _sig: i32) -> Option<bool> {
-        Some(self.catches)
+    fn takes(&self, _pid: i32, _sig: i32) -> Option<crate::signals::Takes> {
+        use crate::signals::Takes;
+        Some(if self.catches {
+            Takes::Handled
+        } else {
+            Takes::Unhandled
+        })
     }
 
     fn signal(&mut self, pid: i32, sig: i32) {

@@ -285,8 +285,8 @@ impl World for Os {
         Ok(pid)
     }
 
-    fn catches(&self, pid: i32, sig: i32) -> Option<bool> {
-        signals::catches(pid, sig)
+    fn takes(&self, pid: i32, sig: i32) -> Option<signals::Takes> {
+        signals::takes(pid, sig)
     }
 
     fn signal(&mut self, pid: i32, sig: i32) {
@@ -390,8 +390,10 @@ impl World for Os {
             (Some(p), Some(generation)) => {
                 let root = if in_place {
                     if let Err(e) = p.expose(generation) {
-                        error!("Cannot show the candidate in {}: {e}", p.dir().display());
-                        return Started::Finished(false);
+                        return Started::Failed(format!(
+                            "cannot show the candidate in {}: {e}",
+                            p.dir().display()
+                        ));
                     }
                     p.dir().to_path_buf()
                 } else {

@@ -176,16 +176,26 @@ fn hash_file(file: File) -> io::Result<FileState> {
     if !meta.is_file() || is_pseudo_fs(&nix::sys::statfs::fstatfs(&file)?) {
         return Ok(FileState::NotRegular);
     }
-    hash_stream(file, meta.len().saturating_add(READ_PAST_SIZE))
+    // The permission bits are part of what a file is: a Secret whose mode
+    // went from 0644 to 0400 with the same bytes is a change to act on (and
+    // to copy). Not the setuid/setgid/sticky bits: a manager without
+    // privilege may be refused them on its copy, which would then never
+    // match its source.
+    hash_stream(
+        file,
+        meta.len().saturating_add(READ_PAST_SIZE),
+        meta.mode() & 0o777,
+    )
 }
 
 /// Hashes at most `limit` bytes of `source`: one look never reads without
 /// end, whatever the file turns out to be.
-fn hash_stream(source: impl Read, limit: u64) -> io::Result<FileState> {
+fn hash_stream(source: impl Read, limit: u64, mode: u32) -> io::Result<FileState> {
     let mut source = source.take(limit);
     // SipHash with fixed keys: the same bytes give the same hash in every
     // run of this binary; this detects edits, it does not resist forgery.
     let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write_u32(mode);
     // On the stack: a heap buffer this size stays resident afterwards with
     // musl's allocator (idle RSS grows by it).
     let mut buf = [0u8; 16 * 1024];
@@ -707,7 +717,7 @@ mod tests {
     fn a_look_reads_a_bounded_number_of_bytes() {
         let endless = io::repeat(b'x');
         assert_eq!(
-            hash_stream(endless, 1 << 20)
+            hash_stream(endless, 1 << 20, 0)
                 .map(|s| match s {
                     FileState::Content { len, .. } => len,
                     _ => 0,
