@@ -450,7 +450,13 @@ mod tests {
                 for partial in [false, true] {
                     let (new, old) = (glob(&p, &s, partial), backtracking(&p, &s, partial));
                     let shown = |t: &[char]| t.iter().collect::<String>();
-                    assert_eq!(new, old, "{:?} on {:?} (partial {partial})", shown(&p), shown(&s));
+                    assert_eq!(
+                        new,
+                        old,
+                        "{:?} on {:?} (partial {partial})",
+                        shown(&p),
+                        shown(&s)
+                    );
                     checked += 1;
                 }
             }
