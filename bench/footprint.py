@@ -3,7 +3,8 @@
 built now (target/static/flush-manager) and, if FM_BEFORE names another
 build (e.g. the previous release's static binary), that one too. Also the
 glob matcher's worst case (8 and 16 `*` on long names) through the real
-binary. Prints a Markdown table; bench/RESULTS.md keeps the one of record.
+binary. Prints a Markdown table and puts it in bench/RESULTS.md between its
+`footprint-table` markers.
 
     FM_BEFORE=/path/to/old/flush-manager python3 bench/footprint.py [--quick]
 Needs root (PID namespaces) and what bench/run.sh builds.
@@ -131,7 +132,19 @@ def main():
             took = glob_case(binary, stars, length)
             cells.append("> 10,000 (gave up)" if took is None else f"{took:.1f}")
         out.append(f"| K = {stars}, N = {length} | " + " | ".join(cells) + " |")
-    print("\n".join(out))
+    table = "\n".join(out)
+    print(table)
+    # The table of record in bench/RESULTS.md, between its markers (the
+    # commentary around it is written by hand).
+    path = os.environ.get("BENCH_OUT", os.path.join(b.ROOT, "bench/RESULTS.md"))
+    text = open(path).read() if os.path.exists(path) else ""
+    begin, end = "<!-- footprint-table -->", "<!-- /footprint-table -->"
+    if begin in text and end in text:
+        text = text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + begin + "\n" + table + "\n" + end + "\n"
+    with open(path, "w") as f:
+        f.write(text)
     shutil.rmtree(b.CONF_DIR, ignore_errors=True)
 
 
