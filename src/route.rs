@@ -265,16 +265,86 @@ fn tokens(mut p: &[char]) -> Vec<Token<'_>> {
     out
 }
 
-/// Glob matching over characters, in time proportional to the pattern's
-/// length times the string's, whatever the pattern (no backtracking: an
-/// operator's `*a*a*a*a*a*a*a*a*b` must not stall config handling).
-/// `partial`: may `s` be extended into a match (a prefix of one)?
-///
-/// Dynamic programming from the pattern's end: `next[i]` says whether the
+/// Glob matching over characters. `partial`: may `s` be extended into a
+/// match (a prefix of one)? Most patterns turn most names down within a
+/// few characters, and a direct walk of the pattern answers those with no
+/// allocation; a walk that branches too much (an operator's
+/// `*a*a*a*a*a*a*a*a*b` would take seconds) hands over to the table below,
+/// whose time is the pattern's length times the name's, whatever the
+/// pattern.
+fn glob(p: &[char], s: &[char], partial: bool) -> bool {
+    let mut budget = 64 * (p.len() + s.len() + 1);
+    walk(p, s, partial, &mut budget).unwrap_or_else(|| table(p, s, partial))
+}
+
+/// The direct walk, one step of `budget` per call; `None` once it is spent.
+fn walk(p: &[char], s: &[char], partial: bool, budget: &mut usize) -> Option<bool> {
+    *budget = budget.checked_sub(1)?;
+    if partial && s.is_empty() {
+        return Some(true);
+    }
+    Some(match p {
+        [] => s.is_empty(),
+        // A trailing `/`: everything below that directory.
+        ['/'] => s.first() == Some(&'/') && s.len() > 1,
+        // A trailing `**/` is one too: anything below.
+        ['*', '*', '/'] => !s.is_empty(),
+        ['*', '*', '/', rest @ ..] => {
+            // `**/`: zero or more whole directories.
+            if walk(rest, s, partial, budget)? {
+                return Some(true);
+            }
+            for i in (0..s.len()).filter(|&i| s[i] == '/') {
+                if walk(rest, &s[i + 1..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
+        }
+        ['*', '*', rest @ ..] => {
+            for i in 0..=s.len() {
+                if walk(rest, &s[i..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
+        }
+        ['*', rest @ ..] => {
+            let segment = s.iter().position(|&c| c == '/').unwrap_or(s.len());
+            for i in 0..=segment {
+                if walk(rest, &s[i..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
+        }
+        ['?', rest @ ..] => match s {
+            [c, tail @ ..] if *c != '/' => walk(rest, tail, partial, budget)?,
+            _ => false,
+        },
+        ['[', rest @ ..] => match (class(rest), s) {
+            (Some((negated, members, after)), [c, tail @ ..])
+                if *c != '/' && in_class(members, *c) != negated =>
+            {
+                walk(after, tail, partial, budget)?
+            }
+            (Some(_), _) => false,
+            // No closing bracket: a literal '['.
+            (None, ['[', tail @ ..]) => walk(rest, tail, partial, budget)?,
+            (None, _) => false,
+        },
+        ['\\', c, rest @ ..] | [c, rest @ ..] => match s {
+            [d, tail @ ..] if d == c => walk(rest, tail, partial, budget)?,
+            _ => false,
+        },
+    })
+}
+
+/// The table: dynamic programming from the pattern's end: `next[i]` says whether the
 /// steps after the current one match `s[i..]`, `row[i]` whether the
 /// current one and those after it do. A star either ends here (`next[i]`)
 /// or takes one more character (`row[i + 1]`).
-fn glob(p: &[char], s: &[char], partial: bool) -> bool {
+fn table(p: &[char], s: &[char], partial: bool) -> bool {
     let n = s.len();
     let mut next: Vec<bool> = (0..=n).map(|i| i == n).collect();
     let mut row = vec![false; n + 1];
@@ -448,7 +518,11 @@ mod tests {
             for s in &strings {
                 let s: Vec<char> = s.chars().collect();
                 for partial in [false, true] {
-                    let (new, old) = (glob(&p, &s, partial), backtracking(&p, &s, partial));
+                    let old = backtracking(&p, &s, partial);
+                    let new = table(&p, &s, partial);
+                    assert_eq!(glob(&p, &s, partial), old);
+                    let mut ample = usize::MAX;
+                    assert_eq!(walk(&p, &s, partial, &mut ample), Some(old));
                     let shown = |t: &[char]| t.iter().collect::<String>();
                     assert_eq!(
                         new,
