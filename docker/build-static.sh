@@ -26,7 +26,11 @@ size_flags="-C relocation-model=static -C force-unwind-tables=no \
 # (--icf=all; Rust gives no function a significant address) and duplicate
 # read-only strings merged, about 23 KB less than GNU ld (bench/RESULTS.md).
 gcc_ld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/gcc-ld"
-lld_flags="-C relocation-model=static -C force-unwind-tables=no \
+# Panic locations name their source file: dependencies' under the registry
+# (a home directory and an index hash) shortened to name-version/path.
+remap="--remap-path-prefix=${CARGO_HOME:-${HOME:-/root}/.cargo}/registry/src="
+size_flags="$size_flags $remap"
+lld_flags="$remap -C relocation-model=static -C force-unwind-tables=no \
  -C link-arg=-B$gcc_ld -C link-arg=-fuse-ld=lld -C link-arg=-Wl,--icf=all \
  -C link-arg=-Wl,-T,$(pwd)/docker/no-unwind-tables-lld.ld -C link-arg=-Wl,--no-eh-frame-hdr \
  -C link-arg=-Wl,-z,noseparate-code"
