@@ -130,7 +130,7 @@ def bench_size():
 def bench_idle():
     """All inits at once, each PID 1 of its own namespace supervising sleep."""
     secs = 5 if QUICK else 10
-    rss, pss, thr, wake = ({n: [] for n in INITS} for _ in range(4))
+    rss, pss, thr, wake, anon = ({n: [] for n in INITS} for _ in range(5))
     for _ in range(max(2, REPS // 2)):
         running = {n: ns_start(argv + ["sleep", "1000"]) for n, argv in INITS.items()}
         for _, pid in running.values():
@@ -142,6 +142,7 @@ def bench_idle():
             rss[n].append(kv["Rss"])
             pss[n].append(kv["Pss"])
             thr[n].append(len(os.listdir(f"/proc/{pid}/task")))
+            anon[n].append(read_kv(f"/proc/{pid}/status", ("RssAnon",))["RssAnon"])
             c0[n] = ctx_switches(pid)
         time.sleep(secs)
         for n, (_, pid) in running.items():
@@ -149,7 +150,8 @@ def bench_idle():
         for p, _ in running.values():
             stop(p)
     for n in INITS:
-        results[n].update(rss=med(rss[n]), pss=med(pss[n]), threads=med(thr[n]), wakeups=med(wake[n]))
+        results[n].update(rss=med(rss[n]), pss=med(pss[n]), threads=med(thr[n]), wakeups=med(wake[n]),
+                          anon=med(anon[n]))
 
 
 def bench_start():

@@ -4,6 +4,7 @@
 # then measures everything side by side and writes bench/RESULTS.md.
 #   bench/run.sh           full run (about 5 minutes; bench/scaling.py last)
 #   bench/run.sh --quick   fewer repetitions (a smoke test)
+#   FM_BEFORE=old/flush-manager bench/run.sh   footprint.py compares with it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "bench/run.sh: needs root (PID namespaces, apt-get)" >&2; exit 2; fi
@@ -20,4 +21,7 @@ sh docker/build-static.sh
 mkdir -p target/bench
 gcc -O2 -o target/bench/helpers bench/helpers.c
 python3 bench/bench.py "$@"
+# Issue 26's table (printed, not written): FM_BEFORE=/path/to/an/older/build
+# adds that build's column.
+python3 bench/footprint.py "$@"
 exec python3 bench/scaling.py "$@"

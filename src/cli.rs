@@ -64,6 +64,17 @@ impl Personality {
         }
     }
 
+    /// The exit code of a usage error (no program, an unknown flag, a bad
+    /// value): tini and dumb-init exit 1, and a script written for them
+    /// may test for it; under our own name 2, the usual code of a
+    /// command-line mistake.
+    fn usage_code(self) -> i32 {
+        match self {
+            Personality::FlushManager => 2,
+            Personality::Tini | Personality::DumbInit => 1,
+        }
+    }
+
     /// The level `-v` given `n` times asks for.
     fn verbose(self, n: usize) -> log::LevelFilter {
         use log::LevelFilter::{Debug, Info, Trace, Warn};
@@ -150,10 +161,10 @@ pub enum Parsed {
     Exit { message: String, code: i32 },
 }
 
-fn usage_error(program: &str, message: String) -> Parsed {
+fn usage_error(program: &str, personality: Personality, message: String) -> Parsed {
     Parsed::Exit {
         message: format!("[flush-manager] ERROR: {message}\nRun '{program} --help' for usage."),
-        code: 2,
+        code: personality.usage_code(),
     }
 }
 
@@ -168,12 +179,14 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
     let args = argv.get(1..).unwrap_or_default();
     let tokens = match rewrite(args) {
         Ok(t) => t,
-        Err(e) => return usage_error(program, e),
+        Err(e) => return usage_error(program, personality, e),
     };
     let strs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let Tokens { set, command } = match Tokens::from_args(&[program], &strs) {
         Ok(t) => t,
-        Err(early) => return usage_error(program, early.output.trim_end().to_string()),
+        Err(early) => {
+            return usage_error(program, personality, early.output.trim_end().to_string());
+        }
     };
     let given = |name: &str| {
         set.iter()
@@ -204,7 +217,7 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
     };
     match build(&values, command, cwd) {
         Ok(cfg) => Parsed::Run(Box::new(cfg)),
-        Err(e) => usage_error(program, e),
+        Err(e) => usage_error(program, personality, e),
     }
 }
 
@@ -243,6 +256,11 @@ fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
         out.push("--set".to_string());
         out.push(format!("{}={value}", flag.name));
     };
+    // Once a long flag was written with one dash (`-command`, `-config`),
+    // the line is the Go tool's: there a word like `-redis.addr` is the
+    // command's first flag, put where ours are (no `--`), not a getopt
+    // cluster of tini's or dumb-init's letters (`-r edis.addr`).
+    let mut go = false;
     let mut i = 0;
     while i < argv.len() {
         let arg = &argv[i];
@@ -272,6 +290,7 @@ fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
         };
         match flags::lookup(name) {
             Some(spelling) => {
+                go |= dashes == 1 && name.chars().nth(1).is_some();
                 let value = match (needs_value(&spelling), inline) {
                     (true, Some(v)) => Some(v.to_string()),
                     (true, None) => Some(next()?),
@@ -282,11 +301,11 @@ fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
             }
             // getopt's cluster of one-letter flags, tini's and dumb-init's
             // habit: `-vv`, `-sg`, `-e143`, `-r15:3`.
-            None if dashes == 1 && inline.is_none() => {
+            None if dashes == 1 && inline.is_none() && !go => {
                 for (at, letter) in body.char_indices() {
                     let one = &body[at..at + letter.len_utf8()];
                     let Some(spelling) = flags::lookup(one).filter(|_| letter.is_ascii()) else {
-                        return Err(format!("unknown flag: {arg}"));
+                        return Err(unknown(arg));
                     };
                     if needs_value(&spelling) {
                         let rest = &body[at + one.len()..];
@@ -303,7 +322,7 @@ fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
                     emit(flag, &value);
                 }
             }
-            None => return Err(format!("unknown flag: {arg}")),
+            None => return Err(unknown(arg)),
         }
         i += 1;
     }
@@ -312,6 +331,14 @@ fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
         out.extend(argv[i..].iter().cloned());
     }
     Ok(out)
+}
+
+/// An unknown flag, named as written; it is often the command's own, given
+/// before a `--` that was forgotten.
+fn unknown(arg: &str) -> String {
+    format!(
+        "unknown flag: {arg} (a flag of the command goes after --: [OPTIONS] -- COMMAND [ARGS...])"
+    )
 }
 
 fn needs_value(spelling: &Spelling) -> bool {
@@ -714,6 +741,23 @@ fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
 /// connection, and a probe cannot be judged faster than it runs.
 const READY_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
+/// The shortest `--poll-interval` taken. Each tick stats and hashes every
+/// watched file; polling is the safety net where inotify is deaf (overlayfs,
+/// NFS, a full queue), for which a tenth of a second is quick enough, while
+/// a nanosecond (accepted once) kept a core busy and a half.
+const POLL_MIN: Duration = Duration::from_millis(100);
+
+fn poll_interval(v: &Values) -> Result<Duration, String> {
+    let every = v.duration("poll-interval")?;
+    if every.is_zero() || every >= POLL_MIN {
+        return Ok(every);
+    }
+    let given = v.one("poll-interval")?.unwrap_or_default();
+    Err(format!(
+        "--poll-interval {given} is below the minimum of 100ms (0 turns polling off)"
+    ))
+}
+
 fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, String> {
     let mut command = match (v.one("command")?, command_line) {
         (Some(cmd), rest) if !v.given("command").is_empty() => {
@@ -925,7 +969,7 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         log_json,
         debounce: v.duration("debounce")?,
         debounce_max: v.duration("debounce-max")?,
-        poll_interval: v.duration("poll-interval")?,
+        poll_interval: poll_interval(v)?,
         poll_only: v.switch("poll-only")?,
         validate,
         validate_timeout: v.duration("validate-timeout")?,
@@ -1012,7 +1056,8 @@ variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false.
 500ms, 10s, 1m30s, 0 (each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources).",
+78 config rejected by --validate at startup; 2 usage error (1 as tini, dumb-init);
+1 cannot start (resources).",
     );
     out
 }

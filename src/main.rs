@@ -6,6 +6,7 @@ mod hook;
 mod http;
 mod logging;
 mod metrics;
+mod off_loop;
 mod parse;
 mod promote;
 mod reaper;

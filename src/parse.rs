@@ -16,29 +16,37 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     let mut rest = text;
-    let mut total = 0f64;
+    // Whole nanoseconds, in integers: exact, and no float parsing machinery
+    // in the binary for this one use.
+    let mut total: u128 = 0;
     if rest.is_empty() {
         return Err(bad());
     }
+    let too_large = || format!("duration {text:?} is too large (at most 100 years)");
     // The previous unit, as (its rank, its spelling): ranks fall from h to ns.
     let mut previous: Option<(u8, &str)> = None;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        let (whole, fraction) = rest[..num_len]
+            .split_once('.')
+            .unwrap_or((&rest[..num_len], ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(bad());
+        }
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
-        let (rank, scale) = match unit {
-            "h" => (6, 3600.0),
-            "m" => (5, 60.0),
-            "s" => (4, 1.0),
-            "ms" => (3, 1e-3),
-            "us" | "µs" => (2, 1e-6),
-            "ns" => (1, 1e-9),
+        let (rank, scale): (u8, u128) = match unit {
+            "h" => (6, 3_600_000_000_000),
+            "m" => (5, 60_000_000_000),
+            "s" => (4, 1_000_000_000),
+            "ms" => (3, 1_000_000),
+            "us" | "µs" => (2, 1_000),
+            "ns" => (1, 1),
             _ => return Err(bad()),
         };
         match previous {
@@ -54,17 +62,33 @@ pub fn duration(text: &str) -> Result<Duration, String> {
             }
             _ => previous = Some((rank, unit)),
         }
-        total += value * scale;
+        // Digits past the 15th of a fraction are below a nanosecond even
+        // of an hour.
+        let mut part: u128 = 0;
+        let mut tenths: u128 = 1;
+        for digit in fraction.bytes().take(15) {
+            part = part * 10 + u128::from(digit - b'0');
+            tenths *= 10;
+        }
+        let mut value: u128 = 0;
+        for digit in whole.bytes() {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u128::from(digit - b'0')))
+                .ok_or_else(too_large)?;
+        }
+        total = value
+            .checked_mul(scale)
+            .and_then(|v| v.checked_add(part * scale / tenths))
+            .and_then(|v| v.checked_add(total))
+            .ok_or_else(too_large)?;
         rest = &rest[unit_len..];
     }
-    let d = Duration::try_from_secs_f64(total).map_err(|_| bad())?;
     // Every deadline is `now + d`: keep it representable.
-    if d > MAX_DURATION {
-        return Err(format!(
-            "duration {text:?} is too large (at most 100 years)"
-        ));
+    if total > MAX_DURATION.as_nanos() {
+        return Err(too_large());
     }
-    Ok(d)
+    Ok(Duration::from_nanos(total as u64))
 }
 
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -191,6 +215,26 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("0.1s"), Ok(Duration::from_millis(100)), "exact");
+        assert_eq!(duration(".5m"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("2.m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1.000000001s"), Ok(Duration::new(1, 1)));
+        assert_eq!(
+            duration("1.0000000000000000009h"),
+            Ok(Duration::from_secs(3600))
+        );
+        for huge in [
+            "3000000000000000h",
+            "99999999999999999999999999999999999999999h",
+        ] {
+            assert!(duration(huge).unwrap_err().contains("too large"), "{huge}");
+        }
+        for bad in [".s", "1.2.3s", "s", "1", "1x"] {
+            assert!(
+                duration(bad).unwrap_err().contains("invalid duration"),
+                "{bad}"
+            );
+        }
         assert_eq!(duration("0"), Ok(Duration::ZERO));
         assert_eq!(
             duration("1h2m3s4ms5us6ns"),

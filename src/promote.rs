@@ -546,7 +546,9 @@ fn is_generation(name: &str) -> bool {
 /// Removes a generation nothing points at, off the loop (a big one takes a
 /// while); one left behind by a crash is removed by the next `recover`.
 fn remove_later(path: PathBuf) {
-    smol::unblock(move || remove_tree(&path)).detach();
+    crate::off_loop::detach(Box::new(move || {
+        remove_tree(&path);
+    }));
 }
 
 /// `name -> target` in `dir`, atomically (through `tmp`).

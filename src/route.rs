@@ -217,14 +217,73 @@ pub fn can_match_under(pattern: &str, root: &Path, may_be_file: bool) -> bool {
     (may_be_file && glob(&p, &root.chars().collect::<Vec<_>>(), false)) || glob(&p, &below, true)
 }
 
-/// Glob matching over characters (patterns are short; backtracking is
-/// fine). `partial`: may `s` be extended into a match (a prefix of one)?
-fn glob(p: &[char], s: &[char], partial: bool) -> bool {
-    if partial && s.is_empty() {
-        return true;
+/// One step of a pattern.
+enum Token<'a> {
+    /// This character.
+    Lit(char),
+    /// `?`: any one character but `/`.
+    One,
+    /// `[...]`: one character of a class (never `/`).
+    Class(bool, &'a [char]),
+    /// `*`: any characters within the segment.
+    Star,
+    /// `**` not followed by `/`: any characters, `/` included.
+    Stars,
+    /// `**/` with more after it: zero or more whole directories.
+    Dirs,
+    /// A trailing `/`: everything below that directory.
+    EndSlash,
+    /// A trailing `**/`: anything below.
+    EndDirs,
+}
+
+/// Splits a pattern into its steps, read from the front.
+fn tokens(mut p: &[char]) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    while !p.is_empty() {
+        let (token, used) = match p {
+            ['/'] => (Token::EndSlash, 1),
+            ['*', '*', '/'] => (Token::EndDirs, 3),
+            ['*', '*', '/', ..] => (Token::Dirs, 3),
+            ['*', '*', ..] => (Token::Stars, 2),
+            ['*', ..] => (Token::Star, 1),
+            ['?', ..] => (Token::One, 1),
+            ['[', rest @ ..] => match class(rest) {
+                Some((negated, members, after)) => {
+                    (Token::Class(negated, members), p.len() - after.len())
+                }
+                // No closing bracket: a literal '['.
+                None => (Token::Lit('['), 1),
+            },
+            ['\\', c, ..] => (Token::Lit(*c), 2),
+            [c, ..] => (Token::Lit(*c), 1),
+            [] => break,
+        };
+        out.push(token);
+        p = &p[used..];
     }
-    let next = |p: &[char], s: &[char]| glob(p, s, partial);
-    match p {
+    out
+}
+
+/// Glob matching over characters. `partial`: may `s` be extended into a
+/// match (a prefix of one)? Most patterns turn most names down within a
+/// few characters, and a direct walk of the pattern answers those with no
+/// allocation; a walk that branches too much (an operator's
+/// `*a*a*a*a*a*a*a*a*b` would take seconds) hands over to the table below,
+/// whose time is the pattern's length times the name's, whatever the
+/// pattern.
+fn glob(p: &[char], s: &[char], partial: bool) -> bool {
+    let mut budget = 64 * (p.len() + s.len() + 1);
+    walk(p, s, partial, &mut budget).unwrap_or_else(|| table(p, s, partial))
+}
+
+/// The direct walk, one step of `budget` per call; `None` once it is spent.
+fn walk(p: &[char], s: &[char], partial: bool, budget: &mut usize) -> Option<bool> {
+    *budget = budget.checked_sub(1)?;
+    if partial && s.is_empty() {
+        return Some(true);
+    }
+    Some(match p {
         [] => s.is_empty(),
         // A trailing `/`: everything below that directory.
         ['/'] => s.first() == Some(&'/') && s.len() > 1,
@@ -232,54 +291,117 @@ fn glob(p: &[char], s: &[char], partial: bool) -> bool {
         ['*', '*', '/'] => !s.is_empty(),
         ['*', '*', '/', rest @ ..] => {
             // `**/`: zero or more whole directories.
-            next(rest, s)
-                || (0..s.len())
-                    .filter(|&i| s[i] == '/')
-                    .any(|i| next(rest, &s[i + 1..]))
+            if walk(rest, s, partial, budget)? {
+                return Some(true);
+            }
+            for i in (0..s.len()).filter(|&i| s[i] == '/') {
+                if walk(rest, &s[i + 1..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
         }
-        ['*', '*', rest @ ..] => (0..=s.len()).any(|i| next(rest, &s[i..])),
+        ['*', '*', rest @ ..] => {
+            for i in 0..=s.len() {
+                if walk(rest, &s[i..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
+        }
         ['*', rest @ ..] => {
             let segment = s.iter().position(|&c| c == '/').unwrap_or(s.len());
-            (0..=segment).any(|i| next(rest, &s[i..]))
+            for i in 0..=segment {
+                if walk(rest, &s[i..], partial, budget)? {
+                    return Some(true);
+                }
+            }
+            false
         }
-        ['?', rest @ ..] => matches!(s, [c, tail @ ..] if *c != '/' && next(rest, tail)),
+        ['?', rest @ ..] => match s {
+            [c, tail @ ..] if *c != '/' => walk(rest, tail, partial, budget)?,
+            _ => false,
+        },
         ['[', rest @ ..] => match (class(rest), s) {
-            (Some((hit, after)), [c, tail @ ..]) => *c != '/' && hit(*c) && next(after, tail),
-            (Some(_), []) => false,
+            (Some((negated, members, after)), [c, tail @ ..])
+                if *c != '/' && in_class(members, *c) != negated =>
+            {
+                walk(after, tail, partial, budget)?
+            }
+            (Some(_), _) => false,
             // No closing bracket: a literal '['.
-            (None, ['[', tail @ ..]) => next(rest, tail),
+            (None, ['[', tail @ ..]) => walk(rest, tail, partial, budget)?,
             (None, _) => false,
         },
-        ['\\', c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
-        [c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
-    }
+        ['\\', c, rest @ ..] | [c, rest @ ..] => match s {
+            [d, tail @ ..] if d == c => walk(rest, tail, partial, budget)?,
+            _ => false,
+        },
+    })
 }
 
-/// A `[...]` class (after its `[`): a test for one character, and the
+/// The table: dynamic programming from the pattern's end: `next[i]` says whether the
+/// steps after the current one match `s[i..]`, `row[i]` whether the
+/// current one and those after it do. A star either ends here (`next[i]`)
+/// or takes one more character (`row[i + 1]`).
+fn table(p: &[char], s: &[char], partial: bool) -> bool {
+    let n = s.len();
+    let mut next: Vec<bool> = (0..=n).map(|i| i == n).collect();
+    let mut row = vec![false; n + 1];
+    for token in tokens(p).iter().rev() {
+        // For `**/`: some `/` at or after i has a match of the rest after it.
+        let mut below = false;
+        for i in (0..=n).rev() {
+            let c = s.get(i).copied();
+            let one = |ok: bool| ok && next[i + 1];
+            row[i] = (partial && i == n)
+                || match *token {
+                    Token::Lit(l) => one(c == Some(l)),
+                    Token::One => one(c.is_some_and(|c| c != '/')),
+                    Token::Class(negated, members) => {
+                        one(c.is_some_and(|c| c != '/' && in_class(members, c) != negated))
+                    }
+                    Token::Star => next[i] || (c.is_some_and(|c| c != '/') && row[i + 1]),
+                    Token::Stars => next[i] || (c.is_some() && row[i + 1]),
+                    Token::Dirs => {
+                        below |= c == Some('/') && next[i + 1];
+                        next[i] || below
+                    }
+                    Token::EndSlash => c == Some('/') && n - i > 1,
+                    Token::EndDirs => c.is_some(),
+                };
+        }
+        std::mem::swap(&mut next, &mut row);
+    }
+    next[0]
+}
+
+/// A `[...]` class (after its `[`): negated or not, its members, and the
 /// pattern after its `]`; `None` if it never closes.
-fn class(p: &[char]) -> Option<(impl Fn(char) -> bool + '_, &[char])> {
+fn class(p: &[char]) -> Option<(bool, &[char], &[char])> {
     let (negated, body) = match p {
         ['!' | '^', rest @ ..] => (true, rest),
         _ => (false, p),
     };
     // A `]` first is a member, not the end.
     let end = body.iter().skip(1).position(|&c| c == ']')? + 1;
-    let members = &body[..end];
-    let hit = move |c: char| {
-        let mut i = 0;
-        let mut found = false;
-        while i < members.len() {
-            if i + 2 < members.len() && members[i + 1] == '-' {
-                found |= (members[i]..=members[i + 2]).contains(&c);
-                i += 3;
-            } else {
-                found |= members[i] == c;
-                i += 1;
-            }
+    Some((negated, &body[..end], &body[end + 1..]))
+}
+
+/// Is `c` one of a class's members (single characters and `a-z` ranges)?
+fn in_class(members: &[char], c: char) -> bool {
+    let mut i = 0;
+    let mut found = false;
+    while i < members.len() {
+        if i + 2 < members.len() && members[i + 1] == '-' {
+            found |= (members[i]..=members[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            found |= members[i] == c;
+            i += 1;
         }
-        found != negated
-    };
-    Some((hit, &body[end + 1..]))
+    }
+    found
 }
 
 /// Splits `PATTERN=ACTION` at the first `=` that an action follows (a
@@ -334,6 +456,115 @@ mod tests {
             "a trailing / is everything below"
         );
         assert!(!g("certs/", "certs"));
+    }
+
+    /// The recursive matcher this one replaced (exponential on many `*`,
+    /// but plainly right): the reference the new one must agree with.
+    fn backtracking(p: &[char], s: &[char], partial: bool) -> bool {
+        if partial && s.is_empty() {
+            return true;
+        }
+        let next = |p: &[char], s: &[char]| backtracking(p, s, partial);
+        match p {
+            [] => s.is_empty(),
+            ['/'] => s.first() == Some(&'/') && s.len() > 1,
+            ['*', '*', '/'] => !s.is_empty(),
+            ['*', '*', '/', rest @ ..] => {
+                next(rest, s)
+                    || (0..s.len())
+                        .filter(|&i| s[i] == '/')
+                        .any(|i| next(rest, &s[i + 1..]))
+            }
+            ['*', '*', rest @ ..] => (0..=s.len()).any(|i| next(rest, &s[i..])),
+            ['*', rest @ ..] => {
+                let segment = s.iter().position(|&c| c == '/').unwrap_or(s.len());
+                (0..=segment).any(|i| next(rest, &s[i..]))
+            }
+            ['?', rest @ ..] => matches!(s, [c, tail @ ..] if *c != '/' && next(rest, tail)),
+            ['[', rest @ ..] => match (class(rest), s) {
+                (Some((negated, members, after)), [c, tail @ ..]) => {
+                    *c != '/' && in_class(members, *c) != negated && next(after, tail)
+                }
+                (Some(_), []) => false,
+                (None, ['[', tail @ ..]) => next(rest, tail),
+                (None, _) => false,
+            },
+            ['\\', c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
+            [c, rest @ ..] => matches!(s, [d, tail @ ..] if d == c && next(rest, tail)),
+        }
+    }
+
+    /// Every sequence of `items` up to `len` long, concatenated.
+    fn words(items: &[&str], len: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|w| items.iter().map(move |i| format!("{w}{i}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn the_linear_matcher_agrees_with_the_backtracking_one_everywhere_small() {
+        let pieces = ["a", "/", "*", "**", "?", "[a-b]", "[!a]", "\\*", "[", "]"];
+        let strings = words(&["a", "b", "/", "*", "["], 4);
+        let mut checked = 0;
+        for p in words(&pieces, 3) {
+            let p: Vec<char> = p.chars().collect();
+            for s in &strings {
+                let s: Vec<char> = s.chars().collect();
+                for partial in [false, true] {
+                    let old = backtracking(&p, &s, partial);
+                    let new = table(&p, &s, partial);
+                    assert_eq!(glob(&p, &s, partial), old);
+                    let mut ample = usize::MAX;
+                    assert_eq!(walk(&p, &s, partial, &mut ample), Some(old));
+                    let shown = |t: &[char]| t.iter().collect::<String>();
+                    assert_eq!(
+                        new,
+                        old,
+                        "{:?} on {:?} (partial {partial})",
+                        shown(&p),
+                        shown(&s)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 500_000, "{checked} cases");
+    }
+
+    #[test]
+    fn many_stars_on_a_long_name_take_no_time() {
+        // A pattern that fails only at its last character after 16 `*`:
+        // a backtracking matcher tries every way to spread 200 characters
+        // over 16 stars (this ran for longer than anyone waited). Run off
+        // the test's thread so that a slow matcher fails here instead of
+        // hanging the suite.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let name = "a".repeat(200);
+            let stars = |k: usize| format!("{}b", "*a".repeat(k));
+            let deep = |k: usize| format!("{}b", "**/a".repeat(k));
+            let start = std::time::Instant::now();
+            let found = [
+                g(&stars(8), &name),
+                g(&stars(16), &name),
+                g(&deep(16), &"a/".repeat(100)),
+                g(&format!("{}a", "*a".repeat(16)), &name),
+            ];
+            let _ = tx.send((found, start.elapsed()));
+        });
+        let (found, took) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("16 stars on a 200-character name still running after 5 s");
+        assert_eq!(found, [false, false, false, true]);
+        // Microseconds here; generous for a loaded machine and a debug build.
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
     }
 
     #[test]

@@ -511,3 +511,34 @@ fn dumb_init_rewrites_sigint_to_sigterm() {
     assert_eq!(m.exit_code(), 0, "{:?}\n{}", lines(), m.log());
     assert_eq!(lines(), ["ready", "TERM"], "{}", m.log());
 }
+
+/// A usage error (no program, an unknown flag) exits 1 under tini's and
+/// dumb-init's names, as both tools do; under our own name it stays 2.
+/// Where the real tools are installed, their codes are checked too.
+#[test]
+fn a_usage_error_exits_1_under_the_tools_names_and_2_under_ours() {
+    let s = Scratch::new("dropin-usage");
+    for name in NAMES {
+        for args in [&[][..], &["-x", "--", "/bin/true"][..]] {
+            let mut m = start_as(&s, name, Mode::Plain, &[], args);
+            assert_eq!(m.exit_code(), 1, "{name} {args:?}\n{}", m.log());
+            assert!(m.log().contains("--help"), "{name} {args:?}\n{}", m.log());
+        }
+    }
+    let mut m = Manager::plain(&["--no-such-flag", "--", "/bin/true"]);
+    assert_eq!(m.exit_code(), 2, "{}", m.log());
+    for real in ["/usr/bin/tini", "/usr/bin/dumb-init"] {
+        if !Path::new(real).exists() {
+            continue;
+        }
+        for args in [&[][..], &["-x", "--", "/bin/true"][..]] {
+            let status = Command::new(real)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run the real tool");
+            assert_eq!(status.code(), Some(1), "{real} {args:?}");
+        }
+    }
+}

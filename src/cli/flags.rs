@@ -331,7 +331,7 @@ pub static FLAGS: &[Flag] = &[
         Value,
         "DURATION",
         Watch,
-        "polling beside inotify; 0 turns it off",
+        "polling beside inotify, at least 100ms; 0 turns it off",
     )
     .default("5s")
     .vars(&[Var::Value("FLUSH_MANAGER_POLL_INTERVAL")]),

@@ -383,7 +383,7 @@ fn the_name_picks_the_tools_defaults() {
         assert!(!c.config_is_default, "{name}");
         assert_eq!(c.log_level, Warn, "{name}");
         let (msg, code) = run_named(name, &[], &[]).unwrap_err();
-        assert_eq!(code, 2, "{name}");
+        assert_eq!(code, 1, "{name}: a usage error, exit 1 as the tool does");
         assert!(msg.contains("no command given"), "{name}: {msg}");
         // A config given is watched, whatever the name.
         let c = run_named(name, &["--config", "/etc/a", "app"], &[]).unwrap();
@@ -427,7 +427,7 @@ fn the_name_picks_the_tools_defaults() {
         Target::Child
     );
     let (msg, code) = run_named("tini", &["-g", "-c", "app"], &[]).unwrap_err();
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(
         msg.contains("--signal-to: given as \"group\" and as \"child\""),
         "{msg}"
@@ -480,9 +480,9 @@ fn verbosity_per_name() {
         Info
     );
     let (msg, code) = run_named("tini", &["-v", "--log-level", "info", "app"], &[]).unwrap_err();
-    assert_eq!(code, 2, "{msg}");
+    assert_eq!(code, 1, "{msg}");
     let (msg, code) = run_named("tini", &["app"], &[("TINI_VERBOSITY", "loud")]).unwrap_err();
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(msg.contains("TINI_VERBOSITY"), "{msg}");
 }
 
@@ -565,7 +565,7 @@ fn tini_and_dumb_init_flags_map_to_ours() {
         (vec!["-e"], "needs an argument"),
     ] {
         let (msg, code) = run_named("dumb-init", &bad, &[]).expect_err(&format!("{bad:?}"));
-        assert_eq!(code, 2, "{bad:?}: {msg}");
+        assert_eq!(code, 1, "{bad:?}: {msg}");
         assert!(msg.contains(why), "{bad:?}: {msg:?} does not say {why:?}");
     }
     // tini's -s and TINI_SUBREAPER are accepted (we always are one).
@@ -880,4 +880,80 @@ fn a_check_that_reads_dir_instead_of_the_candidate_is_refused() {
     assert!(run(&args).unwrap().validate_in_place);
     // Without --promote-to the check reads the watched files: as before.
     run(&["--validate", "grep -q good /etc/app/app.conf", "--", "app"]).unwrap();
+}
+
+/// tini and dumb-init exit 1 on a usage error, and scripts written for
+/// them may check it; under our own name a usage error stays 2.
+#[test]
+fn a_usage_error_exits_as_the_tool_named_does() {
+    for (name, want) in [
+        ("flush-manager", 2),
+        ("tini", 1),
+        ("tini-static", 1),
+        ("docker-init", 1),
+        ("dumb-init", 1),
+    ] {
+        // No program (our own name has the Go tool's default command).
+        let no_program: &[&str] = if want == 1 { &[] } else { &["--command="] };
+        for bad in [
+            no_program,
+            &["--no-such-flag", "app"],
+            &["-x", "app"],
+            &["-e"],
+        ] {
+            let (msg, code) = run_named(name, bad, &[]).expect_err(name);
+            assert_eq!(code, want, "{name} {bad:?}: {msg}");
+        }
+    }
+}
+
+/// A poll every nanosecond spun at 117 % CPU: below 100 ms is refused,
+/// on the command line and in the variable; 0 still turns polling off.
+#[test]
+fn a_poll_interval_below_the_minimum_is_refused() {
+    for bad in ["1ns", "1ms", "99ms"] {
+        let (msg, code) = run(&["--poll-interval", bad, "app"]).unwrap_err();
+        assert_eq!(code, 2, "{bad}: {msg}");
+        assert!(msg.contains("minimum of 100ms"), "{bad}: {msg}");
+        assert!(msg.contains(bad), "names what was given: {msg}");
+        let (msg, code) = run_env(&["app"], &[("FLUSH_MANAGER_POLL_INTERVAL", bad)]).unwrap_err();
+        assert_eq!(code, 2, "{bad}: {msg}");
+        assert!(msg.contains("minimum of 100ms"), "{bad}: {msg}");
+    }
+    for ok in ["0", "100ms", "5s"] {
+        let c = run(&["--poll-interval", ok, "app"]).unwrap();
+        assert_eq!(c.poll_interval, parse::duration(ok).unwrap(), "{ok}");
+    }
+}
+
+/// The Go tool's spelling without `--`: the command's own flag after ours
+/// is named as unknown, with the hint to put `--` before the command (it
+/// was read as dumb-init's `-r edis.addr`).
+#[test]
+fn the_go_form_without_a_double_dash_names_the_commands_flag() {
+    let (msg, code) = run(&[
+        "-command",
+        "redis_exporter",
+        "-config",
+        "x.conf",
+        "-redis.addr",
+        "redis://x",
+    ])
+    .unwrap_err();
+    assert_eq!(code, 2, "{msg}");
+    assert!(msg.contains("unknown flag: -redis.addr"), "{msg}");
+    assert!(msg.contains("after --"), "suggests --: {msg}");
+    assert!(!msg.contains("rewrite"), "{msg}");
+    // With `--` the same line runs.
+    let c = run(&[
+        "-command",
+        "redis_exporter",
+        "-config",
+        "x.conf",
+        "--",
+        "-redis.addr",
+        "redis://x",
+    ])
+    .unwrap();
+    assert_eq!(c.command, ["redis_exporter", "-redis.addr", "redis://x"]);
 }

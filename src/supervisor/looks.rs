@@ -7,6 +7,7 @@
 //! noted before it.
 
 use super::{Look, Wake};
+use crate::off_loop::{self, Pending};
 use crate::route::Routes;
 use crate::watch::fingerprint::Snapshot;
 use crate::watch::{NotifyEvent, Watch};
@@ -25,7 +26,7 @@ pub struct Looks {
     /// The watch, when no look has it.
     home: Option<Watch>,
     /// The running look.
-    away: Option<(Look, smol::Task<(Watch, Found)>)>,
+    away: Option<(Look, Pending<(Watch, Found)>)>,
     /// Looks asked for and not started yet (each kind once).
     queue: VecDeque<Look>,
     /// Events that arrived while the watch was away.
@@ -121,7 +122,7 @@ impl Looks {
         let (look, watch, found) = match self.away.as_mut() {
             Some((look, task)) => {
                 let look = *look;
-                let (watch, found) = task.await;
+                let (watch, found) = task.wait().await;
                 (look, watch, found)
             }
             None => futures::future::pending().await,
@@ -166,7 +167,7 @@ impl Looks {
             self.ready.push_back(Wake::Notify);
         }
         let routes = self.routes.clone();
-        let task = smol::unblock(move || {
+        let task = off_loop::run(move || {
             let found = match look {
                 Look::Poll => Found::Moved(watch.poll()),
                 Look::Settle => {

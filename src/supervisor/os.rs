@@ -9,6 +9,7 @@ use crate::cli::{Config, ReloadHook};
 use crate::hook::{self, Hook};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::off_loop::{self, Pending};
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
@@ -201,7 +202,7 @@ struct Os {
     /// The watch, and the looks at the files it takes off the loop.
     looks: Looks,
     /// Stagings running off the loop (`--promote-to`), oldest first.
-    staging: VecDeque<(u64, smol::Task<Result<Generation, String>>)>,
+    staging: VecDeque<(u64, Pending<Result<Generation, String>>)>,
     child: Option<Child>,
     /// The child takes the terminal's foreground (we had it at start).
     take_tty: bool,
@@ -309,7 +310,7 @@ impl World for Os {
     fn stage(&mut self, token: u64) {
         // Copying a big config takes what it takes: off the loop.
         let promoter = self.promoter.clone();
-        let task = smol::unblock(move || match promoter {
+        let task = off_loop::run(move || match promoter {
             Some(p) => p.stage(),
             None => Err("no --promote-to".into()),
         });
@@ -570,7 +571,7 @@ impl World for Os {
                 let looked = async { Seen::Looked(looks.answer().await) };
                 let staged = async {
                     match self.staging.front_mut() {
-                        Some((_, task)) => Seen::Staged(task.await),
+                        Some((_, task)) => Seen::Staged(task.wait().await),
                         None => futures::future::pending().await,
                     }
                 };
