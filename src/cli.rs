@@ -146,6 +146,8 @@ pub enum ReloadHook {
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
+    /// `--copy-to DIR` (absolute): copy the binary there and exit.
+    CopyTo(PathBuf),
     Exit { message: String, code: i32 },
 }
 
@@ -194,6 +196,23 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
         return Parsed::Exit {
             message: include_str!("../LICENSE").trim_end().to_string(),
             code: 0,
+        };
+    }
+    let copy_to: Vec<&str> = set
+        .iter()
+        .filter(|s| s.flag.name == "copy-to")
+        .map(|s| s.value.as_str())
+        .collect();
+    if let Some(dir) = copy_to.first() {
+        return if dir.is_empty() || copy_to.iter().any(|d| d != dir) {
+            usage_error(program, "--copy-to takes one directory".into())
+        } else if !command.is_empty() {
+            usage_error(
+                program,
+                "--copy-to copies the binary and exits: it takes no command".into(),
+            )
+        } else {
+            Parsed::CopyTo(cwd.join(dir))
         };
     }
     let values = Values {
