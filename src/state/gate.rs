@@ -241,6 +241,7 @@ impl Machine {
         };
         if !ok {
             self.stats.validations_failed += 1;
+            self.failed();
             self.rejected = Some(p.snapshot);
             let mut actions: Vec<Action> = p
                 .generation
@@ -309,6 +310,7 @@ impl Machine {
     /// These bytes may now reach the child: start it, or act on the change.
     fn approve(&mut self, p: Pending) -> Vec<Action> {
         self.approved = Some(p.snapshot.clone());
+        self.fresh = true;
         // New bytes went through: an earlier rejection (a check's, or a
         // rollback's) was of bytes no longer there.
         self.rejected = None;
@@ -335,6 +337,7 @@ impl Machine {
     /// works or newer bytes supersede it.
     fn promotion_failed(&mut self, what: String) -> Vec<Action> {
         self.stats.promotions_failed += 1;
+        self.failed();
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };

@@ -1549,3 +1549,62 @@ fn sigterm_before_the_child_started_exits_at_once() {
     // The late answer to the look starts nothing.
     assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), []);
 }
+
+/// Issue 27: `flush_manager_last_reload_successful` is the negation of
+/// `Stats::last_failed`. It reads 1 after a start or reload onto checked
+/// bytes, 0 after a rollback (the rollback's own reload of the older bytes
+/// is no success) or a rejection, and 1 again once newer bytes take.
+#[test]
+fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
+    let mut m = on_probation();
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
+    fail_probes(&mut m, 3);
+    let back = m.handle(Event::RolledBack { result: Ok(()) });
+    assert_eq!(back, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
+    m.handle(Event::ReloadSent);
+    assert_eq!(m.stats().reloads_ok, 2);
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, true));
+
+    // Newer bytes pass and reach the child: a success again.
+    let promote = |m: &mut Machine, bytes: u64, token: u64, ok: bool| {
+        m.handle(Event::ConfigSettled(snap(Some(bytes))));
+        let g = Generation {
+            name: format!("g{bytes}"),
+            snapshot: snap(Some(bytes)),
+        };
+        m.handle(Event::Staged {
+            token,
+            result: Ok(g),
+        });
+        m.handle(Event::Validated { token, ok });
+        if ok {
+            m.handle(Event::Committed {
+                token,
+                result: Ok(()),
+            });
+            m.handle(Event::ReloadSent);
+        }
+    };
+    promote(&mut m, 3, 2, true);
+    assert_eq!((m.stats().took, m.stats().last_failed), (3, false));
+    // Rejected: 0, and nothing the child does on the older bytes makes it 1.
+    promote(&mut m, 4, 3, false);
+    assert_eq!(m.stats().validations_failed, 1);
+    assert_eq!((m.stats().took, m.stats().last_failed), (3, true));
+    m.handle(Event::Signal(libc::SIGHUP));
+    assert!(m.stats().last_failed);
+    promote(&mut m, 5, 4, true);
+    assert_eq!((m.stats().took, m.stats().last_failed), (4, false));
+}
+
+/// Without a gate, a restart onto changed bytes is the success.
+#[test]
+fn a_restart_onto_new_bytes_is_a_success() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!((m.stats().took, m.stats().last_failed), (1, false));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    drained(&mut m, Status::Signaled(TERM));
+    look_and_start(&mut m, snap(Some(2)));
+    assert_eq!(m.stats().starts[Reason::Config as usize], 1);
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
+}
