@@ -148,7 +148,10 @@ pub enum Parsed {
     Run(Box<Config>),
     /// `--copy-to DIR` (absolute): copy the binary there and exit.
     CopyTo(PathBuf),
-    Exit { message: String, code: i32 },
+    Exit {
+        message: String,
+        code: i32,
+    },
 }
 
 fn usage_error(program: &str, message: String) -> Parsed {
@@ -1017,7 +1020,8 @@ variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false.
 500ms, 10s, 1m30s, 0 (each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources).",
+78 config rejected by --validate at startup; 2 usage error; 1 cannot start (resources), or
+--copy-to could not copy.",
     );
     out
 }

@@ -218,7 +218,10 @@ mod tests {
         stats.starts[0] = 1;
         m.update(&stats, true, || "0123abcd".into(), Ok(()));
         assert!(m.last_reload.is_none());
-        assert!(m.render().contains("flush_manager_last_reload_successful 1\n"));
+        assert!(
+            m.render()
+                .contains("flush_manager_last_reload_successful 1\n")
+        );
         stats.reloads_ok = 1;
         stats.took = 1;
         stats.changes = 1;
@@ -233,7 +236,10 @@ mod tests {
         stats.validations_failed = 1;
         stats.last_failed = true;
         m.update(&stats, true, || "89abcdef".into(), Ok(()));
-        assert!(m.render().contains("flush_manager_last_reload_successful 0\n"));
+        assert!(
+            m.render()
+                .contains("flush_manager_last_reload_successful 0\n")
+        );
         assert_eq!(m.last_reload, stamped, "a failure is no success time");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();

@@ -98,8 +98,17 @@ fn it_replaces_a_flush_manager_binary_and_refuses_anything_else() {
     symlink(BIN, &dest).unwrap();
     let out = copy_to(&s.0);
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
-    assert!(said(&out).contains("is not a regular file"), "{}", said(&out));
-    assert!(fs::symlink_metadata(&dest).unwrap().file_type().is_symlink());
+    assert!(
+        said(&out).contains("is not a regular file"),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        fs::symlink_metadata(&dest)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     fs::remove_file(&dest).unwrap();
     fs::create_dir(&dest).unwrap();
     let out = copy_to(&s.0);
@@ -115,7 +124,10 @@ fn it_replaces_a_flush_manager_binary_and_refuses_anything_else() {
     let out = copy_to(&s.path("file"));
     assert_eq!(out.status.code(), Some(1), "{}", said(&out));
     assert!(said(&out).contains("is not a directory"), "{}", said(&out));
-    for args in [&["--copy-to", ""][..], &["--copy-to", "/tmp", "--", "nginx"]] {
+    for args in [
+        &["--copy-to", ""][..],
+        &["--copy-to", "/tmp", "--", "nginx"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", said(&out));
     }
@@ -141,7 +153,11 @@ fn a_non_root_user_copies_it_with_mode_0755_whatever_the_umask() {
     let meta = fs::metadata(vol.join("flush-manager")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     // SAFETY: getuid(2) cannot fail.
-    let me = if is_root() { 65534 } else { unsafe { libc::getuid() } };
+    let me = if is_root() {
+        65534
+    } else {
+        unsafe { libc::getuid() }
+    };
     assert_eq!(meta.uid(), me);
     assert!(fs::read(vol.join("flush-manager")).unwrap() == fs::read(BIN).unwrap());
 

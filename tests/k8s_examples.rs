@@ -4,6 +4,8 @@
 //! the alert rules pass promtool, and every size figure in the READMEs is
 //! one bench/RESULTS.md holds. Read line by line (no YAML crate): the
 //! examples are written in one plain style, which these checks hold them to.
+// The shared helpers (tests/common) are Linux's, as every test file's.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -166,7 +168,9 @@ fn the_readme_opens_with_the_stock_nginx_deployment() {
     let readme = fs::read_to_string(root().join("README.md")).unwrap();
     let shipped = fs::read_to_string(root().join("docker/k8s/nginx.yaml")).unwrap();
     let first = readme.split("```").nth(1).expect("a code block");
-    let first = first.strip_prefix("yaml\n").expect("the first block is YAML");
+    let first = first
+        .strip_prefix("yaml\n")
+        .expect("the first block is YAML");
     let body = &shipped[shipped.find("apiVersion").unwrap()..];
     assert_eq!(first, body, "README's first block vs docker/k8s/nginx.yaml");
 }
@@ -203,7 +207,8 @@ fn the_alert_rules_pass_promtool_and_fire() {
         .arg(&rules)
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool check rules: {said}");
     assert!(said.contains("3 rules found"), "{said}");
 
@@ -254,7 +259,8 @@ tests:
         .current_dir(&s.0)
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool test rules: {said}");
 }
 
@@ -299,7 +305,8 @@ fn size_figures(line: &str) -> Vec<String> {
             continue;
         }
         let mut j = i;
-        while j < bytes.len() && (bytes[j].is_ascii_digit() || bytes[j] == b',' || bytes[j] == b'.') {
+        while j < bytes.len() && (bytes[j].is_ascii_digit() || bytes[j] == b',' || bytes[j] == b'.')
+        {
             j += 1;
         }
         let number = line[i..j].trim_end_matches([',', '.']);

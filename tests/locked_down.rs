@@ -183,11 +183,19 @@ fn non_root_over_a_read_only_root_promotes_checks_rolls_back_and_stops() {
     );
     assert!(!open.join("probe").exists());
     let ok = "flush_manager_last_reload_successful";
-    assert!(wait_for(LONG, || metric(port, ok) == Some(1.0)), "{}", m.log());
+    assert!(
+        wait_for(LONG, || metric(port, ok) == Some(1.0)),
+        "{}",
+        m.log()
+    );
 
     // A change: promoted into the writable directory, checked, restarted on.
     kube.write(&[("app.conf", b"v2")]);
-    assert!(wait_for(LONG, || lines().contains(&format!("start {uid} v2"))), "{}", m.log());
+    assert!(
+        wait_for(LONG, || lines().contains(&format!("start {uid} v2"))),
+        "{}",
+        m.log()
+    );
     let good = fs::symlink_metadata(live.join("..good")).unwrap();
     if is_root() {
         assert_eq!(good.uid(), 65534, "promoted by the non-root manager");
@@ -196,17 +204,30 @@ fn non_root_over_a_read_only_root_promotes_checks_rolls_back_and_stops() {
     // A bad one: rejected, the child untouched; the gauge says so.
     kube.write(&[("app.conf", b"bad v3")]);
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
-    assert!(wait_for(LONG, || metric(port, ok) == Some(0.0)), "{}", m.log());
+    assert!(
+        wait_for(LONG, || metric(port, ok) == Some(0.0)),
+        "{}",
+        m.log()
+    );
     assert!(!lines().contains("bad"), "{}", lines());
 
     // One that passes and crashes the child: rolled back onto v2.
     kube.write(&[("app.conf", b"v4")]);
-    assert!(wait_for(LONG, || lines().contains(&format!("start {uid} v4"))), "{}", m.log());
-    assert!(wait_for(LONG, || metric(port, ok) == Some(1.0)), "{}", m.log());
+    assert!(
+        wait_for(LONG, || lines().contains(&format!("start {uid} v4"))),
+        "{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || metric(port, ok) == Some(1.0)),
+        "{}",
+        m.log()
+    );
     kube.write(&[("app.conf", b"crash v5")]);
     assert!(m.wait_log("rolled back from generation"), "{}", m.log());
     assert!(
-        wait_for(LONG, || lines().lines().last() == Some(&format!("start {uid} v4"))
+        wait_for(LONG, || lines().lines().last()
+            == Some(&format!("start {uid} v4"))
             && lines().contains("crash v5")),
         "{}\n{}",
         lines(),

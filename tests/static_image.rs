@@ -31,7 +31,7 @@ fn static_binary() -> Option<PathBuf> {
     Some(bin)
 }
 
-/// An empty root: /bin/busybox, /bin/sh, /usr/local/bin/manager, /proc.
+/// An empty root: /bin/busybox, /bin/sh, /usr/local/bin/flush-manager, /proc.
 fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
@@ -44,7 +44,7 @@ fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     }
     fs::copy(busybox, root.join("bin/busybox")).unwrap();
     symlink("busybox", root.join("bin/sh")).unwrap();
-    fs::copy(bin, root.join("usr/local/bin/manager")).unwrap();
+    fs::copy(bin, root.join("usr/local/bin/flush-manager")).unwrap();
     Some(root)
 }
 
@@ -58,7 +58,7 @@ fn in_image(root: &Path) -> Vec<String> {
     argv.extend([
         "chroot".into(),
         root.display().to_string(),
-        "/usr/local/bin/manager".into(),
+        "/usr/local/bin/flush-manager".into(),
     ]);
     argv
 }
@@ -183,9 +183,16 @@ fn copied_into_a_volume_by_itself_the_binary_runs_as_pid1() {
     let meta = fs::metadata(&copy).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     if root_user {
-        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "made by uid 65534");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "made by uid 65534"
+        );
     }
-    assert!(fs::read(&copy).unwrap() == fs::read(&bin).unwrap(), "not the same bytes");
+    assert!(
+        fs::read(&copy).unwrap() == fs::read(&bin).unwrap(),
+        "not the same bytes"
+    );
     let left: Vec<_> = fs::read_dir(root.join("fm")).unwrap().collect();
     assert_eq!(left.len(), 1, "a temporary file was left in the volume");
 
