@@ -240,3 +240,149 @@ fn non_root_over_a_read_only_root_promotes_checks_rolls_back_and_stops() {
     m.signal(libc::SIGTERM);
     assert_eq!(m.exit_code(), 5, "{}", m.log());
 }
+
+/// GET `path` on 127.0.0.1:`port`: (status code, body), or None.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(LONG)).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    let _ = c.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// docker/k8s/nginx.yaml, read as a user would copy it: the ConfigMap's
+/// nginx.conf, and the nginx container's command (the manager's flags)
+/// and args (nginx's command line).
+fn readme_example() -> (String, Vec<String>, Vec<String>) {
+    let yaml =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/k8s/nginx.yaml"))
+            .unwrap();
+    let lines: Vec<&str> = yaml.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.trim_end() == needle)
+            .unwrap_or_else(|| panic!("nginx.yaml: no line {needle:?}"))
+    };
+    let conf: String = lines[at("  nginx.conf: |") + 1..]
+        .iter()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let command: Vec<String> = lines[at("          command:") + 1..]
+        .iter()
+        .map_while(|l| l.strip_prefix("            - "))
+        .map(String::from)
+        .collect();
+    let args = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("args: [nginx,"))
+        .expect("nginx's args");
+    let args = std::iter::once("nginx".to_string())
+        .chain(
+            args.trim_end_matches(']')
+                .split(", ")
+                .map(|a| a.trim().to_string()),
+        )
+        .collect();
+    (conf, command, args)
+}
+
+/// Issue 27, "done when": the README's first example, as written (its
+/// nginx.conf, the manager's flags, nginx's command line; only the volume
+/// paths and ports moved to this machine's), run locked down with this
+/// machine's nginx: it serves, a push reloads it, a broken push is rejected
+/// while nginx keeps serving, the gauge says so, and a stop is clean.
+#[test]
+#[ignore = "needs nginx: apt-get install nginx-light"]
+fn the_readme_first_example_runs_locked_down_with_nginx() {
+    if !require_tool("nginx", "nginx-light")
+        || pid1_or_skip("the_readme_first_example").is_none()
+        || mount_namespace().is_none()
+    {
+        return;
+    }
+    if is_root() && !require_tool("setpriv", "util-linux") {
+        return;
+    }
+    let (conf, command, args) = readme_example();
+    assert_eq!(command[0], "/fm/flush-manager");
+    assert_eq!(command.last().map(String::as_str), Some("--"));
+    let s = Scratch::new("readme-nginx");
+    fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
+    let rw = s.path("rw");
+    let (live, tmp) = (rw.join("live"), rw.join("tmp"));
+    for dir in [&live, &tmp] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    if is_root() {
+        for dir in [&rw, &live, &tmp] {
+            std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let (web, metrics) = (free_port(), free_port());
+    // The pod's paths and ports, moved here (the /tmp emptyDir first: the
+    // scratch paths put in for the others are below /tmp themselves).
+    let here = |text: &str| {
+        text.replace("/tmp/", &format!("{}/", tmp.display()))
+            .replace("/etc/nginx-src", s.path("src").to_str().unwrap())
+            .replace("/etc/nginx-live", live.to_str().unwrap())
+            .replace("8080", &web.to_string())
+            .replace("9111", &metrics.to_string())
+    };
+    let kube = AtomicWriter::new(&s.path("src"));
+    let conf = here(&conf);
+    kube.write(&[("nginx.conf", conf.as_bytes())]);
+    let mut argv: Vec<String> = command[1..].iter().map(|a| here(a)).collect();
+    argv.extend(args.iter().map(|a| here(a)));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut m = Manager::start_with(
+        &argv,
+        Opts {
+            launcher: Some(locked_down(&s.0, &rw)),
+            ..Opts::default()
+        },
+    );
+    assert!(
+        wait_for(LONG, || get(web, "/") == Some((200, "ok\n".into()))),
+        "{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || get(metrics, "/readyz").is_some_and(|r| r.0 == 200)),
+        "{}",
+        m.log()
+    );
+    assert_eq!(get(metrics, "/healthz").map(|r| r.0), Some(200));
+    let ok = "flush_manager_last_reload_successful";
+    assert_eq!(metric(metrics, ok), Some(1.0));
+
+    // A push: promoted, checked by nginx -t, and nginx reloaded onto it.
+    let v2 = conf.replace(
+        "location / { return 200 \"ok\\n\"; }",
+        "location / { return 200 \"v2\\n\"; }",
+    );
+    assert_ne!(v2, conf, "the example's location / changed shape");
+    kube.write(&[("nginx.conf", v2.as_bytes())]);
+    assert!(
+        wait_for(LONG, || get(web, "/") == Some((200, "v2\n".into()))),
+        "{}",
+        m.log()
+    );
+    // A broken push: rejected; nginx keeps serving v2; the gauge alerts.
+    kube.write(&[("nginx.conf", format!("{v2}\nbroken;\n").as_bytes())]);
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    assert!(
+        wait_for(LONG, || metric(metrics, ok) == Some(0.0)),
+        "{}",
+        m.log()
+    );
+    assert_eq!(get(web, "/"), Some((200, "v2\n".into())));
+    assert!(!m.log().contains("Rolled back"), "{}", m.log());
+
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+}
