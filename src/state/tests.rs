@@ -175,6 +175,10 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
         after: Duration::from_secs(after),
     };
     assert_eq!(m.handle(fail(1)), [retry(1)]);
+    assert!(
+        m.stats().last_failed,
+        "a failed reload is the alerting gauge's 0"
+    );
     assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_reload(1)]);
     assert_eq!(m.handle(fail(1)), [retry(2)]);
     // A newer change supersedes the waiting retry; the old one's timer
@@ -194,6 +198,8 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
     );
     assert_eq!(m.stats().reloads_ok, 1);
     assert_eq!(m.stats().reloads_failed, 2);
+    assert!(!m.stats().last_failed, "the retried reload took");
+    assert_eq!(m.stats().took, 2);
 }
 
 #[test]
