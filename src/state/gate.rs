@@ -70,6 +70,7 @@ impl Machine {
             return vec![Action::Spawn];
         }
         if self.is_approved(&now) {
+            self.source_is_the_childs();
             return vec![Action::Spawn];
         }
         if self.is_rejected(&now) {
@@ -451,7 +452,9 @@ impl Machine {
         let changes = fingerprint::changes(&self.base, &now);
         if changes.is_empty() {
             debug!("Config fingerprint unchanged; nothing to do");
-            // Back to the bytes the child runs with: what is in flight is moot.
+            // Back to the bytes the child runs with: what is in flight is
+            // moot, and a rejection or rollback before it is over.
+            self.source_is_the_childs();
             return self.cancel_pending();
         }
         // What is in flight already holds these bytes, or differs only in

@@ -75,6 +75,16 @@ impl Machine {
         self.fresh = false;
     }
 
+    /// The source holds the bytes the child runs with (put back after a
+    /// rejection or a rollback, the usual fix): nothing is failing, unless
+    /// a reload is still being retried (only its success says the child
+    /// took them). No success time: nothing new reached the child.
+    pub(super) fn source_is_the_childs(&mut self) {
+        if self.reload.is_none() {
+            self.stats.last_failed = false;
+        }
+    }
+
     /// The burst's reload signals were sent: its hooks may run now.
     pub(super) fn release_reload(&mut self) -> Vec<Action> {
         match self.reload.as_mut().filter(|r| r.held) {

@@ -1614,3 +1614,60 @@ fn a_restart_onto_new_bytes_is_a_success() {
     assert_eq!(m.stats().starts[Reason::Config as usize], 1);
     assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
 }
+
+/// Found by a hostile review: the usual fix for a rejected config is to
+/// put the previous one back. The source then holds exactly the bytes the
+/// child runs with, nothing is failing any more, and the alerting gauge
+/// must say so (it stayed 0, firing the 10-minute alert, until some
+/// unrelated later change).
+#[test]
+fn reverting_a_rejected_change_clears_the_alerting_gauge() {
+    let mut m = running_validated(validating());
+    assert!(!m.stats().last_failed);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Validated {
+        token: 2,
+        ok: false,
+    });
+    assert!(m.stats().last_failed, "rejected: 0");
+    let took = m.stats().took;
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(
+        !m.stats().last_failed,
+        "the source is back to the running bytes: 1"
+    );
+    assert_eq!(m.stats().took, took, "no new bytes reached the child");
+}
+
+/// The same after a rollback: the source still holds the bytes that broke
+/// the child until someone puts the good ones back.
+#[test]
+fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
+    let mut m = on_probation();
+    fail_probes(&mut m, 3);
+    m.handle(Event::RolledBack { result: Ok(()) });
+    m.handle(Event::ReloadSent);
+    assert!(m.stats().last_failed, "rolled back: 0");
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert!(m.stats().last_failed, "the broken bytes are still there: 0");
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(
+        !m.stats().last_failed,
+        "the source holds the bytes the child runs with again: 1"
+    );
+}
+
+/// A reload that keeps failing is not cleared by a revert: its retries go
+/// on, and only their success says the child took the bytes.
+#[test]
+fn a_revert_does_not_clear_a_reload_still_failing() {
+    let mut m = running(external(), Some(1));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Reloaded {
+        token: 1,
+        failed: vec![0],
+    });
+    assert!(m.stats().last_failed);
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(m.stats().last_failed, "the reload is still being retried");
+}
