@@ -214,6 +214,16 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
                 program,
                 "--copy-to copies the binary and exits: it takes no command".into(),
             )
+        } else if let Some(other) = set.iter().find(|s| s.flag.name != "copy-to") {
+            // Dropping it silently would hide flags meant for the run (the
+            // main container's, pasted into the init container's).
+            usage_error(
+                program,
+                format!(
+                    "--copy-to copies the binary and exits: it takes no other flag (--{})",
+                    other.flag.name
+                ),
+            )
         } else {
             Parsed::CopyTo(cwd.join(dir))
         };

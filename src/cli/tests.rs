@@ -42,6 +42,12 @@ fn copy_to_takes_one_directory_and_no_command() {
         &["--copy-to", ""][..],
         &["--copy-to", "/a", "--copy-to", "/b"],
         &["--copy-to", "/fm", "--", "nginx"],
+        // Found by a hostile review: other flags were dropped without a
+        // word (exit 0), even a value no run would accept; an init
+        // container given the main container's flags by mistake looked fine.
+        &["--copy-to", "/fm", "--promote-to", "/live"],
+        &["--stop-timeout", "bogus", "--copy-to", "/fm"],
+        &["--copy-to", "/fm", "-v"],
     ] {
         let (message, code) = run(bad).unwrap_err();
         assert_eq!(code, 2, "{bad:?}: {message}");
