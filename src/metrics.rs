@@ -211,6 +211,30 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// Found by a hostile review: the alert rules' series were checked
+    /// only against names written into the promtool test by hand, so a
+    /// renamed metric would have left every shipped alert silent with the
+    /// tests green. Each series `docker/k8s/alerts.yaml` names is rendered.
+    #[test]
+    fn every_series_the_shipped_alerts_use_is_exported() {
+        let rules = include_str!("../docker/k8s/alerts.yaml");
+        let text = Metrics::default().render();
+        let mut used = 0;
+        for (at, _) in rules.match_indices("flush_manager_") {
+            let name: String = rules[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            used += 1;
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{name} "))
+                    || l.starts_with(&format!("{name}{{"))),
+                "alerts.yaml uses {name}, which /metrics does not export:\n{text}"
+            );
+        }
+        assert!(used >= 3, "the alerts name {used} series");
+    }
+
     #[test]
     fn every_metric_has_help_and_type_and_moves() {
         let mut m = Metrics::default();
