@@ -227,8 +227,9 @@ mod tests {
                 .collect();
             used += 1;
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("{name} "))
-                    || l.starts_with(&format!("{name}{{"))),
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
                 "alerts.yaml uses {name}, which /metrics does not export:\n{text}"
             );
         }
