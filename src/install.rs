@@ -46,10 +46,30 @@ pub fn run(dir: &Path) -> i32 {
 }
 
 /// The running executable, opened (not looked up by name: the path it was
-/// started by may mean nothing in a changed root).
+/// started by may mean nothing in a changed root). Where no /proc is
+/// mounted (a bare chroot, unlike any container runtime), the path it was
+/// started by, when it names one, and only if that file is a flush-manager
+/// binary: the copy must never be of some other file.
 fn open_self() -> io::Result<File> {
     #[cfg(target_os = "linux")]
-    return File::open("/proc/self/exe");
+    return match File::open("/proc/self/exe") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            use std::os::unix::ffi::OsStrExt;
+            match std::env::args_os().next() {
+                Some(argv0)
+                    if argv0.as_bytes().contains(&b'/')
+                        && is_ours(Path::new(&argv0)).unwrap_or(false) =>
+                {
+                    File::open(argv0)
+                }
+                _ => Err(io::Error::new(
+                    e.kind(),
+                    "/proc/self/exe: no such file (is /proc mounted?)",
+                )),
+            }
+        }
+        other => other,
+    };
     #[cfg(not(target_os = "linux"))]
     File::open(std::env::current_exe()?)
 }

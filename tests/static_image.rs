@@ -220,3 +220,61 @@ fn copied_into_a_volume_by_itself_the_binary_runs_as_pid1() {
         assert_eq!(uid.trim(), "65534");
     }
 }
+
+/// Found by a hostile review: in a root with no /proc mounted (a bare
+/// chroot; every container runtime mounts one), `--copy-to` could not open
+/// its own executable and failed. It then reads the path it was started
+/// by, and says what is missing when it has none.
+#[test]
+fn without_proc_the_copy_reads_the_path_it_was_started_by() {
+    if pid1_or_skip("without_proc_the_copy_reads_the_path_it_was_started_by").is_none() {
+        return;
+    }
+    let Some(bin) = static_binary() else { return };
+    let s = Scratch::new("copy-no-proc");
+    let root = s.path("root");
+    for dir in ["usr/local/bin", "fm"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::copy(&bin, root.join("usr/local/bin/flush-manager")).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(root.join("fm"), Some(65534), Some(65534)).unwrap();
+    }
+    let mut init: Vec<String> = as_nobody_in(&root)
+        .into_iter()
+        .filter(|a| !a.starts_with("--mount-proc"))
+        .collect();
+    init.extend(["/usr/local/bin/flush-manager", "--copy-to", "/fm"].map(String::from));
+    let out = Command::new(&init[0]).args(&init[1..]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {said}", out.status);
+    assert!(!root.join("proc/self").exists(), "a /proc was there");
+    assert!(
+        fs::read(root.join("fm/flush-manager")).unwrap() == fs::read(&bin).unwrap(),
+        "not the same bytes"
+    );
+
+    // Started by a bare name (found through PATH): no path to read, and the
+    // error says what is missing.
+    fs::remove_file(root.join("fm/flush-manager")).unwrap();
+    let mut init: Vec<String> = as_nobody_in(&root)
+        .into_iter()
+        .filter(|a| !a.starts_with("--mount-proc"))
+        .collect();
+    init.extend(["flush-manager", "--copy-to", "/fm"].map(String::from));
+    let out = Command::new(&init[0])
+        .args(&init[1..])
+        .env(
+            "PATH",
+            format!(
+                "/usr/local/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is /proc mounted?"), "{said}");
+    assert!(!root.join("fm/flush-manager").exists());
+}
