@@ -158,7 +158,12 @@ pub enum ReloadHook {
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
-    Exit { message: String, code: i32 },
+    /// `--copy-to DIR` (absolute): copy the binary there and exit.
+    CopyTo(PathBuf),
+    Exit {
+        message: String,
+        code: i32,
+    },
 }
 
 fn usage_error(program: &str, personality: Personality, message: String) -> Parsed {
@@ -208,6 +213,35 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
         return Parsed::Exit {
             message: include_str!("../LICENSE").trim_end().to_string(),
             code: 0,
+        };
+    }
+    let copy_to: Vec<&str> = set
+        .iter()
+        .filter(|s| s.flag.name == "copy-to")
+        .map(|s| s.value.as_str())
+        .collect();
+    if let Some(dir) = copy_to.first() {
+        return if dir.is_empty() || copy_to.iter().any(|d| d != dir) {
+            usage_error(program, personality, "--copy-to takes one directory".into())
+        } else if !command.is_empty() {
+            usage_error(
+                program,
+                personality,
+                "--copy-to copies the binary and exits: it takes no command".into(),
+            )
+        } else if let Some(other) = set.iter().find(|s| s.flag.name != "copy-to") {
+            // Dropping it silently would hide flags meant for the run (the
+            // main container's, pasted into the init container's).
+            usage_error(
+                program,
+                personality,
+                format!(
+                    "--copy-to copies the binary and exits: it takes no other flag (--{})",
+                    other.flag.name
+                ),
+            )
+        } else {
+            Parsed::CopyTo(cwd.join(dir))
         };
     }
     let values = Values {
@@ -1057,7 +1091,7 @@ variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false.
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
 78 config rejected by --validate at startup; 2 usage error (1 as tini, dumb-init);
-1 cannot start (resources).",
+1 cannot start (resources), or --copy-to could not copy.",
     );
     out
 }

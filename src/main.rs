@@ -4,6 +4,7 @@ mod child;
 mod cli;
 mod hook;
 mod http;
+mod install;
 mod logging;
 mod metrics;
 mod off_loop;
@@ -35,6 +36,7 @@ fn main() {
     let env = |name: &str| std::env::var(name).ok();
     let cfg = match cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/"))) {
         cli::Parsed::Run(cfg) => cfg,
+        cli::Parsed::CopyTo(dir) => std::process::exit(install::run(&dir)),
         cli::Parsed::Exit { message, code: 0 } => {
             say(std::io::stdout(), &message);
             std::process::exit(0);
@@ -81,6 +83,6 @@ fn main() {
 
 /// Prints a line; a closed pipe (`--help | head -1`) is not an error worth
 /// a panic (println! would abort on EPIPE).
-fn say(mut out: impl std::io::Write, message: &str) {
+pub fn say(mut out: impl std::io::Write, message: &str) {
     let _ = writeln!(out, "{message}");
 }

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Metrics {
     pub child_up: bool,
     pub stats: Stats,
-    /// Unix time (ms) of the last successful reload and of the last change.
+    /// Unix time (ms) of the last time the child took new bytes (see
+    /// `Stats::took`) and of the last change.
     pub last_reload: Option<u128>,
     pub last_change: Option<u128>,
     /// A short hash of the config the child runs with (never content).
@@ -59,7 +60,7 @@ impl Metrics {
         if *stats == self.stats && child_up == self.child_up {
             return;
         }
-        if stats.reloads_ok > self.stats.reloads_ok {
+        if stats.took > self.stats.took {
             self.last_reload = Some(unix_now_ms());
         }
         if stats.changes > self.stats.changes {
@@ -166,10 +167,19 @@ impl Metrics {
         let stamp = |t: Option<u128>| {
             plain(t.map_or("0".into(), |t| format!("{}.{:03}", t / 1000, t % 1000)))
         };
+        // 1 at start: the first child runs on bytes that passed the gate
+        // (else the manager exits 78), so a fresh pod has nothing to alert
+        // on; a source rejected at start (a last good generation kept) is 0.
+        metric(
+            "last_reload_successful",
+            "gauge",
+            "Whether the last config change reached the child (1) or failed, was rejected or rolled back (0).",
+            &plain(u8::from(!s.last_failed).to_string()),
+        );
         metric(
             "last_reload_success_timestamp_seconds",
             "gauge",
-            "Unix time of the last successful reload (0: none yet).",
+            "Unix time the child last took a config that passed (a start, reload or promotion; 0: none yet).",
             &stamp(self.last_reload),
         );
         metric(
@@ -201,6 +211,31 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// Found by a hostile review: the alert rules' series were checked
+    /// only against names written into the promtool test by hand, so a
+    /// renamed metric would have left every shipped alert silent with the
+    /// tests green. Each series `docker/k8s/alerts.yaml` names is rendered.
+    #[test]
+    fn every_series_the_shipped_alerts_use_is_exported() {
+        let rules = include_str!("../docker/k8s/alerts.yaml");
+        let text = Metrics::default().render();
+        let mut used = 0;
+        for (at, _) in rules.match_indices("flush_manager_") {
+            let name: String = rules[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            used += 1;
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "alerts.yaml uses {name}, which /metrics does not export:\n{text}"
+            );
+        }
+        assert!(used >= 3, "the alerts name {used} series");
+    }
+
     #[test]
     fn every_metric_has_help_and_type_and_moves() {
         let mut m = Metrics::default();
@@ -208,7 +243,12 @@ mod tests {
         stats.starts[0] = 1;
         m.update(&stats, true, || "0123abcd".into(), Ok(()));
         assert!(m.last_reload.is_none());
+        assert!(
+            m.render()
+                .contains("flush_manager_last_reload_successful 1\n")
+        );
         stats.reloads_ok = 1;
+        stats.took = 1;
         stats.changes = 1;
         m.update(&stats, true, || "89abcdef".into(), Ok(()));
         assert!(m.last_reload.is_some() && m.last_change.is_some());
@@ -216,6 +256,16 @@ mod tests {
         assert!(text.contains("flush_manager_child_starts_total{reason=\"first\"} 1"));
         assert!(text.contains("flush_manager_reloads_total{result=\"success\"} 1"));
         assert!(text.contains("flush_manager_config_info{hash=\"89abcdef\"} 1"));
+        assert!(text.contains("flush_manager_last_reload_successful 1\n"));
+        let stamped = m.last_reload;
+        stats.validations_failed = 1;
+        stats.last_failed = true;
+        m.update(&stats, true, || "89abcdef".into(), Ok(()));
+        assert!(
+            m.render()
+                .contains("flush_manager_last_reload_successful 0\n")
+        );
+        assert_eq!(m.last_reload, stamped, "a failure is no success time");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}");

@@ -91,6 +91,11 @@ pub struct Machine {
     probation: Option<Probation>,
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
+    /// The bytes being brought to the child are new ones that passed the
+    /// gate (not a rollback's return to older ones, nor a restart on bytes
+    /// a later change failed to replace): the child taking them is a
+    /// success for `Stats::took`.
+    fresh: bool,
     ready: Readiness,
     /// `--promote-to`: files gone from the source that the child's
     /// directory still holds, already said (once per removal).
@@ -125,6 +130,7 @@ impl Machine {
             shown: None,
             probation: None,
             rolling: None,
+            fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),
         };
@@ -144,6 +150,7 @@ impl Machine {
             Event::Spawned => {
                 self.started = true;
                 self.stats.starts[self.reason as usize] += 1;
+                self.took_if_fresh();
                 self.phase = Phase::Running;
                 self.sent = None;
                 self.ready = Readiness::default();
@@ -180,6 +187,7 @@ impl Machine {
                     return vec![];
                 }
                 self.stats.reloads_ok += 1;
+                self.took_if_fresh();
                 let mut actions = self.release_reload();
                 actions.extend(self.child_took_new_bytes());
                 actions

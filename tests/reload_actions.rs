@@ -367,14 +367,25 @@ fn metrics_move_and_survive_a_silent_client() {
         1.0
     );
     assert_eq!(get(port, "/nope").0, "HTTP/1.1 404 Not Found");
+    // Nothing failed yet: a fresh pod has nothing to alert on.
+    let ok = "flush_manager_last_reload_successful ";
+    let stamp = "flush_manager_last_reload_success_timestamp_seconds ";
+    assert_eq!(value(&body, ok), 1.0);
+    let started = value(&body, stamp);
+    assert!(started > 1e9, "the first start took its config: {started}");
 
     // A client that connects and sends nothing must not block a reload.
     let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write_in_place(&conf, b"v2");
     assert!(s.wait_contains("starts", "hup"), "{}", m.log());
+    // The reload is counted just after the HUP went out.
+    assert!(wait_for(LONG, || value(&get(port, "/metrics").1, stamp) > started));
+    let reloaded = value(&get(port, "/metrics").1, stamp);
     write_in_place(&conf, b"bad v3");
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     let (_, body) = get(port, "/metrics");
+    assert_eq!(value(&body, ok), 0.0, "a rejected config alerts");
+    assert_eq!(value(&body, stamp), reloaded, "a rejection is no success");
     assert_eq!(
         value(&body, "flush_manager_reloads_total{result=\"success\"} "),
         1.0
@@ -396,6 +407,8 @@ fn metrics_move_and_survive_a_silent_client() {
     // A restart (by the restart signal, after the check) moves its counter.
     write_in_place(&conf, b"v4");
     assert!(wait_for(LONG, || s.read("starts").matches("hup").count() == 2));
+    assert!(wait_for(LONG, || value(&get(port, "/metrics").1, ok) == 1.0));
+    assert!(value(&get(port, "/metrics").1, stamp) >= reloaded);
     let mut m = m;
     m.signal(libc::SIGUSR2);
     assert!(wait_for(LONG, || starts(&s) == 2), "{}", m.log());

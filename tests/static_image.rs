@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use nix::libc;
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,7 +31,7 @@ fn static_binary() -> Option<PathBuf> {
     Some(bin)
 }
 
-/// An empty root: /bin/busybox, /bin/sh, /usr/local/bin/manager, /proc.
+/// An empty root: /bin/busybox, /bin/sh, /usr/local/bin/flush-manager, /proc.
 fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.exists() {
@@ -44,7 +44,7 @@ fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     }
     fs::copy(busybox, root.join("bin/busybox")).unwrap();
     symlink("busybox", root.join("bin/sh")).unwrap();
-    fs::copy(bin, root.join("usr/local/bin/manager")).unwrap();
+    fs::copy(bin, root.join("usr/local/bin/flush-manager")).unwrap();
     Some(root)
 }
 
@@ -58,7 +58,7 @@ fn in_image(root: &Path) -> Vec<String> {
     argv.extend([
         "chroot".into(),
         root.display().to_string(),
-        "/usr/local/bin/manager".into(),
+        "/usr/local/bin/flush-manager".into(),
     ]);
     argv
 }
@@ -124,4 +124,157 @@ fn static_binary_runs_as_pid1_in_an_empty_root() {
         fs::read_to_string(root.join("tmp/m")).unwrap().trim(),
         "term"
     );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The start of a command line that runs the rest as PID 1 of a fresh PID
+/// namespace whose root is `root` (nothing of this machine's files), as uid
+/// 65534 where the test runs as root (a user namespace's root otherwise:
+/// the caller is not root to begin with).
+fn as_nobody_in(root: &Path) -> Vec<String> {
+    let mut argv: Vec<String> = ["unshare", "--pid", "--fork", "--mount-proc=/proc"]
+        .map(String::from)
+        .to_vec();
+    argv.push(format!("--root={}", root.display()));
+    if is_root() {
+        argv.extend(["--setuid=65534", "--setgid=65534"].map(String::from));
+    } else {
+        argv.splice(1..1, ["--user", "--map-root-user"].map(String::from));
+    }
+    argv
+}
+
+/// Issue 27: an init container of our `scratch` image has no shell and no
+/// `cp`. The binary copies itself into the shared volume as a non-root user,
+/// and a stock image runs that copy as PID 1.
+#[test]
+#[ignore = "needs busybox-static: apt-get install busybox-static"]
+fn copied_into_a_volume_by_itself_the_binary_runs_as_pid1() {
+    if pid1_or_skip("copied_into_a_volume_by_itself_the_binary_runs_as_pid1").is_none() {
+        return;
+    }
+    let Some(bin) = static_binary() else { return };
+    if !Path::new("/bin/busybox").exists() {
+        cannot_run("no static busybox (apt-get install busybox-static)");
+        return;
+    }
+    let root_user = is_root();
+    let s = Scratch::new("copy-to");
+    let root = s.path("root");
+    // The init container: the binary, an empty volume and /proc; nothing else.
+    for dir in ["usr/local/bin", "fm", "proc"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::copy(&bin, root.join("usr/local/bin/flush-manager")).unwrap();
+    if root_user {
+        std::os::unix::fs::chown(root.join("fm"), Some(65534), Some(65534)).unwrap();
+    }
+    let mut init = as_nobody_in(&root);
+    init.extend(["/usr/local/bin/flush-manager", "--copy-to", "/fm"].map(String::from));
+    let out = Command::new(&init[0]).args(&init[1..]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {said}", out.status);
+    assert!(said.contains("Copied itself"), "{said}");
+    let copy = root.join("fm/flush-manager");
+    let meta = fs::metadata(&copy).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+    if root_user {
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "made by uid 65534"
+        );
+    }
+    assert!(
+        fs::read(&copy).unwrap() == fs::read(&bin).unwrap(),
+        "not the same bytes"
+    );
+    let left: Vec<_> = fs::read_dir(root.join("fm")).unwrap().collect();
+    assert_eq!(left.len(), 1, "a temporary file was left in the volume");
+
+    // The stock image: a shell appears only now, beside the volume; the copy
+    // runs as its PID 1, reaps, and passes the child's code on.
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("tmp")).unwrap();
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    symlink("busybox", root.join("bin/sh")).unwrap();
+    let mut app = as_nobody_in(&root);
+    app.push("/fm/flush-manager".into());
+    let script = "( sh -c 'exit 0' & ); id -u > /tmp/uid; exit 7";
+    let mut m = Manager::start_with(
+        &["--config=", "--", "/bin/sh", "-c", script],
+        Opts {
+            launcher: Some(app),
+            ..Opts::default()
+        },
+    );
+    assert_eq!(m.exit_code(), 7, "{}", m.log());
+    assert!(m.log().contains("PID: 1"), "{}", m.log());
+    let uid = fs::read_to_string(root.join("tmp/uid")).unwrap();
+    if root_user {
+        assert_eq!(uid.trim(), "65534");
+    }
+}
+
+/// Found by a hostile review: in a root with no /proc mounted (a bare
+/// chroot; every container runtime mounts one), `--copy-to` could not open
+/// its own executable and failed. It then reads the path it was started
+/// by, and says what is missing when it has none.
+#[test]
+fn without_proc_the_copy_reads_the_path_it_was_started_by() {
+    if pid1_or_skip("without_proc_the_copy_reads_the_path_it_was_started_by").is_none() {
+        return;
+    }
+    let Some(bin) = static_binary() else { return };
+    let s = Scratch::new("copy-no-proc");
+    let root = s.path("root");
+    for dir in ["usr/local/bin", "fm"] {
+        fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    fs::copy(&bin, root.join("usr/local/bin/flush-manager")).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(root.join("fm"), Some(65534), Some(65534)).unwrap();
+    }
+    let mut init: Vec<String> = as_nobody_in(&root)
+        .into_iter()
+        .filter(|a| !a.starts_with("--mount-proc"))
+        .collect();
+    init.extend(["/usr/local/bin/flush-manager", "--copy-to", "/fm"].map(String::from));
+    let out = Command::new(&init[0]).args(&init[1..]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {said}", out.status);
+    assert!(!root.join("proc/self").exists(), "a /proc was there");
+    assert!(
+        fs::read(root.join("fm/flush-manager")).unwrap() == fs::read(&bin).unwrap(),
+        "not the same bytes"
+    );
+
+    // Started by a bare name (found through PATH): no path to read, and the
+    // error says what is missing.
+    fs::remove_file(root.join("fm/flush-manager")).unwrap();
+    let mut init: Vec<String> = as_nobody_in(&root)
+        .into_iter()
+        .filter(|a| !a.starts_with("--mount-proc"))
+        .collect();
+    init.extend(["flush-manager", "--copy-to", "/fm"].map(String::from));
+    let out = Command::new(&init[0])
+        .args(&init[1..])
+        .env(
+            "PATH",
+            format!(
+                "/usr/local/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is /proc mounted?"), "{said}");
+    assert!(!root.join("fm/flush-manager").exists());
 }

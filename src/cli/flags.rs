@@ -483,6 +483,13 @@ pub static FLAGS: &[Flag] = &[
         "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9111; :9111 for every address, IPv6 and IPv4)",
     )
     .vars(&[Var::Value("FLUSH_MANAGER_METRICS")]),
+    flag(
+        "copy-to",
+        Value,
+        "DIR",
+        Other,
+        "copy this binary to DIR/flush-manager (0755, atomic) and exit, for an init container to share it through a volume; replaces only a flush-manager binary",
+    ),
     flag("version", Switch, "", Other, "print the version")
         .aliases(&[Alias { spelling: "V", value: "true" }]),
     flag("license", Switch, "", Other, "print the licence (tini's -l)").short('l'),

@@ -27,6 +27,31 @@ fn run_as(
     match parse(&argv, env, Path::new("/start")) {
         Parsed::Run(c) => Ok(*c),
         Parsed::Exit { message, code } => Err((message, code)),
+        Parsed::CopyTo(dir) => Err((format!("copy-to {}", dir.display()), -1)),
+    }
+}
+
+#[test]
+fn copy_to_takes_one_directory_and_no_command() {
+    assert_eq!(
+        run(&["--copy-to", "fm"]).unwrap_err(),
+        ("copy-to /start/fm".to_string(), -1)
+    );
+    assert_eq!(run(&["-copy-to=/fm"]).unwrap_err().1, -1);
+    for bad in [
+        &["--copy-to", ""][..],
+        &["--copy-to", "/a", "--copy-to", "/b"],
+        &["--copy-to", "/fm", "--", "nginx"],
+        // Found by a hostile review: other flags were dropped without a
+        // word (exit 0), even a value no run would accept; an init
+        // container given the main container's flags by mistake looked fine.
+        &["--copy-to", "/fm", "--promote-to", "/live"],
+        &["--stop-timeout", "bogus", "--copy-to", "/fm"],
+        &["--copy-to", "/fm", "-v"],
+    ] {
+        let (message, code) = run(bad).unwrap_err();
+        assert_eq!(code, 2, "{bad:?}: {message}");
+        assert!(message.contains("--copy-to"), "{message}");
     }
 }
 
@@ -681,7 +706,7 @@ fn our_variables_are_named_after_their_flags() {
         let first = flag.vars.first().map(|v| v.name());
         match flag.kind {
             Kind::Count => assert_eq!(first, None, "--{}", flag.name),
-            _ if ["help", "version", "license"].contains(&flag.name) => {
+            _ if ["help", "version", "license", "copy-to"].contains(&flag.name) => {
                 assert_eq!(first, None)
             }
             _ => assert_eq!(first, Some(ours.as_str()), "--{}", flag.name),

@@ -70,6 +70,7 @@ impl Machine {
             return vec![Action::Spawn];
         }
         if self.is_approved(&now) {
+            self.source_is_the_childs();
             return vec![Action::Spawn];
         }
         if self.is_rejected(&now) {
@@ -241,6 +242,7 @@ impl Machine {
         };
         if !ok {
             self.stats.validations_failed += 1;
+            self.failed();
             self.rejected = Some(p.snapshot);
             let mut actions: Vec<Action> = p
                 .generation
@@ -331,6 +333,7 @@ impl Machine {
     /// These bytes may now reach the child: start it, or act on the change.
     fn approve(&mut self, p: Pending) -> Vec<Action> {
         self.approved = Some(p.snapshot.clone());
+        self.fresh = true;
         // New bytes went through: an earlier rejection (a check's, or a
         // rollback's) was of bytes no longer there.
         self.rejected = None;
@@ -357,6 +360,7 @@ impl Machine {
     /// works or newer bytes supersede it.
     fn promotion_failed(&mut self, what: String) -> Vec<Action> {
         self.stats.promotions_failed += 1;
+        self.failed();
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };
@@ -470,7 +474,9 @@ impl Machine {
         let changes = fingerprint::changes(&self.base, &now);
         if changes.is_empty() {
             debug!("Config fingerprint unchanged; nothing to do");
-            // Back to the bytes the child runs with: what is in flight is moot.
+            // Back to the bytes the child runs with: what is in flight is
+            // moot, and a rejection or rollback before it is over.
+            self.source_is_the_childs();
             return self.cancel_pending();
         }
         // What is in flight already holds these bytes, or differs only in

@@ -358,6 +358,7 @@ impl Machine {
     /// Acts on a (validated) change: reload or restart the running child,
     /// or cut a restart backoff short.
     pub(super) fn apply(&mut self, now: Snapshot) -> Vec<Action> {
+        self.fresh = true;
         if matches!(self.phase, Phase::Backoff { .. }) {
             info!("Config file change detected during restart backoff, starting child process now");
             self.reason = Reason::Config;

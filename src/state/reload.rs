@@ -58,6 +58,33 @@ impl Machine {
         actions
     }
 
+    /// The child has new bytes that passed the gate (a start on them, a
+    /// reload of them that succeeded): the last change took.
+    pub(super) fn took_if_fresh(&mut self) {
+        if self.fresh {
+            self.stats.took += 1;
+            self.stats.last_failed = false;
+        }
+    }
+
+    /// The last change cannot reach the child (rejected, not promoted,
+    /// rolled back): until newer bytes pass the gate, no start or reload is
+    /// a success of it (a crash restart on the older bytes included).
+    pub(super) fn failed(&mut self) {
+        self.stats.last_failed = true;
+        self.fresh = false;
+    }
+
+    /// The source holds the bytes the child runs with (put back after a
+    /// rejection or a rollback, the usual fix): nothing is failing, unless
+    /// a reload is still being retried (only its success says the child
+    /// took them). No success time: nothing new reached the child.
+    pub(super) fn source_is_the_childs(&mut self) {
+        if self.reload.is_none() {
+            self.stats.last_failed = false;
+        }
+    }
+
     /// The burst's reload signals were sent: its hooks may run now.
     pub(super) fn release_reload(&mut self) -> Vec<Action> {
         match self.reload.as_mut().filter(|r| r.held) {
@@ -86,10 +113,13 @@ impl Machine {
         if r.left.is_empty() {
             info!("Reload succeeded");
             self.stats.reloads_ok += 1;
+            self.took_if_fresh();
             self.reload = None;
             return self.child_took_new_bytes();
         }
         self.stats.reloads_failed += 1;
+        // The same bytes are retried: their success still counts.
+        self.stats.last_failed = true;
         let after = r.next;
         r.next = (after * 2).min(BACKOFF_MAX);
         match r.of {

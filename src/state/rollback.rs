@@ -200,6 +200,7 @@ impl Machine {
         self.shown = Some(r.previous.name);
         self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;
+        self.failed();
         if r.on_exit {
             // The stop under way restarts the child, onto what DIR shows
             // (its start's gate looks at the source afresh).

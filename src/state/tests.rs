@@ -175,6 +175,10 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
         after: Duration::from_secs(after),
     };
     assert_eq!(m.handle(fail(1)), [retry(1)]);
+    assert!(
+        m.stats().last_failed,
+        "a failed reload is the alerting gauge's 0"
+    );
     assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_reload(1)]);
     assert_eq!(m.handle(fail(1)), [retry(2)]);
     // A newer change supersedes the waiting retry; the old one's timer
@@ -194,6 +198,8 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
     );
     assert_eq!(m.stats().reloads_ok, 1);
     assert_eq!(m.stats().reloads_failed, 2);
+    assert!(!m.stats().last_failed, "the retried reload took");
+    assert_eq!(m.stats().took, 2);
 }
 
 #[test]
@@ -1599,4 +1605,120 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
         }),
         []
     );
+}
+
+/// Issue 27: `flush_manager_last_reload_successful` is the negation of
+/// `Stats::last_failed`. It reads 1 after a start or reload onto checked
+/// bytes, 0 after a rollback (the rollback's own reload of the older bytes
+/// is no success) or a rejection, and 1 again once newer bytes take.
+#[test]
+fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
+    let mut m = on_probation();
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
+    fail_probes(&mut m, 3);
+    let back = m.handle(Event::RolledBack { result: Ok(()) });
+    assert_eq!(back, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
+    m.handle(Event::ReloadSent);
+    assert_eq!(m.stats().reloads_ok, 2);
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, true));
+
+    // Newer bytes pass and reach the child: a success again.
+    let promote = |m: &mut Machine, bytes: u64, token: u64, ok: bool| {
+        m.handle(Event::ConfigSettled(snap(Some(bytes))));
+        let g = Generation {
+            name: format!("g{bytes}"),
+            snapshot: snap(Some(bytes)),
+        };
+        m.handle(Event::Staged {
+            token,
+            result: Ok(g),
+        });
+        m.handle(Event::Validated { token, ok });
+        if ok {
+            m.handle(Event::Committed {
+                token,
+                result: Ok(()),
+            });
+            m.handle(Event::ReloadSent);
+        }
+    };
+    promote(&mut m, 3, 2, true);
+    assert_eq!((m.stats().took, m.stats().last_failed), (3, false));
+    // Rejected: 0, and nothing the child does on the older bytes makes it 1.
+    promote(&mut m, 4, 3, false);
+    assert_eq!(m.stats().validations_failed, 1);
+    assert_eq!((m.stats().took, m.stats().last_failed), (3, true));
+    m.handle(Event::Signal(libc::SIGHUP));
+    assert!(m.stats().last_failed);
+    promote(&mut m, 5, 4, true);
+    assert_eq!((m.stats().took, m.stats().last_failed), (4, false));
+}
+
+/// Without a gate, a restart onto changed bytes is the success.
+#[test]
+fn a_restart_onto_new_bytes_is_a_success() {
+    let mut m = running(settings(), Some(1));
+    assert_eq!((m.stats().took, m.stats().last_failed), (1, false));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    drained(&mut m, Status::Signaled(TERM));
+    look_and_start(&mut m, snap(Some(2)));
+    assert_eq!(m.stats().starts[Reason::Config as usize], 1);
+    assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
+}
+
+/// Found by a hostile review: the usual fix for a rejected config is to
+/// put the previous one back. The source then holds exactly the bytes the
+/// child runs with, nothing is failing any more, and the alerting gauge
+/// must say so (it stayed 0, firing the 10-minute alert, until some
+/// unrelated later change).
+#[test]
+fn reverting_a_rejected_change_clears_the_alerting_gauge() {
+    let mut m = running_validated(validating());
+    assert!(!m.stats().last_failed);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Validated {
+        token: 2,
+        ok: false,
+    });
+    assert!(m.stats().last_failed, "rejected: 0");
+    let took = m.stats().took;
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(
+        !m.stats().last_failed,
+        "the source is back to the running bytes: 1"
+    );
+    assert_eq!(m.stats().took, took, "no new bytes reached the child");
+}
+
+/// The same after a rollback: the source still holds the bytes that broke
+/// the child until someone puts the good ones back.
+#[test]
+fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
+    let mut m = on_probation();
+    fail_probes(&mut m, 3);
+    m.handle(Event::RolledBack { result: Ok(()) });
+    m.handle(Event::ReloadSent);
+    assert!(m.stats().last_failed, "rolled back: 0");
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert!(m.stats().last_failed, "the broken bytes are still there: 0");
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(
+        !m.stats().last_failed,
+        "the source holds the bytes the child runs with again: 1"
+    );
+}
+
+/// A reload that keeps failing is not cleared by a revert: its retries go
+/// on, and only their success says the child took the bytes.
+#[test]
+fn a_revert_does_not_clear_a_reload_still_failing() {
+    let mut m = running(external(), Some(1));
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Reloaded {
+        token: 1,
+        failed: vec![0],
+    });
+    assert!(m.stats().last_failed);
+    m.handle(Event::ConfigSettled(snap(Some(1))));
+    assert!(m.stats().last_failed, "the reload is still being retried");
 }

@@ -120,6 +120,13 @@ pub struct Stats {
     pub rollbacks: u64,
     /// Settled changes of the config's bytes.
     pub changes: u64,
+    /// Times the child took bytes that passed the gate (started on them,
+    /// or a reload of them succeeded): the first start included.
+    pub took: u64,
+    /// The last config change failed to reach the child: rejected by the
+    /// check, a promotion or a reload that failed, or rolled back; cleared
+    /// when the child takes new bytes (the alerting gauge is its negation).
+    pub last_failed: bool,
 }
 
 /// Exit code when the config fails validation at startup (EX_CONFIG).
