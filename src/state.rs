@@ -84,11 +84,17 @@ pub struct Machine {
     /// Why the next child starts.
     reason: Reason,
     stats: Stats,
-    /// `--promote-to`: the generation the child's directory shows.
+    /// `--promote-to`: the generation the child's directory shows (the last
+    /// committed: proven, or on probation).
     shown: Option<String>,
-    /// `--rollback-window`: the generation to go back to while the shown
-    /// one is on probation.
+    /// `--promote-to`: the generation a rollback goes back to (see
+    /// `rollback.rs` for a generation's life).
+    proven: Option<Generation>,
+    /// `--rollback-window`: the shown generation is on probation.
     probation: Option<Probation>,
+    /// The number of the child that runs (or ran last): a readiness answer
+    /// for another is stale.
+    child: u64,
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
     ready: Readiness,
@@ -99,12 +105,15 @@ pub struct Machine {
 
 impl Machine {
     /// A new machine and its first actions, given, with `--promote-to`, the
-    /// last good generation the child's directory holds (if any) and the
-    /// bytes a rollback left rejected.
+    /// last good generation the child's directory holds (if any), the bytes
+    /// a rollback left rejected, and the proven generation recorded while
+    /// the last good one was on probation (judged again, with a fresh
+    /// window).
     pub fn new(
         settings: Settings,
         last_good: Option<Generation>,
         rejected: Option<Snapshot>,
+        proven: Option<Generation>,
     ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
             settings,
@@ -123,19 +132,41 @@ impl Machine {
             reason: Reason::First,
             stats: Stats::default(),
             shown: None,
+            proven: None,
             probation: None,
+            child: 0,
             rolling: None,
             ready: Readiness::default(),
             said_removed: Default::default(),
         };
+        let mut first = vec![];
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
-            m.approved = Some(good.snapshot);
-            m.shown = Some(good.name);
+            m.approved = Some(good.snapshot.clone());
+            m.shown = Some(good.name.clone());
             m.rejected = rejected;
+            match proven.filter(|p| p.name != good.name) {
+                Some(p) if m.settings.rollback_window.is_some() => {
+                    info!(
+                        "Generation {} was on probation when the manager stopped: judged again, with a fresh --rollback-window ({} is kept to go back to)",
+                        good.name, p.name
+                    );
+                    m.proven = Some(p);
+                    m.probation = Some(Probation::default());
+                }
+                Some(p) => {
+                    // No window any more: the last good one stands.
+                    m.proven = Some(good.clone());
+                    first.push(Action::Prove {
+                        generation: good.name,
+                    });
+                    first.push(Action::Forget { generation: p.name });
+                }
+                None => m.proven = Some(good),
+            }
         }
         // A pod with a broken config should fail visibly at once: the
         // first start goes through the gate like every other.
-        let first = m.spawn();
+        first.extend(m.spawn());
         (m, first)
     }
 
@@ -143,6 +174,7 @@ impl Machine {
         match event {
             Event::Spawned => {
                 self.started = true;
+                self.child += 1;
                 self.stats.starts[self.reason as usize] += 1;
                 self.phase = Phase::Running;
                 self.sent = None;
@@ -198,7 +230,7 @@ impl Machine {
             Event::Validated { token, ok } => self.on_validated(token, ok),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
-            Event::Probed { ok } => self.on_probed(ok),
+            Event::Probed { child, ok, ran_for } => self.on_probed(child, ok, ran_for),
             Event::ProbationOver => self.on_probation_over(),
             Event::RolledBack { result } => self.on_rolled_back(result),
         }
@@ -235,6 +267,7 @@ pub mod testkit {
             rollback_window: None,
             ready_probe: false,
             ready_failures: 3,
+            ready_start_period: Duration::ZERO,
         }
     }
 

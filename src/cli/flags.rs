@@ -410,6 +410,15 @@ pub static FLAGS: &[Flag] = &[
     .default("2s")
     .vars(&[Var::Value("FLUSH_MANAGER_READY_INTERVAL")]),
     flag(
+        "ready-start-period",
+        Value,
+        "DURATION",
+        Other,
+        "a new child's failed probes count only once it was ready, or once it ran this long without being ready (a slow start, a JVM, is not a failure)",
+    )
+    .default("60s")
+    .vars(&[Var::Value("FLUSH_MANAGER_READY_START_PERIOD")]),
+    flag(
         "restart",
         Value,
         "POLICY",

@@ -213,7 +213,13 @@ impl Machine {
             }];
         }
         p.step = Step::Committing;
-        vec![Action::Commit { token, generation }]
+        let staged = p.snapshot.clone();
+        let proven = self.kept_while_on_probation(&staged);
+        vec![Action::Commit {
+            token,
+            generation,
+            proven,
+        }]
     }
 
     /// The staged bytes are those the child already has.
@@ -267,8 +273,13 @@ impl Machine {
         match p.generation.clone() {
             Some(generation) => {
                 p.step = Step::Committing;
+                let proven = self.kept_while_on_probation(&p.snapshot);
                 self.pending = Some(p);
-                vec![Action::Commit { token, generation }]
+                vec![Action::Commit {
+                    token,
+                    generation,
+                    proven,
+                }]
             }
             None => self.approve(p),
         }
@@ -290,9 +301,10 @@ impl Machine {
                 let Some(p) = self.pending.take() else {
                     return vec![];
                 };
-                // Before the approval moves: the previous good bytes are
-                // what a rollback would go back to.
-                let mut actions = self.committed(p.generation.clone().unwrap_or_default());
+                let mut actions = self.committed(Generation {
+                    name: p.generation.clone().unwrap_or_default(),
+                    snapshot: p.snapshot.clone(),
+                });
                 actions.extend(self.approve(p));
                 actions
             }

@@ -92,6 +92,9 @@ pub struct Settings {
     pub ready_probe: bool,
     /// Failures in a row that make the probe's verdict a rollback.
     pub ready_failures: u32,
+    /// `--ready-start-period`: a new child's failed probes count only once
+    /// it was ready, or once it ran this long without ever being ready.
+    pub ready_start_period: Duration,
 }
 
 /// Why a child was started (a metrics label).
@@ -174,8 +177,13 @@ pub enum Event {
         token: u64,
         result: Result<(), String>,
     },
-    /// A readiness probe ended.
-    Probed { ok: bool },
+    /// A readiness probe of child number `child` (`Machine::child`, taken
+    /// when the probe started) ended; `ran_for`: that child's age then.
+    Probed {
+        child: u64,
+        ok: bool,
+        ran_for: Duration,
+    },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
     /// The answer to `Action::RollBack`.
@@ -216,9 +224,18 @@ pub enum Action {
         token: u64,
     },
     /// Make this generation the last good one (its durable record first),
-    /// then what the child sees; answer `Committed`.
+    /// then what the child sees; answer `Committed`. With `proven`, the new
+    /// one goes on probation: that proven generation is recorded (durably,
+    /// before the last good one moves) as the one a rollback, or a restarted
+    /// manager, goes back to; without, the new one is proven at once.
     Commit {
         token: u64,
+        generation: String,
+        proven: Option<String>,
+    },
+    /// The generation shown ran through its probation: record it as the
+    /// proven one (durably; the one before it may then be forgotten).
+    Prove {
         generation: String,
     },
     /// Remove this candidate; if the child's directory shows it (a check in
@@ -226,7 +243,7 @@ pub enum Action {
     Discard {
         generation: String,
     },
-    /// Remove a generation no longer needed (the one before the last good).
+    /// Remove a generation no longer needed: neither shown nor proven.
     Forget {
         generation: String,
     },

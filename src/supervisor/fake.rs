@@ -59,6 +59,9 @@ enum Did {
 struct FakeChild {
     pid: i32,
     ignores_term: bool,
+    /// The config version it runs (started on, or last reloaded onto).
+    version: u64,
+    started: Instant,
 }
 
 struct Fake {
@@ -97,13 +100,25 @@ struct Fake {
     gens: BTreeMap<String, u64>,
     shown: Option<String>,
     good: Option<String>,
+    /// The generation last rolled back from (kept, as `..rejected`, until
+    /// the next commit), and its bytes: never shown again until the source
+    /// changes.
+    rejected: Option<String>,
+    rejected_bytes: Option<u64>,
     disk_fails: bool,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
-    /// The readiness probe passes for children on these versions.
+    /// The readiness probe passes for children on these versions...
     ready_for: fn(u64) -> bool,
-    /// Probes running: when each answers, and its verdict.
-    ready_queue: VecDeque<(Instant, bool)>,
+    /// ... once they have run this long.
+    ready_after: Duration,
+    /// Probes running: when each answers, its verdict, the child it is for.
+    ready_queue: VecDeque<(Instant, bool, u64)>,
+    /// `--promote-to`: what `..proven` names (None: `good` is the proven
+    /// one), when each generation was committed, the rollback window.
+    proven: Option<String>,
+    committed_at: BTreeMap<String, Instant>,
+    window: Option<Duration>,
     /// What `/readyz` said last.
     readiness: Result<(), String>,
     did: Vec<(u64, Did)>,
@@ -137,10 +152,16 @@ impl Fake {
             gens: BTreeMap::new(),
             shown: None,
             good: None,
+            rejected: None,
+            rejected_bytes: None,
             disk_fails: false,
             promote: false,
             ready_for: |_| true,
+            ready_after: Duration::ZERO,
             ready_queue: VecDeque::new(),
+            proven: None,
+            committed_at: BTreeMap::new(),
+            window: None,
             readiness: Err("not shown yet".into()),
             did: vec![],
         }
@@ -242,6 +263,8 @@ impl World for Fake {
         self.child = Some(FakeChild {
             pid: self.next_pid,
             ignores_term: self.ignore_term,
+            version,
+            started: self.now,
         });
         if let Some(v) = self.write_after_spawn.take() {
             self.version = v;
@@ -258,8 +281,12 @@ impl World for Fake {
         // USR2 is only ever an --on-change reload signal here (no script
         // sends it): the child re-reads its config.
         if sig == libc::SIGUSR2 {
-            let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+            let version = self.readable();
             self.record(Did::Reload(version));
+            self.reread(pid);
+        }
+        if sig == libc::SIGHUP && self.catches {
+            self.reread(pid);
         }
         self.hit(pid, sig);
     }
@@ -297,18 +324,44 @@ impl World for Fake {
         self.ready.push_back(Wake::Staged { token, result });
     }
 
-    fn commit(&mut self, generation: &str) -> Result<(), String> {
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
         if self.disk_fails {
             self.record(Did::DiskFull);
             self.discard(generation);
             return Err("No space left on device".into());
         }
+        if let Some(p) = proven {
+            assert_eq!(
+                Some(p),
+                self.proven_one(),
+                "a commit keeps another generation than the proven one"
+            );
+            assert!(self.window.is_some(), "on probation without a window");
+        }
         let version = self.gens[generation];
+        self.not_rejected(version);
         self.record(Did::Commit(version));
+        if let Some(r) = self.rejected.take().filter(|r| r != generation) {
+            self.gens.remove(&r);
+        }
         // The previous good one stays until the machine forgets it.
+        self.proven = proven.map(String::from);
         self.good = Some(generation.to_string());
         self.shown = self.good.clone();
+        self.committed_at.insert(generation.to_string(), self.now);
         Ok(())
+    }
+
+    fn prove(&mut self, generation: &str) {
+        assert_eq!(self.good.as_deref(), Some(generation), "proved another");
+        // Ran through its window: committed at least that long ago.
+        let since = self.now - self.committed_at[generation];
+        assert!(
+            self.window.is_some_and(|w| since >= w),
+            "proven {since:?} after its commit: {:?}",
+            self.did
+        );
+        self.proven = None;
     }
 
     fn forget(&mut self, generation: &str) {
@@ -317,6 +370,7 @@ impl World for Fake {
             Some(generation),
             "forgot the last good"
         );
+        assert_ne!(self.proven_one(), Some(generation), "forgot the proven one");
         self.gens.remove(generation);
     }
 
@@ -324,25 +378,43 @@ impl World for Fake {
         if !self.gens.contains_key(to) {
             return Err(format!("generation {to} is gone"));
         }
+        assert_eq!(
+            self.proven.as_deref(),
+            Some(to),
+            "a rollback to a generation not proven: {:?}",
+            self.did
+        );
         let version = self.gens[to];
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
-        self.gens.remove(from);
+        self.proven = None;
+        // Kept as the rejected one (as `..rejected`), not shown again.
+        if let Some(r) = self.rejected.replace(from.to_string()) {
+            self.gens.remove(&r);
+        }
+        self.rejected_bytes = self.gens.get(from).copied();
         Ok(())
     }
 
-    fn probe(&mut self) {
+    fn probe(&mut self, child: u64) {
         if !self.ready_queue.is_empty() {
             return;
         }
-        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
-        let ok = self.child.is_some() && (self.ready_for)(version);
+        // The probe judges the child that runs, not the file.
+        let ok = self.child.as_ref().is_some_and(|c| {
+            (self.ready_for)(c.version) && self.now - c.started >= self.ready_after
+        });
         self.ready_queue
-            .push_back((self.now + Duration::from_millis(50), ok));
+            .push_back((self.now + Duration::from_millis(50), ok, child));
     }
 
     fn discard(&mut self, generation: &str) {
+        assert_ne!(
+            self.proven_one(),
+            Some(generation),
+            "discarded the proven one"
+        );
         if self.shown.as_deref() == Some(generation) {
             self.shown = self.good.clone();
         }
@@ -360,6 +432,7 @@ impl World for Fake {
     ) -> Started {
         let version = candidate.map_or(self.version, |g| self.gens[g]);
         if in_place && let Some(g) = candidate {
+            self.not_rejected(version);
             self.shown = Some(g.to_string());
         }
         self.record(Did::Validate(version));
@@ -374,8 +447,11 @@ impl World for Fake {
     }
 
     fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started {
-        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+        let version = self.readable();
         self.record(Did::Reload(version));
+        if let Some(c) = self.child.as_mut() {
+            c.version = version;
+        }
         let ok = self.reload_results.pop_front().unwrap_or(true);
         let failed = if ok {
             vec![]
@@ -410,7 +486,7 @@ impl World for Fake {
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.map(|(t, _, _)| t);
             let reload = self.reload.as_ref().map(|(t, _, _)| *t);
-            let probe = self.ready_queue.front().map(|(t, _)| *t);
+            let probe = self.ready_queue.front().map(|(t, _, _)| *t);
             let next = [script, check, reload, probe, deadline]
                 .into_iter()
                 .flatten()
@@ -431,20 +507,23 @@ impl World for Fake {
                 break Wake::Reloaded { token, failed };
             }
             if probe == Some(next) {
-                let (_, ok) = self.ready_queue.pop_front().expect("due");
-                break Wake::Probed(ok);
+                let (_, ok, child) = self.ready_queue.pop_front().expect("due");
+                break Wake::Probed { child, ok };
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
                 match happen {
                     Happen::Write(v) => {
                         self.version = v;
+                        self.rejected_bytes.take_if(|r| *r != v);
                         if self.notify {
                             break Wake::Notify;
                         }
                     }
                     Happen::Notes(n) => {
                         self.version = self.version % 10 + 10 * n;
+                        let v = self.version;
+                        self.rejected_bytes.take_if(|r| *r != v);
                         if self.notify {
                             break Wake::Notify;
                         }
@@ -464,6 +543,35 @@ impl World for Fake {
 }
 
 impl Fake {
+    /// Bytes rolled back from are not shown again while the source holds
+    /// them.
+    fn not_rejected(&self, version: u64) {
+        assert_ne!(
+            self.rejected_bytes,
+            Some(version),
+            "rolled-back bytes shown again: {:?}",
+            self.did
+        );
+    }
+
+    /// The version a child reads now: what its directory shows, or the file.
+    fn readable(&self) -> u64 {
+        self.shown.as_ref().map_or(self.version, |g| self.gens[g])
+    }
+
+    /// The child `pid` reads its config again (a reload signal it handles).
+    fn reread(&mut self, pid: i32) {
+        let version = self.readable();
+        if let Some(c) = self.child.as_mut().filter(|c| c.pid == pid) {
+            c.version = version;
+        }
+    }
+
+    /// The generation a rollback goes back to (`..proven`, else `..good`).
+    fn proven_one(&self) -> Option<&str> {
+        self.proven.as_deref().or(self.good.as_deref())
+    }
+
     /// What `sig` does to the child, if `pid` is it.
     fn hit(&mut self, pid: i32, sig: i32) {
         let Some(c) = self.child.as_ref().filter(|c| c.pid == pid) else {
@@ -494,7 +602,13 @@ fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
         name: g.clone(),
         snapshot: snap(world.gens[g]),
     });
-    let code = smol::future::block_on(drive(&mut world, cfg, settings, last_good, None));
+    world.window = settings.rollback_window;
+    let found = Recovered {
+        good: last_good,
+        rejected: None,
+        proven: None,
+    };
+    let code = smol::future::block_on(drive(&mut world, cfg, settings, found));
     (world, code)
 }
 
