@@ -218,9 +218,14 @@ fn a_manager_killed_during_probation_keeps_the_proven_generation() {
         t.starts(),
         m.log()
     );
-    assert!(m.log().contains("rolled back from generation"), "{}", m.log());
     assert!(
-        m.log().contains("judged again, with a fresh --rollback-window"),
+        m.log().contains("rolled back from generation"),
+        "{}",
+        m.log()
+    );
+    assert!(
+        m.log()
+            .contains("judged again, with a fresh --rollback-window"),
         "{}",
         m.log()
     );

@@ -70,7 +70,7 @@ impl Machine {
             return vec![Action::Spawn];
         }
         if self.is_approved(&now) {
-            return vec![Action::Spawn];
+            return self.spawn_on_last_good();
         }
         if self.is_rejected(&now) {
             return self.no_start(
@@ -87,6 +87,23 @@ impl Machine {
         );
         self.phase = Phase::Checking;
         self.begin(now, false)
+    }
+
+    /// Starts the child on the approved bytes. Never on a candidate shown in
+    /// place for its check: that check is for bytes the source no longer
+    /// holds (it holds these), so it goes, and the view with it, first.
+    fn spawn_on_last_good(&mut self) -> Vec<Action> {
+        let shown_in_place = self.settings.validate_in_place
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.step == Step::Checking && p.generation.is_some());
+        let mut actions = match shown_in_place {
+            true => self.cancel_pending(),
+            false => vec![],
+        };
+        actions.push(Action::Spawn);
+        actions
     }
 
     /// What the gate does, for the log.
@@ -397,7 +414,7 @@ impl Machine {
         if self.settings.promote && self.approved.is_some() {
             error!("{what}; starting the child on the last good config promoted earlier");
             self.phase = Phase::Starting;
-            return vec![Action::Spawn];
+            return self.spawn_on_last_good();
         }
         if !self.started {
             error!("{what}; not starting the child");

@@ -1816,3 +1816,59 @@ fn restarted_during_probation_the_newer_generation_is_judged_again() {
         ]
     );
 }
+
+/// Issue 24, item 6 (found by the loop's property with crashing children):
+/// a restart after a backoff started the child while an in-place check
+/// showed a candidate the source no longer held. The view goes back first.
+#[test]
+fn a_start_never_lands_on_a_candidate_shown_in_place() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        restart: Policy::Always,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    look_and_start(&mut m, snap(Some(1)));
+    m.handle(exited(1));
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [
+            Action::StopDeadline(None),
+            Action::Backoff(Duration::from_secs(1))
+        ]
+    );
+    // A push during the backoff: staged, checked in place (DIR shows it).
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    let check = m.handle(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    assert!(matches!(
+        check[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
+    // The backoff ends; the source is back on the last good bytes.
+    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(
+        m.handle(Event::Candidate(snap(Some(1)))),
+        [
+            Action::Discard {
+                generation: "g2".into()
+            },
+            Action::CancelValidation,
+            Action::Spawn
+        ]
+    );
+}

@@ -250,7 +250,11 @@ impl World for Fake {
         // With --promote-to the child reads what its directory shows.
         let version = match &self.shown {
             Some(g) => {
-                assert_eq!(self.shown, self.good, "a child started on a candidate");
+                assert_eq!(
+                    self.shown, self.good,
+                    "a child started on a candidate: {:?}",
+                    self.did
+                );
                 self.gens[g]
             }
             None => {
@@ -393,7 +397,8 @@ impl World for Fake {
         if let Some(r) = self.rejected.replace(from.to_string()) {
             self.gens.remove(&r);
         }
-        self.rejected_bytes = self.gens.get(from).copied();
+        // Rejected while the source holds them (it may have moved on).
+        self.rejected_bytes = self.gens.get(from).copied().filter(|v| *v == self.version);
         Ok(())
     }
 
@@ -1029,13 +1034,19 @@ fn checked_in_place_the_candidate_is_shown_then_hidden_again() {
 /// failing disk): whatever the script, no child starts on rejected bytes or
 /// a candidate (the world asserts it), a change of only files that chose
 /// `none` does nothing, and once writes stop, the child runs the last good
-/// bytes.
+/// bytes. With `--rollback-window` (children that crash, a version whose
+/// child is never ready, a readiness probe): a rollback lands only on the
+/// proven generation, one is proven only after its window, the proven one
+/// is never forgotten, rolled-back bytes are never shown again while the
+/// source holds them (the world asserts each).
 mod loop_props {
     use super::*;
     use crate::route::{Act, Routes, Rule};
     use proptest::prelude::*;
 
     const BAD: u64 = 3;
+    /// With a window: a child on this app.conf version is never ready.
+    const NOT_READY: u64 = 4;
 
     fn happen() -> impl Strategy<Value = Happen> {
         prop_oneof![
@@ -1062,10 +1073,21 @@ mod loop_props {
             seed in any::<u64>(),
             rule in prop::sample::select(vec![None, Some(Act::Nothing), Some(Act::Restart),
                 Some(Act::Signal(libc::SIGUSR2)), Some(Act::Hook(0)), Some(Act::Hook(1))]),
+            window in any::<bool>(),
+            crashes in prop::collection::vec(1_000u64..20_000, 0..4),
+            start_period in prop::sample::select(vec![0u64, 1_500]),
         ) {
+            let window = window && promote;
             let mut world = Fake::new();
             for (at, h) in script {
                 world = world.at(at, h);
+            }
+            let crashed = window && !crashes.is_empty();
+            if window {
+                for at in crashes {
+                    world = world.at(at, Happen::ChildExits(1));
+                }
+                world.ready_for = |v| v % 10 != NOT_READY;
             }
             // Quiet for long enough that every retry and timer has run.
             world = world.at(20_000, Happen::DiskFails(false)).at(200_000, Happen::Signal(TERM));
@@ -1087,6 +1109,10 @@ mod loop_props {
                         .into_iter()
                         .collect(),
                 ),
+                rollback_window: window.then_some(Duration::from_secs(3)),
+                ready_probe: window,
+                ready_start_period: Duration::from_millis(start_period),
+                restart: if window { Policy::Always } else { Policy::Never },
                 ..settings()
             };
             let quiet = rule == Some(Act::Nothing);
@@ -1096,6 +1122,7 @@ mod loop_props {
                 min_interval: Duration::from_millis(min_interval),
                 splay: Duration::from_millis(splay),
                 seed,
+                ready_interval: window.then_some(Duration::from_millis(500)),
                 ..loop_cfg()
             };
             let last = world.script.iter().fold(0, |v, (_, h)| match h {
@@ -1105,6 +1132,7 @@ mod loop_props {
             });
             // Writes of notes.txt alone, which chose none: nothing happens.
             let only_quiet = quiet
+                && !crashed
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
@@ -1146,7 +1174,16 @@ mod loop_props {
                 let reloads = by != 0 || matches!(rule, Some(Act::Signal(_) | Act::Hook(_)));
                 now.is_some_and(|now| same(now, v)) || (reloads && !promote)
             };
-            if !(validate && last % 10 == BAD) {
+            if window {
+                // Crashes and a never-ready version roll back: the child
+                // runs the last bytes, or the proven generation.
+                let good = w.good.as_ref().map(|g| w.gens[g]);
+                let on_proven = w.proven.is_none() && good.is_some_and(&runs);
+                prop_assert!(
+                    (runs(last) && !(validate && last % 10 == BAD)) || on_proven,
+                    "neither the last bytes {} nor the proven generation: {:?}", last, w.did
+                );
+            } else if !(validate && last % 10 == BAD) {
                 prop_assert!(runs(last), "the last bytes {} never reached the child: {:?}", last, w.did);
                 if promote {
                     let good = w.good.as_ref().map(|g| w.gens[g]);
