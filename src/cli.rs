@@ -888,9 +888,13 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         );
     }
     let ready_start_period = v.duration("ready-start-period")?;
-    if !v.given("ready-start-period").is_empty() && ready_check.is_none() && ready_url.is_none() {
+    if !v.given("ready-start-period").is_empty()
+        && ready_check.is_none()
+        && ready_url.is_none()
+        && !validate_in_place
+    {
         return Err(
-            "--ready-start-period: there is no probe to run (give --ready-check or --ready-url)"
+            "--ready-start-period: nothing uses it (give --ready-check, --ready-url or --validate-in-place)"
                 .into(),
         );
     }

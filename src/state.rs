@@ -95,6 +95,11 @@ pub struct Machine {
     /// The number of the child that runs (or ran last): a readiness answer
     /// for another is stale.
     child: u64,
+    /// `--validate-in-place`: the child that runs is starting up (it may
+    /// read its config any moment, as its start told it to): no candidate
+    /// is shown to it in place until it was ready once or its start period
+    /// is over.
+    starting_up: bool,
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
     ready: Readiness,
@@ -135,6 +140,7 @@ impl Machine {
             proven: None,
             probation: None,
             child: 0,
+            starting_up: false,
             rolling: None,
             ready: Readiness::default(),
             said_removed: Default::default(),
@@ -185,7 +191,15 @@ impl Machine {
                     Some(approved) => approved,
                     None => std::mem::take(&mut self.next_base),
                 };
-                self.child_took_new_bytes()
+                let mut actions = self.child_took_new_bytes();
+                if self.settings.validate_in_place {
+                    self.starting_up = true;
+                    actions.push(Action::StartUpDeadline {
+                        child: self.child,
+                        after: self.settings.ready_start_period,
+                    });
+                }
+                actions
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
@@ -232,6 +246,8 @@ impl Machine {
             Event::Committed { token, result } => self.on_committed(token, result),
             Event::Probed { child, ok, ran_for } => self.on_probed(child, ok, ran_for),
             Event::ProbationOver => self.on_probation_over(),
+            Event::StartedUp { child } if child == self.child => self.started_up(),
+            Event::StartedUp { .. } => vec![],
             Event::RolledBack { result } => self.on_rolled_back(result),
         }
     }

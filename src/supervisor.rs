@@ -434,6 +434,11 @@ impl<W: World> Loop<'_, W> {
                 self.timers.probation_in(self.world.now(), d);
                 None
             }
+            Action::StartUpDeadline { child, after } => {
+                self.timers
+                    .started_up_in(self.world.now(), Some(after), child);
+                None
+            }
             Action::Validate {
                 token,
                 changed,
@@ -544,6 +549,7 @@ impl<W: World> Loop<'_, W> {
                 Due::Retry(token) => events.push(Event::RetryDue { token }),
                 Due::Settle => self.world.look(Look::Settle),
                 Due::Probation => events.push(Event::ProbationOver),
+                Due::StartedUp(child) => events.push(Event::StartedUp { child }),
                 Due::Ready => self.world.probe(self.machine.child()),
                 Due::GroupProbe => events.extend(self.probe_group()),
             }

@@ -414,7 +414,7 @@ pub static FLAGS: &[Flag] = &[
         Value,
         "DURATION",
         Other,
-        "a new child's failed probes count only once it was ready, or once it ran this long without being ready (a slow start, a JVM, is not a failure)",
+        "a new child's failed probes count only once it was ready, or once it ran this long without being ready (a slow start, a JVM, is not a failure); with --validate-in-place, no candidate is shown to a child before then",
     )
     .default("60s")
     .vars(&[Var::Value("FLUSH_MANAGER_READY_START_PERIOD")]),

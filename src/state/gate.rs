@@ -20,6 +20,8 @@ pub(super) enum Step {
     Committing,
     /// Staging or committing failed: `RetryAfter` is armed.
     Waiting,
+    /// Staged, its check in place waits for the child to start up.
+    Deferred,
 }
 
 /// The config in flight.
@@ -217,18 +219,11 @@ impl Machine {
             return vec![];
         };
         p.snapshot = snapshot;
-        p.generation = Some(generation.clone());
+        p.generation = Some(generation);
         if self.settings.validate {
-            p.step = Step::Checking;
-            let (snapshot, restart) = (p.snapshot.clone(), p.restart);
-            let changed = self.changed_paths(&snapshot, restart);
-            return vec![Action::Validate {
-                token,
-                changed,
-                candidate: Some(generation),
-                in_place: self.settings.validate_in_place,
-            }];
+            return self.check_staged();
         }
+        let generation = p.generation.clone().unwrap_or_default();
         p.step = Step::Committing;
         let staged = p.snapshot.clone();
         let proven = self.kept_while_on_probation(&staged);
@@ -237,6 +232,46 @@ impl Machine {
             generation,
             proven,
         }]
+    }
+
+    /// The staged candidate's check starts; in place, not while the child
+    /// is starting up (it would read the candidate): it waits for that.
+    fn check_staged(&mut self) -> Vec<Action> {
+        let in_place = self.settings.validate_in_place;
+        let wait = in_place && self.starting_up && self.phase == Phase::Running;
+        let Some(p) = self.pending.as_mut() else {
+            return vec![];
+        };
+        if wait {
+            if p.step != Step::Deferred {
+                info!(
+                    "The child is starting up: the candidate is checked in place once it has (ready, or --ready-start-period over)"
+                );
+            }
+            p.step = Step::Deferred;
+            return vec![];
+        }
+        p.step = Step::Checking;
+        let (snapshot, restart, token) = (p.snapshot.clone(), p.restart, p.token);
+        let candidate = p.generation.clone();
+        let changed = self.changed_paths(&snapshot, restart);
+        vec![Action::Validate {
+            token,
+            changed,
+            candidate,
+            in_place,
+        }]
+    }
+
+    /// The running child started up: a check in place it held back starts.
+    pub(super) fn started_up(&mut self) -> Vec<Action> {
+        if !std::mem::take(&mut self.starting_up) {
+            return vec![];
+        }
+        match self.pending.as_ref() {
+            Some(p) if p.step == Step::Deferred => self.check_staged(),
+            _ => vec![],
+        }
     }
 
     /// The staged bytes are those the child already has.

@@ -86,6 +86,8 @@ enum Op {
     },
     /// The rollback window ends.
     FireProbation,
+    /// The child's start-up period ends.
+    FireStartedUp,
     /// `notes.txt` settles on new bytes.
     Notes(u64),
 }
@@ -118,6 +120,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Crash),
         3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
         1 => Just(Op::FireProbation),
+        1 => Just(Op::FireStartedUp),
         2 => (0u64..3).prop_map(Op::Notes),
     ]
 }
@@ -214,6 +217,9 @@ struct Child {
     version: u64,
     ready: bool,
     stubborn: bool,
+    /// `--validate-in-place`: starting up (its start period runs, and it
+    /// was never ready): it may read its config any moment.
+    starting: bool,
 }
 
 /// The world as the edge would show it to the machine.
@@ -264,6 +270,8 @@ struct Model {
     /// unseen by the machine (while it was stopping), it may stay rejected.
     ever_rolled_back: BTreeSet<u64>,
     probation_armed: bool,
+    /// The start-up period armed, for this child number.
+    started_up_armed: Option<u64>,
     /// The generation a rollback may land on, as the model works it out:
     /// the first committed, or one proven after its window (or with nothing
     /// to try out); what `..proven` records while another is on probation.
@@ -307,6 +315,7 @@ impl Model {
             superseded: BTreeMap::new(),
             ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
+            started_up_armed: None,
             proven: None,
             proven_record: None,
             window_for: None,
@@ -464,6 +473,7 @@ impl Model {
                     version,
                     ready: false,
                     stubborn: self.stubborn,
+                    starting: self.settings.validate_in_place,
                 });
                 self.started = true;
                 self.killed = false;
@@ -590,6 +600,14 @@ impl Model {
                 }
                 Ok(None)
             }
+            Action::StartUpDeadline { child, .. } => {
+                prop_assert!(
+                    self.settings.validate_in_place,
+                    "a start-up period for nothing"
+                );
+                self.started_up_armed = Some(child);
+                Ok(None)
+            }
             Action::Prove { generation } => {
                 prop_assert_eq!(self.good.as_ref(), Some(&generation), "proved another");
                 prop_assert!(
@@ -681,6 +699,10 @@ impl Model {
                 };
                 if in_place {
                     self.not_rolled_back(version)?;
+                    prop_assert!(
+                        self.child.as_ref().is_none_or(|c| !c.starting),
+                        "a candidate shown in place to a child starting up"
+                    );
                     self.shown = candidate.clone();
                 }
                 self.validations.push_back((token, version, candidate));
@@ -892,7 +914,18 @@ impl Model {
                         .as_ref()
                         .is_some_and(|c| app(c.version) != NOT_READY);
                     let child = m.child();
+                    if ok && let Some(c) = self.child.as_mut() {
+                        c.starting = false;
+                    }
                     self.feed(m, Event::Probed { child, ok, ran_for })?;
+                }
+            }
+            Op::FireStartedUp => {
+                if let Some(child) = self.started_up_armed.take() {
+                    if let Some(c) = self.child.as_mut() {
+                        c.starting = false;
+                    }
+                    self.feed(m, Event::StartedUp { child })?;
                 }
             }
             Op::FireProbation => {
@@ -999,6 +1032,8 @@ impl Model {
                 Op::FireBackoff
             } else if self.stop_armed {
                 Op::FireStopDeadline
+            } else if self.started_up_armed.is_some() {
+                Op::FireStartedUp
             } else {
                 return Ok(());
             };

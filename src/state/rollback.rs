@@ -194,13 +194,14 @@ impl Machine {
             }
             self.ready.failures = 0;
             self.ready.ever = true;
+            let mut actions = self.started_up();
             if self.probation.as_ref().is_some_and(|p| p.overdue) {
                 info!(
                     "The child is ready, after its --rollback-window: its generation is the proven one now"
                 );
-                return self.prove();
+                actions.extend(self.prove());
             }
-            return vec![];
+            return actions;
         }
         if !self.ready.ever && ran_for < self.settings.ready_start_period {
             debug!(

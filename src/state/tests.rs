@@ -1834,7 +1834,9 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
         snapshot: snap(Some(1)),
     };
     let (mut m, _) = Machine::new(s, Some(g1), None, None);
-    look_and_start(&mut m, snap(Some(1)));
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.handle(Event::Spawned);
+    m.handle(Event::StartedUp { child: 1 });
     m.handle(exited(1));
     assert_eq!(
         m.handle(Event::GroupGone),
@@ -1871,4 +1873,91 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
             Action::Spawn
         ]
     );
+}
+
+/// Issue 24, item 6: a child that just started (it reads its config a
+/// moment later) was shown a candidate in place for its check, and ran on
+/// it when the check rejected it. Its check waits until the child started
+/// up: ready once, or its start period over.
+#[test]
+fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        ready_start_period: SECS10,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s.clone(), Some(g1.clone()), None, None);
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    assert_eq!(
+        m.handle(Event::Spawned),
+        [Action::StartUpDeadline {
+            child: 1,
+            after: SECS10
+        }]
+    );
+    // A push 0.2 s after the start: staged, its check held back.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    assert_eq!(
+        m.handle(Event::Staged {
+            token: 1,
+            result: Ok(g2)
+        }),
+        []
+    );
+    // An earlier child's period means nothing; this one's starts the check.
+    assert_eq!(m.handle(Event::StartedUp { child: 0 }), []);
+    assert!(matches!(
+        m.handle(Event::StartedUp { child: 1 })[..],
+        [Action::Validate {
+            token: 1,
+            in_place: true,
+            ..
+        }]
+    ));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 1,
+            ok: false
+        })
+        .len(),
+        1
+    );
+
+    // With a probe: ready once is started up too.
+    let s = Settings {
+        ready_probe: true,
+        ..s
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    m.handle(Event::Candidate(snap(Some(1))));
+    m.handle(Event::Spawned);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    assert_eq!(
+        m.handle(Event::Staged {
+            token: 1,
+            result: Ok(g2)
+        }),
+        []
+    );
+    assert!(matches!(
+        m.handle(probed(1, true, Duration::from_secs(1)))[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
 }

@@ -186,6 +186,9 @@ pub enum Event {
     },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
+    /// The start-up period armed by `Action::StartUpDeadline` for child
+    /// number `child` ran out.
+    StartedUp { child: u64 },
     /// The answer to `Action::RollBack`.
     RolledBack { result: Result<(), String> },
     /// The watched config, fingerprinted after the debounce.
@@ -256,6 +259,12 @@ pub enum Action {
     },
     /// Arm (from now) or clear the end of the rollback window.
     ProbationDeadline(Option<Duration>),
+    /// Arm (from now) the end of child number `child`'s start-up period;
+    /// answer `StartedUp`.
+    StartUpDeadline {
+        child: u64,
+        after: Duration,
+    },
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send these reload signals to the child (or its group) if the child
