@@ -256,14 +256,19 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
         "--debounce=50ms".into(),
         "--validate-in-place".into(),
         check,
-        "--ready-start-period=1500ms".into(),
         "--".into(),
         "/bin/sh".into(),
         "-c".into(),
         child,
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut m = Manager::start(&args);
+    // The child has started up 1.5 s after its start (it read its config
+    // at 1 s). (By the variable: a build without it runs the same test.)
+    let opts = Opts {
+        env: vec![("FLUSH_MANAGER_READY_START_PERIOD", "1500ms")],
+        ..Opts::default()
+    };
+    let mut m = Manager::start_with(&args, opts);
     let starts = || t.s.lines("starts").len();
     assert!(wait_for(LONG, || starts() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"), "{}", m.log());
