@@ -262,6 +262,15 @@ pub mod testkit {
     use super::*;
     use crate::watch::fingerprint::FileState;
 
+    /// Property-test cases: `PROPTEST_CASES` when set (a long run), else
+    /// `default`.
+    pub fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
     /// The defaults of the command line, as the machine sees them.
     pub fn settings() -> Settings {
         Settings {

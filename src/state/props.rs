@@ -1106,7 +1106,7 @@ fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestC
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: super::testkit::cases(2000), ..ProptestConfig::default() })]
 
     #[test]
     fn the_machine_keeps_its_invariants(

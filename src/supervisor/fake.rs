@@ -1059,7 +1059,7 @@ mod loop_props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::state::testkit::cases(300), ..ProptestConfig::default() })]
 
         #[test]
         fn the_loop_keeps_its_promises(
