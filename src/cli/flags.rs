@@ -381,7 +381,7 @@ pub static FLAGS: &[Flag] = &[
         Value,
         "DURATION",
         Watch,
-        "with --promote-to: if the child exits on its own or the readiness probe fails 3 times in a row within this long after new bytes reach it, go back to the previous good generation",
+        "with --promote-to: if the child exits on its own or the readiness probe fails 3 times in a row within this long after new bytes reach it, go back to the proven generation (the last that ran through its window)",
     )
     .vars(&[Var::Value("FLUSH_MANAGER_ROLLBACK_WINDOW")]),
     flag(
