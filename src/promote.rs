@@ -762,6 +762,51 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// A manager killed while a generation is on probation used to come
+    /// back having deleted the proven one: `..proven` keeps it until the
+    /// newer one is proven (or rolled back from).
+    #[test]
+    fn the_proven_generation_survives_a_restart_during_probation() {
+        let d = scratch("proven");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), "G").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        p.commit(&g.name, None).unwrap();
+        fs::write(src.join("app.conf"), "A").unwrap();
+        let a = p.stage().unwrap();
+        p.commit(&a.name, Some(&g.name)).unwrap();
+        p.forget(&g.name);
+        assert!(
+            dir.join(&g.name).is_dir(),
+            "the proven one is never forgotten"
+        );
+
+        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let found = again.recover().unwrap();
+        assert_eq!(found.good, Some(a.clone()));
+        assert_eq!(found.proven, Some(g.clone()), "kept, to go back to");
+        assert_eq!(generations(&dir), 2);
+
+        // Proven after its window: the record goes, and so may G.
+        again.prove(&a.name);
+        again.forget(&g.name);
+        // (Removed off the caller's thread.)
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !dir.join(&g.name).exists()
+        });
+        assert!(gone, "forgotten once proven");
+        let found = Promoter::new(dir.clone(), vec![src.clone()])
+            .unwrap()
+            .recover()
+            .unwrap();
+        assert_eq!((found.good, found.proven), (Some(a), None));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn a_record_without_a_good_generation_shows_nothing() {
         let d = scratch("empty");
