@@ -137,6 +137,9 @@ pub struct Config {
     pub ready_url: Option<crate::http::Url>,
     /// `--ready-interval`, when a probe is set.
     pub ready_interval: Option<Duration>,
+    /// `--ready-start-period`: a new child's failed probes count only once
+    /// it was ready, or once it ran this long.
+    pub ready_start_period: Duration,
     pub restart: Policy,
     pub max_restarts: Option<u32>,
     pub remap_exit: Vec<(i32, i32)>,
@@ -976,6 +979,17 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
             "--ready-interval: there is no probe to run (give --ready-check or --ready-url)".into(),
         );
     }
+    let ready_start_period = v.duration("ready-start-period")?;
+    if !v.given("ready-start-period").is_empty()
+        && ready_check.is_none()
+        && ready_url.is_none()
+        && !validate_in_place
+    {
+        return Err(
+            "--ready-start-period: nothing uses it (give --ready-check, --ready-url or --validate-in-place)"
+                .into(),
+        );
+    }
     let ready_interval = (ready_check.is_some() || ready_url.is_some()).then_some(ready_interval);
     // Always a subreaper when not PID 1 (reaper::become_subreaper), which
     // is what tini's -s asks for: only its spelling is checked.
@@ -1016,6 +1030,7 @@ fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, St
         ready_check,
         ready_url,
         ready_interval,
+        ready_start_period,
         log_level,
         warn_on_reap: v.switch("warn-on-reap")?,
         parent_death_signal: v.signal("parent-death-signal")?,

@@ -16,6 +16,11 @@
 //!   written before `..data` is switched to that generation, and is the only
 //!   thing a restarted manager trusts: a generation is never deleted while
 //!   `..good` names it;
+//! - `..proven -> <generation>`: while the last good generation is on
+//!   probation (`--rollback-window`), the proven one a rollback goes back
+//!   to; written before `..good` moves on, removed once the last good one is
+//!   proven (absent: the last good one is the proven one). A restarted
+//!   manager keeps it and judges the last good one again;
 //! - `..rejected -> <generation>`: the generation rolled back from (after
 //!   `--rollback-window`), kept so that a restarted manager knows those bytes
 //!   stay rejected until the source changes; dropped at the next commit.
@@ -41,6 +46,8 @@ const GOOD: &str = "..good";
 const GOOD_TMP: &str = "..good_tmp";
 const REJECTED: &str = "..rejected";
 const REJECTED_TMP: &str = "..rejected_tmp";
+const PROVEN: &str = "..proven";
+const PROVEN_TMP: &str = "..proven_tmp";
 /// Every generation's name starts with this (never a user's `..` name).
 const GEN_PREFIX: &str = "..gen";
 
@@ -63,6 +70,8 @@ pub struct Recovered {
     pub good: Option<Generation>,
     /// The bytes of the generation last rolled back from (still rejected).
     pub rejected: Option<Snapshot>,
+    /// The proven generation, when the last good one was on probation.
+    pub proven: Option<Generation>,
 }
 
 impl Promoter {
@@ -136,14 +145,15 @@ impl Promoter {
         let _ = fs::remove_file(self.dir.join(DATA_TMP));
         let _ = fs::remove_file(self.dir.join(GOOD_TMP));
         let _ = fs::remove_file(self.dir.join(REJECTED_TMP));
-        let rejected = fs::read_link(self.dir.join(REJECTED))
-            .ok()
-            .and_then(|g| g.to_str().map(String::from))
-            .filter(|g| is_generation(g) && self.dir.join(g).is_dir());
-        let good = fs::read_link(self.dir.join(GOOD))
-            .ok()
-            .and_then(|g| g.to_str().map(String::from))
-            .filter(|g| is_generation(g) && self.dir.join(g).is_dir());
+        let _ = fs::remove_file(self.dir.join(PROVEN_TMP));
+        let rejected = self.record(REJECTED);
+        let good = self.record(GOOD);
+        let proven = self
+            .record(PROVEN)
+            .filter(|p| good.is_some() && good.as_ref() != Some(p));
+        if proven.is_none() {
+            let _ = fs::remove_file(self.dir.join(PROVEN));
+        }
         match &good {
             Some(g) => {
                 if fs::read_link(self.dir.join(DATA)).ok().as_deref() != Some(Path::new(g)) {
@@ -171,6 +181,7 @@ impl Promoter {
             if is_generation(&name)
                 && Some(&name) != good.as_ref()
                 && Some(&name) != rejected.as_ref()
+                && Some(&name) != proven.as_ref()
             {
                 remove_tree(&e.path());
             }
@@ -182,7 +193,20 @@ impl Promoter {
                 snapshot: self.fingerprint(g),
             }),
             rejected: rejected.map(|g| self.fingerprint(&g)),
+            proven: proven.map(|g| Generation {
+                snapshot: self.fingerprint(&g),
+                name: g,
+            }),
         })
+    }
+
+    /// The generation a record (`..good`, `..proven`, `..rejected`) names,
+    /// if it is one and is there.
+    fn record(&self, link: &str) -> Option<String> {
+        fs::read_link(self.dir.join(link))
+            .ok()
+            .and_then(|g| g.to_str().map(String::from))
+            .filter(|g| is_generation(g) && self.dir.join(g).is_dir())
     }
 
     /// The path a check reads a candidate at.
@@ -387,12 +411,17 @@ impl Promoter {
         self.switch(generation).map_err(|e| e.to_string())
     }
 
-    /// The candidate passed: `..good` names it (durably: the commit point),
-    /// then the child's view switches to it. The previous good generation
-    /// stays until `forget` (kept for a rollback window, or removed at once).
-    pub fn commit(&mut self, generation: &str) -> Result<(), String> {
-        let recorded =
-            replace_link(&self.dir, GOOD_TMP, GOOD, generation).and_then(|()| sync_dir(&self.dir));
+    /// The candidate passed: with `proven` (the candidate goes on
+    /// probation), `..proven` names that one first; then `..good` names the
+    /// candidate (durably: the commit point), then the child's view switches
+    /// to it. The previous good generation stays until `forget`.
+    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
+        let recorded = match proven {
+            Some(p) => replace_link(&self.dir, PROVEN_TMP, PROVEN, p),
+            None => Ok(()),
+        }
+        .and_then(|()| replace_link(&self.dir, GOOD_TMP, GOOD, generation))
+        .and_then(|()| sync_dir(&self.dir));
         if let Err(e) = recorded {
             // Not committed unless `..good` names it.
             self.discard(generation);
@@ -415,6 +444,9 @@ impl Promoter {
             return Err(e.to_string());
         }
         self.good = Some(generation.to_string());
+        if proven.is_none() {
+            self.drop_proven_record();
+        }
         // New bytes went through: a rollback's rejection is over.
         if let Ok(old) = fs::read_link(self.dir.join(REJECTED)) {
             let _ = fs::remove_file(self.dir.join(REJECTED));
@@ -429,13 +461,38 @@ impl Promoter {
         Ok(())
     }
 
-    /// Removes a generation that is neither the last good one nor shown.
+    /// The last good generation ran through its probation: it is the
+    /// proven one (`..proven` goes; absent, `..good` names the proven one).
+    pub fn prove(&mut self, generation: &str) {
+        if self.good.as_deref() == Some(generation) {
+            self.drop_proven_record();
+        }
+    }
+
+    /// `..proven` removed, durably (if that fails, a restarted manager
+    /// judges the last good generation once more: nothing is lost).
+    fn drop_proven_record(&self) {
+        match fs::remove_file(self.dir.join(PROVEN)) {
+            Ok(()) => {
+                if let Err(e) = sync_dir(&self.dir) {
+                    debug!("{}: {e}", self.dir.display());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("Cannot update {}/{PROVEN}: {e}", self.dir.display()),
+        }
+    }
+
+    /// Removes a generation that is neither the last good one, nor shown,
+    /// nor recorded as proven or rejected.
     pub fn forget(&self, generation: &str) {
         let shown = fs::read_link(self.dir.join(DATA)).ok();
         let rejected = fs::read_link(self.dir.join(REJECTED)).ok();
+        let proven = fs::read_link(self.dir.join(PROVEN)).ok();
         if self.good.as_deref() == Some(generation)
             || shown.as_deref() == Some(Path::new(generation))
             || rejected.as_deref() == Some(Path::new(generation))
+            || proven.as_deref() == Some(Path::new(generation))
             || !is_generation(generation)
         {
             return;
@@ -456,6 +513,8 @@ impl Promoter {
         })()
         .map_err(|e| e.to_string())?;
         self.good = Some(to.to_string());
+        // Back on the proven one: nothing is on probation.
+        self.drop_proven_record();
         // Kept, and named: a restarted manager must not try it again.
         let earlier = fs::read_link(self.dir.join(REJECTED)).ok();
         if replace_link(&self.dir, REJECTED_TMP, REJECTED, from).is_err() {
@@ -844,7 +903,7 @@ mod tests {
             fs::read_to_string(p.candidate_path(&s1.name).join("main.conf")).unwrap(),
             "v1"
         );
-        p.commit(&s1.name).unwrap();
+        p.commit(&s1.name, None).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         p.forget(&s1.name);
         assert!(
@@ -874,6 +933,51 @@ mod tests {
         assert_eq!(good, s1);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the interrupted candidate is gone");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A manager killed while a generation is on probation used to come
+    /// back having deleted the proven one: `..proven` keeps it until the
+    /// newer one is proven (or rolled back from).
+    #[test]
+    fn the_proven_generation_survives_a_restart_during_probation() {
+        let d = scratch("proven");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), "G").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        p.commit(&g.name, None).unwrap();
+        fs::write(src.join("app.conf"), "A").unwrap();
+        let a = p.stage().unwrap();
+        p.commit(&a.name, Some(&g.name)).unwrap();
+        p.forget(&g.name);
+        assert!(
+            dir.join(&g.name).is_dir(),
+            "the proven one is never forgotten"
+        );
+
+        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let found = again.recover().unwrap();
+        assert_eq!(found.good, Some(a.clone()));
+        assert_eq!(found.proven, Some(g.clone()), "kept, to go back to");
+        assert_eq!(generations(&dir), 2);
+
+        // Proven after its window: the record goes, and so may G.
+        again.prove(&a.name);
+        again.forget(&g.name);
+        // (Removed off the caller's thread.)
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !dir.join(&g.name).exists()
+        });
+        assert!(gone, "forgotten once proven");
+        let found = Promoter::new(dir.clone(), vec![src.clone()])
+            .unwrap()
+            .recover()
+            .unwrap();
+        assert_eq!((found.good, found.proven), (Some(a), None));
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -940,12 +1044,12 @@ mod tests {
         fs::write(&src, "v1").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let s1 = p.stage().unwrap();
-        p.commit(&s1.name).unwrap();
+        p.commit(&s1.name, None).unwrap();
         fs::write(&src, "v2").unwrap();
         let s2 = p.stage().unwrap();
         fs::create_dir(dir.join(DATA_TMP)).unwrap();
         fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
-        assert!(p.commit(&s2.name).is_err());
+        assert!(p.commit(&s2.name, None).is_err());
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
             PathBuf::from(&s1.name)

@@ -84,11 +84,22 @@ pub struct Machine {
     /// Why the next child starts.
     reason: Reason,
     stats: Stats,
-    /// `--promote-to`: the generation the child's directory shows.
+    /// `--promote-to`: the generation the child's directory shows (the last
+    /// committed: proven, or on probation).
     shown: Option<String>,
-    /// `--rollback-window`: the generation to go back to while the shown
-    /// one is on probation.
+    /// `--promote-to`: the generation a rollback goes back to (see
+    /// `rollback.rs` for a generation's life).
+    proven: Option<Generation>,
+    /// `--rollback-window`: the shown generation is on probation.
     probation: Option<Probation>,
+    /// The number of the child that runs (or ran last): a readiness answer
+    /// for another is stale.
+    child: u64,
+    /// `--validate-in-place`: the child that runs is starting up (it may
+    /// read its config any moment, as its start told it to): no candidate
+    /// is shown to it in place until it was ready once or its start period
+    /// is over.
+    starting_up: bool,
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
     /// The bytes being brought to the child are new ones that passed the
@@ -104,12 +115,15 @@ pub struct Machine {
 
 impl Machine {
     /// A new machine and its first actions, given, with `--promote-to`, the
-    /// last good generation the child's directory holds (if any) and the
-    /// bytes a rollback left rejected.
+    /// last good generation the child's directory holds (if any), the bytes
+    /// a rollback left rejected, and the proven generation recorded while
+    /// the last good one was on probation (judged again, with a fresh
+    /// window).
     pub fn new(
         settings: Settings,
         last_good: Option<Generation>,
         rejected: Option<Snapshot>,
+        proven: Option<Generation>,
     ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
             settings,
@@ -128,20 +142,43 @@ impl Machine {
             reason: Reason::First,
             stats: Stats::default(),
             shown: None,
+            proven: None,
             probation: None,
+            child: 0,
+            starting_up: false,
             rolling: None,
             fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),
         };
+        let mut first = vec![];
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
-            m.approved = Some(good.snapshot);
-            m.shown = Some(good.name);
+            m.approved = Some(good.snapshot.clone());
+            m.shown = Some(good.name.clone());
             m.rejected = rejected;
+            match proven.filter(|p| p.name != good.name) {
+                Some(p) if m.settings.rollback_window.is_some() => {
+                    info!(
+                        "Generation {} was on probation when the manager stopped: judged again, with a fresh --rollback-window ({} is kept to go back to)",
+                        good.name, p.name
+                    );
+                    m.proven = Some(p);
+                    m.probation = Some(Probation::default());
+                }
+                Some(p) => {
+                    // No window any more: the last good one stands.
+                    m.proven = Some(good.clone());
+                    first.push(Action::Prove {
+                        generation: good.name,
+                    });
+                    first.push(Action::Forget { generation: p.name });
+                }
+                None => m.proven = Some(good),
+            }
         }
         // A pod with a broken config should fail visibly at once: the
         // first start goes through the gate like every other.
-        let first = m.spawn();
+        first.extend(m.spawn());
         (m, first)
     }
 
@@ -149,6 +186,7 @@ impl Machine {
         match event {
             Event::Spawned => {
                 self.started = true;
+                self.child += 1;
                 self.stats.starts[self.reason as usize] += 1;
                 self.took_if_fresh();
                 self.phase = Phase::Running;
@@ -160,7 +198,15 @@ impl Machine {
                     Some(approved) => approved,
                     None => std::mem::take(&mut self.next_base),
                 };
-                self.child_took_new_bytes()
+                let mut actions = self.child_took_new_bytes();
+                if self.settings.validate_in_place {
+                    self.starting_up = true;
+                    actions.push(Action::StartUpDeadline {
+                        child: self.child,
+                        after: self.settings.ready_start_period,
+                    });
+                }
+                actions
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
@@ -214,8 +260,10 @@ impl Machine {
             Event::CannotCheck { token, reason } => self.on_cannot_check(token, reason),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
-            Event::Probed { ok } => self.on_probed(ok),
+            Event::Probed { child, ok, ran_for } => self.on_probed(child, ok, ran_for),
             Event::ProbationOver => self.on_probation_over(),
+            Event::StartedUp { child } if child == self.child => self.started_up(),
+            Event::StartedUp { .. } => vec![],
             Event::RolledBack { result } => self.on_rolled_back(result),
         }
     }
@@ -229,6 +277,15 @@ mod props;
 pub mod testkit {
     use super::*;
     use crate::watch::fingerprint::FileState;
+
+    /// Property-test cases: `PROPTEST_CASES` when set (a long run), else
+    /// `default`.
+    pub fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
 
     /// The defaults of the command line, as the machine sees them.
     pub fn settings() -> Settings {
@@ -251,6 +308,7 @@ pub mod testkit {
             rollback_window: None,
             ready_probe: false,
             ready_failures: 3,
+            ready_start_period: Duration::ZERO,
         }
     }
 

@@ -15,6 +15,7 @@ mod os;
 mod fake;
 
 use crate::cli::Config;
+use crate::promote::Recovered;
 use crate::signals;
 use crate::state::{Action, Event, Generation, HookCall, Machine, Settings, Status, Target};
 use crate::timers::{Due, Timers};
@@ -73,8 +74,9 @@ pub enum Wake {
     Looked(Look, Snapshot),
     /// A polling look ended: may the files have changed?
     Polled(bool),
-    /// The readiness probe started by `World::probe` ended.
-    Probed(bool),
+    /// The readiness probe started by `World::probe` for child number
+    /// `child` ended.
+    Probed { child: u64, ok: bool },
     /// The staging asked for by `World::stage` ended.
     Staged {
         token: u64,
@@ -116,8 +118,13 @@ pub trait World {
     /// `--promote-to`: copies the sources into a new hidden generation, off
     /// the loop; the answer is `Wake::Staged` with `token`.
     fn stage(&mut self, token: u64);
-    /// `--promote-to`: makes `generation` the last good one, then shown.
-    fn commit(&mut self, generation: &str) -> Result<(), String>;
+    /// `--promote-to`: makes `generation` the last good one, then shown;
+    /// with `proven`, that one is recorded first as the generation to go
+    /// back to (the new one is on probation), else the new one is proven.
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String>;
+    /// `--promote-to`: the shown generation ran through its probation: it
+    /// is recorded as the proven one.
+    fn prove(&mut self, generation: &str);
     /// `--promote-to`: removes a candidate (showing the last good again).
     fn discard(&mut self, generation: &str);
     /// `--promote-to`: removes a generation no longer needed.
@@ -125,8 +132,9 @@ pub trait World {
     /// `--promote-to`: back to the kept generation `to`; `from` is kept as
     /// the rejected one.
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
-    /// Starts a readiness probe unless one runs; its answer is `Wake::Probed`.
-    fn probe(&mut self);
+    /// Starts a readiness probe of child number `child` unless one runs;
+    /// its answer is `Wake::Probed` with that number.
+    fn probe(&mut self, child: u64);
     /// Starts the check of `changed` (of a staged candidate, if given:
     /// where it was staged, or with `in_place`, shown at DIR first); its
     /// verdict is `Wake::Validated` with `token`.
@@ -199,16 +207,16 @@ struct Loop<'w, W: World> {
 }
 
 /// Runs the machine against `world` until it decides to exit; returns the
-/// exit code. With `--promote-to`: the last good generation the child's
-/// directory holds, and the bytes a rollback left rejected.
+/// exit code. With `--promote-to`: what the child's directory holds (the
+/// last good generation, the bytes a rollback left rejected, the proven
+/// generation kept while the last good one is on probation).
 pub async fn drive<W: World>(
     world: &mut W,
     cfg: LoopConfig,
     settings: Settings,
-    last_good: Option<Generation>,
-    rejected: Option<Snapshot>,
+    found: Recovered,
 ) -> i32 {
-    let (machine, first) = Machine::new(settings, last_good, rejected);
+    let (machine, first) = Machine::new(settings, found.good, found.rejected, found.proven);
     let timers =
         Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
     let mut l = Loop {
@@ -268,7 +276,13 @@ pub async fn drive<W: World>(
                 };
                 actions.extend(l.machine.handle(event));
             }
-            Wake::Probed(ok) => actions.extend(l.machine.handle(Event::Probed { ok })),
+            Wake::Probed { child, ok } => {
+                let now = l.world.now();
+                let ran_for = l
+                    .child
+                    .map_or(Duration::ZERO, |(_, t)| now.saturating_duration_since(t));
+                actions.extend(l.machine.handle(Event::Probed { child, ok, ran_for }));
+            }
             Wake::Polled(moved) => {
                 if moved && !l.timers.settling() {
                     let now = l.world.now();
@@ -403,10 +417,18 @@ impl<W: World> Loop<'_, W> {
                 self.world.stage(token);
                 None
             }
-            Action::Commit { token, generation } => Some(Event::Committed {
+            Action::Commit {
                 token,
-                result: self.world.commit(&generation),
+                generation,
+                proven,
+            } => Some(Event::Committed {
+                token,
+                result: self.world.commit(&generation, proven.as_deref()),
             }),
+            Action::Prove { generation } => {
+                self.world.prove(&generation);
+                None
+            }
             Action::Discard { generation } => {
                 self.world.discard(&generation);
                 None
@@ -420,6 +442,11 @@ impl<W: World> Loop<'_, W> {
             }),
             Action::ProbationDeadline(d) => {
                 self.timers.probation_in(self.world.now(), d);
+                None
+            }
+            Action::StartUpDeadline { child, after } => {
+                self.timers
+                    .started_up_in(self.world.now(), Some(after), child);
                 None
             }
             Action::Validate {
@@ -537,7 +564,8 @@ impl<W: World> Loop<'_, W> {
                 Due::Retry(token) => events.push(Event::RetryDue { token }),
                 Due::Settle => self.world.look(Look::Settle),
                 Due::Probation => events.push(Event::ProbationOver),
-                Due::Ready => self.world.probe(),
+                Due::StartedUp(child) => events.push(Event::StartedUp { child }),
+                Due::Ready => self.world.probe(self.machine.child()),
                 Due::GroupProbe => events.extend(self.probe_group()),
             }
         }

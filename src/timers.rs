@@ -20,6 +20,8 @@ pub enum Due {
     Retry(u64),
     /// The rollback window ended.
     Probation,
+    /// This child's start-up period ended.
+    StartedUp(u64),
     /// Time for a readiness probe.
     Ready,
     /// Time to look whether an exited child's group is empty.
@@ -43,6 +45,8 @@ pub struct Timers {
     /// Retries armed, by token (a stale one is ignored by the machine).
     retries: Vec<(Instant, u64)>,
     probation: Option<Instant>,
+    /// The end of a child's start-up period, and which child's.
+    started_up: Option<(Instant, u64)>,
     /// The next readiness probe, and their interval while a child runs.
     ready: Option<Instant>,
     ready_every: Option<Duration>,
@@ -109,6 +113,11 @@ impl Timers {
     /// Arms (from now) or clears the end of the rollback window.
     pub fn probation_in(&mut self, now: Instant, d: Option<Duration>) {
         self.probation = d.map(|d| after(now, d));
+    }
+
+    /// Arms (from now) or clears the end of child `child`'s start-up period.
+    pub fn started_up_in(&mut self, now: Instant, d: Option<Duration>, child: u64) {
+        self.started_up = d.map(|d| (after(now, d), child));
     }
 
     /// Probes readiness every `every` from `now` on (None: not now). Unchanged
@@ -189,6 +198,7 @@ impl Timers {
             self.group_probe,
             retry,
             self.probation,
+            self.started_up.map(|(at, _)| at),
             self.ready,
         ]
         .into_iter()
@@ -222,6 +232,9 @@ impl Timers {
         });
         if take(&mut self.probation) {
             due.push(Due::Probation);
+        }
+        if let Some((_, child)) = self.started_up.take_if(|(t, _)| *t <= now) {
+            due.push(Due::StartedUp(child));
         }
         if take(&mut self.ready) {
             self.ready = self.ready_every.map(|e| after(now, e));

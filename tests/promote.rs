@@ -220,7 +220,14 @@ fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
         conf = t.dir.join("app.conf").display(),
         seen = t.s.path("seen").display()
     );
-    let m = t.start(&["--validate", &check, "--validate-in-place"]);
+    // A check in place waits until the child started up (1 s here, not the
+    // default minute): it is never shown to a child still starting.
+    let m = t.start(&[
+        "--validate",
+        &check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+    ]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"));
     t.kube.write(&[("app.conf", b"bad v2")]);

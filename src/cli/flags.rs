@@ -381,7 +381,7 @@ pub static FLAGS: &[Flag] = &[
         Value,
         "DURATION",
         Watch,
-        "with --promote-to: if the child exits on its own or the readiness probe fails 3 times in a row within this long after new bytes reach it, go back to the previous good generation",
+        "with --promote-to: if the child exits on its own or the readiness probe fails 3 times in a row within this long after new bytes reach it, go back to the proven generation (the last that ran through its window)",
     )
     .vars(&[Var::Value("FLUSH_MANAGER_ROLLBACK_WINDOW")]),
     flag(
@@ -409,6 +409,15 @@ pub static FLAGS: &[Flag] = &[
     )
     .default("2s")
     .vars(&[Var::Value("FLUSH_MANAGER_READY_INTERVAL")]),
+    flag(
+        "ready-start-period",
+        Value,
+        "DURATION",
+        Other,
+        "a new child's failed probes count only once it was ready, or once it ran this long without being ready (a slow start, a JVM, is not a failure); with --validate-in-place, no candidate is shown to a child before then",
+    )
+    .default("60s")
+    .vars(&[Var::Value("FLUSH_MANAGER_READY_START_PERIOD")]),
     flag(
         "restart",
         Value,

@@ -733,6 +733,21 @@ fn readiness_intervals_that_cannot_work_are_refused() {
     assert!(err.contains("no probe"), "{err}");
     let c = run(&["--ready-url", "http://127.0.0.1:1/", "--", "x"]).unwrap();
     assert_eq!(c.ready_interval, Some(Duration::from_secs(2)));
+    assert_eq!(c.ready_start_period, Duration::from_secs(60));
+    let err = run(&["--ready-start-period", "5s", "--", "x"])
+        .unwrap_err()
+        .0;
+    assert!(err.contains("nothing uses it"), "{err}");
+    let c = run(&[
+        "--ready-check",
+        "true",
+        "--ready-start-period",
+        "5s",
+        "--",
+        "x",
+    ])
+    .unwrap();
+    assert_eq!(c.ready_start_period, Duration::from_secs(5));
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub(super) enum Step {
     Committing,
     /// Staging or committing failed: `RetryAfter` is armed.
     Waiting,
+    /// Staged, its check in place waits for the child to start up.
+    Deferred,
 }
 
 /// The config in flight.
@@ -71,7 +73,7 @@ impl Machine {
         }
         if self.is_approved(&now) {
             self.source_is_the_childs();
-            return vec![Action::Spawn];
+            return self.spawn_on_last_good();
         }
         if self.is_rejected(&now) {
             return self.no_start(
@@ -88,6 +90,23 @@ impl Machine {
         );
         self.phase = Phase::Checking;
         self.begin(now, false)
+    }
+
+    /// Starts the child on the approved bytes. Never on a candidate shown in
+    /// place for its check: that check is for bytes the source no longer
+    /// holds (it holds these), so it goes, and the view with it, first.
+    fn spawn_on_last_good(&mut self) -> Vec<Action> {
+        let shown_in_place = self.settings.validate_in_place
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.step == Step::Checking && p.generation.is_some());
+        let mut actions = match shown_in_place {
+            true => self.cancel_pending(),
+            false => vec![],
+        };
+        actions.push(Action::Spawn);
+        actions
     }
 
     /// What the gate does, for the log.
@@ -201,20 +220,59 @@ impl Machine {
             return vec![];
         };
         p.snapshot = snapshot;
-        p.generation = Some(generation.clone());
+        p.generation = Some(generation);
         if self.settings.validate {
-            p.step = Step::Checking;
-            let (snapshot, restart) = (p.snapshot.clone(), p.restart);
-            let changed = self.changed_paths(&snapshot, restart);
-            return vec![Action::Validate {
-                token,
-                changed,
-                candidate: Some(generation),
-                in_place: self.settings.validate_in_place,
-            }];
+            return self.check_staged();
         }
+        let generation = p.generation.clone().unwrap_or_default();
         p.step = Step::Committing;
-        vec![Action::Commit { token, generation }]
+        let staged = p.snapshot.clone();
+        let proven = self.kept_while_on_probation(&staged);
+        vec![Action::Commit {
+            token,
+            generation,
+            proven,
+        }]
+    }
+
+    /// The staged candidate's check starts; in place, not while the child
+    /// is starting up (it would read the candidate): it waits for that.
+    fn check_staged(&mut self) -> Vec<Action> {
+        let in_place = self.settings.validate_in_place;
+        let wait = in_place && self.starting_up && self.phase == Phase::Running;
+        let Some(p) = self.pending.as_mut() else {
+            return vec![];
+        };
+        if wait {
+            if p.step != Step::Deferred {
+                info!(
+                    "The child is starting up: the candidate is checked in place once it has (ready, or --ready-start-period over)"
+                );
+            }
+            p.step = Step::Deferred;
+            return vec![];
+        }
+        p.step = Step::Checking;
+        let (snapshot, restart, token) = (p.snapshot.clone(), p.restart, p.token);
+        let candidate = p.generation.clone();
+        let changed = self.changed_paths(&snapshot, restart);
+        vec![Action::Validate {
+            token,
+            changed,
+            candidate,
+            in_place,
+        }]
+    }
+
+    /// The running child started up: a check in place it held back starts.
+    pub(super) fn started_up(&mut self) -> Vec<Action> {
+        if !std::mem::take(&mut self.starting_up) {
+            return vec![];
+        }
+        match self.pending.as_ref() {
+            Some(p) if p.step == Step::Deferred => self.check_staged(),
+            _ => vec![],
+        }
     }
 
     /// The staged bytes are those the child already has.
@@ -269,8 +327,13 @@ impl Machine {
         match p.generation.clone() {
             Some(generation) => {
                 p.step = Step::Committing;
+                let proven = self.kept_while_on_probation(&p.snapshot);
                 self.pending = Some(p);
-                vec![Action::Commit { token, generation }]
+                vec![Action::Commit {
+                    token,
+                    generation,
+                    proven,
+                }]
             }
             None => self.approve(p),
         }
@@ -314,9 +377,10 @@ impl Machine {
                 let Some(p) = self.pending.take() else {
                     return vec![];
                 };
-                // Before the approval moves: the previous good bytes are
-                // what a rollback would go back to.
-                let mut actions = self.committed(p.generation.clone().unwrap_or_default());
+                let mut actions = self.committed(Generation {
+                    name: p.generation.clone().unwrap_or_default(),
+                    snapshot: p.snapshot.clone(),
+                });
                 actions.extend(self.approve(p));
                 actions
             }
@@ -411,7 +475,7 @@ impl Machine {
         if self.settings.promote && self.approved.is_some() {
             error!("{what}; starting the child on the last good config promoted earlier");
             self.phase = Phase::Starting;
-            return vec![Action::Spawn];
+            return self.spawn_on_last_good();
         }
         if !self.started {
             error!("{what}; not starting the child");

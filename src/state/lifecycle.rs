@@ -388,14 +388,11 @@ impl Machine {
         let plan = self.plan(&changed);
         if plan.is_quiet() {
             self.quiet_burst(now, display(&plan.quiet));
-            let mut actions = vec![];
             // Promoted with nothing to try out: no window for it.
-            if let Some(p) = self.probation.take_if(|p| !p.running) {
-                actions.push(Action::Forget {
-                    generation: p.previous.name,
-                });
+            if self.probation.as_ref().is_some_and(|p| !p.running) {
+                return self.prove();
             }
-            return actions;
+            return vec![];
         }
         if !plan.restart.is_empty() {
             if self.settings.routes.is_empty() {

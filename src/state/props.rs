@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
 const BAD: u64 = 3;
+/// A child on this `app.conf` version is never ready.
+const NOT_READY: u64 = 4;
 const HUP: i32 = libc::SIGHUP;
 
 const APP: &str = "/c/app.conf";
@@ -75,10 +77,17 @@ enum Op {
     /// The manager is SIGKILLed (with everything in its PID namespace) and
     /// started again on the same disk.
     Crash,
-    /// A readiness probe's result.
-    Probe(bool),
+    /// A readiness probe of the running child ends (it judges the child's
+    /// own version); `stale`: the answer is for the child before it;
+    /// `young`: the child is still within its start period.
+    Probe {
+        stale: bool,
+        young: bool,
+    },
     /// The rollback window ends.
     FireProbation,
+    /// The child's start-up period ends.
+    FireStartedUp,
     /// `notes.txt` settles on new bytes.
     Notes(u64),
 }
@@ -109,8 +118,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
         1 => Just(Op::Crash),
-        2 => any::<bool>().prop_map(Op::Probe),
+        3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
         1 => Just(Op::FireProbation),
+        1 => Just(Op::FireStartedUp),
         2 => (0u64..3).prop_map(Op::Notes),
     ]
 }
@@ -132,7 +142,7 @@ fn settings() -> impl Strategy<Value = Settings> {
         ]),
         prop::sample::select(vec![Policy::Never, Policy::OnFailure, Policy::Always]),
         prop::option::of(0u32..4),
-        prop::sample::select(vec![0u64, 5]),
+        (prop::sample::select(vec![0u64, 5]), any::<bool>()),
         1u64..120,
         any::<bool>(),
         any::<bool>(),
@@ -152,7 +162,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 by,
                 restart,
                 max_restarts,
-                delay,
+                (delay, start_period),
                 timeout,
                 group,
                 promote,
@@ -195,6 +205,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),
                     ready_probe: rollback,
                     ready_failures: 2,
+                    ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
                 }
             },
         )
@@ -206,6 +217,9 @@ struct Child {
     version: u64,
     ready: bool,
     stubborn: bool,
+    /// `--validate-in-place`: starting up (its start period runs, and it
+    /// was never ready): it may read its config any moment.
+    starting: bool,
 }
 
 /// The world as the edge would show it to the machine.
@@ -256,6 +270,16 @@ struct Model {
     /// unseen by the machine (while it was stopping), it may stay rejected.
     ever_rolled_back: BTreeSet<u64>,
     probation_armed: bool,
+    /// The start-up period armed, for this child number.
+    started_up_armed: Option<u64>,
+    /// The generation a rollback may land on, as the model works it out:
+    /// the first committed, or one proven after its window (or with nothing
+    /// to try out); what `..proven` records while another is on probation.
+    proven: Option<String>,
+    proven_record: Option<String>,
+    /// The generation shown when the window started, and when it ran out.
+    window_for: Option<String>,
+    window_ran: Option<String>,
     /// The version the child had before this turn's reload signals (its
     /// hooks, held until the signals are sent, are for the same change).
     signalled_from: Option<u64>,
@@ -291,6 +315,11 @@ impl Model {
             superseded: BTreeMap::new(),
             ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
+            started_up_armed: None,
+            proven: None,
+            proven_record: None,
+            window_for: None,
+            window_ran: None,
             signalled_from: None,
         }
     }
@@ -444,6 +473,7 @@ impl Model {
                     version,
                     ready: false,
                     stubborn: self.stubborn,
+                    starting: self.settings.validate_in_place,
                 });
                 self.started = true;
                 self.killed = false;
@@ -465,11 +495,37 @@ impl Model {
                 });
                 Ok(Some(Event::Staged { token, result }))
             }
-            Action::Commit { token, generation } => {
+            Action::Commit {
+                token,
+                generation,
+                proven,
+            } => {
                 prop_assert!(
                     self.gens.contains_key(&generation),
                     "commit of {generation}"
                 );
+                self.not_rolled_back(self.gens[&generation])?;
+                match &proven {
+                    Some(p) => {
+                        prop_assert!(
+                            self.settings.rollback_window.is_some(),
+                            "probation without a window"
+                        );
+                        prop_assert_eq!(
+                            Some(p),
+                            self.proven.as_ref(),
+                            "a commit keeps another than the proven one"
+                        );
+                    }
+                    None => prop_assert!(
+                        self.settings.rollback_window.is_none()
+                            || self
+                                .proven
+                                .as_ref()
+                                .is_none_or(|p| self.gens[p] == self.gens[&generation]),
+                        "proven at once with a proven one to go back to"
+                    ),
+                }
                 prop_assert!(
                     !self.settings.validate || self.passed.contains(&generation),
                     "a candidate promoted without passing its check"
@@ -484,6 +540,10 @@ impl Model {
                 self.good = Some(generation.clone());
                 self.shown = self.good.clone();
                 self.rolled_back = None;
+                self.proven_record = proven.clone();
+                if proven.is_none() {
+                    self.proven = Some(generation);
+                }
                 Ok(Some(Event::Committed {
                     token,
                     result: Ok(()),
@@ -498,6 +558,10 @@ impl Model {
                     self.good.as_deref() != Some(generation.as_str())
                         && self.shown.as_deref() != Some(generation.as_str()),
                     "forgot the generation the child sees"
+                );
+                prop_assert!(
+                    self.proven.as_deref() != Some(generation.as_str()),
+                    "forgot the proven generation"
                 );
                 self.gens.remove(&generation);
                 Ok(None)
@@ -516,6 +580,12 @@ impl Model {
                     Some(from.as_str()),
                     "rolled back from another"
                 );
+                prop_assert_eq!(
+                    self.proven.as_deref(),
+                    Some(to.as_str()),
+                    "a rollback to a generation not proven"
+                );
+                self.proven_record = None;
                 self.rolled_back = self.gens.remove(&from);
                 self.ever_rolled_back.extend(self.rolled_back);
                 self.good = Some(to.clone());
@@ -524,6 +594,29 @@ impl Model {
             }
             Action::ProbationDeadline(d) => {
                 self.probation_armed = d.is_some();
+                if d.is_some() {
+                    self.window_for = self.good.clone();
+                    self.window_ran = None;
+                }
+                Ok(None)
+            }
+            Action::StartUpDeadline { child, .. } => {
+                prop_assert!(
+                    self.settings.validate_in_place,
+                    "a start-up period for nothing"
+                );
+                self.started_up_armed = Some(child);
+                Ok(None)
+            }
+            Action::Prove { generation } => {
+                prop_assert_eq!(self.good.as_ref(), Some(&generation), "proved another");
+                prop_assert!(
+                    self.window_ran.as_ref() == Some(&generation)
+                        || self.window_for.as_ref() != Some(&generation),
+                    "proven before its window ran out"
+                );
+                self.proven = Some(generation);
+                self.proven_record = None;
                 Ok(None)
             }
             Action::Acted => Ok(None),
@@ -605,6 +698,11 @@ impl Model {
                     }
                 };
                 if in_place {
+                    self.not_rolled_back(version)?;
+                    prop_assert!(
+                        self.child.as_ref().is_none_or(|c| !c.starting),
+                        "a candidate shown in place to a child starting up"
+                    );
                     self.shown = candidate.clone();
                 }
                 self.validations.push_back((token, version, candidate));
@@ -797,9 +895,42 @@ impl Model {
                     self.feed(m, Event::BackoffOver)?;
                 }
             }
-            Op::Probe(ok) => self.feed(m, Event::Probed { ok })?,
+            Op::Probe { stale, young } => {
+                let ran_for = Duration::from_secs(if young { 1 } else { 3600 });
+                if stale {
+                    // An answer for the child before this one judges nobody.
+                    let before = m.stats().clone();
+                    let actions = m.handle(Event::Probed {
+                        child: m.child().wrapping_sub(1),
+                        ok: false,
+                        ran_for,
+                    });
+                    prop_assert!(actions.is_empty(), "a stale probe answer did {actions:?}");
+                    prop_assert_eq!(&before, m.stats());
+                } else {
+                    // The probe judges the running child, not the file.
+                    let ok = self
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| app(c.version) != NOT_READY);
+                    let child = m.child();
+                    if ok && let Some(c) = self.child.as_mut() {
+                        c.starting = false;
+                    }
+                    self.feed(m, Event::Probed { child, ok, ran_for })?;
+                }
+            }
+            Op::FireStartedUp => {
+                if let Some(child) = self.started_up_armed.take() {
+                    if let Some(c) = self.child.as_mut() {
+                        c.starting = false;
+                    }
+                    self.feed(m, Event::StartedUp { child })?;
+                }
+            }
             Op::FireProbation => {
                 if std::mem::take(&mut self.probation_armed) {
+                    self.window_ran = self.good.clone();
                     self.feed(m, Event::ProbationOver)?;
                 }
             }
@@ -826,20 +957,29 @@ impl Model {
                     std::mem::take(&mut self.passed),
                     self.disk_fails,
                 );
+                let proven_record = self.proven_record.clone();
                 *self = Model::new(settings.clone());
                 self.disk = disk;
                 self.disk_fails = disk_fails;
                 self.passed = passed;
                 self.next_gen = next_gen;
-                if let Some(g) = &good {
+                for g in good.iter().chain(&proven_record) {
                     self.gens.insert(g.clone(), gens[g]);
                 }
+                // The disk's records: the proven one is kept while the last
+                // good one is on probation.
+                self.proven_record = proven_record.clone();
+                self.proven = proven_record.clone().or(good.clone());
                 self.good = good.clone();
                 self.shown = good;
                 self.rolled_back = rolled_back;
                 self.ever_rolled_back = ever;
                 let rejected = rolled_back.filter(|_| self.good.is_some()).map(snap);
-                let (fresh, first) = Machine::new(settings, self.last_good(), rejected);
+                let proven = proven_record.map(|g| Generation {
+                    snapshot: snap(self.gens[&g]),
+                    name: g,
+                });
+                let (fresh, first) = Machine::new(settings, self.last_good(), rejected, proven);
                 *m = fresh;
                 for a in first {
                     if let Some(answer) = self.perform(a)? {
@@ -856,8 +996,8 @@ impl Model {
     /// last good generation.
     fn discard(&mut self, generation: &str) -> Result<(), TestCaseError> {
         prop_assert!(
-            self.good.as_deref() != Some(generation),
-            "the last good generation discarded"
+            self.good.as_deref() != Some(generation) && self.proven.as_deref() != Some(generation),
+            "the last good or the proven generation discarded"
         );
         if self.shown.as_deref() == Some(generation) {
             self.shown = self.good.clone();
@@ -892,6 +1032,8 @@ impl Model {
                 Op::FireBackoff
             } else if self.stop_armed {
                 Op::FireStopDeadline
+            } else if self.started_up_armed.is_some() {
+                Op::FireStartedUp
             } else {
                 return Ok(());
             };
@@ -949,7 +1091,7 @@ impl Model {
 fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     settings.validate_in_place = in_place && settings.promote && settings.validate;
     let mut w = Model::new(settings.clone());
-    let (mut m, first) = Machine::new(settings, None, None);
+    let (mut m, first) = Machine::new(settings, None, None, None);
     for a in first {
         if let Some(answer) = w.perform(a)? {
             w.feed(&mut m, answer)?;
@@ -964,7 +1106,7 @@ fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestC
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: super::testkit::cases(2000), ..ProptestConfig::default() })]
 
     #[test]
     fn the_machine_keeps_its_invariants(

@@ -1,20 +1,36 @@
 //! After the check: `--rollback-window` and the readiness probe. A config
 //! can pass `nginx -t` and still break the app (a port another process
-//! holds, a certificate the clients refuse). For the window after new bytes
-//! reach the child, the previous good generation is kept; if the child exits
-//! on its own or the readiness probe fails `ready_failures` times in a row
-//! meanwhile, the directory goes back to it, the child follows, and the new
-//! bytes stay rejected until the source changes again.
+//! holds, a certificate the clients refuse).
+//!
+//! A generation's life (`--promote-to`), as the machine holds it:
+//!
+//! - *candidate*, *checking*: in flight through the gate (`Pending`);
+//!   *rejected* there (`rejected`: those bytes are never shown again until
+//!   the source changes);
+//! - *on probation*: committed and shown (`shown`, with `probation` set):
+//!   for the window after its bytes reach the child, the child exiting on
+//!   its own or the readiness probe failing `ready_failures` times in a row
+//!   rolls back to the proven generation, and the new bytes are *rejected*;
+//! - *proven* (`proven`): the last generation that ran through its window
+//!   (and, with a probe, was ready once), or, before any did, the first one
+//!   promoted; without a window every committed generation is proven at
+//!   once. The only one a rollback lands on. It is recorded on disk while a
+//!   newer one is on probation and is never forgotten meanwhile, however
+//!   many pushes come: each newer push replaces the one on probation, not
+//!   the proven one.
 
 use super::*;
 
-/// The generation to go back to while the shown one is on probation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The shown generation is on probation (the proven one is its rollback
+/// target).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Probation {
-    pub(super) previous: Generation,
     /// The child has the new bytes (started on them, or reloaded): the
     /// window runs. Before that, nothing the child does is their fault.
     pub(super) running: bool,
+    /// The window ran out before the child was ever ready: judged on until
+    /// it is (then proven) or fails (then rolled back).
+    pub(super) overdue: bool,
 }
 
 /// A rollback asked of the world, not yet answered.
@@ -30,45 +46,86 @@ pub(super) struct Rolling {
     newer: Option<Snapshot>,
 }
 
-/// The readiness probe's recent results.
+/// The readiness probe's recent results, for the running child.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Readiness {
     /// The last result since the child started (None: none yet).
     pub(super) last: Option<bool>,
     /// Failures in a row.
     pub(super) failures: u32,
+    /// The child passed a probe once: its start period is over.
+    pub(super) ever: bool,
 }
 
 impl Machine {
-    /// A generation was committed and shown: the previous one is kept for
-    /// the rollback window, or forgotten at once.
-    pub(super) fn committed(&mut self, new: String) -> Vec<Action> {
-        let previous = self.shown.replace(new.clone());
+    /// The proven generation a commit of `candidate` keeps on record
+    /// because the candidate goes on probation (None: it is proven at once:
+    /// no window, nothing proven yet, or the proven bytes themselves).
+    pub(super) fn kept_while_on_probation(&self, candidate: &Snapshot) -> Option<String> {
+        self.settings.rollback_window?;
+        self.proven
+            .as_ref()
+            .filter(|g| g.snapshot != *candidate)
+            .map(|g| g.name.clone())
+    }
+
+    /// A generation was committed and shown: on probation, with the proven
+    /// one kept to go back to; or proven at once (no window, or the first).
+    /// A generation that is neither shown nor proven any more is forgotten.
+    pub(super) fn committed(&mut self, new: Generation) -> Vec<Action> {
+        let old_shown = self.shown.replace(new.name.clone());
+        let mut moot: Vec<String> = old_shown.into_iter().collect();
         let mut actions = vec![];
-        // Superseded while on probation: the generation before it is moot.
-        if let Some(older) = self.probation.take() {
-            actions.push(Action::Forget {
-                generation: older.previous.name,
-            });
-        }
-        let previous = previous.filter(|p| *p != new);
-        match (previous, self.settings.rollback_window) {
-            (Some(name), Some(_)) => {
-                let snapshot = self.approved.clone().unwrap_or_default();
-                self.probation = Some(Probation {
-                    previous: Generation { name, snapshot },
-                    running: false,
-                });
-                actions.push(Action::ProbationDeadline(None));
-            }
-            (None, Some(_)) => {
+        if self.kept_while_on_probation(&new.snapshot).is_some() {
+            self.probation = Some(Probation::default());
+            actions.push(Action::ProbationDeadline(None));
+        } else {
+            if self.settings.rollback_window.is_some() && self.proven.is_none() {
                 info!(
-                    "No previous good generation to roll back to: generation {new} is kept whatever the child does"
+                    "No proven generation to roll back to: generation {} is kept whatever the child does",
+                    new.name
                 );
+            }
+            if self.probation.take().is_some() {
                 actions.push(Action::ProbationDeadline(None));
             }
-            (Some(name), None) => actions.push(Action::Forget { generation: name }),
-            (None, None) => {}
+            moot.extend(self.proven.replace(new).map(|g| g.name));
+        }
+        moot.sort();
+        moot.dedup();
+        for generation in moot {
+            if !self.is_kept(&generation) {
+                actions.push(Action::Forget { generation });
+            }
+        }
+        actions
+    }
+
+    /// Shown or proven: a generation that stays.
+    fn is_kept(&self, generation: &str) -> bool {
+        self.shown.as_deref() == Some(generation)
+            || self.proven.as_ref().is_some_and(|g| g.name == generation)
+    }
+
+    /// The shown generation ran through its probation: it is the proven one
+    /// now, and the one before it goes.
+    pub(super) fn prove(&mut self) -> Vec<Action> {
+        self.probation = None;
+        let Some(name) = self.shown.clone() else {
+            return vec![];
+        };
+        let snapshot = self.approved.clone().unwrap_or_default();
+        let old = self.proven.replace(Generation {
+            name: name.clone(),
+            snapshot,
+        });
+        debug!("Generation {name} is the proven one now");
+        let mut actions = vec![
+            Action::ProbationDeadline(None),
+            Action::Prove { generation: name },
+        ];
+        if let Some(old) = old.map(|g| g.name).filter(|g| !self.is_kept(g)) {
+            actions.push(Action::Forget { generation: old });
         }
         actions
     }
@@ -91,40 +148,69 @@ impl Machine {
         self.probation.as_ref().is_some_and(|p| p.running)
     }
 
-    /// The window passed with the child up: the new generation stays.
+    /// The window passed with the child up: the new generation is proven,
+    /// unless a probe never saw the child ready (then it is judged on).
     pub(super) fn on_probation_over(&mut self) -> Vec<Action> {
         if !self.on_probation() {
             return vec![];
         }
-        match self.probation.take().map(|p| p.previous) {
-            Some(previous) => {
+        if self.settings.ready_probe && !self.ready.ever {
+            if let Some(p) = self.probation.as_mut().filter(|p| !p.overdue) {
+                p.overdue = true;
                 info!(
-                    "Generation {} held for --rollback-window; dropping {}",
-                    self.shown.as_deref().unwrap_or("?"),
-                    previous.name
+                    "--rollback-window passed, but the child was never ready: generation {} stays on probation until it is",
+                    self.shown.as_deref().unwrap_or("?")
                 );
-                vec![Action::Forget {
-                    generation: previous.name,
-                }]
             }
-            None => vec![],
+            return vec![];
         }
+        info!(
+            "Generation {} held for --rollback-window: it is the proven one now",
+            self.shown.as_deref().unwrap_or("?")
+        );
+        self.prove()
     }
 
-    /// A readiness result.
-    pub(super) fn on_probed(&mut self, ok: bool) -> Vec<Action> {
-        if self.phase != Phase::Running {
+    /// Which child `Event::Probed` answers for: the number of the child
+    /// that runs (counted from 1 at each start).
+    pub fn child(&self) -> u64 {
+        self.child
+    }
+
+    /// A readiness result for child number `child`, `ran_for` after its
+    /// start. An answer for an earlier child (a probe started before a
+    /// restart) judges nobody; failures of a child still starting count only
+    /// once it was ready, or once `--ready-start-period` is over.
+    pub(super) fn on_probed(&mut self, child: u64, ok: bool, ran_for: Duration) -> Vec<Action> {
+        if self.phase != Phase::Running || child != self.child {
+            debug!("Dropping a readiness answer for an earlier child");
             return vec![];
         }
         let was = self.ready.last;
-        self.ready.last = Some(ok);
         if ok {
+            self.ready.last = Some(true);
             if was == Some(false) {
                 info!("Readiness probe passed again");
             }
             self.ready.failures = 0;
+            self.ready.ever = true;
+            let mut actions = self.started_up();
+            if self.probation.as_ref().is_some_and(|p| p.overdue) {
+                info!(
+                    "The child is ready, after its --rollback-window: its generation is the proven one now"
+                );
+                actions.extend(self.prove());
+            }
+            return actions;
+        }
+        if !self.ready.ever && ran_for < self.settings.ready_start_period {
+            debug!(
+                "Readiness probe failed {ran_for:?} after the start (within --ready-start-period {:?}: not counted)",
+                self.settings.ready_start_period
+            );
             return vec![];
         }
+        self.ready.last = Some(false);
         self.ready.failures += 1;
         warn!("Readiness probe failed ({} in a row)", self.ready.failures);
         if self.ready.failures < self.settings.ready_failures || !self.on_probation() {
@@ -138,8 +224,8 @@ impl Machine {
     }
 
     /// On probation, the child exiting on its own is the new bytes' fault:
-    /// true when a rollback was asked for (the next child then starts on
-    /// the previous generation, if the rollback takes).
+    /// a rollback is asked for (the next child then starts on the proven
+    /// generation, if the rollback takes); else nothing.
     pub(super) fn roll_back_on_exit(&mut self, status: Status) -> Vec<Action> {
         if !self.on_probation() {
             return vec![];
@@ -147,14 +233,15 @@ impl Machine {
         self.roll_back(format!("the child exited with {status}"), true)
     }
 
-    /// Asks the world to put the previous good generation back. Whatever is
-    /// in flight goes first: a candidate checked in place would otherwise
-    /// lose its view under the check (and pass on bytes it never saw). The
+    /// Asks the world to put the proven generation back. Whatever is in
+    /// flight goes first: a candidate checked in place would otherwise lose
+    /// its view under the check (and pass on bytes it never saw). The
     /// machine believes the rollback only once the world says it took.
     fn roll_back(&mut self, why: String, on_exit: bool) -> Vec<Action> {
-        let Some(previous) = self.probation.take().map(|p| p.previous) else {
+        let Some(previous) = self.proven.clone().filter(|_| self.on_probation()) else {
             return vec![];
         };
+        self.probation = None;
         let bad = self.shown.clone().unwrap_or_default();
         let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();
@@ -183,6 +270,7 @@ impl Machine {
                 "Within --rollback-window {}, but generation {} cannot be restored ({e}): keeping {}",
                 r.why, r.previous.name, r.bad
             );
+            let mut actions = vec![];
             // The child's exit goes to the restart policy, as without the
             // window.
             if let Phase::Stopping { after, .. } = &mut self.phase
@@ -191,7 +279,8 @@ impl Machine {
             {
                 *after = AfterStop::ByPolicy;
             }
-            return self.judge_again(r.newer);
+            actions.extend(self.judge_again(r.newer));
+            return actions;
         }
         error!(
             "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",

@@ -13,7 +13,7 @@ use super::testkit::{settings, snap};
 /// A new machine given the config as it is now: its first look, and
 /// the actions that follow it.
 fn start(s: Settings, now: Snapshot) -> (Machine, Vec<Action>) {
-    let (mut m, first) = Machine::new(s, None, None);
+    let (mut m, first) = Machine::new(s, None, None, None);
     assert_eq!(first, [Action::Fingerprint]);
     let then = m.handle(Event::Candidate(now));
     (m, then)
@@ -1053,7 +1053,7 @@ fn running_on_g1(validate: bool) -> Machine {
         name: "g1".into(),
         snapshot: snap(Some(1)),
     };
-    let (mut m, first) = Machine::new(s, Some(g1), None);
+    let (mut m, first) = Machine::new(s, Some(g1), None, None);
     assert_eq!(first, [Action::Fingerprint]);
     look_and_start(&mut m, snap(Some(1)));
     m
@@ -1096,7 +1096,11 @@ fn on_probation() -> Machine {
 fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
     let mut last = vec![];
     for _ in 0..n {
-        last = m.handle(Event::Probed { ok: false });
+        last = m.handle(Event::Probed {
+            child: m.child(),
+            ok: false,
+            ran_for: Duration::from_secs(3600),
+        });
     }
     last
 }
@@ -1503,7 +1507,7 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
         name: "g1".into(),
         snapshot: both(1),
     };
-    let (mut m, _) = Machine::new(s, Some(g1), None);
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
     look_and_start(&mut m, both(1));
     let only_a = files(&[("a.conf", 1)]);
     assert_eq!(m.handle(Event::ConfigSettled(only_a.clone())), []);
@@ -1526,7 +1530,8 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
         }),
         [Action::Commit {
             token: 1,
-            generation: "g2".into()
+            generation: "g2".into(),
+            proven: None,
         }]
     );
     let told = m.handle(Event::Committed {
@@ -1542,7 +1547,7 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
 #[test]
 fn sigterm_before_the_child_started_exits_at_once() {
     // The start's look is still out: nothing to stop, nothing to wait for.
-    let (mut m, first) = Machine::new(settings(), None, None);
+    let (mut m, first) = Machine::new(settings(), None, None, None);
     assert_eq!(first, [Action::Fingerprint]);
     assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
     // With --stop-delay too: there is nothing to drain.
@@ -1550,10 +1555,417 @@ fn sigterm_before_the_child_started_exits_at_once() {
         stop_delay: SECS10,
         ..settings()
     };
-    let (mut m, _) = Machine::new(s, None, None);
+    let (mut m, _) = Machine::new(s, None, None, None);
     assert_eq!(m.handle(Event::Signal(libc::SIGINT)), [Action::Exit(130)]);
     // The late answer to the look starts nothing.
     assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), []);
+}
+
+/// A readiness answer for child `child`, `ran_for` after its start.
+fn probed(child: u64, ok: bool, ran_for: Duration) -> Event {
+    Event::Probed { child, ok, ran_for }
+}
+
+const LONG_AGO: Duration = Duration::from_secs(3600);
+
+/// Found by a review (issue 24, item 5): a probe started just before a
+/// restart answered after it, and its failure counted for the new child.
+#[test]
+fn a_probe_answer_for_an_earlier_child_judges_nobody() {
+    let mut m = running_on_g1(false);
+    let first = m.child();
+    assert_eq!(
+        m.handle(Event::RestartRequested(snap(Some(1))))[..3],
+        stop_with(TERM)[..]
+    );
+    m.handle(exited(0));
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    look_and_start(&mut m, snap(Some(1)));
+    assert_eq!(m.child(), first + 1);
+    // The old child's probe, started before the restart, lands now.
+    assert_eq!(m.handle(probed(first, false, LONG_AGO)), []);
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe has not passed yet".into()),
+        "the new child was never probed"
+    );
+    // Its own answers count.
+    m.handle(probed(first + 1, false, LONG_AGO));
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (1 in a row)".into())
+    );
+}
+
+/// Stale answers never bring a rollback closer: three failures of the new
+/// bytes' child are needed, whatever came for the child before.
+#[test]
+fn stale_failures_do_not_count_toward_a_rollback() {
+    let mut m = on_probation();
+    let now = m.child();
+    for _ in 0..5 {
+        assert_eq!(m.handle(probed(now - 1, false, LONG_AGO)), []);
+    }
+    m.handle(probed(now, false, LONG_AGO));
+    let second = m.handle(probed(now, false, LONG_AGO));
+    assert!(!second.iter().any(|a| matches!(a, Action::RollBack { .. })));
+    let third = m.handle(probed(now, false, LONG_AGO));
+    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+}
+
+/// Issue 24, item 4: a child that is slow to start (a JVM) is not judged
+/// before it was ready once or its start period ran out.
+#[test]
+fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
+    let start_period = |s: Settings| Settings {
+        ready_start_period: SECS10,
+        ..s
+    };
+    // The child reloaded onto g2 started long ago: its start period is long
+    // over, failures count at once.
+    let mut m = on_probation();
+    m.settings = start_period(m.settings.clone());
+    let c = m.child();
+    m.handle(probed(c, false, LONG_AGO));
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (1 in a row)".into())
+    );
+
+    // A fresh child on new bytes: six failures within its start period
+    // count nothing; it becomes ready at 2.5 s and stays.
+    let mut m = on_probation();
+    m.settings = start_period(m.settings.clone());
+    let c = m.child();
+    for ms in [500, 1000, 1500, 2000] {
+        assert_eq!(m.handle(probed(c, false, Duration::from_millis(ms))), []);
+    }
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe has not passed yet".into())
+    );
+    assert_eq!(m.handle(probed(c, true, Duration::from_millis(2500))), []);
+    assert_eq!(m.readiness(), Ok(()));
+    // Once it was ready, failures count at once (3 in a row roll back).
+    m.handle(probed(c, false, Duration::from_secs(3)));
+    m.handle(probed(c, false, Duration::from_secs(4)));
+    let third = m.handle(probed(c, false, Duration::from_secs(5)));
+    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+
+    // Never ready: once the start period is over, failures count.
+    let mut m = on_probation();
+    m.settings = start_period(m.settings.clone());
+    let c = m.child();
+    assert_eq!(m.handle(probed(c, false, Duration::from_secs(9))), []);
+    m.handle(probed(c, false, Duration::from_secs(11)));
+    m.handle(probed(c, false, Duration::from_secs(12)));
+    let third = m.handle(probed(c, false, Duration::from_secs(13)));
+    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+}
+
+/// The window ran out before the child was ever ready: the generation is
+/// not proven on that alone; it is once the child is ready.
+#[test]
+fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
+    let mut m = on_probation();
+    assert_eq!(m.handle(Event::ProbationOver), []);
+    let c = m.child();
+    assert_eq!(
+        m.handle(probed(c, true, LONG_AGO)),
+        [
+            Action::ProbationDeadline(None),
+            Action::Prove {
+                generation: "g2".into()
+            },
+            Action::Forget {
+                generation: "g1".into()
+            },
+        ]
+    );
+    // Proven: a crash now is the restart policy's, not a rollback.
+    let exit = m.handle(exited(1));
+    assert!(!exit.iter().any(|a| matches!(a, Action::RollBack { .. })));
+}
+
+/// Pushes new bytes through the gate of a machine made by
+/// `running_on_g1(true)`: staged as `name`, checked, committed; the
+/// commit's actions and the answer's.
+fn push(m: &mut Machine, bytes: u64, name: &str) -> (Action, Vec<Action>) {
+    let staged = m.handle(Event::ConfigSettled(snap(Some(bytes))));
+    let Some(Action::Stage { token }) = staged.last().cloned() else {
+        panic!("not staged: {staged:?}");
+    };
+    let check = m.handle(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: name.into(),
+            snapshot: snap(Some(bytes)),
+        }),
+    });
+    assert!(matches!(check[..], [Action::Validate { .. }]), "{check:?}");
+    let commit = m.handle(Event::Validated { token, ok: true });
+    let [commit] = &commit[..] else {
+        panic!("{commit:?}")
+    };
+    let after = m.handle(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    (commit.clone(), after)
+}
+
+/// Issue 24, item 3: G proven, A pushed (on probation), B pushed within
+/// A's window: B's commit forgot G and made unproven A the rollback
+/// target. The proven one stays, however many pushes come.
+#[test]
+fn a_second_push_in_the_window_keeps_the_proven_generation_to_go_back_to() {
+    let mut m = on_probation();
+    let (commit, after) = push(&mut m, 3, "g3");
+    assert_eq!(
+        commit,
+        Action::Commit {
+            token: 2,
+            generation: "g3".into(),
+            proven: Some("g1".into()),
+        },
+        "g1 stays on record as the proven one"
+    );
+    assert!(
+        after.contains(&Action::Forget {
+            generation: "g2".into()
+        }),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|a| *a
+            == Action::Forget {
+                generation: "g1".into()
+            }),
+        "{after:?}"
+    );
+    m.handle(Event::ReloadSent);
+    // g3 breaks the child: back to g1, the proven one, not to g2.
+    let exit = m.handle(exited(1));
+    assert!(
+        exit.contains(&Action::RollBack {
+            to: "g1".into(),
+            from: "g3".into()
+        }),
+        "{exit:?}"
+    );
+}
+
+/// Without a window every committed generation is proven at once; with
+/// one, the first committed (nothing proven yet) is kept whatever happens.
+#[test]
+fn without_a_window_or_a_proven_one_a_commit_proves_at_once() {
+    let mut m = running_on_g1(true);
+    m.settings.rollback_window = None;
+    let (commit, after) = push(&mut m, 2, "g2");
+    assert!(matches!(commit, Action::Commit { proven: None, .. }));
+    assert!(after.contains(&Action::Forget {
+        generation: "g1".into()
+    }));
+    assert_eq!(m.proven.as_ref().map(|g| g.name.as_str()), Some("g2"));
+}
+
+/// A manager restarted while a generation was on probation keeps the
+/// proven one and judges the newer one again, with a fresh window.
+#[test]
+fn restarted_during_probation_the_newer_generation_is_judged_again() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        rollback_window: Some(Duration::from_secs(60)),
+        ..settings()
+    };
+    let g = |name: &str, bytes| Generation {
+        name: name.into(),
+        snapshot: snap(Some(bytes)),
+    };
+    let (mut m, first) = Machine::new(s.clone(), Some(g("g2", 2)), None, Some(g("g1", 1)));
+    assert_eq!(first, [Action::Fingerprint]);
+    assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+    assert_eq!(
+        m.handle(Event::Spawned),
+        [Action::ProbationDeadline(Some(Duration::from_secs(60)))],
+        "a fresh window"
+    );
+    let exit = m.handle(exited(1));
+    assert!(
+        exit.contains(&Action::RollBack {
+            to: "g1".into(),
+            from: "g2".into()
+        }),
+        "{exit:?}"
+    );
+    // Without the window any more, the last good one stands (and the
+    // record says so).
+    let s = Settings {
+        rollback_window: None,
+        ..s
+    };
+    let (_, first) = Machine::new(s, Some(g("g2", 2)), None, Some(g("g1", 1)));
+    assert_eq!(
+        first,
+        [
+            Action::Prove {
+                generation: "g2".into()
+            },
+            Action::Forget {
+                generation: "g1".into()
+            },
+            Action::Fingerprint
+        ]
+    );
+}
+
+/// Issue 24, item 6 (found by the loop's property with crashing children):
+/// a restart after a backoff started the child while an in-place check
+/// showed a candidate the source no longer held. The view goes back first.
+#[test]
+fn a_start_never_lands_on_a_candidate_shown_in_place() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        restart: Policy::Always,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.handle(Event::Spawned);
+    m.handle(Event::StartedUp { child: 1 });
+    m.handle(exited(1));
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [
+            Action::StopDeadline(None),
+            Action::Backoff(Duration::from_secs(1))
+        ]
+    );
+    // A push during the backoff: staged, checked in place (DIR shows it).
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    let check = m.handle(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    assert!(matches!(
+        check[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
+    // The backoff ends; the source is back on the last good bytes.
+    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(
+        m.handle(Event::Candidate(snap(Some(1)))),
+        [
+            Action::Discard {
+                generation: "g2".into()
+            },
+            Action::CancelValidation,
+            Action::Spawn
+        ]
+    );
+}
+
+/// Issue 24, item 6: a child that just started (it reads its config a
+/// moment later) was shown a candidate in place for its check, and ran on
+/// it when the check rejected it. Its check waits until the child started
+/// up: ready once, or its start period over.
+#[test]
+fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        ready_start_period: SECS10,
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s.clone(), Some(g1.clone()), None, None);
+    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    assert_eq!(
+        m.handle(Event::Spawned),
+        [Action::StartUpDeadline {
+            child: 1,
+            after: SECS10
+        }]
+    );
+    // A push 0.2 s after the start: staged, its check held back.
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    assert_eq!(
+        m.handle(Event::Staged {
+            token: 1,
+            result: Ok(g2)
+        }),
+        []
+    );
+    // An earlier child's period means nothing; this one's starts the check.
+    assert_eq!(m.handle(Event::StartedUp { child: 0 }), []);
+    assert!(matches!(
+        m.handle(Event::StartedUp { child: 1 })[..],
+        [Action::Validate {
+            token: 1,
+            in_place: true,
+            ..
+        }]
+    ));
+    assert_eq!(
+        m.handle(Event::Validated {
+            token: 1,
+            ok: false
+        })
+        .len(),
+        1
+    );
+
+    // With a probe: ready once is started up too.
+    let s = Settings {
+        ready_probe: true,
+        ..s
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    m.handle(Event::Candidate(snap(Some(1))));
+    m.handle(Event::Spawned);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    assert_eq!(
+        m.handle(Event::Staged {
+            token: 1,
+            result: Ok(g2)
+        }),
+        []
+    );
+    assert!(matches!(
+        m.handle(probed(1, true, Duration::from_secs(1)))[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
 }
 
 /// Issue 24, item 8: a check that could not start because the candidate

@@ -92,6 +92,9 @@ pub struct Settings {
     pub ready_probe: bool,
     /// Failures in a row that make the probe's verdict a rollback.
     pub ready_failures: u32,
+    /// `--ready-start-period`: a new child's failed probes count only once
+    /// it was ready, or once it ran this long without ever being ready.
+    pub ready_start_period: Duration,
 }
 
 /// Why a child was started (a metrics label).
@@ -182,10 +185,18 @@ pub enum Event {
         token: u64,
         result: Result<(), String>,
     },
-    /// A readiness probe ended.
-    Probed { ok: bool },
+    /// A readiness probe of child number `child` (`Machine::child`, taken
+    /// when the probe started) ended; `ran_for`: that child's age then.
+    Probed {
+        child: u64,
+        ok: bool,
+        ran_for: Duration,
+    },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
+    /// The start-up period armed by `Action::StartUpDeadline` for child
+    /// number `child` ran out.
+    StartedUp { child: u64 },
     /// The answer to `Action::RollBack`.
     RolledBack { result: Result<(), String> },
     /// The watched config, fingerprinted after the debounce.
@@ -227,9 +238,18 @@ pub enum Action {
         token: u64,
     },
     /// Make this generation the last good one (its durable record first),
-    /// then what the child sees; answer `Committed`.
+    /// then what the child sees; answer `Committed`. With `proven`, the new
+    /// one goes on probation: that proven generation is recorded (durably,
+    /// before the last good one moves) as the one a rollback, or a restarted
+    /// manager, goes back to; without, the new one is proven at once.
     Commit {
         token: u64,
+        generation: String,
+        proven: Option<String>,
+    },
+    /// The generation shown ran through its probation: record it as the
+    /// proven one (durably; the one before it may then be forgotten).
+    Prove {
         generation: String,
     },
     /// Remove this candidate; if the child's directory shows it (a check in
@@ -237,7 +257,7 @@ pub enum Action {
     Discard {
         generation: String,
     },
-    /// Remove a generation no longer needed (the one before the last good).
+    /// Remove a generation no longer needed: neither shown nor proven.
     Forget {
         generation: String,
     },
@@ -250,6 +270,12 @@ pub enum Action {
     },
     /// Arm (from now) or clear the end of the rollback window.
     ProbationDeadline(Option<Duration>),
+    /// Arm (from now) the end of child number `child`'s start-up period;
+    /// answer `StartedUp`.
+    StartUpDeadline {
+        child: u64,
+        after: Duration,
+    },
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send these reload signals to the child (or its group) if the child

@@ -59,6 +59,9 @@ enum Did {
 struct FakeChild {
     pid: i32,
     ignores_term: bool,
+    /// The config version it runs (started on, or last reloaded onto).
+    version: u64,
+    started: Instant,
 }
 
 struct Fake {
@@ -97,15 +100,29 @@ struct Fake {
     gens: BTreeMap<String, u64>,
     shown: Option<String>,
     good: Option<String>,
+    /// The generation last rolled back from (kept, as `..rejected`, until
+    /// the next commit), and its bytes: never shown again until the source
+    /// changes.
+    rejected: Option<String>,
+    rejected_bytes: Option<u64>,
     disk_fails: bool,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
-    /// The readiness probe passes for children on these versions.
+    /// The readiness probe passes for children on these versions...
     ready_for: fn(u64) -> bool,
-    /// Probes running: when each answers, and its verdict.
-    ready_queue: VecDeque<(Instant, bool)>,
+    /// ... once they have run this long.
+    ready_after: Duration,
+    /// Probes running: when each answers, its verdict, the child it is for.
+    ready_queue: VecDeque<(Instant, bool, u64)>,
+    /// `--promote-to`: what `..proven` names (None: `good` is the proven
+    /// one), when each generation was committed, the rollback window.
+    proven: Option<String>,
+    committed_at: BTreeMap<String, Instant>,
+    window: Option<Duration>,
     /// What `/readyz` said last.
     readiness: Result<(), String>,
+    /// Each change of what `/readyz` said, and when (ms).
+    readiness_log: Vec<(u64, Result<(), String>)>,
     did: Vec<(u64, Did)>,
 }
 
@@ -137,11 +154,18 @@ impl Fake {
             gens: BTreeMap::new(),
             shown: None,
             good: None,
+            rejected: None,
+            rejected_bytes: None,
             disk_fails: false,
             promote: false,
             ready_for: |_| true,
+            ready_after: Duration::ZERO,
             ready_queue: VecDeque::new(),
+            proven: None,
+            committed_at: BTreeMap::new(),
+            window: None,
             readiness: Err("not shown yet".into()),
+            readiness_log: vec![],
             did: vec![],
         }
     }
@@ -229,7 +253,11 @@ impl World for Fake {
         // With --promote-to the child reads what its directory shows.
         let version = match &self.shown {
             Some(g) => {
-                assert_eq!(self.shown, self.good, "a child started on a candidate");
+                assert_eq!(
+                    self.shown, self.good,
+                    "a child started on a candidate: {:?}",
+                    self.did
+                );
                 self.gens[g]
             }
             None => {
@@ -242,6 +270,8 @@ impl World for Fake {
         self.child = Some(FakeChild {
             pid: self.next_pid,
             ignores_term: self.ignore_term,
+            version,
+            started: self.now,
         });
         if let Some(v) = self.write_after_spawn.take() {
             self.version = v;
@@ -263,8 +293,12 @@ impl World for Fake {
         // USR2 is only ever an --on-change reload signal here (no script
         // sends it): the child re-reads its config.
         if sig == libc::SIGUSR2 {
-            let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+            let version = self.readable();
             self.record(Did::Reload(version));
+            self.reread(pid);
+        }
+        if sig == libc::SIGHUP && self.catches {
+            self.reread(pid);
         }
         self.hit(pid, sig);
     }
@@ -302,18 +336,44 @@ impl World for Fake {
         self.ready.push_back(Wake::Staged { token, result });
     }
 
-    fn commit(&mut self, generation: &str) -> Result<(), String> {
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
         if self.disk_fails {
             self.record(Did::DiskFull);
             self.discard(generation);
             return Err("No space left on device".into());
         }
+        if let Some(p) = proven {
+            assert_eq!(
+                Some(p),
+                self.proven_one(),
+                "a commit keeps another generation than the proven one"
+            );
+            assert!(self.window.is_some(), "on probation without a window");
+        }
         let version = self.gens[generation];
+        self.not_rejected(version);
         self.record(Did::Commit(version));
+        if let Some(r) = self.rejected.take().filter(|r| r != generation) {
+            self.gens.remove(&r);
+        }
         // The previous good one stays until the machine forgets it.
+        self.proven = proven.map(String::from);
         self.good = Some(generation.to_string());
         self.shown = self.good.clone();
+        self.committed_at.insert(generation.to_string(), self.now);
         Ok(())
+    }
+
+    fn prove(&mut self, generation: &str) {
+        assert_eq!(self.good.as_deref(), Some(generation), "proved another");
+        // Ran through its window: committed at least that long ago.
+        let since = self.now - self.committed_at[generation];
+        assert!(
+            self.window.is_some_and(|w| since >= w),
+            "proven {since:?} after its commit: {:?}",
+            self.did
+        );
+        self.proven = None;
     }
 
     fn forget(&mut self, generation: &str) {
@@ -322,6 +382,7 @@ impl World for Fake {
             Some(generation),
             "forgot the last good"
         );
+        assert_ne!(self.proven_one(), Some(generation), "forgot the proven one");
         self.gens.remove(generation);
     }
 
@@ -329,25 +390,44 @@ impl World for Fake {
         if !self.gens.contains_key(to) {
             return Err(format!("generation {to} is gone"));
         }
+        assert_eq!(
+            self.proven.as_deref(),
+            Some(to),
+            "a rollback to a generation not proven: {:?}",
+            self.did
+        );
         let version = self.gens[to];
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
-        self.gens.remove(from);
+        self.proven = None;
+        // Kept as the rejected one (as `..rejected`), not shown again.
+        if let Some(r) = self.rejected.replace(from.to_string()) {
+            self.gens.remove(&r);
+        }
+        // Rejected while the source holds them (it may have moved on).
+        self.rejected_bytes = self.gens.get(from).copied().filter(|v| *v == self.version);
         Ok(())
     }
 
-    fn probe(&mut self) {
+    fn probe(&mut self, child: u64) {
         if !self.ready_queue.is_empty() {
             return;
         }
-        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
-        let ok = self.child.is_some() && (self.ready_for)(version);
+        // The probe judges the child that runs, not the file.
+        let ok = self.child.as_ref().is_some_and(|c| {
+            (self.ready_for)(c.version) && self.now - c.started >= self.ready_after
+        });
         self.ready_queue
-            .push_back((self.now + Duration::from_millis(50), ok));
+            .push_back((self.now + Duration::from_millis(50), ok, child));
     }
 
     fn discard(&mut self, generation: &str) {
+        assert_ne!(
+            self.proven_one(),
+            Some(generation),
+            "discarded the proven one"
+        );
         if self.shown.as_deref() == Some(generation) {
             self.shown = self.good.clone();
         }
@@ -365,6 +445,7 @@ impl World for Fake {
     ) -> Started {
         let version = candidate.map_or(self.version, |g| self.gens[g]);
         if in_place && let Some(g) = candidate {
+            self.not_rejected(version);
             self.shown = Some(g.to_string());
         }
         self.record(Did::Validate(version));
@@ -379,8 +460,11 @@ impl World for Fake {
     }
 
     fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started {
-        let version = self.shown.as_ref().map_or(self.version, |g| self.gens[g]);
+        let version = self.readable();
         self.record(Did::Reload(version));
+        if let Some(c) = self.child.as_mut() {
+            c.version = version;
+        }
         let ok = self.reload_results.pop_front().unwrap_or(true);
         let failed = if ok {
             vec![]
@@ -397,7 +481,11 @@ impl World for Fake {
     }
 
     fn show(&mut self, machine: &Machine, _: bool) {
-        self.readiness = machine.readiness();
+        let now = machine.readiness();
+        if now != self.readiness {
+            self.readiness_log.push((self.ms(), now.clone()));
+        }
+        self.readiness = now;
     }
 
     fn report_exit(&mut self, code: i32) {
@@ -415,7 +503,7 @@ impl World for Fake {
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.map(|(t, _, _)| t);
             let reload = self.reload.as_ref().map(|(t, _, _)| *t);
-            let probe = self.ready_queue.front().map(|(t, _)| *t);
+            let probe = self.ready_queue.front().map(|(t, _, _)| *t);
             let next = [script, check, reload, probe, deadline]
                 .into_iter()
                 .flatten()
@@ -436,20 +524,23 @@ impl World for Fake {
                 break Wake::Reloaded { token, failed };
             }
             if probe == Some(next) {
-                let (_, ok) = self.ready_queue.pop_front().expect("due");
-                break Wake::Probed(ok);
+                let (_, ok, child) = self.ready_queue.pop_front().expect("due");
+                break Wake::Probed { child, ok };
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
                 match happen {
                     Happen::Write(v) => {
                         self.version = v;
+                        self.rejected_bytes.take_if(|r| *r != v);
                         if self.notify {
                             break Wake::Notify;
                         }
                     }
                     Happen::Notes(n) => {
                         self.version = self.version % 10 + 10 * n;
+                        let v = self.version;
+                        self.rejected_bytes.take_if(|r| *r != v);
                         if self.notify {
                             break Wake::Notify;
                         }
@@ -469,6 +560,35 @@ impl World for Fake {
 }
 
 impl Fake {
+    /// Bytes rolled back from are not shown again while the source holds
+    /// them.
+    fn not_rejected(&self, version: u64) {
+        assert_ne!(
+            self.rejected_bytes,
+            Some(version),
+            "rolled-back bytes shown again: {:?}",
+            self.did
+        );
+    }
+
+    /// The version a child reads now: what its directory shows, or the file.
+    fn readable(&self) -> u64 {
+        self.shown.as_ref().map_or(self.version, |g| self.gens[g])
+    }
+
+    /// The child `pid` reads its config again (a reload signal it handles).
+    fn reread(&mut self, pid: i32) {
+        let version = self.readable();
+        if let Some(c) = self.child.as_mut().filter(|c| c.pid == pid) {
+            c.version = version;
+        }
+    }
+
+    /// The generation a rollback goes back to (`..proven`, else `..good`).
+    fn proven_one(&self) -> Option<&str> {
+        self.proven.as_deref().or(self.good.as_deref())
+    }
+
     /// What `sig` does to the child, if `pid` is it.
     fn hit(&mut self, pid: i32, sig: i32) {
         let Some(c) = self.child.as_ref().filter(|c| c.pid == pid) else {
@@ -499,7 +619,13 @@ fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
         name: g.clone(),
         snapshot: snap(world.gens[g]),
     });
-    let code = smol::future::block_on(drive(&mut world, cfg, settings, last_good, None));
+    world.window = settings.rollback_window;
+    let found = Recovered {
+        good: last_good,
+        rejected: None,
+        proven: None,
+    };
+    let code = smol::future::block_on(drive(&mut world, cfg, settings, found));
     (world, code)
 }
 
@@ -920,13 +1046,19 @@ fn checked_in_place_the_candidate_is_shown_then_hidden_again() {
 /// failing disk): whatever the script, no child starts on rejected bytes or
 /// a candidate (the world asserts it), a change of only files that chose
 /// `none` does nothing, and once writes stop, the child runs the last good
-/// bytes.
+/// bytes. With `--rollback-window` (children that crash, a version whose
+/// child is never ready, a readiness probe): a rollback lands only on the
+/// proven generation, one is proven only after its window, the proven one
+/// is never forgotten, rolled-back bytes are never shown again while the
+/// source holds them (the world asserts each).
 mod loop_props {
     use super::*;
     use crate::route::{Act, Routes, Rule};
     use proptest::prelude::*;
 
     const BAD: u64 = 3;
+    /// With a window: a child on this app.conf version is never ready.
+    const NOT_READY: u64 = 4;
 
     fn happen() -> impl Strategy<Value = Happen> {
         prop_oneof![
@@ -939,7 +1071,7 @@ mod loop_props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::state::testkit::cases(300), ..ProptestConfig::default() })]
 
         #[test]
         fn the_loop_keeps_its_promises(
@@ -953,10 +1085,21 @@ mod loop_props {
             seed in any::<u64>(),
             rule in prop::sample::select(vec![None, Some(Act::Nothing), Some(Act::Restart),
                 Some(Act::Signal(libc::SIGUSR2)), Some(Act::Hook(0)), Some(Act::Hook(1))]),
+            window in any::<bool>(),
+            crashes in prop::collection::vec(1_000u64..20_000, 0..4),
+            start_period in prop::sample::select(vec![0u64, 1_500]),
         ) {
+            let window = window && promote;
             let mut world = Fake::new();
             for (at, h) in script {
                 world = world.at(at, h);
+            }
+            let crashed = window && !crashes.is_empty();
+            if window {
+                for at in crashes {
+                    world = world.at(at, Happen::ChildExits(1));
+                }
+                world.ready_for = |v| v % 10 != NOT_READY;
             }
             // Quiet for long enough that every retry and timer has run.
             world = world.at(20_000, Happen::DiskFails(false)).at(200_000, Happen::Signal(TERM));
@@ -978,6 +1121,10 @@ mod loop_props {
                         .into_iter()
                         .collect(),
                 ),
+                rollback_window: window.then_some(Duration::from_secs(3)),
+                ready_probe: window,
+                ready_start_period: Duration::from_millis(start_period),
+                restart: if window { Policy::Always } else { Policy::Never },
                 ..settings()
             };
             let quiet = rule == Some(Act::Nothing);
@@ -987,6 +1134,7 @@ mod loop_props {
                 min_interval: Duration::from_millis(min_interval),
                 splay: Duration::from_millis(splay),
                 seed,
+                ready_interval: window.then_some(Duration::from_millis(500)),
                 ..loop_cfg()
             };
             let last = world.script.iter().fold(0, |v, (_, h)| match h {
@@ -996,6 +1144,7 @@ mod loop_props {
             });
             // Writes of notes.txt alone, which chose none: nothing happens.
             let only_quiet = quiet
+                && !crashed
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
@@ -1037,7 +1186,16 @@ mod loop_props {
                 let reloads = by != 0 || matches!(rule, Some(Act::Signal(_) | Act::Hook(_)));
                 now.is_some_and(|now| same(now, v)) || (reloads && !promote)
             };
-            if !(validate && last % 10 == BAD) {
+            if window {
+                // Crashes and a never-ready version roll back: the child
+                // runs the last bytes, or the proven generation.
+                let good = w.good.as_ref().map(|g| w.gens[g]);
+                let on_proven = w.proven.is_none() && good.is_some_and(&runs);
+                prop_assert!(
+                    (runs(last) && !(validate && last % 10 == BAD)) || on_proven,
+                    "neither the last bytes {} nor the proven generation: {:?}", last, w.did
+                );
+            } else if !(validate && last % 10 == BAD) {
                 prop_assert!(runs(last), "the last bytes {} never reached the child: {:?}", last, w.did);
                 if promote {
                     let good = w.good.as_ref().map(|g| w.gens[g]);
@@ -1117,4 +1275,53 @@ fn without_a_previous_generation_nothing_is_rolled_back() {
     let (w, code) = run(world, loop_cfg(), s);
     assert_eq!(code, 1, "the restart policy decides, as without the window");
     assert!(w.when(&Did::RollBack(0)).is_empty());
+}
+
+/// Issue 24, item 5, through the loop: a probe of the child on 5 (never
+/// ready) is in flight when 6 restarts it (probes every second from its
+/// start at 0.6 s, 50 ms each: started at 2.6 s, answered at 2.65 s; the
+/// child on 6 starts at 2.62 s). Its failure
+/// used to count for the child on 6, and `/readyz` said that child failed.
+#[test]
+fn a_probe_answer_for_the_child_before_a_restart_judges_nobody() {
+    let mut world = Fake::new()
+        .at(500, Happen::Write(5))
+        .at(2_520, Happen::Write(6))
+        .at(10_000, Happen::Signal(TERM))
+        .promoting(None);
+    world.ready_for = |v| v != 5;
+    let s = Settings {
+        rollback_window: Some(Duration::from_secs(30)),
+        ready_probe: true,
+        ..promoting()
+    };
+    let cfg = LoopConfig {
+        ready_interval: Some(Duration::from_secs(1)),
+        ..loop_cfg()
+    };
+    let (w, _) = run(world, cfg, s);
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(5), Did::Spawn(6)]);
+    let six = w.when(&Did::Spawn(6))[0];
+    assert!(
+        (2_600..2_650).contains(&six),
+        "the restart is not inside the probe: {six}"
+    );
+    // The child on 5 failed its own probe (so stale answers exist)...
+    assert!(
+        w.readiness_log
+            .iter()
+            .any(|(t, r)| *t < six && matches!(r, Err(e) if e.contains("failed"))),
+        "{:?}",
+        w.readiness_log
+    );
+    // ... and the child on 6 is never said to have failed: not ready yet,
+    // then ready.
+    let after: Vec<_> = w.readiness_log.iter().filter(|(t, _)| *t >= six).collect();
+    assert!(
+        !after
+            .iter()
+            .any(|(_, r)| matches!(r, Err(e) if e.contains("failed"))),
+        "{after:?}"
+    );
+    assert!(after.iter().any(|(_, r)| r.is_ok()), "{after:?}");
 }

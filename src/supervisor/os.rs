@@ -167,6 +167,7 @@ async fn supervise(
         rollback_window: cfg.rollback_window,
         ready_probe: cfg.ready_interval.is_some(),
         ready_failures: READY_FAILURES,
+        ready_start_period: cfg.ready_start_period,
     };
     // Replicas start together: their pids and clocks' nanoseconds differ.
     let seed = u64::from(std::process::id()).rotate_left(32)
@@ -192,7 +193,7 @@ async fn supervise(
         intake,
         me: std::process::id() as i32,
     };
-    super::drive(&mut os, loop_cfg, settings, found.good, found.rejected).await
+    super::drive(&mut os, loop_cfg, settings, found).await
 }
 
 /// Everything the real world holds.
@@ -212,8 +213,8 @@ struct Os {
     check: Option<(u64, Hook)>,
     /// The running `--reload-command` / `--reload-url`s, with its token.
     reload: Option<(u64, Reloading)>,
-    /// The running readiness probe.
-    probe: Option<Hook>,
+    /// The running readiness probe, with the number of the child it probes.
+    probe: Option<(u64, Hook)>,
     /// Process groups of cancelled hooks, SIGKILLed and maybe not yet gone.
     killed: Vec<i32>,
     /// `--metrics`: what the server shows.
@@ -234,7 +235,10 @@ impl Os {
                 .reload
                 .as_ref()
                 .is_some_and(|(_, r)| r.processes.contains(&pid))
-            || self.probe.as_ref().is_some_and(|c| c.process == Some(pid))
+            || self
+                .probe
+                .as_ref()
+                .is_some_and(|(_, c)| c.process == Some(pid))
     }
 
     fn sweep(&self) {
@@ -317,9 +321,15 @@ impl World for Os {
         self.staging.push_back((token, task));
     }
 
-    fn commit(&mut self, generation: &str) -> Result<(), String> {
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
         let p = self.promoter.as_mut().ok_or("no --promote-to")?;
-        p.commit(generation)
+        p.commit(generation, proven)
+    }
+
+    fn prove(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_mut() {
+            p.prove(generation);
+        }
     }
 
     fn discard(&mut self, generation: &str) {
@@ -341,7 +351,7 @@ impl World for Os {
         }
     }
 
-    fn probe(&mut self) {
+    fn probe(&mut self, child: u64) {
         if self.probe.is_some() {
             return;
         }
@@ -371,7 +381,7 @@ impl World for Os {
             }
             (None, None) => return,
         };
-        self.probe = Some(hook);
+        self.probe = Some((child, hook));
     }
 
     fn validate(
@@ -503,7 +513,7 @@ impl World for Os {
         // Our own hooks end with us: a readiness probe still running is
         // killed too, and every group we SIGKILLed gets a moment to go (a
         // check cancelled a moment ago is not a process "left running").
-        if let Some(probe) = self.probe.take() {
+        if let Some((_, probe)) = self.probe.take() {
             self.killing(probe.process);
             probe.cancel("readiness check");
         }
@@ -550,7 +560,7 @@ impl World for Os {
                 };
                 let probed = async {
                     match self.probe.as_mut() {
-                        Some(task) => task.done.as_mut().await,
+                        Some((_, task)) => task.done.as_mut().await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -636,9 +646,9 @@ impl World for Os {
                     return Wake::Reloaded { token, failed };
                 }
                 Seen::Probed(ok) => {
-                    self.probe = None;
+                    let child = self.probe.take().map_or(0, |(c, _)| c);
                     self.sweep();
-                    return Wake::Probed(ok);
+                    return Wake::Probed { child, ok };
                 }
                 Seen::Timer => return Wake::Timer,
             }
