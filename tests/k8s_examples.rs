@@ -98,7 +98,7 @@ fn every_example_workload_is_a_locked_down_deployment() {
             }
             if !doc.contains("containers:") {
                 assert!(
-                    ["ConfigMap", "Secret", "PrometheusRule"].contains(&kind),
+                    ["ConfigMap", "Secret", "PrometheusRule", "PodMonitor"].contains(&kind),
                     "{name}: a {kind} is not a workload the checks know"
                 );
                 continue;
@@ -178,7 +178,11 @@ fn the_readme_opens_with_the_stock_nginx_deployment() {
 /// `spec:` of the PrometheusRule, dedented: a plain rules file.
 fn rules_file(s: &Scratch) -> PathBuf {
     let text = fs::read_to_string(root().join("docker/k8s/alerts.yaml")).unwrap();
-    let spec = text
+    let rule = text
+        .split("\n---\n")
+        .find(|doc| doc.contains("\nkind: PrometheusRule\n"))
+        .expect("alerts.yaml has a PrometheusRule");
+    let spec = rule
         .split_once("\nspec:\n")
         .expect("alerts.yaml has a spec")
         .1;

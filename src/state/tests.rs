@@ -2134,3 +2134,29 @@ fn a_revert_does_not_clear_a_reload_still_failing() {
     m.handle(Event::ConfigSettled(snap(Some(1))));
     assert!(m.stats().last_failed, "the reload is still being retried");
 }
+
+/// Held on rejected bytes after a crash, the child starts again once the
+/// good bytes are put back: that start is on the source's bytes, so the
+/// gauge reads 1 again.
+#[test]
+fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
+    let mut s = validating();
+    s.restart = Policy::OnFailure;
+    let mut m = running_validated(s);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.handle(Event::Validated {
+        token: 2,
+        ok: false,
+    });
+    exit_and_drain(&mut m, 1, SECS10);
+    m.handle(Event::BackoffOver);
+    m.handle(Event::Candidate(snap(Some(2))));
+    assert_eq!(m.phase, Phase::Held);
+    assert!(m.stats().last_failed);
+    assert_eq!(
+        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        [Action::Acted, Action::Spawn]
+    );
+    assert_eq!(m.handle(Event::Spawned), []);
+    assert!(!m.stats().last_failed, "running on the source's bytes: 1");
+}
