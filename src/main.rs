@@ -16,6 +16,9 @@ mod signals;
 mod state;
 mod supervisor;
 mod timers;
+// Stand-ins for libunwind in the static build (see the module).
+#[cfg(all(target_env = "musl", panic = "abort"))]
+mod unwind;
 mod watch;
 
 use log::info;
