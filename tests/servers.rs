@@ -562,7 +562,10 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
     let (m, metrics) = nginx_promoted(
         &s,
         &kube,
-        &["--reload-signal=HUP", &check, "--ready-interval=300ms"],
+        // Each probe may take its interval: python3 alone needs about 0.25 s
+        // to start here, so 300ms timed every probe out and nginx was
+        // never ready (a start period then rightly counts no failure).
+        &["--reload-signal=HUP", &check, "--ready-interval=1s"],
     );
     assert!(
         wait_body(port, "/", "v1"),
