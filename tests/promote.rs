@@ -732,7 +732,14 @@ fn promoted_files_keep_their_mode_as_a_manager_that_is_not_root() {
 fn a_candidate_that_cannot_be_shown_in_place_is_retried_not_rejected() {
     let t = Setup::new("promote-expose-fails", b"ok v1");
     let check = t.check("0");
-    let m = t.start(&["--validate", &check, "--validate-in-place"]);
+    // A push shortly after a start waits for the child to start up before
+    // it is shown in place: a short start period keeps that wait short.
+    let m = t.start(&[
+        "--validate",
+        &check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+    ]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"), "{}", m.log());
     let squat = t.dir.join("..data_tmp");
