@@ -573,6 +573,14 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
         m.log()
     );
     assert!(m.wait_log("Watching directory"));
+    // Ready once on v1: from then on the probe's failures count (before
+    // that, a start period would rightly count none).
+    assert!(
+        wait_for(LONG, || probe_page(metrics, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "nginx never ready on v1\n{}",
+        m.log()
+    );
     let master = m.child_pid();
     let taken = TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let busy = taken.local_addr().expect("addr").port();
