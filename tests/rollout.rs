@@ -42,10 +42,12 @@ impl Rollout {
     fn child(&self, ready_after: &str) -> String {
         let conf = self.dir.join("app.conf").display().to_string();
         format!(
-            "c=$(cat {conf}); echo \"start $$ $c\" >> {starts}; \
+            // The trap before the start line: a test may stop the child as
+            // soon as that line is written.
+            "trap 'exit 0' TERM; c=$(cat {conf}); echo \"start $$ $c\" >> {starts}; \
              case \"$c\" in *crash*) sleep 2; exit 1;; esac; \
              sleep {ready_after}; touch {ready}-\"$c\"; \
-             trap 'exit 0' TERM; while :; do sleep 0.05 & wait $!; done",
+             while :; do sleep 0.05 & wait $!; done",
             starts = self.s.path("starts").display(),
             ready = self.s.path("ready").display(),
         )
