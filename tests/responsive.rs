@@ -136,7 +136,9 @@ fn signals_are_forwarded_while_10000_files_are_routed_by_1000_rules() {
             }
         })
     };
+    let burst = Instant::now();
     let (sent, worst) = worst_forwarding(&m, &s, || m.count("sending SIGHUP") >= 1);
+    let burst = burst.elapsed();
     writer.join().unwrap();
     assert!(
         m.count("sending SIGHUP") >= 1,
@@ -152,9 +154,16 @@ fn signals_are_forwarded_while_10000_files_are_routed_by_1000_rules() {
         !s.lines("got").is_empty() && m.count("restarting child process") == 0,
         "a file took a rule it does not match"
     );
+    // A loop that routed the burst itself would hold every signal for the
+    // routing's whole length, which is most of the burst. Under qemu-user
+    // the emulated manager takes each of the 10,000 events off the channel
+    // tens of times slower than natively (a burst of about 2 s, signals
+    // answered in about 0.5 s): half the burst still tells the two apart
+    // there, where 500 ms is the bound natively.
+    let limit = Duration::from_millis(500).max(burst / 2);
     assert!(
-        worst < Duration::from_millis(500),
-        "a forwarded signal waited {worst:?} behind routing"
+        worst < limit,
+        "a forwarded signal waited {worst:?} behind routing (limit {limit:?}, burst {burst:?})"
     );
     assert!(sent >= 5, "only {sent} signals sent");
 }
