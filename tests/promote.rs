@@ -432,6 +432,24 @@ fn a_manager_killed_at_any_instant_restarts_only_on_approved_bytes() {
     );
 }
 
+/// The same through probation and rollback: pushes of good, rejected,
+/// crashing and never-ready configs under `--rollback-window` and a
+/// readiness probe, the manager (PID 1 of its namespace) killed at random
+/// instants. No child starts on rejected bytes, and every rollback lands on
+/// a generation the children's own records prove. 30 kills here; the soak
+/// (`soak::a_manager_killed_in_probation_200_times_...`) runs 200.
+#[test]
+fn a_manager_killed_during_probation_and_rollback_lands_only_on_proven_bytes() {
+    if pid1_or_skip("probation-kill").is_none() {
+        return;
+    }
+    let f = common::probation::kill_during_probation("probation-kill", 30);
+    eprintln!("{f:?}");
+    assert!(f.failures.is_empty(), "{:#?}", f.failures);
+    assert!(f.starts >= f.kills / 2, "{f:?}");
+    assert!(f.landed > 0 && f.proven > 1, "no rollback landed: {f:?}");
+}
+
 /// Reads DIR as a child would, over and over: every file it reads is whole,
 /// and, through one resolution of `..data`, all from one generation.
 fn read_generation(dir: &Path) -> Option<(String, String)> {

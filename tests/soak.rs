@@ -197,4 +197,22 @@ mod soak {
         );
         assert!(s.lines("life").last().unwrap().ends_with(&format!(" {i}")));
     }
+
+    /// The probation random-kill loop of tests/promote.rs, 200 kills: the
+    /// manager (PID 1 of its namespace) SIGKILLed while staging, checking,
+    /// on probation, rolling back or idle, with good, rejected, crashing and
+    /// never-ready pushes. No start on rejected bytes; every rollback lands on
+    /// a generation proven by the children's own records.
+    #[test]
+    #[ignore = "soak: about six minutes; .ci/run runs it"]
+    fn a_manager_killed_200_times_during_probation_lands_only_on_proven_bytes() {
+        if pid1_or_skip("soak-probation-kill").is_none() {
+            return;
+        }
+        let f = super::common::probation::kill_during_probation("soak-probation-kill", 200);
+        eprintln!("{f:?}");
+        assert!(f.failures.is_empty(), "{:#?}", f.failures);
+        assert!(f.starts >= f.kills / 2, "{f:?}");
+        assert!(f.landed > 0 && f.proven > 1, "no rollback landed: {f:?}");
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod kubelet;
+pub mod probation;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flush-manager");
 pub const LONG: Duration = Duration::from_secs(30);
