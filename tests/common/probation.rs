@@ -118,6 +118,7 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let log = m.log();
         drop(m);
+        let _ = fs::write(s.path(&format!("log.{i}")), &log);
         f.kills += 1;
         let backs = log
             .lines()
@@ -207,5 +208,12 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
         }
     }
     f.runtime = t0.elapsed();
+    if !f.failures.is_empty() {
+        // The children's records and every round's log, for the report.
+        let keep = std::env::temp_dir().join(format!("fm-probation-failed-{}", std::process::id()));
+        let _ = Command::new("cp").arg("-a").arg(&s.0).arg(&keep).status();
+        f.failures
+            .push(format!("records kept in {}", keep.display()));
+    }
     f
 }
