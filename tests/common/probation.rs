@@ -12,9 +12,18 @@
 //! What the children record is the ground truth, not the manager's log:
 //! each child appends `start <id> <generation> <content>` (its id is its
 //! start time in ns), `held <id> <t>` once it has run a whole window, and
-//! the probe appends `ready <t> <id> <content>` when it passes. A content is
-//! *proven* from the moment a child on it has both held a window and been
-//! ready, or it is the first content ever promoted.
+//! `end <id> <t>` when it is told to stop; the probe appends
+//! `ready <t> <id> <content>` when it passes. A content is *proven* from the
+//! moment a child on it has both held a window and been ready, or it is the
+//! first content ever promoted.
+//!
+//! A child that is SIGKILLed with its manager writes nothing: it lived
+//! until the kill, whose time the loop records. And a window is the
+//! manager's, counted from the spawn, which comes a little before the
+//! child's first `date`: a child that lived `WINDOW - SPAWN_SLACK` by its
+//! own clock may have held the manager's whole window (without this, a
+//! manager killed right after proving a generation, before its child's
+//! 50 ms poll wrote `held`, looked like a rollback onto an unproven one).
 
 use super::kubelet::AtomicWriter;
 use super::*;
@@ -39,11 +48,21 @@ pub struct Figures {
     pub runtime: Duration,
 }
 
-/// A round: its number, the rollbacks its manager logged (from, to), and
-/// the range of its lines in "starts".
-type Round = (usize, Vec<(String, String)>, usize, usize);
+/// A round: its number, the rollbacks its manager logged (from, to), the
+/// range of its lines in "starts", and when its manager was killed (ns).
+type Round = (usize, Vec<(String, String)>, usize, usize, u128);
 
 const WINDOW_NS: u128 = 1_000_000_000;
+/// From the manager's spawn to the child's first `date` (an exec of sh and
+/// a fork of date), generously on a loaded machine.
+const SPAWN_SLACK_NS: u128 = 250_000_000;
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
 
 pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
     let t0 = Instant::now();
@@ -65,8 +84,8 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
     let child = format!(
         "id=$(date +%s%N); g=$(readlink {dir_s}/..data); c=$(cat {dir_s}/$g/app.conf 2>/dev/null); \
          echo \"start $id $g $c\" >> {starts}; echo \"$id $c\" > {cur}.$id; mv {cur}.$id {cur}; \
-         trap 'rm -f {cur}; exit 0' TERM; \
-         case $c in crash*) sleep 0.3; rm -f {cur}; exit 1;; esac; h=; \
+         trap 'echo \"end $id $(date +%s%N)\" >> {held}; rm -f {cur}; exit 0' TERM; \
+         case $c in crash*) sleep 0.3; rm -f {cur}; echo \"end $id $(date +%s%N)\" >> {held}; exit 1;; esac; h=; \
          while :; do if [ -z \"$h\" ] && [ $(( $(date +%s%N) - id )) -ge {WINDOW_NS} ]; then \
          echo \"held $id $(date +%s%N)\" >> {held}; h=1; fi; sleep 0.05 & wait $!; done"
     );
@@ -114,6 +133,8 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
         kube.write(&[("app.conf", format!("{kind} {i}").as_bytes())]);
         // Long enough, often, for a window to pass and a rollback to land.
         std::thread::sleep(Duration::from_millis(next(3000)));
+        // Every child of the round lived until at least now.
+        let killed = now_ns();
         // SAFETY: kill(2) on the manager this loop started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let log = m.log();
@@ -131,34 +152,8 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
                 Some((from, to))
             })
             .collect();
-        rounds.push((i, backs, before, s.lines("starts").len()));
+        rounds.push((i, backs, before, s.lines("starts").len(), killed));
     }
-    // A content's proof time: the later of its child's `held` and first
-    // `ready` (the earliest such over its children).
-    let mut first_ready: BTreeMap<String, (u128, String)> = BTreeMap::new();
-    for l in s.lines("ready") {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if let [_, now, id, kind, n] = w[..] {
-            let now: u128 = now.parse().unwrap_or(u128::MAX);
-            let e = first_ready
-                .entry(id.to_string())
-                .or_insert((now, format!("{kind} {n}")));
-            e.0 = e.0.min(now);
-        }
-    }
-    let mut proven: BTreeMap<String, u128> = BTreeMap::new();
-    proven.insert("ok 0".into(), 0);
-    for l in s.lines("held") {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if let [_, id, now] = w[..]
-            && let Some((ready, content)) = first_ready.get(id)
-        {
-            let at = (*ready).max(now.parse().unwrap_or(u128::MAX));
-            let e = proven.entry(content.clone()).or_insert(at);
-            *e = (*e).min(at);
-        }
-    }
-    f.proven = proven.len();
     // start lines: (id, generation, content)
     let all: Vec<(u128, String, String)> = s
         .lines("starts")
@@ -172,6 +167,59 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
             )
         })
         .collect();
+    // How long each child is known to have lived: until its `end` line
+    // (it was told to stop, or crashed), else until its `held` line or,
+    // the last child of a round, until the round's kill.
+    let mut lived: BTreeMap<String, u128> = BTreeMap::new();
+    let mut ended: BTreeMap<String, u128> = BTreeMap::new();
+    for l in s.lines("held") {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let [what, id, now] = w[..] {
+            let now: u128 = now.parse().unwrap_or(0);
+            let e = lived.entry(id.to_string()).or_insert(now);
+            *e = (*e).max(now);
+            if what == "end" {
+                ended.insert(id.to_string(), now);
+            }
+        }
+    }
+    for (_, _, from, to, killed) in &rounds {
+        if to > from
+            && let Some((id, _, _)) = all.get(to - 1)
+            && !ended.contains_key(&id.to_string())
+        {
+            let e = lived.entry(id.to_string()).or_insert(*killed);
+            *e = (*e).max(*killed);
+        }
+    }
+    // A content's proof time: the later of its child's first `ready` and
+    // the end of that child's window (the earliest such over its children),
+    // for a child that lived through its window.
+    let mut first_ready: BTreeMap<String, (u128, String)> = BTreeMap::new();
+    for l in s.lines("ready") {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let [_, now, id, kind, n] = w[..] {
+            let now: u128 = now.parse().unwrap_or(u128::MAX);
+            let e = first_ready
+                .entry(id.to_string())
+                .or_insert((now, format!("{kind} {n}")));
+            e.0 = e.0.min(now);
+        }
+    }
+    let mut proven: BTreeMap<String, u128> = BTreeMap::new();
+    proven.insert("ok 0".into(), 0);
+    for (id, (ready, content)) in &first_ready {
+        let (Ok(start), Some(until)) = (id.parse::<u128>(), lived.get(id)) else {
+            continue;
+        };
+        let window_end = start + WINDOW_NS - SPAWN_SLACK_NS;
+        if *until >= window_end {
+            let at = (*ready).max(window_end);
+            let e = proven.entry(content.clone()).or_insert(at);
+            *e = (*e).min(at);
+        }
+    }
+    f.proven = proven.len();
     for (id, g, c) in &all {
         f.starts += 1;
         if c.contains("bad") || c.is_empty() || !g.starts_with("..gen") {
@@ -179,7 +227,7 @@ pub fn kill_during_probation(tag: &str, kills: usize) -> Figures {
                 .push(format!("a child started on {g} holding {c:?} (id {id})"));
         }
     }
-    for (i, backs, from_idx, to_idx) in rounds {
+    for (i, backs, from_idx, to_idx, _) in rounds {
         let round = &all[from_idx.min(all.len())..to_idx.min(all.len())];
         f.rollbacks += backs.len();
         for (from, to) in backs {
