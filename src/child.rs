@@ -8,9 +8,9 @@ use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 
-/// A started child. Its pid is also its process group id.
+/// A started child. Its pid is also its process group id; its status comes
+/// from the reaper (`reaper::exited`).
 pub struct Child {
-    pub process: async_process::Child,
     pub pid: i32,
 }
 
@@ -40,11 +40,16 @@ pub fn spawn(command: &[String], cwd: Option<&Path>, take_tty: bool) -> Result<C
             signals::restore_for_child()
         });
     }
-    match async_process::Command::from(cmd).spawn() {
+    // The reaper collects its status, not async-process (see reaper.rs).
+    match async_process::Command::from(cmd)
+        .reap_on_drop(false)
+        .spawn()
+    {
         Ok(process) => {
             let pid = process.id() as i32;
+            crate::reaper::adopt(pid, false);
             info!(pid = pid; "Child process started with PID: {pid}");
-            Ok(Child { process, pid })
+            Ok(Child { pid })
         }
         Err(e) => {
             error!("Failed to start child process {}: {e}", command[0]);

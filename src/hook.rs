@@ -6,6 +6,7 @@
 //! SIGKILLs a command's process group.
 
 use crate::child;
+use crate::reaper;
 use crate::signals;
 use futures::{AsyncReadExt, FutureExt};
 use log::{debug, error, info};
@@ -50,13 +51,20 @@ impl Hook {
     }
 
     /// Drops the hook; a command's process group (the command and anything
-    /// it started) is killed.
+    /// it started) is killed, and the reaper reaps it quietly.
     pub fn cancel(self, what: &str) {
         if let Some(pgid) = self.process {
             info!("Cancelling the running {what}");
-            child::signal_group(pgid, libc::SIGKILL);
+            cancel_group(pgid);
         }
     }
+}
+
+/// Kills the process group of a hook being dropped, while its leader is
+/// unreaped, and leaves the leader to the reaper.
+pub fn cancel_group(pgid: i32) {
+    reaper::signal_group(pgid, libc::SIGKILL);
+    reaper::abandon(pgid);
 }
 
 /// Starts `argv` with FLUSH_MANAGER_CHANGED set; stdout and stderr are
@@ -118,14 +126,16 @@ pub fn command(
             return failed();
         }
     };
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    // The reaper collects its status (see reaper.rs) and, at its exit,
+    // kills what it left in its group.
+    let pid = match cmd.reap_on_drop(false).spawn() {
+        Ok(c) => c.id() as i32,
         Err(e) => {
             error!("Cannot run {what} {}: {e}", argv[0]);
             return failed();
         }
     };
-    let pid = child.id() as i32;
+    reaper::adopt(pid, true);
     let name = argv[0].clone();
     let passed = async move {
         let mut tail = Vec::new();
@@ -142,7 +152,7 @@ pub fn command(
                 }
             };
             futures::select! {
-                status = child.status().fuse() => break Some(status),
+                status = reaper::exited(pid).fuse() => break Some(status),
                 n = read.fuse() => match n {
                     0 => out = None,
                     n => {
@@ -155,10 +165,8 @@ pub fn command(
             }
         };
         // Whatever it left behind in its process group (a background
-        // helper holding the pipe) goes with it.
-        if outcome.is_some() {
-            child::signal_group(pid, libc::SIGKILL);
-        }
+        // helper holding the pipe) went with it: the reaper killed the
+        // group before reaping the leader.
         // What it wrote before exiting is already in the pipe.
         if let Some(o) = out.as_mut() {
             while let Ok(n @ 1..) = std::io::Read::read(&mut o.get_ref(), &mut buf) {
@@ -168,12 +176,11 @@ pub fn command(
             tail.drain(..excess);
         }
         let verdict = match outcome {
-            Some(Ok(status)) if status.success() => return true,
-            Some(Ok(status)) => format!("failed with {}", child::status_of(status)),
-            Some(Err(e)) => format!("failed: {e}"),
+            Some(status) if status.success() => return true,
+            Some(status) => format!("failed with {}", child::status_of(status)),
             None => {
-                child::signal_group(pid, libc::SIGKILL);
-                let _ = child.status().await;
+                reaper::signal_group(pid, libc::SIGKILL);
+                reaper::exited(pid).await;
                 format!("timed out after {timeout:?} and was killed")
             }
         };

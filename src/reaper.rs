@@ -1,18 +1,32 @@
-//! Reaping orphans without ever stealing the managed child's status.
+//! The one reaper: every exit status, of the processes we started and of
+//! orphans alike, is collected here.
 //!
-//! async-process stays the one source of the managed child's exit status
-//! (`Child::status()`, woken by a pidfd). A plain `waitpid(-1)` sweep beside
-//! races it for that status and sometimes wins. So the
-//! sweep *peeks* first (`waitid(P_ALL, WNOWAIT)`): if the next zombie is a
-//! pid we own, it stops and leaves that zombie to async-process; otherwise
-//! it reaps exactly that pid and goes on. Orphans queued behind our own
-//! zombie get no further SIGCHLD, so the supervisor sweeps again once
-//! `status()` has resolved. A stress test of many orphans at once holds it
-//! to that.
+//! Why not async-process's `Child::status()`: it reaps inside that future,
+//! woken by a pidfd, or, where `pidfd_open` is missing (kernels before 5.3)
+//! or refused (a seccomp profile), by a SIGCHLD handler that never runs
+//! here (our signalfd takes SIGCHLD): a check whose future was not re-made
+//! at each wake-up then never completed. And two reapers race for a status.
+//! So async-process only starts processes (never reaping them on drop);
+//! the processes we start are *ours* here (`adopt`), and one sweep, run on
+//! every SIGCHLD, reaps every zombie: an orphan's status is dropped, ours is
+//! kept for `exited` to hand over. SIGCHLD coalesces (500 exits give a few
+//! hundred deliveries), so each sweep goes on until no zombie is left.
+//!
+//! A process group is addressed by its leader's pid, which the kernel may
+//! give to another process once the leader is reaped: a group is signalled
+//! only while its leader is ours and unreaped (`signal_group`), and a hook's
+//! leftovers are killed at the leader's exit *before* it is reaped.
 
 use log::{debug, warn};
 use nix::libc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 
 /// Makes orphans of our descendants ours when we are not PID 1 (tini's
 /// `-s`): without it they go to the host's init and escape the sweep.
@@ -31,11 +45,99 @@ pub fn become_subreaper() {
     }
 }
 
-/// Reaps every exited orphan; stops at the first zombie that `owned` claims.
-/// Returns how many were reaped.
-pub fn sweep(owned: impl Fn(i32) -> bool) -> usize {
+/// A process we started, from its start until its status is handed over.
+#[derive(Default)]
+struct Ours {
+    /// Its raw wait status, once reaped.
+    status: Option<i32>,
+    /// Who waits for it (`exited`).
+    waker: Option<Waker>,
+    /// At its exit, before it is reaped, SIGKILL its group (a hook's
+    /// background helpers go with it).
+    kill_group: bool,
+    /// Nobody will ask for its status (a cancelled hook): reaped quietly.
+    abandoned: bool,
+}
+
+thread_local! {
+    // The loop's thread starts, reaps and waits: no lock needed.
+    static OURS: RefCell<HashMap<i32, Ours>> = RefCell::new(HashMap::new());
+}
+
+/// Takes `pid`, just started by us, into the reaper's care; with
+/// `kill_group`, its process group is SIGKILLed when it exits.
+pub fn adopt(pid: i32, kill_group: bool) {
+    OURS.with_borrow_mut(|ours| {
+        ours.insert(
+            pid,
+            Ours {
+                kill_group,
+                ..Ours::default()
+            },
+        )
+    });
+}
+
+/// Nobody will ask for `pid`'s status any more: the sweep reaps it quietly.
+pub fn abandon(pid: i32) {
+    OURS.with_borrow_mut(|ours| {
+        if ours.get(&pid).is_some_and(|o| o.status.is_some()) {
+            ours.remove(&pid);
+        } else if let Some(o) = ours.get_mut(&pid) {
+            o.abandoned = true;
+            o.waker = None;
+        }
+    });
+}
+
+/// Sends `sig` to process group `pgid` if its leader is ours and not yet
+/// reaped (alive, or a zombie that still holds the group's number); false
+/// otherwise, or when nobody is left in it.
+pub fn signal_group(pgid: i32, sig: i32) -> bool {
+    let unreaped = OURS.with_borrow(|ours| ours.get(&pgid).is_some_and(|o| o.status.is_none()));
+    unreaped && crate::child::signal_group(pgid, sig)
+}
+
+/// Resolves to the exit status of `pid` (adopted before), once a sweep has
+/// reaped it.
+pub fn exited(pid: i32) -> Exited {
+    Exited(pid)
+}
+
+/// The future `exited` returns.
+pub struct Exited(i32);
+
+impl Future for Exited {
+    type Output = ExitStatus;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ExitStatus> {
+        let pid = self.0;
+        OURS.with_borrow_mut(|ours| {
+            let Some(o) = ours.get_mut(&pid) else {
+                // Never adopted: nobody would ever wake us.
+                return Poll::Ready(ExitStatus::from_raw(1 << 8));
+            };
+            match o.status {
+                Some(raw) => {
+                    ours.remove(&pid);
+                    Poll::Ready(ExitStatus::from_raw(raw))
+                }
+                None => {
+                    o.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+/// Reaps every exited process: an orphan's status is dropped, ours is kept
+/// for `exited` (and its waiter woken). Returns how many orphans it reaped.
+pub fn sweep() -> usize {
     let mut reaped = 0;
     loop {
+        // Peek first, without reaping: a hook's group is killed while its
+        // exited leader still holds the group's number.
         // Raw libc: nix's waitid turns a death by a real-time signal into
         // an error, which would hide the pid.
         // SAFETY: waitid fills a zeroed siginfo_t; WNOWAIT leaves the zombie.
@@ -55,18 +157,38 @@ pub fn sweep(owned: impl Fn(i32) -> bool) -> usize {
             }
             info.si_pid()
         };
-        if pid == 0 || owned(pid) {
+        if pid == 0 {
             break;
         }
+        let kill_group = OURS.with_borrow(|ours| ours.get(&pid).is_some_and(|o| o.kill_group));
+        if kill_group {
+            crate::child::signal_group(pid, libc::SIGKILL);
+        }
+        let mut raw = 0;
         // SAFETY: reaps exactly the zombie just peeked at.
-        let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        if r == pid {
+        let r = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
+        if r != pid {
+            break;
+        }
+        let was_ours = OURS.with_borrow_mut(|ours| match ours.get_mut(&pid) {
+            Some(o) if o.abandoned => {
+                ours.remove(&pid);
+                true
+            }
+            Some(o) => {
+                o.status = Some(raw);
+                if let Some(w) = o.waker.take() {
+                    w.wake();
+                }
+                true
+            }
+            None => false,
+        });
+        if !was_ours {
             reaped += 1;
             if WARN_ON_REAP.load(Ordering::Relaxed) {
                 warn!(pid = pid; "Reaped zombie process with pid={pid}");
             }
-        } else {
-            break;
         }
     }
     if reaped > 0 {

@@ -211,8 +211,8 @@ fn block_all() {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
-        // Without pidfd, async-process learns of its children's exits from
-        // a SIGCHLD handler: that signal must stay deliverable there.
+        // Without a signalfd, signal-hook's handlers (ours for SIGCHLD too,
+        // beside async-process's) must be able to run.
         #[cfg(not(target_os = "linux"))]
         libc::sigdelset(&mut set, libc::SIGCHLD);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
@@ -301,14 +301,8 @@ impl Caught {
 /// never forwarded.
 fn caught_signals() -> Vec<i32> {
     let (lo, hi) = rt_range();
-    // Without signalfd, SIGCHLD belongs to async-process (see `block_all`).
-    let chld = if cfg!(target_os = "linux") {
-        0
-    } else {
-        libc::SIGCHLD
-    };
     (1..=31)
-        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP && *s != chld)
+        .filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP)
         .chain(lo..=hi)
         .collect()
 }

@@ -515,8 +515,8 @@ impl<W: World> Loop<'_, W> {
         let now = self.world.now();
         let (pid, started) = self.child.take().unwrap_or((0, now));
         debug!("Reaped child process {pid}");
-        // Orphans queued behind our child's zombie got no SIGCHLD of their
-        // own: the group probe (`probe_group`, next in the loop) sweeps them.
+        // Its group may be empty already: the group probe (`probe_group`,
+        // next in the loop) looks at once.
         self.draining = true;
         self.probe_now = true;
         Event::ChildExited {

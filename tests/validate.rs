@@ -371,3 +371,35 @@ fn a_check_that_reads_dir_instead_of_the_candidate_is_refused_at_startup() {
     );
     assert_eq!(starts(&s).len(), 1, "no child started on them");
 }
+
+/// Where `pidfd_open` is missing (a kernel before 5.3) or refused (a
+/// seccomp profile), async-process falls back to a SIGCHLD handler, which
+/// our signalfd starves. CI runs the tests of everything that starts a
+/// process again on a build that forces that backend
+/// (`--cfg async_process_force_signal_backend`), with
+/// `FLUSH_MANAGER_TEST_SIGNAL_BACKEND=1`: this test proves which backend the
+/// binary under test runs (async-process's SIGCHLD handler is installed
+/// only by the forced one), so the checks passing there mean something.
+#[test]
+fn the_binary_runs_the_process_backend_the_run_expects() {
+    if qemu_limit("qemu-user installs its own handler for every signal: /proc shows the emulator's")
+    {
+        return;
+    }
+    let forced = std::env::var_os("FLUSH_MANAGER_TEST_SIGNAL_BACKEND").is_some();
+    let s = Scratch::new("val-backend");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let m = manager(&s, &conf, &checker(&s, &conf), &[]);
+    let status = fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let handler = caught & (1 << (libc::SIGCHLD - 1)) != 0;
+    assert_eq!(
+        handler, forced,
+        "SIGCHLD handler in the manager: {handler}; forced signal backend expected: {forced}\n{status}"
+    );
+}

@@ -14,7 +14,7 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{Generation, HookCall, Machine, Settings, Status};
+use crate::state::{Generation, HookCall, Machine, Settings};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -224,25 +224,8 @@ struct Os {
 }
 
 impl Os {
-    /// Pids whose status async-process collects: the sweep leaves them.
-    fn owns(&self, pid: i32) -> bool {
-        self.child.as_ref().is_some_and(|c| c.pid == pid)
-            || self
-                .check
-                .as_ref()
-                .is_some_and(|(_, c)| c.process == Some(pid))
-            || self
-                .reload
-                .as_ref()
-                .is_some_and(|(_, r)| r.processes.contains(&pid))
-            || self
-                .probe
-                .as_ref()
-                .is_some_and(|(_, c)| c.process == Some(pid))
-    }
-
     fn sweep(&self) {
-        reaper::sweep(|pid| self.owns(pid));
+        reaper::sweep();
     }
 
     /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
@@ -255,7 +238,7 @@ impl Os {
 
 /// What the select! saw, before it becomes a `Wake`.
 enum Seen {
-    Child(std::io::Result<std::process::ExitStatus>),
+    Child(std::process::ExitStatus),
     Signal(std::io::Result<signals::Caught>),
     Notify(NotifyEvent),
     Looked(Wake),
@@ -493,7 +476,7 @@ impl World for Os {
             for pgid in reload.processes {
                 info!("Cancelling the running reload command");
                 self.killing(Some(pgid));
-                child::signal_group(pgid, libc::SIGKILL);
+                hook::cancel_group(pgid);
             }
         }
     }
@@ -520,7 +503,7 @@ impl World for Os {
         let until = std::time::Instant::now() + Duration::from_secs(1);
         loop {
             // Reap what already exited (nothing we own matters any more).
-            reaper::sweep(|_| false);
+            reaper::sweep();
             let dying = self.killed.iter().any(|&pgid| child::group_alive(pgid));
             if !dying || std::time::Instant::now() >= until {
                 break;
@@ -542,7 +525,7 @@ impl World for Os {
                 };
                 let status = async {
                     match self.child.as_mut() {
-                        Some(c) => c.process.status().await,
+                        Some(c) => reaper::exited(c.pid).await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -599,17 +582,9 @@ impl World for Os {
                 }
             };
             match seen {
-                Seen::Child(result) => {
-                    let pid = self.child.take().map_or(0, |c| c.pid);
-                    return Wake::Child(match result {
-                        Ok(st) => child::status_of(st),
-                        Err(e) => {
-                            // Cannot happen while the sweep leaves our
-                            // pids alone.
-                            error!("Lost the exit status of child {pid}: {e}");
-                            Status::Exited(1)
-                        }
-                    });
+                Seen::Child(status) => {
+                    self.child = None;
+                    return Wake::Child(child::status_of(status));
                 }
                 Seen::Signal(Err(e)) => error!("Cannot read signals: {e}"),
                 // Raised by our own I/O (a write to a closed stderr, a
@@ -636,18 +611,14 @@ impl World for Os {
                 }
                 Seen::Validated(ok) => {
                     let token = self.check.take().map_or(0, |(t, _)| t);
-                    // Orphans of the check may be queued behind its zombie.
-                    self.sweep();
                     return Wake::Validated { token, ok };
                 }
                 Seen::Reloaded(failed) => {
                     let token = self.reload.take().map_or(0, |(t, _)| t);
-                    self.sweep();
                     return Wake::Reloaded { token, failed };
                 }
                 Seen::Probed(ok) => {
                     let child = self.probe.take().map_or(0, |(c, _)| c);
-                    self.sweep();
                     return Wake::Probed { child, ok };
                 }
                 Seen::Timer => return Wake::Timer,
