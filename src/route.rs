@@ -1,6 +1,6 @@
 //! `--on-change PATTERN=ACTION`: which action a changed file asks for.
 //! Pure: rules are parsed here and matched against paths; what a burst of
-//! changes then does is the machine's decision (state/route.rs).
+//! changes then does is the machine's decision (state/plan.rs).
 //!
 //! A pattern is a glob. One that starts with `/` is matched against the
 //! file's absolute path; one holding another `/` against its path below

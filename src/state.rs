@@ -232,9 +232,13 @@ impl Machine {
                 if self.phase != Phase::Running {
                     return vec![];
                 }
-                self.stats.reloads_ok += 1;
-                self.took_if_fresh();
+                // A burst that also runs hooks is one reload: it counts
+                // once, when they answer.
                 let mut actions = self.release_reload();
+                if actions.is_empty() {
+                    self.stats.reloads_ok += 1;
+                    self.took_if_fresh();
+                }
                 actions.extend(self.child_took_new_bytes());
                 actions
             }

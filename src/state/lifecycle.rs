@@ -129,9 +129,7 @@ impl Machine {
                 );
                 self.done(128 + sig)
             }
-            Phase::Starting | Phase::Running
-                if sig == libc::SIGTERM && !self.settings.stop_delay.is_zero() =>
-            {
+            Phase::Running if sig == libc::SIGTERM && !self.settings.stop_delay.is_zero() => {
                 info!(
                     "Received SIGTERM, stopping child process in {:?} (--stop-delay)",
                     self.settings.stop_delay
@@ -143,7 +141,7 @@ impl Machine {
                 actions.push(Action::StopDeadline(Some(self.settings.stop_delay)));
                 actions
             }
-            Phase::Starting | Phase::Running | Phase::Delaying if is_shutdown(sig) => {
+            Phase::Running | Phase::Delaying if is_shutdown(sig) => {
                 info!("Received {}, stopping child process", signals::name(sig));
                 self.stop(AfterStop::Exit, stop_with)
             }

@@ -2160,3 +2160,39 @@ fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
     assert_eq!(m.handle(Event::Spawned), []);
     assert!(!m.stats().last_failed, "running on the source's bytes: 1");
 }
+
+/// A burst that sends a signal and runs a hook is one reload, counted once,
+/// when the hook answers (it counted twice: at the signal and at the hook).
+#[test]
+fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
+    use crate::route::Act;
+    let s = Settings {
+        reload_external: true,
+        reload_hooks: 1,
+        routes: rules(&[
+            ("*.pem", Act::Signal(libc::SIGHUP)),
+            ("lua/*", Act::Hook(1)),
+        ]),
+        ..settings()
+    };
+    let v = |app, pem, lua| files(&[("app.conf", app), ("tls.pem", pem), ("lua/a.lua", lua)]);
+    let mut m = running_on(s.clone(), v(1, 1, 1));
+    let took = m.stats().took;
+    m.handle(Event::ConfigSettled(v(2, 2, 2)));
+    m.handle(Event::ReloadSent);
+    assert_eq!(
+        m.stats().reloads_ok,
+        0,
+        "not counted before the hooks answer"
+    );
+    m.handle(Event::Reloaded {
+        token: 1,
+        failed: vec![],
+    });
+    assert_eq!(m.stats().reloads_ok, 1);
+    assert_eq!(m.stats().took, took + 1, "one success time for the burst");
+    // A burst of signals alone counts at the signal.
+    m.handle(Event::ConfigSettled(v(2, 3, 2)));
+    m.handle(Event::ReloadSent);
+    assert_eq!(m.stats().reloads_ok, 2);
+}
