@@ -322,8 +322,7 @@ fn command(v: &Values, line: Vec<String>, cwd: &Path) -> Result<Vec<String>, Str
 /// watches nothing.
 fn configs(v: &Values, cwd: &Path) -> Vec<PathBuf> {
     v.config
-        .values
-        .iter()
+        .values()
         .filter(|p| !p.is_empty())
         .map(|p| cwd.join(p).components().collect())
         .collect()
@@ -349,7 +348,7 @@ fn restart_signal(v: &Values, map_signal: &[SignalPair]) -> Result<Option<i32>, 
 }
 
 fn remap_exit(v: &Values) -> Result<Vec<(i32, i32)>, String> {
-    let pairs = v.remap_exit.values.iter().flatten().copied().collect();
+    let pairs = v.remap_exit.values().flatten().copied().collect();
     one_per_from(pairs, |from, a, b| {
         format!(
             "--remap-exit: exit code {from} is mapped twice ({from}:{a} and {from}:{b}); give it once"
@@ -375,7 +374,7 @@ impl Reload {
             })?;
         }
         let command = v.reload_command.get().cloned();
-        let urls: Vec<_> = v.reload_url.values.iter().flatten().cloned().collect();
+        let urls: Vec<_> = v.reload_url.values().flatten().cloned().collect();
         let given = [signal.is_some(), command.is_some(), !urls.is_empty()];
         if given.iter().filter(|on| **on).count() > 1 {
             return Err(
@@ -388,8 +387,7 @@ impl Reload {
         };
         let on_change = v
             .on_change
-            .values
-            .iter()
+            .values()
             .map(|text| {
                 on_change_rule(text, &mut hooks, configs)
                     .map_err(|e| format!("--on-change {:?}: {e}", crate::http::redact_in(text)))
@@ -481,7 +479,7 @@ impl Readiness {
 /// `-v` counts from the tool's quiet default; it and --log-level are two
 /// answers to one question.
 fn log_level(v: &Values, who: Personality) -> Result<log::LevelFilter, String> {
-    match (v.verbose.values.len(), v.log_level.given()) {
+    match (v.verbose.values().count(), v.log_level.given()) {
         (0, _) => Ok(v.log_level.get().copied().unwrap_or(log::LevelFilter::Info)),
         (n, false) => Ok(who.verbose(n)),
         (_, true) => Err("-v and --log-level both set the log level: give one".into()),
@@ -493,7 +491,7 @@ fn poll_interval(v: &Values) -> Result<Duration, String> {
     if every.is_zero() || every >= POLL_MIN {
         return Ok(every);
     }
-    let given = v.poll_interval.texts.first().map_or("", String::as_str);
+    let given = v.poll_interval.texts().next().unwrap_or_default();
     Err(format!(
         "--poll-interval {given} is below the minimum of 100ms (0 turns polling off)"
     ))
@@ -503,12 +501,12 @@ fn poll_interval(v: &Values) -> Result<Duration, String> {
 /// the stop signal: `--stop-signal`, or what a rewrite of SIGTERM asks for.
 fn signal_maps(v: &Values) -> Result<(Vec<SignalPair>, i32), String> {
     let mut pairs = Vec::new();
-    for (&(from, to), text) in v.map_signal.values.iter().zip(&v.map_signal.texts) {
+    for (&(from, to), text) in v.map_signal.values().zip(v.map_signal.texts()) {
         reserved_signal(from).map_err(|e| format!("--map-signal {text:?}: {e}"))?;
         pairs.push((from, to));
     }
     let mut rewritten_stop = None;
-    for (&(from, to), text) in v.rewrite.values.iter().zip(&v.rewrite.texts) {
+    for (&(from, to), text) in v.rewrite.values().zip(v.rewrite.texts()) {
         let bad = |e: String| format!("--rewrite {text:?}: {e}");
         // dumb-init rewrites SIGTERM to change how a child is stopped
         // (`-r 15:3` for nginx): that is our stop signal.

@@ -227,15 +227,25 @@ macro_rules! flags {
         /// Every flag, in `--help`'s order within each group.
         pub static FLAGS: &[&Flag] = &[$(&rows::$field,)* $(&rows::$act,)*];
 
-        /// Each row's parser, wrapped for argh: it never fails there, so
-        /// that a bad value is reported in our words (`--flag: why`) and
-        /// only once `--help` or `--copy-to` had their say.
+        /// Each row's parser, by the row's field name.
         mod parsers {
             use super::*;
             $(
-                pub fn $field(text: &str) -> Result<Given<$ty>, String> {
+                pub fn $field(text: &str) -> Result<$ty, String> {
                     let parse: fn(&str) -> Result<$ty, String> = $parse;
-                    Ok(Given { value: parse(text), text: text.to_string() })
+                    parse(text)
+                }
+            )*
+        }
+
+        /// The parsers for argh: they never fail there, so that a bad
+        /// value is reported in our words (`--flag: why`), and the text
+        /// as written is kept for messages.
+        mod given {
+            use super::*;
+            $(
+                pub fn $field(text: &str) -> Result<Given<$ty>, String> {
+                    Ok(Given { value: parsers::$field(text), text: text.to_string() })
                 }
             )*
         }
@@ -247,7 +257,7 @@ macro_rules! flags {
         pub struct Argv {
             $(
                 /// a setting (see --help)
-                #[argh(option, long = $name, from_str_fn(parsers::$field))]
+                #[argh(option, long = $name, from_str_fn(given::$field))]
                 pub $field: Vec<Given<$ty>>,
             )*
         }
@@ -265,9 +275,14 @@ macro_rules! flags {
                 env: &dyn Fn(&str) -> Option<String>,
                 who: Personality,
             ) -> Result<Values, String> {
-                Ok(Values {
-                    $( $field: Setting::resolve(&rows::$field, argv.$field, env, who, parsers::$field)?, )*
-                })
+                let mut error = None;
+                let values = Values {
+                    $( $field: Setting::resolve(&rows::$field, argv.$field, env, who, parsers::$field, &mut error), )*
+                };
+                match error {
+                    Some(e) => Err(e),
+                    None => Ok(values),
+                }
             }
         }
 

@@ -22,56 +22,62 @@ pub enum Source {
     Unset,
 }
 
-/// A setting's values, in order, and where they came from.
+/// A setting's values, in order, as written and typed, and where they
+/// came from. Only a setting whose every value parsed leaves `resolve`.
 pub struct Setting<T> {
-    pub values: Vec<T>,
-    /// Each value as written, for messages.
-    pub texts: Vec<String>,
+    given: Vec<Given<T>>,
     pub source: Source,
 }
 
 impl<T> Setting<T> {
+    /// The first error goes to `error` (with 40 rows, a `?` after each
+    /// would drop what was built before it, 40 different ways). Kept out
+    /// of line and short: one copy per value type, not one per row.
+    #[inline(never)]
     pub fn resolve(
         flag: &Flag,
-        given: Vec<Given<T>>,
+        mut given: Vec<Given<T>>,
         env: &dyn Fn(&str) -> Option<String>,
         who: Personality,
-        parse: fn(&str) -> Result<Given<T>, String>,
-    ) -> Result<Setting<T>, String> {
-        let (given, source) = match given.is_empty() {
-            false => (given, Source::CommandLine),
-            true => match fallback(flag, env, who)? {
-                Some((texts, source)) => (texts.iter().map(|t| parse(t)).collect::<Result<_, _>>()?, source),
-                None => (Vec::new(), Source::Unset),
-            },
-        };
-        // One value: the same one twice is harmless (argv assembled from
-        // several places), two different ones are refused.
-        if matches!(flag.kind, Kind::Value | Kind::Switch)
-            && let Some(first) = given.first()
-            && let Some(other) = given.iter().find(|g| g.text != first.text)
-        {
-            return Err(format!(
-                "--{}: given as {:?} and as {:?}; give one",
-                flag.name, first.text, other.text
-            ));
+        parse: fn(&str) -> Result<T, String>,
+        error: &mut Option<String>,
+    ) -> Setting<T> {
+        let mut source = Source::CommandLine;
+        if given.is_empty() {
+            source = Source::Unset;
+            match fallback(flag, env, who) {
+                Ok(Some((texts, from))) => {
+                    source = from;
+                    let typed = |text: String| Given {
+                        value: parse(&text),
+                        text,
+                    };
+                    given = texts.into_iter().map(typed).collect();
+                }
+                Ok(None) => {}
+                Err(e) => note(error, e),
+            }
         }
-        let mut values = Vec::with_capacity(given.len());
-        let mut texts = Vec::with_capacity(given.len());
-        for g in given {
-            values.push(g.value.map_err(|e| format!("--{}: {e}", flag.name))?);
-            texts.push(g.text);
+        let mut each = given.iter().map(|g| (g.text.as_str(), g.value.as_ref().err()));
+        if let Err(e) = check(flag, &mut each) {
+            note(error, e);
         }
-        Ok(Setting {
-            values,
-            texts,
-            source,
-        })
+        Setting { given, source }
+    }
+
+    /// The values, in order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.given.iter().filter_map(|g| g.value.as_ref().ok())
+    }
+
+    /// The values as written, for messages.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.given.iter().map(|g| g.text.as_str())
     }
 
     /// The value (the first one of a list).
     pub fn get(&self) -> Option<&T> {
-        self.values.first()
+        self.values().next()
     }
 
     pub fn given(&self) -> bool {
@@ -83,6 +89,37 @@ impl<T: Copy + Default> Setting<T> {
     /// The value, or the type's zero (durations without a default, `false`).
     pub fn or_zero(&self) -> T {
         self.get().copied().unwrap_or_default()
+    }
+}
+
+/// Keeps the first error: the one of the earliest row in the table.
+fn note(error: &mut Option<String>, e: String) {
+    error.get_or_insert(e);
+}
+
+/// A flag of one value: the same one twice is harmless (argv assembled
+/// from several places), two different ones are refused; then the first
+/// value that did not parse.
+fn check(flag: &Flag, each: &mut dyn Iterator<Item = (&str, Option<&String>)>) -> Result<(), String> {
+    let one = matches!(flag.kind, Kind::Value | Kind::Switch);
+    let mut first = None;
+    let mut bad = None;
+    for (text, error) in each {
+        match first {
+            None => first = Some(text),
+            Some(f) if one && f != text => {
+                return Err(format!(
+                    "--{}: given as {f:?} and as {text:?}; give one",
+                    flag.name
+                ));
+            }
+            Some(_) => {}
+        }
+        bad = bad.or(error);
+    }
+    match bad {
+        Some(e) => Err(format!("--{}: {e}", flag.name)),
+        None => Ok(()),
     }
 }
 
