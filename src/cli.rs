@@ -167,7 +167,6 @@ fn usage_error(program: &str, personality: Personality, message: String) -> Pars
     }
 }
 
-
 /// Parses argv (program name first) and the environment.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Parsed {
     let argv0 = argv.first().map_or("flush-manager", String::as_str);
@@ -181,10 +180,13 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    if let Some(done) = action(&tokens, &command, cwd) {
+    if let Some(done) = action(&tokens, &command, who, program, cwd) {
         return done.unwrap_or_else(fail);
     }
-    let names: Vec<String> = tokens.iter().map(|t| format!("--{}", t.flag.name)).collect();
+    let names: Vec<String> = tokens
+        .iter()
+        .map(|t| format!("--{}", t.flag.name))
+        .collect();
     let canonical: Vec<&str> = tokens
         .iter()
         .zip(&names)
@@ -203,7 +205,13 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
 /// The flags that are no setting: help, version, licence (any one given
 /// wins over everything else on the line), and `--copy-to`. `Some(Err)`
 /// is a usage error.
-fn action(tokens: &[Token], command: &[String], cwd: &Path) -> Option<Result<Parsed, String>> {
+fn action(
+    tokens: &[Token],
+    command: &[String],
+    who: Personality,
+    program: &str,
+    cwd: &Path,
+) -> Option<Result<Parsed, String>> {
     let on = |a: Action| {
         tokens
             .iter()
@@ -211,7 +219,7 @@ fn action(tokens: &[Token], command: &[String], cwd: &Path) -> Option<Result<Par
     };
     let exit = |message: String| Some(Ok(Parsed::Exit { message, code: 0 }));
     if on(Action::Help) {
-        return exit(help());
+        return exit(help_as(who, program));
     }
     if on(Action::Version) {
         return exit(format!("flush-manager version {VERSION}"));
@@ -229,7 +237,10 @@ fn action(tokens: &[Token], command: &[String], cwd: &Path) -> Option<Result<Par
         Err("--copy-to takes one directory".into())
     } else if !command.is_empty() {
         Err("--copy-to copies the binary and exits: it takes no command".into())
-    } else if let Some(other) = tokens.iter().find(|t| t.flag.action != Some(Action::CopyTo)) {
+    } else if let Some(other) = tokens
+        .iter()
+        .find(|t| t.flag.action != Some(Action::CopyTo))
+    {
         // Dropping it silently would hide flags meant for the run (the
         // main container's, pasted into the init container's).
         Err(format!(
@@ -247,7 +258,11 @@ fn build(v: &Values, line: Vec<String>, who: Personality, cwd: &Path) -> Result<
     let (map_signal, stop_signal) = signal_maps(v)?;
     let restart_signal = restart_signal(v, &map_signal)?;
     let reload = Reload::from(v, &configs)?;
-    let promote_to = v.promote_to.get().filter(|p| !p.is_empty()).map(|p| cwd.join(p));
+    let promote_to = v
+        .promote_to
+        .get()
+        .filter(|p| !p.is_empty())
+        .map(|p| cwd.join(p));
     let validate = v.validate.get().cloned();
     let validate_in_place = v.validate_in_place.or_zero();
     check_promotion(v, promote_to.as_deref(), validate.as_deref(), cwd)?;
@@ -301,7 +316,9 @@ fn build(v: &Values, line: Vec<String>, who: Personality, cwd: &Path) -> Result<
 /// those are its arguments; else they are the command, else the default.
 fn command(v: &Values, line: Vec<String>, cwd: &Path) -> Result<Vec<String>, String> {
     let mut command = match (v.command.get(), line) {
-        (Some(cmd), rest) if v.command.given() => std::iter::once(cmd.clone()).chain(rest).collect(),
+        (Some(cmd), rest) if v.command.given() => {
+            std::iter::once(cmd.clone()).chain(rest).collect()
+        }
         (_, rest) if !rest.is_empty() => rest,
         (Some(cmd), _) => vec![cmd.clone()],
         (None, _) => return Err("no command given (usage: [OPTIONS] -- COMMAND [ARGS...])".into()),
@@ -714,28 +731,64 @@ const READY_INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// a nanosecond (accepted once) kept a core busy and a half.
 const POLL_MIN: Duration = Duration::from_millis(100);
 
-
-/// `--help`: the table, grouped, each flag with its default and the other
-/// tools' variables that set it, between a header and a footer that say
-/// what holds for every flag.
+/// `--help` under our own name (the tests compare against it).
+#[cfg(test)]
 fn help() -> String {
+    help_as(Personality::FlushManager, "flush-manager")
+}
+
+/// `--help` as the tool the binary was run as: that tool's usage line and
+/// flags first, then the table, grouped, each flag with this tool's
+/// default and the other tools' variables that set it, and a footer that
+/// says what holds for every flag.
+fn help_as(who: Personality, program: &str) -> String {
     const LEFT: usize = 28;
     const WIDTH: usize = 96;
-    let mut out = format!(
-        "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
+    let mut out = match who {
+        Personality::FlushManager => format!(
+            "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
 zombie, forwards every signal, stops gracefully, and restarts (or signals) COMMAND when a
 watched config file changes, Kubernetes ConfigMap and Secret volumes included.
 
 Usage:
-  flush-manager [OPTIONS] [--] COMMAND [ARGS...]
-  flush-manager -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
-  tini [-s] [-g] [-e CODE] [-v] [-w] [-p SIG] -- COMMAND   (run as tini, tini-static, docker-init)
-  dumb-init [-c] [-r FROM:TO] [-v] COMMAND                 (run as dumb-init)
+  {program} [OPTIONS] [--] COMMAND [ARGS...]
+  {program} -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
+Run as tini, tini-static, docker-init or dumb-init (a link or a copy), it takes that tool's
+defaults; its one-letter flags work under every name (-s, -g, -e CODE, -w, -p SIG, -c, -r).
 Flags take one or two dashes, and a value as `--flag value` or `--flag=value`; one-letter
 flags group as getopt's do (-vv, -sg, -e143). Options end at the first argument that is not
 one, or at `--`: the rest is the command's, dashes included.
 "
-    );
+        ),
+        Personality::Tini => format!(
+            "{program}: flush-manager {VERSION} standing in for tini. Runs COMMAND as a small init
+(PID 1): reaps every zombie, forwards every signal; as tini it watches no config unless
+--config is given and logs only warnings and errors unless -v or TINI_VERBOSITY.
+
+Usage:
+  {program} [-s] [-g] [-e CODE] [-v] [-w] [-p SIG] [-l] [OPTIONS] [--] COMMAND [ARGS...]
+tini's flags: -s subreaper, -g signal the child's process group, -e CODE (repeatable) exit 0
+when the child exits with CODE, -v/-vv/-vvv more log lines, -w warn on reaping zombies,
+-p SIG parent-death signal, -l licence, -h this help; TINI_SUBREAPER,
+TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY as tini reads them. The long flags below are
+flush-manager's; options end at the first argument that is not one, or at `--`.
+"
+        ),
+        Personality::DumbInit => format!(
+            "{program}: flush-manager {VERSION} standing in for dumb-init. Runs COMMAND as a small
+init (PID 1): reaps every zombie, forwards every signal to the child's whole process group
+(as dumb-init does); it watches no config unless --config is given and logs only warnings
+and errors unless -v or DUMB_INIT_DEBUG=1.
+
+Usage:
+  {program} [-c] [-r FROM:TO] [-v] [-V] [OPTIONS] [--] COMMAND [ARGS...]
+dumb-init's flags: -c, --single-child signal the child only (or DUMB_INIT_SETSID=0),
+-r, --rewrite FROM:TO (repeatable; TO 0 drops FROM), -v, --verbose debug log lines,
+-V, --version, -h, --help. The long flags below are flush-manager's; options end at the
+first argument that is not one, or at `--`.
+"
+        ),
+    };
     for (group, title) in flags::GROUPS {
         out.push_str(&format!("\n{title}:\n"));
         for flag in FLAGS.iter().filter(|f| f.group == *group) {
@@ -747,7 +800,7 @@ one, or at `--`: the rest is the command's, dashes included.
                 left = format!("{left} {}", flag.arg);
             }
             let mut text = flag.help.to_string();
-            if let Some(d) = flag.default {
+            if let Some(d) = flag.default_as(who) {
                 text.push_str(&format!(
                     " (default: {})",
                     if d.is_empty() { "''" } else { d }
@@ -783,9 +836,13 @@ variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false.
 500ms, 10s, 1m30s, 0 (each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error (1 as tini, dumb-init);
-1 cannot start (resources), or --copy-to could not copy.",
+78 config rejected by --validate at startup; 1 cannot start (resources), or --copy-to
+could not copy; a usage error: ",
     );
+    out.push_str(match who.usage_code() {
+        1 => "1, as tini's and dumb-init's.",
+        _ => "2.",
+    });
     out
 }
 

@@ -287,6 +287,15 @@ macro_rules! flags {
         }
 
         #[cfg(test)]
+        impl Values {
+            /// Where `flag`'s values came from (`Unset` for an action).
+            pub fn source(&self, flag: &Flag) -> super::values::Source {
+                $( if std::ptr::eq(flag, &rows::$field) { return self.$field.source; } )*
+                super::values::Source::Unset
+            }
+        }
+
+        #[cfg(test)]
         impl Argv {
             /// How many values argh put in `flag`'s field.
             pub fn count(&self, flag: &Flag) -> usize {
@@ -331,7 +340,11 @@ fn choice<T: Copy>(text: &str, what: &str, choices: &[(&str, T)]) -> Result<T, S
 }
 
 fn target(t: &str) -> Result<Target, String> {
-    choice(t, "target", &[("child", Target::Child), ("group", Target::Group)])
+    choice(
+        t,
+        "target",
+        &[("child", Target::Child), ("group", Target::Group)],
+    )
 }
 
 fn policy(t: &str) -> Result<Policy, String> {
@@ -377,7 +390,9 @@ fn url_or_none(t: &str) -> Result<Option<Url>, String> {
 fn words(text: &str, unset_means: &str) -> Result<Vec<String>, String> {
     let words = parse::words(text)?;
     if words.first().is_none_or(String::is_empty) {
-        return Err(format!("empty command {text:?} (leave it out {unset_means})"));
+        return Err(format!(
+            "empty command {text:?} (leave it out {unset_means})"
+        ));
     }
     Ok(words)
 }

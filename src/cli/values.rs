@@ -58,7 +58,9 @@ impl<T> Setting<T> {
                 Err(e) => note(error, e),
             }
         }
-        let mut each = given.iter().map(|g| (g.text.as_str(), g.value.as_ref().err()));
+        let mut each = given
+            .iter()
+            .map(|g| (g.text.as_str(), g.value.as_ref().err()));
         if let Err(e) = check(flag, &mut each) {
             note(error, e);
         }
@@ -100,7 +102,10 @@ fn note(error: &mut Option<String>, e: String) {
 /// A flag of one value: the same one twice is harmless (argv assembled
 /// from several places), two different ones are refused; then the first
 /// value that did not parse.
-fn check(flag: &Flag, each: &mut dyn Iterator<Item = (&str, Option<&String>)>) -> Result<(), String> {
+fn check(
+    flag: &Flag,
+    each: &mut dyn Iterator<Item = (&str, Option<&String>)>,
+) -> Result<(), String> {
     let one = matches!(flag.kind, Kind::Value | Kind::Switch);
     let mut first = None;
     let mut bad = None;
@@ -160,7 +165,9 @@ fn fallback(
                     .trim()
                     .parse()
                     .map_err(|_| bad(format!("expected a number from 0 to 4, not {text:?}")))?;
-                Some(vec![["error", "warn", "info", "debug", "trace"][n.min(4)].to_string()])
+                Some(vec![
+                    ["error", "warn", "info", "debug", "trace"][n.min(4)].to_string(),
+                ])
             }
         };
         if let Some(v) = value {
