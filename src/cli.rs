@@ -1,30 +1,34 @@
 //! Command line and environment → one validated `Config`.
 //!
-//! Every flag is declared once, in `flags::FLAGS`. Parsing runs in three
-//! steps, all driven by that table:
-//! 1. `rewrite`: the Go tool's rules (`-command X`, `--config=Y`: one or two
-//!    dashes, `=value` or a separate value, options end at the first
-//!    non-flag or `--`), getopt's clusters for the one-letter flags of tini
-//!    and dumb-init (`-vv`, `-e143`), and every alias resolved to its flag;
-//! 2. argh, as the tokenizer only: it receives `--set NAME=VALUE` pairs and
-//!    the command behind `--`, checks each NAME against the table
-//!    (`from_str_fn`) and hands back the settings and the command. Typing
-//!    values is left to step 3 because argh's derive would need every flag
-//!    declared again as a struct field, the copy this table replaces;
-//! 3. `build`: each value from the command line, else from its variables
-//!    (`FLUSH_MANAGER_<FLAG>`, tini's and dumb-init's), else the default of
-//!    the tool the binary stands in for, parsed and checked.
+//! Every flag is one row of the table in `flags` (its typed value, its
+//! spellings, variables, defaults and help). Parsing runs in four steps:
+//! 1. `translate`: argv as the Go tool, tini and dumb-init spell it →
+//!    canonical tokens (a row and its value), then the command;
+//! 2. the tokens that are no setting (`--help`, `--version`, `--license`,
+//!    `--copy-to`) are answered before anything is parsed;
+//! 3. argh takes the rest as `--name VALUE` into one typed field per row
+//!    (`flags::Argv`), and `flags::Values` fills each setting left off from
+//!    its variables (`FLUSH_MANAGER_<FLAG>`, tini's and dumb-init's), else
+//!    from the default of the tool the binary stands in for;
+//! 4. `build`: the rules between settings, and the `Config` the machine,
+//!    the loop and the edge read.
 
 mod flags;
 mod sees;
+mod translate;
+mod values;
 
 use crate::parse;
 use crate::route::{self, Act, Rule};
 use crate::state::{Policy, Target};
 use argh::FromArgs;
-use flags::{FLAGS, Flag, Kind, Spelling, Var};
+#[cfg(test)]
+use flags::Kind;
+use flags::{Action, FLAGS, SignalPair, Values, Var};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use translate::Token;
+use values::Source;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_COMMAND: &str = "/usr/local/bin/redis-exporter";
@@ -48,19 +52,6 @@ impl Personality {
             Some("tini" | "tini-static" | "docker-init") => Personality::Tini,
             Some("dumb-init") => Personality::DumbInit,
             _ => Personality::FlushManager,
-        }
-    }
-
-    /// This tool's default for `flag` where it differs from the table's:
-    /// tini and dumb-init watch nothing, run no default command and say
-    /// nothing below a warning; dumb-init signals the whole group.
-    fn default(self, flag: &Flag) -> Option<&'static str> {
-        match (self, flag.name) {
-            (Personality::FlushManager, _) => flag.default,
-            (_, "config" | "command") => None,
-            (_, "log-level") => Some("warn"),
-            (Personality::DumbInit, "signal-to") => Some("group"),
-            _ => flag.default,
         }
     }
 
@@ -183,393 +174,400 @@ pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) 
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("flush-manager");
-    let personality = Personality::of(argv0);
-    let args = argv.get(1..).unwrap_or_default();
-    let tokens = match rewrite(args) {
+    let who = Personality::of(argv0);
+    let fail = |message: String| usage_error(program, who, message);
+    let (tokens, command) = match translate::translate(argv.get(1..).unwrap_or_default()) {
         Ok(t) => t,
-        Err(e) => return usage_error(program, personality, e),
+        Err(e) => return fail(e),
     };
-    let strs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let Tokens { set, command } = match Tokens::from_args(&[program], &strs) {
-        Ok(t) => t,
-        Err(early) => {
-            return usage_error(program, personality, early.output.trim_end().to_string());
-        }
-    };
-    let given = |name: &str| {
-        set.iter()
-            .any(|s| s.flag.name == name && s.value != "false")
-    };
-    if given("help") {
-        return Parsed::Exit {
-            message: help(),
-            code: 0,
-        };
+    if let Some(done) = action(&tokens, &command, who, program, cwd) {
+        return done.unwrap_or_else(fail);
     }
-    if given("version") {
-        return Parsed::Exit {
-            message: format!("flush-manager version {VERSION}"),
-            code: 0,
-        };
-    }
-    if given("license") {
-        return Parsed::Exit {
-            message: include_str!("../LICENSE").trim_end().to_string(),
-            code: 0,
-        };
-    }
-    let copy_to: Vec<&str> = set
+    let names: Vec<String> = tokens
         .iter()
-        .filter(|s| s.flag.name == "copy-to")
-        .map(|s| s.value.as_str())
+        .map(|t| format!("--{}", t.flag.name))
         .collect();
-    if let Some(dir) = copy_to.first() {
-        return if dir.is_empty() || copy_to.iter().any(|d| d != dir) {
-            usage_error(program, personality, "--copy-to takes one directory".into())
-        } else if !command.is_empty() {
-            usage_error(
-                program,
-                personality,
-                "--copy-to copies the binary and exits: it takes no command".into(),
-            )
-        } else if let Some(other) = set.iter().find(|s| s.flag.name != "copy-to") {
-            // Dropping it silently would hide flags meant for the run (the
-            // main container's, pasted into the init container's).
-            usage_error(
-                program,
-                personality,
-                format!(
-                    "--copy-to copies the binary and exits: it takes no other flag (--{})",
-                    other.flag.name
-                ),
-            )
-        } else {
-            Parsed::CopyTo(cwd.join(dir))
-        };
-    }
-    let values = Values {
-        set,
-        env,
-        personality,
+    let canonical: Vec<&str> = tokens
+        .iter()
+        .zip(&names)
+        .flat_map(|(t, name)| [name.as_str(), t.value.as_str()])
+        .collect();
+    let given = match flags::Argv::from_args(&[program], &canonical) {
+        Ok(given) => given,
+        Err(early) => return fail(early.output.trim_end().to_string()),
     };
-    match build(&values, command, cwd) {
+    match Values::resolve(given, env, who).and_then(|v| build(&v, command, who, cwd)) {
         Ok(cfg) => Parsed::Run(Box::new(cfg)),
-        Err(e) => usage_error(program, personality, e),
+        Err(e) => fail(e),
     }
 }
 
-/// argh's part (see the module comment): settings and the command.
-#[derive(FromArgs)]
-/// flush-manager's settings, after the rewrite.
-struct Tokens {
-    /// one flag's value, NAME=VALUE
-    #[argh(option, from_str_fn(setting))]
-    set: Vec<Setting>,
-
-    /// the command and its arguments
-    #[argh(positional, greedy)]
-    command: Vec<String>,
-}
-
-struct Setting {
-    flag: &'static Flag,
-    value: String,
-}
-
-fn setting(text: &str) -> Result<Setting, String> {
-    let (name, value) = text.split_once('=').unwrap_or((text, ""));
-    let flag = flags::named(name).ok_or_else(|| format!("unknown flag: --{name}"))?;
-    Ok(Setting {
-        flag,
-        value: value.to_string(),
-    })
-}
-
-/// Step 1: argv with Go's and getopt's rules → `--set NAME=VALUE` pairs,
-/// then `--` and the command if there is one.
-fn rewrite(argv: &[String]) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut emit = |flag: &Flag, value: &str| {
-        out.push("--set".to_string());
-        out.push(format!("{}={value}", flag.name));
-    };
-    // Once a long flag was written with one dash (`-command`, `-config`),
-    // the line is the Go tool's: there a word like `-redis.addr` is the
-    // command's first flag, put where ours are (no `--`), not a getopt
-    // cluster of tini's or dumb-init's letters (`-r edis.addr`).
-    let mut go = false;
-    let mut i = 0;
-    while i < argv.len() {
-        let arg = &argv[i];
-        if arg == "--" {
-            i += 1;
-            break;
-        }
-        let (dashes, body) = match arg.strip_prefix("--") {
-            Some(body) => (2, body),
-            None => match arg.strip_prefix('-') {
-                Some(body) => (1, body),
-                None => break, // first non-flag: the command
-            },
-        };
-        if body.is_empty() || body.starts_with('-') {
-            break; // "-" alone or "---x": not a flag in Go either
-        }
-        let (name, inline) = match body.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (body, None),
-        };
-        let mut next = || {
-            i += 1;
-            argv.get(i)
-                .cloned()
-                .ok_or_else(|| format!("flag needs an argument: -{name}"))
-        };
-        match flags::lookup(name) {
-            Some(spelling) => {
-                go |= dashes == 1 && name.chars().nth(1).is_some();
-                let value = match (needs_value(&spelling), inline) {
-                    (true, Some(v)) => Some(v.to_string()),
-                    (true, None) => Some(next()?),
-                    (false, v) => v.map(String::from),
-                };
-                let (flag, value) = resolve(spelling, value, name)?;
-                emit(flag, &value);
-            }
-            // getopt's cluster of one-letter flags, tini's and dumb-init's
-            // habit: `-vv`, `-sg`, `-e143`, `-r15:3`.
-            None if dashes == 1 && inline.is_none() && !go => {
-                for (at, letter) in body.char_indices() {
-                    let one = &body[at..at + letter.len_utf8()];
-                    let Some(spelling) = flags::lookup(one).filter(|_| letter.is_ascii()) else {
-                        return Err(unknown(arg));
-                    };
-                    if needs_value(&spelling) {
-                        let rest = &body[at + one.len()..];
-                        let value = if rest.is_empty() {
-                            next()?
-                        } else {
-                            rest.into()
-                        };
-                        let (flag, value) = resolve(spelling, Some(value), one)?;
-                        emit(flag, &value);
-                        break;
-                    }
-                    let (flag, value) = resolve(spelling, None, one)?;
-                    emit(flag, &value);
-                }
-            }
-            None => return Err(unknown(arg)),
-        }
-        i += 1;
-    }
-    if i < argv.len() {
-        out.push("--".into());
-        out.extend(argv[i..].iter().cloned());
-    }
-    Ok(out)
-}
-
-/// An unknown flag, named as written; it is often the command's own, given
-/// before a `--` that was forgotten.
-fn unknown(arg: &str) -> String {
-    format!(
-        "unknown flag: {arg} (a flag of the command goes after --: [OPTIONS] -- COMMAND [ARGS...])"
-    )
-}
-
-fn needs_value(spelling: &Spelling) -> bool {
-    match spelling {
-        Spelling::Flag(f) => matches!(f.kind, Kind::Value | Kind::List),
-        Spelling::Alias(_, a) => a.takes_value(),
-    }
-}
-
-/// A spelling and what was written with it → its flag and that flag's value.
-fn resolve(
-    spelling: Spelling,
-    value: Option<String>,
-    name: &str,
-) -> Result<(&'static Flag, String), String> {
-    let no_value = |v: &Option<String>| match v {
-        Some(v) => Err(format!("flag -{name} takes no value (given {v:?})")),
-        None => Ok(()),
-    };
-    Ok(match spelling {
-        Spelling::Alias(flag, alias) if alias.takes_value() => (
-            flag,
-            alias.value.replace("{}", value.as_deref().unwrap_or("")),
-        ),
-        Spelling::Alias(flag, alias) => {
-            no_value(&value)?;
-            (flag, alias.value.to_string())
-        }
-        Spelling::Flag(flag) => match flag.kind {
-            Kind::Value | Kind::List => (flag, value.unwrap_or_default()),
-            Kind::Switch => {
-                let on = value.as_deref().map_or(Ok(true), parse::boolean);
-                let on = on.map_err(|e| format!("-{name}: {e}"))?;
-                (flag, on.to_string())
-            }
-            Kind::Count => {
-                no_value(&value)?;
-                (flag, "1".into())
-            }
-        },
-    })
-}
-
-/// Step 3's source of raw values: the command line, else the variables,
-/// else the personality's default.
-struct Values<'a> {
-    set: Vec<Setting>,
-    env: &'a dyn Fn(&str) -> Option<String>,
-    personality: Personality,
-}
-
-impl Values<'_> {
-    fn flag(name: &str) -> &'static Flag {
-        match flags::named(name) {
-            Some(f) => f,
-            // A misspelt name in build(): every test that parses fails.
-            None => panic!("no flag --{name} in the table"),
-        }
-    }
-
-    /// What the command line gave `name`, in order.
-    fn given(&self, name: &str) -> Vec<&str> {
-        self.set
+/// The flags that are no setting: help, version, licence (any one given
+/// wins over everything else on the line), and `--copy-to`. `Some(Err)`
+/// is a usage error.
+fn action(
+    tokens: &[Token],
+    command: &[String],
+    who: Personality,
+    program: &str,
+    cwd: &Path,
+) -> Option<Result<Parsed, String>> {
+    let on = |a: Action| {
+        tokens
             .iter()
-            .filter(|s| s.flag.name == name)
-            .map(|s| s.value.as_str())
-            .collect()
+            .any(|t| t.flag.action == Some(a) && t.value != "false")
+    };
+    let exit = |message: String| Some(Ok(Parsed::Exit { message, code: 0 }));
+    if on(Action::Help) {
+        return exit(help_as(who, program));
     }
-
-    /// The first of `name`'s variables that is set, as the flag's values.
-    fn in_env(&self, flag: &Flag) -> Result<Option<Vec<String>>, String> {
-        for var in flag.vars {
-            let Some(text) = (self.env)(var.name()) else {
-                continue;
-            };
-            let bad = |e: String| format!("{}: {e}", var.name());
-            let value = match var {
-                Var::Value(_) if flag.kind == Kind::List => {
-                    return Ok(Some(parse::comma_list(&text)));
-                }
-                Var::Lines(_) => {
-                    // Blank lines and `#` comments are for the manifest's reader.
-                    let lines = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'));
-                    return Ok(Some(lines.map(String::from).collect()));
-                }
-                Var::Value(_) => Some(text),
-                Var::Present(_, value) => Some(value.to_string()),
-                Var::Bool(_, on, off) => {
-                    let set = if parse::boolean(&text).map_err(bad)? {
-                        on
-                    } else {
-                        off
-                    };
-                    set.map(|v| v.to_string())
-                }
-                Var::Verbosity(_) => {
-                    let n: usize = text
-                        .trim()
-                        .parse()
-                        .map_err(|_| bad(format!("expected a number from 0 to 4, not {text:?}")))?;
-                    Some(["error", "warn", "info", "debug", "trace"][n.min(4)].to_string())
-                }
-            };
-            if let Some(v) = value {
-                return Ok(Some(vec![v]));
-            }
-        }
-        Ok(None)
+    if on(Action::Version) {
+        return exit(format!("flush-manager version {VERSION}"));
     }
-
-    /// `name`'s values: given, else from the environment, else its default.
-    fn list(&self, name: &str) -> Result<Option<Vec<String>>, String> {
-        let flag = Self::flag(name);
-        let given = self.given(name);
-        if !given.is_empty() {
-            return Ok(Some(given.into_iter().map(String::from).collect()));
-        }
-        if let Some(v) = self.in_env(flag)? {
-            return Ok(Some(v));
-        }
-        Ok(self.personality.default(flag).map(|d| vec![d.to_string()]))
+    if on(Action::License) {
+        return exit(include_str!("../LICENSE").trim_end().to_string());
     }
+    let copy_to: Vec<&str> = tokens
+        .iter()
+        .filter(|t| t.flag.action == Some(Action::CopyTo))
+        .map(|t| t.value.as_str())
+        .collect();
+    let dir = copy_to.first()?;
+    Some(if dir.is_empty() || copy_to.iter().any(|d| d != dir) {
+        Err("--copy-to takes one directory".into())
+    } else if !command.is_empty() {
+        Err("--copy-to copies the binary and exits: it takes no command".into())
+    } else if let Some(other) = tokens
+        .iter()
+        .find(|t| t.flag.action != Some(Action::CopyTo))
+    {
+        // Dropping it silently would hide flags meant for the run (the
+        // main container's, pasted into the init container's).
+        Err(format!(
+            "--copy-to copies the binary and exits: it takes no other flag (--{})",
+            other.flag.name
+        ))
+    } else {
+        Ok(Parsed::CopyTo(cwd.join(dir)))
+    })
+}
 
-    /// `name`'s one value; the same value given twice is harmless (argv
-    /// assembled from several places), two different ones are refused.
-    fn one(&self, name: &str) -> Result<Option<String>, String> {
-        let Some(values) = self.list(name)? else {
-            return Ok(None);
+/// The settings → the `Config`, with the rules that tie settings together.
+fn build(v: &Values, line: Vec<String>, who: Personality, cwd: &Path) -> Result<Config, String> {
+    let configs = configs(v, cwd);
+    let (map_signal, stop_signal) = signal_maps(v)?;
+    let restart_signal = restart_signal(v, &map_signal)?;
+    let reload = Reload::from(v, &configs)?;
+    let promote_to = v
+        .promote_to
+        .get()
+        .filter(|p| !p.is_empty())
+        .map(|p| cwd.join(p));
+    let validate = v.validate.get().cloned();
+    let validate_in_place = v.validate_in_place.or_zero();
+    check_promotion(v, promote_to.as_deref(), validate.as_deref(), cwd)?;
+    let ready = Readiness::from(v)?;
+    // Always a subreaper when not PID 1 (reaper::become_subreaper), which
+    // is what tini's -s asks for: only its spelling was checked.
+    let _always = &v.subreaper;
+    Ok(Config {
+        command: command(v, line, cwd)?,
+        config_is_default: v.config.source == Source::Default,
+        configs,
+        stop_signal,
+        stop_timeout: v.stop_timeout.or_zero(),
+        stop_delay: v.stop_delay.or_zero(),
+        signal_to: v.signal_to.get().copied().unwrap_or(Target::Child),
+        restart_signal,
+        map_signal,
+        reload_signal: reload.signal,
+        reload_command: reload.command,
+        reload_url: reload.urls,
+        hooks: reload.hooks,
+        on_change: reload.on_change,
+        reload_timeout: v.reload_timeout.or_zero(),
+        splay: v.splay.or_zero(),
+        min_interval: v.min_interval.or_zero(),
+        metrics: v.metrics.get().cloned(),
+        log_json: v.log_format.or_zero(),
+        debounce: v.debounce.or_zero(),
+        debounce_max: v.debounce_max.or_zero(),
+        poll_interval: poll_interval(v)?,
+        poll_only: v.poll_only.or_zero(),
+        validate,
+        validate_timeout: v.validate_timeout.or_zero(),
+        restart: v.restart.get().copied().unwrap_or(Policy::Never),
+        max_restarts: v.max_restarts.get().copied(),
+        remap_exit: remap_exit(v)?,
+        promote_to,
+        validate_in_place,
+        rollback_window: v.rollback_window.get().copied(),
+        ready_check: ready.check,
+        ready_url: ready.url,
+        ready_interval: ready.interval,
+        ready_start_period: ready.start_period,
+        log_level: log_level(v, who)?,
+        warn_on_reap: v.warn_on_reap.or_zero(),
+        parent_death_signal: v.parent_death_signal.get().copied(),
+    })
+}
+
+/// `--command` and the words after the options: with `--command` given,
+/// those are its arguments; else they are the command, else the default.
+fn command(v: &Values, line: Vec<String>, cwd: &Path) -> Result<Vec<String>, String> {
+    let mut command = match (v.command.get(), line) {
+        (Some(cmd), rest) if v.command.given() => {
+            std::iter::once(cmd.clone()).chain(rest).collect()
+        }
+        (_, rest) if !rest.is_empty() => rest,
+        (Some(cmd), _) => vec![cmd.clone()],
+        (None, _) => return Err("no command given (usage: [OPTIONS] -- COMMAND [ARGS...])".into()),
+    };
+    if command[0].is_empty() {
+        return Err("empty command".into());
+    }
+    // The manager moves to "/" so it keeps no directory busy; a relative
+    // program path with a slash still means the starting directory.
+    if command[0].contains('/') && !command[0].starts_with('/') {
+        command[0] = cwd.join(&command[0]).to_string_lossy().into_owned();
+    }
+    Ok(command)
+}
+
+/// `./conf`, `a//b`: one spelling of each path, so that what the watch
+/// reports and what an absolute --on-change pattern names compare; `''`
+/// watches nothing.
+fn configs(v: &Values, cwd: &Path) -> Vec<PathBuf> {
+    v.config
+        .values()
+        .filter(|p| !p.is_empty())
+        .map(|p| cwd.join(p).components().collect())
+        .collect()
+}
+
+/// A signal the manager keeps for a restart cannot also be forwarded.
+fn restart_signal(v: &Values, map_signal: &[SignalPair]) -> Result<Option<i32>, String> {
+    let Some(&sig) = v.restart_signal.get() else {
+        return Ok(None);
+    };
+    reserved_signal(sig).map_err(|e| format!("--restart-signal: {e}"))?;
+    if let Some((_, to)) = map_signal.iter().find(|(from, _)| *from == sig) {
+        let name = crate::signals::name(sig);
+        let (to, does) = match to {
+            Some(to) => (crate::signals::name(*to), "forwards it"),
+            None => ("none".into(), "drops it"),
         };
-        match values.iter().find(|v| **v != values[0]) {
-            Some(other) => Err(format!(
-                "--{name}: given as {:?} and as {other:?}; give one",
-                values[0]
-            )),
-            None => Ok(values.into_iter().next()),
+        return Err(format!(
+            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{to} {does}; give it to one of them"
+        ));
+    }
+    Ok(Some(sig))
+}
+
+fn remap_exit(v: &Values) -> Result<Vec<(i32, i32)>, String> {
+    let pairs = v.remap_exit.values().flatten().copied().collect();
+    one_per_from(pairs, |from, a, b| {
+        format!(
+            "--remap-exit: exit code {from} is mapped twice ({from}:{a} and {from}:{b}); give it once"
+        )
+    })
+}
+
+/// What a config change does: the global action and the `--on-change` rules.
+struct Reload {
+    signal: Option<i32>,
+    command: Option<Vec<String>>,
+    urls: Vec<crate::http::Url>,
+    hooks: Vec<ReloadHook>,
+    on_change: Vec<Rule>,
+}
+
+impl Reload {
+    fn from(v: &Values, configs: &[PathBuf]) -> Result<Reload, String> {
+        let signal = v.reload_signal.get().copied();
+        if let Some(sig) = signal {
+            catchable(sig).map_err(|e| {
+                format!("--reload-signal: {e}: the child could not reload on it (without --reload-signal a change restarts the child)")
+            })?;
         }
-    }
-
-    /// `name`'s value parsed by `f`; errors name the flag.
-    fn typed<T>(
-        &self,
-        name: &str,
-        f: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
-        self.one(name)?
-            .map(|v| f(&v).map_err(|e| format!("--{name}: {e}")))
-            .transpose()
-    }
-
-    fn duration(&self, name: &str) -> Result<Duration, String> {
-        Ok(self.typed(name, parse::duration)?.unwrap_or_default())
-    }
-
-    fn signal(&self, name: &str) -> Result<Option<i32>, String> {
-        self.typed(name, crate::signals::parse)
-    }
-
-    fn switch(&self, name: &str) -> Result<bool, String> {
-        Ok(self.typed(name, parse::boolean)?.unwrap_or(false))
-    }
-
-    /// A shell-like command line that must name a program when given.
-    fn words(&self, name: &str, unset_means: &str) -> Result<Option<Vec<String>>, String> {
-        let Some(text) = self.one(name)? else {
-            return Ok(None);
+        let command = v.reload_command.get().cloned();
+        let urls: Vec<_> = v.reload_url.values().flatten().cloned().collect();
+        let given = [signal.is_some(), command.is_some(), !urls.is_empty()];
+        if given.iter().filter(|on| **on).count() > 1 {
+            return Err(
+                "--reload-signal, --reload-command and --reload-url are exclusive: give one".into(),
+            );
+        }
+        let mut hooks: Vec<ReloadHook> = match &command {
+            Some(argv) => vec![ReloadHook::Command(argv.clone())],
+            None => urls.iter().cloned().map(ReloadHook::Url).collect(),
         };
-        let words = parse::words(&text).map_err(|e| format!("--{name}: {e}"))?;
-        // An empty one is a mistake (an unset variable in a manifest), not
-        // a request for nothing: leaving the flag out says that.
-        if words.first().is_none_or(String::is_empty) {
+        let on_change = v
+            .on_change
+            .values()
+            .map(|text| {
+                on_change_rule(text, &mut hooks, configs)
+                    .map_err(|e| format!("--on-change {:?}: {e}", crate::http::redact_in(text)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Reload {
+            signal,
+            command,
+            urls,
+            hooks,
+            on_change,
+        })
+    }
+}
+
+/// `--promote-to`'s companions need it, and a check must read the
+/// candidate, not what the child already runs on.
+fn check_promotion(
+    v: &Values,
+    promote_to: Option<&Path>,
+    validate: Option<&[String]>,
+    cwd: &Path,
+) -> Result<(), String> {
+    let in_place = v.validate_in_place.or_zero();
+    if in_place && (promote_to.is_none() || validate.is_none()) {
+        return Err(
+            "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
+                .into(),
+        );
+    }
+    if let (Some(dir), Some(check), false) = (promote_to, validate, in_place) {
+        sees::check_sees_candidate(check, dir, cwd)?;
+    }
+    match v.rollback_window.get() {
+        Some(_) if promote_to.is_none() => Err(
+            "--rollback-window: needs --promote-to (it keeps the previous good generation there to go back to)"
+                .into(),
+        ),
+        Some(w) if w.is_zero() => {
+            Err("--rollback-window: 0 would roll back nothing; leave it out instead".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The readiness probe and its timing.
+struct Readiness {
+    check: Option<Vec<String>>,
+    url: Option<crate::http::Url>,
+    interval: Option<Duration>,
+    start_period: Duration,
+}
+
+impl Readiness {
+    fn from(v: &Values) -> Result<Readiness, String> {
+        let check = v.ready_check.get().cloned();
+        let url = v.ready_url.get().cloned();
+        if check.is_some() && url.is_some() {
+            return Err("--ready-check and --ready-url are two probes: give one".into());
+        }
+        let probe = check.is_some() || url.is_some();
+        let interval = v.ready_interval.or_zero();
+        if interval < READY_INTERVAL_MIN {
             return Err(format!(
-                "--{name}: empty command {text:?} (leave it out {unset_means})"
+                "--ready-interval: {interval:?} is too short: a probe every {READY_INTERVAL_MIN:?} at most (each one starts a process or a connection)"
             ));
         }
-        Ok(Some(words))
-    }
-
-    /// A choice among words, each standing for a value.
-    fn choice<T: Copy>(&self, name: &str, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
-        let text = self.one(name)?.unwrap_or_default();
-        match choices.iter().find(|(word, _)| *word == text) {
-            Some((_, value)) => Ok(*value),
-            None => {
-                let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
-                Err(format!(
-                    "--{name}: invalid {what} {text:?} (expected {})",
-                    words.join(", ")
-                ))
-            }
+        if v.ready_interval.given() && !probe {
+            return Err(
+                "--ready-interval: there is no probe to run (give --ready-check or --ready-url)"
+                    .into(),
+            );
         }
+        if v.ready_start_period.given() && !probe && !v.validate_in_place.or_zero() {
+            return Err(
+                "--ready-start-period: nothing uses it (give --ready-check, --ready-url or --validate-in-place)"
+                    .into(),
+            );
+        }
+        Ok(Readiness {
+            check,
+            url,
+            interval: probe.then_some(interval),
+            start_period: v.ready_start_period.or_zero(),
+        })
     }
+}
+
+/// `-v` counts from the tool's quiet default; it and --log-level are two
+/// answers to one question.
+fn log_level(v: &Values, who: Personality) -> Result<log::LevelFilter, String> {
+    match (v.verbose.values().count(), v.log_level.given()) {
+        (0, _) => Ok(v.log_level.get().copied().unwrap_or(log::LevelFilter::Info)),
+        (n, false) => Ok(who.verbose(n)),
+        (_, true) => Err("-v and --log-level both set the log level: give one".into()),
+    }
+}
+
+fn poll_interval(v: &Values) -> Result<Duration, String> {
+    let every = v.poll_interval.or_zero();
+    if every.is_zero() || every >= POLL_MIN {
+        return Ok(every);
+    }
+    let given = v.poll_interval.texts().next().unwrap_or_default();
+    Err(format!(
+        "--poll-interval {given} is below the minimum of 100ms (0 turns polling off)"
+    ))
+}
+
+/// `--map-signal` and dumb-init's `--rewrite`, one list of (FROM, TO), and
+/// the stop signal: `--stop-signal`, or what a rewrite of SIGTERM asks for.
+fn signal_maps(v: &Values) -> Result<(Vec<SignalPair>, i32), String> {
+    let mut pairs = Vec::new();
+    for (&(from, to), text) in v.map_signal.values().zip(v.map_signal.texts()) {
+        reserved_signal(from).map_err(|e| format!("--map-signal {text:?}: {e}"))?;
+        pairs.push((from, to));
+    }
+    let mut rewritten_stop = None;
+    for (&(from, to), text) in v.rewrite.values().zip(v.rewrite.texts()) {
+        let bad = |e: String| format!("--rewrite {text:?}: {e}");
+        // dumb-init rewrites SIGTERM to change how a child is stopped
+        // (`-r 15:3` for nginx): that is our stop signal.
+        if from == nix::libc::SIGTERM {
+            let to = to.ok_or_else(|| {
+                bad("SIGTERM cannot be dropped: it is how the container is stopped (rewrite it to the signal that stops the child, e.g. 15:3)".into())
+            })?;
+            rewritten_stop = Some(to);
+            continue;
+        }
+        // `-r 2:15` (a dumb-init entrypoint): SIGINT still stops the child,
+        // with the signal it is rewritten to.
+        if from == nix::libc::SIGINT {
+            let to = to.ok_or_else(|| {
+                bad("SIGINT cannot be dropped: it stops the child (rewrite it to the signal that stops the child, e.g. 2:15)".into())
+            })?;
+            stop_signal_rule(to).map_err(bad)?;
+            pairs.push((from, Some(to)));
+            continue;
+        }
+        reserved_signal(from).map_err(bad)?;
+        pairs.push((from, to));
+    }
+    let to_name = |to: Option<i32>| to.map_or("none".into(), crate::signals::name);
+    let pairs = one_per_from(pairs, |from, a, b| {
+        let from = crate::signals::name(from);
+        format!(
+            "--map-signal: {from} is mapped twice ({from}:{} and {from}:{}); give it once",
+            to_name(a),
+            to_name(b)
+        )
+    })?;
+    let stop = match (rewritten_stop, v.stop_signal.given()) {
+        (Some(sig), false) => sig,
+        (Some(_), true) => {
+            return Err(
+                "--rewrite 15:TO and --stop-signal both say how the child is stopped: give one"
+                    .into(),
+            );
+        }
+        (None, _) => v.stop_signal.get().copied().unwrap_or(nix::libc::SIGTERM),
+    };
+    stop_signal_rule(stop).map_err(|e| format!("--stop-signal: {e}"))?;
+    Ok((pairs, stop))
 }
 
 /// Each FROM once: a second, different TO for the same FROM would leave
@@ -723,57 +721,6 @@ fn stop_signal_rule(sig: i32) -> Result<(), String> {
     }
 }
 
-/// What a forwarded signal becomes; `None` drops it.
-type SignalMap = Vec<(i32, Option<i32>)>;
-
-/// `--map-signal` and dumb-init's `--rewrite`, one list of (FROM, TO), and
-/// the stop signal a rewrite of SIGTERM asks for.
-fn signal_maps(v: &Values) -> Result<(SignalMap, Option<i32>), String> {
-    let mut pairs = Vec::new();
-    for text in v.list("map-signal")?.unwrap_or_default() {
-        let bad = |e: String| format!("--map-signal {text:?}: {e}");
-        let (from, to) = parse::signal_pair(&text, &["none"]).map_err(bad)?;
-        reserved_signal(from).map_err(bad)?;
-        pairs.push((from, to));
-    }
-    let mut stop = None;
-    for text in v.list("rewrite")?.unwrap_or_default() {
-        let bad = |e: String| format!("--rewrite {text:?}: {e}");
-        let (from, to) = parse::signal_pair(&text, &["0", "none"]).map_err(bad)?;
-        // dumb-init rewrites SIGTERM to change how a child is stopped
-        // (`-r 15:3` for nginx): that is our stop signal.
-        if from == nix::libc::SIGTERM {
-            let to = to.ok_or_else(|| {
-                bad("SIGTERM cannot be dropped: it is how the container is stopped (rewrite it to the signal that stops the child, e.g. 15:3)".into())
-            })?;
-            stop = Some(to);
-            continue;
-        }
-        // `-r 2:15` (a dumb-init entrypoint): SIGINT still stops the child,
-        // with the signal it is rewritten to.
-        if from == nix::libc::SIGINT {
-            let to = to.ok_or_else(|| {
-                bad("SIGINT cannot be dropped: it stops the child (rewrite it to the signal that stops the child, e.g. 2:15)".into())
-            })?;
-            stop_signal_rule(to).map_err(bad)?;
-            pairs.push((from, Some(to)));
-            continue;
-        }
-        reserved_signal(from).map_err(bad)?;
-        pairs.push((from, to));
-    }
-    let to_name = |to: Option<i32>| to.map_or("none".into(), crate::signals::name);
-    let pairs = one_per_from(pairs, |from, a, b| {
-        let from = crate::signals::name(from);
-        format!(
-            "--map-signal: {from} is mapped twice ({from}:{} and {from}:{}); give it once",
-            to_name(a),
-            to_name(b)
-        )
-    })?;
-    Ok((pairs, stop))
-}
-
 /// The shortest readiness probe interval: a probe is a process or a
 /// connection, and a probe cannot be judged faster than it runs.
 const READY_INTERVAL_MIN: Duration = Duration::from_millis(100);
@@ -784,280 +731,64 @@ const READY_INTERVAL_MIN: Duration = Duration::from_millis(100);
 /// a nanosecond (accepted once) kept a core busy and a half.
 const POLL_MIN: Duration = Duration::from_millis(100);
 
-fn poll_interval(v: &Values) -> Result<Duration, String> {
-    let every = v.duration("poll-interval")?;
-    if every.is_zero() || every >= POLL_MIN {
-        return Ok(every);
-    }
-    let given = v.one("poll-interval")?.unwrap_or_default();
-    Err(format!(
-        "--poll-interval {given} is below the minimum of 100ms (0 turns polling off)"
-    ))
-}
-
-fn build(v: &Values, command_line: Vec<String>, cwd: &Path) -> Result<Config, String> {
-    let mut command = match (v.one("command")?, command_line) {
-        (Some(cmd), rest) if !v.given("command").is_empty() => {
-            std::iter::once(cmd).chain(rest).collect()
-        }
-        (_, rest) if !rest.is_empty() => rest,
-        (Some(cmd), _) => vec![cmd],
-        (None, _) => return Err("no command given (usage: [OPTIONS] -- COMMAND [ARGS...])".into()),
-    };
-    if command[0].is_empty() {
-        return Err("empty command".into());
-    }
-    // The manager moves to "/" so it keeps no directory busy; a relative
-    // program path with a slash still means the starting directory.
-    if command[0].contains('/') && !command[0].starts_with('/') {
-        command[0] = cwd.join(&command[0]).to_string_lossy().into_owned();
-    }
-
-    let config_list = v.list("config")?.unwrap_or_default();
-    let config_is_default = config_list == [DEFAULT_CONFIG]
-        && v.given("config").is_empty()
-        && v.in_env(Values::flag("config"))?.is_none();
-    // `./conf`, `a//b`: one spelling of each path, so that what the watch
-    // reports and what an absolute --on-change pattern names compare.
-    let configs: Vec<PathBuf> = config_list
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| cwd.join(p).components().collect())
-        .collect();
-
-    let restart = v.choice(
-        "restart",
-        "policy",
-        &[
-            ("never", Policy::Never),
-            ("no", Policy::Never),
-            ("on-failure", Policy::OnFailure),
-            ("always", Policy::Always),
-        ],
-    )?;
-    let max_restarts = v.typed("max-restarts", |t| {
-        t.parse::<u32>().map_err(|_| format!("invalid count {t:?}"))
-    })?;
-    let signal_to = v.choice(
-        "signal-to",
-        "target",
-        &[("child", Target::Child), ("group", Target::Group)],
-    )?;
-
-    let restart_signal = v.signal("restart-signal")?;
-    if let Some(sig) = restart_signal {
-        reserved_signal(sig).map_err(|e| format!("--restart-signal: {e}"))?;
-    }
-    let (map_signal, rewritten_stop) = signal_maps(v)?;
-    // A signal the manager keeps for a restart cannot also be forwarded.
-    if let Some(sig) = restart_signal
-        && let Some((_, to)) = map_signal.iter().find(|(from, _)| *from == sig)
-    {
-        let name = crate::signals::name(sig);
-        let (to, does) = match to {
-            Some(to) => (crate::signals::name(*to), "forwards it"),
-            None => ("none".into(), "drops it"),
-        };
-        return Err(format!(
-            "{name} is claimed twice: --restart-signal {name} keeps it to restart the child, --map-signal {name}:{to} {does}; give it to one of them"
-        ));
-    }
-
-    let remap_exit = v
-        .list("remap-exit")?
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| parse::exit_pair(s).map_err(|e| format!("--remap-exit: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let remap_exit = one_per_from(remap_exit, |from, a, b| {
-        format!(
-            "--remap-exit: exit code {from} is mapped twice ({from}:{a} and {from}:{b}); give it once"
-        )
-    })?;
-
-    let validate = v.words("validate", "to act without a check")?;
-    let reload_command = v.words("reload-command", "to restart the child on a change")?;
-    let reload_url = v
-        .list("reload-url")?
-        .unwrap_or_default()
-        .iter()
-        .filter(|u| !u.is_empty())
-        .map(|u| crate::http::Url::parse(u).map_err(|e| format!("--reload-url: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let reload_signal = v.signal("reload-signal")?;
-    if let Some(sig) = reload_signal {
-        catchable(sig).map_err(|e| {
-            format!("--reload-signal: {e}: the child could not reload on it (without --reload-signal a change restarts the child)")
-        })?;
-    }
-    let stop_signal = match (rewritten_stop, v.given("stop-signal").is_empty()) {
-        (Some(sig), true) => sig,
-        (Some(_), false) => {
-            return Err(
-                "--rewrite 15:TO and --stop-signal both say how the child is stopped: give one"
-                    .into(),
-            );
-        }
-        (None, _) => v.signal("stop-signal")?.unwrap_or(nix::libc::SIGTERM),
-    };
-    stop_signal_rule(stop_signal).map_err(|e| format!("--stop-signal: {e}"))?;
-    let reloads = [
-        reload_signal.is_some(),
-        reload_command.is_some(),
-        !reload_url.is_empty(),
-    ];
-    if reloads.iter().filter(|on| **on).count() > 1 {
-        return Err(
-            "--reload-signal, --reload-command and --reload-url are exclusive: give one".into(),
-        );
-    }
-    let mut hooks: Vec<ReloadHook> = match &reload_command {
-        Some(argv) => vec![ReloadHook::Command(argv.clone())],
-        None => reload_url.iter().cloned().map(ReloadHook::Url).collect(),
-    };
-    let on_change = v
-        .list("on-change")?
-        .unwrap_or_default()
-        .iter()
-        .map(|text| {
-            on_change_rule(text, &mut hooks, &configs)
-                .map_err(|e| format!("--on-change {:?}: {e}", crate::http::redact_in(text)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let metrics = v.typed("metrics", crate::http::Listen::parse)?;
-    let log_json = v.choice("log-format", "format", &[("text", false), ("json", true)])?;
-
-    // `-v` counts from the tool's quiet default; it and --log-level are
-    // two answers to one question.
-    let verbose = v.given("verbose").len();
-    let log_level = match (verbose, v.given("log-level").is_empty()) {
-        (0, _) => v
-            .typed("log-level", parse::level)?
-            .unwrap_or(log::LevelFilter::Info),
-        (_, true) => v.personality.verbose(verbose),
-        (_, false) => return Err("-v and --log-level both set the log level: give one".into()),
-    };
-
-    let promote_to = v
-        .one("promote-to")?
-        .filter(|p| !p.is_empty())
-        .map(|p| cwd.join(p));
-    let validate_in_place = v.switch("validate-in-place")?;
-    if validate_in_place && (promote_to.is_none() || validate.is_none()) {
-        return Err(
-            "--validate-in-place: needs --promote-to and --validate (it says where the check reads the candidate)"
-                .into(),
-        );
-    }
-    if let (Some(dir), Some(check), false) = (&promote_to, &validate, validate_in_place) {
-        sees::check_sees_candidate(check, dir, cwd)?;
-    }
-    let rollback_window = v.typed("rollback-window", parse::duration)?;
-    if rollback_window.is_some() && promote_to.is_none() {
-        return Err(
-            "--rollback-window: needs --promote-to (it keeps the previous good generation there to go back to)"
-                .into(),
-        );
-    }
-    if rollback_window.is_some_and(|w| w.is_zero()) {
-        return Err("--rollback-window: 0 would roll back nothing; leave it out instead".into());
-    }
-    let ready_check = v.words("ready-check", "to run without a readiness probe")?;
-    let ready_url = v.typed("ready-url", crate::http::Url::parse)?;
-    if ready_check.is_some() && ready_url.is_some() {
-        return Err("--ready-check and --ready-url are two probes: give one".into());
-    }
-    let ready_interval = v.duration("ready-interval")?;
-    if ready_interval < READY_INTERVAL_MIN {
-        return Err(format!(
-            "--ready-interval: {ready_interval:?} is too short: a probe every {READY_INTERVAL_MIN:?} at most (each one starts a process or a connection)"
-        ));
-    }
-    if !v.given("ready-interval").is_empty() && ready_check.is_none() && ready_url.is_none() {
-        return Err(
-            "--ready-interval: there is no probe to run (give --ready-check or --ready-url)".into(),
-        );
-    }
-    let ready_start_period = v.duration("ready-start-period")?;
-    if !v.given("ready-start-period").is_empty()
-        && ready_check.is_none()
-        && ready_url.is_none()
-        && !validate_in_place
-    {
-        return Err(
-            "--ready-start-period: nothing uses it (give --ready-check, --ready-url or --validate-in-place)"
-                .into(),
-        );
-    }
-    let ready_interval = (ready_check.is_some() || ready_url.is_some()).then_some(ready_interval);
-    // Always a subreaper when not PID 1 (reaper::become_subreaper), which
-    // is what tini's -s asks for: only its spelling is checked.
-    v.switch("subreaper")?;
-
-    Ok(Config {
-        command,
-        configs,
-        config_is_default,
-        stop_signal,
-        stop_timeout: v.duration("stop-timeout")?,
-        stop_delay: v.duration("stop-delay")?,
-        signal_to,
-        restart_signal,
-        map_signal,
-        reload_signal,
-        reload_command,
-        reload_url,
-        hooks,
-        on_change,
-        reload_timeout: v.duration("reload-timeout")?,
-        splay: v.duration("splay")?,
-        min_interval: v.duration("min-interval")?,
-        metrics,
-        log_json,
-        debounce: v.duration("debounce")?,
-        debounce_max: v.duration("debounce-max")?,
-        poll_interval: poll_interval(v)?,
-        poll_only: v.switch("poll-only")?,
-        validate,
-        validate_timeout: v.duration("validate-timeout")?,
-        restart,
-        max_restarts,
-        remap_exit,
-        promote_to,
-        validate_in_place,
-        rollback_window,
-        ready_check,
-        ready_url,
-        ready_interval,
-        ready_start_period,
-        log_level,
-        warn_on_reap: v.switch("warn-on-reap")?,
-        parent_death_signal: v.signal("parent-death-signal")?,
-    })
-}
-
-/// `--help`: the table, grouped, each flag with its default and the other
-/// tools' variables that set it, between a header and a footer that say
-/// what holds for every flag.
+/// `--help` under our own name (the tests compare against it).
+#[cfg(test)]
 fn help() -> String {
+    help_as(Personality::FlushManager, "flush-manager")
+}
+
+/// `--help` as the tool the binary was run as: that tool's usage line and
+/// flags first, then the table, grouped, each flag with this tool's
+/// default and the other tools' variables that set it, and a footer that
+/// says what holds for every flag.
+fn help_as(who: Personality, program: &str) -> String {
     const LEFT: usize = 28;
     const WIDTH: usize = 96;
-    let mut out = format!(
-        "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
+    let mut out = match who {
+        Personality::FlushManager => format!(
+            "flush-manager {VERSION}: a small init (PID 1) for containers. Runs COMMAND, reaps every
 zombie, forwards every signal, stops gracefully, and restarts (or signals) COMMAND when a
 watched config file changes, Kubernetes ConfigMap and Secret volumes included.
 
 Usage:
-  flush-manager [OPTIONS] [--] COMMAND [ARGS...]
-  flush-manager -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
-  tini [-s] [-g] [-e CODE] [-v] [-w] [-p SIG] -- COMMAND   (run as tini, tini-static, docker-init)
-  dumb-init [-c] [-r FROM:TO] [-v] COMMAND                 (run as dumb-init)
+  {program} [OPTIONS] [--] COMMAND [ARGS...]
+  {program} -command COMMAND [OPTIONS] [ARGS...]       (the Go tool's form)
+Run as tini, tini-static, docker-init or dumb-init (a link or a copy), it takes that tool's
+defaults; its one-letter flags work under every name (-s, -g, -e CODE, -w, -p SIG, -c, -r).
 Flags take one or two dashes, and a value as `--flag value` or `--flag=value`; one-letter
 flags group as getopt's do (-vv, -sg, -e143). Options end at the first argument that is not
 one, or at `--`: the rest is the command's, dashes included.
 "
-    );
+        ),
+        Personality::Tini => format!(
+            "{program}: flush-manager {VERSION} standing in for tini. Runs COMMAND as a small init
+(PID 1): reaps every zombie, forwards every signal; as tini it watches no config unless
+--config is given and logs only warnings and errors unless -v or TINI_VERBOSITY.
+
+Usage:
+  {program} [-s] [-g] [-e CODE] [-v] [-w] [-p SIG] [-l] [OPTIONS] [--] COMMAND [ARGS...]
+tini's flags: -s subreaper, -g signal the child's process group, -e CODE (repeatable) exit 0
+when the child exits with CODE, -v/-vv/-vvv more log lines, -w warn on reaping zombies,
+-p SIG parent-death signal, -l licence, -h this help; TINI_SUBREAPER,
+TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY as tini reads them. The long flags below are
+flush-manager's; options end at the first argument that is not one, or at `--`.
+"
+        ),
+        Personality::DumbInit => format!(
+            "{program}: flush-manager {VERSION} standing in for dumb-init. Runs COMMAND as a small
+init (PID 1): reaps every zombie, forwards every signal to the child's whole process group
+(as dumb-init does); it watches no config unless --config is given and logs only warnings
+and errors unless -v or DUMB_INIT_DEBUG=1.
+
+Usage:
+  {program} [-c] [-r FROM:TO] [-v] [-V] [OPTIONS] [--] COMMAND [ARGS...]
+dumb-init's flags: -c, --single-child signal the child only (or DUMB_INIT_SETSID=0),
+-r, --rewrite FROM:TO (repeatable; TO 0 drops FROM), -v, --verbose debug log lines,
+-V, --version, -h, --help. The long flags below are flush-manager's; options end at the
+first argument that is not one, or at `--`.
+"
+        ),
+    };
     for (group, title) in flags::GROUPS {
         out.push_str(&format!("\n{title}:\n"));
         for flag in FLAGS.iter().filter(|f| f.group == *group) {
@@ -1069,7 +800,7 @@ one, or at `--`: the rest is the command's, dashes included.
                 left = format!("{left} {}", flag.arg);
             }
             let mut text = flag.help.to_string();
-            if let Some(d) = flag.default {
+            if let Some(d) = flag.default_as(who) {
                 text.push_str(&format!(
                     " (default: {})",
                     if d.is_empty() { "''" } else { d }
@@ -1105,9 +836,13 @@ variable, ours over tini's and dumb-init's. Booleans: 1, t, true or 0, f, false.
 500ms, 10s, 1m30s, 0 (each unit once, largest first).
 
 Exit codes: the child's; 128+N if it died of signal N; 126 not executable; 127 not found;
-78 config rejected by --validate at startup; 2 usage error (1 as tini, dumb-init);
-1 cannot start (resources), or --copy-to could not copy.",
+78 config rejected by --validate at startup; 1 cannot start (resources), or --copy-to
+could not copy; a usage error: ",
     );
+    out.push_str(match who.usage_code() {
+        1 => "1, as tini's and dumb-init's.",
+        _ => "2.",
+    });
     out
 }
 

@@ -997,3 +997,115 @@ fn the_go_form_without_a_double_dash_names_the_commands_flag() {
     .unwrap();
     assert_eq!(c.command, ["redis_exporter", "-redis.addr", "redis://x"]);
 }
+
+/// Issue 26: `--help` reads as the tool the binary was run as: its usage
+/// line, its flags, its defaults (before, one text under every name, with
+/// the Go tool's form and our defaults shown to tini's users).
+#[test]
+fn help_reads_as_the_tool_named() {
+    let help_as = |name: &str| {
+        let (text, code) = run_named(name, &["-h"], &[]).unwrap_err();
+        assert_eq!(code, 0, "{name}");
+        text
+    };
+    let tini = help_as("/sbin/tini");
+    assert!(tini.starts_with("tini: "), "{tini}");
+    assert!(tini.contains("\n  tini [-s] [-g] [-e CODE]"), "{tini}");
+    assert!(tini.contains("tini's flags"), "{tini}");
+    assert!(!tini.contains("the Go tool's form"), "{tini}");
+    assert!(
+        !tini.contains(DEFAULT_CONFIG),
+        "no config is watched as tini"
+    );
+    assert!(
+        !tini.contains(DEFAULT_COMMAND),
+        "no default command as tini"
+    );
+    assert!(tini.contains("(default: warn)"), "{tini}");
+    assert!(tini.contains("a usage error: 1"), "{tini}");
+    let docker = help_as("docker-init");
+    assert!(docker.contains("\n  docker-init [-s]"), "{docker}");
+    let dumb = help_as("dumb-init");
+    assert!(dumb.starts_with("dumb-init: "), "{dumb}");
+    assert!(dumb.contains("\n  dumb-init [-c] [-r FROM:TO]"), "{dumb}");
+    assert!(dumb.contains("dumb-init's flags"), "{dumb}");
+    assert!(dumb.contains("(default: group)"), "{dumb}");
+    assert!(!dumb.contains(DEFAULT_CONFIG), "{dumb}");
+    for name in ["flush-manager", "manager"] {
+        let ours = help_as(name);
+        assert!(ours.starts_with("flush-manager "), "{ours}");
+        assert!(
+            ours.contains(&format!("\n  {name} [OPTIONS] [--] COMMAND")),
+            "{ours}"
+        );
+        assert!(
+            ours.contains(&format!("\n  {name} -command COMMAND")),
+            "{ours}"
+        );
+        assert!(ours.contains(DEFAULT_CONFIG), "{ours}");
+        assert!(ours.contains("a usage error: 2"), "{ours}");
+    }
+    // Every flag is listed under every name.
+    for text in [&tini, &dumb] {
+        for flag in FLAGS {
+            assert!(
+                text.contains(&format!("--{} ", flag.name))
+                    || text.contains(&format!("--{}\n", flag.name)),
+                "--{}",
+                flag.name
+            );
+        }
+    }
+}
+
+/// Issue 26: each row of the table is one typed argh field and the
+/// variables it names: `--NAME VALUE` lands in that row's field, and each
+/// of its variables, set alone, is what sets it (or what a bad value is
+/// blamed on). A row whose field or variable were wired to another row,
+/// or not at all, fails here.
+#[test]
+fn every_row_reaches_its_argh_field_and_its_variables() {
+    use super::values::Source;
+    let none = |_: &str| None;
+    for flag in FLAGS.iter().filter(|f| f.action.is_none()) {
+        let name = format!("--{}", flag.name);
+        let argv = flags::Argv::from_args(&["flush-manager"], &[&name, "x"])
+            .unwrap_or_else(|e| panic!("{name}: {}", e.output));
+        assert_eq!(argv.count(flag), 1, "{name} is not its own argh field");
+        let others: usize = FLAGS.iter().map(|f| argv.count(f)).sum();
+        assert_eq!(others, 1, "{name} landed in another field too");
+        let values = Values::resolve(
+            flags::Argv::from_args(&["x"], &[]).unwrap(),
+            &none,
+            Personality::FlushManager,
+        )
+        .unwrap();
+        let unset = if flag.default.is_some() {
+            Source::Default
+        } else {
+            Source::Unset
+        };
+        assert_eq!(values.source(flag), unset, "{name} with nothing given");
+        for var in flag.vars {
+            let value = flag.default.unwrap_or("1").to_string();
+            let env = |n: &str| (n == var.name()).then(|| value.clone());
+            match Values::resolve(
+                flags::Argv::from_args(&["x"], &[]).unwrap(),
+                &env,
+                Personality::FlushManager,
+            ) {
+                Ok(values) => assert_eq!(
+                    values.source(flag),
+                    Source::Variable,
+                    "{} does not set {name}",
+                    var.name()
+                ),
+                Err(e) => assert!(
+                    e.contains(&name) || e.contains(var.name()),
+                    "{}: {e}",
+                    var.name()
+                ),
+            }
+        }
+    }
+}
