@@ -265,7 +265,7 @@ fn build(v: &Values, line: Vec<String>, who: Personality, cwd: &Path) -> Result<
         .map(|p| cwd.join(p));
     let validate = v.validate.get().cloned();
     let validate_in_place = v.validate_in_place.or_zero();
-    check_promotion(v, promote_to.as_deref(), validate.as_deref(), cwd)?;
+    check_promotion(v, promote_to.as_deref(), validate.as_deref(), &configs, cwd)?;
     let ready = Readiness::from(v)?;
     // Always a subreaper when not PID 1 (reaper::become_subreaper), which
     // is what tini's -s asks for: only its spelling was checked.
@@ -421,11 +421,12 @@ impl Reload {
 }
 
 /// `--promote-to`'s companions need it, and a check must read the
-/// candidate, not what the child already runs on.
+/// candidate, not what the child already runs on nor the watched source.
 fn check_promotion(
     v: &Values,
     promote_to: Option<&Path>,
     validate: Option<&[String]>,
+    configs: &[PathBuf],
     cwd: &Path,
 ) -> Result<(), String> {
     let in_place = v.validate_in_place.or_zero();
@@ -435,8 +436,9 @@ fn check_promotion(
                 .into(),
         );
     }
-    if let (Some(dir), Some(check), false) = (promote_to, validate, in_place) {
-        sees::check_sees_candidate(check, dir, cwd)?;
+    if let (Some(dir), Some(check)) = (promote_to, validate) {
+        let env = |name: &str| std::env::var(name).ok();
+        sees::check_sees_candidate(check, dir, configs, in_place, cwd, &env)?;
     }
     match v.rollback_window.get() {
         Some(_) if promote_to.is_none() => Err(

@@ -370,6 +370,38 @@ fn a_check_that_reads_dir_instead_of_the_candidate_is_refused_at_startup() {
         "the bad bytes never reached DIR"
     );
     assert_eq!(starts(&s).len(), 1, "no child started on them");
+    // A check of the watched source reads whatever the source holds while
+    // it runs (a fix pushed during a bad push's check let the bad one
+    // through): refused too, named as the source.
+    let of_source = format!(
+        "sh -c 'sleep 1; grep -q good {}'",
+        src.join("app.conf").display()
+    );
+    let mut m = run(&of_source);
+    assert_eq!(m.exit_code(), 2, "{}", m.log());
+    assert!(m.log().contains("watched --config"), "{}", m.log());
+    // DIR through a variable of the environment the check inherits.
+    let dir_s = dir.display().to_string();
+    let mut m = Manager::start_with(
+        &sh_args(
+            &[
+                "--config",
+                src.to_str().unwrap(),
+                "--promote-to",
+                &dir_s,
+                "--validate",
+                "sh -c 'grep -q good $APPDIR/app.conf'",
+            ],
+            &child,
+        ),
+        Opts {
+            mode: Mode::Plain,
+            env: vec![("APPDIR", &dir_s)],
+            ..Opts::default()
+        },
+    );
+    assert_eq!(m.exit_code(), 2, "{}", m.log());
+    assert_eq!(starts(&s).len(), 1, "no child started on them");
 }
 
 /// Where `pidfd_open` is missing (a kernel before 5.3) or refused (a
