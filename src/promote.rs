@@ -29,7 +29,7 @@
 //! check reads it there (`FLUSH_MANAGER_CANDIDATE`), or, in the explicit
 //! in-place mode, `..data` points at it for the check's duration only.
 
-use crate::state::Generation;
+use crate::state::{CommitFailed, Generation};
 use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
@@ -415,7 +415,14 @@ impl Promoter {
     /// probation), `..proven` names that one first; then `..good` names the
     /// candidate (durably: the commit point), then the child's view switches
     /// to it. The previous good generation stays until `forget`.
-    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
+    ///
+    /// On failure the answer says what `..good` names now, read back from
+    /// the disk: the machine takes that word, since a restarted manager
+    /// trusts the record alone. `recorded`: the record names the candidate
+    /// (the view could not follow and the record could not be put back, or
+    /// a retried commit found it already recorded); the candidate is then
+    /// the last good generation and is kept.
+    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
         let recorded = match proven {
             Some(p) => replace_link(&self.dir, PROVEN_TMP, PROVEN, p),
             None => Ok(()),
@@ -423,25 +430,23 @@ impl Promoter {
         .and_then(|()| replace_link(&self.dir, GOOD_TMP, GOOD, generation))
         .and_then(|()| sync_dir(&self.dir));
         if let Err(e) = recorded {
-            // Not committed unless `..good` names it.
-            self.discard(generation);
-            return Err(e.to_string());
+            // Not committed unless `..good` names it (a retry of a commit
+            // whose record already moved finds it there: kept).
+            return Err(self.failed(generation, e));
         }
         if let Err(e) = self.switch(generation) {
             // The record names the candidate but the view could not follow:
             // the record goes back to the last good one before the candidate
             // may go. If even that fails, the candidate stays (a restart
-            // trusts the record, and a generation it names is never removed).
-            let back = match self.good.clone() {
+            // trusts the record, and a generation it names is never removed)
+            // and the answer says the record names it.
+            let back = match self.good.clone().filter(|g| g != generation) {
                 Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, &good),
-                None => fs::remove_file(self.dir.join(GOOD)),
+                None if self.good.is_none() => fs::remove_file(self.dir.join(GOOD)),
+                None => Ok(()),
             };
-            if back.and_then(|()| sync_dir(&self.dir)).is_ok() {
-                self.discard(generation);
-            } else {
-                self.good = Some(generation.to_string());
-            }
-            return Err(e.to_string());
+            let _ = back.and_then(|()| sync_dir(&self.dir));
+            return Err(self.failed(generation, e));
         }
         self.good = Some(generation.to_string());
         if proven.is_none() {
@@ -459,6 +464,29 @@ impl Promoter {
         }
         info!("Promoted generation {generation} to {}", self.dir.display());
         Ok(())
+    }
+
+    /// A commit failed: what `..good` names on disk decides what the
+    /// candidate is. Named, it is the last good generation (kept); not
+    /// named, it goes.
+    fn failed(&mut self, generation: &str, e: io::Error) -> CommitFailed {
+        let recorded = self.record(GOOD).as_deref() == Some(generation);
+        if recorded {
+            warn!(
+                "{}: {GOOD} names generation {generation} but the child's view could not \
+                 follow ({e}); a restart shows it, the view is switched again on retry",
+                self.dir.display()
+            );
+            self.good = Some(generation.to_string());
+        } else {
+            // `..good` may be gone or name the older one: the mirror follows.
+            self.good = self.record(GOOD);
+            self.discard(generation);
+        }
+        CommitFailed {
+            reason: e.to_string(),
+            recorded,
+        }
     }
 
     /// The last good generation ran through its probation: it is the
@@ -533,6 +561,14 @@ impl Promoter {
     /// The candidate is rejected or moot: the child's view goes back to the
     /// last good (if the candidate was exposed) and the candidate is removed.
     pub fn discard(&mut self, generation: &str) {
+        // Never the generation the durable record names: a restart shows it.
+        if self.good.as_deref() == Some(generation) {
+            warn!(
+                "{}: not removing {generation}: {GOOD} names it",
+                self.dir.display()
+            );
+            return;
+        }
         let shown = fs::read_link(self.dir.join(DATA)).ok();
         if shown.as_deref() == Some(Path::new(generation)) {
             let restored = match self.good.clone() {
@@ -1059,6 +1095,43 @@ mod tests {
             "the last good generation is kept"
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A retried commit (its first try recorded the candidate but could not
+    /// switch the view) whose record write now fails: the answer says the
+    /// record names the candidate, and the generation `..good` names is not
+    /// removed (it used to be discarded as a candidate, view and all).
+    #[test]
+    fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
+        let d = scratch("commit-recorded");
+        let (src, dir) = (d.join("app.conf"), d.join("dst"));
+        fs::write(&src, "v1").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let s1 = p.stage().unwrap();
+        p.commit(&s1.name, None).unwrap();
+        fs::write(&src, "v2").unwrap();
+        let s2 = p.stage().unwrap();
+        p.commit(&s2.name, None).unwrap();
+        fs::create_dir(dir.join(GOOD_TMP)).unwrap();
+        fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
+        let e = p.commit(&s2.name, None).unwrap_err();
+        assert!(e.recorded, "{e:?}");
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s2.name)
+        );
+        assert!(
+            dir.join(&s2.name).is_dir(),
+            "the recorded generation is kept"
+        );
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        // A candidate the record does not name goes, as before.
+        fs::write(&src, "v3").unwrap();
+        let s3 = p.stage().unwrap();
+        let e = p.commit(&s3.name, None).unwrap_err();
+        assert!(!e.recorded, "{e:?}");
+        assert!(!dir.join(&s3.name).exists());
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -39,6 +39,9 @@ pub(super) struct Pending {
     pub(super) restart: bool,
     /// The next delay before staging is tried again.
     pub(super) retry: Duration,
+    /// Its commit recorded it but the view still shows this older
+    /// generation: forgotten once the view follows, not before.
+    pub(super) behind: Option<String>,
 }
 
 impl Machine {
@@ -130,6 +133,7 @@ impl Machine {
             step: Step::Staging,
             restart,
             retry: BACKOFF_FIRST,
+            behind: None,
         };
         if self.settings.promote {
             actions.push(Action::Stage { token });
@@ -170,7 +174,9 @@ impl Machine {
         // The child's view first (a check in place shows it the candidate),
         // then the check that is no longer wanted.
         let mut actions = vec![];
-        if let Some(generation) = p.generation {
+        // Unless the disk's record names it (a commit whose view lagged):
+        // then it is the last good generation, not a candidate.
+        if let Some(generation) = p.generation.filter(|g| self.shown.as_ref() != Some(g)) {
             actions.push(Action::Discard { generation });
         }
         if p.step == Step::Checking {
@@ -363,7 +369,11 @@ impl Machine {
 
     /// The answer to `Commit`: the child's directory now shows the
     /// candidate (and its durable record names it), or nothing changed.
-    pub(super) fn on_committed(&mut self, token: u64, result: Result<(), String>) -> Vec<Action> {
+    pub(super) fn on_committed(
+        &mut self,
+        token: u64,
+        result: Result<(), CommitFailed>,
+    ) -> Vec<Action> {
         let ours = self
             .pending
             .as_ref()
@@ -381,10 +391,17 @@ impl Machine {
                     name: p.generation.clone().unwrap_or_default(),
                     snapshot: p.snapshot.clone(),
                 });
+                if let Some(generation) = p.behind.clone().filter(|g| !self.is_kept(g)) {
+                    actions.push(Action::Forget { generation });
+                }
                 actions.extend(self.approve(p));
                 actions
             }
-            Err(reason) => {
+            Err(CommitFailed {
+                reason,
+                recorded: true,
+            }) => self.recorded_not_shown(reason),
+            Err(CommitFailed { reason, .. }) => {
                 // The world removed the candidate: nothing left to discard.
                 if let Some(p) = self.pending.as_mut() {
                     p.generation = None;
@@ -392,6 +409,35 @@ impl Machine {
                 self.promotion_failed(format!("Cannot promote the config: {reason}"))
             }
         }
+    }
+
+    /// The commit's record moved but the child's view did not follow, and
+    /// the record could not be put back: the disk names the candidate as the
+    /// last good generation (a restarted manager shows it), so the machine
+    /// does too, or it would later roll back from, keep or forget
+    /// generations the disk does not have in that role. The child is not
+    /// told yet (its view still shows the older bytes, so `approved` stays
+    /// and no window runs); the same commit is retried, with backoff, until
+    /// the view follows, as any commit I/O failure is.
+    fn recorded_not_shown(&mut self, reason: String) -> Vec<Action> {
+        let Some(p) = self.pending.as_ref() else {
+            return vec![];
+        };
+        let new = Generation {
+            name: p.generation.clone().unwrap_or_default(),
+            snapshot: p.snapshot.clone(),
+        };
+        let view = self.shown.clone().filter(|g| *g != new.name);
+        let mut actions = self.committed(new);
+        // What the view still shows stays until it follows.
+        if let Some(view) = view {
+            actions.retain(|a| !matches!(a, Action::Forget { generation } if *generation == view));
+            if let Some(p) = self.pending.as_mut() {
+                p.behind.get_or_insert(view);
+            }
+        }
+        actions.extend(self.promotion_failed(format!("Cannot show the promoted config: {reason}")));
+        actions
     }
 
     /// These bytes may now reach the child: start it, or act on the change.
@@ -431,7 +477,11 @@ impl Machine {
         let (token, after) = (p.token, p.retry);
         p.retry = (after * 2).min(BACKOFF_MAX);
         p.step = Step::Waiting;
-        p.generation = None;
+        // A generation the disk's record names stays, to be shown on retry.
+        p.generation = p
+            .generation
+            .take()
+            .filter(|g| self.shown.as_ref() == Some(g));
         let retry = Action::RetryAfter { token, after };
         match self.phase {
             Phase::Checking if self.approved.is_some() => {
@@ -461,6 +511,17 @@ impl Machine {
             .filter(|p| p.token == token && p.step == Step::Waiting)
         {
             info!("Retrying the promotion");
+            if let Some(generation) = p.generation.clone() {
+                // Recorded already, not shown: the same commit again.
+                p.step = Step::Committing;
+                let snapshot = p.snapshot.clone();
+                let proven = self.kept_while_on_probation(&snapshot);
+                return vec![Action::Commit {
+                    token,
+                    generation,
+                    proven,
+                }];
+            }
             p.step = Step::Staging;
             return vec![Action::Stage { token }];
         }

@@ -102,7 +102,7 @@ impl Machine {
     }
 
     /// Shown or proven: a generation that stays.
-    fn is_kept(&self, generation: &str) -> bool {
+    pub(super) fn is_kept(&self, generation: &str) -> bool {
         self.shown.as_deref() == Some(generation)
             || self.proven.as_ref().is_some_and(|g| g.name == generation)
     }
@@ -132,6 +132,16 @@ impl Machine {
 
     /// The child now has the new bytes: the window starts.
     pub(super) fn child_took_new_bytes(&mut self) -> Vec<Action> {
+        // The shown generation is recorded but its view lags (a commit's
+        // double fault, being retried): the child has the older bytes, and
+        // its window must not judge them for the new ones.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.generation.is_some() && p.generation == self.shown)
+        {
+            return vec![];
+        }
         match (self.probation.as_mut(), self.settings.rollback_window) {
             (Some(p), Some(window)) if !p.running => {
                 p.running = true;

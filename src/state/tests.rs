@@ -2160,3 +2160,71 @@ fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
     assert_eq!(m.handle(Event::Spawned), []);
     assert!(!m.stats().last_failed, "running on the source's bytes: 1");
 }
+
+/// A commit whose view switch and record restore both failed: the disk's
+/// record names g2. The machine takes that word: g2 is its last good one
+/// (a later commit keeps the proven g1, a newer candidate's failure never
+/// discards g2), the child is not told while its view lags, and the retry
+/// commits g2 again instead of staging a new copy. Before, the machine kept
+/// g1 as the last good one while the disk named g2.
+#[test]
+fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
+    let mut m = running_on_g1(true);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2),
+    });
+    let commit = m.handle(Event::Validated { token: 1, ok: true });
+    assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
+    let after = m.handle(Event::Committed {
+        token: 1,
+        result: Err(CommitFailed {
+            reason: "Read-only file system".into(),
+            recorded: true,
+        }),
+    });
+    // Not told, g1 not forgotten (the view still shows it), g2 not discarded.
+    assert!(
+        after.iter().all(|a| !matches!(
+            a,
+            Action::Reload(..) | Action::Discard { .. } | Action::Forget { .. } | Action::Spawn
+        )),
+        "{after:?}"
+    );
+    let retry = after
+        .iter()
+        .find_map(|a| match a {
+            Action::RetryAfter { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("a retry");
+    assert_eq!(m.shown.as_deref(), Some("g2"), "the disk names g2");
+    // The same generation is committed again, keeping the proven g1.
+    assert_eq!(
+        m.handle(Event::RetryDue { token: retry }),
+        [Action::Commit {
+            token: 1,
+            generation: "g2".into(),
+            proven: Some("g1".into()),
+        }]
+    );
+    let done = m.handle(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    assert!(
+        done.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        "{done:?}"
+    );
+    assert!(
+        !done
+            .iter()
+            .any(|a| matches!(a, Action::Forget { generation } if generation == "g1")),
+        "g1 is the proven one: {done:?}"
+    );
+}

@@ -32,6 +32,9 @@ enum Happen {
     ChildExits(i32),
     /// The child's directory (`--promote-to`) fails every write, or no more.
     DiskFails(bool),
+    /// A commit's record moves but the child's view cannot follow, and the
+    /// record cannot be put back either (a double fault), or no more.
+    ViewFails(bool),
 }
 
 /// What the loop did to the world, and when (ms since the start).
@@ -51,6 +54,9 @@ enum Did {
     Commit(u64),
     Discard(u64),
     DiskFull,
+    /// A commit recorded this version as the last good one; the view
+    /// stayed behind.
+    ViewBehind(u64),
     /// `--rollback-window`: back to a generation of this version.
     RollBack(u64),
     Exit(i32),
@@ -106,6 +112,9 @@ struct Fake {
     rejected: Option<String>,
     rejected_bytes: Option<u64>,
     disk_fails: bool,
+    view_fails: bool,
+    /// The last commit recorded `good` but the view still shows `shown`.
+    behind: bool,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
     /// The readiness probe passes for children on these versions...
@@ -157,6 +166,8 @@ impl Fake {
             rejected: None,
             rejected_bytes: None,
             disk_fails: false,
+            view_fails: false,
+            behind: false,
             promote: false,
             ready_for: |_| true,
             ready_after: Duration::ZERO,
@@ -253,8 +264,10 @@ impl World for Fake {
         // With --promote-to the child reads what its directory shows.
         let version = match &self.shown {
             Some(g) => {
-                assert_eq!(
-                    self.shown, self.good,
+                // Or, while a commit's view lags its record, on the
+                // generation committed before it (never on a candidate).
+                assert!(
+                    self.shown == self.good || self.behind,
                     "a child started on a candidate: {:?}",
                     self.did
                 );
@@ -336,11 +349,18 @@ impl World for Fake {
         self.ready.push_back(Wake::Staged { token, result });
     }
 
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+        // The answer says what the record names, as the promoter's does.
         if self.disk_fails {
             self.record(Did::DiskFull);
-            self.discard(generation);
-            return Err("No space left on device".into());
+            let recorded = self.good.as_deref() == Some(generation);
+            if !recorded {
+                self.discard(generation);
+            }
+            return Err(CommitFailed {
+                reason: "No space left on device".into(),
+                recorded,
+            });
         }
         if let Some(p) = proven {
             assert_eq!(
@@ -352,13 +372,24 @@ impl World for Fake {
         }
         let version = self.gens[generation];
         self.not_rejected(version);
-        self.record(Did::Commit(version));
+        if !self.view_fails {
+            self.record(Did::Commit(version));
+        }
         if let Some(r) = self.rejected.take().filter(|r| r != generation) {
             self.gens.remove(&r);
         }
         // The previous good one stays until the machine forgets it.
         self.proven = proven.map(String::from);
         self.good = Some(generation.to_string());
+        if self.view_fails {
+            self.record(Did::ViewBehind(version));
+            self.behind = true;
+            return Err(CommitFailed {
+                reason: "Read-only file system".into(),
+                recorded: true,
+            });
+        }
+        self.behind = false;
         self.shown = self.good.clone();
         self.committed_at.insert(generation.to_string(), self.now);
         Ok(())
@@ -377,6 +408,11 @@ impl World for Fake {
     }
 
     fn forget(&mut self, generation: &str) {
+        assert_ne!(
+            self.shown.as_deref(),
+            Some(generation),
+            "forgot the generation the child sees"
+        );
         assert_ne!(
             self.good.as_deref(),
             Some(generation),
@@ -400,6 +436,7 @@ impl World for Fake {
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
+        self.behind = false;
         self.proven = None;
         // Kept as the rejected one (as `..rejected`), not shown again.
         if let Some(r) = self.rejected.replace(from.to_string()) {
@@ -423,6 +460,11 @@ impl World for Fake {
     }
 
     fn discard(&mut self, generation: &str) {
+        assert_ne!(
+            self.good.as_deref(),
+            Some(generation),
+            "discarded the generation the record names"
+        );
         assert_ne!(
             self.proven_one(),
             Some(generation),
@@ -550,6 +592,7 @@ impl World for Fake {
                     Happen::Signal(sig) => break Wake::Signal(sig),
                     Happen::ChildExits(code) => self.exit(code),
                     Happen::DiskFails(fails) => self.disk_fails = fails,
+                    Happen::ViewFails(fails) => self.view_fails = fails,
                 }
                 continue;
             }
@@ -1006,6 +1049,34 @@ fn a_full_disk_changes_nothing_and_staging_is_retried_doubling() {
     assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
 }
 
+/// A commit whose view switch fails and whose record cannot be put back
+/// either: the record names 1 (a restarted manager would show it), so the
+/// machine takes 1 as the last good one: it never discards it, never forgets
+/// it, and retries the same commit (not a new staging) until the view
+/// follows; the child is told only then. Before, the machine took it as a
+/// failed commit, staged 1 again and left the recorded copy behind.
+#[test]
+fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word() {
+    let world = Fake::new()
+        .at(500, Happen::ViewFails(true))
+        .at(1_000, Happen::Write(1))
+        .at(3_000, Happen::ViewFails(false))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    let (w, _) = run(world, loop_cfg(), promoting());
+    assert_eq!(w.when(&Did::ViewBehind(1)), [1_100, 2_100]);
+    assert_eq!(w.when(&Did::Commit(1)), [4_100]);
+    // One staging: the recorded generation is committed again, not copied.
+    assert_eq!(w.of(|d| matches!(d, Did::Stage(1))), [Did::Stage(1)]);
+    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+    assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
+    // Machine and disk agree: the record and the view name 1; 0 is gone.
+    assert_eq!(w.good, w.shown);
+    assert_eq!(w.good.as_ref().map(|g| w.gens[g]), Some(1));
+    assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
+}
+
 #[test]
 fn at_startup_a_rejected_source_starts_the_child_on_the_last_good_generation() {
     let mut world = Fake::new()
@@ -1102,7 +1173,10 @@ mod loop_props {
                 world.ready_for = |v| v % 10 != NOT_READY;
             }
             // Quiet for long enough that every retry and timer has run.
-            world = world.at(20_000, Happen::DiskFails(false)).at(200_000, Happen::Signal(TERM));
+            world = world
+                .at(20_000, Happen::DiskFails(false))
+                .at(20_000, Happen::ViewFails(false))
+                .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
             if promote {
                 world = world.promoting(None);
@@ -1148,6 +1222,8 @@ mod loop_props {
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
+            // Once the disk works again, the view follows the record.
+            prop_assert_eq!(&w.shown, &w.good, "{:?}", w.did);
             let spawns = w.spawns();
             // Without --promote-to the child reads the source itself: bytes
             // written after the check are checked after the start (the
