@@ -39,9 +39,9 @@ pub(super) struct Pending {
     pub(super) restart: bool,
     /// The next delay before staging is tried again.
     pub(super) retry: Duration,
-    /// Its commit recorded it but the view still shows this older
-    /// generation: forgotten once the view follows, not before.
-    pub(super) behind: Option<String>,
+    /// Not new bytes: the record goes back to the generation the child's
+    /// view shows (`Machine::lag`); the child has these bytes already.
+    pub(super) realign: bool,
 }
 
 impl Machine {
@@ -133,7 +133,7 @@ impl Machine {
             step: Step::Staging,
             restart,
             retry: BACKOFF_FIRST,
-            behind: None,
+            realign: false,
         };
         if self.settings.promote {
             actions.push(Action::Stage { token });
@@ -174,9 +174,9 @@ impl Machine {
         // The child's view first (a check in place shows it the candidate),
         // then the check that is no longer wanted.
         let mut actions = vec![];
-        // Unless the disk's record names it (a commit whose view lagged):
-        // then it is the last good generation, not a candidate.
-        if let Some(generation) = p.generation.filter(|g| self.shown.as_ref() != Some(g)) {
+        // Unless the disk's record names it (a commit whose view lagged) or
+        // the view shows it: then it is no candidate.
+        if let Some(generation) = p.generation.filter(|g| !self.is_kept(g)) {
             actions.push(Action::Discard { generation });
         }
         if p.step == Step::Checking {
@@ -381,17 +381,22 @@ impl Machine {
         if !ours {
             return vec![];
         }
+        let realign = self.pending.as_ref().is_some_and(|p| p.realign);
         match result {
+            // The record names what the view shows again.
+            Ok(()) | Err(CommitFailed { recorded: true, .. }) if realign => self.realigned(),
             Ok(()) => {
                 self.stats.promotions_ok += 1;
                 let Some(p) = self.pending.take() else {
                     return vec![];
                 };
+                // The view follows the record now: what it showed goes.
+                let lag = self.lag.take();
                 let mut actions = self.committed(Generation {
                     name: p.generation.clone().unwrap_or_default(),
                     snapshot: p.snapshot.clone(),
                 });
-                if let Some(generation) = p.behind.clone().filter(|g| !self.is_kept(g)) {
+                if let Some(generation) = lag.filter(|g| !self.is_kept(g)) {
                     actions.push(Action::Forget { generation });
                 }
                 actions.extend(self.approve(p));
@@ -401,6 +406,9 @@ impl Machine {
                 reason,
                 recorded: true,
             }) => self.recorded_not_shown(reason),
+            Err(CommitFailed { reason, .. }) if realign => self.promotion_failed(format!(
+                "Cannot put the record of the last good config back to what the child's directory shows: {reason}"
+            )),
             Err(CommitFailed { reason, .. }) => {
                 // The world removed the candidate: nothing left to discard.
                 if let Some(p) = self.pending.as_mut() {
@@ -409,6 +417,60 @@ impl Machine {
                 self.promotion_failed(format!("Cannot promote the config: {reason}"))
             }
         }
+    }
+
+    /// While the view lags the record and nothing in flight will commit
+    /// (the commit owed was dropped: the source went back to the child's
+    /// bytes, newer bytes were rejected, the child is being restarted), the
+    /// record goes back to the generation the view shows, through the same
+    /// tokened commit and its retries. Those are the bytes the child has:
+    /// a restarted manager then shows them too, and the generation the
+    /// record named, which never reached the child, can go.
+    pub(super) fn view_follows_record(&mut self) -> Vec<Action> {
+        let Some(view) = self.lag.clone() else {
+            return vec![];
+        };
+        if self.pending.is_some() || self.rolling.is_some() || self.phase == Phase::Done {
+            return vec![];
+        }
+        info!("Generation {view} is what the child's directory shows: its record names it again");
+        self.last_token += 1;
+        let token = self.last_token;
+        let snapshot = self.approved.clone().unwrap_or_default();
+        let proven = self.kept_while_on_probation(&snapshot);
+        self.pending = Some(Pending {
+            token,
+            snapshot,
+            generation: Some(view.clone()),
+            step: Step::Committing,
+            restart: false,
+            retry: BACKOFF_FIRST,
+            realign: true,
+        });
+        vec![Action::Commit {
+            token,
+            generation: view,
+            proven,
+        }]
+    }
+
+    /// The record names what the view shows again: nothing new for the
+    /// child, which has these bytes. On probation, its window starts now.
+    fn realigned(&mut self) -> Vec<Action> {
+        let Some(p) = self.pending.take() else {
+            return vec![];
+        };
+        self.lag = None;
+        let name = p.generation.unwrap_or_default();
+        info!("The record and the child's directory agree again on generation {name}");
+        let mut actions = self.committed(Generation {
+            name,
+            snapshot: p.snapshot,
+        });
+        if self.phase == Phase::Running {
+            actions.extend(self.child_took_new_bytes());
+        }
+        actions
     }
 
     /// The commit's record moved but the child's view did not follow, and
@@ -427,15 +489,12 @@ impl Machine {
             name: p.generation.clone().unwrap_or_default(),
             snapshot: p.snapshot.clone(),
         };
-        let view = self.shown.clone().filter(|g| *g != new.name);
-        let mut actions = self.committed(new);
-        // What the view still shows stays until it follows.
-        if let Some(view) = view {
-            actions.retain(|a| !matches!(a, Action::Forget { generation } if *generation == view));
-            if let Some(p) = self.pending.as_mut() {
-                p.behind.get_or_insert(view);
-            }
+        // What the view shows stays until the view and the record agree (it
+        // may lag since an earlier commit already).
+        if self.lag.is_none() {
+            self.lag = self.shown.clone().filter(|g| *g != new.name);
         }
+        let mut actions = self.committed(new);
         actions.extend(self.promotion_failed(format!("Cannot show the promoted config: {reason}")));
         actions
     }
@@ -469,19 +528,26 @@ impl Machine {
     /// error): nothing changed for the child. Retried with backoff until it
     /// works or newer bytes supersede it.
     fn promotion_failed(&mut self, what: String) -> Vec<Action> {
-        self.stats.promotions_failed += 1;
-        self.failed();
+        // Putting the record back brings the child nothing new: its failure
+        // is no failed change.
+        if !self.pending.as_ref().is_some_and(|p| p.realign) {
+            self.stats.promotions_failed += 1;
+            self.failed();
+        }
+        let kept: Option<String> = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.generation.clone())
+            .filter(|g| self.is_kept(g));
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };
         let (token, after) = (p.token, p.retry);
         p.retry = (after * 2).min(BACKOFF_MAX);
         p.step = Step::Waiting;
-        // A generation the disk's record names stays, to be shown on retry.
-        p.generation = p
-            .generation
-            .take()
-            .filter(|g| self.shown.as_ref() == Some(g));
+        // A generation the disk's record names (or the view shows) stays,
+        // to be committed again on retry.
+        p.generation = kept;
         let retry = Action::RetryAfter { token, after };
         match self.phase {
             Phase::Checking if self.approved.is_some() => {
@@ -512,7 +578,8 @@ impl Machine {
         {
             info!("Retrying the promotion");
             if let Some(generation) = p.generation.clone() {
-                // Recorded already, not shown: the same commit again.
+                // Recorded already, not shown (or shown, not recorded): the
+                // same commit again.
                 p.step = Step::Committing;
                 let snapshot = p.snapshot.clone();
                 let proven = self.kept_while_on_probation(&snapshot);
