@@ -690,6 +690,10 @@ impl Machine {
             let paths: Vec<PathBuf> = changes.iter().map(|c| c.path.clone()).collect();
             if self.plan(&paths).is_quiet() {
                 self.quiet_burst(now, changes.iter().map(|c| c.to_string()).collect());
+                // The source holds the child's bytes but for files that
+                // chose `none`: as with identical bytes, a rejection before
+                // is over (a later touch must not be what says so).
+                self.source_is_the_childs();
                 // What is in flight is for bytes the child need not get.
                 return self.cancel_pending();
             }
