@@ -439,13 +439,7 @@ impl Promoter {
             // whose record already moved finds it there: kept).
             return Err(self.failed(generation, e));
         }
-        // A commit of the generation the view shows (the record put back
-        // to it) has no view to switch.
-        let switched = match self.view.as_deref() == Some(generation) {
-            true => Ok(()),
-            false => self.switch(generation),
-        };
-        if let Err(e) = switched {
+        if let Err(e) = self.switch(generation) {
             // The record names the candidate but the view could not follow:
             // the record goes back to the last good one before the candidate
             // may go. If even that fails, the candidate stays (a restart
@@ -497,6 +491,16 @@ impl Promoter {
                 self.dir.display()
             );
             self.good = Some(generation.to_string());
+            // A candidate shown in place for its check goes back to what
+            // the view showed before, as the machine believes (best effort:
+            // the retried commit switches it anyway).
+            let shows = fs::read_link(self.dir.join(DATA)).ok();
+            if let Some(view) = self.view.clone()
+                && shows.as_deref() != Some(Path::new(&view))
+                && let Err(e) = self.switch(&view)
+            {
+                debug!("{}: {e}", self.dir.display());
+            }
         } else {
             // `..good` may be gone or name the older one: the mirror follows.
             self.good = self.record(GOOD);
