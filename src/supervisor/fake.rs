@@ -57,6 +57,8 @@ enum Did {
     /// A commit recorded this version as the last good one; the view
     /// stayed behind.
     ViewBehind(u64),
+    /// The record put back to the version the view shows.
+    RecordBack(u64),
     /// `--rollback-window`: back to a generation of this version.
     RollBack(u64),
     Exit(i32),
@@ -113,8 +115,9 @@ struct Fake {
     rejected_bytes: Option<u64>,
     disk_fails: bool,
     view_fails: bool,
-    /// The last commit recorded `good` but the view still shows `shown`.
-    behind: bool,
+    /// What the view shows outside a check in place (`shown` is what it
+    /// shows now): `good`, unless a commit's view lagged its record.
+    steady: Option<String>,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
     /// The readiness probe passes for children on these versions...
@@ -167,7 +170,7 @@ impl Fake {
             rejected_bytes: None,
             disk_fails: false,
             view_fails: false,
-            behind: false,
+            steady: None,
             promote: false,
             ready_for: |_| true,
             ready_after: Duration::ZERO,
@@ -267,7 +270,7 @@ impl World for Fake {
                 // Or, while a commit's view lags its record, on the
                 // generation committed before it (never on a candidate).
                 assert!(
-                    self.shown == self.good || self.behind,
+                    self.shown == self.good || self.good != self.steady,
                     "a child started on a candidate: {:?}",
                     self.did
                 );
@@ -354,7 +357,8 @@ impl World for Fake {
         if self.disk_fails {
             self.record(Did::DiskFull);
             let recorded = self.good.as_deref() == Some(generation);
-            if !recorded {
+            // Never what the view shows.
+            if !recorded && self.steady.as_deref() != Some(generation) {
                 self.discard(generation);
             }
             return Err(CommitFailed {
@@ -372,25 +376,29 @@ impl World for Fake {
         }
         let version = self.gens[generation];
         self.not_rejected(version);
-        if !self.view_fails {
-            self.record(Did::Commit(version));
+        // New bytes, or the record put back to what the view shows.
+        let new = self.steady.as_deref() != Some(generation);
+        match (new, self.view_fails) {
+            (true, false) => self.record(Did::Commit(version)),
+            (true, true) => self.record(Did::ViewBehind(version)),
+            (false, _) => self.record(Did::RecordBack(version)),
         }
-        if let Some(r) = self.rejected.take().filter(|r| r != generation) {
+        if new && let Some(r) = self.rejected.take().filter(|r| r != generation) {
             self.gens.remove(&r);
         }
         // The previous good one stays until the machine forgets it.
         self.proven = proven.map(String::from);
         self.good = Some(generation.to_string());
         if self.view_fails {
-            self.record(Did::ViewBehind(version));
-            self.behind = true;
+            // A candidate shown in place goes back to what the view showed.
+            self.shown = self.steady.clone();
             return Err(CommitFailed {
                 reason: "Read-only file system".into(),
                 recorded: true,
             });
         }
-        self.behind = false;
         self.shown = self.good.clone();
+        self.steady = self.good.clone();
         self.committed_at.insert(generation.to_string(), self.now);
         Ok(())
     }
@@ -412,6 +420,11 @@ impl World for Fake {
             self.shown.as_deref(),
             Some(generation),
             "forgot the generation the child sees"
+        );
+        assert_ne!(
+            self.steady.as_deref(),
+            Some(generation),
+            "forgot the generation the view shows"
         );
         assert_ne!(
             self.good.as_deref(),
@@ -436,7 +449,7 @@ impl World for Fake {
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
-        self.behind = false;
+        self.steady = self.good.clone();
         self.proven = None;
         // Kept as the rejected one (as `..rejected`), not shown again.
         if let Some(r) = self.rejected.replace(from.to_string()) {
@@ -470,8 +483,13 @@ impl World for Fake {
             Some(generation),
             "discarded the proven one"
         );
+        assert_ne!(
+            self.steady.as_deref(),
+            Some(generation),
+            "discarded the generation the view shows"
+        );
         if self.shown.as_deref() == Some(generation) {
-            self.shown = self.good.clone();
+            self.shown = self.steady.clone();
         }
         if let Some(v) = self.gens.remove(generation) {
             self.record(Did::Discard(v));
@@ -989,6 +1007,7 @@ impl Fake {
             self.gens.insert("..gen-old".into(), v);
             self.good = Some("..gen-old".into());
             self.shown = self.good.clone();
+            self.steady = self.good.clone();
         }
         self
     }
@@ -1137,6 +1156,7 @@ mod loop_props {
             3 => (0u64..3).prop_map(Happen::Notes),
             1 => Just(Happen::Touch),
             1 => any::<bool>().prop_map(Happen::DiskFails),
+            1 => any::<bool>().prop_map(Happen::ViewFails),
             1 => prop::sample::select(vec![libc::SIGHUP, libc::SIGUSR1]).prop_map(Happen::Signal),
         ]
     }
@@ -1222,8 +1242,9 @@ mod loop_props {
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
-            // Once the disk works again, the view follows the record.
+            // Once the disk works again, the view and the record agree.
             prop_assert_eq!(&w.shown, &w.good, "{:?}", w.did);
+            prop_assert_eq!(&w.steady, &w.good, "{:?}", w.did);
             let spawns = w.spawns();
             // Without --promote-to the child reads the source itself: bytes
             // written after the check are checked after the start (the
