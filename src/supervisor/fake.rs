@@ -1096,6 +1096,33 @@ fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word()
     assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
 }
 
+/// The same double fault, then the source goes back to 0 while the view
+/// still shows 0: the commit owed for 1 is moot, so the record goes back
+/// to 0 (retried while the disk fails), 1's copy goes, and the child, which
+/// has 0, is neither restarted nor told. Before, the retry was dropped and
+/// the record named 1 for good while the view showed 0.
+#[test]
+fn after_a_double_fault_a_source_back_on_the_views_bytes_puts_the_record_back() {
+    let world = Fake::new()
+        .at(500, Happen::ViewFails(true))
+        .at(1_000, Happen::Write(1))
+        .at(1_500, Happen::Write(0))
+        .at(2_500, Happen::ViewFails(false))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    let (w, _) = run(world, loop_cfg(), promoting());
+    assert_eq!(w.when(&Did::ViewBehind(1)), [1_100]);
+    let back = w.when(&Did::RecordBack(0));
+    assert!(!back.is_empty(), "{:?}", w.did);
+    assert!(w.when(&Did::Commit(1)).is_empty(), "{:?}", w.did);
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert_eq!(w.good, w.shown);
+    assert_eq!(w.steady, w.good);
+    assert_eq!(w.good.as_ref().map(|g| w.gens[g]), Some(0));
+    assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
+}
+
 #[test]
 fn at_startup_a_rejected_source_starts_the_child_on_the_last_good_generation() {
     let mut world = Fake::new()
