@@ -29,7 +29,7 @@
 //! check reads it there (`FLUSH_MANAGER_CANDIDATE`), or, in the explicit
 //! in-place mode, `..data` points at it for the check's duration only.
 
-use crate::state::Generation;
+use crate::state::{CommitFailed, Generation};
 use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
@@ -58,6 +58,9 @@ pub struct Promoter {
     /// The generation `..good` names (mirrors the disk; set by `recover`
     /// and `commit`).
     good: Option<String>,
+    /// The generation `..data` shows outside a check in place: `good`'s,
+    /// except after a commit whose view could not follow its record.
+    view: Option<String>,
 }
 
 /// Where each source file lands: (source file, path relative to DIR).
@@ -120,6 +123,7 @@ impl Promoter {
             dir,
             sources,
             good: None,
+            view: None,
         };
         for (source, _) in p.layout()? {
             if let Some(kind) = special_kind(&source) {
@@ -187,6 +191,7 @@ impl Promoter {
             }
         }
         self.good = good;
+        self.view = self.good.clone();
         Ok(Recovered {
             good: self.good.as_ref().map(|g| Generation {
                 name: g.clone(),
@@ -415,7 +420,14 @@ impl Promoter {
     /// probation), `..proven` names that one first; then `..good` names the
     /// candidate (durably: the commit point), then the child's view switches
     /// to it. The previous good generation stays until `forget`.
-    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
+    ///
+    /// On failure the answer says what `..good` names now, read back from
+    /// the disk: the machine takes that word, since a restarted manager
+    /// trusts the record alone. `recorded`: the record names the candidate
+    /// (the view could not follow and the record could not be put back, or
+    /// a retried commit found it already recorded); the candidate is then
+    /// the last good generation and is kept.
+    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
         let recorded = match proven {
             Some(p) => replace_link(&self.dir, PROVEN_TMP, PROVEN, p),
             None => Ok(()),
@@ -423,32 +435,32 @@ impl Promoter {
         .and_then(|()| replace_link(&self.dir, GOOD_TMP, GOOD, generation))
         .and_then(|()| sync_dir(&self.dir));
         if let Err(e) = recorded {
-            // Not committed unless `..good` names it.
-            self.discard(generation);
-            return Err(e.to_string());
+            // Not committed unless `..good` names it (a retry of a commit
+            // whose record already moved finds it there: kept).
+            return Err(self.failed(generation, e));
         }
         if let Err(e) = self.switch(generation) {
             // The record names the candidate but the view could not follow:
             // the record goes back to the last good one before the candidate
             // may go. If even that fails, the candidate stays (a restart
-            // trusts the record, and a generation it names is never removed).
-            let back = match self.good.clone() {
+            // trusts the record, and a generation it names is never removed)
+            // and the answer says the record names it.
+            let back = match self.good.clone().filter(|g| g != generation) {
                 Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, &good),
-                None => fs::remove_file(self.dir.join(GOOD)),
+                None if self.good.is_none() => fs::remove_file(self.dir.join(GOOD)),
+                None => Ok(()),
             };
-            if back.and_then(|()| sync_dir(&self.dir)).is_ok() {
-                self.discard(generation);
-            } else {
-                self.good = Some(generation.to_string());
-            }
-            return Err(e.to_string());
+            let _ = back.and_then(|()| sync_dir(&self.dir));
+            return Err(self.failed(generation, e));
         }
         self.good = Some(generation.to_string());
+        let new = self.view.replace(generation.to_string()).as_deref() != Some(generation);
         if proven.is_none() {
             self.drop_proven_record();
         }
-        // New bytes went through: a rollback's rejection is over.
-        if let Ok(old) = fs::read_link(self.dir.join(REJECTED)) {
+        // New bytes went through (not the record put back to the view): a
+        // rollback's rejection is over.
+        if new && let Ok(old) = fs::read_link(self.dir.join(REJECTED)) {
             let _ = fs::remove_file(self.dir.join(REJECTED));
             if let Some(old) = old
                 .to_str()
@@ -457,8 +469,47 @@ impl Promoter {
                 remove_later(self.dir.join(old));
             }
         }
-        info!("Promoted generation {generation} to {}", self.dir.display());
+        match new {
+            true => info!("Promoted generation {generation} to {}", self.dir.display()),
+            false => info!(
+                "{}: {GOOD} names generation {generation} again",
+                self.dir.display()
+            ),
+        }
         Ok(())
+    }
+
+    /// A commit failed: what `..good` names on disk decides what the
+    /// candidate is. Named, it is the last good generation (kept); not
+    /// named, it goes.
+    fn failed(&mut self, generation: &str, e: io::Error) -> CommitFailed {
+        let recorded = self.record(GOOD).as_deref() == Some(generation);
+        if recorded {
+            warn!(
+                "{}: {GOOD} names generation {generation} but the child's view could not \
+                 follow ({e}); a restart shows it, the view is switched again on retry",
+                self.dir.display()
+            );
+            self.good = Some(generation.to_string());
+            // A candidate shown in place for its check goes back to what
+            // the view showed before, as the machine believes (best effort:
+            // the retried commit switches it anyway).
+            let shows = fs::read_link(self.dir.join(DATA)).ok();
+            if let Some(view) = self.view.clone()
+                && shows.as_deref() != Some(Path::new(&view))
+                && let Err(e) = self.switch(&view)
+            {
+                debug!("{}: {e}", self.dir.display());
+            }
+        } else {
+            // `..good` may be gone or name the older one: the mirror follows.
+            self.good = self.record(GOOD);
+            self.discard(generation);
+        }
+        CommitFailed {
+            reason: e.to_string(),
+            recorded,
+        }
     }
 
     /// The last good generation ran through its probation: it is the
@@ -513,6 +564,7 @@ impl Promoter {
         })()
         .map_err(|e| e.to_string())?;
         self.good = Some(to.to_string());
+        self.view = self.good.clone();
         // Back on the proven one: nothing is on probation.
         self.drop_proven_record();
         // Kept, and named: a restarted manager must not try it again.
@@ -530,12 +582,22 @@ impl Promoter {
         Ok(())
     }
 
-    /// The candidate is rejected or moot: the child's view goes back to the
-    /// last good (if the candidate was exposed) and the candidate is removed.
+    /// The candidate is rejected or moot: the child's view goes back to
+    /// what it showed (if the candidate was exposed) and the candidate is
+    /// removed.
     pub fn discard(&mut self, generation: &str) {
+        // Never the generation the durable record names (a restart shows
+        // it), nor the one the child's view shows.
+        if self.good.as_deref() == Some(generation) || self.view.as_deref() == Some(generation) {
+            warn!(
+                "{}: not removing {generation}: {GOOD} names it or the child's view shows it",
+                self.dir.display()
+            );
+            return;
+        }
         let shown = fs::read_link(self.dir.join(DATA)).ok();
         if shown.as_deref() == Some(Path::new(generation)) {
-            let restored = match self.good.clone() {
+            let restored = match self.view.clone() {
                 Some(good) => self.switch(&good),
                 None => self.hide(),
             };
@@ -1059,6 +1121,97 @@ mod tests {
             "the last good generation is kept"
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A retried commit (its first try recorded the candidate but could not
+    /// switch the view) whose record write now fails: the answer says the
+    /// record names the candidate, and the generation `..good` names is not
+    /// removed (it used to be discarded as a candidate, view and all).
+    #[test]
+    fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
+        let d = scratch("commit-recorded");
+        let (src, dir) = (d.join("app.conf"), d.join("dst"));
+        fs::write(&src, "v1").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let s1 = p.stage().unwrap();
+        p.commit(&s1.name, None).unwrap();
+        fs::write(&src, "v2").unwrap();
+        let s2 = p.stage().unwrap();
+        p.commit(&s2.name, None).unwrap();
+        fs::create_dir(dir.join(GOOD_TMP)).unwrap();
+        fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
+        let e = p.commit(&s2.name, None).unwrap_err();
+        assert!(e.recorded, "{e:?}");
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s2.name)
+        );
+        assert!(
+            dir.join(&s2.name).is_dir(),
+            "the recorded generation is kept"
+        );
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        // A candidate the record does not name goes, as before.
+        fs::write(&src, "v3").unwrap();
+        let s3 = p.stage().unwrap();
+        let e = p.commit(&s3.name, None).unwrap_err();
+        assert!(!e.recorded, "{e:?}");
+        assert!(!dir.join(&s3.name).exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// After a commit's double fault the record names s2 while the view
+    /// shows s1 (set up by hand: no squat makes the view switch and the
+    /// record's restore both fail in one commit). Putting the record back
+    /// to s1 is a commit of s1: while it fails it never removes s1, the
+    /// generation the child reads (it used to be discarded as a failed
+    /// candidate, the view flipped to s2 first); a candidate shown in place
+    /// meanwhile is discarded back to s1, not to s2; once it takes, the
+    /// record and the view both name s1.
+    #[test]
+    fn the_record_put_back_to_the_view_never_removes_what_the_child_reads() {
+        let d = scratch("commit-realign");
+        let (src, dir) = (d.join("app.conf"), d.join("dst"));
+        fs::write(&src, "v1").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let s1 = p.stage().unwrap();
+        p.commit(&s1.name, None).unwrap();
+        fs::write(&src, "v2").unwrap();
+        let s2 = p.stage().unwrap();
+        p.commit(&s2.name, None).unwrap();
+        replace_link(&dir, DATA_TMP, DATA, &s1.name).unwrap();
+        p.view = Some(s1.name.clone());
+        let read = || fs::read_to_string(dir.join("app.conf")).unwrap();
+        assert_eq!(read(), "v1");
+        // The record's write fails: s1 stays, shown.
+        fs::create_dir(dir.join(GOOD_TMP)).unwrap();
+        fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
+        let e = p.commit(&s1.name, None).unwrap_err();
+        assert!(!e.recorded, "{e:?}");
+        assert!(dir.join(&s1.name).is_dir(), "the view's generation removed");
+        assert_eq!(read(), "v1");
+        // A candidate checked in place meanwhile goes back to s1.
+        fs::write(&src, "v3").unwrap();
+        let s3 = p.stage().unwrap();
+        p.expose(&s3.name).unwrap();
+        assert_eq!(read(), "v3");
+        p.discard(&s3.name);
+        assert_eq!(read(), "v1", "the view went to the record's s2");
+        assert!(!dir.join(&s3.name).exists());
+        // The disk works again: the record names s1, as the view does.
+        fs::remove_dir_all(dir.join(GOOD_TMP)).unwrap();
+        p.commit(&s1.name, None).unwrap();
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s1.name)
+        );
+        assert_eq!(
+            fs::read_link(dir.join(DATA)).unwrap(),
+            PathBuf::from(&s1.name)
+        );
+        assert_eq!(read(), "v1");
+        p.forget(&s2.name);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -87,6 +87,13 @@ pub struct Machine {
     /// `--promote-to`: the generation the child's directory shows (the last
     /// committed: proven, or on probation).
     shown: Option<String>,
+    /// `--promote-to`: the generation the child's view still shows while
+    /// the durable record (`shown`) names another: a commit moved the record
+    /// but could not switch the view, nor put the record back. Until they
+    /// agree again, something in flight owes it: the commit retried, a newer
+    /// commit, or, when nothing else is in flight, the record put back to
+    /// this generation (`view_follows_record`).
+    lag: Option<String>,
     /// `--promote-to`: the generation a rollback goes back to (see
     /// `rollback.rs` for a generation's life).
     proven: Option<Generation>,
@@ -142,6 +149,7 @@ impl Machine {
             reason: Reason::First,
             stats: Stats::default(),
             shown: None,
+            lag: None,
             proven: None,
             probation: None,
             child: 0,
@@ -183,6 +191,14 @@ impl Machine {
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let mut actions = self.decide(event);
+        // Whatever the event, the machine never rests with the view and the
+        // record of the child's directory apart and nothing owing them.
+        actions.extend(self.view_follows_record());
+        actions
+    }
+
+    fn decide(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Spawned => {
                 self.started = true;

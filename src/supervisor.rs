@@ -17,7 +17,9 @@ mod fake;
 use crate::cli::Config;
 use crate::promote::Recovered;
 use crate::signals;
-use crate::state::{Action, Event, Generation, HookCall, Machine, Settings, Status, Target};
+use crate::state::{
+    Action, CommitFailed, Event, Generation, HookCall, Machine, Settings, Status, Target,
+};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -121,7 +123,7 @@ pub trait World {
     /// `--promote-to`: makes `generation` the last good one, then shown;
     /// with `proven`, that one is recorded first as the generation to go
     /// back to (the new one is on probation), else the new one is proven.
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String>;
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed>;
     /// `--promote-to`: the shown generation ran through its probation: it
     /// is recorded as the proven one.
     fn prove(&mut self, generation: &str);

@@ -39,6 +39,9 @@ pub(super) struct Pending {
     pub(super) restart: bool,
     /// The next delay before staging is tried again.
     pub(super) retry: Duration,
+    /// Not new bytes: the record goes back to the generation the child's
+    /// view shows (`Machine::lag`); the child has these bytes already.
+    pub(super) realign: bool,
 }
 
 impl Machine {
@@ -130,6 +133,7 @@ impl Machine {
             step: Step::Staging,
             restart,
             retry: BACKOFF_FIRST,
+            realign: false,
         };
         if self.settings.promote {
             actions.push(Action::Stage { token });
@@ -170,7 +174,9 @@ impl Machine {
         // The child's view first (a check in place shows it the candidate),
         // then the check that is no longer wanted.
         let mut actions = vec![];
-        if let Some(generation) = p.generation {
+        // Unless the disk's record names it (a commit whose view lagged) or
+        // the view shows it: then it is no candidate.
+        if let Some(generation) = p.generation.filter(|g| !self.is_kept(g)) {
             actions.push(Action::Discard { generation });
         }
         if p.step == Step::Checking {
@@ -363,7 +369,11 @@ impl Machine {
 
     /// The answer to `Commit`: the child's directory now shows the
     /// candidate (and its durable record names it), or nothing changed.
-    pub(super) fn on_committed(&mut self, token: u64, result: Result<(), String>) -> Vec<Action> {
+    pub(super) fn on_committed(
+        &mut self,
+        token: u64,
+        result: Result<(), CommitFailed>,
+    ) -> Vec<Action> {
         let ours = self
             .pending
             .as_ref()
@@ -371,20 +381,35 @@ impl Machine {
         if !ours {
             return vec![];
         }
+        let realign = self.pending.as_ref().is_some_and(|p| p.realign);
         match result {
+            // The record names what the view shows again.
+            Ok(()) | Err(CommitFailed { recorded: true, .. }) if realign => self.realigned(),
             Ok(()) => {
                 self.stats.promotions_ok += 1;
                 let Some(p) = self.pending.take() else {
                     return vec![];
                 };
+                // The view follows the record now: what it showed goes.
+                let lag = self.lag.take();
                 let mut actions = self.committed(Generation {
                     name: p.generation.clone().unwrap_or_default(),
                     snapshot: p.snapshot.clone(),
                 });
+                if let Some(generation) = lag.filter(|g| !self.is_kept(g)) {
+                    actions.push(Action::Forget { generation });
+                }
                 actions.extend(self.approve(p));
                 actions
             }
-            Err(reason) => {
+            Err(CommitFailed {
+                reason,
+                recorded: true,
+            }) => self.recorded_not_shown(reason),
+            Err(CommitFailed { reason, .. }) if realign => self.promotion_failed(format!(
+                "Cannot put the record of the last good config back to what the child's directory shows: {reason}"
+            )),
+            Err(CommitFailed { reason, .. }) => {
                 // The world removed the candidate: nothing left to discard.
                 if let Some(p) = self.pending.as_mut() {
                     p.generation = None;
@@ -392,6 +417,86 @@ impl Machine {
                 self.promotion_failed(format!("Cannot promote the config: {reason}"))
             }
         }
+    }
+
+    /// While the view lags the record and nothing in flight will commit
+    /// (the commit owed was dropped: the source went back to the child's
+    /// bytes, newer bytes were rejected, the child is being restarted), the
+    /// record goes back to the generation the view shows, through the same
+    /// tokened commit and its retries. Those are the bytes the child has:
+    /// a restarted manager then shows them too, and the generation the
+    /// record named, which never reached the child, can go.
+    pub(super) fn view_follows_record(&mut self) -> Vec<Action> {
+        let Some(view) = self.lag.clone() else {
+            return vec![];
+        };
+        if self.pending.is_some() || self.rolling.is_some() || self.phase == Phase::Done {
+            return vec![];
+        }
+        info!("Generation {view} is what the child's directory shows: its record names it again");
+        self.last_token += 1;
+        let token = self.last_token;
+        let snapshot = self.approved.clone().unwrap_or_default();
+        let proven = self.kept_while_on_probation(&snapshot);
+        self.pending = Some(Pending {
+            token,
+            snapshot,
+            generation: Some(view.clone()),
+            step: Step::Committing,
+            restart: false,
+            retry: BACKOFF_FIRST,
+            realign: true,
+        });
+        vec![Action::Commit {
+            token,
+            generation: view,
+            proven,
+        }]
+    }
+
+    /// The record names what the view shows again: nothing new for the
+    /// child, which has these bytes. On probation, its window starts now.
+    fn realigned(&mut self) -> Vec<Action> {
+        let Some(p) = self.pending.take() else {
+            return vec![];
+        };
+        self.lag = None;
+        let name = p.generation.unwrap_or_default();
+        info!("The record and the child's directory agree again on generation {name}");
+        let mut actions = self.committed(Generation {
+            name,
+            snapshot: p.snapshot,
+        });
+        if self.phase == Phase::Running {
+            actions.extend(self.child_took_new_bytes());
+        }
+        actions
+    }
+
+    /// The commit's record moved but the child's view did not follow, and
+    /// the record could not be put back: the disk names the candidate as the
+    /// last good generation (a restarted manager shows it), so the machine
+    /// does too, or it would later roll back from, keep or forget
+    /// generations the disk does not have in that role. The child is not
+    /// told yet (its view still shows the older bytes, so `approved` stays
+    /// and no window runs); the same commit is retried, with backoff, until
+    /// the view follows, as any commit I/O failure is.
+    fn recorded_not_shown(&mut self, reason: String) -> Vec<Action> {
+        let Some(p) = self.pending.as_ref() else {
+            return vec![];
+        };
+        let new = Generation {
+            name: p.generation.clone().unwrap_or_default(),
+            snapshot: p.snapshot.clone(),
+        };
+        // What the view shows stays until the view and the record agree (it
+        // may lag since an earlier commit already).
+        if self.lag.is_none() {
+            self.lag = self.shown.clone().filter(|g| *g != new.name);
+        }
+        let mut actions = self.committed(new);
+        actions.extend(self.promotion_failed(format!("Cannot show the promoted config: {reason}")));
+        actions
     }
 
     /// These bytes may now reach the child: start it, or act on the change.
@@ -423,15 +528,26 @@ impl Machine {
     /// error): nothing changed for the child. Retried with backoff until it
     /// works or newer bytes supersede it.
     fn promotion_failed(&mut self, what: String) -> Vec<Action> {
-        self.stats.promotions_failed += 1;
-        self.failed();
+        // Putting the record back brings the child nothing new: its failure
+        // is no failed change.
+        if !self.pending.as_ref().is_some_and(|p| p.realign) {
+            self.stats.promotions_failed += 1;
+            self.failed();
+        }
+        let kept: Option<String> = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.generation.clone())
+            .filter(|g| self.is_kept(g));
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };
         let (token, after) = (p.token, p.retry);
         p.retry = (after * 2).min(BACKOFF_MAX);
         p.step = Step::Waiting;
-        p.generation = None;
+        // A generation the disk's record names (or the view shows) stays,
+        // to be committed again on retry.
+        p.generation = kept;
         let retry = Action::RetryAfter { token, after };
         match self.phase {
             Phase::Checking if self.approved.is_some() => {
@@ -461,6 +577,18 @@ impl Machine {
             .filter(|p| p.token == token && p.step == Step::Waiting)
         {
             info!("Retrying the promotion");
+            if let Some(generation) = p.generation.clone() {
+                // Recorded already, not shown (or shown, not recorded): the
+                // same commit again.
+                p.step = Step::Committing;
+                let snapshot = p.snapshot.clone();
+                let proven = self.kept_while_on_probation(&snapshot);
+                return vec![Action::Commit {
+                    token,
+                    generation,
+                    proven,
+                }];
+            }
             p.step = Step::Staging;
             return vec![Action::Stage { token }];
         }
@@ -562,6 +690,10 @@ impl Machine {
             let paths: Vec<PathBuf> = changes.iter().map(|c| c.path.clone()).collect();
             if self.plan(&paths).is_quiet() {
                 self.quiet_burst(now, changes.iter().map(|c| c.to_string()).collect());
+                // The source holds the child's bytes but for files that
+                // chose `none`: as with identical bytes, a rejection before
+                // is over (a later touch must not be what says so).
+                self.source_is_the_childs();
                 // What is in flight is for bytes the child need not get.
                 return self.cancel_pending();
             }

@@ -74,6 +74,9 @@ enum Op {
     FireRetry,
     /// `--promote-to`'s directory fails every write (a full disk), or no more.
     DiskFails(bool),
+    /// A commit's record moves but the view cannot switch and the record
+    /// cannot be put back (a double fault), or no more.
+    ViewFails(bool),
     /// The manager is SIGKILLed (with everything in its PID namespace) and
     /// started again on the same disk.
     Crash,
@@ -117,6 +120,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FireBackoff),
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
+        1 => any::<bool>().prop_map(Op::ViewFails),
         1 => Just(Op::Crash),
         3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
         1 => Just(Op::FireProbation),
@@ -258,6 +262,12 @@ struct Model {
     good: Option<String>,
     passed: BTreeSet<String>,
     disk_fails: bool,
+    /// A commit's record moves but the view cannot switch and the record
+    /// cannot be put back (a double fault).
+    view_fails: bool,
+    /// What the view shows outside a check in place (`shown` is what it
+    /// shows now): `good`, unless a commit's view lagged its record.
+    steady: Option<String>,
     next_gen: u64,
     /// The version last rolled back from, until the source changes.
     rolled_back: Option<u64>,
@@ -309,6 +319,8 @@ impl Model {
             good: None,
             passed: BTreeSet::new(),
             disk_fails: false,
+            view_fails: false,
+            steady: None,
             next_gen: 0,
             rolled_back: None,
             reload_left: BTreeMap::new(),
@@ -322,6 +334,11 @@ impl Model {
             window_ran: None,
             signalled_from: None,
         }
+    }
+
+    /// The record names another generation than the view shows.
+    fn behind(&self) -> bool {
+        self.good != self.steady
     }
 
     fn good(&self, version: u64) -> bool {
@@ -383,7 +400,7 @@ impl Model {
     /// What the child's directory shows is the last good generation, or a
     /// candidate only while it is checked in place.
     fn check_view(&self) -> Result<(), TestCaseError> {
-        if !self.settings.promote || self.shown == self.good {
+        if !self.settings.promote || self.shown == self.good || self.behind() {
             return Ok(());
         }
         let checked = self
@@ -465,7 +482,7 @@ impl Model {
                 self.not_rolled_back(version)?;
                 if self.settings.promote {
                     prop_assert!(
-                        self.shown.is_some() && self.shown == self.good,
+                        self.shown.is_some() && (self.shown == self.good || self.behind()),
                         "a child started on an empty directory or a candidate"
                     );
                 }
@@ -530,20 +547,44 @@ impl Model {
                     !self.settings.validate || self.passed.contains(&generation),
                     "a candidate promoted without passing its check"
                 );
+                // The answer says what the record names, as the promoter's;
+                // it never removes what the view shows.
                 if self.disk_fails {
-                    self.discard(&generation)?;
-                    let result = Err("No space left on device".into());
+                    let recorded = self.good.as_ref() == Some(&generation);
+                    if !recorded && self.steady.as_ref() != Some(&generation) {
+                        self.discard(&generation)?;
+                    }
+                    let result = Err(CommitFailed {
+                        reason: "No space left on device".into(),
+                        recorded,
+                    });
                     return Ok(Some(Event::Committed { token, result }));
                 }
                 // The previous good one stays until the machine forgets it;
                 // a rollback's record is dropped.
                 self.good = Some(generation.clone());
-                self.shown = self.good.clone();
-                self.rolled_back = None;
                 self.proven_record = proven.clone();
                 if proven.is_none() {
-                    self.proven = Some(generation);
+                    self.proven = Some(generation.clone());
                 }
+                if self.view_fails {
+                    // Recorded, not shown: the machine must take the record.
+                    // A candidate shown in place goes back to what the view
+                    // showed. (The record put back to the view's generation
+                    // agrees with it now.)
+                    self.shown = self.steady.clone();
+                    let result = Err(CommitFailed {
+                        reason: "Read-only file system".into(),
+                        recorded: true,
+                    });
+                    return Ok(Some(Event::Committed { token, result }));
+                }
+                // New bytes shown (not the record put back to the view's).
+                if self.steady.as_ref() != Some(&generation) {
+                    self.rolled_back = None;
+                }
+                self.shown = self.good.clone();
+                self.steady = self.good.clone();
                 Ok(Some(Event::Committed {
                     token,
                     result: Ok(()),
@@ -556,7 +597,8 @@ impl Model {
             Action::Forget { generation } => {
                 prop_assert!(
                     self.good.as_deref() != Some(generation.as_str())
-                        && self.shown.as_deref() != Some(generation.as_str()),
+                        && self.shown.as_deref() != Some(generation.as_str())
+                        && self.steady.as_deref() != Some(generation.as_str()),
                     "forgot the generation the child sees"
                 );
                 prop_assert!(
@@ -589,6 +631,7 @@ impl Model {
                 self.rolled_back = self.gens.remove(&from);
                 self.ever_rolled_back.extend(self.rolled_back);
                 self.good = Some(to.clone());
+                self.steady = Some(to.clone());
                 self.shown = Some(to);
                 Ok(Some(Event::RolledBack { result: Ok(()) }))
             }
@@ -941,6 +984,7 @@ impl Model {
                 }
             }
             Op::DiskFails(fails) => self.disk_fails = fails,
+            Op::ViewFails(fails) => self.view_fails = fails,
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
                 // restarted manager recovers the directory from its record.
@@ -971,6 +1015,7 @@ impl Model {
                 self.proven_record = proven_record.clone();
                 self.proven = proven_record.clone().or(good.clone());
                 self.good = good.clone();
+                self.steady = good.clone();
                 self.shown = good;
                 self.rolled_back = rolled_back;
                 self.ever_rolled_back = ever;
@@ -996,11 +1041,13 @@ impl Model {
     /// last good generation.
     fn discard(&mut self, generation: &str) -> Result<(), TestCaseError> {
         prop_assert!(
-            self.good.as_deref() != Some(generation) && self.proven.as_deref() != Some(generation),
-            "the last good or the proven generation discarded"
+            self.good.as_deref() != Some(generation)
+                && self.proven.as_deref() != Some(generation)
+                && self.steady.as_deref() != Some(generation),
+            "the last good, the proven or the viewed generation discarded"
         );
         if self.shown.as_deref() == Some(generation) {
-            self.shown = self.good.clone();
+            self.shown = self.steady.clone();
         }
         self.gens.remove(generation);
         Ok(())
@@ -1018,6 +1065,7 @@ impl Model {
                 c.ready = true;
             }
             self.disk_fails = false;
+            self.view_fails = false;
             let op = if !self.validations.is_empty() {
                 Op::FinishValidation
             } else if self.reload.is_some() {
@@ -1051,6 +1099,11 @@ impl Model {
         }
         if self.exited.is_some() {
             return Ok(());
+        }
+        // Once the disk works, the view and the record agree again.
+        if self.settings.promote {
+            prop_assert_eq!(&self.shown, &self.good, "the view and the record disagree");
+            prop_assert!(!self.behind(), "the view lags the record");
         }
         match &self.child {
             // Rolled back from these bytes: the child runs the last good.

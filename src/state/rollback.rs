@@ -101,9 +101,11 @@ impl Machine {
         actions
     }
 
-    /// Shown or proven: a generation that stays.
-    fn is_kept(&self, generation: &str) -> bool {
+    /// Recorded as the last good one, proven, or what the child's view
+    /// still shows while it lags the record: a generation that stays.
+    pub(super) fn is_kept(&self, generation: &str) -> bool {
         self.shown.as_deref() == Some(generation)
+            || self.lag.as_deref() == Some(generation)
             || self.proven.as_ref().is_some_and(|g| g.name == generation)
     }
 
@@ -132,6 +134,12 @@ impl Machine {
 
     /// The child now has the new bytes: the window starts.
     pub(super) fn child_took_new_bytes(&mut self) -> Vec<Action> {
+        // The shown generation is recorded but the view lags (a commit's
+        // double fault): the child has the older bytes, and a window must
+        // not judge them for the new ones.
+        if self.lag.is_some() {
+            return vec![];
+        }
         match (self.probation.as_mut(), self.settings.rollback_window) {
             (Some(p), Some(window)) if !p.running => {
                 p.running = true;
@@ -286,6 +294,8 @@ impl Machine {
             "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",
             r.why, r.bad, r.previous.name
         );
+        // The record and the view both name it now.
+        self.lag = None;
         self.shown = Some(r.previous.name);
         self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;

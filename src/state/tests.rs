@@ -2196,3 +2196,221 @@ fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
     m.handle(Event::ReloadSent);
     assert_eq!(m.stats().reloads_ok, 2);
 }
+
+/// A commit whose view switch and record restore both failed: the disk's
+/// record names g2. The machine takes that word: g2 is its last good one
+/// (a later commit keeps the proven g1, a newer candidate's failure never
+/// discards g2), the child is not told while its view lags, and the retry
+/// commits g2 again instead of staging a new copy. Before, the machine kept
+/// g1 as the last good one while the disk named g2.
+#[test]
+fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
+    let mut m = running_on_g1(true);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2),
+    });
+    let commit = m.handle(Event::Validated { token: 1, ok: true });
+    assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
+    let after = m.handle(Event::Committed {
+        token: 1,
+        result: Err(CommitFailed {
+            reason: "Read-only file system".into(),
+            recorded: true,
+        }),
+    });
+    // Not told, g1 not forgotten (the view still shows it), g2 not discarded.
+    assert!(
+        after.iter().all(|a| !matches!(
+            a,
+            Action::Reload(..) | Action::Discard { .. } | Action::Forget { .. } | Action::Spawn
+        )),
+        "{after:?}"
+    );
+    let retry = after
+        .iter()
+        .find_map(|a| match a {
+            Action::RetryAfter { token, .. } => Some(*token),
+            _ => None,
+        })
+        .expect("a retry");
+    assert_eq!(m.shown.as_deref(), Some("g2"), "the disk names g2");
+    // The same generation is committed again, keeping the proven g1.
+    assert_eq!(
+        m.handle(Event::RetryDue { token: retry }),
+        [Action::Commit {
+            token: 1,
+            generation: "g2".into(),
+            proven: Some("g1".into()),
+        }]
+    );
+    let done = m.handle(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    assert!(
+        done.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        "{done:?}"
+    );
+    assert!(
+        !done
+            .iter()
+            .any(|a| matches!(a, Action::Forget { generation } if generation == "g1")),
+        "g1 is the proven one: {done:?}"
+    );
+}
+
+/// A machine running on g1 whose commit of g2 hit a double fault: the
+/// record names g2, the view still shows g1; the commit's retry is armed
+/// (token 1).
+fn view_lagging_g2() -> Machine {
+    let mut m = running_on_g1(true);
+    m.handle(Event::ConfigSettled(snap(Some(2))));
+    let g2 = Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    m.handle(Event::Staged {
+        token: 1,
+        result: Ok(g2),
+    });
+    m.handle(Event::Validated { token: 1, ok: true });
+    let after = m.handle(Event::Committed {
+        token: 1,
+        result: Err(CommitFailed {
+            reason: "Read-only file system".into(),
+            recorded: true,
+        }),
+    });
+    assert!(
+        after.contains(&Action::RetryAfter {
+            token: 1,
+            after: BACKOFF_FIRST
+        }),
+        "{after:?}"
+    );
+    m
+}
+
+/// The commit (if any) among `actions`: its token, generation, proven.
+fn commit_of(actions: &[Action]) -> Option<(u64, String, Option<String>)> {
+    actions.iter().find_map(|a| match a {
+        Action::Commit {
+            token,
+            generation,
+            proven,
+        } => Some((*token, generation.clone(), proven.clone())),
+        _ => None,
+    })
+}
+
+/// After a commit's double fault (the record names g2, the view shows g1),
+/// the source goes back to g1's bytes: the commit owed for g2 is moot, so
+/// the record goes back to g1 (what the view shows and the child runs),
+/// through a tokened commit retried while the disk fails; then g2, which
+/// never reached the child, goes. Nothing is told to the child. Before,
+/// the retry was dropped and nothing reconciled them: the record kept
+/// naming g2 (a restarted manager would show bytes the source no longer
+/// holds), the machine kept g1's copy forever.
+#[test]
+fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back() {
+    let mut m = view_lagging_g2();
+    let back = m.handle(Event::ConfigSettled(snap(Some(1))));
+    let (token, generation, proven) = commit_of(&back).expect("a commit of what the view shows");
+    assert_eq!((generation.as_str(), proven), ("g1", None), "{back:?}");
+    let quiet = |actions: &[Action]| {
+        actions.iter().all(|a| {
+            !matches!(
+                a,
+                Action::Reload(..) | Action::Spawn | Action::Discard { .. } | Action::Signal(..)
+            ) && !matches!(a, Action::Forget { generation } if generation == "g1")
+        })
+    };
+    assert!(quiet(&back), "{back:?}");
+    // The disk still fails: the same commit again, after a delay; g1 stays.
+    let failed = m.handle(Event::Committed {
+        token,
+        result: Err(CommitFailed {
+            reason: "Read-only file system".into(),
+            recorded: false,
+        }),
+    });
+    assert!(quiet(&failed), "{failed:?}");
+    assert!(
+        failed.contains(&Action::RetryAfter {
+            token,
+            after: BACKOFF_FIRST
+        }),
+        "{failed:?}"
+    );
+    assert!(!m.stats().last_failed, "the source holds the child's bytes");
+    assert_eq!(
+        m.handle(Event::RetryDue { token }),
+        [Action::Commit {
+            token,
+            generation: "g1".into(),
+            proven: None,
+        }]
+    );
+    let done = m.handle(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    assert!(quiet(&done), "{done:?}");
+    assert!(
+        done.contains(&Action::Forget {
+            generation: "g2".into()
+        }),
+        "{done:?}"
+    );
+    assert_eq!(m.shown.as_deref(), Some("g1"));
+    assert_eq!(m.lag, None);
+    // Settled: nothing more is owed.
+    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
+}
+
+/// Newer bytes pushed while the view lags, and rejected: the child keeps
+/// its config (g1's), so the record goes back to g1 too, once the check
+/// dropped what was in flight. Before, the rejection left the record on
+/// g2 and nothing in flight.
+#[test]
+fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
+    let mut m = view_lagging_g2();
+    m.handle(Event::ConfigSettled(snap(Some(3))));
+    let g3 = Generation {
+        name: "g3".into(),
+        snapshot: snap(Some(3)),
+    };
+    m.handle(Event::Staged {
+        token: 2,
+        result: Ok(g3),
+    });
+    let rejected = m.handle(Event::Validated {
+        token: 2,
+        ok: false,
+    });
+    assert!(
+        rejected.contains(&Action::Discard {
+            generation: "g3".into()
+        }),
+        "{rejected:?}"
+    );
+    let (token, generation, _) = commit_of(&rejected).expect("the record put back");
+    assert_eq!(generation, "g1");
+    let done = m.handle(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    assert!(
+        done.contains(&Action::Forget {
+            generation: "g2".into()
+        }),
+        "{done:?}"
+    );
+    assert_eq!(m.shown.as_deref(), Some("g1"));
+}

@@ -183,7 +183,7 @@ pub enum Event {
     /// The answer to `Action::Commit { token, .. }`.
     Committed {
         token: u64,
-        result: Result<(), String>,
+        result: Result<(), CommitFailed>,
     },
     /// A readiness probe of child number `child` (`Machine::child`, taken
     /// when the probe started) ended; `ran_for`: that child's age then.
@@ -206,6 +206,18 @@ pub enum Event {
     /// That validation could not start for a fault of ours (the candidate
     /// could not be shown in place): no verdict on the bytes.
     CannotCheck { token: u64, reason: String },
+}
+
+/// Why a commit did not go through, and what the durable record of the
+/// last good generation names after it: the machine takes the disk's word,
+/// since a restarted manager trusts that record alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitFailed {
+    pub reason: String,
+    /// The record names the candidate: only the child's view is behind (its
+    /// switch failed, and so did putting the record back). The candidate is
+    /// the last good generation; the commit is retried for the view.
+    pub recorded: bool,
 }
 
 /// A generation of the child's directory (`--promote-to`): its name and

@@ -32,6 +32,9 @@ enum Happen {
     ChildExits(i32),
     /// The child's directory (`--promote-to`) fails every write, or no more.
     DiskFails(bool),
+    /// A commit's record moves but the child's view cannot follow, and the
+    /// record cannot be put back either (a double fault), or no more.
+    ViewFails(bool),
 }
 
 /// What the loop did to the world, and when (ms since the start).
@@ -51,6 +54,11 @@ enum Did {
     Commit(u64),
     Discard(u64),
     DiskFull,
+    /// A commit recorded this version as the last good one; the view
+    /// stayed behind.
+    ViewBehind(u64),
+    /// The record put back to the version the view shows.
+    RecordBack(u64),
     /// `--rollback-window`: back to a generation of this version.
     RollBack(u64),
     Exit(i32),
@@ -106,6 +114,10 @@ struct Fake {
     rejected: Option<String>,
     rejected_bytes: Option<u64>,
     disk_fails: bool,
+    view_fails: bool,
+    /// What the view shows outside a check in place (`shown` is what it
+    /// shows now): `good`, unless a commit's view lagged its record.
+    steady: Option<String>,
     /// `--promote-to` is on: children read the directory, never the source.
     promote: bool,
     /// The readiness probe passes for children on these versions...
@@ -157,6 +169,8 @@ impl Fake {
             rejected: None,
             rejected_bytes: None,
             disk_fails: false,
+            view_fails: false,
+            steady: None,
             promote: false,
             ready_for: |_| true,
             ready_after: Duration::ZERO,
@@ -253,8 +267,10 @@ impl World for Fake {
         // With --promote-to the child reads what its directory shows.
         let version = match &self.shown {
             Some(g) => {
-                assert_eq!(
-                    self.shown, self.good,
+                // Or, while a commit's view lags its record, on the
+                // generation committed before it (never on a candidate).
+                assert!(
+                    self.shown == self.good || self.good != self.steady,
                     "a child started on a candidate: {:?}",
                     self.did
                 );
@@ -336,11 +352,19 @@ impl World for Fake {
         self.ready.push_back(Wake::Staged { token, result });
     }
 
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+        // The answer says what the record names, as the promoter's does.
         if self.disk_fails {
             self.record(Did::DiskFull);
-            self.discard(generation);
-            return Err("No space left on device".into());
+            let recorded = self.good.as_deref() == Some(generation);
+            // Never what the view shows.
+            if !recorded && self.steady.as_deref() != Some(generation) {
+                self.discard(generation);
+            }
+            return Err(CommitFailed {
+                reason: "No space left on device".into(),
+                recorded,
+            });
         }
         if let Some(p) = proven {
             assert_eq!(
@@ -352,14 +376,29 @@ impl World for Fake {
         }
         let version = self.gens[generation];
         self.not_rejected(version);
-        self.record(Did::Commit(version));
-        if let Some(r) = self.rejected.take().filter(|r| r != generation) {
+        // New bytes, or the record put back to what the view shows.
+        let new = self.steady.as_deref() != Some(generation);
+        match (new, self.view_fails) {
+            (true, false) => self.record(Did::Commit(version)),
+            (true, true) => self.record(Did::ViewBehind(version)),
+            (false, _) => self.record(Did::RecordBack(version)),
+        }
+        if new && let Some(r) = self.rejected.take().filter(|r| r != generation) {
             self.gens.remove(&r);
         }
         // The previous good one stays until the machine forgets it.
         self.proven = proven.map(String::from);
         self.good = Some(generation.to_string());
+        if self.view_fails {
+            // A candidate shown in place goes back to what the view showed.
+            self.shown = self.steady.clone();
+            return Err(CommitFailed {
+                reason: "Read-only file system".into(),
+                recorded: true,
+            });
+        }
         self.shown = self.good.clone();
+        self.steady = self.good.clone();
         self.committed_at.insert(generation.to_string(), self.now);
         Ok(())
     }
@@ -377,6 +416,16 @@ impl World for Fake {
     }
 
     fn forget(&mut self, generation: &str) {
+        assert_ne!(
+            self.shown.as_deref(),
+            Some(generation),
+            "forgot the generation the child sees"
+        );
+        assert_ne!(
+            self.steady.as_deref(),
+            Some(generation),
+            "forgot the generation the view shows"
+        );
         assert_ne!(
             self.good.as_deref(),
             Some(generation),
@@ -400,6 +449,7 @@ impl World for Fake {
         self.record(Did::RollBack(version));
         self.good = Some(to.to_string());
         self.shown = self.good.clone();
+        self.steady = self.good.clone();
         self.proven = None;
         // Kept as the rejected one (as `..rejected`), not shown again.
         if let Some(r) = self.rejected.replace(from.to_string()) {
@@ -424,12 +474,22 @@ impl World for Fake {
 
     fn discard(&mut self, generation: &str) {
         assert_ne!(
+            self.good.as_deref(),
+            Some(generation),
+            "discarded the generation the record names"
+        );
+        assert_ne!(
             self.proven_one(),
             Some(generation),
             "discarded the proven one"
         );
+        assert_ne!(
+            self.steady.as_deref(),
+            Some(generation),
+            "discarded the generation the view shows"
+        );
         if self.shown.as_deref() == Some(generation) {
-            self.shown = self.good.clone();
+            self.shown = self.steady.clone();
         }
         if let Some(v) = self.gens.remove(generation) {
             self.record(Did::Discard(v));
@@ -550,6 +610,7 @@ impl World for Fake {
                     Happen::Signal(sig) => break Wake::Signal(sig),
                     Happen::ChildExits(code) => self.exit(code),
                     Happen::DiskFails(fails) => self.disk_fails = fails,
+                    Happen::ViewFails(fails) => self.view_fails = fails,
                 }
                 continue;
             }
@@ -946,6 +1007,7 @@ impl Fake {
             self.gens.insert("..gen-old".into(), v);
             self.good = Some("..gen-old".into());
             self.shown = self.good.clone();
+            self.steady = self.good.clone();
         }
         self
     }
@@ -1004,6 +1066,61 @@ fn a_full_disk_changes_nothing_and_staging_is_retried_doubling() {
     // The child is restarted onto 1 only once 1 was committed.
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
     assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
+}
+
+/// A commit whose view switch fails and whose record cannot be put back
+/// either: the record names 1 (a restarted manager would show it), so the
+/// machine takes 1 as the last good one: it never discards it, never forgets
+/// it, and retries the same commit (not a new staging) until the view
+/// follows; the child is told only then. Before, the machine took it as a
+/// failed commit, staged 1 again and left the recorded copy behind.
+#[test]
+fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word() {
+    let world = Fake::new()
+        .at(500, Happen::ViewFails(true))
+        .at(1_000, Happen::Write(1))
+        .at(3_000, Happen::ViewFails(false))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    let (w, _) = run(world, loop_cfg(), promoting());
+    assert_eq!(w.when(&Did::ViewBehind(1)), [1_100, 2_100]);
+    assert_eq!(w.when(&Did::Commit(1)), [4_100]);
+    // One staging: the recorded generation is committed again, not copied.
+    assert_eq!(w.of(|d| matches!(d, Did::Stage(1))), [Did::Stage(1)]);
+    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
+    assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
+    // Machine and disk agree: the record and the view name 1; 0 is gone.
+    assert_eq!(w.good, w.shown);
+    assert_eq!(w.good.as_ref().map(|g| w.gens[g]), Some(1));
+    assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
+}
+
+/// The same double fault, then the source goes back to 0 while the view
+/// still shows 0: the commit owed for 1 is moot, so the record goes back
+/// to 0 (retried while the disk fails), 1's copy goes, and the child, which
+/// has 0, is neither restarted nor told. Before, the retry was dropped and
+/// the record named 1 for good while the view showed 0.
+#[test]
+fn after_a_double_fault_a_source_back_on_the_views_bytes_puts_the_record_back() {
+    let world = Fake::new()
+        .at(500, Happen::ViewFails(true))
+        .at(1_000, Happen::Write(1))
+        .at(1_500, Happen::Write(0))
+        .at(2_500, Happen::ViewFails(false))
+        .at(60_000, Happen::Signal(TERM))
+        .promoting(None);
+    let (w, _) = run(world, loop_cfg(), promoting());
+    assert_eq!(w.when(&Did::ViewBehind(1)), [1_100]);
+    let back = w.when(&Did::RecordBack(0));
+    assert!(!back.is_empty(), "{:?}", w.did);
+    assert!(w.when(&Did::Commit(1)).is_empty(), "{:?}", w.did);
+    assert_eq!(w.spawns(), [Did::Spawn(0)]);
+    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert_eq!(w.good, w.shown);
+    assert_eq!(w.steady, w.good);
+    assert_eq!(w.good.as_ref().map(|g| w.gens[g]), Some(0));
+    assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
 }
 
 #[test]
@@ -1066,6 +1183,7 @@ mod loop_props {
             3 => (0u64..3).prop_map(Happen::Notes),
             1 => Just(Happen::Touch),
             1 => any::<bool>().prop_map(Happen::DiskFails),
+            1 => any::<bool>().prop_map(Happen::ViewFails),
             1 => prop::sample::select(vec![libc::SIGHUP, libc::SIGUSR1]).prop_map(Happen::Signal),
         ]
     }
@@ -1102,7 +1220,10 @@ mod loop_props {
                 world.ready_for = |v| v % 10 != NOT_READY;
             }
             // Quiet for long enough that every retry and timer has run.
-            world = world.at(20_000, Happen::DiskFails(false)).at(200_000, Happen::Signal(TERM));
+            world = world
+                .at(20_000, Happen::DiskFails(false))
+                .at(20_000, Happen::ViewFails(false))
+                .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
             if promote {
                 world = world.promoting(None);
@@ -1148,6 +1269,9 @@ mod loop_props {
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
             prop_assert_eq!(code, 143, "{:?}", w.did);
+            // Once the disk works again, the view and the record agree.
+            prop_assert_eq!(&w.shown, &w.good, "{:?}", w.did);
+            prop_assert_eq!(&w.steady, &w.good, "{:?}", w.did);
             let spawns = w.spawns();
             // Without --promote-to the child reads the source itself: bytes
             // written after the check are checked after the start (the

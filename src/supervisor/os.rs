@@ -14,7 +14,7 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{Generation, HookCall, Machine, Settings};
+use crate::state::{CommitFailed, Generation, HookCall, Machine, Settings};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -304,8 +304,11 @@ impl World for Os {
         self.staging.push_back((token, task));
     }
 
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), String> {
-        let p = self.promoter.as_mut().ok_or("no --promote-to")?;
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+        let p = self.promoter.as_mut().ok_or(CommitFailed {
+            reason: "no --promote-to".into(),
+            recorded: false,
+        })?;
         p.commit(generation, proven)
     }
 
