@@ -266,6 +266,18 @@ fn build(v: &Values, line: Vec<String>, who: Personality, cwd: &Path) -> Result<
     let validate = v.validate.get().cloned();
     let validate_in_place = v.validate_in_place.or_zero();
     check_promotion(v, promote_to.as_deref(), validate.as_deref(), &configs, cwd)?;
+    // A zero limit would make the verdict a race between the hook and its
+    // own timer.
+    for (flag, limit) in [
+        ("--validate-timeout", v.validate_timeout.or_zero()),
+        ("--reload-timeout", v.reload_timeout.or_zero()),
+    ] {
+        if limit.is_zero() {
+            return Err(format!(
+                "{flag}: 0 would time out every run before it could answer; give a duration, e.g. 30s"
+            ));
+        }
+    }
     let ready = Readiness::from(v)?;
     // Always a subreaper when not PID 1 (reaper::become_subreaper), which
     // is what tini's -s asks for: only its spelling was checked.
@@ -389,6 +401,12 @@ impl Reload {
             catchable(sig).map_err(|e| {
                 format!("--reload-signal: {e}: the child could not reload on it (without --reload-signal a change restarts the child)")
             })?;
+            if sig == nix::libc::SIGTERM || sig == nix::libc::SIGINT {
+                return Err(format!(
+                    "--reload-signal: {} stops the child, it does not reload it: every change would end the container (leave --reload-signal out and a change restarts the child)",
+                    crate::signals::name(sig)
+                ));
+            }
         }
         let command = v.reload_command.get().cloned();
         let urls: Vec<_> = v.reload_url.values().flatten().cloned().collect();
@@ -529,21 +547,24 @@ fn signal_maps(v: &Values) -> Result<(Vec<SignalPair>, i32), String> {
         let bad = |e: String| format!("--rewrite {text:?}: {e}");
         // dumb-init rewrites SIGTERM to change how a child is stopped
         // (`-r 15:3` for nginx): that is our stop signal.
+        // `-r 15:0`, `-r 2:0`: dropped, as dumb-init drops them: the
+        // manager neither forwards nor stops on it (a container runtime's
+        // stop then ends in SIGKILL after its grace period).
+        if (from == nix::libc::SIGTERM || from == nix::libc::SIGINT) && to.is_none() {
+            pairs.push((from, None));
+            continue;
+        }
         if from == nix::libc::SIGTERM {
-            let to = to.ok_or_else(|| {
-                bad("SIGTERM cannot be dropped: it is how the container is stopped (rewrite it to the signal that stops the child, e.g. 15:3)".into())
-            })?;
-            rewritten_stop = Some(to);
+            rewritten_stop = to;
             continue;
         }
         // `-r 2:15` (a dumb-init entrypoint): SIGINT still stops the child,
         // with the signal it is rewritten to.
         if from == nix::libc::SIGINT {
-            let to = to.ok_or_else(|| {
-                bad("SIGINT cannot be dropped: it stops the child (rewrite it to the signal that stops the child, e.g. 2:15)".into())
-            })?;
-            stop_signal_rule(to).map_err(bad)?;
-            pairs.push((from, Some(to)));
+            if let Some(to) = to {
+                stop_signal_rule(to).map_err(bad)?;
+            }
+            pairs.push((from, to));
             continue;
         }
         reserved_signal(from).map_err(bad)?;

@@ -512,6 +512,56 @@ fn dumb_init_rewrites_sigint_to_sigterm() {
     assert_eq!(lines(), ["ready", "TERM"], "{}", m.log());
 }
 
+/// dumb-init's `-r 15:0`: SIGTERM is dropped (not forwarded, no stop), as
+/// dumb-init does; it was refused with exit 1 though dumb-init takes it.
+#[test]
+fn dumb_init_drops_sigterm_when_told_to() {
+    if pid1_or_skip("dumb-init -r 15:0").is_none() {
+        return;
+    }
+    let s = Scratch::new("dropin-drop-term");
+    let out = s.path("out");
+    let child = script(
+        &s,
+        "child.sh",
+        &format!(
+            "trap 'echo TERM >> {out}; exit 0' TERM\n\
+             trap 'echo USR1 >> {out}' USR1\n\
+             echo ready >> {out}\n\
+             while :; do sleep 0.05 & wait $!; done",
+            out = out.display()
+        ),
+    );
+    let drop_term = format!("{}:0", libc::SIGTERM);
+    let mut m = start_as(
+        &s,
+        "dumb-init",
+        Mode::Pid1,
+        &[],
+        &["-r", &drop_term, &child],
+    );
+    let lines = || s.lines("out");
+    assert!(
+        wait_for(LONG, || lines().contains(&"ready".into())),
+        "{}",
+        m.log()
+    );
+    m.signal(libc::SIGTERM);
+    // A signal after it that is forwarded: once it arrives, the TERM
+    // before it was handled (and dropped).
+    m.signal(libc::SIGUSR1);
+    assert!(
+        wait_for(LONG, || lines().contains(&"USR1".into())),
+        "{:?}\n{}",
+        lines(),
+        m.log()
+    );
+    assert!(m.alive(), "the manager stopped on a dropped SIGTERM");
+    assert_eq!(lines(), ["ready", "USR1"], "{}", m.log());
+    m.signal(libc::SIGKILL);
+    m.exit_code();
+}
+
 /// A usage error (no program, an unknown flag) exits 1 under tini's and
 /// dumb-init's names, as both tools do; under our own name it stays 2.
 /// Where the real tools are installed, their codes are checked too.

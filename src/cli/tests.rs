@@ -566,9 +566,26 @@ fn tini_and_dumb_init_flags_map_to_ours() {
         c.map_signal,
         [(nix::libc::SIGINT, Some(nix::libc::SIGTERM))]
     );
+    // `-r 15:0`, `-r 2:0`: dropped, as dumb-init drops them.
+    let c = run_named("dumb-init", &["-r", "15:0", "-r", "2:0", "app"], &[]).unwrap();
+    assert_eq!(
+        c.map_signal,
+        [(nix::libc::SIGTERM, None), (nix::libc::SIGINT, None)]
+    );
     for (bad, why) in [
-        (vec!["-r", "15:0", "app"], "SIGTERM cannot be dropped"),
-        (vec!["-r", "2:0", "app"], "SIGINT cannot be dropped"),
+        (
+            vec!["--reload-signal", "TERM", "app"],
+            "SIGTERM stops the child",
+        ),
+        (
+            vec!["--reload-signal", "INT", "app"],
+            "SIGINT stops the child",
+        ),
+        (
+            vec!["--validate", "true", "--validate-timeout", "0", "app"],
+            "--validate-timeout: 0",
+        ),
+        (vec!["--reload-timeout", "0", "app"], "--reload-timeout: 0"),
         (
             vec!["--map-signal", "INT:TERM", "app"],
             "SIGINT stops the child",

@@ -111,6 +111,14 @@ impl Machine {
     }
 
     pub(super) fn on_signal(&mut self, sig: i32) -> Vec<Action> {
+        // dumb-init's `-r 15:0` / `-r 2:0`: dropped, so no shutdown either.
+        if is_shutdown(sig) && self.mapped(sig).is_none() {
+            info!(
+                "Received {}, dropped (--rewrite): not stopping",
+                signals::name(sig)
+            );
+            return vec![];
+        }
         // SIGTERM stops with the configured stop signal; SIGINT stays SIGINT
         // unless rewritten (dumb-init's `-r 2:15`: the child gets SIGTERM).
         let stop_with = if sig == libc::SIGTERM {

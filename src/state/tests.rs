@@ -2414,3 +2414,17 @@ fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
     );
     assert_eq!(m.shown.as_deref(), Some("g1"));
 }
+
+/// dumb-init's `-r 15:0`: SIGTERM is dropped, neither forwarded nor a
+/// shutdown (it was refused at the door, though dumb-init accepts it).
+#[test]
+fn a_dropped_sigterm_neither_stops_nor_reaches_the_child() {
+    let s = Settings {
+        map_signal: vec![(libc::SIGTERM, None), (libc::SIGINT, None)],
+        ..settings()
+    };
+    let mut m = running_on(s, files(&[("app.conf", 1)]));
+    assert_eq!(m.handle(Event::Signal(libc::SIGTERM)), []);
+    assert_eq!(m.handle(Event::Signal(libc::SIGINT)), []);
+    assert_eq!(m.phase, Phase::Running);
+}
