@@ -12,10 +12,13 @@
 //! kept for `exited` to hand over. SIGCHLD coalesces (500 exits give a few
 //! hundred deliveries), so each sweep goes on until no zombie is left.
 //!
-//! A process group is addressed by its leader's pid, which the kernel may
-//! give to another process once the leader is reaped: a group is signalled
-//! only while its leader is ours and unreaped (`signal_group`), and a hook's
-//! leftovers are killed at the leader's exit *before* it is reaped.
+//! A process group is addressed by its leader's pid. Linux keeps that number
+//! while any process uses it as its pid or group, but once the group is
+//! empty and the leader reaped, a new process may get it: a hook's group is
+//! signalled only while its leader is ours and unreaped (`signal_group`),
+//! and its leftovers are killed at the leader's exit, *before* it is reaped.
+//! The exited child is reported as soon as it is reaped, before any signal
+//! could be forwarded to its pid.
 
 use log::{debug, warn};
 use nix::libc;
@@ -98,6 +101,16 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
     unreaped && crate::child::signal_group(pgid, sig)
 }
 
+/// The exit status of `pid` if a sweep has reaped it (it is then handed
+/// over: `exited` would not see it again).
+pub fn take(pid: i32) -> Option<ExitStatus> {
+    OURS.with_borrow_mut(|ours| {
+        let raw = ours.get(&pid)?.status?;
+        ours.remove(&pid);
+        Some(ExitStatus::from_raw(raw))
+    })
+}
+
 /// Resolves to the exit status of `pid` (adopted before), once a sweep has
 /// reaped it.
 pub fn exited(pid: i32) -> Exited {
@@ -131,13 +144,12 @@ impl Future for Exited {
     }
 }
 
-/// Reaps every exited process: an orphan's status is dropped, ours is kept
-/// for `exited` (and its waiter woken). Returns how many orphans it reaped.
-pub fn sweep() -> usize {
-    let mut reaped = 0;
+/// Reaps the next exited process: its pid and raw wait status. A hook's
+/// group is killed first, while its exited leader still holds the group's
+/// number (Linux: a peek with WNOWAIT).
+#[cfg(target_os = "linux")]
+fn reap_next() -> Option<(i32, i32)> {
     loop {
-        // Peek first, without reaping: a hook's group is killed while its
-        // exited leader still holds the group's number.
         // Raw libc: nix's waitid turns a death by a real-time signal into
         // an error, which would hide the pid.
         // SAFETY: waitid fills a zeroed siginfo_t; WNOWAIT leaves the zombie.
@@ -148,17 +160,17 @@ pub fn sweep() -> usize {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::ECHILD) => break,
+                    Some(libc::ECHILD) => return None,
                     _ => {
                         warn!("waitid failed: {err}");
-                        break;
+                        return None;
                     }
                 }
             }
             info.si_pid()
         };
         if pid == 0 {
-            break;
+            return None;
         }
         let kill_group = OURS.with_borrow(|ours| ours.get(&pid).is_some_and(|o| o.kill_group));
         if kill_group {
@@ -167,9 +179,37 @@ pub fn sweep() -> usize {
         let mut raw = 0;
         // SAFETY: reaps exactly the zombie just peeked at.
         let r = unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
-        if r != pid {
-            break;
+        return (r == pid).then_some((pid, raw));
+    }
+}
+
+/// Elsewhere waitid(WNOWAIT) also reports stopped children (Darwin), and
+/// a sweep would stop at one: plain waitpid, and a hook's group is killed
+/// just after its leader is reaped.
+#[cfg(not(target_os = "linux"))]
+fn reap_next() -> Option<(i32, i32)> {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid on any child, without blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+        if pid < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
         }
+        if pid <= 0 {
+            return None;
+        }
+        if OURS.with_borrow(|ours| ours.get(&pid).is_some_and(|o| o.kill_group)) {
+            crate::child::signal_group(pid, libc::SIGKILL);
+        }
+        return Some((pid, raw));
+    }
+}
+
+/// Reaps every exited process: an orphan's status is dropped, ours is kept
+/// for `exited` (and its waiter woken). Returns how many orphans it reaped.
+pub fn sweep() -> usize {
+    let mut reaped = 0;
+    while let Some((pid, raw)) = reap_next() {
         let was_ours = OURS.with_borrow_mut(|ours| match ours.get_mut(&pid) {
             Some(o) if o.abandoned => {
                 ours.remove(&pid);

@@ -506,9 +506,17 @@ fn verbosity_per_name() {
     );
     let (msg, code) = run_named("tini", &["-v", "--log-level", "info", "app"], &[]).unwrap_err();
     assert_eq!(code, 1, "{msg}");
-    let (msg, code) = run_named("tini", &["app"], &[("TINI_VERBOSITY", "loud")]).unwrap_err();
-    assert_eq!(code, 1);
-    assert!(msg.contains("TINI_VERBOSITY"), "{msg}");
+    // tini reads it with atoi: not a number is 0, as with tini.
+    assert_eq!(
+        level("tini", &["app"], &[("TINI_VERBOSITY", "loud")]),
+        Error
+    );
+    assert_eq!(level("tini", &["app"], &[("TINI_VERBOSITY", "3x")]), Debug);
+    // dumb-init compares with "1" and "0" only: anything else is ignored.
+    let c = run_named("dumb-init", &["app"], &[("DUMB_INIT_SETSID", "no")]).unwrap();
+    assert_eq!(c.signal_to, crate::state::Target::Group);
+    let c = run_named("dumb-init", &["app"], &[("DUMB_INIT_SETSID", "0")]).unwrap();
+    assert_eq!(c.signal_to, crate::state::Target::Child);
 }
 
 #[test]
@@ -1104,7 +1112,12 @@ fn every_row_reaches_its_argh_field_and_its_variables() {
         };
         assert_eq!(values.source(flag), unset, "{name} with nothing given");
         for var in flag.vars {
-            let value = flag.default.unwrap_or("1").to_string();
+            // dumb-init's variables take "1" or "0" only.
+            let value = match var {
+                flags::Var::Bool(..) => "1",
+                _ => flag.default.unwrap_or("1"),
+            }
+            .to_string();
             let env = |n: &str| (n == var.name()).then(|| value.clone());
             match Values::resolve(
                 flags::Argv::from_args(&["x"], &[]).unwrap(),

@@ -139,7 +139,6 @@ fn fallback(
         let Some(text) = env(var.name()) else {
             continue;
         };
-        let bad = |e: String| format!("{}: {e}", var.name());
         let value = match var {
             Var::Value(_) if flag.kind == Kind::List => Some(parse::comma_list(&text)),
             Var::Lines(_) => {
@@ -152,21 +151,20 @@ fn fallback(
             }
             Var::Value(_) => Some(vec![text]),
             Var::Present(_, value) => Some(vec![value.to_string()]),
+            // dumb-init compares with "1" and "0" and ignores anything else.
             Var::Bool(_, on, off) => {
-                let set = if parse::boolean(&text).map_err(bad)? {
-                    on
-                } else {
-                    off
+                let set = match text.as_str() {
+                    "1" => *on,
+                    "0" => *off,
+                    _ => None,
                 };
                 set.map(|v| vec![v.to_string()])
             }
+            // tini reads it with atoi: a number's leading digits, else 0.
             Var::Verbosity(_) => {
-                let n: usize = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad(format!("expected a number from 0 to 4, not {text:?}")))?;
+                let n = atoi(&text).clamp(0, 4) as usize;
                 Some(vec![
-                    ["error", "warn", "info", "debug", "trace"][n.min(4)].to_string(),
+                    ["error", "warn", "info", "debug", "trace"][n].to_string(),
                 ])
             }
         };
@@ -177,4 +175,38 @@ fn fallback(
     Ok(flag
         .default_as(who)
         .map(|d| (vec![d.to_string()], Source::Default)))
+}
+
+/// C's `atoi`: leading blanks, a sign, then digits; whatever follows, or no
+/// digits at all, is ignored (0).
+fn atoi(text: &str) -> i64 {
+    let t = text.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let n = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .take(18)
+        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+    if neg { -n } else { n }
+}
+
+#[cfg(test)]
+mod atoi_tests {
+    #[test]
+    fn reads_numbers_as_c_does() {
+        for (text, n) in [
+            ("2", 2),
+            (" 3x", 3),
+            ("", 0),
+            ("abc", 0),
+            ("-1", -1),
+            ("+4", 4),
+        ] {
+            assert_eq!(super::atoi(text), n, "{text:?}");
+        }
+    }
 }

@@ -595,7 +595,17 @@ impl World for Os {
                 // logged either (a log line to a broken pipe would raise
                 // the next one).
                 Seen::Signal(Ok(c)) if c.is_own(self.me) => {}
-                Seen::Signal(Ok(c)) if c.sig == libc::SIGCHLD => self.sweep(),
+                Seen::Signal(Ok(c)) if c.sig == libc::SIGCHLD => {
+                    self.sweep();
+                    // The child reaped just now is reported before anything
+                    // else is looked at: a signal or timer that won the
+                    // next select! would otherwise address its pid, which
+                    // the kernel may already have given to another process.
+                    if let Some(status) = self.child.as_ref().and_then(|c| reaper::take(c.pid)) {
+                        self.child = None;
+                        return Wake::Child(child::status_of(status));
+                    }
+                }
                 Seen::Signal(Ok(c)) => {
                     let name = signals::name(c.sig);
                     debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
