@@ -801,4 +801,35 @@ mod tests {
         .to_string();
         assert_eq!(s, "12 bytes, hash deadbeef");
     }
+
+    /// A directory's mode is part of the files below it, for a fresh look
+    /// and for a cached one alike (its chmod leaves the files' stat as it
+    /// was); the config directory's own mode is not (its copy's mode is
+    /// another directory's).
+    #[test]
+    fn a_directory_mode_change_changes_the_files_below_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fm-dirmode-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/a"), "a").unwrap();
+        fs::write(dir.join("top"), "t").unwrap();
+        let chmod = |p: &Path, m| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        chmod(&dir.join("sub"), 0o755);
+        let mut cache = Cache::default();
+        let configs = [dir.clone()];
+        let before = cache.snapshot(&configs, true);
+        assert_eq!(before.len(), 2);
+        chmod(&dir.join("sub"), 0o700);
+        let (a, top) = (dir.join("sub/a"), dir.join("top"));
+        let cached = cache.snapshot(&configs, false);
+        assert_ne!(before[&a], cached[&a], "the cache sees it");
+        assert_eq!(cached, cache.snapshot(&configs, true));
+        assert_eq!(cached[&a], file_state_in(&a, &dir));
+        assert_eq!(before[&top], cached[&top]);
+        chmod(&dir, 0o750);
+        assert_eq!(cached, cache.snapshot(&configs, true));
+        chmod(&dir, 0o755);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
