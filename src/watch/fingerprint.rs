@@ -219,9 +219,8 @@ fn owners_kept() -> bool {
         // SAFETY: geteuid(2) cannot fail and touches no memory.
         let root = unsafe { nix::libc::geteuid() } == 0;
         let full = |f: &str| {
-            fs::read_to_string(f).is_ok_and(|m| {
-                m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
-            })
+            fs::read_to_string(f)
+                .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
         };
         root && full("/proc/self/uid_map") && full("/proc/self/gid_map")
     })
