@@ -38,6 +38,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DATA: &str = "..data";
@@ -61,6 +62,9 @@ pub struct Promoter {
     /// The generation `..data` shows outside a check in place: `good`'s,
     /// except after a commit whose view could not follow its record.
     view: Option<String>,
+    /// The last staging's files, as (path hash, state hash) sorted: enough
+    /// to count what changed since, in 16 bytes a file.
+    last_staged: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
 /// Where each source file lands: (source file, path relative to DIR).
@@ -86,7 +90,7 @@ impl Promoter {
         if sources.is_empty() {
             return Err("--promote-to needs a --config source".into());
         }
-        fs::create_dir_all(&dir)
+        create_dir(&dir)
             .map_err(|e| format!("--promote-to {}: cannot create it: {e}", dir.display()))?;
         let real_dir = resolved(&dir);
         for s in &sources {
@@ -109,7 +113,8 @@ impl Promoter {
             for e in entries.flatten() {
                 let name = e.file_name();
                 let ours = name.as_encoded_bytes().starts_with(b"..")
-                    || fs::read_link(e.path()).is_ok_and(|t| t.starts_with(DATA));
+                    || fs::read_link(e.path()).is_ok_and(|t| t.starts_with(DATA))
+                    || is_empty_lost_found(&e.path());
                 if !ours {
                     return Err(format!(
                         "--promote-to {}: {} is not flush-manager's; the child would read it instead of the promoted config (give an empty directory, an emptyDir)",
@@ -124,6 +129,7 @@ impl Promoter {
             sources,
             good: None,
             view: None,
+            last_staged: Arc::default(),
         };
         for (source, _) in p.layout()? {
             if let Some(kind) = special_kind(&source) {
@@ -261,7 +267,7 @@ impl Promoter {
         self.layout()
             .unwrap_or_default()
             .into_iter()
-            .map(|(source, rel)| (source, fingerprint::file_state(&root.join(rel))))
+            .map(|(source, rel)| (source, fingerprint::file_state_in(&root.join(rel), &root)))
             .filter(|(_, state)| *state != FileState::Missing)
             .collect()
     }
@@ -284,6 +290,10 @@ impl Promoter {
         let owner = Owner::ours();
         let copied = (|| -> io::Result<Snapshot> {
             fs::create_dir(&root)?;
+            // Ours alone while it is filled, whatever the umask (0777
+            // would let another user rename a file over a checked one);
+            // its own mode comes last.
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
             // Each directory made for the copies, with the one it copies.
             let mut dirs: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
             let mut written = Vec::with_capacity(layout.len());
@@ -330,6 +340,12 @@ impl Promoter {
                 copy_dir_attributes(source_dir, &root.join(rel), owner)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.display())))?;
             }
+            // The generation itself is the source directory the files came
+            // from, as the directories below it are.
+            match self.sources.iter().find(|s| s.is_dir()) {
+                Some(top) => copy_dir_attributes(top, &root, owner)?,
+                None => fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?,
+            }
             // Durable before any record may name it: the files were synced
             // one by one, then the directories that name them.
             sync_dir(&root)?;
@@ -337,20 +353,31 @@ impl Promoter {
             // The copies' own bytes, once all are there (a kept link reads
             // its target): what is judged is what was written.
             let mut snapshot = Snapshot::new();
+            let mut bytes = 0u64;
             for (source, rel) in written {
-                let state = fingerprint::file_state(&root.join(rel));
+                let state = fingerprint::file_state_in(&root.join(rel), &root);
                 // A kept link whose target went in between: absent, as
                 // the watch sees a dangling link.
                 if state == FileState::Missing {
                     continue;
                 }
-                info!(
+                debug!(
                     "Staging {} -> {} ({state})",
                     source.display(),
                     self.dir.join(rel).display()
                 );
+                if let FileState::Content { len, .. } = state {
+                    bytes += len;
+                }
                 snapshot.insert(source.clone(), state);
             }
+            let changed = self.count_changed(&snapshot);
+            // One line per promotion: a source of thousands of files would
+            // otherwise log thousands of lines for one edit.
+            info!(
+                "Staged {} files ({bytes} bytes, {changed} new or changed) as {generation}",
+                snapshot.len()
+            );
             Ok(snapshot)
         })();
         match copied {
@@ -363,6 +390,42 @@ impl Promoter {
                 Err(e.to_string())
             }
         }
+    }
+
+    /// How many files of `snapshot` are new or differ from the last
+    /// staging's (all of them at the first); remembers this one.
+    fn count_changed(&self, snapshot: &Snapshot) -> usize {
+        let hash = |v: &dyn Fn(&mut std::hash::DefaultHasher)| {
+            let mut h = std::hash::DefaultHasher::new();
+            v(&mut h);
+            std::hash::Hasher::finish(&h)
+        };
+        let mut now: Vec<(u64, u64)> = snapshot
+            .iter()
+            .map(|(path, state)| {
+                (
+                    hash(&|h| std::hash::Hash::hash(path, h)),
+                    match state {
+                        FileState::Content { len, hash } => hash ^ len.rotate_left(32),
+                        _ => 0,
+                    },
+                )
+            })
+            .collect();
+        now.sort_unstable();
+        let mut last = self
+            .last_staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = now
+            .iter()
+            .filter(|(p, st)| {
+                last.binary_search_by_key(p, |(lp, _)| *lp)
+                    .map_or(true, |i| last[i].1 != *st)
+            })
+            .count();
+        *last = now;
+        changed
     }
 
     /// The symlinks below a source that are copied as symlinks (their
@@ -779,6 +842,35 @@ fn copy_dir_attributes(source: &Path, dest: &Path, owner: Owner) -> io::Result<(
         Err(e) => return Err(e),
     }
     dir.sync_all()
+}
+
+/// Creates DIR (and the parents it lacks) with a fixed mode, 0755, not one
+/// the umask picks: 0777 would let any user replace what the child reads,
+/// 0700 would hide it from a child of another user.
+fn create_dir(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    for d in missing {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// mkfs's `lost+found` at the root of a filesystem, empty: DIR on its own
+/// volume has one. No promoted name can collide with it in a way that
+/// matters (the child reads `..data`'s names), and it is left alone.
+fn is_empty_lost_found(path: &Path) -> bool {
+    path.file_name() == Some(std::ffi::OsStr::new("lost+found"))
+        && fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && fs::read_dir(path).is_ok_and(|mut e| e.next().is_none())
 }
 
 /// Removes a generation. A directory copied without write permission (a
@@ -1275,16 +1367,12 @@ mod tests {
             "a"
         );
         assert_eq!(fs::read_to_string(root.join("key")).unwrap(), "k");
-        // The copy's fingerprint is the source's, links read through.
+        // The copy's fingerprint is the source's as the watch sees it
+        // (links read through, directories' modes counted).
         assert_eq!(g.snapshot.len(), 9, "{:?}", g.snapshot);
-        for (source, state) in &g.snapshot {
-            assert_eq!(
-                *state,
-                fingerprint::file_state(source),
-                "{}",
-                source.display()
-            );
-        }
+        let watched =
+            fingerprint::Cache::default().snapshot(&[src.clone(), d.join("single.conf")], true);
+        assert_eq!(g.snapshot, watched);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -1,7 +1,9 @@
 //! What a config file "is", for deciding whether it changed: its length and
-//! a hash of its bytes, read through symlinks. Inodes, mtimes and symlink
-//! targets are not content: a ConfigMap update of another key swaps `..data`
-//! and changes the inode of every key, but not their bytes.
+//! a hash of its bytes, read through symlinks, with its permission bits
+//! (and owner, as root) and those of the directories it is in below the
+//! config path. Inodes, mtimes and symlink targets are not content: a
+//! ConfigMap update of another key swaps `..data` and changes the inode of
+//! every key, but not their bytes.
 
 use log::{debug, warn};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -133,15 +135,22 @@ pub fn paired<'a>(
 /// looks regular to `stat` and is refused once open, from the filesystem
 /// the descriptor is on.
 pub fn file_state(path: &Path) -> FileState {
+    file_state_in(path, path)
+}
+
+/// `file_state` of a file found below the config path `config`: the
+/// directories between the two count too (see `dirs_key`), so a change of
+/// a directory's mode or owner alone is a change of the files it holds.
+pub fn file_state_in(path: &Path, config: &Path) -> FileState {
     match fs::metadata(path) {
-        Ok(meta) => read_state(path, &meta),
+        Ok(meta) => read_state(path, &meta, dirs_key(path, config, &mut HashMap::new())),
         Err(e) if is_missing(&e) => FileState::Missing,
         Err(e) => FileState::Unreadable(e.to_string()),
     }
 }
 
 /// `file_state` for a path already stat-ed (`meta`, through symlinks).
-fn read_state(path: &Path, meta: &fs::Metadata) -> FileState {
+fn read_state(path: &Path, meta: &fs::Metadata, dirs: u64) -> FileState {
     if !meta.is_file() {
         return FileState::NotRegular;
     }
@@ -154,7 +163,7 @@ fn read_state(path: &Path, meta: &fs::Metadata) -> FileState {
         Err(e) if is_missing(&e) => return FileState::Missing,
         Err(e) => return FileState::Unreadable(e.to_string()),
     };
-    match hash_file(file) {
+    match hash_file(file, dirs) {
         Ok(state) => state,
         Err(e) => FileState::Unreadable(e.to_string()),
     }
@@ -170,32 +179,81 @@ fn is_missing(e: &io::Error) -> bool {
 /// hashed as far as this, and its next write is another event.
 const READ_PAST_SIZE: u64 = 1 << 20;
 
-fn hash_file(file: File) -> io::Result<FileState> {
+fn hash_file(file: File, dirs: u64) -> io::Result<FileState> {
     let meta = file.metadata()?;
     // Checked again on the open file: the path may lead elsewhere by now.
     if !meta.is_file() || is_pseudo_fs(&nix::sys::statfs::fstatfs(&file)?) {
         return Ok(FileState::NotRegular);
     }
-    // The permission bits are part of what a file is: a Secret whose mode
-    // went from 0644 to 0400 with the same bytes is a change to act on (and
-    // to copy). Not the setuid/setgid/sticky bits: a manager without
-    // privilege may be refused them on its copy, which would then never
-    // match its source.
     hash_stream(
         file,
         meta.len().saturating_add(READ_PAST_SIZE),
-        meta.mode() & 0o777,
+        attributes(&meta) ^ dirs.rotate_left(1),
     )
+}
+
+/// The permission bits, and the owner where copies keep it, of a file or
+/// directory, as one number: part of what a file is. A Secret whose mode
+/// went from 0644 to 0400, or whose group changed, with the same bytes, is
+/// a change to act on (and to copy). Not the setuid/setgid/sticky bits: a
+/// manager without privilege may be refused them on its copy, which would
+/// then never match its source; and the owner only when every copy gets
+/// its source's (see `owners_kept`), for the same reason.
+fn attributes(meta: &fs::Metadata) -> u64 {
+    let mode = u64::from(meta.mode() & 0o777);
+    if owners_kept() {
+        let owner = (u64::from(meta.uid()) << 32) | u64::from(meta.gid());
+        // An odd factor maps owners one to one; the mode stays readable.
+        (owner.wrapping_mul(0x9e37_79b9_7f4a_7c15) << 9) ^ (owner >> 55) ^ mode
+    } else {
+        mode
+    }
+}
+
+/// Whether a copy always gets its source's owner: a manager running as
+/// root with every id mapped (not a rootless container's "root", whose
+/// copies of a file owned by an unmapped id stay its own).
+fn owners_kept() -> bool {
+    static KEPT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEPT.get_or_init(|| {
+        // SAFETY: geteuid(2) cannot fail and touches no memory.
+        let root = unsafe { nix::libc::geteuid() } == 0;
+        let full = |f: &str| {
+            fs::read_to_string(f)
+                .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        };
+        root && full("/proc/self/uid_map") && full("/proc/self/gid_map")
+    })
+}
+
+/// The attributes (`attributes`) of the directories between `config` and
+/// `file`, outermost last, as one number; 0 for a file directly in
+/// `config` or given itself. Each directory is stat-ed once per `memo`.
+fn dirs_key(file: &Path, config: &Path, memo: &mut HashMap<PathBuf, u64>) -> u64 {
+    let mut key = 0u64;
+    let mut at = file.parent();
+    while let Some(dir) = at {
+        if dir == config || !dir.starts_with(config) {
+            break;
+        }
+        let attrs = *memo.entry(dir.to_path_buf()).or_insert_with(|| {
+            // A directory gone in between: its files are missing too.
+            fs::metadata(dir).map_or(u64::MAX, |m| attributes(&m))
+        });
+        key = key.rotate_left(7) ^ attrs.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        at = dir.parent();
+    }
+    key
 }
 
 /// Hashes at most `limit` bytes of `source`: one look never reads without
 /// end, whatever the file turns out to be.
-fn hash_stream(source: impl Read, limit: u64, mode: u32) -> io::Result<FileState> {
+fn hash_stream(source: impl Read, limit: u64, attributes: u64) -> io::Result<FileState> {
     let mut source = source.take(limit);
     // SipHash with fixed keys: the same bytes give the same hash in every
     // run of this binary; this detects edits, it does not resist forgery.
     let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write_u32(mode);
+    hasher.write_u64(attributes);
     // On the stack: a heap buffer this size stays resident afterwards with
     // musl's allocator (idle RSS grows by it).
     let mut buf = [0u8; 16 * 1024];
@@ -459,6 +517,9 @@ struct StatKey {
     len: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
+    /// The directories' attributes (`dirs_key`): a directory's chmod
+    /// leaves its files' stat as it was.
+    dirs: u64,
 }
 
 /// Fingerprints with a stat cache. A decision (spawn, after the debounce)
@@ -475,11 +536,13 @@ const RACY: Duration = Duration::from_secs(2);
 
 impl Cache {
     pub fn snapshot(&mut self, configs: &[PathBuf], fresh: bool) -> Snapshot {
+        let mut dirs = HashMap::new();
         let files: Vec<(PathBuf, FileState)> = configs
             .iter()
-            .flat_map(|c| expand(c))
-            .map(|file| {
-                let state = self.state(&file, fresh);
+            .flat_map(|c| expand(c).into_iter().map(move |file| (c, file)))
+            .map(|(config, file)| {
+                let key = dirs_key(&file, config, &mut dirs);
+                let state = self.state(&file, fresh, key);
                 (file, state)
             })
             .collect();
@@ -490,7 +553,7 @@ impl Cache {
         files.into_iter().collect()
     }
 
-    fn state(&mut self, path: &Path, fresh: bool) -> FileState {
+    fn state(&mut self, path: &Path, fresh: bool, dirs: u64) -> FileState {
         let Ok(meta) = fs::metadata(path) else {
             self.entries.remove(path);
             return file_state(path);
@@ -501,6 +564,7 @@ impl Cache {
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
+            dirs,
         };
         if !fresh
             && let Some((cached, hashed_at, state)) = self.entries.get(path)
@@ -513,7 +577,7 @@ impl Cache {
             return state.clone();
         }
         let now = SystemTime::now();
-        let state = read_state(path, &meta);
+        let state = read_state(path, &meta, dirs);
         self.entries
             .insert(path.to_path_buf(), (key, now, state.clone()));
         state
@@ -735,5 +799,36 @@ mod tests {
         }
         .to_string();
         assert_eq!(s, "12 bytes, hash deadbeef");
+    }
+
+    /// A directory's mode is part of the files below it, for a fresh look
+    /// and for a cached one alike (its chmod leaves the files' stat as it
+    /// was); the config directory's own mode is not (its copy's mode is
+    /// another directory's).
+    #[test]
+    fn a_directory_mode_change_changes_the_files_below_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fm-dirmode-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub/a"), "a").unwrap();
+        fs::write(dir.join("top"), "t").unwrap();
+        let chmod = |p: &Path, m| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        chmod(&dir.join("sub"), 0o755);
+        let mut cache = Cache::default();
+        let configs = [dir.clone()];
+        let before = cache.snapshot(&configs, true);
+        assert_eq!(before.len(), 2);
+        chmod(&dir.join("sub"), 0o700);
+        let (a, top) = (dir.join("sub/a"), dir.join("top"));
+        let cached = cache.snapshot(&configs, false);
+        assert_ne!(before[&a], cached[&a], "the cache sees it");
+        assert_eq!(cached, cache.snapshot(&configs, true));
+        assert_eq!(cached[&a], file_state_in(&a, &dir));
+        assert_eq!(before[&top], cached[&top]);
+        chmod(&dir, 0o750);
+        assert_eq!(cached, cache.snapshot(&configs, true));
+        chmod(&dir, 0o755);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

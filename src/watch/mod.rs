@@ -288,7 +288,10 @@ impl Watch {
         } else {
             // Only what the events named is read again.
             for path in std::mem::take(&mut self.dirty) {
-                let state = fingerprint::file_state(&path);
+                // Below the config it was found under, as a full look sees
+                // it (where two configs hold it, the last one's, as there).
+                let config = self.configs.iter().rev().find(|c| path.starts_with(c));
+                let state = fingerprint::file_state_in(&path, config.unwrap_or(&path));
                 let was = self.last.insert(path.clone(), state.clone());
                 report(&path, was.as_ref(), &state);
             }
