@@ -216,17 +216,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_message_shows_both_fixes() {
-        let e = check_sees_candidate(
-            &words("grep -q good /srv/dst/app.conf"),
+    /// The startup rule for `check`, with DIR /srv/dst and the watched
+    /// source /srv/src.
+    fn rule(check: &str, in_place: bool) -> Result<(), String> {
+        check_sees_candidate(
+            &words(check),
             Path::new("/srv/dst"),
             &[PathBuf::from("/srv/src")],
-            false,
+            in_place,
             Path::new("/"),
             &env,
         )
-        .unwrap_err();
+    }
+
+    #[test]
+    fn the_message_shows_both_fixes() {
+        let e = rule("grep -q good /srv/dst/app.conf", false).unwrap_err();
         assert!(e.contains("/srv/dst/app.conf"), "{e}");
         assert!(e.contains("$FLUSH_MANAGER_CANDIDATE/app.conf"), "{e}");
         assert!(e.contains("--validate-in-place"), "{e}");
@@ -238,31 +243,12 @@ mod tests {
     /// the source).
     #[test]
     fn a_check_naming_the_source_is_refused_in_place_or_not() {
-        let check = words("sh -c 'sleep 1; grep -q good /srv/src/app.conf'");
         for in_place in [false, true] {
-            let e = check_sees_candidate(
-                &check,
-                Path::new("/srv/dst"),
-                &[PathBuf::from("/srv/src")],
-                in_place,
-                Path::new("/"),
-                &env,
-            )
-            .unwrap_err();
+            let e = rule("sh -c 'sleep 1; grep -q good /srv/src/app.conf'", in_place).unwrap_err();
             assert!(e.contains("watched --config /srv/src"), "{e}");
             assert!(e.contains("$FLUSH_MANAGER_CANDIDATE/app.conf"), "{e}");
         }
         // In place, DIR is where the candidate is shown: naming it is right.
-        assert_eq!(
-            check_sees_candidate(
-                &words("grep -q good /srv/dst/app.conf"),
-                Path::new("/srv/dst"),
-                &[PathBuf::from("/srv/src")],
-                true,
-                Path::new("/"),
-                &env,
-            ),
-            Ok(())
-        );
+        assert_eq!(rule("grep -q good /srv/dst/app.conf", true), Ok(()));
     }
 }

@@ -1239,6 +1239,25 @@ fn rules(list: &[(&str, crate::route::Act)]) -> crate::route::Routes {
     crate::route::Routes::new(vec![PathBuf::from("/c")], rules)
 }
 
+/// A global hook (0), `*.pem` → SIGHUP and `lua/*` → hook 1.
+fn pem_signal_lua_hook() -> Settings {
+    use crate::route::Act;
+    Settings {
+        reload_external: true,
+        reload_hooks: 1,
+        routes: rules(&[
+            ("*.pem", Act::Signal(libc::SIGHUP)),
+            ("lua/*", Act::Hook(1)),
+        ]),
+        ..settings()
+    }
+}
+
+/// `app.conf`, `tls.pem` and `lua/a.lua` at these versions.
+fn pem_lua(app: u64, pem: u64, lua: u64) -> Snapshot {
+    files(&[("app.conf", app), ("tls.pem", pem), ("lua/a.lua", lua)])
+}
+
 fn running_on(s: Settings, now: Snapshot) -> Machine {
     let (mut m, first) = start(s, now);
     assert_eq!(first, [Action::Spawn]);
@@ -1290,18 +1309,8 @@ fn each_file_takes_its_rules_action_and_a_restart_subsumes_the_rest() {
 
 #[test]
 fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
-    use crate::route::Act;
-    let s = Settings {
-        reload_external: true,
-        reload_hooks: 1,
-        routes: rules(&[
-            ("*.pem", Act::Signal(libc::SIGHUP)),
-            ("lua/*", Act::Hook(1)),
-        ]),
-        ..settings()
-    };
-    let v = |app, pem, lua| files(&[("app.conf", app), ("tls.pem", pem), ("lua/a.lua", lua)]);
-    let mut m = running_on(s.clone(), v(1, 1, 1));
+    let mut m = running_on(pem_signal_lua_hook(), pem_lua(1, 1, 1));
+    let v = pem_lua;
     // Signals first; the hooks only once they were sent.
     assert_eq!(
         m.handle(Event::ConfigSettled(v(2, 2, 2))),
@@ -1345,7 +1354,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
 
     // A child without a handler for the signal is restarted instead: the
     // hooks never run.
-    let mut m = running_on(s, v(1, 1, 1));
+    let mut m = running_on(pem_signal_lua_hook(), v(1, 1, 1));
     m.handle(Event::ConfigSettled(v(2, 2, 2)));
     let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP, false));
     assert!(
@@ -2165,18 +2174,8 @@ fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
 /// when the hook answers (it counted twice: at the signal and at the hook).
 #[test]
 fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
-    use crate::route::Act;
-    let s = Settings {
-        reload_external: true,
-        reload_hooks: 1,
-        routes: rules(&[
-            ("*.pem", Act::Signal(libc::SIGHUP)),
-            ("lua/*", Act::Hook(1)),
-        ]),
-        ..settings()
-    };
-    let v = |app, pem, lua| files(&[("app.conf", app), ("tls.pem", pem), ("lua/a.lua", lua)]);
-    let mut m = running_on(s.clone(), v(1, 1, 1));
+    let mut m = running_on(pem_signal_lua_hook(), pem_lua(1, 1, 1));
+    let v = pem_lua;
     let took = m.stats().took;
     m.handle(Event::ConfigSettled(v(2, 2, 2)));
     m.handle(Event::ReloadSent);
