@@ -1188,12 +1188,11 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
-    /// Found by a hostile review: a commit whose view switch failed (here
-    /// a directory squatting `..data_tmp`) deleted the generation `..good`
-    /// already named, losing the last good config.
-    #[test]
-    fn a_commit_that_cannot_switch_the_view_keeps_the_last_good_one() {
-        let d = scratch("commit-fail");
+    /// A promoter of one file: v1 staged and committed, then v2 staged.
+    fn v1_committed_v2_staged(
+        tag: &str,
+    ) -> (PathBuf, PathBuf, PathBuf, Promoter, Generation, Generation) {
+        let d = scratch(tag);
         let (src, dir) = (d.join("app.conf"), d.join("dst"));
         fs::write(&src, "v1").unwrap();
         let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
@@ -1201,6 +1200,15 @@ mod tests {
         p.commit(&s1.name, None).unwrap();
         fs::write(&src, "v2").unwrap();
         let s2 = p.stage().unwrap();
+        (d, src, dir, p, s1, s2)
+    }
+
+    /// Found by a hostile review: a commit whose view switch failed (here
+    /// a directory squatting `..data_tmp`) deleted the generation `..good`
+    /// already named, losing the last good config.
+    #[test]
+    fn a_commit_that_cannot_switch_the_view_keeps_the_last_good_one() {
+        let (d, _src, dir, mut p, s1, s2) = v1_committed_v2_staged("commit-fail");
         fs::create_dir(dir.join(DATA_TMP)).unwrap();
         fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
         assert!(p.commit(&s2.name, None).is_err());
@@ -1222,14 +1230,7 @@ mod tests {
     /// removed (it used to be discarded as a candidate, view and all).
     #[test]
     fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
-        let d = scratch("commit-recorded");
-        let (src, dir) = (d.join("app.conf"), d.join("dst"));
-        fs::write(&src, "v1").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        let s1 = p.stage().unwrap();
-        p.commit(&s1.name, None).unwrap();
-        fs::write(&src, "v2").unwrap();
-        let s2 = p.stage().unwrap();
+        let (d, src, dir, mut p, _s1, s2) = v1_committed_v2_staged("commit-recorded");
         p.commit(&s2.name, None).unwrap();
         fs::create_dir(dir.join(GOOD_TMP)).unwrap();
         fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
@@ -1263,14 +1264,7 @@ mod tests {
     /// record and the view both name s1.
     #[test]
     fn the_record_put_back_to_the_view_never_removes_what_the_child_reads() {
-        let d = scratch("commit-realign");
-        let (src, dir) = (d.join("app.conf"), d.join("dst"));
-        fs::write(&src, "v1").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        let s1 = p.stage().unwrap();
-        p.commit(&s1.name, None).unwrap();
-        fs::write(&src, "v2").unwrap();
-        let s2 = p.stage().unwrap();
+        let (d, src, dir, mut p, s1, s2) = v1_committed_v2_staged("commit-realign");
         p.commit(&s2.name, None).unwrap();
         replace_link(&dir, DATA_TMP, DATA, &s1.name).unwrap();
         p.view = Some(s1.name.clone());
