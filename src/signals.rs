@@ -334,41 +334,129 @@ fn default_sigchld() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
-/// The signalfd every caught signal is read from.
+/// The signalfd every caught signal is read from. It is not registered with
+/// async-io's reactor: the main thread's wait (`block_on`) watches it
+/// itself, so a signal wakes the thread that forwards it directly, not
+/// through async-io's reactor thread.
 #[cfg(target_os = "linux")]
 pub struct Intake {
-    fd: async_io::Async<nix::sys::signalfd::SignalFd>,
+    fd: nix::sys::signalfd::SignalFd,
 }
 
 #[cfg(target_os = "linux")]
 impl Intake {
-    /// Opens the signalfd (signals are already blocked, see `block_all`)
-    /// and registers it with async-io's reactor. Must run before the child
-    /// is spawned: a failure here leaves nobody behind.
+    /// Opens the signalfd (signals are already blocked, see `block_all`).
+    /// Must run before the child is spawned: a failure here leaves nobody
+    /// behind.
     pub fn new() -> io::Result<Intake> {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
         // SAFETY: the set holds valid signal numbers only (`caught_set`).
         let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
         default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Intake {
-            fd: async_io::Async::new(fd)?,
-        })
+        Ok(Intake { fd })
+    }
+
+    /// The signalfd's number, for `block_on` to watch.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::{AsFd, AsRawFd};
+        self.fd.as_fd().as_raw_fd()
     }
 
     /// The next caught signal (one read: each queued signal comes once).
+    /// Pending until one is queued; only `block_on`, which polls the
+    /// signalfd, wakes it: it is to be awaited under that `block_on` alone.
     pub async fn next(&mut self) -> io::Result<Caught> {
-        self.fd
-            .read_with(|fd| match fd.read_signal() {
-                Ok(Some(info)) => Ok(Caught {
-                    sig: info.ssi_signo as i32,
-                    pid: info.ssi_pid as i32,
-                    code: info.ssi_code,
-                }),
-                Ok(None) => Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => Err(e.into()),
-            })
-            .await
+        std::future::poll_fn(|_| match self.fd.read_signal() {
+            Ok(Some(info)) => std::task::Poll::Ready(Ok(Caught {
+                sig: info.ssi_signo as i32,
+                pid: info.ssi_pid as i32,
+                code: info.ssi_code,
+            })),
+            Ok(None) => std::task::Poll::Pending,
+            Err(e) => std::task::Poll::Ready(Err(e.into())),
+        })
+        .await
+    }
+}
+
+/// Runs `future` on this thread to completion. Between polls the thread
+/// sleeps in poll(2) on the signalfd and on an eventfd its wakers write:
+/// a signal wakes it at once, with no other thread in the way (through
+/// async-io's reactor thread, a forwarded signal took about twice tini's
+/// time: bench/RESULTS.md). Wakers from other threads (async-io's timers
+/// and sockets, the watcher, work done off the loop) write the eventfd.
+#[cfg(target_os = "linux")]
+/// `signals` is the `Intake`'s fd (`Intake::fd`); the future owns the
+/// `Intake` and keeps it open until it completes.
+pub fn block_on<T>(
+    signals: std::os::fd::RawFd,
+    future: impl std::future::Future<Output = T>,
+) -> io::Result<T> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Wakeup {
+        fd: OwnedFd,
+        /// Written and not yet read: later wakes need no write.
+        pending: AtomicBool,
+    }
+    impl Wake for Wakeup {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if !self.pending.swap(true, Ordering::AcqRel) {
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: an 8-byte write from a live buffer to our eventfd;
+                // it cannot fail short of the counter's overflow, which a
+                // read between two writes rules out.
+                unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), 8) };
+            }
+        }
+    }
+
+    // SAFETY: eventfd returns a new descriptor we own, or -1.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a valid descriptor nobody else owns.
+    let wakeup = Arc::new(Wakeup {
+        fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        pending: AtomicBool::new(false),
+    });
+    let waker = Waker::from(Arc::clone(&wakeup));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(t) = future.as_mut().poll(&mut cx) {
+            return Ok(t);
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: signals,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: raw,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two initialised pollfds; EINTR cannot happen (every
+        // signal is blocked) and any other error means poll again.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if fds[1].revents != 0 {
+            let mut count = [0u8; 8];
+            // SAFETY: an 8-byte read into a live buffer from our eventfd.
+            unsafe { libc::read(raw, count.as_mut_ptr().cast(), 8) };
+            // Wakes from here on write again (the next poll must see them).
+            wakeup.pending.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -587,7 +675,10 @@ mod tests {
             eprintln!("SKIPPED under qemu-user: /proc/self/status shows qemu's signal mask");
             return;
         }
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        // This thread's mask (inherited from the main thread, where the
+        // constructor would have run): the main thread's own is briefly all
+        // blocked whenever it starts a test thread (glibc's pthread_create).
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
         let Some(blocked) = status.lines().find_map(|l| l.strip_prefix("SigBlk:")) else {
             return; // no /proc (not Linux): nothing to look at
         };

@@ -232,15 +232,17 @@ pub async fn drive<W: World>(
         timers,
     };
     let mut actions: VecDeque<Action> = first.into();
-    let mut watching = false;
+    // The watcher (a thread, inotify: milliseconds to set up) starts after
+    // the first answer from the world, the look the first start waits for:
+    // by then the child is spawned (or its check is running), so the watch
+    // is off the child's start-up path. A change between that look and the
+    // watch being up is caught by one check at once.
+    let (mut woke, mut watching) = (false, false);
     loop {
         if let Some(code) = l.perform_all(&mut actions) {
             return code;
         }
-        // The watcher (a thread, inotify) starts once the child is on its
-        // way, off the child's start-up path. A change between the spawn's
-        // fingerprint and the watch being up is caught by one check at once.
-        if !watching {
+        if woke && !watching {
             watching = true;
             if l.world.start_watch() {
                 let now = l.world.now();
@@ -259,6 +261,7 @@ pub async fn drive<W: World>(
         }
         let deadline = l.next_deadline();
         let wake = l.world.wait(deadline).await;
+        woke = true;
         match wake {
             Wake::Child(status) => {
                 let event = l.child_exited(status);

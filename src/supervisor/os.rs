@@ -26,11 +26,12 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// File descriptors the manager needs free at startup: the signalfd, async-io's
-/// epoll and eventfd, async-process's pidfd probe and the child's pidfd, and
-/// the pipe through which the spawn reports an exec error. The watcher and
-/// validator need more later, but fail soft (polling, a failed check).
-const FDS_NEEDED: usize = 8;
+/// File descriptors the manager needs free at startup: the signalfd, the
+/// main thread's eventfd, async-io's epoll and eventfd, async-process's pidfd
+/// probe and the child's pidfd, and the pipe through which the spawn reports
+/// an exec error. The watcher and validator need more later, but fail soft
+/// (polling, a failed check).
+const FDS_NEEDED: usize = 10;
 
 /// Readiness probe failures in a row that make a rollback (within
 /// `--rollback-window`): one failure may be a blip; three at the probe's
@@ -57,11 +58,25 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     let ex = Rc::new(smol::LocalExecutor::new());
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
-    // A plain parking block_on, not async-io's: with async-io's, the reactor
-    // thread spins through short sleeps after every event while a block_on
-    // is active (idle wake-ups, and signals waiting out those sleeps; the
-    // figures are in bench/RESULTS.md). Parked here, the main thread is
-    // woken by the reactor thread once per event.
+    // Not async-io's block_on: with it, the reactor thread spins through
+    // short sleeps after every event while a block_on is active (idle
+    // wake-ups, and signals waiting out those sleeps; the figures are in
+    // bench/RESULTS.md).
+    #[cfg(target_os = "linux")]
+    {
+        // The main thread sleeps on the signalfd itself (see `block_on`).
+        let fd = intake.fd();
+        match signals::block_on(fd, ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex)))) {
+            Ok(code) => code,
+            Err(e) => {
+                error!("Cannot start: eventfd: {e}");
+                1
+            }
+        }
+    }
+    // Elsewhere signals come through async-io's reactor (signal-hook's
+    // socket): the main thread parks until the reactor thread wakes it.
+    #[cfg(not(target_os = "linux"))]
     smol::future::block_on(ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex))))
 }
 
