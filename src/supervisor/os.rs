@@ -55,6 +55,15 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
+    // async-io's reactor (its thread, epoll, eventfd and timerfd) comes
+    // into being at its first use, and aborts the process if it cannot:
+    // that first use is here, before the child exists. A timer registered
+    // and removed again is the cheapest use.
+    {
+        let mut first = async_io::Timer::after(Duration::from_secs(3600));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = first.poll_unpin(&mut cx);
+    }
     let ex = Rc::new(smol::LocalExecutor::new());
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
