@@ -4,7 +4,9 @@
 //! handle) goes to a blocking thread with each look and comes back with the
 //! answer; notify events that arrive while it is away wait for it. Looks run
 //! one at a time, in the order asked, so every answer reflects the events
-//! noted before it.
+//! noted before it. Starting the watcher goes off the loop the same way: an
+//! inotify watch per directory, each a round trip to notify's thread, is
+//! about a second for thousands of directories.
 
 use super::{Look, Wake};
 use crate::off_loop::{self, Pending};
@@ -20,18 +22,20 @@ enum Found {
     /// A polling tick: may the files have changed?
     Moved(bool),
     Bytes(Snapshot),
+    /// The watcher is up: its events.
+    Started(Receiver<NotifyEvent>),
 }
 
 pub struct Looks {
     /// The watch, when no look has it.
     home: Option<Watch>,
-    /// The running look.
-    away: Option<(Look, Pending<(Watch, Found)>)>,
+    /// The running look (None: the watcher's start).
+    away: Option<(Option<Look>, Pending<(Watch, Found)>)>,
     /// Looks asked for and not started yet (each kind once).
     queue: VecDeque<Look>,
     /// Events that arrived while the watch was away.
     held: Vec<NotifyEvent>,
-    /// `start` was asked while the watch was away: done when it is back.
+    /// The watcher's start, asked and not begun (before any look queued).
     start: Option<bool>,
     poll_every: Option<Duration>,
     active: bool,
@@ -59,15 +63,16 @@ impl Looks {
         }
     }
 
-    /// Starts the watcher (now, or when the watch is back); true when
-    /// anything is watched.
+    /// Starts the watcher, off the loop (once the watch is home, before
+    /// the looks queued); true when anything is watched.
     pub fn start(&mut self, poll_only: bool) -> bool {
         match self.home.as_mut() {
-            Some(w) => {
-                self.notify = Some(w.start(poll_only));
-                self.poll_every = w.poll_interval();
+            // Nothing to watch: nothing to wait for either.
+            Some(w) if !self.active => self.notify = Some(w.start(poll_only)),
+            _ => {
+                self.start = Some(poll_only);
+                self.go();
             }
-            None => self.start = Some(poll_only),
         }
         self.active
     }
@@ -117,45 +122,61 @@ impl Looks {
     }
 
     /// The running look's answer, once the watch is back (pending while no
-    /// look runs).
+    /// look runs). The watcher's start is no answer: it is taken in, and
+    /// the look after it awaited.
     pub async fn answer(&mut self) -> Wake {
-        let (look, watch, found) = match self.away.as_mut() {
-            Some((look, task)) => {
-                let look = *look;
-                let (watch, found) = task.wait().await;
-                (look, watch, found)
+        loop {
+            let (look, watch, found) = match self.away.as_mut() {
+                Some((look, task)) => {
+                    let look = *look;
+                    let (watch, found) = task.wait().await;
+                    (look, watch, found)
+                }
+                None => futures::future::pending().await,
+            };
+            if let Some(wake) = self.returned(look, watch, found) {
+                return wake;
             }
-            None => futures::future::pending().await,
-        };
-        self.returned(look, watch, found)
+        }
     }
 
     /// The watch is back with `found`: what the loop hears of it.
-    fn returned(&mut self, look: Look, mut watch: Watch, found: Found) -> Wake {
+    fn returned(&mut self, look: Option<Look>, mut watch: Watch, found: Found) -> Option<Wake> {
         self.away = None;
         for event in self.held.drain(..) {
             watch.note(&event);
         }
-        if let Some(poll_only) = self.start.take() {
-            self.notify = Some(watch.start(poll_only));
-        }
         self.poll_every = watch.poll_interval();
         self.home = Some(watch);
+        let wake = match (found, look) {
+            (Found::Moved(moved), _) => Some(Wake::Polled(moved)),
+            (Found::Bytes(now), Some(look)) => Some(Wake::Looked(look, now)),
+            (Found::Bytes(_), None) => None,
+            (Found::Started(events), _) => {
+                self.notify = Some(events);
+                None
+            }
+        };
         self.go();
-        match found {
-            Found::Moved(moved) => Wake::Polled(moved),
-            Found::Bytes(now) => Wake::Looked(look, now),
-        }
+        wake
     }
 
     /// Sends the watch on the next look, if it is home.
     fn go(&mut self) {
-        if self.away.is_some() || self.queue.is_empty() {
+        if self.away.is_some() || (self.queue.is_empty() && self.start.is_none()) {
             return;
         }
         let Some(mut watch) = self.home.take() else {
             return;
         };
+        if let Some(poll_only) = self.start.take() {
+            let task = off_loop::run(move || {
+                let events = watch.start(poll_only);
+                (watch, Found::Started(events))
+            });
+            self.away = Some((None, task));
+            return;
+        }
         let Some(look) = self.queue.pop_front() else {
             self.home = Some(watch);
             return;
@@ -183,7 +204,7 @@ impl Looks {
             }
             (watch, found)
         });
-        self.away = Some((look, task));
+        self.away = Some((Some(look), task));
     }
 
     fn take_events(&self, watch: &mut Watch) -> bool {
