@@ -318,6 +318,8 @@ impl Machine {
             return vec![];
         };
         self.probation = None;
+        // Nothing is on probation any more: no failure is excused for it.
+        self.ready.reloading = false;
         let bad = self.shown.clone().unwrap_or_default();
         let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();
