@@ -1684,7 +1684,11 @@ fn reloaded_with_a_start_period(reload: impl FnOnce(&mut Machine)) -> (Machine, 
     assert_eq!(m.handle(probed(before, true, LONG_AGO)), []);
     assert_eq!(m.readiness(), Ok(()));
     reload(&mut m);
-    assert_eq!(m.child(), before + 1, "the reload's period has its own number");
+    assert_eq!(
+        m.child(),
+        before + 1,
+        "the reload's period has its own number"
+    );
     (m, before)
 }
 
@@ -1811,7 +1815,10 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
             token,
             failed: vec![0],
         });
-        assert!(matches!(retry[..], [Action::RetryAfter { .. }]), "{retry:?}");
+        assert!(
+            matches!(retry[..], [Action::RetryAfter { .. }]),
+            "{retry:?}"
+        );
         assert_eq!(m.child(), c);
         assert_eq!(
             m.handle(Event::Reloaded {
