@@ -59,6 +59,8 @@ pub(super) struct Readiness {
     /// The child passed a probe in its current start period (since its
     /// start, or since the reload that began it): that period is over.
     pub(super) ever: bool,
+    /// The current start period is a reload's, not the child's start's.
+    pub(super) reloaded: bool,
     /// A reload onto new bytes began a start period whose deadline has not
     /// run out yet (a start's period is judged by the child's age instead).
     pub(super) reloading: bool,
@@ -179,6 +181,7 @@ impl Machine {
         self.period += 1;
         // Ready on the old bytes says nothing of the new ones.
         self.ready.ever = false;
+        self.ready.reloaded = true;
         let after = self.settings.ready_start_period;
         self.ready.reloading = !after.is_zero();
         // A start's period still running (`--validate-in-place`) ends with
@@ -273,7 +276,9 @@ impl Machine {
             }
             return actions;
         }
-        if !self.ready.ever && ran_for < self.settings.ready_start_period {
+        // The start's own period, judged by the child's age, unless a
+        // reload began another since (which ends no sooner).
+        if !self.ready.ever && !self.ready.reloaded && ran_for < self.settings.ready_start_period {
             debug!(
                 "Readiness probe failed {ran_for:?} after the start (within --ready-start-period {:?}: not counted)",
                 self.settings.ready_start_period

@@ -1625,14 +1625,31 @@ fn stale_failures_do_not_count_toward_a_rollback() {
     assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
 }
 
+/// `running_on_g1` with `--ready-start-period 10s` and no reload signal:
+/// g2 pushed restarts the child onto it, a fresh child on probation.
+fn restarted_onto_g2() -> Machine {
+    let mut m = running_on_g1(true);
+    m.settings.ready_start_period = SECS10;
+    m.settings.reload_signal = None;
+    let (_, told) = push(&mut m, 2, "g2");
+    assert_eq!(told[1..], stop_with(TERM)[..], "{told:?}");
+    assert_eq!(m.handle(exited(0)), []);
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+    assert_eq!(
+        m.handle(Event::Spawned),
+        [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
+    );
+    m
+}
+
 /// Issue 24, item 4: a child that is slow to start (a JVM) is not judged
 /// before it was ready once or its start period ran out.
 #[test]
 fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
-    let start_period = |s: Settings| Settings {
-        ready_start_period: SECS10,
-        ..s
-    };
     // The child reloaded onto g2 with no start period (0s) started long
     // ago: failures count at once.
     let mut m = on_probation();
@@ -1645,8 +1662,7 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
 
     // A fresh child on new bytes: six failures within its start period
     // count nothing; it becomes ready at 2.5 s and stays.
-    let mut m = on_probation();
-    m.settings = start_period(m.settings.clone());
+    let mut m = restarted_onto_g2();
     let c = m.child();
     for ms in [500, 1000, 1500, 2000] {
         assert_eq!(m.handle(probed(c, false, Duration::from_millis(ms))), []);
@@ -1664,8 +1680,7 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
 
     // Never ready: once the start period is over, failures count.
-    let mut m = on_probation();
-    m.settings = start_period(m.settings.clone());
+    let mut m = restarted_onto_g2();
     let c = m.child();
     assert_eq!(m.handle(probed(c, false, Duration::from_secs(9))), []);
     m.handle(probed(c, false, Duration::from_secs(11)));
@@ -1768,6 +1783,33 @@ fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() 
             to: "g1".into(),
             from: "g2".into()
         }),
+        "{third:?}"
+    );
+}
+
+/// A child reloaded while its start's own period still ran (it is young)
+/// is judged by the reload's period alone: `/readyz` tells its failures at
+/// once (it said ready on the old bytes), they are excused until the
+/// reload's period ran out, and count from then on, young or not.
+#[test]
+fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
+    let (mut m, _) = reloaded_with_a_start_period(by_hup);
+    let c = m.child();
+    let young = Duration::from_secs(2);
+    assert_eq!(m.handle(probed(c, false, young)), []);
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (1 in a row)".into()),
+        "/readyz still said ready, as on the old bytes"
+    );
+    assert_eq!(fail_probes(&mut m, 3), []);
+    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    for _ in 0..2 {
+        assert_eq!(m.handle(probed(c, false, young)), []);
+    }
+    let third = m.handle(probed(c, false, young));
+    assert!(
+        third.iter().any(|a| matches!(a, Action::RollBack { .. })),
         "{third:?}"
     );
 }
