@@ -99,9 +99,10 @@ pub struct Machine {
     proven: Option<Generation>,
     /// `--rollback-window`: the shown generation is on probation.
     probation: Option<Probation>,
-    /// The number of the child that runs (or ran last): a readiness answer
-    /// for another is stale.
-    child: u64,
+    /// The number of the running child's start period (counted up at each
+    /// start, and at each reload that begins a new period): a readiness
+    /// answer or a start-up deadline for another is stale.
+    period: u64,
     /// `--validate-in-place`: the child that runs is starting up (it may
     /// read its config any moment, as its start told it to): no candidate
     /// is shown to it in place until it was ready once or its start period
@@ -152,7 +153,7 @@ impl Machine {
             lag: None,
             proven: None,
             probation: None,
-            child: 0,
+            period: 0,
             starting_up: false,
             rolling: None,
             fresh: true,
@@ -202,7 +203,7 @@ impl Machine {
         match event {
             Event::Spawned => {
                 self.started = true;
-                self.child += 1;
+                self.period += 1;
                 self.stats.starts[self.reason as usize] += 1;
                 self.took_if_fresh();
                 self.phase = Phase::Running;
@@ -214,11 +215,11 @@ impl Machine {
                     Some(approved) => approved,
                     None => std::mem::take(&mut self.next_base),
                 };
-                let mut actions = self.child_took_new_bytes();
+                let mut actions = self.child_took_new_bytes(false);
                 if self.settings.validate_in_place {
                     self.starting_up = true;
                     actions.push(Action::StartUpDeadline {
-                        child: self.child,
+                        child: self.period,
                         after: self.settings.ready_start_period,
                     });
                 }
@@ -255,7 +256,7 @@ impl Machine {
                     self.stats.reloads_ok += 1;
                     self.took_if_fresh();
                 }
-                actions.extend(self.child_took_new_bytes());
+                actions.extend(self.child_took_new_bytes(true));
                 actions
             }
             Event::SpawnFailed(code) => self.done(code),
@@ -282,7 +283,7 @@ impl Machine {
             Event::Committed { token, result } => self.on_committed(token, result),
             Event::Probed { child, ok, ran_for } => self.on_probed(child, ok, ran_for),
             Event::ProbationOver => self.on_probation_over(),
-            Event::StartedUp { child } if child == self.child => self.started_up(),
+            Event::StartedUp { child } if child == self.period => self.period_over(),
             Event::StartedUp { .. } => vec![],
             Event::RolledBack { result } => self.on_rolled_back(result),
         }

@@ -126,6 +126,128 @@ fn a_slow_starting_child_on_a_good_push_is_not_rolled_back() {
     assert_eq!(t.shown(), "v2");
 }
 
+/// A child that reloads on SIGHUP: it reads the config DIR shows, is not
+/// ready for `unready` seconds (a cache rebuilt), then ready on it, unless
+/// the config says "never". Each start and reload is written down with the
+/// config read.
+fn reloading_child(t: &Rollout, unready: &str) -> String {
+    let conf = t.dir.join("app.conf").display().to_string();
+    format!(
+        "trap 'exit 0' TERM; \
+         hup() {{ c=$(cat {conf}); echo \"reload $c\" >> {reloads}; sleep {unready} & wait $!; \
+           [ \"$c\" = never ] || touch {ready}-\"$c\"; }}; trap hup HUP; \
+         c=$(cat {conf}); echo \"start $$ $c\" >> {starts}; touch {ready}-\"$c\"; \
+         while :; do sleep 0.05 & wait $!; done",
+        reloads = t.s.path("reloads").display(),
+        starts = t.s.path("starts").display(),
+        ready = t.s.path("ready").display(),
+    )
+}
+
+/// The manager with `reloading_child`: `--reload-signal HUP`, a probe every
+/// 500 ms (three failures take 1.5 s), the start period and window given.
+fn start_reloading(t: &Rollout, unready: &str, start_period: &str, window: &str) -> Manager {
+    let args = [
+        format!("--config={}", t.s.path("src").display()),
+        format!("--promote-to={}", t.dir.display()),
+        "--debounce=50ms".into(),
+        "--reload-signal=HUP".into(),
+        format!("--rollback-window={window}"),
+        t.ready_check(),
+        "--ready-interval=500ms".into(),
+        format!("--ready-start-period={start_period}"),
+        "--".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        reloading_child(t, unready),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = Manager::start(&args);
+    assert!(
+        wait_for(LONG, || t.s.path("ready-v1").exists()),
+        "{}",
+        m.log()
+    );
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    m
+}
+
+/// Hostile review 04: a child unready for 3 s while it reloads (six probes
+/// at 500 ms) used to get a valid v2 rolled back after three: a reload had
+/// no start period. It gets one now (8 s, from the reload: the child is
+/// older than that, so its own start's period is long over): v2 is kept,
+/// and proven once the window passed with the child ready again on it.
+#[test]
+fn a_child_slow_to_reload_keeps_the_new_bytes() {
+    let Some(()) = pid1_or_skip("a_child_slow_to_reload_keeps_the_new_bytes") else {
+        return;
+    };
+    let t = Rollout::new("rollout-slow-reload", "v1");
+    let mut m = start_reloading(&t, "3", "8s", "8s");
+    std::thread::sleep(Duration::from_secs(9));
+    t.push("v2");
+    assert!(
+        t.s.wait_contains("reloads", "reload v2"),
+        "v2 never reached the child\n{}",
+        m.log()
+    );
+    assert!(
+        wait_for(LONG, || {
+            let log = m.log();
+            log.contains("held for --rollback-window") || log.contains("rolled back")
+        }),
+        "{}",
+        m.log()
+    );
+    let log = m.log();
+    assert!(
+        !log.contains("rolled back"),
+        "a good v2 was rolled back\n{log}"
+    );
+    // Probes failed while it reloaded (so this tests something), excused.
+    assert!(log.contains("after a reload: not counted"), "{log}");
+    assert!(t.s.path("ready-v2").exists(), "{log}");
+    assert_eq!(t.starts(), ["v1"], "reloaded, never restarted\n{log}");
+    assert_eq!(t.shown(), "v2");
+    assert!(m.alive(), "{log}");
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+}
+
+/// A reload that leaves the child never ready again is still rolled back,
+/// once its start period (5 s) ran out: three failures after it, not before.
+#[test]
+fn a_child_never_ready_after_a_reload_is_rolled_back_after_its_start_period() {
+    let Some(()) =
+        pid1_or_skip("a_child_never_ready_after_a_reload_is_rolled_back_after_its_start_period")
+    else {
+        return;
+    };
+    let t = Rollout::new("rollout-never-reload", "v1");
+    let mut m = start_reloading(&t, "0", "5s", "60s");
+    t.push("never");
+    assert!(
+        t.s.wait_contains("reloads", "reload never"),
+        "the push never reached the child\n{}",
+        m.log()
+    );
+    assert!(m.wait_log("rolled back from generation"), "{}", m.log());
+    let log = m.log();
+    // In this order: failures excused, the period over, the rollback.
+    let at = |needle| log.find(needle).unwrap_or(usize::MAX);
+    let excused = at("after a reload: not counted");
+    let over = at("not ready again within --ready-start-period");
+    let back = at("rolled back from generation");
+    assert!(excused < over && over < back, "{log}");
+    // Back on v1, by a reload (the child ready on it again), not a restart.
+    assert!(t.s.wait_contains("reloads", "reload v1"), "{}", m.log());
+    assert_eq!(t.shown(), "v1");
+    assert_eq!(t.starts(), ["v1"], "{}", m.log());
+    assert!(m.alive(), "{}", m.log());
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+}
+
 /// Pushes G and waits until it ran through its window (the proven one).
 fn proven_g(t: &Rollout, m: &Manager) {
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());

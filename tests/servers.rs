@@ -565,7 +565,14 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
         // Each probe may take its interval: python3 alone needs about 0.25 s
         // to start here, so 300ms timed every probe out and nginx was
         // never ready (a start period then rightly counts no failure).
-        &["--reload-signal=HUP", &check, "--ready-interval=1s"],
+        // The reload onto v2 begins a start period too: 2 s, not the
+        // default minute, before its failures count.
+        &[
+            "--reload-signal=HUP",
+            &check,
+            "--ready-interval=1s",
+            "--ready-start-period=2s",
+        ],
     );
     assert!(
         wait_body(port, "/", "v1"),
@@ -587,7 +594,8 @@ fn nginx_reloaded_onto_a_port_it_cannot_bind_keeps_its_workers_and_the_probe_rol
     kube.write(&[("nginx.conf", nginx_conf(&s, busy, "v2").as_bytes())]);
     assert!(m.wait_log("sending SIGHUP"), "{}", m.log());
     // nginx keeps its old workers (its own behaviour): nothing answers on
-    // the new port; the probe fails three times in a row.
+    // the new port; the probe fails (`/readyz` says so at once), and three
+    // times in a row once the reload's start period ran out.
     assert!(
         wait_for(LONG, || probe_page(metrics, "/readyz")
             .is_some_and(|(c, _)| c == 503)),

@@ -468,7 +468,7 @@ impl Machine {
             snapshot: p.snapshot,
         });
         if self.phase == Phase::Running {
-            actions.extend(self.child_took_new_bytes());
+            actions.extend(self.child_took_new_bytes(false));
         }
         actions
     }

@@ -645,7 +645,8 @@ impl Model {
             }
             Action::StartUpDeadline { child, .. } => {
                 prop_assert!(
-                    self.settings.validate_in_place,
+                    self.settings.validate_in_place
+                        || (self.settings.ready_probe && self.settings.rollback_window.is_some()),
                     "a start-up period for nothing"
                 );
                 self.started_up_armed = Some(child);

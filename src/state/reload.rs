@@ -115,7 +115,7 @@ impl Machine {
             self.stats.reloads_ok += 1;
             self.took_if_fresh();
             self.reload = None;
-            return self.child_took_new_bytes();
+            return self.child_took_new_bytes(true);
         }
         self.stats.reloads_failed += 1;
         // The same bytes are retried: their success still counts.

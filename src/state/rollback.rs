@@ -53,8 +53,17 @@ pub(super) struct Readiness {
     pub(super) last: Option<bool>,
     /// Failures in a row.
     pub(super) failures: u32,
-    /// The child passed a probe once: its start period is over.
+    /// Of those, the ones within a reload's start period: `/readyz` tells
+    /// them, a rollback does not count them.
+    pub(super) excused: u32,
+    /// The child passed a probe in its current start period (since its
+    /// start, or since the reload that began it): that period is over.
     pub(super) ever: bool,
+    /// The current start period is a reload's, not the child's start's.
+    pub(super) reloaded: bool,
+    /// A reload onto new bytes began a start period whose deadline has not
+    /// run out yet (a start's period is judged by the child's age instead).
+    pub(super) reloading: bool,
 }
 
 impl Machine {
@@ -132,8 +141,9 @@ impl Machine {
         actions
     }
 
-    /// The child now has the new bytes: the window starts.
-    pub(super) fn child_took_new_bytes(&mut self) -> Vec<Action> {
+    /// The child now has the new bytes (`reloaded`: by a reload, not a
+    /// start): the window starts.
+    pub(super) fn child_took_new_bytes(&mut self, reloaded: bool) -> Vec<Action> {
         // The shown generation is recorded but the view lags (a commit's
         // double fault): the child has the older bytes, and a window must
         // not judge them for the new ones.
@@ -145,10 +155,60 @@ impl Machine {
                 p.running = true;
                 // Only failures on the new bytes count.
                 self.ready.failures = 0;
-                vec![Action::ProbationDeadline(Some(window))]
+                self.ready.excused = 0;
+                let mut actions = vec![Action::ProbationDeadline(Some(window))];
+                if reloaded {
+                    actions.extend(self.reload_start_period());
+                }
+                actions
             }
             _ => vec![],
         }
+    }
+
+    /// A reload brought new bytes on probation to a child that keeps
+    /// running: like a start, it may leave the child unready for a while
+    /// (a server re-reading a big config, a JVM re-initialising), so it
+    /// begins a new start period. Its failures count once it is ready
+    /// again, or once `--ready-start-period` ran out without that. The
+    /// period gets its own number: a probe started before the reload (it
+    /// may have seen the old bytes) or an older start-up deadline must
+    /// neither end it nor count in it.
+    fn reload_start_period(&mut self) -> Vec<Action> {
+        if !self.settings.ready_probe {
+            return vec![];
+        }
+        self.period += 1;
+        // Ready on the old bytes says nothing of the new ones.
+        self.ready.ever = false;
+        self.ready.reloaded = true;
+        let after = self.settings.ready_start_period;
+        self.ready.reloading = !after.is_zero();
+        // A start's period still running (`--validate-in-place`) ends with
+        // this deadline now: the older one is stale under the new number.
+        if !self.ready.reloading && !self.starting_up {
+            return vec![];
+        }
+        debug!("The reload begins a new start period ({after:?})");
+        vec![Action::StartUpDeadline {
+            child: self.period,
+            after,
+        }]
+    }
+
+    /// The current start period ran out (`StartedUp` for its number): a
+    /// reloaded child not ready again by now is judged from here on; a
+    /// check in place held back for a starting child may start.
+    pub(super) fn period_over(&mut self) -> Vec<Action> {
+        if std::mem::take(&mut self.ready.reloading) && !self.ready.ever {
+            info!(
+                "The reloaded child was not ready again within --ready-start-period ({:?}): its failed probes count from now",
+                self.settings.ready_start_period
+            );
+            // Those before are excused: only failures from now count.
+            self.ready.excused = self.ready.failures;
+        }
+        self.started_up()
     }
 
     /// Is the window running?
@@ -179,19 +239,22 @@ impl Machine {
         self.prove()
     }
 
-    /// Which child `Event::Probed` answers for: the number of the child
-    /// that runs (counted from 1 at each start).
+    /// Which number a probe started now answers for (`Event::Probed`): the
+    /// running child's start period (counted up at each start, and at each
+    /// reload that begins a new period).
     pub fn child(&self) -> u64 {
-        self.child
+        self.period
     }
 
-    /// A readiness result for child number `child`, `ran_for` after its
-    /// start. An answer for an earlier child (a probe started before a
-    /// restart) judges nobody; failures of a child still starting count only
-    /// once it was ready, or once `--ready-start-period` is over.
+    /// A readiness result for start period number `child`, `ran_for` after
+    /// the child's start. An answer for an earlier period (a probe started
+    /// before a restart or a reload) judges nobody; failures of a child
+    /// still starting count only once it was ready, or once
+    /// `--ready-start-period` is over (from its start, or from the reload
+    /// that began the period).
     pub(super) fn on_probed(&mut self, child: u64, ok: bool, ran_for: Duration) -> Vec<Action> {
-        if self.phase != Phase::Running || child != self.child {
-            debug!("Dropping a readiness answer for an earlier child");
+        if self.phase != Phase::Running || child != self.period {
+            debug!("Dropping a readiness answer from before a restart or reload");
             return vec![];
         }
         let was = self.ready.last;
@@ -201,7 +264,9 @@ impl Machine {
                 info!("Readiness probe passed again");
             }
             self.ready.failures = 0;
+            self.ready.excused = 0;
             self.ready.ever = true;
+            self.ready.reloading = false;
             let mut actions = self.started_up();
             if self.probation.as_ref().is_some_and(|p| p.overdue) {
                 info!(
@@ -211,7 +276,9 @@ impl Machine {
             }
             return actions;
         }
-        if !self.ready.ever && ran_for < self.settings.ready_start_period {
+        // The start's own period, judged by the child's age, unless a
+        // reload began another since (which ends no sooner).
+        if !self.ready.ever && !self.ready.reloaded && ran_for < self.settings.ready_start_period {
             debug!(
                 "Readiness probe failed {ran_for:?} after the start (within --ready-start-period {:?}: not counted)",
                 self.settings.ready_start_period
@@ -220,14 +287,20 @@ impl Machine {
         }
         self.ready.last = Some(false);
         self.ready.failures += 1;
-        warn!("Readiness probe failed ({} in a row)", self.ready.failures);
-        if self.ready.failures < self.settings.ready_failures || !self.on_probation() {
+        if self.ready.reloading && !self.ready.ever {
+            self.ready.excused += 1;
+            warn!(
+                "Readiness probe failed ({} in a row; within --ready-start-period after a reload: not counted)",
+                self.ready.failures
+            );
             return vec![];
         }
-        let why = format!(
-            "the readiness probe failed {} times in a row",
-            self.ready.failures
-        );
+        let counted = self.ready.failures - self.ready.excused;
+        warn!("Readiness probe failed ({} in a row)", self.ready.failures);
+        if counted < self.settings.ready_failures || !self.on_probation() {
+            return vec![];
+        }
+        let why = format!("the readiness probe failed {counted} times in a row");
         self.roll_back(why, false)
     }
 
@@ -250,6 +323,8 @@ impl Machine {
             return vec![];
         };
         self.probation = None;
+        // Nothing is on probation any more: no failure is excused for it.
+        self.ready.reloading = false;
         let bad = self.shown.clone().unwrap_or_default();
         let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();

@@ -1625,18 +1625,34 @@ fn stale_failures_do_not_count_toward_a_rollback() {
     assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
 }
 
+/// `running_on_g1` with `--ready-start-period 10s` and no reload signal:
+/// g2 pushed restarts the child onto it, a fresh child on probation.
+fn restarted_onto_g2() -> Machine {
+    let mut m = running_on_g1(true);
+    m.settings.ready_start_period = SECS10;
+    m.settings.reload_signal = None;
+    let (_, told) = push(&mut m, 2, "g2");
+    assert_eq!(told[1..], stop_with(TERM)[..], "{told:?}");
+    assert_eq!(m.handle(exited(0)), []);
+    assert_eq!(
+        m.handle(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+    assert_eq!(
+        m.handle(Event::Spawned),
+        [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
+    );
+    m
+}
+
 /// Issue 24, item 4: a child that is slow to start (a JVM) is not judged
 /// before it was ready once or its start period ran out.
 #[test]
 fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
-    let start_period = |s: Settings| Settings {
-        ready_start_period: SECS10,
-        ..s
-    };
-    // The child reloaded onto g2 started long ago: its start period is long
-    // over, failures count at once.
+    // The child reloaded onto g2 with no start period (0s) started long
+    // ago: failures count at once.
     let mut m = on_probation();
-    m.settings = start_period(m.settings.clone());
     let c = m.child();
     m.handle(probed(c, false, LONG_AGO));
     assert_eq!(
@@ -1646,8 +1662,7 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
 
     // A fresh child on new bytes: six failures within its start period
     // count nothing; it becomes ready at 2.5 s and stays.
-    let mut m = on_probation();
-    m.settings = start_period(m.settings.clone());
+    let mut m = restarted_onto_g2();
     let c = m.child();
     for ms in [500, 1000, 1500, 2000] {
         assert_eq!(m.handle(probed(c, false, Duration::from_millis(ms))), []);
@@ -1665,14 +1680,206 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
 
     // Never ready: once the start period is over, failures count.
-    let mut m = on_probation();
-    m.settings = start_period(m.settings.clone());
+    let mut m = restarted_onto_g2();
     let c = m.child();
     assert_eq!(m.handle(probed(c, false, Duration::from_secs(9))), []);
     m.handle(probed(c, false, Duration::from_secs(11)));
     m.handle(probed(c, false, Duration::from_secs(12)));
     let third = m.handle(probed(c, false, Duration::from_secs(13)));
     assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+}
+
+/// `running_on_g1` with `--ready-start-period 10s`, its child ready on g1
+/// long after its start, then g2 pushed and delivered by HUP: the reload
+/// begins a new start period, numbered apart. Returns the number before.
+fn reloaded_with_a_start_period(reload: impl FnOnce(&mut Machine)) -> (Machine, u64) {
+    let mut m = running_on_g1(true);
+    m.settings.ready_start_period = SECS10;
+    let before = m.child();
+    assert_eq!(m.handle(probed(before, true, LONG_AGO)), []);
+    assert_eq!(m.readiness(), Ok(()));
+    reload(&mut m);
+    assert_eq!(
+        m.child(),
+        before + 1,
+        "the reload's period has its own number"
+    );
+    (m, before)
+}
+
+/// g2 pushed and delivered by HUP: the window and the new period start.
+fn by_hup(m: &mut Machine) {
+    let (_, told) = push(m, 2, "g2");
+    assert!(
+        told.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        "{told:?}"
+    );
+    assert_eq!(
+        m.handle(Event::ReloadSent),
+        [
+            Action::ProbationDeadline(Some(Duration::from_secs(60))),
+            Action::StartUpDeadline {
+                child: m.child(),
+                after: SECS10
+            }
+        ]
+    );
+}
+
+/// Hostile review 04: a child unready for 7 s while it reloaded (a cache
+/// rebuilt on SIGHUP), probed every 2 s, got a valid config rolled back:
+/// a reload had no start period. Its failures are excused now until it is
+/// ready again, and `/readyz` still tells them.
+#[test]
+fn a_reload_onto_new_bytes_begins_a_new_start_period() {
+    let (mut m, _) = reloaded_with_a_start_period(by_hup);
+    let c = m.child();
+    for _ in 0..6 {
+        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+    }
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (6 in a row)".into()),
+        "/readyz tells what the probe says, excused or not"
+    );
+    // Ready again on g2: from now on failures count.
+    assert_eq!(m.handle(probed(c, true, LONG_AGO)), []);
+    assert_eq!(m.readiness(), Ok(()));
+    // Its deadline, when it comes, changes nothing.
+    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    m.handle(probed(c, false, LONG_AGO));
+    assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+    let third = m.handle(probed(c, false, LONG_AGO));
+    assert!(
+        third.contains(&Action::RollBack {
+            to: "g1".into(),
+            from: "g2".into()
+        }),
+        "{third:?}"
+    );
+}
+
+/// The same child never ready again on g2: its window passing proves
+/// nothing (ready on g1 said nothing of g2), and once its start period ran
+/// out, three failures from then on roll back (not the excused ones).
+#[test]
+fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() {
+    let (mut m, _) = reloaded_with_a_start_period(by_hup);
+    let c = m.child();
+    for _ in 0..5 {
+        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+    }
+    assert_eq!(m.handle(Event::ProbationOver), [], "never ready on g2");
+    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    m.handle(probed(c, false, LONG_AGO));
+    let second = m.handle(probed(c, false, LONG_AGO));
+    assert!(
+        !second.iter().any(|a| matches!(a, Action::RollBack { .. })),
+        "the excused failures counted: {second:?}"
+    );
+    let third = m.handle(probed(c, false, LONG_AGO));
+    assert!(
+        third.contains(&Action::RollBack {
+            to: "g1".into(),
+            from: "g2".into()
+        }),
+        "{third:?}"
+    );
+}
+
+/// A child reloaded while its start's own period still ran (it is young)
+/// is judged by the reload's period alone: `/readyz` tells its failures at
+/// once (it said ready on the old bytes), they are excused until the
+/// reload's period ran out, and count from then on, young or not.
+#[test]
+fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
+    let (mut m, _) = reloaded_with_a_start_period(by_hup);
+    let c = m.child();
+    let young = Duration::from_secs(2);
+    assert_eq!(m.handle(probed(c, false, young)), []);
+    assert_eq!(
+        m.readiness(),
+        Err("the readiness probe failed (1 in a row)".into()),
+        "/readyz still said ready, as on the old bytes"
+    );
+    assert_eq!(fail_probes(&mut m, 3), []);
+    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    for _ in 0..2 {
+        assert_eq!(m.handle(probed(c, false, young)), []);
+    }
+    let third = m.handle(probed(c, false, young));
+    assert!(
+        third.iter().any(|a| matches!(a, Action::RollBack { .. })),
+        "{third:?}"
+    );
+}
+
+/// Answers from before the reload are stale: a probe that passed on the
+/// old bytes, and the deadline of an earlier period, end nothing.
+#[test]
+fn answers_from_before_a_reload_do_not_end_its_start_period() {
+    let (mut m, before) = reloaded_with_a_start_period(by_hup);
+    let c = m.child();
+    assert_eq!(m.handle(probed(before, true, LONG_AGO)), []);
+    assert_eq!(m.handle(Event::StartedUp { child: before }), []);
+    for _ in 0..4 {
+        let acts = m.handle(probed(c, false, LONG_AGO));
+        assert!(
+            !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
+            "a stale answer ended the period: {acts:?}"
+        );
+    }
+    // Its own deadline ends it.
+    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    fail_probes(&mut m, 2);
+    let third = m.handle(probed(c, false, LONG_AGO));
+    assert!(
+        third.iter().any(|a| matches!(a, Action::RollBack { .. })),
+        "{third:?}"
+    );
+}
+
+/// A reload command that succeeded reached the child as a signal does:
+/// its period starts when the hooks answer, not when they are started.
+#[test]
+fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
+    let (mut m, _) = reloaded_with_a_start_period(|m| {
+        m.settings.reload_signal = None;
+        m.settings.reload_external = true;
+        m.settings.reload_hooks = 1;
+        let (_, told) = push(m, 2, "g2");
+        let Some(Action::RunReload { token, .. }) = told.last().cloned() else {
+            panic!("{told:?}")
+        };
+        let c = m.child();
+        // A failed run reached nothing: no window, no period yet.
+        let retry = m.handle(Event::Reloaded {
+            token,
+            failed: vec![0],
+        });
+        assert!(
+            matches!(retry[..], [Action::RetryAfter { .. }]),
+            "{retry:?}"
+        );
+        assert_eq!(m.child(), c);
+        assert_eq!(
+            m.handle(Event::Reloaded {
+                token,
+                failed: vec![]
+            }),
+            [
+                Action::ProbationDeadline(Some(Duration::from_secs(60))),
+                Action::StartUpDeadline {
+                    child: c + 1,
+                    after: SECS10
+                }
+            ]
+        );
+    });
+    let c = m.child();
+    for _ in 0..4 {
+        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+    }
 }
 
 /// The window ran out before the child was ever ready: the generation is

@@ -93,7 +93,9 @@ pub struct Settings {
     /// Failures in a row that make the probe's verdict a rollback.
     pub ready_failures: u32,
     /// `--ready-start-period`: a new child's failed probes count only once
-    /// it was ready, or once it ran this long without ever being ready.
+    /// it was ready, or once it ran this long without ever being ready; so
+    /// do those of a child reloaded onto new bytes on probation, counted
+    /// from the reload.
     pub ready_start_period: Duration,
 }
 
@@ -185,8 +187,9 @@ pub enum Event {
         token: u64,
         result: Result<(), CommitFailed>,
     },
-    /// A readiness probe of child number `child` (`Machine::child`, taken
-    /// when the probe started) ended; `ran_for`: that child's age then.
+    /// A readiness probe of start period number `child` (`Machine::child`,
+    /// taken when the probe started: a restart or a reload that begins a
+    /// new period makes it stale) ended; `ran_for`: the child's age then.
     Probed {
         child: u64,
         ok: bool,
@@ -194,8 +197,8 @@ pub enum Event {
     },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
-    /// The start-up period armed by `Action::StartUpDeadline` for child
-    /// number `child` ran out.
+    /// The start-up period armed by `Action::StartUpDeadline` with number
+    /// `child` ran out.
     StartedUp { child: u64 },
     /// The answer to `Action::RollBack`.
     RolledBack { result: Result<(), String> },
@@ -282,8 +285,9 @@ pub enum Action {
     },
     /// Arm (from now) or clear the end of the rollback window.
     ProbationDeadline(Option<Duration>),
-    /// Arm (from now) the end of child number `child`'s start-up period;
-    /// answer `StartedUp`.
+    /// Arm (from now) the end of start period number `child` (a child's
+    /// start, or a reload onto new bytes on probation), replacing any armed
+    /// before; answer `StartedUp`.
     StartUpDeadline {
         child: u64,
         after: Duration,
