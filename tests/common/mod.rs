@@ -292,6 +292,16 @@ impl Manager {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Fails, saying `what` and showing the log, unless the log holds
+    /// `needle` now.
+    pub fn assert_logged(&self, needle: &str, what: &str) {
+        let log = self.log();
+        assert!(
+            log.contains(needle),
+            "{what}: no {needle:?} in the log:\n{log}"
+        );
+    }
+
     pub fn wait_log(&self, needle: &str) -> bool {
         wait_for(LONG, || self.log().contains(needle))
     }
