@@ -110,23 +110,20 @@ fn without_inotify_polling_takes_over_loudly_and_changes_still_apply() {
         let conf = s.path("app.conf");
         fs::write(&conf, "v1").unwrap();
         let script = recorder(&conf, &s.path("starts"), "exit 0");
+        let conf_s = conf.to_str().unwrap();
+        let flags = [
+            "--config",
+            conf_s,
+            "--poll-interval",
+            "300ms",
+            "--debounce",
+            "50ms",
+        ];
         let m = Manager::start_with(
-            &[
-                "--config",
-                conf.to_str().unwrap(),
-                "--poll-interval",
-                "300ms",
-                "--debounce",
-                "50ms",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
+            &sh_args(&flags, &script),
             Opts {
-                mode: Mode::Plain,
                 launcher: Some(launcher),
-                ..Opts::default()
+                ..Opts::plain()
             },
         );
         assert!(wait_for(LONG, || starts(&s) == 1), "{}", m.log());
@@ -245,9 +242,8 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     let mut m = Manager::start_with(
         &args,
         Opts {
-            mode: Mode::Plain,
             launcher,
-            ..Opts::default()
+            ..Opts::plain()
         },
     );
     assert!(m.wait_log("Child process started"), "{}", m.log());
@@ -277,9 +273,8 @@ fn tracing_with_log_in(s: &Scratch, conf: &Path, log_dir: &Path, flags: &[&str])
     let m = Manager::start_with(
         &sh_args(&args, &child),
         Opts {
-            mode: Mode::Plain,
             log_in: Some(log_dir),
-            ..Opts::default()
+            ..Opts::plain()
         },
     );
     assert!(s.wait_contains("got", "ready"), "the child never started");

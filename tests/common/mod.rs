@@ -168,19 +168,23 @@ impl Default for Opts<'_> {
     }
 }
 
+impl Opts<'_> {
+    /// The default options but for the mode: a plain process.
+    pub fn plain() -> Self {
+        Opts {
+            mode: Mode::Plain,
+            ..Opts::default()
+        }
+    }
+}
+
 impl Manager {
     pub fn start(args: &[&str]) -> Manager {
         Manager::start_with(args, Opts::default())
     }
 
     pub fn plain(args: &[&str]) -> Manager {
-        Manager::start_with(
-            args,
-            Opts {
-                mode: Mode::Plain,
-                ..Opts::default()
-            },
-        )
+        Manager::start_with(args, Opts::plain())
     }
 
     pub fn start_with(args: &[&str], opts: Opts) -> Manager {
