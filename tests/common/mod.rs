@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod kubelet;
 pub mod probation;
+pub mod promotion;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flush-manager");
 pub const LONG: Duration = Duration::from_secs(30);
@@ -590,6 +591,11 @@ pub fn sh_args<'a>(flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
     let mut args = flags.to_vec();
     args.extend(["--", "/bin/sh", "-c", script]);
     args
+}
+
+/// `args` as the `&str`s `Manager` takes.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// A child that appends "start <pid> <first 40 bytes of conf>" to `starts`
