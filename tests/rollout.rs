@@ -232,7 +232,7 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
     let mut rng = u64::from(std::process::id()) << 16 | seed | 1;
     for i in 0..rounds {
         let n = starts();
-        t.push(&format!("ok {i}"));
+        t.push(format!("ok {i}"));
         assert!(
             wait_for(LONG, || starts() > n),
             "round {i}: no restart\n{}",
@@ -242,7 +242,7 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(rng % 400));
-        t.push(&format!("bad {i}"));
+        t.push(format!("bad {i}"));
         // The new child read its config, and the bad push was judged.
         assert!(
             wait_for(LONG, || t.s.lines("reads").len() > n
