@@ -187,8 +187,9 @@ impl Machine {
 
     /// A readiness result for child number `child`, `ran_for` after its
     /// start. An answer for an earlier child (a probe started before a
-    /// restart) judges nobody; failures of a child still starting count only
-    /// once it was ready, or once `--ready-start-period` is over.
+    /// restart), or one that comes outside `Phase::Running`, judges nobody;
+    /// failures of a child still starting count only once it was ready, or
+    /// once `--ready-start-period` is over.
     pub(super) fn on_probed(&mut self, child: u64, ok: bool, ran_for: Duration) -> Vec<Action> {
         if self.phase != Phase::Running || child != self.child {
             debug!("Dropping a readiness answer for an earlier child");
