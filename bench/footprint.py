@@ -12,13 +12,13 @@ Needs root (PID namespaces) and what bench/run.sh builds.
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 import bench as b
+from report import put_table
 
 BEFORE = os.environ.get("FM_BEFORE")
 inits = {"tini-static": b.INITS["tini-static"]} if "tini-static" in b.INITS else {}
@@ -81,13 +81,7 @@ def glob_case(binary, stars, length, limit=10.0):
         if select.select([r], [], [], limit)[0]:
             os.read(r, 1)
             took = (time.perf_counter() - t0) * 1e3
-    for k in b.children(p.pid):
-        try:
-            os.kill(int(k), signal.SIGKILL)
-        except OSError:
-            pass
-    p.kill()
-    p.wait()
+    b.stop(p)
     os.close(r)
     shutil.rmtree(d, ignore_errors=True)
     return took
@@ -134,17 +128,7 @@ def main():
         out.append(f"| K = {stars}, N = {length} | " + " | ".join(cells) + " |")
     table = "\n".join(out)
     print(table)
-    # The table of record in bench/RESULTS.md, between its markers (the
-    # commentary around it is written by hand).
-    path = os.environ.get("BENCH_OUT", os.path.join(b.ROOT, "bench/RESULTS.md"))
-    text = open(path).read() if os.path.exists(path) else ""
-    begin, end = "<!-- footprint-table -->", "<!-- /footprint-table -->"
-    if begin in text and end in text:
-        text = text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + begin + "\n" + table + "\n" + end + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    put_table("footprint-table", table)
     shutil.rmtree(b.CONF_DIR, ignore_errors=True)
 
 

@@ -13,7 +13,6 @@ edit must cost the same in a directory of 10,000 files as in one of 1.
 """
 import datetime
 import os
-import re
 import select
 import shutil
 import signal
@@ -24,6 +23,7 @@ import tempfile
 import time
 
 from procfs import cpu_ns
+from report import put_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(ROOT, "target/static/flush-manager")
@@ -227,7 +227,6 @@ def main():
         print(f"scaling: one file of {label}", file=sys.stderr, flush=True)
         rows.append(("one file of %s: one byte edited" % label, one_file(size)))
     lines = [
-        "<!-- scaling -->",
         "## Scaling with what is watched",
         "",
         "`bench/scaling.py` (run by `bench/run.sh`), %s, %d repetitions, medians; ours alone,"
@@ -244,17 +243,9 @@ def main():
         lines.append("| %s | %.0f | %.1f | %.1f | %d |" % (label, tick, wall, cpu, rss))
     lines.append("")
     lines += COMMENTARY
-    lines.append("<!-- /scaling -->")
     table = "\n".join(lines)
     print(table)
-    out = os.environ.get("BENCH_OUT", os.path.join(ROOT, "bench/RESULTS.md"))
-    text = open(out).read() if os.path.exists(out) else ""
-    if "<!-- scaling -->" in text:
-        text = re.sub(r"<!-- scaling -->.*<!-- /scaling -->", lambda _: table, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    with open(out, "w") as f:
-        f.write(text)
+    put_table("scaling", table)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import threading
 import time
 
 from procfs import cpu_ns
+from report import put_table
 from scaling import kubelet_prepare, keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,7 +303,6 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lines = [
-        "<!-- signal-load -->",
         "## Signal latency while the config is being worked on",
         "",
         "`bench/signal_load.py`, %s, %s (%s), %.0f s. SIGUSR1 to the manager (PID 1) → the"
@@ -318,19 +318,10 @@ def main():
         lines.append("| %s | %d%s | %.0f | %.2f | %.0f | %.0f %% | %.0f %% |" % (
             label, len(lat), " (%d lost)" % lost if lost else "", statistics.median(counted) * 1e3,
             pct(counted, 0.99), max(counted), stalled * 100, cpu * 100))
-    lines.append("<!-- /signal-load -->")
     table = "\n".join(lines)
     print(table)
     if "--write" in sys.argv:
-        out = os.path.join(ROOT, "bench/RESULTS.md")
-        text = open(out).read() if os.path.exists(out) else ""
-        if "<!-- signal-load -->" in text:
-            start, end = text.index("<!-- signal-load -->"), text.index("<!-- /signal-load -->")
-            text = text[:start] + table + text[end + len("<!-- /signal-load -->"):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + table + "\n"
-        with open(out, "w") as f:
-            f.write(text)
+        put_table("signal-load", table)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 //! Hooks: the commands and requests the manager runs around a change. The
 //! `--validate` check (`nginx -t`, `promtool check config …`) before acting,
 //! `--reload-command` and `--reload-url` to act. The old child keeps serving
-//! meanwhile. A hook is a future the supervisor's select! loop polls, so
-//! dropping it (a newer change, a shutdown) cancels it; `cancel` also
-//! SIGKILLs a command's process group.
+//! meanwhile. A hook is a future the supervisor's select! loop polls.
+//! Dropping it alone only stops the wait (a command would run on): a hook
+//! no longer wanted (a newer change, a shutdown) goes through `cancel`,
+//! which also SIGKILLs a command's process group.
 
 use crate::child;
 use crate::reaper;
@@ -35,7 +36,8 @@ pub enum Kind {
 
 /// A running hook.
 pub struct Hook {
-    /// A command's process (and process group); a request has none.
+    /// A command's pid, which is also its process group's number (it leads
+    /// a group of its own); a request has none.
     pub process: Option<i32>,
     /// Resolves to true when the hook succeeded.
     pub done: Pin<Box<dyn Future<Output = bool>>>,

@@ -127,7 +127,8 @@ impl Future for Exited {
         let pid = self.0;
         OURS.with_borrow_mut(|ours| {
             let Some(o) = ours.get_mut(&pid) else {
-                // Never adopted: nobody would ever wake us.
+                // Never adopted: nobody would ever wake us, so it reads as
+                // an exit with code 1 at once instead of a wait forever.
                 return Poll::Ready(ExitStatus::from_raw(1 << 8));
             };
             match o.status {

@@ -6,8 +6,9 @@
 //!   here and read from a signalfd (see `Intake` for why no handlers).
 //! - The child must start with the signal mask and ignored set the manager
 //!   itself was started with, not with our all-blocked mask. Rust's runtime
-//!   changes SIGPIPE before `main`, so the original state is captured by an
-//!   ELF constructor, before it.
+//!   changes SIGPIPE before `main`, so the original state is captured by a
+//!   constructor the loader runs before it (`.init_array`; not in the unit
+//!   test binary, see `CAPTURE_START_STATE`).
 //!
 //! Linux is the platform this is built and tested for. Elsewhere (macOS, the
 //! BSDs: workstation use, never PID 1) there is no signalfd and no real-time
@@ -158,8 +159,9 @@ fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Runs from `.init_array`, before Rust's runtime sets SIGPIPE to ignored:
-/// records the signal state we were started with, then blocks everything.
+/// Runs as a constructor (`.init_array`, `__mod_init_func` on Apple),
+/// before Rust's runtime sets SIGPIPE to ignored: records the signal state
+/// we were started with, then blocks everything (`block_all`).
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn capture_start_state() {
     // SAFETY: plain libc queries on stack-allocated, zeroed structs.
@@ -202,9 +204,11 @@ extern "C" fn capture_start_state() {
 static CAPTURE_START_STATE: extern "C" fn() = capture_start_state;
 
 /// Blocks every signal in the calling thread and in every thread it starts
-/// later, for the manager's whole life: signals are read from the signalfd
-/// (`Intake`), never delivered. Called from the constructor above, before
-/// `main` and before any thread exists (threads inherit the mask).
+/// later: on Linux for the manager's whole life, signals being read from the
+/// signalfd (`Intake`), never delivered; elsewhere SIGCHLD stays unblocked
+/// and `Intake` unblocks what its handlers take. Called from the constructor
+/// above, before `main` and before any thread exists (threads inherit the
+/// mask).
 #[cfg_attr(test, allow(dead_code))]
 fn block_all() {
     // SAFETY: a zeroed sigset_t, filled by libc, set as this thread's mask.
@@ -249,8 +253,9 @@ pub fn restore_for_child() -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // Catching: one signalfd, no handlers.
 //
-// Every signal stays blocked in every thread from the ELF constructor above,
-// before `main` (threads inherit the mask) and is read, with its sender, from a signalfd.
+// Every signal stays blocked in every thread from the constructor above,
+// before `main` (threads inherit the mask), and is read, with its sender,
+// from a signalfd.
 // There is no handler anywhere, so:
 // - nothing runs in signal context: a signal costs one read, and nothing is
 //   ever written to a channel that may be closed (a handler writing to a

@@ -69,11 +69,9 @@ fn spawn_failures_exit_126_and_127_naming_the_path() {
     let s = Scratch::new("spawn");
     let mut m = Manager::plain(&[NO_CONFIG, "--", "/nonexistent/app"]);
     assert_eq!(m.exit_code(), 127);
-    assert!(
-        m.log()
-            .contains("ERROR: Failed to start child process /nonexistent/app"),
-        "{}",
-        m.log()
+    m.assert_logged(
+        "ERROR: Failed to start child process /nonexistent/app",
+        "a missing command",
     );
     let plain = s.path("not-executable");
     std::fs::write(&plain, "#!/bin/sh\n").unwrap();
@@ -104,11 +102,7 @@ fn usage_errors_exit_2_and_start_nothing() {
     assert!(!marker.exists());
     let mut m = Manager::plain(&["--no-such-flag"]);
     m.exit_code();
-    assert!(
-        m.log().contains("--no-such-flag"),
-        "the error names the flag: {}",
-        m.log()
-    );
+    m.assert_logged("--no-such-flag", "the error names the flag");
 }
 
 /// Issue #18: nonsense that used to start the child (or, for RTMAX+1, to
@@ -193,17 +187,16 @@ fn custom_stop_signal_and_sigkill_after_the_timeout() {
         .record(&["QUIT", "TERM"])
         .ready("ready")
         .script();
-    let mut m = Manager::plain(&[
-        NO_CONFIG,
-        "--stop-signal",
-        "SIGQUIT",
-        "--stop-timeout",
-        "1s",
-        "--",
-        "/bin/sh",
-        "-c",
+    let mut m = Manager::plain(&sh_args(
+        &[
+            NO_CONFIG,
+            "--stop-signal",
+            "SIGQUIT",
+            "--stop-timeout",
+            "1s",
+        ],
         &script,
-    ]);
+    ));
     assert!(s.wait_contains("m", "ready"));
     m.signal(libc::SIGTERM);
     assert_eq!(m.exit_code(), 137, "ignored the stop signal: SIGKILLed");
@@ -212,7 +205,7 @@ fn custom_stop_signal_and_sigkill_after_the_timeout() {
         ["ready", "QUIT"],
         "SIGTERM was translated to the stop signal"
     );
-    assert!(m.log().contains("Stop timeout"), "{}", m.log());
+    m.assert_logged("Stop timeout", "the stop signal was ignored");
 }
 
 #[test]
@@ -222,15 +215,7 @@ fn sigint_is_forwarded_and_a_child_may_outlive_it_until_the_timer() {
         .record(&["INT"])
         .ready("ready")
         .script();
-    let mut m = Manager::plain(&[
-        NO_CONFIG,
-        "--stop-timeout",
-        "2s",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+    let mut m = Manager::plain(&sh_args(&[NO_CONFIG, "--stop-timeout", "2s"], &script));
     assert!(s.wait_contains("m", "ready"));
     m.signal(libc::SIGINT);
     assert!(s.wait_contains("m", "INT"));
@@ -505,7 +490,7 @@ fn orphans_are_reaped_while_the_child_runs() {
             zombies_of(pid)
         );
         // The sleep (the exec'd child) is alive; nothing else is left.
-        assert!(m.log().contains("Reaped"), "{}", m.log());
+        m.assert_logged("Reaped", &format!("{mode:?}"));
     }
 }
 
@@ -520,15 +505,7 @@ fn no_grandchild_outlives_the_manager() {
         s.path("pids").display(),
         s.path("trapped").display()
     );
-    let mut m = Manager::plain(&[
-        NO_CONFIG,
-        "--stop-timeout",
-        "1s",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+    let mut m = Manager::plain(&sh_args(&[NO_CONFIG, "--stop-timeout", "1s"], &script));
     assert_eq!(m.exit_code(), 0, "the child's code, after the cleanup");
     let pids: Vec<i32> = s
         .lines("pids")
@@ -539,11 +516,7 @@ fn no_grandchild_outlives_the_manager() {
     for pid in pids {
         assert!(!alive(pid), "grandchild {pid} outlived the manager");
     }
-    assert!(
-        m.log().contains("SIGKILL"),
-        "the TERM-ignoring one needed SIGKILL: {}",
-        m.log()
-    );
+    m.assert_logged("SIGKILL", "the TERM-ignoring one needed SIGKILL");
 }
 
 #[test]
@@ -677,11 +650,9 @@ fn every_flag_can_come_from_the_environment_and_the_command_line_wins() {
         &["--", "/bin/true"],
     );
     assert_eq!(m.exit_code(), 2);
-    assert!(
-        m.log()
-            .contains("--stop-timeout: invalid duration \"forever\""),
-        "{}",
-        m.log()
+    m.assert_logged(
+        "--stop-timeout: invalid duration \"forever\"",
+        "a bad duration from the environment",
     );
     // The flag wins.
     let mut m = env(

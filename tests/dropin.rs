@@ -59,6 +59,19 @@ fn script(s: &Scratch, name: &str, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Writes the child `traps` describes (reporting to "out") into `s` as
+/// the script `child.sh`; it appends "ready" once its traps are set.
+/// Returns its path.
+fn trap_script(s: &Scratch, traps: TrapChild) -> String {
+    script(s, "child.sh", &traps.ready("ready").script())
+}
+
+/// Waits until the child of `trap_script` is ready.
+fn wait_ready(s: &Scratch, m: &Manager) {
+    let ready = || s.lines("out").iter().any(|l| l == "ready");
+    assert!(wait_for(LONG, ready), "{}", m.log());
+}
+
 /// Log lines of a level (the manager's own, `[flush-manager] LEVEL:`).
 fn lines_at(log: &str, level: &str) -> Vec<String> {
     let tag = format!("[flush-manager] {level}:");
@@ -251,17 +264,12 @@ fn dumb_init_rewrites_and_drops_signals() {
     }
     let s = Scratch::new("dropin-rewrite");
     let out = s.path("out");
-    let child = script(
+    let child = trap_script(
         &s,
-        "child.sh",
-        &format!(
-            "for sig in USR1 USR2 WINCH HUP; do trap \"echo $sig >> {out}\" $sig; done\n\
-             trap 'echo QUIT >> {out}; exit 0' QUIT\n\
-             trap 'echo TERM >> {out}; exit 0' TERM\n\
-             echo ready >> {out}\n\
-             while :; do sleep 0.05 & wait $!; done",
-            out = out.display()
-        ),
+        TrapChild::new(&out)
+            .record(&["USR1", "USR2", "WINCH", "HUP", "QUIT", "TERM"])
+            .on("QUIT", "exit 0")
+            .on_term("exit 0"),
     );
     let usr1_to_usr2 = format!("{}:{}", libc::SIGUSR1, libc::SIGUSR2);
     let drop_winch = format!("{}:0", libc::SIGWINCH);
@@ -282,12 +290,8 @@ fn dumb_init_rewrites_and_drops_signals() {
             &child,
         ],
     );
+    wait_ready(&s, &m);
     let lines = || s.lines("out");
-    assert!(
-        wait_for(LONG, || lines().contains(&"ready".into())),
-        "{}",
-        m.log()
-    );
     m.signal(libc::SIGUSR1);
     assert!(
         wait_for(LONG, || lines().contains(&"USR2".into())),
@@ -380,15 +384,7 @@ impl Drop for Reap {
 fn parent_death_signal_stops_the_child_when_the_parent_dies() {
     let s = Scratch::new("dropin-pdeath");
     let out = s.path("out");
-    let child = script(
-        &s,
-        "child.sh",
-        &format!(
-            "trap 'echo TERM >> {out}; exit 0' TERM\necho ready >> {out}\n\
-             while :; do sleep 0.05 & wait $!; done",
-            out = out.display()
-        ),
-    );
+    let child = trap_script(&s, TrapChild::new(&out).record(&["TERM"]).on_term("exit 0"));
     let tini = as_tool(&s, "tini", Mode::Plain, &[]).join(" ");
     let mgr_pid = s.path("manager.pid");
     // The parent: a shell that starts the manager, says its pid, waits.
@@ -472,6 +468,16 @@ fn on_a_terminal_the_child_gets_it_under_every_name() {
     }
 }
 
+/// `dumb-init -r FROM:TO child.sh` as PID 1, the child being what `traps`
+/// describes (reporting to "out"); returns once the child is ready.
+fn dumb_init_rewriting(s: &Scratch, from: i32, to: i32, traps: TrapChild) -> Manager {
+    let child = trap_script(s, traps);
+    let rewrite = format!("{from}:{to}");
+    let m = start_as(s, "dumb-init", Mode::Pid1, &[], &["-r", &rewrite, &child]);
+    wait_ready(s, &m);
+    m
+}
+
 /// Issue 24, item 8: `dumb-init -r 2:15 app` (SIGINT rewritten to SIGTERM,
 /// a valid dumb-init entrypoint) was refused with exit 2. As in dumb-init,
 /// SIGINT now reaches the child as SIGTERM, and the child's exit is ours.
@@ -481,32 +487,12 @@ fn dumb_init_rewrites_sigint_to_sigterm() {
         return;
     }
     let s = Scratch::new("dropin-rewrite-int");
-    let out = s.path("out");
-    let child = script(
-        &s,
-        "child.sh",
-        &format!(
-            "trap 'echo INT >> {out}; exit 7' INT\n\
-             trap 'echo TERM >> {out}; exit 0' TERM\n\
-             echo ready >> {out}\n\
-             while :; do sleep 0.05 & wait $!; done",
-            out = out.display()
-        ),
-    );
-    let int_to_term = format!("{}:{}", libc::SIGINT, libc::SIGTERM);
-    let mut m = start_as(
-        &s,
-        "dumb-init",
-        Mode::Pid1,
-        &[],
-        &["-r", &int_to_term, &child],
-    );
+    let child = TrapChild::new(&s.path("out"))
+        .record(&["INT", "TERM"])
+        .on("INT", "exit 7")
+        .on_term("exit 0");
+    let mut m = dumb_init_rewriting(&s, libc::SIGINT, libc::SIGTERM, child);
     let lines = || s.lines("out");
-    assert!(
-        wait_for(LONG, || lines().contains(&"ready".into())),
-        "{}",
-        m.log()
-    );
     m.signal(libc::SIGINT);
     assert_eq!(m.exit_code(), 0, "{:?}\n{}", lines(), m.log());
     assert_eq!(lines(), ["ready", "TERM"], "{}", m.log());
@@ -520,32 +506,11 @@ fn dumb_init_drops_sigterm_when_told_to() {
         return;
     }
     let s = Scratch::new("dropin-drop-term");
-    let out = s.path("out");
-    let child = script(
-        &s,
-        "child.sh",
-        &format!(
-            "trap 'echo TERM >> {out}; exit 0' TERM\n\
-             trap 'echo USR1 >> {out}' USR1\n\
-             echo ready >> {out}\n\
-             while :; do sleep 0.05 & wait $!; done",
-            out = out.display()
-        ),
-    );
-    let drop_term = format!("{}:0", libc::SIGTERM);
-    let mut m = start_as(
-        &s,
-        "dumb-init",
-        Mode::Pid1,
-        &[],
-        &["-r", &drop_term, &child],
-    );
+    let child = TrapChild::new(&s.path("out"))
+        .record(&["TERM", "USR1"])
+        .on_term("exit 0");
+    let mut m = dumb_init_rewriting(&s, libc::SIGTERM, 0, child);
     let lines = || s.lines("out");
-    assert!(
-        wait_for(LONG, || lines().contains(&"ready".into())),
-        "{}",
-        m.log()
-    );
     m.signal(libc::SIGTERM);
     // A signal after it that is forwarded: once it arrives, the TERM
     // before it was handled (and dropped).

@@ -15,16 +15,15 @@ use std::time::Duration;
 
 /// A plain manager watching `conf` (100 ms debounce) and running `script`.
 fn watching(conf: &Path, script: &str) -> Manager {
-    Manager::plain(&[
-        "--config",
-        conf.to_str().unwrap(),
-        "--debounce",
-        "100ms",
-        "--",
-        "/bin/sh",
-        "-c",
+    Manager::plain(&watching_args(conf, script))
+}
+
+/// The arguments `watching` gives the manager.
+fn watching_args<'a>(conf: &'a Path, script: &'a str) -> Vec<&'a str> {
+    sh_args(
+        &["--config", conf.to_str().unwrap(), "--debounce", "100ms"],
         script,
-    ])
+    )
 }
 
 fn starts(s: &Scratch) -> usize {
@@ -111,23 +110,20 @@ fn without_inotify_polling_takes_over_loudly_and_changes_still_apply() {
         let conf = s.path("app.conf");
         fs::write(&conf, "v1").unwrap();
         let script = recorder(&conf, &s.path("starts"), "exit 0");
+        let conf_s = conf.to_str().unwrap();
+        let flags = [
+            "--config",
+            conf_s,
+            "--poll-interval",
+            "300ms",
+            "--debounce",
+            "50ms",
+        ];
         let m = Manager::start_with(
-            &[
-                "--config",
-                conf.to_str().unwrap(),
-                "--poll-interval",
-                "300ms",
-                "--debounce",
-                "50ms",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
+            &sh_args(&flags, &script),
             Opts {
-                mode: Mode::Plain,
                 launcher: Some(launcher),
-                ..Opts::default()
+                ..Opts::plain()
             },
         );
         assert!(wait_for(LONG, || starts(&s) == 1), "{}", m.log());
@@ -163,13 +159,7 @@ fn a_fifo_as_config_never_blocks_the_loop() {
     assert!(m.wait_log("is not a regular file"), "{}", m.log());
     // Polling ticks keep stat-ing it; the loop still answers signals.
     std::thread::sleep(Duration::from_millis(600));
-    m.signal(libc::SIGTERM);
-    assert_eq!(
-        m.wait_code(Duration::from_secs(10)),
-        Some(143),
-        "{}",
-        m.log()
-    );
+    sigterm_exits(&mut m, 143, 10);
 }
 
 #[test]
@@ -228,16 +218,7 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&s.0, fs::Permissions::from_mode(0o755)).unwrap();
     let script = recorder(&conf, &s.path("starts"), "exit 0");
-    let args = [
-        "--config",
-        conf.to_str().unwrap(),
-        "--debounce",
-        "100ms",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ];
+    let args = watching_args(&conf, &script);
     // Mode 000. Root reads everything anyway: then the manager runs in a
     // fresh user namespace, whose capabilities do not cover host-owned files.
     // SAFETY: geteuid(2) cannot fail.
@@ -261,9 +242,8 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     let mut m = Manager::start_with(
         &args,
         Opts {
-            mode: Mode::Plain,
             launcher,
-            ..Opts::default()
+            ..Opts::plain()
         },
     );
     assert!(m.wait_log("Child process started"), "{}", m.log());
@@ -276,6 +256,39 @@ fn an_unreadable_config_is_named_and_the_child_kept() {
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
+/// A plain manager at trace level watching `conf` (a directory, given
+/// `a.conf`) with `flags`, its log file written into `log_dir`, running a
+/// child that writes "start" then "ready" to "got". Returns once the child
+/// is ready and the directory watched.
+fn tracing_with_log_in(s: &Scratch, conf: &Path, log_dir: &Path, flags: &[&str]) -> Manager {
+    fs::create_dir_all(conf).unwrap();
+    fs::write(conf.join("a.conf"), "a").unwrap();
+    let child = TrapChild::new(&s.path("got"))
+        .on_start("start")
+        .on_term("exit 0")
+        .ready("ready")
+        .script();
+    let mut args = vec!["-vvvv", "--config", conf.to_str().unwrap()];
+    args.extend(flags);
+    let m = Manager::start_with(
+        &sh_args(&args, &child),
+        Opts {
+            log_in: Some(log_dir),
+            ..Opts::plain()
+        },
+    );
+    assert!(s.wait_contains("got", "ready"), "the child never started");
+    assert!(m.wait_log("Watching directory"));
+    m
+}
+
+/// SIGTERM to the manager: it exits with `code` within `limit` seconds.
+fn sigterm_exits(m: &mut Manager, code: i32, limit: u64) {
+    m.signal(libc::SIGTERM);
+    let got = m.wait_code(Duration::from_secs(limit));
+    assert_eq!(got, Some(code), "SIGTERM; log:\n{}", m.log());
+}
+
 #[test]
 fn a_trace_log_next_to_the_watched_directory_does_not_feed_itself() {
     // The log file beside the watched directory: each line written is an
@@ -283,23 +296,7 @@ fn a_trace_log_next_to_the_watched_directory_does_not_feed_itself() {
     // ours, were each the next event: the log grew by about 40 MB/s, the
     // child never started, and SIGTERM waited out the stop timeout.
     let s = Scratch::new("log-feedback");
-    let src = s.path("cfg/src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a.conf"), "a").unwrap();
-    let child = TrapChild::new(&s.path("got"))
-        .on_term("exit 0")
-        .ready("ready")
-        .script();
-    let mut m = Manager::start_with(
-        &sh_args(&["-vvvv", "--config", src.to_str().unwrap()], &child),
-        Opts {
-            mode: Mode::Plain,
-            log_in: Some(&s.path("cfg")),
-            ..Opts::default()
-        },
-    );
-    assert!(s.wait_contains("got", "ready"), "the child never started");
-    assert!(m.wait_log("Watching directory"));
+    let mut m = tracing_with_log_in(&s, &s.path("cfg/src"), &s.path("cfg"), &[]);
     std::thread::sleep(Duration::from_secs(1));
     let size = || fs::metadata(&m.log_path).map_or(0, |md| md.len());
     let before = size();
@@ -309,8 +306,7 @@ fn a_trace_log_next_to_the_watched_directory_does_not_feed_itself() {
         grown < 100_000,
         "the log grew {grown} bytes in a second, idle"
     );
-    m.signal(libc::SIGTERM);
-    assert_eq!(m.wait_code(Duration::from_secs(5)), Some(0), "SIGTERM");
+    sigterm_exits(&mut m, 0, 5);
 }
 
 #[test]
@@ -319,39 +315,14 @@ fn a_log_written_inside_the_config_directory_is_not_config() {
     // a change (a restart each time) nor an event worth a line.
     let s = Scratch::new("log-inside");
     let conf = s.path("conf");
-    fs::create_dir_all(&conf).unwrap();
-    fs::write(conf.join("a.conf"), "a").unwrap();
-    let child = TrapChild::new(&s.path("got"))
-        .on_start("start")
-        .on_term("exit 0")
-        .ready("ready")
-        .script();
-    let mut m = Manager::start_with(
-        &sh_args(
-            &[
-                "-vvvv",
-                "--config",
-                conf.to_str().unwrap(),
-                "--debounce=50ms",
-            ],
-            &child,
-        ),
-        Opts {
-            mode: Mode::Plain,
-            log_in: Some(&conf),
-            ..Opts::default()
-        },
-    );
-    assert!(s.wait_contains("got", "ready"), "the child never started");
-    assert!(m.wait_log("Watching directory"));
+    let mut m = tracing_with_log_in(&s, &conf, &conf, &["--debounce=50ms"]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         !m.log().contains("manager.log"),
         "the log file was taken for config"
     );
     assert_eq!(s.lines("got").iter().filter(|l| *l == "start").count(), 1);
-    m.signal(libc::SIGTERM);
-    assert_eq!(m.wait_code(Duration::from_secs(5)), Some(0), "SIGTERM");
+    sigterm_exits(&mut m, 0, 5);
 }
 
 #[test]
@@ -369,13 +340,7 @@ fn sigterm_during_the_startup_check_exits_at_once_and_blames_no_one() {
         "1000",
     ]);
     assert!(m.wait_log("Validating config with"), "{}", m.log());
-    m.signal(libc::SIGTERM);
-    assert_eq!(
-        m.wait_code(Duration::from_secs(5)),
-        Some(143),
-        "{}",
-        m.log()
-    );
+    sigterm_exits(&mut m, 143, 5);
     assert!(
         !m.log().contains("left outside the child's process group"),
         "the cancelled check was reported as left running\n{}",

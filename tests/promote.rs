@@ -8,28 +8,16 @@
 mod common;
 
 use common::kubelet::AtomicWriter;
+use common::promotion::Promotion;
 use common::*;
 use nix::libc;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-struct Setup {
-    s: Scratch,
-    kube: AtomicWriter,
-    /// The child's directory.
-    dir: PathBuf,
-}
-
-impl Setup {
-    fn new(tag: &str, first: &[u8]) -> Setup {
-        let s = Scratch::new(tag);
-        let kube = AtomicWriter::new(&s.path("src"));
-        kube.write(&[("app.conf", first)]);
-        let dir = s.path("app");
-        Setup { s, kube, dir }
-    }
-
+/// What these tests add to the common ground: a check that records what
+/// it judged, and a child that records every content it reads.
+impl Promotion {
     /// The check: records what it judged, passes when it holds "ok";
     /// `pause` seconds first. It reads the candidate where the manager says.
     fn check(&self, pause: &str) -> String {
@@ -43,7 +31,7 @@ impl Setup {
     /// on HUP, and on its own every 10 ms (like a file-watching server),
     /// writing down every content it sees.
     fn child(&self) -> String {
-        let conf = self.dir.join("app.conf").display().to_string();
+        let conf = self.conf().display().to_string();
         let reads = self.s.path("reads");
         TrapChild::new(&reads)
             .first(&format!(
@@ -64,27 +52,33 @@ impl Setup {
     }
 
     fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--config",
-            self.s.path("src").to_str().unwrap(),
-            "--promote-to",
-            self.dir.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        if !extra.iter().any(|a| a.starts_with("--debounce")) {
-            args.push("--debounce=50ms".into());
-        }
-        args.extend(extra.iter().map(|a| a.to_string()));
-        args.extend(["--".into(), "/bin/sh".into(), "-c".into(), self.child()]);
-        args
+        self.argv(extra, &self.child())
     }
 
     fn start(&self, extra: &[&str]) -> Manager {
-        let args = self.args(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Manager::plain(&args)
+        Manager::plain(&strs(&self.args(extra)))
+    }
+
+    /// A manager checking in place with `check`; returns once the first
+    /// child runs and the source is watched. A check in place waits until
+    /// the child started up, never shown to a child still starting: a
+    /// start period of 1 s (not the default minute) keeps that wait short.
+    fn start_in_place(&self, check: &str) -> Manager {
+        self.watching(&[
+            "--validate",
+            check,
+            "--validate-in-place",
+            "--ready-start-period=1s",
+        ])
+    }
+
+    /// A manager with `extra`; returns once the first child runs and the
+    /// source is watched.
+    fn watching(&self, extra: &[&str]) -> Manager {
+        let m = self.start(extra);
+        assert!(wait_for(LONG, || self.starts().len() == 1), "{}", m.log());
+        assert!(m.wait_log("Watching directory"), "{}", m.log());
+        m
     }
 
     fn starts(&self) -> Vec<String> {
@@ -95,33 +89,27 @@ impl Setup {
     fn reads(&self) -> Vec<String> {
         self.s.lines("reads")
     }
-
-    fn promoted(&self) -> String {
-        fs::read_to_string(self.dir.join("app.conf")).unwrap_or_default()
-    }
 }
 
 #[test]
 fn a_valid_push_is_promoted_and_a_bad_one_never_reaches_the_child() {
-    let t = Setup::new("promote", b"ok v1");
+    let t = Promotion::new("promote", b"ok v1");
     let check = t.check("0.3");
-    let m = t.start(&["--validate", &check]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    let m = t.watching(&["--validate", &check]);
     assert!(t.starts()[0].ends_with("ok v1"), "the child reads DIR");
-    assert!(m.wait_log("Watching directory"));
 
-    t.kube.write(&[("app.conf", b"ok v2")]);
+    t.push(b"ok v2");
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(t.starts()[1].ends_with("ok v2"));
 
-    t.kube.write(&[("app.conf", b"bad v3")]);
+    t.push(b"bad v3");
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     assert!(
         t.s.read("seen").contains("bad v3"),
         "the check judged the candidate: {}",
         t.s.read("seen")
     );
-    assert_eq!(t.promoted(), "ok v2", "DIR stays on the last good bytes");
+    assert_eq!(t.shown(), "ok v2", "DIR stays on the last good bytes");
     assert_eq!(t.starts().len(), 2, "the running child was left alone");
     // A child re-reading DIR on its own never saw the candidate.
     assert!(
@@ -139,15 +127,13 @@ fn a_valid_push_is_promoted_and_a_bad_one_never_reaches_the_child() {
 
 #[test]
 fn bytes_pushed_while_a_check_runs_are_checked_before_the_child_sees_them() {
-    let t = Setup::new("promote-overtake", b"ok v1");
+    let t = Promotion::new("promote-overtake", b"ok v1");
     let check = t.check("1");
-    let m = t.start(&["--validate", &check, "--reload-signal=HUP", "--debounce=2s"]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
-    assert!(m.wait_log("Watching directory"));
-    t.kube.write(&[("app.conf", b"ok v2")]);
+    let m = t.watching(&["--validate", &check, "--reload-signal=HUP", "--debounce=2s"]);
+    t.push(b"ok v2");
     // The check of v2 runs for a second: push bad bytes meanwhile.
     assert!(m.wait_log_count("Validating config", 2), "{}", m.log());
-    t.kube.write(&[("app.conf", b"bad v3")]);
+    t.push(b"bad v3");
     assert!(
         wait_for(LONG, || t.reads().iter().any(|r| r == "hup ok v2")),
         "the child was told of v2: {:?}\n{}",
@@ -159,7 +145,7 @@ fn bytes_pushed_while_a_check_runs_are_checked_before_the_child_sees_them() {
         "{}",
         m.log()
     );
-    assert_eq!(t.promoted(), "ok v2");
+    assert_eq!(t.shown(), "ok v2");
     assert!(
         t.reads().iter().all(|r| !r.contains("bad")),
         "{:?}",
@@ -170,12 +156,10 @@ fn bytes_pushed_while_a_check_runs_are_checked_before_the_child_sees_them() {
 
 #[test]
 fn a_crash_after_a_rejected_push_restarts_on_the_last_good_bytes() {
-    let t = Setup::new("promote-crash", b"ok v1");
+    let t = Promotion::new("promote-crash", b"ok v1");
     let check = t.check("0");
-    let m = t.start(&["--validate", &check, "--restart", "on-failure"]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
-    assert!(m.wait_log("Watching directory"));
-    t.kube.write(&[("app.conf", b"bad v2")]);
+    let m = t.watching(&["--validate", &check, "--restart", "on-failure"]);
+    t.push(b"bad v2");
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     let pid: i32 = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
     // SAFETY: kill(2) on the test's own grandchild (a plain manager).
@@ -186,7 +170,7 @@ fn a_crash_after_a_rejected_push_restarts_on_the_last_good_bytes() {
 
 #[test]
 fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
-    let t = Setup::new("promote-restart", b"ok v1");
+    let t = Promotion::new("promote-restart", b"ok v1");
     let check = t.check("0");
     let mut m = t.start(&["--validate", &check]);
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
@@ -194,7 +178,7 @@ fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
     assert_eq!(m.exit_code(), 0);
     // The source goes bad while the container is down; DIR (an emptyDir)
     // survives the container restart.
-    t.kube.write(&[("app.conf", b"bad v2")]);
+    t.push(b"bad v2");
     let m = t.start(&["--validate", &check]);
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(t.starts()[1].ends_with("ok v1"), "{:?}", t.starts());
@@ -202,7 +186,7 @@ fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
     drop(m);
 
     // Nothing promoted ever, bad source: 78, DIR left empty.
-    let t = Setup::new("promote-none", b"bad v1");
+    let t = Promotion::new("promote-none", b"bad v1");
     let check = t.check("0");
     let mut m = t.start(&["--validate", &check]);
     assert_eq!(m.exit_code(), 78, "{}", m.log());
@@ -213,33 +197,24 @@ fn a_restarted_manager_starts_on_the_last_good_promotion_or_exits_78_on_none() {
 
 #[test]
 fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
-    let t = Setup::new("promote-in-place", b"ok v1");
+    let t = Promotion::new("promote-in-place", b"ok v1");
     // In place, the check reads DIR itself (nginx -t with absolute includes).
     let check = format!(
         "sh -c 'cat {conf} >> {seen}; echo >> {seen}; sleep 0.5; grep -q ok {conf}'",
-        conf = t.dir.join("app.conf").display(),
+        conf = t.conf().display(),
         seen = t.s.path("seen").display()
     );
-    // A check in place waits until the child started up (1 s here, not the
-    // default minute): it is never shown to a child still starting.
-    let m = t.start(&[
-        "--validate",
-        &check,
-        "--validate-in-place",
-        "--ready-start-period=1s",
-    ]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
-    assert!(m.wait_log("Watching directory"));
-    t.kube.write(&[("app.conf", b"bad v2")]);
+    let m = t.start_in_place(&check);
+    t.push(b"bad v2");
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     assert!(t.s.read("seen").contains("bad v2"), "{}", t.s.read("seen"));
     assert!(
-        wait_for(LONG, || t.promoted() == "ok v1"),
+        wait_for(LONG, || t.shown() == "ok v1"),
         "shown again at once"
     );
     // The documented exposure: a child re-reading DIR may see it meanwhile.
     assert_eq!(t.starts().len(), 1);
-    t.kube.write(&[("app.conf", b"ok v3")]);
+    t.push(b"ok v3");
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(t.starts()[1].ends_with("ok v3"));
 
@@ -252,7 +227,7 @@ fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
 /// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.
-fn on_small_tmpfs(t: &Setup, kib: u64, extra: &[&str]) -> Option<Manager> {
+fn on_small_tmpfs(t: &Promotion, kib: u64, extra: &[&str]) -> Option<Manager> {
     let mut launcher = mount_namespace()?;
     fs::create_dir_all(&t.dir).unwrap();
     launcher.extend([
@@ -283,7 +258,7 @@ fn inside(m: &Manager, dir: &Path) -> PathBuf {
 
 #[test]
 fn a_failed_staging_changes_nothing_and_is_retried_until_it_takes() {
-    let t = Setup::new("promote-full", b"ok v1");
+    let t = Promotion::new("promote-full", b"ok v1");
     let Some(m) = on_small_tmpfs(&t, 256, &["--reload-signal=HUP"]) else {
         return;
     };
@@ -293,7 +268,7 @@ fn a_failed_staging_changes_nothing_and_is_retried_until_it_takes() {
     // Fill the disk, then push bytes that no longer fit.
     let _ = fs::write(dir.join("..filler"), vec![0u8; 256 * 1024]);
     let big = format!("ok v2 {}", "x".repeat(64 * 1024));
-    t.kube.write(&[("app.conf", big.as_bytes())]);
+    t.push(&big);
     assert!(m.wait_log("Cannot stage the config"), "{}", m.log());
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -319,9 +294,9 @@ fn a_failed_staging_changes_nothing_and_is_retried_until_it_takes() {
 
 #[test]
 fn a_first_staging_that_fails_exits_78_and_starts_no_child() {
-    let t = Setup::new("promote-full-first", b"ok v1");
+    let t = Promotion::new("promote-full-first", b"ok v1");
     let big = format!("ok v1 {}", "x".repeat(64 * 1024));
-    t.kube.write(&[("app.conf", big.as_bytes())]);
+    t.push(&big);
     // Without --validate too: never a child on an empty DIR.
     let Some(mut m) = on_small_tmpfs(&t, 16, &[]) else {
         return;
@@ -378,7 +353,7 @@ fn a_fifo_source_and_an_overlapping_directory_are_refused_at_once() {
 /// good and bad bytes; the kill lands at a random instant.
 #[test]
 fn a_manager_killed_at_any_instant_restarts_only_on_approved_bytes() {
-    let t = Setup::new("promote-kill", b"ok 0");
+    let t = Promotion::new("promote-kill", b"ok 0");
     let check = t.check("0.02");
     let mut rng = (std::process::id() as u64) << 16 | 0x9e37;
     let mut next = |n: u64| {
@@ -408,7 +383,7 @@ fn a_manager_killed_at_any_instant_restarts_only_on_approved_bytes() {
             );
         }
         std::thread::sleep(Duration::from_millis(next(60)));
-        t.kube.write(&[("app.conf", bytes.as_bytes())]);
+        t.push(&bytes);
         std::thread::sleep(Duration::from_millis(next(120)));
         // SAFETY: kill(2) on the test's own child (a plain manager).
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -525,17 +500,15 @@ fn a_reader_never_sees_a_mix_of_generations() {
 
 #[test]
 fn a_removed_key_is_said_once_and_leaves_dir_with_the_next_promotion() {
-    let t = Setup::new("promote-removed", b"ok v1");
+    let t = Promotion::new("promote-removed", b"ok v1");
     t.kube
         .write(&[("app.conf", b"ok v1"), ("extra.conf", b"e1")]);
-    let m = t.start(&["--poll-interval=100ms"]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
-    assert!(m.wait_log("Watching directory"));
+    let m = t.watching(&["--poll-interval=100ms"]);
     assert!(t.dir.join("extra.conf").exists());
 
     // The key goes: no restart (a deletion is not a change), but a WARN,
     // once, saying DIR still has it.
-    t.kube.write(&[("app.conf", b"ok v1")]);
+    t.push(b"ok v1");
     assert!(m.wait_log("Removed from the config source"), "{}", m.log());
     assert!(m.log().contains("extra.conf"), "{}", m.log());
     // Polled every 100 ms: many looks, one line.
@@ -548,7 +521,7 @@ fn a_removed_key_is_said_once_and_leaves_dir_with_the_next_promotion() {
     );
     assert_eq!(t.starts().len(), 1, "a deletion restarted the child");
     // The next promotion leaves it behind.
-    t.kube.write(&[("app.conf", b"ok v2")]);
+    t.push(b"ok v2");
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(!t.dir.join("extra.conf").exists(), "{}", m.log());
 }
@@ -625,20 +598,6 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
     // A directory without write permission: a manager that is not root
     // must still remove its old generations.
     chmod(&src.join("ro"), 0o555);
-    let child = TrapChild::new(&out.join("starts"))
-        .on_start("start $$")
-        .on_term("exit 0")
-        .script();
-    let args = sh_args(
-        &[
-            "--config",
-            src.to_str().unwrap(),
-            "--promote-to",
-            dir.to_str().unwrap(),
-            "--debounce=50ms",
-        ],
-        &child,
-    );
     let launcher = nobody.then(|| {
         [
             "setpriv",
@@ -650,14 +609,7 @@ fn files_keep_mode_and_owner(tag: &str, nobody: bool) {
         .map(String::from)
         .to_vec()
     });
-    let m = Manager::start_with(
-        &args,
-        Opts {
-            mode: Mode::Plain,
-            launcher,
-            ..Opts::default()
-        },
-    );
+    let m = promoting(&src, &dir, &out.join("starts"), launcher);
     let starts = || {
         fs::read_to_string(out.join("starts"))
             .unwrap_or_default()
@@ -748,33 +700,24 @@ fn promoted_files_keep_their_mode_as_a_manager_that_is_not_root() {
 /// can succeed the push is checked and reaches the child.
 #[test]
 fn a_candidate_that_cannot_be_shown_in_place_is_retried_not_rejected() {
-    let t = Setup::new("promote-expose-fails", b"ok v1");
+    let t = Promotion::new("promote-expose-fails", b"ok v1");
     let check = t.check("0");
-    // A push shortly after a start waits for the child to start up before
-    // it is shown in place: a short start period keeps that wait short.
-    let m = t.start(&[
-        "--validate",
-        &check,
-        "--validate-in-place",
-        "--ready-start-period=1s",
-    ]);
-    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
-    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    let m = t.start_in_place(&check);
     let squat = t.dir.join("..data_tmp");
     fs::create_dir_all(squat.join("x")).unwrap();
-    t.kube.write(&[("app.conf", b"ok v2")]);
+    t.push(b"ok v2");
     assert!(m.wait_log("show the candidate"), "{}", m.log());
     assert!(m.wait_log("Cannot check the config"), "{}", m.log());
     assert!(!m.log().contains("Config validation failed"), "{}", m.log());
-    assert_eq!(t.promoted(), "ok v1", "the view went back");
+    assert_eq!(t.shown(), "ok v1", "the view went back");
     fs::remove_dir_all(&squat).unwrap();
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(t.starts()[1].ends_with("ok v2"), "{:?}", t.starts());
 }
 
-/// A manager over `src` promoting to `dir` (`--debounce=50ms`), its child
-/// recording each start in `starts`; `umask`, when given, is the manager's.
-fn promoting(src: &Path, dir: &Path, starts: &Path, umask: Option<&str>) -> Manager {
+/// A plain manager over `src` promoting to `dir` (`--debounce=50ms`), its
+/// child recording each start in `starts`; started by `launcher` if given.
+fn promoting(src: &Path, dir: &Path, starts: &Path, launcher: Option<Vec<String>>) -> Manager {
     let child = TrapChild::new(starts)
         .on_start("start $$")
         .on_term("exit 0")
@@ -789,19 +732,26 @@ fn promoting(src: &Path, dir: &Path, starts: &Path, umask: Option<&str>) -> Mana
         ],
         &child,
     );
-    let launcher = umask.map(|u| {
-        ["sh", "-c", &format!("umask {u}; exec \"$@\""), "sh", BIN]
-            .map(String::from)
-            .to_vec()
-    });
     Manager::start_with(
         &args,
         Opts {
-            mode: Mode::Plain,
             launcher,
-            ..Opts::default()
+            ..Opts::plain()
         },
     )
+}
+
+/// A launcher that runs the manager under `umask`.
+fn under_umask(umask: &str) -> Vec<String> {
+    [
+        "sh",
+        "-c",
+        &format!("umask {umask}; exec \"$@\""),
+        "sh",
+        BIN,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -824,7 +774,7 @@ fn generation_and_dir_modes_do_not_depend_on_the_umask() {
         fs::write(src.join("app.conf"), "v1").unwrap();
         chmod(&src.join("app.conf"), 0o644);
         chmod(&src, 0o750);
-        let m = promoting(&src, &dir, &s.path("starts"), Some(umask));
+        let m = promoting(&src, &dir, &s.path("starts"), Some(under_umask(umask)));
         assert!(
             wait_for(LONG, || count_lines(&s.path("starts")) == 1),
             "{}",

@@ -623,20 +623,13 @@ fn metrics_bare_port_answers_ipv4_where_ipv6_sockets_are_v6_only() {
         .map(String::from)
         .to_vec();
     let m = Manager::start_with(
-        &[
-            "--config",
-            conf.to_str().unwrap(),
-            "--metrics",
-            ":9111",
-            "--",
-            "/bin/sh",
-            "-c",
+        &sh_args(
+            &["--config", conf.to_str().unwrap(), "--metrics", ":9111"],
             &script,
-        ],
+        ),
         Opts {
-            mode: Mode::Plain,
             launcher: Some(launcher),
-            ..Opts::default()
+            ..Opts::plain()
         },
     );
     assert!(s.wait_contains("starts", "start"), "{}", m.log());

@@ -8,39 +8,20 @@
 
 mod common;
 
-use common::kubelet::AtomicWriter;
+use common::promotion::Promotion;
 use common::*;
 use nix::libc;
-use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
-struct Rollout {
-    s: Scratch,
-    kube: AtomicWriter,
-    /// The child's directory.
-    dir: PathBuf,
-}
-
-impl Rollout {
-    fn new(tag: &str, first: &str) -> Rollout {
-        let s = Scratch::new(tag);
-        let kube = AtomicWriter::new(&s.path("src"));
-        kube.write(&[("app.conf", first.as_bytes())]);
-        let dir = s.path("app");
-        Rollout { s, kube, dir }
-    }
-
-    fn push(&self, bytes: &str) {
-        self.kube.write(&[("app.conf", bytes.as_bytes())]);
-    }
-
+/// What these tests add to the common ground: a child that can crash or be
+/// slow to become ready, and a readiness check of the child on DIR.
+impl Promotion {
     /// A child that writes down each start with the config it read, exits 1
     /// two seconds after a start on a config that says "crash", and else
     /// is ready (`ready-<config>` exists) `ready_after` seconds after its
     /// start, then waits for SIGTERM.
     fn child(&self, ready_after: &str) -> String {
-        let conf = self.dir.join("app.conf").display().to_string();
+        let conf = self.conf().display().to_string();
         format!(
             // The trap before the start line: a test may stop the child as
             // soon as that line is written.
@@ -58,21 +39,12 @@ impl Rollout {
         format!(
             "--ready-check=sh -c 'test -e {}-\"$(cat {})\"'",
             self.s.path("ready").display(),
-            self.dir.join("app.conf").display()
+            self.conf().display()
         )
     }
 
     fn start(&self, flags: &[&str], ready_after: &str) -> Manager {
-        let mut args: Vec<String> = vec![
-            format!("--config={}", self.s.path("src").display()),
-            format!("--promote-to={}", self.dir.display()),
-            "--debounce=50ms".into(),
-        ];
-        args.extend(flags.iter().map(|f| f.to_string()));
-        args.extend(["--".into(), "/bin/sh".into(), "-c".into()]);
-        args.push(self.child(ready_after));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Manager::start(&args)
+        Manager::start(&strs(&self.argv(flags, &self.child(ready_after))))
     }
 
     /// The configs children started on, in order.
@@ -81,10 +53,6 @@ impl Rollout {
             .iter()
             .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_string())
             .collect()
-    }
-
-    fn shown(&self) -> String {
-        fs::read_to_string(self.dir.join("app.conf")).unwrap_or_default()
     }
 }
 
@@ -96,7 +64,7 @@ fn a_slow_starting_child_on_a_good_push_is_not_rolled_back() {
     let Some(()) = pid1_or_skip("a_slow_starting_child_on_a_good_push_is_not_rolled_back") else {
         return;
     };
-    let t = Rollout::new("rollout-slow", "v1");
+    let t = Promotion::new("rollout-slow", b"v1");
     let check = t.ready_check();
     let m = t.start(
         &["--rollback-window=60s", &check, "--ready-interval=500ms"],
@@ -249,17 +217,24 @@ fn a_child_never_ready_after_a_reload_is_rolled_back_after_its_start_period() {
 }
 
 /// Pushes G and waits until it ran through its window (the proven one).
-fn proven_g(t: &Rollout, m: &Manager) {
+fn proven_g(t: &Promotion, m: &Manager) {
     assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"), "{}", m.log());
-    t.push("G");
+    pushed_and_started(t, m, "G");
+    assert!(m.wait_log("held for --rollback-window"), "{}", m.log());
+}
+
+/// Pushes `bytes` and waits until a child starts on them (it may have
+/// crashed and been replaced by the time this looks).
+fn pushed_and_started(t: &Promotion, m: &Manager, bytes: &str) {
+    let before = t.starts().len();
+    t.push(bytes);
     assert!(
-        wait_for(LONG, || t.starts().last().is_some_and(|s| s == "G")),
+        wait_for(LONG, || t.starts()[before..].iter().any(|s| s == bytes)),
         "{:?}\n{}",
         t.starts(),
         m.log()
     );
-    assert!(m.wait_log("held for --rollback-window"), "{}", m.log());
 }
 
 /// Issue 24, item 3: G proven; push A (it crashes the child after 2 s),
@@ -273,17 +248,10 @@ fn two_crashing_pushes_in_one_window_roll_back_to_the_proven_generation() {
     else {
         return;
     };
-    let t = Rollout::new("rollout-two", "v0");
+    let t = Promotion::new("rollout-two", b"v0");
     let mut m = t.start(&["--rollback-window=3s", "--restart=never"], "0");
     proven_g(&t, &m);
-    let before = t.starts().len();
-    t.push("crash A");
-    assert!(
-        wait_for(LONG, || t.starts().len() > before),
-        "{:?}\n{}",
-        t.starts(),
-        m.log()
-    );
+    pushed_and_started(&t, &m, "crash A");
     std::thread::sleep(Duration::from_millis(800));
     t.push("crash B");
     assert!(m.wait_log("rolled back from generation"), "{}", m.log());
@@ -318,20 +286,13 @@ fn a_manager_killed_during_probation_keeps_the_proven_generation() {
     else {
         return;
     };
-    let t = Rollout::new("rollout-kill", "v0");
+    let t = Promotion::new("rollout-kill", b"v0");
     let flags = ["--rollback-window=30s", "--restart=never"];
     let m = t.start(&flags, "0");
     proven_g(&t, &m);
     // A crashes 2 s after each start: kill the manager (and its namespace)
     // while A is on probation, before it crashes.
-    let before = t.starts().len();
-    t.push("crash A");
-    assert!(
-        wait_for(LONG, || t.starts().len() > before),
-        "{:?}\n{}",
-        t.starts(),
-        m.log()
-    );
+    pushed_and_started(&t, &m, "crash A");
     m.signal(libc::SIGKILL);
     drop(m);
     let before = t.starts().len();
@@ -365,8 +326,8 @@ fn a_manager_killed_during_probation_keeps_the_proven_generation() {
 /// for the check and read by it. `rounds` restarts, each with a bad push at
 /// a random instant of the child's first 0.4 s.
 fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
-    let t = Rollout::new(tag, "ok start");
-    let conf = t.dir.join("app.conf").display().to_string();
+    let t = Promotion::new(tag, b"ok start");
+    let conf = t.conf().display().to_string();
     let child = format!(
         "echo \"start $$\" >> {starts}; trap 'exit 0' TERM; sleep 1 & wait $!; \
          echo \"read $(cat {conf})\" >> {reads}; while :; do sleep 0.05 & wait $!; done",
@@ -374,25 +335,14 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
         reads = t.s.path("reads").display(),
     );
     let check = format!("--validate=sh -c 'sleep 2; grep -q ok {conf}'");
-    let args = [
-        format!("--config={}", t.s.path("src").display()),
-        format!("--promote-to={}", t.dir.display()),
-        "--debounce=50ms".into(),
-        "--validate-in-place".into(),
-        check,
-        "--".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        child,
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = t.argv(&["--validate-in-place", &check], &child);
     // The child has started up 1.5 s after its start (it read its config
     // at 1 s). (By the variable: a build without it runs the same test.)
     let opts = Opts {
         env: vec![("FLUSH_MANAGER_READY_START_PERIOD", "1500ms")],
         ..Opts::default()
     };
-    let mut m = Manager::start_with(&args, opts);
+    let mut m = Manager::start_with(&strs(&args), opts);
     let starts = || t.s.lines("starts").len();
     assert!(wait_for(LONG, || starts() == 1), "{}", m.log());
     assert!(m.wait_log("Watching directory"), "{}", m.log());
@@ -404,7 +354,7 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
     let mut rng = u64::from(std::process::id()) << 16 | seed | 1;
     for i in 0..rounds {
         let n = starts();
-        t.push(&format!("ok {i}"));
+        t.push(format!("ok {i}"));
         assert!(
             wait_for(LONG, || starts() > n),
             "round {i}: no restart\n{}",
@@ -414,7 +364,7 @@ fn in_place_pushes_during_starts(tag: &str, rounds: usize) {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(rng % 400));
-        t.push(&format!("bad {i}"));
+        t.push(format!("bad {i}"));
         // The new child read its config, and the bad push was judged.
         assert!(
             wait_for(LONG, || t.s.lines("reads").len() > n

@@ -30,6 +30,18 @@ mod soak {
             .script()
     }
 
+    /// A plain manager with `args`, logging warnings only (a soak's
+    /// thousands of rounds would fill the log at debug).
+    fn quiet(args: &[&str]) -> Manager {
+        Manager::start_with(
+            args,
+            Opts {
+                env: vec![("FLUSH_MANAGER_LOG", "warn")],
+                ..Opts::plain()
+            },
+        )
+    }
+
     #[test]
     #[ignore = "soak: about a minute; .ci/run runs it"]
     fn a_thousand_config_restarts_leak_nothing_and_never_overlap() {
@@ -38,23 +50,10 @@ mod soak {
         fs::write(&conf, "0").unwrap();
         let log = s.path("life");
         let script = lifecycle(&conf, &log);
-        let m = Manager::start_with(
-            &[
-                "--config",
-                conf.to_str().unwrap(),
-                "--debounce",
-                "5ms",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-            Opts {
-                mode: Mode::Plain,
-                env: vec![("FLUSH_MANAGER_LOG", "warn")],
-                ..Opts::default()
-            },
-        );
+        let m = quiet(&sh_args(
+            &["--config", conf.to_str().unwrap(), "--debounce", "5ms"],
+            &script,
+        ));
         let starts = || s.read("life").matches("start").count();
         assert!(wait_for(LONG, || starts() == 1));
         let pid = m.pid();
@@ -116,14 +115,7 @@ mod soak {
             )
             .ready("ready")
             .script();
-        let mut m = Manager::start_with(
-            &["--config=", "--", "/bin/sh", "-c", &script],
-            Opts {
-                mode: Mode::Plain,
-                env: vec![("FLUSH_MANAGER_LOG", "warn")],
-                ..Opts::default()
-            },
-        );
+        let mut m = quiet(&sh_args(&["--config="], &script));
         assert!(s.wait_contains("count", "ready"));
         let pid = m.pid();
         let rss0 = vm_rss_kib(pid);

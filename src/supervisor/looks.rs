@@ -207,6 +207,8 @@ impl Looks {
         self.away = Some((Some(look), task));
     }
 
+    /// Notes on `watch` every notify event already queued; true when there
+    /// was any.
     fn take_events(&self, watch: &mut Watch) -> bool {
         let Some(rx) = &self.notify else {
             return false;

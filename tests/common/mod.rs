@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod kubelet;
 pub mod probation;
+pub mod promotion;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flush-manager");
 pub const LONG: Duration = Duration::from_secs(30);
@@ -168,19 +169,23 @@ impl Default for Opts<'_> {
     }
 }
 
+impl Opts<'_> {
+    /// The default options but for the mode: a plain process.
+    pub fn plain() -> Self {
+        Opts {
+            mode: Mode::Plain,
+            ..Opts::default()
+        }
+    }
+}
+
 impl Manager {
     pub fn start(args: &[&str]) -> Manager {
         Manager::start_with(args, Opts::default())
     }
 
     pub fn plain(args: &[&str]) -> Manager {
-        Manager::start_with(
-            args,
-            Opts {
-                mode: Mode::Plain,
-                ..Opts::default()
-            },
-        )
+        Manager::start_with(args, Opts::plain())
     }
 
     pub fn start_with(args: &[&str], opts: Opts) -> Manager {
@@ -290,6 +295,16 @@ impl Manager {
 
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Fails, saying `what` and showing the log, unless the log holds
+    /// `needle` now.
+    pub fn assert_logged(&self, needle: &str, what: &str) {
+        let log = self.log();
+        assert!(
+            log.contains(needle),
+            "{what}: no {needle:?} in the log:\n{log}"
+        );
     }
 
     pub fn wait_log(&self, needle: &str) -> bool {
@@ -576,6 +591,11 @@ pub fn sh_args<'a>(flags: &[&'a str], script: &'a str) -> Vec<&'a str> {
     let mut args = flags.to_vec();
     args.extend(["--", "/bin/sh", "-c", script]);
     args
+}
+
+/// `args` as the `&str`s `Manager` takes.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// A child that appends "start <pid> <first 40 bytes of conf>" to `starts`
