@@ -78,13 +78,20 @@ pub fn command(
     changed: &[PathBuf],
     candidate: Option<&Path>,
     timeout: Duration,
-) -> Hook {
+) -> Result<Hook, String> {
     let what = match kind {
         Kind::Validator => "validator",
         Kind::Reload => "reload command",
         Kind::Probe => "readiness check",
     };
-    let failed = || Hook::request(std::future::ready(false));
+    // No descriptor, process or memory to be had is our fault, not the
+    // command's: no verdict (the caller retries). A command that cannot be
+    // run (not found, not executable) is a failed hook.
+    let ours = |e: &std::io::Error| {
+        let resource = [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM];
+        e.raw_os_error().is_some_and(|n| resource.contains(&n))
+    };
+    let failed = || Ok(Hook::request(std::future::ready(false)));
     let (list, truncated) = changed_list(changed);
     match kind {
         Kind::Validator => info!("Validating config with: {}", argv.join(" ")),
@@ -93,10 +100,7 @@ pub fn command(
     }
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
-        Err(e) => {
-            error!("Cannot run {what}: pipe: {e}");
-            return failed();
-        }
+        Err(e) => return Err(format!("cannot run the {what}: pipe: {e}")),
     };
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -123,15 +127,13 @@ pub fn command(
             .stdin(std::process::Stdio::null())
             .stdout(w)
             .stderr(writer),
-        Err(e) => {
-            error!("Cannot run {what}: {e}");
-            return failed();
-        }
+        Err(e) => return Err(format!("cannot run the {what}: {e}")),
     };
     // The reaper collects its status (see reaper.rs) and, at its exit,
     // kills what it left in its group.
     let pid = match cmd.reap_on_drop(false).spawn() {
         Ok(c) => c.id() as i32,
+        Err(e) if ours(&e) => return Err(format!("cannot run the {what} {}: {e}", argv[0])),
         Err(e) => {
             error!("Cannot run {what} {}: {e}", argv[0]);
             return failed();
@@ -202,14 +204,14 @@ pub fn command(
         }
         false
     };
-    Hook {
+    Ok(Hook {
         process: Some(pid),
         done: Box::pin(passed),
-    }
+    })
 }
 
 /// Starts the readiness check `argv` (a command with a deadline).
-pub fn probe(argv: &[String], cwd: Option<&Path>, timeout: Duration) -> Hook {
+pub fn probe(argv: &[String], cwd: Option<&Path>, timeout: Duration) -> Result<Hook, String> {
     command(Kind::Probe, argv, cwd, &[], None, timeout)
 }
 

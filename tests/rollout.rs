@@ -98,8 +98,8 @@ fn a_slow_starting_child_on_a_good_push_is_not_rolled_back() {
 /// ready for `unready` seconds (a cache rebuilt), then ready on it, unless
 /// the config says "never". Each start and reload is written down with the
 /// config read.
-fn reloading_child(t: &Rollout, unready: &str) -> String {
-    let conf = t.dir.join("app.conf").display().to_string();
+fn reloading_child(t: &Promotion, unready: &str) -> String {
+    let conf = t.conf().display().to_string();
     format!(
         "trap 'exit 0' TERM; \
          hup() {{ c=$(cat {conf}); echo \"reload $c\" >> {reloads}; sleep {unready} & wait $!; \
@@ -114,22 +114,16 @@ fn reloading_child(t: &Rollout, unready: &str) -> String {
 
 /// The manager with `reloading_child`: `--reload-signal HUP`, a probe every
 /// 500 ms (three failures take 1.5 s), the start period and window given.
-fn start_reloading(t: &Rollout, unready: &str, start_period: &str, window: &str) -> Manager {
-    let args = [
-        format!("--config={}", t.s.path("src").display()),
-        format!("--promote-to={}", t.dir.display()),
-        "--debounce=50ms".into(),
-        "--reload-signal=HUP".into(),
+fn start_reloading(t: &Promotion, unready: &str, start_period: &str, window: &str) -> Manager {
+    let flags = [
+        "--reload-signal=HUP".to_string(),
         format!("--rollback-window={window}"),
         t.ready_check(),
         "--ready-interval=500ms".into(),
         format!("--ready-start-period={start_period}"),
-        "--".into(),
-        "/bin/sh".into(),
-        "-c".into(),
-        reloading_child(t, unready),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = t.argv(&strs(&flags), &reloading_child(t, unready));
+    let args = strs(&args);
     let m = Manager::start(&args);
     assert!(
         wait_for(LONG, || t.s.path("ready-v1").exists()),
@@ -150,7 +144,7 @@ fn a_child_slow_to_reload_keeps_the_new_bytes() {
     let Some(()) = pid1_or_skip("a_child_slow_to_reload_keeps_the_new_bytes") else {
         return;
     };
-    let t = Rollout::new("rollout-slow-reload", "v1");
+    let t = Promotion::new("rollout-slow-reload", b"v1");
     let mut m = start_reloading(&t, "3", "8s", "8s");
     std::thread::sleep(Duration::from_secs(9));
     t.push("v2");
@@ -191,7 +185,7 @@ fn a_child_never_ready_after_a_reload_is_rolled_back_after_its_start_period() {
     else {
         return;
     };
-    let t = Rollout::new("rollout-never-reload", "v1");
+    let t = Promotion::new("rollout-never-reload", b"v1");
     let mut m = start_reloading(&t, "0", "5s", "60s");
     t.push("never");
     assert!(

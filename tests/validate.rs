@@ -435,3 +435,59 @@ fn the_binary_runs_the_process_backend_the_run_expects() {
         "SIGCHLD handler in the manager: {handler}; forced signal backend expected: {forced}\n{status}"
     );
 }
+
+/// Hostile review: with file descriptors for the watcher but not for a
+/// check (`ulimit -n` 14 to 17), the first check ran, the watcher then took
+/// the rest, and every later check "failed" (EMFILE): good bytes were
+/// rejected, never retried. The manager now asks at startup for what a
+/// check needs and refuses to start without it (exit 1, nothing spawned);
+/// with enough it runs, and a check that still cannot start is retried,
+/// never a verdict on the bytes.
+#[test]
+fn too_few_descriptors_for_a_check_refuse_to_start_and_enough_run_it() {
+    for limit in [14u64, 17, 64] {
+        let s = Scratch::new("validate-nofile");
+        let conf = s.path("app.conf");
+        fs::write(&conf, "v0").unwrap();
+        let script = format!(
+            "echo \"start $(cat {c})\" >> {out}; trap 'exit 0' TERM; while :; do sleep 0.05 & wait $!; done",
+            c = conf.display(),
+            out = s.path("starts").display()
+        );
+        let cfg = format!("--config={}", conf.display());
+        let mut m = Manager::start_with(
+            &[
+                &cfg,
+                "--validate=true",
+                "--debounce=50ms",
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+            Opts {
+                nofile: Some(limit),
+                ..Opts::plain()
+            },
+        );
+        assert!(wait_for(LONG, || !m.alive() || !s.read("starts").is_empty()));
+        if limit < 64 {
+            assert_eq!(m.exit_code(), 1, "ulimit -n {limit}\n{}", m.log());
+            assert!(m.log().contains("Cannot start"), "{}", m.log());
+            assert!(
+                s.read("starts").is_empty(),
+                "ulimit -n {limit}: a child was started"
+            );
+            continue;
+        }
+        assert!(m.wait_log("Watching"), "{}", m.log());
+        fs::write(&conf, "v1").unwrap();
+        assert!(
+            wait_for(LONG, || s.read("starts").contains("start v1")),
+            "ulimit -n {limit}: the checked change never reached the child\n{}",
+            m.log()
+        );
+        m.signal(libc::SIGTERM);
+        assert_eq!(m.exit_code(), 0, "{}", m.log());
+    }
+}

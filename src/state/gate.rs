@@ -569,13 +569,27 @@ impl Machine {
         }
     }
 
-    /// A retry delay ran out: staging again, or the external reload again.
+    /// A retry delay ran out: the check, the staging or the commit again, or
+    /// the external reload again.
     pub(super) fn on_retry_due(&mut self, token: u64) -> Vec<Action> {
         if let Some(p) = self
             .pending
             .as_mut()
             .filter(|p| p.token == token && p.step == Step::Waiting)
         {
+            if !self.settings.promote {
+                // Only the check could not run: it runs again, on the same
+                // bytes.
+                info!("Retrying the config check");
+                p.step = Step::Checking;
+                let (snapshot, restart) = (p.snapshot.clone(), p.restart);
+                return vec![Action::Validate {
+                    token,
+                    changed: self.changed_paths(&snapshot, restart),
+                    candidate: None,
+                    in_place: false,
+                }];
+            }
             info!("Retrying the promotion");
             if let Some(generation) = p.generation.clone() {
                 // Recorded already, not shown (or shown, not recorded): the

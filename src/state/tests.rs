@@ -2235,6 +2235,48 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     );
 }
 
+/// Without `--promote-to`, a check that could not run (no file descriptor
+/// for its pipe: a fault of ours) is run again on the same bytes; it used to
+/// be retried as a staging, which failed forever ("no --promote-to").
+#[test]
+fn a_plain_check_that_cannot_start_is_run_again() {
+    let mut m = running_validated(validating());
+    let check = m.handle(Event::ConfigSettled(snap(Some(2))));
+    assert!(
+        matches!(
+            check[..],
+            [Action::Acted, Action::Validate { token: 2, .. }]
+        ),
+        "{check:?}"
+    );
+    let failed = m.handle(Event::CannotCheck {
+        token: 2,
+        reason: "cannot run the validator: Too many open files".into(),
+    });
+    let [Action::RetryAfter { token: 2, .. }] = failed[..] else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(
+        m.handle(Event::RetryDue { token: 2 }),
+        [Action::Validate {
+            token: 2,
+            changed: conf(),
+            candidate: None,
+            in_place: false,
+        }]
+    );
+    // Its verdict now counts as ever: the child restarts on the new bytes.
+    let passed = m.handle(Event::Validated { token: 2, ok: true });
+    assert_eq!(
+        passed,
+        [
+            Action::Signal(15, Target::Child),
+            Action::ContinueStopped(Target::Child),
+            Action::StopDeadline(Some(Duration::from_secs(10)))
+        ]
+    );
+}
+
 /// Issue 27: `flush_manager_last_reload_successful` is the negation of
 /// `Stats::last_failed`. It reads 1 after a start or reload onto checked
 /// bytes, 0 after a rollback (the rollback's own reload of the older bytes

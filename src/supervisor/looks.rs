@@ -26,11 +26,14 @@ enum Found {
     Started(Receiver<NotifyEvent>),
 }
 
+/// The watch gone off the loop, and what it comes back with.
+type Away = Pending<(Watch, Found)>;
+
 pub struct Looks {
     /// The watch, when no look has it.
     home: Option<Watch>,
     /// The running look (None: the watcher's start).
-    away: Option<(Option<Look>, Pending<(Watch, Found)>)>,
+    away: Option<(Option<Look>, Away)>,
     /// Looks asked for and not started yet (each kind once).
     queue: VecDeque<Look>,
     /// Events that arrived while the watch was away.

@@ -27,11 +27,31 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// File descriptors the manager needs free at startup: the signalfd, the
-/// main thread's eventfd, async-io's epoll and eventfd, async-process's pidfd
-/// probe and the child's pidfd, and the pipe through which the spawn reports
-/// an exec error. The watcher and validator need more later, but fail soft
-/// (polling, a failed check).
+/// main thread's eventfd, async-io's epoll, eventfd and timerfd,
+/// async-process's pidfd probe and the child's pidfd, and the pipe through
+/// which the spawn reports an exec error.
 const FDS_NEEDED: usize = 10;
+/// What the watcher holds for the whole run: inotify, notify's epoll and
+/// its waker, and one for a look reading a file.
+const FDS_WATCH: usize = 4;
+/// What a check, reload command or readiness command holds while it runs:
+/// its output pipe and the copy for stderr, the spawn's own pipe and the
+/// pidfd, and room for a metrics or reload connection beside it.
+const FDS_HOOK: usize = 8;
+
+/// How many free descriptors `cfg` needs at startup: without them a check
+/// could never run (and would be retried forever) or a later spawn fail.
+fn fds_needed(cfg: &Config) -> usize {
+    let hooks = cfg.validate.is_some()
+        || cfg.reload_command.is_some()
+        || !cfg.reload_url.is_empty()
+        || cfg.ready_check.is_some()
+        || cfg.ready_url.is_some()
+        || cfg.promote_to.is_some();
+    FDS_NEEDED
+        + if cfg.configs.is_empty() { 0 } else { FDS_WATCH }
+        + if hooks { FDS_HOOK } else { 0 }
+}
 
 /// Readiness probe failures in a row that make a rollback (within
 /// `--rollback-window`): one failure may be a blip; three at the probe's
@@ -44,7 +64,7 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // Everything that can fail for lack of resources happens here, before
     // the child exists: a failure leaves nobody behind. (async-io and
     // async-process abort the process if they cannot get their fds.)
-    if let Err(e) = fds_available(FDS_NEEDED) {
+    if let Err(e) = fds_available(fds_needed(&cfg)) {
         error!("Cannot start: {e}");
         return 1;
     }
@@ -372,7 +392,15 @@ impl World for Os {
             .unwrap_or(READY_TIMEOUT)
             .min(READY_TIMEOUT);
         let hook = match (&self.cfg.ready_check, &self.cfg.ready_url) {
-            (Some(argv), _) => hook::probe(argv, self.cwd.as_deref(), timeout),
+            (Some(argv), _) => match hook::probe(argv, self.cwd.as_deref(), timeout) {
+                Ok(hook) => hook,
+                // No answer at all: a probe that could not run says nothing
+                // of the child; the next one is due at the next interval.
+                Err(e) => {
+                    warn!("Readiness: {e}");
+                    return;
+                }
+            },
             (None, Some(url)) => {
                 let url = url.clone();
                 Hook::request(async move {
@@ -433,8 +461,14 @@ impl World for Os {
             root.as_deref(),
             self.cfg.validate_timeout,
         );
-        self.check = Some((token, check));
-        Started::Running
+        match check {
+            Ok(check) => {
+                self.check = Some((token, check));
+                Started::Running
+            }
+            // No verdict on the bytes: the machine retries the check.
+            Err(reason) => Started::Failed(reason),
+        }
     }
 
     fn cancel_validation(&mut self) {
@@ -465,9 +499,18 @@ impl World for Os {
                         None,
                         timeout,
                     );
-                    processes.extend(hook.process);
-                    let done = hook.done;
-                    runs.push(async move { (i, done.await) }.boxed_local());
+                    match hook {
+                        Ok(hook) => {
+                            processes.extend(hook.process);
+                            let done = hook.done;
+                            runs.push(async move { (i, done.await) }.boxed_local());
+                        }
+                        // Failed: retried on its own, as every failed hook.
+                        Err(e) => {
+                            error!("Reload: {e}");
+                            runs.push(std::future::ready((i, false)).boxed_local());
+                        }
+                    }
                 }
                 Some(ReloadHook::Url(url)) => {
                     let url = url.clone();
