@@ -349,6 +349,14 @@ impl Model {
     pub fn prove(&mut self, generation: &str, window_ran: bool) {
         assert_eq!(self.good.as_deref(), Some(generation), "proved another");
         assert!(window_ran, "proven before its window ran out");
+        // A child takes `app.conf`'s bytes only at its start when changes
+        // restart it: then its readiness is its own. (A reloaded child keeps
+        // the readiness it had before the reload: not judged here.)
+        let restarts = self.settings.reload_signal.is_none() && !self.settings.reload_external;
+        assert!(
+            !(self.settings.ready_probe && restarts) || self.ready(self.gens[generation]),
+            "proven a generation whose child is never ready"
+        );
         self.proven = Some(generation.to_string());
         self.proven_record = None;
     }
