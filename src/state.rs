@@ -291,6 +291,8 @@ impl Machine {
 }
 
 #[cfg(test)]
+pub mod model;
+#[cfg(test)]
 mod props;
 
 /// Fixtures shared by the machine's tests and the loop's.

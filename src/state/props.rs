@@ -1,42 +1,24 @@
 //! Property tests of the machine and its config gate: random settings and
 //! random event sequences (config changes, touches, child exits, signals,
 //! validation and reload results, timer expiries, in any order), played
-//! against a small model of the world that answers the machine's actions as
-//! the edge would. After every step and once everything pending has been
-//! let through, the invariants below must hold.
+//! against the shared model of the world (`model.rs`), which answers the
+//! machine's actions as the edge would. After every step and once
+//! everything pending has been let through, the invariants below (and the
+//! model's own) must hold.
 //!
-//! The model's config is two files, each with a version number, held as
-//! one number: `app.conf`'s is `v % 10` (version `BAD` is the one the
-//! validator rejects), `notes.txt`'s is `v / 10`. `app.conf` always takes
-//! the global action; `notes.txt` may have an `--on-change` rule of its own
-//! (none, restart, another signal, a hook of its own or a global one).
+//! `app.conf` always takes the global action; `notes.txt` may have an
+//! `--on-change` rule of its own (none, restart, another signal, a hook of
+//! its own or a global one).
 
 use super::lifecycle::is_shutdown;
+use super::model::{APP, Model, NOTES, app, notes, snap};
 use super::*;
 use crate::route::{Act, Routes, Rule};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::Path;
+use std::ops::{Deref, DerefMut};
 
-const BAD: u64 = 3;
-/// A child on this `app.conf` version is never ready.
-const NOT_READY: u64 = 4;
 const HUP: i32 = libc::SIGHUP;
-
-const APP: &str = "/c/app.conf";
-const NOTES: &str = "/c/notes.txt";
-
-fn app(version: u64) -> u64 {
-    version % 10
-}
-
-fn notes(version: u64) -> u64 {
-    version / 10
-}
-
-fn snap(version: u64) -> Snapshot {
-    super::testkit::two_files(version)
-}
 
 /// What a burst asks for, as the model works it out on its own.
 #[derive(Debug, Default, PartialEq)]
@@ -226,11 +208,12 @@ struct Child {
     starting: bool,
 }
 
-/// The world as the edge would show it to the machine.
+/// The test's side of the world (the child, the processes, the timers, the
+/// hooks running) around the shared model (the source, the directory, the
+/// checks' verdicts).
 #[derive(Debug)]
-struct Model {
-    settings: Settings,
-    disk: u64,
+struct Edge {
+    model: Model,
     child: Option<Child>,
     /// Died; the reaper has not reported it yet.
     exit_pending: Option<Status>,
@@ -252,41 +235,14 @@ struct Model {
     /// SIGTERM or SIGINT arrived: what is left of the time the manager may
     /// still arm before it exits.
     shutdown_budget: Option<Duration>,
-    /// The first child has started (a rejected config then holds).
-    started: bool,
-    /// `--promote-to`: the directory's generations (name -> version), the
-    /// one the child sees, the one recorded good, the candidates that passed
-    /// their check; a disk that fails writes; checks run in place.
-    gens: BTreeMap<String, u64>,
-    shown: Option<String>,
-    good: Option<String>,
-    passed: BTreeSet<String>,
-    disk_fails: bool,
-    /// A commit's record moves but the view cannot switch and the record
-    /// cannot be put back (a double fault).
-    view_fails: bool,
-    /// What the view shows outside a check in place (`shown` is what it
-    /// shows now): `good`, unless a commit's view lagged its record.
-    steady: Option<String>,
-    next_gen: u64,
-    /// The version last rolled back from, until the source changes.
-    rolled_back: Option<u64>,
     /// The reload hooks asked for last (a retry must ask for the failed).
     reload_left: BTreeMap<usize, Vec<PathBuf>>,
     /// What a reload cancelled in this turn still owed: a newer burst's
     /// reload takes it over.
     superseded: BTreeMap<usize, Vec<PathBuf>>,
-    /// Every version ever rolled back from: if the source returns to one
-    /// unseen by the machine (while it was stopping), it may stay rejected.
-    ever_rolled_back: BTreeSet<u64>,
     probation_armed: bool,
     /// The start-up period armed, for this child number.
     started_up_armed: Option<u64>,
-    /// The generation a rollback may land on, as the model works it out:
-    /// the first committed, or one proven after its window (or with nothing
-    /// to try out); what `..proven` records while another is on probation.
-    proven: Option<String>,
-    proven_record: Option<String>,
     /// The generation shown when the window started, and when it ran out.
     window_for: Option<String>,
     window_ran: Option<String>,
@@ -295,11 +251,23 @@ struct Model {
     signalled_from: Option<u64>,
 }
 
-impl Model {
-    fn new(settings: Settings) -> Model {
-        Model {
-            settings,
-            disk: 0,
+impl Deref for Edge {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        &self.model
+    }
+}
+
+impl DerefMut for Edge {
+    fn deref_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+}
+
+impl Edge {
+    fn new(model: Model) -> Edge {
+        Edge {
+            model,
             child: None,
             exit_pending: None,
             group_pending: false,
@@ -313,58 +281,14 @@ impl Model {
             backoff_armed: false,
             exited: None,
             shutdown_budget: None,
-            started: false,
-            gens: BTreeMap::new(),
-            shown: None,
-            good: None,
-            passed: BTreeSet::new(),
-            disk_fails: false,
-            view_fails: false,
-            steady: None,
-            next_gen: 0,
-            rolled_back: None,
             reload_left: BTreeMap::new(),
             superseded: BTreeMap::new(),
-            ever_rolled_back: BTreeSet::new(),
             probation_armed: false,
             started_up_armed: None,
-            proven: None,
-            proven_record: None,
             window_for: None,
             window_ran: None,
             signalled_from: None,
         }
-    }
-
-    /// The record names another generation than the view shows.
-    fn behind(&self) -> bool {
-        self.good != self.steady
-    }
-
-    fn good(&self, version: u64) -> bool {
-        !self.settings.validate || app(version) != BAD
-    }
-
-    /// What a change of `path` asks for.
-    fn acts(&self, path: &str) -> Vec<Act> {
-        let s = &self.settings;
-        if let Some(rule) = s.routes.rule_for(Path::new(path)) {
-            return vec![rule.act.clone()];
-        }
-        if s.reload_external {
-            return (0..s.reload_hooks).map(Act::Hook).collect();
-        }
-        vec![s.reload_signal.map_or(Act::Restart, Act::Signal)]
-    }
-
-    /// Does `notes.txt` ask for nothing?
-    fn notes_quiet(&self) -> bool {
-        self.acts(NOTES) == [Act::Nothing]
-    }
-
-    /// The same bytes, as far as the child cares.
-    fn same(&self, a: u64, b: u64) -> bool {
-        app(a) == app(b) && (notes(a) == notes(b) || self.notes_quiet())
     }
 
     /// What going from version `from` to `to` asks for.
@@ -389,49 +313,11 @@ impl Model {
         e
     }
 
-    /// The version a child reads: the promoted directory's, or the file's.
-    fn readable(&self) -> u64 {
-        match &self.shown {
-            Some(g) if self.settings.promote => self.gens[g],
-            _ => self.disk,
-        }
-    }
-
-    /// What the child's directory shows is the last good generation, or a
-    /// candidate only while it is checked in place.
-    fn check_view(&self) -> Result<(), TestCaseError> {
-        if !self.settings.promote || self.shown == self.good || self.behind() {
-            return Ok(());
-        }
-        let checked = self
-            .validations
-            .iter()
-            .any(|(_, _, c)| c.is_some() && *c == self.shown);
-        prop_assert!(
-            self.settings.validate_in_place && checked,
-            "the child's directory shows {:?}, not the last good {:?}",
-            self.shown,
-            self.good
-        );
-        Ok(())
-    }
-
-    /// The machine's view of the directory at a (re)start.
-    fn last_good(&self) -> Option<Generation> {
-        self.good.as_ref().map(|g| Generation {
-            name: g.clone(),
-            snapshot: snap(self.gens[g]),
-        })
-    }
-
-    /// A child (started or reloaded) on `version`.
-    fn not_rolled_back(&self, version: u64) -> Result<(), TestCaseError> {
-        prop_assert_ne!(
-            self.rolled_back,
-            Some(version),
-            "a rolled-back generation reached the child again"
-        );
-        Ok(())
+    /// The model's view invariant, with the checks running now.
+    fn check_view(&self) {
+        let v = &self.validations;
+        self.model
+            .check_view(|g| v.iter().any(|(_, _, c)| c.as_deref() == Some(g)));
     }
 
     /// Feeds `event`, performs the actions it yields (and the events they
@@ -451,7 +337,7 @@ impl Model {
                 if let Some(answer) = self.perform(action)? {
                     queue.push_back(answer);
                 }
-                self.check_view()?;
+                self.check_view();
             }
         }
         Ok(())
@@ -474,42 +360,19 @@ impl Model {
                     self.shutdown_budget.is_none(),
                     "a child started after SIGTERM"
                 );
-                let version = self.readable();
-                prop_assert!(
-                    self.good(version),
-                    "a child started on bytes the validator rejects"
-                );
-                self.not_rolled_back(version)?;
-                if self.settings.promote {
-                    prop_assert!(
-                        self.shown.is_some() && (self.shown == self.good || self.behind()),
-                        "a child started on an empty directory or a candidate"
-                    );
-                }
+                let version = self.model.spawn();
                 self.child = Some(Child {
                     version,
                     ready: false,
                     stubborn: self.stubborn,
                     starting: self.settings.validate_in_place,
                 });
-                self.started = true;
                 self.killed = false;
                 Ok(Some(Event::Spawned))
             }
-            Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.disk)))),
+            Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.source)))),
             Action::Stage { token } => {
-                if self.disk_fails {
-                    let result = Err("No space left on device".into());
-                    return Ok(Some(Event::Staged { token, result }));
-                }
-                self.next_gen += 1;
-                let generation = format!("..g{}", self.next_gen);
-                self.gens.insert(generation.clone(), self.disk);
-                let snapshot = snap(self.disk);
-                let result = Ok(Generation {
-                    name: generation,
-                    snapshot,
-                });
+                let result = self.model.stage();
                 Ok(Some(Event::Staged { token, result }))
             }
             Action::Commit {
@@ -517,123 +380,20 @@ impl Model {
                 generation,
                 proven,
             } => {
-                prop_assert!(
-                    self.gens.contains_key(&generation),
-                    "commit of {generation}"
-                );
-                self.not_rolled_back(self.gens[&generation])?;
-                match &proven {
-                    Some(p) => {
-                        prop_assert!(
-                            self.settings.rollback_window.is_some(),
-                            "probation without a window"
-                        );
-                        prop_assert_eq!(
-                            Some(p),
-                            self.proven.as_ref(),
-                            "a commit keeps another than the proven one"
-                        );
-                    }
-                    None => prop_assert!(
-                        self.settings.rollback_window.is_none()
-                            || self
-                                .proven
-                                .as_ref()
-                                .is_none_or(|p| self.gens[p] == self.gens[&generation]),
-                        "proven at once with a proven one to go back to"
-                    ),
-                }
-                prop_assert!(
-                    !self.settings.validate || self.passed.contains(&generation),
-                    "a candidate promoted without passing its check"
-                );
-                // The answer says what the record names, as the promoter's;
-                // it never removes what the view shows.
-                if self.disk_fails {
-                    let recorded = self.good.as_ref() == Some(&generation);
-                    if !recorded && self.steady.as_ref() != Some(&generation) {
-                        self.discard(&generation)?;
-                    }
-                    let result = Err(CommitFailed {
-                        reason: "No space left on device".into(),
-                        recorded,
-                    });
-                    return Ok(Some(Event::Committed { token, result }));
-                }
-                // The previous good one stays until the machine forgets it;
-                // a rollback's record is dropped.
-                self.good = Some(generation.clone());
-                self.proven_record = proven.clone();
-                if proven.is_none() {
-                    self.proven = Some(generation.clone());
-                }
-                if self.view_fails {
-                    // Recorded, not shown: the machine must take the record.
-                    // A candidate shown in place goes back to what the view
-                    // showed. (The record put back to the view's generation
-                    // agrees with it now.)
-                    self.shown = self.steady.clone();
-                    let result = Err(CommitFailed {
-                        reason: "Read-only file system".into(),
-                        recorded: true,
-                    });
-                    return Ok(Some(Event::Committed { token, result }));
-                }
-                // New bytes shown (not the record put back to the view's).
-                if self.steady.as_ref() != Some(&generation) {
-                    self.rolled_back = None;
-                }
-                self.shown = self.good.clone();
-                self.steady = self.good.clone();
-                Ok(Some(Event::Committed {
-                    token,
-                    result: Ok(()),
-                }))
+                let result = self.model.commit(&generation, proven.as_deref());
+                Ok(Some(Event::Committed { token, result }))
             }
             Action::Discard { generation } => {
-                self.discard(&generation)?;
+                self.model.discard(&generation);
                 Ok(None)
             }
             Action::Forget { generation } => {
-                prop_assert!(
-                    self.good.as_deref() != Some(generation.as_str())
-                        && self.shown.as_deref() != Some(generation.as_str())
-                        && self.steady.as_deref() != Some(generation.as_str()),
-                    "forgot the generation the child sees"
-                );
-                prop_assert!(
-                    self.proven.as_deref() != Some(generation.as_str()),
-                    "forgot the proven generation"
-                );
-                self.gens.remove(&generation);
+                self.model.forget(&generation);
                 Ok(None)
             }
             Action::RollBack { to, from } => {
-                prop_assert!(
-                    self.settings.rollback_window.is_some(),
-                    "a rollback without the window"
-                );
-                prop_assert!(
-                    self.gens.contains_key(&to),
-                    "rolled back to a generation gone: {to}"
-                );
-                prop_assert_eq!(
-                    self.good.as_deref(),
-                    Some(from.as_str()),
-                    "rolled back from another"
-                );
-                prop_assert_eq!(
-                    self.proven.as_deref(),
-                    Some(to.as_str()),
-                    "a rollback to a generation not proven"
-                );
-                self.proven_record = None;
-                self.rolled_back = self.gens.remove(&from);
-                self.ever_rolled_back.extend(self.rolled_back);
-                self.good = Some(to.clone());
-                self.steady = Some(to.clone());
-                self.shown = Some(to);
-                Ok(Some(Event::RolledBack { result: Ok(()) }))
+                let result = self.model.roll_back(&to, &from);
+                Ok(Some(Event::RolledBack { result }))
             }
             Action::ProbationDeadline(d) => {
                 self.probation_armed = d.is_some();
@@ -653,14 +413,9 @@ impl Model {
                 Ok(None)
             }
             Action::Prove { generation } => {
-                prop_assert_eq!(self.good.as_ref(), Some(&generation), "proved another");
-                prop_assert!(
-                    self.window_ran.as_ref() == Some(&generation)
-                        || self.window_for.as_ref() != Some(&generation),
-                    "proven before its window ran out"
-                );
-                self.proven = Some(generation);
-                self.proven_record = None;
+                let ran = self.window_ran.as_ref() == Some(&generation)
+                    || self.window_for.as_ref() != Some(&generation);
+                self.model.prove(&generation, ran);
                 Ok(None)
             }
             Action::Acted => Ok(None),
@@ -690,7 +445,7 @@ impl Model {
                 }
                 c.version = now;
                 self.signalled_from = Some(from);
-                self.not_rolled_back(now)?;
+                self.model.not_rolled_back(now);
                 Ok(Some(Event::ReloadSent))
             }
             Action::ContinueStopped(_) => Ok(None),
@@ -727,28 +482,13 @@ impl Model {
                 in_place,
                 ..
             } => {
-                prop_assert!(
-                    !in_place || (self.settings.validate_in_place && candidate.is_some()),
-                    "shown in place without --validate-in-place"
-                );
-                let version = match &candidate {
-                    Some(g) => {
-                        prop_assert!(self.settings.promote, "a candidate without promotion");
-                        self.gens[g]
-                    }
-                    None => {
-                        prop_assert!(!self.settings.promote, "an unstaged check with promotion");
-                        self.disk
-                    }
-                };
                 if in_place {
-                    self.not_rolled_back(version)?;
                     prop_assert!(
                         self.child.as_ref().is_none_or(|c| !c.starting),
                         "a candidate shown in place to a child starting up"
                     );
-                    self.shown = candidate.clone();
                 }
+                let version = self.model.validate(candidate.as_deref(), in_place);
                 self.validations.push_back((token, version, candidate));
                 Ok(None)
             }
@@ -798,7 +538,7 @@ impl Model {
                     }
                     self.last_reload_token = token;
                 }
-                self.reload = Some((token, self.disk));
+                self.reload = Some((token, self.source));
                 Ok(None)
             }
             Action::RetryAfter { token, after } => {
@@ -828,15 +568,12 @@ impl Model {
         }
         match op {
             Op::Change(v) => {
-                let v = v + 10 * notes(self.disk);
-                if v != self.disk {
-                    self.rolled_back = None;
-                }
-                self.disk = v;
+                let v = v + 10 * notes(self.source);
+                self.write(v);
                 self.feed(m, Event::ConfigSettled(snap(v)))?;
             }
             Op::Notes(n) => {
-                let v = app(self.disk) + 10 * n;
+                let v = app(self.source) + 10 * n;
                 let quiet = self.notes_quiet()
                     && self.validations.is_empty()
                     && self.reload.is_none()
@@ -845,10 +582,7 @@ impl Model {
                         .child
                         .as_ref()
                         .is_some_and(|c| app(c.version) == app(v));
-                if !self.same(v, self.disk) {
-                    self.rolled_back = None;
-                }
-                self.disk = v;
+                self.write(v);
                 let before = m.stats().clone();
                 let actions = m.handle(Event::ConfigSettled(snap(v)));
                 if quiet && m.phase == Phase::Running {
@@ -868,9 +602,12 @@ impl Model {
                 let quiet = self.validations.is_empty()
                     && self.reload.is_none()
                     && self.retries.is_empty()
-                    && self.child.as_ref().is_some_and(|c| c.version == self.disk);
+                    && self
+                        .child
+                        .as_ref()
+                        .is_some_and(|c| c.version == self.source);
                 let before = m.stats().clone();
-                let actions = m.handle(Event::ConfigSettled(snap(self.disk)));
+                let actions = m.handle(Event::ConfigSettled(snap(self.source)));
                 if quiet && m.phase == Phase::Running {
                     prop_assert!(actions.is_empty(), "unchanged bytes caused {actions:?}");
                     prop_assert_eq!(&before, m.stats());
@@ -889,7 +626,7 @@ impl Model {
                 }
                 self.feed(m, Event::Signal(sig))?;
             }
-            Op::RestartRequest => self.feed(m, Event::RestartRequested(snap(self.disk)))?,
+            Op::RestartRequest => self.feed(m, Event::RestartRequested(snap(self.source)))?,
             Op::ChildReady => {
                 if let Some(c) = &mut self.child {
                     c.ready = true;
@@ -898,10 +635,7 @@ impl Model {
             Op::Stubborn(b) => self.stubborn = b,
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
-                    let ok = app(version) != BAD;
-                    if let Some(g) = candidate.filter(|_| ok) {
-                        self.passed.insert(g);
-                    }
+                    let ok = self.model.verdict(candidate.as_deref(), version);
                     self.feed(m, Event::Validated { token, ok })?;
                 }
             }
@@ -953,10 +687,7 @@ impl Model {
                     prop_assert_eq!(&before, m.stats());
                 } else {
                     // The probe judges the running child, not the file.
-                    let ok = self
-                        .child
-                        .as_ref()
-                        .is_some_and(|c| app(c.version) != NOT_READY);
+                    let ok = self.child.as_ref().is_some_and(|c| self.ready(c.version));
                     let child = m.child();
                     if ok && let Some(c) = self.child.as_mut() {
                         c.starting = false;
@@ -989,68 +720,21 @@ impl Model {
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
                 // restarted manager recovers the directory from its record.
-                let (settings, disk, next_gen, rolled_back) = (
-                    self.settings.clone(),
-                    self.disk,
-                    self.next_gen,
-                    self.rolled_back,
-                );
-                let ever = std::mem::take(&mut self.ever_rolled_back);
-                let (gens, good, passed, disk_fails) = (
-                    std::mem::take(&mut self.gens),
-                    self.good.clone(),
-                    std::mem::take(&mut self.passed),
-                    self.disk_fails,
-                );
-                let proven_record = self.proven_record.clone();
-                *self = Model::new(settings.clone());
-                self.disk = disk;
-                self.disk_fails = disk_fails;
-                self.passed = passed;
-                self.next_gen = next_gen;
-                for g in good.iter().chain(&proven_record) {
-                    self.gens.insert(g.clone(), gens[g]);
-                }
-                // The disk's records: the proven one is kept while the last
-                // good one is on probation.
-                self.proven_record = proven_record.clone();
-                self.proven = proven_record.clone().or(good.clone());
-                self.good = good.clone();
-                self.steady = good.clone();
-                self.shown = good;
-                self.rolled_back = rolled_back;
-                self.ever_rolled_back = ever;
-                let rejected = rolled_back.filter(|_| self.good.is_some()).map(snap);
-                let proven = proven_record.map(|g| Generation {
-                    snapshot: snap(self.gens[&g]),
-                    name: g,
-                });
-                let (fresh, first) = Machine::new(settings, self.last_good(), rejected, proven);
+                let blank = Model::new(self.settings.clone());
+                let mut model = std::mem::replace(&mut self.model, blank);
+                model.view_fails = false;
+                let (good, rejected, proven) = model.recover();
+                *self = Edge::new(model);
+                let (fresh, first) = Machine::new(self.settings.clone(), good, rejected, proven);
                 *m = fresh;
                 for a in first {
                     if let Some(answer) = self.perform(a)? {
                         self.feed(m, answer)?;
                     }
-                    self.check_view()?;
+                    self.check_view();
                 }
             }
         }
-        Ok(())
-    }
-
-    /// A candidate removed (the view restored if it showed it); never the
-    /// last good generation.
-    fn discard(&mut self, generation: &str) -> Result<(), TestCaseError> {
-        prop_assert!(
-            self.good.as_deref() != Some(generation)
-                && self.proven.as_deref() != Some(generation)
-                && self.steady.as_deref() != Some(generation),
-            "the last good, the proven or the viewed generation discarded"
-        );
-        if self.shown.as_deref() == Some(generation) {
-            self.shown = self.steady.clone();
-        }
-        self.gens.remove(generation);
         Ok(())
     }
 
@@ -1109,11 +793,11 @@ impl Model {
         match &self.child {
             // Rolled back from these bytes: the child runs the last good.
             Some(c)
-                if self.rolled_back.is_some_and(|r| self.same(r, self.disk))
+                if self.rolled_back.is_some_and(|r| self.same(r, self.source))
                     || (self
                         .ever_rolled_back
                         .iter()
-                        .any(|r| self.same(*r, self.disk))
+                        .any(|r| self.same(*r, self.source))
                         && self.good.as_ref().map(|g| self.gens[g]) == Some(c.version)) =>
             {
                 let good = self.good.as_ref().map(|g| self.gens[g]);
@@ -1123,18 +807,21 @@ impl Model {
                     "not on the last good after a rollback"
                 );
             }
-            Some(c) if self.good(self.disk) => {
+            Some(c) if self.passes(self.source) => {
                 prop_assert!(
-                    self.same(c.version, self.disk),
+                    self.same(c.version, self.source),
                     "a settled change was lost: the child has {}, the disk {}",
                     c.version,
-                    self.disk
+                    self.source
                 );
                 prop_assert_eq!(&m.phase, &Phase::Running);
             }
-            Some(c) => prop_assert!(self.good(c.version), "the child runs on rejected bytes"),
+            Some(c) => prop_assert!(self.passes(c.version), "the child runs on rejected bytes"),
             None => {
-                prop_assert!(!self.good(self.disk), "no child, and nothing holds it back");
+                prop_assert!(
+                    !self.passes(self.source),
+                    "no child, and nothing holds it back"
+                );
                 prop_assert_eq!(&m.phase, &Phase::Held);
             }
         }
@@ -1144,13 +831,15 @@ impl Model {
 
 fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     settings.validate_in_place = in_place && settings.promote && settings.validate;
-    let mut w = Model::new(settings.clone());
+    let mut model = Model::new(settings.clone());
+    model.instant_source = true;
+    let mut w = Edge::new(model);
     let (mut m, first) = Machine::new(settings, None, None, None);
     for a in first {
         if let Some(answer) = w.perform(a)? {
             w.feed(&mut m, answer)?;
         }
-        w.check_view()?;
+        w.check_view();
     }
     for op in ops {
         w.step(&mut m, op)?;

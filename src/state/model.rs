@@ -1,0 +1,469 @@
+//! The one model of the world the supervisor acts on, for tests: the
+//! machine's property test (`state/props.rs`, which feeds events by hand)
+//! and the loop's scripted world (`supervisor/fake.rs`, which runs the real
+//! loop on a virtual clock) both answer through it, so a rule of the world
+//! is written once and a wrong one cannot hide behind a second, different
+//! copy.
+//!
+//! What it holds: the source's bytes (two files in one version number:
+//! `app.conf` is `version % 10`, `notes.txt` is `version / 10`), the
+//! `--promote-to` directory as `promote.rs` keeps it on disk (generations,
+//! `..good`, `..proven`, `..rejected`, `..data` outside a check and now, the
+//! disk's faults), the checks' verdicts, and which bytes a child may start
+//! on and is ready with. Every action that changes the directory checks
+//! the invariants the machine owes it (panicking, which both test harnesses
+//! report as a failure).
+
+use super::{CommitFailed, Generation, Settings};
+use crate::route::Act;
+use crate::watch::fingerprint::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The validator rejects this `app.conf` version.
+pub const BAD: u64 = 3;
+/// A child on this `app.conf` version never passes a readiness probe.
+pub const NOT_READY: u64 = 4;
+pub const APP: &str = "/c/app.conf";
+pub const NOTES: &str = "/c/notes.txt";
+
+pub fn app(version: u64) -> u64 {
+    version % 10
+}
+
+pub fn notes(version: u64) -> u64 {
+    version / 10
+}
+
+pub fn snap(version: u64) -> Snapshot {
+    super::testkit::two_files(version)
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub settings: Settings,
+    /// The source's version (what the watched files hold now).
+    pub source: u64,
+    /// The check's verdict on a version, and the readiness probe's on the
+    /// child that runs one.
+    pub validator: fn(u64) -> bool,
+    pub ready_for: fn(u64) -> bool,
+    /// The source never changes between a check and the start it allows
+    /// (events come one at a time): every start is on checked bytes, with
+    /// `--promote-to` or without.
+    pub instant_source: bool,
+    /// `--promote-to`'s directory: generation name -> version.
+    pub gens: BTreeMap<String, u64>,
+    /// `..good`: the durable record of the last good generation.
+    pub good: Option<String>,
+    /// `..proven`: written while `good` is on probation (None: `good` is
+    /// the proven one). A double-faulted commit leaves it as it was.
+    pub proven_record: Option<String>,
+    /// `..rejected`: the generation last rolled back from, kept until the
+    /// next commit of new bytes.
+    pub rejected: Option<String>,
+    /// What `..data` shows outside a check in place: `good`, unless a
+    /// commit's view could not follow its record.
+    pub view: Option<String>,
+    /// What `..data` shows now (a candidate, during a check in place).
+    pub shown: Option<String>,
+    /// Every write to the directory fails (a full disk).
+    pub disk_fails: bool,
+    /// The view cannot switch, and a commit's record cannot be put back
+    /// (a double fault).
+    pub view_fails: bool,
+    next_gen: u64,
+    /// Candidates whose check passed.
+    pub passed: BTreeSet<String>,
+    /// The generation a rollback may land on, as the model works it out:
+    /// the first committed, or one proven after its window (or with nothing
+    /// to try out).
+    pub proven: Option<String>,
+    /// The bytes last rolled back from, until the source changes or new
+    /// bytes are committed: never shown to the child meanwhile.
+    pub rolled_back: Option<u64>,
+    /// Every version ever rolled back from.
+    pub ever_rolled_back: BTreeSet<u64>,
+}
+
+impl Model {
+    pub fn new(settings: Settings) -> Model {
+        Model {
+            settings,
+            source: 0,
+            validator: |v| app(v) != BAD,
+            ready_for: |v| app(v) != NOT_READY,
+            instant_source: false,
+            gens: BTreeMap::new(),
+            good: None,
+            proven_record: None,
+            rejected: None,
+            view: None,
+            shown: None,
+            disk_fails: false,
+            view_fails: false,
+            next_gen: 0,
+            passed: BTreeSet::new(),
+            proven: None,
+            rolled_back: None,
+            ever_rolled_back: BTreeSet::new(),
+        }
+    }
+
+    /// A directory that already holds a last good generation of `version`.
+    pub fn with_good(&mut self, version: u64) {
+        let g = "..gen-old".to_string();
+        self.gens.insert(g.clone(), version);
+        self.good = Some(g.clone());
+        self.proven = Some(g.clone());
+        self.view = Some(g.clone());
+        self.shown = Some(g);
+    }
+
+    /// Passes the check (the validator's verdict, when checks are on).
+    pub fn passes(&self, version: u64) -> bool {
+        !self.settings.validate || (self.validator)(version)
+    }
+
+    /// What a change of `path` asks for.
+    pub fn acts(&self, path: &str) -> Vec<Act> {
+        let s = &self.settings;
+        if let Some(rule) = s.routes.rule_for(Path::new(path)) {
+            return vec![rule.act.clone()];
+        }
+        if s.reload_external {
+            return (0..s.reload_hooks).map(Act::Hook).collect();
+        }
+        vec![s.reload_signal.map_or(Act::Restart, Act::Signal)]
+    }
+
+    /// Does `notes.txt` ask for nothing?
+    pub fn notes_quiet(&self) -> bool {
+        self.acts(NOTES) == [Act::Nothing]
+    }
+
+    /// The same bytes, as far as the child cares.
+    pub fn same(&self, a: u64, b: u64) -> bool {
+        app(a) == app(b) && (notes(a) == notes(b) || self.notes_quiet())
+    }
+
+    /// The source settles on `version`: a rollback's rejection ends once
+    /// the bytes differ.
+    pub fn write(&mut self, version: u64) {
+        if !self.same(version, self.source) {
+            self.rolled_back = None;
+        }
+        self.source = version;
+    }
+
+    /// The version a child reads now: what the directory shows, or the
+    /// source itself.
+    pub fn readable(&self) -> u64 {
+        match &self.shown {
+            Some(g) if self.settings.promote => self.gens[g],
+            _ => self.source,
+        }
+    }
+
+    /// Nothing is on probation on disk: `..proven` is gone or names the
+    /// last good generation itself (a failed commit may leave it so).
+    pub fn good_is_proven(&self) -> bool {
+        self.proven_record.is_none() || self.proven_record == self.good
+    }
+
+    /// The view lags the record (a commit's double fault).
+    pub fn behind(&self) -> bool {
+        self.good != self.view
+    }
+
+    /// The bytes `version` reach the child (a start, a reload, a check in
+    /// place): never those rolled back from.
+    pub fn not_rolled_back(&self, version: u64) {
+        assert_ne!(
+            self.rolled_back,
+            Some(version),
+            "a rolled-back generation reached the child again"
+        );
+    }
+
+    /// A child starts: the version it reads, checked.
+    pub fn spawn(&self) -> u64 {
+        let version = self.readable();
+        if self.settings.promote {
+            assert!(
+                self.shown.is_some() && (self.shown == self.good || self.behind()),
+                "a child started on an empty directory or a candidate"
+            );
+        }
+        if self.settings.promote || self.instant_source {
+            assert!(
+                self.passes(version),
+                "a child started on bytes the validator rejects"
+            );
+        }
+        self.not_rolled_back(version);
+        version
+    }
+
+    /// The readiness probe's verdict on a child that runs `version`.
+    pub fn ready(&self, version: u64) -> bool {
+        (self.ready_for)(version)
+    }
+
+    /// What the child's directory shows is the last good generation, or a
+    /// candidate only while it is checked in place (`in_check`).
+    pub fn check_view(&self, in_check: impl FnOnce(&str) -> bool) {
+        if !self.settings.promote || self.shown == self.good || self.behind() {
+            return;
+        }
+        let checked = self.shown.as_deref().is_some_and(in_check);
+        assert!(
+            self.settings.validate_in_place && checked,
+            "the child's directory shows {:?}, not the last good {:?}",
+            self.shown,
+            self.good
+        );
+    }
+
+    /// The check of `version` (a staged candidate, if named) starts; in
+    /// place, the candidate is shown first.
+    pub fn validate(&mut self, candidate: Option<&str>, in_place: bool) -> u64 {
+        assert!(
+            !in_place || (self.settings.validate_in_place && candidate.is_some()),
+            "shown in place without --validate-in-place"
+        );
+        let version = match candidate {
+            Some(g) => {
+                assert!(self.settings.promote, "a candidate without promotion");
+                self.gens[g]
+            }
+            None => {
+                assert!(!self.settings.promote, "an unstaged check with promotion");
+                self.source
+            }
+        };
+        if in_place {
+            self.not_rolled_back(version);
+            self.shown = candidate.map(String::from);
+        }
+        version
+    }
+
+    /// A check's verdict, remembered for the commit.
+    pub fn verdict(&mut self, candidate: Option<&str>, version: u64) -> bool {
+        let ok = (self.validator)(version);
+        if let Some(g) = candidate.filter(|_| ok) {
+            self.passed.insert(g.to_string());
+        }
+        ok
+    }
+
+    /// `--promote-to`: the source copied into a new hidden generation.
+    pub fn stage(&mut self) -> Result<Generation, String> {
+        if self.disk_fails {
+            return Err("No space left on device".into());
+        }
+        self.next_gen += 1;
+        let name = format!("..g{}", self.next_gen);
+        self.gens.insert(name.clone(), self.source);
+        Ok(Generation {
+            name,
+            snapshot: snap(self.source),
+        })
+    }
+
+    /// `..proven` (with `proven`), then `..good` name `generation`, then
+    /// the view switches to it; on failure the answer says what `..good`
+    /// names, as the promoter reads it back.
+    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+        assert!(self.gens.contains_key(generation), "commit of {generation}");
+        let version = self.gens[generation];
+        self.not_rolled_back(version);
+        match proven {
+            Some(p) => {
+                assert!(
+                    self.settings.rollback_window.is_some(),
+                    "probation without a window"
+                );
+                assert_eq!(
+                    Some(p),
+                    self.proven.as_deref(),
+                    "a commit keeps another than the proven one"
+                );
+            }
+            None => assert!(
+                self.settings.rollback_window.is_none()
+                    || self.proven.as_ref().is_none_or(|p| self.gens[p] == version),
+                "proven at once with a proven one to go back to"
+            ),
+        }
+        assert!(
+            !self.settings.validate || self.passed.contains(generation),
+            "a candidate promoted without passing its check"
+        );
+        if self.disk_fails {
+            // Nothing written: the record names what it named.
+            let recorded = self.good.as_deref() == Some(generation);
+            if !recorded && self.view.as_deref() != Some(generation) {
+                self.discard(generation);
+            }
+            return Err(CommitFailed {
+                reason: "No space left on device".into(),
+                recorded,
+            });
+        }
+        if let Some(p) = proven {
+            self.proven_record = Some(p.to_string());
+        }
+        self.good = Some(generation.to_string());
+        if proven.is_none() {
+            self.proven = Some(generation.to_string());
+        }
+        if self.view_fails {
+            // Recorded, not shown: the machine must take the record. A
+            // candidate shown in place goes back to what the view showed.
+            self.shown = self.view.clone();
+            return Err(CommitFailed {
+                reason: "Read-only file system".into(),
+                recorded: true,
+            });
+        }
+        if proven.is_none() {
+            self.proven_record = None;
+        }
+        // New bytes shown (not the record put back to the view's): a
+        // rollback's rejection is over, and its generation goes.
+        if self.view.as_deref() != Some(generation) {
+            self.rolled_back = None;
+            if let Some(r) = self.rejected.take().filter(|r| r != generation) {
+                self.gens.remove(&r);
+            }
+        }
+        self.view = Some(generation.to_string());
+        self.shown = self.view.clone();
+        Ok(())
+    }
+
+    /// The last good generation ran through its window (`window_ran`, as
+    /// the caller's clock says): it is the proven one.
+    pub fn prove(&mut self, generation: &str, window_ran: bool) {
+        assert_eq!(self.good.as_deref(), Some(generation), "proved another");
+        assert!(window_ran, "proven before its window ran out");
+        // A child takes `app.conf`'s bytes only at its start when changes
+        // restart it: then its readiness is its own. (A reloaded child keeps
+        // the readiness it had before the reload: not judged here.)
+        let restarts = self.settings.reload_signal.is_none() && !self.settings.reload_external;
+        assert!(
+            !(self.settings.ready_probe && restarts) || self.ready(self.gens[generation]),
+            "proven a generation whose child is never ready"
+        );
+        self.proven = Some(generation.to_string());
+        self.proven_record = None;
+    }
+
+    /// A candidate removed (the view restored if it showed it): never the
+    /// last good, the proven or the viewed generation. Its version.
+    pub fn discard(&mut self, generation: &str) -> Option<u64> {
+        assert!(
+            self.good.as_deref() != Some(generation)
+                && self.proven.as_deref() != Some(generation)
+                && self.proven_record.as_deref() != Some(generation)
+                && self.view.as_deref() != Some(generation),
+            "the last good, the proven or the viewed generation discarded"
+        );
+        if self.shown.as_deref() == Some(generation) {
+            self.shown = self.view.clone();
+        }
+        self.gens.remove(generation)
+    }
+
+    /// A generation no longer needed goes: never the last good, the shown
+    /// or the proven one. As the promoter does, one that `..rejected` or
+    /// `..proven` still names stays (`..proven` may lag: a double-faulted
+    /// commit leaves it as it was).
+    pub fn forget(&mut self, generation: &str) {
+        let g = Some(generation);
+        assert!(
+            self.good.as_deref() != g && self.shown.as_deref() != g && self.view.as_deref() != g,
+            "forgot the generation the child sees"
+        );
+        assert!(self.proven.as_deref() != g, "forgot the proven generation");
+        if self.rejected.as_deref() != g && self.proven_record.as_deref() != g {
+            self.gens.remove(generation);
+        }
+    }
+
+    /// Back to the proven generation `to`: the record, then the view; `from`
+    /// is kept as the rejected one (the one before it goes).
+    pub fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+        assert!(
+            self.settings.rollback_window.is_some(),
+            "a rollback without the window"
+        );
+        assert!(
+            self.gens.contains_key(to),
+            "rolled back to a generation gone: {to}"
+        );
+        assert_eq!(self.good.as_deref(), Some(from), "rolled back from another");
+        assert_eq!(
+            self.proven.as_deref(),
+            Some(to),
+            "a rollback to a generation not proven"
+        );
+        assert_eq!(
+            self.proven_record.as_deref(),
+            Some(to),
+            "a rollback to a generation not recorded as proven"
+        );
+        if self.disk_fails {
+            return Err("No space left on device".into());
+        }
+        self.good = Some(to.to_string());
+        self.view = self.good.clone();
+        self.shown = self.good.clone();
+        self.proven_record = None;
+        // Those bytes are rejected, unless the rollback lands on the same
+        // bytes (a proven generation recorded again under another name, as
+        // a crash after a double-faulted commit leaves `..proven`).
+        let to_bytes = self.gens[to];
+        self.rolled_back = self.gens.get(from).copied().filter(|v| *v != to_bytes);
+        self.ever_rolled_back.extend(self.rolled_back);
+        if let Some(old) = self.rejected.replace(from.to_string())
+            && old != from
+            && self.good.as_ref() != Some(&old)
+        {
+            self.gens.remove(&old);
+        }
+        Ok(())
+    }
+
+    /// The manager is killed and started again on the same disk: the
+    /// directory as `Promoter::recover` leaves it (the view back on
+    /// `..good`, every generation not recorded removed), and what it tells
+    /// the new machine: the last good generation, the rejected bytes, the
+    /// proven one while the last good one is on probation.
+    pub fn recover(&mut self) -> (Option<Generation>, Option<Snapshot>, Option<Generation>) {
+        let generation = |m: &Model, g: &String| Generation {
+            name: g.clone(),
+            snapshot: snap(m.gens[g]),
+        };
+        self.proven_record = self
+            .proven_record
+            .take()
+            .filter(|p| self.good.is_some() && self.good.as_ref() != Some(p));
+        let kept = [&self.good, &self.rejected, &self.proven_record];
+        self.gens
+            .retain(|g, _| kept.iter().any(|k| k.as_ref() == Some(g)));
+        self.view = self.good.clone();
+        self.shown = self.good.clone();
+        self.proven = self.proven_record.clone().or(self.good.clone());
+        let good = self.good.as_ref().map(|g| generation(self, g));
+        let rejected = self
+            .rejected
+            .as_ref()
+            .and_then(|g| self.gens.get(g))
+            .map(|v| snap(*v));
+        let proven = self.proven_record.as_ref().map(|g| generation(self, g));
+        (good, rejected, proven)
+    }
+}
