@@ -290,6 +290,9 @@ fn a_burst_of_20_writes_gives_one_restart_with_the_final_bytes() {
         &script,
     ]);
     assert!(wait_for(LONG, || s.lines("starts").len() == 1));
+    // The watch comes up after the child's start: a burst begun before it
+    // is caught at once, mid-burst (another test's matter).
+    assert!(m.wait_log("Watching"), "{}", m.log());
     for i in 1..=20 {
         write_in_place(&conf, format!("n={i}").as_bytes());
         std::thread::sleep(Duration::from_millis(10));

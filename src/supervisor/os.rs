@@ -75,15 +75,6 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
-    // async-io's reactor (its thread, epoll, eventfd and timerfd) comes
-    // into being at its first use, and aborts the process if it cannot:
-    // that first use is here, before the child exists. A timer registered
-    // and removed again is the cheapest use.
-    {
-        let mut first = async_io::Timer::after(Duration::from_secs(3600));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let _ = first.poll_unpin(&mut cx);
-    }
     let ex = Rc::new(smol::LocalExecutor::new());
     // Driving async-process's reaper here keeps it from starting a thread.
     ex.spawn(async_process::driver()).detach();
@@ -95,7 +86,12 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     {
         // The main thread sleeps on the signalfd itself (see `block_on`).
         let fd = intake.fd();
-        match signals::block_on(fd, ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex)))) {
+        // The loop's future (about 6 KiB) boxed: the executor's layers of
+        // `run` each keep room for a copy of what they are given (25 KiB
+        // in all), and every move of that on the stack is pages of main's
+        // stack kept for the whole run.
+        let supervising = Box::pin(supervise(cfg, cwd, intake, Rc::clone(&ex)));
+        match signals::block_on(fd, ex.run(supervising)) {
             Ok(code) => code,
             Err(e) => {
                 error!("Cannot start: eventfd: {e}");
@@ -106,7 +102,7 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // Elsewhere signals come through async-io's reactor (signal-hook's
     // socket): the main thread parks until the reactor thread wakes it.
     #[cfg(not(target_os = "linux"))]
-    smol::future::block_on(ex.run(supervise(cfg, cwd, intake, Rc::clone(&ex))))
+    smol::future::block_on(ex.run(Box::pin(supervise(cfg, cwd, intake, Rc::clone(&ex)))))
 }
 
 /// Can `n` more file descriptors be opened? Probes with pipes (no
@@ -236,6 +232,7 @@ async fn supervise(
         metrics,
         intake,
         me: std::process::id() as i32,
+        reactor: false,
     };
     super::drive(&mut os, loop_cfg, settings, found).await
 }
@@ -265,9 +262,25 @@ struct Os {
     metrics: Option<Rc<RefCell<Metrics>>>,
     intake: signals::Intake,
     me: i32,
+    /// async-io's reactor is up (`reactor_up`).
+    reactor: bool,
 }
 
 impl Os {
+    /// async-io's reactor (its thread, epoll, eventfd and timerfd) comes
+    /// into being at its first use, and aborts the process if it cannot:
+    /// that first use must come before the child exists. It is made while
+    /// the first start's look runs (the loop's first wait), or at the
+    /// spawn at the latest. A timer registered and removed again is the
+    /// cheapest use.
+    fn reactor_up(&mut self) {
+        if !std::mem::replace(&mut self.reactor, true) {
+            let mut first = async_io::Timer::after(Duration::from_secs(3600));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = first.poll_unpin(&mut cx);
+        }
+    }
+
     fn sweep(&self) {
         reaper::sweep();
     }
@@ -311,6 +324,7 @@ impl World for Os {
     }
 
     fn spawn(&mut self) -> Result<i32, i32> {
+        self.reactor_up();
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
         let pid = c.pid;
         self.child = Some(c);
@@ -584,6 +598,7 @@ impl World for Os {
     }
 
     async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
+        self.reactor_up();
         if let Some(wake) = self.looks.ready() {
             return wake;
         }
