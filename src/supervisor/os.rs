@@ -233,6 +233,8 @@ async fn supervise(
         intake,
         me: std::process::id() as i32,
         reactor: false,
+        timer: async_io::Timer::never(),
+        timer_at: None,
     };
     super::drive(&mut os, loop_cfg, settings, found).await
 }
@@ -264,6 +266,12 @@ struct Os {
     me: i32,
     /// async-io's reactor is up (`reactor_up`).
     reactor: bool,
+    /// The loop's deadline, armed at `timer_at`: kept from turn to turn, as
+    /// each new timer wakes async-io's reactor thread to take it in (on a
+    /// busy machine, one more thread to run beside the child that was just
+    /// signalled).
+    timer: async_io::Timer,
+    timer_at: Option<Instant>,
 }
 
 impl Os {
@@ -603,11 +611,15 @@ impl World for Os {
             return wake;
         }
         loop {
+            if deadline != self.timer_at {
+                self.timer_at = deadline;
+                match deadline {
+                    Some(at) => self.timer.set_at(at),
+                    None => self.timer = async_io::Timer::never(),
+                }
+            }
             let seen = {
-                let timer = match deadline {
-                    Some(at) => async_io::Timer::at(at),
-                    None => async_io::Timer::never(),
-                };
+                let timer = &mut self.timer;
                 let status = async {
                     match self.child.as_mut() {
                         Some(c) => reaper::exited(c.pid).await,
@@ -716,7 +728,11 @@ impl World for Os {
                     let child = self.probe.take().map_or(0, |(c, _)| c);
                     return Wake::Probed { child, ok };
                 }
-                Seen::Timer => return Wake::Timer,
+                Seen::Timer => {
+                    // Fired: it fires no more; the next deadline is armed anew.
+                    self.timer_at = None;
+                    return Wake::Timer;
+                }
             }
         }
     }
