@@ -1105,6 +1105,30 @@ fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
     last
 }
 
+/// Three failed probes of period `c` in a row, at the child's ages `ages`:
+/// the first two roll nothing back, the third does. Returns its rollback.
+fn third_failure_rolls_back(m: &mut Machine, c: u64, ages: [Duration; 3]) -> Action {
+    for age in &ages[..2] {
+        let acts = m.handle(probed(c, false, *age));
+        assert!(
+            !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
+            "rolled back before the third failure: {acts:?}"
+        );
+    }
+    let third = m.handle(probed(c, false, ages[2]));
+    third
+        .into_iter()
+        .find(|a| matches!(a, Action::RollBack { .. }))
+        .expect("the third failure in a row rolls back")
+}
+
+fn g2_to_g1() -> Action {
+    Action::RollBack {
+        to: "g1".into(),
+        from: "g2".into(),
+    }
+}
+
 /// Found by a hostile review: a candidate checked in place lost its view
 /// under the check when a rollback switched DIR back, and its pass promoted
 /// bytes nobody had checked. Whatever is in flight goes first now.
@@ -1618,11 +1642,7 @@ fn stale_failures_do_not_count_toward_a_rollback() {
     for _ in 0..5 {
         assert_eq!(m.handle(probed(now - 1, false, LONG_AGO)), []);
     }
-    m.handle(probed(now, false, LONG_AGO));
-    let second = m.handle(probed(now, false, LONG_AGO));
-    assert!(!second.iter().any(|a| matches!(a, Action::RollBack { .. })));
-    let third = m.handle(probed(now, false, LONG_AGO));
-    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+    third_failure_rolls_back(&mut m, now, [LONG_AGO; 3]);
 }
 
 /// `running_on_g1` with `--ready-start-period 10s` and no reload signal:
@@ -1674,19 +1694,14 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     assert_eq!(m.handle(probed(c, true, Duration::from_millis(2500))), []);
     assert_eq!(m.readiness(), Ok(()));
     // Once it was ready, failures count at once (3 in a row roll back).
-    m.handle(probed(c, false, Duration::from_secs(3)));
-    m.handle(probed(c, false, Duration::from_secs(4)));
-    let third = m.handle(probed(c, false, Duration::from_secs(5)));
-    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+    let secs = Duration::from_secs;
+    third_failure_rolls_back(&mut m, c, [secs(3), secs(4), secs(5)]);
 
     // Never ready: once the start period is over, failures count.
     let mut m = restarted_onto_g2();
     let c = m.child();
     assert_eq!(m.handle(probed(c, false, Duration::from_secs(9))), []);
-    m.handle(probed(c, false, Duration::from_secs(11)));
-    m.handle(probed(c, false, Duration::from_secs(12)));
-    let third = m.handle(probed(c, false, Duration::from_secs(13)));
-    assert!(third.iter().any(|a| matches!(a, Action::RollBack { .. })));
+    third_failure_rolls_back(&mut m, c, [secs(11), secs(12), secs(13)]);
 }
 
 /// `running_on_g1` with `--ready-start-period 10s`, its child ready on g1
@@ -1747,15 +1762,9 @@ fn a_reload_onto_new_bytes_begins_a_new_start_period() {
     assert_eq!(m.readiness(), Ok(()));
     // Its deadline, when it comes, changes nothing.
     assert_eq!(m.handle(Event::StartedUp { child: c }), []);
-    m.handle(probed(c, false, LONG_AGO));
-    assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
-    let third = m.handle(probed(c, false, LONG_AGO));
-    assert!(
-        third.contains(&Action::RollBack {
-            to: "g1".into(),
-            from: "g2".into()
-        }),
-        "{third:?}"
+    assert_eq!(
+        third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
+        g2_to_g1()
     );
 }
 
@@ -1771,19 +1780,10 @@ fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() 
     }
     assert_eq!(m.handle(Event::ProbationOver), [], "never ready on g2");
     assert_eq!(m.handle(Event::StartedUp { child: c }), []);
-    m.handle(probed(c, false, LONG_AGO));
-    let second = m.handle(probed(c, false, LONG_AGO));
-    assert!(
-        !second.iter().any(|a| matches!(a, Action::RollBack { .. })),
-        "the excused failures counted: {second:?}"
-    );
-    let third = m.handle(probed(c, false, LONG_AGO));
-    assert!(
-        third.contains(&Action::RollBack {
-            to: "g1".into(),
-            from: "g2".into()
-        }),
-        "{third:?}"
+    // The excused failures do not count: three from now on are needed.
+    assert_eq!(
+        third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
+        g2_to_g1()
     );
 }
 
@@ -1804,14 +1804,7 @@ fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
     );
     assert_eq!(fail_probes(&mut m, 3), []);
     assert_eq!(m.handle(Event::StartedUp { child: c }), []);
-    for _ in 0..2 {
-        assert_eq!(m.handle(probed(c, false, young)), []);
-    }
-    let third = m.handle(probed(c, false, young));
-    assert!(
-        third.iter().any(|a| matches!(a, Action::RollBack { .. })),
-        "{third:?}"
-    );
+    third_failure_rolls_back(&mut m, c, [young; 3]);
 }
 
 /// Answers from before the reload are stale: a probe that passed on the
@@ -1831,12 +1824,7 @@ fn answers_from_before_a_reload_do_not_end_its_start_period() {
     }
     // Its own deadline ends it.
     assert_eq!(m.handle(Event::StartedUp { child: c }), []);
-    fail_probes(&mut m, 2);
-    let third = m.handle(probed(c, false, LONG_AGO));
-    assert!(
-        third.iter().any(|a| matches!(a, Action::RollBack { .. })),
-        "{third:?}"
-    );
+    third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]);
 }
 
 /// A reload command that succeeded reached the child as a signal does:
