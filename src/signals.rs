@@ -370,7 +370,10 @@ impl Intake {
 
     /// The next caught signal (one read: each queued signal comes once).
     /// Pending until one is queued; only `block_on`, which polls the
-    /// signalfd, wakes it: it is to be awaited under that `block_on` alone.
+    /// signalfd, wakes it: it is to be awaited under that `block_on` alone,
+    /// and the loop must await it whenever it waits (`World::wait`): the
+    /// poll is level-triggered, so a signal left unread would wake the
+    /// thread again and again.
     pub async fn next(&mut self) -> io::Result<Caught> {
         std::future::poll_fn(|_| match self.fd.read_signal() {
             Ok(Some(info)) => std::task::Poll::Ready(Ok(Caught {
@@ -413,7 +416,11 @@ pub fn block_on<T>(
             self.wake_by_ref();
         }
         fn wake_by_ref(self: &Arc<Self>) {
-            if !self.pending.swap(true, Ordering::AcqRel) {
+            // SeqCst on both sides: the loop's clear of `pending` must be
+            // seen before it looks at what a waker changed (a channel, or
+            // the clock a timer is due by), or both sides could miss each
+            // other and the loop sleep through the wake.
+            if !self.pending.swap(true, Ordering::SeqCst) {
                 let one = 1u64.to_ne_bytes();
                 // SAFETY: an 8-byte write from a live buffer to our eventfd;
                 // it cannot fail short of the counter's overflow, which a
@@ -460,7 +467,7 @@ pub fn block_on<T>(
             // SAFETY: an 8-byte read into a live buffer from our eventfd.
             unsafe { libc::read(raw, count.as_mut_ptr().cast(), 8) };
             // Wakes from here on write again (the next poll must see them).
-            wakeup.pending.store(false, Ordering::Release);
+            wakeup.pending.swap(false, Ordering::SeqCst);
         }
     }
 }

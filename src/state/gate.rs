@@ -357,6 +357,18 @@ impl Machine {
         else {
             return vec![];
         };
+        if !self.settings.promote {
+            // Only the check could not run (no descriptor, process or
+            // memory): no verdict on the bytes, nothing else changes. No
+            // child starts meanwhile (without --promote-to there is no
+            // checked copy to start it on: it would read the unchecked
+            // bytes), and nothing is rejected; the check runs again.
+            let (token, after) = (p.token, p.retry);
+            p.retry = (after * 2).min(BACKOFF_MAX);
+            p.step = Step::Waiting;
+            error!("Cannot check the config: {reason}; checking again in {after:?}");
+            return vec![Action::RetryAfter { token, after }];
+        }
         let mut actions: Vec<Action> = p
             .generation
             .take()

@@ -2223,6 +2223,43 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     );
 }
 
+/// Review: without `--promote-to`, a start whose check cannot run (no
+/// descriptor or process for it) neither exits 78 nor starts the child on
+/// the unchecked bytes (there is no checked copy to start it on): the
+/// check runs again, and its verdict decides the start.
+#[test]
+fn a_start_whose_check_cannot_run_waits_for_the_check() {
+    let (mut m, first) = start(validating(), snap(Some(1)));
+    assert!(
+        matches!(first[..], [Action::Validate { token: 1, .. }]),
+        "{first:?}"
+    );
+    assert_eq!(
+        m.handle(Event::CannotCheck {
+            token: 1,
+            reason: "cannot run the validator: Resource temporarily unavailable".into(),
+        }),
+        [Action::RetryAfter {
+            token: 1,
+            after: BACKOFF_FIRST
+        }]
+    );
+    assert_eq!(m.stats().promotions_failed, 0, "no promotion failed");
+    assert_eq!(
+        m.handle(Event::RetryDue { token: 1 }),
+        [Action::Validate {
+            token: 1,
+            changed: conf(),
+            candidate: None,
+            in_place: false,
+        }]
+    );
+    assert_eq!(
+        m.handle(Event::Validated { token: 1, ok: true }),
+        [Action::Fingerprint]
+    );
+}
+
 /// Without `--promote-to`, a check that could not run (no file descriptor
 /// for its pipe: a fault of ours) is run again on the same bytes; it used to
 /// be retried as a staging, which failed forever ("no --promote-to").

@@ -125,8 +125,7 @@ impl Looks {
     }
 
     /// The running look's answer, once the watch is back (pending while no
-    /// look runs). The watcher's start is no answer: it is taken in, and
-    /// the look after it awaited.
+    /// look runs). The watcher's start answers `Polled(false)`.
     pub async fn answer(&mut self) -> Wake {
         loop {
             let (look, watch, found) = match self.away.as_mut() {
@@ -155,9 +154,12 @@ impl Looks {
             (Found::Moved(moved), _) => Some(Wake::Polled(moved)),
             (Found::Bytes(now), Some(look)) => Some(Wake::Looked(look, now)),
             (Found::Bytes(_), None) => None,
+            // A wake that changes nothing, so that the loop's next wait
+            // listens to the watcher's events (this one was set up before
+            // they existed).
             (Found::Started(events), _) => {
                 self.notify = Some(events);
-                None
+                Some(Wake::Polled(false))
             }
         };
         self.go();
