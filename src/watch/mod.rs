@@ -153,6 +153,19 @@ impl Watch {
             Ok(ev) if content_of_known_files => self.dirty.extend(ev.paths.iter().cloned()),
             _ => self.rescan = true,
         }
+        // A removed directory took its watch with it. One made again at the
+        // path may get the same inode number back, so `reconcile` could
+        // not tell it from the old one: it is forgotten here and watched
+        // anew once it exists.
+        if let Ok(ev) = event
+            && matches!(ev.kind, EventKind::Remove(_))
+        {
+            for path in &ev.paths {
+                if self.watched.remove(path).is_some() {
+                    self.inodes.remove(path);
+                }
+            }
+        }
     }
 
     /// Before the decisive look: moves the watches if the files may have
