@@ -65,8 +65,8 @@ pub enum Started {
 /// What woke the loop.
 #[derive(Debug)]
 pub enum Wake {
-    /// The managed child exited.
-    Child(Status),
+    /// The managed child exited, this long after its start.
+    Child { status: Status, ran_for: Duration },
     /// A signal from another process (never one of our own, never SIGCHLD:
     /// the world handles those itself).
     Signal(i32),
@@ -77,8 +77,12 @@ pub enum Wake {
     /// A polling look ended: may the files have changed?
     Polled(bool),
     /// The readiness probe started by `World::probe` for child number
-    /// `child` ended.
-    Probed { child: u64, ok: bool },
+    /// `child` ended; `ran_for`: the child's age then.
+    Probed {
+        child: u64,
+        ok: bool,
+        ran_for: Duration,
+    },
     /// The staging asked for by `World::stage` ended.
     Staged {
         token: u64,
@@ -93,7 +97,10 @@ pub enum Wake {
     Timer,
 }
 
-/// Everything the loop does to and learns from the world.
+/// Everything the loop does to and learns from the world. The world holds
+/// the child's pid and its process group; the loop and the machine name
+/// them only as a `Target` (a pid never leaves the world, so nothing here
+/// can address a number the kernel has given to another process).
 pub trait World {
     fn now(&self) -> Instant;
     /// Starts the watcher (inotify, polling or both); true when anything
@@ -105,18 +112,23 @@ pub trait World {
     /// delays a signal); its answer is `Wake::Looked`, or `Wake::Polled`.
     /// Looks run one at a time, in the order asked.
     fn look(&mut self, look: Look);
-    /// Starts the child: its pid, or the exit code for a command that
-    /// cannot start.
-    fn spawn(&mut self) -> Result<i32, i32>;
-    /// What `sig` would do to `pid`: handled (caught or blocked), ignored,
-    /// or its default action. None when that cannot be known.
-    fn takes(&self, pid: i32, sig: i32) -> Option<crate::signals::Takes>;
-    fn signal(&mut self, pid: i32, sig: i32);
-    fn signal_group(&mut self, pgid: i32, sig: i32);
-    /// Is the process (or a member of the group) `pid` stopped?
-    fn stopped(&self, pid: i32, group: bool) -> bool;
-    /// Reaps exited orphans, then: is anyone left in group `pgid`?
-    fn group_alive(&mut self, pgid: i32) -> bool;
+    /// Starts the child in a process group of its own (the group of any
+    /// child before is no longer addressed), or says the exit code for a
+    /// command that cannot start.
+    fn spawn(&mut self) -> Result<(), i32>;
+    /// What `sig` would do to the running child: handled (caught or
+    /// blocked), ignored, or its default action. None when that cannot be
+    /// known, or no child runs.
+    fn takes(&self, sig: i32) -> Option<crate::signals::Takes>;
+    /// Sends `sig` to the running child, or to the child's process group
+    /// (the running child's, or the exited one's until it was found empty);
+    /// false when there is none to send it to.
+    fn signal(&mut self, to: Target, sig: i32) -> bool;
+    /// Is the child (or a member of its group) stopped?
+    fn stopped(&self, to: Target) -> bool;
+    /// Reaps exited orphans, then: is anyone left in the exited child's
+    /// group? Once it is found empty, it is no longer addressed.
+    fn group_alive(&mut self) -> bool;
     /// `--promote-to`: copies the sources into a new hidden generation, off
     /// the loop; the answer is `Wake::Staged` with `token`.
     fn stage(&mut self, token: u64);
@@ -155,7 +167,7 @@ pub trait World {
     fn cancel_reload(&mut self);
     /// What `--metrics` and `/readyz` show, read from the machine only
     /// where they are served (this runs at every turn of the loop).
-    fn show(&mut self, machine: &Machine, child_up: bool);
+    fn show(&mut self, machine: &Machine);
     /// Last words before exiting with `code`: what is left behind.
     fn report_exit(&mut self, code: i32);
     /// Waits for the next thing that happens, or until `deadline`.
@@ -191,18 +203,15 @@ impl LoopConfig {
     }
 }
 
-/// The loop's own state besides the machine.
+/// The loop's own state besides the machine. Whether a child runs, or an
+/// exited one's group is awaited, is the machine's to say (its phase); the
+/// child itself is the world's.
 struct Loop<'w, W: World> {
     world: &'w mut W,
     cfg: LoopConfig,
     machine: Machine,
-    /// The running child: pid and when it started.
-    child: Option<(i32, Instant)>,
-    /// The current (or last) child's process group, until it is empty.
-    group: Option<i32>,
-    /// The child exited; its group is probed until empty.
-    draining: bool,
-    /// Probe the exited child's group at the next turn, before waiting.
+    /// Look at the exited child's group at the next turn, before waiting:
+    /// it may be empty already (just after the exit, or a SIGKILL).
     probe_now: bool,
     /// Every deadline: stop, backoff, debounce, polling, group probe.
     timers: Timers,
@@ -225,9 +234,6 @@ pub async fn drive<W: World>(
         world,
         cfg,
         machine,
-        child: None,
-        group: None,
-        draining: false,
         probe_now: false,
         timers,
     };
@@ -249,7 +255,7 @@ pub async fn drive<W: World>(
                 l.timers.settle_now(now);
             }
         }
-        l.world.show(&l.machine, l.child.is_some());
+        l.world.show(&l.machine);
         // Just after the child's exit (and the signals to its leftovers):
         // is its group empty already? Later looks come due every
         // GROUP_PROBE until it is.
@@ -263,9 +269,11 @@ pub async fn drive<W: World>(
         let wake = l.world.wait(deadline).await;
         woke = true;
         match wake {
-            Wake::Child(status) => {
-                let event = l.child_exited(status);
-                actions.extend(l.machine.handle(event));
+            Wake::Child { status, ran_for } => {
+                // Its group may be empty already: the group probe
+                // (`probe_group`, next in the loop) looks at once.
+                l.probe_now = true;
+                actions.extend(l.machine.handle(Event::ChildExited { status, ran_for }));
             }
             // The restart signal: the machine decides once it has a look.
             Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => {
@@ -281,11 +289,7 @@ pub async fn drive<W: World>(
                 };
                 actions.extend(l.machine.handle(event));
             }
-            Wake::Probed { child, ok } => {
-                let now = l.world.now();
-                let ran_for = l
-                    .child
-                    .map_or(Duration::ZERO, |(_, t)| now.saturating_duration_since(t));
+            Wake::Probed { child, ok, ran_for } => {
                 actions.extend(l.machine.handle(Event::Probed { child, ok, ran_for }));
             }
             Wake::Polled(moved) => {
@@ -348,7 +352,10 @@ impl<W: World> Loop<'_, W> {
         let now = self.world.now();
         // Polling may start late: when inotify fails after startup.
         self.timers.poll_every(now, self.world.poll_interval());
-        let probing = self.cfg.ready_interval.filter(|_| self.child.is_some());
+        let probing = self
+            .cfg
+            .ready_interval
+            .filter(|_| self.machine.child_alive());
         self.timers.ready_every(now, probing);
         self.timers.next()
     }
@@ -357,18 +364,10 @@ impl<W: World> Loop<'_, W> {
         match action {
             Action::Spawn => {
                 self.timers.cancel_backoff();
-                if self.draining {
-                    // Leftovers survived SIGKILL: stop watching that group.
-                    self.draining = false;
-                    self.group = None;
-                    self.timers.probe_group_in(self.world.now(), None);
-                }
+                // Leftovers that survived SIGKILL are no longer looked at.
+                self.timers.probe_group_in(self.world.now(), None);
                 match self.world.spawn() {
-                    Ok(pid) => {
-                        self.group = Some(pid);
-                        self.child = Some((pid, self.world.now()));
-                        Some(Event::Spawned)
-                    }
+                    Ok(()) => Some(Event::Spawned),
                     Err(code) => Some(Event::SpawnFailed(code)),
                 }
             }
@@ -378,18 +377,19 @@ impl<W: World> Loop<'_, W> {
             }
             Action::Signal(sig, to) => self.signal(sig, to),
             Action::Reload(sigs, to) => {
-                let (pid, _) = self.child?;
+                if !self.machine.child_alive() {
+                    return None;
+                }
                 // Signalling a child that has no handler (yet) kills it, and
                 // one that ignores the signal does nothing: then none is
                 // sent, and the machine restarts it instead. A blocked
                 // signal is read by the child (sigwait, signalfd): handled.
                 use crate::signals::Takes;
                 if let Some((sig, takes)) =
-                    sigs.iter()
-                        .find_map(|&sig| match self.world.takes(pid, sig) {
-                            Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t)),
-                            _ => None,
-                        })
+                    sigs.iter().find_map(|&sig| match self.world.takes(sig) {
+                        Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t)),
+                        _ => None,
+                    })
                 {
                     return Some(Event::ReloadUnhandled(sig, takes == Takes::Ignored));
                 }
@@ -399,12 +399,7 @@ impl<W: World> Loop<'_, W> {
                 Some(Event::ReloadSent)
             }
             Action::ContinueStopped(to) => {
-                let stopped = match (to, self.child, self.group) {
-                    (Target::Child, Some((pid, _)), _) => self.world.stopped(pid, false),
-                    (Target::Group, _, Some(pgid)) => self.world.stopped(pgid, true),
-                    _ => false,
-                };
-                if stopped {
+                if self.world.stopped(to) {
                     self.signal(libc::SIGCONT, to);
                 }
                 None
@@ -504,58 +499,25 @@ impl<W: World> Loop<'_, W> {
     /// Signals the running child, or the current (or exited child's)
     /// process group, if any.
     fn signal(&mut self, sig: i32, to: Target) -> Option<Event> {
-        match (to, self.child, self.group) {
-            (Target::Child, Some((pid, _)), _) => self.world.signal(pid, sig),
-            (Target::Group, _, Some(pgid)) => {
-                self.world.signal_group(pgid, sig);
-                // The leftovers may be gone at once (SIGKILL): look now.
-                self.probe_now |= self.draining;
-            }
-            _ => debug!("No child to send {} to", signals::name(sig)),
+        if !self.world.signal(to, sig) {
+            debug!("No child to send {} to", signals::name(sig));
+        } else if to == Target::Group {
+            // The leftovers may be gone at once (SIGKILL): look now.
+            self.probe_now |= self.machine.awaits_group();
         }
         None
     }
 
-    fn child_exited(&mut self, status: Status) -> Event {
-        let now = self.world.now();
-        let (pid, started) = self.child.take().unwrap_or((0, now));
-        debug!("Reaped child process {pid}");
-        // Its group may be empty already: the group probe (`probe_group`,
-        // next in the loop) looks at once.
-        self.draining = true;
-        self.probe_now = true;
-        Event::ChildExited {
-            status,
-            ran_for: now.saturating_duration_since(started),
-        }
-    }
-
-    /// While draining: `GroupGone` once the exited child's group is empty,
-    /// else the next look armed.
+    /// While the machine awaits the exited child's group: `GroupGone` once
+    /// it is empty, else the next look armed.
     fn probe_group(&mut self) -> Option<Event> {
-        if !self.draining {
+        let now = self.world.now();
+        if self.machine.awaits_group() && self.world.group_alive() {
+            self.timers.probe_group_in(now, Some(GROUP_PROBE));
             return None;
         }
-        if self.group_gone() {
-            self.timers.probe_group_in(self.world.now(), None);
-            return Some(Event::GroupGone);
-        }
-        let now = self.world.now();
-        self.timers.probe_group_in(now, Some(GROUP_PROBE));
-        None
-    }
-
-    /// After the sweep, is the exited child's group empty?
-    fn group_gone(&mut self) -> bool {
-        let gone = match self.group {
-            Some(pgid) => !self.world.group_alive(pgid),
-            None => true,
-        };
-        if gone {
-            self.draining = false;
-            self.group = None;
-        }
-        gone
+        self.timers.probe_group_in(now, None);
+        self.machine.awaits_group().then_some(Event::GroupGone)
     }
 
     fn timers_due(&mut self) -> Vec<Event> {

@@ -55,6 +55,28 @@ impl Machine {
         &self.stats
     }
 
+    /// A child runs: started, and its exit not reported yet. (The world
+    /// holds its pid; this is all the loop needs to know of it.)
+    pub fn child_alive(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Running | Phase::Delaying | Phase::Stopping { exited: None, .. }
+        )
+    }
+
+    /// The child exited and its process group is not known to be empty:
+    /// the world is to look at the group until it is (`Event::GroupGone`).
+    pub fn awaits_group(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Stopping {
+                exited: Some(_),
+                group_gone: false,
+                ..
+            }
+        )
+    }
+
     /// The config the running child has (a fingerprint for metrics).
     pub fn base(&self) -> &Snapshot {
         &self.base

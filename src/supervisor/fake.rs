@@ -66,7 +66,6 @@ enum Did {
 }
 
 struct FakeChild {
-    pid: i32,
     ignores_term: bool,
     /// The config version it runs (started on, or last reloaded onto).
     version: u64,
@@ -79,11 +78,13 @@ struct Fake {
     now: Instant,
     script: VecDeque<(Duration, Happen)>,
     child: Option<FakeChild>,
-    /// The child died; the loop has not been told yet.
-    died: Option<Status>,
+    /// The child died (how, and its start); the loop has not been told yet.
+    died: Option<(Status, Instant)>,
+    /// The child's process group is addressed: from its start until it is
+    /// found empty after its exit.
+    group: bool,
     /// Processes of the child's group that outlive it, until then.
     leftovers_until: Option<Instant>,
-    next_pid: i32,
     /// Next children ignore SIGTERM.
     ignore_term: bool,
     /// Children have a handler for the reload signal.
@@ -143,8 +144,8 @@ impl Fake {
             script: VecDeque::new(),
             child: None,
             died: None,
+            group: false,
             leftovers_until: None,
-            next_pid: 100,
             ignore_term: false,
             catches: true,
             leftovers_for: None,
@@ -183,15 +184,15 @@ impl Fake {
     }
 
     fn kill(&mut self, sig: i32) {
-        if self.child.take().is_some() {
-            self.died = Some(Status::Signaled(sig));
+        if let Some(c) = self.child.take() {
+            self.died = Some((Status::Signaled(sig), c.started));
             self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
     }
 
     fn exit(&mut self, code: i32) {
-        if self.child.take().is_some() {
-            self.died = Some(Status::Exited(code));
+        if let Some(c) = self.child.take() {
+            self.died = Some((Status::Exited(code), c.started));
             self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
     }
@@ -244,13 +245,12 @@ impl World for Fake {
         self.ready.push_back(wake);
     }
 
-    fn spawn(&mut self) -> Result<i32, i32> {
+    fn spawn(&mut self) -> Result<(), i32> {
         assert!(self.child.is_none(), "a second child");
         let version = self.model.spawn();
         self.record(Did::Spawn(version));
-        self.next_pid += 1;
+        self.group = true;
         self.child = Some(FakeChild {
-            pid: self.next_pid,
             ignores_term: self.ignore_term,
             version,
             started: self.now,
@@ -258,10 +258,10 @@ impl World for Fake {
         if let Some(v) = self.write_after_spawn.take() {
             self.model.write(v);
         }
-        Ok(self.next_pid)
+        Ok(())
     }
 
-    fn takes(&self, _pid: i32, _sig: i32) -> Option<crate::signals::Takes> {
+    fn takes(&self, _sig: i32) -> Option<crate::signals::Takes> {
         use crate::signals::Takes;
         Some(if self.catches {
             Takes::Handled
@@ -270,36 +270,44 @@ impl World for Fake {
         })
     }
 
-    fn signal(&mut self, pid: i32, sig: i32) {
-        self.record(Did::Signal(sig));
-        // USR2 is only ever an --on-change reload signal here (no script
-        // sends it): the child re-reads its config.
-        if sig == libc::SIGUSR2 {
-            let version = self.readable();
-            self.record(Did::Reload(version));
-            self.reread(pid);
+    fn signal(&mut self, to: Target, sig: i32) -> bool {
+        match to {
+            // A child dead but not yet reaped takes the signal and does
+            // nothing with it, as a zombie does.
+            Target::Child if self.child.is_none() && self.died.is_none() => return false,
+            Target::Child => {
+                self.record(Did::Signal(sig));
+                // USR2 is only ever an --on-change reload signal here (no
+                // script sends it): the child re-reads its config.
+                if sig == libc::SIGUSR2 {
+                    let version = self.readable();
+                    self.record(Did::Reload(version));
+                    self.reread();
+                }
+                if sig == libc::SIGHUP && self.catches {
+                    self.reread();
+                }
+            }
+            Target::Group if !self.group => return false,
+            Target::Group => {
+                self.record(Did::Group(sig));
+                if sig == libc::SIGKILL {
+                    self.leftovers_until = None;
+                }
+            }
         }
-        if sig == libc::SIGHUP && self.catches {
-            self.reread(pid);
-        }
-        self.hit(pid, sig);
+        self.hit(sig);
+        true
     }
 
-    fn signal_group(&mut self, pgid: i32, sig: i32) {
-        self.record(Did::Group(sig));
-        if sig == libc::SIGKILL {
-            self.leftovers_until = None;
-        }
-        self.hit(pgid, sig);
-    }
-
-    fn stopped(&self, _pid: i32, _group: bool) -> bool {
+    fn stopped(&self, _to: Target) -> bool {
         false
     }
 
-    fn group_alive(&mut self, pgid: i32) -> bool {
-        self.child.as_ref().is_some_and(|c| c.pid == pgid)
-            || self.leftovers_until.is_some_and(|t| self.now < t)
+    fn group_alive(&mut self) -> bool {
+        self.group = self.group
+            && (self.child.is_some() || self.leftovers_until.is_some_and(|t| self.now < t));
+        self.group
     }
 
     fn stage(&mut self, token: u64) {
@@ -409,7 +417,7 @@ impl World for Fake {
         self.reload = None;
     }
 
-    fn show(&mut self, machine: &Machine, _: bool) {
+    fn show(&mut self, machine: &Machine) {
         let checking = self.check.as_ref().and_then(|(_, _, c, _)| c.as_deref());
         self.model.check_view(|g| checking == Some(g));
         let now = machine.readiness();
@@ -428,8 +436,9 @@ impl World for Fake {
             if let Some(wake) = self.ready.pop_front() {
                 break wake;
             }
-            if let Some(status) = self.died.take() {
-                break Wake::Child(status);
+            if let Some((status, started)) = self.died.take() {
+                let ran_for = self.now - started;
+                break Wake::Child { status, ran_for };
             }
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.as_ref().map(|(t, _, _, _)| *t);
@@ -457,7 +466,11 @@ impl World for Fake {
             }
             if probe == Some(next) {
                 let (_, ok, child) = self.ready_queue.pop_front().expect("due");
-                break Wake::Probed { child, ok };
+                let ran_for = self
+                    .child
+                    .as_ref()
+                    .map_or(Duration::ZERO, |c| self.now - c.started);
+                break Wake::Probed { child, ok, ran_for };
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
@@ -490,17 +503,17 @@ impl World for Fake {
 }
 
 impl Fake {
-    /// The child `pid` reads its config again (a reload signal it handles).
-    fn reread(&mut self, pid: i32) {
+    /// The child reads its config again (a reload signal it handles).
+    fn reread(&mut self) {
         let version = self.readable();
-        if let Some(c) = self.child.as_mut().filter(|c| c.pid == pid) {
+        if let Some(c) = self.child.as_mut() {
             c.version = version;
         }
     }
 
-    /// What `sig` does to the child, if `pid` is it.
-    fn hit(&mut self, pid: i32, sig: i32) {
-        let Some(c) = self.child.as_ref().filter(|c| c.pid == pid) else {
+    /// What `sig` does to the child, if it runs.
+    fn hit(&mut self, sig: i32) {
+        let Some(c) = self.child.as_ref() else {
             return;
         };
         if crate::state::testkit::dies_of(sig, c.ignores_term, self.catches) {

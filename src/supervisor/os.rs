@@ -14,7 +14,7 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{CommitFailed, Generation, HookCall, Machine, Settings};
+use crate::state::{CommitFailed, Generation, HookCall, Machine, Settings, Target};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -223,6 +223,7 @@ async fn supervise(
         looks,
         staging: VecDeque::new(),
         child: None,
+        group: None,
         promoter,
         take_tty,
         check: None,
@@ -247,7 +248,12 @@ struct Os {
     looks: Looks,
     /// Stagings running off the loop (`--promote-to`), oldest first.
     staging: VecDeque<(u64, Pending<Result<Generation, String>>)>,
-    child: Option<Child>,
+    /// The running child, and when it started.
+    child: Option<(Child, Instant)>,
+    /// The child's process group (its pid): the running child's, or the
+    /// exited one's until it is found empty. Nothing else is signalled as
+    /// a group but our own hooks'.
+    group: Option<i32>,
     /// The child takes the terminal's foreground (we had it at start).
     take_tty: bool,
     /// `--promote-to`: stages source bytes into the child's directory.
@@ -295,6 +301,19 @@ impl Os {
 
     /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
     /// those not yet gone.
+    /// The child was reaped: forgotten, but not its group (leftovers may
+    /// remain in it, the stop signal and SIGKILL still go there).
+    fn child_exited(&mut self, status: std::process::ExitStatus) -> Wake {
+        let ran_for = self.child.take().map_or(Duration::ZERO, |(c, started)| {
+            debug!("Reaped child process {}", c.pid);
+            started.elapsed()
+        });
+        Wake::Child {
+            status: child::status_of(status),
+            ran_for,
+        }
+    }
+
     fn killing(&mut self, pgid: Option<i32>) {
         self.killed.retain(|&g| child::group_alive(g));
         self.killed.extend(pgid);
@@ -331,33 +350,42 @@ impl World for Os {
         self.looks.ask(look);
     }
 
-    fn spawn(&mut self) -> Result<i32, i32> {
+    fn spawn(&mut self) -> Result<(), i32> {
         self.reactor_up();
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
-        let pid = c.pid;
-        self.child = Some(c);
-        Ok(pid)
+        self.group = Some(c.pid);
+        self.child = Some((c, Instant::now()));
+        Ok(())
     }
 
-    fn takes(&self, pid: i32, sig: i32) -> Option<signals::Takes> {
-        signals::takes(pid, sig)
+    fn takes(&self, sig: i32) -> Option<signals::Takes> {
+        let (c, _) = self.child.as_ref()?;
+        signals::takes(c.pid, sig)
     }
 
-    fn signal(&mut self, pid: i32, sig: i32) {
-        child::signal(pid, sig);
+    fn signal(&mut self, to: Target, sig: i32) -> bool {
+        match (to, &self.child, self.group) {
+            (Target::Child, Some((c, _)), _) => child::signal(c.pid, sig),
+            (Target::Group, _, Some(pgid)) => child::signal_group(pgid, sig),
+            _ => false,
+        }
     }
 
-    fn signal_group(&mut self, pgid: i32, sig: i32) {
-        child::signal_group(pgid, sig);
+    fn stopped(&self, to: Target) -> bool {
+        match (to, &self.child, self.group) {
+            (Target::Child, Some((c, _)), _) => child::any_stopped(c.pid, false),
+            (Target::Group, _, Some(pgid)) => child::any_stopped(pgid, true),
+            _ => false,
+        }
     }
 
-    fn stopped(&self, pid: i32, group: bool) -> bool {
-        child::any_stopped(pid, group)
-    }
-
-    fn group_alive(&mut self, pgid: i32) -> bool {
+    fn group_alive(&mut self) -> bool {
         self.sweep();
-        child::group_alive(pgid)
+        let alive = self.group.is_some_and(child::group_alive);
+        if !alive {
+            self.group = None;
+        }
+        alive
     }
 
     fn stage(&mut self, token: u64) {
@@ -573,11 +601,11 @@ impl World for Os {
         }
     }
 
-    fn show(&mut self, machine: &Machine, child_up: bool) {
+    fn show(&mut self, machine: &Machine) {
         if let Some(m) = &self.metrics {
             m.borrow_mut().update(
                 machine.stats(),
-                child_up,
+                machine.child_alive(),
                 || fingerprint::short(machine.base()),
                 machine.readiness(),
             );
@@ -621,8 +649,8 @@ impl World for Os {
             let seen = {
                 let timer = &mut self.timer;
                 let status = async {
-                    match self.child.as_mut() {
-                        Some(c) => reaper::exited(c.pid).await,
+                    match self.child.as_ref() {
+                        Some((c, _)) => reaper::exited(c.pid).await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -679,10 +707,7 @@ impl World for Os {
                 }
             };
             match seen {
-                Seen::Child(status) => {
-                    self.child = None;
-                    return Wake::Child(child::status_of(status));
-                }
+                Seen::Child(status) => return self.child_exited(status),
                 Seen::Signal(Err(e)) => error!("Cannot read signals: {e}"),
                 // Raised by our own I/O (a write to a closed stderr, a
                 // terminal with `tostop`): not for the child, and not
@@ -695,9 +720,9 @@ impl World for Os {
                     // else is looked at: a signal or timer that won the
                     // next select! would otherwise address its pid, which
                     // the kernel may already have given to another process.
-                    if let Some(status) = self.child.as_ref().and_then(|c| reaper::take(c.pid)) {
-                        self.child = None;
-                        return Wake::Child(child::status_of(status));
+                    if let Some(status) = self.child.as_ref().and_then(|(c, _)| reaper::take(c.pid))
+                    {
+                        return self.child_exited(status);
                     }
                 }
                 Seen::Signal(Ok(c)) => {
@@ -726,7 +751,11 @@ impl World for Os {
                 }
                 Seen::Probed(ok) => {
                     let child = self.probe.take().map_or(0, |(c, _)| c);
-                    return Wake::Probed { child, ok };
+                    let ran_for = self
+                        .child
+                        .as_ref()
+                        .map_or(Duration::ZERO, |(_, t)| t.elapsed());
+                    return Wake::Probed { child, ok, ran_for };
                 }
                 Seen::Timer => {
                     // Fired: it fires no more; the next deadline is armed anew.
