@@ -13,11 +13,14 @@ use std::time::Duration;
 mod gate;
 mod lifecycle;
 mod plan;
+mod protocol;
 mod reload;
 mod rollback;
 mod types;
 
 use gate::Pending;
+use protocol::Rec;
+pub use protocol::{Input, Op, Outcome, Request, Token, Verdict};
 use reload::Reload;
 use rollback::{Probation, Readiness, Rolling};
 pub use types::*;
@@ -119,6 +122,9 @@ pub struct Machine {
     /// `--promote-to`: files gone from the source that the child's
     /// directory still holds, already said (once per removal).
     said_removed: std::collections::BTreeSet<PathBuf>,
+    /// Every operation in flight, by token (see `protocol.rs`).
+    inflight: std::collections::BTreeMap<Token, Rec>,
+    last_op: Token,
 }
 
 impl Machine {
@@ -127,7 +133,7 @@ impl Machine {
     /// a rollback left rejected, and the proven generation recorded while
     /// the last good one was on probation (judged again, with a fresh
     /// window).
-    pub fn new(
+    fn new(
         settings: Settings,
         last_good: Option<Generation>,
         rejected: Option<Snapshot>,
@@ -159,6 +165,8 @@ impl Machine {
             fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),
+            inflight: Default::default(),
+            last_op: 0,
         };
         let mut first = vec![];
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
@@ -191,7 +199,20 @@ impl Machine {
         (m, first)
     }
 
-    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+    /// A new machine and its first requests (see `new`).
+    pub fn boot(
+        settings: Settings,
+        last_good: Option<Generation>,
+        rejected: Option<Snapshot>,
+        proven: Option<Generation>,
+    ) -> (Machine, Vec<Request>) {
+        let (mut m, first) = Machine::new(settings, last_good, rejected, proven);
+        let first = m.requests(first);
+        (m, first)
+    }
+
+    /// One event to its decision: the intents that follow.
+    fn step(&mut self, event: Event) -> Vec<Action> {
         let mut actions = self.decide(event);
         // Whatever the event, the machine never rests with the view and the
         // record of the child's directory apart and nothing owing them.

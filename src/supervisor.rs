@@ -17,9 +17,7 @@ mod fake;
 use crate::cli::Config;
 use crate::promote::Recovered;
 use crate::signals;
-use crate::state::{
-    Action, CommitFailed, Event, Generation, HookCall, Machine, Settings, Status, Target,
-};
+use crate::state::{Input, Machine, Op, Outcome, Request, Settings, Target, Token};
 use crate::timers::{Due, Timers};
 use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
@@ -42,57 +40,28 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
 pub enum Look {
     /// A polling tick: may the files have changed? (`Wake::Polled`)
     Poll,
-    /// The decisive look after the debounce (`Event::ConfigSettled`).
+    /// The decisive look after the debounce (`Input::ConfigSettled`).
     Settle,
-    /// Before a start (`Event::Candidate`).
-    Start,
-    /// The restart signal arrived (`Event::RestartRequested`).
+    /// The restart signal arrived (`Input::RestartRequested`).
     Restart,
-}
-
-/// What became of a hook (check, reload command or URL) the world started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Started {
-    /// Its verdict comes later (`Wake::Validated`, `Wake::Reloaded`).
-    Running,
-    /// It could not start: this is its verdict.
-    Finished(bool),
-    /// It could not start for a fault of ours (an I/O error before it): no
-    /// verdict, to be retried.
-    Failed(String),
+    /// The machine's `Op::Look` with this token.
+    Asked(Token),
 }
 
 /// What woke the loop.
 #[derive(Debug)]
 pub enum Wake {
-    /// The managed child exited, this long after its start.
-    Child { status: Status, ran_for: Duration },
+    /// The answer to the machine's operation `token`.
+    Done { token: Token, outcome: Outcome },
     /// A signal from another process (never one of our own, never SIGCHLD:
     /// the world handles those itself).
     Signal(i32),
     /// The watcher saw something about a config.
     Notify,
-    /// A look asked for by `World::look` ended: the config's bytes.
+    /// A look of the loop's own (`World::look`) ended: the config's bytes.
     Looked(Look, Snapshot),
     /// A polling look ended: may the files have changed?
     Polled(bool),
-    /// The readiness probe started by `World::probe` for child number
-    /// `child` ended; `ran_for`: the child's age then.
-    Probed {
-        child: u64,
-        ok: bool,
-        ran_for: Duration,
-    },
-    /// The staging asked for by `World::stage` ended.
-    Staged {
-        token: u64,
-        result: Result<Generation, String>,
-    },
-    /// The running check (started with this token) ended.
-    Validated { token: u64, ok: bool },
-    /// The running reload command or URLs (this token) ended: the hooks
-    /// that failed.
-    Reloaded { token: u64, failed: Vec<usize> },
     /// The deadline given to `wait` passed.
     Timer,
 }
@@ -101,6 +70,12 @@ pub enum Wake {
 /// the child's pid and its process group; the loop and the machine name
 /// them only as a `Target` (a pid never leaves the world, so nothing here
 /// can address a number the kernel has given to another process).
+///
+/// What the world promises the machine: each operation started is answered
+/// once (`Wake::Done` with its token, or at once from `start`) unless it was
+/// cancelled; an answer says what happened, never what to do about it;
+/// looks run one at a time, in the order asked; a cancelled operation's
+/// processes are killed with their group.
 pub trait World {
     fn now(&self) -> Instant;
     /// Starts the watcher (inotify, polling or both); true when anything
@@ -109,17 +84,16 @@ pub trait World {
     /// The polling interval in force (None: no polling).
     fn poll_interval(&self) -> Option<Duration>;
     /// Starts a look at the files, off the loop (stat and hash work never
-    /// delays a signal); its answer is `Wake::Looked`, or `Wake::Polled`.
-    /// Looks run one at a time, in the order asked.
+    /// delays a signal); its answer is `Wake::Looked`, `Wake::Polled`, or
+    /// for `Look::Asked`, `Wake::Done`. Looks run one at a time, in the
+    /// order asked.
     fn look(&mut self, look: Look);
-    /// Starts the child in a process group of its own (the group of any
-    /// child before is no longer addressed), or says the exit code for a
-    /// command that cannot start.
-    fn spawn(&mut self) -> Result<(), i32>;
-    /// What `sig` would do to the running child: handled (caught or
-    /// blocked), ignored, or its default action. None when that cannot be
-    /// known, or no child runs.
-    fn takes(&self, sig: i32) -> Option<crate::signals::Takes>;
+    /// Starts the machine's operation `token` (any but `Wait` and `Drain`,
+    /// which the loop keeps, and `Look`, see `look`); Some: its answer, at
+    /// once (it could not start, or took no time).
+    fn start(&mut self, token: Token, op: Op) -> Option<Outcome>;
+    /// The answer to `token` no longer matters: its processes go.
+    fn cancel(&mut self, token: Token);
     /// Sends `sig` to the running child, or to the child's process group
     /// (the running child's, or the exited one's until it was found empty);
     /// false when there is none to send it to.
@@ -129,13 +103,6 @@ pub trait World {
     /// Reaps exited orphans, then: is anyone left in the exited child's
     /// group? Once it is found empty, it is no longer addressed.
     fn group_alive(&mut self) -> bool;
-    /// `--promote-to`: copies the sources into a new hidden generation, off
-    /// the loop; the answer is `Wake::Staged` with `token`.
-    fn stage(&mut self, token: u64);
-    /// `--promote-to`: makes `generation` the last good one, then shown;
-    /// with `proven`, that one is recorded first as the generation to go
-    /// back to (the new one is on probation), else the new one is proven.
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed>;
     /// `--promote-to`: the shown generation ran through its probation: it
     /// is recorded as the proven one.
     fn prove(&mut self, generation: &str);
@@ -143,28 +110,6 @@ pub trait World {
     fn discard(&mut self, generation: &str);
     /// `--promote-to`: removes a generation no longer needed.
     fn forget(&mut self, generation: &str);
-    /// `--promote-to`: back to the kept generation `to`; `from` is kept as
-    /// the rejected one.
-    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
-    /// Starts a readiness probe of child number `child` unless one runs;
-    /// its answer is `Wake::Probed` with that number.
-    fn probe(&mut self, child: u64);
-    /// Starts the check of `changed` (of a staged candidate, if given:
-    /// where it was staged, or with `in_place`, shown at DIR first); its
-    /// verdict is `Wake::Validated` with `token`.
-    fn validate(
-        &mut self,
-        token: u64,
-        changed: Vec<PathBuf>,
-        candidate: Option<&str>,
-        in_place: bool,
-    ) -> Started;
-    fn cancel_validation(&mut self);
-    /// Starts these reload hooks at once (commands run, URLs POSTed),
-    /// each told of its files; the verdict is `Wake::Reloaded` with
-    /// `token` and the hooks that failed.
-    fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started;
-    fn cancel_reload(&mut self);
     /// What `--metrics` and `/readyz` show, read from the machine only
     /// where they are served (this runs at every turn of the loop).
     fn show(&mut self, machine: &Machine);
@@ -203,17 +148,20 @@ impl LoopConfig {
     }
 }
 
-/// The loop's own state besides the machine. Whether a child runs, or an
-/// exited one's group is awaited, is the machine's to say (its phase); the
-/// child itself is the world's.
+/// The loop's own state besides the machine. Whether a child runs is the
+/// machine's to say (its phase); the child itself is the world's.
 struct Loop<'w, W: World> {
     world: &'w mut W,
     cfg: LoopConfig,
     machine: Machine,
-    /// Look at the exited child's group at the next turn, before waiting:
-    /// it may be empty already (just after the exit, or a SIGKILL).
+    /// The machine's `Op::Drain` in flight: the exited child's group is
+    /// looked at every GROUP_PROBE until empty.
+    drain: Option<Token>,
+    /// Look at that group at the next turn, before waiting: it may be
+    /// empty already (just after the exit, or a SIGKILL).
     probe_now: bool,
-    /// Every deadline: stop, backoff, debounce, polling, group probe.
+    /// Every deadline: the machine's waits, the debounce, polling, the
+    /// readiness interval, the group probe.
     timers: Timers,
 }
 
@@ -227,17 +175,18 @@ pub async fn drive<W: World>(
     settings: Settings,
     found: Recovered,
 ) -> i32 {
-    let (machine, first) = Machine::new(settings, found.good, found.rejected, found.proven);
+    let (machine, first) = Machine::boot(settings, found.good, found.rejected, found.proven);
     let timers =
         Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
     let mut l = Loop {
         world,
         cfg,
         machine,
+        drain: None,
         probe_now: false,
         timers,
     };
-    let mut actions: VecDeque<Action> = first.into();
+    let mut requests: VecDeque<Request> = first.into();
     // The watcher (a thread, inotify: milliseconds to set up) starts after
     // the first answer from the world, the look the first start waits for:
     // by then the child is spawned (or its check is running), so the watch
@@ -245,7 +194,7 @@ pub async fn drive<W: World>(
     // watch being up is caught by one check at once.
     let (mut woke, mut watching) = (false, false);
     loop {
-        if let Some(code) = l.perform_all(&mut actions) {
+        if let Some(code) = l.perform_all(&mut requests) {
             return code;
         }
         if woke && !watching {
@@ -262,75 +211,63 @@ pub async fn drive<W: World>(
         if std::mem::take(&mut l.probe_now)
             && let Some(gone) = l.probe_group()
         {
-            actions.extend(l.machine.handle(gone));
+            requests.extend(l.machine.handle(gone));
             continue;
         }
         let deadline = l.next_deadline();
         let wake = l.world.wait(deadline).await;
         woke = true;
-        match wake {
-            Wake::Child { status, ran_for } => {
-                // Its group may be empty already: the group probe
-                // (`probe_group`, next in the loop) looks at once.
-                l.probe_now = true;
-                actions.extend(l.machine.handle(Event::ChildExited { status, ran_for }));
-            }
+        let input = match wake {
+            Wake::Done { token, outcome } => Input::Done { token, outcome },
             // The restart signal: the machine decides once it has a look.
             Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => {
                 l.world.look(Look::Restart);
+                continue;
             }
-            Wake::Signal(sig) => actions.extend(l.machine.handle(Event::Signal(sig))),
-            Wake::Looked(look, now) => {
-                let event = match look {
-                    Look::Settle => Event::ConfigSettled(now),
-                    Look::Start => Event::Candidate(now),
-                    Look::Restart => Event::RestartRequested(now),
-                    Look::Poll => continue,
-                };
-                actions.extend(l.machine.handle(event));
-            }
-            Wake::Probed { child, ok, ran_for } => {
-                actions.extend(l.machine.handle(Event::Probed { child, ok, ran_for }));
-            }
+            Wake::Signal(sig) => Input::Signal(sig),
+            Wake::Looked(look, now) => match look {
+                Look::Settle => Input::ConfigSettled(now),
+                Look::Restart => Input::RestartRequested(now),
+                Look::Asked(token) => Input::Done {
+                    token,
+                    outcome: Outcome::Looked(now),
+                },
+                Look::Poll => continue,
+            },
             Wake::Polled(moved) => {
                 if moved && !l.timers.settling() {
                     let now = l.world.now();
                     l.timers.changed(now);
                 }
-            }
-            Wake::Staged { token, result } => {
-                actions.extend(l.machine.handle(Event::Staged { token, result }));
+                continue;
             }
             // Take the whole burst as one: a ConfigMap swap is five events.
             Wake::Notify => {
                 let now = l.world.now();
                 l.timers.changed(now);
-            }
-            Wake::Validated { token, ok } => {
-                actions.extend(l.machine.handle(Event::Validated { token, ok }));
-            }
-            Wake::Reloaded { token, failed } => {
-                actions.extend(l.machine.handle(Event::Reloaded { token, failed }));
+                continue;
             }
             Wake::Timer => {
-                for event in l.timers_due() {
-                    actions.extend(l.machine.handle(event));
+                for input in l.timers_due() {
+                    requests.extend(l.machine.handle(input));
                 }
+                continue;
             }
-        }
+        };
+        requests.extend(l.machine.handle(input));
     }
 }
 
 impl<W: World> Loop<'_, W> {
-    /// Performs what the machine decided (some actions answer at once);
+    /// Performs what the machine asked (some answers come at once);
     /// Some(code) when it decided to exit.
-    fn perform_all(&mut self, actions: &mut VecDeque<Action>) -> Option<i32> {
-        while let Some(action) = actions.pop_front() {
-            if let Action::Exit(code) = action {
+    fn perform_all(&mut self, requests: &mut VecDeque<Request>) -> Option<i32> {
+        while let Some(request) = requests.pop_front() {
+            if let Request::Exit(code) = request {
                 return Some(self.exit_code(code));
             }
-            if let Some(event) = self.perform(action) {
-                actions.extend(self.machine.handle(event));
+            if let Some(input) = self.perform(request) {
+                requests.extend(self.machine.handle(input));
             }
         }
         None
@@ -360,182 +297,109 @@ impl<W: World> Loop<'_, W> {
         self.timers.next()
     }
 
-    fn perform(&mut self, action: Action) -> Option<Event> {
-        match action {
-            Action::Spawn => {
-                self.timers.cancel_backoff();
-                // Leftovers that survived SIGKILL are no longer looked at.
-                self.timers.probe_group_in(self.world.now(), None);
-                match self.world.spawn() {
-                    Ok(()) => Some(Event::Spawned),
-                    Err(code) => Some(Event::SpawnFailed(code)),
+    fn perform(&mut self, request: Request) -> Option<Input> {
+        let now = self.world.now();
+        match request {
+            Request::Start { token, op } => match op {
+                Op::Wait(after) => {
+                    self.timers.wait(now, after, token);
+                    None
                 }
-            }
-            Action::Fingerprint => {
-                self.world.look(Look::Start);
+                Op::Drain => {
+                    self.drain = Some(token);
+                    self.probe_now = true;
+                    None
+                }
+                Op::Look => {
+                    self.world.look(Look::Asked(token));
+                    None
+                }
+                op => {
+                    let outcome = self.world.start(token, op)?;
+                    Some(Input::Done { token, outcome })
+                }
+            },
+            Request::Cancel { token } => {
+                if self.drain == Some(token) {
+                    self.drain = None;
+                    self.timers.probe_group_in(now, None);
+                } else if !self.timers.cancel(token) {
+                    self.world.cancel(token);
+                }
                 None
             }
-            Action::Signal(sig, to) => self.signal(sig, to),
-            Action::Reload(sigs, to) => {
-                if !self.machine.child_alive() {
-                    return None;
-                }
-                // Signalling a child that has no handler (yet) kills it, and
-                // one that ignores the signal does nothing: then none is
-                // sent, and the machine restarts it instead. A blocked
-                // signal is read by the child (sigwait, signalfd): handled.
-                use crate::signals::Takes;
-                if let Some((sig, takes)) =
-                    sigs.iter().find_map(|&sig| match self.world.takes(sig) {
-                        Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t)),
-                        _ => None,
-                    })
-                {
-                    return Some(Event::ReloadUnhandled(sig, takes == Takes::Ignored));
-                }
-                for sig in sigs {
-                    self.signal(sig, to);
-                }
-                Some(Event::ReloadSent)
-            }
-            Action::ContinueStopped(to) => {
+            Request::Signal(sig, to) => self.signal(sig, to),
+            Request::ContinueStopped(to) => {
                 if self.world.stopped(to) {
                     self.signal(libc::SIGCONT, to);
                 }
                 None
             }
-            Action::KillGroup => self.signal(libc::SIGKILL, Target::Group),
-            Action::StopDeadline(after) => {
-                self.timers.stop_in(self.world.now(), after);
-                None
-            }
-            Action::Backoff(delay) => {
-                self.timers.backoff_in(self.world.now(), delay);
-                None
-            }
-            Action::Stage { token } => {
-                self.world.stage(token);
-                None
-            }
-            Action::Commit {
-                token,
-                generation,
-                proven,
-            } => Some(Event::Committed {
-                token,
-                result: self.world.commit(&generation, proven.as_deref()),
-            }),
-            Action::Prove { generation } => {
+            Request::KillGroup => self.signal(libc::SIGKILL, Target::Group),
+            Request::Prove { generation } => {
                 self.world.prove(&generation);
                 None
             }
-            Action::Discard { generation } => {
+            Request::Discard { generation } => {
                 self.world.discard(&generation);
                 None
             }
-            Action::Forget { generation } => {
+            Request::Forget { generation } => {
                 self.world.forget(&generation);
                 None
             }
-            Action::RollBack { to, from } => Some(Event::RolledBack {
-                result: self.world.roll_back(&to, &from),
-            }),
-            Action::ProbationDeadline(d) => {
-                self.timers.probation_in(self.world.now(), d);
+            Request::Acted => {
+                self.timers.acted(now);
                 None
             }
-            Action::StartUpDeadline { child, after } => {
-                self.timers
-                    .started_up_in(self.world.now(), Some(after), child);
-                None
-            }
-            Action::Validate {
-                token,
-                changed,
-                candidate,
-                in_place,
-            } => match self
-                .world
-                .validate(token, changed, candidate.as_deref(), in_place)
-            {
-                Started::Running => None,
-                Started::Finished(ok) => Some(Event::Validated { token, ok }),
-                Started::Failed(reason) => Some(Event::CannotCheck { token, reason }),
-            },
-            Action::CancelValidation => {
-                self.world.cancel_validation();
-                None
-            }
-            Action::RunReload { token, calls } => {
-                let hooks: Vec<usize> = calls.iter().map(|c| c.hook).collect();
-                match self.world.run_reload(token, calls) {
-                    Started::Running => None,
-                    Started::Failed(_) => Some(Event::Reloaded {
-                        token,
-                        failed: hooks,
-                    }),
-                    Started::Finished(ok) => Some(Event::Reloaded {
-                        token,
-                        failed: if ok { vec![] } else { hooks },
-                    }),
-                }
-            }
-            Action::RetryAfter { token, after } => {
-                self.timers.retry_in(self.world.now(), after, token);
-                None
-            }
-            Action::CancelReload => {
-                self.world.cancel_reload();
-                None
-            }
-            Action::Acted => {
-                self.timers.acted(self.world.now());
-                None
-            }
-            Action::Exit(_) => None,
+            Request::Exit(_) => None,
         }
     }
 
     /// Signals the running child, or the current (or exited child's)
     /// process group, if any.
-    fn signal(&mut self, sig: i32, to: Target) -> Option<Event> {
+    fn signal(&mut self, sig: i32, to: Target) -> Option<Input> {
         if !self.world.signal(to, sig) {
             debug!("No child to send {} to", signals::name(sig));
         } else if to == Target::Group {
             // The leftovers may be gone at once (SIGKILL): look now.
-            self.probe_now |= self.machine.awaits_group();
+            self.probe_now |= self.drain.is_some();
         }
         None
     }
 
-    /// While the machine awaits the exited child's group: `GroupGone` once
-    /// it is empty, else the next look armed.
-    fn probe_group(&mut self) -> Option<Event> {
+    /// While the machine awaits the exited child's group: its answer once
+    /// the group is empty, else the next look armed.
+    fn probe_group(&mut self) -> Option<Input> {
         let now = self.world.now();
-        if self.machine.awaits_group() && self.world.group_alive() {
+        let token = self.drain?;
+        if self.world.group_alive() {
             self.timers.probe_group_in(now, Some(GROUP_PROBE));
             return None;
         }
+        self.drain = None;
         self.timers.probe_group_in(now, None);
-        self.machine.awaits_group().then_some(Event::GroupGone)
+        Some(Input::Done {
+            token,
+            outcome: Outcome::GroupGone,
+        })
     }
 
-    fn timers_due(&mut self) -> Vec<Event> {
+    fn timers_due(&mut self) -> Vec<Input> {
         let now = self.world.now();
-        let mut events = vec![];
+        let mut inputs = vec![];
         for due in self.timers.due(now) {
             match due {
-                Due::Stop => events.push(Event::StopDeadline),
-                Due::Backoff => events.push(Event::BackoffOver),
+                Due::Elapsed(token) => inputs.push(Input::Done {
+                    token,
+                    outcome: Outcome::Elapsed,
+                }),
                 Due::Poll => self.world.look(Look::Poll),
-                Due::Retry(token) => events.push(Event::RetryDue { token }),
                 Due::Settle => self.world.look(Look::Settle),
-                Due::Probation => events.push(Event::ProbationOver),
-                Due::StartedUp(child) => events.push(Event::StartedUp { child }),
-                Due::Ready => self.world.probe(self.machine.child()),
-                Due::GroupProbe => events.extend(self.probe_group()),
+                Due::Ready => inputs.push(Input::ProbeDue),
+                Due::GroupProbe => inputs.extend(self.probe_group()),
             }
         }
-        events
+        inputs
     }
 }

@@ -1,6 +1,6 @@
-//! Every deadline the supervisor waits on, as armed instants: the stop
-//! deadline, the restart backoff, the debounce (with its maximum wait), the
-//! polling tick and the group probe. Pure: the caller passes `now`, so each
+//! Every deadline the supervisor waits on, as armed instants: the machine's
+//! waits (`Op::Wait`, each with its token), the debounce (with its maximum
+//! wait), the polling tick, the readiness interval and the group probe. Pure: the caller passes `now`, so each
 //! rule is unit-tested without processes or clocks. All arithmetic is
 //! checked: no flag value, file timestamp or clock can overflow a deadline
 //! (one too far to represent saturates a century ahead).
@@ -10,18 +10,12 @@ use std::time::{Duration, Instant};
 /// What came due, in the order the supervisor handles them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
-    Stop,
-    Backoff,
+    /// The machine's wait with this token.
+    Elapsed(u64),
     /// A polling tick: look at the files (cheaply).
     Poll,
     /// The debounce ran out: take the decisive look.
     Settle,
-    /// Retry what failed with this token (a reload, a promotion).
-    Retry(u64),
-    /// The rollback window ended.
-    Probation,
-    /// This child's start-up period ended.
-    StartedUp(u64),
     /// Time for a readiness probe.
     Ready,
     /// Time to look whether an exited child's group is empty.
@@ -32,8 +26,8 @@ pub enum Due {
 pub struct Timers {
     debounce: Duration,
     debounce_max: Duration,
-    stop: Option<Instant>,
-    backoff: Option<Instant>,
+    /// The machine's waits, by token.
+    waits: Vec<(Instant, u64)>,
     settle: Option<Instant>,
     /// When the current burst of changes began.
     burst_since: Option<Instant>,
@@ -42,11 +36,6 @@ pub struct Timers {
     every: Option<Duration>,
     /// Probing an exited child's group, this often.
     group_probe: Option<Instant>,
-    /// Retries armed, by token (a stale one is ignored by the machine).
-    retries: Vec<(Instant, u64)>,
-    probation: Option<Instant>,
-    /// The end of a child's start-up period, and which child's.
-    started_up: Option<(Instant, u64)>,
     /// The next readiness probe, and their interval while a child runs.
     ready: Option<Instant>,
     ready_every: Option<Duration>,
@@ -77,17 +66,16 @@ impl Timers {
         }
     }
 
-    /// Arms (or clears) the stop deadline `d` from `now`.
-    pub fn stop_in(&mut self, now: Instant, d: Option<Duration>) {
-        self.stop = d.map(|d| after(now, d));
+    /// Arms the machine's wait `token`, `d` from `now`.
+    pub fn wait(&mut self, now: Instant, d: Duration, token: u64) {
+        self.waits.push((after(now, d), token));
     }
 
-    pub fn backoff_in(&mut self, now: Instant, d: Duration) {
-        self.backoff = Some(after(now, d));
-    }
-
-    pub fn cancel_backoff(&mut self) {
-        self.backoff = None;
+    /// Disarms the wait `token`; false if none was armed.
+    pub fn cancel(&mut self, token: u64) -> bool {
+        let before = self.waits.len();
+        self.waits.retain(|(_, t)| *t != token);
+        self.waits.len() != before
     }
 
     /// `--splay` and `--min-interval`; `seed` makes the splay differ from
@@ -102,22 +90,6 @@ impl Timers {
     /// A settled change was acted on at `now` (`--min-interval` counts from it).
     pub fn acted(&mut self, now: Instant) {
         self.acted = Some(now);
-    }
-
-    /// Arms the retry of `token` (re-arming it if already armed).
-    pub fn retry_in(&mut self, now: Instant, d: Duration, token: u64) {
-        self.retries.retain(|(_, t)| *t != token);
-        self.retries.push((after(now, d), token));
-    }
-
-    /// Arms (from now) or clears the end of the rollback window.
-    pub fn probation_in(&mut self, now: Instant, d: Option<Duration>) {
-        self.probation = d.map(|d| after(now, d));
-    }
-
-    /// Arms (from now) or clears the end of child `child`'s start-up period.
-    pub fn started_up_in(&mut self, now: Instant, d: Option<Duration>, child: u64) {
-        self.started_up = d.map(|d| (after(now, d), child));
     }
 
     /// Probes readiness every `every` from `now` on (None: not now). Unchanged
@@ -189,33 +161,24 @@ impl Timers {
 
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Instant> {
-        let retry = self.retries.iter().map(|(at, _)| *at).min();
-        [
-            self.stop,
-            self.backoff,
-            self.settle,
-            self.poll,
-            self.group_probe,
-            retry,
-            self.probation,
-            self.started_up.map(|(at, _)| at),
-            self.ready,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let wait = self.waits.iter().map(|(at, _)| *at).min();
+        [wait, self.settle, self.poll, self.group_probe, self.ready]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Disarms and returns what is due at `now`; the polling tick re-arms.
     pub fn due(&mut self, now: Instant) -> Vec<Due> {
         let take = |at: &mut Option<Instant>| at.take_if(|t| *t <= now).is_some();
         let mut due = vec![];
-        if take(&mut self.stop) {
-            due.push(Due::Stop);
-        }
-        if take(&mut self.backoff) {
-            due.push(Due::Backoff);
-        }
+        // In the order they were armed.
+        self.waits.retain(|&(at, token)| {
+            if at <= now {
+                due.push(Due::Elapsed(token));
+            }
+            at > now
+        });
         if take(&mut self.poll) {
             self.poll = self.every.map(|e| after(now, e));
             due.push(Due::Poll);
@@ -223,18 +186,6 @@ impl Timers {
         if take(&mut self.settle) {
             self.burst_since = None;
             due.push(Due::Settle);
-        }
-        self.retries.retain(|&(at, token)| {
-            if at <= now {
-                due.push(Due::Retry(token));
-            }
-            at > now
-        });
-        if take(&mut self.probation) {
-            due.push(Due::Probation);
-        }
-        if let Some((_, child)) = self.started_up.take_if(|(t, _)| *t <= now) {
-            due.push(Due::StartedUp(child));
         }
         if take(&mut self.ready) {
             self.ready = self.ready_every.map(|e| after(now, e));
@@ -301,20 +252,21 @@ mod tests {
     }
 
     #[test]
-    fn stop_backoff_and_probe() {
+    fn waits_and_the_group_probe() {
         let t0 = Instant::now();
         let mut t = Timers::new(500 * MS, 5000 * MS);
-        t.stop_in(t0, Some(10_000 * MS));
-        t.backoff_in(t0, 1000 * MS);
+        t.wait(t0, 10_000 * MS, 1);
+        t.wait(t0, 1000 * MS, 2);
         t.probe_group_in(t0, Some(20 * MS));
         assert_eq!(t.next(), Some(t0 + 20 * MS));
         assert_eq!(t.due(t0 + 20 * MS), [Due::GroupProbe]);
         t.probe_group_in(t0, Some(20 * MS));
         t.probe_group_in(t0, None);
-        assert_eq!(t.due(t0 + 1000 * MS), [Due::Backoff]);
-        assert_eq!(t.due(t0 + 10_000 * MS), [Due::Stop]);
-        t.stop_in(t0, Some(MS));
-        t.stop_in(t0, None);
+        assert_eq!(t.due(t0 + 1000 * MS), [Due::Elapsed(2)]);
+        assert_eq!(t.due(t0 + 10_000 * MS), [Due::Elapsed(1)]);
+        t.wait(t0, MS, 3);
+        assert!(t.cancel(3));
+        assert!(!t.cancel(3), "cancelled once");
         assert_eq!(t.next(), None);
     }
 
@@ -363,17 +315,13 @@ mod tests {
     }
 
     #[test]
-    fn retries_come_due_each_with_its_token() {
+    fn waits_due_together_come_in_the_order_armed() {
         let t0 = Instant::now();
         let mut t = Timers::new(ZERO, ZERO);
-        t.retry_in(t0, 1000 * MS, 7);
-        t.retry_in(t0, 2000 * MS, 8);
+        t.wait(t0, 2000 * MS, 8);
+        t.wait(t0, 1000 * MS, 7);
         assert_eq!(t.next(), Some(t0 + 1000 * MS));
-        assert_eq!(t.due(t0 + 1000 * MS), [Due::Retry(7)]);
-        // Re-armed: the later time holds, once.
-        t.retry_in(t0, 3000 * MS, 8);
-        assert_eq!(t.due(t0 + 2000 * MS), []);
-        assert_eq!(t.due(t0 + 3000 * MS), [Due::Retry(8)]);
+        assert_eq!(t.due(t0 + 5000 * MS), [Due::Elapsed(8), Due::Elapsed(7)]);
         assert_eq!(t.next(), None);
     }
 
@@ -383,8 +331,7 @@ mod tests {
         let huge = Duration::MAX;
         let mut t = Timers::new(huge, huge);
         t.changed(t0);
-        t.stop_in(t0, Some(huge));
-        t.backoff_in(t0, huge);
+        t.wait(t0, huge, 1);
         t.poll_every(t0, Some(huge));
         let next = t.next().expect("armed");
         assert!(next > t0 + Duration::from_secs(50 * 365 * 86_400));

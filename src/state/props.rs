@@ -328,7 +328,7 @@ impl Edge {
         self.superseded.clear();
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            let actions = m.handle(event.clone());
+            let actions = m.step(event.clone());
             for action in actions {
                 prop_assert!(
                     self.exited.is_none(),
@@ -584,7 +584,7 @@ impl Edge {
                         .is_some_and(|c| app(c.version) == app(v));
                 self.write(v);
                 let before = m.stats().clone();
-                let actions = m.handle(Event::ConfigSettled(snap(v)));
+                let actions = m.step(Event::ConfigSettled(snap(v)));
                 if quiet && m.phase == Phase::Running {
                     prop_assert!(
                         actions.is_empty(),
@@ -607,7 +607,7 @@ impl Edge {
                         .as_ref()
                         .is_some_and(|c| c.version == self.source);
                 let before = m.stats().clone();
-                let actions = m.handle(Event::ConfigSettled(snap(self.source)));
+                let actions = m.step(Event::ConfigSettled(snap(self.source)));
                 if quiet && m.phase == Phase::Running {
                     prop_assert!(actions.is_empty(), "unchanged bytes caused {actions:?}");
                     prop_assert_eq!(&before, m.stats());
@@ -678,8 +678,8 @@ impl Edge {
                 if stale {
                     // An answer for the child before this one judges nobody.
                     let before = m.stats().clone();
-                    let actions = m.handle(Event::Probed {
-                        child: m.child().wrapping_sub(1),
+                    let actions = m.step(Event::Probed {
+                        child: m.period.wrapping_sub(1),
                         ok: false,
                         ran_for,
                     });
@@ -688,7 +688,7 @@ impl Edge {
                 } else {
                     // The probe judges the running child, not the file.
                     let ok = self.child.as_ref().is_some_and(|c| self.ready(c.version));
-                    let child = m.child();
+                    let child = m.period;
                     if ok && let Some(c) = self.child.as_mut() {
                         c.starting = false;
                     }

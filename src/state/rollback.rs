@@ -239,13 +239,6 @@ impl Machine {
         self.prove()
     }
 
-    /// Which number a probe started now answers for (`Event::Probed`): the
-    /// running child's start period (counted up at each start, and at each
-    /// reload that begins a new period).
-    pub fn child(&self) -> u64 {
-        self.period
-    }
-
     /// A readiness result for start period number `child`, `ran_for` after
     /// the child's start. An answer for an earlier period (a probe started
     /// before a restart or a reload), or one that comes outside

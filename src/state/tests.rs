@@ -15,21 +15,21 @@ use super::testkit::{settings, snap};
 fn start(s: Settings, now: Snapshot) -> (Machine, Vec<Action>) {
     let (mut m, first) = Machine::new(s, None, None, None);
     assert_eq!(first, [Action::Fingerprint]);
-    let then = m.handle(Event::Candidate(now));
+    let then = m.step(Event::Candidate(now));
     (m, then)
 }
 
 /// The gate's look before a (re)start finds `now`: the child starts.
 fn look_and_start(m: &mut Machine, now: Snapshot) {
-    assert_eq!(m.handle(Event::Candidate(now)), [Action::Spawn]);
-    assert_eq!(m.handle(Event::Spawned), []);
+    assert_eq!(m.step(Event::Candidate(now)), [Action::Spawn]);
+    assert_eq!(m.step(Event::Spawned), []);
 }
 
 /// A machine whose child runs with config `hash`.
 fn running(s: Settings, hash: Option<u64>) -> Machine {
     let (mut m, first) = start(s, snap(hash));
     assert_eq!(first, [Action::Spawn]);
-    assert_eq!(m.handle(Event::Spawned), []);
+    assert_eq!(m.step(Event::Spawned), []);
     m
 }
 
@@ -58,7 +58,7 @@ fn exited(code: i32) -> Event {
 fn child_exit_code_becomes_ours() {
     let mut m = running(settings(), Some(1));
     assert_eq!(
-        m.handle(exited(3)),
+        m.step(exited(3)),
         [
             // Leftovers of an exited child: always the whole group.
             Action::Signal(TERM, GROUP),
@@ -67,7 +67,7 @@ fn child_exit_code_becomes_ours() {
         ]
     );
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Exit(3)]
     );
     assert_eq!(m.phase, Phase::Done);
@@ -85,13 +85,13 @@ fn signal_death_is_128_plus_n() {
 #[test]
 fn leftovers_in_the_group_are_killed_after_the_timeout() {
     let mut m = running(settings(), Some(1));
-    m.handle(exited(0));
+    m.step(exited(0));
     assert_eq!(
-        m.handle(Event::StopDeadline),
+        m.step(Event::StopDeadline),
         [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
     );
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Exit(0)]
     );
 }
@@ -101,14 +101,14 @@ fn sigterm_forwards_the_stop_signal_then_kills() {
     let mut s = settings();
     s.stop_signal = libc::SIGQUIT;
     let mut m = running(s, Some(1));
-    assert_eq!(m.handle(Event::Signal(TERM)), stop_with(libc::SIGQUIT));
+    assert_eq!(m.step(Event::Signal(TERM)), stop_with(libc::SIGQUIT));
     // Transparent while waiting: other signals still reach the child.
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGUSR1)),
+        m.step(Event::Signal(libc::SIGUSR1)),
         [Action::Signal(libc::SIGUSR1, CHILD)]
     );
     assert_eq!(
-        m.handle(Event::StopDeadline),
+        m.step(Event::StopDeadline),
         [Action::KillGroup, Action::StopDeadline(Some(KILL_GRACE))]
     );
     assert_eq!(
@@ -120,16 +120,13 @@ fn sigterm_forwards_the_stop_signal_then_kills() {
 #[test]
 fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
     let mut m = running(settings(), Some(1));
-    assert_eq!(
-        m.handle(Event::Signal(libc::SIGINT)),
-        stop_with(libc::SIGINT)
-    );
+    assert_eq!(m.step(Event::Signal(libc::SIGINT)), stop_with(libc::SIGINT));
     // The child handles SIGINT and carries on; only the timer decides.
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGHUP)),
+        m.step(Event::Signal(libc::SIGHUP)),
         [Action::Signal(libc::SIGHUP, CHILD)]
     );
-    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    assert_eq!(m.step(Event::StopDeadline)[0], Action::KillGroup);
 }
 
 fn external() -> Settings {
@@ -163,7 +160,7 @@ fn run_reload(token: u64) -> Action {
 fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
     let mut m = running(external(), Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, run_reload(1)]
     );
     let fail = |token| Event::Reloaded {
@@ -174,23 +171,23 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
         token: 1,
         after: Duration::from_secs(after),
     };
-    assert_eq!(m.handle(fail(1)), [retry(1)]);
+    assert_eq!(m.step(fail(1)), [retry(1)]);
     assert!(
         m.stats().last_failed,
         "a failed reload is the alerting gauge's 0"
     );
-    assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_reload(1)]);
-    assert_eq!(m.handle(fail(1)), [retry(2)]);
+    assert_eq!(m.step(Event::RetryDue { token: 1 }), [run_reload(1)]);
+    assert_eq!(m.step(fail(1)), [retry(2)]);
     // A newer change supersedes the waiting retry; the old one's timer
     // and result no longer count.
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        m.step(Event::ConfigSettled(snap(Some(3)))),
         [Action::Acted, Action::CancelReload, run_reload(2)]
     );
-    assert_eq!(m.handle(Event::RetryDue { token: 1 }), []);
-    assert_eq!(m.handle(fail(1)), []);
+    assert_eq!(m.step(Event::RetryDue { token: 1 }), []);
+    assert_eq!(m.step(fail(1)), []);
     assert_eq!(
-        m.handle(Event::Reloaded {
+        m.step(Event::Reloaded {
             token: 2,
             failed: vec![]
         }),
@@ -210,7 +207,7 @@ fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
     };
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, run_hooks(1, &[0, 1, 2])]
     );
     let retry = Action::RetryAfter {
@@ -219,16 +216,16 @@ fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
     };
     // The second URL failed: only it is tried again.
     assert_eq!(
-        m.handle(Event::Reloaded {
+        m.step(Event::Reloaded {
             token: 1,
             failed: vec![1]
         }),
         [retry]
     );
     assert_eq!(m.stats().reloads_ok, 0, "not reloaded until all answered");
-    assert_eq!(m.handle(Event::RetryDue { token: 1 }), [run_hooks(1, &[1])]);
+    assert_eq!(m.step(Event::RetryDue { token: 1 }), [run_hooks(1, &[1])]);
     assert_eq!(
-        m.handle(Event::Reloaded {
+        m.step(Event::Reloaded {
             token: 1,
             failed: vec![]
         }),
@@ -244,13 +241,13 @@ fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
 fn a_reload_for_a_child_that_died_unreported_is_cancelled_by_its_exit() {
     let mut m = running(external(), Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, run_reload(1)]
     );
-    let actions = m.handle(exited(0));
+    let actions = m.step(exited(0));
     assert_eq!(actions[0], Action::CancelReload);
     assert_eq!(
-        m.handle(Event::Reloaded {
+        m.step(Event::Reloaded {
             token: 1,
             failed: vec![]
         }),
@@ -271,29 +268,29 @@ fn a_check_overtaken_by_rejected_bytes_is_cancelled() {
     let (mut m, first) = start(s, snap(Some(0)));
     assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
     assert_eq!(
-        m.handle(Event::Validated { token: 1, ok: true }),
+        m.step(Event::Validated { token: 1, ok: true }),
         [Action::Fingerprint]
     );
     let approved = m.approved.clone().unwrap();
     look_and_start(&mut m, approved);
-    m.handle(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::ConfigSettled(snap(Some(3))));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
         []
     );
-    let check_b = m.handle(Event::ConfigSettled(snap(Some(1))));
+    let check_b = m.step(Event::ConfigSettled(snap(Some(1))));
     assert!(matches!(
         check_b[..],
         [Action::Acted, Action::Validate { token: 3, .. }]
     ));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        m.step(Event::ConfigSettled(snap(Some(3)))),
         [Action::CancelValidation]
     );
-    assert_eq!(m.handle(Event::Validated { token: 3, ok: true }), []);
+    assert_eq!(m.step(Event::Validated { token: 3, ok: true }), []);
 }
 
 #[test]
@@ -307,7 +304,7 @@ fn every_other_signal_is_forwarded_and_never_stops_us() {
         36, // SIGRTMIN+2 on Linux: the machine does not care which
         libc::SIGSEGV,
     ] {
-        assert_eq!(m.handle(Event::Signal(sig)), [Action::Signal(sig, CHILD)]);
+        assert_eq!(m.step(Event::Signal(sig)), [Action::Signal(sig, CHILD)]);
     }
     assert_eq!(m.phase, Phase::Running);
 }
@@ -315,52 +312,52 @@ fn every_other_signal_is_forwarded_and_never_stops_us() {
 #[test]
 fn a_child_stuck_after_sigkill_does_not_hang_shutdown() {
     let mut m = running(settings(), Some(1));
-    m.handle(Event::Signal(TERM));
-    m.handle(Event::StopDeadline);
-    assert_eq!(m.handle(Event::StopDeadline), [Action::Exit(137)]);
+    m.step(Event::Signal(TERM));
+    m.step(Event::StopDeadline);
+    assert_eq!(m.step(Event::StopDeadline), [Action::Exit(137)]);
 }
 
 #[test]
 fn spawn_failure_exits_with_its_code() {
     let (mut m, _) = start(settings(), snap(Some(1)));
-    assert_eq!(m.handle(Event::SpawnFailed(127)), [Action::Exit(127)]);
+    assert_eq!(m.step(Event::SpawnFailed(127)), [Action::Exit(127)]);
 }
 
 #[test]
 fn config_change_restarts_once() {
     let mut m = running(settings(), Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [],
         "same bytes: nothing"
     );
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         acted_then(stop_with(TERM))
     );
     // A further change while stopping is left to the next spawn's snapshot.
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
     assert_eq!(
         drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     // The start's look finds 3: the child runs on it.
     look_and_start(&mut m, snap(Some(3)));
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
 }
 
 #[test]
 fn a_change_that_lands_after_the_spawn_snapshot_restarts_again() {
     let mut m = running(settings(), Some(1));
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::ChildExited {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ChildExited {
         status: Status::Signaled(TERM),
         ran_for: SECS10,
     });
-    m.handle(Event::GroupGone);
-    m.handle(Event::Spawned);
+    m.step(Event::GroupGone);
+    m.step(Event::Spawned);
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(4))))[1],
+        m.step(Event::ConfigSettled(snap(Some(4))))[1],
         Action::Signal(TERM, CHILD)
     );
 }
@@ -369,23 +366,23 @@ fn a_change_that_lands_after_the_spawn_snapshot_restarts_again() {
 fn missing_is_a_state_not_a_change() {
     let mut m = running(settings(), Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(None))),
+        m.step(Event::ConfigSettled(snap(None))),
         [],
         "deleted: keep the child"
     );
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [],
         "recreated, same bytes"
     );
     assert_ne!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [],
         "recreated, new bytes"
     );
     let mut m = running(settings(), None);
     assert_ne!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [],
         "missing at start, then created"
     );
@@ -394,9 +391,9 @@ fn missing_is_a_state_not_a_change() {
 #[test]
 fn sigterm_during_a_restart_exits_instead() {
     let mut m = running(settings(), Some(1));
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [Action::Signal(TERM, CHILD)],
         "deadline keeps running"
     );
@@ -409,8 +406,8 @@ fn sigterm_during_a_restart_exits_instead() {
 #[test]
 fn a_child_ignoring_the_stop_signal_is_killed_and_replaced() {
     let mut m = running(settings(), Some(1));
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(m.step(Event::StopDeadline)[0], Action::KillGroup);
     assert_eq!(
         drained(&mut m, Status::Signaled(9)),
         [Action::StopDeadline(None), Action::Fingerprint]
@@ -423,11 +420,11 @@ fn reload_signal_signals_instead_of_restarting() {
     s.reload_signal = Some(libc::SIGHUP);
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [],
         "the child has those bytes now"
     );
@@ -436,19 +433,19 @@ fn reload_signal_signals_instead_of_restarting() {
 /// The child ends with `status` (after 10 s) and its group is empty: what
 /// the machine does next.
 fn drained(m: &mut Machine, status: Status) -> Vec<Action> {
-    m.handle(Event::ChildExited {
+    m.step(Event::ChildExited {
         status,
         ran_for: SECS10,
     });
-    m.handle(Event::GroupGone)
+    m.step(Event::GroupGone)
 }
 
 fn exit_and_drain(m: &mut Machine, code: i32, ran_for: Duration) -> Vec<Action> {
-    m.handle(Event::ChildExited {
+    m.step(Event::ChildExited {
         status: Status::Exited(code),
         ran_for,
     });
-    m.handle(Event::GroupGone)
+    m.step(Event::GroupGone)
 }
 
 #[test]
@@ -468,7 +465,7 @@ fn restart_policies() {
             Action::Backoff(Duration::from_secs(1))
         ]
     );
-    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
     s.restart = Policy::Always;
     let mut m = running(s, Some(1));
     assert_eq!(
@@ -486,8 +483,8 @@ fn backoff_doubles_caps_and_resets_after_a_long_run() {
     let mut delays = vec![];
     for _ in 0..7 {
         delays.push(exit_and_drain(&mut m, 1, short)[1].clone());
-        m.handle(Event::BackoffOver);
-        m.handle(Event::Spawned);
+        m.step(Event::BackoffOver);
+        m.step(Event::Spawned);
     }
     let secs = |n| Action::Backoff(Duration::from_secs(n));
     assert_eq!(
@@ -516,8 +513,8 @@ fn max_restarts_gives_up_with_the_childs_code() {
             exit_and_drain(&mut m, 4, SECS10)[1],
             Action::Backoff(_)
         ));
-        m.handle(Event::BackoffOver);
-        m.handle(Event::Spawned);
+        m.step(Event::BackoffOver);
+        m.step(Event::Spawned);
     }
     assert_eq!(
         exit_and_drain(&mut m, 4, SECS10),
@@ -531,8 +528,8 @@ fn sigterm_during_backoff_exits_at_once() {
     s.restart = Policy::Always;
     let mut m = running(s, Some(1));
     exit_and_drain(&mut m, 5, SECS10);
-    assert_eq!(m.handle(Event::Signal(libc::SIGUSR1)), []);
-    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(5)]);
+    assert_eq!(m.step(Event::Signal(libc::SIGUSR1)), []);
+    assert_eq!(m.step(Event::Signal(TERM)), [Action::Exit(5)]);
 }
 
 #[test]
@@ -541,13 +538,13 @@ fn config_change_during_backoff_starts_now() {
     s.restart = Policy::OnFailure;
     let mut m = running(s, Some(1));
     exit_and_drain(&mut m, 1, SECS10);
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(1)))), []);
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Fingerprint]
     );
     assert_eq!(
-        m.handle(Event::BackoffOver),
+        m.step(Event::BackoffOver),
         [],
         "the backoff no longer applies"
     );
@@ -577,7 +574,7 @@ fn running_validated(s: Settings) -> Machine {
         }]
     );
     assert_eq!(
-        m.handle(Event::Validated { token: 1, ok: true }),
+        m.step(Event::Validated { token: 1, ok: true }),
         [Action::Fingerprint]
     );
     let approved = m.approved.clone().unwrap();
@@ -589,7 +586,7 @@ fn running_validated(s: Settings) -> Machine {
 fn startup_validation_failure_exits_78_and_starts_nothing() {
     let (mut m, _) = start(validating(), snap(Some(1)));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 1,
             ok: false
         }),
@@ -601,7 +598,7 @@ fn startup_validation_failure_exits_78_and_starts_nothing() {
 fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
     let (mut m, _) = start(validating(), snap(Some(1)));
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [Action::CancelValidation, Action::Exit(143)]
     );
 }
@@ -610,7 +607,7 @@ fn sigterm_during_startup_validation_kills_the_validator_and_exits() {
 fn a_good_change_is_validated_then_acted_on() {
     let mut m = running_validated(validating());
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [
             Action::Acted,
             Action::Validate {
@@ -622,9 +619,9 @@ fn a_good_change_is_validated_then_acted_on() {
         ]
     );
     // The same bytes settling again while validating: nothing new.
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
     assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true }),
+        m.step(Event::Validated { token: 2, ok: true }),
         stop_with(TERM)
     );
 }
@@ -632,9 +629,9 @@ fn a_good_change_is_validated_then_acted_on() {
 #[test]
 fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
     let mut m = running_validated(validating());
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
@@ -642,12 +639,12 @@ fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
     );
     assert_eq!(m.phase, Phase::Running);
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [],
         "rejected bytes are not checked again"
     );
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        m.step(Event::ConfigSettled(snap(Some(3)))),
         [
             Action::Acted,
             Action::Validate {
@@ -660,7 +657,7 @@ fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
         "fixed bytes are"
     );
     assert_eq!(
-        m.handle(Event::Validated { token: 3, ok: true })[0],
+        m.step(Event::Validated { token: 3, ok: true })[0],
         Action::Signal(TERM, CHILD)
     );
 }
@@ -668,9 +665,9 @@ fn a_bad_change_keeps_the_child_until_the_bytes_change_again() {
 #[test]
 fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
     let mut m = running_validated(validating());
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(3)))),
+        m.step(Event::ConfigSettled(snap(Some(3)))),
         [
             Action::Acted,
             Action::CancelValidation,
@@ -682,13 +679,9 @@ fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
             }
         ]
     );
+    assert_eq!(m.step(Event::Validated { token: 2, ok: true }), [], "stale");
     assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true }),
-        [],
-        "stale"
-    );
-    assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 3,
             ok: false
         }),
@@ -700,9 +693,9 @@ fn a_newer_change_cancels_a_stale_validation_whose_result_is_ignored() {
 #[test]
 fn sigterm_during_a_validation_kills_the_validator_and_stops() {
     let mut m = running_validated(validating());
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [
             Action::CancelValidation,
             Action::Signal(TERM, CHILD),
@@ -710,7 +703,7 @@ fn sigterm_during_a_validation_kills_the_validator_and_stops() {
             Action::StopDeadline(Some(SECS10))
         ]
     );
-    assert_eq!(m.handle(Event::Validated { token: 2, ok: true }), []);
+    assert_eq!(m.step(Event::Validated { token: 2, ok: true }), []);
 }
 
 #[test]
@@ -718,17 +711,17 @@ fn validation_guards_the_reload_signal_too() {
     let mut s = validating();
     s.reload_signal = Some(libc::SIGHUP);
     let mut m = running_validated(s);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
         []
     );
-    m.handle(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::ConfigSettled(snap(Some(3))));
     assert_eq!(
-        m.handle(Event::Validated { token: 3, ok: true }),
+        m.step(Event::Validated { token: 3, ok: true }),
         [Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
 }
@@ -736,9 +729,9 @@ fn validation_guards_the_reload_signal_too() {
 #[test]
 fn reverting_to_the_running_bytes_cancels_the_check() {
     let mut m = running_validated(validating());
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [Action::CancelValidation]
     );
 }
@@ -747,12 +740,12 @@ fn reverting_to_the_running_bytes_cancels_the_check() {
 fn a_change_during_the_startup_check_is_checked_instead() {
     let (mut m, _) = start(validating(), snap(Some(1)));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [],
         "same bytes: keep checking"
     );
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [
             Action::CancelValidation,
             Action::Validate {
@@ -763,13 +756,9 @@ fn a_change_during_the_startup_check_is_checked_instead() {
             }
         ]
     );
+    assert_eq!(m.step(Event::Validated { token: 1, ok: true }), [], "stale");
     assert_eq!(
-        m.handle(Event::Validated { token: 1, ok: true }),
-        [],
-        "stale"
-    );
-    assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true }),
+        m.step(Event::Validated { token: 2, ok: true }),
         [Action::Fingerprint]
     );
 }
@@ -780,22 +769,22 @@ fn signal_to_group_addresses_the_group_but_sigkill_always_does() {
     s.signal_to = Target::Group;
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGHUP)),
+        m.step(Event::Signal(libc::SIGHUP)),
         [Action::Signal(libc::SIGHUP, GROUP)]
     );
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [
             Action::Signal(TERM, GROUP),
             Action::ContinueStopped(GROUP),
             Action::StopDeadline(Some(SECS10))
         ]
     );
-    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    assert_eq!(m.step(Event::StopDeadline)[0], Action::KillGroup);
     // The default: the child alone, and still SIGKILL for the group.
     let mut m = running(settings(), Some(1));
-    m.handle(Event::Signal(TERM));
-    assert_eq!(m.handle(Event::StopDeadline)[0], Action::KillGroup);
+    m.step(Event::Signal(TERM));
+    assert_eq!(m.step(Event::StopDeadline)[0], Action::KillGroup);
 }
 
 #[test]
@@ -804,16 +793,16 @@ fn map_signal_rewrites_or_drops_forwarded_signals_only() {
     s.map_signal = vec![(libc::SIGUSR1, Some(libc::SIGHUP)), (libc::SIGWINCH, None)];
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGUSR1)),
+        m.step(Event::Signal(libc::SIGUSR1)),
         [Action::Signal(libc::SIGHUP, CHILD)]
     );
-    assert_eq!(m.handle(Event::Signal(libc::SIGWINCH)), []);
+    assert_eq!(m.step(Event::Signal(libc::SIGWINCH)), []);
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGUSR2)),
+        m.step(Event::Signal(libc::SIGUSR2)),
         [Action::Signal(libc::SIGUSR2, CHILD)]
     );
     assert_eq!(
-        m.handle(Event::Signal(TERM))[0],
+        m.step(Event::Signal(TERM))[0],
         Action::Signal(TERM, CHILD),
         "the stop signal is not mapped"
     );
@@ -825,30 +814,30 @@ fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
     s.stop_delay = Duration::from_secs(5);
     let mut m = running(s.clone(), Some(1));
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [Action::StopDeadline(Some(Duration::from_secs(5)))],
         "nothing reaches the child yet"
     );
     // Still transparent; config changes wait for the next life.
     assert_eq!(
-        m.handle(Event::Signal(libc::SIGUSR1)),
+        m.step(Event::Signal(libc::SIGUSR1)),
         [Action::Signal(libc::SIGUSR1, CHILD)]
     );
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
-    assert_eq!(m.handle(Event::StopDeadline), stop_with(TERM));
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
+    assert_eq!(m.step(Event::StopDeadline), stop_with(TERM));
     for second in [TERM, libc::SIGINT] {
         let mut m = running(s.clone(), Some(1));
-        m.handle(Event::Signal(TERM));
-        assert_eq!(m.handle(Event::Signal(second)), stop_with(second));
+        m.step(Event::Signal(TERM));
+        assert_eq!(m.step(Event::Signal(second)), stop_with(second));
     }
     // The child exits by itself during the delay: we exit with its code,
     // whatever the restart policy.
     s.restart = Policy::Always;
     let mut m = running(s, Some(1));
-    m.handle(Event::Signal(TERM));
-    m.handle(exited(0));
+    m.step(Event::Signal(TERM));
+    m.step(exited(0));
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Exit(0)]
     );
 }
@@ -859,11 +848,11 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
     s.reload_signal = Some(libc::SIGHUP);
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     assert_eq!(
-        m.handle(Event::ReloadUnhandled(libc::SIGHUP, false)),
+        m.step(Event::ReloadUnhandled(libc::SIGHUP, false)),
         stop_with(TERM)
     );
     assert_eq!(
@@ -879,7 +868,7 @@ fn the_restart_signal_restarts_through_the_validation_gate() {
     s.reload_signal = Some(libc::SIGHUP);
     let mut m = running(s, Some(1));
     assert_eq!(
-        m.handle(Event::RestartRequested(snap(Some(1))))[0],
+        m.step(Event::RestartRequested(snap(Some(1))))[0],
         Action::Signal(TERM, CHILD)
     );
     // With it: the current bytes are checked first, and a pass restarts
@@ -887,30 +876,30 @@ fn the_restart_signal_restarts_through_the_validation_gate() {
     let mut s = validating();
     s.reload_signal = Some(libc::SIGHUP);
     let mut m = running_validated(s.clone());
-    let check = m.handle(Event::RestartRequested(snap(Some(1))));
+    let check = m.step(Event::RestartRequested(snap(Some(1))));
     assert!(matches!(check[..], [Action::Validate { token: 2, .. }]));
     assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true })[0],
+        m.step(Event::Validated { token: 2, ok: true })[0],
         Action::Signal(TERM, CHILD)
     );
     // A failed check keeps the child, and the same bytes are refused again.
     let mut m = running_validated(s);
-    m.handle(Event::RestartRequested(snap(Some(1))));
+    m.step(Event::RestartRequested(snap(Some(1))));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
         []
     );
-    assert_eq!(m.handle(Event::RestartRequested(snap(Some(1)))), []);
+    assert_eq!(m.step(Event::RestartRequested(snap(Some(1)))), []);
     // During a backoff: start now.
     let mut s = settings();
     s.restart = Policy::Always;
     let mut m = running(s, Some(1));
     exit_and_drain(&mut m, 1, SECS10);
     assert_eq!(
-        m.handle(Event::RestartRequested(snap(Some(1)))),
+        m.step(Event::RestartRequested(snap(Some(1)))),
         [Action::Fingerprint]
     );
 }
@@ -921,23 +910,23 @@ fn ctrl_c_on_the_terminal_exits_130_whatever_the_policy() {
     s.restart = Policy::Always;
     s.interactive = true;
     let mut m = running(s.clone(), Some(1));
-    m.handle(Event::ChildExited {
+    m.step(Event::ChildExited {
         status: Status::Signaled(libc::SIGINT),
         ran_for: Duration::from_secs(1),
     });
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Exit(130)]
     );
     // Without the terminal, a death by SIGINT is a crash like another.
     s.interactive = false;
     let mut m = running(s, Some(1));
-    m.handle(Event::ChildExited {
+    m.step(Event::ChildExited {
         status: Status::Signaled(libc::SIGINT),
         ran_for: Duration::from_secs(1),
     });
     assert!(matches!(
-        m.handle(Event::GroupGone)[..],
+        m.step(Event::GroupGone)[..],
         [Action::StopDeadline(None), Action::Backoff(_)]
     ));
 }
@@ -946,39 +935,39 @@ fn ctrl_c_on_the_terminal_exits_130_whatever_the_policy() {
 fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
     let mut m = running_validated(validating());
     assert!(matches!(
-        m.handle(Event::ConfigSettled(snap(Some(2))))[..],
+        m.step(Event::ConfigSettled(snap(Some(2))))[..],
         [Action::Acted, Action::Validate { token: 2, .. }]
     ));
     assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true })[0],
+        m.step(Event::Validated { token: 2, ok: true })[0],
         Action::Signal(TERM, CHILD)
     );
     // Bytes 3 land while the old child stops.
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
     assert_eq!(
         drained(&mut m, Status::Signaled(TERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     assert!(matches!(
-        m.handle(Event::Candidate(snap(Some(3))))[..],
+        m.step(Event::Candidate(snap(Some(3))))[..],
         [Action::Validate { token: 3, .. }]
     ));
     // Rejected: no child, held until the bytes change.
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 3,
             ok: false
         }),
         []
     );
     assert_eq!(m.phase, Phase::Held);
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(3)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
     assert!(matches!(
-        m.handle(Event::ConfigSettled(snap(Some(4))))[..],
+        m.step(Event::ConfigSettled(snap(Some(4))))[..],
         [Action::Acted, Action::Validate { token: 4, .. }]
     ));
     assert_eq!(
-        m.handle(Event::Validated { token: 4, ok: true }),
+        m.step(Event::Validated { token: 4, ok: true }),
         [Action::Fingerprint]
     );
 }
@@ -988,9 +977,9 @@ fn a_crash_never_restarts_on_rejected_bytes() {
     let mut s = validating();
     s.restart = Policy::OnFailure;
     let mut m = running_validated(s);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
@@ -1000,39 +989,39 @@ fn a_crash_never_restarts_on_rejected_bytes() {
         exit_and_drain(&mut m, 1, SECS10)[..],
         [Action::StopDeadline(None), Action::Backoff(_)]
     ));
-    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
     assert_eq!(
-        m.handle(Event::Candidate(snap(Some(2)))),
+        m.step(Event::Candidate(snap(Some(2)))),
         [],
         "the rejected bytes are held, not started"
     );
     assert_eq!(m.phase, Phase::Held);
-    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
+    assert_eq!(m.step(Event::Signal(TERM)), [Action::Exit(143)]);
     // Back on the approved bytes, the crash restart goes ahead.
     let mut s = validating();
     s.restart = Policy::OnFailure;
     let mut m = running_validated(s);
     exit_and_drain(&mut m, 1, SECS10);
-    m.handle(Event::BackoffOver);
-    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.step(Event::BackoffOver);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
 }
 
 #[test]
 fn a_child_started_after_the_bytes_moved_is_checked_on_the_next_look() {
     let mut m = running_validated(validating());
     // Started on approved bytes 1 although the disk already had 9.
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::Validated { token: 2, ok: true });
-    m.handle(Event::ChildExited {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Validated { token: 2, ok: true });
+    m.step(Event::ChildExited {
         status: Status::Signaled(TERM),
         ran_for: SECS10,
     });
-    m.handle(Event::GroupGone);
+    m.step(Event::GroupGone);
     look_and_start(&mut m, snap(Some(2)));
     // The child may have read 9 (written right after the look): the
     // next look sees 9 as a change and checks it.
     assert!(matches!(
-        m.handle(Event::ConfigSettled(snap(Some(9))))[..],
+        m.step(Event::ConfigSettled(snap(Some(9))))[..],
         [Action::Acted, Action::Validate { .. }]
     ));
 }
@@ -1064,20 +1053,20 @@ fn running_on_g1(validate: bool) -> Machine {
 /// 2) by HUP: on probation, previous "g1".
 fn on_probation() -> Machine {
     let mut m = running_on_g1(true);
-    let staged = m.handle(Event::ConfigSettled(snap(Some(2))));
+    let staged = m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(staged, [Action::Acted, Action::Stage { token: 1 }]);
     let g2 = Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
     };
-    let check = m.handle(Event::Staged {
+    let check = m.step(Event::Staged {
         token: 1,
         result: Ok(g2),
     });
     assert!(matches!(check[..], [Action::Validate { token: 1, .. }]));
-    let commit = m.handle(Event::Validated { token: 1, ok: true });
+    let commit = m.step(Event::Validated { token: 1, ok: true });
     assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
-    let reload = m.handle(Event::Committed {
+    let reload = m.step(Event::Committed {
         token: 1,
         result: Ok(()),
     });
@@ -1087,7 +1076,7 @@ fn on_probation() -> Machine {
     );
     // Delivered: the window runs.
     assert_eq!(
-        m.handle(Event::ReloadSent),
+        m.step(Event::ReloadSent),
         [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
     );
     m
@@ -1096,8 +1085,8 @@ fn on_probation() -> Machine {
 fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
     let mut last = vec![];
     for _ in 0..n {
-        last = m.handle(Event::Probed {
-            child: m.child(),
+        last = m.step(Event::Probed {
+            child: m.period,
             ok: false,
             ran_for: Duration::from_secs(3600),
         });
@@ -1109,13 +1098,13 @@ fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
 /// the first two roll nothing back, the third does. Returns its rollback.
 fn third_failure_rolls_back(m: &mut Machine, c: u64, ages: [Duration; 3]) -> Action {
     for age in &ages[..2] {
-        let acts = m.handle(probed(c, false, *age));
+        let acts = m.step(probed(c, false, *age));
         assert!(
             !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
             "rolled back before the third failure: {acts:?}"
         );
     }
-    let third = m.handle(probed(c, false, ages[2]));
+    let third = m.step(probed(c, false, ages[2]));
     third
         .into_iter()
         .find(|a| matches!(a, Action::RollBack { .. }))
@@ -1135,12 +1124,12 @@ fn g2_to_g1() -> Action {
 #[test]
 fn a_rollback_cancels_the_candidate_in_flight_first() {
     let mut m = on_probation();
-    m.handle(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::ConfigSettled(snap(Some(3))));
     let g3 = Generation {
         name: "g3".into(),
         snapshot: snap(Some(3)),
     };
-    m.handle(Event::Staged {
+    m.step(Event::Staged {
         token: 2,
         result: Ok(g3),
     });
@@ -1163,7 +1152,7 @@ fn a_rollback_cancels_the_candidate_in_flight_first() {
         .expect("its check cancelled");
     assert!(discard < rollback && cancel < rollback, "{actions:?}");
     // Its verdict no longer counts.
-    assert_eq!(m.handle(Event::Validated { token: 2, ok: true }), []);
+    assert_eq!(m.step(Event::Validated { token: 2, ok: true }), []);
 }
 
 /// Found by a hostile review: a rollback the disk refused (the previous
@@ -1174,7 +1163,7 @@ fn a_rollback_the_world_refuses_changes_nothing() {
     let mut m = on_probation();
     let actions = fail_probes(&mut m, 3);
     assert!(actions.iter().any(|a| matches!(a, Action::RollBack { .. })));
-    let after = m.handle(Event::RolledBack {
+    let after = m.step(Event::RolledBack {
         result: Err("generation g1 is gone".into()),
     });
     assert_eq!(after, []);
@@ -1184,11 +1173,11 @@ fn a_rollback_the_world_refuses_changes_nothing() {
         Err("the readiness probe failed (3 in a row)".into())
     );
     // The child keeps g2; a settle of bytes 2 is no change.
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(2)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
     // Taken, it reloads the child onto g1 and counts.
     let mut m = on_probation();
     fail_probes(&mut m, 3);
-    let after = m.handle(Event::RolledBack { result: Ok(()) });
+    let after = m.step(Event::RolledBack { result: Ok(()) });
     assert_eq!(after, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
     assert_eq!(m.stats().rollbacks, 1);
 }
@@ -1199,19 +1188,19 @@ fn a_rollback_the_world_refuses_changes_nothing() {
 fn only_probe_failures_on_the_new_bytes_count() {
     let mut m = running_on_g1(false);
     fail_probes(&mut m, 2);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::Staged {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
         token: 1,
         result: Ok(Generation {
             name: "g2".into(),
             snapshot: snap(Some(2)),
         }),
     });
-    m.handle(Event::Committed {
+    m.step(Event::Committed {
         token: 1,
         result: Ok(()),
     });
-    m.handle(Event::ReloadSent);
+    m.step(Event::ReloadSent);
     let one = fail_probes(&mut m, 1);
     assert!(
         !one.iter().any(|a| matches!(a, Action::RollBack { .. })),
@@ -1228,9 +1217,9 @@ fn sigterm_with_a_stop_delay_cancels_the_config_in_flight() {
         ..validating()
     };
     let mut m = running_validated(s);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
-        m.handle(Event::Signal(TERM)),
+        m.step(Event::Signal(TERM)),
         [
             Action::CancelValidation,
             Action::StopDeadline(Some(Duration::from_secs(5)))
@@ -1285,7 +1274,7 @@ fn pem_lua(app: u64, pem: u64, lua: u64) -> Snapshot {
 fn running_on(s: Settings, now: Snapshot) -> Machine {
     let (mut m, first) = start(s, now);
     assert_eq!(first, [Action::Spawn]);
-    assert_eq!(m.handle(Event::Spawned), []);
+    assert_eq!(m.step(Event::Spawned), []);
     m
 }
 
@@ -1313,20 +1302,20 @@ fn each_file_takes_its_rules_action_and_a_restart_subsumes_the_rest() {
     // A certificate (its rule) and another file (the global HUP): both
     // signals, at once, each once.
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(1, 2, 2, 1))),
+        m.step(Event::ConfigSettled(v(1, 2, 2, 1))),
         [
             Action::Acted,
             Action::Reload(vec![libc::SIGHUP, libc::SIGUSR1], CHILD)
         ]
     );
-    assert_eq!(m.handle(Event::ReloadSent), []);
+    assert_eq!(m.step(Event::ReloadSent), []);
     // Docs alone: not a change at all.
     let before = m.stats().clone();
-    assert_eq!(m.handle(Event::ConfigSettled(v(1, 2, 2, 2))), []);
+    assert_eq!(m.step(Event::ConfigSettled(v(1, 2, 2, 2))), []);
     assert_eq!(m.stats(), &before);
     // The main config with a certificate: one restart, no signal.
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(2, 3, 2, 3))),
+        m.step(Event::ConfigSettled(v(2, 3, 2, 3))),
         acted_then(stop_with(TERM))
     );
 }
@@ -1337,7 +1326,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     let v = pem_lua;
     // Signals first; the hooks only once they were sent.
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(2, 2, 2))),
+        m.step(Event::ConfigSettled(v(2, 2, 2))),
         [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
     );
     let calls = vec![
@@ -1351,12 +1340,12 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
         },
     ];
     assert_eq!(
-        m.handle(Event::ReloadSent),
+        m.step(Event::ReloadSent),
         [Action::RunReload { token: 1, calls }]
     );
     // One of two fails: retried alone, with its own files.
     assert_eq!(
-        m.handle(Event::Reloaded {
+        m.step(Event::Reloaded {
             token: 1,
             failed: vec![1]
         }),
@@ -1366,7 +1355,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
         }]
     );
     assert_eq!(
-        m.handle(Event::RetryDue { token: 1 }),
+        m.step(Event::RetryDue { token: 1 }),
         [Action::RunReload {
             token: 1,
             calls: vec![HookCall {
@@ -1379,8 +1368,8 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     // A child without a handler for the signal is restarted instead: the
     // hooks never run.
     let mut m = running_on(pem_signal_lua_hook(), v(1, 1, 1));
-    m.handle(Event::ConfigSettled(v(2, 2, 2)));
-    let restart = m.handle(Event::ReloadUnhandled(libc::SIGHUP, false));
+    m.step(Event::ConfigSettled(v(2, 2, 2)));
+    let restart = m.step(Event::ReloadUnhandled(libc::SIGHUP, false));
     assert!(
         restart.contains(&Action::Signal(TERM, CHILD)),
         "{restart:?}"
@@ -1391,7 +1380,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
             .any(|a| matches!(a, Action::RunReload { .. })),
         "{restart:?}"
     );
-    assert_eq!(m.handle(Event::ReloadSent), []);
+    assert_eq!(m.step(Event::ReloadSent), []);
 }
 
 #[test]
@@ -1406,15 +1395,15 @@ fn files_that_chose_none_are_not_checked_and_do_not_revive_rejected_bytes() {
     let (mut m, first) = start(s, v(1, 1));
     assert!(matches!(first[..], [Action::Validate { token: 1, .. }]));
     assert_eq!(
-        m.handle(Event::Validated { token: 1, ok: true }),
+        m.step(Event::Validated { token: 1, ok: true }),
         [Action::Fingerprint]
     );
     look_and_start(&mut m, v(1, 1));
     // Notes alone: no check, no action.
-    assert_eq!(m.handle(Event::ConfigSettled(v(1, 2))), []);
+    assert_eq!(m.step(Event::ConfigSettled(v(1, 2))), []);
     // With the app's config: the whole burst is checked.
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(2, 3))),
+        m.step(Event::ConfigSettled(v(2, 3))),
         [
             Action::Acted,
             Action::Validate {
@@ -1426,14 +1415,14 @@ fn files_that_chose_none_are_not_checked_and_do_not_revive_rejected_bytes() {
         ]
     );
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 2,
             ok: false
         }),
         []
     );
     // Rejected: a notes change does not earn those bytes a second check.
-    assert_eq!(m.handle(Event::ConfigSettled(v(2, 4))), []);
+    assert_eq!(m.step(Event::ConfigSettled(v(2, 4))), []);
     assert_eq!(m.stats().validations_failed, 1);
 }
 
@@ -1441,15 +1430,15 @@ fn files_that_chose_none_are_not_checked_and_do_not_revive_rejected_bytes() {
 fn a_sigcont_after_the_stop_signal_does_not_take_the_blame() {
     // `timeout` sends TERM, then CONT: the child dies of the TERM.
     let mut m = running(settings(), Some(1));
-    m.handle(Event::Signal(libc::SIGTERM));
-    m.handle(Event::Signal(libc::SIGCONT));
+    m.step(Event::Signal(libc::SIGTERM));
+    m.step(Event::Signal(libc::SIGCONT));
     assert_eq!(
         m.describe_exit(Status::Signaled(libc::SIGTERM)),
         "died of the SIGTERM we sent"
     );
     // A SIGCONT alone is still named.
     let mut m = running(settings(), Some(1));
-    m.handle(Event::Signal(libc::SIGCONT));
+    m.step(Event::Signal(libc::SIGCONT));
     assert_eq!(
         m.describe_exit(Status::Exited(0)),
         "exited with exit code 0 (after we sent SIGCONT)"
@@ -1472,7 +1461,7 @@ fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
     };
     let mut m = running_on(s, v(1, 1));
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(2, 1))),
+        m.step(Event::ConfigSettled(v(2, 1))),
         [
             Action::Acted,
             Action::RunReload {
@@ -1482,12 +1471,12 @@ fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
         ]
     );
     // a.conf's hook fails and waits for its retry; then b.conf changes.
-    m.handle(Event::Reloaded {
+    m.step(Event::Reloaded {
         token: 1,
         failed: vec![0],
     });
     assert_eq!(
-        m.handle(Event::ConfigSettled(v(2, 2))),
+        m.step(Event::ConfigSettled(v(2, 2))),
         [
             Action::Acted,
             Action::CancelReload,
@@ -1509,19 +1498,19 @@ fn a_none_file_changing_during_a_check_does_not_restart_the_check() {
     };
     let v = |app, docs| files(&[("app.conf", app), ("docs.md", docs)]);
     let (mut m, _) = start(s, v(1, 1));
-    m.handle(Event::Validated { token: 1, ok: true });
+    m.step(Event::Validated { token: 1, ok: true });
     look_and_start(&mut m, v(1, 1));
-    let first = m.handle(Event::ConfigSettled(v(2, 1)));
+    let first = m.step(Event::ConfigSettled(v(2, 1)));
     assert!(matches!(
         first[..],
         [Action::Acted, Action::Validate { token: 2, .. }]
     ));
     // The docs key, again and again: the check of app.conf goes on.
     for docs in 2..6 {
-        assert_eq!(m.handle(Event::ConfigSettled(v(2, docs))), []);
+        assert_eq!(m.step(Event::ConfigSettled(v(2, docs))), []);
     }
     assert_eq!(
-        m.handle(Event::Validated { token: 2, ok: true }),
+        m.step(Event::Validated { token: 2, ok: true }),
         stop_with(TERM)
     );
 }
@@ -1543,21 +1532,21 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
     let (mut m, _) = Machine::new(s, Some(g1), None, None);
     look_and_start(&mut m, both(1));
     let only_a = files(&[("a.conf", 1)]);
-    assert_eq!(m.handle(Event::ConfigSettled(only_a.clone())), []);
+    assert_eq!(m.step(Event::ConfigSettled(only_a.clone())), []);
     assert_eq!(m.said_removed.len(), 1);
-    assert_eq!(m.handle(Event::ConfigSettled(only_a)), []);
+    assert_eq!(m.step(Event::ConfigSettled(only_a)), []);
     // Back with the same bytes: nothing to do, and nothing left owed.
-    assert_eq!(m.handle(Event::ConfigSettled(both(1))), []);
+    assert_eq!(m.step(Event::ConfigSettled(both(1))), []);
     assert!(m.said_removed.is_empty());
     // a.conf alone: staged, committed, one HUP; b.conf does not restart.
-    let staged = m.handle(Event::ConfigSettled(both(2)));
+    let staged = m.step(Event::ConfigSettled(both(2)));
     assert_eq!(staged, [Action::Acted, Action::Stage { token: 1 }]);
     let g2 = Generation {
         name: "g2".into(),
         snapshot: both(2),
     };
     assert_eq!(
-        m.handle(Event::Staged {
+        m.step(Event::Staged {
             token: 1,
             result: Ok(g2)
         }),
@@ -1567,7 +1556,7 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
             proven: None,
         }]
     );
-    let told = m.handle(Event::Committed {
+    let told = m.step(Event::Committed {
         token: 1,
         result: Ok(()),
     });
@@ -1582,16 +1571,16 @@ fn sigterm_before_the_child_started_exits_at_once() {
     // The start's look is still out: nothing to stop, nothing to wait for.
     let (mut m, first) = Machine::new(settings(), None, None, None);
     assert_eq!(first, [Action::Fingerprint]);
-    assert_eq!(m.handle(Event::Signal(TERM)), [Action::Exit(143)]);
+    assert_eq!(m.step(Event::Signal(TERM)), [Action::Exit(143)]);
     // With --stop-delay too: there is nothing to drain.
     let s = Settings {
         stop_delay: SECS10,
         ..settings()
     };
     let (mut m, _) = Machine::new(s, None, None, None);
-    assert_eq!(m.handle(Event::Signal(libc::SIGINT)), [Action::Exit(130)]);
+    assert_eq!(m.step(Event::Signal(libc::SIGINT)), [Action::Exit(130)]);
     // The late answer to the look starts nothing.
-    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), []);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), []);
 }
 
 /// A readiness answer for child `child`, `ran_for` after its start.
@@ -1606,27 +1595,27 @@ const LONG_AGO: Duration = Duration::from_secs(3600);
 #[test]
 fn a_probe_answer_for_an_earlier_child_judges_nobody() {
     let mut m = running_on_g1(false);
-    let first = m.child();
+    let first = m.period;
     assert_eq!(
-        m.handle(Event::RestartRequested(snap(Some(1))))[..3],
+        m.step(Event::RestartRequested(snap(Some(1))))[..3],
         stop_with(TERM)[..]
     );
-    m.handle(exited(0));
+    m.step(exited(0));
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     look_and_start(&mut m, snap(Some(1)));
-    assert_eq!(m.child(), first + 1);
+    assert_eq!(m.period, first + 1);
     // The old child's probe, started before the restart, lands now.
-    assert_eq!(m.handle(probed(first, false, LONG_AGO)), []);
+    assert_eq!(m.step(probed(first, false, LONG_AGO)), []);
     assert_eq!(
         m.readiness(),
         Err("the readiness probe has not passed yet".into()),
         "the new child was never probed"
     );
     // Its own answers count.
-    m.handle(probed(first + 1, false, LONG_AGO));
+    m.step(probed(first + 1, false, LONG_AGO));
     assert_eq!(
         m.readiness(),
         Err("the readiness probe failed (1 in a row)".into())
@@ -1638,9 +1627,9 @@ fn a_probe_answer_for_an_earlier_child_judges_nobody() {
 #[test]
 fn stale_failures_do_not_count_toward_a_rollback() {
     let mut m = on_probation();
-    let now = m.child();
+    let now = m.period;
     for _ in 0..5 {
-        assert_eq!(m.handle(probed(now - 1, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(now - 1, false, LONG_AGO)), []);
     }
     third_failure_rolls_back(&mut m, now, [LONG_AGO; 3]);
 }
@@ -1653,14 +1642,14 @@ fn restarted_onto_g2() -> Machine {
     m.settings.reload_signal = None;
     let (_, told) = push(&mut m, 2, "g2");
     assert_eq!(told[1..], stop_with(TERM)[..], "{told:?}");
-    assert_eq!(m.handle(exited(0)), []);
+    assert_eq!(m.step(exited(0)), []);
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
-    assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+    assert_eq!(m.step(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
     assert_eq!(
-        m.handle(Event::Spawned),
+        m.step(Event::Spawned),
         [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
     );
     m
@@ -1673,8 +1662,8 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     // The child reloaded onto g2 with no start period (0s) started long
     // ago: failures count at once.
     let mut m = on_probation();
-    let c = m.child();
-    m.handle(probed(c, false, LONG_AGO));
+    let c = m.period;
+    m.step(probed(c, false, LONG_AGO));
     assert_eq!(
         m.readiness(),
         Err("the readiness probe failed (1 in a row)".into())
@@ -1683,15 +1672,15 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     // A fresh child on new bytes: six failures within its start period
     // count nothing; it becomes ready at 2.5 s and stays.
     let mut m = restarted_onto_g2();
-    let c = m.child();
+    let c = m.period;
     for ms in [500, 1000, 1500, 2000] {
-        assert_eq!(m.handle(probed(c, false, Duration::from_millis(ms))), []);
+        assert_eq!(m.step(probed(c, false, Duration::from_millis(ms))), []);
     }
     assert_eq!(
         m.readiness(),
         Err("the readiness probe has not passed yet".into())
     );
-    assert_eq!(m.handle(probed(c, true, Duration::from_millis(2500))), []);
+    assert_eq!(m.step(probed(c, true, Duration::from_millis(2500))), []);
     assert_eq!(m.readiness(), Ok(()));
     // Once it was ready, failures count at once (3 in a row roll back).
     let secs = Duration::from_secs;
@@ -1699,8 +1688,8 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
 
     // Never ready: once the start period is over, failures count.
     let mut m = restarted_onto_g2();
-    let c = m.child();
-    assert_eq!(m.handle(probed(c, false, Duration::from_secs(9))), []);
+    let c = m.period;
+    assert_eq!(m.step(probed(c, false, Duration::from_secs(9))), []);
     third_failure_rolls_back(&mut m, c, [secs(11), secs(12), secs(13)]);
 }
 
@@ -1710,12 +1699,12 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
 fn reloaded_with_a_start_period(reload: impl FnOnce(&mut Machine)) -> (Machine, u64) {
     let mut m = running_on_g1(true);
     m.settings.ready_start_period = SECS10;
-    let before = m.child();
-    assert_eq!(m.handle(probed(before, true, LONG_AGO)), []);
+    let before = m.period;
+    assert_eq!(m.step(probed(before, true, LONG_AGO)), []);
     assert_eq!(m.readiness(), Ok(()));
     reload(&mut m);
     assert_eq!(
-        m.child(),
+        m.period,
         before + 1,
         "the reload's period has its own number"
     );
@@ -1730,11 +1719,11 @@ fn by_hup(m: &mut Machine) {
         "{told:?}"
     );
     assert_eq!(
-        m.handle(Event::ReloadSent),
+        m.step(Event::ReloadSent),
         [
             Action::ProbationDeadline(Some(Duration::from_secs(60))),
             Action::StartUpDeadline {
-                child: m.child(),
+                child: m.period,
                 after: SECS10
             }
         ]
@@ -1748,9 +1737,9 @@ fn by_hup(m: &mut Machine) {
 #[test]
 fn a_reload_onto_new_bytes_begins_a_new_start_period() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.child();
+    let c = m.period;
     for _ in 0..6 {
-        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
     }
     assert_eq!(
         m.readiness(),
@@ -1758,10 +1747,10 @@ fn a_reload_onto_new_bytes_begins_a_new_start_period() {
         "/readyz tells what the probe says, excused or not"
     );
     // Ready again on g2: from now on failures count.
-    assert_eq!(m.handle(probed(c, true, LONG_AGO)), []);
+    assert_eq!(m.step(probed(c, true, LONG_AGO)), []);
     assert_eq!(m.readiness(), Ok(()));
     // Its deadline, when it comes, changes nothing.
-    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    assert_eq!(m.step(Event::StartedUp { child: c }), []);
     assert_eq!(
         third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
         g2_to_g1()
@@ -1774,12 +1763,12 @@ fn a_reload_onto_new_bytes_begins_a_new_start_period() {
 #[test]
 fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.child();
+    let c = m.period;
     for _ in 0..5 {
-        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
     }
-    assert_eq!(m.handle(Event::ProbationOver), [], "never ready on g2");
-    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    assert_eq!(m.step(Event::ProbationOver), [], "never ready on g2");
+    assert_eq!(m.step(Event::StartedUp { child: c }), []);
     // The excused failures do not count: three from now on are needed.
     assert_eq!(
         third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
@@ -1794,16 +1783,16 @@ fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() 
 #[test]
 fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.child();
+    let c = m.period;
     let young = Duration::from_secs(2);
-    assert_eq!(m.handle(probed(c, false, young)), []);
+    assert_eq!(m.step(probed(c, false, young)), []);
     assert_eq!(
         m.readiness(),
         Err("the readiness probe failed (1 in a row)".into()),
         "/readyz still said ready, as on the old bytes"
     );
     assert_eq!(fail_probes(&mut m, 3), []);
-    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    assert_eq!(m.step(Event::StartedUp { child: c }), []);
     third_failure_rolls_back(&mut m, c, [young; 3]);
 }
 
@@ -1812,18 +1801,18 @@ fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
 #[test]
 fn answers_from_before_a_reload_do_not_end_its_start_period() {
     let (mut m, before) = reloaded_with_a_start_period(by_hup);
-    let c = m.child();
-    assert_eq!(m.handle(probed(before, true, LONG_AGO)), []);
-    assert_eq!(m.handle(Event::StartedUp { child: before }), []);
+    let c = m.period;
+    assert_eq!(m.step(probed(before, true, LONG_AGO)), []);
+    assert_eq!(m.step(Event::StartedUp { child: before }), []);
     for _ in 0..4 {
-        let acts = m.handle(probed(c, false, LONG_AGO));
+        let acts = m.step(probed(c, false, LONG_AGO));
         assert!(
             !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
             "a stale answer ended the period: {acts:?}"
         );
     }
     // Its own deadline ends it.
-    assert_eq!(m.handle(Event::StartedUp { child: c }), []);
+    assert_eq!(m.step(Event::StartedUp { child: c }), []);
     third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]);
 }
 
@@ -1839,9 +1828,9 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
         let Some(Action::RunReload { token, .. }) = told.last().cloned() else {
             panic!("{told:?}")
         };
-        let c = m.child();
+        let c = m.period;
         // A failed run reached nothing: no window, no period yet.
-        let retry = m.handle(Event::Reloaded {
+        let retry = m.step(Event::Reloaded {
             token,
             failed: vec![0],
         });
@@ -1849,9 +1838,9 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
             matches!(retry[..], [Action::RetryAfter { .. }]),
             "{retry:?}"
         );
-        assert_eq!(m.child(), c);
+        assert_eq!(m.period, c);
         assert_eq!(
-            m.handle(Event::Reloaded {
+            m.step(Event::Reloaded {
                 token,
                 failed: vec![]
             }),
@@ -1864,9 +1853,9 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
             ]
         );
     });
-    let c = m.child();
+    let c = m.period;
     for _ in 0..4 {
-        assert_eq!(m.handle(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
     }
 }
 
@@ -1875,10 +1864,10 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
 #[test]
 fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
     let mut m = on_probation();
-    assert_eq!(m.handle(Event::ProbationOver), []);
-    let c = m.child();
+    assert_eq!(m.step(Event::ProbationOver), []);
+    let c = m.period;
     assert_eq!(
-        m.handle(probed(c, true, LONG_AGO)),
+        m.step(probed(c, true, LONG_AGO)),
         [
             Action::ProbationDeadline(None),
             Action::Prove {
@@ -1890,7 +1879,7 @@ fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
         ]
     );
     // Proven: a crash now is the restart policy's, not a rollback.
-    let exit = m.handle(exited(1));
+    let exit = m.step(exited(1));
     assert!(!exit.iter().any(|a| matches!(a, Action::RollBack { .. })));
 }
 
@@ -1898,11 +1887,11 @@ fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
 /// `running_on_g1(true)`: staged as `name`, checked, committed; the
 /// commit's actions and the answer's.
 fn push(m: &mut Machine, bytes: u64, name: &str) -> (Action, Vec<Action>) {
-    let staged = m.handle(Event::ConfigSettled(snap(Some(bytes))));
+    let staged = m.step(Event::ConfigSettled(snap(Some(bytes))));
     let Some(Action::Stage { token }) = staged.last().cloned() else {
         panic!("not staged: {staged:?}");
     };
-    let check = m.handle(Event::Staged {
+    let check = m.step(Event::Staged {
         token,
         result: Ok(Generation {
             name: name.into(),
@@ -1910,11 +1899,11 @@ fn push(m: &mut Machine, bytes: u64, name: &str) -> (Action, Vec<Action>) {
         }),
     });
     assert!(matches!(check[..], [Action::Validate { .. }]), "{check:?}");
-    let commit = m.handle(Event::Validated { token, ok: true });
+    let commit = m.step(Event::Validated { token, ok: true });
     let [commit] = &commit[..] else {
         panic!("{commit:?}")
     };
-    let after = m.handle(Event::Committed {
+    let after = m.step(Event::Committed {
         token,
         result: Ok(()),
     });
@@ -1950,9 +1939,9 @@ fn a_second_push_in_the_window_keeps_the_proven_generation_to_go_back_to() {
             }),
         "{after:?}"
     );
-    m.handle(Event::ReloadSent);
+    m.step(Event::ReloadSent);
     // g3 breaks the child: back to g1, the proven one, not to g2.
-    let exit = m.handle(exited(1));
+    let exit = m.step(exited(1));
     assert!(
         exit.contains(&Action::RollBack {
             to: "g1".into(),
@@ -1992,13 +1981,13 @@ fn restarted_during_probation_the_newer_generation_is_judged_again() {
     };
     let (mut m, first) = Machine::new(s.clone(), Some(g("g2", 2)), None, Some(g("g1", 1)));
     assert_eq!(first, [Action::Fingerprint]);
-    assert_eq!(m.handle(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
+    assert_eq!(m.step(Event::Candidate(snap(Some(2)))), [Action::Spawn]);
     assert_eq!(
-        m.handle(Event::Spawned),
+        m.step(Event::Spawned),
         [Action::ProbationDeadline(Some(Duration::from_secs(60)))],
         "a fresh window"
     );
-    let exit = m.handle(exited(1));
+    let exit = m.step(exited(1));
     assert!(
         exit.contains(&Action::RollBack {
             to: "g1".into(),
@@ -2044,12 +2033,12 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
         snapshot: snap(Some(1)),
     };
     let (mut m, _) = Machine::new(s, Some(g1), None, None);
-    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
-    m.handle(Event::Spawned);
-    m.handle(Event::StartedUp { child: 1 });
-    m.handle(exited(1));
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    m.step(Event::StartedUp { child: 1 });
+    m.step(exited(1));
     assert_eq!(
-        m.handle(Event::GroupGone),
+        m.step(Event::GroupGone),
         [
             Action::StopDeadline(None),
             Action::Backoff(Duration::from_secs(1))
@@ -2057,10 +2046,10 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
     );
     // A push during the backoff: staged, checked in place (DIR shows it).
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Stage { token: 1 }]
     );
-    let check = m.handle(Event::Staged {
+    let check = m.step(Event::Staged {
         token: 1,
         result: Ok(Generation {
             name: "g2".into(),
@@ -2072,9 +2061,9 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
         [Action::Validate { in_place: true, .. }]
     ));
     // The backoff ends; the source is back on the last good bytes.
-    assert_eq!(m.handle(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
     assert_eq!(
-        m.handle(Event::Candidate(snap(Some(1)))),
+        m.step(Event::Candidate(snap(Some(1)))),
         [
             Action::Discard {
                 generation: "g2".into()
@@ -2103,9 +2092,9 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         snapshot: snap(Some(1)),
     };
     let (mut m, _) = Machine::new(s.clone(), Some(g1.clone()), None, None);
-    assert_eq!(m.handle(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
     assert_eq!(
-        m.handle(Event::Spawned),
+        m.step(Event::Spawned),
         [Action::StartUpDeadline {
             child: 1,
             after: SECS10
@@ -2113,7 +2102,7 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
     );
     // A push 0.2 s after the start: staged, its check held back.
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(2)))),
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Stage { token: 1 }]
     );
     let g2 = Generation {
@@ -2121,16 +2110,16 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         snapshot: snap(Some(2)),
     };
     assert_eq!(
-        m.handle(Event::Staged {
+        m.step(Event::Staged {
             token: 1,
             result: Ok(g2)
         }),
         []
     );
     // An earlier child's period means nothing; this one's starts the check.
-    assert_eq!(m.handle(Event::StartedUp { child: 0 }), []);
+    assert_eq!(m.step(Event::StartedUp { child: 0 }), []);
     assert!(matches!(
-        m.handle(Event::StartedUp { child: 1 })[..],
+        m.step(Event::StartedUp { child: 1 })[..],
         [Action::Validate {
             token: 1,
             in_place: true,
@@ -2138,7 +2127,7 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         }]
     ));
     assert_eq!(
-        m.handle(Event::Validated {
+        m.step(Event::Validated {
             token: 1,
             ok: false
         })
@@ -2152,22 +2141,22 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         ..s
     };
     let (mut m, _) = Machine::new(s, Some(g1), None, None);
-    m.handle(Event::Candidate(snap(Some(1))));
-    m.handle(Event::Spawned);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Candidate(snap(Some(1))));
+    m.step(Event::Spawned);
+    m.step(Event::ConfigSettled(snap(Some(2))));
     let g2 = Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
     };
     assert_eq!(
-        m.handle(Event::Staged {
+        m.step(Event::Staged {
             token: 1,
             result: Ok(g2)
         }),
         []
     );
     assert!(matches!(
-        m.handle(probed(1, true, Duration::from_secs(1)))[..],
+        m.step(probed(1, true, Duration::from_secs(1)))[..],
         [Action::Validate { in_place: true, .. }]
     ));
 }
@@ -2178,16 +2167,16 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
 #[test]
 fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     let mut m = running_on_g1(true);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     let g2 = Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
     };
-    m.handle(Event::Staged {
+    m.step(Event::Staged {
         token: 1,
         result: Ok(g2.clone()),
     });
-    let failed = m.handle(Event::CannotCheck {
+    let failed = m.step(Event::CannotCheck {
         token: 1,
         reason: "cannot show the candidate: ENOSPC".into(),
     });
@@ -2202,10 +2191,10 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     };
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert_eq!(
-        m.handle(Event::RetryDue { token: 1 }),
+        m.step(Event::RetryDue { token: 1 }),
         [Action::Stage { token: 1 }]
     );
-    let check = m.handle(Event::Staged {
+    let check = m.step(Event::Staged {
         token: 1,
         result: Ok(g2),
     });
@@ -2215,7 +2204,7 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     );
     // A stale answer changes nothing.
     assert_eq!(
-        m.handle(Event::CannotCheck {
+        m.step(Event::CannotCheck {
             token: 9,
             reason: String::new()
         }),
@@ -2235,7 +2224,7 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
         "{first:?}"
     );
     assert_eq!(
-        m.handle(Event::CannotCheck {
+        m.step(Event::CannotCheck {
             token: 1,
             reason: "cannot run the validator: Resource temporarily unavailable".into(),
         }),
@@ -2246,7 +2235,7 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
     );
     assert_eq!(m.stats().promotions_failed, 0, "no promotion failed");
     assert_eq!(
-        m.handle(Event::RetryDue { token: 1 }),
+        m.step(Event::RetryDue { token: 1 }),
         [Action::Validate {
             token: 1,
             changed: conf(),
@@ -2255,7 +2244,7 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
         }]
     );
     assert_eq!(
-        m.handle(Event::Validated { token: 1, ok: true }),
+        m.step(Event::Validated { token: 1, ok: true }),
         [Action::Fingerprint]
     );
 }
@@ -2266,7 +2255,7 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
 #[test]
 fn a_plain_check_that_cannot_start_is_run_again() {
     let mut m = running_validated(validating());
-    let check = m.handle(Event::ConfigSettled(snap(Some(2))));
+    let check = m.step(Event::ConfigSettled(snap(Some(2))));
     assert!(
         matches!(
             check[..],
@@ -2274,7 +2263,7 @@ fn a_plain_check_that_cannot_start_is_run_again() {
         ),
         "{check:?}"
     );
-    let failed = m.handle(Event::CannotCheck {
+    let failed = m.step(Event::CannotCheck {
         token: 2,
         reason: "cannot run the validator: Too many open files".into(),
     });
@@ -2282,7 +2271,7 @@ fn a_plain_check_that_cannot_start_is_run_again() {
         panic!("{failed:?}");
     };
     assert_eq!(
-        m.handle(Event::RetryDue { token: 2 }),
+        m.step(Event::RetryDue { token: 2 }),
         [Action::Validate {
             token: 2,
             changed: conf(),
@@ -2291,7 +2280,7 @@ fn a_plain_check_that_cannot_start_is_run_again() {
         }]
     );
     // Its verdict now counts as ever: the child restarts on the new bytes.
-    let passed = m.handle(Event::Validated { token: 2, ok: true });
+    let passed = m.step(Event::Validated { token: 2, ok: true });
     assert_eq!(
         passed,
         [
@@ -2311,30 +2300,30 @@ fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
     let mut m = on_probation();
     assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
     fail_probes(&mut m, 3);
-    let back = m.handle(Event::RolledBack { result: Ok(()) });
+    let back = m.step(Event::RolledBack { result: Ok(()) });
     assert_eq!(back, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
-    m.handle(Event::ReloadSent);
+    m.step(Event::ReloadSent);
     assert_eq!(m.stats().reloads_ok, 2);
     assert_eq!((m.stats().took, m.stats().last_failed), (2, true));
 
     // Newer bytes pass and reach the child: a success again.
     let promote = |m: &mut Machine, bytes: u64, token: u64, ok: bool| {
-        m.handle(Event::ConfigSettled(snap(Some(bytes))));
+        m.step(Event::ConfigSettled(snap(Some(bytes))));
         let g = Generation {
             name: format!("g{bytes}"),
             snapshot: snap(Some(bytes)),
         };
-        m.handle(Event::Staged {
+        m.step(Event::Staged {
             token,
             result: Ok(g),
         });
-        m.handle(Event::Validated { token, ok });
+        m.step(Event::Validated { token, ok });
         if ok {
-            m.handle(Event::Committed {
+            m.step(Event::Committed {
                 token,
                 result: Ok(()),
             });
-            m.handle(Event::ReloadSent);
+            m.step(Event::ReloadSent);
         }
     };
     promote(&mut m, 3, 2, true);
@@ -2343,7 +2332,7 @@ fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
     promote(&mut m, 4, 3, false);
     assert_eq!(m.stats().validations_failed, 1);
     assert_eq!((m.stats().took, m.stats().last_failed), (3, true));
-    m.handle(Event::Signal(libc::SIGHUP));
+    m.step(Event::Signal(libc::SIGHUP));
     assert!(m.stats().last_failed);
     promote(&mut m, 5, 4, true);
     assert_eq!((m.stats().took, m.stats().last_failed), (4, false));
@@ -2354,7 +2343,7 @@ fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
 fn a_restart_onto_new_bytes_is_a_success() {
     let mut m = running(settings(), Some(1));
     assert_eq!((m.stats().took, m.stats().last_failed), (1, false));
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     drained(&mut m, Status::Signaled(TERM));
     look_and_start(&mut m, snap(Some(2)));
     assert_eq!(m.stats().starts[Reason::Config as usize], 1);
@@ -2370,14 +2359,14 @@ fn a_restart_onto_new_bytes_is_a_success() {
 fn reverting_a_rejected_change_clears_the_alerting_gauge() {
     let mut m = running_validated(validating());
     assert!(!m.stats().last_failed);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::Validated {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Validated {
         token: 2,
         ok: false,
     });
     assert!(m.stats().last_failed, "rejected: 0");
     let took = m.stats().took;
-    m.handle(Event::ConfigSettled(snap(Some(1))));
+    m.step(Event::ConfigSettled(snap(Some(1))));
     assert!(
         !m.stats().last_failed,
         "the source is back to the running bytes: 1"
@@ -2391,12 +2380,12 @@ fn reverting_a_rejected_change_clears_the_alerting_gauge() {
 fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
     let mut m = on_probation();
     fail_probes(&mut m, 3);
-    m.handle(Event::RolledBack { result: Ok(()) });
-    m.handle(Event::ReloadSent);
+    m.step(Event::RolledBack { result: Ok(()) });
+    m.step(Event::ReloadSent);
     assert!(m.stats().last_failed, "rolled back: 0");
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     assert!(m.stats().last_failed, "the broken bytes are still there: 0");
-    m.handle(Event::ConfigSettled(snap(Some(1))));
+    m.step(Event::ConfigSettled(snap(Some(1))));
     assert!(
         !m.stats().last_failed,
         "the source holds the bytes the child runs with again: 1"
@@ -2408,13 +2397,13 @@ fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
 #[test]
 fn a_revert_does_not_clear_a_reload_still_failing() {
     let mut m = running(external(), Some(1));
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::Reloaded {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Reloaded {
         token: 1,
         failed: vec![0],
     });
     assert!(m.stats().last_failed);
-    m.handle(Event::ConfigSettled(snap(Some(1))));
+    m.step(Event::ConfigSettled(snap(Some(1))));
     assert!(m.stats().last_failed, "the reload is still being retried");
 }
 
@@ -2426,21 +2415,21 @@ fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
     let mut s = validating();
     s.restart = Policy::OnFailure;
     let mut m = running_validated(s);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
-    m.handle(Event::Validated {
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Validated {
         token: 2,
         ok: false,
     });
     exit_and_drain(&mut m, 1, SECS10);
-    m.handle(Event::BackoffOver);
-    m.handle(Event::Candidate(snap(Some(2))));
+    m.step(Event::BackoffOver);
+    m.step(Event::Candidate(snap(Some(2))));
     assert_eq!(m.phase, Phase::Held);
     assert!(m.stats().last_failed);
     assert_eq!(
-        m.handle(Event::ConfigSettled(snap(Some(1)))),
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [Action::Acted, Action::Spawn]
     );
-    assert_eq!(m.handle(Event::Spawned), []);
+    assert_eq!(m.step(Event::Spawned), []);
     assert!(!m.stats().last_failed, "running on the source's bytes: 1");
 }
 
@@ -2451,22 +2440,22 @@ fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
     let mut m = running_on(pem_signal_lua_hook(), pem_lua(1, 1, 1));
     let v = pem_lua;
     let took = m.stats().took;
-    m.handle(Event::ConfigSettled(v(2, 2, 2)));
-    m.handle(Event::ReloadSent);
+    m.step(Event::ConfigSettled(v(2, 2, 2)));
+    m.step(Event::ReloadSent);
     assert_eq!(
         m.stats().reloads_ok,
         0,
         "not counted before the hooks answer"
     );
-    m.handle(Event::Reloaded {
+    m.step(Event::Reloaded {
         token: 1,
         failed: vec![],
     });
     assert_eq!(m.stats().reloads_ok, 1);
     assert_eq!(m.stats().took, took + 1, "one success time for the burst");
     // A burst of signals alone counts at the signal.
-    m.handle(Event::ConfigSettled(v(2, 3, 2)));
-    m.handle(Event::ReloadSent);
+    m.step(Event::ConfigSettled(v(2, 3, 2)));
+    m.step(Event::ReloadSent);
     assert_eq!(m.stats().reloads_ok, 2);
 }
 
@@ -2479,18 +2468,18 @@ fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
 #[test]
 fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
     let mut m = running_on_g1(true);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     let g2 = Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
     };
-    m.handle(Event::Staged {
+    m.step(Event::Staged {
         token: 1,
         result: Ok(g2),
     });
-    let commit = m.handle(Event::Validated { token: 1, ok: true });
+    let commit = m.step(Event::Validated { token: 1, ok: true });
     assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
-    let after = m.handle(Event::Committed {
+    let after = m.step(Event::Committed {
         token: 1,
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
@@ -2515,14 +2504,14 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
     assert_eq!(m.shown.as_deref(), Some("g2"), "the disk names g2");
     // The same generation is committed again, keeping the proven g1.
     assert_eq!(
-        m.handle(Event::RetryDue { token: retry }),
+        m.step(Event::RetryDue { token: retry }),
         [Action::Commit {
             token: 1,
             generation: "g2".into(),
             proven: Some("g1".into()),
         }]
     );
-    let done = m.handle(Event::Committed {
+    let done = m.step(Event::Committed {
         token: 1,
         result: Ok(()),
     });
@@ -2543,17 +2532,17 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
 /// (token 1).
 fn view_lagging_g2() -> Machine {
     let mut m = running_on_g1(true);
-    m.handle(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::ConfigSettled(snap(Some(2))));
     let g2 = Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
     };
-    m.handle(Event::Staged {
+    m.step(Event::Staged {
         token: 1,
         result: Ok(g2),
     });
-    m.handle(Event::Validated { token: 1, ok: true });
-    let after = m.handle(Event::Committed {
+    m.step(Event::Validated { token: 1, ok: true });
+    let after = m.step(Event::Committed {
         token: 1,
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
@@ -2593,7 +2582,7 @@ fn commit_of(actions: &[Action]) -> Option<(u64, String, Option<String>)> {
 #[test]
 fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back() {
     let mut m = view_lagging_g2();
-    let back = m.handle(Event::ConfigSettled(snap(Some(1))));
+    let back = m.step(Event::ConfigSettled(snap(Some(1))));
     let (token, generation, proven) = commit_of(&back).expect("a commit of what the view shows");
     assert_eq!((generation.as_str(), proven), ("g1", None), "{back:?}");
     let quiet = |actions: &[Action]| {
@@ -2606,7 +2595,7 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
     };
     assert!(quiet(&back), "{back:?}");
     // The disk still fails: the same commit again, after a delay; g1 stays.
-    let failed = m.handle(Event::Committed {
+    let failed = m.step(Event::Committed {
         token,
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
@@ -2623,14 +2612,14 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
     );
     assert!(!m.stats().last_failed, "the source holds the child's bytes");
     assert_eq!(
-        m.handle(Event::RetryDue { token }),
+        m.step(Event::RetryDue { token }),
         [Action::Commit {
             token,
             generation: "g1".into(),
             proven: None,
         }]
     );
-    let done = m.handle(Event::Committed {
+    let done = m.step(Event::Committed {
         token,
         result: Ok(()),
     });
@@ -2644,7 +2633,7 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
     assert_eq!(m.shown.as_deref(), Some("g1"));
     assert_eq!(m.lag, None);
     // Settled: nothing more is owed.
-    assert_eq!(m.handle(Event::ConfigSettled(snap(Some(1)))), []);
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(1)))), []);
 }
 
 /// Newer bytes pushed while the view lags, and rejected: the child keeps
@@ -2654,16 +2643,16 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
 #[test]
 fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
     let mut m = view_lagging_g2();
-    m.handle(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::ConfigSettled(snap(Some(3))));
     let g3 = Generation {
         name: "g3".into(),
         snapshot: snap(Some(3)),
     };
-    m.handle(Event::Staged {
+    m.step(Event::Staged {
         token: 2,
         result: Ok(g3),
     });
-    let rejected = m.handle(Event::Validated {
+    let rejected = m.step(Event::Validated {
         token: 2,
         ok: false,
     });
@@ -2675,7 +2664,7 @@ fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
     );
     let (token, generation, _) = commit_of(&rejected).expect("the record put back");
     assert_eq!(generation, "g1");
-    let done = m.handle(Event::Committed {
+    let done = m.step(Event::Committed {
         token,
         result: Ok(()),
     });
@@ -2697,7 +2686,7 @@ fn a_dropped_sigterm_neither_stops_nor_reaches_the_child() {
         ..settings()
     };
     let mut m = running_on(s, files(&[("app.conf", 1)]));
-    assert_eq!(m.handle(Event::Signal(libc::SIGTERM)), []);
-    assert_eq!(m.handle(Event::Signal(libc::SIGINT)), []);
+    assert_eq!(m.step(Event::Signal(libc::SIGTERM)), []);
+    assert_eq!(m.step(Event::Signal(libc::SIGINT)), []);
     assert_eq!(m.phase, Phase::Running);
 }

@@ -11,9 +11,9 @@
 //! jumps the clock to the next scripted happening or the loop's deadline.
 
 use super::*;
-use crate::state::Policy;
 use crate::state::model::{Model, snap};
 use crate::state::testkit::settings;
+use crate::state::{CommitFailed, HookCall, Policy, Status, Verdict};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
@@ -66,6 +66,8 @@ enum Did {
 }
 
 struct FakeChild {
+    /// Its `Op::Run`.
+    token: Token,
     ignores_term: bool,
     /// The config version it runs (started on, or last reloaded onto).
     version: u64,
@@ -78,8 +80,9 @@ struct Fake {
     now: Instant,
     script: VecDeque<(Duration, Happen)>,
     child: Option<FakeChild>,
-    /// The child died (how, and its start); the loop has not been told yet.
-    died: Option<(Status, Instant)>,
+    /// The child died (how, its start, its `Op::Run`); the loop has not
+    /// been told yet.
+    died: Option<(Status, Instant, Token)>,
     /// The child's process group is addressed: from its start until it is
     /// found empty after its exit.
     group: bool,
@@ -185,14 +188,14 @@ impl Fake {
 
     fn kill(&mut self, sig: i32) {
         if let Some(c) = self.child.take() {
-            self.died = Some((Status::Signaled(sig), c.started));
+            self.died = Some((Status::Signaled(sig), c.started, c.token));
             self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
     }
 
     fn exit(&mut self, code: i32) {
         if let Some(c) = self.child.take() {
-            self.died = Some((Status::Exited(code), c.started));
+            self.died = Some((Status::Exited(code), c.started, c.token));
             self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
     }
@@ -216,6 +219,123 @@ impl Fake {
             .into_iter()
             .filter(|d| matches!(d, Did::Spawn(_)))
             .collect()
+    }
+}
+
+impl Fake {
+    fn spawn(&mut self, token: Token) -> Result<(), i32> {
+        assert!(self.child.is_none(), "a second child");
+        let version = self.model.spawn();
+        self.record(Did::Spawn(version));
+        self.group = true;
+        self.child = Some(FakeChild {
+            token,
+            ignores_term: self.ignore_term,
+            version,
+            started: self.now,
+        });
+        if let Some(v) = self.write_after_spawn.take() {
+            self.model.write(v);
+        }
+        Ok(())
+    }
+
+    /// Test children handle every reload signal, or none.
+    fn reload_signals(&mut self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
+        if !self.catches {
+            return sigs.first().map(|&sig| (sig, false));
+        }
+        for &sig in sigs {
+            self.signal(to, sig);
+        }
+        None
+    }
+
+    fn stage(&mut self, token: u64) {
+        let result = self.model.stage();
+        self.record(match &result {
+            Ok(_) => Did::Stage(self.source),
+            Err(_) => Did::DiskFull,
+        });
+        let outcome = Outcome::Staged(result);
+        self.ready.push_back(Wake::Done { token, outcome });
+    }
+
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+        let version = self.gens[generation];
+        // New bytes, or the record put back to what the view shows.
+        let new = self.view.as_deref() != Some(generation);
+        let result = self.model.commit(generation, proven);
+        self.record(match &result {
+            Err(_) if self.disk_fails => Did::DiskFull,
+            _ if !new => Did::RecordBack(version),
+            Err(_) => Did::ViewBehind(version),
+            Ok(()) => Did::Commit(version),
+        });
+        if !self.gens.contains_key(generation) {
+            self.record(Did::Discard(version));
+        }
+        if result.is_ok() {
+            self.committed_at.insert(generation.to_string(), self.now);
+        }
+        result
+    }
+
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+        let result = self.model.roll_back(to, from);
+        self.record(match result {
+            Ok(()) => Did::RollBack(self.gens[to]),
+            Err(_) => Did::CannotRollBack,
+        });
+        result
+    }
+
+    fn probe(&mut self, token: Token) {
+        assert!(self.ready_queue.is_empty(), "a second probe at once");
+        // The probe judges the child that runs, not the file.
+        let ok = self.child.as_ref().is_some_and(|c| {
+            self.model.ready(c.version) && self.now - c.started >= self.ready_after
+        });
+        self.ready_queue
+            .push_back((self.now + Duration::from_millis(50), ok, token));
+    }
+
+    fn validate(
+        &mut self,
+        token: u64,
+        _changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+        in_place: bool,
+    ) {
+        let version = self.model.validate(candidate, in_place);
+        self.record(Did::Validate(version));
+        let candidate = candidate.map(String::from);
+        self.check = Some((self.now + self.check_takes, version, candidate, token));
+    }
+
+    fn cancel_validation(&mut self) {
+        self.record(Did::CancelValidation);
+        self.check = None;
+    }
+
+    fn run_reload(&mut self, token: Token, calls: Vec<HookCall>) {
+        let version = self.readable();
+        self.record(Did::Reload(version));
+        if let Some(c) = self.child.as_mut() {
+            c.version = version;
+        }
+        let ok = self.reload_results.pop_front().unwrap_or(true);
+        let failed = if ok {
+            vec![]
+        } else {
+            calls.iter().map(|c| c.hook).collect()
+        };
+        self.reload = Some((self.now + Duration::from_millis(100), failed, token));
+    }
+
+    fn cancel_reload(&mut self) {
+        self.record(Did::CancelReload);
+        self.reload = None;
     }
 }
 
@@ -245,29 +365,47 @@ impl World for Fake {
         self.ready.push_back(wake);
     }
 
-    fn spawn(&mut self) -> Result<(), i32> {
-        assert!(self.child.is_none(), "a second child");
-        let version = self.model.spawn();
-        self.record(Did::Spawn(version));
-        self.group = true;
-        self.child = Some(FakeChild {
-            ignores_term: self.ignore_term,
-            version,
-            started: self.now,
-        });
-        if let Some(v) = self.write_after_spawn.take() {
-            self.model.write(v);
+    fn start(&mut self, token: Token, op: Op) -> Option<Outcome> {
+        match op {
+            Op::Run => self.spawn(token).err().map(Outcome::NotStarted),
+            Op::Stage => {
+                self.stage(token);
+                None
+            }
+            Op::Check {
+                changed,
+                candidate,
+                in_place,
+            } => {
+                self.validate(token, changed, candidate.as_deref(), in_place);
+                None
+            }
+            Op::Commit { generation, proven } => Some(Outcome::Committed(
+                self.commit(&generation, proven.as_deref()),
+            )),
+            Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
+            Op::ReloadSignals { signals, to } => {
+                Some(Outcome::Signalled(self.reload_signals(&signals, to)))
+            }
+            Op::Hooks { calls } => {
+                self.run_reload(token, calls);
+                None
+            }
+            Op::Probe => {
+                self.probe(token);
+                None
+            }
+            Op::Look | Op::Drain | Op::Wait(_) => panic!("the loop's own: {op:?}"),
         }
-        Ok(())
     }
 
-    fn takes(&self, _sig: i32) -> Option<crate::signals::Takes> {
-        use crate::signals::Takes;
-        Some(if self.catches {
-            Takes::Handled
-        } else {
-            Takes::Unhandled
-        })
+    fn cancel(&mut self, token: Token) {
+        if self.check.as_ref().is_some_and(|c| c.3 == token) {
+            self.cancel_validation();
+        }
+        if self.reload.as_ref().is_some_and(|r| r.2 == token) {
+            self.cancel_reload();
+        }
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
@@ -310,35 +448,6 @@ impl World for Fake {
         self.group
     }
 
-    fn stage(&mut self, token: u64) {
-        let result = self.model.stage();
-        self.record(match &result {
-            Ok(_) => Did::Stage(self.source),
-            Err(_) => Did::DiskFull,
-        });
-        self.ready.push_back(Wake::Staged { token, result });
-    }
-
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
-        let version = self.gens[generation];
-        // New bytes, or the record put back to what the view shows.
-        let new = self.view.as_deref() != Some(generation);
-        let result = self.model.commit(generation, proven);
-        self.record(match &result {
-            Err(_) if self.disk_fails => Did::DiskFull,
-            _ if !new => Did::RecordBack(version),
-            Err(_) => Did::ViewBehind(version),
-            Ok(()) => Did::Commit(version),
-        });
-        if !self.gens.contains_key(generation) {
-            self.record(Did::Discard(version));
-        }
-        if result.is_ok() {
-            self.committed_at.insert(generation.to_string(), self.now);
-        }
-        result
-    }
-
     fn prove(&mut self, generation: &str) {
         // Ran through its window: committed at least that long ago.
         let since = self.now - self.committed_at[generation];
@@ -350,71 +459,10 @@ impl World for Fake {
         self.model.forget(generation);
     }
 
-    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
-        let result = self.model.roll_back(to, from);
-        self.record(match result {
-            Ok(()) => Did::RollBack(self.gens[to]),
-            Err(_) => Did::CannotRollBack,
-        });
-        result
-    }
-
-    fn probe(&mut self, child: u64) {
-        if !self.ready_queue.is_empty() {
-            return;
-        }
-        // The probe judges the child that runs, not the file.
-        let ok = self.child.as_ref().is_some_and(|c| {
-            self.model.ready(c.version) && self.now - c.started >= self.ready_after
-        });
-        self.ready_queue
-            .push_back((self.now + Duration::from_millis(50), ok, child));
-    }
-
     fn discard(&mut self, generation: &str) {
         if let Some(v) = self.model.discard(generation) {
             self.record(Did::Discard(v));
         }
-    }
-
-    fn validate(
-        &mut self,
-        token: u64,
-        _changed: Vec<PathBuf>,
-        candidate: Option<&str>,
-        in_place: bool,
-    ) -> Started {
-        let version = self.model.validate(candidate, in_place);
-        self.record(Did::Validate(version));
-        let candidate = candidate.map(String::from);
-        self.check = Some((self.now + self.check_takes, version, candidate, token));
-        Started::Running
-    }
-
-    fn cancel_validation(&mut self) {
-        self.record(Did::CancelValidation);
-        self.check = None;
-    }
-
-    fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started {
-        let version = self.readable();
-        self.record(Did::Reload(version));
-        if let Some(c) = self.child.as_mut() {
-            c.version = version;
-        }
-        let ok = self.reload_results.pop_front().unwrap_or(true);
-        let failed = if ok {
-            vec![]
-        } else {
-            calls.iter().map(|c| c.hook).collect()
-        };
-        self.reload = Some((self.now + Duration::from_millis(100), failed, token));
-        Started::Running
-    }
-
-    fn cancel_reload(&mut self) {
-        self.record(Did::CancelReload);
-        self.reload = None;
     }
 
     fn show(&mut self, machine: &Machine) {
@@ -436,9 +484,10 @@ impl World for Fake {
             if let Some(wake) = self.ready.pop_front() {
                 break wake;
             }
-            if let Some((status, started)) = self.died.take() {
+            if let Some((status, started, token)) = self.died.take() {
                 let ran_for = self.now - started;
-                break Wake::Child { status, ran_for };
+                let outcome = Outcome::Exited { status, ran_for };
+                break Wake::Done { token, outcome };
             }
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.as_ref().map(|(t, _, _, _)| *t);
@@ -458,19 +507,23 @@ impl World for Fake {
             if check == Some(next) {
                 let (_, version, candidate, token) = self.check.take().expect("due");
                 let ok = self.model.verdict(candidate.as_deref(), version);
-                break Wake::Validated { token, ok };
+                let v = if ok { Verdict::Pass } else { Verdict::Fail };
+                let outcome = Outcome::Checked(v);
+                break Wake::Done { token, outcome };
             }
             if reload == Some(next) {
                 let (_, failed, token) = self.reload.take().expect("due");
-                break Wake::Reloaded { token, failed };
+                let outcome = Outcome::HooksDone { failed };
+                break Wake::Done { token, outcome };
             }
             if probe == Some(next) {
-                let (_, ok, child) = self.ready_queue.pop_front().expect("due");
+                let (_, ok, token) = self.ready_queue.pop_front().expect("due");
                 let ran_for = self
                     .child
                     .as_ref()
                     .map_or(Duration::ZERO, |c| self.now - c.started);
-                break Wake::Probed { child, ok, ran_for };
+                let outcome = Outcome::Probed { ok, ran_for };
+                break Wake::Done { token, outcome };
             }
             if script == Some(next) {
                 let (_, happen) = self.script.pop_front().expect("due");
@@ -801,7 +854,8 @@ fn a_newer_change_supersedes_a_waiting_reload_retry() {
     };
     let (w, _) = run(world, loop_cfg(), s);
     assert_eq!(w.when(&Did::Reload(1)), [1_100]);
-    assert_eq!(w.when(&Did::CancelReload), [1_600]);
+    // Nothing runs to be cancelled: the machine cancels the retry's wait.
+    assert_eq!(w.when(&Did::CancelReload), []);
     assert_eq!(w.when(&Did::Reload(2)), [1_600]);
     // The retry of the superseded reload never runs.
     assert_eq!(

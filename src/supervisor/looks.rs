@@ -202,7 +202,7 @@ impl Looks {
                     watch.refresh();
                     Found::Bytes(watch.snapshot())
                 }
-                Look::Start | Look::Restart => Found::Bytes(watch.snapshot()),
+                Look::Asked(_) | Look::Restart => Found::Bytes(watch.snapshot()),
             };
             if let Found::Bytes(now) = &found {
                 routes.warm(now.keys());

@@ -1,7 +1,6 @@
 //! The real world: processes (async-process), the signalfd, the watcher
 //! (notify + polling), checks and reloads, `--promote-to`, `--metrics`.
 
-use super::Started;
 use super::looks::Looks;
 use super::{Look, LoopConfig, Wake, World};
 use crate::child::{self, Child};
@@ -14,7 +13,9 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{CommitFailed, Generation, HookCall, Machine, Settings, Target};
+use crate::state::{
+    CommitFailed, Generation, HookCall, Machine, Op, Outcome, Settings, Target, Token, Verdict,
+};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -248,8 +249,8 @@ struct Os {
     looks: Looks,
     /// Stagings running off the loop (`--promote-to`), oldest first.
     staging: VecDeque<(u64, Pending<Result<Generation, String>>)>,
-    /// The running child, and when it started.
-    child: Option<(Child, Instant)>,
+    /// The running child, when it started, and the token of its `Op::Run`.
+    child: Option<(Child, Instant, Token)>,
     /// The child's process group (its pid): the running child's, or the
     /// exited one's until it is found empty. Nothing else is signalled as
     /// a group but our own hooks'.
@@ -262,7 +263,7 @@ struct Os {
     check: Option<(u64, Hook)>,
     /// The running `--reload-command` / `--reload-url`s, with its token.
     reload: Option<(u64, Reloading)>,
-    /// The running readiness probe, with the number of the child it probes.
+    /// The running readiness probe, with its token.
     probe: Option<(u64, Hook)>,
     /// Process groups of cancelled hooks, SIGKILLed and maybe not yet gone.
     killed: Vec<i32>,
@@ -304,13 +305,17 @@ impl Os {
     /// The child was reaped: forgotten, but not its group (leftovers may
     /// remain in it, the stop signal and SIGKILL still go there).
     fn child_exited(&mut self, status: std::process::ExitStatus) -> Wake {
-        let ran_for = self.child.take().map_or(Duration::ZERO, |(c, started)| {
-            debug!("Reaped child process {}", c.pid);
-            started.elapsed()
-        });
-        Wake::Child {
-            status: child::status_of(status),
-            ran_for,
+        let (token, ran_for) =
+            self.child
+                .take()
+                .map_or((0, Duration::ZERO), |(c, started, token)| {
+                    debug!("Reaped child process {}", c.pid);
+                    (token, started.elapsed())
+                });
+        let status = child::status_of(status);
+        Wake::Done {
+            token,
+            outcome: Outcome::Exited { status, ran_for },
         }
     }
 
@@ -333,59 +338,32 @@ enum Seen {
     Timer,
 }
 
-impl World for Os {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn start_watch(&mut self) -> bool {
-        self.looks.start(self.cfg.poll_only)
-    }
-
-    fn poll_interval(&self) -> Option<Duration> {
-        self.looks.poll_interval()
-    }
-
-    fn look(&mut self, look: Look) {
-        self.looks.ask(look);
-    }
-
-    fn spawn(&mut self) -> Result<(), i32> {
+impl Os {
+    fn spawn(&mut self, token: Token) -> Result<(), i32> {
         self.reactor_up();
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
         self.group = Some(c.pid);
-        self.child = Some((c, Instant::now()));
+        self.child = Some((c, Instant::now(), token));
         Ok(())
     }
 
-    fn takes(&self, sig: i32) -> Option<signals::Takes> {
-        let (c, _) = self.child.as_ref()?;
-        signals::takes(c.pid, sig)
-    }
-
-    fn signal(&mut self, to: Target, sig: i32) -> bool {
-        match (to, &self.child, self.group) {
-            (Target::Child, Some((c, _)), _) => child::signal(c.pid, sig),
-            (Target::Group, _, Some(pgid)) => child::signal_group(pgid, sig),
-            _ => false,
+    /// Signalling a child that has no handler (yet) kills it, and one that
+    /// ignores the signal does nothing: then none is sent, and the answer
+    /// names the first such signal (true: ignored). A blocked signal is
+    /// read by the child (sigwait, signalfd): handled.
+    fn reload_signals(&mut self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
+        use crate::signals::Takes;
+        let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
+        let unhandled = sigs.iter().find_map(|&sig| match signals::takes(pid, sig) {
+            Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t == Takes::Ignored)),
+            _ => None,
+        });
+        if unhandled.is_none() {
+            for &sig in sigs {
+                self.signal(to, sig);
+            }
         }
-    }
-
-    fn stopped(&self, to: Target) -> bool {
-        match (to, &self.child, self.group) {
-            (Target::Child, Some((c, _)), _) => child::any_stopped(c.pid, false),
-            (Target::Group, _, Some(pgid)) => child::any_stopped(pgid, true),
-            _ => false,
-        }
-    }
-
-    fn group_alive(&mut self) -> bool {
-        self.sweep();
-        let alive = self.group.is_some_and(child::group_alive);
-        if !alive {
-            self.group = None;
-        }
-        alive
+        unhandled
     }
 
     fn stage(&mut self, token: u64) {
@@ -406,24 +384,6 @@ impl World for Os {
         p.commit(generation, proven)
     }
 
-    fn prove(&mut self, generation: &str) {
-        if let Some(p) = self.promoter.as_mut() {
-            p.prove(generation);
-        }
-    }
-
-    fn discard(&mut self, generation: &str) {
-        if let Some(p) = self.promoter.as_mut() {
-            p.discard(generation);
-        }
-    }
-
-    fn forget(&mut self, generation: &str) {
-        if let Some(p) = self.promoter.as_ref() {
-            p.forget(generation);
-        }
-    }
-
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
         match self.promoter.as_mut() {
             Some(p) => p.roll_back(to, from),
@@ -431,10 +391,8 @@ impl World for Os {
         }
     }
 
-    fn probe(&mut self, child: u64) {
-        if self.probe.is_some() {
-            return;
-        }
+    fn probe(&mut self, token: Token) -> Option<Outcome> {
+        let no_answer = |why: String| Some(Outcome::NotRun(why));
         // A probe never outlives its interval: the next one is due then.
         let timeout = self
             .cfg
@@ -444,11 +402,11 @@ impl World for Os {
         let hook = match (&self.cfg.ready_check, &self.cfg.ready_url) {
             (Some(argv), _) => match hook::probe(argv, self.cwd.as_deref(), timeout) {
                 Ok(hook) => hook,
-                // No answer at all: a probe that could not run says nothing
-                // of the child; the next one is due at the next interval.
+                // A probe that could not run says nothing of the child; the
+                // next one is due at the next interval.
                 Err(e) => {
                     warn!("Readiness: {e}");
-                    return;
+                    return no_answer(e);
                 }
             },
             (None, Some(url)) => {
@@ -467,9 +425,10 @@ impl World for Os {
                     }
                 })
             }
-            (None, None) => return,
+            (None, None) => return no_answer("no --ready-check or --ready-url".into()),
         };
-        self.probe = Some((child, hook));
+        self.probe = Some((token, hook));
+        None
     }
 
     fn validate(
@@ -478,10 +437,11 @@ impl World for Os {
         changed: Vec<PathBuf>,
         candidate: Option<&str>,
         in_place: bool,
-    ) -> Started {
+    ) -> Option<Outcome> {
+        let verdict = |v| Some(Outcome::Checked(v));
         let argv = self.cfg.validate.as_deref().unwrap_or_default();
         if argv.is_empty() {
-            return Started::Finished(false);
+            return verdict(Verdict::Fail);
         }
         // With --promote-to the check reads the candidate: where it was
         // staged, or (--validate-in-place) at DIR, shown there for the check.
@@ -489,10 +449,10 @@ impl World for Os {
             (Some(p), Some(generation)) => {
                 let root = if in_place {
                     if let Err(e) = p.expose(generation) {
-                        return Started::Failed(format!(
+                        return verdict(Verdict::CannotRun(format!(
                             "cannot show the candidate in {}: {e}",
                             p.dir().display()
-                        ));
+                        )));
                     }
                     p.dir().to_path_buf()
                 } else {
@@ -514,10 +474,10 @@ impl World for Os {
         match check {
             Ok(check) => {
                 self.check = Some((token, check));
-                Started::Running
+                None
             }
             // No verdict on the bytes: the machine retries the check.
-            Err(reason) => Started::Failed(reason),
+            Err(reason) => verdict(Verdict::CannotRun(reason)),
         }
     }
 
@@ -528,7 +488,7 @@ impl World for Os {
         }
     }
 
-    fn run_reload(&mut self, token: u64, calls: Vec<HookCall>) -> Started {
+    fn run_reload(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
         let timeout = self.cfg.reload_timeout;
         let mut processes = vec![];
         // Every hook at once, each with its own verdict.
@@ -572,7 +532,7 @@ impl World for Os {
             }
         }
         if runs.is_empty() {
-            return Started::Finished(false);
+            return Some(Outcome::HooksDone { failed: vec![] });
         }
         let done = async move {
             futures::future::join_all(runs)
@@ -588,7 +548,7 @@ impl World for Os {
                 done: Box::pin(done),
             },
         ));
-        Started::Running
+        None
     }
 
     fn cancel_reload(&mut self) {
@@ -598,6 +558,102 @@ impl World for Os {
                 self.killing(Some(pgid));
                 hook::cancel_group(pgid);
             }
+        }
+    }
+}
+
+impl World for Os {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn start_watch(&mut self) -> bool {
+        self.looks.start(self.cfg.poll_only)
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        self.looks.poll_interval()
+    }
+
+    fn look(&mut self, look: Look) {
+        self.looks.ask(look);
+    }
+
+    fn start(&mut self, token: Token, op: Op) -> Option<Outcome> {
+        match op {
+            Op::Run => self.spawn(token).err().map(Outcome::NotStarted),
+            Op::Stage => {
+                self.stage(token);
+                None
+            }
+            Op::Check {
+                changed,
+                candidate,
+                in_place,
+            } => self.validate(token, changed, candidate.as_deref(), in_place),
+            Op::Commit { generation, proven } => Some(Outcome::Committed(
+                self.commit(&generation, proven.as_deref()),
+            )),
+            Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
+            Op::ReloadSignals { signals, to } => {
+                Some(Outcome::Signalled(self.reload_signals(&signals, to)))
+            }
+            Op::Hooks { calls } => self.run_reload(token, calls),
+            Op::Probe => self.probe(token),
+            // The loop's own (see `World::start`).
+            Op::Look | Op::Drain | Op::Wait(_) => Some(Outcome::NotRun(format!("{op:?}"))),
+        }
+    }
+
+    fn cancel(&mut self, token: Token) {
+        if self.check.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.cancel_validation();
+        }
+        if self.reload.as_ref().is_some_and(|(t, _)| *t == token) {
+            self.cancel_reload();
+        }
+    }
+
+    fn signal(&mut self, to: Target, sig: i32) -> bool {
+        match (to, &self.child, self.group) {
+            (Target::Child, Some((c, _, _)), _) => child::signal(c.pid, sig),
+            (Target::Group, _, Some(pgid)) => child::signal_group(pgid, sig),
+            _ => false,
+        }
+    }
+
+    fn stopped(&self, to: Target) -> bool {
+        match (to, &self.child, self.group) {
+            (Target::Child, Some((c, _, _)), _) => child::any_stopped(c.pid, false),
+            (Target::Group, _, Some(pgid)) => child::any_stopped(pgid, true),
+            _ => false,
+        }
+    }
+
+    fn group_alive(&mut self) -> bool {
+        self.sweep();
+        let alive = self.group.is_some_and(child::group_alive);
+        if !alive {
+            self.group = None;
+        }
+        alive
+    }
+
+    fn prove(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_mut() {
+            p.prove(generation);
+        }
+    }
+
+    fn discard(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_mut() {
+            p.discard(generation);
+        }
+    }
+
+    fn forget(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_ref() {
+            p.forget(generation);
         }
     }
 
@@ -650,7 +706,7 @@ impl World for Os {
                 let timer = &mut self.timer;
                 let status = async {
                     match self.child.as_ref() {
-                        Some((c, _)) => reaper::exited(c.pid).await,
+                        Some((c, _, _)) => reaper::exited(c.pid).await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -720,7 +776,10 @@ impl World for Os {
                     // else is looked at: a signal or timer that won the
                     // next select! would otherwise address its pid, which
                     // the kernel may already have given to another process.
-                    if let Some(status) = self.child.as_ref().and_then(|(c, _)| reaper::take(c.pid))
+                    if let Some(status) = self
+                        .child
+                        .as_ref()
+                        .and_then(|(c, _, _)| reaper::take(c.pid))
                     {
                         return self.child_exited(status);
                     }
@@ -739,23 +798,28 @@ impl World for Os {
                 Seen::Looked(wake) => return wake,
                 Seen::Staged(result) => {
                     let token = self.staging.pop_front().map_or(0, |(t, _)| t);
-                    return Wake::Staged { token, result };
+                    let outcome = Outcome::Staged(result);
+                    return Wake::Done { token, outcome };
                 }
                 Seen::Validated(ok) => {
                     let token = self.check.take().map_or(0, |(t, _)| t);
-                    return Wake::Validated { token, ok };
+                    let v = if ok { Verdict::Pass } else { Verdict::Fail };
+                    let outcome = Outcome::Checked(v);
+                    return Wake::Done { token, outcome };
                 }
                 Seen::Reloaded(failed) => {
                     let token = self.reload.take().map_or(0, |(t, _)| t);
-                    return Wake::Reloaded { token, failed };
+                    let outcome = Outcome::HooksDone { failed };
+                    return Wake::Done { token, outcome };
                 }
                 Seen::Probed(ok) => {
-                    let child = self.probe.take().map_or(0, |(c, _)| c);
+                    let token = self.probe.take().map_or(0, |(t, _)| t);
                     let ran_for = self
                         .child
                         .as_ref()
-                        .map_or(Duration::ZERO, |(_, t)| t.elapsed());
-                    return Wake::Probed { child, ok, ran_for };
+                        .map_or(Duration::ZERO, |(_, t, _)| t.elapsed());
+                    let outcome = Outcome::Probed { ok, ran_for };
+                    return Wake::Done { token, outcome };
                 }
                 Seen::Timer => {
                     // Fired: it fires no more; the next deadline is armed anew.

@@ -1,0 +1,389 @@
+//! The one protocol between the machine and the world, for every operation
+//! that takes time: the machine asks `Start { token, op }` and may ask
+//! `Cancel { token }`; the world answers `Done { token, outcome }`, once,
+//! and nothing else. The machine's table of operations in flight
+//! (`Machine::inflight`) is the only record of them: an answer whose token
+//! is not there (cancelled, or for something superseded) is dropped here,
+//! in this one place, before any decision sees it.
+//!
+//! The decisions (lifecycle, gate, rollback, reload) are written as intents
+//! (`Action`) and take what happened as `Event`s; this module numbers each
+//! intent that takes time, records it, and turns each answer back into the
+//! event its decision waits for.
+
+use super::*;
+
+/// The number of one operation the machine started.
+pub type Token = u64;
+
+/// An operation that takes time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Look at the config (stat and hash): `Looked`.
+    Look,
+    /// Start the child in a process group of its own and wait for its end:
+    /// `Exited`; `NotStarted` at once for a command that cannot start.
+    Run,
+    /// Wait until the exited child's process group is empty: `GroupGone`.
+    Drain,
+    /// Copy the sources as they are now into a new hidden generation of the
+    /// child's directory: `Staged`, with its exact bytes.
+    Stage,
+    /// Run the check on these changed files (with `--promote-to`, on this
+    /// candidate generation; with `in_place`, shown at DIR for the check):
+    /// `Checked`.
+    Check {
+        changed: Vec<PathBuf>,
+        candidate: Option<String>,
+        in_place: bool,
+    },
+    /// Make this generation the last good one (its durable record first),
+    /// then what the child sees; with `proven`, that one is recorded first
+    /// as the generation to go back to: `Committed`.
+    Commit {
+        generation: String,
+        proven: Option<String>,
+    },
+    /// Back to the kept generation `to`; `from` is kept as the rejected
+    /// one: `RolledBack`.
+    RollBack { to: String, from: String },
+    /// Send these reload signals to the child (or its group) if it catches
+    /// every one; else none: `Signalled`.
+    ReloadSignals { signals: Vec<i32>, to: Target },
+    /// Run these reload hooks at once, each told of its files: `HooksDone`.
+    Hooks { calls: Vec<HookCall> },
+    /// A readiness probe of the running child: `Probed`.
+    Probe,
+    /// Wait this long: `Elapsed`.
+    Wait(Duration),
+}
+
+/// What became of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// It could not run for a fault of ours (no descriptor, process or
+    /// memory; the candidate could not be shown in place): no verdict.
+    CannotRun(String),
+}
+
+/// The world's answer to `Start`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Looked(Snapshot),
+    /// The command could not start (126 or 127).
+    NotStarted(i32),
+    /// The child ended (the reaper collected it), this long after its start.
+    Exited {
+        status: Status,
+        ran_for: Duration,
+    },
+    GroupGone,
+    Staged(Result<Generation, String>),
+    Checked(Verdict),
+    Committed(Result<(), CommitFailed>),
+    RolledBack(Result<(), String>),
+    /// The reload signals were sent (None), or none was, for this one the
+    /// child lacks a handler for (true: it ignores it).
+    Signalled(Option<(i32, bool)>),
+    /// The hooks (by index) that failed; none: all succeeded.
+    HooksDone {
+        failed: Vec<usize>,
+    },
+    /// `ran_for`: the child's age when the probe ended.
+    Probed {
+        ok: bool,
+        ran_for: Duration,
+    },
+    Elapsed,
+    /// It could not run for a fault of ours (no descriptor, process or
+    /// memory): no verdict on anything.
+    NotRun(String),
+}
+
+/// What the machine asks of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Start {
+        token: Token,
+        op: Op,
+    },
+    /// The operation's answer no longer matters: stop it if it can be.
+    Cancel {
+        token: Token,
+    },
+    /// Send this signal to the child, or to its process group.
+    Signal(i32, Target),
+    /// SIGCONT to the child (or the members of its group) if stopped.
+    ContinueStopped(Target),
+    /// SIGKILL the child's process group.
+    KillGroup,
+    /// `--promote-to`: record this generation as proven.
+    Prove {
+        generation: String,
+    },
+    /// `--promote-to`: remove this candidate (showing the last good again).
+    Discard {
+        generation: String,
+    },
+    /// `--promote-to`: remove a generation no longer needed.
+    Forget {
+        generation: String,
+    },
+    /// A settled change was taken: `--min-interval` counts from now.
+    Acted,
+    Exit(i32),
+}
+
+/// What the machine hears: answers, and what happened on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Done {
+        token: Token,
+        outcome: Outcome,
+    },
+    /// A caught signal from another process (never SIGCHLD, never the
+    /// restart signal).
+    Signal(i32),
+    /// The restart signal arrived; the config as it is now.
+    RestartRequested(Snapshot),
+    /// The watched config, looked at once the debounce ran out.
+    ConfigSettled(Snapshot),
+    /// Time for a readiness probe (`--ready-interval`).
+    ProbeDue,
+}
+
+/// What an operation in flight is for: the event its answer becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Rec {
+    /// The look before a start.
+    StartLook,
+    Child,
+    Drain,
+    /// The gate's staging, check, commit and retry wait, with the
+    /// decision's own number for the config in flight.
+    Stage(u64),
+    Check(u64),
+    Commit(u64),
+    Retry(u64),
+    /// The reload's hooks, and the wait before they are retried, with the
+    /// reload's own number.
+    Hooks(u64),
+    HooksRetry(u64),
+    RollBack,
+    ReloadSignals,
+    /// A readiness probe of start period number `period`.
+    Probe(u64),
+    /// The stop deadline (`--stop-timeout`, then the grace after SIGKILL;
+    /// or `--stop-delay`).
+    Stop,
+    Backoff,
+    Probation,
+    /// The start-up period number `period`.
+    StartUp(u64),
+}
+
+impl Machine {
+    /// Takes what the world says; returns what the machine asks of it.
+    pub fn handle(&mut self, input: Input) -> Vec<Request> {
+        let event = match input {
+            Input::Done { token, outcome } => {
+                let Some(rec) = self.inflight.remove(&token) else {
+                    debug!("Answer for operation {token}, no longer in flight: dropped");
+                    return vec![];
+                };
+                match answer(rec, outcome) {
+                    Some(event) => event,
+                    None => return vec![],
+                }
+            }
+            Input::Signal(sig) => Event::Signal(sig),
+            Input::RestartRequested(now) => Event::RestartRequested(now),
+            Input::ConfigSettled(now) => Event::ConfigSettled(now),
+            Input::ProbeDue => return self.probe_due(),
+        };
+        let actions = self.step(event);
+        self.requests(actions)
+    }
+
+    /// A readiness probe of the running child, unless one is out already.
+    fn probe_due(&mut self) -> Vec<Request> {
+        let probing = self.inflight.values().any(|r| matches!(r, Rec::Probe(_)));
+        if !self.settings.ready_probe || !self.child_alive() || probing {
+            return vec![];
+        }
+        vec![self.start(Rec::Probe(self.period), Op::Probe)]
+    }
+
+    fn start(&mut self, rec: Rec, op: Op) -> Request {
+        self.last_op += 1;
+        let token = self.last_op;
+        self.inflight.insert(token, rec);
+        Request::Start { token, op }
+    }
+
+    /// Cancels the operations `which` matches.
+    fn cancel(&mut self, which: impl Fn(&Rec) -> bool) -> Vec<Request> {
+        let tokens: Vec<Token> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| which(r))
+            .map(|(t, _)| *t)
+            .collect();
+        tokens
+            .into_iter()
+            .map(|token| {
+                self.inflight.remove(&token);
+                Request::Cancel { token }
+            })
+            .collect()
+    }
+
+    /// Each intent as the request that carries it out: the ones that take
+    /// time numbered and recorded. Then the drain of an exited child's
+    /// group is asked for, or cancelled, as the phase now says.
+    pub(super) fn requests(&mut self, actions: Vec<Action>) -> Vec<Request> {
+        let mut out = vec![];
+        for action in actions {
+            self.request(action, &mut out);
+        }
+        let draining = self.inflight.values().any(|r| *r == Rec::Drain);
+        if self.awaits_group() && !draining {
+            out.push(self.start(Rec::Drain, Op::Drain));
+        } else if !self.awaits_group() && draining {
+            out.extend(self.cancel(|r| *r == Rec::Drain));
+        }
+        out
+    }
+
+    /// Arms the deadline `rec` (None: clears it); one armed before is
+    /// replaced.
+    fn rearm(&mut self, rec: Rec, after: Option<Duration>, out: &mut Vec<Request>) {
+        let kind = std::mem::discriminant(&rec);
+        out.extend(self.cancel(|r| std::mem::discriminant(r) == kind));
+        if let Some(d) = after {
+            out.push(self.start(rec, Op::Wait(d)));
+        }
+    }
+
+    fn request(&mut self, action: Action, out: &mut Vec<Request>) {
+        match action {
+            Action::Spawn => {
+                // A backoff cut short (a change during it) waits no more.
+                out.extend(self.cancel(|r| *r == Rec::Backoff));
+                out.push(self.start(Rec::Child, Op::Run));
+                // The child runs from now on; a command that cannot start
+                // is answered at once (`NotStarted`), and ends it all.
+                let then = self.step(Event::Spawned);
+                for action in then {
+                    self.request(action, out);
+                }
+            }
+            Action::Fingerprint => out.push(self.start(Rec::StartLook, Op::Look)),
+            Action::Stage { token } => out.push(self.start(Rec::Stage(token), Op::Stage)),
+            Action::Validate {
+                token,
+                changed,
+                candidate,
+                in_place,
+            } => out.push(self.start(
+                Rec::Check(token),
+                Op::Check {
+                    changed,
+                    candidate,
+                    in_place,
+                },
+            )),
+            Action::CancelValidation => {
+                out.extend(self.cancel(|r| matches!(r, Rec::Check(_))));
+            }
+            Action::Commit {
+                token,
+                generation,
+                proven,
+            } => out.push(self.start(Rec::Commit(token), Op::Commit { generation, proven })),
+            Action::RollBack { to, from } => {
+                out.push(self.start(Rec::RollBack, Op::RollBack { to, from }));
+            }
+            Action::Reload(signals, to) => {
+                out.push(self.start(Rec::ReloadSignals, Op::ReloadSignals { signals, to }))
+            }
+            Action::RunReload { token, calls } => {
+                out.push(self.start(Rec::Hooks(token), Op::Hooks { calls }));
+            }
+            // The hooks running, or the wait for their retry.
+            Action::CancelReload => {
+                out.extend(self.cancel(|r| matches!(r, Rec::Hooks(_) | Rec::HooksRetry(_))));
+            }
+            Action::RetryAfter { token, after } => {
+                let rec = match &self.reload {
+                    Some(r) if r.token == token => Rec::HooksRetry(token),
+                    _ => Rec::Retry(token),
+                };
+                self.rearm(rec, Some(after), out);
+            }
+            Action::StopDeadline(after) => self.rearm(Rec::Stop, after, out),
+            Action::Backoff(after) => self.rearm(Rec::Backoff, Some(after), out),
+            Action::ProbationDeadline(after) => self.rearm(Rec::Probation, after, out),
+            Action::StartUpDeadline { child, after } => {
+                self.rearm(Rec::StartUp(child), Some(after), out);
+            }
+            Action::Signal(sig, to) => out.push(Request::Signal(sig, to)),
+            Action::ContinueStopped(to) => out.push(Request::ContinueStopped(to)),
+            Action::KillGroup => out.push(Request::KillGroup),
+            Action::Prove { generation } => out.push(Request::Prove { generation }),
+            Action::Discard { generation } => out.push(Request::Discard { generation }),
+            Action::Forget { generation } => out.push(Request::Forget { generation }),
+            Action::Acted => out.push(Request::Acted),
+            Action::Exit(code) => out.push(Request::Exit(code)),
+        }
+    }
+}
+
+/// The event an answer is for its decision; None for an answer that does
+/// not fit the operation (a world's bug: said, and dropped).
+fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
+    Some(match (rec, outcome) {
+        (Rec::StartLook, Outcome::Looked(now)) => Event::Candidate(now),
+        (Rec::Child, Outcome::NotStarted(code)) => Event::SpawnFailed(code),
+        (Rec::Child, Outcome::Exited { status, ran_for }) => Event::ChildExited { status, ran_for },
+        (Rec::Drain, Outcome::GroupGone) => Event::GroupGone,
+        (Rec::Stage(token), Outcome::Staged(result)) => Event::Staged { token, result },
+        (Rec::Check(token), Outcome::Checked(Verdict::Pass)) => {
+            Event::Validated { token, ok: true }
+        }
+        (Rec::Check(token), Outcome::Checked(Verdict::Fail)) => {
+            Event::Validated { token, ok: false }
+        }
+        (Rec::Check(token), Outcome::Checked(Verdict::CannotRun(reason))) => {
+            Event::CannotCheck { token, reason }
+        }
+        (Rec::Commit(token), Outcome::Committed(result)) => Event::Committed { token, result },
+        (Rec::RollBack, Outcome::RolledBack(result)) => Event::RolledBack { result },
+        (Rec::ReloadSignals, Outcome::Signalled(None)) => Event::ReloadSent,
+        (Rec::ReloadSignals, Outcome::Signalled(Some((sig, ignored)))) => {
+            Event::ReloadUnhandled(sig, ignored)
+        }
+        (Rec::Hooks(token), Outcome::HooksDone { failed }) => Event::Reloaded { token, failed },
+        (Rec::Probe(child), Outcome::Probed { ok, ran_for }) => {
+            Event::Probed { child, ok, ran_for }
+        }
+        (Rec::Retry(token) | Rec::HooksRetry(token), Outcome::Elapsed) => Event::RetryDue { token },
+        (Rec::Stop, Outcome::Elapsed) => Event::StopDeadline,
+        (Rec::Backoff, Outcome::Elapsed) => Event::BackoffOver,
+        (Rec::Probation, Outcome::Elapsed) => Event::ProbationOver,
+        (Rec::StartUp(child), Outcome::Elapsed) => Event::StartedUp { child },
+        (Rec::Check(token), Outcome::NotRun(reason)) => Event::CannotCheck { token, reason },
+        // A probe that could not run says nothing of the child: the next
+        // one is due at the next interval.
+        (Rec::Probe(_), Outcome::NotRun(why)) => {
+            debug!("No readiness probe this time: {why}");
+            return None;
+        }
+        (rec, outcome) => {
+            log::error!("The world answered {rec:?} with {outcome:?}: dropped");
+            return None;
+        }
+    })
+}
