@@ -387,3 +387,162 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testkit::{settings, snap};
+
+    const SECS10: Duration = Duration::from_secs(10);
+
+    /// The token of the one operation `op` matches in `requests`.
+    fn token_of(requests: &[Request], op: impl Fn(&Op) -> bool) -> Token {
+        let found: Vec<Token> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Start { token, op: o } if op(o) => Some(*token),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{requests:?}");
+        found[0]
+    }
+
+    fn done(token: Token, outcome: Outcome) -> Input {
+        Input::Done { token, outcome }
+    }
+
+    /// A machine whose child runs; the token of its `Run`.
+    fn running(s: Settings) -> (Machine, Token) {
+        let (mut m, first) = Machine::boot(s, None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look);
+        let then = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        (m, token_of(&then, |o| *o == Op::Run))
+    }
+
+    #[test]
+    fn an_answer_not_in_flight_is_dropped_and_each_is_taken_once() {
+        let (mut m, first) = Machine::boot(settings(), None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look);
+        assert_eq!(
+            m.handle(done(look + 100, Outcome::Looked(snap(Some(1))))),
+            []
+        );
+        let started = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        token_of(&started, |o| *o == Op::Run);
+        // The same answer again: its record is gone.
+        assert_eq!(m.handle(done(look, Outcome::Looked(snap(Some(1))))), []);
+        assert!(m.child_alive());
+    }
+
+    #[test]
+    fn an_answer_that_does_not_fit_its_operation_is_dropped() {
+        let (mut m, first) = Machine::boot(settings(), None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look);
+        assert_eq!(m.handle(done(look, Outcome::Elapsed)), []);
+        assert!(m.inflight.is_empty(), "{:?}", m.inflight);
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_ends_it_all() {
+        let (mut m, run) = running(settings());
+        assert_eq!(
+            m.handle(done(run, Outcome::NotStarted(127))),
+            [Request::Exit(127)]
+        );
+    }
+
+    #[test]
+    fn a_deadline_cancelled_is_never_heard_of_again() {
+        let (mut m, run) = running(settings());
+        let stop = m.handle(Input::Signal(libc::SIGTERM));
+        let deadline = token_of(&stop, |o| *o == Op::Wait(SECS10));
+        let exited = Outcome::Exited {
+            status: Status::Signaled(libc::SIGTERM),
+            ran_for: SECS10,
+        };
+        let draining = m.handle(done(run, exited));
+        let drain = token_of(&draining, |o| *o == Op::Drain);
+        assert_eq!(
+            m.handle(done(drain, Outcome::GroupGone)),
+            [Request::Cancel { token: deadline }, Request::Exit(143)]
+        );
+        assert_eq!(m.handle(done(deadline, Outcome::Elapsed)), []);
+    }
+
+    #[test]
+    fn a_group_that_outlives_sigkill_is_given_up_and_its_drain_cancelled() {
+        let s = Settings {
+            restart: Policy::Always,
+            ..settings()
+        };
+        let (mut m, run) = running(s);
+        let exited = Outcome::Exited {
+            status: Status::Exited(1),
+            ran_for: SECS10,
+        };
+        let first = m.handle(done(run, exited));
+        let drain = token_of(&first, |o| *o == Op::Drain);
+        let deadline = token_of(&first, |o| *o == Op::Wait(SECS10));
+        let killed = m.handle(done(deadline, Outcome::Elapsed));
+        assert_eq!(killed[0], Request::KillGroup);
+        let grace = token_of(&killed, |o| *o == Op::Wait(KILL_GRACE));
+        let given_up = m.handle(done(grace, Outcome::Elapsed));
+        assert!(
+            given_up.contains(&Request::Cancel { token: drain }),
+            "{given_up:?}"
+        );
+        // Its answer, had it come, says nothing any more.
+        let backoff = token_of(&given_up, |o| matches!(o, Op::Wait(_)));
+        assert_eq!(m.handle(done(drain, Outcome::GroupGone)), []);
+        let next = m.handle(done(backoff, Outcome::Elapsed));
+        token_of(&next, |o| *o == Op::Look);
+    }
+
+    #[test]
+    fn probes_are_asked_one_at_a_time_while_a_child_runs() {
+        let s = Settings {
+            ready_probe: true,
+            ..settings()
+        };
+        let (mut m, first) = Machine::boot(s, None, None, None);
+        assert_eq!(m.handle(Input::ProbeDue), [], "no child yet");
+        let look = token_of(&first, |o| *o == Op::Look);
+        m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let asked = m.handle(Input::ProbeDue);
+        let probe = token_of(&asked, |o| *o == Op::Probe);
+        assert_eq!(m.handle(Input::ProbeDue), [], "one is out");
+        // One that could not run frees the way for the next.
+        let none = Outcome::NotRun("EMFILE".into());
+        assert_eq!(m.handle(done(probe, none)), []);
+        let again = m.handle(Input::ProbeDue);
+        let probe = token_of(&again, |o| *o == Op::Probe);
+        let ok = Outcome::Probed {
+            ok: true,
+            ran_for: SECS10,
+        };
+        m.handle(done(probe, ok));
+        assert_eq!(m.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn a_reload_superseded_in_its_retry_wait_has_the_wait_cancelled() {
+        let s = Settings {
+            reload_external: true,
+            reload_hooks: 1,
+            ..settings()
+        };
+        let (mut m, _) = running(s);
+        let first = m.handle(Input::ConfigSettled(snap(Some(2))));
+        let hooks = token_of(&first, |o| matches!(o, Op::Hooks { .. }));
+        let failed = m.handle(done(hooks, Outcome::HooksDone { failed: vec![0] }));
+        let wait = token_of(&failed, |o| matches!(o, Op::Wait(_)));
+        let newer = m.handle(Input::ConfigSettled(snap(Some(3))));
+        assert!(
+            newer.contains(&Request::Cancel { token: wait }),
+            "{newer:?}"
+        );
+        token_of(&newer, |o| matches!(o, Op::Hooks { .. }));
+        assert_eq!(m.handle(done(wait, Outcome::Elapsed)), []);
+    }
+}
