@@ -51,15 +51,6 @@ impl Hook {
             done: Box::pin(done),
         }
     }
-
-    /// Drops the hook; a command's process group (the command and anything
-    /// it started) is killed, and the reaper reaps it quietly.
-    pub fn cancel(self, what: &str) {
-        if let Some(pgid) = self.process {
-            info!("Cancelling the running {what}");
-            cancel_group(pgid);
-        }
-    }
 }
 
 /// Kills the process group of a hook being dropped, while its leader is

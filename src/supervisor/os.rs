@@ -8,13 +8,13 @@ use crate::cli::{Config, ReloadHook};
 use crate::hook::{self, Hook};
 use crate::http;
 use crate::metrics::Metrics;
-use crate::off_loop::{self, Pending};
+use crate::off_loop;
 use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
 use crate::state::{
-    CommitFailed, Generation, HookCall, Machine, Op, Outcome, Settings, Target, Token, Verdict,
+    CommitFailed, HookCall, Machine, Op, Outcome, Settings, Target, Token, Verdict,
 };
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
@@ -22,7 +22,6 @@ use futures::{FutureExt, select};
 use log::{debug, error, info, warn};
 use nix::libc;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -222,14 +221,11 @@ async fn supervise(
         cfg,
         cwd,
         looks,
-        staging: VecDeque::new(),
+        ops: Vec::new(),
         child: None,
         group: None,
         promoter,
         take_tty,
-        check: None,
-        reload: None,
-        probe: None,
         killed: vec![],
         metrics,
         intake,
@@ -247,8 +243,9 @@ struct Os {
     cwd: Option<PathBuf>,
     /// The watch, and the looks at the files it takes off the loop.
     looks: Looks,
-    /// Stagings running off the loop (`--promote-to`), oldest first.
-    staging: VecDeque<(u64, Pending<Result<Generation, String>>)>,
+    /// The machine's operations running here (stagings, checks, hooks,
+    /// probes), each with its token: the one collection the loop waits on.
+    ops: Vec<Running>,
     /// The running child, when it started, and the token of its `Op::Run`.
     child: Option<(Child, Instant, Token)>,
     /// The child's process group (its pid): the running child's, or the
@@ -259,12 +256,6 @@ struct Os {
     take_tty: bool,
     /// `--promote-to`: stages source bytes into the child's directory.
     promoter: Option<Promoter>,
-    /// The running `--validate` check, with the machine's token.
-    check: Option<(u64, Hook)>,
-    /// The running `--reload-command` / `--reload-url`s, with its token.
-    reload: Option<(u64, Reloading)>,
-    /// The running readiness probe, with its token.
-    probe: Option<(u64, Hook)>,
     /// Process groups of cancelled hooks, SIGKILLed and maybe not yet gone.
     killed: Vec<i32>,
     /// `--metrics`: what the server shows.
@@ -325,16 +316,54 @@ impl Os {
     }
 }
 
+/// An operation running for the machine: its answer to come, and the
+/// process groups to kill if it is cancelled.
+struct Running {
+    token: Token,
+    /// What it is, for the log when it is cancelled.
+    what: &'static str,
+    groups: Vec<i32>,
+    answer: LocalBoxFuture<'static, Outcome>,
+}
+
+impl Os {
+    fn run(
+        &mut self,
+        token: Token,
+        what: &'static str,
+        groups: Vec<i32>,
+        answer: LocalBoxFuture<'static, Outcome>,
+    ) {
+        self.ops.push(Running {
+            token,
+            what,
+            groups,
+            answer,
+        });
+    }
+
+    /// Kills what `token` runs (its answer no longer matters).
+    fn kill_op(&mut self, token: Token) {
+        let Some(i) = self.ops.iter().position(|r| r.token == token) else {
+            return;
+        };
+        let op = self.ops.swap_remove(i);
+        for pgid in op.groups {
+            info!("Cancelling the running {}", op.what);
+            self.killing(Some(pgid));
+            hook::cancel_group(pgid);
+        }
+    }
+}
+
 /// What the select! saw, before it becomes a `Wake`.
 enum Seen {
     Child(std::process::ExitStatus),
     Signal(std::io::Result<signals::Caught>),
     Notify(NotifyEvent),
     Looked(Wake),
-    Staged(Result<Generation, String>),
-    Validated(bool),
-    Reloaded(Vec<usize>),
-    Probed(bool),
+    /// The operation at this index answered.
+    Answered(usize, Outcome),
     Timer,
 }
 
@@ -366,14 +395,15 @@ impl Os {
         unhandled
     }
 
-    fn stage(&mut self, token: u64) {
+    fn stage(&mut self, token: Token) {
         // Copying a big config takes what it takes: off the loop.
         let promoter = self.promoter.clone();
         let task = off_loop::run(move || match promoter {
             Some(p) => p.stage(),
             None => Err("no --promote-to".into()),
         });
-        self.staging.push_back((token, task));
+        let answer = async move { Outcome::Staged(task.wait().await) };
+        self.run(token, "staging", vec![], answer.boxed_local());
     }
 
     fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
@@ -427,7 +457,19 @@ impl Os {
             }
             (None, None) => return no_answer("no --ready-check or --ready-url".into()),
         };
-        self.probe = Some((token, hook));
+        // The child it judges is the one running now.
+        let started = self.child.as_ref().map(|(_, t, _)| *t);
+        let answer = async move {
+            let ok = hook.done.await;
+            let ran_for = started.map_or(Duration::ZERO, |t| t.elapsed());
+            Outcome::Probed { ok, ran_for }
+        };
+        self.run(
+            token,
+            "readiness check",
+            hook.process.into_iter().collect(),
+            answer.boxed_local(),
+        );
         None
     }
 
@@ -473,18 +515,20 @@ impl Os {
         );
         match check {
             Ok(check) => {
-                self.check = Some((token, check));
+                let answer = async move {
+                    let v = if check.done.await {
+                        Verdict::Pass
+                    } else {
+                        Verdict::Fail
+                    };
+                    Outcome::Checked(v)
+                };
+                let groups = check.process.into_iter().collect();
+                self.run(token, "config validation", groups, answer.boxed_local());
                 None
             }
             // No verdict on the bytes: the machine retries the check.
             Err(reason) => verdict(Verdict::CannotRun(reason)),
-        }
-    }
-
-    fn cancel_validation(&mut self) {
-        if let Some((_, check)) = self.check.take() {
-            self.killing(check.process);
-            check.cancel("config validation");
         }
     }
 
@@ -541,24 +585,9 @@ impl Os {
                 .filter_map(|(i, ok)| (!ok).then_some(i))
                 .collect()
         };
-        self.reload = Some((
-            token,
-            Reloading {
-                processes,
-                done: Box::pin(done),
-            },
-        ));
+        let answer = async move { Outcome::HooksDone { failed: done.await } };
+        self.run(token, "reload command", processes, answer.boxed_local());
         None
-    }
-
-    fn cancel_reload(&mut self) {
-        if let Some((_, reload)) = self.reload.take() {
-            for pgid in reload.processes {
-                info!("Cancelling the running reload command");
-                self.killing(Some(pgid));
-                hook::cancel_group(pgid);
-            }
-        }
     }
 }
 
@@ -606,12 +635,7 @@ impl World for Os {
     }
 
     fn cancel(&mut self, token: Token) {
-        if self.check.as_ref().is_some_and(|(t, _)| *t == token) {
-            self.cancel_validation();
-        }
-        if self.reload.as_ref().is_some_and(|(t, _)| *t == token) {
-            self.cancel_reload();
-        }
+        self.kill_op(token);
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
@@ -672,9 +696,9 @@ impl World for Os {
         // Our own hooks end with us: a readiness probe still running is
         // killed too, and every group we SIGKILLed gets a moment to go (a
         // check cancelled a moment ago is not a process "left running").
-        if let Some((_, probe)) = self.probe.take() {
-            self.killing(probe.process);
-            probe.cancel("readiness check");
+        let running: Vec<Token> = self.ops.iter().map(|r| r.token).collect();
+        for token in running {
+            self.kill_op(token);
         }
         let until = std::time::Instant::now() + Duration::from_secs(1);
         loop {
@@ -710,24 +734,16 @@ impl World for Os {
                         None => futures::future::pending().await,
                     }
                 };
-                let checked = async {
-                    match self.check.as_mut() {
-                        Some((_, check)) => check.done.as_mut().await,
-                        None => futures::future::pending().await,
+                // The first operation to answer, of all those running.
+                let ops = &mut self.ops;
+                let answered = futures::future::poll_fn(|cx| {
+                    for (i, op) in ops.iter_mut().enumerate() {
+                        if let std::task::Poll::Ready(outcome) = op.answer.poll_unpin(cx) {
+                            return std::task::Poll::Ready((i, outcome));
+                        }
                     }
-                };
-                let reloaded = async {
-                    match self.reload.as_mut() {
-                        Some((_, r)) => r.done.as_mut().await,
-                        None => futures::future::pending().await,
-                    }
-                };
-                let probed = async {
-                    match self.probe.as_mut() {
-                        Some((_, task)) => task.done.as_mut().await,
-                        None => futures::future::pending().await,
-                    }
-                };
+                    std::task::Poll::Pending
+                });
                 let notify = self.looks.events();
                 let notified = async {
                     match &notify {
@@ -743,22 +759,13 @@ impl World for Os {
                 };
                 let looks = &mut self.looks;
                 let looked = async { Seen::Looked(looks.answer().await) };
-                let staged = async {
-                    match self.staging.front_mut() {
-                        Some((_, task)) => Seen::Staged(task.wait().await),
-                        None => futures::future::pending().await,
-                    }
-                };
                 let intake = &mut self.intake;
                 select! {
                     st = status.fuse() => Seen::Child(st),
                     caught = intake.next().fuse() => Seen::Signal(caught),
                     event = notified.fuse() => Seen::Notify(event),
                     seen = looked.fuse() => seen,
-                    seen = staged.fuse() => seen,
-                    ok = checked.fuse() => Seen::Validated(ok),
-                    failed = reloaded.fuse() => Seen::Reloaded(failed),
-                    ok = probed.fuse() => Seen::Probed(ok),
+                    (i, outcome) = answered.fuse() => Seen::Answered(i, outcome),
                     _ = FutureExt::fuse(timer) => Seen::Timer,
                 }
             };
@@ -796,29 +803,8 @@ impl World for Os {
                     return Wake::Notify;
                 }
                 Seen::Looked(wake) => return wake,
-                Seen::Staged(result) => {
-                    let token = self.staging.pop_front().map_or(0, |(t, _)| t);
-                    let outcome = Outcome::Staged(result);
-                    return Wake::Done { token, outcome };
-                }
-                Seen::Validated(ok) => {
-                    let token = self.check.take().map_or(0, |(t, _)| t);
-                    let v = if ok { Verdict::Pass } else { Verdict::Fail };
-                    let outcome = Outcome::Checked(v);
-                    return Wake::Done { token, outcome };
-                }
-                Seen::Reloaded(failed) => {
-                    let token = self.reload.take().map_or(0, |(t, _)| t);
-                    let outcome = Outcome::HooksDone { failed };
-                    return Wake::Done { token, outcome };
-                }
-                Seen::Probed(ok) => {
-                    let token = self.probe.take().map_or(0, |(t, _)| t);
-                    let ran_for = self
-                        .child
-                        .as_ref()
-                        .map_or(Duration::ZERO, |(_, t, _)| t.elapsed());
-                    let outcome = Outcome::Probed { ok, ran_for };
+                Seen::Answered(i, outcome) => {
+                    let token = self.ops.swap_remove(i).token;
                     return Wake::Done { token, outcome };
                 }
                 Seen::Timer => {
@@ -829,13 +815,6 @@ impl World for Os {
             }
         }
     }
-}
-
-/// A reload in flight: its commands (each with its process group) and
-/// POSTs; it answers with the hooks that failed.
-struct Reloading {
-    processes: Vec<i32>,
-    done: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<usize>>>>,
 }
 
 /// POSTs one reload URL; true on 2xx. The log shows the URL without its
