@@ -20,7 +20,7 @@ mod types;
 
 use gate::Pending;
 use protocol::Rec;
-pub use protocol::{Input, Op, Outcome, Request, Token, Verdict};
+pub use protocol::{Input, LookFor, Op, Outcome, Request, Token, Verdict};
 use reload::Reload;
 use rollback::{Probation, Readiness, Rolling};
 pub use types::*;

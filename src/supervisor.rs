@@ -17,9 +17,8 @@ mod fake;
 use crate::cli::Config;
 use crate::promote::Recovered;
 use crate::signals;
-use crate::state::{Input, Machine, Op, Outcome, Request, Settings, Target, Token};
+use crate::state::{Input, LookFor, Machine, Op, Outcome, Request, Settings, Target, Token};
 use crate::timers::{Due, Timers};
-use crate::watch::fingerprint::Snapshot;
 use log::{debug, info};
 use nix::libc;
 use std::collections::VecDeque;
@@ -35,17 +34,13 @@ pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     os::run(cfg, cwd)
 }
 
-/// What a look at the files is for (its answer says it back).
+/// A look at the files: a polling tick of the loop's own (may the files
+/// have changed? `Wake::Polled`), or the machine's `Op::Look` with its
+/// token (`Wake::Done`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
-    /// A polling tick: may the files have changed? (`Wake::Polled`)
     Poll,
-    /// The decisive look after the debounce (`Input::ConfigSettled`).
-    Settle,
-    /// The restart signal arrived (`Input::RestartRequested`).
-    Restart,
-    /// The machine's `Op::Look` with this token.
-    Asked(Token),
+    Asked(Token, LookFor),
 }
 
 /// What woke the loop.
@@ -58,8 +53,6 @@ pub enum Wake {
     Signal(i32),
     /// The watcher saw something about a config.
     Notify,
-    /// A look of the loop's own (`World::look`) ended: the config's bytes.
-    Looked(Look, Snapshot),
     /// A polling look ended: may the files have changed?
     Polled(bool),
     /// The deadline given to `wait` passed.
@@ -84,9 +77,8 @@ pub trait World {
     /// The polling interval in force (None: no polling).
     fn poll_interval(&self) -> Option<Duration>;
     /// Starts a look at the files, off the loop (stat and hash work never
-    /// delays a signal); its answer is `Wake::Looked`, `Wake::Polled`, or
-    /// for `Look::Asked`, `Wake::Done`. Looks run one at a time, in the
-    /// order asked.
+    /// delays a signal); its answer is `Wake::Polled`, or for the machine's
+    /// look, `Wake::Done`. Looks run one at a time, in the order asked.
     fn look(&mut self, look: Look);
     /// Starts the machine's operation `token` (any but `Wait` and `Drain`,
     /// which the loop keeps, and `Look`, see `look`); Some: its answer, at
@@ -220,20 +212,8 @@ pub async fn drive<W: World>(
         let input = match wake {
             Wake::Done { token, outcome } => Input::Done { token, outcome },
             // The restart signal: the machine decides once it has a look.
-            Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => {
-                l.world.look(Look::Restart);
-                continue;
-            }
+            Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => Input::RestartAsked,
             Wake::Signal(sig) => Input::Signal(sig),
-            Wake::Looked(look, now) => match look {
-                Look::Settle => Input::ConfigSettled(now),
-                Look::Restart => Input::RestartRequested(now),
-                Look::Asked(token) => Input::Done {
-                    token,
-                    outcome: Outcome::Looked(now),
-                },
-                Look::Poll => continue,
-            },
             Wake::Polled(moved) => {
                 if moved && !l.timers.settling() {
                     let now = l.world.now();
@@ -310,8 +290,8 @@ impl<W: World> Loop<'_, W> {
                     self.probe_now = true;
                     None
                 }
-                Op::Look => {
-                    self.world.look(Look::Asked(token));
+                Op::Look(why) => {
+                    self.world.look(Look::Asked(token, why));
                     None
                 }
                 op => {
@@ -395,7 +375,7 @@ impl<W: World> Loop<'_, W> {
                     outcome: Outcome::Elapsed,
                 }),
                 Due::Poll => self.world.look(Look::Poll),
-                Due::Settle => self.world.look(Look::Settle),
+                Due::Settle => inputs.push(Input::Settled),
                 Due::Ready => inputs.push(Input::ProbeDue),
                 Due::GroupProbe => inputs.extend(self.probe_group()),
             }

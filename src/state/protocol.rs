@@ -20,7 +20,7 @@ pub type Token = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Look at the config (stat and hash): `Looked`.
-    Look,
+    Look(LookFor),
     /// Start the child in a process group of its own and wait for its end:
     /// `Exited`; `NotStarted` at once for a command that cannot start.
     Run,
@@ -56,6 +56,18 @@ pub enum Op {
     Probe,
     /// Wait this long: `Elapsed`.
     Wait(Duration),
+}
+
+/// What a look is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookFor {
+    /// Before a start: the gate's candidate.
+    Start,
+    /// The decisive look once a burst of changes settled (the watch's
+    /// directories are set right first).
+    Settle,
+    /// The restart signal arrived.
+    Restart,
 }
 
 /// What became of a check.
@@ -146,10 +158,11 @@ pub enum Input {
     /// A caught signal from another process (never SIGCHLD, never the
     /// restart signal).
     Signal(i32),
-    /// The restart signal arrived; the config as it is now.
-    RestartRequested(Snapshot),
-    /// The watched config, looked at once the debounce ran out.
-    ConfigSettled(Snapshot),
+    /// The restart signal arrived.
+    RestartAsked,
+    /// A burst of changes to the watched config settled (the debounce ran
+    /// out).
+    Settled,
     /// Time for a readiness probe (`--ready-interval`).
     ProbeDue,
 }
@@ -157,8 +170,7 @@ pub enum Input {
 /// What an operation in flight is for: the event its answer becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Rec {
-    /// The look before a start.
-    StartLook,
+    Look(LookFor),
     Child,
     Drain,
     /// The gate's staging, check, commit and retry wait, with the
@@ -199,8 +211,12 @@ impl Machine {
                 }
             }
             Input::Signal(sig) => Event::Signal(sig),
-            Input::RestartRequested(now) => Event::RestartRequested(now),
-            Input::ConfigSettled(now) => Event::ConfigSettled(now),
+            Input::RestartAsked => {
+                return vec![self.start(Rec::Look(LookFor::Restart), Op::Look(LookFor::Restart))];
+            }
+            Input::Settled => {
+                return vec![self.start(Rec::Look(LookFor::Settle), Op::Look(LookFor::Settle))];
+            }
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
@@ -280,7 +296,9 @@ impl Machine {
                     self.request(action, out);
                 }
             }
-            Action::Fingerprint => out.push(self.start(Rec::StartLook, Op::Look)),
+            Action::Fingerprint => {
+                out.push(self.start(Rec::Look(LookFor::Start), Op::Look(LookFor::Start)));
+            }
             Action::Stage { token } => out.push(self.start(Rec::Stage(token), Op::Stage)),
             Action::Validate {
                 token,
@@ -345,7 +363,9 @@ impl Machine {
 /// not fit the operation (a world's bug: said, and dropped).
 fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
     Some(match (rec, outcome) {
-        (Rec::StartLook, Outcome::Looked(now)) => Event::Candidate(now),
+        (Rec::Look(LookFor::Start), Outcome::Looked(now)) => Event::Candidate(now),
+        (Rec::Look(LookFor::Settle), Outcome::Looked(now)) => Event::ConfigSettled(now),
+        (Rec::Look(LookFor::Restart), Outcome::Looked(now)) => Event::RestartRequested(now),
         (Rec::Child, Outcome::NotStarted(code)) => Event::SpawnFailed(code),
         (Rec::Child, Outcome::Exited { status, ran_for }) => Event::ChildExited { status, ran_for },
         (Rec::Drain, Outcome::GroupGone) => Event::GroupGone,
@@ -412,10 +432,17 @@ mod tests {
         Input::Done { token, outcome }
     }
 
+    /// A burst settled, and the look it asks for found `now`.
+    fn settle(m: &mut Machine, now: Snapshot) -> Vec<Request> {
+        let asked = m.handle(Input::Settled);
+        let look = token_of(&asked, |o| *o == Op::Look(LookFor::Settle));
+        m.handle(done(look, Outcome::Looked(now)))
+    }
+
     /// A machine whose child runs; the token of its `Run`.
     fn running(s: Settings) -> (Machine, Token) {
         let (mut m, first) = Machine::boot(s, None, None, None);
-        let look = token_of(&first, |o| *o == Op::Look);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         let then = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
         (m, token_of(&then, |o| *o == Op::Run))
     }
@@ -423,7 +450,7 @@ mod tests {
     #[test]
     fn an_answer_not_in_flight_is_dropped_and_each_is_taken_once() {
         let (mut m, first) = Machine::boot(settings(), None, None, None);
-        let look = token_of(&first, |o| *o == Op::Look);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         assert_eq!(
             m.handle(done(look + 100, Outcome::Looked(snap(Some(1))))),
             []
@@ -438,7 +465,7 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_its_operation_is_dropped() {
         let (mut m, first) = Machine::boot(settings(), None, None, None);
-        let look = token_of(&first, |o| *o == Op::Look);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         assert_eq!(m.handle(done(look, Outcome::Elapsed)), []);
         assert!(m.inflight.is_empty(), "{:?}", m.inflight);
     }
@@ -496,7 +523,7 @@ mod tests {
         let backoff = token_of(&given_up, |o| matches!(o, Op::Wait(_)));
         assert_eq!(m.handle(done(drain, Outcome::GroupGone)), []);
         let next = m.handle(done(backoff, Outcome::Elapsed));
-        token_of(&next, |o| *o == Op::Look);
+        token_of(&next, |o| *o == Op::Look(LookFor::Start));
     }
 
     #[test]
@@ -507,7 +534,7 @@ mod tests {
         };
         let (mut m, first) = Machine::boot(s, None, None, None);
         assert_eq!(m.handle(Input::ProbeDue), [], "no child yet");
-        let look = token_of(&first, |o| *o == Op::Look);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         m.handle(done(look, Outcome::Looked(snap(Some(1)))));
         let asked = m.handle(Input::ProbeDue);
         let probe = token_of(&asked, |o| *o == Op::Probe);
@@ -533,11 +560,11 @@ mod tests {
             ..settings()
         };
         let (mut m, _) = running(s);
-        let first = m.handle(Input::ConfigSettled(snap(Some(2))));
+        let first = settle(&mut m, snap(Some(2)));
         let hooks = token_of(&first, |o| matches!(o, Op::Hooks { .. }));
         let failed = m.handle(done(hooks, Outcome::HooksDone { failed: vec![0] }));
         let wait = token_of(&failed, |o| matches!(o, Op::Wait(_)));
-        let newer = m.handle(Input::ConfigSettled(snap(Some(3))));
+        let newer = settle(&mut m, snap(Some(3)));
         assert!(
             newer.contains(&Request::Cancel { token: wait }),
             "{newer:?}"

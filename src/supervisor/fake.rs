@@ -360,7 +360,10 @@ impl World for Fake {
                 self.polled = self.source;
                 Wake::Polled(changed)
             }
-            _ => Wake::Looked(look, snap(self.source)),
+            Look::Asked(token, _) => Wake::Done {
+                token,
+                outcome: Outcome::Looked(snap(self.source)),
+            },
         };
         self.ready.push_back(wake);
     }
@@ -395,7 +398,7 @@ impl World for Fake {
                 self.probe(token);
                 None
             }
-            Op::Look | Op::Drain | Op::Wait(_) => panic!("the loop's own: {op:?}"),
+            Op::Look(_) | Op::Drain | Op::Wait(_) => panic!("the loop's own: {op:?}"),
         }
     }
 

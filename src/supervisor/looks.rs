@@ -11,6 +11,7 @@
 use super::{Look, Wake};
 use crate::off_loop::{self, Pending};
 use crate::route::Routes;
+use crate::state::{LookFor, Outcome};
 use crate::watch::fingerprint::Snapshot;
 use crate::watch::{NotifyEvent, Watch};
 use async_channel::Receiver;
@@ -109,7 +110,10 @@ impl Looks {
         if !self.active {
             self.ready.push_back(match look {
                 Look::Poll => Wake::Polled(false),
-                _ => Wake::Looked(look, Snapshot::new()),
+                Look::Asked(token, _) => Wake::Done {
+                    token,
+                    outcome: Outcome::Looked(Snapshot::new()),
+                },
             });
             return;
         }
@@ -152,8 +156,11 @@ impl Looks {
         self.home = Some(watch);
         let wake = match (found, look) {
             (Found::Moved(moved), _) => Some(Wake::Polled(moved)),
-            (Found::Bytes(now), Some(look)) => Some(Wake::Looked(look, now)),
-            (Found::Bytes(_), None) => None,
+            (Found::Bytes(now), Some(Look::Asked(token, _))) => Some(Wake::Done {
+                token,
+                outcome: Outcome::Looked(now),
+            }),
+            (Found::Bytes(_), _) => None,
             // A wake that changes nothing, so that the loop's next wait
             // listens to the watcher's events (this one was set up before
             // they existed).
@@ -189,20 +196,21 @@ impl Looks {
         // Events already queued name files this look must read. A look
         // before a decision takes them early: the loop still hears of them
         // (a change seen by a start's look is settled and decided on too).
-        if look != Look::Poll && self.take_events(&mut watch) && look != Look::Settle {
+        let settle = matches!(look, Look::Asked(_, LookFor::Settle));
+        if look != Look::Poll && self.take_events(&mut watch) && !settle {
             self.ready.push_back(Wake::Notify);
         }
         let routes = self.routes.clone();
         let task = off_loop::run(move || {
             let found = match look {
                 Look::Poll => Found::Moved(watch.poll()),
-                Look::Settle => {
+                Look::Asked(_, LookFor::Settle) => {
                     // The watches may need to move (a directory appeared or
                     // was replaced) before the decisive look.
                     watch.refresh();
                     Found::Bytes(watch.snapshot())
                 }
-                Look::Asked(_) | Look::Restart => Found::Bytes(watch.snapshot()),
+                Look::Asked(..) => Found::Bytes(watch.snapshot()),
             };
             if let Found::Bytes(now) = &found {
                 routes.warm(now.keys());

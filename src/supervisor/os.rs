@@ -630,7 +630,7 @@ impl World for Os {
             Op::Hooks { calls } => self.run_reload(token, calls),
             Op::Probe => self.probe(token),
             // The loop's own (see `World::start`).
-            Op::Look | Op::Drain | Op::Wait(_) => Some(Outcome::NotRun(format!("{op:?}"))),
+            Op::Look(_) | Op::Drain | Op::Wait(_) => Some(Outcome::NotRun(format!("{op:?}"))),
         }
     }
 
