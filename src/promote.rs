@@ -482,7 +482,7 @@ impl Promoter {
     /// The candidate passed: with `proven` (the candidate goes on
     /// probation), `..proven` names that one first; then `..good` names the
     /// candidate (durably: the commit point), then the child's view switches
-    /// to it. The previous good generation stays until `forget`.
+    /// to it. The previous good generation stays until `remove_generation`.
     ///
     /// On failure the answer says what `..good` names now, read back from
     /// the disk: the machine takes that word, since a restarted manager
@@ -567,7 +567,7 @@ impl Promoter {
         } else {
             // `..good` may be gone or name the older one: the mirror follows.
             self.good = self.record(GOOD);
-            self.discard(generation);
+            self.drop_candidate(generation);
         }
         CommitFailed {
             reason: e.to_string(),
@@ -599,7 +599,7 @@ impl Promoter {
 
     /// Removes a generation that is neither the last good one, nor shown,
     /// nor recorded as proven or rejected.
-    pub fn forget(&self, generation: &str) {
+    pub fn remove_generation(&self, generation: &str) {
         let shown = fs::read_link(self.dir.join(DATA)).ok();
         let rejected = fs::read_link(self.dir.join(REJECTED)).ok();
         let proven = fs::read_link(self.dir.join(PROVEN)).ok();
@@ -633,14 +633,14 @@ impl Promoter {
         // Kept, and named: a restarted manager must not try it again.
         let earlier = fs::read_link(self.dir.join(REJECTED)).ok();
         if replace_link(&self.dir, REJECTED_TMP, REJECTED, from).is_err() {
-            self.forget(from);
+            self.remove_generation(from);
         }
         if let Some(old) = earlier
             .as_ref()
             .and_then(|o| o.to_str())
             .filter(|o| *o != from)
         {
-            self.forget(old);
+            self.remove_generation(old);
         }
         Ok(())
     }
@@ -648,7 +648,7 @@ impl Promoter {
     /// The candidate is rejected or moot: the child's view goes back to
     /// what it showed (if the candidate was exposed) and the candidate is
     /// removed.
-    pub fn discard(&mut self, generation: &str) {
+    pub fn drop_candidate(&mut self, generation: &str) {
         // Never the generation the durable record names (a restart shows
         // it), nor the one the child's view shows.
         if self.good.as_deref() == Some(generation) || self.view.as_deref() == Some(generation) {
@@ -1059,7 +1059,7 @@ mod tests {
         );
         p.commit(&s1.name, None).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
-        p.forget(&s1.name);
+        p.remove_generation(&s1.name);
         assert!(
             dir.join(&s1.name).is_dir(),
             "the last good is never forgotten"
@@ -1075,7 +1075,7 @@ mod tests {
         assert_ne!(s1.snapshot, s2.snapshot);
         p.expose(&s2.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v2");
-        p.discard(&s2.name);
+        p.drop_candidate(&s2.name);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the candidate is removed");
 
@@ -1106,7 +1106,7 @@ mod tests {
         fs::write(src.join("app.conf"), "A").unwrap();
         let a = p.stage().unwrap();
         p.commit(&a.name, Some(&g.name)).unwrap();
-        p.forget(&g.name);
+        p.remove_generation(&g.name);
         assert!(
             dir.join(&g.name).is_dir(),
             "the proven one is never forgotten"
@@ -1120,7 +1120,7 @@ mod tests {
 
         // Proven after its window: the record goes, and so may G.
         again.prove(&a.name);
-        again.forget(&g.name);
+        again.remove_generation(&g.name);
         // (Removed off the caller's thread.)
         let gone = (0..500).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -1144,7 +1144,7 @@ mod tests {
         let s = p.stage().unwrap();
         p.expose(&s.name).unwrap();
         assert!(dir.join("app.conf").exists());
-        p.discard(&s.name);
+        p.drop_candidate(&s.name);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         // An older layout (a view, no record): not trusted.
         let s = p.stage().unwrap();
@@ -1282,7 +1282,7 @@ mod tests {
         let s3 = p.stage().unwrap();
         p.expose(&s3.name).unwrap();
         assert_eq!(read(), "v3");
-        p.discard(&s3.name);
+        p.drop_candidate(&s3.name);
         assert_eq!(read(), "v1", "the view went to the record's s2");
         assert!(!dir.join(&s3.name).exists());
         // The disk works again: the record names s1, as the view does.
@@ -1297,7 +1297,7 @@ mod tests {
             PathBuf::from(&s1.name)
         );
         assert_eq!(read(), "v1");
-        p.forget(&s2.name);
+        p.remove_generation(&s2.name);
         fs::remove_dir_all(&d).unwrap();
     }
 

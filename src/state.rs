@@ -38,9 +38,9 @@ enum AfterStop {
 enum Phase {
     /// Validating the config before a start (the first, or any later one
     /// whose bytes were never approved). No child runs.
-    Checking,
+    CheckingBeforeStart,
     /// The config on disk was rejected and no child runs: waiting for a fix.
-    Held,
+    AwaitingFix,
     Starting,
     Running,
     /// SIGTERM arrived; waiting out `--stop-delay` before the stop signal.
@@ -62,10 +62,10 @@ pub struct Machine {
     settings: Settings,
     phase: Phase,
     /// The config the running child started with (or was last signalled for).
-    base: Snapshot,
+    child_bytes: Snapshot,
     /// Ungated: the bytes the gate saw just before the start, the next
-    /// child's base.
-    next_base: Snapshot,
+    /// child's bytes.
+    next_child_bytes: Snapshot,
     restarts: u32,
     next_backoff: Duration,
     /// The config in flight through the gate (staging, check, commit).
@@ -89,9 +89,9 @@ pub struct Machine {
     stats: Stats,
     /// `--promote-to`: the generation the child's directory shows (the last
     /// committed: proven, or on probation).
-    shown: Option<String>,
+    last_good: Option<String>,
     /// `--promote-to`: the generation the child's view still shows while
-    /// the durable record (`shown`) names another: a commit moved the record
+    /// the durable record (`last_good`) names another: a commit moved the record
     /// but could not switch the view, nor put the record back. Until they
     /// agree again, something in flight owes it: the commit retried, a newer
     /// commit, or, when nothing else is in flight, the record put back to
@@ -142,8 +142,8 @@ impl Machine {
         let mut m = Machine {
             settings,
             phase: Phase::Starting,
-            base: Snapshot::new(),
-            next_base: Snapshot::new(),
+            child_bytes: Snapshot::new(),
+            next_child_bytes: Snapshot::new(),
             restarts: 0,
             next_backoff: BACKOFF_FIRST,
             pending: None,
@@ -155,7 +155,7 @@ impl Machine {
             reload: None,
             reason: Reason::First,
             stats: Stats::default(),
-            shown: None,
+            last_good: None,
             lag: None,
             proven: None,
             probation: None,
@@ -171,7 +171,7 @@ impl Machine {
         let mut first = vec![];
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
             m.approved = Some(good.snapshot.clone());
-            m.shown = Some(good.name.clone());
+            m.last_good = Some(good.name.clone());
             m.rejected = rejected;
             match proven.filter(|p| p.name != good.name) {
                 Some(p) if m.settings.rollback_window.is_some() => {
@@ -188,7 +188,7 @@ impl Machine {
                     first.push(Action::Prove {
                         generation: good.name,
                     });
-                    first.push(Action::Forget { generation: p.name });
+                    first.push(Action::RemoveGeneration { generation: p.name });
                 }
                 None => m.proven = Some(good),
             }
@@ -232,9 +232,9 @@ impl Machine {
                 self.ready = Readiness::default();
                 // Gated, the child runs on what was approved (the gate's
                 // look just before saw exactly those); else on what it saw.
-                self.base = match self.approved.clone().filter(|_| self.gated()) {
+                self.child_bytes = match self.approved.clone().filter(|_| self.gated()) {
                     Some(approved) => approved,
-                    None => std::mem::take(&mut self.next_base),
+                    None => std::mem::take(&mut self.next_child_bytes),
                 };
                 let mut actions = self.child_took_new_bytes(false);
                 if self.settings.validate_in_place {
@@ -248,7 +248,7 @@ impl Machine {
             }
             Event::RestartRequested(now) => self.on_restart_request(now),
             Event::Candidate(now) => self.on_candidate(now),
-            Event::ReloadUnhandled(sig, ignored) => match self.phase {
+            Event::ReloadSignalUnhandled(sig, ignored) => match self.phase {
                 Phase::Running => {
                     if ignored {
                         warn!(
@@ -266,13 +266,13 @@ impl Machine {
                 }
                 _ => vec![],
             },
-            Event::ReloadSent => {
+            Event::ReloadSignalsSent => {
                 if self.phase != Phase::Running {
                     return vec![];
                 }
                 // A burst that also runs hooks is one reload: it counts
                 // once, when they answer.
-                let mut actions = self.release_reload();
+                let mut actions = self.release_hooks();
                 if actions.is_empty() {
                     self.stats.reloads_ok += 1;
                     self.took_if_fresh();
@@ -296,7 +296,7 @@ impl Machine {
                 _ => vec![],
             },
             Event::ConfigSettled(now) => self.on_config(now),
-            Event::Reloaded { token, failed } => self.on_reloaded(token, failed),
+            Event::HooksDone { token, failed } => self.on_hooks_done(token, failed),
             Event::RetryDue { token } => self.on_retry_due(token),
             Event::Validated { token, ok } => self.on_validated(token, ok),
             Event::CannotCheck { token, reason } => self.on_cannot_check(token, reason),

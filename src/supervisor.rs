@@ -3,7 +3,7 @@
 //! for the state machine, and the loop performs the actions it returns.
 //!
 //! The loop's own decisions (every deadline, the debounce and rate control,
-//! probing an exited child's group, starting the watcher, the exit code) are
+//! checking an exited child's group, starting the watcher, the exit code) are
 //! here, generic over `World`: `os::Os` is the real one (processes, signalfd,
 //! inotify, files); the tests' `fake::Fake` is a scripted one on a virtual
 //! clock, so the real loop runs in unit tests in milliseconds.
@@ -26,8 +26,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// How often the group of an exited child is probed while leftovers remain.
-const GROUP_PROBE: Duration = Duration::from_millis(20);
+/// How often the group of an exited child is checked while leftovers remain.
+const GROUP_CHECK: Duration = Duration::from_millis(20);
 
 /// Runs the supervisor to completion; returns the manager's exit code.
 pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
@@ -99,9 +99,9 @@ pub trait World {
     /// is recorded as the proven one.
     fn prove(&mut self, generation: &str);
     /// `--promote-to`: removes a candidate (showing the last good again).
-    fn discard(&mut self, generation: &str);
+    fn drop_candidate(&mut self, generation: &str);
     /// `--promote-to`: removes a generation no longer needed.
-    fn forget(&mut self, generation: &str);
+    fn remove_generation(&mut self, generation: &str);
     /// What `--metrics` and `/readyz` show, read from the machine only
     /// where they are served (this runs at every turn of the loop).
     fn show(&mut self, machine: &Machine);
@@ -147,13 +147,13 @@ struct Loop<'w, W: World> {
     cfg: LoopConfig,
     machine: Machine,
     /// The machine's `Op::Drain` in flight: the exited child's group is
-    /// looked at every GROUP_PROBE until empty.
+    /// looked at every GROUP_CHECK until empty.
     drain: Option<Token>,
     /// Look at that group at the next turn, before waiting: it may be
     /// empty already (just after the exit, or a SIGKILL).
-    probe_now: bool,
+    check_group_now: bool,
     /// Every deadline: the machine's waits, the debounce, polling, the
-    /// readiness interval, the group probe.
+    /// readiness interval, the group check.
     timers: Timers,
 }
 
@@ -175,7 +175,7 @@ pub async fn drive<W: World>(
         cfg,
         machine,
         drain: None,
-        probe_now: false,
+        check_group_now: false,
         timers,
     };
     let mut requests: VecDeque<Request> = first.into();
@@ -199,9 +199,9 @@ pub async fn drive<W: World>(
         l.world.show(&l.machine);
         // Just after the child's exit (and the signals to its leftovers):
         // is its group empty already? Later looks come due every
-        // GROUP_PROBE until it is.
-        if std::mem::take(&mut l.probe_now)
-            && let Some(gone) = l.probe_group()
+        // GROUP_CHECK until it is.
+        if std::mem::take(&mut l.check_group_now)
+            && let Some(gone) = l.check_group()
         {
             requests.extend(l.machine.handle(gone));
             continue;
@@ -287,7 +287,7 @@ impl<W: World> Loop<'_, W> {
                 }
                 Op::Drain => {
                     self.drain = Some(token);
-                    self.probe_now = true;
+                    self.check_group_now = true;
                     None
                 }
                 Op::Look(why) => {
@@ -302,7 +302,7 @@ impl<W: World> Loop<'_, W> {
             Request::Cancel { token } => {
                 if self.drain == Some(token) {
                     self.drain = None;
-                    self.timers.probe_group_in(now, None);
+                    self.timers.check_group_in(now, None);
                 } else if !self.timers.cancel(token) {
                     self.world.cancel(token);
                 }
@@ -320,12 +320,12 @@ impl<W: World> Loop<'_, W> {
                 self.world.prove(&generation);
                 None
             }
-            Request::Discard { generation } => {
-                self.world.discard(&generation);
+            Request::DropCandidate { generation } => {
+                self.world.drop_candidate(&generation);
                 None
             }
-            Request::Forget { generation } => {
-                self.world.forget(&generation);
+            Request::RemoveGeneration { generation } => {
+                self.world.remove_generation(&generation);
                 None
             }
             Request::Acted => {
@@ -343,22 +343,22 @@ impl<W: World> Loop<'_, W> {
             debug!("No child to send {} to", signals::name(sig));
         } else if to == Target::Group {
             // The leftovers may be gone at once (SIGKILL): look now.
-            self.probe_now |= self.drain.is_some();
+            self.check_group_now |= self.drain.is_some();
         }
         None
     }
 
     /// While the machine awaits the exited child's group: its answer once
     /// the group is empty, else the next look armed.
-    fn probe_group(&mut self) -> Option<Input> {
+    fn check_group(&mut self) -> Option<Input> {
         let now = self.world.now();
         let token = self.drain?;
         if self.world.group_alive() {
-            self.timers.probe_group_in(now, Some(GROUP_PROBE));
+            self.timers.check_group_in(now, Some(GROUP_CHECK));
             return None;
         }
         self.drain = None;
-        self.timers.probe_group_in(now, None);
+        self.timers.check_group_in(now, None);
         Some(Input::Done {
             token,
             outcome: Outcome::GroupGone,
@@ -377,7 +377,7 @@ impl<W: World> Loop<'_, W> {
                 Due::Poll => self.world.look(Look::Poll),
                 Due::Settle => inputs.push(Input::Settled),
                 Due::Ready => inputs.push(Input::ProbeDue),
-                Due::GroupProbe => inputs.extend(self.probe_group()),
+                Due::GroupCheck => inputs.extend(self.check_group()),
             }
         }
         inputs

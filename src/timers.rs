@@ -1,6 +1,6 @@
 //! Every deadline the supervisor waits on, as armed instants: the machine's
 //! waits (`Op::Wait`, each with its token), the debounce (with its maximum
-//! wait), the polling tick, the readiness interval and the group probe. Pure: the caller passes `now`, so each
+//! wait), the polling tick, the readiness interval and the group check. Pure: the caller passes `now`, so each
 //! rule is unit-tested without processes or clocks. All arithmetic is
 //! checked: no flag value, file timestamp or clock can overflow a deadline
 //! (one too far to represent saturates a century ahead).
@@ -19,7 +19,7 @@ pub enum Due {
     /// Time for a readiness probe.
     Ready,
     /// Time to look whether an exited child's group is empty.
-    GroupProbe,
+    GroupCheck,
 }
 
 #[derive(Debug, Default)]
@@ -34,8 +34,8 @@ pub struct Timers {
     poll: Option<Instant>,
     /// The polling interval; None: no polling.
     every: Option<Duration>,
-    /// Probing an exited child's group, this often.
-    group_probe: Option<Instant>,
+    /// Checking an exited child's group, this often.
+    group_check: Option<Instant>,
     /// The next readiness probe, and their interval while a child runs.
     ready: Option<Instant>,
     ready_every: Option<Duration>,
@@ -123,8 +123,8 @@ impl Timers {
     }
 
     /// Arms (from now) or clears the next look at an exited child's group.
-    pub fn probe_group_in(&mut self, now: Instant, d: Option<Duration>) {
-        self.group_probe = d.map(|d| after(now, d));
+    pub fn check_group_in(&mut self, now: Instant, d: Option<Duration>) {
+        self.group_check = d.map(|d| after(now, d));
     }
 
     /// A change was seen at `now`: settle after `debounce` of quiet, but no
@@ -162,7 +162,7 @@ impl Timers {
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Instant> {
         let wait = self.waits.iter().map(|(at, _)| *at).min();
-        [wait, self.settle, self.poll, self.group_probe, self.ready]
+        [wait, self.settle, self.poll, self.group_check, self.ready]
             .into_iter()
             .flatten()
             .min()
@@ -191,8 +191,8 @@ impl Timers {
             self.ready = self.ready_every.map(|e| after(now, e));
             due.push(Due::Ready);
         }
-        if take(&mut self.group_probe) {
-            due.push(Due::GroupProbe);
+        if take(&mut self.group_check) {
+            due.push(Due::GroupCheck);
         }
         due
     }
@@ -257,11 +257,11 @@ mod tests {
         let mut t = Timers::new(500 * MS, 5000 * MS);
         t.wait(t0, 10_000 * MS, 1);
         t.wait(t0, 1000 * MS, 2);
-        t.probe_group_in(t0, Some(20 * MS));
+        t.check_group_in(t0, Some(20 * MS));
         assert_eq!(t.next(), Some(t0 + 20 * MS));
-        assert_eq!(t.due(t0 + 20 * MS), [Due::GroupProbe]);
-        t.probe_group_in(t0, Some(20 * MS));
-        t.probe_group_in(t0, None);
+        assert_eq!(t.due(t0 + 20 * MS), [Due::GroupCheck]);
+        t.check_group_in(t0, Some(20 * MS));
+        t.check_group_in(t0, None);
         assert_eq!(t.due(t0 + 1000 * MS), [Due::Elapsed(2)]);
         assert_eq!(t.due(t0 + 10_000 * MS), [Due::Elapsed(1)]);
         t.wait(t0, MS, 3);

@@ -71,7 +71,7 @@ impl Machine {
             return vec![];
         }
         if !self.gated() {
-            self.next_base = now;
+            self.next_child_bytes = now;
             return vec![Action::Spawn];
         }
         if self.is_approved(&now) {
@@ -91,7 +91,7 @@ impl Machine {
             "Config changed since it was last approved: {} it before starting the child",
             self.verb()
         );
-        self.phase = Phase::Checking;
+        self.phase = Phase::CheckingBeforeStart;
         self.begin(now, false)
     }
 
@@ -177,7 +177,7 @@ impl Machine {
         // Unless the disk's record names it (a commit whose view lagged) or
         // the view shows it: then it is no candidate.
         if let Some(generation) = p.generation.filter(|g| !self.is_kept(g)) {
-            actions.push(Action::Discard { generation });
+            actions.push(Action::DropCandidate { generation });
         }
         if p.step == Step::Checking {
             actions.push(Action::CancelValidation);
@@ -198,7 +198,7 @@ impl Machine {
         let candidate = match result {
             Ok(c) if !ours => {
                 debug!("Discarding a candidate nobody waits for");
-                return vec![Action::Discard { generation: c.name }];
+                return vec![Action::DropCandidate { generation: c.name }];
             }
             _ if !ours => return vec![],
             Err(reason) => {
@@ -211,11 +211,11 @@ impl Machine {
         if self.is_approved(&snapshot) || self.is_rejected(&snapshot) {
             // The copy holds bytes already judged (the source went back).
             let p = self.pending.take();
-            let mut actions = vec![Action::Discard { generation }];
+            let mut actions = vec![Action::DropCandidate { generation }];
             if self.is_approved(&snapshot) {
                 debug!("The staged config is the one the child has");
                 actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
-            } else if self.phase == Phase::Checking {
+            } else if self.phase == Phase::CheckingBeforeStart {
                 actions.extend(self.no_start(
                     "The config source holds rejected bytes (by --validate, or rolled back)",
                 ));
@@ -284,7 +284,7 @@ impl Machine {
     /// The staged bytes are those the child already has.
     fn proceed_unchanged(&mut self, restart: bool) -> Vec<Action> {
         match self.phase {
-            Phase::Checking => {
+            Phase::CheckingBeforeStart => {
                 self.phase = Phase::Starting;
                 vec![Action::Spawn]
             }
@@ -310,12 +310,14 @@ impl Machine {
             self.rejected = Some(p.snapshot);
             let mut actions: Vec<Action> = p
                 .generation
-                .map(|generation| Action::Discard { generation })
+                .map(|generation| Action::DropCandidate { generation })
                 .into_iter()
                 .collect();
             actions.extend(match self.phase {
-                Phase::Checking if self.started => self.no_start("Config validation failed"),
-                Phase::Checking => self.no_start("Config validation failed at startup"),
+                Phase::CheckingBeforeStart if self.started => {
+                    self.no_start("Config validation failed")
+                }
+                Phase::CheckingBeforeStart => self.no_start("Config validation failed at startup"),
                 Phase::Backoff { .. } => {
                     error!("Config validation failed; the child will not be restarted on it");
                     vec![]
@@ -372,7 +374,7 @@ impl Machine {
         let mut actions: Vec<Action> = p
             .generation
             .take()
-            .map(|generation| Action::Discard { generation })
+            .map(|generation| Action::DropCandidate { generation })
             .into_iter()
             .collect();
         actions.extend(self.promotion_failed(format!("Cannot check the config: {reason}")));
@@ -409,7 +411,7 @@ impl Machine {
                     snapshot: p.snapshot.clone(),
                 });
                 if let Some(generation) = lag.filter(|g| !self.is_kept(g)) {
-                    actions.push(Action::Forget { generation });
+                    actions.push(Action::RemoveGeneration { generation });
                 }
                 actions.extend(self.approve(p));
                 actions
@@ -504,7 +506,7 @@ impl Machine {
         // What the view shows stays until the view and the record agree (it
         // may lag since an earlier commit already).
         if self.lag.is_none() {
-            self.lag = self.shown.clone().filter(|g| *g != new.name);
+            self.lag = self.last_good.clone().filter(|g| *g != new.name);
         }
         let mut actions = self.committed(new);
         actions.extend(self.promotion_failed(format!("Cannot show the promoted config: {reason}")));
@@ -523,13 +525,13 @@ impl Machine {
         }
         match self.phase {
             // The promoted directory holds exactly these bytes.
-            Phase::Checking if self.settings.promote => {
+            Phase::CheckingBeforeStart if self.settings.promote => {
                 self.phase = Phase::Starting;
                 vec![Action::Spawn]
             }
             // The child reads the source itself, which may have moved during
             // the check: one more look, and the gate decides again.
-            Phase::Checking => self.spawn(),
+            Phase::CheckingBeforeStart => self.spawn(),
             Phase::Running if p.restart => self.restart(),
             Phase::Running | Phase::Backoff { .. } => self.apply(p.snapshot),
             _ => vec![],
@@ -562,14 +564,14 @@ impl Machine {
         p.generation = kept;
         let retry = Action::RetryAfter { token, after };
         match self.phase {
-            Phase::Checking if self.approved.is_some() => {
+            Phase::CheckingBeforeStart if self.approved.is_some() => {
                 error!(
                     "{what}; starting the child on the last good config promoted earlier; retrying in {after:?}"
                 );
                 self.phase = Phase::Starting;
                 vec![retry, Action::Spawn]
             }
-            Phase::Checking => {
+            Phase::CheckingBeforeStart => {
                 error!("{what}; there is no good config to start the child on");
                 self.pending = None;
                 self.done(EX_CONFIG)
@@ -618,7 +620,7 @@ impl Machine {
             p.step = Step::Staging;
             return vec![Action::Stage { token }];
         }
-        self.on_reload_retry_due(token)
+        self.on_hooks_retry_due(token)
     }
 
     /// No child may start on the bytes on disk (rejected, or unusable):
@@ -636,11 +638,11 @@ impl Machine {
             return self.done(EX_CONFIG);
         }
         error!("{what}");
-        self.hold()
+        self.await_fix()
     }
 
     /// No child on rejected bytes: wait for a change that passes.
-    fn hold(&mut self) -> Vec<Action> {
+    fn await_fix(&mut self) -> Vec<Action> {
         let files: Vec<String> = self
             .rejected
             .iter()
@@ -655,13 +657,13 @@ impl Machine {
                 files.join(", ")
             }
         );
-        self.phase = Phase::Held;
+        self.phase = Phase::AwaitingFix;
         vec![]
     }
 
     /// A settled look at the watched files.
     pub(super) fn on_config(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase == Phase::Held {
+        if self.phase == Phase::AwaitingFix {
             if self.is_rejected(&now) {
                 return vec![];
             }
@@ -671,7 +673,7 @@ impl Machine {
             actions.extend(self.on_candidate(now));
             return actions;
         }
-        if self.phase == Phase::Checking {
+        if self.phase == Phase::CheckingBeforeStart {
             // Changed while the start's config is in flight: take the newest
             // (unless only files that chose `none` moved).
             if self
@@ -689,7 +691,7 @@ impl Machine {
             return vec![];
         }
         self.note_removed(&now);
-        let changes = fingerprint::changes(&self.base, &now);
+        let changes = fingerprint::changes(&self.child_bytes, &now);
         if changes.is_empty() {
             debug!("Config fingerprint unchanged; nothing to do");
             // Back to the bytes the child runs with: what is in flight is
@@ -745,13 +747,13 @@ impl Machine {
     /// the directory holds is the approved bytes (not what the child was
     /// last told of: files that chose `none` may never have been promoted).
     fn note_removed(&mut self, now: &Snapshot) {
-        let Some(held) = self.approved.as_ref().filter(|_| self.settings.promote) else {
+        let Some(promoted) = self.approved.as_ref().filter(|_| self.settings.promote) else {
             return;
         };
         let present = |path: &PathBuf| matches!(now.get(path), Some(FileState::Content { .. }));
         // Back again: a later removal is said again.
         self.said_removed.retain(|path| !present(path));
-        let gone: Vec<PathBuf> = held
+        let gone: Vec<PathBuf> = promoted
             .iter()
             .filter(|(path, state)| {
                 matches!(state, FileState::Content { .. })
@@ -804,7 +806,7 @@ impl Machine {
                 self.reason = Reason::Signal;
                 self.spawn()
             }
-            Phase::Held => self.on_config(now),
+            Phase::AwaitingFix => self.on_config(now),
             _ => {
                 debug!("Restart requested while not running; ignored");
                 vec![]

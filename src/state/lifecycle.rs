@@ -78,13 +78,13 @@ impl Machine {
     }
 
     /// The config the running child has (a fingerprint for metrics).
-    pub fn base(&self) -> &Snapshot {
-        &self.base
+    pub fn child_bytes(&self) -> &Snapshot {
+        &self.child_bytes
     }
 
     pub(super) fn done(&mut self, code: i32) -> Vec<Action> {
         self.phase = Phase::Done;
-        let mut actions = self.cancel_reload();
+        let mut actions = self.cancel_hooks();
         actions.extend(self.cancel_pending());
         actions.push(Action::Exit(code));
         actions
@@ -123,7 +123,7 @@ impl Machine {
         // A change in flight, or a reload of the old child, is moot: the
         // next child's start looks at the config afresh.
         let mut actions = self.cancel_pending();
-        actions.extend(self.cancel_reload());
+        actions.extend(self.cancel_hooks());
         actions.push(Action::Signal(sig, to));
         if sig != libc::SIGCONT {
             actions.push(Action::ContinueStopped(to));
@@ -193,14 +193,14 @@ impl Machine {
                     self.forward(sig)
                 }
             }
-            Phase::Checking | Phase::Held if is_shutdown(sig) => {
+            Phase::CheckingBeforeStart | Phase::AwaitingFix if is_shutdown(sig) => {
                 info!(
                     "Received {} with no child running (config check or rejected config), exiting",
                     signals::name(sig)
                 );
                 self.done(128 + sig)
             }
-            Phase::Checking | Phase::Held => vec![],
+            Phase::CheckingBeforeStart | Phase::AwaitingFix => vec![],
             Phase::Backoff { status } if is_shutdown(sig) => {
                 info!(
                     "Received {} during restart backoff, exiting",
@@ -275,7 +275,10 @@ impl Machine {
                 actions.extend(self.stopping(after, Some((status, ran_for)), sig, Target::Group));
                 actions
             }
-            Phase::Checking | Phase::Held | Phase::Backoff { .. } | Phase::Done => vec![],
+            Phase::CheckingBeforeStart
+            | Phase::AwaitingFix
+            | Phase::Backoff { .. }
+            | Phase::Done => vec![],
         }
     }
 
@@ -396,7 +399,7 @@ impl Machine {
     }
 
     pub(super) fn act(&mut self, now: Snapshot) -> Vec<Action> {
-        let changed = fingerprint::changes(&self.base, &now)
+        let changed = fingerprint::changes(&self.child_bytes, &now)
             .into_iter()
             .map(|c| c.path)
             .collect();
@@ -434,18 +437,18 @@ impl Machine {
             let sig = self.settings.stop_signal;
             return self.stop(AfterStop::Restart, sig);
         }
-        self.base = now;
+        self.child_bytes = now;
         let sigs: Vec<i32> = plan.signals.iter().map(|(sig, _)| *sig).collect();
         let mut actions = vec![];
         if !plan.hooks.is_empty() {
             info!("{why}, reloading the child");
-            actions.extend(self.run_reload(plan.hooks, !sigs.is_empty()));
+            actions.extend(self.run_hooks(plan.hooks, !sigs.is_empty()));
         }
         if let Some(&last) = sigs.last() {
             let names: Vec<String> = sigs.iter().map(|s| signals::name(*s)).collect();
             info!("{why}, sending {} to child process", names.join(" and "));
             self.sent = Some(last);
-            actions.push(Action::Reload(sigs, self.settings.signal_to));
+            actions.push(Action::SendReloadSignals(sigs, self.settings.signal_to));
         }
         actions
     }

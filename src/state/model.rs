@@ -305,7 +305,7 @@ impl Model {
             // Nothing written: the record names what it named.
             let recorded = self.good.as_deref() == Some(generation);
             if !recorded && self.view.as_deref() != Some(generation) {
-                self.discard(generation);
+                self.drop_candidate(generation);
             }
             return Err(CommitFailed {
                 reason: "No space left on device".into(),
@@ -363,7 +363,7 @@ impl Model {
 
     /// A candidate removed (the view restored if it showed it): never the
     /// last good, the proven or the viewed generation. Its version.
-    pub fn discard(&mut self, generation: &str) -> Option<u64> {
+    pub fn drop_candidate(&mut self, generation: &str) -> Option<u64> {
         assert!(
             self.good.as_deref() != Some(generation)
                 && self.proven.as_deref() != Some(generation)
@@ -381,7 +381,7 @@ impl Model {
     /// or the proven one. As the promoter does, one that `..rejected` or
     /// `..proven` still names stays (`..proven` may lag: a double-faulted
     /// commit leaves it as it was).
-    pub fn forget(&mut self, generation: &str) {
+    pub fn remove_generation(&mut self, generation: &str) {
         let g = Some(generation);
         assert!(
             self.good.as_deref() != g && self.shown.as_deref() != g && self.view.as_deref() != g,

@@ -110,7 +110,7 @@ impl Machine {
             "Config change ignored (--on-change none): {}",
             files.join(", ")
         );
-        self.base = now;
+        self.child_bytes = now;
     }
 }
 

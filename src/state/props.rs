@@ -383,12 +383,12 @@ impl Edge {
                 let result = self.model.commit(&generation, proven.as_deref());
                 Ok(Some(Event::Committed { token, result }))
             }
-            Action::Discard { generation } => {
-                self.model.discard(&generation);
+            Action::DropCandidate { generation } => {
+                self.model.drop_candidate(&generation);
                 Ok(None)
             }
-            Action::Forget { generation } => {
-                self.model.forget(&generation);
+            Action::RemoveGeneration { generation } => {
+                self.model.remove_generation(&generation);
                 Ok(None)
             }
             Action::RollBack { to, from } => {
@@ -427,7 +427,7 @@ impl Edge {
                 }
                 Ok(None)
             }
-            Action::Reload(sigs, _) => {
+            Action::SendReloadSignals(sigs, _) => {
                 let now = self.readable();
                 let Some(from) = self.child.as_ref().map(|c| c.version) else {
                     return Ok(None);
@@ -441,12 +441,12 @@ impl Edge {
                     return Ok(None);
                 };
                 if !c.ready {
-                    return Ok(Some(Event::ReloadUnhandled(sigs[0], false)));
+                    return Ok(Some(Event::ReloadSignalUnhandled(sigs[0], false)));
                 }
                 c.version = now;
                 self.signalled_from = Some(from);
                 self.model.not_rolled_back(now);
-                Ok(Some(Event::ReloadSent))
+                Ok(Some(Event::ReloadSignalsSent))
             }
             Action::ContinueStopped(_) => Ok(None),
             Action::KillGroup => {
@@ -497,7 +497,7 @@ impl Edge {
                 self.validations.clear();
                 Ok(None)
             }
-            Action::RunReload { token, calls } => {
+            Action::RunHooks { token, calls } => {
                 let told: BTreeMap<usize, Vec<PathBuf>> =
                     calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
                 prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
@@ -549,7 +549,7 @@ impl Edge {
                 self.retries.push(token);
                 Ok(None)
             }
-            Action::CancelReload => {
+            Action::CancelHooks => {
                 self.reload = None;
                 self.superseded = std::mem::take(&mut self.reload_left);
                 Ok(None)
@@ -643,7 +643,7 @@ impl Edge {
                 if let Some((token, _)) = self.reload.take() {
                     self.reload_left.retain(|i, _| mask & (1 << i) != 0);
                     let failed: Vec<usize> = self.reload_left.keys().copied().collect();
-                    self.feed(m, Event::Reloaded { token, failed })?;
+                    self.feed(m, Event::HooksDone { token, failed })?;
                 }
             }
             Op::ReportExit => {
@@ -822,7 +822,7 @@ impl Edge {
                     !self.passes(self.source),
                     "no child, and nothing holds it back"
                 );
-                prop_assert_eq!(&m.phase, &Phase::Held);
+                prop_assert_eq!(&m.phase, &Phase::AwaitingFix);
             }
         }
         Ok(())

@@ -136,11 +136,11 @@ pub enum Request {
         generation: String,
     },
     /// `--promote-to`: remove this candidate (showing the last good again).
-    Discard {
+    DropCandidate {
         generation: String,
     },
     /// `--promote-to`: remove a generation no longer needed.
-    Forget {
+    RemoveGeneration {
         generation: String,
     },
     /// A settled change was taken: `--min-interval` counts from now.
@@ -324,14 +324,14 @@ impl Machine {
             Action::RollBack { to, from } => {
                 out.push(self.start(Rec::RollBack, Op::RollBack { to, from }));
             }
-            Action::Reload(signals, to) => {
+            Action::SendReloadSignals(signals, to) => {
                 out.push(self.start(Rec::ReloadSignals, Op::ReloadSignals { signals, to }))
             }
-            Action::RunReload { token, calls } => {
+            Action::RunHooks { token, calls } => {
                 out.push(self.start(Rec::Hooks(token), Op::Hooks { calls }));
             }
             // The hooks running, or the wait for their retry.
-            Action::CancelReload => {
+            Action::CancelHooks => {
                 out.extend(self.cancel(|r| matches!(r, Rec::Hooks(_) | Rec::HooksRetry(_))));
             }
             Action::RetryAfter { token, after } => {
@@ -351,8 +351,10 @@ impl Machine {
             Action::ContinueStopped(to) => out.push(Request::ContinueStopped(to)),
             Action::KillGroup => out.push(Request::KillGroup),
             Action::Prove { generation } => out.push(Request::Prove { generation }),
-            Action::Discard { generation } => out.push(Request::Discard { generation }),
-            Action::Forget { generation } => out.push(Request::Forget { generation }),
+            Action::DropCandidate { generation } => out.push(Request::DropCandidate { generation }),
+            Action::RemoveGeneration { generation } => {
+                out.push(Request::RemoveGeneration { generation })
+            }
             Action::Acted => out.push(Request::Acted),
             Action::Exit(code) => out.push(Request::Exit(code)),
         }
@@ -381,11 +383,11 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         }
         (Rec::Commit(token), Outcome::Committed(result)) => Event::Committed { token, result },
         (Rec::RollBack, Outcome::RolledBack(result)) => Event::RolledBack { result },
-        (Rec::ReloadSignals, Outcome::Signalled(None)) => Event::ReloadSent,
+        (Rec::ReloadSignals, Outcome::Signalled(None)) => Event::ReloadSignalsSent,
         (Rec::ReloadSignals, Outcome::Signalled(Some((sig, ignored)))) => {
-            Event::ReloadUnhandled(sig, ignored)
+            Event::ReloadSignalUnhandled(sig, ignored)
         }
-        (Rec::Hooks(token), Outcome::HooksDone { failed }) => Event::Reloaded { token, failed },
+        (Rec::Hooks(token), Outcome::HooksDone { failed }) => Event::HooksDone { token, failed },
         (Rec::Probe(child), Outcome::Probed { ok, ran_for }) => {
             Event::Probed { child, ok, ran_for }
         }

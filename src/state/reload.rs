@@ -19,16 +19,20 @@ pub(super) struct Reload {
     pub(super) next: Duration,
     /// Waits for the burst's reload signals to be sent: if the child lacks
     /// a handler it is restarted instead, and these never run.
-    pub(super) held: bool,
+    pub(super) after_signals: bool,
 }
 
 impl Machine {
-    /// Starts the reload hooks of a burst; `held`: not before `ReloadSent`.
+    /// Starts the reload hooks of a burst; `after_signals`: not before `ReloadSignalsSent`.
     /// A reload still running or waiting is superseded, but what it had not
     /// yet done is not lost: its hooks join this run, with their files
     /// (another file's hook, failed and waiting for its retry, would
     /// otherwise never run again).
-    pub(super) fn run_reload(&mut self, mut calls: Vec<HookCall>, held: bool) -> Vec<Action> {
+    pub(super) fn run_hooks(
+        &mut self,
+        mut calls: Vec<HookCall>,
+        after_signals: bool,
+    ) -> Vec<Action> {
         if let Some(old) = &self.reload {
             for call in &old.left {
                 match calls.iter_mut().find(|c| c.hook == call.hook) {
@@ -42,7 +46,7 @@ impl Machine {
                 c.changed.dedup();
             }
         }
-        let mut actions = self.cancel_reload();
+        let mut actions = self.cancel_hooks();
         self.last_token += 1;
         let token = self.last_token;
         self.reload = Some(Reload {
@@ -50,10 +54,10 @@ impl Machine {
             left: calls.clone(),
             of: calls.len(),
             next: BACKOFF_FIRST,
-            held,
+            after_signals,
         });
-        if !held {
-            actions.push(Action::RunReload { token, calls });
+        if !after_signals {
+            actions.push(Action::RunHooks { token, calls });
         }
         actions
     }
@@ -86,11 +90,11 @@ impl Machine {
     }
 
     /// The burst's reload signals were sent: its hooks may run now.
-    pub(super) fn release_reload(&mut self) -> Vec<Action> {
-        match self.reload.as_mut().filter(|r| r.held) {
+    pub(super) fn release_hooks(&mut self) -> Vec<Action> {
+        match self.reload.as_mut().filter(|r| r.after_signals) {
             Some(r) => {
-                r.held = false;
-                vec![Action::RunReload {
+                r.after_signals = false;
+                vec![Action::RunHooks {
                     token: r.token,
                     calls: r.left.clone(),
                 }]
@@ -99,13 +103,13 @@ impl Machine {
         }
     }
 
-    /// The hooks of a `RunReload` ended; `failed` lists those that did not
+    /// The hooks of a `RunHooks` ended; `failed` lists those that did not
     /// succeed.
-    pub(super) fn on_reloaded(&mut self, token: u64, failed: Vec<usize>) -> Vec<Action> {
+    pub(super) fn on_hooks_done(&mut self, token: u64, failed: Vec<usize>) -> Vec<Action> {
         let Some(r) = self.reload.as_mut() else {
             return vec![];
         };
-        if r.token != token || r.held {
+        if r.token != token || r.after_signals {
             debug!("Ignoring the result of a superseded reload");
             return vec![];
         }
@@ -132,11 +136,11 @@ impl Machine {
         vec![Action::RetryAfter { token, after }]
     }
 
-    pub(super) fn on_reload_retry_due(&mut self, token: u64) -> Vec<Action> {
+    pub(super) fn on_hooks_retry_due(&mut self, token: u64) -> Vec<Action> {
         match &self.reload {
-            Some(r) if r.token == token && !r.held && self.phase == Phase::Running => {
+            Some(r) if r.token == token && !r.after_signals && self.phase == Phase::Running => {
                 info!("Retrying the reload");
-                vec![Action::RunReload {
+                vec![Action::RunHooks {
                     token,
                     calls: r.left.clone(),
                 }]
@@ -145,9 +149,9 @@ impl Machine {
         }
     }
 
-    pub(super) fn cancel_reload(&mut self) -> Vec<Action> {
+    pub(super) fn cancel_hooks(&mut self) -> Vec<Action> {
         match self.reload.take() {
-            Some(_) => vec![Action::CancelReload],
+            Some(_) => vec![Action::CancelHooks],
             None => vec![],
         }
     }

@@ -7,7 +7,7 @@
 //! - *candidate*, *checking*: in flight through the gate (`Pending`);
 //!   *rejected* there (`rejected`: those bytes are never shown again until
 //!   the source changes);
-//! - *on probation*: committed and shown (`shown`, with `probation` set):
+//! - *on probation*: committed and shown (`last_good`, with `probation` set):
 //!   for the window after its bytes reach the child, the child exiting on
 //!   its own or the readiness probe failing `ready_failures` times in a row
 //!   rolls back to the proven generation, and the new bytes are *rejected*;
@@ -82,8 +82,8 @@ impl Machine {
     /// one kept to go back to; or proven at once (no window, or the first).
     /// A generation that is neither shown nor proven any more is forgotten.
     pub(super) fn committed(&mut self, new: Generation) -> Vec<Action> {
-        let old_shown = self.shown.replace(new.name.clone());
-        let mut moot: Vec<String> = old_shown.into_iter().collect();
+        let old_last_good = self.last_good.replace(new.name.clone());
+        let mut moot: Vec<String> = old_last_good.into_iter().collect();
         let mut actions = vec![];
         if self.kept_while_on_probation(&new.snapshot).is_some() {
             self.probation = Some(Probation::default());
@@ -104,7 +104,7 @@ impl Machine {
         moot.dedup();
         for generation in moot {
             if !self.is_kept(&generation) {
-                actions.push(Action::Forget { generation });
+                actions.push(Action::RemoveGeneration { generation });
             }
         }
         actions
@@ -113,7 +113,7 @@ impl Machine {
     /// Recorded as the last good one, proven, or what the child's view
     /// still shows while it lags the record: a generation that stays.
     pub(super) fn is_kept(&self, generation: &str) -> bool {
-        self.shown.as_deref() == Some(generation)
+        self.last_good.as_deref() == Some(generation)
             || self.lag.as_deref() == Some(generation)
             || self.proven.as_ref().is_some_and(|g| g.name == generation)
     }
@@ -122,7 +122,7 @@ impl Machine {
     /// now, and the one before it goes.
     pub(super) fn prove(&mut self) -> Vec<Action> {
         self.probation = None;
-        let Some(name) = self.shown.clone() else {
+        let Some(name) = self.last_good.clone() else {
             return vec![];
         };
         let snapshot = self.approved.clone().unwrap_or_default();
@@ -136,7 +136,7 @@ impl Machine {
             Action::Prove { generation: name },
         ];
         if let Some(old) = old.map(|g| g.name).filter(|g| !self.is_kept(g)) {
-            actions.push(Action::Forget { generation: old });
+            actions.push(Action::RemoveGeneration { generation: old });
         }
         actions
     }
@@ -227,14 +227,14 @@ impl Machine {
                 p.overdue = true;
                 info!(
                     "--rollback-window passed, but the child was never ready: generation {} stays on probation until it is",
-                    self.shown.as_deref().unwrap_or("?")
+                    self.last_good.as_deref().unwrap_or("?")
                 );
             }
             return vec![];
         }
         info!(
             "Generation {} held for --rollback-window: it is the proven one now",
-            self.shown.as_deref().unwrap_or("?")
+            self.last_good.as_deref().unwrap_or("?")
         );
         self.prove()
     }
@@ -318,7 +318,7 @@ impl Machine {
         self.probation = None;
         // Nothing is on probation any more: no failure is excused for it.
         self.ready.reloading = false;
-        let bad = self.shown.clone().unwrap_or_default();
+        let bad = self.last_good.clone().unwrap_or_default();
         let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();
         actions.push(Action::ProbationDeadline(None));
@@ -364,7 +364,7 @@ impl Machine {
         );
         // The record and the view both name it now.
         self.lag = None;
-        self.shown = Some(r.previous.name);
+        self.last_good = Some(r.previous.name);
         self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;
         self.failed();
@@ -400,7 +400,7 @@ impl Machine {
     /// reloaded, or restarted, as the files that differ ask.
     fn back_onto_last_good(&mut self) -> Vec<Action> {
         let good = self.approved.clone().unwrap_or_default();
-        let mut differ = fingerprint::changes(&self.base, &good);
+        let mut differ = fingerprint::changes(&self.child_bytes, &good);
         if differ.is_empty() {
             // Only files gone: tell the child of every one it has.
             differ = fingerprint::changes(&Snapshot::new(), &good);
@@ -415,8 +415,10 @@ impl Machine {
     pub fn readiness(&self) -> Result<(), String> {
         match self.phase {
             Phase::Running => {}
-            Phase::Starting | Phase::Checking => return Err("the child is starting".into()),
-            Phase::Held => return Err("no child: the config was rejected".into()),
+            Phase::Starting | Phase::CheckingBeforeStart => {
+                return Err("the child is starting".into());
+            }
+            Phase::AwaitingFix => return Err("no child: the config was rejected".into()),
             Phase::Delaying | Phase::Stopping { .. } => {
                 return Err("the child is being stopped".into());
             }

@@ -139,7 +139,7 @@ fn external() -> Settings {
 
 /// The reload of /c/app.conf with this token, by these hooks.
 fn run_hooks(token: u64, hooks: &[usize]) -> Action {
-    Action::RunReload {
+    Action::RunHooks {
         token,
         calls: hooks
             .iter()
@@ -152,7 +152,7 @@ fn run_hooks(token: u64, hooks: &[usize]) -> Action {
 }
 
 /// The reload of /c/app.conf with this token (one hook).
-fn run_reload(token: u64) -> Action {
+fn run_one_hook(token: u64) -> Action {
     run_hooks(token, &[0])
 }
 
@@ -161,9 +161,9 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
     let mut m = running(external(), Some(1));
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, run_reload(1)]
+        [Action::Acted, run_one_hook(1)]
     );
-    let fail = |token| Event::Reloaded {
+    let fail = |token| Event::HooksDone {
         token,
         failed: vec![0],
     };
@@ -176,18 +176,18 @@ fn a_failed_external_reload_is_retried_with_doubling_delays_until_superseded() {
         m.stats().last_failed,
         "a failed reload is the alerting gauge's 0"
     );
-    assert_eq!(m.step(Event::RetryDue { token: 1 }), [run_reload(1)]);
+    assert_eq!(m.step(Event::RetryDue { token: 1 }), [run_one_hook(1)]);
     assert_eq!(m.step(fail(1)), [retry(2)]);
     // A newer change supersedes the waiting retry; the old one's timer
     // and result no longer count.
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(3)))),
-        [Action::Acted, Action::CancelReload, run_reload(2)]
+        [Action::Acted, Action::CancelHooks, run_one_hook(2)]
     );
     assert_eq!(m.step(Event::RetryDue { token: 1 }), []);
     assert_eq!(m.step(fail(1)), []);
     assert_eq!(
-        m.step(Event::Reloaded {
+        m.step(Event::HooksDone {
             token: 2,
             failed: vec![]
         }),
@@ -216,7 +216,7 @@ fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
     };
     // The second URL failed: only it is tried again.
     assert_eq!(
-        m.step(Event::Reloaded {
+        m.step(Event::HooksDone {
             token: 1,
             failed: vec![1]
         }),
@@ -225,7 +225,7 @@ fn each_reload_url_is_retried_on_its_own_until_all_succeeded() {
     assert_eq!(m.stats().reloads_ok, 0, "not reloaded until all answered");
     assert_eq!(m.step(Event::RetryDue { token: 1 }), [run_hooks(1, &[1])]);
     assert_eq!(
-        m.step(Event::Reloaded {
+        m.step(Event::HooksDone {
             token: 1,
             failed: vec![]
         }),
@@ -242,12 +242,12 @@ fn a_reload_for_a_child_that_died_unreported_is_cancelled_by_its_exit() {
     let mut m = running(external(), Some(1));
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, run_reload(1)]
+        [Action::Acted, run_one_hook(1)]
     );
     let actions = m.step(exited(0));
-    assert_eq!(actions[0], Action::CancelReload);
+    assert_eq!(actions[0], Action::CancelHooks);
     assert_eq!(
-        m.step(Event::Reloaded {
+        m.step(Event::HooksDone {
             token: 1,
             failed: vec![]
         }),
@@ -421,7 +421,10 @@ fn reload_signal_signals_instead_of_restarting() {
     let mut m = running(s, Some(1));
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
+        [
+            Action::Acted,
+            Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)
+        ]
     );
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(2)))),
@@ -722,7 +725,7 @@ fn validation_guards_the_reload_signal_too() {
     m.step(Event::ConfigSettled(snap(Some(3))));
     assert_eq!(
         m.step(Event::Validated { token: 3, ok: true }),
-        [Action::Reload(vec![libc::SIGHUP], CHILD)]
+        [Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)]
     );
 }
 
@@ -849,10 +852,13 @@ fn a_reload_signal_the_child_does_not_handle_becomes_a_restart() {
     let mut m = running(s, Some(1));
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(2)))),
-        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
+        [
+            Action::Acted,
+            Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)
+        ]
     );
     assert_eq!(
-        m.step(Event::ReloadUnhandled(libc::SIGHUP, false)),
+        m.step(Event::ReloadSignalUnhandled(libc::SIGHUP, false)),
         stop_with(TERM)
     );
     assert_eq!(
@@ -952,7 +958,7 @@ fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
         m.step(Event::Candidate(snap(Some(3))))[..],
         [Action::Validate { token: 3, .. }]
     ));
-    // Rejected: no child, held until the bytes change.
+    // Rejected: no child until the bytes change (awaiting a fix).
     assert_eq!(
         m.step(Event::Validated {
             token: 3,
@@ -960,7 +966,7 @@ fn the_gate_checks_bytes_that_changed_during_a_stop_before_any_start() {
         }),
         []
     );
-    assert_eq!(m.phase, Phase::Held);
+    assert_eq!(m.phase, Phase::AwaitingFix);
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
     assert!(matches!(
         m.step(Event::ConfigSettled(snap(Some(4))))[..],
@@ -995,7 +1001,7 @@ fn a_crash_never_restarts_on_rejected_bytes() {
         [],
         "the rejected bytes are held, not started"
     );
-    assert_eq!(m.phase, Phase::Held);
+    assert_eq!(m.phase, Phase::AwaitingFix);
     assert_eq!(m.step(Event::Signal(TERM)), [Action::Exit(143)]);
     // Back on the approved bytes, the crash restart goes ahead.
     let mut s = validating();
@@ -1071,12 +1077,12 @@ fn on_probation() -> Machine {
         result: Ok(()),
     });
     assert!(
-        reload.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        reload.contains(&Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)),
         "{reload:?}"
     );
     // Delivered: the window runs.
     assert_eq!(
-        m.step(Event::ReloadSent),
+        m.step(Event::ReloadSignalsSent),
         [Action::ProbationDeadline(Some(Duration::from_secs(60)))]
     );
     m
@@ -1141,7 +1147,7 @@ fn a_rollback_cancels_the_candidate_in_flight_first() {
     let discard = actions
         .iter()
         .position(|a| {
-            *a == Action::Discard {
+            *a == Action::DropCandidate {
                 generation: "g3".into(),
             }
         })
@@ -1178,7 +1184,10 @@ fn a_rollback_the_world_refuses_changes_nothing() {
     let mut m = on_probation();
     fail_probes(&mut m, 3);
     let after = m.step(Event::RolledBack { result: Ok(()) });
-    assert_eq!(after, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
+    assert_eq!(
+        after,
+        [Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)]
+    );
     assert_eq!(m.stats().rollbacks, 1);
 }
 
@@ -1200,7 +1209,7 @@ fn only_probe_failures_on_the_new_bytes_count() {
         token: 1,
         result: Ok(()),
     });
-    m.step(Event::ReloadSent);
+    m.step(Event::ReloadSignalsSent);
     let one = fail_probes(&mut m, 1);
     assert!(
         !one.iter().any(|a| matches!(a, Action::RollBack { .. })),
@@ -1305,10 +1314,10 @@ fn each_file_takes_its_rules_action_and_a_restart_subsumes_the_rest() {
         m.step(Event::ConfigSettled(v(1, 2, 2, 1))),
         [
             Action::Acted,
-            Action::Reload(vec![libc::SIGHUP, libc::SIGUSR1], CHILD)
+            Action::SendReloadSignals(vec![libc::SIGHUP, libc::SIGUSR1], CHILD)
         ]
     );
-    assert_eq!(m.step(Event::ReloadSent), []);
+    assert_eq!(m.step(Event::ReloadSignalsSent), []);
     // Docs alone: not a change at all.
     let before = m.stats().clone();
     assert_eq!(m.step(Event::ConfigSettled(v(1, 2, 2, 2))), []);
@@ -1327,7 +1336,10 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     // Signals first; the hooks only once they were sent.
     assert_eq!(
         m.step(Event::ConfigSettled(v(2, 2, 2))),
-        [Action::Acted, Action::Reload(vec![libc::SIGHUP], CHILD)]
+        [
+            Action::Acted,
+            Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)
+        ]
     );
     let calls = vec![
         HookCall {
@@ -1340,12 +1352,12 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
         },
     ];
     assert_eq!(
-        m.step(Event::ReloadSent),
-        [Action::RunReload { token: 1, calls }]
+        m.step(Event::ReloadSignalsSent),
+        [Action::RunHooks { token: 1, calls }]
     );
     // One of two fails: retried alone, with its own files.
     assert_eq!(
-        m.step(Event::Reloaded {
+        m.step(Event::HooksDone {
             token: 1,
             failed: vec![1]
         }),
@@ -1356,7 +1368,7 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     );
     assert_eq!(
         m.step(Event::RetryDue { token: 1 }),
-        [Action::RunReload {
+        [Action::RunHooks {
             token: 1,
             calls: vec![HookCall {
                 hook: 1,
@@ -1369,18 +1381,16 @@ fn hooks_wait_for_the_bursts_signals_and_each_is_told_of_its_files() {
     // hooks never run.
     let mut m = running_on(pem_signal_lua_hook(), v(1, 1, 1));
     m.step(Event::ConfigSettled(v(2, 2, 2)));
-    let restart = m.step(Event::ReloadUnhandled(libc::SIGHUP, false));
+    let restart = m.step(Event::ReloadSignalUnhandled(libc::SIGHUP, false));
     assert!(
         restart.contains(&Action::Signal(TERM, CHILD)),
         "{restart:?}"
     );
     assert!(
-        !restart
-            .iter()
-            .any(|a| matches!(a, Action::RunReload { .. })),
+        !restart.iter().any(|a| matches!(a, Action::RunHooks { .. })),
         "{restart:?}"
     );
-    assert_eq!(m.step(Event::ReloadSent), []);
+    assert_eq!(m.step(Event::ReloadSignalsSent), []);
 }
 
 #[test]
@@ -1464,14 +1474,14 @@ fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
         m.step(Event::ConfigSettled(v(2, 1))),
         [
             Action::Acted,
-            Action::RunReload {
+            Action::RunHooks {
                 token: 1,
                 calls: vec![call(0, "a.conf")]
             }
         ]
     );
     // a.conf's hook fails and waits for its retry; then b.conf changes.
-    m.step(Event::Reloaded {
+    m.step(Event::HooksDone {
         token: 1,
         failed: vec![0],
     });
@@ -1479,8 +1489,8 @@ fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
         m.step(Event::ConfigSettled(v(2, 2))),
         [
             Action::Acted,
-            Action::CancelReload,
-            Action::RunReload {
+            Action::CancelHooks,
+            Action::RunHooks {
                 token: 2,
                 calls: vec![call(0, "a.conf"), call(1, "b.conf")]
             }
@@ -1561,7 +1571,7 @@ fn a_key_removed_then_put_back_is_no_change_and_is_said_once_per_removal() {
         result: Ok(()),
     });
     assert!(
-        told.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        told.contains(&Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)),
         "{told:?}"
     );
 }
@@ -1715,11 +1725,11 @@ fn reloaded_with_a_start_period(reload: impl FnOnce(&mut Machine)) -> (Machine, 
 fn by_hup(m: &mut Machine) {
     let (_, told) = push(m, 2, "g2");
     assert!(
-        told.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        told.contains(&Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)),
         "{told:?}"
     );
     assert_eq!(
-        m.step(Event::ReloadSent),
+        m.step(Event::ReloadSignalsSent),
         [
             Action::ProbationDeadline(Some(Duration::from_secs(60))),
             Action::StartUpDeadline {
@@ -1825,12 +1835,12 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
         m.settings.reload_external = true;
         m.settings.reload_hooks = 1;
         let (_, told) = push(m, 2, "g2");
-        let Some(Action::RunReload { token, .. }) = told.last().cloned() else {
+        let Some(Action::RunHooks { token, .. }) = told.last().cloned() else {
             panic!("{told:?}")
         };
         let c = m.period;
         // A failed run reached nothing: no window, no period yet.
-        let retry = m.step(Event::Reloaded {
+        let retry = m.step(Event::HooksDone {
             token,
             failed: vec![0],
         });
@@ -1840,7 +1850,7 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
         );
         assert_eq!(m.period, c);
         assert_eq!(
-            m.step(Event::Reloaded {
+            m.step(Event::HooksDone {
                 token,
                 failed: vec![]
             }),
@@ -1873,7 +1883,7 @@ fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
             Action::Prove {
                 generation: "g2".into()
             },
-            Action::Forget {
+            Action::RemoveGeneration {
                 generation: "g1".into()
             },
         ]
@@ -1927,19 +1937,19 @@ fn a_second_push_in_the_window_keeps_the_proven_generation_to_go_back_to() {
         "g1 stays on record as the proven one"
     );
     assert!(
-        after.contains(&Action::Forget {
+        after.contains(&Action::RemoveGeneration {
             generation: "g2".into()
         }),
         "{after:?}"
     );
     assert!(
         !after.iter().any(|a| *a
-            == Action::Forget {
+            == Action::RemoveGeneration {
                 generation: "g1".into()
             }),
         "{after:?}"
     );
-    m.step(Event::ReloadSent);
+    m.step(Event::ReloadSignalsSent);
     // g3 breaks the child: back to g1, the proven one, not to g2.
     let exit = m.step(exited(1));
     assert!(
@@ -1959,7 +1969,7 @@ fn without_a_window_or_a_proven_one_a_commit_proves_at_once() {
     m.settings.rollback_window = None;
     let (commit, after) = push(&mut m, 2, "g2");
     assert!(matches!(commit, Action::Commit { proven: None, .. }));
-    assert!(after.contains(&Action::Forget {
+    assert!(after.contains(&Action::RemoveGeneration {
         generation: "g1".into()
     }));
     assert_eq!(m.proven.as_ref().map(|g| g.name.as_str()), Some("g2"));
@@ -2008,7 +2018,7 @@ fn restarted_during_probation_the_newer_generation_is_judged_again() {
             Action::Prove {
                 generation: "g2".into()
             },
-            Action::Forget {
+            Action::RemoveGeneration {
                 generation: "g1".into()
             },
             Action::Fingerprint
@@ -2065,7 +2075,7 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
     assert_eq!(
         m.step(Event::Candidate(snap(Some(1)))),
         [
-            Action::Discard {
+            Action::DropCandidate {
                 generation: "g2".into()
             },
             Action::CancelValidation,
@@ -2182,7 +2192,7 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
     });
     assert_eq!(
         failed[0],
-        Action::Discard {
+        Action::DropCandidate {
             generation: "g2".into()
         }
     );
@@ -2301,8 +2311,8 @@ fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
     assert_eq!((m.stats().took, m.stats().last_failed), (2, false));
     fail_probes(&mut m, 3);
     let back = m.step(Event::RolledBack { result: Ok(()) });
-    assert_eq!(back, [Action::Reload(vec![libc::SIGHUP], CHILD)]);
-    m.step(Event::ReloadSent);
+    assert_eq!(back, [Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)]);
+    m.step(Event::ReloadSignalsSent);
     assert_eq!(m.stats().reloads_ok, 2);
     assert_eq!((m.stats().took, m.stats().last_failed), (2, true));
 
@@ -2323,7 +2333,7 @@ fn the_last_change_took_or_failed_as_the_alerting_gauge_says() {
                 token,
                 result: Ok(()),
             });
-            m.step(Event::ReloadSent);
+            m.step(Event::ReloadSignalsSent);
         }
     };
     promote(&mut m, 3, 2, true);
@@ -2381,7 +2391,7 @@ fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
     let mut m = on_probation();
     fail_probes(&mut m, 3);
     m.step(Event::RolledBack { result: Ok(()) });
-    m.step(Event::ReloadSent);
+    m.step(Event::ReloadSignalsSent);
     assert!(m.stats().last_failed, "rolled back: 0");
     m.step(Event::ConfigSettled(snap(Some(2))));
     assert!(m.stats().last_failed, "the broken bytes are still there: 0");
@@ -2398,7 +2408,7 @@ fn reverting_the_source_after_a_rollback_clears_the_alerting_gauge() {
 fn a_revert_does_not_clear_a_reload_still_failing() {
     let mut m = running(external(), Some(1));
     m.step(Event::ConfigSettled(snap(Some(2))));
-    m.step(Event::Reloaded {
+    m.step(Event::HooksDone {
         token: 1,
         failed: vec![0],
     });
@@ -2407,11 +2417,11 @@ fn a_revert_does_not_clear_a_reload_still_failing() {
     assert!(m.stats().last_failed, "the reload is still being retried");
 }
 
-/// Held on rejected bytes after a crash, the child starts again once the
+/// Awaiting a fix (rejected bytes) after a crash, the child starts again once the
 /// good bytes are put back: that start is on the source's bytes, so the
 /// gauge reads 1 again.
 #[test]
-fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
+fn awaiting_a_fix_then_started_on_reverted_bytes_clears_the_alerting_gauge() {
     let mut s = validating();
     s.restart = Policy::OnFailure;
     let mut m = running_validated(s);
@@ -2423,7 +2433,7 @@ fn a_held_child_started_on_reverted_bytes_clears_the_alerting_gauge() {
     exit_and_drain(&mut m, 1, SECS10);
     m.step(Event::BackoffOver);
     m.step(Event::Candidate(snap(Some(2))));
-    assert_eq!(m.phase, Phase::Held);
+    assert_eq!(m.phase, Phase::AwaitingFix);
     assert!(m.stats().last_failed);
     assert_eq!(
         m.step(Event::ConfigSettled(snap(Some(1)))),
@@ -2441,13 +2451,13 @@ fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
     let v = pem_lua;
     let took = m.stats().took;
     m.step(Event::ConfigSettled(v(2, 2, 2)));
-    m.step(Event::ReloadSent);
+    m.step(Event::ReloadSignalsSent);
     assert_eq!(
         m.stats().reloads_ok,
         0,
         "not counted before the hooks answer"
     );
-    m.step(Event::Reloaded {
+    m.step(Event::HooksDone {
         token: 1,
         failed: vec![],
     });
@@ -2455,7 +2465,7 @@ fn a_burst_of_a_signal_and_a_hook_counts_one_reload() {
     assert_eq!(m.stats().took, took + 1, "one success time for the burst");
     // A burst of signals alone counts at the signal.
     m.step(Event::ConfigSettled(v(2, 3, 2)));
-    m.step(Event::ReloadSent);
+    m.step(Event::ReloadSignalsSent);
     assert_eq!(m.stats().reloads_ok, 2);
 }
 
@@ -2490,7 +2500,10 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
     assert!(
         after.iter().all(|a| !matches!(
             a,
-            Action::Reload(..) | Action::Discard { .. } | Action::Forget { .. } | Action::Spawn
+            Action::SendReloadSignals(..)
+                | Action::DropCandidate { .. }
+                | Action::RemoveGeneration { .. }
+                | Action::Spawn
         )),
         "{after:?}"
     );
@@ -2501,7 +2514,7 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
             _ => None,
         })
         .expect("a retry");
-    assert_eq!(m.shown.as_deref(), Some("g2"), "the disk names g2");
+    assert_eq!(m.last_good.as_deref(), Some("g2"), "the disk names g2");
     // The same generation is committed again, keeping the proven g1.
     assert_eq!(
         m.step(Event::RetryDue { token: retry }),
@@ -2516,13 +2529,13 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
         result: Ok(()),
     });
     assert!(
-        done.contains(&Action::Reload(vec![libc::SIGHUP], CHILD)),
+        done.contains(&Action::SendReloadSignals(vec![libc::SIGHUP], CHILD)),
         "{done:?}"
     );
     assert!(
         !done
             .iter()
-            .any(|a| matches!(a, Action::Forget { generation } if generation == "g1")),
+            .any(|a| matches!(a, Action::RemoveGeneration { generation } if generation == "g1")),
         "g1 is the proven one: {done:?}"
     );
 }
@@ -2589,8 +2602,11 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
         actions.iter().all(|a| {
             !matches!(
                 a,
-                Action::Reload(..) | Action::Spawn | Action::Discard { .. } | Action::Signal(..)
-            ) && !matches!(a, Action::Forget { generation } if generation == "g1")
+                Action::SendReloadSignals(..)
+                    | Action::Spawn
+                    | Action::DropCandidate { .. }
+                    | Action::Signal(..)
+            ) && !matches!(a, Action::RemoveGeneration { generation } if generation == "g1")
         })
     };
     assert!(quiet(&back), "{back:?}");
@@ -2625,12 +2641,12 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
     });
     assert!(quiet(&done), "{done:?}");
     assert!(
-        done.contains(&Action::Forget {
+        done.contains(&Action::RemoveGeneration {
             generation: "g2".into()
         }),
         "{done:?}"
     );
-    assert_eq!(m.shown.as_deref(), Some("g1"));
+    assert_eq!(m.last_good.as_deref(), Some("g1"));
     assert_eq!(m.lag, None);
     // Settled: nothing more is owed.
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(1)))), []);
@@ -2657,7 +2673,7 @@ fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
         ok: false,
     });
     assert!(
-        rejected.contains(&Action::Discard {
+        rejected.contains(&Action::DropCandidate {
             generation: "g3".into()
         }),
         "{rejected:?}"
@@ -2669,12 +2685,12 @@ fn after_a_double_fault_newer_rejected_bytes_put_the_record_back() {
         result: Ok(()),
     });
     assert!(
-        done.contains(&Action::Forget {
+        done.contains(&Action::RemoveGeneration {
             generation: "g2".into()
         }),
         "{done:?}"
     );
-    assert_eq!(m.shown.as_deref(), Some("g1"));
+    assert_eq!(m.last_good.as_deref(), Some("g1"));
 }
 
 /// dumb-init's `-r 15:0`: SIGTERM is dropped, neither forwarded nor a

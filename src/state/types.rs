@@ -77,7 +77,7 @@ pub struct Settings {
     /// there for the check's duration.
     pub validate_in_place: bool,
     /// `--reload-command` or `--reload-url`: the edge performs the reload
-    /// (`RunReload`) instead of a signal or a restart.
+    /// (`RunHooks`) instead of a signal or a restart.
     pub reload_external: bool,
     /// How many reload hooks the global action runs (a command, or each
     /// URL): hooks 0 to this; `--on-change` rules' own hooks come after.
@@ -162,9 +162,9 @@ pub enum Event {
     RestartRequested(Snapshot),
     /// `Action::Reload` found that the child has no handler for the signal
     /// (true: it ignores it).
-    ReloadUnhandled(i32, bool),
+    ReloadSignalUnhandled(i32, bool),
     /// `Action::Reload` sent the signal to a child that handles it.
-    ReloadSent,
+    ReloadSignalsSent,
     /// The config as it is now, asked for by `Action::Fingerprint` just
     /// before a start.
     Candidate(Snapshot),
@@ -172,9 +172,9 @@ pub enum Event {
     StopDeadline,
     /// The restart backoff ran out.
     BackoffOver,
-    /// The reload started by `Action::RunReload { token, .. }` ended:
+    /// The reload started by `Action::RunHooks { token, .. }` ended:
     /// the hooks (by index) that failed (none: it succeeded).
-    Reloaded { token: u64, failed: Vec<usize> },
+    HooksDone { token: u64, failed: Vec<usize> },
     /// The delay armed by `Action::RetryAfter { token, .. }` ran out.
     RetryDue { token: u64 },
     /// The answer to `Action::Stage { token }`: the candidate, or why not.
@@ -269,11 +269,11 @@ pub enum Action {
     },
     /// Remove this candidate; if the child's directory shows it (a check in
     /// place), show the last good generation again first.
-    Discard {
+    DropCandidate {
         generation: String,
     },
     /// Remove a generation no longer needed: neither shown nor proven.
-    Forget {
+    RemoveGeneration {
         generation: String,
     },
     /// Make `to` (kept for the rollback window) the last good generation
@@ -295,9 +295,9 @@ pub enum Action {
     /// Send this signal to the child, or to its process group.
     Signal(i32, Target),
     /// Send these reload signals to the child (or its group) if the child
-    /// catches every one (answer `ReloadSent`); if it lacks a handler for
-    /// one, send none and answer `ReloadUnhandled` with it.
-    Reload(Vec<i32>, Target),
+    /// catches every one (answer `ReloadSignalsSent`); if it lacks a handler for
+    /// one, send none and answer `ReloadSignalUnhandled` with it.
+    SendReloadSignals(Vec<i32>, Target),
     /// SIGCONT to the child (or the members of its group) if stopped: a
     /// stopped process cannot act on the stop signal, and one that runs must
     /// see only the signals it was sent.
@@ -321,8 +321,8 @@ pub enum Action {
     /// Kill the running validator; its result no longer matters.
     CancelValidation,
     /// Run these reload hooks (commands, URLs to POST) at once, each told
-    /// of its changed files; answer `Reloaded`.
-    RunReload {
+    /// of its changed files; answer `HooksDone`.
+    RunHooks {
         token: u64,
         /// All the burst asked for, or those that failed.
         calls: Vec<HookCall>,
@@ -333,7 +333,7 @@ pub enum Action {
         after: Duration,
     },
     /// Stop the running reload (a retry still armed is ignored when due).
-    CancelReload,
+    CancelHooks,
     /// A settled change was taken: `--min-interval` counts from now.
     Acted,
     Exit(i32),

@@ -46,12 +46,12 @@ enum Did {
     Validate(u64),
     CancelValidation,
     Reload(u64),
-    CancelReload,
+    CancelHooks,
     /// `--promote-to`: a candidate of this version staged, committed,
     /// discarded; a staging or commit that failed.
     Stage(u64),
     Commit(u64),
-    Discard(u64),
+    DropCandidate(u64),
     DiskFull,
     /// A commit recorded this version as the last good one; the view
     /// stayed behind.
@@ -273,7 +273,7 @@ impl Fake {
             Ok(()) => Did::Commit(version),
         });
         if !self.gens.contains_key(generation) {
-            self.record(Did::Discard(version));
+            self.record(Did::DropCandidate(version));
         }
         if result.is_ok() {
             self.committed_at.insert(generation.to_string(), self.now);
@@ -318,7 +318,7 @@ impl Fake {
         self.check = None;
     }
 
-    fn run_reload(&mut self, token: Token, calls: Vec<HookCall>) {
+    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) {
         let version = self.readable();
         self.record(Did::Reload(version));
         if let Some(c) = self.child.as_mut() {
@@ -333,8 +333,8 @@ impl Fake {
         self.reload = Some((self.now + Duration::from_millis(100), failed, token));
     }
 
-    fn cancel_reload(&mut self) {
-        self.record(Did::CancelReload);
+    fn cancel_hooks(&mut self) {
+        self.record(Did::CancelHooks);
         self.reload = None;
     }
 }
@@ -391,7 +391,7 @@ impl World for Fake {
                 Some(Outcome::Signalled(self.reload_signals(&signals, to)))
             }
             Op::Hooks { calls } => {
-                self.run_reload(token, calls);
+                self.run_hooks(token, calls);
                 None
             }
             Op::Probe => {
@@ -407,7 +407,7 @@ impl World for Fake {
             self.cancel_validation();
         }
         if self.reload.as_ref().is_some_and(|r| r.2 == token) {
-            self.cancel_reload();
+            self.cancel_hooks();
         }
     }
 
@@ -458,13 +458,13 @@ impl World for Fake {
         self.model.prove(generation, ran);
     }
 
-    fn forget(&mut self, generation: &str) {
-        self.model.forget(generation);
+    fn remove_generation(&mut self, generation: &str) {
+        self.model.remove_generation(generation);
     }
 
-    fn discard(&mut self, generation: &str) {
-        if let Some(v) = self.model.discard(generation) {
-            self.record(Did::Discard(v));
+    fn drop_candidate(&mut self, generation: &str) {
+        if let Some(v) = self.model.drop_candidate(generation) {
+            self.record(Did::DropCandidate(v));
         }
     }
 
@@ -858,7 +858,7 @@ fn a_newer_change_supersedes_a_waiting_reload_retry() {
     let (w, _) = run(world, loop_cfg(), s);
     assert_eq!(w.when(&Did::Reload(1)), [1_100]);
     // Nothing runs to be cancelled: the machine cancels the retry's wait.
-    assert_eq!(w.when(&Did::CancelReload), []);
+    assert_eq!(w.when(&Did::CancelHooks), []);
     assert_eq!(w.when(&Did::Reload(2)), [1_600]);
     // The retry of the superseded reload never runs.
     assert_eq!(
@@ -946,14 +946,14 @@ fn promoted_bytes_are_the_staged_copy_checked_then_committed() {
     let (w, code) = run(world, loop_cfg(), s);
     assert_eq!(code, 143);
     assert_eq!(
-        w.of(|d| matches!(d, Did::Stage(_) | Did::Commit(_) | Did::Discard(_))),
+        w.of(|d| matches!(d, Did::Stage(_) | Did::Commit(_) | Did::DropCandidate(_))),
         [
             Did::Stage(0),
             Did::Commit(0),
             Did::Stage(1),
             Did::Commit(1),
             Did::Stage(3),
-            Did::Discard(3)
+            Did::DropCandidate(3)
         ]
     );
     assert_eq!(w.when(&Did::Commit(1)), [1_300]);
@@ -998,7 +998,7 @@ fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word()
     assert_eq!(w.when(&Did::Commit(1)), [4_100]);
     // One staging: the recorded generation is committed again, not copied.
     assert_eq!(w.of(|d| matches!(d, Did::Stage(1))), [Did::Stage(1)]);
-    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert!(w.of(|d| matches!(d, Did::DropCandidate(_))).is_empty());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
     assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
     // Machine and disk agree: the record and the view name 1; 0 is gone.
@@ -1027,7 +1027,7 @@ fn after_a_double_fault_a_source_back_on_the_views_bytes_puts_the_record_back() 
     assert!(!back.is_empty(), "{:?}", w.did);
     assert!(w.when(&Did::Commit(1)).is_empty(), "{:?}", w.did);
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
-    assert!(w.of(|d| matches!(d, Did::Discard(_))).is_empty());
+    assert!(w.of(|d| matches!(d, Did::DropCandidate(_))).is_empty());
     assert_eq!(w.good, w.shown);
     assert_eq!(w.view, w.good);
     assert_eq!(w.good.as_ref().map(|g| w.gens[g]), Some(0));
@@ -1047,7 +1047,10 @@ fn at_startup_a_rejected_source_starts_the_child_on_the_last_good_generation() {
     };
     let (w, _) = run(world, loop_cfg(), s);
     assert_eq!(w.spawns(), [Did::Spawn(7)]);
-    assert_eq!(w.of(|d| matches!(d, Did::Discard(_))), [Did::Discard(3)]);
+    assert_eq!(
+        w.of(|d| matches!(d, Did::DropCandidate(_))),
+        [Did::DropCandidate(3)]
+    );
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub struct Looks {
     /// Looks asked for and not started yet (each kind once).
     queue: VecDeque<Look>,
     /// Events that arrived while the watch was away.
-    held: Vec<NotifyEvent>,
+    while_away: Vec<NotifyEvent>,
     /// The watcher's start, asked and not begun (before any look queued).
     start: Option<bool>,
     poll_every: Option<Duration>,
@@ -59,7 +59,7 @@ impl Looks {
             home: Some(watch),
             away: None,
             queue: VecDeque::new(),
-            held: vec![],
+            while_away: vec![],
             start: None,
             notify: None,
             ready: VecDeque::new(),
@@ -100,7 +100,7 @@ impl Looks {
     pub fn note(&mut self, event: NotifyEvent) {
         match self.home.as_mut() {
             Some(w) => w.note(&event),
-            None => self.held.push(event),
+            None => self.while_away.push(event),
         }
     }
 
@@ -149,7 +149,7 @@ impl Looks {
     /// The watch is back with `found`: what the loop hears of it.
     fn returned(&mut self, look: Option<Look>, mut watch: Watch, found: Found) -> Option<Wake> {
         self.away = None;
-        for event in self.held.drain(..) {
+        for event in self.while_away.drain(..) {
             watch.note(&event);
         }
         self.poll_every = watch.poll_interval();

@@ -532,7 +532,7 @@ impl Os {
         }
     }
 
-    fn run_reload(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
+    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
         let timeout = self.cfg.reload_timeout;
         let mut processes = vec![];
         // Every hook at once, each with its own verdict.
@@ -627,7 +627,7 @@ impl World for Os {
             Op::ReloadSignals { signals, to } => {
                 Some(Outcome::Signalled(self.reload_signals(&signals, to)))
             }
-            Op::Hooks { calls } => self.run_reload(token, calls),
+            Op::Hooks { calls } => self.run_hooks(token, calls),
             Op::Probe => self.probe(token),
             // The loop's own (see `World::start`).
             Op::Look(_) | Op::Drain | Op::Wait(_) => Some(Outcome::NotRun(format!("{op:?}"))),
@@ -669,15 +669,15 @@ impl World for Os {
         }
     }
 
-    fn discard(&mut self, generation: &str) {
+    fn drop_candidate(&mut self, generation: &str) {
         if let Some(p) = self.promoter.as_mut() {
-            p.discard(generation);
+            p.drop_candidate(generation);
         }
     }
 
-    fn forget(&mut self, generation: &str) {
+    fn remove_generation(&mut self, generation: &str) {
         if let Some(p) = self.promoter.as_ref() {
-            p.forget(generation);
+            p.remove_generation(generation);
         }
     }
 
@@ -686,7 +686,7 @@ impl World for Os {
             m.borrow_mut().update(
                 machine.stats(),
                 machine.child_alive(),
-                || fingerprint::short(machine.base()),
+                || fingerprint::short(machine.child_bytes()),
                 machine.readiness(),
             );
         }
