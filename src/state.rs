@@ -291,6 +291,7 @@ impl Machine {
                 _ => vec![],
             },
             Event::StopDeadline => self.on_deadline(),
+            Event::StopDelayOver => self.on_delay_over(),
             Event::BackoffOver => match self.phase {
                 Phase::Backoff { .. } => self.spawn(),
                 _ => vec![],

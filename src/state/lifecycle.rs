@@ -168,7 +168,7 @@ impl Machine {
                 // A change in flight is moot now (a candidate checked in
                 // place must not stay shown while the child drains).
                 let mut actions = self.cancel_pending();
-                actions.push(Action::StopDeadline(Some(self.settings.stop_delay)));
+                actions.push(Action::StopDelay(self.settings.stop_delay));
                 actions
             }
             Phase::Running | Phase::Delaying if is_shutdown(sig) => {
@@ -282,11 +282,17 @@ impl Machine {
         }
     }
 
-    pub(super) fn on_deadline(&mut self) -> Vec<Action> {
-        if self.phase == Phase::Delaying {
-            let stop = self.settings.stop_signal;
-            return self.stop(AfterStop::Exit, stop);
+    /// `--stop-delay` is over: the stop signal now (unless the stop began
+    /// already: a second request, or the child's own exit).
+    pub(super) fn on_delay_over(&mut self) -> Vec<Action> {
+        if self.phase != Phase::Delaying {
+            return vec![];
         }
+        let stop = self.settings.stop_signal;
+        self.stop(AfterStop::Exit, stop)
+    }
+
+    pub(super) fn on_deadline(&mut self) -> Vec<Action> {
         let Phase::Stopping {
             after,
             exited,

@@ -52,6 +52,7 @@ enum Op {
     ReportExit,
     ReportGroupGone,
     FireStopDeadline,
+    FireStopDelay,
     FireBackoff,
     FireRetry,
     /// `--promote-to`'s directory fails every write (a full disk), or no more.
@@ -99,6 +100,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::ReportExit),
         3 => Just(Op::ReportGroupGone),
         2 => Just(Op::FireStopDeadline),
+        1 => Just(Op::FireStopDelay),
         2 => Just(Op::FireBackoff),
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
@@ -227,6 +229,8 @@ struct Edge {
     retries: Vec<u64>,
     last_reload_token: u64,
     stop_armed: bool,
+    /// `--stop-delay` runs (SIGTERM came while the child ran).
+    delay_armed: bool,
     /// SIGKILL was sent to the group: it is gone long before the kill
     /// grace runs out (only a process stuck in the kernel outlives it).
     killed: bool,
@@ -277,6 +281,7 @@ impl Edge {
             retries: vec![],
             last_reload_token: 0,
             stop_armed: false,
+            delay_armed: false,
             killed: false,
             backoff_armed: false,
             exited: None,
@@ -456,18 +461,18 @@ impl Edge {
             }
             Action::StopDeadline(Some(d)) => {
                 prop_assert!(d <= Duration::from_secs(3600), "deadline {d:?}");
-                if let Some(budget) = &mut self.shutdown_budget {
-                    *budget = budget.checked_sub(d).ok_or_else(|| {
-                        TestCaseError::fail(format!(
-                            "after SIGTERM the deadlines exceed stop-delay + stop-timeout + kill grace ({d:?} more)"
-                        ))
-                    })?;
-                }
+                self.spend(d)?;
                 self.stop_armed = true;
                 Ok(None)
             }
             Action::StopDeadline(None) => {
                 self.stop_armed = false;
+                Ok(None)
+            }
+            Action::StopDelay(d) => {
+                prop_assert!(d <= Duration::from_secs(3600), "stop delay {d:?}");
+                self.spend(d)?;
+                self.delay_armed = true;
                 Ok(None)
             }
             Action::Backoff(d) => {
@@ -668,6 +673,11 @@ impl Edge {
                     self.feed(m, Event::StopDeadline)?;
                 }
             }
+            Op::FireStopDelay => {
+                if std::mem::take(&mut self.delay_armed) {
+                    self.feed(m, Event::StopDelayOver)?;
+                }
+            }
             Op::FireBackoff => {
                 if std::mem::take(&mut self.backoff_armed) {
                     self.feed(m, Event::BackoffOver)?;
@@ -738,6 +748,19 @@ impl Edge {
         Ok(())
     }
 
+    /// After SIGTERM, every delay and deadline armed (`d`) comes out of the
+    /// shutdown budget: `--stop-delay` + `--stop-timeout` + the kill grace.
+    fn spend(&mut self, d: Duration) -> Result<(), TestCaseError> {
+        if let Some(budget) = &mut self.shutdown_budget {
+            *budget = budget.checked_sub(d).ok_or_else(|| {
+                TestCaseError::fail(format!(
+                    "after SIGTERM the deadlines exceed stop-delay + stop-timeout + kill grace ({d:?} more)"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Lets everything pending happen, with no new change or signal: the
     /// child becomes ready, results come in (reloads succeed), the reaper
     /// reports, timers fire. Returns once nothing is pending.
@@ -765,6 +788,8 @@ impl Edge {
                 Op::FireBackoff
             } else if self.stop_armed {
                 Op::FireStopDeadline
+            } else if self.delay_armed {
+                Op::FireStopDelay
             } else if self.started_up_armed.is_some() {
                 Op::FireStartedUp
             } else {

@@ -187,9 +187,10 @@ pub(super) enum Rec {
     ReloadSignals,
     /// A readiness probe of start period number `period`.
     Probe(u64),
-    /// The stop deadline (`--stop-timeout`, then the grace after SIGKILL;
-    /// or `--stop-delay`).
+    /// The stop deadline (`--stop-timeout`, then the grace after SIGKILL).
     Stop,
+    /// `--stop-delay`, before the stop signal.
+    StopDelay,
     Backoff,
     Probation,
     /// The start-up period number `period`.
@@ -342,6 +343,7 @@ impl Machine {
                 self.rearm(rec, Some(after), out);
             }
             Action::StopDeadline(after) => self.rearm(Rec::Stop, after, out),
+            Action::StopDelay(after) => self.rearm(Rec::StopDelay, Some(after), out),
             Action::Backoff(after) => self.rearm(Rec::Backoff, Some(after), out),
             Action::ProbationDeadline(after) => self.rearm(Rec::Probation, after, out),
             Action::StartUpDeadline { child, after } => {
@@ -393,6 +395,7 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         }
         (Rec::Retry(token) | Rec::HooksRetry(token), Outcome::Elapsed) => Event::RetryDue { token },
         (Rec::Stop, Outcome::Elapsed) => Event::StopDeadline,
+        (Rec::StopDelay, Outcome::Elapsed) => Event::StopDelayOver,
         (Rec::Backoff, Outcome::Elapsed) => Event::BackoffOver,
         (Rec::Probation, Outcome::Elapsed) => Event::ProbationOver,
         (Rec::StartUp(child), Outcome::Elapsed) => Event::StartedUp { child },

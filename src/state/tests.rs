@@ -818,7 +818,7 @@ fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
     let mut m = running(s.clone(), Some(1));
     assert_eq!(
         m.step(Event::Signal(TERM)),
-        [Action::StopDeadline(Some(Duration::from_secs(5)))],
+        [Action::StopDelay(Duration::from_secs(5))],
         "nothing reaches the child yet"
     );
     // Still transparent; config changes wait for the next life.
@@ -827,11 +827,13 @@ fn stop_delay_waits_then_stops_and_a_second_request_cuts_it_short() {
         [Action::Signal(libc::SIGUSR1, CHILD)]
     );
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
-    assert_eq!(m.step(Event::StopDeadline), stop_with(TERM));
+    assert_eq!(m.step(Event::StopDelayOver), stop_with(TERM));
     for second in [TERM, libc::SIGINT] {
         let mut m = running(s.clone(), Some(1));
         m.step(Event::Signal(TERM));
         assert_eq!(m.step(Event::Signal(second)), stop_with(second));
+        // The delay, never cleared, ends later: the stop goes on as it was.
+        assert_eq!(m.step(Event::StopDelayOver), []);
     }
     // The child exits by itself during the delay: we exit with its code,
     // whatever the restart policy.
@@ -1231,7 +1233,7 @@ fn sigterm_with_a_stop_delay_cancels_the_config_in_flight() {
         m.step(Event::Signal(TERM)),
         [
             Action::CancelValidation,
-            Action::StopDeadline(Some(Duration::from_secs(5)))
+            Action::StopDelay(Duration::from_secs(5))
         ]
     );
 }

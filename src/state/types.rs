@@ -170,6 +170,8 @@ pub enum Event {
     Candidate(Snapshot),
     /// The stop deadline armed by `Action::StopDeadline` ran out.
     StopDeadline,
+    /// The `--stop-delay` armed by `Action::StopDelay` ran out.
+    StopDelayOver,
     /// The restart backoff ran out.
     BackoffOver,
     /// The reload started by `Action::RunHooks { token, .. }` ended:
@@ -306,6 +308,10 @@ pub enum Action {
     KillGroup,
     /// Arm (from now) or clear the stop deadline.
     StopDeadline(Option<Duration>),
+    /// SIGTERM with `--stop-delay`: arm (from now) the end of the delay
+    /// before the stop signal; answer `StopDelayOver`. Never cleared: once
+    /// the machine stops waiting for it, its answer changes nothing.
+    StopDelay(Duration),
     /// Wait this long, then answer `BackoffOver`.
     Backoff(Duration),
     /// Run the validator on these changed files (with `--promote-to`, on
