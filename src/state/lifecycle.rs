@@ -245,7 +245,7 @@ impl Machine {
                 }
                 vec![]
             }
-            Phase::Starting | Phase::Running | Phase::Delaying => {
+            Phase::Running | Phase::Delaying => {
                 info!(code = status.code(); "Child process {how}");
                 let after = if ctrl_c {
                     info!(
@@ -275,7 +275,10 @@ impl Machine {
                 actions.extend(self.stopping(after, Some((status, ran_for)), sig, Target::Group));
                 actions
             }
-            Phase::CheckingBeforeStart
+            // No child runs in these phases (Starting: the start's look is
+            // out, or the start is being performed), so none can exit.
+            Phase::Starting
+            | Phase::CheckingBeforeStart
             | Phase::AwaitingFix
             | Phase::Backoff { .. }
             | Phase::Done => vec![],
