@@ -57,7 +57,10 @@ pub struct Model {
     /// `..good`: the durable record of the last good generation.
     pub good: Option<String>,
     /// `..proven`: written while `good` is on probation (None: `good` is
-    /// the proven one). A double-faulted commit leaves it as it was.
+    /// the proven one). Dropped as soon as `..good` names a generation that
+    /// is proven at once, even when its view could not follow (a double
+    /// fault): left, it would name a generation nothing goes back to, and a
+    /// restarted manager would judge proven bytes on probation again.
     pub proven_record: Option<String>,
     /// `..rejected`: the generation last rolled back from, kept until the
     /// next commit of new bytes.
@@ -302,8 +305,13 @@ impl Model {
             "a candidate promoted without passing its check"
         );
         if self.disk_fails {
-            // Nothing written: the record names what it named.
+            // Nothing written: the record names what it named. Named (a
+            // retry), proven at once: `..proven` goes (removing a link
+            // needs no space).
             let recorded = self.good.as_deref() == Some(generation);
+            if recorded && proven.is_none() {
+                self.proven_record = None;
+            }
             if !recorded && self.view.as_deref() != Some(generation) {
                 self.discard(generation);
             }
@@ -312,9 +320,7 @@ impl Model {
                 recorded,
             });
         }
-        if let Some(p) = proven {
-            self.proven_record = Some(p.to_string());
-        }
+        self.proven_record = proven.map(String::from);
         self.good = Some(generation.to_string());
         if proven.is_none() {
             self.proven = Some(generation.to_string());
@@ -327,9 +333,6 @@ impl Model {
                 reason: "Read-only file system".into(),
                 recorded: true,
             });
-        }
-        if proven.is_none() {
-            self.proven_record = None;
         }
         // New bytes shown (not the record put back to the view's): a
         // rollback's rejection is over, and its generation goes.
@@ -378,9 +381,9 @@ impl Model {
     }
 
     /// A generation no longer needed goes: never the last good, the shown
-    /// or the proven one. As the promoter does, one that `..rejected` or
-    /// `..proven` still names stays (`..proven` may lag: a double-faulted
-    /// commit leaves it as it was).
+    /// or the proven one, nor one `..proven` names (that record never lags
+    /// the machine: every way it stops being proven drops the record
+    /// first). As the promoter does, one that `..rejected` names stays.
     pub fn forget(&mut self, generation: &str) {
         let g = Some(generation);
         assert!(
@@ -388,7 +391,11 @@ impl Model {
             "forgot the generation the child sees"
         );
         assert!(self.proven.as_deref() != g, "forgot the proven generation");
-        if self.rejected.as_deref() != g && self.proven_record.as_deref() != g {
+        assert!(
+            self.proven_record.as_deref() != g,
+            "forgot the generation ..proven names"
+        );
+        if self.rejected.as_deref() != g {
             self.gens.remove(generation);
         }
     }
@@ -422,12 +429,13 @@ impl Model {
         self.view = self.good.clone();
         self.shown = self.good.clone();
         self.proven_record = None;
-        // Those bytes are rejected, unless the rollback lands on the same
-        // bytes (a proven generation recorded again under another name, as
-        // a crash after a double-faulted commit leaves `..proven`).
-        let to_bytes = self.gens[to];
-        self.rolled_back = self.gens.get(from).copied().filter(|v| *v != to_bytes);
-        self.ever_rolled_back.extend(self.rolled_back);
+        // Those bytes are rejected. Never the proven bytes themselves: a
+        // generation holding them is proven at once, and `..proven` never
+        // outlives that (a restarted manager would judge it again).
+        let (to_bytes, from_bytes) = (self.gens[to], self.gens[from]);
+        assert_ne!(to_bytes, from_bytes, "rolled back onto the same bytes");
+        self.rolled_back = Some(from_bytes);
+        self.ever_rolled_back.insert(from_bytes);
         if let Some(old) = self.rejected.replace(from.to_string())
             && old != from
             && self.good.as_ref() != Some(&old)
