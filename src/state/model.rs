@@ -9,8 +9,8 @@
 //! `app.conf` is `version % 10`, `notes.txt` is `version / 10`), the
 //! `--promote-to` directory as `promote.rs` keeps it on disk (generations,
 //! `..good`, `..proven`, `..rejected`, `..data` outside a check and now, the
-//! disk's faults), the checks' verdicts, and which bytes a child may start
-//! on and is ready with. Every action that changes the directory checks
+//! disk's faults), the checks' verdicts (and checks that cannot start), and
+//! which bytes a child may start on and is ready with. Every action that changes the directory checks
 //! the invariants the machine owes it (panicking, which both test harnesses
 //! report as a failure).
 
@@ -75,6 +75,13 @@ pub struct Model {
     /// The view cannot switch, and a commit's record cannot be put back
     /// (a double fault).
     pub view_fails: bool,
+    /// No check can start: no descriptor, process or memory for it
+    /// (EMFILE, EAGAIN, ENOMEM), a fault of ours that says nothing of the
+    /// bytes.
+    pub checks_fail: bool,
+    /// Versions a check passed (whatever the candidate): with `--validate`
+    /// a child starts only on bytes one of them holds.
+    pub checked_ok: Vec<u64>,
     next_gen: u64,
     /// Candidates whose check passed.
     pub passed: BTreeSet<String>,
@@ -105,6 +112,8 @@ impl Model {
             shown: None,
             disk_fails: false,
             view_fails: false,
+            checks_fail: false,
+            checked_ok: vec![],
             next_gen: 0,
             passed: BTreeSet::new(),
             proven: None,
@@ -117,6 +126,8 @@ impl Model {
     pub fn with_good(&mut self, version: u64) {
         let g = "..gen-old".to_string();
         self.gens.insert(g.clone(), version);
+        // Checked by the run that promoted it.
+        self.checked_ok.push(version);
         self.good = Some(g.clone());
         self.proven = Some(g.clone());
         self.view = Some(g.clone());
@@ -203,6 +214,10 @@ impl Model {
                 self.passes(version),
                 "a child started on bytes the validator rejects"
             );
+            assert!(
+                !self.settings.validate || self.checked_ok.iter().any(|c| self.same(*c, version)),
+                "a child started on bytes no check passed"
+            );
         }
         self.not_rolled_back(version);
         version
@@ -229,8 +244,10 @@ impl Model {
     }
 
     /// The check of `version` (a staged candidate, if named) starts; in
-    /// place, the candidate is shown first.
-    pub fn validate(&mut self, candidate: Option<&str>, in_place: bool) -> u64 {
+    /// place, the candidate is shown first. While `checks_fail`, its
+    /// process cannot start (after the candidate was shown): no verdict,
+    /// the reason instead.
+    pub fn validate(&mut self, candidate: Option<&str>, in_place: bool) -> Result<u64, String> {
         assert!(
             !in_place || (self.settings.validate_in_place && candidate.is_some()),
             "shown in place without --validate-in-place"
@@ -249,7 +266,10 @@ impl Model {
             self.not_rolled_back(version);
             self.shown = candidate.map(String::from);
         }
-        version
+        if self.checks_fail {
+            return Err("cannot run the validator: Resource temporarily unavailable".into());
+        }
+        Ok(version)
     }
 
     /// A check's verdict, remembered for the commit.
@@ -257,6 +277,9 @@ impl Model {
         let ok = (self.validator)(version);
         if let Some(g) = candidate.filter(|_| ok) {
             self.passed.insert(g.to_string());
+        }
+        if ok && !self.checked_ok.contains(&version) {
+            self.checked_ok.push(version);
         }
         ok
     }
