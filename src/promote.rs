@@ -497,10 +497,13 @@ impl Promoter {
         }
         .and_then(|()| replace_link(&self.dir, GOOD_TMP, GOOD, generation))
         .and_then(|()| sync_dir(&self.dir));
+        // Without `proven` the candidate is proven at once: once `..good`
+        // names it, a `..proven` left from an earlier probation is stale.
+        let proves = proven.is_none();
         if let Err(e) = recorded {
             // Not committed unless `..good` names it (a retry of a commit
             // whose record already moved finds it there: kept).
-            return Err(self.failed(generation, e));
+            return Err(self.failed(generation, proves, e));
         }
         if let Err(e) = self.switch(generation) {
             // The record names the candidate but the view could not follow:
@@ -514,11 +517,11 @@ impl Promoter {
                 None => Ok(()),
             };
             let _ = back.and_then(|()| sync_dir(&self.dir));
-            return Err(self.failed(generation, e));
+            return Err(self.failed(generation, proves, e));
         }
         self.good = Some(generation.to_string());
         let new = self.view.replace(generation.to_string()).as_deref() != Some(generation);
-        if proven.is_none() {
+        if proves {
             self.drop_proven_record();
         }
         // New bytes went through (not the record put back to the view): a
@@ -544,9 +547,19 @@ impl Promoter {
 
     /// A commit failed: what `..good` names on disk decides what the
     /// candidate is. Named, it is the last good generation (kept); not
-    /// named, it goes.
-    fn failed(&mut self, generation: &str, e: io::Error) -> CommitFailed {
+    /// named, it goes. Named by a commit that `proves` it at once, it is
+    /// the proven one too: `..proven` goes, as after a commit that went
+    /// through. Kept, it would name the generation an earlier probation
+    /// went back to (the candidate holds its bytes: that is why it is proven
+    /// at once), and a restarted manager would judge the candidate again
+    /// against it: a child's exit in that window would roll the proven
+    /// bytes back to themselves and reject them; nor could that generation
+    /// ever be forgotten.
+    fn failed(&mut self, generation: &str, proves: bool, e: io::Error) -> CommitFailed {
         let recorded = self.record(GOOD).as_deref() == Some(generation);
+        if recorded && proves {
+            self.drop_proven_record();
+        }
         if recorded {
             warn!(
                 "{}: {GOOD} names generation {generation} but the child's view could not \
@@ -1298,6 +1311,56 @@ mod tests {
         );
         assert_eq!(read(), "v1");
         p.remove_generation(&s2.name);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Newer bytes A on probation (`..proven` keeps G), then the source
+    /// back on G's bytes: their commit proves them at once. When that
+    /// commit stood recorded without its view (a double fault, set up by
+    /// hand as above: `..good` names it, `..data` still shows A) and its
+    /// retry failed again (a squat on `..good_tmp`), `..proven` still named
+    /// G: a restarted manager put the candidate, proven bytes, on probation
+    /// against G (a child's exit then "rolled back" to the same bytes and
+    /// rejected them), and G could never be forgotten meanwhile.
+    #[test]
+    fn a_commit_recorded_without_its_view_that_proves_at_once_drops_the_proven_record() {
+        let d = scratch("proven-stale");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), "G").unwrap();
+        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        p.commit(&g.name, None).unwrap();
+        fs::write(src.join("app.conf"), "A").unwrap();
+        let a = p.stage().unwrap();
+        p.commit(&a.name, Some(&g.name)).unwrap();
+        assert_eq!(p.record(PROVEN), Some(g.name.clone()));
+        fs::write(src.join("app.conf"), "G").unwrap();
+        let c = p.stage().unwrap();
+        assert_eq!(c.snapshot, g.snapshot, "the proven bytes again");
+        // The double fault: recorded, not shown.
+        replace_link(&dir, GOOD_TMP, GOOD, &c.name).unwrap();
+        p.good = Some(c.name.clone());
+        // Its retry, proven at once, fails too.
+        fs::create_dir(dir.join(GOOD_TMP)).unwrap();
+        fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
+        let e = p.commit(&c.name, None).unwrap_err();
+        assert!(e.recorded, "{e:?}");
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "A");
+        assert_eq!(p.record(PROVEN), None, "..proven still names G");
+        // What the machine then forgets goes: G is no longer needed.
+        p.remove_generation(&g.name);
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !dir.join(&g.name).exists()
+        });
+        assert!(gone, "G was kept");
+        // A restarted manager finds the candidate proven, nothing to judge.
+        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let found = again.recover().unwrap();
+        assert_eq!((found.good, found.proven), (Some(c.clone()), None));
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "G");
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -214,6 +214,10 @@ impl Machine {
             let mut actions = vec![Action::DropCandidate { generation }];
             if self.is_approved(&snapshot) {
                 debug!("The staged config is the one the child has");
+                // Put back (the usual fix after a rejection or a
+                // rollback): nothing is failing, as when it goes back
+                // while the child runs.
+                self.source_is_the_childs();
                 actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
             } else if self.phase == Phase::CheckingBeforeStart {
                 actions.extend(self.no_start(
@@ -348,9 +352,11 @@ impl Machine {
     }
 
     /// The check could not start for a fault of ours: showing the candidate
-    /// in place failed (ENOSPC, EROFS on our own symlink write). That says
-    /// nothing of the bytes: the candidate goes (the child's view back
-    /// first) and the staging is retried, as a staging or commit failure is.
+    /// in place failed (ENOSPC, EROFS on our own symlink write), or its
+    /// process could not start (EMFILE, EAGAIN, ENOMEM). That says nothing
+    /// of the bytes: the candidate goes (the child's view back first) and
+    /// the staging is retried, as a staging or commit failure is; before
+    /// any good generation, with no child started meanwhile.
     pub(super) fn on_cannot_check(&mut self, token: u64, reason: String) -> Vec<Action> {
         let Some(p) = self
             .pending
@@ -359,24 +365,29 @@ impl Machine {
         else {
             return vec![];
         };
-        if !self.settings.promote {
-            // Only the check could not run (no descriptor, process or
-            // memory): no verdict on the bytes, nothing else changes. No
-            // child starts meanwhile (without --promote-to there is no
-            // checked copy to start it on: it would read the unchecked
-            // bytes), and nothing is rejected; the check runs again.
-            let (token, after) = (p.token, p.retry);
-            p.retry = (after * 2).min(BACKOFF_MAX);
-            p.step = Step::Waiting;
-            error!("Cannot check the config: {reason}; checking again in {after:?}");
-            return vec![Action::RetryAfter { token, after }];
-        }
+        // With --promote-to the candidate goes (the child's view back
+        // first); the retry stages the bytes again.
         let mut actions: Vec<Action> = p
             .generation
             .take()
             .map(|generation| Action::DropCandidate { generation })
             .into_iter()
             .collect();
+        let no_good_yet = self.phase == Phase::CheckingBeforeStart && self.approved.is_none();
+        if !self.settings.promote || no_good_yet {
+            // Only the check could not run (no descriptor, process or
+            // memory): no verdict on the bytes, nothing else changes. No
+            // child starts meanwhile (there is no checked copy to start it
+            // on: without --promote-to it would read the unchecked bytes),
+            // the manager does not exit 78 (nothing judged the config), and
+            // nothing is rejected; the check runs again.
+            let (token, after) = (p.token, p.retry);
+            p.retry = (after * 2).min(BACKOFF_MAX);
+            p.step = Step::Waiting;
+            error!("Cannot check the config: {reason}; checking again in {after:?}");
+            actions.push(Action::RetryAfter { token, after });
+            return actions;
+        }
         actions.extend(self.promotion_failed(format!("Cannot check the config: {reason}")));
         actions
     }

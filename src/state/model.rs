@@ -9,8 +9,8 @@
 //! `app.conf` is `version % 10`, `notes.txt` is `version / 10`), the
 //! `--promote-to` directory as `promote.rs` keeps it on disk (generations,
 //! `..good`, `..proven`, `..rejected`, `..data` outside a check and now, the
-//! disk's faults), the checks' verdicts, and which bytes a child may start
-//! on and is ready with. Every action that changes the directory checks
+//! disk's faults), the checks' verdicts (and checks that cannot start), and
+//! which bytes a child may start on and is ready with. Every action that changes the directory checks
 //! the invariants the machine owes it (panicking, which both test harnesses
 //! report as a failure).
 
@@ -57,7 +57,10 @@ pub struct Model {
     /// `..good`: the durable record of the last good generation.
     pub good: Option<String>,
     /// `..proven`: written while `good` is on probation (None: `good` is
-    /// the proven one). A double-faulted commit leaves it as it was.
+    /// the proven one). Dropped as soon as `..good` names a generation that
+    /// is proven at once, even when its view could not follow (a double
+    /// fault): left, it would name a generation nothing goes back to, and a
+    /// restarted manager would judge proven bytes on probation again.
     pub proven_record: Option<String>,
     /// `..rejected`: the generation last rolled back from, kept until the
     /// next commit of new bytes.
@@ -72,6 +75,13 @@ pub struct Model {
     /// The view cannot switch, and a commit's record cannot be put back
     /// (a double fault).
     pub view_fails: bool,
+    /// No check can start: no descriptor, process or memory for it
+    /// (EMFILE, EAGAIN, ENOMEM), a fault of ours that says nothing of the
+    /// bytes.
+    pub checks_fail: bool,
+    /// Versions a check passed (whatever the candidate): with `--validate`
+    /// a child starts only on bytes one of them holds.
+    pub checked_ok: Vec<u64>,
     next_gen: u64,
     /// Candidates whose check passed.
     pub passed: BTreeSet<String>,
@@ -102,6 +112,8 @@ impl Model {
             shown: None,
             disk_fails: false,
             view_fails: false,
+            checks_fail: false,
+            checked_ok: vec![],
             next_gen: 0,
             passed: BTreeSet::new(),
             proven: None,
@@ -114,6 +126,8 @@ impl Model {
     pub fn with_good(&mut self, version: u64) {
         let g = "..gen-old".to_string();
         self.gens.insert(g.clone(), version);
+        // Checked by the run that promoted it.
+        self.checked_ok.push(version);
         self.good = Some(g.clone());
         self.proven = Some(g.clone());
         self.view = Some(g.clone());
@@ -200,6 +214,10 @@ impl Model {
                 self.passes(version),
                 "a child started on bytes the validator rejects"
             );
+            assert!(
+                !self.settings.validate || self.checked_ok.iter().any(|c| self.same(*c, version)),
+                "a child started on bytes no check passed"
+            );
         }
         self.not_rolled_back(version);
         version
@@ -226,8 +244,10 @@ impl Model {
     }
 
     /// The check of `version` (a staged candidate, if named) starts; in
-    /// place, the candidate is shown first.
-    pub fn validate(&mut self, candidate: Option<&str>, in_place: bool) -> u64 {
+    /// place, the candidate is shown first. While `checks_fail`, its
+    /// process cannot start (after the candidate was shown): no verdict,
+    /// the reason instead.
+    pub fn validate(&mut self, candidate: Option<&str>, in_place: bool) -> Result<u64, String> {
         assert!(
             !in_place || (self.settings.validate_in_place && candidate.is_some()),
             "shown in place without --validate-in-place"
@@ -246,7 +266,10 @@ impl Model {
             self.not_rolled_back(version);
             self.shown = candidate.map(String::from);
         }
-        version
+        if self.checks_fail {
+            return Err("cannot run the validator: Resource temporarily unavailable".into());
+        }
+        Ok(version)
     }
 
     /// A check's verdict, remembered for the commit.
@@ -254,6 +277,9 @@ impl Model {
         let ok = (self.validator)(version);
         if let Some(g) = candidate.filter(|_| ok) {
             self.passed.insert(g.to_string());
+        }
+        if ok && !self.checked_ok.contains(&version) {
+            self.checked_ok.push(version);
         }
         ok
     }
@@ -302,8 +328,13 @@ impl Model {
             "a candidate promoted without passing its check"
         );
         if self.disk_fails {
-            // Nothing written: the record names what it named.
+            // Nothing written: the record names what it named. Named (a
+            // retry), proven at once: `..proven` goes (removing a link
+            // needs no space).
             let recorded = self.good.as_deref() == Some(generation);
+            if recorded && proven.is_none() {
+                self.proven_record = None;
+            }
             if !recorded && self.view.as_deref() != Some(generation) {
                 self.drop_candidate(generation);
             }
@@ -312,9 +343,7 @@ impl Model {
                 recorded,
             });
         }
-        if let Some(p) = proven {
-            self.proven_record = Some(p.to_string());
-        }
+        self.proven_record = proven.map(String::from);
         self.good = Some(generation.to_string());
         if proven.is_none() {
             self.proven = Some(generation.to_string());
@@ -327,9 +356,6 @@ impl Model {
                 reason: "Read-only file system".into(),
                 recorded: true,
             });
-        }
-        if proven.is_none() {
-            self.proven_record = None;
         }
         // New bytes shown (not the record put back to the view's): a
         // rollback's rejection is over, and its generation goes.
@@ -378,9 +404,9 @@ impl Model {
     }
 
     /// A generation no longer needed goes: never the last good, the shown
-    /// or the proven one. As the promoter does, one that `..rejected` or
-    /// `..proven` still names stays (`..proven` may lag: a double-faulted
-    /// commit leaves it as it was).
+    /// or the proven one, nor one `..proven` names (that record never lags
+    /// the machine: every way it stops being proven drops the record
+    /// first). As the promoter does, one that `..rejected` names stays.
     pub fn remove_generation(&mut self, generation: &str) {
         let g = Some(generation);
         assert!(
@@ -388,7 +414,11 @@ impl Model {
             "forgot the generation the child sees"
         );
         assert!(self.proven.as_deref() != g, "forgot the proven generation");
-        if self.rejected.as_deref() != g && self.proven_record.as_deref() != g {
+        assert!(
+            self.proven_record.as_deref() != g,
+            "forgot the generation ..proven names"
+        );
+        if self.rejected.as_deref() != g {
             self.gens.remove(generation);
         }
     }
@@ -422,12 +452,13 @@ impl Model {
         self.view = self.good.clone();
         self.shown = self.good.clone();
         self.proven_record = None;
-        // Those bytes are rejected, unless the rollback lands on the same
-        // bytes (a proven generation recorded again under another name, as
-        // a crash after a double-faulted commit leaves `..proven`).
-        let to_bytes = self.gens[to];
-        self.rolled_back = self.gens.get(from).copied().filter(|v| *v != to_bytes);
-        self.ever_rolled_back.extend(self.rolled_back);
+        // Those bytes are rejected. Never the proven bytes themselves: a
+        // generation holding them is proven at once, and `..proven` never
+        // outlives that (a restarted manager would judge it again).
+        let (to_bytes, from_bytes) = (self.gens[to], self.gens[from]);
+        assert_ne!(to_bytes, from_bytes, "rolled back onto the same bytes");
+        self.rolled_back = Some(from_bytes);
+        self.ever_rolled_back.insert(from_bytes);
         if let Some(old) = self.rejected.replace(from.to_string())
             && old != from
             && self.good.as_ref() != Some(&old)

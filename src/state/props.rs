@@ -1,6 +1,7 @@
 //! Property tests of the machine and its config gate: random settings and
 //! random event sequences (config changes, touches, child exits, signals,
-//! validation and reload results, timer expiries, in any order), played
+//! validation and reload results, checks that cannot start, timer expiries,
+//! in any order), played
 //! against the shared model of the world (`model.rs`), which answers the
 //! machine's actions as the edge would. After every step and once
 //! everything pending has been let through, the invariants below (and the
@@ -60,6 +61,9 @@ enum Op {
     /// A commit's record moves but the view cannot switch and the record
     /// cannot be put back (a double fault), or no more.
     ViewFails(bool),
+    /// No check can start (EMFILE, EAGAIN, ENOMEM: the world answers
+    /// `CannotCheck` at once), or no more.
+    ChecksFail(bool),
     /// The manager is SIGKILLed (with everything in its PID namespace) and
     /// started again on the same disk.
     Crash,
@@ -105,6 +109,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
         1 => any::<bool>().prop_map(Op::ViewFails),
+        1 => any::<bool>().prop_map(Op::ChecksFail),
         1 => Just(Op::Crash),
         3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
         1 => Just(Op::FireProbation),
@@ -253,6 +258,9 @@ struct Edge {
     /// The version the child had before this turn's reload signals (its
     /// hooks, held until the signals are sent, are for the same change).
     signalled_from: Option<u64>,
+    /// A candidate shown in place for a check that then could not start:
+    /// shown until the machine has taken that answer (and discarded it).
+    unstarted: Option<String>,
 }
 
 impl Deref for Edge {
@@ -293,6 +301,7 @@ impl Edge {
             window_for: None,
             window_ran: None,
             signalled_from: None,
+            unstarted: None,
         }
     }
 
@@ -321,8 +330,10 @@ impl Edge {
     /// The model's view invariant, with the checks running now.
     fn check_view(&self) {
         let v = &self.validations;
-        self.model
-            .check_view(|g| v.iter().any(|(_, _, c)| c.as_deref() == Some(g)));
+        let unstarted = self.unstarted.as_deref();
+        self.model.check_view(|g| {
+            unstarted == Some(g) || v.iter().any(|(_, _, c)| c.as_deref() == Some(g))
+        });
     }
 
     /// Feeds `event`, performs the actions it yields (and the events they
@@ -333,7 +344,36 @@ impl Edge {
         self.superseded.clear();
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
+            let before = m.stats().clone();
+            let retried = match &event {
+                Event::CannotCheck { token, .. } => m
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.token == *token && p.step == gate::Step::Checking)
+                    .then_some(*token),
+                _ => None,
+            };
             let actions = m.step(event.clone());
+            if let Event::CannotCheck { .. } = &event {
+                self.unstarted = None;
+                // No verdict on the bytes: neither counted as one nor a
+                // reason to give up; the check (or, with --promote-to, the
+                // staging it needs) is tried again.
+                let after = m.stats();
+                prop_assert_eq!(
+                    (before.validations_ok, before.validations_failed),
+                    (after.validations_ok, after.validations_failed),
+                    "a check that could not start counted as a verdict"
+                );
+                if let Some(token) = retried {
+                    prop_assert!(
+                        actions.iter().any(
+                            |a| matches!(a, Action::RetryAfter { token: t, .. } if *t == token)
+                        ) && !actions.iter().any(|a| matches!(a, Action::Exit(_))),
+                        "a check that could not start is not retried: {actions:?}"
+                    );
+                }
+            }
             for action in actions {
                 prop_assert!(
                     self.exited.is_none(),
@@ -493,9 +533,16 @@ impl Edge {
                         "a candidate shown in place to a child starting up"
                     );
                 }
-                let version = self.model.validate(candidate.as_deref(), in_place);
-                self.validations.push_back((token, version, candidate));
-                Ok(None)
+                match self.model.validate(candidate.as_deref(), in_place) {
+                    Ok(version) => {
+                        self.validations.push_back((token, version, candidate));
+                        Ok(None)
+                    }
+                    Err(reason) => {
+                        self.unstarted = candidate.filter(|_| in_place);
+                        Ok(Some(Event::CannotCheck { token, reason }))
+                    }
+                }
             }
             Action::CancelValidation => {
                 prop_assert!(!self.validations.is_empty(), "cancelling no validation");
@@ -727,6 +774,7 @@ impl Edge {
             }
             Op::DiskFails(fails) => self.disk_fails = fails,
             Op::ViewFails(fails) => self.view_fails = fails,
+            Op::ChecksFail(fails) => self.checks_fail = fails,
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
                 // restarted manager recovers the directory from its record.
@@ -774,6 +822,7 @@ impl Edge {
             }
             self.disk_fails = false;
             self.view_fails = false;
+            self.checks_fail = false;
             let op = if !self.validations.is_empty() {
                 Op::FinishValidation
             } else if self.reload.is_some() {

@@ -2261,6 +2261,131 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
     );
 }
 
+/// Found by the property test once it could make checks fail to start:
+/// with `--promote-to` and no good generation yet, a first start whose
+/// check could not run (no process for it: EAGAIN) exited 78, as if the
+/// config were bad, though nothing judged it. It waits for the check as
+/// without `--promote-to`: the candidate goes, the staging is retried, and
+/// the check's verdict decides the start.
+#[test]
+fn a_first_promoted_start_whose_check_cannot_run_waits_for_the_check() {
+    let s = Settings {
+        promote: true,
+        ..validating()
+    };
+    let (mut m, first) = start(s, snap(Some(1)));
+    assert_eq!(first, [Action::Stage { token: 1 }]);
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let check = m.step(Event::Staged {
+        token: 1,
+        result: Ok(g1.clone()),
+    });
+    assert!(
+        matches!(check[..], [Action::Validate { token: 1, .. }]),
+        "{check:?}"
+    );
+    let failed = m.step(Event::CannotCheck {
+        token: 1,
+        reason: "cannot run the validator: Resource temporarily unavailable".into(),
+    });
+    assert_eq!(
+        failed,
+        [
+            Action::DropCandidate {
+                generation: "g1".into()
+            },
+            Action::RetryAfter {
+                token: 1,
+                after: BACKOFF_FIRST
+            }
+        ]
+    );
+    assert_eq!(m.stats().validations_failed, 0, "no verdict");
+    assert_eq!(
+        m.step(Event::RetryDue { token: 1 }),
+        [Action::Stage { token: 1 }]
+    );
+    let check = m.step(Event::Staged {
+        token: 1,
+        result: Ok(g1),
+    });
+    assert!(
+        matches!(check[..], [Action::Validate { token: 1, .. }]),
+        "{check:?}"
+    );
+    assert_eq!(
+        m.step(Event::Validated { token: 1, ok: true }),
+        [Action::Commit {
+            token: 1,
+            generation: "g1".into(),
+            proven: None
+        }]
+    );
+    assert_eq!(
+        m.step(Event::Committed {
+            token: 1,
+            result: Ok(())
+        }),
+        [Action::Spawn]
+    );
+}
+
+/// Found by the property test: a start whose staged copy holds the
+/// approved bytes again (the source went back to them, the usual fix
+/// after a rejection) starts the child on them, and the last change is no
+/// longer failing, as when the source goes back while the child runs. The
+/// gauge used to stay failed until some later touch of the same bytes.
+#[test]
+fn a_start_on_the_source_put_back_ends_the_failure() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        restart: Policy::Always,
+        ..settings()
+    };
+    let generation = |name: &str, bytes| Generation {
+        name: name.into(),
+        snapshot: snap(Some(bytes)),
+    };
+    let (mut m, first) = Machine::new(s, Some(generation("g1", 1)), None, None);
+    assert_eq!(first, [Action::Fingerprint]);
+    look_and_start(&mut m, snap(Some(1)));
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(generation("g2", 2)),
+    });
+    m.step(Event::Validated {
+        token: 1,
+        ok: false,
+    });
+    assert!(m.stats().last_failed);
+    // The child exits; its restart looks at bytes 3, then the source goes
+    // back to 1 before they are staged.
+    exit_and_drain(&mut m, 1, SECS10);
+    assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(
+        m.step(Event::Candidate(snap(Some(3)))),
+        [Action::Stage { token: 2 }]
+    );
+    assert_eq!(
+        m.step(Event::Staged {
+            token: 2,
+            result: Ok(generation("g3", 1)),
+        }),
+        [
+            Action::DropCandidate {
+                generation: "g3".into()
+            },
+            Action::Spawn
+        ]
+    );
+    assert!(!m.stats().last_failed, "still failing on the child's bytes");
+}
+
 /// Without `--promote-to`, a check that could not run (no file descriptor
 /// for its pipe: a fault of ours) is run again on the same bytes; it used to
 /// be retried as a staging, which failed forever ("no --promote-to").

@@ -34,6 +34,8 @@ enum Happen {
     /// A commit's record moves but the child's view cannot follow, and the
     /// record cannot be put back either (a double fault), or no more.
     ViewFails(bool),
+    /// No check can start (EMFILE, EAGAIN, ENOMEM), or no more.
+    ChecksFail(bool),
 }
 
 /// What the loop did to the world, and when (ms since the start).
@@ -44,6 +46,8 @@ enum Did {
     Signal(i32),
     Group(i32),
     Validate(u64),
+    /// The check of this version could not start (no verdict).
+    CannotCheck(u64),
     CancelValidation,
     Reload(u64),
     CancelHooks,
@@ -306,11 +310,19 @@ impl Fake {
         _changed: Vec<PathBuf>,
         candidate: Option<&str>,
         in_place: bool,
-    ) {
-        let version = self.model.validate(candidate, in_place);
+    ) -> Option<Outcome> {
+        let version = match self.model.validate(candidate, in_place) {
+            Ok(version) => version,
+            Err(reason) => {
+                let version = candidate.map_or(self.source, |g| self.gens[g]);
+                self.record(Did::CannotCheck(version));
+                return Some(Outcome::Checked(Verdict::CannotRun(reason)));
+            }
+        };
         self.record(Did::Validate(version));
         let candidate = candidate.map(String::from);
         self.check = Some((self.now + self.check_takes, version, candidate, token));
+        None
     }
 
     fn cancel_validation(&mut self) {
@@ -379,10 +391,7 @@ impl World for Fake {
                 changed,
                 candidate,
                 in_place,
-            } => {
-                self.validate(token, changed, candidate.as_deref(), in_place);
-                None
-            }
+            } => self.validate(token, changed, candidate.as_deref(), in_place),
             Op::Commit { generation, proven } => Some(Outcome::Committed(
                 self.commit(&generation, proven.as_deref()),
             )),
@@ -549,6 +558,7 @@ impl World for Fake {
                     Happen::ChildExits(code) => self.exit(code),
                     Happen::DiskFails(fails) => self.disk_fails = fails,
                     Happen::ViewFails(fails) => self.view_fails = fails,
+                    Happen::ChecksFail(fails) => self.checks_fail = fails,
                 }
                 continue;
             }
@@ -1098,6 +1108,7 @@ mod loop_props {
             1 => Just(Happen::Touch),
             1 => any::<bool>().prop_map(Happen::DiskFails),
             1 => any::<bool>().prop_map(Happen::ViewFails),
+            1 => any::<bool>().prop_map(Happen::ChecksFail),
             1 => prop::sample::select(vec![libc::SIGHUP, libc::SIGUSR1]).prop_map(Happen::Signal),
         ]
     }
@@ -1137,6 +1148,7 @@ mod loop_props {
             world = world
                 .at(20_000, Happen::DiskFails(false))
                 .at(20_000, Happen::ViewFails(false))
+                .at(20_000, Happen::ChecksFail(false))
                 .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
             if promote {
