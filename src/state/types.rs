@@ -145,13 +145,18 @@ pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that ran this long resets the backoff.
 pub(super) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 
+/// What the decisions take: what happened on its own (signals, a settled
+/// change, the restart signal), and the answers to their intents, each
+/// turned back into the event its decision waits for by `protocol.rs`
+/// (which drops the stale ones first).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The edge started the child.
+    /// The child runs: from the moment its start was asked for (a command
+    /// that cannot start is answered at once: `SpawnFailed`).
     Spawned,
     /// The command could not be started (126 or 127).
     SpawnFailed(i32),
-    /// The managed child exited (the edge reaped it).
+    /// The managed child exited (the world reaped it).
     ChildExited { status: Status, ran_for: Duration },
     /// No process is left in the exited child's process group.
     GroupGone,
@@ -160,10 +165,10 @@ pub enum Event {
     Signal(i32),
     /// The restart signal arrived; the config as it is now.
     RestartRequested(Snapshot),
-    /// `Action::Reload` found that the child has no handler for the signal
+    /// `Action::SendReloadSignals` found that the child has no handler for the signal
     /// (true: it ignores it).
     ReloadSignalUnhandled(i32, bool),
-    /// `Action::Reload` sent the signal to a child that handles it.
+    /// `Action::SendReloadSignals` sent the signals to a child that handles it.
     ReloadSignalsSent,
     /// The config as it is now, asked for by `Action::Fingerprint` just
     /// before a start.
