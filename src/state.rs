@@ -122,6 +122,12 @@ pub struct Machine {
     /// `--promote-to`: files gone from the source that the child's
     /// directory still holds, already said (once per removal).
     said_removed: std::collections::BTreeSet<PathBuf>,
+    /// A rollback on the child's exit took: the next start lands on the
+    /// generation rolled back to, whatever the source holds by then.
+    after_rollback: bool,
+    /// Newer bytes the source held at that start: judged once the child
+    /// runs (checked, promoted, on probation from the proven generation).
+    judge_after_start: Option<Snapshot>,
     /// Every operation in flight, by token (see `protocol.rs`).
     inflight: std::collections::BTreeMap<Token, Rec>,
     last_op: Token,
@@ -165,6 +171,8 @@ impl Machine {
             fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),
+            after_rollback: false,
+            judge_after_start: None,
             inflight: Default::default(),
             last_op: 0,
         };
@@ -243,6 +251,11 @@ impl Machine {
                         child: self.period,
                         after: self.settings.ready_start_period,
                     });
+                }
+                // After a rollback, newer bytes wait for the child to run
+                // on the proven ones, then take the gate as any change.
+                if let Some(now) = self.judge_after_start.take() {
+                    actions.extend(self.judge_again(Some(now)));
                 }
                 actions
             }

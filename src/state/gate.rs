@@ -70,12 +70,23 @@ impl Machine {
         if self.phase != Phase::Starting {
             return vec![];
         }
+        let after_rollback = std::mem::take(&mut self.after_rollback);
         if !self.gated() {
             self.next_child_bytes = now;
             return vec![Action::Spawn];
         }
         if self.is_approved(&now) {
             self.source_is_the_childs();
+            return self.spawn_on_last_good();
+        }
+        // Back from a rollback: the child lands on the proven generation
+        // first, as the rollback said; bytes pushed meanwhile are checked
+        // once it runs, never started on straight away.
+        if after_rollback && self.approved.is_some() && !self.is_rejected(&now) {
+            info!(
+                "Restarting the child on the generation rolled back to; the newer config is checked once it runs"
+            );
+            self.judge_after_start = Some(now);
             return self.spawn_on_last_good();
         }
         if self.is_rejected(&now) {

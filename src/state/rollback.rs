@@ -369,8 +369,10 @@ impl Machine {
         self.stats.rollbacks += 1;
         self.failed();
         if r.on_exit {
-            // The stop under way restarts the child, onto what DIR shows
-            // (its start's gate looks at the source afresh).
+            // The stop under way restarts the child onto what DIR shows now,
+            // the proven generation, whatever the source holds by then
+            // (`on_candidate`); newer bytes are judged once it runs.
+            self.after_rollback = true;
             return vec![];
         }
         let mut actions = self.back_onto_last_good();
@@ -381,7 +383,7 @@ impl Machine {
     /// Bytes that were in flight when the rollback dropped them: nothing
     /// else would bring them back (no new event comes for bytes already
     /// settled), so they go through the gate again, unless rejected.
-    fn judge_again(&mut self, newer: Option<Snapshot>) -> Vec<Action> {
+    pub(super) fn judge_again(&mut self, newer: Option<Snapshot>) -> Vec<Action> {
         match newer {
             Some(now)
                 if self.phase == Phase::Running

@@ -1163,6 +1163,39 @@ fn a_rollback_cancels_the_candidate_in_flight_first() {
     assert_eq!(m.step(Event::Validated { token: 2, ok: true }), []);
 }
 
+/// Found by the kill soak: bytes pushed while the generation on probation
+/// was checked, its child crashing meanwhile: the rollback said "to g1" but
+/// the restart checked the newer bytes and started on them, unproven. The
+/// child lands on g1 now; the newer bytes take the gate once it runs.
+#[test]
+fn a_crash_rollback_lands_on_the_proven_generation_before_newer_bytes() {
+    let mut m = on_probation();
+    m.step(Event::ConfigSettled(snap(Some(3))));
+    let g3 = Generation {
+        name: "g3".into(),
+        snapshot: snap(Some(3)),
+    };
+    m.step(Event::Staged {
+        token: 2,
+        result: Ok(g3),
+    });
+    let crashed = m.step(exited(1));
+    assert!(crashed.contains(&g2_to_g1()), "{crashed:?}");
+    assert_eq!(m.step(Event::RolledBack { result: Ok(()) }), []);
+    assert_eq!(
+        m.step(Event::GroupGone),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    // The source holds bytes 3, new and never checked: not started on.
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    let started = m.step(Event::Spawned);
+    assert!(
+        matches!(started[..], [.., Action::Stage { .. }]),
+        "bytes 3 are staged once the child runs on g1: {started:?}"
+    );
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+}
+
 /// Found by a hostile review: a rollback the disk refused (the previous
 /// generation removed by hand) was believed, and the child restarted on
 /// bytes marked rejected.
