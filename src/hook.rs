@@ -3,8 +3,8 @@
 //! `--reload-command` and `--reload-url` to act. The old child keeps serving
 //! meanwhile. A hook is a future the supervisor's select! loop polls.
 //! Dropping it alone only stops the wait (a command would run on): a hook
-//! no longer wanted (a newer change, a shutdown) goes through `cancel`,
-//! which also SIGKILLs a command's process group.
+//! no longer wanted (a newer change, a shutdown) has its process group
+//! SIGKILLed too (`cancel_group`).
 
 use crate::child;
 use crate::reaper;

@@ -1,7 +1,8 @@
 //! The supervisor's decisions, as a pure state machine: `Machine::handle`
-//! takes one event and returns the actions to perform. No processes, files
-//! or clocks here: the edge (supervisor.rs) turns the world into events and
-//! performs the actions, so every decision can be unit-tested on its own.
+//! takes one input (an answer, a signal, a settled change) and returns the
+//! requests to perform (see `protocol.rs`). No processes, files or clocks
+//! here: the edge (supervisor.rs) turns the world into inputs and performs
+//! the requests, so every decision can be unit-tested on its own.
 
 use crate::signals;
 use crate::watch::fingerprint::{self, FileState, Snapshot};
@@ -128,6 +129,8 @@ pub struct Machine {
     /// Newer bytes the source held at that start: judged once the child
     /// runs (checked, promoted, on probation from the proven generation).
     judge_after_start: Option<Snapshot>,
+    /// Looks asked for again while one of their kind was out.
+    look_again: std::collections::BTreeSet<LookFor>,
     /// Every operation in flight, by token (see `protocol.rs`).
     inflight: std::collections::BTreeMap<Token, Rec>,
     last_op: Token,
@@ -173,6 +176,7 @@ impl Machine {
             said_removed: Default::default(),
             after_rollback: false,
             judge_after_start: None,
+            look_again: Default::default(),
             inflight: Default::default(),
             last_op: 0,
         };

@@ -1,9 +1,11 @@
 //! The loop: one `futures::select!` (inside `World::wait`) turns the world
-//! (child status, signals, notify events, check results, timers) into events
-//! for the state machine, and the loop performs the actions it returns.
+//! (answers to the machine's operations, signals, notify events, timers)
+//! into inputs for the state machine, and the loop performs the requests it
+//! returns.
 //!
-//! The loop's own decisions (every deadline, the debounce and rate control,
-//! checking an exited child's group, starting the watcher, the exit code) are
+//! The loop's own decisions (the debounce and rate control, polling ticks,
+//! the readiness interval, checking an exited child's group while the
+//! machine awaits it, starting the watcher, the exit code) are
 //! here, generic over `World`: `os::Os` is the real one (processes, signalfd,
 //! inotify, files); the tests' `fake::Fake` is a scripted one on a virtual
 //! clock, so the real loop runs in unit tests in milliseconds.

@@ -59,7 +59,7 @@ pub enum Op {
 }
 
 /// What a look is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LookFor {
     /// Before a start: the gate's candidate.
     Start,
@@ -200,28 +200,43 @@ pub(super) enum Rec {
 impl Machine {
     /// Takes what the world says; returns what the machine asks of it.
     pub fn handle(&mut self, input: Input) -> Vec<Request> {
+        let mut looked = None;
         let event = match input {
             Input::Done { token, outcome } => {
                 let Some(rec) = self.inflight.remove(&token) else {
                     debug!("Answer for operation {token}, no longer in flight: dropped");
                     return vec![];
                 };
+                if let Rec::Look(why) = rec {
+                    looked = Some(why);
+                }
                 match answer(rec, outcome) {
                     Some(event) => event,
                     None => return vec![],
                 }
             }
             Input::Signal(sig) => Event::Signal(sig),
-            Input::RestartAsked => {
-                return vec![self.start(Rec::Look(LookFor::Restart), Op::Look(LookFor::Restart))];
-            }
-            Input::Settled => {
-                return vec![self.start(Rec::Look(LookFor::Settle), Op::Look(LookFor::Settle))];
-            }
+            Input::RestartAsked => return self.look(LookFor::Restart),
+            Input::Settled => return self.look(LookFor::Settle),
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
-        self.requests(actions)
+        let mut out = self.requests(actions);
+        // Asked again while that look ran: one more, which sees all since.
+        if let Some(why) = looked.filter(|w| self.look_again.remove(w)) {
+            out.push(self.start(Rec::Look(why), Op::Look(why)));
+        }
+        out
+    }
+
+    /// A look for `why`; while one is out, one more after it, however
+    /// often asked meanwhile (a storm of restart signals is two looks).
+    fn look(&mut self, why: LookFor) -> Vec<Request> {
+        if self.inflight.values().any(|r| *r == Rec::Look(why)) {
+            self.look_again.insert(why);
+            return vec![];
+        }
+        vec![self.start(Rec::Look(why), Op::Look(why))]
     }
 
     /// A readiness probe of the running child, unless one is out already.
@@ -576,5 +591,30 @@ mod tests {
         );
         token_of(&newer, |o| matches!(o, Op::Hooks { .. }));
         assert_eq!(m.handle(done(wait, Outcome::Elapsed)), []);
+    }
+
+    /// Found by review: each restart signal queued a look of its own (and,
+    /// with a check, a check started and killed per signal).
+    #[test]
+    fn a_storm_of_restart_signals_is_two_looks() {
+        let (mut m, _) = running(settings());
+        let first = m.handle(Input::RestartAsked);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Restart));
+        for _ in 0..100 {
+            assert_eq!(m.handle(Input::RestartAsked), []);
+        }
+        let then = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let again = token_of(&then, |o| *o == Op::Look(LookFor::Restart));
+        let last = m.handle(done(again, Outcome::Looked(snap(Some(1)))));
+        assert!(
+            !last.iter().any(|r| matches!(
+                r,
+                Request::Start {
+                    op: Op::Look(_),
+                    ..
+                }
+            )),
+            "{last:?}"
+        );
     }
 }

@@ -194,7 +194,7 @@ pub enum Event {
         token: u64,
         result: Result<(), CommitFailed>,
     },
-    /// A readiness probe of start period number `child` (`Machine::child`,
+    /// A readiness probe of start period number `child` (`Machine::period`,
     /// taken when the probe started: a restart or a reload that begins a
     /// new period makes it stale) ended; `ran_for`: the child's age then.
     Probed {
@@ -249,7 +249,8 @@ pub struct HookCall {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start the child; answer `Spawned`/`SpawnFailed`.
+    /// Start the child (`Op::Run`): it runs from then on (`Spawned` at once);
+    /// one that cannot start is answered `SpawnFailed`.
     Spawn,
     /// Look at the config and answer `Candidate`: every start goes through
     /// the gate first (with `--validate` or `--promote-to`, it may check).
@@ -343,7 +344,7 @@ pub enum Action {
         token: u64,
         after: Duration,
     },
-    /// Stop the running reload (a retry still armed is ignored when due).
+    /// Stop the running reload hooks, or the wait for their retry.
     CancelHooks,
     /// A settled change was taken: `--min-interval` counts from now.
     Acted,

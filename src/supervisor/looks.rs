@@ -35,7 +35,8 @@ pub struct Looks {
     home: Option<Watch>,
     /// The running look (None: the watcher's start).
     away: Option<(Option<Look>, Away)>,
-    /// Looks asked for and not started yet (each kind once).
+    /// Looks asked for and not started yet (a polling tick once; the
+    /// machine asks for at most one more of a kind while one is out).
     queue: VecDeque<Look>,
     /// Events that arrived while the watch was away.
     while_away: Vec<NotifyEvent>,

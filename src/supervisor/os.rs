@@ -291,8 +291,6 @@ impl Os {
         reaper::sweep();
     }
 
-    /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
-    /// those not yet gone.
     /// The child was reaped: forgotten, but not its group (leftovers may
     /// remain in it, the stop signal and SIGKILL still go there).
     fn child_exited(&mut self, status: std::process::ExitStatus) -> Wake {
@@ -310,6 +308,8 @@ impl Os {
         }
     }
 
+    /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
+    /// those not yet gone.
     fn killing(&mut self, pgid: Option<i32>) {
         self.killed.retain(|&g| child::group_alive(g));
         self.killed.extend(pgid);
