@@ -224,6 +224,50 @@ fn checked_in_place_the_candidate_is_shown_only_while_its_check_runs() {
     assert!(bad.log().contains("--validate-in-place"), "{}", bad.log());
 }
 
+/// A child that reads its config only when told (SIGHUP, from whoever sends
+/// it to the manager) never reads a candidate under check in place: the
+/// signal still reaches it at once, but DIR shows the last good bytes again
+/// first; the change is checked again afterwards (and rejected again).
+#[test]
+fn a_sighup_during_a_check_in_place_never_shows_the_child_the_candidate() {
+    let t = Promotion::new("promote-in-place-hup", b"ok v1");
+    let check = format!(
+        "sh -c 'cat {conf} >> {seen}; echo >> {seen}; sleep 4; grep -q ok {conf}'",
+        conf = t.conf().display(),
+        seen = t.s.path("seen").display()
+    );
+    let conf = t.conf().display().to_string();
+    let child = TrapChild::new(&t.s.path("reads"))
+        .on_start(&format!("start $(cat {conf})"))
+        .on_term("exit 0")
+        .record_as("HUP", &format!("hup $(cat {conf})"))
+        .script();
+    let args = t.argv(
+        &[
+            "--validate",
+            &check,
+            "--validate-in-place",
+            "--ready-start-period=1s",
+        ],
+        &child,
+    );
+    let m = Manager::plain(&strs(&args));
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    assert!(t.s.wait_contains("reads", "start ok v1"), "{}", m.log());
+    t.push(b"bad v2");
+    // The check has read the candidate at DIR and runs 4 s more.
+    assert!(t.s.wait_contains("seen", "bad v2"), "{}", m.log());
+    m.signal(libc::SIGHUP);
+    assert!(t.s.wait_contains("reads", "hup "), "{}", m.log());
+    // Checked again a moment later, and rejected.
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    let reads = t.s.lines("reads");
+    assert_eq!(reads, ["start ok v1", "hup ok v1"], "{}", m.log());
+    assert_eq!(t.s.read("seen").matches("bad v2").count(), 2, "{}", m.log());
+    assert!(m.log().contains("withdrawn first"), "{}", m.log());
+    assert!(wait_for(LONG, || t.shown() == "ok v1"), "{}", m.log());
+}
+
 /// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.

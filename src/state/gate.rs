@@ -110,12 +110,7 @@ impl Machine {
     /// place for its check: that check is for bytes the source no longer
     /// holds (it holds these), so it goes, and the view with it, first.
     fn spawn_on_last_good(&mut self) -> Vec<Action> {
-        let shown_in_place = self.settings.validate_in_place
-            && self
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.step == Step::Checking && p.generation.is_some());
-        let mut actions = match shown_in_place {
+        let mut actions = match self.shown_in_place() {
             true => self.cancel_pending(),
             false => vec![],
         };
@@ -193,6 +188,50 @@ impl Machine {
         if p.step == Step::Checking {
             actions.push(Action::CancelValidation);
         }
+        actions
+    }
+
+    /// A candidate is shown at DIR for its check in place: the child reads
+    /// it there if it reads its config now.
+    pub(super) fn shown_in_place(&self) -> bool {
+        self.settings.validate_in_place
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.step == Step::Checking && p.generation.is_some())
+    }
+
+    /// The child is about to be told something (`what`: a forwarded signal,
+    /// a reload) that may make it read its config: a candidate shown in
+    /// place for its check must not be what it reads. The check goes, the
+    /// view with it (the world performs requests in order, so DIR shows the
+    /// last good generation again before the child is told), and the same
+    /// change is staged and checked again after a moment: shown again at
+    /// once, it could still be what the child reads while it acts on what
+    /// it was told. Nothing is judged: no failure is counted.
+    pub(super) fn withdraw_candidate(&mut self, what: &str) -> Vec<Action> {
+        if !self.shown_in_place() {
+            return vec![];
+        }
+        let Some(mut p) = self.pending.take() else {
+            return vec![];
+        };
+        let mut actions = vec![];
+        if let Some(generation) = p.generation.take().filter(|g| !self.is_kept(g)) {
+            actions.push(Action::DropCandidate { generation });
+        }
+        actions.push(Action::CancelValidation);
+        // A new token: nothing of the cancelled check can answer for it.
+        self.last_token += 1;
+        let (token, after) = (self.last_token, BACKOFF_FIRST);
+        info!(
+            "{what}: the candidate checked in place is withdrawn first (the child could read it); checking it again in {after:?}"
+        );
+        p.token = token;
+        p.step = Step::Waiting;
+        p.retry = BACKOFF_FIRST;
+        self.pending = Some(p);
+        actions.push(Action::RetryAfter { token, after });
         actions
     }
 

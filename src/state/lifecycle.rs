@@ -33,6 +33,9 @@ impl Machine {
     }
 
     /// Forwards `sig` to the child (or its group), as `--map-signal` says.
+    /// At once, whatever is in flight: a candidate shown in place for its
+    /// check is withdrawn first (any signal may be the one that makes the
+    /// child read its config: SIGHUP, or whatever it was mapped to).
     pub(super) fn forward(&mut self, sig: i32) -> Vec<Action> {
         match self.mapped(sig) {
             Some(to) => {
@@ -41,7 +44,10 @@ impl Machine {
                 if to != libc::SIGCONT || self.sent.is_none() {
                     self.sent = Some(to);
                 }
-                vec![Action::Signal(to, self.settings.signal_to)]
+                let what = format!("Forwarding {} to the child", signals::name(to));
+                let mut actions = self.withdraw_candidate(&what);
+                actions.push(Action::Signal(to, self.settings.signal_to));
+                actions
             }
             None => {
                 debug!("Dropped {} (--map-signal)", signals::name(sig));
@@ -448,7 +454,9 @@ impl Machine {
         }
         self.child_bytes = now;
         let sigs: Vec<i32> = plan.signals.iter().map(|(sig, _)| *sig).collect();
-        let mut actions = vec![];
+        // The child is told to read its config (a rollback's reload can come
+        // while newer bytes are checked in place): not the candidate.
+        let mut actions = self.withdraw_candidate("Reloading the child");
         if !plan.hooks.is_empty() {
             info!("{why}, reloading the child");
             actions.extend(self.run_hooks(plan.hooks, !sigs.is_empty()));

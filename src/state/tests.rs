@@ -2866,3 +2866,166 @@ fn a_dropped_sigterm_neither_stops_nor_reaches_the_child() {
     assert_eq!(m.step(Event::Signal(libc::SIGINT)), []);
     assert_eq!(m.phase, Phase::Running);
 }
+
+/// Found by the loop's property: a signal from outside (SIGHUP, the
+/// child's reload signal) during a check in place was forwarded while DIR
+/// showed the candidate; the child reloaded onto bytes under check (maybe
+/// rejected ones). The signal still goes at once, but the candidate is
+/// withdrawn first (the view back), and the change is checked again a
+/// moment later.
+#[test]
+fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        map_signal: vec![(libc::SIGUSR2, Some(libc::SIGHUP)), (libc::SIGWINCH, None)],
+        ..settings()
+    };
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    m.step(Event::StartedUp { child: 1 });
+    let g2 = || Generation {
+        name: "g2".into(),
+        snapshot: snap(Some(2)),
+    };
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    // Staged, not shown yet: a signal goes as it is.
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGHUP)),
+        [Action::Signal(libc::SIGHUP, CHILD)]
+    );
+    assert!(matches!(
+        m.step(Event::Staged {
+            token: 1,
+            result: Ok(g2())
+        })[..],
+        [Action::Validate {
+            token: 1,
+            in_place: true,
+            ..
+        }]
+    ));
+    // A signal dropped by --map-signal reaches nobody: the check goes on.
+    assert_eq!(m.step(Event::Signal(libc::SIGWINCH)), []);
+    // Shown in place: the view goes back first, then the signal, at once.
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGHUP)),
+        [
+            Action::DropCandidate {
+                generation: "g2".into()
+            },
+            Action::CancelValidation,
+            Action::RetryAfter {
+                token: 2,
+                after: Duration::from_secs(1)
+            },
+            Action::Signal(libc::SIGHUP, CHILD)
+        ]
+    );
+    // The killed check's answer is for nothing now.
+    assert_eq!(m.step(Event::Validated { token: 1, ok: true }), []);
+    // The change is not lost: staged and checked in place again.
+    assert_eq!(
+        m.step(Event::RetryDue { token: 2 }),
+        [Action::Stage { token: 2 }]
+    );
+    assert!(matches!(
+        m.step(Event::Staged {
+            token: 2,
+            result: Ok(g2())
+        })[..],
+        [Action::Validate {
+            token: 2,
+            in_place: true,
+            ..
+        }]
+    ));
+    // Whatever signal it is mapped to (here USR2 becomes HUP).
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGUSR2)),
+        [
+            Action::DropCandidate {
+                generation: "g2".into()
+            },
+            Action::CancelValidation,
+            Action::RetryAfter {
+                token: 3,
+                after: Duration::from_secs(1)
+            },
+            Action::Signal(libc::SIGHUP, CHILD)
+        ]
+    );
+    assert_eq!(
+        m.step(Event::RetryDue { token: 3 }),
+        [Action::Stage { token: 3 }]
+    );
+    m.step(Event::Staged {
+        token: 3,
+        result: Ok(g2()),
+    });
+    assert!(matches!(
+        m.step(Event::Validated { token: 3, ok: true })[..],
+        [Action::Commit { token: 3, .. }]
+    ));
+    // Committing: DIR shows bytes that passed; a signal goes as it is.
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGHUP)),
+        [Action::Signal(libc::SIGHUP, CHILD)]
+    );
+}
+
+/// The machine's own reload signal: a rollback tells the child to reload
+/// the proven bytes while newer bytes may be checked in place (pushed
+/// while the rollback was under way). The candidate is withdrawn first.
+#[test]
+fn a_rollbacks_reload_never_lets_the_child_read_a_candidate_in_place() {
+    let mut m = on_probation();
+    m.settings.validate_in_place = true;
+    let rollback = fail_probes(&mut m, 3);
+    assert!(rollback.contains(&g2_to_g1()), "{rollback:?}");
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(3)))),
+        [Action::Acted, Action::Stage { token: 2 }]
+    );
+    assert!(matches!(
+        m.step(Event::Staged {
+            token: 2,
+            result: Ok(Generation {
+                name: "g3".into(),
+                snapshot: snap(Some(3)),
+            })
+        })[..],
+        [Action::Validate {
+            token: 2,
+            in_place: true,
+            ..
+        }]
+    ));
+    let reload = m.step(Event::RolledBack { result: Ok(()) });
+    let shown_back = reload
+        .iter()
+        .position(|a| matches!(a, Action::DropCandidate { generation } if generation == "g3"));
+    let told = reload
+        .iter()
+        .position(|a| matches!(a, Action::SendReloadSignals(..)));
+    assert!(
+        matches!((shown_back, told), (Some(b), Some(t)) if b < t),
+        "{reload:?}"
+    );
+    assert!(
+        reload.contains(&Action::RetryAfter {
+            token: 3,
+            after: Duration::from_secs(1)
+        }),
+        "{reload:?}"
+    );
+}
