@@ -229,6 +229,52 @@ impl Machine {
         out
     }
 
+    /// What the table of operations in flight always holds between two
+    /// inputs (the loop's property test asks at every turn): the child's
+    /// run exactly while a child is alive, the drain exactly while its
+    /// group is awaited, at most one of each deadline, probe, look kind and
+    /// hooks.
+    #[cfg(test)]
+    pub fn table_holds(&self) -> Result<(), String> {
+        let count = |f: fn(&Rec) -> bool| self.inflight.values().filter(|r| f(r)).count();
+        let child = count(|r| *r == Rec::Child);
+        if child != usize::from(self.child_alive()) {
+            return Err(format!(
+                "{child} child runs in flight, child alive: {} ({:?})",
+                self.child_alive(),
+                self.inflight
+            ));
+        }
+        let drain = count(|r| *r == Rec::Drain);
+        if drain != usize::from(self.awaits_group()) {
+            return Err(format!(
+                "{drain} drains in flight, group awaited: {}",
+                self.awaits_group()
+            ));
+        }
+        type Kind = (&'static str, fn(&Rec) -> bool);
+        let kinds: [Kind; 9] = [
+            ("stop", |r| *r == Rec::Stop),
+            ("stop delay", |r| *r == Rec::StopDelay),
+            ("backoff", |r| *r == Rec::Backoff),
+            ("probation", |r| *r == Rec::Probation),
+            ("start-up", |r| matches!(r, Rec::StartUp(_))),
+            ("probe", |r| matches!(r, Rec::Probe(_))),
+            ("hooks", |r| matches!(r, Rec::Hooks(_) | Rec::HooksRetry(_))),
+            ("check", |r| matches!(r, Rec::Check(_))),
+            ("look", |r| matches!(r, Rec::Look(LookFor::Start))),
+        ];
+        for (what, f) in kinds {
+            if count(f) > 1 {
+                return Err(format!(
+                    "two {what} operations in flight: {:?}",
+                    self.inflight
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A look for `why`; while one is out, one more after it, however
     /// often asked meanwhile (a storm of restart signals is two looks).
     fn look(&mut self, why: LookFor) -> Vec<Request> {

@@ -478,6 +478,9 @@ impl World for Fake {
     }
 
     fn show(&mut self, machine: &Machine) {
+        if let Err(e) = machine.table_holds() {
+            panic!("the machine's table of operations in flight: {e}");
+        }
         let checking = self.check.as_ref().and_then(|(_, _, c, _)| c.as_deref());
         self.model.check_view(|g| checking == Some(g));
         let now = machine.readiness();
