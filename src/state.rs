@@ -371,6 +371,8 @@ pub mod testkit {
             ready_probe: false,
             ready_failures: 3,
             ready_start_period: Duration::ZERO,
+            restart_signal: None,
+            remap_exit: vec![],
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! The loop's own decisions (the debounce and rate control, polling ticks,
 //! the readiness interval, checking an exited child's group while the
-//! machine awaits it, starting the watcher, the exit code) are
+//! machine awaits it, starting the watcher) are
 //! here, generic over `World`: `os::Os` is the real one (processes, signalfd,
 //! inotify, files); the tests' `fake::Fake` is a scripted one on a virtual
 //! clock, so the real loop runs in unit tests in milliseconds.
@@ -115,8 +115,6 @@ pub trait World {
 
 /// What the loop needs from the command line.
 pub struct LoopConfig {
-    pub restart_signal: Option<i32>,
-    pub remap_exit: Vec<(i32, i32)>,
     pub debounce: Duration,
     pub debounce_max: Duration,
     pub splay: Duration,
@@ -130,8 +128,6 @@ pub struct LoopConfig {
 impl LoopConfig {
     pub fn new(cfg: &Config, seed: u64) -> LoopConfig {
         LoopConfig {
-            restart_signal: cfg.restart_signal,
-            remap_exit: cfg.remap_exit.clone(),
             debounce: cfg.debounce,
             debounce_max: cfg.debounce_max,
             splay: cfg.splay,
@@ -214,7 +210,6 @@ pub async fn drive<W: World>(
         let input = match wake {
             Wake::Done { token, outcome } => Input::Done { token, outcome },
             // The restart signal: the machine decides once it has a look.
-            Wake::Signal(sig) if Some(sig) == l.cfg.restart_signal => Input::RestartAsked,
             Wake::Signal(sig) => Input::Signal(sig),
             Wake::Polled(moved) => {
                 if moved && !l.timers.settling() {
@@ -256,12 +251,6 @@ impl<W: World> Loop<'_, W> {
     }
 
     fn exit_code(&mut self, code: i32) -> i32 {
-        let code = self
-            .cfg
-            .remap_exit
-            .iter()
-            .find(|(from, _)| *from == code)
-            .map_or(code, |(_, to)| *to);
         self.world.report_exit(code);
         info!("Exiting with code {code}");
         code

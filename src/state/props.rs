@@ -199,6 +199,8 @@ fn settings() -> impl Strategy<Value = Settings> {
                     ready_probe: rollback,
                     ready_failures: 2,
                     ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
+                    restart_signal: None,
+                    remap_exit: vec![],
                 }
             },
         )

@@ -155,11 +155,9 @@ pub enum Input {
         token: Token,
         outcome: Outcome,
     },
-    /// A caught signal from another process (never SIGCHLD, never the
-    /// restart signal).
+    /// A caught signal from another process (never SIGCHLD: that one
+    /// drives the reaper); the restart signal asks for a look.
     Signal(i32),
-    /// The restart signal arrived.
-    RestartAsked,
     /// A burst of changes to the watched config settled (the debounce ran
     /// out).
     Settled,
@@ -215,8 +213,10 @@ impl Machine {
                     None => return vec![],
                 }
             }
+            Input::Signal(sig) if Some(sig) == self.settings.restart_signal => {
+                return self.look(LookFor::Restart);
+            }
             Input::Signal(sig) => Event::Signal(sig),
-            Input::RestartAsked => return self.look(LookFor::Restart),
             Input::Settled => return self.look(LookFor::Settle),
             Input::ProbeDue => return self.probe_due(),
         };
@@ -419,7 +419,15 @@ impl Machine {
                 out.push(Request::RemoveGeneration { generation })
             }
             Action::Acted => out.push(Request::Acted),
-            Action::Exit(code) => out.push(Request::Exit(code)),
+            Action::Exit(code) => {
+                let code = self
+                    .settings
+                    .remap_exit
+                    .iter()
+                    .find(|(from, _)| *from == code)
+                    .map_or(code, |(_, to)| *to);
+                out.push(Request::Exit(code));
+            }
         }
     }
 }
@@ -643,11 +651,15 @@ mod tests {
     /// with a check, a check started and killed per signal).
     #[test]
     fn a_storm_of_restart_signals_is_two_looks() {
-        let (mut m, _) = running(settings());
-        let first = m.handle(Input::RestartAsked);
+        let s = Settings {
+            restart_signal: Some(libc::SIGHUP),
+            ..settings()
+        };
+        let (mut m, _) = running(s);
+        let first = m.handle(Input::Signal(libc::SIGHUP));
         let look = token_of(&first, |o| *o == Op::Look(LookFor::Restart));
         for _ in 0..100 {
-            assert_eq!(m.handle(Input::RestartAsked), []);
+            assert_eq!(m.handle(Input::Signal(libc::SIGHUP)), []);
         }
         let then = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
         let again = token_of(&then, |o| *o == Op::Look(LookFor::Restart));

@@ -97,6 +97,11 @@ pub struct Settings {
     /// do those of a child reloaded onto new bytes on probation, counted
     /// from the reload.
     pub ready_start_period: Duration,
+    /// `--restart-signal`: this signal from outside restarts the child
+    /// (through the gate) instead of being forwarded.
+    pub restart_signal: Option<i32>,
+    /// `--remap-exit FROM:TO`: the manager's exit code, rewritten.
+    pub remap_exit: Vec<(i32, i32)>,
 }
 
 /// Why a child was started (a metrics label).

@@ -593,8 +593,6 @@ impl Fake {
 
 fn loop_cfg() -> LoopConfig {
     LoopConfig {
-        restart_signal: None,
-        remap_exit: vec![],
         debounce: Duration::from_millis(100),
         debounce_max: Duration::from_secs(10),
         splay: Duration::ZERO,
@@ -911,11 +909,11 @@ fn a_rejected_change_keeps_the_child_and_a_fix_restarts_it() {
 #[test]
 fn exit_codes_are_remapped() {
     let world = Fake::new().at(1_000, Happen::Signal(TERM));
-    let cfg = LoopConfig {
+    let s = Settings {
         remap_exit: vec![(143, 0)],
-        ..loop_cfg()
+        ..settings()
     };
-    let (_, code) = run(world, cfg, settings());
+    let (_, code) = run(world, loop_cfg(), s);
     assert_eq!(code, 0);
 }
 

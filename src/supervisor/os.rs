@@ -208,6 +208,8 @@ async fn supervise(
         ready_probe: cfg.ready_interval.is_some(),
         ready_failures: READY_FAILURES,
         ready_start_period: cfg.ready_start_period,
+        restart_signal: cfg.restart_signal,
+        remap_exit: cfg.remap_exit.clone(),
     };
     // Replicas start together: their pids and clocks' nanoseconds differ.
     let seed = u64::from(std::process::id()).rotate_left(32)
