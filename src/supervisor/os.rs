@@ -632,7 +632,9 @@ impl World for Os {
             Op::Hooks { calls } => self.run_hooks(token, calls),
             Op::Probe => self.probe(token),
             // The loop's own (see `World::start`).
-            Op::Look(_) | Op::Drain | Op::Wait(_) => Some(Outcome::NotRun(format!("{op:?}"))),
+            Op::Look(_) | Op::Drain | Op::Wait(_) => {
+                Some(Outcome::NotRun("the loop's own operation".into()))
+            }
         }
     }
 
