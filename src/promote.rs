@@ -1103,12 +1103,13 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
-    /// A manager killed while a generation is on probation used to come
-    /// back having deleted the proven one: `..proven` keeps it until the
-    /// newer one is proven (or rolled back from).
-    #[test]
-    fn the_proven_generation_survives_a_restart_during_probation() {
-        let d = scratch("proven");
+    /// A promoter in a scratch directory `tag`: "G" committed (proven),
+    /// then "A" committed on probation (`..proven` keeps G). Returns the
+    /// scratch dir, the source and DIR, the promoter, G and A.
+    fn a_on_probation_after_g(
+        tag: &str,
+    ) -> (PathBuf, PathBuf, PathBuf, Promoter, Generation, Generation) {
+        let d = scratch(tag);
         let (src, dir) = (d.join("src"), d.join("dst"));
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("app.conf"), "G").unwrap();
@@ -1119,6 +1120,15 @@ mod tests {
         fs::write(src.join("app.conf"), "A").unwrap();
         let a = p.stage().unwrap();
         p.commit(&a.name, Some(&g.name)).unwrap();
+        (d, src, dir, p, g, a)
+    }
+
+    /// A manager killed while a generation is on probation used to come
+    /// back having deleted the proven one: `..proven` keeps it until the
+    /// newer one is proven (or rolled back from).
+    #[test]
+    fn the_proven_generation_survives_a_restart_during_probation() {
+        let (d, src, dir, p, g, a) = a_on_probation_after_g("proven");
         p.remove_generation(&g.name);
         assert!(
             dir.join(&g.name).is_dir(),
@@ -1324,17 +1334,7 @@ mod tests {
     /// rejected them), and G could never be forgotten meanwhile.
     #[test]
     fn a_commit_recorded_without_its_view_that_proves_at_once_drops_the_proven_record() {
-        let d = scratch("proven-stale");
-        let (src, dir) = (d.join("src"), d.join("dst"));
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("app.conf"), "G").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        p.recover().unwrap();
-        let g = p.stage().unwrap();
-        p.commit(&g.name, None).unwrap();
-        fs::write(src.join("app.conf"), "A").unwrap();
-        let a = p.stage().unwrap();
-        p.commit(&a.name, Some(&g.name)).unwrap();
+        let (d, src, dir, mut p, g, _a) = a_on_probation_after_g("proven-stale");
         assert_eq!(p.record(PROVEN), Some(g.name.clone()));
         fs::write(src.join("app.conf"), "G").unwrap();
         let c = p.stage().unwrap();

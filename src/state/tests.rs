@@ -1126,11 +1126,9 @@ fn g2_to_g1() -> Action {
     }
 }
 
-/// Found by a hostile review: a candidate checked in place lost its view
-/// under the check when a rollback switched DIR back, and its pass promoted
-/// bytes nobody had checked. Whatever is in flight goes first now.
-#[test]
-fn a_rollback_cancels_the_candidate_in_flight_first() {
+/// `on_probation`, and bytes 3 pushed since: staged as "g3", its check
+/// running (token 2).
+fn checking_g3_on_probation() -> Machine {
     let mut m = on_probation();
     m.step(Event::ConfigSettled(snap(Some(3))));
     let g3 = Generation {
@@ -1141,6 +1139,15 @@ fn a_rollback_cancels_the_candidate_in_flight_first() {
         token: 2,
         result: Ok(g3),
     });
+    m
+}
+
+/// Found by a hostile review: a candidate checked in place lost its view
+/// under the check when a rollback switched DIR back, and its pass promoted
+/// bytes nobody had checked. Whatever is in flight goes first now.
+#[test]
+fn a_rollback_cancels_the_candidate_in_flight_first() {
+    let mut m = checking_g3_on_probation();
     let actions = fail_probes(&mut m, 3);
     let rollback = actions
         .iter()
@@ -1169,16 +1176,7 @@ fn a_rollback_cancels_the_candidate_in_flight_first() {
 /// child lands on g1 now; the newer bytes take the gate once it runs.
 #[test]
 fn a_crash_rollback_lands_on_the_proven_generation_before_newer_bytes() {
-    let mut m = on_probation();
-    m.step(Event::ConfigSettled(snap(Some(3))));
-    let g3 = Generation {
-        name: "g3".into(),
-        snapshot: snap(Some(3)),
-    };
-    m.step(Event::Staged {
-        token: 2,
-        result: Ok(g3),
-    });
+    let mut m = checking_g3_on_probation();
     let crashed = m.step(exited(1));
     assert!(crashed.contains(&g2_to_g1()), "{crashed:?}");
     assert_eq!(m.step(Event::RolledBack { result: Ok(()) }), []);
@@ -2061,6 +2059,20 @@ fn restarted_during_probation_the_newer_generation_is_judged_again() {
     );
 }
 
+/// A machine with `s` whose child started on generation "g1" (bytes 1)
+/// and is through its start period.
+fn started_up_on_g1(s: Settings) -> Machine {
+    let g1 = Generation {
+        name: "g1".into(),
+        snapshot: snap(Some(1)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g1), None, None);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    m.step(Event::StartedUp { child: 1 });
+    m
+}
+
 /// Issue 24, item 6 (found by the loop's property with crashing children):
 /// a restart after a backoff started the child while an in-place check
 /// showed a candidate the source no longer held. The view goes back first.
@@ -2073,14 +2085,7 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
         restart: Policy::Always,
         ..settings()
     };
-    let g1 = Generation {
-        name: "g1".into(),
-        snapshot: snap(Some(1)),
-    };
-    let (mut m, _) = Machine::new(s, Some(g1), None, None);
-    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
-    m.step(Event::Spawned);
-    m.step(Event::StartedUp { child: 1 });
+    let mut m = started_up_on_g1(s);
     m.step(exited(1));
     assert_eq!(
         m.step(Event::GroupGone),
@@ -2206,6 +2211,23 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
     ));
 }
 
+/// The retry of config 1 (whose check could not start) is due: staged
+/// again as `g`, then checked.
+fn restaged_to_its_check(m: &mut Machine, g: Generation) {
+    assert_eq!(
+        m.step(Event::RetryDue { token: 1 }),
+        [Action::Stage { token: 1 }]
+    );
+    let check = m.step(Event::Staged {
+        token: 1,
+        result: Ok(g),
+    });
+    assert!(
+        matches!(check[..], [Action::Validate { token: 1, .. }]),
+        "{check:?}"
+    );
+}
+
 /// Issue 24, item 8: a check that could not start because the candidate
 /// could not be shown in place (our own I/O) is no verdict: the candidate
 /// is discarded, the staging retried, and the bytes are not rejected.
@@ -2235,18 +2257,7 @@ fn a_check_that_cannot_start_is_retried_not_a_verdict() {
         panic!("{failed:?}");
     };
     assert_eq!(failed.len(), 2, "{failed:?}");
-    assert_eq!(
-        m.step(Event::RetryDue { token: 1 }),
-        [Action::Stage { token: 1 }]
-    );
-    let check = m.step(Event::Staged {
-        token: 1,
-        result: Ok(g2),
-    });
-    assert!(
-        matches!(check[..], [Action::Validate { token: 1, .. }]),
-        "{check:?}"
-    );
+    restaged_to_its_check(&mut m, g2);
     // A stale answer changes nothing.
     assert_eq!(
         m.step(Event::CannotCheck {
@@ -2337,18 +2348,7 @@ fn a_first_promoted_start_whose_check_cannot_run_waits_for_the_check() {
         ]
     );
     assert_eq!(m.stats().validations_failed, 0, "no verdict");
-    assert_eq!(
-        m.step(Event::RetryDue { token: 1 }),
-        [Action::Stage { token: 1 }]
-    );
-    let check = m.step(Event::Staged {
-        token: 1,
-        result: Ok(g1),
-    });
-    assert!(
-        matches!(check[..], [Action::Validate { token: 1, .. }]),
-        "{check:?}"
-    );
+    restaged_to_its_check(&mut m, g1);
     assert_eq!(
         m.step(Event::Validated { token: 1, ok: true }),
         [Action::Commit {
@@ -2882,14 +2882,7 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
         map_signal: vec![(libc::SIGUSR2, Some(libc::SIGHUP)), (libc::SIGWINCH, None)],
         ..settings()
     };
-    let g1 = Generation {
-        name: "g1".into(),
-        snapshot: snap(Some(1)),
-    };
-    let (mut m, _) = Machine::new(s, Some(g1), None, None);
-    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
-    m.step(Event::Spawned);
-    m.step(Event::StartedUp { child: 1 });
+    let mut m = started_up_on_g1(s);
     let g2 = || Generation {
         name: "g2".into(),
         snapshot: snap(Some(2)),
