@@ -40,7 +40,7 @@ def bench_exit():
     runs = 20 if b.QUICK else 60
     t = {n: [] for n in inits}
     for _ in range(runs):
-        for n, argv in inits.items():
+        for n, argv in b.shuffled(inits):
             p = subprocess.Popen(argv + ["/bin/sh", "-c", "read x"], env=b.ENV, stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             b.wait_child(p.pid)

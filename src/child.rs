@@ -104,7 +104,9 @@ fn take_terminal() {
 pub fn signal_group(pgid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) with a negative pid addresses a process group.
     let ok = unsafe { libc::kill(-pgid, sig) } == 0;
-    if ok {
+    // The name is made only for a line that is written: this is the path
+    // of every forwarded signal.
+    if ok && log::log_enabled!(log::Level::Debug) {
         let name = signals::name(sig);
         debug!(signal = name.as_str(), pgid = pgid; "Sent {name} to process group {pgid}");
     }
@@ -115,7 +117,9 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
 pub fn signal(pid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) on one pid we started and have not reaped yet.
     let ok = unsafe { libc::kill(pid, sig) } == 0;
-    if ok {
+    // The name is made only for a line that is written: this is the path
+    // of every forwarded signal.
+    if ok && log::log_enabled!(log::Level::Debug) {
         let name = signals::name(sig);
         debug!(signal = name.as_str(), pid = pid; "Sent {name} to process {pid}");
     }
@@ -150,6 +154,11 @@ pub fn any_stopped(pid: i32, group: bool) -> bool {
     let stopped = |state: char| matches!(state, 'T' | 't');
     if !group {
         return proc_state(&pid.to_string()).is_none_or(|(state, _)| stopped(state));
+    }
+    // An empty group (the usual case when the child exited alone) needs no
+    // walk through every process's stat.
+    if !group_alive(pid) {
+        return false;
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return true;

@@ -36,7 +36,13 @@ fn main() {
         }
     };
     let cwd = std::env::current_dir().ok();
-    let env = |name: &str| std::env::var(name).ok();
+    // One pass over the environment: every flag asks for its variables,
+    // and getenv for each (about fifty) walked the whole environment.
+    let vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    let env = |name: &str| {
+        let (_, value) = vars.iter().find(|(k, _)| k == name)?;
+        value.to_str().map(String::from)
+    };
     let cfg = match cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/"))) {
         cli::Parsed::Run(cfg) => cfg,
         cli::Parsed::CopyTo(dir) => std::process::exit(install::run(&dir)),

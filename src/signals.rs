@@ -137,15 +137,26 @@ pub fn parse(text: &str) -> Result<i32, String> {
 
 /// `SIGTERM`, `SIGRTMIN+3`, or the number for anything unnamed.
 pub fn name(sig: i32) -> String {
-    if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == sig) {
-        return format!("SIG{name}");
-    }
-    let (lo, hi) = rt_range();
-    match sig {
-        s if s == lo => "SIGRTMIN".into(),
-        s if s == hi => "SIGRTMAX".into(),
-        s if s > lo && s < hi => format!("SIGRTMIN+{}", s - lo),
-        s => format!("signal {s}"),
+    Named(sig).to_string()
+}
+
+/// A signal's name (`name`) written where it is displayed, so that a
+/// line nobody writes costs no allocation.
+pub struct Named(pub i32);
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sig = self.0;
+        if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == sig) {
+            return write!(f, "SIG{name}");
+        }
+        let (lo, hi) = rt_range();
+        match sig {
+            s if s == lo => f.write_str("SIGRTMIN"),
+            s if s == hi => f.write_str("SIGRTMAX"),
+            s if s > lo && s < hi => write!(f, "SIGRTMIN+{}", s - lo),
+            s => write!(f, "signal {s}"),
+        }
     }
 }
 
@@ -346,7 +357,22 @@ fn default_sigchld() {
 #[cfg(target_os = "linux")]
 pub struct Intake {
     fd: nix::sys::signalfd::SignalFd,
+    /// Read and not taken yet: one read takes up to `BATCH` signals.
+    read: std::collections::VecDeque<Caught>,
+    /// The last read took every signal queued: the next read waits until
+    /// `block_on`'s poll finds the signalfd readable (`SIGNALS_READY`),
+    /// which saves a read that would find nothing after each signal.
+    drained: bool,
 }
+
+/// Signals taken by one read of the signalfd.
+#[cfg(target_os = "linux")]
+const BATCH: usize = 8;
+
+/// Set by `block_on` when its poll finds the signalfd readable; taken by
+/// `Intake::next`. Both run on the loop's thread.
+#[cfg(target_os = "linux")]
+static SIGNALS_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
 impl Intake {
@@ -359,7 +385,11 @@ impl Intake {
         let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
         default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Intake { fd })
+        Ok(Intake {
+            fd,
+            read: std::collections::VecDeque::with_capacity(BATCH),
+            drained: false,
+        })
     }
 
     /// The signalfd's number, for `block_on` to watch.
@@ -375,16 +405,57 @@ impl Intake {
     /// poll is level-triggered, so a signal left unread would wake the
     /// thread again and again.
     pub async fn next(&mut self) -> io::Result<Caught> {
-        std::future::poll_fn(|_| match self.fd.read_signal() {
-            Ok(Some(info)) => std::task::Poll::Ready(Ok(Caught {
-                sig: info.ssi_signo as i32,
-                pid: info.ssi_pid as i32,
-                code: info.ssi_code,
-            })),
-            Ok(None) => std::task::Poll::Pending,
-            Err(e) => std::task::Poll::Ready(Err(e.into())),
+        use std::task::Poll;
+        std::future::poll_fn(|_| {
+            if let Some(caught) = self.read.pop_front() {
+                return Poll::Ready(Ok(caught));
+            }
+            if self.drained && !SIGNALS_READY.swap(false, Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            match self.read_batch() {
+                Ok(()) => self
+                    .read
+                    .pop_front()
+                    .map_or(Poll::Pending, |c| Poll::Ready(Ok(c))),
+                Err(e) => Poll::Ready(Err(e)),
+            }
         })
         .await
+    }
+
+    /// One read of up to `BATCH` queued signals into `read`. Fewer than
+    /// `BATCH` means the queue was empty at that moment: `drained`.
+    fn read_batch(&mut self) -> io::Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: signalfd_siginfo is plain integers; all-zero is valid.
+        let mut buf: [libc::signalfd_siginfo; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: a read into a live buffer of exactly that many bytes; the
+        // kernel writes whole signalfd_siginfo records only.
+        let n = unsafe {
+            libc::read(
+                self.fd.as_fd().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                SIZE * BATCH,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                self.drained = true;
+                return Ok(());
+            }
+            return Err(e);
+        }
+        let got = n as usize / SIZE;
+        self.drained = got < BATCH;
+        self.read.extend(buf[..got].iter().map(|info| Caught {
+            sig: info.ssi_signo as i32,
+            pid: info.ssi_pid as i32,
+            code: info.ssi_code,
+        }));
+        Ok(())
     }
 }
 
@@ -462,6 +533,9 @@ pub fn block_on<T>(
         // SAFETY: two initialised pollfds; EINTR cannot happen (every
         // signal is blocked) and any other error means poll again.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if fds[0].revents != 0 {
+            SIGNALS_READY.store(true, Ordering::Relaxed);
+        }
         if fds[1].revents != 0 {
             let mut count = [0u8; 8];
             // SAFETY: an 8-byte read into a live buffer from our eventfd.

@@ -209,7 +209,7 @@ impl Machine {
     /// change is staged and checked again after a moment: shown again at
     /// once, it could still be what the child reads while it acts on what
     /// it was told. Nothing is judged: no failure is counted.
-    pub(super) fn withdraw_candidate(&mut self, what: &str) -> Vec<Action> {
+    pub(super) fn withdraw_candidate(&mut self, what: &dyn std::fmt::Display) -> Vec<Action> {
         if !self.shown_in_place() {
             return vec![];
         }

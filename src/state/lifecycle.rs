@@ -44,8 +44,10 @@ impl Machine {
                 if to != libc::SIGCONT || self.sent.is_none() {
                     self.sent = Some(to);
                 }
-                let what = format!("Forwarding {} to the child", signals::name(to));
-                let mut actions = self.withdraw_candidate(&what);
+                let mut actions = self.withdraw_candidate(&format_args!(
+                    "Forwarding {} to the child",
+                    signals::Named(to)
+                ));
                 actions.push(Action::Signal(to, self.settings.signal_to));
                 actions
             }
@@ -456,7 +458,7 @@ impl Machine {
         let sigs: Vec<i32> = plan.signals.iter().map(|(sig, _)| *sig).collect();
         // The child is told to read its config (a rollback's reload can come
         // while newer bytes are checked in place): not the candidate.
-        let mut actions = self.withdraw_candidate("Reloading the child");
+        let mut actions = self.withdraw_candidate(&"Reloading the child");
         if !plan.hooks.is_empty() {
             info!("{why}, reloading the child");
             actions.extend(self.run_hooks(plan.hooks, !sigs.is_empty()));

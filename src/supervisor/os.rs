@@ -796,8 +796,10 @@ impl World for Os {
                     }
                 }
                 Seen::Signal(Ok(c)) => {
-                    let name = signals::name(c.sig);
-                    debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
+                    if log::log_enabled!(log::Level::Debug) {
+                        let name = signals::name(c.sig);
+                        debug!(signal = name.as_str(), sender = c.pid; "Received {name} from pid {}", c.pid);
+                    }
                     return Wake::Signal(c.sig);
                 }
                 Seen::Notify(event) => {
