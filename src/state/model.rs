@@ -380,7 +380,8 @@ impl Model {
         // the readiness it had before the reload: not judged here.)
         let restarts = self.settings.reload_signal.is_none() && !self.settings.reload_external;
         assert!(
-            !(self.settings.ready_probe && restarts) || self.ready(self.gens[generation]),
+            !(self.settings.ready_interval.is_some() && restarts)
+                || self.ready(self.gens[generation]),
             "proven a generation whose child is never ready"
         );
         self.proven = Some(generation.to_string());

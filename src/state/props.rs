@@ -196,7 +196,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     reload_hooks: global_hooks,
                     routes: Routes::new(vec![PathBuf::from("/c")], rules),
                     rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),
-                    ready_probe: rollback,
+                    ready_interval: rollback.then_some(Duration::from_secs(1)),
                     ready_failures: 2,
                     ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
                     restart_signal: None,
@@ -453,7 +453,8 @@ impl Edge {
             Action::StartUpDeadline { child, .. } => {
                 prop_assert!(
                     self.settings.validate_in_place
-                        || (self.settings.ready_probe && self.settings.rollback_window.is_some()),
+                        || (self.settings.ready_interval.is_some()
+                            && self.settings.rollback_window.is_some()),
                     "a start-up period for nothing"
                 );
                 self.started_up_armed = Some(child);

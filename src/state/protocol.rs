@@ -47,13 +47,15 @@ pub enum Op {
     /// Back to the kept generation `to`; `from` is kept as the rejected
     /// one: `RolledBack`.
     RollBack { to: String, from: String },
-    /// Send these reload signals to the child (or its group) if it catches
-    /// every one; else none: `Signalled`.
-    ReloadSignals { signals: Vec<i32>, to: Target },
+    /// What the running child does with each of these reload signals:
+    /// `Handling`. (The machine sends them once it knows; signalling a
+    /// child without a handler would kill it.)
+    AskHandling { signals: Vec<i32> },
     /// Run these reload hooks at once, each told of its files: `HooksDone`.
     Hooks { calls: Vec<HookCall> },
-    /// A readiness probe of the running child: `Probed`.
-    Probe,
+    /// A readiness probe of the running child, given `timeout` to answer:
+    /// `Probed`.
+    Probe { timeout: Duration },
     /// Wait this long: `Elapsed`.
     Wait(Duration),
 }
@@ -96,9 +98,10 @@ pub enum Outcome {
     Checked(Verdict),
     Committed(Result<(), CommitFailed>),
     RolledBack(Result<(), String>),
-    /// The reload signals were sent (None), or none was, for this one the
-    /// child lacks a handler for (true: it ignores it).
-    Signalled(Option<(i32, bool)>),
+    /// The child handles every signal asked about (None; a blocked one,
+    /// read with sigwait or a signalfd, counts as handled), or the first
+    /// it does not (true: it ignores it, false: it would die of it).
+    Handling(Option<(i32, bool)>),
     /// The hooks (by index) that failed; none: all succeeded.
     HooksDone {
         failed: Vec<usize>,
@@ -182,7 +185,12 @@ pub(super) enum Rec {
     Hooks(u64),
     HooksRetry(u64),
     RollBack,
-    ReloadSignals,
+    /// The reload signals to send to `to` once the child is known to
+    /// handle them.
+    ReloadSignals {
+        signals: Vec<i32>,
+        to: Target,
+    },
     /// A readiness probe of start period number `period`.
     Probe(u64),
     /// The stop deadline (`--stop-timeout`, then the grace after SIGKILL).
@@ -198,7 +206,7 @@ pub(super) enum Rec {
 impl Machine {
     /// Takes what the world says; returns what the machine asks of it.
     pub fn handle(&mut self, input: Input) -> Vec<Request> {
-        let mut looked = None;
+        let (mut looked, mut sent) = (None, vec![]);
         let event = match input {
             Input::Done { token, outcome } => {
                 let Some(rec) = self.inflight.remove(&token) else {
@@ -207,6 +215,16 @@ impl Machine {
                 };
                 if let Rec::Look(why) = rec {
                     looked = Some(why);
+                }
+                // The child handles every reload signal: they go now, all
+                // or none, before anything that follows the reload.
+                if let (Rec::ReloadSignals { signals, to }, Outcome::Handling(None)) =
+                    (&rec, &outcome)
+                {
+                    sent = signals
+                        .iter()
+                        .map(|&sig| Request::Signal(sig, *to))
+                        .collect();
                 }
                 match answer(rec, outcome) {
                     Some(event) => event,
@@ -221,7 +239,8 @@ impl Machine {
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
-        let mut out = self.requests(actions);
+        let mut out = sent;
+        out.extend(self.requests(actions));
         // Asked again while that look ran: one more, which sees all since.
         if let Some(why) = looked.filter(|w| self.look_again.remove(w)) {
             out.push(self.start(Rec::Look(why), Op::Look(why)));
@@ -288,10 +307,15 @@ impl Machine {
     /// A readiness probe of the running child, unless one is out already.
     fn probe_due(&mut self) -> Vec<Request> {
         let probing = self.inflight.values().any(|r| matches!(r, Rec::Probe(_)));
-        if !self.settings.ready_probe || !self.child_alive() || probing {
+        if self.settings.ready_interval.is_none() || !self.child_alive() || probing {
             return vec![];
         }
-        vec![self.start(Rec::Probe(self.period), Op::Probe)]
+        // A probe never outlives its interval: the next one is due then.
+        let timeout = self
+            .settings
+            .ready_interval
+            .map_or(READY_TIMEOUT, |every| every.min(READY_TIMEOUT));
+        vec![self.start(Rec::Probe(self.period), Op::Probe { timeout })]
     }
 
     fn start(&mut self, rec: Rec, op: Op) -> Request {
@@ -387,7 +411,10 @@ impl Machine {
                 out.push(self.start(Rec::RollBack, Op::RollBack { to, from }));
             }
             Action::SendReloadSignals(signals, to) => {
-                out.push(self.start(Rec::ReloadSignals, Op::ReloadSignals { signals, to }))
+                let op = Op::AskHandling {
+                    signals: signals.clone(),
+                };
+                out.push(self.start(Rec::ReloadSignals { signals, to }, op))
             }
             Action::RunHooks { token, calls } => {
                 out.push(self.start(Rec::Hooks(token), Op::Hooks { calls }));
@@ -454,8 +481,8 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         }
         (Rec::Commit(token), Outcome::Committed(result)) => Event::Committed { token, result },
         (Rec::RollBack, Outcome::RolledBack(result)) => Event::RolledBack { result },
-        (Rec::ReloadSignals, Outcome::Signalled(None)) => Event::ReloadSignalsSent,
-        (Rec::ReloadSignals, Outcome::Signalled(Some((sig, ignored)))) => {
+        (Rec::ReloadSignals { .. }, Outcome::Handling(None)) => Event::ReloadSignalsSent,
+        (Rec::ReloadSignals { .. }, Outcome::Handling(Some((sig, ignored)))) => {
             Event::ReloadSignalUnhandled(sig, ignored)
         }
         (Rec::Hooks(token), Outcome::HooksDone { failed }) => Event::HooksDone { token, failed },
@@ -605,7 +632,7 @@ mod tests {
     #[test]
     fn probes_are_asked_one_at_a_time_while_a_child_runs() {
         let s = Settings {
-            ready_probe: true,
+            ready_interval: Some(Duration::from_secs(1)),
             ..settings()
         };
         let (mut m, first) = Machine::boot(s, None, None, None);
@@ -613,13 +640,15 @@ mod tests {
         let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         m.handle(done(look, Outcome::Looked(snap(Some(1)))));
         let asked = m.handle(Input::ProbeDue);
-        let probe = token_of(&asked, |o| *o == Op::Probe);
+        // A probe never outlives its interval.
+        let timeout = Duration::from_secs(1);
+        let probe = token_of(&asked, |o| *o == Op::Probe { timeout });
         assert_eq!(m.handle(Input::ProbeDue), [], "one is out");
         // One that could not run frees the way for the next.
         let none = Outcome::NotRun("EMFILE".into());
         assert_eq!(m.handle(done(probe, none)), []);
         let again = m.handle(Input::ProbeDue);
-        let probe = token_of(&again, |o| *o == Op::Probe);
+        let probe = token_of(&again, |o| matches!(o, Op::Probe { .. }));
         let ok = Outcome::Probed {
             ok: true,
             ran_for: SECS10,
@@ -647,6 +676,43 @@ mod tests {
         );
         token_of(&newer, |o| matches!(o, Op::Hooks { .. }));
         assert_eq!(m.handle(done(wait, Outcome::Elapsed)), []);
+    }
+
+    /// The world says what the child does with a reload signal; sending it
+    /// (or restarting instead, as it would die of it) is the machine's
+    /// decision.
+    #[test]
+    fn reload_signals_go_only_to_a_child_that_handles_them() {
+        let s = Settings {
+            reload_signal: Some(libc::SIGHUP),
+            ..settings()
+        };
+        let hup = Request::Signal(libc::SIGHUP, Target::Child);
+        let (mut m, _) = running(s.clone());
+        let asked = settle(&mut m, snap(Some(2)));
+        assert!(!asked.contains(&hup), "{asked:?}");
+        let signals = vec![libc::SIGHUP];
+        let ask = token_of(&asked, |o| {
+            *o == Op::AskHandling {
+                signals: signals.clone(),
+            }
+        });
+        let sent = m.handle(done(ask, Outcome::Handling(None)));
+        assert_eq!(sent.first(), Some(&hup), "{sent:?}");
+
+        let (mut m, _) = running(s);
+        let asked = settle(&mut m, snap(Some(2)));
+        let ask = token_of(&asked, |o| {
+            *o == Op::AskHandling {
+                signals: signals.clone(),
+            }
+        });
+        let restart = m.handle(done(ask, Outcome::Handling(Some((libc::SIGHUP, false)))));
+        assert!(!restart.contains(&hup), "{restart:?}");
+        assert!(
+            restart.contains(&Request::Signal(libc::SIGTERM, Target::Child)),
+            "restarted instead: {restart:?}"
+        );
     }
 
     /// Found by review: each restart signal queued a look of its own (and,

@@ -175,7 +175,7 @@ impl Machine {
     /// may have seen the old bytes) or an older start-up deadline must
     /// neither end it nor count in it.
     fn reload_start_period(&mut self) -> Vec<Action> {
-        if !self.settings.ready_probe {
+        if self.settings.ready_interval.is_none() {
             return vec![];
         }
         self.period += 1;
@@ -222,7 +222,7 @@ impl Machine {
         if !self.on_probation() {
             return vec![];
         }
-        if self.settings.ready_probe && !self.ready.ever {
+        if self.settings.ready_interval.is_some() && !self.ready.ever {
             if let Some(p) = self.probation.as_mut().filter(|p| !p.overdue) {
                 p.overdue = true;
                 info!(
@@ -427,7 +427,7 @@ impl Machine {
             Phase::Backoff { .. } => return Err("restart backoff".into()),
             Phase::Done => return Err("exiting".into()),
         }
-        if !self.settings.ready_probe {
+        if self.settings.ready_interval.is_none() {
             return Ok(());
         }
         match self.ready.last {

@@ -1043,7 +1043,7 @@ fn running_on_g1(validate: bool) -> Machine {
         validate,
         reload_signal: Some(libc::SIGHUP),
         rollback_window: Some(Duration::from_secs(60)),
-        ready_probe: true,
+        ready_interval: Some(Duration::from_secs(1)),
         ..settings()
     };
     let g1 = Generation {
@@ -2187,7 +2187,7 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
 
     // With a probe: ready once is started up too.
     let s = Settings {
-        ready_probe: true,
+        ready_interval: Some(Duration::from_secs(1)),
         ..s
     };
     let (mut m, _) = Machine::new(s, Some(g1), None, None);

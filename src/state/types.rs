@@ -88,8 +88,10 @@ pub struct Settings {
     /// `--rollback-window` (with `promote`): how long new bytes are on
     /// probation after they reach the child.
     pub rollback_window: Option<Duration>,
-    /// A readiness probe runs (`--ready-check`, `--ready-url`).
-    pub ready_probe: bool,
+    /// `--ready-interval`: a readiness probe runs this often (with
+    /// `--ready-check` or `--ready-url`); each may take as long, at most
+    /// `READY_TIMEOUT`.
+    pub ready_interval: Option<Duration>,
     /// Failures in a row that make the probe's verdict a rollback.
     pub ready_failures: u32,
     /// `--ready-start-period`: a new child's failed probes count only once
@@ -145,6 +147,13 @@ pub const EX_CONFIG: i32 = 78;
 /// After SIGKILL, how long to wait for the group to vanish before giving up
 /// on it (a process stuck in uninterruptible sleep must not hang us).
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Readiness probe failures in a row that make a rollback (within
+/// `--rollback-window`): one failure may be a blip; three at the probe's
+/// interval are the new config's doing.
+pub const READY_FAILURES: u32 = 3;
+/// The longest a readiness probe may take.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that ran this long resets the backoff.

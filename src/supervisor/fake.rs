@@ -245,14 +245,10 @@ impl Fake {
     }
 
     /// Test children handle every reload signal, or none.
-    fn reload_signals(&mut self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
-        if !self.catches {
-            return sigs.first().map(|&sig| (sig, false));
-        }
-        for &sig in sigs {
-            self.signal(to, sig);
-        }
-        None
+    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)> {
+        sigs.first()
+            .filter(|_| !self.catches)
+            .map(|&sig| (sig, false))
     }
 
     fn stage(&mut self, token: u64) {
@@ -396,14 +392,12 @@ impl World for Fake {
                 self.commit(&generation, proven.as_deref()),
             )),
             Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
-            Op::ReloadSignals { signals, to } => {
-                Some(Outcome::Signalled(self.reload_signals(&signals, to)))
-            }
+            Op::AskHandling { signals } => Some(Outcome::Handling(self.handling(&signals))),
             Op::Hooks { calls } => {
                 self.run_hooks(token, calls);
                 None
             }
-            Op::Probe => {
+            Op::Probe { .. } => {
                 self.probe(token);
                 None
             }
@@ -1170,7 +1164,7 @@ mod loop_props {
                         .collect(),
                 ),
                 rollback_window: window.then_some(Duration::from_secs(3)),
-                ready_probe: window,
+                ready_interval: window.then_some(Duration::from_secs(1)),
                 ready_start_period: Duration::from_millis(start_period),
                 restart: if window { Policy::Always } else { Policy::Never },
                 ..settings()
@@ -1296,7 +1290,7 @@ fn a_failing_readiness_probe_within_the_window_rolls_back_and_reloads() {
     let s = Settings {
         rollback_window: Some(Duration::from_secs(30)),
         reload_signal: Some(libc::SIGHUP),
-        ready_probe: true,
+        ready_interval: Some(Duration::from_secs(1)),
         ..promoting()
     };
     let cfg = LoopConfig {
@@ -1340,7 +1334,7 @@ fn a_probe_answer_for_the_child_before_a_restart_judges_nobody() {
     world.ready_for = |v| v != 5;
     let s = Settings {
         rollback_window: Some(Duration::from_secs(30)),
-        ready_probe: true,
+        ready_interval: Some(Duration::from_secs(1)),
         ..promoting()
     };
     let cfg = LoopConfig {

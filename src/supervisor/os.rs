@@ -53,13 +53,6 @@ fn fds_needed(cfg: &Config) -> usize {
         + if hooks { FDS_HOOK } else { 0 }
 }
 
-/// Readiness probe failures in a row that make a rollback (within
-/// `--rollback-window`): one failure may be a blip; three at the probe's
-/// interval are the new config's doing.
-const READY_FAILURES: u32 = 3;
-/// The longest a readiness probe may take.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub fn run(cfg: Config, cwd: Option<PathBuf>) -> i32 {
     // Everything that can fail for lack of resources happens here, before
     // the child exists: a failure leaves nobody behind. (async-io and
@@ -205,8 +198,8 @@ async fn supervise(
         },
         routes: routes.clone(),
         rollback_window: cfg.rollback_window,
-        ready_probe: cfg.ready_interval.is_some(),
-        ready_failures: READY_FAILURES,
+        ready_interval: cfg.ready_interval,
+        ready_failures: crate::state::READY_FAILURES,
         ready_start_period: cfg.ready_start_period,
         restart_signal: cfg.restart_signal,
         remap_exit: cfg.remap_exit.clone(),
@@ -378,23 +371,18 @@ impl Os {
         Ok(())
     }
 
-    /// Signalling a child that has no handler (yet) kills it, and one that
-    /// ignores the signal does nothing: then none is sent, and the answer
-    /// names the first such signal (true: ignored). A blocked signal is
-    /// read by the child (sigwait, signalfd): handled.
-    fn reload_signals(&mut self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
+    /// The first of `sigs` the child does not handle (true: it ignores
+    /// it), from its masks in /proc; None when it handles them all, or
+    /// when /proc cannot tell (the signal is then sent, as before this
+    /// check existed). A blocked signal is read by the child (sigwait,
+    /// signalfd): handled.
+    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)> {
         use crate::signals::Takes;
         let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
-        let unhandled = sigs.iter().find_map(|&sig| match signals::takes(pid, sig) {
+        sigs.iter().find_map(|&sig| match signals::takes(pid, sig) {
             Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t == Takes::Ignored)),
             _ => None,
-        });
-        if unhandled.is_none() {
-            for &sig in sigs {
-                self.signal(to, sig);
-            }
-        }
-        unhandled
+        })
     }
 
     fn stage(&mut self, token: Token) {
@@ -423,14 +411,8 @@ impl Os {
         }
     }
 
-    fn probe(&mut self, token: Token) -> Option<Outcome> {
+    fn probe(&mut self, token: Token, timeout: Duration) -> Option<Outcome> {
         let no_answer = |why: String| Some(Outcome::NotRun(why));
-        // A probe never outlives its interval: the next one is due then.
-        let timeout = self
-            .cfg
-            .ready_interval
-            .unwrap_or(READY_TIMEOUT)
-            .min(READY_TIMEOUT);
         let hook = match (&self.cfg.ready_check, &self.cfg.ready_url) {
             (Some(argv), _) => match hook::probe(argv, self.cwd.as_deref(), timeout) {
                 Ok(hook) => hook,
@@ -626,11 +608,9 @@ impl World for Os {
                 self.commit(&generation, proven.as_deref()),
             )),
             Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
-            Op::ReloadSignals { signals, to } => {
-                Some(Outcome::Signalled(self.reload_signals(&signals, to)))
-            }
+            Op::AskHandling { signals } => Some(Outcome::Handling(self.handling(&signals))),
             Op::Hooks { calls } => self.run_hooks(token, calls),
-            Op::Probe => self.probe(token),
+            Op::Probe { timeout } => self.probe(token, timeout),
             // The loop's own (see `World::start`).
             Op::Look(_) | Op::Drain | Op::Wait(_) => {
                 Some(Outcome::NotRun("the loop's own operation".into()))
