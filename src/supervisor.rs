@@ -19,7 +19,9 @@ mod fake;
 use crate::cli::Config;
 use crate::promote::Recovered;
 use crate::signals;
-use crate::state::{Input, LookFor, Machine, Op, Outcome, Request, Settings, Target, Token};
+use crate::state::{
+    CommitFailed, HookCall, Input, LookFor, Machine, Op, Outcome, Request, Settings, Target, Token,
+};
 use crate::timers::{Due, Timers};
 use log::{debug, info};
 use nix::libc;
@@ -67,7 +69,7 @@ pub enum Wake {
 /// can address a number the kernel has given to another process).
 ///
 /// What the world promises the machine: each operation started is answered
-/// once (`Wake::Done` with its token, or at once from `start`) unless it was
+/// once (`Wake::Done` with its token, or at once from the method that started it) unless it was
 /// cancelled; an answer says what happened, never what to do about it;
 /// looks run one at a time, in the order asked; a cancelled operation's
 /// processes are killed with their group.
@@ -82,10 +84,30 @@ pub trait World {
     /// delays a signal); its answer is `Wake::Polled`, or for the machine's
     /// look, `Wake::Done`. Looks run one at a time, in the order asked.
     fn look(&mut self, look: Look);
-    /// Starts the machine's operation `token` (any but `Wait` and `Drain`,
-    /// which the loop keeps, and `Look`, see `look`); Some: its answer, at
-    /// once (it could not start, or took no time).
-    fn start(&mut self, token: Token, op: Op) -> Option<Outcome>;
+    // The machine's operations the world performs (the loop keeps `Wait`
+    // and `Drain`; `Look` is `look`), routed by `Loop::start`. Those
+    // with a token answer later with `Wake::Done`, or at once (Some).
+    /// Spawns the child; Err: the exit code for a command that cannot start.
+    fn spawn(&mut self, token: Token) -> Result<(), i32>;
+    /// `--promote-to`: copies the config into a new generation: `Staged`.
+    fn stage(&mut self, token: Token);
+    /// Runs the check on the live config or on `candidate`: `Checked`.
+    fn validate(
+        &mut self,
+        token: Token,
+        changed: Vec<PathBuf>,
+        candidate: Option<&str>,
+        in_place: bool,
+    ) -> Option<Outcome>;
+    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed>;
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
+    /// The first of `sigs` the running child does not handle (true: it
+    /// ignores it); None: it handles them all.
+    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)>;
+    /// Runs the reload hooks: `HooksDone`.
+    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome>;
+    /// One readiness probe, given `timeout`: `Probed`.
+    fn probe(&mut self, token: Token, timeout: Duration) -> Option<Outcome>;
     /// The answer to `token` no longer matters: its processes go.
     fn cancel(&mut self, token: Token);
     /// Sends `sig` to the running child, or to the child's process group
@@ -271,25 +293,10 @@ impl<W: World> Loop<'_, W> {
     fn perform(&mut self, request: Request) -> Option<Input> {
         let now = self.world.now();
         match request {
-            Request::Start { token, op } => match op {
-                Op::Wait(after) => {
-                    self.timers.wait(now, after, token);
-                    None
-                }
-                Op::Drain => {
-                    self.drain = Some(token);
-                    self.check_group_now = true;
-                    None
-                }
-                Op::Look(why) => {
-                    self.world.look(Look::Asked(token, why));
-                    None
-                }
-                op => {
-                    let outcome = self.world.start(token, op)?;
-                    Some(Input::Done { token, outcome })
-                }
-            },
+            Request::Start { token, op } => {
+                let outcome = self.start(now, token, op)?;
+                Some(Input::Done { token, outcome })
+            }
             Request::Cancel { token } => {
                 if self.drain == Some(token) {
                     self.drain = None;
@@ -324,6 +331,45 @@ impl<W: World> Loop<'_, W> {
                 None
             }
             Request::Exit(_) => None,
+        }
+    }
+
+    /// Starts the machine's operation `token`: the deadlines and the
+    /// group's drain are the loop's, the rest the world's. Some: its
+    /// answer, at once (it could not start, or took no time).
+    fn start(&mut self, now: Instant, token: Token, op: Op) -> Option<Outcome> {
+        let w = &mut *self.world;
+        match op {
+            Op::Wait(after) => {
+                self.timers.wait(now, after, token);
+                None
+            }
+            Op::Drain => {
+                self.drain = Some(token);
+                self.check_group_now = true;
+                None
+            }
+            Op::Look(why) => {
+                w.look(Look::Asked(token, why));
+                None
+            }
+            Op::Run => w.spawn(token).err().map(Outcome::NotStarted),
+            Op::Stage => {
+                w.stage(token);
+                None
+            }
+            Op::Check {
+                changed,
+                candidate,
+                in_place,
+            } => w.validate(token, changed, candidate.as_deref(), in_place),
+            Op::Commit { generation, proven } => {
+                Some(Outcome::Committed(w.commit(&generation, proven.as_deref())))
+            }
+            Op::RollBack { to, from } => Some(Outcome::RolledBack(w.roll_back(&to, &from))),
+            Op::AskHandling { signals } => Some(Outcome::Handling(w.handling(&signals))),
+            Op::Hooks { calls } => w.run_hooks(token, calls),
+            Op::Probe { timeout } => w.probe(token, timeout),
         }
     }
 

@@ -224,9 +224,19 @@ impl Fake {
             .filter(|d| matches!(d, Did::Spawn(_)))
             .collect()
     }
+
+    fn cancel_validation(&mut self) {
+        self.record(Did::CancelValidation);
+        self.check = None;
+    }
+
+    fn cancel_hooks(&mut self) {
+        self.record(Did::CancelHooks);
+        self.reload = None;
+    }
 }
 
-impl Fake {
+impl World for Fake {
     fn spawn(&mut self, token: Token) -> Result<(), i32> {
         assert!(self.child.is_none(), "a second child");
         let version = self.model.spawn();
@@ -290,7 +300,7 @@ impl Fake {
         result
     }
 
-    fn probe(&mut self, token: Token) {
+    fn probe(&mut self, token: Token, _timeout: Duration) -> Option<Outcome> {
         assert!(self.ready_queue.is_empty(), "a second probe at once");
         // The probe judges the child that runs, not the file.
         let ok = self.child.as_ref().is_some_and(|c| {
@@ -298,6 +308,7 @@ impl Fake {
         });
         self.ready_queue
             .push_back((self.now + Duration::from_millis(50), ok, token));
+        None
     }
 
     fn validate(
@@ -321,12 +332,7 @@ impl Fake {
         None
     }
 
-    fn cancel_validation(&mut self) {
-        self.record(Did::CancelValidation);
-        self.check = None;
-    }
-
-    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) {
+    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
         let version = self.readable();
         self.record(Did::Reload(version));
         if let Some(c) = self.child.as_mut() {
@@ -339,15 +345,8 @@ impl Fake {
             calls.iter().map(|c| c.hook).collect()
         };
         self.reload = Some((self.now + Duration::from_millis(100), failed, token));
+        None
     }
-
-    fn cancel_hooks(&mut self) {
-        self.record(Did::CancelHooks);
-        self.reload = None;
-    }
-}
-
-impl World for Fake {
     fn now(&self) -> Instant {
         self.now
     }
@@ -374,35 +373,6 @@ impl World for Fake {
             },
         };
         self.ready.push_back(wake);
-    }
-
-    fn start(&mut self, token: Token, op: Op) -> Option<Outcome> {
-        match op {
-            Op::Run => self.spawn(token).err().map(Outcome::NotStarted),
-            Op::Stage => {
-                self.stage(token);
-                None
-            }
-            Op::Check {
-                changed,
-                candidate,
-                in_place,
-            } => self.validate(token, changed, candidate.as_deref(), in_place),
-            Op::Commit { generation, proven } => Some(Outcome::Committed(
-                self.commit(&generation, proven.as_deref()),
-            )),
-            Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
-            Op::AskHandling { signals } => Some(Outcome::Handling(self.handling(&signals))),
-            Op::Hooks { calls } => {
-                self.run_hooks(token, calls);
-                None
-            }
-            Op::Probe { .. } => {
-                self.probe(token);
-                None
-            }
-            Op::Look(_) | Op::Drain | Op::Wait(_) => panic!("the loop's own: {op:?}"),
-        }
     }
 
     fn cancel(&mut self, token: Token) {

@@ -13,9 +13,7 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{
-    CommitFailed, HookCall, Machine, Op, Outcome, Settings, Target, Token, Verdict,
-};
+use crate::state::{CommitFailed, HookCall, Machine, Outcome, Settings, Target, Token, Verdict};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -288,19 +286,18 @@ impl Os {
 
     /// The child was reaped: forgotten, but not its group (leftovers may
     /// remain in it, the stop signal and SIGKILL still go there).
-    fn child_exited(&mut self, status: std::process::ExitStatus) -> Wake {
-        let (token, ran_for) =
-            self.child
-                .take()
-                .map_or((0, Duration::ZERO), |(c, started, token)| {
-                    debug!("Reaped child process {}", c.pid);
-                    (token, started.elapsed())
-                });
+    /// None without a child (its status comes only while there is one).
+    fn child_exited(&mut self, status: std::process::ExitStatus) -> Option<Wake> {
+        let (c, started, token) = self.child.take()?;
+        debug!("Reaped child process {}", c.pid);
         let status = child::status_of(status);
-        Wake::Done {
+        Some(Wake::Done {
             token,
-            outcome: Outcome::Exited { status, ran_for },
-        }
+            outcome: Outcome::Exited {
+                status,
+                ran_for: started.elapsed(),
+            },
+        })
     }
 
     /// Notes a group about to be SIGKILLed (a cancelled hook), keeping only
@@ -362,7 +359,7 @@ enum Seen {
     Timer,
 }
 
-impl Os {
+impl World for Os {
     fn spawn(&mut self, token: Token) -> Result<(), i32> {
         self.reactor_up();
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
@@ -573,9 +570,6 @@ impl Os {
         self.run(token, "reload command", processes, answer.boxed_local());
         None
     }
-}
-
-impl World for Os {
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -590,32 +584,6 @@ impl World for Os {
 
     fn look(&mut self, look: Look) {
         self.looks.ask(look);
-    }
-
-    fn start(&mut self, token: Token, op: Op) -> Option<Outcome> {
-        match op {
-            Op::Run => self.spawn(token).err().map(Outcome::NotStarted),
-            Op::Stage => {
-                self.stage(token);
-                None
-            }
-            Op::Check {
-                changed,
-                candidate,
-                in_place,
-            } => self.validate(token, changed, candidate.as_deref(), in_place),
-            Op::Commit { generation, proven } => Some(Outcome::Committed(
-                self.commit(&generation, proven.as_deref()),
-            )),
-            Op::RollBack { to, from } => Some(Outcome::RolledBack(self.roll_back(&to, &from))),
-            Op::AskHandling { signals } => Some(Outcome::Handling(self.handling(&signals))),
-            Op::Hooks { calls } => self.run_hooks(token, calls),
-            Op::Probe { timeout } => self.probe(token, timeout),
-            // The loop's own (see `World::start`).
-            Op::Look(_) | Op::Drain | Op::Wait(_) => {
-                Some(Outcome::NotRun("the loop's own operation".into()))
-            }
-        }
     }
 
     fn cancel(&mut self, token: Token) {
@@ -754,7 +722,11 @@ impl World for Os {
                 }
             };
             match seen {
-                Seen::Child(status) => return self.child_exited(status),
+                Seen::Child(status) => {
+                    if let Some(exited) = self.child_exited(status) {
+                        return exited;
+                    }
+                }
                 Seen::Signal(Err(e)) => error!("Cannot read signals: {e}"),
                 // Raised by our own I/O (a write to a closed stderr, a
                 // terminal with `tostop`): not for the child, and not
@@ -767,12 +739,13 @@ impl World for Os {
                     // else is looked at: a signal or timer that won the
                     // next select! would otherwise address its pid, which
                     // the kernel may already have given to another process.
-                    if let Some(status) = self
+                    if let Some(exited) = self
                         .child
                         .as_ref()
                         .and_then(|(c, _, _)| reaper::take(c.pid))
+                        .and_then(|status| self.child_exited(status))
                     {
-                        return self.child_exited(status);
+                        return exited;
                     }
                 }
                 Seen::Signal(Ok(c)) => {
