@@ -69,10 +69,10 @@ pub enum Wake {
 /// can address a number the kernel has given to another process).
 ///
 /// What the world promises the machine: each operation started is answered
-/// once (`Wake::Done` with its token, or at once from the method that started it) unless it was
-/// cancelled; an answer says what happened, never what to do about it;
-/// looks run one at a time, in the order asked; a cancelled operation's
-/// processes are killed with their group.
+/// once (`Wake::Done` with its token, or at once by the method that started
+/// it) unless it was cancelled; an answer says what happened, never what to
+/// do about it; looks run one at a time, in the order asked; a cancelled
+/// operation's processes are killed with their group.
 pub trait World {
     fn now(&self) -> Instant;
     /// Starts the watcher (inotify, polling or both); true when anything
