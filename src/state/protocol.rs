@@ -239,8 +239,11 @@ impl Machine {
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
-        let mut out = sent;
-        out.extend(self.requests(actions));
+        let mut out = self.requests(actions);
+        if !sent.is_empty() {
+            sent.append(&mut out);
+            out = sent;
+        }
         // Asked again while that look ran: one more, which sees all since.
         if let Some(why) = looked.filter(|w| self.look_again.remove(w)) {
             out.push(self.start(Rec::Look(why), Op::Look(why)));
