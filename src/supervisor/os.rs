@@ -226,6 +226,7 @@ async fn supervise(
         reactor: false,
         timer: async_io::Timer::never(),
         timer_at: None,
+        notified: None,
     };
     super::drive(&mut os, loop_cfg, settings, found).await
 }
@@ -263,6 +264,10 @@ struct Os {
     /// signalled).
     timer: async_io::Timer,
     timer_at: Option<Instant>,
+    /// The wait for the watcher's next event, kept from one wait to the
+    /// next until it yields (made anew at every wait, its listener was
+    /// registered and dropped again at each signal).
+    notified: Option<LocalBoxFuture<'static, NotifyEvent>>,
 }
 
 impl Os {
@@ -696,16 +701,24 @@ impl World for Os {
                     }
                     std::task::Poll::Pending
                 });
-                let notify = self.looks.events();
-                let notified = async {
-                    match &notify {
-                        // Only events about a config get here (the watcher's
-                        // thread drops the rest).
-                        Some(rx) => match rx.recv().await {
+                if self.notified.is_none()
+                    && let Some(rx) = self.looks.events()
+                {
+                    // Only events about a config get here (the watcher's
+                    // thread drops the rest).
+                    let next = async move {
+                        match rx.recv().await {
                             Ok(event) => event,
                             // No watcher (nothing to watch, or polling only).
                             Err(_) => futures::future::pending().await,
-                        },
+                        }
+                    };
+                    self.notified = Some(next.boxed_local());
+                }
+                let waiting = &mut self.notified;
+                let notified = async {
+                    match waiting.as_mut() {
+                        Some(next) => next.await,
                         None => futures::future::pending().await,
                     }
                 };
@@ -756,6 +769,7 @@ impl World for Os {
                     return Wake::Signal(c.sig);
                 }
                 Seen::Notify(event) => {
+                    self.notified = None;
                     // The whole burst counts as one (a ConfigMap swap is five
                     // events); each names what the next look must read.
                     self.looks.note(event);
