@@ -55,6 +55,31 @@ def bench_exit():
         b.results[n]["exit_p90"] = b.pct(t[n], 0.9)
 
 
+def bench_busy():
+    """3000 queued real-time signals to the init (PID 1) while three busy
+    loops share the child's group → the child has counted them all (ms, less
+    the helper's 1 s of quiet before it reports). An init that gives its CPU
+    away after each forward (sched_yield) would hand the busy loops a time
+    slice per signal."""
+    sig, total = 40, 3000
+    hogs = "for i in 1 2 3; do (while :; do :; done) & done; exec \"$0\" rtcount " + str(sig)
+    for n, argv in inits.items():
+        r, w = os.pipe()
+        p, pid = b.ns_start(argv + ["/bin/sh", "-c", hogs, b.HELPERS], fd=w)
+        os.close(w)
+        select.select([r], [], [], 10)
+        os.read(r, 1)
+        t0 = time.perf_counter()
+        for _ in range(total):
+            os.kill(pid, sig)
+        ready, _, _ = select.select([r], [], [], 60)
+        took = (time.perf_counter() - t0 - 1.0) * 1e3
+        got = int(os.read(r, 32).split()[0]) if ready else 0
+        b.stop(p)
+        os.close(r)
+        b.results[n]["busy_ms"] = took if got == total else None
+
+
 def glob_case(binary, stars, length, limit=10.0):
     """A file whose name is `length` a's appears in a watched directory whose
     first rule (`*a` × stars, then `b*`: no literal end for the prefilter to
@@ -88,7 +113,7 @@ def glob_case(binary, stars, length, limit=10.0):
 
 
 def main():
-    for step in (b.bench_size, b.bench_idle, b.bench_start, b.bench_signal, bench_exit):
+    for step in (b.bench_size, b.bench_idle, b.bench_start, b.bench_signal, bench_exit, bench_busy):
         print(f"footprint: {step.__name__} …", file=sys.stderr, flush=True)
         step()
     res = b.results
@@ -113,6 +138,7 @@ def main():
         ("signal → child p99 (µs)", "sig_p99", "{:.0f}"),
         ("child exit → reaped, init gone (ms, median)", "exit_ms", "{:.2f}"),
         ("child exit → reaped, init gone (ms, p90)", "exit_p90", "{:.2f}"),
+        ("3000 real-time signals, 3 busy loops in the child's group → all counted (ms)", "busy_ms", "{:.0f}"),
     ]
     out = ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, key, spec in rows:
