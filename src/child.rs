@@ -178,6 +178,24 @@ fn proc_state(pid: &str) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
+/// The processes of group `pgid` (its leader first when alive), from
+/// /proc; just the leader when /proc cannot be read.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![pgid];
+    };
+    let mut members: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            // A zombie is past any signal.
+            proc_state(&pid.to_string()).is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z')
+        })
+        .collect();
+    members.sort_by_key(|&pid| pid != pgid);
+    members
+}
+
 /// Is the process `pid`, or with `group` any member of process group `pid`,
 /// stopped (SIGSTOP, SIGTSTP, a tracer)? Only a stopped process needs the
 /// SIGCONT that lets it act on a stop signal; a running one must not see a

@@ -101,9 +101,10 @@ pub trait World {
     ) -> Option<Outcome>;
     fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed>;
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
-    /// The first of `sigs` the running child does not handle (true: it
-    /// ignores it); None: it handles them all.
-    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)>;
+    /// The first of `sigs` the running child (with `Target::Group`: any
+    /// member of its group) does not handle (true: it ignores it); None:
+    /// they all handle them all.
+    fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)>;
     /// Runs the reload hooks: `HooksDone`.
     fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome>;
     /// One readiness probe, given `timeout`: `Probed`.
@@ -367,7 +368,7 @@ impl<W: World> Loop<'_, W> {
                 Some(Outcome::Committed(w.commit(&generation, proven.as_deref())))
             }
             Op::RollBack { to, from } => Some(Outcome::RolledBack(w.roll_back(&to, &from))),
-            Op::AskHandling { signals } => Some(Outcome::Handling(w.handling(&signals))),
+            Op::AskHandling { signals, to } => Some(Outcome::Handling(w.handling(&signals, to))),
             Op::Hooks { calls } => w.run_hooks(token, calls),
             Op::Probe { timeout } => w.probe(token, timeout),
         }

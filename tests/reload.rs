@@ -812,6 +812,39 @@ fn a_child_that_blocks_the_reload_signal_and_reads_it_is_reloaded() {
 
 /// The other side of item 7: a child that ignores the reload signal
 /// (`SigIgn`) would do nothing with it: restarted, with a line that says so.
+/// Found by a hostile test: with `--signal-to group` only the leader's
+/// handlers were looked at, and the reload signal then killed a worker of
+/// its group that keeps the default action.
+#[test]
+fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
+    let s = Scratch::new("hup-group");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let starts = s.path("starts");
+    // The leader handles HUP; its worker (same group) would die of it.
+    let script = format!(
+        "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
+         trap 'exit 0' TERM; sleep 1000 & w=$!; while :; do wait $w; done",
+        conf = conf.display(),
+        out = starts.display()
+    );
+    let rig = Rig::start_script(
+        s,
+        Mode::Plain,
+        &conf,
+        &["--reload-signal", "HUP", "--signal-to", "group"],
+        &script,
+    );
+    write_in_place(&conf, b"b");
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "b");
+    assert!(
+        rig.m.log().contains("does not handle SIGHUP"),
+        "{}",
+        rig.m.log()
+    );
+}
+
 #[test]
 fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
     let s = Scratch::new("hup-ignored");

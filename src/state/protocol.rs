@@ -50,7 +50,7 @@ pub enum Op {
     /// What the running child does with each of these reload signals:
     /// `Handling`. (The machine sends them once it knows; signalling a
     /// child without a handler would kill it.)
-    AskHandling { signals: Vec<i32> },
+    AskHandling { signals: Vec<i32>, to: Target },
     /// Run these reload hooks at once, each told of its files: `HooksDone`.
     Hooks { calls: Vec<HookCall> },
     /// A readiness probe of the running child, given `timeout` to answer:
@@ -416,6 +416,7 @@ impl Machine {
             Action::SendReloadSignals(signals, to) => {
                 let op = Op::AskHandling {
                     signals: signals.clone(),
+                    to,
                 };
                 out.push(self.start(Rec::ReloadSignals { signals, to }, op))
             }
@@ -698,6 +699,7 @@ mod tests {
         let ask = token_of(&asked, |o| {
             *o == Op::AskHandling {
                 signals: signals.clone(),
+                to: Target::Child,
             }
         });
         let sent = m.handle(done(ask, Outcome::Handling(None)));
@@ -708,6 +710,7 @@ mod tests {
         let ask = token_of(&asked, |o| {
             *o == Op::AskHandling {
                 signals: signals.clone(),
+                to: Target::Child,
             }
         });
         let restart = m.handle(done(ask, Outcome::Handling(Some((libc::SIGHUP, false)))));

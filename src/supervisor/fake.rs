@@ -255,7 +255,7 @@ impl World for Fake {
     }
 
     /// Test children handle every reload signal, or none.
-    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)> {
+    fn handling(&self, sigs: &[i32], _to: Target) -> Option<(i32, bool)> {
         sigs.first()
             .filter(|_| !self.catches)
             .map(|&sig| (sig, false))

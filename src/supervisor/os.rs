@@ -373,17 +373,28 @@ impl World for Os {
         Ok(())
     }
 
-    /// The first of `sigs` the child does not handle (true: it ignores
-    /// it), from its masks in /proc; None when it handles them all, or
-    /// when /proc cannot tell (the signal is then sent, as before this
-    /// check existed). A blocked signal is read by the child (sigwait,
+    /// The first of `sigs` the child, or with `Target::Group` any member
+    /// of its group, does not handle (true: it ignores it), from their
+    /// masks in /proc; None when they handle them all, or when /proc
+    /// cannot tell (the signal is then sent, as before this check
+    /// existed). A blocked signal is read by the process (sigwait,
     /// signalfd): handled.
-    fn handling(&self, sigs: &[i32]) -> Option<(i32, bool)> {
+    fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
         use crate::signals::Takes;
         let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
-        sigs.iter().find_map(|&sig| match signals::takes(pid, sig) {
-            Some(t @ (Takes::Ignored | Takes::Unhandled)) => Some((sig, t == Takes::Ignored)),
-            _ => None,
+        let members = match to {
+            Target::Child => vec![pid],
+            Target::Group => child::group_members(pid),
+        };
+        sigs.iter().find_map(|&sig| {
+            members
+                .iter()
+                .find_map(|&member| match signals::takes(member, sig) {
+                    Some(t @ (Takes::Ignored | Takes::Unhandled)) => {
+                        Some((sig, t == Takes::Ignored))
+                    }
+                    _ => None,
+                })
         })
     }
 
