@@ -39,9 +39,11 @@ fn main() {
     // One pass over the environment: every flag asks for its variables,
     // and getenv for each (about fifty) walked the whole environment.
     let vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    // A value that is not UTF-8 is still set (tini's variables only have to
+    // be), and one read as a number or a duration is then refused by name.
     let env = |name: &str| {
         let (_, value) = vars.iter().find(|(k, _)| k == name)?;
-        value.to_str().map(String::from)
+        Some(value.to_string_lossy().into_owned())
     };
     let cfg = match cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/"))) {
         cli::Parsed::Run(cfg) => cfg,
