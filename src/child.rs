@@ -104,9 +104,6 @@ fn take_terminal() {
 pub fn signal_group(pgid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) with a negative pid addresses a process group.
     let ok = unsafe { libc::kill(-pgid, sig) } == 0;
-    if ok {
-        let_it_act();
-    }
     // The name is made only for a line that is written: this is the path
     // of every forwarded signal.
     if ok && log::log_enabled!(log::Level::Debug) {
@@ -116,7 +113,8 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
     ok
 }
 
-/// Gives the CPU to a process just signalled. The kernel often wakes it on
+/// Gives the CPU to the child just signalled by the loop (not to hooks
+/// killed on cancel, nor in the reaper's sweep). The kernel often wakes it on
 /// our own CPU, where it would wait for the rest of our turn of the loop
 /// (the next wait's setup); tini has next to nothing to do after its
 /// kill(2). Measured side by side (bench/RESULTS.md): signal to child p50
@@ -124,7 +122,7 @@ pub fn signal_group(pgid: i32, sig: i32) -> bool {
 /// shares our CPU, a yield hands it a whole time slice (2-20 ms measured,
 /// 3000 signals forwarded in 4.5 s instead of 0.08 s): a yield that took
 /// longer than YIELD_SLOW turns yielding off for YIELD_OFF.
-fn let_it_act() {
+pub fn let_it_act() {
     use std::cell::Cell;
     use std::time::{Duration, Instant};
     const YIELD_SLOW: Duration = Duration::from_micros(500);
@@ -147,9 +145,6 @@ fn let_it_act() {
 pub fn signal(pid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) on one pid we started and have not reaped yet.
     let ok = unsafe { libc::kill(pid, sig) } == 0;
-    if ok {
-        let_it_act();
-    }
     // The name is made only for a line that is written: this is the path
     // of every forwarded signal.
     if ok && log::log_enabled!(log::Level::Debug) {

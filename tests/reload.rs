@@ -845,6 +845,39 @@ fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
     );
 }
 
+/// Found by review: a member that ignores the reload signal (started under
+/// nohup, say) is unharmed by it, and the leader reloads: no restart.
+#[test]
+fn with_signal_to_group_a_member_that_ignores_it_does_not_stop_the_reload() {
+    let s = Scratch::new("hup-group-ign");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let starts = s.path("starts");
+    let script = format!(
+        "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
+         trap 'exit 0' TERM; sh -c \"trap '' HUP; exec sleep 1000\" & w=$!; \
+         while :; do wait $w; done",
+        conf = conf.display(),
+        out = starts.display()
+    );
+    let rig = Rig::start_script(
+        s,
+        Mode::Plain,
+        &conf,
+        &["--reload-signal", "HUP", "--signal-to", "group"],
+        &script,
+    );
+    // The worker has set its disposition before the change.
+    std::thread::sleep(Duration::from_millis(500));
+    write_in_place(&conf, b"b");
+    assert!(
+        wait_for(LONG, || rig.s.read("starts").contains("hup")),
+        "{}",
+        rig.m.log()
+    );
+    assert_eq!(rig.starts().len(), 1, "{}", rig.m.log());
+}
+
 #[test]
 fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
     let s = Scratch::new("hup-ignored");

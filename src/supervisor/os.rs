@@ -373,12 +373,13 @@ impl World for Os {
         Ok(())
     }
 
-    /// The first of `sigs` the child, or with `Target::Group` any member
-    /// of its group, does not handle (true: it ignores it), from their
-    /// masks in /proc; None when they handle them all, or when /proc
-    /// cannot tell (the signal is then sent, as before this check
-    /// existed). A blocked signal is read by the process (sigwait,
-    /// signalfd): handled.
+    /// The first of `sigs` the child does not handle (true: it ignores
+    /// it), from its masks in /proc; with `Target::Group`, also the first
+    /// any other member of its group would die of (one that ignores it is
+    /// unharmed, and the leader still reloads). None when they all take
+    /// them, or when /proc cannot tell (the signal is then sent, as before
+    /// this check existed). A blocked signal is read by the process
+    /// (sigwait, signalfd): handled.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
         use crate::signals::Takes;
         let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
@@ -390,9 +391,8 @@ impl World for Os {
             members
                 .iter()
                 .find_map(|&member| match signals::takes(member, sig) {
-                    Some(t @ (Takes::Ignored | Takes::Unhandled)) => {
-                        Some((sig, t == Takes::Ignored))
-                    }
+                    Some(Takes::Unhandled) => Some((sig, false)),
+                    Some(Takes::Ignored) if member == pid => Some((sig, true)),
                     _ => None,
                 })
         })
@@ -607,11 +607,15 @@ impl World for Os {
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
-        match (to, &self.child, self.group) {
+        let sent = match (to, &self.child, self.group) {
             (Target::Child, Some((c, _, _)), _) => child::signal(c.pid, sig),
             (Target::Group, _, Some(pgid)) => child::signal_group(pgid, sig),
             _ => false,
+        };
+        if sent {
+            child::let_it_act();
         }
+        sent
     }
 
     fn stopped(&self, to: Target) -> bool {
