@@ -812,29 +812,32 @@ fn a_child_that_blocks_the_reload_signal_and_reads_it_is_reloaded() {
 
 /// The other side of item 7: a child that ignores the reload signal
 /// (`SigIgn`) would do nothing with it: restarted, with a line that says so.
+/// A `--signal-to group --reload-signal HUP` manager whose child, the
+/// group's leader, handles HUP and runs `worker` (a shell command) beside
+/// it in its group; the config holds "a".
+fn group_with_worker(name: &str, worker: &str) -> (Rig, PathBuf) {
+    let s = Scratch::new(name);
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let script = format!(
+        "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
+         trap 'exit 0' TERM; {worker} & w=$!; while :; do wait $w; done",
+        conf = conf.display(),
+        out = s.path("starts").display()
+    );
+    let extra = ["--reload-signal", "HUP", "--signal-to", "group"];
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &extra, &script);
+    // The worker has set its disposition before the change.
+    std::thread::sleep(Duration::from_millis(500));
+    (rig, conf)
+}
+
 /// Found by a hostile test: with `--signal-to group` only the leader's
 /// handlers were looked at, and the reload signal then killed a worker of
 /// its group that keeps the default action.
 #[test]
 fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
-    let s = Scratch::new("hup-group");
-    let conf = s.path("app.conf");
-    fs::write(&conf, "a").unwrap();
-    let starts = s.path("starts");
-    // The leader handles HUP; its worker (same group) would die of it.
-    let script = format!(
-        "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
-         trap 'exit 0' TERM; sleep 1000 & w=$!; while :; do wait $w; done",
-        conf = conf.display(),
-        out = starts.display()
-    );
-    let rig = Rig::start_script(
-        s,
-        Mode::Plain,
-        &conf,
-        &["--reload-signal", "HUP", "--signal-to", "group"],
-        &script,
-    );
+    let (rig, conf) = group_with_worker("hup-group", "sleep 1000");
     write_in_place(&conf, b"b");
     rig.expect_starts(2);
     assert_eq!(rig.last_bytes(), "b");
@@ -849,26 +852,7 @@ fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
 /// nohup, say) is unharmed by it, and the leader reloads: no restart.
 #[test]
 fn with_signal_to_group_a_member_that_ignores_it_does_not_stop_the_reload() {
-    let s = Scratch::new("hup-group-ign");
-    let conf = s.path("app.conf");
-    fs::write(&conf, "a").unwrap();
-    let starts = s.path("starts");
-    let script = format!(
-        "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
-         trap 'exit 0' TERM; sh -c \"trap '' HUP; exec sleep 1000\" & w=$!; \
-         while :; do wait $w; done",
-        conf = conf.display(),
-        out = starts.display()
-    );
-    let rig = Rig::start_script(
-        s,
-        Mode::Plain,
-        &conf,
-        &["--reload-signal", "HUP", "--signal-to", "group"],
-        &script,
-    );
-    // The worker has set its disposition before the change.
-    std::thread::sleep(Duration::from_millis(500));
+    let (rig, conf) = group_with_worker("hup-group-ign", "sh -c \"trap '' HUP; exec sleep 1000\"");
     write_in_place(&conf, b"b");
     assert!(
         wait_for(LONG, || rig.s.read("starts").contains("hup")),
