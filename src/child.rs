@@ -162,33 +162,72 @@ pub fn group_alive(pgid: i32) -> bool {
     found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// The state letter and process group of `pid`, from `/proc/<pid>/stat`.
-fn proc_state(pid: &str) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    state: char,
+    pgrp: i32,
+    /// In exit(2) already (PF_EXITING): the kernel is tearing it down, which
+    /// for a big process takes a while, and no signal can reach it.
+    exiting: bool,
+}
+
+/// The kernel's PF_EXITING task flag.
+const PF_EXITING: u32 = 0x4;
+
+fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command name may hold spaces and parentheses: fields follow the
-    // last ')'.
+    // last ')'. Then: state ppid pgrp session tty_nr tpgid flags.
     let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
     let state = fields.next()?.chars().next()?;
     let pgrp = fields.nth(1)?.parse().ok()?;
-    Some((state, pgrp))
+    let flags: u32 = fields.nth(3)?.parse().ok()?;
+    Some(Stat {
+        state,
+        pgrp,
+        exiting: flags & PF_EXITING != 0,
+    })
 }
 
-/// The processes of group `pgid` (its leader first when alive), from
-/// /proc; just the leader when /proc cannot be read.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![pgid];
+/// The processes of group `pgid`, from one walk through /proc (None when
+/// it cannot be read).
+fn group(pgid: i32) -> Option<Vec<(i32, Stat)>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| Some((pid, stat(pid)?)))
+            .filter(|(_, st)| st.pgrp == pgid)
+            .collect(),
+    )
+}
+
+/// The processes a signal to `pid` (with `whole_group`, to its group)
+/// could still change, the leader first: not a zombie, not already in
+/// exit(2). When /proc cannot tell, just `pid`.
+pub fn signal_targets(pid: i32, whole_group: bool) -> Vec<i32> {
+    let live = |st: &Stat| st.state != 'Z' && !st.exiting;
+    let mut targets: Vec<i32> = if whole_group {
+        match group(pid) {
+            Some(members) => members
+                .into_iter()
+                .filter(|(_, st)| live(st))
+                .map(|(pid, _)| pid)
+                .collect(),
+            None => vec![pid],
+        }
+    } else {
+        match stat(pid) {
+            Some(st) if !live(&st) => vec![],
+            _ => vec![pid],
+        }
     };
-    let mut members: Vec<i32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            // A zombie is past any signal.
-            proc_state(&pid.to_string()).is_some_and(|(state, pgrp)| pgrp == pgid && state != 'Z')
-        })
-        .collect();
-    members.sort_by_key(|&pid| pid != pgid);
-    members
+    targets.sort_by_key(|&member| member != pid);
+    targets
 }
 
 /// Is the process `pid`, or with `group` any member of process group `pid`,
@@ -197,24 +236,16 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 /// signal nobody sent. Where `/proc` cannot tell, say yes: SIGCONT is then
 /// sent as a precaution.
 pub fn any_stopped(pid: i32, group: bool) -> bool {
-    let stopped = |state: char| matches!(state, 'T' | 't');
+    let stopped = |st: &Stat| matches!(st.state, 'T' | 't');
     if !group {
-        return proc_state(&pid.to_string()).is_none_or(|(state, _)| stopped(state));
+        return stat(pid).is_none_or(|st| stopped(&st));
     }
     // An empty group (the usual case when the child exited alone) needs no
     // walk through every process's stat.
     if !group_alive(pid) {
         return false;
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name.bytes().all(|b| b.is_ascii_digit())
-            && proc_state(&name).is_some_and(|(state, pgrp)| pgrp == pid && stopped(state))
-    })
+    self::group(pid).is_none_or(|members| members.iter().any(|(_, st)| stopped(st)))
 }
 
 pub fn status_of(status: std::process::ExitStatus) -> Status {
@@ -229,6 +260,18 @@ pub fn status_of(status: std::process::ExitStatus) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker killed a moment before is still in /proc while exit(2)
+    /// frees its memory: it must not count as a process a signal harms.
+    #[test]
+    fn stat_reads_the_state_group_and_exit_flag_past_any_command_name() {
+        let line = "42 (a) (b c) R 1 7 7 0 -1 4194564 88 0 0 0 0 0 0 0 20 0 1 0 5 0 0";
+        let st = parse_stat(line).expect("parsed");
+        assert_eq!((st.state, st.pgrp, st.exiting), ('R', 7, true));
+        let st = parse_stat(&line.replace("4194564", "4194560")).expect("parsed");
+        assert!(!st.exiting);
+        assert!(parse_stat("42 (x) Z 1").is_none());
+    }
 
     /// Issue #18: the start line logged the whole argv, up to 2 MiB.
     #[test]

@@ -610,6 +610,10 @@ pub enum Takes {
     Ignored,
     /// The default action: for HUP, USR1 and the like, death.
     Unhandled,
+    /// It is already dying: a fatal signal is on its way (the kernel marks
+    /// that with a pending SIGKILL until the process runs and starts its
+    /// exit). One more signal changes nothing.
+    Dying,
 }
 
 /// At most this many threads are looked at (a JVM has hundreds); past
@@ -620,6 +624,10 @@ const THREADS_MAX: usize = 512;
 /// be read (no /proc mounted).
 pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kill = nix::libc::SIGKILL;
+    if has(&status, "SigPnd:", kill)? || has(&status, "ShdPnd:", kill)? {
+        return Some(Takes::Dying);
+    }
     if has(&status, "SigCgt:", sig)? {
         return Some(Takes::Handled);
     }

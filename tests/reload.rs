@@ -815,18 +815,19 @@ fn a_child_that_blocks_the_reload_signal_and_reads_it_is_reloaded() {
 /// A `--signal-to group --reload-signal HUP` manager whose child, the
 /// group's leader, handles HUP and runs `worker` (a shell command) beside
 /// it in its group; the config holds "a".
-fn group_with_worker(name: &str, worker: &str) -> (Rig, PathBuf) {
+fn group_with_worker(name: &str, worker: &str, extra: &[&str]) -> (Rig, PathBuf) {
     let s = Scratch::new(name);
     let conf = s.path("app.conf");
     fs::write(&conf, "a").unwrap();
     let script = format!(
         "echo \"start $$ $(cat {conf})\" >> {out}; trap 'echo hup >> {out}' HUP; \
-         trap 'exit 0' TERM; {worker} & w=$!; while :; do wait $w; done",
+         trap 'echo usr1 >> {out}' USR1; trap 'exit 0' TERM; {worker} & w=$!; while :; do wait $w; done",
         conf = conf.display(),
         out = s.path("starts").display()
     );
-    let extra = ["--reload-signal", "HUP", "--signal-to", "group"];
-    let rig = Rig::start_script(s, Mode::Plain, &conf, &extra, &script);
+    let mut flags = vec!["--reload-signal", "HUP", "--signal-to", "group"];
+    flags.extend_from_slice(extra);
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &flags, &script);
     // The worker has set its disposition before the change.
     std::thread::sleep(Duration::from_millis(500));
     (rig, conf)
@@ -837,7 +838,7 @@ fn group_with_worker(name: &str, worker: &str) -> (Rig, PathBuf) {
 /// its group that keeps the default action.
 #[test]
 fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
-    let (rig, conf) = group_with_worker("hup-group", "sleep 1000");
+    let (rig, conf) = group_with_worker("hup-group", "sleep 1000", &[]);
     write_in_place(&conf, b"b");
     rig.expect_starts(2);
     assert_eq!(rig.last_bytes(), "b");
@@ -852,7 +853,11 @@ fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
 /// nohup, say) is unharmed by it, and the leader reloads: no restart.
 #[test]
 fn with_signal_to_group_a_member_that_ignores_it_does_not_stop_the_reload() {
-    let (rig, conf) = group_with_worker("hup-group-ign", "sh -c \"trap '' HUP; exec sleep 1000\"");
+    let (rig, conf) = group_with_worker(
+        "hup-group-ign",
+        "sh -c \"trap '' HUP; exec sleep 1000\"",
+        &[],
+    );
     write_in_place(&conf, b"b");
     assert!(
         wait_for(LONG, || rig.s.read("starts").contains("hup")),
@@ -860,6 +865,42 @@ fn with_signal_to_group_a_member_that_ignores_it_does_not_stop_the_reload() {
         rig.m.log()
     );
     assert_eq!(rig.starts().len(), 1, "{}", rig.m.log());
+}
+
+/// Found in CI: a worker killed by a signal forwarded to the group a moment
+/// before a change is still in /proc while the kernel tears it down, and
+/// its default action vetoed the reload. A member that is already dying
+/// cannot be harmed by the reload signal. The worker holds 2 GiB so that
+/// its teardown lasts long enough (a quarter of a second here) for the
+/// change to land inside it.
+#[test]
+fn with_signal_to_group_a_member_already_dying_does_not_stop_the_reload() {
+    const MIB: u64 = 2048;
+    let worker = format!("perl -e '$m = \"x\" x ({MIB} << 20); sleep 1000'");
+    let (rig, conf) = group_with_worker("hup-group-dying", &worker, &["--debounce=0"]);
+    let leader = rig.m.child_pid();
+    let full = || {
+        children_of(leader)
+            .into_iter()
+            .any(|w| vm_rss_kib(w) > MIB * 1000)
+    };
+    assert!(wait_for(LONG, full), "the worker never filled its memory");
+    // A forwarded USR1 kills the worker (default action); the leader
+    // traps it. The change lands while the worker's memory is freed.
+    rig.m.signal(libc::SIGUSR1);
+    assert!(
+        rig.m.wait_log("Sent SIGUSR1 to process group"),
+        "{}",
+        rig.m.log()
+    );
+    replace_by_rename(&conf, b"b", "app.conf.tmp");
+    assert!(
+        wait_for(LONG, || rig.s.read("starts").contains("hup")),
+        "{}",
+        rig.m.log()
+    );
+    assert_eq!(rig.starts().len(), 1, "{}", rig.m.log());
+    assert!(!rig.m.log().contains("does not handle"), "{}", rig.m.log());
 }
 
 #[test]

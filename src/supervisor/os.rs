@@ -376,17 +376,16 @@ impl World for Os {
     /// The first of `sigs` the child does not handle (true: it ignores
     /// it), from its masks in /proc; with `Target::Group`, also the first
     /// any other member of its group would die of (one that ignores it is
-    /// unharmed, and the leader still reloads). None when they all take
+    /// unharmed, and the leader still reloads). A process already dying (of
+    /// a signal forwarded a moment before, say) cannot be harmed: it is
+    /// not asked. None when they all take
     /// them, or when /proc cannot tell (the signal is then sent, as before
     /// this check existed). A blocked signal is read by the process
     /// (sigwait, signalfd): handled.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
         use crate::signals::Takes;
         let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
-        let members = match to {
-            Target::Child => vec![pid],
-            Target::Group => child::group_members(pid),
-        };
+        let members = child::signal_targets(pid, to == Target::Group);
         sigs.iter().find_map(|&sig| {
             members
                 .iter()
