@@ -80,6 +80,9 @@ pub struct Machine {
     approved: Option<Snapshot>,
     /// A child has run: a rejected config then holds instead of exiting 78.
     started: bool,
+    /// Signals that came before the first child ran, forwarded once it
+    /// does (see `hold`).
+    early: Vec<i32>,
     /// The last signal we sent the current child, to tell "exited on its
     /// own" from "died of the signal we sent".
     sent: Option<i32>,
@@ -160,6 +163,7 @@ impl Machine {
             rejected: None,
             approved: None,
             started: false,
+            early: vec![],
             sent: None,
             reload: None,
             reason: Reason::First,
@@ -249,6 +253,9 @@ impl Machine {
                     None => std::mem::take(&mut self.next_child_bytes),
                 };
                 let mut actions = self.child_took_new_bytes(false);
+                for sig in std::mem::take(&mut self.early) {
+                    actions.extend(self.forward(sig));
+                }
                 if self.settings.validate_in_place {
                     self.starting_up = true;
                     actions.push(Action::StartUpDeadline {

@@ -58,6 +58,26 @@ impl Machine {
         }
     }
 
+    /// Keeps `sig` for the first child. A standard signal is kept once, as
+    /// the kernel keeps a pending one; real-time signals queue, each one,
+    /// up to `EARLY_MAX` (the kernel's own queue is bounded too).
+    fn hold(&mut self, sig: i32) -> Vec<Action> {
+        let standard = sig < 32;
+        if standard && self.early.contains(&sig) {
+            return vec![];
+        }
+        if self.early.len() >= EARLY_MAX {
+            debug!("Dropped {}: too many signals wait", signals::name(sig));
+            return vec![];
+        }
+        debug!("Holding {} until the child starts", signals::name(sig));
+        self.early.push(sig);
+        if self.early.len() == EARLY_MAX {
+            warn!("{EARLY_MAX} signals wait for the child to start: any more are dropped");
+        }
+        vec![]
+    }
+
     /// What the machine decided so far, counted.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -182,6 +202,15 @@ impl Machine {
             Phase::Running | Phase::Delaying if is_shutdown(sig) => {
                 info!("Received {}, stopping child process", signals::name(sig));
                 self.stop(AfterStop::Exit, stop_with)
+            }
+            // Before the first child runs (its start's look, or the check
+            // before it), a signal waits for it: nothing is lost before the
+            // child exists, as with tini, whose child gets what came before
+            // its fork.
+            Phase::Starting | Phase::CheckingBeforeStart | Phase::AwaitingFix
+                if !self.started && !is_shutdown(sig) =>
+            {
+                self.hold(sig)
             }
             Phase::Starting | Phase::Running | Phase::Delaying => self.forward(sig),
             Phase::Stopping { after, .. } => {

@@ -293,6 +293,51 @@ fn a_check_overtaken_by_rejected_bytes_is_cancelled() {
     assert_eq!(m.step(Event::Validated { token: 3, ok: true }), []);
 }
 
+/// Found by a hostile test: a signal that came during the start's look or
+/// the check before the first start was dropped ("No child to send"); the
+/// kernel had kept it for us until the loop read it, and tini's child gets
+/// what came before its fork. It waits for the child, in order; a standard
+/// one once (as a pending one folds), real-time ones each.
+#[test]
+fn signals_before_the_first_child_wait_for_it() {
+    let rt = 40;
+    let early = [libc::SIGUSR1, rt, libc::SIGUSR1, rt, libc::SIGHUP];
+    // During the start's look.
+    let (mut m, first) = Machine::new(settings(), None, None, None);
+    assert_eq!(first, [Action::Fingerprint]);
+    for sig in early {
+        assert_eq!(m.step(Event::Signal(sig)), []);
+    }
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    let forwarded = [libc::SIGUSR1, rt, rt, libc::SIGHUP].map(|sig| Action::Signal(sig, CHILD));
+    assert_eq!(m.step(Event::Spawned), forwarded);
+    // During the check before it.
+    let (mut m, first) = start(validating(), snap(Some(1)));
+    assert!(matches!(first[..], [Action::Validate { .. }]), "{first:?}");
+    for sig in early {
+        assert_eq!(m.step(Event::Signal(sig)), []);
+    }
+    let pass = Event::Validated { token: 1, ok: true };
+    assert_eq!(m.step(pass), [Action::Fingerprint]);
+    let approved = m.approved.clone().unwrap();
+    assert_eq!(m.step(Event::Candidate(approved)), [Action::Spawn]);
+    assert_eq!(m.step(Event::Spawned), forwarded);
+    // A shutdown signal is no signal for later: it ends the wait.
+    let (mut m, _) = Machine::new(settings(), None, None, None);
+    m.step(Event::Signal(libc::SIGUSR1));
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGTERM)),
+        [Action::Exit(128 + libc::SIGTERM)]
+    );
+    // Bounded: a flood past EARLY_MAX is dropped, not kept.
+    let (mut m, _) = Machine::new(settings(), None, None, None);
+    for _ in 0..EARLY_MAX + 10 {
+        m.step(Event::Signal(rt));
+    }
+    m.step(Event::Candidate(snap(Some(1))));
+    assert_eq!(m.step(Event::Spawned).len(), EARLY_MAX);
+}
+
 #[test]
 fn every_other_signal_is_forwarded_and_never_stops_us() {
     let mut m = running(settings(), Some(1));

@@ -152,6 +152,9 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// `--rollback-window`): one failure may be a blip; three at the probe's
 /// interval are the new config's doing.
 pub const READY_FAILURES: u32 = 3;
+/// Signals held for the first child at most (see `Machine::hold`): more
+/// than any sender means, small beside the kernel's own pending limit.
+pub(super) const EARLY_MAX: usize = 4096;
 /// The longest a readiness probe may take.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const BACKOFF_FIRST: Duration = Duration::from_secs(1);
