@@ -59,10 +59,18 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
+/// The first real-time signal as glibc, `kill -l`, docker and systemd
+/// number it (systemd halts on SIGRTMIN+3, 37). The kernel's real-time
+/// signals start at 32; glibc keeps 32 and 33 for itself. musl keeps 34
+/// as well and calls 35 SIGRTMIN, so a static (musl) build asking its C
+/// library would neither catch 34 nor agree with anyone on `RTMIN+N`.
+#[cfg(target_os = "linux")]
+const RTMIN: i32 = 34;
+
 /// The real-time signal range, inclusive.
 #[cfg(target_os = "linux")]
 fn rt_range() -> (i32, i32) {
-    (libc::SIGRTMIN(), libc::SIGRTMAX())
+    (RTMIN, libc::SIGRTMAX())
 }
 
 /// No real-time signals here: an empty range.
@@ -170,6 +178,32 @@ fn bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
+/// The calling thread's signal mask into `mask` (0 on success). On Linux
+/// from the kernel itself: musl's `pthread_sigmask` hides 32 to 34 from
+/// what it reports (see `RTMIN`).
+///
+/// # Safety
+/// A plain query into a caller-owned set.
+#[cfg_attr(test, allow(dead_code))]
+unsafe fn current_mask(mask: &mut libc::sigset_t) -> libc::c_long {
+    // SAFETY: rt_sigprocmask with no new set only writes the old one, 8
+    // bytes (the kernel's 64 signals) of a set at least that big.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            std::ptr::null::<libc::sigset_t>(),
+            mask as *mut libc::sigset_t,
+            8usize,
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask).into()
+    }
+}
+
 /// Runs as a constructor (`.init_array`, `__mod_init_func` on Apple),
 /// before Rust's runtime sets SIGPIPE to ignored: records the signal state
 /// we were started with, then blocks everything (`block_all`).
@@ -178,7 +212,7 @@ extern "C" fn capture_start_state() {
     // SAFETY: plain libc queries on stack-allocated, zeroed structs.
     unsafe {
         let mut mask: libc::sigset_t = std::mem::zeroed();
-        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) == 0 {
+        if current_mask(&mut mask) == 0 {
             let mut bits = 0;
             for sig in 1..=64 {
                 if libc::sigismember(&mask, sig) == 1 {
@@ -226,6 +260,9 @@ fn block_all() {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
+        // musl leaves 34 out of a full set (see `RTMIN`).
+        #[cfg(target_os = "linux")]
+        add(&mut set, RTMIN);
         // Without a signalfd, signal-hook's handlers (ours for SIGCHLD too,
         // beside async-process's) must be able to run.
         #[cfg(not(target_os = "linux"))]
@@ -247,12 +284,10 @@ pub fn restore_for_child() -> io::Result<()> {
                 libc::signal(sig, libc::SIG_IGN);
             }
         }
-        let mut mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut mask);
-        for sig in 1..=64 {
-            if mask_bits & bit(sig) != 0 {
-                libc::sigaddset(&mut mask, sig);
-            }
+        // No allocation here, between fork and exec.
+        let mut mask = set_of(&[]);
+        for sig in (1..=64).filter(|&sig| mask_bits & bit(sig) != 0) {
+            add(&mut mask, sig);
         }
         if libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());
@@ -331,16 +366,38 @@ fn caught_set() -> libc::sigset_t {
 
 /// A signal set of `sigs`.
 fn set_of(sigs: &[i32]) -> libc::sigset_t {
-    // SAFETY: a zeroed sigset_t emptied and filled by libc with valid signal
-    // numbers only.
-    unsafe {
+    // SAFETY: a zeroed sigset_t, emptied by libc.
+    let mut set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in sigs {
-            libc::sigaddset(&mut set, *sig);
-        }
         set
+    };
+    for &sig in sigs {
+        add(&mut set, sig);
     }
+    set
+}
+
+/// Adds `sig` to `set`. On Linux the bit is set directly: musl's
+/// `sigaddset` refuses 34 (see `RTMIN`), which the kernel takes like any
+/// other real-time signal.
+fn add(set: &mut libc::sigset_t, sig: i32) {
+    #[cfg(target_os = "linux")]
+    if (1..=64).contains(&sig) {
+        // Both C libraries lay a sigset_t out as an array of unsigned
+        // longs, signal n at bit n - 1, as the kernel reads it.
+        let n = (sig - 1) as usize;
+        let width = libc::c_ulong::BITS as usize;
+        // SAFETY: sigset_t holds at least 64 bits (1024 with glibc and
+        // musl); the word written is inside it.
+        unsafe {
+            let words = (set as *mut libc::sigset_t).cast::<libc::c_ulong>();
+            *words.add(n / width) |= 1 << (n % width);
+        }
+        return;
+    }
+    // SAFETY: a valid set; an invalid number is refused by libc.
+    unsafe { libc::sigaddset(set, sig) };
 }
 
 /// An inherited SIG_IGN on SIGCHLD would make the kernel reap our children
@@ -374,6 +431,28 @@ const BATCH: usize = 8;
 #[cfg(target_os = "linux")]
 static SIGNALS_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// musl unblocks 34 (see `RTMIN`) in the thread that installs the first
+/// signal handler (the runtime's stack-overflow guard, before `main`) and
+/// again in the one that starts the first thread, and each new thread
+/// starts with its creator's mask. So a first thread is started and ended
+/// here, before any other, and 34 is blocked again after it: every thread
+/// from then on blocks it, and the signalfd reads it like any other.
+/// Nothing here needs 34 for musl's own use (its cross-thread setuid and
+/// setrlimit fallback; the manager calls neither).
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+fn block_rtmin_in_every_thread() {
+    let first = std::thread::Builder::new()
+        .stack_size(16 * 1024)
+        .spawn(|| {})
+        .map(|t| t.join());
+    if first.is_err() {
+        log::debug!("Could not start a first thread; signal 34 may not be caught");
+    }
+    let set = set_of(&[RTMIN]);
+    // SAFETY: blocking one more signal in this thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
 #[cfg(target_os = "linux")]
 impl Intake {
     /// Opens the signalfd (signals are already blocked, see `block_all`).
@@ -383,6 +462,8 @@ impl Intake {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
         // SAFETY: the set holds valid signal numbers only (`caught_set`).
         let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
+        #[cfg(target_env = "musl")]
+        block_rtmin_in_every_thread();
         default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Intake {
@@ -707,16 +788,23 @@ mod tests {
         assert_eq!(parse("sigterm"), Ok(libc::SIGTERM));
         assert_eq!(parse("SIGHUP"), Ok(libc::SIGHUP));
         assert_eq!(parse("9"), Ok(9));
-        assert_eq!(parse("RTMIN"), Ok(libc::SIGRTMIN()));
-        assert_eq!(parse("SIGRTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        // As glibc, `kill -l`, docker and systemd count, whichever C
+        // library this was built with (musl says 35).
+        assert_eq!(parse("RTMIN"), Ok(34));
+        assert_eq!(parse("SIGRTMIN+3"), Ok(37));
+        assert_eq!(name(34), "SIGRTMIN");
+        assert!(caught_signals().contains(&34));
+        let set = set_of(&[34, 64]);
+        // SAFETY: reading a set built above.
+        assert!(unsafe { libc::sigismember(&set, 34) == 1 && libc::sigismember(&set, 64) == 1 });
         assert_eq!(parse("RTMAX-1"), Ok(libc::SIGRTMAX() - 1));
         assert!(parse("NOPE").is_err());
         assert!(parse("0").is_err());
         assert!(parse("65").is_err());
         assert!(parse("RTMIN+99").is_err());
-        let span = libc::SIGRTMAX() - libc::SIGRTMIN();
+        let span = libc::SIGRTMAX() - RTMIN;
         assert_eq!(parse(&format!("RTMIN+{span}")), Ok(libc::SIGRTMAX()));
-        assert_eq!(parse(&format!("RTMAX-{span}")), Ok(libc::SIGRTMIN()));
+        assert_eq!(parse(&format!("RTMAX-{span}")), Ok(RTMIN));
         assert_eq!(parse("SIGRTMAX"), Ok(libc::SIGRTMAX()));
     }
 
@@ -725,7 +813,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn realtime_counts_outside_the_range_are_refused() {
-        let span = libc::SIGRTMAX() - libc::SIGRTMIN();
+        let span = libc::SIGRTMAX() - RTMIN;
         for (text, why) in [
             ("RTMAX+1", "no signal comes after RTMAX"),
             ("SIGRTMAX+0", "no signal comes after RTMAX"),
@@ -797,10 +885,7 @@ mod tests {
         let all = caught_signals();
         assert!(!all.contains(&libc::SIGKILL) && !all.contains(&libc::SIGSTOP));
         assert!(all.contains(&libc::SIGCHLD) && all.contains(&libc::SIGRTMAX()));
-        assert_eq!(
-            all.len(),
-            29 + (libc::SIGRTMAX() - libc::SIGRTMIN() + 1) as usize
-        );
+        assert_eq!(all.len(), 29 + (libc::SIGRTMAX() - RTMIN + 1) as usize);
     }
 
     #[test]

@@ -278,3 +278,62 @@ fn without_proc_the_copy_reads_the_path_it_was_started_by() {
     assert!(said.contains("is /proc mounted?"), "{said}");
     assert!(!root.join("fm/flush-manager").exists());
 }
+
+/// Found by a hostile test: the static (musl) build took signal 34 for the
+/// C library's own (musl reserves 32 to 34 and calls 35 SIGRTMIN), so it
+/// neither blocked nor read it: as a plain process, `kill -s RTMIN` (34 for
+/// glibc, `kill -l`, docker and systemd) killed the manager and left the
+/// child behind. And `RTMIN+3` meant 38 there, 37 everywhere else.
+#[test]
+#[ignore = "needs python3: apt-get install python3"]
+fn the_static_build_forwards_signal_34_and_counts_rtmin_from_it() {
+    let Some(bin) = static_binary() else { return };
+    if !require_tool("python3", "python3") {
+        return;
+    }
+    let counter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/rtcount.py");
+    let s = Scratch::new("sig34");
+    let out = s.path("count");
+    let (counter, out_s) = (counter.display().to_string(), out.display().to_string());
+    let mut m = Manager::start_with(
+        &["--config=", "--", "python3", &counter, "34", &out_s],
+        Opts {
+            mode: Mode::Plain,
+            launcher: Some(vec![bin.display().to_string()]),
+            ..Opts::default()
+        },
+    );
+    assert!(s.wait_contains("count", "ready"), "{}", m.log());
+    for _ in 0..5 {
+        // SAFETY: kill(2) on the manager this test started.
+        assert_eq!(unsafe { libc::kill(m.pid(), 34) }, 0);
+    }
+    assert!(
+        wait_for(LONG, || s.read("count").trim() == "count 5"),
+        "the child counted {:?} of 5; manager alive: {}\n{}",
+        s.read("count"),
+        m.alive(),
+        m.log()
+    );
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+    // RTMIN+3 is 37, as systemd (its halt signal) and everyone else count:
+    // the child dies of what we send, and our code is 128 + its number.
+    let mut m = Manager::start_with(
+        &[
+            "--config=",
+            "--stop-signal",
+            "RTMIN+3",
+            "--",
+            "/bin/sh",
+            "-c",
+            "kill -TERM $PPID; sleep 30",
+        ],
+        Opts {
+            mode: Mode::Plain,
+            launcher: Some(vec![bin.display().to_string()]),
+            ..Opts::default()
+        },
+    );
+    assert_eq!(m.exit_code(), 128 + 37, "{}", m.log());
+}
