@@ -167,6 +167,46 @@ fn usage_error(program: &str, personality: Personality, message: String) -> Pars
     }
 }
 
+/// Parses what this process was started with: its arguments and its
+/// environment, read once (every flag asks for its variables, and a
+/// getenv for each, about fifty, walked the whole environment). An
+/// argument, or a value of one of our variables, that is not UTF-8 is
+/// refused by name (exit 2): a path or a command must not be mangled.
+/// tini's and dumb-init's variables only have to be set, or are single
+/// words, and are read lossily (refused where parsed).
+pub fn parse_process(cwd: &Path) -> Parsed {
+    let not_utf8 = |what: String| Parsed::Exit {
+        message: format!("[flush-manager] ERROR: {what} is not valid UTF-8"),
+        code: 2,
+    };
+    let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
+        Ok(argv) => argv,
+        Err(bad) => return not_utf8(format!("argument {bad:?}")),
+    };
+    let vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    let bad = std::cell::Cell::new(None);
+    let env = |name: &str| {
+        let (_, value) = vars.iter().find(|(k, _)| k == name)?;
+        match value.to_str() {
+            Some(text) => Some(text.to_string()),
+            None if name.starts_with("TINI_") || name.starts_with("DUMB_INIT_") => {
+                Some(value.to_string_lossy().into_owned())
+            }
+            None => {
+                // The first one named is reported.
+                let first = bad.take().unwrap_or_else(|| name.to_string());
+                bad.set(Some(first));
+                None
+            }
+        }
+    };
+    let parsed = parse(&argv, &env, cwd);
+    match bad.take() {
+        Some(name) => not_utf8(format!("environment variable {name}")),
+        None => parsed,
+    }
+}
+
 /// Parses argv (program name first) and the environment.
 pub fn parse(argv: &[String], env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Parsed {
     let argv0 = argv.first().map_or("flush-manager", String::as_str);

@@ -25,45 +25,8 @@ use log::info;
 use std::path::Path;
 
 fn main() {
-    let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
-        Ok(argv) => argv,
-        Err(bad) => {
-            say(
-                std::io::stderr(),
-                &format!("[flush-manager] ERROR: argument {bad:?} is not valid UTF-8"),
-            );
-            std::process::exit(2);
-        }
-    };
     let cwd = std::env::current_dir().ok();
-    // One pass over the environment: every flag asks for its variables,
-    // and getenv for each (about fifty) walked the whole environment.
-    let vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
-    // A value that is not UTF-8 is refused by name, as argv is (a path or a
-    // command must not be mangled); tini's and dumb-init's variables, which
-    // only have to be set or are single words, are read lossily (refused
-    // where parsed).
-    let not_utf8 = std::cell::Cell::new(None);
-    let env = |name: &str| {
-        let (_, value) = vars.iter().find(|(k, _)| k == name)?;
-        match value.to_str() {
-            Some(text) => Some(text.to_string()),
-            None if name.starts_with("TINI_") || name.starts_with("DUMB_INIT_") => {
-                Some(value.to_string_lossy().into_owned())
-            }
-            None => {
-                let first = not_utf8.take().unwrap_or_else(|| name.to_string());
-                not_utf8.set(Some(first));
-                None
-            }
-        }
-    };
-    let parsed = cli::parse(&argv, &env, cwd.as_deref().unwrap_or(Path::new("/")));
-    if let Some(name) = not_utf8.take() {
-        let line = format!("[flush-manager] ERROR: environment variable {name} is not valid UTF-8");
-        say(std::io::stderr(), &line);
-        std::process::exit(2);
-    }
+    let parsed = cli::parse_process(cwd.as_deref().unwrap_or(Path::new("/")));
     let cfg = match parsed {
         cli::Parsed::Run(cfg) => cfg,
         cli::Parsed::CopyTo(dir) => std::process::exit(install::run(&dir)),
