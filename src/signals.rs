@@ -697,6 +697,27 @@ pub enum Takes {
     Dying,
 }
 
+/// The reload's verdict on `sigs`, given what each would do to the
+/// `leader` and to every other process in `members` (`takes`): the first
+/// signal the leader does not handle (true: it ignores it, so it would not
+/// reload), or that another member would die of (one that ignores it is
+/// unharmed; one already dying cannot be harmed). None: send them. The
+/// edge asks /proc; the test worlds ask their model, by the same rule.
+pub fn reload_verdict(
+    sigs: &[i32],
+    leader: i32,
+    members: &[i32],
+    takes: impl Fn(i32, i32) -> Option<Takes>,
+) -> Option<(i32, bool)> {
+    sigs.iter().find_map(|&sig| {
+        members.iter().find_map(|&member| match takes(member, sig) {
+            Some(Takes::Unhandled) => Some((sig, false)),
+            Some(Takes::Ignored) if member == leader => Some((sig, true)),
+            _ => None,
+        })
+    })
+}
+
 /// At most this many threads are looked at (a JVM has hundreds); past
 /// them, the signal counts as not blocked.
 const THREADS_MAX: usize = 512;

@@ -15,6 +15,7 @@ use super::lifecycle::is_shutdown;
 use super::model::{APP, Model, NOTES, app, notes, snap};
 use super::*;
 use crate::route::{Act, Routes, Rule};
+use crate::signals::Takes;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Deref, DerefMut};
@@ -45,6 +46,9 @@ enum Op {
     ChildReady,
     /// The next children ignore SIGTERM (only SIGKILL ends them).
     Stubborn(bool),
+    /// With `--signal-to group`: the child's group holds one more process,
+    /// and this is what the reload signal would do to it (None: no worker).
+    Worker(Option<Takes>),
     /// The oldest running validation ends (its verdict is the model's).
     FinishValidation,
     /// The running reload hooks end; the set bits say which failed.
@@ -99,6 +103,14 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::RestartRequest),
         2 => Just(Op::ChildReady),
         1 => any::<bool>().prop_map(Op::Stubborn),
+        1 => prop::sample::select(vec![
+            None,
+            Some(Takes::Handled),
+            Some(Takes::Ignored),
+            Some(Takes::Unhandled),
+            Some(Takes::Dying),
+        ])
+        .prop_map(Op::Worker),
         3 => Just(Op::FinishValidation),
         2 => (0u8..8).prop_map(Op::FinishReload),
         3 => Just(Op::ReportExit),
@@ -229,6 +241,8 @@ struct Edge {
     /// Reported; its group is not yet reported gone.
     group_pending: bool,
     stubborn: bool,
+    /// See `Op::Worker`.
+    worker: Option<Takes>,
     /// Checks running: token, the version judged, the candidate judged.
     validations: VecDeque<(u64, u64, Option<String>)>,
     /// The external reload running: its token and the version it is for.
@@ -286,6 +300,7 @@ impl Edge {
             exit_pending: None,
             group_pending: false,
             stubborn: false,
+            worker: None,
             validations: VecDeque::new(),
             reload: None,
             retries: vec![],
@@ -488,8 +503,22 @@ impl Edge {
                 let Some(c) = self.child.as_mut() else {
                     return Ok(None);
                 };
-                if !c.ready {
-                    return Ok(Some(Event::ReloadSignalUnhandled(sigs[0], false)));
+                // The leader is 0, the worker 1: the edge's rule, on the
+                // model's dispositions.
+                let (leader, worker) = (c.ready, self.worker);
+                let members: &[i32] = match (self.model.settings.signal_to, worker) {
+                    (Target::Group, Some(_)) => &[0, 1],
+                    _ => &[0],
+                };
+                let takes = |member, _| match member {
+                    0 if leader => Some(Takes::Handled),
+                    0 => Some(Takes::Unhandled),
+                    _ => worker,
+                };
+                if let Some((sig, ignored)) =
+                    crate::signals::reload_verdict(&sigs, 0, members, takes)
+                {
+                    return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
                 }
                 c.version = now;
                 self.signalled_from = Some(from);
@@ -688,6 +717,7 @@ impl Edge {
                 }
             }
             Op::Stubborn(b) => self.stubborn = b,
+            Op::Worker(w) => self.worker = w,
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
                     let ok = self.model.verdict(candidate.as_deref(), version);

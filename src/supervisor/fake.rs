@@ -96,6 +96,9 @@ struct Fake {
     ignore_term: bool,
     /// Children have a handler for the reload signal.
     catches: bool,
+    /// With `--signal-to group`: one more process in the child's group,
+    /// and what the reload signal would do to it.
+    worker: Option<crate::signals::Takes>,
     /// Exits of the child leave its group alive this long.
     leftovers_for: Option<Duration>,
     /// The watcher reports events (else only polling sees changes).
@@ -139,6 +142,20 @@ impl DerefMut for Fake {
 }
 
 impl Fake {
+    /// What a signal does to the child as a reload: USR2 is only ever an
+    /// --on-change reload signal here (no script sends it), HUP the
+    /// reload signal when the child has its handler: it re-reads its
+    /// config.
+    fn leader_takes(&mut self, sig: i32) {
+        if sig == libc::SIGUSR2 {
+            let version = self.readable();
+            self.record(Did::Reload(version));
+            self.reread();
+        }
+        if sig == libc::SIGHUP && self.catches {
+            self.reread();
+        }
+    }
     fn new() -> Fake {
         let start = Instant::now();
         let mut model = Model::new(settings());
@@ -155,6 +172,7 @@ impl Fake {
             leftovers_until: None,
             ignore_term: false,
             catches: true,
+            worker: None,
             leftovers_for: None,
             notify: true,
             poll: None,
@@ -254,11 +272,20 @@ impl World for Fake {
         Ok(())
     }
 
-    /// Test children handle every reload signal, or none.
-    fn handling(&self, sigs: &[i32], _to: Target) -> Option<(i32, bool)> {
-        sigs.first()
-            .filter(|_| !self.catches)
-            .map(|&sig| (sig, false))
+    /// Test children handle every reload signal, or none; their worker
+    /// (leader 0, worker 1) as set. The edge's rule, on the fake's model.
+    fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
+        use crate::signals::Takes;
+        let members: &[i32] = match (to, self.worker) {
+            (Target::Group, Some(_)) => &[0, 1],
+            _ => &[0],
+        };
+        let takes = |member, _| match member {
+            0 if self.catches => Some(Takes::Handled),
+            0 => Some(Takes::Unhandled),
+            _ => self.worker,
+        };
+        crate::signals::reload_verdict(sigs, 0, members, takes)
     }
 
     fn stage(&mut self, token: u64) {
@@ -391,22 +418,17 @@ impl World for Fake {
             Target::Child if self.child.is_none() && self.died.is_none() => return false,
             Target::Child => {
                 self.record(Did::Signal(sig));
-                // USR2 is only ever an --on-change reload signal here (no
-                // script sends it): the child re-reads its config.
-                if sig == libc::SIGUSR2 {
-                    let version = self.readable();
-                    self.record(Did::Reload(version));
-                    self.reread();
-                }
-                if sig == libc::SIGHUP && self.catches {
-                    self.reread();
-                }
+                self.leader_takes(sig);
             }
             Target::Group if !self.group => return false,
             Target::Group => {
                 self.record(Did::Group(sig));
                 if sig == libc::SIGKILL {
                     self.leftovers_until = None;
+                }
+                // The leader is in its group.
+                if self.child.is_some() {
+                    self.leader_takes(sig);
                 }
             }
         }
@@ -763,6 +785,37 @@ fn a_reload_signal_to_a_child_without_its_handler_restarts_it_instead() {
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
 }
 
+/// `--signal-to group`: a worker that would die of the reload signal makes
+/// it a restart; one that ignores it, handles it or is already dying does
+/// not; with the child alone addressed, the worker is not asked.
+#[test]
+fn with_signal_to_group_only_a_worker_that_would_die_of_the_reload_restarts() {
+    use crate::signals::Takes;
+    for (to, worker, restarts) in [
+        (Target::Group, Takes::Unhandled, true),
+        (Target::Group, Takes::Ignored, false),
+        (Target::Group, Takes::Handled, false),
+        (Target::Group, Takes::Dying, false),
+        (Target::Child, Takes::Unhandled, false),
+    ] {
+        let mut world = Fake::new()
+            .at(1_000, Happen::Write(1))
+            .at(60_000, Happen::Signal(TERM));
+        world.worker = Some(worker);
+        let s = Settings {
+            reload_signal: Some(libc::SIGHUP),
+            signal_to: to,
+            ..settings()
+        };
+        let (w, _) = run(world, loop_cfg(), s);
+        let spawns = if restarts { 2 } else { 1 };
+        assert_eq!(w.spawns().len(), spawns, "{to:?} {worker:?}");
+        let signalled =
+            w.when(&Did::Signal(libc::SIGHUP)).len() + w.when(&Did::Group(libc::SIGHUP)).len();
+        assert_eq!(signalled, usize::from(!restarts), "{to:?} {worker:?}");
+    }
+}
+
 #[test]
 fn a_reload_signal_reaches_a_child_that_handles_it_and_nothing_restarts() {
     let world = Fake::new()
@@ -1048,8 +1101,9 @@ fn checked_in_place_the_candidate_is_shown_then_hidden_again() {
 
 /// The real loop, timers included, against the scripted world with every
 /// mode a user can turn on (promotion, in-place checks, a reload signal or
-/// command, an --on-change rule for notes.txt, --min-interval, --splay, a
-/// failing disk): whatever the script, no child starts on rejected bytes or
+/// command, to the child or its group (with a worker that handles, ignores
+/// or would die of it), an --on-change rule for notes.txt, --min-interval,
+/// --splay, a failing disk): whatever the script, no child starts on rejected bytes or
 /// a candidate (the world asserts it), a change of only files that chose
 /// `none` does nothing, and once writes stop, the child runs the last good
 /// bytes. With `--rollback-window` (children that crash, a version whose
@@ -1096,6 +1150,10 @@ mod loop_props {
             window in any::<bool>(),
             crashes in prop::collection::vec(1_000u64..20_000, 0..4),
             start_period in prop::sample::select(vec![0u64, 1_500]),
+            group in any::<bool>(),
+            worker in prop::sample::select(vec![None, Some(crate::signals::Takes::Handled),
+                Some(crate::signals::Takes::Ignored), Some(crate::signals::Takes::Unhandled),
+                Some(crate::signals::Takes::Dying)]),
         ) {
             let window = window && promote;
             let mut world = Fake::new();
@@ -1116,6 +1174,7 @@ mod loop_props {
                 .at(20_000, Happen::ChecksFail(false))
                 .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
+            world.worker = worker;
             if promote {
                 world = world.promoting(None);
             }
@@ -1137,6 +1196,7 @@ mod loop_props {
                 ready_interval: window.then_some(Duration::from_secs(1)),
                 ready_start_period: Duration::from_millis(start_period),
                 restart: if window { Policy::Always } else { Policy::Never },
+                signal_to: if group { Target::Group } else { Target::Child },
                 ..settings()
             };
             let quiet = rule == Some(Act::Nothing);
@@ -1184,7 +1244,7 @@ mod loop_props {
                 for d in w.what() {
                     match d {
                         Did::Spawn(x) | Did::Reload(x) => now = Some(x),
-                        Did::Signal(libc::SIGHUP) if by == 1 && promote => {
+                        Did::Signal(libc::SIGHUP) | Did::Group(libc::SIGHUP) if by == 1 && promote => {
                             now = w.good.as_ref().map(|g| w.gens[g]).or(now)
                         }
                         _ => {}

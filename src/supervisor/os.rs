@@ -383,18 +383,9 @@ impl World for Os {
     /// this check existed). A blocked signal is read by the process
     /// (sigwait, signalfd): handled.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
-        use crate::signals::Takes;
         let pid = self.child.as_ref().map(|(c, _, _)| c.pid)?;
         let members = child::signal_targets(pid, to == Target::Group);
-        sigs.iter().find_map(|&sig| {
-            members
-                .iter()
-                .find_map(|&member| match signals::takes(member, sig) {
-                    Some(Takes::Unhandled) => Some((sig, false)),
-                    Some(Takes::Ignored) if member == pid => Some((sig, true)),
-                    _ => None,
-                })
-        })
+        signals::reload_verdict(sigs, pid, &members, signals::takes)
     }
 
     fn stage(&mut self, token: Token) {
