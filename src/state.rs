@@ -279,6 +279,11 @@ impl Machine {
                             "The child ignores {}: signalling it would not reload it; restarting it instead",
                             signals::name(sig)
                         );
+                    } else if self.settings.signal_to == Target::Group {
+                        warn!(
+                            "The child or a process of its group does not handle {} (yet): restarting it instead of signalling the group, which would kill it",
+                            signals::name(sig)
+                        );
                     } else {
                         warn!(
                             "The child does not handle {} (yet): restarting it instead of signalling, which would kill it",
