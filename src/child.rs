@@ -207,27 +207,25 @@ fn group(pgid: i32) -> Option<Vec<(i32, Stat)>> {
 }
 
 /// The processes a signal to `pid` (with `whole_group`, to its group)
-/// could still change, the leader first: not a zombie, not already in
-/// exit(2). When /proc cannot tell, just `pid`.
+/// reaches, the leader first. Whether each is still alive to be harmed by
+/// it is `signals::takes`'s to say. When /proc cannot tell, just `pid`.
 pub fn signal_targets(pid: i32, whole_group: bool) -> Vec<i32> {
-    let live = |st: &Stat| st.state != 'Z' && !st.exiting;
-    let mut targets: Vec<i32> = if whole_group {
-        match group(pid) {
-            Some(members) => members
-                .into_iter()
-                .filter(|(_, st)| live(st))
-                .map(|(pid, _)| pid)
-                .collect(),
-            None => vec![pid],
-        }
-    } else {
-        match stat(pid) {
-            Some(st) if !live(&st) => vec![],
-            _ => vec![pid],
-        }
+    let mut targets: Vec<i32> = match group(pid).filter(|_| whole_group) {
+        Some(members) => members.into_iter().map(|(pid, _)| pid).collect(),
+        None => vec![pid],
     };
     targets.sort_by_key(|&member| member != pid);
     targets
+}
+
+/// Is thread `tid` of `pid` in exit(2) already? (A process's leader
+/// thread may be, its zombie shown for the process, while the others run
+/// on: `pthread_exit` in `main`.)
+pub fn task_exiting(pid: i32, tid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .is_some_and(|st| st.exiting)
 }
 
 /// Is the process `pid`, or with `group` any member of process group `pid`,

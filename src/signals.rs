@@ -691,9 +691,9 @@ pub enum Takes {
     Ignored,
     /// The default action: for HUP, USR1 and the like, death.
     Unhandled,
-    /// It is already dying: a fatal signal is on its way (the kernel marks
-    /// that with a pending SIGKILL until the process runs and starts its
-    /// exit). One more signal changes nothing.
+    /// It is already dying: every thread is in exit(2), or has the SIGKILL
+    /// the kernel marks a fatal signal with until the thread runs. One more
+    /// signal changes nothing.
     Dying,
 }
 
@@ -726,8 +726,20 @@ const THREADS_MAX: usize = 512;
 /// be read (no /proc mounted).
 pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kill = nix::libc::SIGKILL;
-    if has(&status, "SigPnd:", kill)? || has(&status, "ShdPnd:", kill)? {
+    // Its threads still to be reckoned with: not those on their way out.
+    // None left: the process is dying (a zombie, or killed a moment ago
+    // and still being torn down). A leader thread that ended alone
+    // (`pthread_exit` in `main`) while the others run is not.
+    let tids: Vec<String> = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(dir) => dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|tid| !task_dying(pid, tid))
+            .take(THREADS_MAX + 1)
+            .collect(),
+        Err(_) => vec![pid.to_string()],
+    };
+    if tids.is_empty() {
         return Some(Takes::Dying);
     }
     if has(&status, "SigCgt:", sig)? {
@@ -736,17 +748,7 @@ pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     // Blocked wins over ignored: the kernel keeps a blocked signal pending
     // even when it is ignored, for the sigwait that will take it. Any
     // thread that does not block it would take its default action.
-    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.flatten()
-                .take(THREADS_MAX + 1)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_else(|_| vec![pid.to_string()]);
-    let blocked = !tids.is_empty()
-        && tids.len() <= THREADS_MAX
-        && tids.iter().all(|tid| blocks(pid, tid, sig));
+    let blocked = tids.len() <= THREADS_MAX && tids.iter().all(|tid| blocks(pid, tid, sig));
     Some(if blocked {
         Takes::Handled
     } else if has(&status, "SigIgn:", sig)? {
@@ -754,6 +756,15 @@ pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     } else {
         Takes::Unhandled
     })
+}
+
+/// Is thread `tid` of `pid` on its way out: in exit(2), or with SIGKILL
+/// pending (the kernel marks every thread so the moment a fatal signal is
+/// sent, until each runs and starts its exit)?
+fn task_dying(pid: i32, tid: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"));
+    status.is_ok_and(|s| has(&s, "SigPnd:", libc::SIGKILL) == Some(true))
+        || crate::child::task_exiting(pid, tid)
 }
 
 /// Is `sig`'s bit set in the mask on line `name` of a /proc status?

@@ -903,6 +903,44 @@ fn with_signal_to_group_a_member_already_dying_does_not_stop_the_reload() {
     assert!(!rig.m.log().contains("does not handle"), "{}", rig.m.log());
 }
 
+/// Found by a hostile test: a process whose main thread ended
+/// (`pthread_exit`) while another runs shows its leader as a zombie in
+/// exit, yet lives, and the reload signal's default action kills it. It
+/// was taken for dying and sent the signal; it is asked like any other.
+#[test]
+#[ignore = "needs python3: apt-get install python3"]
+fn a_child_whose_main_thread_ended_is_still_asked_about_the_reload_signal() {
+    if !require_tool("python3", "python3") {
+        return;
+    }
+    let s = Scratch::new("zombie-leader");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let script = format!(
+        "echo \"start $$ $(cat {conf})\" >> {out}; exec python3 -c '{py}'",
+        conf = conf.display(),
+        out = s.path("starts").display(),
+        py = "import ctypes, threading, time; \
+              threading.Thread(target=time.sleep, args=(1000,)).start(); \
+              ctypes.CDLL(None).pthread_exit(None)",
+    );
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &["--reload-signal", "HUP"], &script);
+    let child = rig.m.child_pid();
+    let leader_gone = || {
+        fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|st| st.rfind(')').is_some_and(|i| st[i + 2..].starts_with('Z')))
+    };
+    assert!(wait_for(LONG, leader_gone), "the main thread never ended");
+    write_in_place(&conf, b"b");
+    rig.expect_starts(2);
+    assert_eq!(rig.last_bytes(), "b");
+    assert!(
+        rig.m.log().contains("does not handle SIGHUP"),
+        "{}",
+        rig.m.log()
+    );
+}
+
 #[test]
 fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
     let s = Scratch::new("hup-ignored");
