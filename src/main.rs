@@ -25,6 +25,7 @@ use log::info;
 use std::path::Path;
 
 fn main() {
+    signals::settle_mask();
     let cwd = std::env::current_dir().ok();
     let parsed = cli::parse_process(cwd.as_deref().unwrap_or(Path::new("/")));
     let cfg = match parsed {

@@ -271,6 +271,12 @@ fn block_all() {
     }
 }
 
+/// The signals the manager was started with blocked or ignored (bit n - 1
+/// for signal n): its children start with them so too.
+pub fn inherited_safe() -> u64 {
+    START_MASK.load(Ordering::Relaxed) | START_IGNORED.load(Ordering::Relaxed)
+}
+
 /// Called in the forked child before exec (async-signal-safe calls only):
 /// the mask and the ignored signals the manager started with. Handlers are
 /// reset to default by exec itself.
@@ -431,14 +437,22 @@ const BATCH: usize = 8;
 #[cfg(target_os = "linux")]
 static SIGNALS_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// musl unblocks 34 (see `RTMIN`) in the thread that installs the first
-/// signal handler (the runtime's stack-overflow guard, before `main`) and
-/// again in the one that starts the first thread, and each new thread
-/// starts with its creator's mask. So a first thread is started and ended
-/// here, before any other, and 34 is blocked again after it: every thread
-/// from then on blocks it, and the signalfd reads it like any other.
-/// Nothing here needs 34 for musl's own use (its cross-thread setuid and
-/// setrlimit fallback; the manager calls neither).
+/// The first line of `main`. musl unblocks 34 (see `RTMIN`) in the thread
+/// that installs the first signal handler (the runtime's stack-overflow
+/// guard, just before `main`) and again in the one that starts the first
+/// thread, and each new thread starts with its creator's mask. So a first
+/// thread is started and ended here, before any other, and 34 is blocked
+/// again after it: from then on every thread blocks it, and the signalfd
+/// reads it like any other. (A 34 that comes in the instants between exec
+/// and here still takes its default action, as it would for any program
+/// before its first line.) Nothing here needs 34 for musl's own use (its
+/// cross-thread setuid and setrlimit fallback; the manager calls neither).
+/// Elsewhere: nothing to do.
+pub fn settle_mask() {
+    #[cfg(all(target_os = "linux", target_env = "musl"))]
+    block_rtmin_in_every_thread();
+}
+
 #[cfg(all(target_os = "linux", target_env = "musl"))]
 fn block_rtmin_in_every_thread() {
     let first = std::thread::Builder::new()
@@ -462,8 +476,6 @@ impl Intake {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
         // SAFETY: the set holds valid signal numbers only (`caught_set`).
         let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
-        #[cfg(target_env = "musl")]
-        block_rtmin_in_every_thread();
         default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Intake {

@@ -253,9 +253,7 @@ impl Machine {
                     None => std::mem::take(&mut self.next_child_bytes),
                 };
                 let mut actions = self.child_took_new_bytes(false);
-                for sig in std::mem::take(&mut self.early) {
-                    actions.extend(self.forward(sig));
-                }
+                actions.extend(self.release_held());
                 if self.settings.validate_in_place {
                     self.starting_up = true;
                     actions.push(Action::StartUpDeadline {
@@ -385,6 +383,7 @@ pub mod testkit {
             ready_start_period: Duration::ZERO,
             restart_signal: None,
             remap_exit: vec![],
+            inherited_safe: 0,
         }
     }
 

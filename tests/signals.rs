@@ -360,6 +360,45 @@ fn signals_before_the_first_child_wait_for_it() {
     }
 }
 
+/// Found by the next hostile test: a held SIGHUP went to the child the
+/// instant it started, before it could install its handler, and killed it
+/// (the manager exited 129). One the newborn would die of is dropped, with
+/// a WARN saying so.
+#[test]
+fn a_held_signal_the_newborn_would_die_of_is_dropped_not_sent() {
+    for mode in both_modes("a_held_signal_the_newborn") {
+        let s = Scratch::new("held-hup");
+        let check = format!("/bin/sh -c 'echo up > {}; sleep 1'", s.path("up").display());
+        // Its handler comes half a second after it starts.
+        let script = TrapChild::new(&s.path("out"))
+            .first("sleep 0.5")
+            .record(&["HUP"])
+            .ready("ready")
+            .script();
+        let mut m = run(
+            mode,
+            &[
+                NO_CONFIG,
+                "--validate",
+                &check,
+                "--",
+                "/bin/sh",
+                "-c",
+                &script,
+            ],
+        );
+        assert!(s.wait_contains("up", "up"), "{}", m.log());
+        m.signal(libc::SIGHUP);
+        assert!(s.wait_contains("out", "ready"), "{mode:?}: {}", m.log());
+        assert!(m.wait_log("Dropped SIGHUP"), "{mode:?}: {}", m.log());
+        // Alive and still taking what comes now.
+        m.signal(libc::SIGHUP);
+        assert!(s.wait_contains("out", "HUP"), "{mode:?}: {}", m.log());
+        m.signal(libc::SIGTERM);
+        assert_eq!(m.exit_code(), 143, "{mode:?}: {}", m.log());
+    }
+}
+
 #[test]
 fn a_stopped_child_still_stops_gracefully() {
     for mode in both_modes("a_stopped_child_still_stops_gracefully") {

@@ -4,6 +4,21 @@
 
 use super::*;
 
+/// A signal whose default action kills nobody: it is ignored, continues,
+/// or stops (what the sender asked for).
+fn harmless(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGCHLD
+            | libc::SIGCONT
+            | libc::SIGURG
+            | libc::SIGWINCH
+            | libc::SIGTSTP
+            | libc::SIGTTIN
+            | libc::SIGTTOU
+    )
+}
+
 /// Paths for a log line.
 fn display(paths: &[PathBuf]) -> Vec<String> {
     paths.iter().map(|p| p.display().to_string()).collect()
@@ -38,19 +53,7 @@ impl Machine {
     /// child read its config: SIGHUP, or whatever it was mapped to).
     pub(super) fn forward(&mut self, sig: i32) -> Vec<Action> {
         match self.mapped(sig) {
-            Some(to) => {
-                // A SIGCONT after a signal (as `timeout` sends its TERM)
-                // kills nothing: the log names the signal before it.
-                if to != libc::SIGCONT || self.sent.is_none() {
-                    self.sent = Some(to);
-                }
-                let mut actions = self.withdraw_candidate(&format_args!(
-                    "Forwarding {} to the child",
-                    signals::Named(to)
-                ));
-                actions.push(Action::Signal(to, self.settings.signal_to));
-                actions
-            }
+            Some(to) => self.forward_mapped(to),
             None => {
                 debug!("Dropped {} (--map-signal)", signals::name(sig));
                 vec![]
@@ -58,21 +61,77 @@ impl Machine {
         }
     }
 
+    /// Sends `to` (already mapped) on to the child (or its group).
+    fn forward_mapped(&mut self, to: i32) -> Vec<Action> {
+        // A SIGCONT after a signal (as `timeout` sends its TERM) kills
+        // nothing: the log names the signal before it.
+        if to != libc::SIGCONT || self.sent.is_none() {
+            self.sent = Some(to);
+        }
+        let mut actions = self.withdraw_candidate(&format_args!(
+            "Forwarding {} to the child",
+            signals::Named(to)
+        ));
+        actions.push(Action::Signal(to, self.settings.signal_to));
+        actions
+    }
+
+    /// The child just started: the signals held for it go now, mapped, in
+    /// order; but not one it would die of. Just started, it has no handler
+    /// yet: a signal meant for it must not end it before it could install
+    /// one. It is safe from those whose default action kills nobody and
+    /// from those it inherited blocked or ignored (a child started with
+    /// signals blocked reads them itself, later). Decided from what the
+    /// child inherits, not from /proc: a shell that forks at once blocks
+    /// every signal for an instant, and would look safe.
+    pub(super) fn release_held(&mut self) -> Vec<Action> {
+        let held: Vec<i32> = std::mem::take(&mut self.early)
+            .into_iter()
+            .filter_map(|sig| self.mapped(sig))
+            .collect();
+        let mut actions = vec![];
+        let mut dropped: Vec<i32> = vec![];
+        for sig in held {
+            let inherited =
+                (1..=64).contains(&sig) && self.settings.inherited_safe & (1u64 << (sig - 1)) != 0;
+            if harmless(sig) || inherited {
+                actions.extend(self.forward_mapped(sig));
+            } else if !dropped.contains(&sig) {
+                dropped.push(sig);
+                warn!(
+                    "Dropped {}, which came before the child started: it has no handler for it yet and would die of it",
+                    signals::name(sig)
+                );
+            }
+        }
+        actions
+    }
+
     /// Keeps `sig` for the first child. A standard signal is kept once, as
     /// the kernel keeps a pending one; real-time signals queue, each one,
-    /// up to `EARLY_MAX` (the kernel's own queue is bounded too).
+    /// up to about `EARLY_MAX` (the kernel's own queue is bounded too).
     fn hold(&mut self, sig: i32) -> Vec<Action> {
         let standard = sig < 32;
         if standard && self.early.contains(&sig) {
             return vec![];
         }
-        if self.early.len() >= EARLY_MAX {
+        // As the kernel does with pending ones: a continue cancels the
+        // stops held before it, and a stop the continue.
+        let stop = |s: i32| matches!(s, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU);
+        if sig == libc::SIGCONT {
+            self.early.retain(|&s| !stop(s));
+        } else if stop(sig) {
+            self.early.retain(|&s| s != libc::SIGCONT);
+        }
+        // At most 29 standard signals are ever held: only real-time ones
+        // count against the bound.
+        if !standard && self.early.len() >= EARLY_MAX {
             debug!("Dropped {}: too many signals wait", signals::name(sig));
             return vec![];
         }
         debug!("Holding {} until the child starts", signals::name(sig));
         self.early.push(sig);
-        if self.early.len() == EARLY_MAX {
+        if !standard && self.early.len() == EARLY_MAX {
             warn!("{EARLY_MAX} signals wait for the child to start: any more are dropped");
         }
         vec![]

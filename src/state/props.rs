@@ -213,6 +213,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
                     restart_signal: None,
                     remap_exit: vec![],
+                    inherited_safe: 0,
                 }
             },
         )
@@ -293,6 +294,22 @@ impl DerefMut for Edge {
 }
 
 impl Edge {
+    /// The edge's rule for signals the child may die of, on the model's
+    /// dispositions: the leader (0) handles them once ready; the worker (1,
+    /// with `--signal-to group`) as `Op::Worker` set.
+    fn verdict(&self, sigs: &[i32], leader_ready: bool) -> Option<(i32, bool)> {
+        let worker = self.worker;
+        let members: &[i32] = match (self.model.settings.signal_to, worker) {
+            (Target::Group, Some(_)) => &[0, 1],
+            _ => &[0],
+        };
+        let takes = |member, _| match member {
+            0 if leader_ready => Some(Takes::Handled),
+            0 => Some(Takes::Unhandled),
+            _ => worker,
+        };
+        crate::signals::reload_verdict(sigs, 0, members, takes)
+    }
     fn new(model: Model) -> Edge {
         Edge {
             model,
@@ -500,26 +517,13 @@ impl Edge {
                 let sent: BTreeSet<i32> = sigs.iter().copied().collect();
                 prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
                 prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
+                let ready = self.child.as_ref().is_some_and(|c| c.ready);
+                if let Some((sig, ignored)) = self.verdict(&sigs, ready) {
+                    return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
+                }
                 let Some(c) = self.child.as_mut() else {
                     return Ok(None);
                 };
-                // The leader is 0, the worker 1: the edge's rule, on the
-                // model's dispositions.
-                let (leader, worker) = (c.ready, self.worker);
-                let members: &[i32] = match (self.model.settings.signal_to, worker) {
-                    (Target::Group, Some(_)) => &[0, 1],
-                    _ => &[0],
-                };
-                let takes = |member, _| match member {
-                    0 if leader => Some(Takes::Handled),
-                    0 => Some(Takes::Unhandled),
-                    _ => worker,
-                };
-                if let Some((sig, ignored)) =
-                    crate::signals::reload_verdict(&sigs, 0, members, takes)
-                {
-                    return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
-                }
                 c.version = now;
                 self.signalled_from = Some(from);
                 self.model.not_rolled_back(now);

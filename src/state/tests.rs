@@ -297,13 +297,20 @@ fn a_check_overtaken_by_rejected_bytes_is_cancelled() {
 /// the check before the first start was dropped ("No child to send"); the
 /// kernel had kept it for us until the loop read it, and tini's child gets
 /// what came before its fork. It waits for the child, in order; a standard
-/// one once (as a pending one folds), real-time ones each.
+/// one once (as a pending one folds), real-time ones each. One the newborn
+/// would die of (no handler yet; found by the next hostile test) is
+/// dropped, unless the child inherits it blocked or ignored.
 #[test]
 fn signals_before_the_first_child_wait_for_it() {
     let rt = 40;
+    let bit = |sig: i32| 1u64 << (sig - 1);
     let early = [libc::SIGUSR1, rt, libc::SIGUSR1, rt, libc::SIGHUP];
-    // During the start's look.
-    let (mut m, first) = Machine::new(settings(), None, None, None);
+    // During the start's look; the child inherits them all blocked.
+    let safe = Settings {
+        inherited_safe: bit(libc::SIGUSR1) | bit(rt) | bit(libc::SIGHUP),
+        ..settings()
+    };
+    let (mut m, first) = Machine::new(safe, None, None, None);
     assert_eq!(first, [Action::Fingerprint]);
     for sig in early {
         assert_eq!(m.step(Event::Signal(sig)), []);
@@ -311,8 +318,13 @@ fn signals_before_the_first_child_wait_for_it() {
     assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
     let forwarded = [libc::SIGUSR1, rt, rt, libc::SIGHUP].map(|sig| Action::Signal(sig, CHILD));
     assert_eq!(m.step(Event::Spawned), forwarded);
-    // During the check before it.
-    let (mut m, first) = start(validating(), snap(Some(1)));
+    // During the check before it; only the real-time one is inherited
+    // blocked: USR1 and HUP would kill the newborn.
+    let s = Settings {
+        inherited_safe: bit(rt),
+        ..validating()
+    };
+    let (mut m, first) = start(s, snap(Some(1)));
     assert!(matches!(first[..], [Action::Validate { .. }]), "{first:?}");
     for sig in early {
         assert_eq!(m.step(Event::Signal(sig)), []);
@@ -321,7 +333,8 @@ fn signals_before_the_first_child_wait_for_it() {
     assert_eq!(m.step(pass), [Action::Fingerprint]);
     let approved = m.approved.clone().unwrap();
     assert_eq!(m.step(Event::Candidate(approved)), [Action::Spawn]);
-    assert_eq!(m.step(Event::Spawned), forwarded);
+    let rts = [rt, rt].map(|sig| Action::Signal(sig, CHILD));
+    assert_eq!(m.step(Event::Spawned), rts);
     // A shutdown signal is no signal for later: it ends the wait.
     let (mut m, _) = Machine::new(settings(), None, None, None);
     m.step(Event::Signal(libc::SIGUSR1));
@@ -329,13 +342,33 @@ fn signals_before_the_first_child_wait_for_it() {
         m.step(Event::Signal(libc::SIGTERM)),
         [Action::Exit(128 + libc::SIGTERM)]
     );
-    // Bounded: a flood past EARLY_MAX is dropped, not kept.
+    // Signals that kill nobody go regardless; a continue cancels the stops
+    // held before it and a stop the continue, as pending ones do.
     let (mut m, _) = Machine::new(settings(), None, None, None);
+    for sig in [libc::SIGTSTP, libc::SIGCONT, libc::SIGWINCH, libc::SIGTSTP] {
+        m.step(Event::Signal(sig));
+    }
+    m.step(Event::Candidate(snap(Some(1))));
+    let sent = [libc::SIGWINCH, libc::SIGTSTP].map(|sig| Action::Signal(sig, CHILD));
+    assert_eq!(m.step(Event::Spawned), sent);
+    // Bounded: a flood of real-time signals past EARLY_MAX is dropped, not
+    // kept; a standard one still is.
+    let (mut m, _) = Machine::new(s_all_safe(), None, None, None);
     for _ in 0..EARLY_MAX + 10 {
         m.step(Event::Signal(rt));
     }
+    m.step(Event::Signal(libc::SIGWINCH));
     m.step(Event::Candidate(snap(Some(1))));
-    assert_eq!(m.step(Event::Spawned).len(), EARLY_MAX);
+    let sent = m.step(Event::Spawned);
+    assert_eq!(sent.len(), EARLY_MAX + 1);
+    assert_eq!(sent.last(), Some(&Action::Signal(libc::SIGWINCH, CHILD)));
+}
+
+fn s_all_safe() -> Settings {
+    Settings {
+        inherited_safe: u64::MAX,
+        ..settings()
+    }
 }
 
 #[test]

@@ -104,6 +104,10 @@ pub struct Settings {
     pub restart_signal: Option<i32>,
     /// `--remap-exit FROM:TO`: the manager's exit code, rewritten.
     pub remap_exit: Vec<(i32, i32)>,
+    /// The signals the child starts with blocked or ignored (bit n - 1 for
+    /// signal n), as the manager itself was started: a child cannot die of
+    /// those before it installs its own handlers.
+    pub inherited_safe: u64,
 }
 
 /// Why a child was started (a metrics label).

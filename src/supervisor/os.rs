@@ -201,6 +201,7 @@ async fn supervise(
         ready_start_period: cfg.ready_start_period,
         restart_signal: cfg.restart_signal,
         remap_exit: cfg.remap_exit.clone(),
+        inherited_safe: signals::inherited_safe(),
     };
     // Replicas start together: their pids and clocks' nanoseconds differ.
     let seed = u64::from(std::process::id()).rotate_left(32)
