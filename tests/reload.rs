@@ -86,6 +86,15 @@ impl Rig {
         );
     }
 
+    /// Writes "b" to `conf`: the child is restarted on it (not signalled),
+    /// and the log says `why`.
+    fn change_restarts(&self, conf: &Path, why: &str) {
+        write_in_place(conf, b"b");
+        self.expect_starts(2);
+        assert_eq!(self.last_bytes(), "b");
+        assert!(self.m.log().contains(why), "{}", self.m.log());
+    }
+
     fn last_bytes(&self) -> String {
         let last = self.starts().pop().unwrap_or_default();
         last.splitn(3, ' ').nth(2).unwrap_or("").trim().to_string()
@@ -839,14 +848,7 @@ fn group_with_worker(name: &str, worker: &str, extra: &[&str]) -> (Rig, PathBuf)
 #[test]
 fn with_signal_to_group_a_member_without_a_handler_means_a_restart() {
     let (rig, conf) = group_with_worker("hup-group", "sleep 1000", &[]);
-    write_in_place(&conf, b"b");
-    rig.expect_starts(2);
-    assert_eq!(rig.last_bytes(), "b");
-    assert!(
-        rig.m.log().contains("does not handle SIGHUP"),
-        "{}",
-        rig.m.log()
-    );
+    rig.change_restarts(&conf, "does not handle SIGHUP");
 }
 
 /// Found by review: a member that ignores the reload signal (started under
@@ -931,14 +933,7 @@ fn a_child_whose_main_thread_ended_is_still_asked_about_the_reload_signal() {
             .is_ok_and(|st| st.rfind(')').is_some_and(|i| st[i + 2..].starts_with('Z')))
     };
     assert!(wait_for(LONG, leader_gone), "the main thread never ended");
-    write_in_place(&conf, b"b");
-    rig.expect_starts(2);
-    assert_eq!(rig.last_bytes(), "b");
-    assert!(
-        rig.m.log().contains("does not handle SIGHUP"),
-        "{}",
-        rig.m.log()
-    );
+    rig.change_restarts(&conf, "does not handle SIGHUP");
 }
 
 #[test]
@@ -952,8 +947,5 @@ fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
         .on_term("exit 0")
         .script();
     let rig = Rig::start_script(s, Mode::Plain, &conf, &["--reload-signal", "HUP"], &script);
-    write_in_place(&conf, b"b");
-    rig.expect_starts(2);
-    assert_eq!(rig.last_bytes(), "b");
-    assert!(rig.m.log().contains("ignores SIGHUP"), "{}", rig.m.log());
+    rig.change_restarts(&conf, "ignores SIGHUP");
 }

@@ -375,18 +375,7 @@ fn a_held_signal_the_newborn_would_die_of_is_dropped_not_sent() {
             .record(&["HUP"])
             .ready("ready")
             .script();
-        let mut m = run(
-            mode,
-            &[
-                NO_CONFIG,
-                "--validate",
-                &check,
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        );
+        let mut m = run(mode, &sh_args(&[NO_CONFIG, "--validate", &check], &script));
         assert!(s.wait_contains("up", "up"), "{}", m.log());
         m.signal(libc::SIGHUP);
         assert!(s.wait_contains("out", "ready"), "{mode:?}: {}", m.log());
