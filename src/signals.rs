@@ -738,6 +738,10 @@ const THREADS_MAX: usize = 512;
 /// be read (no /proc mounted).
 pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    // A handler takes it, dying or not: nothing more to read.
+    if has(&status, "SigCgt:", sig)? {
+        return Some(Takes::Handled);
+    }
     // Its threads still to be reckoned with: not those on their way out.
     // None left: the process is dying (a zombie, or killed a moment ago
     // and still being torn down). A leader thread that ended alone
@@ -745,17 +749,14 @@ pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let tids: Vec<String> = match std::fs::read_dir(format!("/proc/{pid}/task")) {
         Ok(dir) => dir
             .flatten()
+            .take(THREADS_MAX + 1)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|tid| !task_dying(pid, tid))
-            .take(THREADS_MAX + 1)
             .collect(),
         Err(_) => vec![pid.to_string()],
     };
     if tids.is_empty() {
         return Some(Takes::Dying);
-    }
-    if has(&status, "SigCgt:", sig)? {
-        return Some(Takes::Handled);
     }
     // Blocked wins over ignored: the kernel keeps a blocked signal pending
     // even when it is ignored, for the sigwait that will take it. Any
@@ -763,11 +764,25 @@ pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     let blocked = tids.len() <= THREADS_MAX && tids.iter().all(|tid| blocks(pid, tid, sig));
     Some(if blocked {
         Takes::Handled
-    } else if has(&status, "SigIgn:", sig)? {
+    } else if has(&status, "SigIgn:", sig)? || namespace_init(&status) {
         Takes::Ignored
     } else {
         Takes::Unhandled
     })
+}
+
+/// Is the process of this /proc status the init of a PID namespace below
+/// ours (`NSpid` ends in 1)? The kernel never applies a default action to
+/// such a process for a signal from outside its namespace (but SIGKILL and
+/// SIGSTOP): to it, one with no handler is as good as ignored.
+fn namespace_init(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        })
 }
 
 /// Is thread `tid` of `pid` on its way out: in exit(2), or with SIGKILL
@@ -834,6 +849,9 @@ mod tests {
         assert_eq!(parse("9"), Ok(9));
         // As glibc, `kill -l`, docker and systemd count, whichever C
         // library this was built with (musl says 35).
+        assert!(namespace_init("Name:\tsleep\nNSpid:\t4242\t1\n"));
+        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\n"));
+        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\t7\n"));
         assert_eq!(parse("RTMIN"), Ok(34));
         assert_eq!(parse("SIGRTMIN+3"), Ok(37));
         assert_eq!(name(34), "SIGRTMIN");

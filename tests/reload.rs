@@ -936,6 +936,59 @@ fn a_child_whose_main_thread_ended_is_still_asked_about_the_reload_signal() {
     rig.change_restarts(&conf, "does not handle SIGHUP");
 }
 
+/// Found by a hostile test: a member of the group that is the init of a
+/// PID namespace of its own, at the default action, vetoed a group reload;
+/// but the kernel never applies a default action to a namespace's init for
+/// a signal from outside it: the restart was for nothing.
+#[test]
+#[ignore = "needs python3: apt-get install python3"]
+fn with_signal_to_group_a_namespace_init_in_the_group_does_not_stop_the_reload() {
+    if !require_tool("python3", "python3") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && cannot_run("a new PID namespace needs root") {
+        return;
+    }
+    let s = Scratch::new("hup-group-nsinit");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "a").unwrap();
+    let out = s.path("starts");
+    // The leader handles HUP; its child is the init of a new PID namespace
+    // (unshare, then fork) with HUP at its default action.
+    let py = format!(
+        "import ctypes, os, signal, time\n\
+         log = lambda l: open({out:?}, 'a').write(l + '\\n')\n\
+         signal.signal(signal.SIGHUP, lambda *a: log('hup'))\n\
+         signal.signal(signal.SIGTERM, lambda *a: os._exit(0))\n\
+         assert ctypes.CDLL(None, use_errno=True).unshare(0x20000000) == 0\n\
+         if os.fork() == 0:\n\
+         \x20   ctypes.CDLL(None).prctl(1, 9)\n\
+         \x20   signal.signal(signal.SIGHUP, signal.SIG_DFL)\n\
+         \x20   signal.signal(signal.SIGTERM, signal.SIG_DFL)\n\
+         \x20   time.sleep(1000)\n\
+         log('start %d a' % os.getpid())\n\
+         while True: time.sleep(1)\n",
+        out = out.display().to_string()
+    );
+    fs::write(s.path("nsinit.py"), py).unwrap();
+    let script = format!("exec python3 {}", s.path("nsinit.py").display());
+    let extra = ["--reload-signal", "HUP", "--signal-to", "group"];
+    let rig = Rig::start_script(s, Mode::Plain, &conf, &extra, &script);
+    let leader = rig.m.child_pid();
+    assert!(
+        wait_for(LONG, || !children_of(leader).is_empty()),
+        "no namespace init"
+    );
+    write_in_place(&conf, b"b");
+    assert!(
+        wait_for(LONG, || rig.s.read("starts").contains("hup")),
+        "{}",
+        rig.m.log()
+    );
+    assert_eq!(rig.starts().len(), 1, "{}", rig.m.log());
+}
+
 #[test]
 fn a_child_that_ignores_the_reload_signal_is_restarted_and_told_why() {
     let s = Scratch::new("hup-ignored");
