@@ -29,7 +29,7 @@
 //! check reads it there (`FLUSH_MANAGER_CANDIDATE`), or, in the explicit
 //! in-place mode, `..data` points at it for the check's duration only.
 
-use crate::state::{CommitFailed, Generation};
+use crate::state::{CommitFailed, Generation, Promoted};
 use crate::watch::fingerprint::{self, FileState, Snapshot};
 use log::{debug, info, warn};
 use std::collections::BTreeMap;
@@ -56,12 +56,6 @@ const GEN_PREFIX: &str = "..gen";
 pub struct Promoter {
     dir: PathBuf,
     sources: Vec<PathBuf>,
-    /// The generation `..good` names (mirrors the disk; set by `recover`
-    /// and `commit`).
-    good: Option<String>,
-    /// The generation `..data` shows outside a check in place: `good`'s,
-    /// except after a commit whose view could not follow its record.
-    view: Option<String>,
     /// The last staging's files, as (path hash, state hash) sorted: enough
     /// to count what changed since, in 16 bytes a file.
     last_staged: Arc<Mutex<Vec<(u64, u64)>>>,
@@ -127,8 +121,6 @@ impl Promoter {
         let p = Promoter {
             dir,
             sources,
-            good: None,
-            view: None,
             last_staged: Arc::default(),
         };
         for (source, _) in p.layout()? {
@@ -151,7 +143,7 @@ impl Promoter {
     /// back at `..good`'s generation (a check in place, or a commit, may have
     /// been interrupted), and every other generation is removed. Returns
     /// the good generation's fingerprint (keyed by source paths), if any.
-    pub fn recover(&mut self) -> io::Result<Recovered> {
+    pub fn recover(&self) -> io::Result<Recovered> {
         let _ = fs::remove_file(self.dir.join(DATA_TMP));
         let _ = fs::remove_file(self.dir.join(GOOD_TMP));
         let _ = fs::remove_file(self.dir.join(REJECTED_TMP));
@@ -196,12 +188,10 @@ impl Promoter {
                 remove_tree(&e.path());
             }
         }
-        self.good = good;
-        self.view = self.good.clone();
         Ok(Recovered {
-            good: self.good.as_ref().map(|g| Generation {
-                name: g.clone(),
-                snapshot: self.fingerprint(g),
+            good: good.map(|g| Generation {
+                snapshot: self.fingerprint(&g),
+                name: g,
             }),
             rejected: rejected.map(|g| self.fingerprint(&g)),
             proven: proven.map(|g| Generation {
@@ -483,6 +473,7 @@ impl Promoter {
     /// probation), `..proven` names that one first; then `..good` names the
     /// candidate (durably: the commit point), then the child's view switches
     /// to it. The previous good generation stays until `remove_generation`.
+    /// `now` is what the directory held before, as the machine knows it.
     ///
     /// On failure the answer says what `..good` names now, read back from
     /// the disk: the machine takes that word, since a restarted manager
@@ -490,7 +481,12 @@ impl Promoter {
     /// (the view could not follow and the record could not be put back, or
     /// a retried commit found it already recorded); the candidate is then
     /// the last good generation and is kept.
-    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+    pub fn commit(
+        &self,
+        generation: &str,
+        proven: Option<&str>,
+        now: &Promoted,
+    ) -> Result<(), CommitFailed> {
         let recorded = match proven {
             Some(p) => replace_link(&self.dir, PROVEN_TMP, PROVEN, p),
             None => Ok(()),
@@ -503,7 +499,7 @@ impl Promoter {
         if let Err(e) = recorded {
             // Not committed unless `..good` names it (a retry of a commit
             // whose record already moved finds it there: kept).
-            return Err(self.failed(generation, proves, e));
+            return Err(self.failed(generation, proves, e, now));
         }
         if let Err(e) = self.switch(generation) {
             // The record names the candidate but the view could not follow:
@@ -511,16 +507,15 @@ impl Promoter {
             // may go. If even that fails, the candidate stays (a restart
             // trusts the record, and a generation it names is never removed)
             // and the answer says the record names it.
-            let back = match self.good.clone().filter(|g| g != generation) {
-                Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, &good),
-                None if self.good.is_none() => fs::remove_file(self.dir.join(GOOD)),
+            let back = match now.record.as_deref().filter(|g| *g != generation) {
+                Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, good),
+                None if now.record.is_none() => fs::remove_file(self.dir.join(GOOD)),
                 None => Ok(()),
             };
             let _ = back.and_then(|()| sync_dir(&self.dir));
-            return Err(self.failed(generation, proves, e));
+            return Err(self.failed(generation, proves, e, now));
         }
-        self.good = Some(generation.to_string());
-        let new = self.view.replace(generation.to_string()).as_deref() != Some(generation);
+        let new = now.view.as_deref() != Some(generation);
         if proves {
             self.drop_proven_record();
         }
@@ -555,7 +550,7 @@ impl Promoter {
     /// against it: a child's exit in that window would roll the proven
     /// bytes back to themselves and reject them; nor could that generation
     /// ever be forgotten.
-    fn failed(&mut self, generation: &str, proves: bool, e: io::Error) -> CommitFailed {
+    fn failed(&self, generation: &str, proves: bool, e: io::Error, now: &Promoted) -> CommitFailed {
         let recorded = self.record(GOOD).as_deref() == Some(generation);
         if recorded && proves {
             self.drop_proven_record();
@@ -566,21 +561,18 @@ impl Promoter {
                  follow ({e}); a restart shows it, the view is switched again on retry",
                 self.dir.display()
             );
-            self.good = Some(generation.to_string());
             // A candidate shown in place for its check goes back to what
             // the view showed before, as the machine believes (best effort:
             // the retried commit switches it anyway).
             let shows = fs::read_link(self.dir.join(DATA)).ok();
-            if let Some(view) = self.view.clone()
-                && shows.as_deref() != Some(Path::new(&view))
-                && let Err(e) = self.switch(&view)
+            if let Some(view) = now.view.as_deref()
+                && shows.as_deref() != Some(Path::new(view))
+                && let Err(e) = self.switch(view)
             {
                 debug!("{}: {e}", self.dir.display());
             }
         } else {
-            // `..good` may be gone or name the older one: the mirror follows.
-            self.good = self.record(GOOD);
-            self.drop_candidate(generation);
+            self.drop_candidate(generation, now);
         }
         CommitFailed {
             reason: e.to_string(),
@@ -590,8 +582,8 @@ impl Promoter {
 
     /// The last good generation ran through its probation: it is the
     /// proven one (`..proven` goes; absent, `..good` names the proven one).
-    pub fn prove(&mut self, generation: &str) {
-        if self.good.as_deref() == Some(generation) {
+    pub fn prove(&self, generation: &str) {
+        if self.record(GOOD).as_deref() == Some(generation) {
             self.drop_proven_record();
         }
     }
@@ -610,13 +602,14 @@ impl Promoter {
         }
     }
 
-    /// Removes a generation that is neither the last good one, nor shown,
-    /// nor recorded as proven or rejected.
+    /// Removes a generation that no record names (`..good`, `..proven`,
+    /// `..rejected`) and the view does not show: what the disk says is
+    /// what a restarted manager trusts.
     pub fn remove_generation(&self, generation: &str) {
-        let shown = fs::read_link(self.dir.join(DATA)).ok();
-        let rejected = fs::read_link(self.dir.join(REJECTED)).ok();
-        let proven = fs::read_link(self.dir.join(PROVEN)).ok();
-        if self.good.as_deref() == Some(generation)
+        let named = |link| fs::read_link(self.dir.join(link)).ok();
+        let (good, shown) = (named(GOOD), named(DATA));
+        let (rejected, proven) = (named(REJECTED), named(PROVEN));
+        if good.as_deref() == Some(Path::new(generation))
             || shown.as_deref() == Some(Path::new(generation))
             || rejected.as_deref() == Some(Path::new(generation))
             || proven.as_deref() == Some(Path::new(generation))
@@ -629,7 +622,7 @@ impl Promoter {
 
     /// Back to a generation kept for the rollback window: the durable record
     /// first, then the child's view; the failed one goes.
-    pub fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+    pub fn roll_back(&self, to: &str, from: &str) -> Result<(), String> {
         if !self.dir.join(to).is_dir() {
             return Err(format!("generation {to} is gone"));
         }
@@ -639,8 +632,6 @@ impl Promoter {
             self.switch(to)
         })()
         .map_err(|e| e.to_string())?;
-        self.good = Some(to.to_string());
-        self.view = self.good.clone();
         // Back on the proven one: nothing is on probation.
         self.drop_proven_record();
         // Kept, and named: a restarted manager must not try it again.
@@ -659,12 +650,16 @@ impl Promoter {
     }
 
     /// The candidate is rejected or moot: the child's view goes back to
-    /// what it showed (if the candidate was exposed) and the candidate is
-    /// removed.
-    pub fn drop_candidate(&mut self, generation: &str) {
+    /// `now.view` (if the candidate was shown in place) and the candidate
+    /// is removed.
+    pub fn drop_candidate(&self, generation: &str, now: &Promoted) {
         // Never the generation the durable record names (a restart shows
         // it), nor the one the child's view shows.
-        if self.good.as_deref() == Some(generation) || self.view.as_deref() == Some(generation) {
+        let g = Some(generation);
+        if now.record.as_deref() == g
+            || now.view.as_deref() == g
+            || self.record(GOOD).as_deref() == g
+        {
             warn!(
                 "{}: not removing {generation}: {GOOD} names it or the child's view shows it",
                 self.dir.display()
@@ -673,8 +668,8 @@ impl Promoter {
         }
         let shown = fs::read_link(self.dir.join(DATA)).ok();
         if shown.as_deref() == Some(Path::new(generation)) {
-            let restored = match self.view.clone() {
-                Some(good) => self.switch(&good),
+            let restored = match now.view.as_deref() {
+                Some(view) => self.switch(view),
                 None => self.hide(),
             };
             if let Err(e) = restored {
@@ -1047,6 +1042,24 @@ mod tests {
         d
     }
 
+    /// The directory as the machine knows it: nothing yet.
+    fn empty() -> Promoted {
+        Promoted::default()
+    }
+
+    /// The record names `record`, the view shows `view`.
+    fn holds(record: &Generation, view: &Generation) -> Promoted {
+        Promoted {
+            record: Some(record.name.clone()),
+            view: Some(view.name.clone()),
+        }
+    }
+
+    /// `g` recorded and shown.
+    fn at(g: &Generation) -> Promoted {
+        holds(g, g)
+    }
+
     fn generations(dir: &Path) -> usize {
         fs::read_dir(dir)
             .unwrap()
@@ -1062,7 +1075,7 @@ mod tests {
         fs::create_dir_all(src.join("conf.d")).unwrap();
         fs::write(src.join("main.conf"), "v1").unwrap();
         fs::write(src.join("conf.d/a.conf"), "a1").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         assert_eq!(p.recover().unwrap(), Recovered::default());
         let s1 = p.stage().unwrap();
         assert!(!dir.join("main.conf").exists(), "staged is not shown");
@@ -1070,7 +1083,7 @@ mod tests {
             fs::read_to_string(p.candidate_path(&s1.name).join("main.conf")).unwrap(),
             "v1"
         );
-        p.commit(&s1.name, None).unwrap();
+        p.commit(&s1.name, None, &empty()).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         p.remove_generation(&s1.name);
         assert!(
@@ -1088,14 +1101,14 @@ mod tests {
         assert_ne!(s1.snapshot, s2.snapshot);
         p.expose(&s2.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v2");
-        p.drop_candidate(&s2.name);
+        p.drop_candidate(&s2.name, &at(&s1));
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the candidate is removed");
 
         // A restarted manager trusts `..good`, whatever `..data` shows.
         let s3 = p.stage().unwrap();
         p.expose(&s3.name).unwrap();
-        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let good = again.recover().unwrap().good.unwrap();
         assert_eq!(good, s1);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
@@ -1113,13 +1126,13 @@ mod tests {
         let (src, dir) = (d.join("src"), d.join("dst"));
         fs::create_dir_all(&src).unwrap();
         fs::write(src.join("app.conf"), "G").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         p.recover().unwrap();
         let g = p.stage().unwrap();
-        p.commit(&g.name, None).unwrap();
+        p.commit(&g.name, None, &empty()).unwrap();
         fs::write(src.join("app.conf"), "A").unwrap();
         let a = p.stage().unwrap();
-        p.commit(&a.name, Some(&g.name)).unwrap();
+        p.commit(&a.name, Some(&g.name), &at(&g)).unwrap();
         (d, src, dir, p, g, a)
     }
 
@@ -1135,7 +1148,7 @@ mod tests {
             "the proven one is never forgotten"
         );
 
-        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let found = again.recover().unwrap();
         assert_eq!(found.good, Some(a.clone()));
         assert_eq!(found.proven, Some(g.clone()), "kept, to go back to");
@@ -1163,16 +1176,16 @@ mod tests {
         let d = scratch("empty");
         let (src, dir) = (d.join("app.conf"), d.join("dst"));
         fs::write(&src, "bad").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let s = p.stage().unwrap();
         p.expose(&s.name).unwrap();
         assert!(dir.join("app.conf").exists());
-        p.drop_candidate(&s.name);
+        p.drop_candidate(&s.name, &empty());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         // An older layout (a view, no record): not trusted.
         let s = p.stage().unwrap();
         p.expose(&s.name).unwrap();
-        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         assert_eq!(again.recover().unwrap(), Recovered::default());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         fs::remove_dir_all(&d).unwrap();
@@ -1218,9 +1231,9 @@ mod tests {
         let d = scratch(tag);
         let (src, dir) = (d.join("app.conf"), d.join("dst"));
         fs::write(&src, "v1").unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let s1 = p.stage().unwrap();
-        p.commit(&s1.name, None).unwrap();
+        p.commit(&s1.name, None, &empty()).unwrap();
         fs::write(&src, "v2").unwrap();
         let s2 = p.stage().unwrap();
         (d, src, dir, p, s1, s2)
@@ -1231,10 +1244,10 @@ mod tests {
     /// already named, losing the last good config.
     #[test]
     fn a_commit_that_cannot_switch_the_view_keeps_the_last_good_one() {
-        let (d, _src, dir, mut p, s1, s2) = v1_committed_v2_staged("commit-fail");
+        let (d, _src, dir, p, s1, s2) = v1_committed_v2_staged("commit-fail");
         fs::create_dir(dir.join(DATA_TMP)).unwrap();
         fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
-        assert!(p.commit(&s2.name, None).is_err());
+        assert!(p.commit(&s2.name, None, &at(&s1)).is_err());
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
             PathBuf::from(&s1.name)
@@ -1253,11 +1266,11 @@ mod tests {
     /// removed (it used to be discarded as a candidate, view and all).
     #[test]
     fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
-        let (d, src, dir, mut p, _s1, s2) = v1_committed_v2_staged("commit-recorded");
-        p.commit(&s2.name, None).unwrap();
+        let (d, src, dir, p, s1, s2) = v1_committed_v2_staged("commit-recorded");
+        p.commit(&s2.name, None, &at(&s1)).unwrap();
         fs::create_dir(dir.join(GOOD_TMP)).unwrap();
         fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
-        let e = p.commit(&s2.name, None).unwrap_err();
+        let e = p.commit(&s2.name, None, &at(&s2)).unwrap_err();
         assert!(e.recorded, "{e:?}");
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
@@ -1271,7 +1284,7 @@ mod tests {
         // A candidate the record does not name goes, as before.
         fs::write(&src, "v3").unwrap();
         let s3 = p.stage().unwrap();
-        let e = p.commit(&s3.name, None).unwrap_err();
+        let e = p.commit(&s3.name, None, &at(&s2)).unwrap_err();
         assert!(!e.recorded, "{e:?}");
         assert!(!dir.join(&s3.name).exists());
         fs::remove_dir_all(&d).unwrap();
@@ -1287,16 +1300,16 @@ mod tests {
     /// record and the view both name s1.
     #[test]
     fn the_record_put_back_to_the_view_never_removes_what_the_child_reads() {
-        let (d, src, dir, mut p, s1, s2) = v1_committed_v2_staged("commit-realign");
-        p.commit(&s2.name, None).unwrap();
+        let (d, src, dir, p, s1, s2) = v1_committed_v2_staged("commit-realign");
+        p.commit(&s2.name, None, &at(&s1)).unwrap();
         replace_link(&dir, DATA_TMP, DATA, &s1.name).unwrap();
-        p.view = Some(s1.name.clone());
+        let lags = holds(&s2, &s1);
         let read = || fs::read_to_string(dir.join("app.conf")).unwrap();
         assert_eq!(read(), "v1");
         // The record's write fails: s1 stays, shown.
         fs::create_dir(dir.join(GOOD_TMP)).unwrap();
         fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
-        let e = p.commit(&s1.name, None).unwrap_err();
+        let e = p.commit(&s1.name, None, &lags).unwrap_err();
         assert!(!e.recorded, "{e:?}");
         assert!(dir.join(&s1.name).is_dir(), "the view's generation removed");
         assert_eq!(read(), "v1");
@@ -1305,12 +1318,12 @@ mod tests {
         let s3 = p.stage().unwrap();
         p.expose(&s3.name).unwrap();
         assert_eq!(read(), "v3");
-        p.drop_candidate(&s3.name);
+        p.drop_candidate(&s3.name, &lags);
         assert_eq!(read(), "v1", "the view went to the record's s2");
         assert!(!dir.join(&s3.name).exists());
         // The disk works again: the record names s1, as the view does.
         fs::remove_dir_all(dir.join(GOOD_TMP)).unwrap();
-        p.commit(&s1.name, None).unwrap();
+        p.commit(&s1.name, None, &lags).unwrap();
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
             PathBuf::from(&s1.name)
@@ -1334,18 +1347,17 @@ mod tests {
     /// rejected them), and G could never be forgotten meanwhile.
     #[test]
     fn a_commit_recorded_without_its_view_that_proves_at_once_drops_the_proven_record() {
-        let (d, src, dir, mut p, g, _a) = a_on_probation_after_g("proven-stale");
+        let (d, src, dir, p, g, a) = a_on_probation_after_g("proven-stale");
         assert_eq!(p.record(PROVEN), Some(g.name.clone()));
         fs::write(src.join("app.conf"), "G").unwrap();
         let c = p.stage().unwrap();
         assert_eq!(c.snapshot, g.snapshot, "the proven bytes again");
         // The double fault: recorded, not shown.
         replace_link(&dir, GOOD_TMP, GOOD, &c.name).unwrap();
-        p.good = Some(c.name.clone());
         // Its retry, proven at once, fails too.
         fs::create_dir(dir.join(GOOD_TMP)).unwrap();
         fs::write(dir.join(GOOD_TMP).join("x"), "").unwrap();
-        let e = p.commit(&c.name, None).unwrap_err();
+        let e = p.commit(&c.name, None, &holds(&c, &a)).unwrap_err();
         assert!(e.recorded, "{e:?}");
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "A");
         assert_eq!(p.record(PROVEN), None, "..proven still names G");
@@ -1357,7 +1369,7 @@ mod tests {
         });
         assert!(gone, "G was kept");
         // A restarted manager finds the candidate proven, nothing to judge.
-        let mut again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let found = again.recover().unwrap();
         assert_eq!((found.good, found.proven), (Some(c.clone()), None));
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "G");
@@ -1401,7 +1413,7 @@ mod tests {
         symlink(d.join("outside.conf"), src.join("conf.d/abs.conf")).unwrap();
         symlink(src.join("conf.d/a.conf"), src.join("conf.d/abs-in.conf")).unwrap();
         symlink(d.join("outside.conf"), d.join("single.conf")).unwrap();
-        let mut p = Promoter::new(dir.clone(), vec![src.clone(), d.join("single.conf")]).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone(), d.join("single.conf")]).unwrap();
         p.recover().unwrap();
         let g = p.stage().unwrap();
         let root = p.candidate_path(&g.name);

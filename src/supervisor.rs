@@ -20,7 +20,8 @@ use crate::cli::Config;
 use crate::promote::Recovered;
 use crate::signals;
 use crate::state::{
-    CommitFailed, HookCall, Input, LookFor, Machine, Op, Outcome, Request, Settings, Target, Token,
+    CommitFailed, HookCall, Input, LookFor, Machine, Op, Outcome, Promoted, Request, Settings,
+    Target, Token,
 };
 use crate::timers::{Due, Timers};
 use log::{debug, info};
@@ -99,7 +100,14 @@ pub trait World {
         candidate: Option<&str>,
         in_place: bool,
     ) -> Option<Outcome>;
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed>;
+    /// `--promote-to`: `generation` becomes the last good one, then what
+    /// the child sees (`now`: what the directory holds before): `Committed`.
+    fn commit(
+        &mut self,
+        generation: &str,
+        proven: Option<&str>,
+        now: &Promoted,
+    ) -> Result<(), CommitFailed>;
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
     /// The first of `sigs` the running child (with `Target::Group`: any
     /// member of its group) does not handle (true: it ignores it); None:
@@ -123,8 +131,9 @@ pub trait World {
     /// `--promote-to`: the shown generation ran through its probation: it
     /// is recorded as the proven one.
     fn prove(&mut self, generation: &str);
-    /// `--promote-to`: removes a candidate (showing the last good again).
-    fn drop_candidate(&mut self, generation: &str);
+    /// `--promote-to`: removes a candidate (the view shows `now.view`
+    /// again if the candidate was shown in place).
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted);
     /// `--promote-to`: removes a generation no longer needed.
     fn remove_generation(&mut self, generation: &str);
     /// What `--metrics` and `/readyz` show, read from the machine only
@@ -320,7 +329,8 @@ impl<W: World> Loop<'_, W> {
                 None
             }
             Request::DropCandidate { generation } => {
-                self.world.drop_candidate(&generation);
+                self.world
+                    .drop_candidate(&generation, &self.machine.promoted());
                 None
             }
             Request::RemoveGeneration { generation } => {
@@ -365,7 +375,12 @@ impl<W: World> Loop<'_, W> {
                 in_place,
             } => w.validate(token, changed, candidate.as_deref(), in_place),
             Op::Commit { generation, proven } => {
-                Some(Outcome::Committed(w.commit(&generation, proven.as_deref())))
+                let now = self.machine.promoted();
+                Some(Outcome::Committed(w.commit(
+                    &generation,
+                    proven.as_deref(),
+                    &now,
+                )))
             }
             Op::RollBack { to, from } => Some(Outcome::RolledBack(w.roll_back(&to, &from))),
             Op::AskHandling { signals, to } => Some(Outcome::Handling(w.handling(&signals, to))),

@@ -22,6 +22,10 @@ pub(super) enum Step {
     Waiting,
     /// Staged, its check in place waits for the child to start up.
     Deferred,
+    /// Without `--promote-to`, a check that could not run is due again: a
+    /// fresh look first (`Action::Look`), then the check, if the bytes are
+    /// still these (`on_config`).
+    Looking,
 }
 
 /// The config in flight.
@@ -653,17 +657,14 @@ impl Machine {
             .filter(|p| p.token == token && p.step == Step::Waiting)
         {
             if !self.settings.promote {
-                // Only the check could not run: it runs again, on the same
-                // bytes.
+                // Only the check could not run: it runs again. It reads the
+                // live files, which may have moved since they were looked
+                // at, and moved back before the next look (a verdict on
+                // other bytes would then be taken for these): a fresh look
+                // first, and the check runs right after it.
                 info!("Retrying the config check");
-                p.step = Step::Checking;
-                let (snapshot, restart) = (p.snapshot.clone(), p.restart);
-                return vec![Action::Validate {
-                    token,
-                    changed: self.changed_paths(&snapshot, restart),
-                    candidate: None,
-                    in_place: false,
-                }];
+                p.step = Step::Looking;
+                return vec![Action::Look(LookFor::Settle)];
             }
             info!("Retrying the promotion");
             if let Some(generation) = p.generation.clone() {
@@ -737,14 +738,10 @@ impl Machine {
         if self.phase == Phase::CheckingBeforeStart {
             // Changed while the start's config is in flight: take the newest
             // (unless only files that chose `none` moved).
-            if self
-                .pending
-                .as_ref()
-                .is_some_and(|p| !self.same_but_quiet(&p.snapshot, &now))
-            {
-                return self.begin(now, false);
-            }
-            return vec![];
+            return match &self.pending {
+                Some(p) if !self.same_but_quiet(&p.snapshot, &now) => self.begin(now, false),
+                _ => self.check_looked(),
+            };
         }
         if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
             // Stopping or starting: the next start looks at the config
@@ -767,7 +764,7 @@ impl Machine {
             .as_ref()
             .is_some_and(|p| self.same_but_quiet(&p.snapshot, &now))
         {
-            return vec![];
+            return self.check_looked();
         }
         if self.is_rejected(&now) {
             debug!("Config still has the bytes the validator rejected");
@@ -799,6 +796,22 @@ impl Machine {
             actions.extend(self.apply(now));
         }
         actions
+    }
+
+    /// The look before a retried check saw the bytes in flight still there:
+    /// the check runs now, on them.
+    fn check_looked(&mut self) -> Vec<Action> {
+        let Some(p) = self.pending.as_mut().filter(|p| p.step == Step::Looking) else {
+            return vec![];
+        };
+        p.step = Step::Checking;
+        let (token, snapshot, restart) = (p.token, p.snapshot.clone(), p.restart);
+        vec![Action::Validate {
+            token,
+            changed: self.changed_paths(&snapshot, restart),
+            candidate: None,
+            in_place: false,
+        }]
     }
 
     /// A file gone from the source is not a change (a deletion restarts

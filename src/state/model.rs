@@ -14,7 +14,7 @@
 //! the invariants the machine owes it (panicking, which both test harnesses
 //! report as a failure).
 
-use super::{CommitFailed, Generation, Settings};
+use super::{CommitFailed, Generation, Promoted, Settings};
 use crate::route::Act;
 use crate::watch::fingerprint::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
@@ -301,7 +301,13 @@ impl Model {
     /// `..proven` (with `proven`), then `..good` name `generation`, then
     /// the view switches to it; on failure the answer says what `..good`
     /// names, as the promoter reads it back.
-    pub fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+    pub fn commit(
+        &mut self,
+        generation: &str,
+        proven: Option<&str>,
+        now: &Promoted,
+    ) -> Result<(), CommitFailed> {
+        self.knows(now);
         assert!(self.gens.contains_key(generation), "commit of {generation}");
         let version = self.gens[generation];
         self.not_rolled_back(version);
@@ -336,7 +342,7 @@ impl Model {
                 self.proven_record = None;
             }
             if !recorded && self.view.as_deref() != Some(generation) {
-                self.drop_candidate(generation);
+                self.drop_candidate(generation, now);
             }
             return Err(CommitFailed {
                 reason: "No space left on device".into(),
@@ -390,7 +396,8 @@ impl Model {
 
     /// A candidate removed (the view restored if it showed it): never the
     /// last good, the proven or the viewed generation. Its version.
-    pub fn drop_candidate(&mut self, generation: &str) -> Option<u64> {
+    pub fn drop_candidate(&mut self, generation: &str, now: &Promoted) -> Option<u64> {
+        self.knows(now);
         assert!(
             self.good.as_deref() != Some(generation)
                 && self.proven.as_deref() != Some(generation)
@@ -402,6 +409,16 @@ impl Model {
             self.shown = self.view.clone();
         }
         self.gens.remove(generation)
+    }
+
+    /// What the machine tells the world the directory holds is what it
+    /// holds: the world keeps no copy, and acts on this one.
+    fn knows(&self, now: &Promoted) {
+        assert_eq!(
+            now.record, self.good,
+            "the machine's record is not the disk's"
+        );
+        assert_eq!(now.view, self.view, "the machine's view is not the disk's");
     }
 
     /// A generation no longer needed goes: never the last good, the shown

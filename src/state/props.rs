@@ -276,7 +276,7 @@ struct Edge {
     /// hooks, held until the signals are sent, are for the same change).
     signalled_from: Option<u64>,
     /// A candidate shown in place for a check that then could not start:
-    /// shown until the machine has taken that answer (and discarded it).
+    /// shown until the machine, having taken that answer, discards it.
     unstarted: Option<String>,
 }
 
@@ -373,53 +373,65 @@ impl Edge {
     /// Feeds `event`, performs the actions it yields (and the events they
     /// answer at once), checking the invariants at each.
     fn feed(&mut self, m: &mut Machine, event: Event) -> Result<(), TestCaseError> {
+        let actions = self.take(m, event)?;
+        self.perform_all(m, actions)
+    }
+
+    /// Performs `actions` in order, as the loop does: an answer that comes
+    /// at once is taken by the machine at once, and what it asks for is
+    /// performed after the rest.
+    fn perform_all(&mut self, m: &mut Machine, actions: Vec<Action>) -> Result<(), TestCaseError> {
         // A burst's signals and its hooks come in the same turn.
         self.signalled_from = None;
         self.superseded.clear();
-        let mut queue = VecDeque::from([event]);
-        while let Some(event) = queue.pop_front() {
-            let before = m.stats().clone();
-            let retried = match &event {
-                Event::CannotCheck { token, .. } => m
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| p.token == *token && p.step == gate::Step::Checking)
-                    .then_some(*token),
-                _ => None,
-            };
-            let actions = m.step(event.clone());
-            if let Event::CannotCheck { .. } = &event {
-                self.unstarted = None;
-                // No verdict on the bytes: neither counted as one nor a
-                // reason to give up; the check (or, with --promote-to, the
-                // staging it needs) is tried again.
-                let after = m.stats();
-                prop_assert_eq!(
-                    (before.validations_ok, before.validations_failed),
-                    (after.validations_ok, after.validations_failed),
-                    "a check that could not start counted as a verdict"
-                );
-                if let Some(token) = retried {
-                    prop_assert!(
-                        actions.iter().any(
-                            |a| matches!(a, Action::RetryAfter { token: t, .. } if *t == token)
-                        ) && !actions.iter().any(|a| matches!(a, Action::Exit(_))),
-                        "a check that could not start is not retried: {actions:?}"
-                    );
-                }
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            prop_assert!(self.exited.is_none(), "{action:?} after Exit");
+            if let Some(answer) = self.perform(m, action)? {
+                queue.extend(self.take(m, answer)?);
             }
-            for action in actions {
+            self.check_view();
+        }
+        prop_assert!(
+            self.unstarted.is_none(),
+            "a candidate shown in place for a check that could not start is still shown"
+        );
+        Ok(())
+    }
+
+    /// The machine takes `event`; what it asks for, checked.
+    fn take(&mut self, m: &mut Machine, event: Event) -> Result<Vec<Action>, TestCaseError> {
+        let before = m.stats().clone();
+        let retried = match &event {
+            Event::CannotCheck { token, .. } => m
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.token == *token && p.step == gate::Step::Checking)
+                .then_some(*token),
+            _ => None,
+        };
+        let actions = m.step(event.clone());
+        if let Event::CannotCheck { .. } = &event {
+            // No verdict on the bytes: neither counted as one nor a
+            // reason to give up; the check (or, with --promote-to, the
+            // staging it needs) is tried again.
+            let after = m.stats();
+            prop_assert_eq!(
+                (before.validations_ok, before.validations_failed),
+                (after.validations_ok, after.validations_failed),
+                "a check that could not start counted as a verdict"
+            );
+            if let Some(token) = retried {
                 prop_assert!(
-                    self.exited.is_none(),
-                    "{action:?} after Exit (event {event:?})"
+                    actions
+                        .iter()
+                        .any(|a| matches!(a, Action::RetryAfter { token: t, .. } if *t == token))
+                        && !actions.iter().any(|a| matches!(a, Action::Exit(_))),
+                    "a check that could not start is not retried: {actions:?}"
                 );
-                if let Some(answer) = self.perform(action)? {
-                    queue.push_back(answer);
-                }
-                self.check_view();
             }
         }
-        Ok(())
+        Ok(actions)
     }
 
     fn kill_child(&mut self, status: Status) {
@@ -428,7 +440,7 @@ impl Edge {
         }
     }
 
-    fn perform(&mut self, action: Action) -> Result<Option<Event>, TestCaseError> {
+    fn perform(&mut self, m: &Machine, action: Action) -> Result<Option<Event>, TestCaseError> {
         match action {
             Action::Spawn => {
                 prop_assert!(
@@ -450,6 +462,8 @@ impl Edge {
                 Ok(Some(Event::Spawned))
             }
             Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.source)))),
+            Action::Look(LookFor::Settle) => Ok(Some(Event::ConfigSettled(snap(self.source)))),
+            Action::Look(why) => Err(TestCaseError::fail(format!("a look for {why:?} asked"))),
             Action::Stage { token } => {
                 let result = self.model.stage();
                 Ok(Some(Event::Staged { token, result }))
@@ -459,11 +473,16 @@ impl Edge {
                 generation,
                 proven,
             } => {
-                let result = self.model.commit(&generation, proven.as_deref());
+                let result = self
+                    .model
+                    .commit(&generation, proven.as_deref(), &m.promoted());
                 Ok(Some(Event::Committed { token, result }))
             }
             Action::DropCandidate { generation } => {
-                self.model.drop_candidate(&generation);
+                if self.unstarted.as_ref() == Some(&generation) {
+                    self.unstarted = None;
+                }
+                self.model.drop_candidate(&generation, &m.promoted());
                 Ok(None)
             }
             Action::RemoveGeneration { generation } => {
@@ -680,11 +699,7 @@ impl Edge {
                     );
                     prop_assert_eq!(&before, m.stats());
                 }
-                for a in actions {
-                    if let Some(answer) = self.perform(a)? {
-                        self.feed(m, answer)?;
-                    }
-                }
+                self.perform_all(m, actions)?;
             }
             Op::Touch => {
                 let quiet = self.validations.is_empty()
@@ -700,11 +715,7 @@ impl Edge {
                     prop_assert!(actions.is_empty(), "unchanged bytes caused {actions:?}");
                     prop_assert_eq!(&before, m.stats());
                 }
-                for a in actions {
-                    if let Some(answer) = self.perform(a)? {
-                        self.feed(m, answer)?;
-                    }
-                }
+                self.perform_all(m, actions)?;
             }
             Op::ChildExits(code) => self.kill_child(Status::Exited(code)),
             Op::Signal(sig) => {
@@ -822,12 +833,7 @@ impl Edge {
                 *self = Edge::new(model);
                 let (fresh, first) = Machine::new(self.settings.clone(), good, rejected, proven);
                 *m = fresh;
-                for a in first {
-                    if let Some(answer) = self.perform(a)? {
-                        self.feed(m, answer)?;
-                    }
-                    self.check_view();
-                }
+                self.perform_all(m, first)?;
             }
         }
         Ok(())
@@ -946,12 +952,7 @@ fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestC
     model.instant_source = true;
     let mut w = Edge::new(model);
     let (mut m, first) = Machine::new(settings, None, None, None);
-    for a in first {
-        if let Some(answer) = w.perform(a)? {
-            w.feed(&mut m, answer)?;
-        }
-        w.check_view();
-    }
+    w.perform_all(&mut m, first)?;
     for op in ops {
         w.step(&mut m, op)?;
     }

@@ -388,6 +388,7 @@ impl Machine {
             Action::Fingerprint => {
                 out.push(self.start(Rec::Look(LookFor::Start), Op::Look(LookFor::Start)));
             }
+            Action::Look(why) => out.extend(self.look(why)),
             Action::Stage { token } => out.push(self.start(Rec::Stage(token), Op::Stage)),
             Action::Validate {
                 token,

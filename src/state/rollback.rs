@@ -110,6 +110,17 @@ impl Machine {
         actions
     }
 
+    /// What the child's directory holds, as the machine knows it: the
+    /// world is told this with every commit and drop instead of keeping a
+    /// copy of its own (read when the request is performed, so an answer
+    /// taken at once before it counts).
+    pub fn promoted(&self) -> Promoted {
+        Promoted {
+            record: self.last_good.clone(),
+            view: self.lag.clone().or_else(|| self.last_good.clone()),
+        }
+    }
+
     /// Recorded as the last good one, proven, or what the child's view
     /// still shows while it lags the record: a generation that stays.
     pub(super) fn is_kept(&self, generation: &str) -> bool {

@@ -2370,6 +2370,10 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
     assert_eq!(m.stats().promotions_failed, 0, "no promotion failed");
     assert_eq!(
         m.step(Event::RetryDue { token: 1 }),
+        [Action::Look(LookFor::Settle)]
+    );
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(1)))),
         [Action::Validate {
             token: 1,
             changed: conf(),
@@ -2497,6 +2501,51 @@ fn a_start_on_the_source_put_back_ends_the_failure() {
     assert!(!m.stats().last_failed, "still failing on the child's bytes");
 }
 
+/// Found by the loop's property test: without `--promote-to` a retried
+/// check ran on the live files without a look, after a second or more.
+/// The source had moved to other bytes meanwhile (3, which the validator
+/// rejects), and moved back before the next look: the verdict on 3 was
+/// taken for 2, 2 stayed rejected and never reached the child. The retry
+/// looks first and checks what it sees; its verdict is for those bytes.
+#[test]
+fn a_retried_check_looks_first_and_judges_what_it_sees() {
+    let mut m = running_validated(validating());
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::CannotCheck {
+        token: 2,
+        reason: "cannot run the validator: Resource temporarily unavailable".into(),
+    });
+    assert_eq!(
+        m.step(Event::RetryDue { token: 2 }),
+        [Action::Look(LookFor::Settle)]
+    );
+    // The look sees 3: that is what is checked now.
+    let check = m.step(Event::ConfigSettled(snap(Some(3))));
+    assert!(
+        matches!(
+            check[..],
+            [Action::Acted, Action::Validate { token: 3, .. }]
+        ),
+        "{check:?}"
+    );
+    assert_eq!(
+        m.step(Event::Validated {
+            token: 3,
+            ok: false
+        }),
+        []
+    );
+    // Back on 2: not taken for rejected bytes, checked again.
+    let again = m.step(Event::ConfigSettled(snap(Some(2))));
+    assert!(
+        matches!(
+            again[..],
+            [Action::Acted, Action::Validate { token: 4, .. }]
+        ),
+        "{again:?}"
+    );
+}
+
 /// Without `--promote-to`, a check that could not run (no file descriptor
 /// for its pipe: a fault of ours) is run again on the same bytes; it used to
 /// be retried as a staging, which failed forever ("no --promote-to").
@@ -2518,8 +2567,13 @@ fn a_plain_check_that_cannot_start_is_run_again() {
     let [Action::RetryAfter { token: 2, .. }] = failed[..] else {
         panic!("{failed:?}");
     };
+    // A fresh look first (the check reads the live files), then the check.
     assert_eq!(
         m.step(Event::RetryDue { token: 2 }),
+        [Action::Look(LookFor::Settle)]
+    );
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Validate {
             token: 2,
             changed: conf(),

@@ -2,6 +2,7 @@
 //! the actions it returns, and the shared vocabulary (`Status`, `Target`,
 //! `Policy`, `Reason`, `Stats`).
 
+use super::LookFor;
 use crate::route::Routes;
 use crate::signals;
 use crate::watch::fingerprint::Snapshot;
@@ -251,6 +252,18 @@ pub struct CommitFailed {
     pub recorded: bool,
 }
 
+/// `--promote-to`: what the child's directory holds, as the machine knows
+/// it (the world keeps no copy): the generation its durable record
+/// (`..good`) names, and the one its view (`..data`) shows outside a check
+/// in place, another only while the view lags the record. A commit whose
+/// view cannot follow puts the record back to `record`; a candidate
+/// dropped after being shown in place gives way to `view`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Promoted {
+    pub record: Option<String>,
+    pub view: Option<String>,
+}
+
 /// A generation of the child's directory (`--promote-to`): its name and
 /// the fingerprint of its files (keyed by the source paths they were
 /// copied from). Staged, it is a hidden candidate.
@@ -276,6 +289,9 @@ pub enum Action {
     /// Look at the config and answer `Candidate`: every start goes through
     /// the gate first (with `--validate` or `--promote-to`, it may check).
     Fingerprint,
+    /// Look at the config as a settled burst does, for `why`: answered as
+    /// that look is (`ConfigSettled`, `RestartRequested`).
+    Look(LookFor),
     /// Copy the sources as they are now into a new hidden generation of the
     /// child's directory; answer `Staged` with its exact bytes.
     Stage {

@@ -298,11 +298,16 @@ impl World for Fake {
         self.ready.push_back(Wake::Done { token, outcome });
     }
 
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
+    fn commit(
+        &mut self,
+        generation: &str,
+        proven: Option<&str>,
+        now: &Promoted,
+    ) -> Result<(), CommitFailed> {
         let version = self.gens[generation];
         // New bytes, or the record put back to what the view shows.
-        let new = self.view.as_deref() != Some(generation);
-        let result = self.model.commit(generation, proven);
+        let new = now.view.as_deref() != Some(generation);
+        let result = self.model.commit(generation, proven, now);
         self.record(match &result {
             Err(_) if self.disk_fails => Did::DiskFull,
             _ if !new => Did::RecordBack(version),
@@ -457,8 +462,8 @@ impl World for Fake {
         self.model.remove_generation(generation);
     }
 
-    fn drop_candidate(&mut self, generation: &str) {
-        if let Some(v) = self.model.drop_candidate(generation) {
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted) {
+        if let Some(v) = self.model.drop_candidate(generation, now) {
             self.record(Did::DropCandidate(v));
         }
     }
@@ -1396,4 +1401,46 @@ fn a_probe_answer_for_the_child_before_a_restart_judges_nobody() {
         "{after:?}"
     );
     assert!(after.iter().any(|(_, r)| r.is_ok()), "{after:?}");
+}
+
+/// Found by the loop's property test (its shrunk case): checks cannot start
+/// from 1 s to 10.4 s; 5, written meanwhile, waits for its check's retry;
+/// 3 is written just before that retry, and 5 again just after, within
+/// one settle. The retry
+/// ran on the live files without a look, judged 3, and the machine took
+/// that verdict for 5: 5 stayed rejected and never reached the child.
+#[test]
+fn a_retried_check_is_for_the_bytes_it_reads() {
+    let mut world = Fake::new()
+        .at(1_000, Happen::ChecksFail(true))
+        .at(10_364, Happen::ChecksFail(false))
+        .at(200_000, Happen::Signal(TERM));
+    // Rewrites of the same bytes too: each draws its splay.
+    let writes = [
+        (1_000, 0),
+        (1_000, 0),
+        (4_342, 0),
+        (5_586, 0),
+        (6_716, 0),
+        (8_540, 5),
+        (11_235, 3),
+        (12_235, 0),
+        (12_235, 5),
+    ];
+    for (at, v) in writes {
+        world = world.at(at, Happen::Write(v));
+    }
+    world.validator = |v| v % 10 != 3;
+    let s = Settings {
+        validate: true,
+        ..settings()
+    };
+    let cfg = LoopConfig {
+        splay: Duration::from_millis(2000),
+        seed: 13035057563520861790,
+        ..loop_cfg()
+    };
+    let (w, code) = run(world, cfg, s);
+    assert_eq!(code, 143);
+    assert_eq!(w.spawns().last(), Some(&Did::Spawn(5)), "{:?}", w.did);
 }

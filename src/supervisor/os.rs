@@ -13,7 +13,9 @@ use crate::promote::Promoter;
 use crate::reaper;
 use crate::route::Routes;
 use crate::signals;
-use crate::state::{CommitFailed, HookCall, Machine, Outcome, Settings, Target, Token, Verdict};
+use crate::state::{
+    CommitFailed, HookCall, Machine, Outcome, Promoted, Settings, Target, Token, Verdict,
+};
 use crate::watch::{NotifyEvent, Watch, fingerprint};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, select};
@@ -134,7 +136,7 @@ async fn supervise(
     // before the first spawn, or async-process starts a thread of its own.
     smol::future::yield_now().await;
     let watch = Watch::new(cfg.configs.clone(), cfg.poll_interval);
-    let mut promoter = match cfg
+    let promoter = match cfg
         .promote_to
         .clone()
         .map(|d| Promoter::new(d, cfg.configs.clone()))
@@ -148,7 +150,7 @@ async fn supervise(
     };
     // The child's directory as its durable record says (an interrupted
     // check or promotion is undone), and the bytes it holds.
-    let found = match promoter.as_mut().map(Promoter::recover) {
+    let found = match promoter.as_ref().map(Promoter::recover) {
         None => Default::default(),
         Some(Ok(found)) => found,
         Some(Err(e)) => {
@@ -400,16 +402,21 @@ impl World for Os {
         self.run(token, "staging", vec![], answer.boxed_local());
     }
 
-    fn commit(&mut self, generation: &str, proven: Option<&str>) -> Result<(), CommitFailed> {
-        let p = self.promoter.as_mut().ok_or(CommitFailed {
+    fn commit(
+        &mut self,
+        generation: &str,
+        proven: Option<&str>,
+        now: &Promoted,
+    ) -> Result<(), CommitFailed> {
+        let p = self.promoter.as_ref().ok_or(CommitFailed {
             reason: "no --promote-to".into(),
             recorded: false,
         })?;
-        p.commit(generation, proven)
+        p.commit(generation, proven, now)
     }
 
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
-        match self.promoter.as_mut() {
+        match self.promoter.as_ref() {
             Some(p) => p.roll_back(to, from),
             None => Err("no --promote-to".into()),
         }
@@ -627,14 +634,14 @@ impl World for Os {
     }
 
     fn prove(&mut self, generation: &str) {
-        if let Some(p) = self.promoter.as_mut() {
+        if let Some(p) = self.promoter.as_ref() {
             p.prove(generation);
         }
     }
 
-    fn drop_candidate(&mut self, generation: &str) {
-        if let Some(p) = self.promoter.as_mut() {
-            p.drop_candidate(generation);
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted) {
+        if let Some(p) = self.promoter.as_ref() {
+            p.drop_candidate(generation, now);
         }
     }
 
