@@ -215,17 +215,19 @@ impl Promoter {
         self.dir.join(generation)
     }
 
-    /// Where each of `sources` is in `root`, from one walk of the sources
-    /// (a path per file would walk them once per file).
-    pub fn targets(&self, sources: &[PathBuf], root: &Path) -> Vec<PathBuf> {
-        let layout: std::collections::HashMap<PathBuf, PathBuf> =
-            self.layout().unwrap_or_default().into_iter().collect();
-        sources
+    /// Where each of `files` (found under the sources) is in `root`, the
+    /// candidate or DIR. A path computation, no walk: it runs on the loop,
+    /// at every check and reload. A file under two nested sources is placed
+    /// by the innermost (the copy holds it under both).
+    pub fn targets(&self, files: &[PathBuf], root: &Path) -> Vec<PathBuf> {
+        files
             .iter()
-            .map(|s| {
-                layout
-                    .get(s)
-                    .map_or_else(|| s.clone(), |rel| root.join(rel))
+            .map(|file| {
+                self.sources
+                    .iter()
+                    .filter_map(|s| relative(s, file).map(|rel| (s.as_os_str().len(), rel)))
+                    .max_by_key(|(depth, _)| *depth)
+                    .map_or_else(|| file.clone(), |(_, rel)| root.join(rel))
             })
             .collect()
     }
@@ -1113,6 +1115,42 @@ mod tests {
         assert_eq!(good, s1);
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the interrupted candidate is gone");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// What a check or hook is told: each changed file where the candidate
+    /// (or DIR) holds it, computed without walking the sources; a file gone
+    /// from the source is named where it would be, not at the source.
+    #[test]
+    fn targets_place_files_without_a_walk() {
+        let d = scratch("targets");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("main.conf"), "m").unwrap();
+        fs::write(d.join("one.conf"), "1").unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone(), d.join("one.conf")]).unwrap();
+        let root = Path::new("/cand");
+        let files = [
+            src.join("main.conf"),
+            src.join("sub/gone.conf"),
+            d.join("one.conf"),
+            d.join("elsewhere.conf"),
+        ];
+        assert_eq!(
+            p.targets(&files, root),
+            [
+                root.join("main.conf"),
+                root.join("sub/gone.conf"),
+                root.join("one.conf"),
+                d.join("elsewhere.conf"),
+            ]
+        );
+        // Nested sources: the innermost places the file.
+        let p = Promoter::new(dir, vec![src.clone(), src.join("sub")]).unwrap();
+        assert_eq!(
+            p.targets(&[src.join("sub/x.conf")], root),
+            [root.join("x.conf")]
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
