@@ -480,9 +480,11 @@ impl Promoter {
     /// On failure the answer says what `..good` names now, read back from
     /// the disk: the machine takes that word, since a restarted manager
     /// trusts the record alone. `recorded`: the record names the candidate
-    /// (the view could not follow and the record could not be put back, or
-    /// a retried commit found it already recorded); the candidate is then
-    /// the last good generation and is kept.
+    /// (the view could not follow, or a retried commit found it already
+    /// recorded); the candidate is then the last good generation and is
+    /// kept. Nothing is undone here: while the view lags the record, the
+    /// machine retries this commit, or puts the record back to what the
+    /// view shows, through the same operation.
     pub fn commit(
         &self,
         generation: &str,
@@ -504,17 +506,6 @@ impl Promoter {
             return Err(self.failed(generation, proves, e, now));
         }
         if let Err(e) = self.switch(generation) {
-            // The record names the candidate but the view could not follow:
-            // the record goes back to the last good one before the candidate
-            // may go. If even that fails, the candidate stays (a restart
-            // trusts the record, and a generation it names is never removed)
-            // and the answer says the record names it.
-            let back = match now.record.as_deref().filter(|g| *g != generation) {
-                Some(good) => replace_link(&self.dir, GOOD_TMP, GOOD, good),
-                None if now.record.is_none() => fs::remove_file(self.dir.join(GOOD)),
-                None => Ok(()),
-            };
-            let _ = back.and_then(|()| sync_dir(&self.dir));
             return Err(self.failed(generation, proves, e, now));
         }
         let new = now.view.as_deref() != Some(generation);
@@ -1279,22 +1270,28 @@ mod tests {
 
     /// Found by a hostile review: a commit whose view switch failed (here
     /// a directory squatting `..data_tmp`) deleted the generation `..good`
-    /// already named, losing the last good config.
+    /// already named, losing the last good config. The record names the
+    /// candidate (the answer says so); the generation the child's view
+    /// shows is kept, and the same commit, retried, brings the view along.
     #[test]
-    fn a_commit_that_cannot_switch_the_view_keeps_the_last_good_one() {
+    fn a_commit_that_cannot_switch_the_view_keeps_what_the_child_reads() {
         let (d, _src, dir, p, s1, s2) = v1_committed_v2_staged("commit-fail");
         fs::create_dir(dir.join(DATA_TMP)).unwrap();
         fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
-        assert!(p.commit(&s2.name, None, &at(&s1)).is_err());
+        let e = p.commit(&s2.name, None, &at(&s1)).unwrap_err();
+        assert!(e.recorded, "{e:?}");
         assert_eq!(
             fs::read_link(dir.join(GOOD)).unwrap(),
-            PathBuf::from(&s1.name)
+            PathBuf::from(&s2.name)
         );
         assert!(
             dir.join(&s1.name).is_dir(),
-            "the last good generation is kept"
+            "the generation the child reads is kept"
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(dir.join(DATA_TMP)).unwrap();
+        p.commit(&s2.name, None, &holds(&s2, &s1)).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1328,9 +1325,8 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
-    /// After a commit's double fault the record names s2 while the view
-    /// shows s1 (set up by hand: no squat makes the view switch and the
-    /// record's restore both fail in one commit). Putting the record back
+    /// After a commit whose view could not follow, the record names s2
+    /// while the view shows s1 (set up by hand). Putting the record back
     /// to s1 is a commit of s1: while it fails it never removes s1, the
     /// generation the child reads (it used to be discarded as a failed
     /// candidate, the view flipped to s2 first); a candidate shown in place
@@ -1377,8 +1373,7 @@ mod tests {
 
     /// Newer bytes A on probation (`..proven` keeps G), then the source
     /// back on G's bytes: their commit proves them at once. When that
-    /// commit stood recorded without its view (a double fault, set up by
-    /// hand as above: `..good` names it, `..data` still shows A) and its
+    /// commit stood recorded without its view (set up by hand as above: `..good` names it, `..data` still shows A) and its
     /// retry failed again (a squat on `..good_tmp`), `..proven` still named
     /// G: a restarted manager put the candidate, proven bytes, on probation
     /// against G (a child's exit then "rolled back" to the same bytes and
@@ -1390,7 +1385,7 @@ mod tests {
         fs::write(src.join("app.conf"), "G").unwrap();
         let c = p.stage().unwrap();
         assert_eq!(c.snapshot, g.snapshot, "the proven bytes again");
-        // The double fault: recorded, not shown.
+        // Recorded, not shown.
         replace_link(&dir, GOOD_TMP, GOOD, &c.name).unwrap();
         // Its retry, proven at once, fails too.
         fs::create_dir(dir.join(GOOD_TMP)).unwrap();

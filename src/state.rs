@@ -96,7 +96,7 @@ pub struct Machine {
     last_good: Option<String>,
     /// `--promote-to`: the generation the child's view still shows while
     /// the durable record (`last_good`) names another: a commit moved the record
-    /// but could not switch the view, nor put the record back. Until they
+    /// but could not switch the view. Until they
     /// agree again, something in flight owes it: the commit retried, a newer
     /// commit, or, when nothing else is in flight, the record put back to
     /// this generation (`view_follows_record`).

@@ -945,3 +945,35 @@ fn an_empty_lost_found_in_dir_is_tolerated() {
     assert_eq!(m.exit_code(), 2, "{}", m.log());
     assert!(m.log().contains("not flush-manager's"), "{}", m.log());
 }
+
+/// A commit whose record moved but whose view could not follow (a
+/// directory squatting `..data_tmp`, the name `..data` is switched
+/// through): the child keeps the bytes it has, `..good` names the new
+/// generation (a restart would show it), and the same commit is retried
+/// until the view follows; then the child gets the new bytes. (The record
+/// used to be put back and the candidate thrown away, to be staged and
+/// checked again.)
+#[test]
+fn a_commit_whose_view_cannot_follow_is_retried_until_it_does() {
+    let t = Promotion::new("promote-view-lags", b"ok v1");
+    let check = t.check("0");
+    let m = t.watching(&["--validate", &check]);
+    let squat = t.dir.join("..data_tmp");
+    fs::create_dir_all(squat.join("x")).unwrap();
+    t.push(b"ok v2");
+    assert!(m.wait_log("Cannot show the promoted config"), "{}", m.log());
+    assert_eq!(t.shown(), "ok v1", "the view stays");
+    assert_eq!(t.starts().len(), 1, "the child was told nothing");
+    let good = fs::read_link(t.dir.join("..good")).unwrap();
+    assert_eq!(
+        fs::read_to_string(t.dir.join(&good).join("app.conf")).unwrap(),
+        "ok v2",
+        "..good names the new generation"
+    );
+    fs::remove_dir_all(&squat).unwrap();
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v2"), "{:?}", t.starts());
+    assert_eq!(t.shown(), "ok v2");
+    // Checked once: the retry is the commit's, not a new staging.
+    assert_eq!(t.s.lines("seen"), ["ok v1", "ok v2"], "{}", m.log());
+}

@@ -552,8 +552,8 @@ impl Machine {
         actions
     }
 
-    /// The commit's record moved but the child's view did not follow, and
-    /// the record could not be put back: the disk names the candidate as the
+    /// The commit's record moved but the child's view did not follow (the
+    /// world undoes nothing): the disk names the candidate as the
     /// last good generation (a restarted manager shows it), so the machine
     /// does too, or it would later roll back from, keep or forget
     /// generations the disk does not have in that role. The child is not

@@ -72,8 +72,7 @@ pub struct Model {
     pub shown: Option<String>,
     /// Every write to the directory fails (a full disk).
     pub disk_fails: bool,
-    /// The view cannot switch, and a commit's record cannot be put back
-    /// (a double fault).
+    /// The view cannot switch: a commit's record moves without it.
     pub view_fails: bool,
     /// No check can start: no descriptor, process or memory for it
     /// (EMFILE, EAGAIN, ENOMEM), a fault of ours that says nothing of the
@@ -185,7 +184,7 @@ impl Model {
         self.proven_record.is_none() || self.proven_record == self.good
     }
 
-    /// The view lags the record (a commit's double fault).
+    /// The view lags the record (a commit whose view could not follow).
     pub fn behind(&self) -> bool {
         self.good != self.view
     }

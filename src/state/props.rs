@@ -62,8 +62,7 @@ enum Op {
     FireRetry,
     /// `--promote-to`'s directory fails every write (a full disk), or no more.
     DiskFails(bool),
-    /// A commit's record moves but the view cannot switch and the record
-    /// cannot be put back (a double fault), or no more.
+    /// A commit's record moves but the view cannot switch, or no more.
     ViewFails(bool),
     /// No check can start (EMFILE, EAGAIN, ENOMEM: the world answers
     /// `CannotCheck` at once), or no more.

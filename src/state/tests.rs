@@ -2832,7 +2832,7 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
     );
 }
 
-/// A machine running on g1 whose commit of g2 hit a double fault: the
+/// A machine running on g1 whose commit of g2 could not switch the view: the
 /// record names g2, the view still shows g1; the commit's retry is armed
 /// (token 1).
 fn view_lagging_g2() -> Machine {
@@ -2876,7 +2876,7 @@ fn commit_of(actions: &[Action]) -> Option<(u64, String, Option<String>)> {
     })
 }
 
-/// After a commit's double fault (the record names g2, the view shows g1),
+/// After a commit whose view could not follow (the record names g2, the view shows g1),
 /// the source goes back to g1's bytes: the commit owed for g2 is moot, so
 /// the record goes back to g1 (what the view shows and the child runs),
 /// through a tokened commit retried while the disk fails; then g2, which

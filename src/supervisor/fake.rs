@@ -31,8 +31,8 @@ enum Happen {
     ChildExits(i32),
     /// The child's directory (`--promote-to`) fails every write, or no more.
     DiskFails(bool),
-    /// A commit's record moves but the child's view cannot follow, and the
-    /// record cannot be put back either (a double fault), or no more.
+    /// A commit's record moves but the child's view cannot follow, or no
+    /// more.
     ViewFails(bool),
     /// No check can start (EMFILE, EAGAIN, ENOMEM), or no more.
     ChecksFail(bool),
@@ -1012,14 +1012,13 @@ fn a_full_disk_changes_nothing_and_staging_is_retried_doubling() {
     assert_eq!(w.when(&Did::Spawn(1)), [4_100]);
 }
 
-/// A commit whose view switch fails and whose record cannot be put back
-/// either: the record names 1 (a restarted manager would show it), so the
+/// A commit whose view switch fails: the record names 1 (a restarted manager would show it), so the
 /// machine takes 1 as the last good one: it never discards it, never forgets
 /// it, and retries the same commit (not a new staging) until the view
 /// follows; the child is told only then. Before, the machine took it as a
 /// failed commit, staged 1 again and left the recorded copy behind.
 #[test]
-fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word() {
+fn a_commit_whose_view_cannot_follow_is_taken_at_the_disks_word() {
     let world = Fake::new()
         .at(500, Happen::ViewFails(true))
         .at(1_000, Happen::Write(1))
@@ -1040,13 +1039,13 @@ fn a_commit_whose_view_and_record_restore_both_fail_is_taken_at_the_disks_word()
     assert_eq!(w.gens.len(), 1, "{:?}", w.gens);
 }
 
-/// The same double fault, then the source goes back to 0 while the view
+/// The same fault, then the source goes back to 0 while the view
 /// still shows 0: the commit owed for 1 is moot, so the record goes back
 /// to 0 (retried while the disk fails), 1's copy goes, and the child, which
 /// has 0, is neither restarted nor told. Before, the retry was dropped and
 /// the record named 1 for good while the view showed 0.
 #[test]
-fn after_a_double_fault_a_source_back_on_the_views_bytes_puts_the_record_back() {
+fn after_a_view_fault_a_source_back_on_the_views_bytes_puts_the_record_back() {
     let world = Fake::new()
         .at(500, Happen::ViewFails(true))
         .at(1_000, Happen::Write(1))
