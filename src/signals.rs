@@ -235,7 +235,48 @@ extern "C" fn capture_start_state() {
     // From here on, every signal waits for the signalfd: the earliest point
     // the program controls (before Rust's runtime and `main`).
     block_all();
+    #[cfg(all(target_os = "linux", target_env = "musl"))]
+    take_pending_rtmin();
 }
+
+/// musl: 34s already pending (sent while our parent had it blocked, before
+/// its exec) would take their default action the moment the runtime's
+/// first handler makes musl unblock 34 (see `settle_mask`), killing the
+/// manager before `main`. They are taken here, while 34 is still blocked,
+/// and counted, and `Intake::new` hands them on as caught signals.
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+fn take_pending_rtmin() {
+    let set = set_of(&[RTMIN]);
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: rt_sigtimedwait with a valid set, no siginfo wanted and a
+    // zero timeout: it takes one pending 34, or fails at once (EAGAIN).
+    // Raw, as musl's wrappers refuse 34. Bounded, as the queue is.
+    for _ in 0..EARLY_RTMIN_MAX {
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &set as *const libc::sigset_t,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                &now as *const libc::timespec,
+                8usize,
+            )
+        };
+        if got != libc::c_long::from(RTMIN) {
+            break;
+        }
+        EARLY_RTMIN.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// 34s taken before `main` on musl (`take_pending_rtmin`), at most
+/// `EARLY_RTMIN_MAX` (the kernel's queue for a process is about as long).
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+static EARLY_RTMIN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+#[cfg(all(target_os = "linux", target_env = "musl"))]
+const EARLY_RTMIN_MAX: u32 = 4096;
 
 // Not in the test binary: it would block SIGTERM and SIGINT in `cargo test`,
 // whose unit tests never read a signalfd, and so make it unstoppable.
@@ -443,9 +484,10 @@ static SIGNALS_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// thread, and each new thread starts with its creator's mask. So a first
 /// thread is started and ended here, before any other, and 34 is blocked
 /// again after it: from then on every thread blocks it, and the signalfd
-/// reads it like any other. (A 34 that comes in the instants between exec
-/// and here still takes its default action, as it would for any program
-/// before its first line.) Nothing here needs 34 for musl's own use (its
+/// reads it like any other. (34s already pending at exec are taken before
+/// the runtime starts: `take_pending_rtmin`. One sent in the instants
+/// between the runtime's start and here still takes its default action, as
+/// it would for any program before its first line.) Nothing here needs 34 for musl's own use (its
 /// cross-thread setuid and setrlimit fallback; the manager calls neither).
 /// Elsewhere: nothing to do.
 pub fn settle_mask() {
@@ -478,9 +520,18 @@ impl Intake {
         let mask = unsafe { nix::sys::signal::SigSet::from_sigset_t_unchecked(caught_set()) };
         default_sigchld();
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        #[allow(unused_mut)]
+        let mut read = std::collections::VecDeque::with_capacity(BATCH);
+        // The 34s taken before `main` come first, as they came first.
+        #[cfg(target_env = "musl")]
+        read.extend((0..EARLY_RTMIN.swap(0, Ordering::Relaxed)).map(|_| Caught {
+            sig: RTMIN,
+            pid: 0,
+            code: 0,
+        }));
         Ok(Intake {
             fd,
-            read: std::collections::VecDeque::with_capacity(BATCH),
+            read,
             drained: false,
         })
     }
