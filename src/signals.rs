@@ -245,6 +245,7 @@ extern "C" fn capture_start_state() {
 /// manager before `main`. They are taken here, while 34 is still blocked,
 /// and counted, and `Intake::new` hands them on as caught signals.
 #[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg_attr(test, allow(dead_code))]
 fn take_pending_rtmin() {
     let set = set_of(&[RTMIN]);
     let now = libc::timespec {
@@ -276,6 +277,7 @@ fn take_pending_rtmin() {
 #[cfg(all(target_os = "linux", target_env = "musl"))]
 static EARLY_RTMIN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 #[cfg(all(target_os = "linux", target_env = "musl"))]
+#[cfg_attr(test, allow(dead_code))]
 const EARLY_RTMIN_MAX: u32 = 4096;
 
 // Not in the test binary: it would block SIGTERM and SIGINT in `cargo test`,
