@@ -120,7 +120,7 @@ impl Httpd {
         if !require_tool("python3", "python3") {
             return None;
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/httpd.py");
+        let script = helper("httpd.py");
         let child = Command::new("python3")
             .arg(script)
             .arg(s.path(&format!("port{tag}")))

@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 
 const NO_CONFIG: &str = "--config=";
 
-fn helper(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/helpers")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 /// python3 runs the helper children; see `require_tool`.
 fn python3() -> Option<&'static str> {
     require_tool("python3", "python3").then_some("python3")

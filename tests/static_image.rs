@@ -293,10 +293,10 @@ fn the_static_build_forwards_a_signal_34_pending_at_its_exec() {
     if !require_tool("python3", "python3") {
         return;
     }
-    let counter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/rtcount.py");
+    let counter = helper("rtcount.py");
     let s = Scratch::new("sig34-pending");
     let out = s.path("count");
-    let (counter, out_s) = (counter.display().to_string(), out.display().to_string());
+    let out_s = out.display().to_string();
     // The launcher blocks 34, sends itself two, and execs the manager.
     let pending = "import os, signal, sys\n\
                    signal.pthread_sigmask(signal.SIG_BLOCK, {34})\n\
@@ -341,10 +341,10 @@ fn the_static_build_forwards_signal_34_and_counts_rtmin_from_it() {
     if !require_tool("python3", "python3") {
         return;
     }
-    let counter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/rtcount.py");
+    let counter = helper("rtcount.py");
     let s = Scratch::new("sig34");
     let out = s.path("count");
-    let (counter, out_s) = (counter.display().to_string(), out.display().to_string());
+    let out_s = out.display().to_string();
     let mut m = Manager::start_with(
         &["--config=", "--", "python3", &counter, "34", &out_s],
         Opts {

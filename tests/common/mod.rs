@@ -678,6 +678,15 @@ pub fn under_qemu() -> bool {
 /// Why plain-mode orphan tests cannot run under qemu-user.
 pub const QEMU_NO_SUBREAPER: &str = "PR_SET_CHILD_SUBREAPER returns EINVAL under qemu-user: a plain manager cannot adopt orphans there";
 
+/// The path of one of the project's test helpers (`tests/helpers/NAME`).
+pub fn helper(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(name)
+        .display()
+        .to_string()
+}
+
 /// Is `cmd` installed? A test that calls this is `#[ignore = "needs …"]`,
 /// so it runs only when asked (`--include-ignored`, as CI does). Then, if
 /// `cmd` is missing, the calling test fails with what to install,
