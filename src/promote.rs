@@ -69,8 +69,8 @@ type Layout = Vec<(PathBuf, PathBuf)>;
 pub struct Recovered {
     /// The last good generation.
     pub good: Option<Generation>,
-    /// The bytes of the generation last rolled back from (still rejected).
-    pub rejected: Option<Snapshot>,
+    /// The generation last rolled back from (its bytes still rejected).
+    pub rejected: Option<Generation>,
     /// The proven generation, when the last good one was on probation.
     pub proven: Option<Generation>,
 }
@@ -193,7 +193,10 @@ impl Promoter {
                 snapshot: self.fingerprint(&g),
                 name: g,
             }),
-            rejected: rejected.map(|g| self.fingerprint(&g)),
+            rejected: rejected.map(|g| Generation {
+                snapshot: self.fingerprint(&g),
+                name: g,
+            }),
             proven: proven.map(|g| Generation {
                 snapshot: self.fingerprint(&g),
                 name: g,
@@ -508,22 +511,10 @@ impl Promoter {
         if let Err(e) = self.switch(generation) {
             return Err(self.failed(generation, proves, e, now));
         }
-        let new = now.view.as_deref() != Some(generation);
         if proves {
             self.drop_proven_record();
         }
-        // New bytes went through (not the record put back to the view): a
-        // rollback's rejection is over.
-        if new && let Ok(old) = fs::read_link(self.dir.join(REJECTED)) {
-            let _ = fs::remove_file(self.dir.join(REJECTED));
-            if let Some(old) = old
-                .to_str()
-                .filter(|g| is_generation(g) && *g != generation)
-            {
-                remove_later(self.dir.join(old));
-            }
-        }
-        match new {
+        match now.view.as_deref() != Some(generation) {
             true => info!("Promoted generation {generation} to {}", self.dir.display()),
             false => info!(
                 "{}: {GOOD} names generation {generation} again",
@@ -614,7 +605,9 @@ impl Promoter {
     }
 
     /// Back to a generation kept for the rollback window: the durable record
-    /// first, then the child's view; the failed one goes.
+    /// first, then the child's view; then `..rejected` names `from`, so a
+    /// restarted manager does not try those bytes again (if that write
+    /// fails, nothing names `from`: the next startup removes it).
     pub fn roll_back(&self, to: &str, from: &str) -> Result<(), String> {
         if !self.dir.join(to).is_dir() {
             return Err(format!("generation {to} is gone"));
@@ -627,19 +620,23 @@ impl Promoter {
         .map_err(|e| e.to_string())?;
         // Back on the proven one: nothing is on probation.
         self.drop_proven_record();
-        // Kept, and named: a restarted manager must not try it again.
-        let earlier = fs::read_link(self.dir.join(REJECTED)).ok();
-        if replace_link(&self.dir, REJECTED_TMP, REJECTED, from).is_err() {
-            self.remove_generation(from);
-        }
-        if let Some(old) = earlier
-            .as_ref()
-            .and_then(|o| o.to_str())
-            .filter(|o| *o != from)
-        {
-            self.remove_generation(old);
+        if let Err(e) = replace_link(&self.dir, REJECTED_TMP, REJECTED, from) {
+            warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
         }
         Ok(())
+    }
+
+    /// New bytes went through: the rejection `..rejected` records (of
+    /// `generation`) is over, and that generation goes.
+    pub fn unreject(&self, generation: &str) {
+        let named = fs::read_link(self.dir.join(REJECTED));
+        if named.is_ok_and(|g| g == Path::new(generation)) {
+            if let Err(e) = fs::remove_file(self.dir.join(REJECTED)) {
+                warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
+                return;
+            }
+        }
+        self.remove_generation(generation);
     }
 
     /// The candidate is rejected or moot: the child's view goes back to
@@ -1197,6 +1194,33 @@ mod tests {
             .recover()
             .unwrap();
         assert_eq!((found.good, found.proven), (Some(a), None));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A rollback records what it went back from in `..rejected`, which a
+    /// restarted manager reads back; the machine ends that rejection
+    /// (`unreject`) once new bytes are committed, and the generation goes.
+    #[test]
+    fn a_rollback_records_its_rejection_until_the_machine_ends_it() {
+        let (d, src, dir, p, g, a) = a_on_probation_after_g("rejected");
+        p.roll_back(&g.name, &a.name).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "G");
+        assert_eq!(p.record(REJECTED), Some(a.name.clone()));
+        p.remove_generation(&a.name);
+        assert!(dir.join(&a.name).is_dir(), "what ..rejected names stays");
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let found = again.recover().unwrap();
+        assert_eq!(
+            (found.good, found.rejected),
+            (Some(g.clone()), Some(a.clone()))
+        );
+        again.unreject(&a.name);
+        assert_eq!(again.record(REJECTED), None);
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !dir.join(&a.name).exists()
+        });
+        assert!(gone, "the rejected generation was kept");
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -104,6 +104,10 @@ pub struct Machine {
     /// `--promote-to`: the generation a rollback goes back to (see
     /// `rollback.rs` for a generation's life).
     proven: Option<Generation>,
+    /// `--promote-to`: the generation the disk records as rolled back from
+    /// (`..rejected`), so that a restarted manager keeps its bytes
+    /// rejected; unrecorded, and removed, once new bytes are committed.
+    rolled_back_from: Option<String>,
     /// `--rollback-window`: the shown generation is on probation.
     probation: Option<Probation>,
     /// The number of the running child's start period (counted up at each
@@ -148,7 +152,7 @@ impl Machine {
     fn new(
         settings: Settings,
         last_good: Option<Generation>,
-        rejected: Option<Snapshot>,
+        rejected: Option<Generation>,
         proven: Option<Generation>,
     ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
@@ -171,6 +175,7 @@ impl Machine {
             last_good: None,
             lag: None,
             proven: None,
+            rolled_back_from: None,
             probation: None,
             period: 0,
             starting_up: false,
@@ -188,7 +193,8 @@ impl Machine {
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
             m.approved = Some(good.snapshot.clone());
             m.last_good = Some(good.name.clone());
-            m.rejected = rejected;
+            m.rejected = rejected.as_ref().map(|r| r.snapshot.clone());
+            m.rolled_back_from = rejected.map(|r| r.name);
             match proven.filter(|p| p.name != good.name) {
                 Some(p) if m.settings.rollback_window.is_some() => {
                     info!(
@@ -219,7 +225,7 @@ impl Machine {
     pub fn boot(
         settings: Settings,
         last_good: Option<Generation>,
-        rejected: Option<Snapshot>,
+        rejected: Option<Generation>,
         proven: Option<Generation>,
     ) -> (Machine, Vec<Request>) {
         let (mut m, first) = Machine::new(settings, last_good, rejected, proven);

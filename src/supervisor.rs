@@ -136,6 +136,8 @@ pub trait World {
     fn drop_candidate(&mut self, generation: &str, now: &Promoted);
     /// `--promote-to`: removes a generation no longer needed.
     fn remove_generation(&mut self, generation: &str);
+    /// `--promote-to`: `..rejected` names `generation` no more; it goes.
+    fn unreject(&mut self, generation: &str);
     /// What `--metrics` and `/readyz` show, read from the machine only
     /// where they are served (this runs at every turn of the loop).
     fn show(&mut self, machine: &Machine);
@@ -335,6 +337,10 @@ impl<W: World> Loop<'_, W> {
             }
             Request::RemoveGeneration { generation } => {
                 self.world.remove_generation(&generation);
+                None
+            }
+            Request::Unreject { generation } => {
+                self.world.unreject(&generation);
                 None
             }
             Request::Acted => {

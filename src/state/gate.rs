@@ -478,6 +478,10 @@ impl Machine {
                 if let Some(generation) = lag.filter(|g| !self.is_kept(g)) {
                     actions.push(Action::RemoveGeneration { generation });
                 }
+                // New bytes went through: a rollback's rejection is over.
+                if let Some(generation) = self.rolled_back_from.take() {
+                    actions.push(Action::Unreject { generation });
+                }
                 actions.extend(self.approve(p));
                 actions
             }

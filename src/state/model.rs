@@ -363,12 +363,10 @@ impl Model {
             });
         }
         // New bytes shown (not the record put back to the view's): a
-        // rollback's rejection is over, and its generation goes.
+        // rollback's rejection is over (`..rejected` goes when the machine
+        // says: `unreject`).
         if self.view.as_deref() != Some(generation) {
             self.rolled_back = None;
-            if let Some(r) = self.rejected.take().filter(|r| r != generation) {
-                self.gens.remove(&r);
-            }
         }
         self.view = Some(generation.to_string());
         self.shown = self.view.clone();
@@ -476,13 +474,25 @@ impl Model {
         assert_ne!(to_bytes, from_bytes, "rolled back onto the same bytes");
         self.rolled_back = Some(from_bytes);
         self.ever_rolled_back.insert(from_bytes);
-        if let Some(old) = self.rejected.replace(from.to_string())
-            && old != from
-            && self.good.as_ref() != Some(&old)
-        {
-            self.gens.remove(&old);
-        }
+        // The one named before stays until the machine forgets it.
+        self.rejected = Some(from.to_string());
         Ok(())
+    }
+
+    /// New bytes were committed: `..rejected` (which must name
+    /// `generation`) goes, and so does that generation.
+    pub fn unreject(&mut self, generation: &str) {
+        assert_eq!(
+            self.rejected.as_deref(),
+            Some(generation),
+            "unrejected a generation ..rejected does not name"
+        );
+        assert!(
+            self.rolled_back.is_none(),
+            "a rollback's rejection ended before new bytes were shown"
+        );
+        self.rejected = None;
+        self.remove_generation(generation);
     }
 
     /// The manager is killed and started again on the same disk: the
@@ -490,7 +500,7 @@ impl Model {
     /// `..good`, every generation not recorded removed), and what it tells
     /// the new machine: the last good generation, the rejected bytes, the
     /// proven one while the last good one is on probation.
-    pub fn recover(&mut self) -> (Option<Generation>, Option<Snapshot>, Option<Generation>) {
+    pub fn recover(&mut self) -> (Option<Generation>, Option<Generation>, Option<Generation>) {
         let generation = |m: &Model, g: &String| Generation {
             name: g.clone(),
             snapshot: snap(m.gens[g]),
@@ -509,8 +519,8 @@ impl Model {
         let rejected = self
             .rejected
             .as_ref()
-            .and_then(|g| self.gens.get(g))
-            .map(|v| snap(*v));
+            .filter(|g| self.gens.contains_key(*g))
+            .map(|g| generation(self, g));
         let proven = self.proven_record.as_ref().map(|g| generation(self, g));
         (good, rejected, proven)
     }

@@ -488,6 +488,10 @@ impl Edge {
                 self.model.remove_generation(&generation);
                 Ok(None)
             }
+            Action::Unreject { generation } => {
+                self.model.unreject(&generation);
+                Ok(None)
+            }
             Action::RollBack { to, from } => {
                 let result = self.model.roll_back(&to, &from);
                 Ok(Some(Event::RolledBack { result }))

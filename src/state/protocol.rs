@@ -146,6 +146,11 @@ pub enum Request {
     RemoveGeneration {
         generation: String,
     },
+    /// `--promote-to`: the rollback's rejection of this generation is
+    /// over: `..rejected` names it no more, and it goes.
+    Unreject {
+        generation: String,
+    },
     /// A settled change was taken: `--min-interval` counts from now.
     Acted,
     Exit(i32),
@@ -450,6 +455,7 @@ impl Machine {
             Action::RemoveGeneration { generation } => {
                 out.push(Request::RemoveGeneration { generation })
             }
+            Action::Unreject { generation } => out.push(Request::Unreject { generation }),
             Action::Acted => out.push(Request::Acted),
             Action::Exit(code) => {
                 let code = self

@@ -379,16 +379,24 @@ impl Machine {
         self.rejected = self.approved.replace(r.previous.snapshot);
         self.stats.rollbacks += 1;
         self.failed();
+        // `..rejected` names the bad one now: the one it named before goes.
+        let mut forget: Vec<Action> = self
+            .rolled_back_from
+            .replace(r.bad.clone())
+            .filter(|g| *g != r.bad && !self.is_kept(g))
+            .map(|generation| Action::RemoveGeneration { generation })
+            .into_iter()
+            .collect();
         if r.on_exit {
             // The stop under way restarts the child onto what DIR shows now,
             // the proven generation, whatever the source holds by then
             // (`on_candidate`); newer bytes are judged once it runs.
             self.after_rollback = true;
-            return vec![];
+            return forget;
         }
-        let mut actions = self.back_onto_last_good();
-        actions.extend(self.judge_again(r.newer));
-        actions
+        forget.extend(self.back_onto_last_good());
+        forget.extend(self.judge_again(r.newer));
+        forget
     }
 
     /// Bytes that were in flight when the rollback dropped them: nothing

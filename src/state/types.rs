@@ -318,6 +318,11 @@ pub enum Action {
         generation: String,
     },
     /// Remove a generation no longer needed: neither shown nor proven.
+    /// `--promote-to`: `..rejected` names this generation no more, and it
+    /// goes.
+    Unreject {
+        generation: String,
+    },
     RemoveGeneration {
         generation: String,
     },

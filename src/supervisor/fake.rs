@@ -462,6 +462,10 @@ impl World for Fake {
         self.model.remove_generation(generation);
     }
 
+    fn unreject(&mut self, generation: &str) {
+        self.model.unreject(generation);
+    }
+
     fn drop_candidate(&mut self, generation: &str, now: &Promoted) {
         if let Some(v) = self.model.drop_candidate(generation, now) {
             self.record(Did::DropCandidate(v));

@@ -651,6 +651,12 @@ impl World for Os {
         }
     }
 
+    fn unreject(&mut self, generation: &str) {
+        if let Some(p) = self.promoter.as_ref() {
+            p.unreject(generation);
+        }
+    }
+
     fn show(&mut self, machine: &Machine) {
         if let Some(m) = &self.metrics {
             m.borrow_mut().update(
