@@ -630,11 +630,11 @@ impl Promoter {
     /// `generation`) is over, and that generation goes.
     pub fn unreject(&self, generation: &str) {
         let named = fs::read_link(self.dir.join(REJECTED));
-        if named.is_ok_and(|g| g == Path::new(generation)) {
-            if let Err(e) = fs::remove_file(self.dir.join(REJECTED)) {
-                warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
-                return;
-            }
+        if named.is_ok_and(|g| g == Path::new(generation))
+            && let Err(e) = fs::remove_file(self.dir.join(REJECTED))
+        {
+            warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
+            return;
         }
         self.remove_generation(generation);
     }
