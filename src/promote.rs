@@ -485,9 +485,10 @@ impl Promoter {
     /// trusts the record alone. `recorded`: the record names the candidate
     /// (the view could not follow, or a retried commit found it already
     /// recorded); the candidate is then the last good generation and is
-    /// kept. Nothing is undone here: while the view lags the record, the
+    /// kept. The record is not put back here: while the view lags it, the
     /// machine retries this commit, or puts the record back to what the
-    /// view shows, through the same operation.
+    /// view shows, through the same operation. A candidate the record does
+    /// not name goes, and a view moved for a check in place goes back.
     pub fn commit(
         &self,
         generation: &str,
@@ -555,7 +556,9 @@ impl Promoter {
             {
                 debug!("{}: {e}", self.dir.display());
             }
-        } else {
+        } else if now.view.as_deref() != Some(generation) {
+            // (The record put back to what the view shows failed: that one
+            // is no candidate, and stays.)
             self.drop_candidate(generation, now);
         }
         CommitFailed {

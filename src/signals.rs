@@ -799,22 +799,28 @@ pub fn takes(pid: i32, sig: i32) -> Option<Takes> {
     // None left: the process is dying (a zombie, or killed a moment ago
     // and still being torn down). A leader thread that ended alone
     // (`pthread_exit` in `main`) while the others run is not.
-    let tids: Vec<String> = match std::fs::read_dir(format!("/proc/{pid}/task")) {
-        Ok(dir) => dir
-            .flatten()
-            .take(THREADS_MAX + 1)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|tid| !task_dying(pid, tid))
-            .collect(),
-        Err(_) => vec![pid.to_string()],
-    };
-    if tids.is_empty() {
+    let (mut listed, mut tids) = (0, Vec::new());
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(dir) => {
+            for e in dir.flatten().take(THREADS_MAX + 1) {
+                listed += 1;
+                let tid = e.file_name().to_string_lossy().into_owned();
+                if !task_dying(pid, &tid) {
+                    tids.push(tid);
+                }
+            }
+        }
+        Err(_) => tids.push(pid.to_string()),
+    }
+    if tids.is_empty() && listed <= THREADS_MAX {
         return Some(Takes::Dying);
     }
     // Blocked wins over ignored: the kernel keeps a blocked signal pending
     // even when it is ignored, for the sigwait that will take it. Any
-    // thread that does not block it would take its default action.
-    let blocked = tids.len() <= THREADS_MAX && tids.iter().all(|tid| blocks(pid, tid, sig));
+    // thread that does not block it would take its default action; past
+    // `THREADS_MAX` (counted before the dying ones are left out) some were
+    // not looked at, and might not.
+    let blocked = listed <= THREADS_MAX && tids.iter().all(|tid| blocks(pid, tid, sig));
     Some(if blocked {
         Takes::Handled
     } else if has(&status, "SigIgn:", sig)? || namespace_init(&status) {
@@ -893,6 +899,14 @@ fn waits_for(_pid: i32, _tid: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// `NSpid` ends in 1: the init of a PID namespace below ours.
+    #[test]
+    fn a_namespace_init_is_told_by_its_last_pid() {
+        assert!(namespace_init("Name:\tsleep\nNSpid:\t4242\t1\n"));
+        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\n"));
+        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\t7\n"));
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn parses_names_numbers_and_realtime() {
@@ -902,9 +916,6 @@ mod tests {
         assert_eq!(parse("9"), Ok(9));
         // As glibc, `kill -l`, docker and systemd count, whichever C
         // library this was built with (musl says 35).
-        assert!(namespace_init("Name:\tsleep\nNSpid:\t4242\t1\n"));
-        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\n"));
-        assert!(!namespace_init("Name:\tsleep\nNSpid:\t4242\t7\n"));
         assert_eq!(parse("RTMIN"), Ok(34));
         assert_eq!(parse("SIGRTMIN+3"), Ok(37));
         assert_eq!(name(34), "SIGRTMIN");

@@ -255,9 +255,9 @@ pub struct CommitFailed {
 /// `--promote-to`: what the child's directory holds, as the machine knows
 /// it (the world keeps no copy): the generation its durable record
 /// (`..good`) names, and the one its view (`..data`) shows outside a check
-/// in place, another only while the view lags the record. A commit whose
-/// view cannot follow puts the record back to `record`; a candidate
-/// dropped after being shown in place gives way to `view`.
+/// in place, another only while the view lags the record. A candidate
+/// dropped after being shown in place gives way to `view`; neither is ever
+/// removed as a candidate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Promoted {
     pub record: Option<String>,

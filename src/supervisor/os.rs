@@ -605,6 +605,16 @@ impl World for Os {
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
+        // Once the leader is reaped, the group's number stays ours only while
+        // a member (a zombie too) holds it: found empty, the kernel may have
+        // given it to a new group, which must not get our signal. (Nothing is
+        // reaped between this look and the kill: both run on this thread.)
+        if to == Target::Group
+            && self.child.is_none()
+            && !self.group.is_some_and(child::group_alive)
+        {
+            self.group = None;
+        }
         let sent = match (to, &self.child, self.group) {
             (Target::Child, Some((c, _, _)), _) => child::signal(c.pid, sig),
             (Target::Group, _, Some(pgid)) => child::signal_group(pgid, sig),
