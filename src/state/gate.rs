@@ -463,7 +463,29 @@ impl Machine {
         let realign = self.pending.as_ref().is_some_and(|p| p.realign);
         match result {
             // The record names what the view shows again.
-            Ok(()) | Err(CommitFailed { recorded: true, .. }) if realign => self.realigned(),
+            Ok(()) if realign => self.realigned(),
+            // The record names it, but the view could not be switched to it:
+            // nothing proves the view shows it (a switch that failed half way,
+            // or a view put back that could not be, leaves `..data` on another
+            // generation). The disk's word for the record; the switch is
+            // retried until it takes.
+            Err(CommitFailed {
+                reason,
+                recorded: true,
+            }) if realign => {
+                // The generation the record named before goes (unless the
+                // disk's view still shows it: the world never removes that).
+                let before = std::mem::replace(&mut self.last_good, self.lag.clone());
+                let mut actions: Vec<Action> = before
+                    .filter(|g| !self.is_kept(g))
+                    .map(|generation| Action::RemoveGeneration { generation })
+                    .into_iter()
+                    .collect();
+                actions.extend(self.promotion_failed(format!(
+                    "Cannot switch the child's directory back to what it showed: {reason}"
+                )));
+                actions
+            }
             Ok(()) => {
                 self.stats.promotions_ok += 1;
                 let Some(p) = self.pending.take() else {

@@ -2944,6 +2944,62 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(1)))), []);
 }
 
+/// Found by a hostile test: the record put back to what the view shows
+/// (g1) was answered "recorded, the view could not be switched" and taken
+/// as agreement. But nothing proved the view showed g1: a commit whose
+/// switch failed half way had left `..data` on g2, and the view could not
+/// be put back either; once the faults cleared, `..good` named g1 while
+/// the child's directory showed g2 for good. The switch to g1 is retried
+/// until it takes; the record is the disk's word meanwhile.
+#[test]
+fn a_record_put_back_whose_view_switch_fails_is_retried_until_it_takes() {
+    let mut m = view_lagging_g2();
+    let back = m.step(Event::ConfigSettled(snap(Some(1))));
+    let (token, generation, _) = commit_of(&back).expect("a commit of what the view shows");
+    assert_eq!(generation, "g1");
+    let failed = m.step(Event::Committed {
+        token,
+        result: Err(CommitFailed {
+            reason: "File exists".into(),
+            recorded: true,
+        }),
+    });
+    assert!(
+        failed.contains(&Action::RetryAfter {
+            token,
+            after: BACKOFF_FIRST
+        }) && failed.contains(&Action::RemoveGeneration {
+            generation: "g2".into()
+        }),
+        "not retried, or g2 kept: {failed:?}"
+    );
+    assert_eq!(m.last_good.as_deref(), Some("g1"), "the record's word");
+    assert_eq!(
+        m.promoted(),
+        Promoted {
+            record: Some("g1".into()),
+            view: Some("g1".into())
+        }
+    );
+    assert_eq!(
+        m.step(Event::RetryDue { token }),
+        [Action::Commit {
+            token,
+            generation: "g1".into(),
+            proven: None,
+        }]
+    );
+    m.step(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    assert_eq!(
+        (m.last_good.as_deref(), m.lag.as_deref()),
+        (Some("g1"), None)
+    );
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(1)))), []);
+}
+
 /// Newer bytes pushed while the view lags, and rejected: the child keeps
 /// its config (g1's), so the record goes back to g1 too, once the check
 /// dropped what was in flight. Before, the rejection left the record on
