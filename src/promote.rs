@@ -157,15 +157,18 @@ impl Promoter {
             let _ = fs::remove_file(self.dir.join(PROVEN));
         }
         match &good {
+            // Already shown: only the top-level links are checked (a
+            // read-only DIR that needs no repair starts as it is).
+            Some(g) if fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(g)) => {
+                self.sync_links(Some(g))?;
+            }
             Some(g) => {
-                if fs::read_link(self.dir.join(DATA)).ok().as_deref() != Some(Path::new(g)) {
-                    warn!(
-                        "{}: the child's view was not the last good generation (an interrupted \
-                         check or promotion); restored {g}",
-                        self.dir.display()
-                    );
-                }
                 self.switch(g)?;
+                warn!(
+                    "{}: the child's view was not the last good generation (an interrupted \
+                     check or promotion); restored {g}",
+                    self.dir.display()
+                );
             }
             None => {
                 if fs::symlink_metadata(self.dir.join(DATA)).is_ok() {
@@ -1178,9 +1181,14 @@ mod tests {
         );
 
         let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        let ino = || fs::symlink_metadata(dir.join(DATA)).unwrap().ino();
+        let before = ino();
         let found = again.recover().unwrap();
         assert_eq!(found.good, Some(a.clone()));
         assert_eq!(found.proven, Some(g.clone()), "kept, to go back to");
+        // The view showed the last good one already: not rewritten (a
+        // read-only DIR that needs no repair must start as it is).
+        assert_eq!(ino(), before, "..data was replaced");
         assert_eq!(generations(&dir), 2);
 
         // Proven after its window: the record goes, and so may G.
