@@ -31,6 +31,16 @@ fn static_binary() -> Option<PathBuf> {
     Some(bin)
 }
 
+/// For the real-time signal tests of the static build: the binary and the
+/// counting child (`rtcount.py`), or None when they cannot run here.
+fn static_binary_and_rtcount() -> Option<(PathBuf, String)> {
+    if qemu_limit("real-time signal numbers differ by 2 between emulated and native processes") {
+        return None;
+    }
+    let bin = static_binary()?;
+    require_tool("python3", "python3").then(|| (bin, helper("rtcount.py")))
+}
+
 /// An empty root: /bin/busybox, /bin/sh, /usr/local/bin/flush-manager, /proc.
 fn image(s: &Scratch, bin: &Path) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
@@ -286,14 +296,9 @@ fn without_proc_the_copy_reads_the_path_it_was_started_by() {
 #[test]
 #[ignore = "needs python3: apt-get install python3"]
 fn the_static_build_forwards_a_signal_34_pending_at_its_exec() {
-    if qemu_limit("real-time signal numbers differ by 2 between emulated and native processes") {
+    let Some((bin, counter)) = static_binary_and_rtcount() else {
         return;
-    }
-    let Some(bin) = static_binary() else { return };
-    if !require_tool("python3", "python3") {
-        return;
-    }
-    let counter = helper("rtcount.py");
+    };
     let s = Scratch::new("sig34-pending");
     let out = s.path("count");
     let out_s = out.display().to_string();
@@ -334,14 +339,9 @@ fn the_static_build_forwards_a_signal_34_pending_at_its_exec() {
 #[test]
 #[ignore = "needs python3: apt-get install python3"]
 fn the_static_build_forwards_signal_34_and_counts_rtmin_from_it() {
-    if qemu_limit("real-time signal numbers differ by 2 between emulated and native processes") {
+    let Some((bin, counter)) = static_binary_and_rtcount() else {
         return;
-    }
-    let Some(bin) = static_binary() else { return };
-    if !require_tool("python3", "python3") {
-        return;
-    }
-    let counter = helper("rtcount.py");
+    };
     let s = Scratch::new("sig34");
     let out = s.path("count");
     let out_s = out.display().to_string();
