@@ -95,11 +95,12 @@ pub struct Machine {
     /// committed: proven, or on probation).
     last_good: Option<String>,
     /// `--promote-to`: the generation the child's view still shows while
-    /// the durable record (`last_good`) names another: a commit moved the record
-    /// but could not switch the view. Until they
-    /// agree again, something in flight owes it: the commit retried, a newer
-    /// commit, or, when nothing else is in flight, the record put back to
-    /// this generation (`view_follows_record`).
+    /// the durable record (`last_good`) names another: a commit moved the
+    /// record but could not switch the view. Until they agree again,
+    /// something in flight owes it: the commit retried, a newer commit, or,
+    /// when nothing else is in flight, the record put back to this
+    /// generation (`view_follows_record`), retried until the view is
+    /// switched to it.
     lag: Option<String>,
     /// `--promote-to`: the generation a rollback goes back to (see
     /// `rollback.rs` for a generation's life).

@@ -156,8 +156,8 @@ impl Machine {
     /// start): the window starts.
     pub(super) fn child_took_new_bytes(&mut self, reloaded: bool) -> Vec<Action> {
         // The shown generation is recorded but the view lags (a commit
-        // whose view could not follow): the child has the older bytes, and a window must
-        // not judge them for the new ones.
+        // whose view could not follow): the child has the older bytes, and
+        // a window must not judge them for the new ones.
         if self.lag.is_some() {
             return vec![];
         }

@@ -318,12 +318,12 @@ pub enum Action {
         generation: String,
     },
     /// Remove a generation no longer needed: neither shown nor proven.
+    RemoveGeneration {
+        generation: String,
+    },
     /// `--promote-to`: `..rejected` names this generation no more, and it
     /// goes.
     Unreject {
-        generation: String,
-    },
-    RemoveGeneration {
         generation: String,
     },
     /// Make `to` (kept for the rollback window) the last good generation
