@@ -71,6 +71,9 @@ pub struct Machine {
     next_backoff: Duration,
     /// The config in flight through the gate (staging, check, commit).
     pending: Option<Pending>,
+    /// A burst of changes to the watched config began and has not settled:
+    /// the live files may be mid-write.
+    burst: bool,
     last_token: u64,
     /// Bytes a validator rejected: not validated again until they change,
     /// and never started.
@@ -164,6 +167,7 @@ impl Machine {
             restarts: 0,
             next_backoff: BACKOFF_FIRST,
             pending: None,
+            burst: false,
             last_token: 0,
             rejected: None,
             approved: None,
@@ -331,6 +335,7 @@ impl Machine {
                 _ => vec![],
             },
             Event::ConfigSettled(now) => self.on_config(now),
+            Event::Changed => self.on_changed(),
             Event::HooksDone { token, failed } => self.on_hooks_done(token, failed),
             Event::RetryDue { token } => self.on_retry_due(token),
             Event::Validated { token, ok } => self.on_validated(token, ok),

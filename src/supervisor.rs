@@ -246,17 +246,24 @@ pub async fn drive<W: World>(
             // The restart signal: the machine decides once it has a look.
             Wake::Signal(sig) => Input::Signal(sig),
             Wake::Polled(moved) => {
-                if moved && !l.timers.settling() {
-                    let now = l.world.now();
-                    l.timers.changed(now);
+                if !moved || l.timers.settling() {
+                    continue;
                 }
-                continue;
-            }
-            // Take the whole burst as one: a ConfigMap swap is five events.
-            Wake::Notify => {
                 let now = l.world.now();
                 l.timers.changed(now);
-                continue;
+                Input::Changed
+            }
+            // Take the whole burst as one: a ConfigMap swap is five events.
+            // The machine hears of its first (a check reading the live files
+            // now may read them mid-write) and, later, of its settle.
+            Wake::Notify => {
+                let first = !l.timers.settling();
+                let now = l.world.now();
+                l.timers.changed(now);
+                if !first {
+                    continue;
+                }
+                Input::Changed
             }
             Wake::Timer => {
                 for input in l.timers_due() {

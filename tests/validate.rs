@@ -491,3 +491,57 @@ fn too_few_descriptors_for_a_check_refuse_to_start_and_enough_run_it() {
         assert_eq!(m.exit_code(), 0, "{}", m.log());
     }
 }
+
+/// Review: without `--promote-to` the check reads the live files. One that
+/// read them while they were being rewritten (here "bad", then the same
+/// good bytes again, within one settle) failed, and its verdict was taken
+/// for the good bytes in flight: the settle then found "the bytes the
+/// validator rejected", and they never reached the child. A check that ran
+/// while the files moved does not count: it runs again once they settle.
+#[test]
+fn a_check_that_read_the_files_mid_rewrite_runs_again_once_they_settle() {
+    let s = Scratch::new("val-mid-rewrite");
+    let conf = s.path("app.conf");
+    fs::write(&conf, "ok v1").unwrap();
+    let marks = s.path("marks");
+    // Says when it starts, reads the file half a second later.
+    let check = format!(
+        "sh -c 'echo start >> {m}; sleep 0.5; grep -q ok {c}; r=$?; echo done$r >> {m}; exit $r'",
+        m = marks.display(),
+        c = conf.display()
+    );
+    let script = recorder(&conf, &s.path("starts"), "exit 0");
+    let conf_s = conf.display().to_string();
+    let args = [
+        "--config",
+        &conf_s,
+        "--debounce",
+        "2s",
+        "--validate",
+        &check,
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ];
+    let m = Manager::plain(&args);
+    assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching"), "{}", m.log());
+    write_in_place(&conf, b"ok v2");
+    assert!(
+        wait_for(LONG, || s.lines("marks").len() == 3),
+        "{}",
+        m.log()
+    );
+    // The check of v2 runs: the file is rewritten under it.
+    write_in_place(&conf, b"bad");
+    assert!(
+        wait_for(LONG, || s.lines("marks").len() == 4),
+        "{}",
+        m.log()
+    );
+    assert_eq!(s.lines("marks")[3], "done1", "it read the rewrite");
+    write_in_place(&conf, b"ok v2");
+    assert!(wait_for(LONG, || starts(&s).len() == 2), "{}", m.log());
+    assert!(starts(&s)[1].ends_with("ok v2"), "{:?}", starts(&s));
+}

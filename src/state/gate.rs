@@ -22,10 +22,9 @@ pub(super) enum Step {
     Waiting,
     /// Staged, its check in place waits for the child to start up.
     Deferred,
-    /// Without `--promote-to`, a check that could not run is due again: a
-    /// fresh look first (`Action::Look`), then the check, if the bytes are
-    /// still these (`on_config`).
-    Looking,
+    /// Without `--promote-to` (the check reads the live files): the check
+    /// waits for a burst of changes under way to settle (`check_live`).
+    Settling,
 }
 
 /// The config in flight.
@@ -46,6 +45,10 @@ pub(super) struct Pending {
     /// Not new bytes: the record goes back to the generation the child's
     /// view shows (`Machine::lag`); the child has these bytes already.
     pub(super) realign: bool,
+    /// Without `--promote-to`: the live files began to move (a burst of
+    /// changes) after the bytes in flight were looked at. A check that ran
+    /// meanwhile may have read other bytes: its verdict is not theirs.
+    pub(super) moved: bool,
 }
 
 impl Machine {
@@ -136,7 +139,7 @@ impl Machine {
         let mut actions = self.cancel_pending();
         self.last_token += 1;
         let token = self.last_token;
-        let mut pending = Pending {
+        let pending = Pending {
             token,
             snapshot: now,
             generation: None,
@@ -144,20 +147,51 @@ impl Machine {
             restart,
             retry: BACKOFF_FIRST,
             realign: false,
+            moved: false,
         };
         if self.settings.promote {
+            self.pending = Some(pending);
             actions.push(Action::Stage { token });
         } else {
-            pending.step = Step::Checking;
-            actions.push(Action::Validate {
-                token,
-                changed: self.changed_paths(&pending.snapshot, restart),
-                candidate: None,
-                in_place: false,
-            });
+            self.pending = Some(pending);
+            actions.extend(self.check_live());
         }
-        self.pending = Some(pending);
         actions
+    }
+
+    /// Without `--promote-to` the check reads the live files: not while a
+    /// burst of changes is under way (it waits for the settle), and a check
+    /// that ran while they moved does not count (`moved`).
+    fn check_live(&mut self) -> Vec<Action> {
+        let burst = self.burst;
+        let Some(p) = self.pending.as_mut() else {
+            return vec![];
+        };
+        if burst {
+            p.step = Step::Settling;
+            return vec![];
+        }
+        p.step = Step::Checking;
+        p.moved = false;
+        let (token, snapshot, restart) = (p.token, p.snapshot.clone(), p.restart);
+        vec![Action::Validate {
+            token,
+            changed: self.changed_paths(&snapshot, restart),
+            candidate: None,
+            in_place: false,
+        }]
+    }
+
+    /// A burst of changes began: the live files may be mid-write until it
+    /// settles. A plain check due or running now may judge other bytes than
+    /// those in flight.
+    pub(super) fn on_changed(&mut self) -> Vec<Action> {
+        self.burst = true;
+        let plain = !self.settings.promote;
+        if let Some(p) = self.pending.as_mut().filter(|_| plain) {
+            p.moved = true;
+        }
+        vec![]
     }
 
     /// The files a check is told about: those that differ from the approved
@@ -362,6 +396,14 @@ impl Machine {
             debug!("Ignoring the result of a stale validation");
             return vec![];
         };
+        if p.moved {
+            // The files moved while it read them: checked again once the
+            // burst settles on these bytes (`check_settled`), or on others.
+            info!("The config changed while it was checked: checking it again once it settles");
+            p.step = Step::Settling;
+            self.pending = Some(p);
+            return vec![];
+        }
         if !ok {
             self.stats.validations_failed += 1;
             self.failed();
@@ -551,6 +593,7 @@ impl Machine {
             restart: false,
             retry: BACKOFF_FIRST,
             realign: true,
+            moved: false,
         });
         vec![Action::Commit {
             token,
@@ -683,14 +726,10 @@ impl Machine {
             .filter(|p| p.token == token && p.step == Step::Waiting)
         {
             if !self.settings.promote {
-                // Only the check could not run: it runs again. It reads the
-                // live files, which may have moved since they were looked
-                // at, and moved back before the next look (a verdict on
-                // other bytes would then be taken for these): a fresh look
-                // first, and the check runs right after it.
+                // Only the check could not run: it runs again (after the
+                // settle, if the files are moving).
                 info!("Retrying the config check");
-                p.step = Step::Looking;
-                return vec![Action::Look(LookFor::Settle)];
+                return self.check_live();
             }
             info!("Retrying the promotion");
             if let Some(generation) = p.generation.clone() {
@@ -766,7 +805,7 @@ impl Machine {
             // (unless only files that chose `none` moved).
             return match &self.pending {
                 Some(p) if !self.same_but_quiet(&p.snapshot, &now) => self.begin(now, false),
-                _ => self.check_looked(),
+                _ => self.check_settled(),
             };
         }
         if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
@@ -790,7 +829,7 @@ impl Machine {
             .as_ref()
             .is_some_and(|p| self.same_but_quiet(&p.snapshot, &now))
         {
-            return self.check_looked();
+            return self.check_settled();
         }
         if self.is_rejected(&now) {
             debug!("Config still has the bytes the validator rejected");
@@ -824,20 +863,20 @@ impl Machine {
         actions
     }
 
-    /// The look before a retried check saw the bytes in flight still there:
-    /// the check runs now, on them.
-    fn check_looked(&mut self) -> Vec<Action> {
-        let Some(p) = self.pending.as_mut().filter(|p| p.step == Step::Looking) else {
-            return vec![];
-        };
-        p.step = Step::Checking;
-        let (token, snapshot, restart) = (p.token, p.snapshot.clone(), p.restart);
-        vec![Action::Validate {
-            token,
-            changed: self.changed_paths(&snapshot, restart),
-            candidate: None,
-            in_place: false,
-        }]
+    /// The burst settled on the bytes in flight: a plain check that waited
+    /// for that runs now, and one that ran while they moved runs again.
+    fn check_settled(&mut self) -> Vec<Action> {
+        let mut actions = vec![];
+        match self.pending.as_ref().map(|p| (p.step, p.moved)) {
+            Some((Step::Settling, _)) => {}
+            Some((Step::Checking, true)) => {
+                info!("The config changed while it was checked: checking it again");
+                actions.push(Action::CancelValidation);
+            }
+            _ => return actions,
+        }
+        actions.extend(self.check_live());
+        actions
     }
 
     /// A file gone from the source is not a change (a deletion restarts

@@ -461,8 +461,6 @@ impl Edge {
                 Ok(Some(Event::Spawned))
             }
             Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.source)))),
-            Action::Look(LookFor::Settle) => Ok(Some(Event::ConfigSettled(snap(self.source)))),
-            Action::Look(why) => Err(TestCaseError::fail(format!("a look for {why:?} asked"))),
             Action::Stage { token } => {
                 let result = self.model.stage();
                 Ok(Some(Event::Staged { token, result }))

@@ -169,6 +169,8 @@ pub enum Input {
     /// A burst of changes to the watched config settled (the debounce ran
     /// out).
     Settled,
+    /// A burst of changes to the watched config began: its first event.
+    Changed,
     /// Time for a readiness probe (`--ready-interval`).
     ProbeDue,
 }
@@ -240,7 +242,12 @@ impl Machine {
                 return self.look(LookFor::Restart);
             }
             Input::Signal(sig) => Event::Signal(sig),
-            Input::Settled => return self.look(LookFor::Settle),
+            Input::Settled => {
+                // What is looked at from now on is what the burst left.
+                self.burst = false;
+                return self.look(LookFor::Settle);
+            }
+            Input::Changed => Event::Changed,
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
@@ -393,7 +400,6 @@ impl Machine {
             Action::Fingerprint => {
                 out.push(self.start(Rec::Look(LookFor::Start), Op::Look(LookFor::Start)));
             }
-            Action::Look(why) => out.extend(self.look(why)),
             Action::Stage { token } => out.push(self.start(Rec::Stage(token), Op::Stage)),
             Action::Validate {
                 token,

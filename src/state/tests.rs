@@ -642,6 +642,15 @@ fn conf() -> Vec<PathBuf> {
     vec![PathBuf::from("/c/app.conf")]
 }
 
+impl Machine {
+    /// A burst of changes settled (`Input::Settled`), and its look saw
+    /// `now`.
+    fn burst_settled(&mut self, now: Snapshot) -> Vec<Action> {
+        self.burst = false;
+        self.step(Event::ConfigSettled(now))
+    }
+}
+
 /// A validating machine whose child runs with config 1.
 fn running_validated(s: Settings) -> Machine {
     let (mut m, first) = start(s, snap(Some(1)));
@@ -2370,10 +2379,6 @@ fn a_start_whose_check_cannot_run_waits_for_the_check() {
     assert_eq!(m.stats().promotions_failed, 0, "no promotion failed");
     assert_eq!(
         m.step(Event::RetryDue { token: 1 }),
-        [Action::Look(LookFor::Settle)]
-    );
-    assert_eq!(
-        m.step(Event::ConfigSettled(snap(Some(1)))),
         [Action::Validate {
             token: 1,
             changed: conf(),
@@ -2502,47 +2507,53 @@ fn a_start_on_the_source_put_back_ends_the_failure() {
 }
 
 /// Found by the loop's property test: without `--promote-to` a retried
-/// check ran on the live files without a look, after a second or more.
-/// The source had moved to other bytes meanwhile (3, which the validator
-/// rejects), and moved back before the next look: the verdict on 3 was
-/// taken for 2, 2 stayed rejected and never reached the child. The retry
-/// looks first and checks what it sees; its verdict is for those bytes.
+/// check ran on the live files a second or more after they were looked
+/// at. The source had moved to other bytes meanwhile (3, which the
+/// validator rejects), and moved back before the next look: the verdict
+/// on 3 was taken for 2, 2 stayed rejected and never reached the child.
+/// A burst that begins while a plain check is due or runs makes its
+/// verdict moot: it runs once the burst settles on the bytes in flight.
 #[test]
-fn a_retried_check_looks_first_and_judges_what_it_sees() {
+fn a_plain_check_of_files_that_moved_meanwhile_runs_again_once_they_settle() {
     let mut m = running_validated(validating());
     m.step(Event::ConfigSettled(snap(Some(2))));
     m.step(Event::CannotCheck {
         token: 2,
         reason: "cannot run the validator: Resource temporarily unavailable".into(),
     });
-    assert_eq!(
-        m.step(Event::RetryDue { token: 2 }),
-        [Action::Look(LookFor::Settle)]
-    );
-    // The look sees 3: that is what is checked now.
-    let check = m.step(Event::ConfigSettled(snap(Some(3))));
-    assert!(
-        matches!(
-            check[..],
-            [Action::Acted, Action::Validate { token: 3, .. }]
-        ),
-        "{check:?}"
-    );
+    // The files move while the retry waits: it waits for the settle.
+    assert_eq!(m.step(Event::Changed), []);
+    assert_eq!(m.step(Event::RetryDue { token: 2 }), []);
+    let check = |token| Action::Validate {
+        token,
+        changed: conf(),
+        candidate: None,
+        in_place: false,
+    };
+    assert_eq!(m.burst_settled(snap(Some(2))), [check(2)]);
+    // They move again while it runs: its verdict does not count...
+    assert_eq!(m.step(Event::Changed), []);
     assert_eq!(
         m.step(Event::Validated {
-            token: 3,
+            token: 2,
             ok: false
         }),
         []
     );
-    // Back on 2: not taken for rejected bytes, checked again.
-    let again = m.step(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(m.stats().validations_failed, 0);
+    // ...and once they settle on the same bytes, it runs again.
+    assert_eq!(m.burst_settled(snap(Some(2))), [check(2)]);
+    // A settle that comes while it runs again, after a move: restarted.
+    m.step(Event::Changed);
+    assert_eq!(
+        m.burst_settled(snap(Some(2))),
+        [Action::CancelValidation, check(2)]
+    );
+    // Unmoved, its verdict counts: the child restarts on 2.
+    let passed = m.step(Event::Validated { token: 2, ok: true });
     assert!(
-        matches!(
-            again[..],
-            [Action::Acted, Action::Validate { token: 4, .. }]
-        ),
-        "{again:?}"
+        passed.contains(&Action::Signal(15, Target::Child)),
+        "{passed:?}"
     );
 }
 
@@ -2567,13 +2578,8 @@ fn a_plain_check_that_cannot_start_is_run_again() {
     let [Action::RetryAfter { token: 2, .. }] = failed[..] else {
         panic!("{failed:?}");
     };
-    // A fresh look first (the check reads the live files), then the check.
     assert_eq!(
         m.step(Event::RetryDue { token: 2 }),
-        [Action::Look(LookFor::Settle)]
-    );
-    assert_eq!(
-        m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Validate {
             token: 2,
             changed: conf(),

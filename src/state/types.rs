@@ -2,7 +2,6 @@
 //! the actions it returns, and the shared vocabulary (`Status`, `Target`,
 //! `Policy`, `Reason`, `Stats`).
 
-use super::LookFor;
 use crate::route::Routes;
 use crate::signals;
 use crate::watch::fingerprint::Snapshot;
@@ -233,6 +232,8 @@ pub enum Event {
     RolledBack { result: Result<(), String> },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
+    /// A burst of changes to the watched config began (it settles later).
+    Changed,
     /// The validation started by `Action::Validate { token, .. }` ended.
     Validated { token: u64, ok: bool },
     /// That validation could not start for a fault of ours (the candidate
@@ -289,9 +290,6 @@ pub enum Action {
     /// Look at the config and answer `Candidate`: every start goes through
     /// the gate first (with `--validate` or `--promote-to`, it may check).
     Fingerprint,
-    /// Look at the config as a settled burst does, for `why`: answered as
-    /// that look is (`ConfigSettled`, `RestartRequested`).
-    Look(LookFor),
     /// Copy the sources as they are now into a new hidden generation of the
     /// child's directory; answer `Staged` with its exact bytes.
     Stage {
