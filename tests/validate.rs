@@ -450,7 +450,7 @@ fn too_few_descriptors_for_a_check_refuse_to_start_and_enough_run_it() {
         let conf = s.path("app.conf");
         fs::write(&conf, "v0").unwrap();
         let script = format!(
-            "echo \"start $(cat {c})\" >> {out}; trap 'exit 0' TERM; while :; do sleep 0.05 & wait $!; done",
+            "trap 'exit 0' TERM; echo \"start $(cat {c})\" >> {out}; while :; do sleep 0.05 & wait $!; done",
             c = conf.display(),
             out = s.path("starts").display()
         );
