@@ -489,8 +489,9 @@ static SIGNALS_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// reads it like any other. (34s already pending at exec are taken before
 /// the runtime starts: `take_pending_rtmin`. One sent in the instants
 /// between the runtime's start and here still takes its default action, as
-/// it would for any program before its first line.) Nothing here needs 34 for musl's own use (its
-/// cross-thread setuid and setrlimit fallback; the manager calls neither).
+/// it would for any program before its first line.) Nothing here needs 34
+/// for musl's own use (its cross-thread setuid and setrlimit fallback; the
+/// manager calls neither).
 /// Elsewhere: nothing to do.
 pub fn settle_mask() {
     #[cfg(all(target_os = "linux", target_env = "musl"))]

@@ -26,12 +26,23 @@ fn starts(s: &Scratch) -> Vec<String> {
 }
 
 fn manager(s: &Scratch, conf: &Path, validate: &str, extra: &[&str]) -> Manager {
+    manager_with(s, conf, validate, "100ms", extra)
+}
+
+/// `manager` with another `--debounce`.
+fn manager_with(
+    s: &Scratch,
+    conf: &Path,
+    validate: &str,
+    debounce: &str,
+    extra: &[&str],
+) -> Manager {
     let script = recorder(conf, &s.path("starts"), "exit 0");
     let mut args = vec![
         "--config",
         conf.to_str().unwrap(),
         "--debounce",
-        "100ms",
+        debounce,
         "--validate",
         validate,
     ];
@@ -510,22 +521,7 @@ fn a_check_that_read_the_files_mid_rewrite_runs_again_once_they_settle() {
         m = marks.display(),
         c = conf.display()
     );
-    let script = recorder(&conf, &s.path("starts"), "exit 0");
-    let conf_s = conf.display().to_string();
-    let args = [
-        "--config",
-        &conf_s,
-        "--debounce",
-        "2s",
-        "--validate",
-        &check,
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ];
-    let m = Manager::plain(&args);
-    assert!(wait_for(LONG, || starts(&s).len() == 1), "{}", m.log());
+    let m = manager_with(&s, &conf, &check, "2s", &[]);
     assert!(m.wait_log("Watching"), "{}", m.log());
     write_in_place(&conf, b"ok v2");
     assert!(
