@@ -611,24 +611,32 @@ impl Promoter {
     }
 
     /// Back to a generation kept for the rollback window: the durable record
-    /// first, then the child's view; then `..rejected` names `from`, so a
-    /// restarted manager does not try those bytes again (if that write
-    /// fails, nothing names `from`: the next startup removes it).
-    pub fn roll_back(&self, to: &str, from: &str) -> Result<(), String> {
+    /// first, and `..rejected` naming `from`, so a restarted manager does
+    /// not try those bytes again (if that write fails, nothing names
+    /// `from`: the next startup removes it); then the child's view. On
+    /// failure the answer says whether `..good` names `to`, read back from
+    /// the disk (a view that could not follow: the machine asks again).
+    pub fn roll_back(&self, to: &str, from: &str) -> Result<(), CommitFailed> {
         if !self.dir.join(to).is_dir() {
-            return Err(format!("generation {to} is gone"));
+            return Err(CommitFailed {
+                reason: format!("generation {to} is gone"),
+                recorded: false,
+            });
         }
         (|| -> io::Result<()> {
             replace_link(&self.dir, GOOD_TMP, GOOD, to)?;
+            if let Err(e) = replace_link(&self.dir, REJECTED_TMP, REJECTED, from) {
+                warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
+            }
             sync_dir(&self.dir)?;
             self.switch(to)
         })()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CommitFailed {
+            reason: e.to_string(),
+            recorded: self.record(GOOD).as_deref() == Some(to),
+        })?;
         // Back on the proven one: nothing is on probation.
         self.drop_proven_record();
-        if let Err(e) = replace_link(&self.dir, REJECTED_TMP, REJECTED, from) {
-            warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
-        }
         Ok(())
     }
 

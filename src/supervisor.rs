@@ -108,7 +108,7 @@ pub trait World {
         proven: Option<&str>,
         now: &Promoted,
     ) -> Result<(), CommitFailed>;
-    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String>;
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), CommitFailed>;
     /// The first of `sigs` the running child (with `Target::Group`: any
     /// member of its group) does not handle (true: it ignores it); None:
     /// they all handle them all.

@@ -270,6 +270,60 @@ fn two_crashing_pushes_in_one_window_roll_back_to_the_proven_generation() {
     assert_eq!(m.exit_code(), 0, "{}", m.log());
 }
 
+/// A rollback whose record moved back to G while the child's view could not
+/// follow (a squatted `..data_tmp`; a tmpfs out of inodes does the same)
+/// used to be given up: the manager said "keeping A" while `..good` named
+/// G, and the next child started on A's bytes, which the view still showed,
+/// and crashed again. Now no child starts on A; the rollback is asked again
+/// until the view follows, and the child comes back on G.
+#[test]
+fn a_rollback_whose_view_cannot_follow_is_retried_until_it_does() {
+    let Some(()) = pid1_or_skip("a_rollback_whose_view_cannot_follow_is_retried_until_it_does")
+    else {
+        return;
+    };
+    let t = Promotion::new("rollout-view-lags", b"v0");
+    let mut m = t.start(&["--rollback-window=5s"], "0");
+    proven_g(&t, &m);
+    pushed_and_started(&t, &m, "crash A");
+    // Before A's child crashes (2 s after its start).
+    let squat = t.dir.join("..data_tmp");
+    std::fs::create_dir_all(squat.join("x")).unwrap();
+    assert!(
+        m.wait_log("is recorded again, but the child's directory still shows"),
+        "{}",
+        m.log()
+    );
+    let good = std::fs::read_link(t.dir.join("..good")).unwrap();
+    let g = std::fs::read_to_string(t.dir.join(&good).join("app.conf")).unwrap();
+    assert_eq!(g, "G", "..good names G again");
+    // A retry or two, and no child on A meanwhile.
+    assert!(m.wait_log("Retrying the rollback"), "{}", m.log());
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        t.starts().iter().filter(|s| *s == "crash A").count(),
+        1,
+        "a child started on the rolled-back bytes: {:?}\n{}",
+        t.starts(),
+        m.log()
+    );
+    std::fs::remove_dir_all(&squat).unwrap();
+    assert!(
+        wait_for(LONG, || t.starts().last().is_some_and(|s| s == "G")),
+        "the child is not back on G: {:?}\n{}",
+        t.starts(),
+        m.log()
+    );
+    assert_eq!(t.shown(), "G");
+    assert!(
+        m.log().contains("rolled back from generation"),
+        "{}",
+        m.log()
+    );
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+}
+
 /// A manager killed while a generation is on probation (a liveness kill)
 /// used to come back having deleted the proven one: the crashing push then
 /// had nothing to go back to. The proven one is kept on disk and the newer

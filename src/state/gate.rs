@@ -74,7 +74,7 @@ impl Machine {
     /// The gate, before a start: approved bytes start; rejected ones do
     /// not; others are taken through staging and the check first.
     pub(super) fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase != Phase::Starting {
+        if self.phase != Phase::Starting || self.held_for_rollback(None) {
             return vec![];
         }
         let after_rollback = std::mem::take(&mut self.after_rollback);
@@ -136,6 +136,9 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
+        if self.held_for_rollback(Some(&now)) {
+            return vec![];
+        }
         let mut actions = self.cancel_pending();
         self.last_token += 1;
         let token = self.last_token;
@@ -720,6 +723,9 @@ impl Machine {
     /// A retry delay ran out: the check, the staging or the commit again, or
     /// the external reload again.
     pub(super) fn on_retry_due(&mut self, token: u64) -> Vec<Action> {
+        if let Some(actions) = self.on_rollback_retry_due(token) {
+            return actions;
+        }
         if let Some(p) = self
             .pending
             .as_mut()

@@ -439,8 +439,11 @@ impl Model {
     }
 
     /// Back to the proven generation `to`: the record, then the view; `from`
-    /// is kept as the rejected one (the one before it goes).
-    pub fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+    /// is kept as the rejected one (the one before it goes). On failure the
+    /// answer says whether `..good` names `to`, as the promoter reads it
+    /// back: a rollback whose view could not follow is recorded (a
+    /// restarted manager shows `to`), and its bytes are rejected already.
+    pub fn roll_back(&mut self, to: &str, from: &str) -> Result<(), CommitFailed> {
         assert!(
             self.settings.rollback_window.is_some(),
             "a rollback without the window"
@@ -449,7 +452,12 @@ impl Model {
             self.gens.contains_key(to),
             "rolled back to a generation gone: {to}"
         );
-        assert_eq!(self.good.as_deref(), Some(from), "rolled back from another");
+        // A retry finds the record moved already (its view lagged).
+        let retried = self.good.as_deref() == Some(to) && self.view.as_deref() == Some(from);
+        assert!(
+            retried || self.good.as_deref() == Some(from),
+            "rolled back from another"
+        );
         assert_eq!(
             self.proven.as_deref(),
             Some(to),
@@ -461,12 +469,12 @@ impl Model {
             "a rollback to a generation not recorded as proven"
         );
         if self.disk_fails {
-            return Err("No space left on device".into());
+            return Err(CommitFailed {
+                reason: "No space left on device".into(),
+                recorded: retried,
+            });
         }
         self.good = Some(to.to_string());
-        self.view = self.good.clone();
-        self.shown = self.good.clone();
-        self.proven_record = None;
         // Those bytes are rejected. Never the proven bytes themselves: a
         // generation holding them is proven at once, and `..proven` never
         // outlives that (a restarted manager would judge it again).
@@ -474,8 +482,19 @@ impl Model {
         assert_ne!(to_bytes, from_bytes, "rolled back onto the same bytes");
         self.rolled_back = Some(from_bytes);
         self.ever_rolled_back.insert(from_bytes);
-        // The one named before stays until the machine forgets it.
+        // Recorded before the view moves: a restarted manager keeps them
+        // rejected. The one named before stays until the machine forgets it.
         self.rejected = Some(from.to_string());
+        if self.view_fails {
+            // Recorded, not shown: the child's view still shows `from`.
+            return Err(CommitFailed {
+                reason: "Read-only file system".into(),
+                recorded: true,
+            });
+        }
+        self.view = self.good.clone();
+        self.shown = self.good.clone();
+        self.proven_record = None;
         Ok(())
     }
 

@@ -97,7 +97,7 @@ pub enum Outcome {
     Staged(Result<Generation, String>),
     Checked(Verdict),
     Committed(Result<(), CommitFailed>),
-    RolledBack(Result<(), String>),
+    RolledBack(Result<(), CommitFailed>),
     /// The child handles every signal asked about (None; a blocked one,
     /// read with sigwait or a signalfd, counts as handled), or the first
     /// it does not (true: it ignores it, false: it would die of it).

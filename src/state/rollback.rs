@@ -42,8 +42,17 @@ pub(super) struct Rolling {
     /// Asked for by the child's exit: the stop under way restarts.
     on_exit: bool,
     /// Newer bytes that were in flight (staging, checked, waiting for a
-    /// retry) and were dropped for the rollback: judged again after it.
+    /// retry) and were dropped for the rollback, or that settled while it
+    /// was retried: judged again after it.
     newer: Option<Snapshot>,
+    /// The record moved back but the view could not follow: the same
+    /// rollback is asked again when the wait with this token runs out.
+    retry_token: Option<u64>,
+    /// The next such wait.
+    retry: Duration,
+    /// A start waits for it (the stop after the child's exit finished
+    /// while it was retried): the child must not start on the bad bytes.
+    start_waits: bool,
 }
 
 /// The readiness probe's recent results, for the running child.
@@ -343,31 +352,102 @@ impl Machine {
             why,
             on_exit,
             newer,
+            retry_token: None,
+            retry: BACKOFF_FIRST,
+            start_waits: false,
         });
         actions
     }
 
+    /// A rollback is under way (asked, or retried): nothing new goes
+    /// through the gate meanwhile (a commit would race the rollback's
+    /// record), and no child starts (its directory may still show the bad
+    /// bytes). Bytes that settle meanwhile are judged after it; a start
+    /// waits for it. True when `now` (or the start) was held.
+    pub(super) fn held_for_rollback(&mut self, now: Option<&Snapshot>) -> bool {
+        let Some(r) = self.rolling.as_mut() else {
+            return false;
+        };
+        match now {
+            Some(now) => {
+                info!("A rollback is under way: the new config is checked once it is done");
+                r.newer = Some(now.clone());
+            }
+            None => {
+                info!("A rollback is under way: the child starts once it is done");
+                r.start_waits = true;
+            }
+        }
+        true
+    }
+
+    /// The wait before a rollback is asked again ran out (`token`).
+    pub(super) fn on_rollback_retry_due(&mut self, token: u64) -> Option<Vec<Action>> {
+        let r = self
+            .rolling
+            .as_mut()
+            .filter(|r| r.retry_token == Some(token))?;
+        r.retry_token = None;
+        info!("Retrying the rollback to generation {}", r.previous.name);
+        Some(vec![Action::RollBack {
+            to: r.previous.name.clone(),
+            from: r.bad.clone(),
+        }])
+    }
+
     /// The world's answer to `RollBack`.
-    pub(super) fn on_rolled_back(&mut self, result: Result<(), String>) -> Vec<Action> {
-        let Some(r) = self.rolling.take() else {
+    pub(super) fn on_rolled_back(&mut self, result: Result<(), CommitFailed>) -> Vec<Action> {
+        let Some(mut r) = self.rolling.take() else {
             return vec![];
         };
-        if let Err(e) = result {
-            error!(
-                "Within --rollback-window {}, but generation {} cannot be restored ({e}): keeping {}",
-                r.why, r.previous.name, r.bad
-            );
-            let mut actions = vec![];
-            // The child's exit goes to the restart policy, as without the
-            // window.
-            if let Phase::Stopping { after, .. } = &mut self.phase
-                && r.on_exit
-                && *after == AfterStop::Restart
-            {
-                *after = AfterStop::ByPolicy;
+        match result {
+            // The record names the proven generation, the view still the
+            // bad one: the disk's word for the record (a restarted manager
+            // shows the proven generation), and the same rollback again
+            // until the view follows. Meanwhile the bad bytes stay where
+            // the child reads them: nothing new is promoted, no child
+            // starts.
+            Err(CommitFailed {
+                reason,
+                recorded: true,
+            }) => {
+                if self.lag.is_none() {
+                    self.lag = self.last_good.replace(r.previous.name.clone());
+                }
+                self.last_token += 1;
+                let (token, after) = (self.last_token, r.retry);
+                error!(
+                    "Within --rollback-window {}: generation {} is recorded again, but the child's directory still shows {} ({reason}); retrying in {after:?}",
+                    r.why, r.previous.name, r.bad
+                );
+                r.retry = (after * 2).min(BACKOFF_MAX);
+                r.retry_token = Some(token);
+                self.rolling = Some(r);
+                return vec![Action::RetryAfter { token, after }];
             }
-            actions.extend(self.judge_again(r.newer));
-            return actions;
+            Err(CommitFailed { reason, .. }) => {
+                error!(
+                    "Within --rollback-window {}, but generation {} cannot be restored ({reason}): keeping {}",
+                    r.why, r.previous.name, r.bad
+                );
+                // The record names the bad one (as it did before).
+                if let Some(bad) = self.lag.take() {
+                    self.last_good = Some(bad);
+                }
+                let mut actions = vec![];
+                // The child's exit goes to the restart policy, as without
+                // the window; a start that waited goes on.
+                match &mut self.phase {
+                    Phase::Stopping { after, .. } if r.on_exit && *after == AfterStop::Restart => {
+                        *after = AfterStop::ByPolicy;
+                    }
+                    Phase::Starting if r.start_waits => actions.push(Action::Fingerprint),
+                    _ => {}
+                }
+                actions.extend(self.judge_again(r.newer));
+                return actions;
+            }
+            Ok(()) => {}
         }
         error!(
             "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",
@@ -387,11 +467,15 @@ impl Machine {
             .map(|generation| Action::RemoveGeneration { generation })
             .into_iter()
             .collect();
-        if r.on_exit {
-            // The stop under way restarts the child onto what DIR shows now,
-            // the proven generation, whatever the source holds by then
+        if r.on_exit || self.phase != Phase::Running {
+            // The next start (the stop under way, a backoff, or one that
+            // waited for this) lands on what DIR shows now, the proven
+            // generation, whatever the source holds by then
             // (`on_candidate`); newer bytes are judged once it runs.
             self.after_rollback = true;
+            if r.start_waits && self.phase == Phase::Starting {
+                forget.push(Action::Fingerprint);
+            }
             return forget;
         }
         forget.extend(self.back_onto_last_good());

@@ -229,7 +229,7 @@ pub enum Event {
     /// `child` ran out.
     StartedUp { child: u64 },
     /// The answer to `Action::RollBack`.
-    RolledBack { result: Result<(), String> },
+    RolledBack { result: Result<(), CommitFailed> },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// A burst of changes to the watched config began (it settles later).
@@ -241,15 +241,17 @@ pub enum Event {
     CannotCheck { token: u64, reason: String },
 }
 
-/// Why a commit did not go through, and what the durable record of the
-/// last good generation names after it: the machine takes the disk's word,
-/// since a restarted manager trusts that record alone.
+/// Why a commit (or a rollback, a commit of the proven generation) did not
+/// go through, and what the durable record of the last good generation
+/// names after it: the machine takes the disk's word, since a restarted
+/// manager trusts that record alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitFailed {
     pub reason: String,
-    /// The record names the candidate: only the child's view is behind (its
-    /// switch failed, and so did putting the record back). The candidate is
-    /// the last good generation; the commit is retried for the view.
+    /// The record names the generation asked for (the candidate, or the one
+    /// rolled back to): only the child's view is behind (its switch
+    /// failed). That generation is the last good one; the same operation
+    /// is retried for the view.
     pub recorded: bool,
 }
 

@@ -323,7 +323,7 @@ impl World for Fake {
         result
     }
 
-    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), CommitFailed> {
         let result = self.model.roll_back(to, from);
         self.record(match result {
             Ok(()) => Did::RollBack(self.gens[to]),

@@ -415,10 +415,13 @@ impl World for Os {
         p.commit(generation, proven, now)
     }
 
-    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), String> {
+    fn roll_back(&mut self, to: &str, from: &str) -> Result<(), CommitFailed> {
         match self.promoter.as_ref() {
             Some(p) => p.roll_back(to, from),
-            None => Err("no --promote-to".into()),
+            None => Err(CommitFailed {
+                reason: "no --promote-to".into(),
+                recorded: false,
+            }),
         }
     }
 
