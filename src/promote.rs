@@ -11,6 +11,9 @@
 //! - `..data -> <generation>`: what the child sees, switched by renaming a
 //!   fresh `..data_tmp` over it (atomic);
 //! - `name -> ..data/name`, one per top-level entry, made once;
+//! - `..data_back -> <generation>`: while a candidate is shown in place for
+//!   its check, what `..data` showed before: putting it back is one rename,
+//!   which needs neither a free `..data_tmp` nor an inode;
 //! - `..good -> <generation>`: the durable record of the last generation that
 //!   passed its check (or, without `--validate`, was fully staged). It is
 //!   written before `..data` is switched to that generation, and is the only
@@ -43,6 +46,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const DATA: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
+/// While a candidate is shown in place: a link to what `..data` named
+/// before, made before the candidate is shown, so that putting it back is
+/// one rename.
+const DATA_BACK: &str = "..data_back";
 const GOOD: &str = "..good";
 const GOOD_TMP: &str = "..good_tmp";
 const REJECTED: &str = "..rejected";
@@ -145,6 +152,7 @@ impl Promoter {
     /// the good generation's fingerprint (keyed by source paths), if any.
     pub fn recover(&self) -> io::Result<Recovered> {
         let _ = fs::remove_file(self.dir.join(DATA_TMP));
+        let _ = fs::remove_file(self.dir.join(DATA_BACK));
         let _ = fs::remove_file(self.dir.join(GOOD_TMP));
         let _ = fs::remove_file(self.dir.join(REJECTED_TMP));
         let _ = fs::remove_file(self.dir.join(PROVEN_TMP));
@@ -472,9 +480,35 @@ impl Promoter {
     }
 
     /// In-place mode: the child's view becomes the candidate for its check.
-    /// `..good` is untouched, so a crash now restarts on the last good.
+    /// `..good` is untouched, so a crash now restarts on the last good. The
+    /// way back is made first (`..data_back`): once the candidate is shown,
+    /// a full inode table or a squatted `..data_tmp` must not keep it there,
+    /// nor leave `..data` dangling when it is removed.
     pub fn expose(&self, generation: &str) -> Result<(), String> {
-        self.switch(generation).map_err(|e| e.to_string())
+        (|| -> io::Result<()> {
+            let back = self.dir.join(DATA_BACK);
+            let _ = fs::remove_file(&back);
+            if let Ok(shown) = fs::read_link(self.dir.join(DATA)) {
+                symlink(shown, &back)?;
+            }
+            self.switch(generation)
+        })()
+        .map_err(|e| e.to_string())
+    }
+
+    /// The view back on `view` after a check in place: by renaming the way
+    /// back made before the candidate was shown, if it names `view`; else
+    /// as any switch.
+    fn put_back(&self, view: Option<&str>) -> io::Result<()> {
+        let back = self.dir.join(DATA_BACK);
+        match view {
+            Some(v) if fs::read_link(&back).ok().as_deref() == Some(Path::new(v)) => {
+                fs::rename(&back, self.dir.join(DATA))?;
+                self.sync_links(view)
+            }
+            Some(v) => self.switch(v),
+            None => self.hide(),
+        }
     }
 
     /// The candidate passed: with `proven` (the candidate goes on
@@ -518,6 +552,8 @@ impl Promoter {
         if proves {
             self.drop_proven_record();
         }
+        // A way back made for a check in place is moot now.
+        let _ = fs::remove_file(self.dir.join(DATA_BACK));
         match now.view.as_deref() != Some(generation) {
             true => info!("Promoted generation {generation} to {}", self.dir.display()),
             false => info!(
@@ -555,7 +591,7 @@ impl Promoter {
             let shows = fs::read_link(self.dir.join(DATA)).ok();
             if let Some(view) = now.view.as_deref()
                 && shows.as_deref() != Some(Path::new(view))
-                && let Err(e) = self.switch(view)
+                && let Err(e) = self.put_back(Some(view))
             {
                 debug!("{}: {e}", self.dir.display());
             }
@@ -670,15 +706,16 @@ impl Promoter {
             );
             return;
         }
-        let shown = fs::read_link(self.dir.join(DATA)).ok();
-        if shown.as_deref() == Some(Path::new(generation)) {
-            let restored = match now.view.as_deref() {
-                Some(view) => self.switch(view),
-                None => self.hide(),
-            };
-            if let Err(e) = restored {
-                warn!("Cannot restore {}: {e}", self.dir.display());
-            }
+        let shows = |g| fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(g));
+        if shows(generation)
+            && let Err(e) = self.put_back(now.view.as_deref())
+        {
+            warn!("Cannot restore {}: {e}", self.dir.display());
+        }
+        // Still shown (the disk refused even the rename): kept, or the
+        // child's view would dangle.
+        if shows(generation) {
+            return;
         }
         // At once: what DIR holds is what a user sees, even if the manager
         // exits right after.
@@ -1335,6 +1372,28 @@ mod tests {
         fs::remove_dir_all(dir.join(DATA_TMP)).unwrap();
         p.commit(&s2.name, None, &holds(&s2, &s1)).unwrap();
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A candidate shown in place is put back by renaming the way back made
+    /// before it was shown: a squatted `..data_tmp` (or no inode for a new
+    /// link) cannot keep it shown, nor leave `..data` dangling once it is
+    /// removed (it used to).
+    #[test]
+    fn a_candidate_shown_in_place_goes_back_without_a_new_link() {
+        let (d, _src, dir, p, s1, s2) = v1_committed_v2_staged("put-back");
+        p.expose(&s2.name).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        fs::create_dir(dir.join(DATA_TMP)).unwrap();
+        fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
+        p.drop_candidate(&s2.name, &at(&s1));
+        assert_eq!(
+            fs::read_link(dir.join(DATA)).unwrap(),
+            PathBuf::from(&s1.name)
+        );
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        assert!(!dir.join(&s2.name).exists(), "the candidate goes");
+        assert!(!dir.join(DATA_BACK).exists());
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -268,6 +268,45 @@ fn a_sighup_during_a_check_in_place_never_shows_the_child_the_candidate() {
     assert!(wait_for(LONG, || t.shown() == "ok v1"), "{}", m.log());
 }
 
+/// A candidate rejected in place while `..data_tmp` was squatted (by a
+/// stray process, or, as good as, with no inode left to make the link):
+/// putting the view back needed a fresh `..data_tmp` link, which failed, and
+/// the candidate was removed anyway: `..data` dangled and a restarted child
+/// found no config. The way back is made before the candidate is shown: one
+/// rename puts it back, needing neither a free name nor an inode.
+#[test]
+fn a_candidate_rejected_in_place_leaves_the_view_on_the_last_good_whatever_the_disk() {
+    let t = Promotion::new("promote-put-back", b"ok v1");
+    // Rejects bad bytes, squatting `..data_tmp` first, while the candidate
+    // is shown.
+    let check = format!(
+        "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || {{ mkdir -p {}/..data_tmp/x; exit 1; }}'",
+        t.dir.display()
+    );
+    let m = t.watching(&[
+        "--validate",
+        &check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+        "--restart=always",
+    ]);
+    t.push(b"bad v2");
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    assert_eq!(t.shown(), "ok v1", "{}", m.log());
+    let data = fs::read_link(t.dir.join("..data")).unwrap();
+    assert!(t.dir.join(&data).is_dir(), "..data -> {data:?} dangles");
+    // A new child reads the last good config.
+    let pid = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v1"), "{:?}", t.starts());
+    fs::remove_dir_all(t.dir.join("..data_tmp")).unwrap();
+}
+
 /// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.

@@ -1315,7 +1315,10 @@ fn a_rollback_whose_view_cannot_follow_is_retried_until_it_does() {
     );
     // Newer bytes wait: a commit now would race the rollback's record.
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(5)))), [Action::Acted]);
-    assert_eq!(m.step(Event::RetryDue { token }), std::slice::from_ref(&ask));
+    assert_eq!(
+        m.step(Event::RetryDue { token }),
+        std::slice::from_ref(&ask)
+    );
     let again = m.step(not_shown());
     let [Action::RetryAfter { token, .. }] = again[..] else {
         panic!("retried again: {again:?}");
