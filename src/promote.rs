@@ -525,7 +525,7 @@ impl Promoter {
     /// kept. The record is not put back here: while the view lags it, the
     /// machine retries this commit, or puts the record back to what the
     /// view shows, through the same operation. A candidate the record does
-    /// not name goes, and a view moved for a check in place goes back.
+    /// not name is left for the machine to drop (`drop_candidate`).
     pub fn commit(
         &self,
         generation: &str,
@@ -564,9 +564,9 @@ impl Promoter {
         Ok(())
     }
 
-    /// A commit failed: what `..good` names on disk decides what the
-    /// candidate is. Named, it is the last good generation (kept); not
-    /// named, it goes. Named by a commit that `proves` it at once, it is
+    /// A commit failed: the answer says whether `..good` names the
+    /// candidate, as the disk holds it (not named, the machine drops it).
+    /// Named by a commit that `proves` it at once, it is
     /// the proven one too: `..proven` goes, as after a commit that went
     /// through. Kept, it would name the generation an earlier probation
     /// went back to (the candidate holds its bytes: that is why it is proven
@@ -595,10 +595,6 @@ impl Promoter {
             {
                 debug!("{}: {e}", self.dir.display());
             }
-        } else if now.view.as_deref() != Some(generation) {
-            // (The record put back to what the view shows failed: that one
-            // is no candidate, and stays.)
-            self.drop_candidate(generation, now);
         }
         CommitFailed {
             reason: e.to_string(),
@@ -1418,11 +1414,12 @@ mod tests {
             "the recorded generation is kept"
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
-        // A candidate the record does not name goes, as before.
+        // A candidate the record does not name is the machine's to drop.
         fs::write(&src, "v3").unwrap();
         let s3 = p.stage().unwrap();
         let e = p.commit(&s3.name, None, &at(&s2)).unwrap_err();
         assert!(!e.recorded, "{e:?}");
+        p.drop_candidate(&s3.name, &at(&s2));
         assert!(!dir.join(&s3.name).exists());
         fs::remove_dir_all(&d).unwrap();
     }

@@ -560,11 +560,17 @@ impl Machine {
                 "Cannot put the record of the last good config back to what the child's directory shows: {reason}"
             )),
             Err(CommitFailed { reason, .. }) => {
-                // The world removed the candidate: nothing left to discard.
-                if let Some(p) = self.pending.as_mut() {
-                    p.generation = None;
-                }
-                self.promotion_failed(format!("Cannot promote the config: {reason}"))
+                // The record does not name the candidate: it goes (the view
+                // put back first, if it was shown in place), and the retry
+                // stages the bytes again.
+                let candidate = self.pending.as_mut().and_then(|p| p.generation.take());
+                let mut actions: Vec<Action> = candidate
+                    .filter(|g| !self.is_kept(g))
+                    .map(|generation| Action::DropCandidate { generation })
+                    .into_iter()
+                    .collect();
+                actions.extend(self.promotion_failed(format!("Cannot promote the config: {reason}")));
+                actions
             }
         }
     }

@@ -340,9 +340,6 @@ impl Model {
             if recorded && proven.is_none() {
                 self.proven_record = None;
             }
-            if !recorded && self.view.as_deref() != Some(generation) {
-                self.drop_candidate(generation, now);
-            }
             return Err(CommitFailed {
                 reason: "No space left on device".into(),
                 recorded,

@@ -274,8 +274,9 @@ struct Edge {
     /// The version the child had before this turn's reload signals (its
     /// hooks, held until the signals are sent, are for the same change).
     signalled_from: Option<u64>,
-    /// A candidate shown in place for a check that then could not start:
-    /// shown until the machine, having taken that answer, discards it.
+    /// A candidate shown in place for a check that then could not start, or
+    /// whose commit the disk refused: shown until the machine, having taken
+    /// that answer, discards it.
     unstarted: Option<String>,
 }
 
@@ -473,6 +474,12 @@ impl Edge {
                 let result = self
                     .model
                     .commit(&generation, proven.as_deref(), &m.promoted());
+                if result.as_ref().is_err_and(|e| !e.recorded)
+                    && self.shown.as_ref() == Some(&generation)
+                    && self.view.as_ref() != Some(&generation)
+                {
+                    self.unstarted = Some(generation);
+                }
                 Ok(Some(Event::Committed { token, result }))
             }
             Action::DropCandidate { generation } => {

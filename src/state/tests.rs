@@ -1143,6 +1143,49 @@ fn running_on_g1(validate: bool) -> Machine {
     m
 }
 
+/// A commit the disk refused before its record moved: the machine drops
+/// the candidate (the promoter used to, a decision in the edge), first,
+/// before anything else it asks, and stages the bytes again on retry.
+#[test]
+fn a_commit_refused_before_its_record_drops_the_candidate_and_stages_again() {
+    let mut m = running_on_g1(false);
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(2)))),
+        [Action::Acted, Action::Stage { token: 1 }]
+    );
+    let commit = m.step(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    assert!(matches!(commit[..], [Action::Commit { token: 1, .. }]));
+    let failed = m.step(Event::Committed {
+        token: 1,
+        result: Err(CommitFailed {
+            reason: "No space left on device".into(),
+            recorded: false,
+        }),
+    });
+    assert_eq!(
+        failed,
+        [
+            Action::DropCandidate {
+                generation: "g2".into()
+            },
+            Action::RetryAfter {
+                token: 1,
+                after: BACKOFF_FIRST
+            }
+        ]
+    );
+    assert_eq!(
+        m.step(Event::RetryDue { token: 1 }),
+        [Action::Stage { token: 1 }]
+    );
+}
+
 /// A promoting machine (check, reload by HUP, rollback window, readiness)
 /// whose child runs on generation "g1" (bytes 1) and then got "g2" (bytes
 /// 2) by HUP: on probation, previous "g1".

@@ -314,9 +314,6 @@ impl World for Fake {
             Err(_) => Did::ViewBehind(version),
             Ok(()) => Did::Commit(version),
         });
-        if !self.gens.contains_key(generation) {
-            self.record(Did::DropCandidate(version));
-        }
         if result.is_ok() {
             self.committed_at.insert(generation.to_string(), self.now);
         }
