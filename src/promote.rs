@@ -546,7 +546,15 @@ impl Promoter {
             // whose record already moved finds it there: kept).
             return Err(self.failed(generation, proves, e, now));
         }
-        if let Err(e) = self.switch(generation) {
+        // Shown already (checked in place): no new link to make, so no
+        // squatted `..data_tmp` or full inode table can hold the view back.
+        let shown =
+            fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(generation));
+        let switched = match shown {
+            true => self.sync_links(Some(generation)),
+            false => self.switch(generation),
+        };
+        if let Err(e) = switched {
             return Err(self.failed(generation, proves, e, now));
         }
         if proves {
@@ -1389,6 +1397,25 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         assert!(!dir.join(&s2.name).exists(), "the candidate goes");
+        assert!(!dir.join(DATA_BACK).exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A candidate checked in place is shown already: its commit makes no
+    /// new view link, so a squatted `..data_tmp` (or no inode for a link)
+    /// cannot hold it back (it used to fail and leave the view lagging).
+    #[test]
+    fn a_commit_of_a_candidate_shown_in_place_needs_no_new_link() {
+        let (d, _src, dir, p, s1, s2) = v1_committed_v2_staged("commit-in-place");
+        p.expose(&s2.name).unwrap();
+        fs::create_dir(dir.join(DATA_TMP)).unwrap();
+        fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
+        p.commit(&s2.name, None, &at(&s1)).unwrap();
+        assert_eq!(
+            fs::read_link(dir.join(GOOD)).unwrap(),
+            PathBuf::from(&s2.name)
+        );
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
         assert!(!dir.join(DATA_BACK).exists());
         fs::remove_dir_all(&d).unwrap();
     }

@@ -350,10 +350,10 @@ impl Model {
         if proven.is_none() {
             self.proven = Some(generation.to_string());
         }
-        if self.view_fails {
-            // Recorded, not shown: the machine must take the record. A
-            // candidate shown in place goes back to what the view showed.
-            self.shown = self.view.clone();
+        // A candidate shown in place needs no switch: the fault cannot hold
+        // it back.
+        if self.view_fails && self.shown.as_deref() != Some(generation) {
+            // Recorded, not shown: the machine must take the record.
             return Err(CommitFailed {
                 reason: "Read-only file system".into(),
                 recorded: true,
