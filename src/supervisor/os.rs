@@ -570,7 +570,13 @@ impl World for Os {
                         async move { (i, post_reload(&url, timeout).await) },
                     ));
                 }
-                None => runs.push(std::future::ready((i, false)).boxed_local()),
+                // The machine's hook numbers come from the same ordering as
+                // this list (cli.rs): one out of range is a bug of ours,
+                // said rather than retried in silence.
+                None => {
+                    error!("Reload: no reload command or URL number {i} (a bug: please report it)");
+                    runs.push(std::future::ready((i, false)).boxed_local());
+                }
             }
         }
         if runs.is_empty() {
