@@ -89,7 +89,9 @@ pub trait World {
     // and `Drain`; `Look` is `look`), routed by `Loop::start`. Those
     // with a token answer later with `Wake::Done`, or at once (Some).
     /// Spawns the child; Err: the exit code for a command that cannot start.
-    fn spawn(&mut self, token: Token) -> Result<(), i32>;
+    fn spawn(&mut self) -> Result<(), i32>;
+    /// The spawned child's end is answered `Exited` with `token`.
+    fn run(&mut self, token: Token);
     /// `--promote-to`: copies the config into a new generation: `Staged`.
     fn stage(&mut self, token: Token);
     /// Runs the check on the live config or on `candidate`: `Checked`.
@@ -377,7 +379,14 @@ impl<W: World> Loop<'_, W> {
                 w.look(Look::Asked(token, why));
                 None
             }
-            Op::Run => w.spawn(token).err().map(Outcome::NotStarted),
+            Op::Spawn => Some(match w.spawn() {
+                Ok(()) => Outcome::Started,
+                Err(code) => Outcome::NotStarted(code),
+            }),
+            Op::Run => {
+                w.run(token);
+                None
+            }
             Op::Stage => {
                 w.stage(token);
                 None

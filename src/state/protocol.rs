@@ -21,8 +21,10 @@ pub type Token = u64;
 pub enum Op {
     /// Look at the config (stat and hash): `Looked`.
     Look(LookFor),
-    /// Start the child in a process group of its own and wait for its end:
-    /// `Exited`; `NotStarted` at once for a command that cannot start.
+    /// Start the child in a process group of its own: `Started`, or
+    /// `NotStarted` for a command that cannot start.
+    Spawn,
+    /// The started child's life: `Exited` when the reaper collected it.
     Run,
     /// Wait until the exited child's process group is empty: `GroupGone`.
     Drain,
@@ -86,6 +88,8 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Looked(Snapshot),
+    /// The child runs.
+    Started,
     /// The command could not start (126 or 127).
     NotStarted(i32),
     /// The child ended (the reaper collected it), this long after its start.
@@ -179,6 +183,7 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Rec {
     Look(LookFor),
+    Spawn,
     Child,
     Drain,
     /// The gate's staging, check, commit and retry wait, with the
@@ -214,6 +219,7 @@ impl Machine {
     /// Takes what the world says; returns what the machine asks of it.
     pub fn handle(&mut self, input: Input) -> Vec<Request> {
         let (mut looked, mut sent) = (None, vec![]);
+        let mut out = vec![];
         let event = match input {
             Input::Done { token, outcome } => {
                 let Some(rec) = self.inflight.remove(&token) else {
@@ -233,6 +239,10 @@ impl Machine {
                         .map(|&sig| Request::Signal(sig, *to))
                         .collect();
                 }
+                // The child runs: its life is the operation in flight now.
+                if matches!((&rec, &outcome), (Rec::Spawn, Outcome::Started)) {
+                    out.push(self.start(Rec::Child, Op::Run));
+                }
                 match answer(rec, outcome) {
                     Some(event) => event,
                     None => return vec![],
@@ -251,7 +261,7 @@ impl Machine {
             Input::ProbeDue => return self.probe_due(),
         };
         let actions = self.step(event);
-        let mut out = self.requests(actions);
+        out.extend(self.requests(actions));
         if !sent.is_empty() {
             sent.append(&mut out);
             out = sent;
@@ -389,13 +399,7 @@ impl Machine {
             Action::Spawn => {
                 // A backoff cut short (a change during it) waits no more.
                 out.extend(self.cancel(|r| *r == Rec::Backoff));
-                out.push(self.start(Rec::Child, Op::Run));
-                // The child runs from now on; a command that cannot start
-                // is answered at once (`NotStarted`), and ends it all.
-                let then = self.step(Event::Spawned);
-                for action in then {
-                    self.request(action, out);
-                }
+                out.push(self.start(Rec::Spawn, Op::Spawn));
             }
             Action::Fingerprint => {
                 out.push(self.start(Rec::Look(LookFor::Start), Op::Look(LookFor::Start)));
@@ -483,7 +487,8 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         (Rec::Look(LookFor::Start), Outcome::Looked(now)) => Event::Candidate(now),
         (Rec::Look(LookFor::Settle), Outcome::Looked(now)) => Event::ConfigSettled(now),
         (Rec::Look(LookFor::Restart), Outcome::Looked(now)) => Event::RestartRequested(now),
-        (Rec::Child, Outcome::NotStarted(code)) => Event::SpawnFailed(code),
+        (Rec::Spawn, Outcome::Started) => Event::Spawned,
+        (Rec::Spawn, Outcome::NotStarted(code)) => Event::SpawnFailed(code),
         (Rec::Child, Outcome::Exited { status, ran_for }) => Event::ChildExited { status, ran_for },
         (Rec::Drain, Outcome::GroupGone) => Event::GroupGone,
         (Rec::Stage(token), Outcome::Staged(result)) => Event::Staged { token, result },
@@ -561,10 +566,17 @@ mod tests {
 
     /// A machine whose child runs; the token of its `Run`.
     fn running(s: Settings) -> (Machine, Token) {
+        let (mut m, spawn) = spawning(s);
+        let then = m.handle(done(spawn, Outcome::Started));
+        (m, token_of(&then, |o| *o == Op::Run))
+    }
+
+    /// A machine whose child's start is asked for; the token of its `Spawn`.
+    fn spawning(s: Settings) -> (Machine, Token) {
         let (mut m, first) = Machine::boot(s, None, None, None);
         let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
         let then = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
-        (m, token_of(&then, |o| *o == Op::Run))
+        (m, token_of(&then, |o| *o == Op::Spawn))
     }
 
     #[test]
@@ -575,10 +587,13 @@ mod tests {
             m.handle(done(look + 100, Outcome::Looked(snap(Some(1))))),
             []
         );
-        let started = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
-        token_of(&started, |o| *o == Op::Run);
+        let spawn = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let spawn = token_of(&spawn, |o| *o == Op::Spawn);
         // The same answer again: its record is gone.
         assert_eq!(m.handle(done(look, Outcome::Looked(snap(Some(1))))), []);
+        assert!(!m.child_alive(), "not before the world says it runs");
+        let started = m.handle(done(spawn, Outcome::Started));
+        token_of(&started, |o| *o == Op::Run);
         assert!(m.child_alive());
     }
 
@@ -592,11 +607,13 @@ mod tests {
 
     #[test]
     fn a_command_that_cannot_start_ends_it_all() {
-        let (mut m, run) = running(settings());
+        let (mut m, spawn) = spawning(settings());
         assert_eq!(
-            m.handle(done(run, Outcome::NotStarted(127))),
+            m.handle(done(spawn, Outcome::NotStarted(127))),
             [Request::Exit(127)]
         );
+        // It never ran: no start is counted.
+        assert_eq!(m.stats().starts.iter().sum::<u64>(), 0);
     }
 
     #[test]
@@ -655,7 +672,12 @@ mod tests {
         let (mut m, first) = Machine::boot(s, None, None, None);
         assert_eq!(m.handle(Input::ProbeDue), [], "no child yet");
         let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
-        m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let spawn = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        assert_eq!(m.handle(Input::ProbeDue), [], "not started yet");
+        m.handle(done(
+            token_of(&spawn, |o| *o == Op::Spawn),
+            Outcome::Started,
+        ));
         let asked = m.handle(Input::ProbeDue);
         // A probe never outlives its interval.
         let timeout = Duration::from_secs(1);

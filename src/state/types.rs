@@ -172,8 +172,7 @@ pub(super) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 /// (which drops the stale ones first).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The child runs: from the moment its start was asked for (a command
-    /// that cannot start is answered at once: `SpawnFailed`).
+    /// The child runs (the world started it).
     Spawned,
     /// The command could not be started (126 or 127).
     SpawnFailed(i32),
@@ -286,8 +285,8 @@ pub struct HookCall {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start the child (`Op::Run`): it runs from then on (`Spawned` at once);
-    /// one that cannot start is answered `SpawnFailed`.
+    /// Start the child (`Op::Spawn`): answered `Spawned` (its life is then
+    /// `Op::Run`), or `SpawnFailed` for a command that cannot start.
     Spawn,
     /// Look at the config and answer `Candidate`: every start goes through
     /// the gate first (with `--validate` or `--promote-to`, it may check).

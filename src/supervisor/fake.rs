@@ -70,7 +70,7 @@ enum Did {
 }
 
 struct FakeChild {
-    /// Its `Op::Run`.
+    /// Its `Op::Run` (0 until asked for, right after its start).
     token: Token,
     ignores_term: bool,
     /// The config version it runs (started on, or last reloaded onto).
@@ -255,13 +255,19 @@ impl Fake {
 }
 
 impl World for Fake {
-    fn spawn(&mut self, token: Token) -> Result<(), i32> {
+    fn run(&mut self, token: Token) {
+        let c = self.child.as_mut().expect("Op::Run without a child");
+        assert_eq!(c.token, 0, "a second Op::Run for one child");
+        c.token = token;
+    }
+
+    fn spawn(&mut self) -> Result<(), i32> {
         assert!(self.child.is_none(), "a second child");
         let version = self.model.spawn();
         self.record(Did::Spawn(version));
         self.group = true;
         self.child = Some(FakeChild {
-            token,
+            token: 0,
             ignores_term: self.ignore_term,
             version,
             started: self.now,
@@ -492,6 +498,7 @@ impl World for Fake {
                 break wake;
             }
             if let Some((status, started, token)) = self.died.take() {
+                assert_ne!(token, 0, "the child's end reported before its Op::Run");
                 let ran_for = self.now - started;
                 let outcome = Outcome::Exited { status, ran_for };
                 break Wake::Done { token, outcome };

@@ -243,8 +243,10 @@ struct Os {
     /// The machine's operations running here (stagings, checks, hooks,
     /// probes), each with its token: the one collection the loop waits on.
     ops: Vec<Running>,
-    /// The running child, when it started, and the token of its `Op::Run`.
-    child: Option<(Child, Instant, Token)>,
+    /// The running child, when it started, and the token of its `Op::Run`
+    /// (asked for right after its start: until then its end is left with
+    /// the reaper, unclaimed).
+    child: Option<(Child, Instant, Option<Token>)>,
     /// The child's process group (its pid): the running child's, or the
     /// exited one's until it is found empty. Nothing else is signalled as
     /// a group but our own hooks'.
@@ -296,7 +298,12 @@ impl Os {
     /// remain in it, the stop signal and SIGKILL still go there).
     /// None without a child (its status comes only while there is one).
     fn child_exited(&mut self, status: std::process::ExitStatus) -> Option<Wake> {
+        // Unclaimed yet (no `Op::Run`): its status stays with the reaper.
+        if !matches!(self.child, Some((_, _, Some(_)))) {
+            return None;
+        }
         let (c, started, token) = self.child.take()?;
+        let token = token?;
         debug!("Reaped child process {}", c.pid);
         let status = child::status_of(status);
         Some(Wake::Done {
@@ -368,12 +375,18 @@ enum Seen {
 }
 
 impl World for Os {
-    fn spawn(&mut self, token: Token) -> Result<(), i32> {
+    fn spawn(&mut self) -> Result<(), i32> {
         self.reactor_up();
         let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
         self.group = Some(c.pid);
-        self.child = Some((c, Instant::now(), token));
+        self.child = Some((c, Instant::now(), None));
         Ok(())
+    }
+
+    fn run(&mut self, token: Token) {
+        if let Some((_, _, run)) = self.child.as_mut() {
+            *run = Some(token);
+        }
     }
 
     /// The first of `sigs` the child does not handle (true: it ignores
@@ -725,8 +738,8 @@ impl World for Os {
                 let timer = &mut self.timer;
                 let status = async {
                     match self.child.as_ref() {
-                        Some((c, _, _)) => reaper::exited(c.pid).await,
-                        None => futures::future::pending().await,
+                        Some((c, _, Some(_))) => reaper::exited(c.pid).await,
+                        _ => futures::future::pending().await,
                     }
                 };
                 // The first operation to answer, of all those running.
@@ -793,6 +806,7 @@ impl World for Os {
                     if let Some(exited) = self
                         .child
                         .as_ref()
+                        .filter(|(_, _, run)| run.is_some())
                         .and_then(|(c, _, _)| reaper::take(c.pid))
                         .and_then(|status| self.child_exited(status))
                     {
