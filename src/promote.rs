@@ -607,6 +607,7 @@ impl Promoter {
         CommitFailed {
             reason: e.to_string(),
             recorded,
+            gone: false,
         }
     }
 
@@ -661,6 +662,7 @@ impl Promoter {
             return Err(CommitFailed {
                 reason: format!("generation {to} is gone"),
                 recorded: false,
+                gone: true,
             });
         }
         (|| -> io::Result<()> {
@@ -674,6 +676,7 @@ impl Promoter {
         .map_err(|e| CommitFailed {
             reason: e.to_string(),
             recorded: self.record(GOOD).as_deref() == Some(to),
+            gone: false,
         })?;
         // Back on the proven one: nothing is on probation.
         self.drop_proven_record();

@@ -517,6 +517,7 @@ impl Machine {
             Err(CommitFailed {
                 reason,
                 recorded: true,
+                ..
             }) if realign => {
                 // The generation the record named before goes (unless the
                 // disk's view still shows it: the world never removes that).
@@ -555,6 +556,7 @@ impl Machine {
             Err(CommitFailed {
                 reason,
                 recorded: true,
+                ..
             }) => self.recorded_not_shown(reason),
             Err(CommitFailed { reason, .. }) if realign => self.promotion_failed(format!(
                 "Cannot put the record of the last good config back to what the child's directory shows: {reason}"
@@ -651,7 +653,15 @@ impl Machine {
         if self.lag.is_none() {
             self.lag = self.last_good.clone().filter(|g| *g != new.name);
         }
+        // The child still runs the view's bytes: a window running for them
+        // goes on (an exit now is theirs, rolled back to the proven
+        // generation); the new bytes get theirs once they are shown.
+        let window = self.probation.clone().filter(|p| p.running);
         let mut actions = self.committed(new);
+        if let Some(window) = window.filter(|_| self.probation.is_some()) {
+            self.probation = Some(window);
+            actions.retain(|a| !matches!(a, Action::ProbationDeadline(_)));
+        }
         actions.extend(self.promotion_failed(format!("Cannot show the promoted config: {reason}")));
         actions
     }

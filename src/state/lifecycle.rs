@@ -360,10 +360,9 @@ impl Machine {
                     AfterStop::ByPolicy => self.roll_back_on_exit(status),
                     _ => vec![],
                 };
-                let after = if actions.is_empty() {
-                    after
-                } else {
-                    AfterStop::Restart
+                let after = match actions.is_empty() && self.rolling.is_none() {
+                    true => after,
+                    false => AfterStop::Restart,
                 };
                 // Leftovers in its group get the stop signal too (ESRCH, and
                 // so nothing, in the common case of an empty group).

@@ -343,6 +343,7 @@ impl Model {
             return Err(CommitFailed {
                 reason: "No space left on device".into(),
                 recorded,
+                gone: false,
             });
         }
         self.proven_record = proven.map(String::from);
@@ -357,6 +358,7 @@ impl Model {
             return Err(CommitFailed {
                 reason: "Read-only file system".into(),
                 recorded: true,
+                gone: false,
             });
         }
         // New bytes shown (not the record put back to the view's): a
@@ -449,12 +451,10 @@ impl Model {
             self.gens.contains_key(to),
             "rolled back to a generation gone: {to}"
         );
-        // A retry finds the record moved already (its view lagged).
-        let retried = self.good.as_deref() == Some(to) && self.view.as_deref() == Some(from);
-        assert!(
-            retried || self.good.as_deref() == Some(from),
-            "rolled back from another"
-        );
+        // From what the child's view shows (the record may name a newer
+        // push that never reached it, or, on a retry, `to` already).
+        assert_eq!(self.view.as_deref(), Some(from), "rolled back from another");
+        let retried = self.good.as_deref() == Some(to);
         assert_eq!(
             self.proven.as_deref(),
             Some(to),
@@ -465,20 +465,23 @@ impl Model {
             Some(to),
             "a rollback to a generation not recorded as proven"
         );
-        if self.disk_fails {
-            return Err(CommitFailed {
-                reason: "No space left on device".into(),
-                recorded: retried,
-            });
-        }
-        self.good = Some(to.to_string());
-        // Those bytes are rejected. Never the proven bytes themselves: a
-        // generation holding them is proven at once, and `..proven` never
-        // outlives that (a restarted manager would judge it again).
+        // Those bytes are rejected from the moment the rollback is asked
+        // for: a machine that gave up on it, and started a child on them,
+        // would be caught. Never the proven bytes themselves: a generation
+        // holding them is proven at once, and `..proven` never outlives that
+        // (a restarted manager would judge it again).
         let (to_bytes, from_bytes) = (self.gens[to], self.gens[from]);
         assert_ne!(to_bytes, from_bytes, "rolled back onto the same bytes");
         self.rolled_back = Some(from_bytes);
         self.ever_rolled_back.insert(from_bytes);
+        if self.disk_fails {
+            return Err(CommitFailed {
+                reason: "No space left on device".into(),
+                recorded: retried,
+                gone: false,
+            });
+        }
+        self.good = Some(to.to_string());
         // Recorded before the view moves: a restarted manager keeps them
         // rejected. The one named before stays until the machine forgets it.
         self.rejected = Some(from.to_string());
@@ -487,6 +490,7 @@ impl Model {
             return Err(CommitFailed {
                 reason: "Read-only file system".into(),
                 recorded: true,
+                gone: false,
             });
         }
         self.view = self.good.clone();
@@ -525,6 +529,11 @@ impl Model {
             .proven_record
             .take()
             .filter(|p| self.good.is_some() && self.good.as_ref() != Some(p));
+        // A rejection the disk does not record (a rollback that could not
+        // write yet) is forgotten with the manager.
+        if self.rejected.is_none() {
+            self.rolled_back = None;
+        }
         let kept = [&self.good, &self.rejected, &self.proven_record];
         self.gens
             .retain(|g, _| kept.iter().any(|k| k.as_ref() == Some(g)));

@@ -81,11 +81,14 @@ impl Machine {
 
     /// The source holds the bytes the child runs with (put back after a
     /// rejection or a rollback, the usual fix): nothing is failing, unless
-    /// a reload is still being retried (only its success says the child
-    /// took them). No success time: nothing new reached the child.
+    /// a reload of them is still under way: only its success says the
+    /// child took them, and it does (a change that failed meanwhile no
+    /// longer stands between). No success time: nothing new reached the
+    /// child.
     pub(super) fn source_is_the_childs(&mut self) {
-        if self.reload.is_none() {
-            self.stats.last_failed = false;
+        match self.reload.is_none() {
+            true => self.stats.last_failed = false,
+            false => self.fresh = true,
         }
     }
 

@@ -141,6 +141,12 @@ impl Machine {
     /// The shown generation ran through its probation: it is the proven one
     /// now, and the one before it goes.
     pub(super) fn prove(&mut self) -> Vec<Action> {
+        // The record names bytes that never reached the child (its view
+        // lags): what ran is not what would be proven. Judged once the
+        // view and the record agree.
+        if self.lag.is_some() {
+            return vec![];
+        }
         self.probation = None;
         let Some(name) = self.last_good.clone() else {
             return vec![];
@@ -239,7 +245,9 @@ impl Machine {
     /// The window passed with the child up: the new generation is proven,
     /// unless a probe never saw the child ready (then it is judged on).
     pub(super) fn on_probation_over(&mut self) -> Vec<Action> {
-        if !self.on_probation() {
+        // With the view behind the record, the window ran on older bytes
+        // than the record names: nothing to prove yet (see `prove`).
+        if !self.on_probation() || self.lag.is_some() {
             return vec![];
         }
         if self.settings.ready_interval.is_some() && !self.ready.ever {
@@ -281,7 +289,7 @@ impl Machine {
             self.ready.ever = true;
             self.ready.reloading = false;
             let mut actions = self.started_up();
-            if self.probation.as_ref().is_some_and(|p| p.overdue) {
+            if self.probation.as_ref().is_some_and(|p| p.overdue) && self.lag.is_none() {
                 info!(
                     "The child is ready, after its --rollback-window: its generation is the proven one now"
                 );
@@ -321,6 +329,12 @@ impl Machine {
     /// a rollback is asked for (the next child then starts on the proven
     /// generation, if the rollback takes); else nothing.
     pub(super) fn roll_back_on_exit(&mut self, status: Status) -> Vec<Action> {
+        // A rollback already under way (retried): the next child is its,
+        // whatever --restart says, as if this exit had asked for it.
+        if let Some(r) = self.rolling.as_mut() {
+            r.on_exit = true;
+            return vec![];
+        }
         if !self.on_probation() {
             return vec![];
         }
@@ -338,7 +352,13 @@ impl Machine {
         self.probation = None;
         // Nothing is on probation any more: no failure is excused for it.
         self.ready.reloading = false;
-        let bad = self.last_good.clone().unwrap_or_default();
+        // The bytes the child ran: what the view shows (a newer push the
+        // record names may not have reached it yet).
+        let bad = self
+            .lag
+            .clone()
+            .or_else(|| self.last_good.clone())
+            .unwrap_or_default();
         let newer = self.pending.as_ref().map(|p| p.snapshot.clone());
         let mut actions = self.cancel_pending();
         actions.push(Action::ProbationDeadline(None));
@@ -401,39 +421,47 @@ impl Machine {
             return vec![];
         };
         match result {
-            // The record names the proven generation, the view still the
-            // bad one: the disk's word for the record (a restarted manager
-            // shows the proven generation), and the same rollback again
-            // until the view follows. Meanwhile the bad bytes stay where
-            // the child reads them: nothing new is promoted, no child
-            // starts.
+            // The disk refused a write (full, read-only, a name taken): the
+            // same rollback again, with backoff, until it takes. Meanwhile
+            // the bad bytes stay where the child reads them: nothing new is
+            // promoted, no child starts. With `recorded`, the record names
+            // the proven generation already (only the view is behind): the
+            // disk's word for it (a restarted manager shows that one).
             Err(CommitFailed {
                 reason,
-                recorded: true,
+                recorded,
+                gone: false,
             }) => {
-                if self.lag.is_none() {
-                    self.lag = self.last_good.replace(r.previous.name.clone());
-                }
+                let mut actions = match recorded {
+                    true => self.record_moved_back(&r),
+                    false => vec![],
+                };
+                self.lag = recorded.then(|| r.bad.clone()).or(self.lag.take());
                 self.last_token += 1;
                 let (token, after) = (self.last_token, r.retry);
-                error!(
-                    "Within --rollback-window {}: generation {} is recorded again, but the child's directory still shows {} ({reason}); retrying in {after:?}",
-                    r.why, r.previous.name, r.bad
-                );
+                match recorded {
+                    true => error!(
+                        "Within --rollback-window {}: generation {} is recorded again, but the child's directory still shows {} ({reason}); retrying in {after:?}",
+                        r.why, r.previous.name, r.bad
+                    ),
+                    false => error!(
+                        "Within --rollback-window {}, but generation {} cannot be restored yet ({reason}): no child starts on {} meanwhile; retrying in {after:?}",
+                        r.why, r.previous.name, r.bad
+                    ),
+                }
                 r.retry = (after * 2).min(BACKOFF_MAX);
                 r.retry_token = Some(token);
                 self.rolling = Some(r);
-                return vec![Action::RetryAfter { token, after }];
+                actions.push(Action::RetryAfter { token, after });
+                return actions;
             }
+            // The proven generation is gone (removed by hand): nothing to go
+            // back to; the records stay as they were.
             Err(CommitFailed { reason, .. }) => {
                 error!(
                     "Within --rollback-window {}, but generation {} cannot be restored ({reason}): keeping {}",
                     r.why, r.previous.name, r.bad
                 );
-                // The record names the bad one (as it did before).
-                if let Some(bad) = self.lag.take() {
-                    self.last_good = Some(bad);
-                }
                 let mut actions = vec![];
                 // The child's exit goes to the restart policy, as without
                 // the window; a start that waited goes on.
@@ -454,19 +482,18 @@ impl Machine {
             r.why, r.bad, r.previous.name
         );
         // The record and the view both name it now.
+        let mut forget = self.record_moved_back(&r);
         self.lag = None;
-        self.last_good = Some(r.previous.name);
-        self.rejected = self.approved.replace(r.previous.snapshot);
+        self.rejected = self.approved.replace(r.previous.snapshot.clone());
         self.stats.rollbacks += 1;
         self.failed();
         // `..rejected` names the bad one now: the one it named before goes.
-        let mut forget: Vec<Action> = self
-            .rolled_back_from
-            .replace(r.bad.clone())
-            .filter(|g| *g != r.bad && !self.is_kept(g))
-            .map(|generation| Action::RemoveGeneration { generation })
-            .into_iter()
-            .collect();
+        forget.extend(
+            self.rolled_back_from
+                .replace(r.bad.clone())
+                .filter(|g| *g != r.bad && !self.is_kept(g))
+                .map(|generation| Action::RemoveGeneration { generation }),
+        );
         if r.on_exit || self.phase != Phase::Running {
             // The next start (the stop under way, a backoff, or one that
             // waited for this) lands on what DIR shows now, the proven
@@ -481,6 +508,18 @@ impl Machine {
         forget.extend(self.back_onto_last_good());
         forget.extend(self.judge_again(r.newer));
         forget
+    }
+
+    /// The record names the proven generation again: the one it named
+    /// before (a newer push whose view never followed, not the bad bytes
+    /// the child ran) goes.
+    fn record_moved_back(&mut self, r: &Rolling) -> Vec<Action> {
+        self.last_good
+            .replace(r.previous.name.clone())
+            .filter(|g| *g != r.bad && !self.is_kept(g))
+            .map(|generation| Action::RemoveGeneration { generation })
+            .into_iter()
+            .collect()
     }
 
     /// Bytes that were in flight when the rollback dropped them: nothing

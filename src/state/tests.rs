@@ -1166,6 +1166,7 @@ fn a_commit_refused_before_its_record_drops_the_candidate_and_stages_again() {
         result: Err(CommitFailed {
             reason: "No space left on device".into(),
             recorded: false,
+            gone: false,
         }),
     });
     assert_eq!(
@@ -1342,6 +1343,7 @@ fn a_rollback_whose_view_cannot_follow_is_retried_until_it_does() {
         result: Err(CommitFailed {
             reason: "File exists".into(),
             recorded: true,
+            gone: false,
         }),
     };
     let after = m.step(not_shown());
@@ -1386,6 +1388,143 @@ fn a_rollback_whose_view_cannot_follow_is_retried_until_it_does() {
     );
 }
 
+/// A rollback the disk refused before its record moved (a tmpfs with no
+/// inode left fails `..good` first) was given up: the child crash-looped on
+/// the bad bytes (hostile, session 13). Any failure but a proven
+/// generation gone is asked again; the records stay as the disk has them.
+#[test]
+fn a_rollback_refused_by_a_full_disk_is_retried() {
+    let mut m = on_probation();
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    let full = m.step(Event::RolledBack {
+        result: Err(CommitFailed {
+            reason: "No space left on device".into(),
+            recorded: false,
+            gone: false,
+        }),
+    });
+    let [Action::RetryAfter { token, .. }] = full[..] else {
+        panic!("the rollback is retried: {full:?}");
+    };
+    assert_eq!(
+        m.promoted(),
+        Promoted {
+            record: Some("g2".into()),
+            view: Some("g2".into()),
+        }
+    );
+    assert_eq!(m.step(Event::RetryDue { token }), [g2_to_g1()]);
+    m.step(Event::RolledBack { result: Ok(()) });
+    assert_eq!(m.stats().rollbacks, 1);
+}
+
+/// With `--restart never`, the child exiting while a rollback asked for by
+/// the probe is being retried used to end the manager with the bad bytes
+/// still shown. The exit is the rollback's: the next child is its.
+#[test]
+fn a_child_exit_while_a_rollback_is_retried_waits_for_it_whatever_restart_says() {
+    let mut m = on_probation();
+    assert_eq!(m.settings.restart, Policy::Never);
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    m.step(Event::RolledBack {
+        result: Err(CommitFailed {
+            reason: "File exists".into(),
+            recorded: true,
+            gone: false,
+        }),
+    });
+    m.step(Event::ChildExited {
+        status: Status::Exited(1),
+        ran_for: Duration::from_secs(5),
+    });
+    assert!(
+        matches!(
+            m.phase,
+            Phase::Stopping {
+                after: AfterStop::Restart,
+                ..
+            }
+        ),
+        "{:?}",
+        m.phase
+    );
+}
+
+/// A running window (g2, the child's bytes) and a newer push g3 whose
+/// commit's view could not follow: the window used to be replaced by g3's,
+/// not running, so g2 crashing in its window rolled nothing back and
+/// crash-looped (hostile, session 13). g2's window goes on; the rollback is
+/// from the bytes the child ran (the view's, g2), and g3, which never
+/// reached it, goes and is judged again.
+#[test]
+fn a_newer_push_that_cannot_be_shown_keeps_the_running_window() {
+    let mut m = on_probation();
+    assert_eq!(
+        m.step(Event::ConfigSettled(snap(Some(3)))),
+        [Action::Acted, Action::Stage { token: 2 }]
+    );
+    m.step(Event::Staged {
+        token: 2,
+        result: Ok(Generation {
+            name: "g3".into(),
+            snapshot: snap(Some(3)),
+        }),
+    });
+    assert!(matches!(
+        m.step(Event::Validated { token: 2, ok: true })[..],
+        [Action::Commit { token: 2, .. }]
+    ));
+    let lagging = m.step(Event::Committed {
+        token: 2,
+        result: Err(CommitFailed {
+            reason: "File exists".into(),
+            recorded: true,
+            gone: false,
+        }),
+    });
+    assert!(
+        !lagging
+            .iter()
+            .any(|a| matches!(a, Action::ProbationDeadline(_))),
+        "g2's window timer stays: {lagging:?}"
+    );
+    assert_eq!(
+        m.promoted(),
+        Promoted {
+            record: Some("g3".into()),
+            view: Some("g2".into()),
+        }
+    );
+    let exit = m.step(Event::ChildExited {
+        status: Status::Exited(1),
+        ran_for: Duration::from_secs(5),
+    });
+    assert!(exit.contains(&g2_to_g1()), "{exit:?}");
+    let back = m.step(Event::RolledBack { result: Ok(()) });
+    assert!(
+        back.contains(&Action::RemoveGeneration {
+            generation: "g3".into()
+        }),
+        "{back:?}"
+    );
+    assert_eq!(
+        m.promoted(),
+        Promoted {
+            record: Some("g1".into()),
+            view: Some("g1".into()),
+        }
+    );
+    // The next child lands on g1; g3's bytes are judged once it runs.
+    m.step(Event::GroupGone);
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    let started = m.step(Event::Spawned);
+    assert!(
+        matches!(started[..], [.., Action::Stage { .. }]),
+        "{started:?}"
+    );
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+}
+
 /// The child exited within the window and its stop finished while the
 /// rollback was still retried: the next child waits for it rather than
 /// start on the bad bytes the view still shows (the crash loop a hostile
@@ -1405,6 +1544,7 @@ fn a_start_waits_for_a_rollback_being_retried() {
         result: Err(CommitFailed {
             reason: "File exists".into(),
             recorded: true,
+            gone: false,
         }),
     });
     let [Action::RetryAfter { token, .. }] = after[..] else {
@@ -1439,6 +1579,7 @@ fn a_rollback_the_world_refuses_changes_nothing() {
         result: Err(CommitFailed {
             reason: "generation g1 is gone".into(),
             recorded: false,
+            gone: true,
         }),
     });
     assert_eq!(after, []);
@@ -2941,6 +3082,7 @@ fn a_commit_recorded_but_not_shown_is_taken_at_the_disks_word() {
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
             recorded: true,
+            gone: false,
         }),
     });
     // Not told, g1 not forgotten (the view still shows it), g2 not discarded.
@@ -3007,6 +3149,7 @@ fn view_lagging_g2() -> Machine {
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
             recorded: true,
+            gone: false,
         }),
     });
     assert!(
@@ -3063,6 +3206,7 @@ fn after_a_double_fault_the_source_back_on_the_views_bytes_puts_the_record_back(
         result: Err(CommitFailed {
             reason: "Read-only file system".into(),
             recorded: false,
+            gone: false,
         }),
     });
     assert!(quiet(&failed), "{failed:?}");
@@ -3117,6 +3261,7 @@ fn a_record_put_back_whose_view_switch_fails_is_retried_until_it_takes() {
         result: Err(CommitFailed {
             reason: "File exists".into(),
             recorded: true,
+            gone: false,
         }),
     });
     assert!(

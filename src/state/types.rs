@@ -252,6 +252,9 @@ pub struct CommitFailed {
     /// failed). That generation is the last good one; the same operation
     /// is retried for the view.
     pub recorded: bool,
+    /// The generation asked for is not there (removed by hand): asking
+    /// again cannot help.
+    pub gone: bool,
 }
 
 /// `--promote-to`: what the child's directory holds, as the machine knows

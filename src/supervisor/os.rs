@@ -424,6 +424,7 @@ impl World for Os {
         let p = self.promoter.as_ref().ok_or(CommitFailed {
             reason: "no --promote-to".into(),
             recorded: false,
+            gone: false,
         })?;
         p.commit(generation, proven, now)
     }
@@ -434,6 +435,7 @@ impl World for Os {
             None => Err(CommitFailed {
                 reason: "no --promote-to".into(),
                 recorded: false,
+                gone: false,
             }),
         }
     }
