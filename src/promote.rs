@@ -152,7 +152,6 @@ impl Promoter {
     /// the good generation's fingerprint (keyed by source paths), if any.
     pub fn recover(&self) -> io::Result<Recovered> {
         let _ = fs::remove_file(self.dir.join(DATA_TMP));
-        let _ = fs::remove_file(self.dir.join(DATA_BACK));
         let _ = fs::remove_file(self.dir.join(GOOD_TMP));
         let _ = fs::remove_file(self.dir.join(REJECTED_TMP));
         let _ = fs::remove_file(self.dir.join(PROVEN_TMP));
@@ -171,7 +170,7 @@ impl Promoter {
                 self.sync_links(Some(g))?;
             }
             Some(g) => {
-                self.switch(g)?;
+                self.put_back(Some(g))?;
                 warn!(
                     "{}: the child's view was not the last good generation (an interrupted \
                      check or promotion); restored {g}",
@@ -189,6 +188,9 @@ impl Promoter {
                 self.hide()?;
             }
         }
+        // A way back left by a check in place that never ended (used above,
+        // if it named the last good generation).
+        let _ = fs::remove_file(self.dir.join(DATA_BACK));
         for e in fs::read_dir(&self.dir)?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if is_generation(&name)
@@ -485,15 +487,15 @@ impl Promoter {
     /// a full inode table or a squatted `..data_tmp` must not keep it there,
     /// nor leave `..data` dangling when it is removed.
     pub fn expose(&self, generation: &str) -> Result<(), String> {
-        (|| -> io::Result<()> {
-            let back = self.dir.join(DATA_BACK);
-            let _ = fs::remove_file(&back);
-            if let Ok(shown) = fs::read_link(self.dir.join(DATA)) {
-                symlink(shown, &back)?;
-            }
-            self.switch(generation)
-        })()
-        .map_err(|e| e.to_string())
+        let back = self.dir.join(DATA_BACK);
+        let _ = fs::remove_file(&back);
+        if let Ok(shown) = fs::read_link(self.dir.join(DATA))
+            && let Err(e) = symlink(shown, &back)
+        {
+            // Without it, putting the view back is a switch like any other.
+            debug!("{}: no way back made ({e})", self.dir.display());
+        }
+        self.switch(generation).map_err(|e| e.to_string())
     }
 
     /// The view back on `view` after a check in place: by renaming the way
@@ -506,7 +508,7 @@ impl Promoter {
                 fs::rename(&back, self.dir.join(DATA))?;
                 self.sync_links(view)
             }
-            Some(v) => self.switch(v),
+            Some(v) => self.show(v),
             None => self.hide(),
         }
     }
@@ -546,15 +548,7 @@ impl Promoter {
             // whose record already moved finds it there: kept).
             return Err(self.failed(generation, proves, e, now));
         }
-        // Shown already (checked in place): no new link to make, so no
-        // squatted `..data_tmp` or full inode table can hold the view back.
-        let shown =
-            fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(generation));
-        let switched = match shown {
-            true => self.sync_links(Some(generation)),
-            false => self.switch(generation),
-        };
-        if let Err(e) = switched {
+        if let Err(e) = self.show(generation) {
             return Err(self.failed(generation, proves, e, now));
         }
         if proves {
@@ -671,7 +665,7 @@ impl Promoter {
                 warn!("Cannot update {}/{REJECTED}: {e}", self.dir.display());
             }
             sync_dir(&self.dir)?;
-            self.switch(to)
+            self.show(to)
         })()
         .map_err(|e| CommitFailed {
             reason: e.to_string(),
@@ -727,6 +721,18 @@ impl Promoter {
         // At once: what DIR holds is what a user sees, even if the manager
         // exits right after.
         remove_tree(&self.dir.join(generation));
+    }
+
+    /// The view on `generation`: switched, unless it shows it already (a
+    /// candidate checked in place, a retried rollback whose record moved):
+    /// then no new link is made, so no squatted `..data_tmp` or full inode
+    /// table can hold it back.
+    fn show(&self, generation: &str) -> io::Result<()> {
+        let shown = fs::read_link(self.dir.join(DATA)).ok();
+        match shown.as_deref() == Some(Path::new(generation)) {
+            true => self.sync_links(Some(generation)),
+            false => self.switch(generation),
+        }
     }
 
     /// `..data -> generation`, atomically, then the top-level links.
@@ -1400,6 +1406,30 @@ mod tests {
         );
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         assert!(!dir.join(&s2.name).exists(), "the candidate goes");
+        assert!(!dir.join(DATA_BACK).exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A directory squatting `..data_back` does not block checks in place
+    /// (the way back is then a switch like any other), and a manager killed
+    /// while a candidate was shown in place, `..data_tmp` squatted, comes
+    /// back on the last good one through the way back (it used to exit 1 at
+    /// every restart).
+    #[test]
+    fn the_way_back_is_optional_and_used_at_startup() {
+        let (d, src, dir, p, s1, s2) = v1_committed_v2_staged("way-back");
+        fs::create_dir_all(dir.join(DATA_BACK).join("x")).unwrap();
+        p.expose(&s2.name).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        p.drop_candidate(&s2.name, &at(&s1));
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(dir.join(DATA_BACK)).unwrap();
+        let s3 = p.stage().unwrap();
+        p.expose(&s3.name).unwrap();
+        fs::create_dir_all(dir.join(DATA_TMP).join("x")).unwrap();
+        let again = Promoter::new(dir.clone(), vec![src]).unwrap();
+        assert_eq!(again.recover().unwrap().good.unwrap().name, s1.name);
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         assert!(!dir.join(DATA_BACK).exists());
         fs::remove_dir_all(&d).unwrap();
     }

@@ -318,6 +318,14 @@ impl Machine {
                 actions.extend(self.child_took_new_bytes(true));
                 actions
             }
+            // Once a child ran, a start that fails (the binary replaced
+            // under it, no process left for a moment) is a child that
+            // exited with that code: `--restart` decides, as for tini's
+            // respawn or a watchexec job. The first one ends it all.
+            Event::SpawnFailed(code) if self.started => {
+                warn!("The command could not be started again (exit code {code})");
+                self.by_policy(Status::Exited(code), Duration::ZERO)
+            }
             Event::SpawnFailed(code) => self.done(code),
             Event::Signal(sig) => self.on_signal(sig),
             Event::ChildExited { status, ran_for } => self.on_exit(status, ran_for),

@@ -583,6 +583,27 @@ fn backoff_doubles_caps_and_resets_after_a_long_run() {
     assert_eq!(exit_and_drain(&mut m, 1, SECS10)[1], secs(1));
 }
 
+/// A start that fails after a child ran (its binary mid-replace, no
+/// process for a moment) used to end the manager with 126 whatever
+/// `--restart` said. It is a child that exited with that code; the first
+/// start's failure still ends it all.
+#[test]
+fn a_start_that_fails_after_a_child_ran_follows_restart() {
+    let mut s = settings();
+    s.restart = Policy::Always;
+    let mut m = running(s, Some(1));
+    exit_and_drain(&mut m, 1, SECS10);
+    assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
+    assert_eq!(
+        m.step(Event::SpawnFailed(126)),
+        [Action::Backoff(Duration::from_secs(2))]
+    );
+    let (mut m, first) = start(settings(), snap(Some(1)));
+    assert_eq!(first, [Action::Spawn]);
+    assert_eq!(m.step(Event::SpawnFailed(127)), [Action::Exit(127)]);
+}
+
 #[test]
 fn max_restarts_gives_up_with_the_childs_code() {
     let mut s = settings();
