@@ -271,10 +271,9 @@ fn two_crashing_pushes_in_one_window_roll_back_to_the_proven_generation() {
 }
 
 /// A rollback whose record moved back to G while the child's view could not
-/// follow (a squatted `..data_tmp`)
-/// used to be given up: the manager said "keeping A" while `..good` named
-/// G, and the next child started on A's bytes, which the view still showed,
-/// and crashed again. Now no child starts on A; the rollback is asked again
+/// follow (a squatted `..data_tmp`) used to be given up: the manager said
+/// "keeping A" while `..good` named G, and the next child started on A's
+/// bytes, which the view still showed, and crashed again. Now no child starts on A; the rollback is asked again
 /// until the view follows, and the child comes back on G.
 #[test]
 fn a_rollback_whose_view_cannot_follow_is_retried_until_it_does() {
