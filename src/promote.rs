@@ -508,7 +508,16 @@ impl Promoter {
                 fs::rename(&back, self.dir.join(DATA))?;
                 self.sync_links(view)
             }
-            Some(v) => self.show(v),
+            // Gone or not ours any more: made now, through its own name if
+            // `..data_tmp` is taken.
+            Some(v) => self.show(v).or_else(|e| {
+                debug!(
+                    "{}: {e}; putting the view back through {DATA_BACK}",
+                    self.dir.display()
+                );
+                replace_link(&self.dir, DATA_BACK, DATA, v)?;
+                self.sync_links(view)
+            }),
             None => self.hide(),
         }
     }
@@ -1424,6 +1433,16 @@ mod tests {
         p.drop_candidate(&s2.name, &at(&s1));
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         fs::remove_dir_all(dir.join(DATA_BACK)).unwrap();
+        // The way back removed, or pointed elsewhere, while `..data_tmp` is
+        // squatted: made again at the end, through its own name.
+        let s4 = p.stage().unwrap();
+        p.expose(&s4.name).unwrap();
+        fs::remove_file(dir.join(DATA_BACK)).unwrap();
+        fs::create_dir_all(dir.join(DATA_TMP).join("x")).unwrap();
+        p.drop_candidate(&s4.name, &at(&s1));
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        assert!(!dir.join(&s4.name).exists());
+        fs::remove_dir_all(dir.join(DATA_TMP)).unwrap();
         let s3 = p.stage().unwrap();
         p.expose(&s3.name).unwrap();
         fs::create_dir_all(dir.join(DATA_TMP).join("x")).unwrap();
