@@ -275,7 +275,7 @@ impl Machine {
                 // After a rollback, newer bytes wait for the child to run
                 // on the proven ones, then take the gate as any change.
                 if let Some(now) = self.judge_after_start.take() {
-                    actions.extend(self.judge_again(Some(now)));
+                    actions.extend(self.judge_again(Some(now), false));
                 }
                 actions
             }

@@ -74,7 +74,7 @@ impl Machine {
     /// The gate, before a start: approved bytes start; rejected ones do
     /// not; others are taken through staging and the check first.
     pub(super) fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase != Phase::Starting || self.held_for_rollback(None) {
+        if self.phase != Phase::Starting || self.held_for_rollback(None, false) {
             return vec![];
         }
         let after_rollback = std::mem::take(&mut self.after_rollback);
@@ -136,7 +136,7 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
-        if self.held_for_rollback(Some(&now)) {
+        if self.held_for_rollback(Some(&now), restart) {
             return vec![];
         }
         let mut actions = self.cancel_pending();

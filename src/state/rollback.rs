@@ -53,6 +53,8 @@ pub(super) struct Rolling {
     /// A start waits for it (the stop after the child's exit finished
     /// while it was retried): the child must not start on the bad bytes.
     start_waits: bool,
+    /// The restart signal asked for the held bytes: a pass restarts.
+    restart: bool,
 }
 
 /// The readiness probe's recent results, for the running child.
@@ -375,6 +377,7 @@ impl Machine {
             retry_token: None,
             retry: BACKOFF_FIRST,
             start_waits: false,
+            restart: false,
         });
         actions
     }
@@ -384,7 +387,7 @@ impl Machine {
     /// record), and no child starts (its directory may still show the bad
     /// bytes). Bytes that settle meanwhile are judged after it; a start
     /// waits for it. True when `now` (or the start) was held.
-    pub(super) fn held_for_rollback(&mut self, now: Option<&Snapshot>) -> bool {
+    pub(super) fn held_for_rollback(&mut self, now: Option<&Snapshot>, restart: bool) -> bool {
         let Some(r) = self.rolling.as_mut() else {
             return false;
         };
@@ -392,6 +395,7 @@ impl Machine {
             Some(now) => {
                 info!("A rollback is under way: the new config is checked once it is done");
                 r.newer = Some(now.clone());
+                r.restart |= restart;
             }
             None => {
                 info!("A rollback is under way: the child starts once it is done");
@@ -472,7 +476,7 @@ impl Machine {
                     Phase::Starting if r.start_waits => actions.push(Action::Fingerprint),
                     _ => {}
                 }
-                actions.extend(self.judge_again(r.newer));
+                actions.extend(self.judge_again(r.newer, r.restart));
                 return actions;
             }
             Ok(()) => {}
@@ -506,7 +510,7 @@ impl Machine {
             return forget;
         }
         forget.extend(self.back_onto_last_good());
-        forget.extend(self.judge_again(r.newer));
+        forget.extend(self.judge_again(r.newer, r.restart));
         forget
     }
 
@@ -524,8 +528,9 @@ impl Machine {
 
     /// Bytes that were in flight when the rollback dropped them: nothing
     /// else would bring them back (no new event comes for bytes already
-    /// settled), so they go through the gate again, unless rejected.
-    pub(super) fn judge_again(&mut self, newer: Option<Snapshot>) -> Vec<Action> {
+    /// settled), so they go through the gate again, unless rejected
+    /// (`restart`: asked for by the restart signal, a pass restarts).
+    pub(super) fn judge_again(&mut self, newer: Option<Snapshot>, restart: bool) -> Vec<Action> {
         match newer {
             Some(now)
                 if self.phase == Phase::Running
@@ -534,7 +539,7 @@ impl Machine {
                     && !self.is_approved(&now) =>
             {
                 info!("Checking again the config that was in flight when the rollback began");
-                self.begin(now, false)
+                self.begin(now, restart)
             }
             _ => vec![],
         }

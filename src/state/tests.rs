@@ -1546,6 +1546,46 @@ fn a_newer_push_that_cannot_be_shown_keeps_the_running_window() {
     assert_eq!(m.child_bytes(), &snap(Some(1)));
 }
 
+/// The restart signal during a retried rollback asks for new bytes that
+/// are held until it is done: once they pass, the child is restarted, not
+/// reloaded (the request used to come back as a plain change).
+#[test]
+fn a_restart_requested_during_a_retried_rollback_restarts_once_it_is_done() {
+    let mut m = on_probation();
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    let retry = m.step(Event::RolledBack {
+        result: Err(CommitFailed {
+            reason: "File exists".into(),
+            recorded: true,
+            gone: false,
+        }),
+    });
+    assert!(matches!(retry[..], [Action::RetryAfter { .. }]));
+    assert_eq!(m.step(Event::RestartRequested(snap(Some(5)))), []);
+    let taken = m.step(Event::RolledBack { result: Ok(()) });
+    let Some(&Action::Stage { token }) = taken.last() else {
+        panic!("the held bytes are staged: {taken:?}");
+    };
+    m.step(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: "g5".into(),
+            snapshot: snap(Some(5)),
+        }),
+    });
+    m.step(Event::Validated { token, ok: true });
+    let restart = m.step(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    assert!(
+        restart
+            .iter()
+            .any(|a| matches!(a, Action::Signal(libc::SIGTERM, _))),
+        "restarted, not reloaded: {restart:?}"
+    );
+}
+
 /// The child exited within the window and its stop finished while the
 /// rollback was still retried: the next child waits for it rather than
 /// start on the bad bytes the view still shows (the crash loop a hostile
