@@ -701,8 +701,9 @@ impl Promoter {
 
     /// The candidate is rejected or moot: the child's view goes back to
     /// `now.view` (if the candidate was shown in place) and the candidate
-    /// is removed.
-    pub fn drop_candidate(&self, generation: &str, now: &Promoted) {
+    /// is removed. Err: the view still shows it (the disk refused even the
+    /// way back); it is kept, or the view would dangle.
+    pub fn drop_candidate(&self, generation: &str, now: &Promoted) -> Result<(), String> {
         // Never the generation the durable record names (a restart shows
         // it), nor the one the child's view shows.
         let g = Some(generation);
@@ -714,22 +715,19 @@ impl Promoter {
                 "{}: not removing {generation}: {GOOD} names it or the child's view shows it",
                 self.dir.display()
             );
-            return;
+            return Ok(());
         }
         let shows = |g| fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(g));
         if shows(generation)
             && let Err(e) = self.put_back(now.view.as_deref())
+            && shows(generation)
         {
-            warn!("Cannot restore {}: {e}", self.dir.display());
-        }
-        // Still shown (the disk refused even the rename): kept, or the
-        // child's view would dangle.
-        if shows(generation) {
-            return;
+            return Err(format!("cannot restore {}: {e}", self.dir.display()));
         }
         // At once: what DIR holds is what a user sees, even if the manager
         // exits right after.
         remove_tree(&self.dir.join(generation));
+        Ok(())
     }
 
     /// The view on `generation`: switched, unless it shows it already (a
@@ -1164,7 +1162,7 @@ mod tests {
         assert_ne!(s1.snapshot, s2.snapshot);
         p.expose(&s2.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v2");
-        p.drop_candidate(&s2.name, &at(&s1));
+        p.drop_candidate(&s2.name, &at(&s1)).unwrap();
         assert_eq!(fs::read_to_string(dir.join("main.conf")).unwrap(), "v1");
         assert_eq!(generations(&dir), 1, "the candidate is removed");
 
@@ -1311,7 +1309,7 @@ mod tests {
         let s = p.stage().unwrap();
         p.expose(&s.name).unwrap();
         assert!(dir.join("app.conf").exists());
-        p.drop_candidate(&s.name, &empty());
+        p.drop_candidate(&s.name, &empty()).unwrap();
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         // An older layout (a view, no record): not trusted.
         let s = p.stage().unwrap();
@@ -1408,7 +1406,7 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
         fs::create_dir(dir.join(DATA_TMP)).unwrap();
         fs::write(dir.join(DATA_TMP).join("x"), "").unwrap();
-        p.drop_candidate(&s2.name, &at(&s1));
+        p.drop_candidate(&s2.name, &at(&s1)).unwrap();
         assert_eq!(
             fs::read_link(dir.join(DATA)).unwrap(),
             PathBuf::from(&s1.name)
@@ -1416,6 +1414,30 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         assert!(!dir.join(&s2.name).exists(), "the candidate goes");
         assert!(!dir.join(DATA_BACK).exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Both ways back squatted by directories: the candidate stays shown
+    /// and kept (removed, the view would dangle), and the answer says so;
+    /// asked again once the names are free, it goes.
+    #[test]
+    fn a_candidate_that_cannot_be_taken_off_the_view_is_kept_and_said() {
+        let (d, _src, dir, p, s1, s2) = v1_committed_v2_staged("stays-shown");
+        p.expose(&s2.name).unwrap();
+        fs::remove_file(dir.join(DATA_BACK)).unwrap();
+        for name in [DATA_TMP, DATA_BACK] {
+            fs::create_dir_all(dir.join(name).join("x")).unwrap();
+        }
+        let e = p.drop_candidate(&s2.name, &at(&s1)).unwrap_err();
+        assert!(e.contains("cannot restore"), "{e}");
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
+        assert!(dir.join(&s2.name).is_dir(), "the shown candidate is kept");
+        for name in [DATA_TMP, DATA_BACK] {
+            fs::remove_dir_all(dir.join(name)).unwrap();
+        }
+        p.drop_candidate(&s2.name, &at(&s1)).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        assert!(!dir.join(&s2.name).exists(), "the candidate goes");
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -1430,7 +1452,7 @@ mod tests {
         fs::create_dir_all(dir.join(DATA_BACK).join("x")).unwrap();
         p.expose(&s2.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v2");
-        p.drop_candidate(&s2.name, &at(&s1));
+        p.drop_candidate(&s2.name, &at(&s1)).unwrap();
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         fs::remove_dir_all(dir.join(DATA_BACK)).unwrap();
         // The way back removed, or pointed elsewhere, while `..data_tmp` is
@@ -1439,7 +1461,7 @@ mod tests {
         p.expose(&s4.name).unwrap();
         fs::remove_file(dir.join(DATA_BACK)).unwrap();
         fs::create_dir_all(dir.join(DATA_TMP).join("x")).unwrap();
-        p.drop_candidate(&s4.name, &at(&s1));
+        p.drop_candidate(&s4.name, &at(&s1)).unwrap();
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
         assert!(!dir.join(&s4.name).exists());
         fs::remove_dir_all(dir.join(DATA_TMP)).unwrap();
@@ -1498,7 +1520,7 @@ mod tests {
         let s3 = p.stage().unwrap();
         let e = p.commit(&s3.name, None, &at(&s2)).unwrap_err();
         assert!(!e.recorded, "{e:?}");
-        p.drop_candidate(&s3.name, &at(&s2));
+        p.drop_candidate(&s3.name, &at(&s2)).unwrap();
         assert!(!dir.join(&s3.name).exists());
         fs::remove_dir_all(&d).unwrap();
     }
@@ -1530,7 +1552,7 @@ mod tests {
         let s3 = p.stage().unwrap();
         p.expose(&s3.name).unwrap();
         assert_eq!(read(), "v3");
-        p.drop_candidate(&s3.name, &lags);
+        p.drop_candidate(&s3.name, &lags).unwrap();
         assert_eq!(read(), "v1", "the view went to the record's s2");
         assert!(!dir.join(&s3.name).exists());
         // The disk works again: the record names s1, as the view does.

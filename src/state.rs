@@ -18,6 +18,7 @@ mod protocol;
 mod reload;
 mod rollback;
 mod types;
+mod withdrawal;
 
 use gate::Pending;
 use protocol::Rec;
@@ -25,6 +26,7 @@ pub use protocol::{Input, LookFor, Op, Outcome, Request, Token, Verdict};
 use reload::Reload;
 use rollback::{Probation, Readiness, Rolling};
 pub use types::*;
+use withdrawal::Withdrawal;
 
 /// What follows a stop once the child and its group are gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +127,9 @@ pub struct Machine {
     starting_up: bool,
     /// A rollback the world has not answered yet.
     rolling: Option<Rolling>,
+    /// A candidate shown in place whose removal from the child's view the
+    /// world has not confirmed yet.
+    withdrawing: Option<Withdrawal>,
     /// The bytes being brought to the child are new ones that passed the
     /// gate (not a rollback's return to older ones, nor a restart on bytes
     /// a later change failed to replace): the child taking them is a
@@ -185,6 +190,7 @@ impl Machine {
             period: 0,
             starting_up: false,
             rolling: None,
+            withdrawing: None,
             fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),
@@ -355,6 +361,7 @@ impl Machine {
             Event::StartedUp { child } if child == self.period => self.period_over(),
             Event::StartedUp { .. } => vec![],
             Event::RolledBack { result } => self.on_rolled_back(result),
+            Event::Dropped { generation, result } => self.on_dropped(generation, result),
         }
     }
 }

@@ -134,8 +134,9 @@ pub trait World {
     /// is recorded as the proven one.
     fn prove(&mut self, generation: &str);
     /// `--promote-to`: removes a candidate (the view shows `now.view`
-    /// again if the candidate was shown in place).
-    fn drop_candidate(&mut self, generation: &str, now: &Promoted);
+    /// again if the candidate was shown in place): `Dropped`, Err while
+    /// the view still shows it.
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted) -> Result<(), String>;
     /// `--promote-to`: removes a generation no longer needed.
     fn remove_generation(&mut self, generation: &str);
     /// `--promote-to`: `..rejected` names `generation` no more; it goes.
@@ -339,11 +340,6 @@ impl<W: World> Loop<'_, W> {
                 self.world.prove(&generation);
                 None
             }
-            Request::DropCandidate { generation } => {
-                self.world
-                    .drop_candidate(&generation, &self.machine.promoted());
-                None
-            }
             Request::RemoveGeneration { generation } => {
                 self.world.remove_generation(&generation);
                 None
@@ -405,6 +401,10 @@ impl<W: World> Loop<'_, W> {
                 )))
             }
             Op::RollBack { to, from } => Some(Outcome::RolledBack(w.roll_back(&to, &from))),
+            Op::Drop { generation } => {
+                let now = self.machine.promoted();
+                Some(Outcome::Dropped(w.drop_candidate(&generation, &now)))
+            }
             Op::AskHandling { signals, to } => Some(Outcome::Handling(w.handling(&signals, to))),
             Op::Hooks { calls } => w.run_hooks(token, calls),
             Op::Probe { timeout } => w.probe(token, timeout),

@@ -74,7 +74,7 @@ impl Machine {
     /// The gate, before a start: approved bytes start; rejected ones do
     /// not; others are taken through staging and the check first.
     pub(super) fn on_candidate(&mut self, now: Snapshot) -> Vec<Action> {
-        if self.phase != Phase::Starting || self.held_for_rollback(None, false) {
+        if self.phase != Phase::Starting || self.held(None, false) {
             return vec![];
         }
         let after_rollback = std::mem::take(&mut self.after_rollback);
@@ -121,8 +121,14 @@ impl Machine {
             true => self.cancel_pending(),
             false => vec![],
         };
-        actions.push(Action::Spawn);
+        actions.extend(self.start_child());
         actions
+    }
+
+    /// Is `now` (or the start, None) held until a rollback or a
+    /// withdrawal is done?
+    fn held(&mut self, now: Option<&Snapshot>, restart: bool) -> bool {
+        self.held_for_rollback(now, restart) || self.held_for_withdrawal(now, restart)
     }
 
     /// What the gate does, for the log.
@@ -136,10 +142,15 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
-        if self.held_for_rollback(Some(&now), restart) {
+        if self.held(Some(&now), restart) {
             return vec![];
         }
         let mut actions = self.cancel_pending();
+        // The candidate superseded was shown in place: `now` goes once it
+        // is off the view.
+        if self.held_for_withdrawal(Some(&now), restart) {
+            return actions;
+        }
         self.last_token += 1;
         let token = self.last_token;
         let pending = Pending {
@@ -221,10 +232,11 @@ impl Machine {
         // The child's view first (a check in place shows it the candidate),
         // then the check that is no longer wanted.
         let mut actions = vec![];
+        let shown = self.is_shown(&p);
         // Unless the disk's record names it (a commit whose view lagged) or
         // the view shows it: then it is no candidate.
         if let Some(generation) = p.generation.filter(|g| !self.is_kept(g)) {
-            actions.push(Action::DropCandidate { generation });
+            actions.push(self.discard(generation, shown));
         }
         if p.step == Step::Checking {
             actions.push(Action::CancelValidation);
@@ -259,7 +271,7 @@ impl Machine {
         };
         let mut actions = vec![];
         if let Some(generation) = p.generation.take().filter(|g| !self.is_kept(g)) {
-            actions.push(Action::DropCandidate { generation });
+            actions.push(self.discard(generation, true));
         }
         actions.push(Action::CancelValidation);
         // A new token: nothing of the cancelled check can answer for it.
@@ -381,7 +393,7 @@ impl Machine {
         match self.phase {
             Phase::CheckingBeforeStart => {
                 self.phase = Phase::Starting;
-                vec![Action::Spawn]
+                self.start_child()
             }
             Phase::Running if restart => {
                 self.reason = Reason::Signal;
@@ -410,10 +422,11 @@ impl Machine {
         if !ok {
             self.stats.validations_failed += 1;
             self.failed();
+            let shown = self.is_shown(&p);
             self.rejected = Some(p.snapshot);
             let mut actions: Vec<Action> = p
                 .generation
-                .map(|generation| Action::DropCandidate { generation })
+                .map(|generation| self.discard(generation, shown))
                 .into_iter()
                 .collect();
             actions.extend(match self.phase {
@@ -465,13 +478,17 @@ impl Machine {
             return vec![];
         };
         // With --promote-to the candidate goes (the child's view back
-        // first); the retry stages the bytes again.
-        let mut actions: Vec<Action> = p
-            .generation
-            .take()
-            .map(|generation| Action::DropCandidate { generation })
+        // first: in place, it was shown before the check could not start);
+        // the retry stages the bytes again.
+        let candidate = p.generation.take();
+        let shown = self.settings.validate_in_place;
+        let mut actions: Vec<Action> = candidate
+            .map(|generation| self.discard(generation, shown))
             .into_iter()
             .collect();
+        let Some(p) = self.pending.as_mut() else {
+            return actions;
+        };
         let no_good_yet = self.phase == Phase::CheckingBeforeStart && self.approved.is_none();
         if !self.settings.promote || no_good_yet {
             // Only the check could not run (no descriptor, process or
@@ -565,10 +582,11 @@ impl Machine {
                 // The record does not name the candidate: it goes (the view
                 // put back first, if it was shown in place), and the retry
                 // stages the bytes again.
+                let shown = self.pending.as_ref().is_some_and(|p| self.is_shown(p));
                 let candidate = self.pending.as_mut().and_then(|p| p.generation.take());
                 let mut actions: Vec<Action> = candidate
                     .filter(|g| !self.is_kept(g))
-                    .map(|generation| Action::DropCandidate { generation })
+                    .map(|generation| self.discard(generation, shown))
                     .into_iter()
                     .collect();
                 actions.extend(self.promotion_failed(format!("Cannot promote the config: {reason}")));
@@ -680,7 +698,7 @@ impl Machine {
             // The promoted directory holds exactly these bytes.
             Phase::CheckingBeforeStart if self.settings.promote => {
                 self.phase = Phase::Starting;
-                vec![Action::Spawn]
+                self.start_child()
             }
             // The child reads the source itself, which may have moved during
             // the check: one more look, and the gate decides again.
@@ -722,7 +740,9 @@ impl Machine {
                     "{what}; starting the child on the last good config promoted earlier; retrying in {after:?}"
                 );
                 self.phase = Phase::Starting;
-                vec![retry, Action::Spawn]
+                let mut actions = vec![retry];
+                actions.extend(self.start_child());
+                actions
             }
             Phase::CheckingBeforeStart => {
                 error!("{what}; there is no good config to start the child on");
@@ -742,11 +762,14 @@ impl Machine {
         if let Some(actions) = self.on_rollback_retry_due(token) {
             return actions;
         }
-        if let Some(p) = self
-            .pending
-            .as_mut()
-            .filter(|p| p.token == token && p.step == Step::Waiting)
-        {
+        if let Some(actions) = self.on_withdrawal_retry_due(token) {
+            return actions;
+        }
+        let due = |p: &&mut Pending| p.token == token && p.step == Step::Waiting;
+        if self.pending.as_mut().filter(due).is_some() && self.gate_held(token) {
+            return vec![];
+        }
+        if let Some(p) = self.pending.as_mut().filter(due) {
             if !self.settings.promote {
                 // Only the check could not run: it runs again (after the
                 // settle, if the files are moving).
@@ -829,6 +852,11 @@ impl Machine {
                 Some(p) if !self.same_but_quiet(&p.snapshot, &now) => self.begin(now, false),
                 _ => self.check_settled(),
             };
+        }
+        // A start on the last good generation waits for a candidate to go
+        // off the view: these bytes are judged once it runs.
+        if self.phase == Phase::Starting && self.held_for_withdrawal(Some(&now), false) {
+            return vec![];
         }
         if !matches!(self.phase, Phase::Running | Phase::Backoff { .. }) {
             // Stopping or starting: the next start looks at the config

@@ -62,16 +62,21 @@ impl Machine {
     }
 
     /// Sends `to` (already mapped) on to the child (or its group).
-    fn forward_mapped(&mut self, to: i32) -> Vec<Action> {
+    pub(super) fn forward_mapped(&mut self, to: i32) -> Vec<Action> {
+        let mut actions = self.withdraw_candidate(&format_args!(
+            "Forwarding {} to the child",
+            signals::Named(to)
+        ));
+        // Once the candidate is off the child's view (the world answers
+        // its removal first).
+        if self.signal_held(to) {
+            return actions;
+        }
         // A SIGCONT after a signal (as `timeout` sends its TERM) kills
         // nothing: the log names the signal before it.
         if to != libc::SIGCONT || self.sent.is_none() {
             self.sent = Some(to);
         }
-        let mut actions = self.withdraw_candidate(&format_args!(
-            "Forwarding {} to the child",
-            signals::Named(to)
-        ));
         actions.push(Action::Signal(to, self.settings.signal_to));
         actions
     }

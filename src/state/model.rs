@@ -74,6 +74,13 @@ pub struct Model {
     pub disk_fails: bool,
     /// The view cannot switch: a commit's record moves without it.
     pub view_fails: bool,
+    /// A candidate shown in place cannot be taken off the view (DIR
+    /// remounted read-only during its check, or both spare names of the
+    /// view's link taken by directories).
+    pub unshow_fails: bool,
+    /// A candidate shown in place whose removal `unshow_fails` refused:
+    /// shown until a removal asked again takes.
+    pub stray: Option<String>,
     /// No check can start: no descriptor, process or memory for it
     /// (EMFILE, EAGAIN, ENOMEM), a fault of ours that says nothing of the
     /// bytes.
@@ -111,6 +118,8 @@ impl Model {
             shown: None,
             disk_fails: false,
             view_fails: false,
+            unshow_fails: false,
+            stray: None,
             checks_fail: false,
             checked_ok: vec![],
             next_gen: 0,
@@ -233,7 +242,7 @@ impl Model {
         if !self.settings.promote || self.shown == self.good || self.behind() {
             return;
         }
-        let checked = self.shown.as_deref().is_some_and(in_check);
+        let checked = self.shown.as_deref().is_some_and(in_check) || self.shown == self.stray;
         assert!(
             self.settings.validate_in_place && checked,
             "the child's directory shows {:?}, not the last good {:?}",
@@ -391,8 +400,13 @@ impl Model {
     }
 
     /// A candidate removed (the view restored if it showed it): never the
-    /// last good, the proven or the viewed generation. Its version.
-    pub fn drop_candidate(&mut self, generation: &str, now: &Promoted) -> Option<u64> {
+    /// last good, the proven or the viewed generation. Its version; Err
+    /// while `unshow_fails` keeps it shown (it is kept).
+    pub fn drop_candidate(
+        &mut self,
+        generation: &str,
+        now: &Promoted,
+    ) -> Result<Option<u64>, String> {
         self.knows(now);
         assert!(
             self.good.as_deref() != Some(generation)
@@ -402,9 +416,16 @@ impl Model {
             "the last good, the proven or the viewed generation discarded"
         );
         if self.shown.as_deref() == Some(generation) {
+            if self.unshow_fails {
+                self.stray = Some(generation.to_string());
+                return Err("cannot restore DIR: Read-only file system".into());
+            }
             self.shown = self.view.clone();
         }
-        self.gens.remove(generation)
+        if self.stray.as_deref() == Some(generation) {
+            self.stray = None;
+        }
+        Ok(self.gens.remove(generation))
     }
 
     /// What the machine tells the world the directory holds is what it
@@ -485,7 +506,10 @@ impl Model {
         // Recorded before the view moves: a restarted manager keeps them
         // rejected. The one named before stays until the machine forgets it.
         self.rejected = Some(from.to_string());
-        if self.view_fails {
+        // A candidate still shown in place holds the view as it holds its
+        // own removal.
+        let stuck = self.unshow_fails && self.shown != self.view;
+        if self.view_fails || stuck {
             // Recorded, not shown: the child's view still shows `from`.
             return Err(CommitFailed {
                 reason: "Read-only file system".into(),
@@ -539,6 +563,7 @@ impl Model {
             .retain(|g, _| kept.iter().any(|k| k.as_ref() == Some(g)));
         self.view = self.good.clone();
         self.shown = self.good.clone();
+        self.stray = None;
         self.proven = self.proven_record.clone().or(self.good.clone());
         let good = self.good.as_ref().map(|g| generation(self, g));
         let rejected = self

@@ -64,6 +64,9 @@ enum Op {
     DiskFails(bool),
     /// A commit's record moves but the view cannot switch, or no more.
     ViewFails(bool),
+    /// A candidate shown in place cannot be taken off the view (DIR
+    /// read-only, or both spare names taken), or no more.
+    UnshowFails(bool),
     /// No check can start (EMFILE, EAGAIN, ENOMEM: the world answers
     /// `CannotCheck` at once), or no more.
     ChecksFail(bool),
@@ -120,6 +123,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::FireRetry),
         1 => any::<bool>().prop_map(Op::DiskFails),
         1 => any::<bool>().prop_map(Op::ViewFails),
+        1 => any::<bool>().prop_map(Op::UnshowFails),
         1 => any::<bool>().prop_map(Op::ChecksFail),
         1 => Just(Op::Crash),
         3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
@@ -393,7 +397,7 @@ impl Edge {
             self.check_view();
         }
         prop_assert!(
-            self.unstarted.is_none(),
+            self.unstarted.is_none() || self.unstarted == self.model.stray,
             "a candidate shown in place for a check that could not start is still shown"
         );
         Ok(())
@@ -483,11 +487,14 @@ impl Edge {
                 Ok(Some(Event::Committed { token, result }))
             }
             Action::DropCandidate { generation } => {
-                if self.unstarted.as_ref() == Some(&generation) {
+                let result = self
+                    .model
+                    .drop_candidate(&generation, &m.promoted())
+                    .map(|_| ());
+                if self.unstarted.as_ref() == Some(&generation) && result.is_ok() {
                     self.unstarted = None;
                 }
-                self.model.drop_candidate(&generation, &m.promoted());
-                Ok(None)
+                Ok(Some(Event::Dropped { generation, result }))
             }
             Action::RemoveGeneration { generation } => {
                 self.model.remove_generation(&generation);
@@ -527,6 +534,18 @@ impl Edge {
             }
             Action::Acted => Ok(None),
             Action::Signal(sig, _) => {
+                // A signal that may make the child read its config (not one
+                // that stops it) never reaches it while a candidate is shown.
+                let stops = is_shutdown(sig)
+                    || [self.settings.stop_signal, libc::SIGKILL, libc::SIGCONT].contains(&sig);
+                if self.child.is_some() && !stops && self.settings.promote {
+                    prop_assert!(
+                        self.shown == self.view,
+                        "{} forwarded while the child's directory shows candidate {:?}",
+                        crate::signals::name(sig),
+                        self.shown
+                    );
+                }
                 if let Some(c) = &self.child
                     && super::testkit::dies_of(sig, c.stubborn, c.ready)
                 {
@@ -830,6 +849,7 @@ impl Edge {
             }
             Op::DiskFails(fails) => self.disk_fails = fails,
             Op::ViewFails(fails) => self.view_fails = fails,
+            Op::UnshowFails(fails) => self.unshow_fails = fails,
             Op::ChecksFail(fails) => self.checks_fail = fails,
             Op::Crash => {
                 // Everything in the namespace dies; the disk stays. The
@@ -837,6 +857,10 @@ impl Edge {
                 let blank = Model::new(self.settings.clone());
                 let mut model = std::mem::replace(&mut self.model, blank);
                 model.view_fails = false;
+                // The restarted manager puts a candidate shown in place
+                // back first: a disk that refuses it keeps it from
+                // starting at all (exit 1), not modelled.
+                model.unshow_fails = false;
                 let (good, rejected, proven) = model.recover();
                 *self = Edge::new(model);
                 let (fresh, first) = Machine::new(self.settings.clone(), good, rejected, proven);
@@ -873,6 +897,7 @@ impl Edge {
             }
             self.disk_fails = false;
             self.view_fails = false;
+            self.unshow_fails = false;
             self.checks_fail = false;
             let op = if !self.validations.is_empty() {
                 Op::FinishValidation

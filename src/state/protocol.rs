@@ -49,6 +49,10 @@ pub enum Op {
     /// Back to the kept generation `to`; `from` is kept as the rejected
     /// one: `RolledBack`.
     RollBack { to: String, from: String },
+    /// Remove this candidate; if the child's view shows it (a check in
+    /// place), the view goes back to the last good generation first:
+    /// `Dropped`.
+    Drop { generation: String },
     /// What the running child does with each of these reload signals:
     /// `Handling`. (The machine sends them once it knows; signalling a
     /// child without a handler would kill it.)
@@ -102,6 +106,10 @@ pub enum Outcome {
     Checked(Verdict),
     Committed(Result<(), CommitFailed>),
     RolledBack(Result<(), CommitFailed>),
+    /// The candidate is no longer what the child's view shows (removed, or
+    /// left for later if the disk refused that); Err: the view still shows
+    /// it, and why.
+    Dropped(Result<(), String>),
     /// The child handles every signal asked about (None; a blocked one,
     /// read with sigwait or a signalfd, counts as handled), or the first
     /// it does not (true: it ignores it, false: it would die of it).
@@ -140,10 +148,6 @@ pub enum Request {
     KillGroup,
     /// `--promote-to`: record this generation as proven.
     Prove {
-        generation: String,
-    },
-    /// `--promote-to`: remove this candidate (showing the last good again).
-    DropCandidate {
         generation: String,
     },
     /// `--promote-to`: remove a generation no longer needed.
@@ -197,6 +201,8 @@ pub(super) enum Rec {
     Hooks(u64),
     HooksRetry(u64),
     RollBack,
+    /// The removal of this candidate.
+    Drop(String),
     /// The reload signals to send to `to` once the child is known to
     /// handle them.
     ReloadSignals {
@@ -443,13 +449,18 @@ impl Machine {
             Action::CancelHooks => {
                 out.extend(self.cancel(|r| matches!(r, Rec::Hooks(_) | Rec::HooksRetry(_))));
             }
-            Action::RetryAfter { token, after } => {
-                let rec = match &self.reload {
-                    Some(r) if r.token == token => Rec::HooksRetry(token),
-                    _ => Rec::Retry(token),
-                };
-                self.rearm(rec, Some(after), out);
-            }
+            Action::RetryAfter { token, after } => match &self.reload {
+                Some(r) if r.token == token => {
+                    self.rearm(Rec::HooksRetry(token), Some(after), out);
+                }
+                // Each waits on its own: the gate's, a rollback's and a
+                // withdrawal's retries may all be armed at once.
+                _ => {
+                    let rec = Rec::Retry(token);
+                    out.extend(self.cancel(|r| *r == rec));
+                    out.push(self.start(rec, Op::Wait(after)));
+                }
+            },
             Action::StopDeadline(after) => self.rearm(Rec::Stop, after, out),
             Action::StopDelay(after) => self.rearm(Rec::StopDelay, Some(after), out),
             Action::Backoff(after) => self.rearm(Rec::Backoff, Some(after), out),
@@ -461,7 +472,12 @@ impl Machine {
             Action::ContinueStopped(to) => out.push(Request::ContinueStopped(to)),
             Action::KillGroup => out.push(Request::KillGroup),
             Action::Prove { generation } => out.push(Request::Prove { generation }),
-            Action::DropCandidate { generation } => out.push(Request::DropCandidate { generation }),
+            Action::DropCandidate { generation } => {
+                let op = Op::Drop {
+                    generation: generation.clone(),
+                };
+                out.push(self.start(Rec::Drop(generation), op));
+            }
             Action::RemoveGeneration { generation } => {
                 out.push(Request::RemoveGeneration { generation })
             }
@@ -503,6 +519,7 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
         }
         (Rec::Commit(token), Outcome::Committed(result)) => Event::Committed { token, result },
         (Rec::RollBack, Outcome::RolledBack(result)) => Event::RolledBack { result },
+        (Rec::Drop(generation), Outcome::Dropped(result)) => Event::Dropped { generation, result },
         (Rec::ReloadSignals { .. }, Outcome::Handling(None)) => Event::ReloadSignalsSent,
         (Rec::ReloadSignals { .. }, Outcome::Handling(Some((sig, ignored)))) => {
             Event::ReloadSignalUnhandled(sig, ignored)

@@ -2548,7 +2548,9 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
         check[..],
         [Action::Validate { in_place: true, .. }]
     ));
-    // The backoff ends; the source is back on the last good bytes.
+    // The backoff ends; the source is back on the last good bytes. The
+    // candidate goes first; the start waits for the world to say it is
+    // off the view.
     assert_eq!(m.step(Event::BackoffOver), [Action::Fingerprint]);
     assert_eq!(
         m.step(Event::Candidate(snap(Some(1)))),
@@ -2557,9 +2559,41 @@ fn a_start_never_lands_on_a_candidate_shown_in_place() {
                 generation: "g2".into()
             },
             Action::CancelValidation,
-            Action::Spawn
         ]
     );
+    // Refused (DIR read-only): no child, the removal asked again later.
+    let refused = || Event::Dropped {
+        generation: "g2".into(),
+        result: Err("cannot restore DIR: Read-only file system".into()),
+    };
+    let retry = m.step(refused());
+    let [Action::RetryAfter { token, after }] = retry[..] else {
+        panic!("{retry:?}");
+    };
+    assert_eq!(after, Duration::from_secs(1));
+    // Meanwhile a start asked for again still waits.
+    assert_eq!(m.step(Event::Candidate(snap(Some(1)))), []);
+    assert_eq!(
+        m.step(Event::RetryDue { token }),
+        [Action::DropCandidate {
+            generation: "g2".into()
+        }]
+    );
+    let retry = m.step(refused());
+    assert!(
+        matches!(retry[..], [Action::RetryAfter { after, .. }] if after == Duration::from_secs(2)),
+        "{retry:?}"
+    );
+    // Off the view: the child starts on the last good.
+    let Action::RetryAfter { token, .. } = retry[0] else {
+        unreachable!()
+    };
+    m.step(Event::RetryDue { token });
+    let off = Event::Dropped {
+        generation: "g2".into(),
+        result: Ok(()),
+    };
+    assert_eq!(m.step(off), [Action::Spawn]);
 }
 
 /// Issue 24, item 6: a child that just started (it reads its config a
@@ -3458,7 +3492,12 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
     ));
     // A signal dropped by --map-signal reaches nobody: the check goes on.
     assert_eq!(m.step(Event::Signal(libc::SIGWINCH)), []);
-    // Shown in place: the view goes back first, then the signal, at once.
+    // Shown in place: the view goes back first, then the signal, once
+    // the world says it is off.
+    let off = || Event::Dropped {
+        generation: "g2".into(),
+        result: Ok(()),
+    };
     assert_eq!(
         m.step(Event::Signal(libc::SIGHUP)),
         [
@@ -3470,9 +3509,9 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
                 token: 2,
                 after: Duration::from_secs(1)
             },
-            Action::Signal(libc::SIGHUP, CHILD)
         ]
     );
+    assert_eq!(m.step(off()), [Action::Signal(libc::SIGHUP, CHILD)]);
     // The killed check's answer is for nothing now.
     assert_eq!(m.step(Event::Validated { token: 1, ok: true }), []);
     // The change is not lost: staged and checked in place again.
@@ -3503,12 +3542,32 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
                 token: 3,
                 after: Duration::from_secs(1)
             },
-            Action::Signal(libc::SIGHUP, CHILD)
         ]
     );
+    // Refused: the signal waits (another one with it is kept once), and
+    // the gate's retry due meanwhile too.
+    let refused = Event::Dropped {
+        generation: "g2".into(),
+        result: Err("cannot restore DIR: Read-only file system".into()),
+    };
+    let retry = m.step(refused);
+    let [Action::RetryAfter { token, .. }] = retry[..] else {
+        panic!("{retry:?}");
+    };
+    assert_eq!(m.step(Event::Signal(libc::SIGHUP)), []);
+    assert_eq!(m.step(Event::RetryDue { token: 3 }), []);
     assert_eq!(
-        m.step(Event::RetryDue { token: 3 }),
-        [Action::Stage { token: 3 }]
+        m.step(Event::RetryDue { token }),
+        [Action::DropCandidate {
+            generation: "g2".into()
+        }]
+    );
+    assert_eq!(
+        m.step(off()),
+        [
+            Action::Signal(libc::SIGHUP, CHILD),
+            Action::Stage { token: 3 }
+        ]
     );
     m.step(Event::Staged {
         token: 3,

@@ -229,6 +229,12 @@ pub enum Event {
     StartedUp { child: u64 },
     /// The answer to `Action::RollBack`.
     RolledBack { result: Result<(), CommitFailed> },
+    /// The answer to `Action::DropCandidate`: Err while the child's view
+    /// still shows the candidate.
+    Dropped {
+        generation: String,
+        result: Result<(), String>,
+    },
     /// The watched config, fingerprinted after the debounce.
     ConfigSettled(Snapshot),
     /// A burst of changes to the watched config began (it settles later).
@@ -315,7 +321,8 @@ pub enum Action {
         generation: String,
     },
     /// Remove this candidate; if the child's directory shows it (a check in
-    /// place), show the last good generation again first.
+    /// place), show the last good generation again first; answer
+    /// `Dropped`.
     DropCandidate {
         generation: String,
     },

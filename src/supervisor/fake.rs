@@ -36,6 +36,8 @@ enum Happen {
     ViewFails(bool),
     /// No check can start (EMFILE, EAGAIN, ENOMEM), or no more.
     ChecksFail(bool),
+    /// A candidate shown in place cannot be taken off the view, or no more.
+    UnshowFails(bool),
 }
 
 /// What the loop did to the world, and when (ms since the start).
@@ -420,6 +422,15 @@ impl World for Fake {
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
+        // One that may make the child read its config never reaches it
+        // while a candidate is shown in place.
+        let reads = matches!(sig, libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2);
+        assert!(
+            !reads || self.child.is_none() || !self.settings.promote || self.shown == self.view,
+            "{} sent while the child's directory shows candidate {:?}",
+            crate::signals::name(sig),
+            self.shown
+        );
         match to {
             // A child dead but not yet reaped takes the signal and does
             // nothing with it, as a zombie does.
@@ -469,10 +480,11 @@ impl World for Fake {
         self.model.unreject(generation);
     }
 
-    fn drop_candidate(&mut self, generation: &str, now: &Promoted) {
-        if let Some(v) = self.model.drop_candidate(generation, now) {
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted) -> Result<(), String> {
+        if let Some(v) = self.model.drop_candidate(generation, now)? {
             self.record(Did::DropCandidate(v));
         }
+        Ok(())
     }
 
     fn show(&mut self, machine: &Machine) {
@@ -567,6 +579,7 @@ impl World for Fake {
                     Happen::DiskFails(fails) => self.disk_fails = fails,
                     Happen::ViewFails(fails) => self.view_fails = fails,
                     Happen::ChecksFail(fails) => self.checks_fail = fails,
+                    Happen::UnshowFails(fails) => self.unshow_fails = fails,
                 }
                 continue;
             }
@@ -1146,6 +1159,7 @@ mod loop_props {
             1 => any::<bool>().prop_map(Happen::DiskFails),
             1 => any::<bool>().prop_map(Happen::ViewFails),
             1 => any::<bool>().prop_map(Happen::ChecksFail),
+            1 => any::<bool>().prop_map(Happen::UnshowFails),
             1 => prop::sample::select(vec![libc::SIGHUP, libc::SIGUSR1]).prop_map(Happen::Signal),
         ]
     }
@@ -1190,6 +1204,7 @@ mod loop_props {
                 .at(20_000, Happen::DiskFails(false))
                 .at(20_000, Happen::ViewFails(false))
                 .at(20_000, Happen::ChecksFail(false))
+                .at(20_000, Happen::UnshowFails(false))
                 .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
             world.worker = worker;

@@ -673,9 +673,10 @@ impl World for Os {
         }
     }
 
-    fn drop_candidate(&mut self, generation: &str, now: &Promoted) {
-        if let Some(p) = self.promoter.as_ref() {
-            p.drop_candidate(generation, now);
+    fn drop_candidate(&mut self, generation: &str, now: &Promoted) -> Result<(), String> {
+        match self.promoter.as_ref() {
+            Some(p) => p.drop_candidate(generation, now),
+            None => Ok(()),
         }
     }
 

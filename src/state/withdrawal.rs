@@ -1,0 +1,246 @@
+//! A candidate shown in place for its check (`--validate-in-place`), taken
+//! off the child's view again: rejected, superseded, or withdrawn before
+//! the child is told something. Until the world answers that the view no
+//! longer shows it, the child must not be made to read its directory: no
+//! child starts, no signal is forwarded, nothing new goes through the gate.
+//! The disk may refuse (DIR remounted read-only, the spare names of its
+//! links taken): the removal is asked again, with backoff, until it takes,
+//! and what waited goes on then.
+
+use super::*;
+
+/// A shown candidate whose removal is asked for and not yet answered, or
+/// refused and waiting to be asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Withdrawal {
+    generation: String,
+    /// Refused: asked again when the wait with this token runs out.
+    retry_token: Option<u64>,
+    retry: Duration,
+    /// Refused at least once (said when it finally takes).
+    refused: bool,
+    /// A start waits for it: its look (`Look`), or the start on the last
+    /// good generation decided already (`Spawn`).
+    start: Option<Action>,
+    /// Signals for the child (already mapped), in order.
+    signals: Vec<i32>,
+    /// Bytes that settled meanwhile, judged after it (`restart`: asked for
+    /// by the restart signal).
+    newer: Option<Snapshot>,
+    restart: bool,
+    /// The retry of the config in flight came due meanwhile.
+    gate_waits: Option<u64>,
+}
+
+impl Machine {
+    /// Removes the candidate `generation`; `shown`: the child's view shows
+    /// it (its check in place ran, or its commit was refused), and the
+    /// child is kept from its directory until the world says it is off.
+    pub(super) fn discard(&mut self, generation: String, shown: bool) -> Action {
+        if shown && self.withdrawing.is_none() {
+            self.withdrawing = Some(Withdrawal {
+                generation: generation.clone(),
+                retry_token: None,
+                retry: BACKOFF_FIRST,
+                refused: false,
+                start: None,
+                signals: vec![],
+                newer: None,
+                restart: false,
+                gate_waits: None,
+            });
+        }
+        Action::DropCandidate { generation }
+    }
+
+    /// Does the child's view show the candidate of `p`? In place, from its
+    /// check until its commit's answer.
+    pub(super) fn is_shown(&self, p: &Pending) -> bool {
+        self.settings.validate_in_place
+            && p.generation.is_some()
+            && !p.realign
+            && matches!(p.step, gate::Step::Checking | gate::Step::Committing)
+    }
+
+    /// A candidate is being taken off the child's view: `now` (settled
+    /// bytes), or the start's look (None), waits for that. True when held.
+    pub(super) fn held_for_withdrawal(&mut self, now: Option<&Snapshot>, restart: bool) -> bool {
+        self.hold_for_withdrawal(now, restart, Action::Fingerprint)
+    }
+
+    /// The child starts on the last good generation, once no candidate is
+    /// being taken off its view (the decision stands: only the view had
+    /// to be right first).
+    pub(super) fn start_child(&mut self) -> Vec<Action> {
+        match self.hold_for_withdrawal(None, false, Action::Spawn) {
+            true => vec![],
+            false => vec![Action::Spawn],
+        }
+    }
+
+    fn hold_for_withdrawal(
+        &mut self,
+        now: Option<&Snapshot>,
+        restart: bool,
+        start: Action,
+    ) -> bool {
+        let Some(w) = self.withdrawing.as_mut() else {
+            return false;
+        };
+        // Said once the disk refused: until then the answer is a moment away.
+        let what = match now {
+            Some(now) => {
+                w.newer = Some(now.clone());
+                w.restart |= restart;
+                "the new config is checked"
+            }
+            None => {
+                w.start.get_or_insert(start);
+                "the child starts"
+            }
+        };
+        let level = match w.refused {
+            true => log::Level::Info,
+            false => log::Level::Debug,
+        };
+        log::log!(
+            level,
+            "Candidate {} is still shown in the child's directory: {what} once it is off",
+            w.generation
+        );
+        true
+    }
+
+    /// A signal for the child (mapped) waits while a candidate is being
+    /// taken off its view: it could be the one that makes it read its
+    /// config. True when held. A standard signal is kept once, as the
+    /// kernel keeps a pending one.
+    pub(super) fn signal_held(&mut self, sig: i32) -> bool {
+        let Some(w) = self.withdrawing.as_mut() else {
+            return false;
+        };
+        if (sig < 32 && w.signals.contains(&sig)) || w.signals.len() >= EARLY_MAX {
+            debug!("Dropped {}: already held", signals::name(sig));
+            return true;
+        }
+        if w.refused {
+            info!(
+                "Holding {} until candidate {} is off the child's directory",
+                signals::name(sig),
+                w.generation
+            );
+        }
+        w.signals.push(sig);
+        true
+    }
+
+    /// The retry of the config in flight (`token`) came due while a
+    /// candidate is being taken off the view: it runs once it is off.
+    pub(super) fn gate_held(&mut self, token: u64) -> bool {
+        let Some(w) = self.withdrawing.as_mut() else {
+            return false;
+        };
+        w.gate_waits = Some(token);
+        true
+    }
+
+    /// The wait before the removal is asked again ran out (`token`).
+    pub(super) fn on_withdrawal_retry_due(&mut self, token: u64) -> Option<Vec<Action>> {
+        let w = self
+            .withdrawing
+            .as_mut()
+            .filter(|w| w.retry_token == Some(token))?;
+        w.retry_token = None;
+        info!(
+            "Retrying to take candidate {} off the child's directory",
+            w.generation
+        );
+        Some(vec![Action::DropCandidate {
+            generation: w.generation.clone(),
+        }])
+    }
+
+    /// The world's answer to `DropCandidate`.
+    pub(super) fn on_dropped(
+        &mut self,
+        generation: String,
+        result: Result<(), String>,
+    ) -> Vec<Action> {
+        // Exiting: a manager started again puts the view back first.
+        let ours = self.phase != Phase::Done
+            && self
+                .withdrawing
+                .as_ref()
+                .is_some_and(|w| w.generation == generation);
+        match result {
+            Err(reason) if ours => {
+                self.last_token += 1;
+                let token = self.last_token;
+                let Some(w) = self.withdrawing.as_mut() else {
+                    return vec![];
+                };
+                let after = w.retry;
+                error!(
+                    "Cannot take candidate {generation} off the child's directory ({reason}): no child starts on it and no signal reaches the child meanwhile; retrying in {after:?}"
+                );
+                w.retry = (after * 2).min(BACKOFF_MAX);
+                w.retry_token = Some(token);
+                w.refused = true;
+                vec![Action::RetryAfter { token, after }]
+            }
+            // Never shown: nothing waited for it.
+            Err(reason) => {
+                warn!("Candidate {generation} could not be removed: {reason}");
+                vec![]
+            }
+            Ok(()) if ours => self.withdrawn(),
+            Ok(()) => vec![],
+        }
+    }
+
+    /// The candidate is off the view: what waited goes on, in the order it
+    /// came (the start, the signals, newer bytes, the gate's retry).
+    fn withdrawn(&mut self) -> Vec<Action> {
+        let Some(w) = self.withdrawing.take() else {
+            return vec![];
+        };
+        if w.refused {
+            info!(
+                "Candidate {} is off the child's directory now",
+                w.generation
+            );
+        }
+        let mut actions = vec![];
+        // Judged as they settled (the gate knows bytes it approved or
+        // rejected already).
+        let newer = w.newer;
+        match w.start.filter(|_| self.phase == Phase::Starting) {
+            // On the last good generation, as decided; newer bytes are
+            // judged once it runs.
+            Some(Action::Spawn) => {
+                if newer.is_some() {
+                    self.judge_after_start = newer;
+                }
+                actions.push(Action::Spawn);
+            }
+            // The start's look sees the newest bytes itself.
+            Some(look) => actions.push(look),
+            None => {
+                let gate = matches!(
+                    self.phase,
+                    Phase::Running | Phase::Backoff { .. } | Phase::CheckingBeforeStart
+                );
+                if let Some(now) = newer.filter(|_| gate) {
+                    actions.extend(self.begin(now, w.restart));
+                }
+            }
+        }
+        for sig in w.signals {
+            actions.extend(self.forward_mapped(sig));
+        }
+        if let Some(token) = w.gate_waits {
+            actions.extend(self.on_retry_due(token));
+        }
+        actions
+    }
+}
