@@ -307,6 +307,79 @@ fn a_candidate_rejected_in_place_leaves_the_view_on_the_last_good_whatever_the_d
     fs::remove_dir_all(t.dir.join("..data_tmp")).unwrap();
 }
 
+/// A candidate rejected in place that the disk keeps on the view (both
+/// spare names of the view's link squatted by directories; DIR turning
+/// read-only during the check does the same): the manager is told, and
+/// until a removal asked again takes, nothing makes the child read it. A
+/// SIGHUP for the child waits, a child that exits is not started again on
+/// it; once the names are free the view goes back and the child starts on
+/// the last good bytes. Before, the view stayed on the rejected bytes for
+/// good, a forwarded SIGHUP made the child read them, and a restarted
+/// child ran on them.
+#[test]
+fn a_candidate_the_disk_keeps_on_the_view_holds_the_child_back_until_it_goes() {
+    let t = Promotion::new("promote-stuck", b"ok v1");
+    let check = format!(
+        "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || {{ rm -f {d}/..data_back; mkdir -p {d}/..data_back/x {d}/..data_tmp/x; exit 1; }}'",
+        d = t.dir.display()
+    );
+    let m = t.watching(&[
+        "--validate",
+        &check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+        "--restart=always",
+    ]);
+    t.push(b"bad v2");
+    assert!(m.wait_log("Cannot take candidate"), "{}", m.log());
+    assert_eq!(t.shown(), "bad v2", "the squats keep it shown");
+    // A SIGHUP for the child waits while the candidate is shown.
+    m.signal(libc::SIGHUP);
+    assert!(m.wait_log("Holding SIGHUP"), "{}", m.log());
+    assert!(
+        m.wait_log_count("Retrying to take candidate", 2),
+        "{}",
+        m.log()
+    );
+    assert!(
+        t.reads().iter().all(|r| !r.starts_with("hup")),
+        "{:?}",
+        t.reads()
+    );
+    // The child dies: no child starts while DIR shows the candidate.
+    let pid = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(m.wait_log("the child starts once it is off"), "{}", m.log());
+    assert!(
+        m.wait_log_count("Retrying to take candidate", 3),
+        "{}",
+        m.log()
+    );
+    assert_eq!(t.starts().len(), 1, "{}", m.log());
+    // The names are free again: the view goes back, the child starts on
+    // the last good bytes.
+    for name in ["..data_tmp", "..data_back"] {
+        fs::remove_dir_all(t.dir.join(name)).unwrap();
+    }
+    assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
+    assert!(t.starts()[1].ends_with("ok v1"), "{:?}", t.starts());
+    assert_eq!(t.shown(), "ok v1");
+    assert!(
+        m.wait_log("is off the child's directory now"),
+        "{}",
+        m.log()
+    );
+    assert!(
+        t.reads().iter().all(|r| !r.starts_with("hup")),
+        "the SIGHUP was for the child that died: {:?}",
+        t.reads()
+    );
+}
+
 /// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.

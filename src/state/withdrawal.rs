@@ -198,8 +198,8 @@ impl Machine {
         }
     }
 
-    /// The candidate is off the view: what waited goes on, in the order it
-    /// came (the start, the signals, newer bytes, the gate's retry).
+    /// The candidate is off the view: what waited goes on (the signals,
+    /// the start, newer bytes, the gate's retry).
     fn withdrawn(&mut self) -> Vec<Action> {
         let Some(w) = self.withdrawing.take() else {
             return vec![];
@@ -211,6 +211,17 @@ impl Machine {
             );
         }
         let mut actions = vec![];
+        // For the child that ran when they came (no other started since);
+        // gone, it has no use for them: a child started now must not die of
+        // one before it has its handlers.
+        for sig in w.signals {
+            match self.phase {
+                Phase::Running | Phase::Delaying | Phase::Stopping { .. } => {
+                    actions.extend(self.forward_mapped(sig));
+                }
+                _ => debug!("No child to forward {} to", signals::name(sig)),
+            }
+        }
         // Judged as they settled (the gate knows bytes it approved or
         // rejected already).
         let newer = w.newer;
@@ -234,9 +245,6 @@ impl Machine {
                     actions.extend(self.begin(now, w.restart));
                 }
             }
-        }
-        for sig in w.signals {
-            actions.extend(self.forward_mapped(sig));
         }
         if let Some(token) = w.gate_waits {
             actions.extend(self.on_retry_due(token));
