@@ -81,8 +81,32 @@ impl Promotion {
         m
     }
 
+    /// A manager checking in place (the child restarted always) whose
+    /// check rejects bytes without "ok", running `squat` first, while the
+    /// candidate is shown.
+    fn rejecting_in_place(&self, squat: &str) -> Manager {
+        let check = format!(
+            "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || {{ {squat}; exit 1; }}'"
+        );
+        self.watching(&[
+            "--validate",
+            &check,
+            "--validate-in-place",
+            "--ready-start-period=1s",
+            "--restart=always",
+        ])
+    }
     fn starts(&self) -> Vec<String> {
         recorded_starts(&self.s)
+    }
+    /// SIGKILLs the first child.
+    fn kill_first_child(&self) {
+        let pid = self.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
     }
 
     /// Everything any child read from DIR, on its own or on HUP.
@@ -277,31 +301,14 @@ fn a_sighup_during_a_check_in_place_never_shows_the_child_the_candidate() {
 #[test]
 fn a_candidate_rejected_in_place_leaves_the_view_on_the_last_good_whatever_the_disk() {
     let t = Promotion::new("promote-put-back", b"ok v1");
-    // Rejects bad bytes, squatting `..data_tmp` first, while the candidate
-    // is shown.
-    let check = format!(
-        "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || {{ mkdir -p {}/..data_tmp/x; exit 1; }}'",
-        t.dir.display()
-    );
-    let m = t.watching(&[
-        "--validate",
-        &check,
-        "--validate-in-place",
-        "--ready-start-period=1s",
-        "--restart=always",
-    ]);
+    let m = t.rejecting_in_place(&format!("mkdir -p {}/..data_tmp/x", t.dir.display()));
     t.push(b"bad v2");
     assert!(m.wait_log("Config validation failed"), "{}", m.log());
     assert_eq!(t.shown(), "ok v1", "{}", m.log());
     let data = fs::read_link(t.dir.join("..data")).unwrap();
     assert!(t.dir.join(&data).is_dir(), "..data -> {data:?} dangles");
     // A new child reads the last good config.
-    let pid = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    t.kill_first_child();
     assert!(wait_for(LONG, || t.starts().len() == 2), "{}", m.log());
     assert!(t.starts()[1].ends_with("ok v1"), "{:?}", t.starts());
     fs::remove_dir_all(t.dir.join("..data_tmp")).unwrap();
@@ -319,17 +326,10 @@ fn a_candidate_rejected_in_place_leaves_the_view_on_the_last_good_whatever_the_d
 #[test]
 fn a_candidate_the_disk_keeps_on_the_view_holds_the_child_back_until_it_goes() {
     let t = Promotion::new("promote-stuck", b"ok v1");
-    let check = format!(
-        "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || {{ rm -f {d}/..data_back; mkdir -p {d}/..data_back/x {d}/..data_tmp/x; exit 1; }}'",
+    let m = t.rejecting_in_place(&format!(
+        "rm -f {d}/..data_back; mkdir -p {d}/..data_back/x {d}/..data_tmp/x",
         d = t.dir.display()
-    );
-    let m = t.watching(&[
-        "--validate",
-        &check,
-        "--validate-in-place",
-        "--ready-start-period=1s",
-        "--restart=always",
-    ]);
+    ));
     t.push(b"bad v2");
     assert!(m.wait_log("Cannot take candidate"), "{}", m.log());
     assert_eq!(t.shown(), "bad v2", "the squats keep it shown");
@@ -347,12 +347,7 @@ fn a_candidate_the_disk_keeps_on_the_view_holds_the_child_back_until_it_goes() {
         t.reads()
     );
     // The child dies: no child starts while DIR shows the candidate.
-    let pid = t.starts()[0].split(' ').nth(1).unwrap().parse().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    t.kill_first_child();
     assert!(m.wait_log("the child starts once it is off"), "{}", m.log());
     assert!(
         m.wait_log_count("Retrying to take candidate", 3),
