@@ -28,6 +28,37 @@ use rollback::{Probation, Readiness, Rolling};
 pub use types::*;
 use withdrawal::Withdrawal;
 
+/// What waits for an operation under way that keeps the child from its
+/// directory (a rollback, a candidate's withdrawal from the view).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Waits {
+    /// Bytes that settled meanwhile, judged after it (`restart`: asked for
+    /// by the restart signal, a pass restarts).
+    newer: Option<Snapshot>,
+    restart: bool,
+    /// A start: its look (`Fingerprint`), or `Spawn` decided already. The
+    /// first one asked for stands.
+    start: Option<Action>,
+}
+
+impl Waits {
+    /// Holds `now` (settled bytes), or the start (None) as `start`; what
+    /// waits, for the log.
+    fn hold(&mut self, now: Option<&Snapshot>, restart: bool, start: Action) -> &'static str {
+        match now {
+            Some(now) => {
+                self.newer = Some(now.clone());
+                self.restart |= restart;
+                "the new config is checked"
+            }
+            None => {
+                self.start.get_or_insert(start);
+                "the child starts"
+            }
+        }
+    }
+}
+
 /// What follows a stop once the child and its group are gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterStop {

@@ -43,18 +43,15 @@ pub(super) struct Rolling {
     on_exit: bool,
     /// Newer bytes that were in flight (staging, checked, waiting for a
     /// retry) and were dropped for the rollback, or that settled while it
-    /// was retried: judged again after it.
-    newer: Option<Snapshot>,
+    /// was retried: judged again after it; and a start that waits for it
+    /// (the stop after the child's exit finished while it was retried: the
+    /// child must not start on the bad bytes).
+    waits: Waits,
     /// The record moved back but the view could not follow: the same
     /// rollback is asked again when the wait with this token runs out.
     retry_token: Option<u64>,
     /// The next such wait.
     retry: Duration,
-    /// A start waits for it (the stop after the child's exit finished
-    /// while it was retried): the child must not start on the bad bytes.
-    start_waits: bool,
-    /// The restart signal asked for the held bytes: a pass restarts.
-    restart: bool,
 }
 
 /// The readiness probe's recent results, for the running child.
@@ -373,11 +370,12 @@ impl Machine {
             bad,
             why,
             on_exit,
-            newer,
+            waits: Waits {
+                newer,
+                ..Waits::default()
+            },
             retry_token: None,
             retry: BACKOFF_FIRST,
-            start_waits: false,
-            restart: false,
         });
         actions
     }
@@ -391,17 +389,8 @@ impl Machine {
         let Some(r) = self.rolling.as_mut() else {
             return false;
         };
-        match now {
-            Some(now) => {
-                info!("A rollback is under way: the new config is checked once it is done");
-                r.newer = Some(now.clone());
-                r.restart |= restart;
-            }
-            None => {
-                info!("A rollback is under way: the child starts once it is done");
-                r.start_waits = true;
-            }
-        }
+        let what = r.waits.hold(now, restart, Action::Fingerprint);
+        info!("A rollback is under way: {what} once it is done");
         true
     }
 
@@ -473,10 +462,10 @@ impl Machine {
                     Phase::Stopping { after, .. } if r.on_exit && *after == AfterStop::Restart => {
                         *after = AfterStop::ByPolicy;
                     }
-                    Phase::Starting if r.start_waits => actions.push(Action::Fingerprint),
+                    Phase::Starting if r.waits.start.is_some() => actions.push(Action::Fingerprint),
                     _ => {}
                 }
-                actions.extend(self.judge_again(r.newer, r.restart));
+                actions.extend(self.judge_again(r.waits.newer, r.waits.restart));
                 return actions;
             }
             Ok(()) => {}
@@ -504,13 +493,13 @@ impl Machine {
             // generation, whatever the source holds by then
             // (`on_candidate`); newer bytes are judged once it runs.
             self.after_rollback = true;
-            if r.start_waits && self.phase == Phase::Starting {
+            if r.waits.start.is_some() && self.phase == Phase::Starting {
                 forget.push(Action::Fingerprint);
             }
             return forget;
         }
         forget.extend(self.back_onto_last_good());
-        forget.extend(self.judge_again(r.newer, r.restart));
+        forget.extend(self.judge_again(r.waits.newer, r.waits.restart));
         forget
     }
 

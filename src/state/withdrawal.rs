@@ -19,15 +19,11 @@ pub(super) struct Withdrawal {
     retry: Duration,
     /// Refused at least once (said when it finally takes).
     refused: bool,
-    /// A start waits for it: its look (`Look`), or the start on the last
-    /// good generation decided already (`Spawn`).
-    start: Option<Action>,
+    /// Bytes that settled meanwhile, and a start: its look, or the start
+    /// on the last good generation decided already.
+    waits: Waits,
     /// Signals for the child (already mapped), in order.
     signals: Vec<i32>,
-    /// Bytes that settled meanwhile, judged after it (`restart`: asked for
-    /// by the restart signal).
-    newer: Option<Snapshot>,
-    restart: bool,
     /// The retry of the config in flight came due meanwhile.
     gate_waits: Option<u64>,
 }
@@ -43,10 +39,8 @@ impl Machine {
                 retry_token: None,
                 retry: BACKOFF_FIRST,
                 refused: false,
-                start: None,
+                waits: Waits::default(),
                 signals: vec![],
-                newer: None,
-                restart: false,
                 gate_waits: None,
             });
         }
@@ -87,18 +81,8 @@ impl Machine {
         let Some(w) = self.withdrawing.as_mut() else {
             return false;
         };
+        let what = w.waits.hold(now, restart, start);
         // Said once the disk refused: until then the answer is a moment away.
-        let what = match now {
-            Some(now) => {
-                w.newer = Some(now.clone());
-                w.restart |= restart;
-                "the new config is checked"
-            }
-            None => {
-                w.start.get_or_insert(start);
-                "the child starts"
-            }
-        };
         let level = match w.refused {
             true => log::Level::Info,
             false => log::Level::Debug,
@@ -224,8 +208,8 @@ impl Machine {
         }
         // Judged as they settled (the gate knows bytes it approved or
         // rejected already).
-        let newer = w.newer;
-        match w.start.filter(|_| self.phase == Phase::Starting) {
+        let newer = w.waits.newer;
+        match w.waits.start.filter(|_| self.phase == Phase::Starting) {
             // On the last good generation, as decided; newer bytes are
             // judged once it runs.
             Some(Action::Spawn) => {
@@ -242,7 +226,7 @@ impl Machine {
                     Phase::Running | Phase::Backoff { .. } | Phase::CheckingBeforeStart
                 );
                 if let Some(now) = newer.filter(|_| gate) {
-                    actions.extend(self.begin(now, w.restart));
+                    actions.extend(self.begin(now, w.waits.restart));
                 }
             }
         }
