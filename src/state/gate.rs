@@ -142,6 +142,16 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
+        self.begin_after(now, restart, None)
+    }
+
+    /// Puts `now` in flight, its staging (or check) after `pause` if any.
+    pub(super) fn begin_after(
+        &mut self,
+        now: Snapshot,
+        restart: bool,
+        pause: Option<Duration>,
+    ) -> Vec<Action> {
         if self.held(Some(&now), restart) {
             return vec![];
         }
@@ -163,7 +173,13 @@ impl Machine {
             realign: false,
             moved: false,
         };
-        if self.settings.promote {
+        if let Some(after) = pause {
+            self.pending = Some(Pending {
+                step: Step::Waiting,
+                ..pending
+            });
+            actions.push(Action::RetryAfter { token, after });
+        } else if self.settings.promote {
             self.pending = Some(pending);
             actions.push(Action::Stage { token });
         } else {
@@ -257,11 +273,12 @@ impl Machine {
     /// The child is about to be told something (`what`: a forwarded signal,
     /// a reload) that may make it read its config: a candidate shown in
     /// place for its check must not be what it reads. The check goes, the
-    /// view with it (the world performs requests in order, so DIR shows the
-    /// last good generation again before the child is told), and the same
-    /// change is staged and checked again after a moment: shown again at
-    /// once, it could still be what the child reads while it acts on what
-    /// it was told. Nothing is judged: no failure is counted.
+    /// view with it (the child is told once the world says the view is
+    /// back: see `withdrawal.rs`), and the same change is staged and
+    /// checked again after a moment: shown again at once, it could still
+    /// be what the child reads while it acts on what it was told. Nothing
+    /// is judged: no failure is counted. (Checking only: a candidate being
+    /// committed passed, and its commit's answer must still find it.)
     pub(super) fn withdraw_candidate(&mut self, what: &dyn std::fmt::Display) -> Vec<Action> {
         if !self.shown_in_place() {
             return vec![];
@@ -970,6 +987,10 @@ impl Machine {
                     error!(
                         "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
                     );
+                    return vec![];
+                }
+                // Held: the child would be stopped with no start to follow.
+                if self.held_for_withdrawal(Some(&now), true) {
                     return vec![];
                 }
                 if self.settings.promote && self.is_approved(&now) {

@@ -24,6 +24,35 @@ fn display(paths: &[PathBuf]) -> Vec<String> {
     paths.iter().map(|p| p.display().to_string()).collect()
 }
 
+/// Queues `sig` for a child that cannot take it yet, as the kernel keeps
+/// pending ones: a standard signal once; a continue cancels the stops
+/// queued before it, and a stop the continue; real-time signals each, up
+/// to about `EARLY_MAX` (the kernel's own queue is bounded too). False when
+/// it was not queued.
+pub(super) fn queue(held: &mut Vec<i32>, sig: i32) -> bool {
+    let standard = sig < 32;
+    if standard && held.contains(&sig) {
+        return false;
+    }
+    let stop = |s: i32| matches!(s, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU);
+    if sig == libc::SIGCONT {
+        held.retain(|&s| !stop(s));
+    } else if stop(sig) {
+        held.retain(|&s| s != libc::SIGCONT);
+    }
+    // At most 29 standard signals are ever held: only real-time ones count
+    // against the bound.
+    if !standard && held.len() >= EARLY_MAX {
+        debug!("Dropped {}: too many signals wait", signals::name(sig));
+        return false;
+    }
+    held.push(sig);
+    if !standard && held.len() == EARLY_MAX {
+        warn!("{EARLY_MAX} signals wait for the child: any more are dropped");
+    }
+    true
+}
+
 pub(super) fn is_shutdown(sig: i32) -> bool {
     sig == libc::SIGTERM || sig == libc::SIGINT
 }
@@ -48,9 +77,10 @@ impl Machine {
     }
 
     /// Forwards `sig` to the child (or its group), as `--map-signal` says.
-    /// At once, whatever is in flight: a candidate shown in place for its
-    /// check is withdrawn first (any signal may be the one that makes the
-    /// child read its config: SIGHUP, or whatever it was mapped to).
+    /// A candidate shown in place for its check is withdrawn first (any
+    /// signal may be the one that makes the child read its config: SIGHUP,
+    /// or whatever it was mapped to), and the signal goes once the world
+    /// says it is off the view.
     pub(super) fn forward(&mut self, sig: i32) -> Vec<Action> {
         match self.mapped(sig) {
             Some(to) => self.forward_mapped(to),
@@ -112,34 +142,29 @@ impl Machine {
         actions
     }
 
-    /// Keeps `sig` for the first child. A standard signal is kept once, as
-    /// the kernel keeps a pending one; real-time signals queue, each one,
-    /// up to about `EARLY_MAX` (the kernel's own queue is bounded too).
+    /// Keeps `sig` for the first child.
     fn hold(&mut self, sig: i32) -> Vec<Action> {
-        let standard = sig < 32;
-        if standard && self.early.contains(&sig) {
-            return vec![];
-        }
-        // As the kernel does with pending ones: a continue cancels the
-        // stops held before it, and a stop the continue.
-        let stop = |s: i32| matches!(s, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU);
-        if sig == libc::SIGCONT {
-            self.early.retain(|&s| !stop(s));
-        } else if stop(sig) {
-            self.early.retain(|&s| s != libc::SIGCONT);
-        }
-        // At most 29 standard signals are ever held: only real-time ones
-        // count against the bound.
-        if !standard && self.early.len() >= EARLY_MAX {
-            debug!("Dropped {}: too many signals wait", signals::name(sig));
-            return vec![];
-        }
-        debug!("Holding {} until the child starts", signals::name(sig));
-        self.early.push(sig);
-        if !standard && self.early.len() == EARLY_MAX {
-            warn!("{EARLY_MAX} signals wait for the child to start: any more are dropped");
+        if queue(&mut self.early, sig) {
+            debug!("Holding {} until the child starts", signals::name(sig));
         }
         vec![]
+    }
+
+    /// Does `sig` stop, end or pause the child rather than ask it to read
+    /// anything (the stop signal, SIGQUIT, job control)? Those are never
+    /// held for a candidate's withdrawal: a user stopping the child must
+    /// not wait for a disk to heal.
+    pub(super) fn stops(&self, sig: i32) -> bool {
+        let stopping = [
+            libc::SIGQUIT,
+            libc::SIGCONT,
+            libc::SIGTSTP,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+        ];
+        is_shutdown(sig) || sig == self.settings.stop_signal || stopping.contains(&sig)
     }
 
     /// What the machine decided so far, counted.

@@ -438,6 +438,20 @@ impl Edge {
         Ok(actions)
     }
 
+    /// Nothing that may make the running child read its config reaches it
+    /// while its directory shows a candidate.
+    fn not_told_while_shown(&self, what: &str) -> Result<(), TestCaseError> {
+        if self.child.is_some() && self.settings.promote {
+            prop_assert!(
+                self.shown == self.view,
+                "{} sent while the child's directory shows candidate {:?}",
+                what,
+                self.shown
+            );
+        }
+        Ok(())
+    }
+
     fn kill_child(&mut self, status: Status) {
         if self.child.take().is_some() {
             self.exit_pending = Some(status);
@@ -536,15 +550,8 @@ impl Edge {
             Action::Signal(sig, _) => {
                 // A signal that may make the child read its config (not one
                 // that stops it) never reaches it while a candidate is shown.
-                let stops = is_shutdown(sig)
-                    || [self.settings.stop_signal, libc::SIGKILL, libc::SIGCONT].contains(&sig);
-                if self.child.is_some() && !stops && self.settings.promote {
-                    prop_assert!(
-                        self.shown == self.view,
-                        "{} forwarded while the child's directory shows candidate {:?}",
-                        crate::signals::name(sig),
-                        self.shown
-                    );
+                if !m.stops(sig) {
+                    self.not_told_while_shown(&crate::signals::name(sig))?;
                 }
                 if let Some(c) = &self.child
                     && super::testkit::dies_of(sig, c.stubborn, c.ready)
@@ -554,6 +561,7 @@ impl Edge {
                 Ok(None)
             }
             Action::SendReloadSignals(sigs, _) => {
+                self.not_told_while_shown("reload signals")?;
                 let now = self.readable();
                 let Some(from) = self.child.as_ref().map(|c| c.version) else {
                     return Ok(None);
@@ -632,6 +640,7 @@ impl Edge {
                 Ok(None)
             }
             Action::RunHooks { token, calls } => {
+                self.not_told_while_shown("reload hooks")?;
                 let told: BTreeMap<usize, Vec<PathBuf>> =
                     calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
                 prop_assert_eq!(told.len(), calls.len(), "a hook run twice");

@@ -142,11 +142,19 @@ impl Machine {
     pub(super) fn on_hooks_retry_due(&mut self, token: u64) -> Vec<Action> {
         match &self.reload {
             Some(r) if r.token == token && !r.after_signals && self.phase == Phase::Running => {
+                let calls = r.left.clone();
+                // Not while a candidate is shown in place: the hooks make
+                // the child read its config.
+                if self.hooks_held(token) {
+                    return vec![];
+                }
+                let mut actions = self.withdraw_candidate(&"Retrying the reload");
+                if self.hooks_held(token) {
+                    return actions;
+                }
                 info!("Retrying the reload");
-                vec![Action::RunHooks {
-                    token,
-                    calls: r.left.clone(),
-                }]
+                actions.push(Action::RunHooks { token, calls });
+                actions
             }
             _ => vec![],
         }

@@ -3566,8 +3566,16 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
         m.step(off()),
         [
             Action::Signal(libc::SIGHUP, CHILD),
-            Action::Stage { token: 3 }
+            Action::RetryAfter {
+                token: 3,
+                after: Duration::from_secs(1)
+            }
         ]
+    );
+    // A moment after the child was told: staged and checked again.
+    assert_eq!(
+        m.step(Event::RetryDue { token: 3 }),
+        [Action::Stage { token: 3 }]
     );
     m.step(Event::Staged {
         token: 3,
@@ -3603,5 +3611,143 @@ fn a_rollbacks_reload_never_lets_the_child_read_a_candidate_in_place() {
             [Action::SendReloadSignals(..), Action::Stage { .. }]
         ),
         "{reload:?}"
+    );
+}
+
+/// A candidate checked in place is rejected and the disk keeps it on the
+/// view: a retry of reload hooks that failed earlier comes due meanwhile.
+/// The hooks make the child read its config: they wait until the view is
+/// back (review of session 14: they ran, and the child read the rejected
+/// bytes).
+#[test]
+fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        reload_external: true,
+        reload_hooks: 1,
+        ..settings()
+    };
+    let mut m = started_up_on_g1(s);
+    let generation = |n: u64| Generation {
+        name: format!("g{n}"),
+        snapshot: snap(Some(n)),
+    };
+    // v2 passes and is committed; its hook fails: retried later.
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(generation(2)),
+    });
+    m.step(Event::Validated { token: 1, ok: true });
+    let hooks = m.step(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    let Some(&Action::RunHooks { token: reload, .. }) =
+        hooks.iter().find(|a| matches!(a, Action::RunHooks { .. }))
+    else {
+        panic!("{hooks:?}");
+    };
+    let retry = m.step(Event::HooksDone {
+        token: reload,
+        failed: vec![0],
+    });
+    assert!(
+        matches!(retry[..], [Action::RetryAfter { token, .. }] if token == reload),
+        "{retry:?}"
+    );
+    // v3 is rejected in place; the disk keeps it shown.
+    let staged = m.step(Event::ConfigSettled(snap(Some(3))));
+    let Some(&Action::Stage { token }) = staged.iter().find(|a| matches!(a, Action::Stage { .. }))
+    else {
+        panic!("{staged:?}");
+    };
+    m.step(Event::Staged {
+        token,
+        result: Ok(generation(3)),
+    });
+    assert_eq!(
+        m.step(Event::Validated { token, ok: false }),
+        [Action::DropCandidate {
+            generation: "g3".into()
+        }]
+    );
+    let refused = m.step(Event::Dropped {
+        generation: "g3".into(),
+        result: Err("cannot restore DIR: Read-only file system".into()),
+    });
+    let [Action::RetryAfter { token: again, .. }] = refused[..] else {
+        panic!("{refused:?}");
+    };
+    // The hooks' retry waits; once the view is back, it runs.
+    assert_eq!(m.step(Event::RetryDue { token: reload }), []);
+    m.step(Event::RetryDue { token: again });
+    let off = m.step(Event::Dropped {
+        generation: "g3".into(),
+        result: Ok(()),
+    });
+    assert!(
+        matches!(off[..], [Action::RunHooks { token, .. }] if token == reload),
+        "{off:?}"
+    );
+}
+
+/// The restart signal while the disk keeps a rejected candidate on the
+/// view, the source back on the child's bytes: stopping the child would
+/// leave nothing to start (no start while the candidate is shown). The
+/// request waits, and restarts the child once the view is back (review of
+/// session 14: the child was stopped and none started until the disk
+/// healed).
+#[test]
+fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        ..settings()
+    };
+    let mut m = started_up_on_g1(s);
+    m.step(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g3".into(),
+            snapshot: snap(Some(3)),
+        }),
+    });
+    m.step(Event::Validated {
+        token: 1,
+        ok: false,
+    });
+    let refused = m.step(Event::Dropped {
+        generation: "g3".into(),
+        result: Err("cannot restore DIR: Read-only file system".into()),
+    });
+    let [Action::RetryAfter { token: again, .. }] = refused[..] else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(m.step(Event::RestartRequested(snap(Some(1)))), []);
+    assert_eq!(m.phase, Phase::Running);
+    m.step(Event::RetryDue { token: again });
+    let off = m.step(Event::Dropped {
+        generation: "g3".into(),
+        result: Ok(()),
+    });
+    let [Action::Stage { token }] = off[..] else {
+        panic!("{off:?}");
+    };
+    // The same bytes: the child restarts on them.
+    let restart = m.step(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: "g4".into(),
+            snapshot: snap(Some(1)),
+        }),
+    });
+    assert!(
+        restart.contains(&Action::Signal(libc::SIGTERM, CHILD)),
+        "{restart:?}"
     );
 }

@@ -26,6 +26,8 @@ pub(super) struct Withdrawal {
     signals: Vec<i32>,
     /// The retry of the config in flight came due meanwhile.
     gate_waits: Option<u64>,
+    /// The retry of the reload's hooks came due meanwhile.
+    hooks_waits: Option<u64>,
 }
 
 impl Machine {
@@ -42,6 +44,7 @@ impl Machine {
                 waits: Waits::default(),
                 signals: vec![],
                 gate_waits: None,
+                hooks_waits: None,
             });
         }
         Action::DropCandidate { generation }
@@ -97,24 +100,30 @@ impl Machine {
 
     /// A signal for the child (mapped) waits while a candidate is being
     /// taken off its view: it could be the one that makes it read its
-    /// config. True when held. A standard signal is kept once, as the
-    /// kernel keeps a pending one.
+    /// config (not one that stops it: those go at once). True when held
+    /// (or dropped, as a pending one would be).
     pub(super) fn signal_held(&mut self, sig: i32) -> bool {
-        let Some(w) = self.withdrawing.as_mut() else {
+        let stops = self.stops(sig);
+        let Some(w) = self.withdrawing.as_mut().filter(|_| !stops) else {
             return false;
         };
-        if (sig < 32 && w.signals.contains(&sig)) || w.signals.len() >= EARLY_MAX {
-            debug!("Dropped {}: already held", signals::name(sig));
-            return true;
-        }
-        if w.refused {
+        if lifecycle::queue(&mut w.signals, sig) && w.refused {
             info!(
                 "Holding {} until candidate {} is off the child's directory",
                 signals::name(sig),
                 w.generation
             );
         }
-        w.signals.push(sig);
+        true
+    }
+
+    /// The retry of the reload's hooks (`token`) came due while a
+    /// candidate is being taken off the view: it runs once it is off.
+    pub(super) fn hooks_held(&mut self, token: u64) -> bool {
+        let Some(w) = self.withdrawing.as_mut() else {
+            return false;
+        };
+        w.hooks_waits = Some(token);
         true
     }
 
@@ -156,8 +165,8 @@ impl Machine {
                 .withdrawing
                 .as_ref()
                 .is_some_and(|w| w.generation == generation);
-        match result {
-            Err(reason) if ours => {
+        match (result, ours) {
+            (Err(reason), true) => {
                 self.last_token += 1;
                 let token = self.last_token;
                 let Some(w) = self.withdrawing.as_mut() else {
@@ -172,18 +181,18 @@ impl Machine {
                 w.refused = true;
                 vec![Action::RetryAfter { token, after }]
             }
-            // Never shown: nothing waited for it.
-            Err(reason) => {
+            // Never shown (or exiting): nothing waits for it.
+            (Err(reason), false) => {
                 warn!("Candidate {generation} could not be removed: {reason}");
                 vec![]
             }
-            Ok(()) if ours => self.withdrawn(),
-            Ok(()) => vec![],
+            (Ok(()), true) => self.withdrawn(),
+            (Ok(()), false) => vec![],
         }
     }
 
     /// The candidate is off the view: what waited goes on (the signals,
-    /// the start, newer bytes, the gate's retry).
+    /// the start, newer bytes, the gate's and the hooks' retries).
     fn withdrawn(&mut self) -> Vec<Action> {
         let Some(w) = self.withdrawing.take() else {
             return vec![];
@@ -195,19 +204,21 @@ impl Machine {
             );
         }
         let mut actions = vec![];
-        // For the child that ran when they came (no other started since);
-        // gone, it has no use for them: a child started now must not die of
-        // one before it has its handlers.
+        // For the child that ran when they came (no other started since),
+        // unless it is being stopped (its stop signal went first): a child
+        // started now must not die of one before it has its handlers.
+        let child = matches!(self.phase, Phase::Running | Phase::Delaying);
+        let told = child && !w.signals.is_empty();
         for sig in w.signals {
-            match self.phase {
-                Phase::Running | Phase::Delaying | Phase::Stopping { .. } => {
-                    actions.extend(self.forward_mapped(sig));
-                }
-                _ => debug!("No child to forward {} to", signals::name(sig)),
+            match child {
+                true => actions.extend(self.forward_mapped(sig)),
+                false => debug!("No child to forward {} to", signals::name(sig)),
             }
         }
-        // Judged as they settled (the gate knows bytes it approved or
-        // rejected already).
+        // The child was just told something that may make it read its
+        // config: no candidate is shown to it for a moment (as after a
+        // withdrawal that took at once).
+        let pause = told.then_some(BACKOFF_FIRST);
         let newer = w.waits.newer;
         match w.waits.start.filter(|_| self.phase == Phase::Starting) {
             // On the last good generation, as decided; newer bytes are
@@ -226,12 +237,17 @@ impl Machine {
                     Phase::Running | Phase::Backoff { .. } | Phase::CheckingBeforeStart
                 );
                 if let Some(now) = newer.filter(|_| gate) {
-                    actions.extend(self.begin(now, w.waits.restart));
+                    actions.extend(self.begin_after(now, w.waits.restart, pause));
                 }
             }
         }
-        if let Some(token) = w.gate_waits {
-            actions.extend(self.on_retry_due(token));
+        match (w.gate_waits, pause) {
+            (Some(token), Some(after)) => actions.push(Action::RetryAfter { token, after }),
+            (Some(token), None) => actions.extend(self.on_retry_due(token)),
+            (None, _) => {}
+        }
+        if let Some(token) = w.hooks_waits {
+            actions.extend(self.on_hooks_retry_due(token));
         }
         actions
     }
