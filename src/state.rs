@@ -357,8 +357,8 @@ impl Machine {
             }
             // Once a child ran, a start that fails (the binary replaced
             // under it, no process left for a moment) is a child that
-            // exited with that code: `--restart` decides, as for tini's
-            // respawn or a watchexec job. The first one ends it all.
+            // exited with that code: `--restart` decides, as a watchexec
+            // job's restart would. The first one ends it all.
             Event::SpawnFailed(code) if self.started => {
                 warn!("The command could not be started again (exit code {code})");
                 self.by_policy(Status::Exited(code), Duration::ZERO)

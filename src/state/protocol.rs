@@ -106,9 +106,9 @@ pub enum Outcome {
     Checked(Verdict),
     Committed(Result<(), CommitFailed>),
     RolledBack(Result<(), CommitFailed>),
-    /// The candidate is no longer what the child's view shows (removed, or
-    /// left for later if the disk refused that); Err: the view still shows
-    /// it, and why.
+    /// Ok: the child's view no longer shows the candidate (its files are
+    /// removed too, unless the disk refused that: a leftover, not shown).
+    /// Err: the view still shows it, and why.
     Dropped(Result<(), String>),
     /// The child handles every signal asked about (None; a blocked one,
     /// read with sigwait or a signalfd, counts as handled), or the first
