@@ -476,6 +476,10 @@ impl Machine {
         );
         // The record and the view both name it now.
         let mut forget = self.record_moved_back(&r);
+        // A candidate the disk kept on the view is off it now, and the disk
+        // takes writes again: its removal is asked at once, not at the end
+        // of its backoff.
+        forget.extend(self.withdraw_again_now());
         self.lag = None;
         self.rejected = self.approved.replace(r.previous.snapshot.clone());
         self.stats.rollbacks += 1;
