@@ -203,6 +203,7 @@ impl Machine {
         self.phase = Phase::Done;
         let mut actions = self.cancel_hooks();
         actions.extend(self.cancel_pending());
+        self.say_still_shown();
         actions.push(Action::Exit(code));
         actions
     }

@@ -107,7 +107,9 @@ impl Machine {
         let Some(w) = self.withdrawing.as_mut().filter(|_| !stops) else {
             return false;
         };
-        if lifecycle::queue(&mut w.signals, sig) && w.refused {
+        // Real-time signals can come by the thousand: said once the queue
+        // is full (`queue`), not each.
+        if lifecycle::queue(&mut w.signals, sig) && w.refused && sig < 32 {
             info!(
                 "Holding {} until candidate {} is off the child's directory",
                 signals::name(sig),
@@ -151,6 +153,17 @@ impl Machine {
         Some(vec![Action::DropCandidate {
             generation: w.generation.clone(),
         }])
+    }
+
+    /// Exiting: a candidate the disk keeps on the view stays there (the
+    /// next manager puts the view back before anything else).
+    pub(super) fn say_still_shown(&self) {
+        if let Some(w) = self.withdrawing.as_ref().filter(|w| w.refused) {
+            warn!(
+                "Exiting while candidate {} is still shown in the child's directory: a manager started again puts the last good one back first",
+                w.generation
+            );
+        }
     }
 
     /// A removal refused and waiting for its retry is asked again now.
