@@ -375,6 +375,47 @@ fn a_candidate_the_disk_keeps_on_the_view_holds_the_child_back_until_it_goes() {
     );
 }
 
+/// A reload command that failed is retried while a candidate is checked in
+/// place: the retry makes the child read its config, so the candidate is
+/// withdrawn first and the command runs once the view is back. It never
+/// reads the candidate (session 14: each retry read the bytes under check,
+/// rejected a moment later).
+#[test]
+fn a_retried_reload_command_never_reads_a_candidate_checked_in_place() {
+    let t = Promotion::new("promote-reload-retry", b"ok v1");
+    let (reloads, flag) = (t.s.path("reloads"), t.s.path("flag"));
+    let reload = format!(
+        "sh -c 'echo \"reload $(cat {conf})\" >> {reloads}; test -e {flag}'",
+        conf = t.conf().display(),
+        reloads = reloads.display(),
+        flag = flag.display()
+    );
+    // Bad bytes take a moment to reject: retries come meanwhile.
+    let check = "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf || { sleep 2; exit 1; }'";
+    let m = t.watching(&[
+        "--validate",
+        check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+        "--reload-command",
+        &reload,
+    ]);
+    t.push(b"ok v2");
+    assert!(t.s.wait_contains("reloads", "reload ok v2"), "{}", m.log());
+    t.push(b"bad v3");
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    assert!(
+        m.log()
+            .contains("Retrying the reload: the candidate checked in place is withdrawn first"),
+        "no retry came during the check: {}",
+        m.log()
+    );
+    fs::write(&flag, "").unwrap();
+    assert!(m.wait_log("Reload succeeded"), "{}", m.log());
+    let read = t.s.lines("reloads");
+    assert!(read.iter().all(|r| r == "reload ok v2"), "{read:?}");
+}
+
 /// A manager whose DIR is a tmpfs of `kib` KiB in a private mount namespace;
 /// the test reaches that tmpfs through `/proc/<manager>/root`. None where no
 /// mount namespace can be made.
