@@ -422,6 +422,8 @@ pub mod testkit {
         Settings {
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(10),
+            validate_timeout: Duration::from_secs(30),
+            reload_timeout: Duration::from_secs(30),
             stop_delay: Duration::ZERO,
             reload_signal: None,
             restart: Policy::Never,

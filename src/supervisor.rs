@@ -101,6 +101,7 @@ pub trait World {
         changed: Vec<PathBuf>,
         candidate: Option<&str>,
         in_place: bool,
+        timeout: Duration,
     ) -> Option<Outcome>;
     /// `--promote-to`: `generation` becomes the last good one, then what
     /// the child sees (`now`: what the directory holds before): `Committed`.
@@ -116,7 +117,12 @@ pub trait World {
     /// they all handle them all.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)>;
     /// Runs the reload hooks: `HooksDone`.
-    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome>;
+    fn run_hooks(
+        &mut self,
+        token: Token,
+        calls: Vec<HookCall>,
+        timeout: Duration,
+    ) -> Option<Outcome>;
     /// One readiness probe, given `timeout`: `Probed`.
     fn probe(&mut self, token: Token, timeout: Duration) -> Option<Outcome>;
     /// The answer to `token` no longer matters: its processes go.
@@ -391,7 +397,8 @@ impl<W: World> Loop<'_, W> {
                 changed,
                 candidate,
                 in_place,
-            } => w.validate(token, changed, candidate.as_deref(), in_place),
+                timeout,
+            } => w.validate(token, changed, candidate.as_deref(), in_place, timeout),
             Op::Commit { generation, proven } => {
                 let now = self.machine.promoted();
                 Some(Outcome::Committed(w.commit(
@@ -406,7 +413,7 @@ impl<W: World> Loop<'_, W> {
                 Some(Outcome::Dropped(w.drop_candidate(&generation, &now)))
             }
             Op::AskHandling { signals, to } => Some(Outcome::Handling(w.handling(&signals, to))),
-            Op::Hooks { calls } => w.run_hooks(token, calls),
+            Op::Hooks { calls, timeout } => w.run_hooks(token, calls, timeout),
             Op::Probe { timeout } => w.probe(token, timeout),
         }
     }

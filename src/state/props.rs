@@ -197,6 +197,8 @@ fn settings() -> impl Strategy<Value = Settings> {
                 Settings {
                     stop_signal: libc::SIGTERM,
                     stop_timeout: Duration::from_secs(timeout),
+                    validate_timeout: Duration::from_secs(30),
+                    reload_timeout: Duration::from_secs(30),
                     stop_delay: Duration::from_secs(delay),
                     reload_signal: matches!(by, ReloadBy::Signal).then_some(HUP),
                     restart,

@@ -33,11 +33,12 @@ pub enum Op {
     Stage,
     /// Run the check on these changed files (with `--promote-to`, on this
     /// candidate generation; with `in_place`, shown at DIR for the check):
-    /// `Checked`.
+    /// `Checked`. Failed if it runs longer than `timeout`.
     Check {
         changed: Vec<PathBuf>,
         candidate: Option<String>,
         in_place: bool,
+        timeout: Duration,
     },
     /// Make this generation the last good one (its durable record first),
     /// then what the child sees; with `proven`, that one is recorded first
@@ -58,7 +59,11 @@ pub enum Op {
     /// child without a handler would kill it.)
     AskHandling { signals: Vec<i32>, to: Target },
     /// Run these reload hooks at once, each told of its files: `HooksDone`.
-    Hooks { calls: Vec<HookCall> },
+    /// Each failed if it runs longer than `timeout`.
+    Hooks {
+        calls: Vec<HookCall>,
+        timeout: Duration,
+    },
     /// A readiness probe of the running child, given `timeout` to answer:
     /// `Probed`.
     Probe { timeout: Duration },
@@ -422,6 +427,7 @@ impl Machine {
                     changed,
                     candidate,
                     in_place,
+                    timeout: self.settings.validate_timeout,
                 },
             )),
             Action::CancelValidation => {
@@ -443,7 +449,8 @@ impl Machine {
                 out.push(self.start(Rec::ReloadSignals { signals, to }, op))
             }
             Action::RunHooks { token, calls } => {
-                out.push(self.start(Rec::Hooks(token), Op::Hooks { calls }));
+                let timeout = self.settings.reload_timeout;
+                out.push(self.start(Rec::Hooks(token), Op::Hooks { calls, timeout }));
             }
             // The hooks running, or the wait for their retry.
             Action::CancelHooks => {

@@ -56,6 +56,10 @@ pub enum Target {
 pub struct Settings {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
+    /// How long a check (`--validate-timeout`) and a reload hook
+    /// (`--reload-timeout`) may run before they count as failed.
+    pub validate_timeout: Duration,
+    pub reload_timeout: Duration,
     /// On SIGTERM, wait this long before the stop signal (load balancers drain).
     pub stop_delay: Duration,
     pub reload_signal: Option<i32>,

@@ -354,6 +354,7 @@ impl World for Fake {
         _changed: Vec<PathBuf>,
         candidate: Option<&str>,
         in_place: bool,
+        _timeout: Duration,
     ) -> Option<Outcome> {
         let version = match self.model.validate(candidate, in_place) {
             Ok(version) => version,
@@ -369,7 +370,12 @@ impl World for Fake {
         None
     }
 
-    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
+    fn run_hooks(
+        &mut self,
+        token: Token,
+        calls: Vec<HookCall>,
+        _timeout: Duration,
+    ) -> Option<Outcome> {
         let version = self.readable();
         self.record(Did::Reload(version));
         if let Some(c) = self.child.as_mut() {

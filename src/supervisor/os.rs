@@ -180,6 +180,8 @@ async fn supervise(
     let settings = Settings {
         stop_signal: cfg.stop_signal,
         stop_timeout: cfg.stop_timeout,
+        validate_timeout: cfg.validate_timeout,
+        reload_timeout: cfg.reload_timeout,
         stop_delay: cfg.stop_delay,
         reload_signal: cfg.reload_signal,
         restart: cfg.restart,
@@ -492,6 +494,7 @@ impl World for Os {
         changed: Vec<PathBuf>,
         candidate: Option<&str>,
         in_place: bool,
+        timeout: Duration,
     ) -> Option<Outcome> {
         let verdict = |v| Some(Outcome::Checked(v));
         let argv = self.cfg.validate.as_deref().unwrap_or_default();
@@ -524,7 +527,7 @@ impl World for Os {
             self.cwd.as_deref(),
             &changed,
             root.as_deref(),
-            self.cfg.validate_timeout,
+            timeout,
         );
         match check {
             Ok(check) => {
@@ -545,8 +548,12 @@ impl World for Os {
         }
     }
 
-    fn run_hooks(&mut self, token: Token, calls: Vec<HookCall>) -> Option<Outcome> {
-        let timeout = self.cfg.reload_timeout;
+    fn run_hooks(
+        &mut self,
+        token: Token,
+        calls: Vec<HookCall>,
+        timeout: Duration,
+    ) -> Option<Outcome> {
         let mut processes = vec![];
         // Every hook at once, each with its own verdict.
         let mut runs: Vec<LocalBoxFuture<'static, (usize, bool)>> = vec![];
