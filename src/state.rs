@@ -107,7 +107,6 @@ pub struct Machine {
     /// A burst of changes to the watched config began and has not settled:
     /// the live files may be mid-write.
     burst: bool,
-    last_token: u64,
     /// Bytes a validator rejected: not validated again until they change,
     /// and never started.
     rejected: Option<Snapshot>,
@@ -180,6 +179,9 @@ pub struct Machine {
     look_again: std::collections::BTreeSet<LookFor>,
     /// Every operation in flight, by token (see `protocol.rs`).
     inflight: std::collections::BTreeMap<Token, Rec>,
+    /// The last number given out: to an operation, or to a decision's own
+    /// work in flight (a config through the gate, a reload, a retry's
+    /// wait). One count, so a number names one thing.
     last_op: Token,
 }
 
@@ -204,7 +206,6 @@ impl Machine {
             next_backoff: BACKOFF_FIRST,
             pending: None,
             burst: false,
-            last_token: 0,
             rejected: None,
             approved: None,
             started: false,

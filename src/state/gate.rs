@@ -161,8 +161,7 @@ impl Machine {
         if self.held_for_withdrawal(Some(&now), restart) {
             return actions;
         }
-        self.last_token += 1;
-        let token = self.last_token;
+        let token = self.next_token();
         let pending = Pending {
             token,
             snapshot: now,
@@ -292,8 +291,7 @@ impl Machine {
         }
         actions.push(Action::CancelValidation);
         // A new token: nothing of the cancelled check can answer for it.
-        self.last_token += 1;
-        let (token, after) = (self.last_token, BACKOFF_FIRST);
+        let (token, after) = (self.next_token(), BACKOFF_FIRST);
         info!(
             "{what}: the candidate checked in place is withdrawn first (the child could read it); checking it again in {after:?}"
         );
@@ -627,8 +625,7 @@ impl Machine {
             return vec![];
         }
         info!("Generation {view} is what the child's directory shows: its record names it again");
-        self.last_token += 1;
-        let token = self.last_token;
+        let token = self.next_token();
         let snapshot = self.approved.clone().unwrap_or_default();
         let proven = self.kept_while_on_probation(&snapshot);
         self.pending = Some(Pending {

@@ -355,10 +355,15 @@ impl Machine {
     }
 
     fn start(&mut self, rec: Rec, op: Op) -> Request {
-        self.last_op += 1;
-        let token = self.last_op;
+        let token = self.next_token();
         self.inflight.insert(token, rec);
         Request::Start { token, op }
+    }
+
+    /// A number never given out before.
+    pub(super) fn next_token(&mut self) -> Token {
+        self.last_op += 1;
+        self.last_op
     }
 
     /// Cancels the operations `which` matches.

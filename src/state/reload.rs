@@ -47,8 +47,7 @@ impl Machine {
             }
         }
         let mut actions = self.cancel_hooks();
-        self.last_token += 1;
-        let token = self.last_token;
+        let token = self.next_token();
         self.reload = Some(Reload {
             token,
             left: calls.clone(),

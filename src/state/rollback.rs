@@ -430,8 +430,7 @@ impl Machine {
                     false => vec![],
                 };
                 self.lag = recorded.then(|| r.bad.clone()).or(self.lag.take());
-                self.last_token += 1;
-                let (token, after) = (self.last_token, r.retry);
+                let (token, after) = (self.next_token(), r.retry);
                 match recorded {
                     true => error!(
                         "Within --rollback-window {}: generation {} is recorded again, but the child's directory still shows {} ({reason}); retrying in {after:?}",

@@ -188,8 +188,7 @@ impl Machine {
                 .is_some_and(|w| w.generation == generation);
         match (result, ours) {
             (Err(reason), true) => {
-                self.last_token += 1;
-                let token = self.last_token;
+                let token = self.next_token();
                 let Some(w) = self.withdrawing.as_mut() else {
                     return vec![];
                 };
