@@ -228,16 +228,16 @@ impl Machine {
         // unless it is being stopped (its stop signal went first): a child
         // started now must not die of one before it has its handlers.
         let child = matches!(self.phase, Phase::Running | Phase::Delaying);
-        let told = child && !w.signals.is_empty();
+        let told = (child && !w.signals.is_empty()) || w.hooks_waits.is_some();
         for sig in w.signals {
             match child {
                 true => actions.extend(self.forward_mapped(sig)),
                 false => debug!("No child to forward {} to", signals::name(sig)),
             }
         }
-        // The child was just told something that may make it read its
-        // config: no candidate is shown to it for a moment (as after a
-        // withdrawal that took at once).
+        // The child is told something that may make it read its config
+        // (the signals, the hooks' retry below): no candidate is shown to it
+        // for a moment (as after a withdrawal that took at once).
         let pause = told.then_some(BACKOFF_FIRST);
         let newer = w.waits.newer;
         match w.waits.start.filter(|_| self.phase == Phase::Starting) {
