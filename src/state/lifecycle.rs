@@ -391,9 +391,13 @@ impl Machine {
                     AfterStop::ByPolicy => self.roll_back_on_exit(status),
                     _ => vec![],
                 };
-                let after = match actions.is_empty() && self.rolling.is_none() {
-                    true => after,
-                    false => AfterStop::Restart,
+                // (Never when SIGTERM asked us to exit: a rollback under way
+                // goes on while the child's group drains; the record it
+                // wrote is what a restarted manager starts on.)
+                let rolls = !actions.is_empty() || self.rolling.is_some();
+                let after = match after {
+                    AfterStop::ByPolicy if rolls => AfterStop::Restart,
+                    after => after,
                 };
                 // Leftovers in its group get the stop signal too (ESRCH, and
                 // so nothing, in the common case of an empty group).

@@ -1471,6 +1471,41 @@ fn a_child_exit_while_a_rollback_is_retried_waits_for_it_whatever_restart_says()
     );
 }
 
+/// SIGTERM (with `--stop-delay`: the child runs on meanwhile), then the
+/// child exits while a rollback is retried: the manager exits, as asked.
+/// The rollback's exit used to win, and a child started after SIGTERM
+/// (found by the property test at 100,000 cases).
+#[test]
+fn a_child_exit_after_sigterm_while_a_rollback_is_retried_still_exits() {
+    let mut m = on_probation();
+    m.settings.stop_delay = Duration::from_secs(5);
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    m.step(Event::RolledBack {
+        result: Err(CommitFailed {
+            reason: "File exists".into(),
+            recorded: true,
+            gone: false,
+        }),
+    });
+    m.step(Event::Signal(libc::SIGTERM));
+    assert_eq!(m.phase, Phase::Delaying);
+    m.step(Event::ChildExited {
+        status: Status::Exited(0),
+        ran_for: Duration::from_secs(5),
+    });
+    assert!(
+        matches!(
+            m.phase,
+            Phase::Stopping {
+                after: AfterStop::Exit,
+                ..
+            }
+        ),
+        "{:?}",
+        m.phase
+    );
+}
+
 /// A running window (g2, the child's bytes) and a newer push g3 whose
 /// commit's view could not follow: the window used to be replaced by g3's,
 /// not running, so g2 crashing in its window rolled nothing back and
