@@ -72,14 +72,6 @@ fn metric(port: u16, sample: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Start, a promoted and checked change, a rejected one, a rollback of one
 /// that passed its check and crashed the child, a stop with the child's
 /// code: all as uid 65534 over a read-only root; the alerting gauge

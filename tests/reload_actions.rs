@@ -328,14 +328,6 @@ fn value(body: &str, sample: &str) -> f64 {
         .unwrap_or_else(|| panic!("{sample} missing in\n{body}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A recorder child under a manager serving metrics on a free port, that
 /// rejects a config holding "bad" and reloads the child by HUP.
 fn with_metrics(s: &Scratch, conf: &Path, extra: &[&str]) -> (Manager, u16) {

@@ -770,3 +770,20 @@ pub fn run(mode: Mode, args: &[&str]) -> Manager {
         },
     )
 }
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    // The kernel may hand out a port again once its listener is closed: a
+    // test that takes two (a server's and the metrics') could get one
+    // twice. Never one this process handed out before.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
