@@ -160,6 +160,10 @@ pub struct Machine {
     /// A candidate shown in place whose removal from the child's view the
     /// world has not confirmed yet.
     withdrawing: Option<Withdrawal>,
+    /// The child was told something as a withdrawal ended (held signals, a
+    /// hooks' retry): until this wait runs out, new bytes are shown in
+    /// place only a moment after they settle (it may be reading its config).
+    hush: Option<u64>,
     /// The bytes being brought to the child are new ones that passed the
     /// gate (not a rollback's return to older ones, nor a restart on bytes
     /// a later change failed to replace): the child taking them is a
@@ -223,6 +227,7 @@ impl Machine {
             starting_up: false,
             rolling: None,
             withdrawing: None,
+            hush: None,
             fresh: true,
             ready: Readiness::default(),
             said_removed: Default::default(),

@@ -142,7 +142,8 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
-        self.begin_after(now, restart, None)
+        let pause = self.hush.map(|_| BACKOFF_FIRST);
+        self.begin_after(now, restart, pause)
     }
 
     /// Puts `now` in flight, its staging (or check) after `pause` if any.
@@ -773,6 +774,10 @@ impl Machine {
     /// A retry delay ran out: the check, the staging or the commit again, or
     /// the external reload again.
     pub(super) fn on_retry_due(&mut self, token: u64) -> Vec<Action> {
+        if self.hush == Some(token) {
+            self.hush = None;
+            return vec![];
+        }
         if let Some(actions) = self.on_rollback_retry_due(token) {
             return actions;
         }

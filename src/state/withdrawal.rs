@@ -239,6 +239,12 @@ impl Machine {
         // (the signals, the hooks' retry below): no candidate is shown to it
         // for a moment (as after a withdrawal that took at once).
         let pause = told.then_some(BACKOFF_FIRST);
+        // Newer bytes that settle during that moment wait too.
+        if let Some(after) = pause {
+            let token = self.next_token();
+            self.hush = Some(token);
+            actions.push(Action::RetryAfter { token, after });
+        }
         let newer = w.waits.newer;
         match w.waits.start.filter(|_| self.phase == Phase::Starting) {
             // On the last good generation, as decided; newer bytes are
