@@ -3736,14 +3736,9 @@ fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
     );
 }
 
-/// The restart signal while the disk keeps a rejected candidate on the
-/// view, the source back on the child's bytes: stopping the child would
-/// leave nothing to start (no start while the candidate is shown). The
-/// request waits, and restarts the child once the view is back (review of
-/// session 14: the child was stopped and none started until the disk
-/// healed).
-#[test]
-fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
+/// Running on g1, checking in place: g3 is rejected and the disk keeps it
+/// on the view. The machine, and the token of the removal's retry.
+fn g3_rejected_and_kept_shown() -> (Machine, u64) {
     let s = Settings {
         promote: true,
         validate: true,
@@ -3770,6 +3765,18 @@ fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
     let [Action::RetryAfter { token: again, .. }] = refused[..] else {
         panic!("{refused:?}");
     };
+    (m, again)
+}
+
+/// The restart signal while the disk keeps a rejected candidate on the
+/// view, the source back on the child's bytes: stopping the child would
+/// leave nothing to start (no start while the candidate is shown). The
+/// request waits, and restarts the child once the view is back (review of
+/// session 14: the child was stopped and none started until the disk
+/// healed).
+#[test]
+fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
+    let (mut m, again) = g3_rejected_and_kept_shown();
     assert_eq!(m.step(Event::RestartRequested(snap(Some(1)))), []);
     assert_eq!(m.phase, Phase::Running);
     m.step(Event::RetryDue { token: again });
@@ -3800,32 +3807,7 @@ fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
 /// re-read saw the next unchecked candidate).
 #[test]
 fn bytes_settling_just_after_a_held_signal_went_wait_a_moment() {
-    let s = Settings {
-        promote: true,
-        validate: true,
-        validate_in_place: true,
-        ..settings()
-    };
-    let mut m = started_up_on_g1(s);
-    m.step(Event::ConfigSettled(snap(Some(3))));
-    m.step(Event::Staged {
-        token: 1,
-        result: Ok(Generation {
-            name: "g3".into(),
-            snapshot: snap(Some(3)),
-        }),
-    });
-    m.step(Event::Validated {
-        token: 1,
-        ok: false,
-    });
-    let refused = m.step(Event::Dropped {
-        generation: "g3".into(),
-        result: Err("cannot restore DIR: Read-only file system".into()),
-    });
-    let [Action::RetryAfter { token: again, .. }] = refused[..] else {
-        panic!("{refused:?}");
-    };
+    let (mut m, again) = g3_rejected_and_kept_shown();
     assert_eq!(m.step(Event::Signal(libc::SIGHUP)), []);
     m.step(Event::RetryDue { token: again });
     let told = m.step(Event::Dropped {
