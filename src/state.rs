@@ -107,8 +107,9 @@ pub struct Machine {
     /// A burst of changes to the watched config began and has not settled:
     /// the live files may be mid-write.
     burst: bool,
-    /// Bytes a validator rejected: not validated again until they change,
-    /// and never started.
+    /// The bytes the last check rejected: not checked again until they
+    /// change, and never started. (A rollback's rejection is kept apart, in
+    /// `rolled_back_from`: one never replaces the other.)
     rejected: Option<Snapshot>,
     /// Bytes a validator passed (with `--promote-to`: the last good
     /// generation's): the only ones a child may start on.
@@ -141,9 +142,9 @@ pub struct Machine {
     /// `rollback.rs` for a generation's life).
     proven: Option<Generation>,
     /// `--promote-to`: the generation the disk records as rolled back from
-    /// (`..rejected`), so that a restarted manager keeps its bytes
-    /// rejected; unrecorded, and removed, once new bytes are committed.
-    rolled_back_from: Option<String>,
+    /// (`..rejected`), and its bytes: rejected (a restarted manager keeps
+    /// them so) until new bytes are committed; then unrecorded and removed.
+    rolled_back_from: Option<Generation>,
     /// `--rollback-window`: the shown generation is on probation.
     probation: Option<Probation>,
     /// The number of the running child's start period (counted up at each
@@ -241,8 +242,7 @@ impl Machine {
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
             m.approved = Some(good.snapshot.clone());
             m.last_good = Some(good.name.clone());
-            m.rejected = rejected.as_ref().map(|r| r.snapshot.clone());
-            m.rolled_back_from = rejected.map(|r| r.name);
+            m.rolled_back_from = rejected;
             match proven.filter(|p| p.name != good.name) {
                 Some(p) if m.settings.rollback_window.is_some() => {
                     info!(

@@ -580,8 +580,8 @@ impl Machine {
                     actions.push(Action::RemoveGeneration { generation });
                 }
                 // New bytes went through: a rollback's rejection is over.
-                if let Some(generation) = self.rolled_back_from.take() {
-                    actions.push(Action::Unreject { generation });
+                if let Some(Generation { name, .. }) = self.rolled_back_from.take() {
+                    actions.push(Action::Unreject { generation: name });
                 }
                 actions.extend(self.approve(p));
                 actions

@@ -92,13 +92,15 @@ impl Machine {
                     .all(|path| self.is_quiet(path)))
     }
 
-    /// Are these the bytes rejected last (a check's verdict, or a
-    /// rollback's), but for files that chose `none`? Those change nothing
+    /// Are these the bytes the last check rejected, or those the last
+    /// rollback left, but for files that chose `none`? Those change nothing
     /// the child acts on, so they do not earn the rest a second chance.
     pub(super) fn is_rejected(&self, now: &Snapshot) -> bool {
+        let rolled_back = self.rolled_back_from.as_ref().map(|g| &g.snapshot);
         self.rejected
-            .as_ref()
-            .is_some_and(|r| self.same_but_quiet(r, now))
+            .iter()
+            .chain(rolled_back)
+            .any(|r| self.same_but_quiet(r, now))
     }
 
     /// A burst that is not a change (`--on-change ...=none` for every

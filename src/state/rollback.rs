@@ -480,13 +480,21 @@ impl Machine {
         // of its backoff.
         forget.extend(self.withdraw_again_now());
         self.lag = None;
-        self.rejected = self.approved.replace(r.previous.snapshot.clone());
+        let bad = Generation {
+            name: r.bad.clone(),
+            snapshot: self
+                .approved
+                .replace(r.previous.snapshot.clone())
+                .unwrap_or_default(),
+        };
         self.stats.rollbacks += 1;
         self.failed();
         // `..rejected` names the bad one now: the one it named before goes.
+        // A check's rejection of newer bytes stands beside it.
         forget.extend(
             self.rolled_back_from
-                .replace(r.bad.clone())
+                .replace(bad)
+                .map(|g| g.name)
                 .filter(|g| *g != r.bad && !self.is_kept(g))
                 .map(|generation| Action::RemoveGeneration { generation }),
         );

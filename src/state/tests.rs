@@ -3829,3 +3829,59 @@ fn bytes_settling_just_after_a_held_signal_went_wait_a_moment() {
     assert_eq!(m.step(Event::RetryDue { token: hush }), []);
     assert_eq!(m.step(Event::RetryDue { token }), [Action::Stage { token }]);
 }
+
+/// Found by a hostile pass: bytes 3 rejected by their check while g2 was on
+/// probation, then g2 rolled back with a restart. The rollback's rejection
+/// replaced the check's, so the restart checked bytes 3 again before any
+/// child ran, and the child was down for the check's length. Both
+/// rejections stand now: the child starts on g1 at once.
+#[test]
+fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        rollback_window: Some(Duration::from_secs(60)),
+        ready_interval: Some(Duration::from_secs(1)),
+        ..settings()
+    };
+    let g = |n: u64| Generation {
+        name: format!("g{n}"),
+        snapshot: snap(Some(n)),
+    };
+    let (mut m, _) = Machine::new(s, Some(g(1)), None, None);
+    look_and_start(&mut m, snap(Some(1)));
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(g(2)),
+    });
+    m.step(Event::Validated { token: 1, ok: true });
+    m.step(Event::Committed {
+        token: 1,
+        result: Ok(()),
+    });
+    drained(&mut m, Status::Signaled(libc::SIGTERM));
+    m.step(Event::Candidate(snap(Some(2))));
+    m.step(Event::Spawned);
+    m.step(Event::ConfigSettled(snap(Some(3))));
+    m.step(Event::Staged {
+        token: 2,
+        result: Ok(g(3)),
+    });
+    m.step(Event::Validated {
+        token: 2,
+        ok: false,
+    });
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    m.step(Event::RolledBack { result: Ok(()) });
+    assert_eq!(
+        drained(&mut m, Status::Signaled(libc::SIGTERM)),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    // The source still holds bytes 3: rejected, never checked again.
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    // Bytes 2 (rolled back) stay rejected too.
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
+}
