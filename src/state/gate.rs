@@ -260,14 +260,20 @@ impl Machine {
         actions
     }
 
-    /// A candidate is shown at DIR for its check in place: the child reads
-    /// it there if it reads its config now.
-    pub(super) fn shown_in_place(&self) -> bool {
+    /// Does the child's view show the candidate of `p`? In place, from its
+    /// check until its commit's answer (a commit must find it there).
+    pub(super) fn is_shown(&self, p: &Pending) -> bool {
         self.settings.validate_in_place
-            && self
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.step == Step::Checking && p.generation.is_some())
+            && p.generation.is_some()
+            && !p.realign
+            && matches!(p.step, Step::Checking | Step::Committing)
+    }
+
+    /// A candidate is shown at DIR for its check in place: the child reads
+    /// it there if it reads its config now. (Once it passed, its commit
+    /// shows it anyway.)
+    pub(super) fn shown_in_place(&self) -> bool {
+        (self.pending.as_ref()).is_some_and(|p| p.step == Step::Checking && self.is_shown(p))
     }
 
     /// The child is about to be told something (`what`: a forwarded signal,
@@ -486,6 +492,7 @@ impl Machine {
     /// the staging is retried, as a staging or commit failure is; before
     /// any good generation, with no child started meanwhile.
     pub(super) fn on_cannot_check(&mut self, token: u64, reason: String) -> Vec<Action> {
+        let shown = self.shown_in_place();
         let Some(p) = self
             .pending
             .as_mut()
@@ -497,7 +504,6 @@ impl Machine {
         // first: in place, it was shown before the check could not start);
         // the retry stages the bytes again.
         let candidate = p.generation.take();
-        let shown = self.settings.validate_in_place;
         let mut actions: Vec<Action> = candidate
             .map(|generation| self.discard(generation, shown))
             .into_iter()

@@ -50,15 +50,6 @@ impl Machine {
         Action::DropCandidate { generation }
     }
 
-    /// Does the child's view show the candidate of `p`? In place, from its
-    /// check until its commit's answer.
-    pub(super) fn is_shown(&self, p: &Pending) -> bool {
-        self.settings.validate_in_place
-            && p.generation.is_some()
-            && !p.realign
-            && matches!(p.step, gate::Step::Checking | gate::Step::Committing)
-    }
-
     /// A candidate is being taken off the child's view: `now` (settled
     /// bytes), or the start's look (None), waits for that. True when held.
     pub(super) fn held_for_withdrawal(&mut self, now: Option<&Snapshot>, restart: bool) -> bool {
