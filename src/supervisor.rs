@@ -156,27 +156,26 @@ pub trait World {
     fn wait(&mut self, deadline: Option<Instant>) -> impl Future<Output = Wake>;
 }
 
-/// What the loop needs from the command line.
-pub struct LoopConfig {
+/// How the loop paces actions on config changes: the debounce, and
+/// `--splay` and `--min-interval` (the timers' business, not the machine's:
+/// everything else the loop needs it asks the machine).
+pub struct Pacing {
     pub debounce: Duration,
     pub debounce_max: Duration,
     pub splay: Duration,
     pub min_interval: Duration,
     /// Seeds the splay: replicas start together, so it must differ per process.
     pub seed: u64,
-    /// How often the readiness probe runs while a child does (None: no probe).
-    pub ready_interval: Option<Duration>,
 }
 
-impl LoopConfig {
-    pub fn new(cfg: &Config, seed: u64) -> LoopConfig {
-        LoopConfig {
+impl Pacing {
+    pub fn new(cfg: &Config, seed: u64) -> Pacing {
+        Pacing {
             debounce: cfg.debounce,
             debounce_max: cfg.debounce_max,
             splay: cfg.splay,
             min_interval: cfg.min_interval,
             seed,
-            ready_interval: cfg.ready_interval,
         }
     }
 }
@@ -185,7 +184,6 @@ impl LoopConfig {
 /// machine's to say (its phase); the child itself is the world's.
 struct Loop<'w, W: World> {
     world: &'w mut W,
-    cfg: LoopConfig,
     machine: Machine,
     /// The machine's `Op::Drain` in flight: the exited child's group is
     /// looked at every GROUP_CHECK until empty.
@@ -204,16 +202,18 @@ struct Loop<'w, W: World> {
 /// generation kept while the last good one is on probation).
 pub async fn drive<W: World>(
     world: &mut W,
-    cfg: LoopConfig,
+    pace: Pacing,
     settings: Settings,
     found: Recovered,
 ) -> i32 {
     let (machine, first) = Machine::boot(settings, found.good, found.rejected, found.proven);
-    let timers =
-        Timers::new(cfg.debounce, cfg.debounce_max).rate(cfg.splay, cfg.min_interval, cfg.seed);
+    let timers = Timers::new(pace.debounce, pace.debounce_max).rate(
+        pace.splay,
+        pace.min_interval,
+        pace.seed,
+    );
     let mut l = Loop {
         world,
-        cfg,
         machine,
         drain: None,
         check_group_now: false,
@@ -310,11 +310,7 @@ impl<W: World> Loop<'_, W> {
         let now = self.world.now();
         // Polling may start late: when inotify fails after startup.
         self.timers.poll_every(now, self.world.poll_interval());
-        let probing = self
-            .cfg
-            .ready_interval
-            .filter(|_| self.machine.child_alive());
-        self.timers.ready_every(now, probing);
+        self.timers.ready_every(now, self.machine.probe_every());
         self.timers.next()
     }
 

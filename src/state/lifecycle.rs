@@ -181,6 +181,12 @@ impl Machine {
         )
     }
 
+    /// How often the readiness probe runs now: while a child runs, with a
+    /// probe configured.
+    pub fn probe_every(&self) -> Option<Duration> {
+        self.settings.ready_interval.filter(|_| self.child_alive())
+    }
+
     /// The child exited and its process group is not known to be empty:
     /// the world is to look at the group until it is (`Event::GroupGone`).
     pub fn awaits_group(&self) -> bool {

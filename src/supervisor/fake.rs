@@ -615,19 +615,18 @@ impl Fake {
     }
 }
 
-fn loop_cfg() -> LoopConfig {
-    LoopConfig {
+fn pacing() -> Pacing {
+    Pacing {
         debounce: Duration::from_millis(100),
         debounce_max: Duration::from_secs(10),
         splay: Duration::ZERO,
         min_interval: Duration::ZERO,
         seed: 7,
-        ready_interval: None,
     }
 }
 
 /// Runs the real loop against `world` to its end; the world and the code.
-fn run(mut world: Fake, cfg: LoopConfig, settings: Settings) -> (Fake, i32) {
+fn run(mut world: Fake, cfg: Pacing, settings: Settings) -> (Fake, i32) {
     world.settings = settings.clone();
     let (good, rejected, proven) = world.recover();
     let found = Recovered {
@@ -647,7 +646,7 @@ fn a_touch_and_a_rewrite_of_the_same_bytes_restart_nothing() {
         .at(1_000, Happen::Touch)
         .at(2_000, Happen::Write(0))
         .at(60_000, Happen::Signal(TERM));
-    let (w, code) = run(world, loop_cfg(), settings());
+    let (w, code) = run(world, pacing(), settings());
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
     assert_eq!(code, 143);
 }
@@ -658,7 +657,7 @@ fn a_burst_of_writes_is_one_restart_with_the_last_bytes() {
     for i in 1..=20 {
         world = world.at(1_000 + i * 10, Happen::Write(i));
     }
-    let (w, _) = run(world, loop_cfg(), settings());
+    let (w, _) = run(world, pacing(), settings());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(20)]);
     // Acted a debounce after the last write.
     assert_eq!(w.when(&Did::Spawn(20)), [1_300]);
@@ -668,7 +667,7 @@ fn a_burst_of_writes_is_one_restart_with_the_last_bytes() {
 fn a_change_before_the_watcher_is_up_is_caught_at_once() {
     let mut world = Fake::new().at(60_000, Happen::Signal(TERM));
     world.write_after_spawn = Some(1);
-    let (w, _) = run(world, loop_cfg(), settings());
+    let (w, _) = run(world, pacing(), settings());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
     assert_eq!(w.when(&Did::Spawn(1)), [0]);
 }
@@ -680,9 +679,9 @@ fn a_directory_that_never_goes_quiet_is_acted_on_after_debounce_max() {
     for i in 1..=200 {
         world = world.at(i * 50, Happen::Write(i));
     }
-    let cfg = LoopConfig {
+    let cfg = Pacing {
         debounce_max: Duration::from_secs(1),
-        ..loop_cfg()
+        ..pacing()
     };
     let (w, _) = run(world, cfg, settings());
     let restarts: Vec<u64> = w
@@ -705,9 +704,9 @@ fn min_interval_folds_changes_into_one_action_per_interval_and_loses_none() {
         .at(2_000, Happen::Write(2))
         .at(3_000, Happen::Write(3))
         .at(60_000, Happen::Signal(TERM));
-    let cfg = LoopConfig {
+    let cfg = Pacing {
         min_interval: Duration::from_secs(10),
-        ..loop_cfg()
+        ..pacing()
     };
     let (w, _) = run(world, cfg, settings());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1), Did::Spawn(3)]);
@@ -722,10 +721,10 @@ fn splay_waits_a_part_of_its_window_and_acts_once() {
         let world = Fake::new()
             .at(1_000, Happen::Write(1))
             .at(60_000, Happen::Signal(TERM));
-        let cfg = LoopConfig {
+        let cfg = Pacing {
             splay: Duration::from_secs(10),
             seed,
-            ..loop_cfg()
+            ..pacing()
         };
         let (w, _) = run(world, cfg, settings());
         assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
@@ -742,10 +741,10 @@ fn sigterm_during_the_splay_exits_without_acting() {
     let world = Fake::new()
         .at(1_000, Happen::Write(1))
         .at(2_000, Happen::Signal(TERM));
-    let cfg = LoopConfig {
+    let cfg = Pacing {
         splay: Duration::from_secs(30),
         seed: 3,
-        ..loop_cfg()
+        ..pacing()
     };
     let (w, code) = run(world, cfg, settings());
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
@@ -760,7 +759,7 @@ fn without_notify_events_polling_finds_the_change() {
         .at(60_000, Happen::Signal(TERM));
     world.notify = false;
     world.poll = Some(Duration::from_secs(1));
-    let (w, _) = run(world, loop_cfg(), settings());
+    let (w, _) = run(world, pacing(), settings());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
     // The tick at 2 s sees it; the debounce follows.
     assert_eq!(w.when(&Did::Spawn(1)), [2_100]);
@@ -774,7 +773,7 @@ fn a_child_ignoring_sigterm_is_killed_with_its_group_at_the_stop_timeout() {
         stop_timeout: Duration::from_secs(3),
         ..settings()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     assert_eq!(w.when(&Did::Signal(TERM)), [1_000]);
     assert_eq!(w.when(&Did::Group(libc::SIGKILL)), [4_000]);
     assert_eq!(code, 137);
@@ -788,7 +787,7 @@ fn leftovers_of_an_exited_child_get_the_stop_signal_then_sigkill() {
         stop_timeout: Duration::from_secs(2),
         ..settings()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     assert_eq!(w.when(&Did::Group(TERM)), [1_000]);
     assert_eq!(w.when(&Did::Group(libc::SIGKILL)), [3_000]);
     // The child's own code, not the leftovers'.
@@ -800,7 +799,7 @@ fn leftovers_of_an_exited_child_get_the_stop_signal_then_sigkill() {
 fn leftovers_that_leave_by_themselves_are_waited_for_by_probing() {
     let mut world = Fake::new().at(1_000, Happen::ChildExits(0));
     world.leftovers_for = Some(Duration::from_millis(500));
-    let (w, code) = run(world, loop_cfg(), settings());
+    let (w, code) = run(world, pacing(), settings());
     assert_eq!(code, 0);
     assert!(w.when(&Did::Group(libc::SIGKILL)).is_empty());
     // Probed every 20 ms: gone at 1.5 s, seen by the next probe.
@@ -818,7 +817,7 @@ fn a_reload_signal_to_a_child_without_its_handler_restarts_it_instead() {
         reload_signal: Some(libc::SIGHUP),
         ..settings()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     assert!(w.when(&Did::Signal(libc::SIGHUP)).is_empty());
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(1)]);
 }
@@ -845,7 +844,7 @@ fn with_signal_to_group_only_a_worker_that_would_die_of_the_reload_restarts() {
             signal_to: to,
             ..settings()
         };
-        let (w, _) = run(world, loop_cfg(), s);
+        let (w, _) = run(world, pacing(), s);
         let spawns = if restarts { 2 } else { 1 };
         assert_eq!(w.spawns().len(), spawns, "{to:?} {worker:?}");
         let signalled =
@@ -864,7 +863,7 @@ fn a_reload_signal_reaches_a_child_that_handles_it_and_nothing_restarts() {
         reload_signal: Some(libc::SIGHUP),
         ..settings()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     assert_eq!(w.when(&Did::Signal(libc::SIGHUP)), [1_100]);
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
 }
@@ -881,7 +880,7 @@ fn restart_always_backs_off_doubling_and_gives_up_at_max_restarts() {
         max_restarts: Some(3),
         ..settings()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     let starts: Vec<u64> = w
         .did
         .iter()
@@ -903,7 +902,7 @@ fn a_failed_reload_command_is_retried_doubling_until_it_succeeds() {
         reload_hooks: 1,
         ..settings()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     // Each try takes 100 ms; then 1 s, then 2 s of backoff.
     assert_eq!(w.when(&Did::Reload(1)), [1_100, 2_200, 4_300]);
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
@@ -921,7 +920,7 @@ fn a_newer_change_supersedes_a_waiting_reload_retry() {
         reload_hooks: 1,
         ..settings()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     assert_eq!(w.when(&Did::Reload(1)), [1_100]);
     // Nothing runs to be cancelled: the machine cancels the retry's wait.
     assert_eq!(w.when(&Did::CancelHooks), []);
@@ -948,7 +947,7 @@ fn a_rejected_change_keeps_the_child_and_a_fix_restarts_it() {
         validate: true,
         ..settings()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     // Checked once at start and once per distinct change; the touch of the
     // rejected bytes checks nothing again.
     assert_eq!(
@@ -968,7 +967,7 @@ fn exit_codes_are_remapped() {
         remap_exit: vec![(143, 0)],
         ..settings()
     };
-    let (_, code) = run(world, loop_cfg(), s);
+    let (_, code) = run(world, pacing(), s);
     assert_eq!(code, 0);
 }
 
@@ -1009,7 +1008,7 @@ fn promoted_bytes_are_the_staged_copy_checked_then_committed() {
         reload_signal: Some(libc::SIGHUP),
         ..promoting()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     assert_eq!(code, 143);
     assert_eq!(
         w.of(|d| matches!(d, Did::Stage(_) | Did::Commit(_) | Did::DropCandidate(_))),
@@ -1036,7 +1035,7 @@ fn a_full_disk_changes_nothing_and_staging_is_retried_doubling() {
         .at(3_000, Happen::DiskFails(false))
         .at(60_000, Happen::Signal(TERM))
         .promoting(None);
-    let (w, _) = run(world, loop_cfg(), promoting());
+    let (w, _) = run(world, pacing(), promoting());
     // Tried at the settle, then after 1 s and 2 s (the disk is back).
     assert_eq!(w.when(&Did::DiskFull), [1_100, 2_100]);
     assert_eq!(w.when(&Did::Commit(1)), [4_100]);
@@ -1058,7 +1057,7 @@ fn a_commit_whose_view_cannot_follow_is_taken_at_the_disks_word() {
         .at(3_000, Happen::ViewFails(false))
         .at(60_000, Happen::Signal(TERM))
         .promoting(None);
-    let (w, _) = run(world, loop_cfg(), promoting());
+    let (w, _) = run(world, pacing(), promoting());
     assert_eq!(w.when(&Did::ViewBehind(1)), [1_100, 2_100]);
     assert_eq!(w.when(&Did::Commit(1)), [4_100]);
     // One staging: the recorded generation is committed again, not copied.
@@ -1086,7 +1085,7 @@ fn after_a_view_fault_a_source_back_on_the_views_bytes_puts_the_record_back() {
         .at(2_500, Happen::ViewFails(false))
         .at(60_000, Happen::Signal(TERM))
         .promoting(None);
-    let (w, _) = run(world, loop_cfg(), promoting());
+    let (w, _) = run(world, pacing(), promoting());
     assert_eq!(w.when(&Did::ViewBehind(1)), [1_100]);
     let back = w.when(&Did::RecordBack(0));
     assert!(!back.is_empty(), "{:?}", w.did);
@@ -1110,7 +1109,7 @@ fn at_startup_a_rejected_source_starts_the_child_on_the_last_good_generation() {
         validate: true,
         ..promoting()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     assert_eq!(w.spawns(), [Did::Spawn(7)]);
     assert_eq!(
         w.of(|d| matches!(d, Did::DropCandidate(_))),
@@ -1130,7 +1129,7 @@ fn checked_in_place_the_candidate_is_shown_then_hidden_again() {
         validate_in_place: true,
         ..promoting()
     };
-    let (w, _) = run(world, loop_cfg(), s);
+    let (w, _) = run(world, pacing(), s);
     assert_eq!(w.shown, w.good);
     assert_eq!(w.gens[w.good.as_ref().unwrap()], 0);
     assert_eq!(w.spawns(), [Did::Spawn(0)]);
@@ -1232,7 +1231,7 @@ mod loop_props {
                         .collect(),
                 ),
                 rollback_window: window.then_some(Duration::from_secs(3)),
-                ready_interval: window.then_some(Duration::from_secs(1)),
+                ready_interval: window.then_some(Duration::from_millis(500)),
                 ready_start_period: Duration::from_millis(start_period),
                 restart: if window { Policy::Always } else { Policy::Never },
                 signal_to: if group { Target::Group } else { Target::Child },
@@ -1241,12 +1240,11 @@ mod loop_props {
             let quiet = rule == Some(Act::Nothing);
             // As far as the child cares, the same bytes.
             let same = |a: u64, b: u64| a % 10 == b % 10 && (a / 10 == b / 10 || quiet);
-            let cfg = LoopConfig {
+            let cfg = Pacing {
                 min_interval: Duration::from_millis(min_interval),
                 splay: Duration::from_millis(splay),
                 seed,
-                ready_interval: window.then_some(Duration::from_millis(500)),
-                ..loop_cfg()
+                ..pacing()
             };
             let last = world.script.iter().fold(0, |v, (_, h)| match h {
                 Happen::Write(x) => *x,
@@ -1334,7 +1332,7 @@ fn a_child_that_dies_on_new_bytes_within_the_window_is_rolled_back() {
         restart: Policy::Never,
         ..promoting()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     assert_eq!(
         code, 143,
         "rolled back and restarted, not exited: {:?}",
@@ -1362,10 +1360,7 @@ fn a_failing_readiness_probe_within_the_window_rolls_back_and_reloads() {
         ready_interval: Some(Duration::from_secs(1)),
         ..promoting()
     };
-    let cfg = LoopConfig {
-        ready_interval: Some(Duration::from_secs(1)),
-        ..loop_cfg()
-    };
+    let cfg = pacing();
     let (w, _) = run(world, cfg, s);
     // Reloaded onto 5 at 1.1 s; the probes every second (each 50 ms long)
     // fail at 2.05, 3.05, 4.05 s: back to 0, and reloaded, not restarted.
@@ -1383,7 +1378,7 @@ fn without_a_previous_generation_nothing_is_rolled_back() {
         rollback_window: Some(Duration::from_secs(10)),
         ..promoting()
     };
-    let (w, code) = run(world, loop_cfg(), s);
+    let (w, code) = run(world, pacing(), s);
     assert_eq!(code, 1, "the restart policy decides, as without the window");
     assert!(w.when(&Did::RollBack(0)).is_empty());
 }
@@ -1406,10 +1401,7 @@ fn a_probe_answer_for_the_child_before_a_restart_judges_nobody() {
         ready_interval: Some(Duration::from_secs(1)),
         ..promoting()
     };
-    let cfg = LoopConfig {
-        ready_interval: Some(Duration::from_secs(1)),
-        ..loop_cfg()
-    };
+    let cfg = pacing();
     let (w, _) = run(world, cfg, s);
     assert_eq!(w.spawns(), [Did::Spawn(0), Did::Spawn(5), Did::Spawn(6)]);
     let six = w.when(&Did::Spawn(6))[0];
@@ -1469,10 +1461,10 @@ fn a_retried_check_is_for_the_bytes_it_reads() {
         validate: true,
         ..settings()
     };
-    let cfg = LoopConfig {
+    let cfg = Pacing {
         splay: Duration::from_millis(2000),
         seed: 13035057563520861790,
-        ..loop_cfg()
+        ..pacing()
     };
     let (w, code) = run(world, cfg, s);
     assert_eq!(code, 143);

@@ -2,7 +2,7 @@
 //! (notify + polling), checks and reloads, `--promote-to`, `--metrics`.
 
 use super::looks::Looks;
-use super::{Look, LoopConfig, Wake, World};
+use super::{Look, Pacing, Wake, World};
 use crate::child::{self, Child};
 use crate::cli::{Config, ReloadHook};
 use crate::hook::{self, Hook};
@@ -212,11 +212,18 @@ async fn supervise(
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::from(d.subsec_nanos()));
-    let loop_cfg = LoopConfig::new(&cfg, seed);
+    let pacing = Pacing::new(&cfg, seed);
     let mut looks = Looks::new(watch);
     looks.route_with(routes);
     let mut os = Os {
-        cfg,
+        programs: Programs {
+            command: cfg.command,
+            validate: cfg.validate.unwrap_or_default(),
+            hooks: cfg.hooks,
+            ready_check: cfg.ready_check,
+            ready_url: cfg.ready_url,
+        },
+        poll_only: cfg.poll_only,
         cwd,
         looks,
         ops: Vec::new(),
@@ -233,12 +240,27 @@ async fn supervise(
         timer_at: None,
         notified: None,
     };
-    super::drive(&mut os, loop_cfg, settings, found).await
+    super::drive(&mut os, pacing, settings, found).await
+}
+
+/// What the world runs, as the command line names it. Only the programs
+/// and addresses: every setting that decides something went to the
+/// machine (`Settings`) or to the loop's pacing.
+struct Programs {
+    command: Vec<String>,
+    /// `--validate` (empty: none).
+    validate: Vec<String>,
+    /// The reload hooks, numbered as the machine's `Settings` count them.
+    hooks: Vec<ReloadHook>,
+    ready_check: Option<Vec<String>>,
+    ready_url: Option<crate::http::Url>,
 }
 
 /// Everything the real world holds.
 struct Os {
-    cfg: Config,
+    programs: Programs,
+    /// `--poll-only`: no inotify, the watch polls.
+    poll_only: bool,
     cwd: Option<PathBuf>,
     /// The watch, and the looks at the files it takes off the loop.
     looks: Looks,
@@ -379,7 +401,7 @@ enum Seen {
 impl World for Os {
     fn spawn(&mut self) -> Result<(), i32> {
         self.reactor_up();
-        let c = child::spawn(&self.cfg.command, self.cwd.as_deref(), self.take_tty)?;
+        let c = child::spawn(&self.programs.command, self.cwd.as_deref(), self.take_tty)?;
         self.group = Some(c.pid);
         self.child = Some((c, Instant::now(), None));
         Ok(())
@@ -444,7 +466,7 @@ impl World for Os {
 
     fn probe(&mut self, token: Token, timeout: Duration) -> Option<Outcome> {
         let no_answer = |why: String| Some(Outcome::NotRun(why));
-        let hook = match (&self.cfg.ready_check, &self.cfg.ready_url) {
+        let hook = match (&self.programs.ready_check, &self.programs.ready_url) {
             (Some(argv), _) => match hook::probe(argv, self.cwd.as_deref(), timeout) {
                 Ok(hook) => hook,
                 // A probe that could not run says nothing of the child; the
@@ -497,7 +519,7 @@ impl World for Os {
         timeout: Duration,
     ) -> Option<Outcome> {
         let verdict = |v| Some(Outcome::Checked(v));
-        let argv = self.cfg.validate.as_deref().unwrap_or_default();
+        let argv = &self.programs.validate;
         if argv.is_empty() {
             return verdict(Verdict::Fail);
         }
@@ -563,7 +585,7 @@ impl World for Os {
                 None => call.changed,
             };
             let i = call.hook;
-            match self.cfg.hooks.get(i) {
+            match self.programs.hooks.get(i) {
                 Some(ReloadHook::Command(argv)) => {
                     let hook = hook::command(
                         hook::Kind::Reload,
@@ -620,7 +642,7 @@ impl World for Os {
     }
 
     fn start_watch(&mut self) -> bool {
-        self.looks.start(self.cfg.poll_only)
+        self.looks.start(self.poll_only)
     }
 
     fn poll_interval(&self) -> Option<Duration> {
