@@ -20,6 +20,9 @@ pub(super) enum Step {
     Committing,
     /// Staging or committing failed: `RetryAfter` is armed.
     Waiting,
+    /// That retry came due while a candidate is being taken off the
+    /// child's view: it runs once it is off (no wait is armed).
+    Due,
     /// Staged, its check in place waits for the child to start up.
     Deferred,
     /// Without `--promote-to` (the check reads the live files): the check
@@ -254,8 +257,10 @@ impl Machine {
         if let Some(generation) = p.generation.filter(|g| !self.is_kept(g)) {
             actions.push(self.discard(generation, shown));
         }
-        if p.step == Step::Checking {
-            actions.push(Action::CancelValidation);
+        match p.step {
+            Step::Checking => actions.push(Action::CancelValidation),
+            Step::Waiting => actions.push(Action::CancelWait { token: p.token }),
+            _ => {}
         }
         actions
     }
@@ -791,7 +796,10 @@ impl Machine {
             return actions;
         }
         let due = |p: &&mut Pending| p.token == token && p.step == Step::Waiting;
-        if self.pending.as_mut().filter(due).is_some() && self.gate_held(token) {
+        if let Some(p) = self.pending.as_mut().filter(due)
+            && self.withdrawing.is_some()
+        {
+            p.step = Step::Due;
             return vec![];
         }
         if let Some(p) = self.pending.as_mut().filter(due) {

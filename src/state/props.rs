@@ -636,6 +636,12 @@ impl Edge {
                     }
                 }
             }
+            Action::CancelWait { token } => {
+                let armed = self.retries.iter().position(|t| *t == token);
+                prop_assert!(armed.is_some(), "cancelling no wait ({token})");
+                self.retries.retain(|t| *t != token);
+                Ok(None)
+            }
             Action::CancelValidation => {
                 prop_assert!(!self.validations.is_empty(), "cancelling no validation");
                 self.validations.clear();

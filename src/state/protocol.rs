@@ -438,6 +438,7 @@ impl Machine {
             Action::CancelValidation => {
                 out.extend(self.cancel(|r| matches!(r, Rec::Check(_))));
             }
+            Action::CancelWait { token } => out.extend(self.cancel(|r| *r == Rec::Retry(token))),
             Action::Commit {
                 token,
                 generation,

@@ -3885,3 +3885,43 @@ fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
     // Bytes 2 (rolled back) stay rejected too.
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
 }
+
+/// Review: bytes waiting for a retry (their check could not start) and
+/// superseded by newer ones left their wait armed: a record of work that
+/// no longer stood, until it fired and did nothing. It is cancelled now.
+#[test]
+fn a_retry_superseded_by_newer_bytes_is_cancelled() {
+    let mut m = running_on_g1(true);
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    let failed = m.step(Event::CannotCheck {
+        token: 1,
+        reason: "EMFILE".into(),
+    });
+    let requests = m.requests(failed);
+    let Some(waits) = requests.iter().find_map(|r| match r {
+        Request::Start {
+            token,
+            op: Op::Wait(_),
+        } => Some(*token),
+        _ => None,
+    }) else {
+        panic!("{requests:?}")
+    };
+    let newer = m.step(Event::ConfigSettled(snap(Some(3))));
+    assert!(
+        newer.contains(&Action::CancelWait { token: 1 }),
+        "{newer:?}"
+    );
+    let requests = m.requests(newer);
+    assert!(
+        requests.contains(&Request::Cancel { token: waits }),
+        "{requests:?}"
+    );
+}

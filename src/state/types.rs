@@ -387,6 +387,11 @@ pub enum Action {
     },
     /// Kill the running validator; its result no longer matters.
     CancelValidation,
+    /// The wait `RetryAfter { token }` no longer stands (what it was for
+    /// went): it goes, rather than firing for nothing.
+    CancelWait {
+        token: u64,
+    },
     /// Run these reload hooks (commands, URLs to POST) at once, each told
     /// of its changed files; answer `HooksDone`.
     RunHooks {

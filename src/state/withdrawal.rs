@@ -24,8 +24,6 @@ pub(super) struct Withdrawal {
     waits: Waits,
     /// Signals for the child (already mapped), in order.
     signals: Vec<i32>,
-    /// The retry of the config in flight came due meanwhile.
-    gate_waits: Option<u64>,
     /// The retry of the reload's hooks came due meanwhile.
     hooks_waits: Option<u64>,
 }
@@ -43,7 +41,6 @@ impl Machine {
                 refused: false,
                 waits: Waits::default(),
                 signals: vec![],
-                gate_waits: None,
                 hooks_waits: None,
             });
         }
@@ -117,16 +114,6 @@ impl Machine {
             return false;
         };
         w.hooks_waits = Some(token);
-        true
-    }
-
-    /// The retry of the config in flight (`token`) came due while a
-    /// candidate is being taken off the view: it runs once it is off.
-    pub(super) fn gate_held(&mut self, token: u64) -> bool {
-        let Some(w) = self.withdrawing.as_mut() else {
-            return false;
-        };
-        w.gate_waits = Some(token);
         true
     }
 
@@ -258,10 +245,16 @@ impl Machine {
                 }
             }
         }
-        match (w.gate_waits, pause) {
-            (Some(token), Some(after)) => actions.push(Action::RetryAfter { token, after }),
-            (Some(token), None) => actions.extend(self.on_retry_due(token)),
-            (None, _) => {}
+        // The config in flight whose retry came due meanwhile (unless the
+        // newer bytes above took its place).
+        let due = self.pending.as_mut().filter(|p| p.step == gate::Step::Due);
+        if let Some(p) = due {
+            p.step = gate::Step::Waiting;
+            let token = p.token;
+            match pause {
+                Some(after) => actions.push(Action::RetryAfter { token, after }),
+                None => actions.extend(self.on_retry_due(token)),
+            }
         }
         if let Some(token) = w.hooks_waits {
             actions.extend(self.on_hooks_retry_due(token));
