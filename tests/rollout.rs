@@ -471,3 +471,61 @@ mod soak {
         }
     }
 }
+
+/// Found by a hostile pass: v1 proven; A pushed and running on probation;
+/// "bad B" pushed and rejected by its check; then A fails its probes and is
+/// rolled back. The rollback's rejection (of A) used to replace the
+/// check's (of B), so the restart onto v1 checked B again, in place, with
+/// no child running. Now B is checked once, and the child is back on v1.
+#[test]
+fn a_rollback_keeps_a_push_the_check_rejected_rejected() {
+    let Some(()) = pid1_or_skip("a_rollback_keeps_a_push_the_check_rejected_rejected") else {
+        return;
+    };
+    let t = Promotion::new("rollout-reject", b"v1");
+    let (fail, checks) = (t.s.path("FAIL"), t.s.path("checks"));
+    let validate = format!(
+        "--validate=sh -c 'c=$(cat {conf}); echo \"$c\" >> {checks}; case $c in bad*) exit 1;; esac'",
+        conf = t.conf().display(),
+        checks = checks.display()
+    );
+    let ready = format!("--ready-check=test ! -e {}", fail.display());
+    let mut m = t.start(
+        &[
+            &validate,
+            "--validate-in-place",
+            "--rollback-window=60s",
+            &ready,
+            "--ready-interval=300ms",
+            "--ready-start-period=1s",
+        ],
+        "0",
+    );
+    assert!(wait_for(LONG, || t.starts().len() == 1), "{}", m.log());
+    assert!(m.wait_log("Watching directory"), "{}", m.log());
+    pushed_and_started(&t, &m, "A");
+    t.push("bad B");
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    std::fs::write(&fail, "").expect("FAIL");
+    assert!(m.wait_log("rolled back from generation"), "{}", m.log());
+    std::fs::remove_file(&fail).expect("FAIL");
+    assert!(
+        wait_for(LONG, || t.starts().len() == 3),
+        "{:?}\n{}",
+        t.starts(),
+        m.log()
+    );
+    // Whatever else happens after: no second look at B.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let checked = std::fs::read_to_string(&checks).unwrap_or_default();
+    assert_eq!(
+        checked.lines().filter(|l| l.starts_with("bad")).count(),
+        1,
+        "{checked}\n{}",
+        m.log()
+    );
+    assert_eq!(t.starts(), ["v1", "A", "v1"], "{}", m.log());
+    assert_eq!(t.shown(), "v1");
+    m.signal(libc::SIGTERM);
+    assert_eq!(m.exit_code(), 0, "{}", m.log());
+}
