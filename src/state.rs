@@ -161,9 +161,10 @@ pub struct Machine {
     /// A candidate shown in place whose removal from the child's view the
     /// world has not confirmed yet.
     withdrawing: Option<Withdrawal>,
-    /// The child was told something as a withdrawal ended (held signals, a
-    /// hooks' retry): until this wait runs out, new bytes are shown in
-    /// place only a moment after they settle (it may be reading its config).
+    /// `--validate-in-place`: the child was told something that may make
+    /// it read its config (a reload, a forwarded signal, held signals as a
+    /// withdrawal ended): until this wait runs out, no check in place
+    /// starts (`child_may_read`).
     hush: Option<u64>,
     /// The bytes being brought to the child are new ones that passed the
     /// gate (not a rollback's return to older ones, nor a restart on bytes
@@ -358,6 +359,9 @@ impl Machine {
                     self.stats.reloads_ok += 1;
                     self.took_if_fresh();
                 }
+                // The child reads its config now: no candidate is shown to
+                // it in place for a moment from the signals' going.
+                actions.extend(self.hush_for_a_moment());
                 actions.extend(self.child_took_new_bytes(true));
                 actions
             }

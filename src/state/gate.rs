@@ -145,17 +145,6 @@ impl Machine {
 
     /// Puts `now` in flight (superseding whatever was).
     pub(super) fn begin(&mut self, now: Snapshot, restart: bool) -> Vec<Action> {
-        let pause = self.hush.map(|_| BACKOFF_FIRST);
-        self.begin_after(now, restart, pause)
-    }
-
-    /// Puts `now` in flight, its staging (or check) after `pause` if any.
-    pub(super) fn begin_after(
-        &mut self,
-        now: Snapshot,
-        restart: bool,
-        pause: Option<Duration>,
-    ) -> Vec<Action> {
         if self.held(Some(&now), restart) {
             return vec![];
         }
@@ -166,7 +155,7 @@ impl Machine {
             return actions;
         }
         let token = self.next_token();
-        let pending = Pending {
+        self.pending = Some(Pending {
             token,
             snapshot: now,
             generation: None,
@@ -175,19 +164,10 @@ impl Machine {
             retry: BACKOFF_FIRST,
             realign: false,
             moved: false,
-        };
-        if let Some(after) = pause {
-            self.pending = Some(Pending {
-                step: Step::Waiting,
-                ..pending
-            });
-            actions.push(Action::RetryAfter { token, after });
-        } else if self.settings.promote {
-            self.pending = Some(pending);
-            actions.push(Action::Stage { token });
-        } else {
-            self.pending = Some(pending);
-            actions.extend(self.check_live());
+        });
+        match self.settings.promote {
+            true => actions.push(Action::Stage { token }),
+            false => actions.extend(self.check_live()),
         }
         actions
     }
@@ -291,13 +271,13 @@ impl Machine {
     /// is judged: no failure is counted. (Checking only: a candidate being
     /// committed passed, and its commit's answer must still find it.)
     pub(super) fn withdraw_candidate(&mut self, what: &dyn std::fmt::Display) -> Vec<Action> {
+        let mut actions = self.hush_for_a_moment();
         if !self.shown_in_place() {
-            return vec![];
+            return actions;
         }
         let Some(mut p) = self.pending.take() else {
-            return vec![];
+            return actions;
         };
-        let mut actions = vec![];
         if let Some(generation) = p.generation.take().filter(|g| !self.is_kept(g)) {
             actions.push(self.discard(generation, true));
         }
@@ -375,19 +355,61 @@ impl Machine {
         }]
     }
 
+    /// May the running child be reading its config now? While it starts
+    /// up (as its start told it to), while reload hooks run, and for a
+    /// moment after it was told something (`hush`). Says why.
+    fn child_may_read(&self) -> Option<&'static str> {
+        let running = self.phase == Phase::Running;
+        if self.starting_up && running {
+            Some(
+                "The child is starting up: the candidate is checked in place once it has (ready, or --ready-start-period over)",
+            )
+        } else if self
+            .reload
+            .as_ref()
+            .is_some_and(|r| r.running || r.after_signals)
+        {
+            Some("The child is being reloaded: the candidate is checked in place a moment after")
+        } else if self.hush.is_some() {
+            Some(
+                "The child was just told to read its config: the candidate is checked in place a moment later",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// The child is told something that may make it read its config (a
+    /// reload signal, hooks, a forwarded signal): with checks in place, no
+    /// candidate is shown to it for a moment (its check waits).
+    pub(super) fn hush_for_a_moment(&mut self) -> Vec<Action> {
+        if !self.settings.validate_in_place {
+            return vec![];
+        }
+        let mut actions: Vec<Action> = (self.hush.take())
+            .map(|token| Action::CancelWait { token })
+            .into_iter()
+            .collect();
+        let token = self.next_token();
+        self.hush = Some(token);
+        actions.push(Action::RetryAfter {
+            token,
+            after: BACKOFF_FIRST,
+        });
+        actions
+    }
+
     /// The staged candidate's check starts; in place, not while the child
-    /// is starting up (it would read the candidate): it waits for that.
+    /// may be reading its config (it would read the candidate): it waits.
     fn check_staged(&mut self) -> Vec<Action> {
         let in_place = self.settings.validate_in_place;
-        let wait = in_place && self.starting_up && self.phase == Phase::Running;
+        let wait = in_place.then(|| self.child_may_read()).flatten();
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };
-        if wait {
+        if let Some(why) = wait {
             if p.step != Step::Deferred {
-                info!(
-                    "The child is starting up: the candidate is checked in place once it has (ready, or --ready-start-period over)"
-                );
+                info!("{why}");
             }
             p.step = Step::Deferred;
             return vec![];
@@ -409,6 +431,12 @@ impl Machine {
         if !std::mem::take(&mut self.starting_up) {
             return vec![];
         }
+        self.check_deferred()
+    }
+
+    /// A check in place held back while the child may read its config
+    /// starts, unless it still may.
+    pub(super) fn check_deferred(&mut self) -> Vec<Action> {
         match self.pending.as_ref() {
             Some(p) if p.step == Step::Deferred => self.check_staged(),
             _ => vec![],
@@ -787,7 +815,7 @@ impl Machine {
     pub(super) fn on_retry_due(&mut self, token: u64) -> Vec<Action> {
         if self.hush == Some(token) {
             self.hush = None;
-            return vec![];
+            return self.check_deferred();
         }
         if let Some(actions) = self.on_rollback_retry_due(token) {
             return actions;

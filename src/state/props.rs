@@ -284,6 +284,9 @@ struct Edge {
     /// whose commit the disk refused: shown until the machine, having taken
     /// that answer, discards it.
     unstarted: Option<String>,
+    /// In this instant (this step of the world), the child was told
+    /// something that may make it read its config.
+    told_now: bool,
 }
 
 impl Deref for Edge {
@@ -342,6 +345,7 @@ impl Edge {
             window_ran: None,
             signalled_from: None,
             unstarted: None,
+            told_now: false,
         }
     }
 
@@ -389,6 +393,7 @@ impl Edge {
     fn perform_all(&mut self, m: &mut Machine, actions: Vec<Action>) -> Result<(), TestCaseError> {
         // A burst's signals and its hooks come in the same turn.
         self.signalled_from = None;
+        self.told_now = false;
         self.superseded.clear();
         let mut queue = VecDeque::from(actions);
         while let Some(action) = queue.pop_front() {
@@ -441,8 +446,10 @@ impl Edge {
     }
 
     /// Nothing that may make the running child read its config reaches it
-    /// while its directory shows a candidate.
-    fn not_told_while_shown(&self, what: &str) -> Result<(), TestCaseError> {
+    /// while its directory shows a candidate; and (below) none is shown to
+    /// it in the same instant.
+    fn not_told_while_shown(&mut self, what: &str) -> Result<(), TestCaseError> {
+        self.told_now = true;
         if self.child.is_some() && self.settings.promote {
             prop_assert!(
                 self.shown == self.view,
@@ -619,10 +626,14 @@ impl Edge {
                 in_place,
                 ..
             } => {
-                if in_place {
+                if in_place && self.child.is_some() {
                     prop_assert!(
                         self.child.as_ref().is_none_or(|c| !c.starting),
                         "a candidate shown in place to a child starting up"
+                    );
+                    prop_assert!(
+                        !self.told_now && self.reload.is_none(),
+                        "a candidate shown in place to a child being told to read its config"
                     );
                 }
                 match self.model.validate(candidate.as_deref(), in_place) {

@@ -20,6 +20,8 @@ pub(super) struct Reload {
     /// Waits for the burst's reload signals to be sent: if the child lacks
     /// a handler it is restarted instead, and these never run.
     pub(super) after_signals: bool,
+    /// Its hooks run now (not waiting for the signals or a retry).
+    pub(super) running: bool,
 }
 
 impl Machine {
@@ -54,6 +56,7 @@ impl Machine {
             of: calls.len(),
             next: BACKOFF_FIRST,
             after_signals,
+            running: !after_signals,
         });
         if !after_signals {
             actions.push(Action::RunHooks { token, calls });
@@ -96,6 +99,7 @@ impl Machine {
         match self.reload.as_mut().filter(|r| r.after_signals) {
             Some(r) => {
                 r.after_signals = false;
+                r.running = true;
                 vec![Action::RunHooks {
                     token: r.token,
                     calls: r.left.clone(),
@@ -116,12 +120,20 @@ impl Machine {
             return vec![];
         }
         r.left.retain(|c| failed.contains(&c.hook));
+        r.running = false;
+        // A hook may return while the child still reads its config (`nginx
+        // -s reload` does): no candidate is shown to it for a moment.
+        let mut actions = self.hush_for_a_moment();
+        let Some(r) = self.reload.as_mut() else {
+            return actions;
+        };
         if r.left.is_empty() {
             info!("Reload succeeded");
             self.stats.reloads_ok += 1;
             self.took_if_fresh();
             self.reload = None;
-            return self.child_took_new_bytes(true);
+            actions.extend(self.child_took_new_bytes(true));
+            return actions;
         }
         self.stats.reloads_failed += 1;
         // The same bytes are retried: their success still counts.
@@ -135,7 +147,8 @@ impl Machine {
                 r.left.len()
             ),
         }
-        vec![Action::RetryAfter { token, after }]
+        actions.push(Action::RetryAfter { token, after });
+        actions
     }
 
     pub(super) fn on_hooks_retry_due(&mut self, token: u64) -> Vec<Action> {
@@ -152,6 +165,9 @@ impl Machine {
                     return actions;
                 }
                 info!("Retrying the reload");
+                if let Some(r) = self.reload.as_mut() {
+                    r.running = true;
+                }
                 actions.push(Action::RunHooks { token, calls });
                 actions
             }

@@ -2546,6 +2546,27 @@ fn started_up_on_g1(s: Settings) -> Machine {
     m
 }
 
+/// `event`'s actions, less the moment of quiet after the child was told
+/// something (`hush`: its wait, and the one it replaced).
+fn step_unhushed(m: &mut Machine, event: Event) -> Vec<Action> {
+    let actions = m.step(event);
+    let hush = m.hush;
+    actions
+        .into_iter()
+        .filter(|a| match a {
+            Action::RetryAfter { token, .. } => Some(*token) != hush,
+            Action::CancelWait { .. } => false,
+            _ => true,
+        })
+        .collect()
+}
+
+/// The moment of quiet after the child was told something runs out.
+fn hush_over(m: &mut Machine) -> Vec<Action> {
+    let token = m.hush.expect("the child was just told something");
+    m.step(Event::RetryDue { token })
+}
+
 /// Issue 24, item 6 (found by the loop's property with crashing children):
 /// a restart after a backoff started the child while an in-place check
 /// showed a candidate the source no longer held. The view goes back first.
@@ -3509,16 +3530,20 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
         m.step(Event::ConfigSettled(snap(Some(2)))),
         [Action::Acted, Action::Stage { token: 1 }]
     );
-    // Staged, not shown yet: a signal goes as it is.
+    // Staged, not shown yet: a signal goes as it is, and the candidate is
+    // shown for its check only a moment later (the child may be reading
+    // its config).
     assert_eq!(
-        m.step(Event::Signal(libc::SIGHUP)),
+        step_unhushed(&mut m, Event::Signal(libc::SIGHUP)),
         [Action::Signal(libc::SIGHUP, CHILD)]
     );
+    let staged = Event::Staged {
+        token: 1,
+        result: Ok(g2()),
+    };
+    assert_eq!(m.step(staged), []);
     assert!(matches!(
-        m.step(Event::Staged {
-            token: 1,
-            result: Ok(g2())
-        })[..],
+        hush_over(&mut m)[..],
         [Action::Validate {
             token: 1,
             in_place: true,
@@ -3533,50 +3558,44 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
         generation: "g2".into(),
         result: Ok(()),
     };
-    assert_eq!(
-        m.step(Event::Signal(libc::SIGHUP)),
-        [
-            Action::DropCandidate {
-                generation: "g2".into()
-            },
-            Action::CancelValidation,
-            Action::RetryAfter {
-                token: 2,
-                after: Duration::from_secs(1)
-            },
-        ]
-    );
-    // The signal goes; newer bytes settling in the next moment would wait
-    // (the child may be reading its config).
-    let told = m.step(off());
+    let withdrawn = step_unhushed(&mut m, Event::Signal(libc::SIGHUP));
     let [
-        Action::Signal(libc::SIGHUP, CHILD),
-        Action::RetryAfter { token: hush, .. },
-    ] = told[..]
+        Action::DropCandidate { .. },
+        Action::CancelValidation,
+        Action::RetryAfter {
+            token: again,
+            after,
+        },
+    ] = withdrawn[..]
     else {
-        panic!("{told:?}");
+        panic!("{withdrawn:?}");
     };
-    assert_eq!(m.step(Event::RetryDue { token: hush }), []);
+    assert_eq!(after, Duration::from_secs(1));
+    // The signal goes; newer bytes checked in place in the next moment
+    // would wait (the child may be reading its config).
+    let told = step_unhushed(&mut m, off());
+    assert_eq!(told, [Action::Signal(libc::SIGHUP, CHILD)]);
+    assert_eq!(hush_over(&mut m), []);
     // The killed check's answer is for nothing now.
     assert_eq!(m.step(Event::Validated { token: 1, ok: true }), []);
     // The change is not lost: staged and checked in place again.
     assert_eq!(
-        m.step(Event::RetryDue { token: 2 }),
-        [Action::Stage { token: 2 }]
+        m.step(Event::RetryDue { token: again }),
+        [Action::Stage { token: again }]
     );
     assert!(matches!(
         m.step(Event::Staged {
-            token: 2,
+            token: again,
             result: Ok(g2())
         })[..],
         [Action::Validate {
-            token: 2,
+            token,
             in_place: true,
             ..
-        }]
+        }] if token == again
     ));
     // Whatever signal it is mapped to (here USR2 becomes HUP).
-    let withdrawn = m.step(Event::Signal(libc::SIGUSR2));
+    let withdrawn = step_unhushed(&mut m, Event::Signal(libc::SIGUSR2));
     let [
         Action::DropCandidate { .. },
         Action::CancelValidation,
@@ -3596,7 +3615,7 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
     let [Action::RetryAfter { token, .. }] = retry[..] else {
         panic!("{retry:?}");
     };
-    assert_eq!(m.step(Event::Signal(libc::SIGHUP)), []);
+    assert_eq!(step_unhushed(&mut m, Event::Signal(libc::SIGHUP)), []);
     assert_eq!(m.step(Event::RetryDue { token: gate }), []);
     assert_eq!(
         m.step(Event::RetryDue { token }),
@@ -3604,31 +3623,31 @@ fn a_forwarded_signal_never_lets_the_child_read_a_candidate_in_place() {
             generation: "g2".into()
         }]
     );
-    let told = m.step(off());
-    assert_eq!(told[0], Action::Signal(libc::SIGHUP, CHILD));
-    assert!(
-        told[1..].contains(&Action::RetryAfter {
-            token: gate,
-            after: Duration::from_secs(1)
-        }),
-        "{told:?}"
-    );
-    // A moment after the child was told: staged and checked again.
+    // The signal goes, and the gate's retry with it: staged at once,
+    // checked in place a moment after the child was told.
     assert_eq!(
-        m.step(Event::RetryDue { token: gate }),
-        [Action::Stage { token: gate }]
+        step_unhushed(&mut m, off()),
+        [
+            Action::Signal(libc::SIGHUP, CHILD),
+            Action::Stage { token: gate }
+        ]
     );
-    m.step(Event::Staged {
+    let staged = Event::Staged {
         token: gate,
         result: Ok(g2()),
-    });
+    };
+    assert_eq!(m.step(staged), []);
+    assert!(matches!(
+        hush_over(&mut m)[..],
+        [Action::Validate { token, in_place: true, .. }] if token == gate
+    ));
     assert!(matches!(
         m.step(Event::Validated { token: gate, ok: true })[..],
         [Action::Commit { token, .. }] if token == gate
     ));
     // Committing: DIR shows bytes that passed; a signal goes as it is.
     assert_eq!(
-        m.step(Event::Signal(libc::SIGHUP)),
+        step_unhushed(&mut m, Event::Signal(libc::SIGHUP)),
         [Action::Signal(libc::SIGHUP, CHILD)]
     );
 }
@@ -3645,13 +3664,29 @@ fn a_rollbacks_reload_never_lets_the_child_read_a_candidate_in_place() {
     let rollback = fail_probes(&mut m, 3);
     assert!(rollback.contains(&g2_to_g1()), "{rollback:?}");
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), [Action::Acted]);
-    let reload = m.step(Event::RolledBack { result: Ok(()) });
+    let reload = step_unhushed(&mut m, Event::RolledBack { result: Ok(()) });
+    let [Action::SendReloadSignals(..), Action::Stage { token }] = reload[..] else {
+        panic!("{reload:?}");
+    };
+    // Staged, but shown for its check only a moment after the reload
+    // signal went (hostile, session 15: the child's HUP re-read, 50 ms
+    // after the signal, saw the candidate, then rejected).
+    let g3 = Generation {
+        name: "g3".into(),
+        snapshot: snap(Some(3)),
+    };
+    let staged = Event::Staged {
+        token,
+        result: Ok(g3),
+    };
+    assert_eq!(m.step(staged), []);
+    assert_eq!(step_unhushed(&mut m, Event::ReloadSignalsSent), []);
     assert!(
         matches!(
-            &reload[..],
-            [Action::SendReloadSignals(..), Action::Stage { .. }]
+            hush_over(&mut m)[..],
+            [Action::Validate { in_place: true, .. }]
         ),
-        "{reload:?}"
+        "the check in place never ran"
     );
 }
 
@@ -3691,10 +3726,11 @@ fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
     else {
         panic!("{hooks:?}");
     };
-    let retry = m.step(Event::HooksDone {
+    let done = Event::HooksDone {
         token: reload,
         failed: vec![0],
-    });
+    };
+    let retry = step_unhushed(&mut m, done);
     assert!(
         matches!(retry[..], [Action::RetryAfter { token, .. }] if token == reload),
         "{retry:?}"
@@ -3705,10 +3741,12 @@ fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
     else {
         panic!("{staged:?}");
     };
+    // (Checked in place a moment after the hook answered.)
     m.step(Event::Staged {
         token,
         result: Ok(generation(3)),
     });
+    hush_over(&mut m);
     assert_eq!(
         m.step(Event::Validated { token, ok: false }),
         [Action::DropCandidate {
@@ -3802,32 +3840,38 @@ fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
 }
 
 /// A held SIGHUP goes once the view is back: bytes that settle in the next
-/// moment are staged a moment later, not shown in place at once, while the
-/// child may be reading its config (hostile, session 14: the child's HUP
-/// re-read saw the next unchecked candidate).
+/// moment are staged, and shown for their check in place only a moment
+/// later, not while the child may be reading its config (hostile, session
+/// 14: the child's HUP re-read saw the next unchecked candidate).
 #[test]
 fn bytes_settling_just_after_a_held_signal_went_wait_a_moment() {
     let (mut m, again) = g3_rejected_and_kept_shown();
-    assert_eq!(m.step(Event::Signal(libc::SIGHUP)), []);
+    assert_eq!(step_unhushed(&mut m, Event::Signal(libc::SIGHUP)), []);
     m.step(Event::RetryDue { token: again });
-    let told = m.step(Event::Dropped {
+    let off = Event::Dropped {
         generation: "g3".into(),
         result: Ok(()),
-    });
-    let [
-        Action::Signal(libc::SIGHUP, CHILD),
-        Action::RetryAfter { token: hush, .. },
-    ] = told[..]
-    else {
-        panic!("{told:?}");
     };
+    assert_eq!(
+        step_unhushed(&mut m, off),
+        [Action::Signal(libc::SIGHUP, CHILD)]
+    );
     let push = m.step(Event::ConfigSettled(snap(Some(5))));
-    let [Action::Acted, Action::RetryAfter { token, after }] = push[..] else {
+    let [Action::Acted, Action::Stage { token }] = push[..] else {
         panic!("{push:?}");
     };
-    assert_eq!(after, Duration::from_secs(1));
-    assert_eq!(m.step(Event::RetryDue { token: hush }), []);
-    assert_eq!(m.step(Event::RetryDue { token }), [Action::Stage { token }]);
+    let staged = Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: "g5".into(),
+            snapshot: snap(Some(5)),
+        }),
+    };
+    assert_eq!(m.step(staged), []);
+    assert!(matches!(
+        hush_over(&mut m)[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
 }
 
 /// Found by a hostile pass: bytes 3 rejected by their check while g2 was on

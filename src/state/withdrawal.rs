@@ -205,23 +205,15 @@ impl Machine {
         // For the child that ran when they came (no other started since),
         // unless it is being stopped (its stop signal went first): a child
         // started now must not die of one before it has its handlers.
+        // Each one it is told (the signals, the hooks' retry below) keeps a
+        // candidate off its view for a moment (`hush_for_a_moment`): newer
+        // bytes released here are staged, and checked in place after it.
         let child = matches!(self.phase, Phase::Running | Phase::Delaying);
-        let told = (child && !w.signals.is_empty()) || w.hooks_waits.is_some();
         for sig in w.signals {
             match child {
                 true => actions.extend(self.forward_mapped(sig)),
                 false => debug!("No child to forward {} to", signals::name(sig)),
             }
-        }
-        // The child is told something that may make it read its config
-        // (the signals, the hooks' retry below): no candidate is shown to it
-        // for a moment (as after a withdrawal that took at once).
-        let pause = told.then_some(BACKOFF_FIRST);
-        // Newer bytes that settle during that moment wait too.
-        if let Some(after) = pause {
-            let token = self.next_token();
-            self.hush = Some(token);
-            actions.push(Action::RetryAfter { token, after });
         }
         let newer = w.waits.newer;
         match w.waits.start.filter(|_| self.phase == Phase::Starting) {
@@ -241,7 +233,7 @@ impl Machine {
                     Phase::Running | Phase::Backoff { .. } | Phase::CheckingBeforeStart
                 );
                 if let Some(now) = newer.filter(|_| gate) {
-                    actions.extend(self.begin_after(now, w.waits.restart, pause));
+                    actions.extend(self.begin(now, w.waits.restart));
                 }
             }
         }
@@ -251,10 +243,7 @@ impl Machine {
         if let Some(p) = due {
             p.step = gate::Step::Waiting;
             let token = p.token;
-            match pause {
-                Some(after) => actions.push(Action::RetryAfter { token, after }),
-                None => actions.extend(self.on_retry_due(token)),
-            }
+            actions.extend(self.on_retry_due(token));
         }
         if let Some(token) = w.hooks_waits {
             actions.extend(self.on_hooks_retry_due(token));
