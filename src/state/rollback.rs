@@ -510,7 +510,13 @@ impl Machine {
             return forget;
         }
         forget.extend(self.back_onto_last_good());
-        forget.extend(self.judge_again(r.waits.newer, r.waits.restart));
+        // Told by a restart: its start lands on the proven generation, as
+        // after an exit (newer bytes are judged once it runs); by a reload:
+        // what was in flight goes through the gate now.
+        match self.phase {
+            Phase::Stopping { .. } => self.after_rollback = true,
+            _ => forget.extend(self.judge_again(r.waits.newer, r.waits.restart)),
+        }
         forget
     }
 

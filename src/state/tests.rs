@@ -3874,13 +3874,10 @@ fn bytes_settling_just_after_a_held_signal_went_wait_a_moment() {
     ));
 }
 
-/// Found by a hostile pass: bytes 3 rejected by their check while g2 was on
-/// probation, then g2 rolled back with a restart. The rollback's rejection
-/// replaced the check's, so the restart checked bytes 3 again before any
-/// child ran, and the child was down for the check's length. Both
-/// rejections stand now: the child starts on g1 at once.
-#[test]
-fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
+/// `on_probation`, but the child is restarted onto new bytes (no reload
+/// signal): g2 runs on probation, bytes 3 staged as g3 and checked (token
+/// 2).
+fn restarted_on_probation_checking_g3() -> Machine {
     let s = Settings {
         promote: true,
         validate: true,
@@ -3908,10 +3905,45 @@ fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
     m.step(Event::Candidate(snap(Some(2))));
     m.step(Event::Spawned);
     m.step(Event::ConfigSettled(snap(Some(3))));
-    m.step(Event::Staged {
+    let check = m.step(Event::Staged {
         token: 2,
         result: Ok(g(3)),
     });
+    assert!(matches!(check[..], [Action::Validate { token: 2, .. }]));
+    m
+}
+
+/// Hostile, session 15: the probe rolls g2 back (a restart) while bytes 3
+/// are checked. The restart's look found bytes 3 "changed since approved"
+/// and checked them again with no child running, then started the child
+/// on them, never on g1. The child lands on g1 first, at once, as after a
+/// crash; bytes 3 are judged once it runs.
+#[test]
+fn a_probe_rollback_that_restarts_lands_on_the_proven_generation_first() {
+    let mut m = restarted_on_probation_checking_g3();
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    m.step(Event::RolledBack { result: Ok(()) });
+    assert_eq!(
+        drained(&mut m, Status::Signaled(libc::SIGTERM)),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    let started = m.step(Event::Spawned);
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    assert!(
+        matches!(started[..], [.., Action::Stage { .. }]),
+        "bytes 3 are staged once the child runs on g1: {started:?}"
+    );
+}
+
+/// Found by a hostile pass: bytes 3 rejected by their check while g2 was on
+/// probation, then g2 rolled back with a restart. The rollback's rejection
+/// replaced the check's, so the restart checked bytes 3 again before any
+/// child ran, and the child was down for the check's length. Both
+/// rejections stand now: the child starts on g1 at once.
+#[test]
+fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
+    let mut m = restarted_on_probation_checking_g3();
     m.step(Event::Validated {
         token: 2,
         ok: false,
