@@ -943,7 +943,15 @@ impl Machine {
             return self.check_settled();
         }
         if self.is_rejected(&now) {
-            debug!("Config still has the bytes the validator rejected");
+            match &self.rolled_back_from {
+                Some(g) if self.same_but_quiet(&g.snapshot, &now) => info!(
+                    "The config source holds the bytes rolled back from (generation {}): not tried again until newer bytes are promoted",
+                    g.name
+                ),
+                _ => debug!("Config still has the bytes the validator rejected"),
+            }
+            // The newest bytes do not reach the child.
+            self.failed();
             // A check still running is for bytes no longer there: its pass
             // must not reach the child.
             return self.cancel_pending();

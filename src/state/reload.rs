@@ -86,8 +86,11 @@ impl Machine {
     /// a reload of them is still under way: only its success says the
     /// child took them, and it does (a change that failed meanwhile no
     /// longer stands between). No success time: nothing new reached the
-    /// child.
+    /// child. The source changed again: bytes the check rejected are
+    /// checked again if pushed again (a rollback's rejection stands until
+    /// newer bytes are promoted, as `..rejected` records).
     pub(super) fn source_is_the_childs(&mut self) {
+        self.rejected = None;
         match self.reload.is_none() {
             true => self.stats.last_failed = false,
             false => self.fresh = true,

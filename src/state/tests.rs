@@ -4001,3 +4001,71 @@ fn a_retry_superseded_by_newer_bytes_is_cancelled() {
         "{requests:?}"
     );
 }
+
+/// Hostile, session 15: bytes the check rejected, the source put back on
+/// the child's bytes (the usual fix), then the same bytes pushed again
+/// (after fixing what made them fail): they were ignored without a word,
+/// and the gauge said the last change took. The source changed again: they
+/// are checked again.
+#[test]
+fn bytes_the_check_rejected_are_checked_again_after_the_source_went_back() {
+    let mut m = running_on_g1(true);
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    m.step(Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    });
+    m.step(Event::Validated {
+        token: 1,
+        ok: false,
+    });
+    assert!(m.stats().last_failed);
+    // Put back: nothing is failing.
+    m.step(Event::ConfigSettled(snap(Some(1))));
+    assert!(!m.stats().last_failed);
+    let again = m.step(Event::ConfigSettled(snap(Some(2))));
+    assert!(
+        again.iter().any(|a| matches!(a, Action::Stage { .. })),
+        "{again:?}"
+    );
+}
+
+/// The same after a rollback: the bytes rolled back stay rejected until
+/// newer ones are promoted (as `..rejected` on disk says, for a restarted
+/// manager too), but pushing them again is no success: the gauge says the
+/// newest bytes did not reach the child.
+#[test]
+fn bytes_rolled_back_pushed_again_are_refused_and_said() {
+    let mut m = restarted_on_probation_checking_g3();
+    m.step(Event::Validated { token: 2, ok: true });
+    // (g3 is committed; the child restarted on it.)
+    m.step(Event::Committed {
+        token: 2,
+        result: Ok(()),
+    });
+    drained(&mut m, Status::Signaled(libc::SIGTERM));
+    m.step(Event::Candidate(snap(Some(3))));
+    m.step(Event::Spawned);
+    let rollback = fail_probes(&mut m, 3);
+    assert!(
+        rollback.contains(&Action::RollBack {
+            to: "g1".into(),
+            from: "g3".into()
+        }),
+        "{rollback:?}"
+    );
+    m.step(Event::RolledBack { result: Ok(()) });
+    drained(&mut m, Status::Signaled(libc::SIGTERM));
+    m.step(Event::Candidate(snap(Some(3))));
+    m.step(Event::Spawned);
+    m.step(Event::ConfigSettled(snap(Some(1))));
+    assert!(!m.stats().last_failed, "put back: nothing is failing");
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
+    assert!(
+        m.stats().last_failed,
+        "the newest bytes never reached the child"
+    );
+}
