@@ -950,8 +950,11 @@ impl Machine {
                 ),
                 _ => debug!("Config still has the bytes the validator rejected"),
             }
-            // The newest bytes do not reach the child.
-            self.failed();
+            // The newest bytes do not reach the child (unless it has them
+            // but for files that chose `none`).
+            if !self.same_but_quiet(&self.child_bytes, &now) {
+                self.failed();
+            }
             // A check still running is for bytes no longer there: its pass
             // must not reach the child.
             return self.cancel_pending();
@@ -1035,6 +1038,23 @@ impl Machine {
     pub(super) fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
         match self.phase {
             Phase::Running if self.gated() => {
+                // With --promote-to the child reads DIR, which holds the
+                // last good generation: the restart lands there, as a
+                // crash's would.
+                if self.is_rejected(&now) && self.settings.promote && self.approved.is_some() {
+                    // Held while a candidate is kept on the view (the child
+                    // would be stopped with no start to follow), as a
+                    // request for the last good bytes.
+                    let good = self.approved.clone().unwrap_or_default();
+                    if self.held_for_withdrawal(Some(&good), true) {
+                        return vec![];
+                    }
+                    info!(
+                        "Restart requested by signal: the config source holds rejected bytes (by --validate, or rolled back); restarting the child on the last good generation"
+                    );
+                    self.reason = Reason::Signal;
+                    return self.restart();
+                }
                 if self.is_rejected(&now) {
                     error!(
                         "Restart requested, but the config still has the bytes the validator rejected; keeping the child"

@@ -4039,6 +4039,41 @@ fn bytes_the_check_rejected_are_checked_again_after_the_source_went_back() {
 /// newest bytes did not reach the child.
 #[test]
 fn bytes_rolled_back_pushed_again_are_refused_and_said() {
+    let mut m = rolled_back_from_g3();
+    m.step(Event::ConfigSettled(snap(Some(1))));
+    assert!(!m.stats().last_failed, "put back: nothing is failing");
+    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
+    assert!(
+        m.stats().last_failed,
+        "the newest bytes never reached the child"
+    );
+}
+
+/// Hostile, session 15: with `--promote-to` the child reads DIR, which
+/// holds the last good bytes: the restart signal was refused while the
+/// source held rejected bytes, though a crash restarted the child on DIR.
+/// It restarts the child on the last good generation now.
+#[test]
+fn the_restart_signal_restarts_on_the_last_good_generation_whatever_the_source() {
+    let mut m = rolled_back_from_g3();
+    let restart = m.step(Event::RestartRequested(snap(Some(3))));
+    assert!(
+        restart.contains(&Action::Signal(libc::SIGTERM, CHILD)),
+        "{restart:?}"
+    );
+    assert_eq!(
+        drained(&mut m, Status::Signaled(libc::SIGTERM)),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+}
+
+/// `restarted_on_probation_checking_g3`, g3 passed and ran, and was
+/// rolled back (probe failures) to g1; the child runs on g1 again, the
+/// source still holds bytes 3.
+fn rolled_back_from_g3() -> Machine {
     let mut m = restarted_on_probation_checking_g3();
     m.step(Event::Validated { token: 2, ok: true });
     // (g3 is committed; the child restarted on it.)
@@ -4061,11 +4096,6 @@ fn bytes_rolled_back_pushed_again_are_refused_and_said() {
     drained(&mut m, Status::Signaled(libc::SIGTERM));
     m.step(Event::Candidate(snap(Some(3))));
     m.step(Event::Spawned);
-    m.step(Event::ConfigSettled(snap(Some(1))));
-    assert!(!m.stats().last_failed, "put back: nothing is failing");
-    assert_eq!(m.step(Event::ConfigSettled(snap(Some(3)))), []);
-    assert!(
-        m.stats().last_failed,
-        "the newest bytes never reached the child"
-    );
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    m
 }
