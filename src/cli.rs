@@ -141,6 +141,18 @@ pub struct Config {
     pub parent_death_signal: Option<i32>,
 }
 
+impl Config {
+    /// How many of `hooks` are the global action's (they come first; the
+    /// `--on-change` rules' follow): the machine's hook numbers 0 to this
+    /// are the reload for a change no rule routes.
+    pub fn global_hooks(&self) -> usize {
+        match self.reload_command {
+            Some(_) => 1,
+            None => self.reload_url.len(),
+        }
+    }
+}
+
 /// A reload hook: a command to run, or a URL to POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadHook {

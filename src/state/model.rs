@@ -39,6 +39,29 @@ pub fn snap(version: u64) -> Snapshot {
     super::testkit::two_files(version)
 }
 
+/// The edge's rule for reload signals the child's group may die of, on the
+/// test processes: the leader (0) handles them while `leader_handles`; the
+/// worker (1, only addressed with `--signal-to group`) as `worker` says
+/// (None: there is none).
+pub fn reload_verdict(
+    sigs: &[i32],
+    to: super::Target,
+    worker: Option<crate::signals::Takes>,
+    leader_handles: bool,
+) -> Option<(i32, bool)> {
+    use crate::signals::Takes;
+    let members: &[i32] = match (to, worker) {
+        (super::Target::Group, Some(_)) => &[0, 1],
+        _ => &[0],
+    };
+    let takes = |member, _| match member {
+        0 if leader_handles => Some(Takes::Handled),
+        0 => Some(Takes::Unhandled),
+        _ => worker,
+    };
+    crate::signals::reload_verdict(sigs, 0, members, takes)
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub settings: Settings,

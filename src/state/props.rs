@@ -12,7 +12,7 @@
 //! its own or a global one).
 
 use super::lifecycle::is_shutdown;
-use super::model::{APP, Model, NOTES, app, notes, snap};
+use super::model::{APP, Model, NOTES, app, notes, reload_verdict, snap};
 use super::*;
 use crate::route::{Act, Routes, Rule};
 use crate::signals::Takes;
@@ -303,22 +303,6 @@ impl DerefMut for Edge {
 }
 
 impl Edge {
-    /// The edge's rule for signals the child may die of, on the model's
-    /// dispositions: the leader (0) handles them once ready; the worker (1,
-    /// with `--signal-to group`) as `Op::Worker` set.
-    fn verdict(&self, sigs: &[i32], leader_ready: bool) -> Option<(i32, bool)> {
-        let worker = self.worker;
-        let members: &[i32] = match (self.model.settings.signal_to, worker) {
-            (Target::Group, Some(_)) => &[0, 1],
-            _ => &[0],
-        };
-        let takes = |member, _| match member {
-            0 if leader_ready => Some(Takes::Handled),
-            0 => Some(Takes::Unhandled),
-            _ => worker,
-        };
-        crate::signals::reload_verdict(sigs, 0, members, takes)
-    }
     fn new(model: Model) -> Edge {
         Edge {
             model,
@@ -581,7 +565,9 @@ impl Edge {
                 prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
                 prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
                 let ready = self.child.as_ref().is_some_and(|c| c.ready);
-                if let Some((sig, ignored)) = self.verdict(&sigs, ready) {
+                if let Some((sig, ignored)) =
+                    reload_verdict(&sigs, self.settings.signal_to, self.worker, ready)
+                {
                     return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
                 }
                 let Some(c) = self.child.as_mut() else {

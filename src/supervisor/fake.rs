@@ -283,17 +283,7 @@ impl World for Fake {
     /// Test children handle every reload signal, or none; their worker
     /// (leader 0, worker 1) as set. The edge's rule, on the fake's model.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
-        use crate::signals::Takes;
-        let members: &[i32] = match (to, self.worker) {
-            (Target::Group, Some(_)) => &[0, 1],
-            _ => &[0],
-        };
-        let takes = |member, _| match member {
-            0 if self.catches => Some(Takes::Handled),
-            0 => Some(Takes::Unhandled),
-            _ => self.worker,
-        };
-        crate::signals::reload_verdict(sigs, 0, members, takes)
+        crate::state::model::reload_verdict(sigs, to, self.worker, self.catches)
     }
 
     fn stage(&mut self, token: u64) {

@@ -192,12 +192,8 @@ async fn supervise(
         interactive: take_tty,
         promote: promoter.is_some(),
         validate_in_place: cfg.validate_in_place,
-        reload_external: cfg.reload_command.is_some() || !cfg.reload_url.is_empty(),
-        reload_hooks: if cfg.reload_command.is_some() {
-            1
-        } else {
-            cfg.reload_url.len()
-        },
+        reload_external: cfg.global_hooks() > 0,
+        reload_hooks: cfg.global_hooks(),
         routes: routes.clone(),
         rollback_window: cfg.rollback_window,
         ready_interval: cfg.ready_interval,
