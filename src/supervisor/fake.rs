@@ -115,6 +115,9 @@ struct Fake {
     check: Option<(Instant, u64, Option<String>, u64)>,
     reload_results: VecDeque<bool>,
     reload: Option<(Instant, Vec<usize>, u64)>,
+    /// When the child was last told something that makes it read its
+    /// config (a reload signal, its hooks' end).
+    told: Option<Instant>,
     /// Answers owed at once (looks and stagings take no virtual time).
     ready: VecDeque<Wake>,
     /// A readiness probe passes only once the child has run this long.
@@ -184,6 +187,7 @@ impl Fake {
             check: None,
             reload_results: VecDeque::new(),
             reload: None,
+            told: None,
             ready: VecDeque::new(),
             ready_after: Duration::ZERO,
             ready_queue: VecDeque::new(),
@@ -346,6 +350,17 @@ impl World for Fake {
         in_place: bool,
         _timeout: Duration,
     ) -> Option<Outcome> {
+        // The child may be reading its config: while hooks run, and for a
+        // second after it was told something.
+        if in_place && self.child.is_some() {
+            let told = self
+                .told
+                .is_some_and(|t| self.now < t + Duration::from_secs(1));
+            assert!(
+                self.reload.is_none() && !told,
+                "a candidate shown in place to a child being told to read its config"
+            );
+        }
         let version = match self.model.validate(candidate, in_place) {
             Ok(version) => version,
             Err(reason) => {
@@ -432,11 +447,13 @@ impl World for Fake {
             // nothing with it, as a zombie does.
             Target::Child if self.child.is_none() && self.died.is_none() => return false,
             Target::Child => {
+                self.told = reads.then_some(self.now).or(self.told);
                 self.record(Did::Signal(sig));
                 self.leader_takes(sig);
             }
             Target::Group if !self.group => return false,
             Target::Group => {
+                self.told = reads.then_some(self.now).or(self.told);
                 self.record(Did::Group(sig));
                 if sig == libc::SIGKILL {
                     self.leftovers_until = None;
@@ -541,6 +558,7 @@ impl World for Fake {
             }
             if reload == Some(next) {
                 let (_, failed, token) = self.reload.take().expect("due");
+                self.told = Some(self.now);
                 let outcome = Outcome::HooksDone { failed };
                 break Wake::Done { token, outcome };
             }
