@@ -175,8 +175,10 @@ pub struct Machine {
     /// `--promote-to`: files gone from the source that the child's
     /// directory still holds, already said (once per removal).
     said_removed: std::collections::BTreeSet<PathBuf>,
-    /// A rollback on the child's exit took: the next start lands on the
-    /// generation rolled back to, whatever the source holds by then.
+    /// A rollback took and the child is (or may yet be) restarted: on its
+    /// exit, by a restart, or by a reload signal it turns out to lack a
+    /// handler for. The next start lands on the generation rolled back to,
+    /// whatever the source holds by then.
     after_rollback: bool,
     /// Newer bytes the source held at that start: judged once the child
     /// runs (checked, promoted, on probation from the proven generation).
@@ -200,7 +202,7 @@ impl Machine {
     fn new(
         settings: Settings,
         last_good: Option<Generation>,
-        rejected: Option<Generation>,
+        rolled_back_from: Option<Generation>,
         proven: Option<Generation>,
     ) -> (Machine, Vec<Action>) {
         let mut m = Machine {
@@ -243,7 +245,7 @@ impl Machine {
         if let Some(good) = last_good.filter(|_| m.settings.promote) {
             m.approved = Some(good.snapshot.clone());
             m.last_good = Some(good.name.clone());
-            m.rolled_back_from = rejected;
+            m.rolled_back_from = rolled_back_from;
             match proven.filter(|p| p.name != good.name) {
                 Some(p) if m.settings.rollback_window.is_some() => {
                     info!(
@@ -274,10 +276,10 @@ impl Machine {
     pub fn boot(
         settings: Settings,
         last_good: Option<Generation>,
-        rejected: Option<Generation>,
+        rolled_back_from: Option<Generation>,
         proven: Option<Generation>,
     ) -> (Machine, Vec<Request>) {
-        let (mut m, first) = Machine::new(settings, last_good, rejected, proven);
+        let (mut m, first) = Machine::new(settings, last_good, rolled_back_from, proven);
         let first = m.requests(first);
         (m, first)
     }
@@ -352,6 +354,8 @@ impl Machine {
                 if self.phase != Phase::Running {
                     return vec![];
                 }
+                // A rollback's reload took: no start is owed to it.
+                self.after_rollback = false;
                 // A burst that also runs hooks is one reload: it counts
                 // once, when they answer.
                 let mut actions = self.release_hooks();

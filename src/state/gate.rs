@@ -9,6 +9,14 @@
 
 use super::*;
 
+/// Why no child starts on the source's bytes, for the log.
+const REJECTED_SOURCE: &str =
+    "The config source holds rejected bytes (by --validate, or rolled back)";
+
+/// How many times in a row a check in place is put off for a child told
+/// something again before it starts anyway (each puts it off a second).
+pub(super) const HUSHES_MAX: u32 = 30;
+
 /// Where the config in flight is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
@@ -18,12 +26,14 @@ pub(super) enum Step {
     Checking,
     /// `Commit` sent; its answer not yet in.
     Committing,
-    /// Staging or committing failed: `RetryAfter` is armed.
+    /// Waits for `RetryAfter` (staging, committing or the check could not
+    /// start; or a candidate withdrawn from the view, staged again after).
     Waiting,
     /// That retry came due while a candidate is being taken off the
     /// child's view: it runs once it is off (no wait is armed).
     Due,
-    /// Staged, its check in place waits for the child to start up.
+    /// Staged, its check in place waits while the child may be reading its
+    /// config (`child_may_read`).
     Deferred,
     /// Without `--promote-to` (the check reads the live files): the check
     /// waits for a burst of changes under way to settle (`check_live`).
@@ -52,6 +62,9 @@ pub(super) struct Pending {
     /// changes) after the bytes in flight were looked at. A check that ran
     /// meanwhile may have read other bytes: its verdict is not theirs.
     pub(super) moved: bool,
+    /// Times its check in place was put off again because the child was
+    /// told something meanwhile (bounded: see `hush_for_a_moment`).
+    pub(super) hushes: u32,
 }
 
 impl Machine {
@@ -100,9 +113,7 @@ impl Machine {
             return self.spawn_on_last_good();
         }
         if self.is_rejected(&now) {
-            return self.no_start(
-                "The config source holds rejected bytes (by --validate, or rolled back)",
-            );
+            return self.no_start(REJECTED_SOURCE);
         }
         let before = self.approved.clone().unwrap_or_default();
         for c in fingerprint::changes(&before, &now) {
@@ -164,6 +175,7 @@ impl Machine {
             retry: BACKOFF_FIRST,
             realign: false,
             moved: false,
+            hushes: 0,
         });
         match self.settings.promote {
             true => actions.push(Action::Stage { token }),
@@ -222,8 +234,7 @@ impl Machine {
     }
 
     /// Drops the config in flight: its check is killed, its candidate
-    /// discarded (the child's view restored). A retry still armed finds no
-    /// match when it comes due.
+    /// discarded (the child's view restored), its retry's wait cancelled.
     pub(super) fn cancel_pending(&mut self) -> Vec<Action> {
         let Some(p) = self.pending.take() else {
             return vec![];
@@ -271,13 +282,13 @@ impl Machine {
     /// is judged: no failure is counted. (Checking only: a candidate being
     /// committed passed, and its commit's answer must still find it.)
     pub(super) fn withdraw_candidate(&mut self, what: &dyn std::fmt::Display) -> Vec<Action> {
-        let mut actions = self.hush_for_a_moment();
         if !self.shown_in_place() {
-            return actions;
+            return vec![];
         }
         let Some(mut p) = self.pending.take() else {
-            return actions;
+            return vec![];
         };
+        let mut actions = vec![];
         if let Some(generation) = p.generation.take().filter(|g| !self.is_kept(g)) {
             actions.push(self.discard(generation, true));
         }
@@ -330,9 +341,9 @@ impl Machine {
                 self.source_is_the_childs();
                 actions.extend(self.proceed_unchanged(p.is_some_and(|p| p.restart)));
             } else if self.phase == Phase::CheckingBeforeStart {
-                actions.extend(self.no_start(
-                    "The config source holds rejected bytes (by --validate, or rolled back)",
-                ));
+                actions.extend(self.no_start(REJECTED_SOURCE));
+            } else if p.is_some_and(|p| p.restart) {
+                actions.extend(self.restart_on_last_good());
             }
             return actions;
         }
@@ -385,6 +396,25 @@ impl Machine {
     pub(super) fn hush_for_a_moment(&mut self) -> Vec<Action> {
         if !self.settings.validate_in_place {
             return vec![];
+        }
+        // A check put off by a child told something every moment (a
+        // signal storm) is not put off for ever: after HUSHES_MAX it starts
+        // once the wait armed runs out, and says so.
+        let armed = self.hush.is_some();
+        if let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.step == Step::Deferred && armed)
+        {
+            p.hushes += 1;
+            if p.hushes == HUSHES_MAX {
+                warn!(
+                    "The child is told to read its config again and again: the candidate is checked in place once the current second is over, whatever comes next"
+                );
+            }
+            if p.hushes >= HUSHES_MAX {
+                return vec![];
+            }
         }
         let mut actions: Vec<Action> = (self.hush.take())
             .map(|token| Action::CancelWait { token })
@@ -677,6 +707,7 @@ impl Machine {
             retry: BACKOFF_FIRST,
             realign: true,
             moved: false,
+            hushes: 0,
         });
         vec![Action::Commit {
             token,
@@ -742,8 +773,8 @@ impl Machine {
     fn approve(&mut self, p: Pending) -> Vec<Action> {
         self.approved = Some(p.snapshot.clone());
         self.fresh = true;
-        // New bytes went through: an earlier rejection (a check's, or a
-        // rollback's) was of bytes no longer there.
+        // New bytes went through: the check's earlier rejection was of
+        // bytes no longer there (a rollback's ends with their commit).
         self.rejected = None;
         if p.restart {
             self.reason = Reason::Signal;
@@ -1035,27 +1066,39 @@ impl Machine {
     }
 
     /// `--restart-signal`: restart now, through the same gate as a change.
+    /// The restart signal, while the source holds rejected bytes: with
+    /// `--promote-to` the child restarts on the last good generation DIR
+    /// keeps, as after a crash.
+    pub(super) fn restart_on_last_good(&mut self) -> Vec<Action> {
+        if !(self.settings.promote && self.approved.is_some() && self.phase == Phase::Running) {
+            return vec![];
+        }
+        info!(
+            "Restart requested by signal: {REJECTED_SOURCE}; restarting the child on the last good generation"
+        );
+        self.reason = Reason::Signal;
+        self.restart()
+    }
+
     pub(super) fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
         match self.phase {
             Phase::Running if self.gated() => {
                 // With --promote-to the child reads DIR, which holds the
                 // last good generation: the restart lands there, as a
                 // crash's would.
-                if self.is_rejected(&now) && self.settings.promote && self.approved.is_some() {
-                    // Held while a candidate is kept on the view (the child
-                    // would be stopped with no start to follow), as a
-                    // request for the last good bytes.
-                    let good = self.approved.clone().unwrap_or_default();
-                    if self.held_for_withdrawal(Some(&good), true) {
+                let rejected = self.is_rejected(&now);
+                if rejected && self.settings.promote && self.approved.is_some() {
+                    // Held while a rollback or a withdrawal keeps the child
+                    // from its directory (it would be stopped with no start
+                    // to follow): the request waits with the source's bytes,
+                    // and restarts the child once they are found rejected
+                    // again (`on_staged`, `judge_again`).
+                    if self.held(Some(&now), true) {
                         return vec![];
                     }
-                    info!(
-                        "Restart requested by signal: the config source holds rejected bytes (by --validate, or rolled back); restarting the child on the last good generation"
-                    );
-                    self.reason = Reason::Signal;
-                    return self.restart();
+                    return self.restart_on_last_good();
                 }
-                if self.is_rejected(&now) {
+                if rejected {
                     error!(
                         "Restart requested, but the config still has the bytes the validator rejected; keeping the child"
                     );

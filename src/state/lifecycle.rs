@@ -6,7 +6,7 @@ use super::*;
 
 /// A signal whose default action kills nobody: it is ignored, continues,
 /// or stops (what the sender asked for).
-fn harmless(sig: i32) -> bool {
+pub(super) fn harmless(sig: i32) -> bool {
     matches!(
         sig,
         libc::SIGCHLD
@@ -97,6 +97,11 @@ impl Machine {
             "Forwarding {} to the child",
             signals::Named(to)
         ));
+        // One that may make it read its config: no candidate is shown to it
+        // for a moment.
+        if !self.stops(to) && !harmless(to) {
+            actions.extend(self.hush_for_a_moment());
+        }
         // Once the candidate is off the child's view (the world answers
         // its removal first).
         if self.signal_held(to) {
@@ -587,6 +592,7 @@ impl Machine {
         // The child is told to read its config (a rollback's reload can come
         // while newer bytes are checked in place): not the candidate.
         let mut actions = self.withdraw_candidate(&"Reloading the child");
+        actions.extend(self.hush_for_a_moment());
         if !plan.hooks.is_empty() {
             info!("{why}, reloading the child");
             actions.extend(self.run_hooks(plan.hooks, !sigs.is_empty()));

@@ -544,7 +544,11 @@ impl Edge {
                 // A signal that may make the child read its config (not one
                 // that stops it) never reaches it while a candidate is shown.
                 if !m.stops(sig) {
+                    let told = self.told_now;
                     self.not_told_while_shown(&crate::signals::name(sig))?;
+                    // (One whose default harms nobody makes no child read
+                    // its config: no check waits for it.)
+                    self.told_now = told || !super::lifecycle::harmless(sig);
                 }
                 if let Some(c) = &self.child
                     && super::testkit::dies_of(sig, c.stubborn, c.ready)

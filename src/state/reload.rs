@@ -164,6 +164,7 @@ impl Machine {
                     return vec![];
                 }
                 let mut actions = self.withdraw_candidate(&"Retrying the reload");
+                actions.extend(self.hush_for_a_moment());
                 if self.hooks_held(token) {
                     return actions;
                 }

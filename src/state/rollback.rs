@@ -5,12 +5,13 @@
 //! A generation's life (`--promote-to`), as the machine holds it:
 //!
 //! - *candidate*, *checking*: in flight through the gate (`Pending`);
-//!   *rejected* there (`rejected`: those bytes are never shown again until
-//!   the source changes);
+//!   *rejected* there (`rejected`: those bytes are not checked again until
+//!   the source went elsewhere);
 //! - *on probation*: committed and shown (`last_good`, with `probation` set):
 //!   for the window after its bytes reach the child, the child exiting on
 //!   its own or the readiness probe failing `ready_failures` times in a row
-//!   rolls back to the proven generation, and the new bytes are *rejected*;
+//!   rolls back to the proven generation, and the new bytes are *rejected*
+//!   (`rolled_back_from`) until newer bytes are committed;
 //! - *proven* (`proven`): the last generation that ran through its window
 //!   (and, with a probe, was ready once), or, before any did, the first one
 //!   promoted; without a window every committed generation is proven at
@@ -470,7 +471,7 @@ impl Machine {
             Ok(()) => {}
         }
         error!(
-            "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until the source changes)",
+            "Within --rollback-window {}: rolled back from generation {} to {} (the new config stays rejected until newer bytes are promoted)",
             r.why, r.bad, r.previous.name
         );
         // The record and the view both name it now.
@@ -513,9 +514,15 @@ impl Machine {
         // Told by a restart: its start lands on the proven generation, as
         // after an exit (newer bytes are judged once it runs); by a reload:
         // what was in flight goes through the gate now.
+        // A reload by signal may still turn into a restart (the child lacks
+        // the handler): until the signals went, that start lands there too.
+        let signalled = (forget.iter()).any(|a| matches!(a, Action::SendReloadSignals(..)));
         match self.phase {
             Phase::Stopping { .. } => self.after_rollback = true,
-            _ => forget.extend(self.judge_again(r.waits.newer, r.waits.restart)),
+            _ => {
+                self.after_rollback = signalled;
+                forget.extend(self.judge_again(r.waits.newer, r.waits.restart));
+            }
         }
         forget
     }
@@ -538,6 +545,7 @@ impl Machine {
     /// (`restart`: asked for by the restart signal, a pass restarts).
     pub(super) fn judge_again(&mut self, newer: Option<Snapshot>, restart: bool) -> Vec<Action> {
         match newer {
+            Some(now) if restart && self.is_rejected(&now) => self.restart_on_last_good(),
             Some(now)
                 if self.phase == Phase::Running
                     && self.pending.is_none()

@@ -4099,3 +4099,107 @@ fn rolled_back_from_g3() -> Machine {
     assert_eq!(m.child_bytes(), &snap(Some(1)));
     m
 }
+
+/// Review, session 15: `on_probation` (reload by HUP) rolled back while
+/// bytes 3 are pushed; the child turns out to lack its HUP handler, so the
+/// reload becomes a restart. That start checked bytes 3 with no child
+/// running and started on them, never on g1. It lands on g1 now.
+#[test]
+fn a_rollbacks_reload_that_becomes_a_restart_lands_on_the_proven_generation() {
+    let mut m = checking_g3_on_probation();
+    assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
+    let reload = m.step(Event::RolledBack { result: Ok(()) });
+    assert!(
+        reload
+            .iter()
+            .any(|a| matches!(a, Action::SendReloadSignals(..))),
+        "{reload:?}"
+    );
+    let restart = m.step(Event::ReloadSignalUnhandled(libc::SIGHUP, false));
+    assert!(
+        restart.contains(&Action::Signal(libc::SIGTERM, CHILD)),
+        "{restart:?}"
+    );
+    assert_eq!(
+        drained(&mut m, Status::Signaled(libc::SIGTERM)),
+        [Action::StopDeadline(None), Action::Fingerprint]
+    );
+    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
+    m.step(Event::Spawned);
+    assert_eq!(m.child_bytes(), &snap(Some(1)));
+}
+
+/// Review, session 15: the restart signal held while the disk keeps a
+/// rejected candidate on the view, the source still on those bytes: once
+/// the view is back the bytes staged again are found rejected, and the
+/// restart was dropped. It restarts the child on g1 now.
+#[test]
+fn a_held_restart_request_on_rejected_bytes_restarts_on_the_last_good_generation() {
+    let (mut m, again) = g3_rejected_and_kept_shown();
+    assert_eq!(m.step(Event::RestartRequested(snap(Some(3)))), []);
+    assert_eq!(m.phase, Phase::Running);
+    m.step(Event::RetryDue { token: again });
+    let off = m.step(Event::Dropped {
+        generation: "g3".into(),
+        result: Ok(()),
+    });
+    let Some(&Action::Stage { token }) = off.iter().find(|a| matches!(a, Action::Stage { .. }))
+    else {
+        panic!("{off:?}");
+    };
+    let staged = m.step(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: "g4".into(),
+            snapshot: snap(Some(3)),
+        }),
+    });
+    assert!(
+        staged.contains(&Action::Signal(libc::SIGTERM, CHILD)),
+        "{staged:?}"
+    );
+}
+
+/// Review, session 15: a child told to read its config every moment (a
+/// reload signal from a sidecar every 800 ms) kept a check in place off
+/// for ever. It is put off HUSHES_MAX times at most; a signal that cannot
+/// make the child read its config (WINCH, CONT) puts nothing off.
+#[test]
+fn a_storm_of_reload_signals_puts_a_check_in_place_off_for_a_while_only() {
+    let s = Settings {
+        promote: true,
+        validate: true,
+        validate_in_place: true,
+        ..settings()
+    };
+    let mut m = started_up_on_g1(s);
+    m.step(Event::ConfigSettled(snap(Some(2))));
+    assert_eq!(
+        m.step(Event::Signal(libc::SIGWINCH)),
+        [Action::Signal(libc::SIGWINCH, CHILD)],
+        "no wait for a signal that reads nothing"
+    );
+    step_unhushed(&mut m, Event::Signal(libc::SIGHUP));
+    let staged = Event::Staged {
+        token: 1,
+        result: Ok(Generation {
+            name: "g2".into(),
+            snapshot: snap(Some(2)),
+        }),
+    };
+    assert_eq!(m.step(staged), []);
+    let mut waits = 0;
+    loop {
+        let told = m.step(Event::Signal(libc::SIGHUP));
+        if !told.iter().any(|a| matches!(a, Action::RetryAfter { .. })) {
+            break;
+        }
+        waits += 1;
+        assert!(waits < 100, "put off for ever");
+    }
+    assert_eq!(waits, gate::HUSHES_MAX - 1);
+    assert!(matches!(
+        hush_over(&mut m)[..],
+        [Action::Validate { in_place: true, .. }]
+    ));
+}

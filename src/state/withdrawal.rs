@@ -146,10 +146,12 @@ impl Machine {
 
     /// A removal refused and waiting for its retry is asked again now.
     pub(super) fn withdraw_again_now(&mut self) -> Vec<Action> {
-        let token = self.withdrawing.as_ref().and_then(|w| w.retry_token);
-        token
-            .and_then(|token| self.on_withdrawal_retry_due(token))
-            .unwrap_or_default()
+        let Some(token) = self.withdrawing.as_ref().and_then(|w| w.retry_token) else {
+            return vec![];
+        };
+        let mut actions = vec![Action::CancelWait { token }];
+        actions.extend(self.on_withdrawal_retry_due(token).unwrap_or_default());
+        actions
     }
 
     /// The world's answer to `DropCandidate`.
