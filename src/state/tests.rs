@@ -3774,28 +3774,41 @@ fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
     );
 }
 
-/// Running on g1, checking in place: g3 is rejected and the disk keeps it
-/// on the view. The machine, and the token of the removal's retry.
-fn g3_rejected_and_kept_shown() -> (Machine, u64) {
-    let s = Settings {
+/// Bytes `n` settle, are staged as "gn" (the gate's `token`) and judged
+/// `ok` by their check; the check's answer.
+fn pushed_and_judged(m: &mut Machine, token: u64, n: u64, ok: bool) -> Vec<Action> {
+    pushed_and_staged(m, token, n);
+    m.step(Event::Validated { token, ok })
+}
+
+/// Bytes `n` settle and are staged as "gn" (the gate's `token`); what
+/// that asks for.
+fn pushed_and_staged(m: &mut Machine, token: u64, n: u64) -> Vec<Action> {
+    m.step(Event::ConfigSettled(snap(Some(n))));
+    m.step(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: format!("g{n}"),
+            snapshot: snap(Some(n)),
+        }),
+    })
+}
+
+/// `--promote-to`, `--validate`, `--validate-in-place`.
+fn in_place() -> Settings {
+    Settings {
         promote: true,
         validate: true,
         validate_in_place: true,
         ..settings()
-    };
-    let mut m = started_up_on_g1(s);
-    m.step(Event::ConfigSettled(snap(Some(3))));
-    m.step(Event::Staged {
-        token: 1,
-        result: Ok(Generation {
-            name: "g3".into(),
-            snapshot: snap(Some(3)),
-        }),
-    });
-    m.step(Event::Validated {
-        token: 1,
-        ok: false,
-    });
+    }
+}
+
+/// Running on g1, checking in place: g3 is rejected and the disk keeps it
+/// on the view. The machine, and the token of the removal's retry.
+fn g3_rejected_and_kept_shown() -> (Machine, u64) {
+    let mut m = started_up_on_g1(in_place());
+    pushed_and_judged(&mut m, 1, 3, false);
     let refused = m.step(Event::Dropped {
         generation: "g3".into(),
         result: Err("cannot restore DIR: Read-only file system".into()),
@@ -3814,23 +3827,31 @@ fn g3_rejected_and_kept_shown() -> (Machine, u64) {
 /// healed).
 #[test]
 fn a_restart_request_waits_for_a_candidate_the_disk_keeps_on_the_view() {
+    // The same bytes: the child restarts on them.
+    held_restart_restarts_once_the_view_is_back(1);
+}
+
+/// `g3_rejected_and_kept_shown`, the restart signal with the source on
+/// bytes `source`: held (the child keeps running) until the view is back,
+/// then the child is restarted.
+fn held_restart_restarts_once_the_view_is_back(source: u64) {
     let (mut m, again) = g3_rejected_and_kept_shown();
-    assert_eq!(m.step(Event::RestartRequested(snap(Some(1)))), []);
+    assert_eq!(m.step(Event::RestartRequested(snap(Some(source)))), []);
     assert_eq!(m.phase, Phase::Running);
     m.step(Event::RetryDue { token: again });
     let off = m.step(Event::Dropped {
         generation: "g3".into(),
         result: Ok(()),
     });
-    let [Action::Stage { token }] = off[..] else {
+    let Some(&Action::Stage { token }) = off.iter().find(|a| matches!(a, Action::Stage { .. }))
+    else {
         panic!("{off:?}");
     };
-    // The same bytes: the child restarts on them.
     let restart = m.step(Event::Staged {
         token,
         result: Ok(Generation {
             name: "g4".into(),
-            snapshot: snap(Some(1)),
+            snapshot: snap(Some(source)),
         }),
     });
     assert!(
@@ -3874,6 +3895,20 @@ fn bytes_settling_just_after_a_held_signal_went_wait_a_moment() {
     ));
 }
 
+/// The check of bytes `n` in flight (`token`) passes; committed, the child
+/// is restarted onto them.
+fn passed_and_restarted_onto(m: &mut Machine, token: u64, n: u64) {
+    m.step(Event::Validated { token, ok: true });
+    m.step(Event::Committed {
+        token,
+        result: Ok(()),
+    });
+    drained(m, Status::Signaled(libc::SIGTERM));
+    m.step(Event::Candidate(snap(Some(n))));
+    m.step(Event::Spawned);
+    assert_eq!(m.child_bytes(), &snap(Some(n)));
+}
+
 /// `on_probation`, but the child is restarted onto new bytes (no reload
 /// signal): g2 runs on probation, bytes 3 staged as g3 and checked (token
 /// 2).
@@ -3896,14 +3931,7 @@ fn restarted_on_probation_checking_g3() -> Machine {
         token: 1,
         result: Ok(g(2)),
     });
-    m.step(Event::Validated { token: 1, ok: true });
-    m.step(Event::Committed {
-        token: 1,
-        result: Ok(()),
-    });
-    drained(&mut m, Status::Signaled(libc::SIGTERM));
-    m.step(Event::Candidate(snap(Some(2))));
-    m.step(Event::Spawned);
+    passed_and_restarted_onto(&mut m, 1, 2);
     m.step(Event::ConfigSettled(snap(Some(3))));
     let check = m.step(Event::Staged {
         token: 2,
@@ -3922,14 +3950,8 @@ fn restarted_on_probation_checking_g3() -> Machine {
 fn a_probe_rollback_that_restarts_lands_on_the_proven_generation_first() {
     let mut m = restarted_on_probation_checking_g3();
     assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
-    m.step(Event::RolledBack { result: Ok(()) });
-    assert_eq!(
-        drained(&mut m, Status::Signaled(libc::SIGTERM)),
-        [Action::StopDeadline(None), Action::Fingerprint]
-    );
-    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
-    let started = m.step(Event::Spawned);
-    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    let restart = m.step(Event::RolledBack { result: Ok(()) });
+    let started = restarted_onto_g1_whatever_the_source(&mut m, &restart);
     assert!(
         matches!(started[..], [.., Action::Stage { .. }]),
         "bytes 3 are staged once the child runs on g1: {started:?}"
@@ -3949,15 +3971,9 @@ fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
         ok: false,
     });
     assert!(fail_probes(&mut m, 3).contains(&g2_to_g1()));
-    m.step(Event::RolledBack { result: Ok(()) });
-    assert_eq!(
-        drained(&mut m, Status::Signaled(libc::SIGTERM)),
-        [Action::StopDeadline(None), Action::Fingerprint]
-    );
     // The source still holds bytes 3: rejected, never checked again.
-    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
-    m.step(Event::Spawned);
-    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    let restart = m.step(Event::RolledBack { result: Ok(()) });
+    restarted_onto_g1_whatever_the_source(&mut m, &restart);
     // Bytes 2 (rolled back) stay rejected too.
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
 }
@@ -3968,14 +3984,7 @@ fn a_rollback_keeps_a_check_s_rejection_of_newer_bytes() {
 #[test]
 fn a_retry_superseded_by_newer_bytes_is_cancelled() {
     let mut m = running_on_g1(true);
-    m.step(Event::ConfigSettled(snap(Some(2))));
-    m.step(Event::Staged {
-        token: 1,
-        result: Ok(Generation {
-            name: "g2".into(),
-            snapshot: snap(Some(2)),
-        }),
-    });
+    pushed_and_staged(&mut m, 1, 2);
     let failed = m.step(Event::CannotCheck {
         token: 1,
         reason: "EMFILE".into(),
@@ -4010,18 +4019,7 @@ fn a_retry_superseded_by_newer_bytes_is_cancelled() {
 #[test]
 fn bytes_the_check_rejected_are_checked_again_after_the_source_went_back() {
     let mut m = running_on_g1(true);
-    m.step(Event::ConfigSettled(snap(Some(2))));
-    m.step(Event::Staged {
-        token: 1,
-        result: Ok(Generation {
-            name: "g2".into(),
-            snapshot: snap(Some(2)),
-        }),
-    });
-    m.step(Event::Validated {
-        token: 1,
-        ok: false,
-    });
+    pushed_and_judged(&mut m, 1, 2, false);
     assert!(m.stats().last_failed);
     // Put back: nothing is failing.
     m.step(Event::ConfigSettled(snap(Some(1))));
@@ -4057,17 +4055,24 @@ fn bytes_rolled_back_pushed_again_are_refused_and_said() {
 fn the_restart_signal_restarts_on_the_last_good_generation_whatever_the_source() {
     let mut m = rolled_back_from_g3();
     let restart = m.step(Event::RestartRequested(snap(Some(3))));
+    restarted_onto_g1_whatever_the_source(&mut m, &restart);
+}
+
+/// `stop` stops the child; its restart lands on g1 though the source holds
+/// bytes 3. What the start asks for.
+fn restarted_onto_g1_whatever_the_source(m: &mut Machine, stop: &[Action]) -> Vec<Action> {
     assert!(
-        restart.contains(&Action::Signal(libc::SIGTERM, CHILD)),
-        "{restart:?}"
+        stop.contains(&Action::Signal(libc::SIGTERM, CHILD)),
+        "{stop:?}"
     );
     assert_eq!(
-        drained(&mut m, Status::Signaled(libc::SIGTERM)),
+        drained(m, Status::Signaled(libc::SIGTERM)),
         [Action::StopDeadline(None), Action::Fingerprint]
     );
     assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
-    m.step(Event::Spawned);
+    let started = m.step(Event::Spawned);
     assert_eq!(m.child_bytes(), &snap(Some(1)));
+    started
 }
 
 /// `restarted_on_probation_checking_g3`, g3 passed and ran, and was
@@ -4075,15 +4080,7 @@ fn the_restart_signal_restarts_on_the_last_good_generation_whatever_the_source()
 /// source still holds bytes 3.
 fn rolled_back_from_g3() -> Machine {
     let mut m = restarted_on_probation_checking_g3();
-    m.step(Event::Validated { token: 2, ok: true });
-    // (g3 is committed; the child restarted on it.)
-    m.step(Event::Committed {
-        token: 2,
-        result: Ok(()),
-    });
-    drained(&mut m, Status::Signaled(libc::SIGTERM));
-    m.step(Event::Candidate(snap(Some(3))));
-    m.step(Event::Spawned);
+    passed_and_restarted_onto(&mut m, 2, 3);
     let rollback = fail_probes(&mut m, 3);
     assert!(
         rollback.contains(&Action::RollBack {
@@ -4116,17 +4113,7 @@ fn a_rollbacks_reload_that_becomes_a_restart_lands_on_the_proven_generation() {
         "{reload:?}"
     );
     let restart = m.step(Event::ReloadSignalUnhandled(libc::SIGHUP, false));
-    assert!(
-        restart.contains(&Action::Signal(libc::SIGTERM, CHILD)),
-        "{restart:?}"
-    );
-    assert_eq!(
-        drained(&mut m, Status::Signaled(libc::SIGTERM)),
-        [Action::StopDeadline(None), Action::Fingerprint]
-    );
-    assert_eq!(m.step(Event::Candidate(snap(Some(3)))), [Action::Spawn]);
-    m.step(Event::Spawned);
-    assert_eq!(m.child_bytes(), &snap(Some(1)));
+    restarted_onto_g1_whatever_the_source(&mut m, &restart);
 }
 
 /// Review, session 15: the restart signal held while the disk keeps a
@@ -4135,29 +4122,7 @@ fn a_rollbacks_reload_that_becomes_a_restart_lands_on_the_proven_generation() {
 /// restart was dropped. It restarts the child on g1 now.
 #[test]
 fn a_held_restart_request_on_rejected_bytes_restarts_on_the_last_good_generation() {
-    let (mut m, again) = g3_rejected_and_kept_shown();
-    assert_eq!(m.step(Event::RestartRequested(snap(Some(3)))), []);
-    assert_eq!(m.phase, Phase::Running);
-    m.step(Event::RetryDue { token: again });
-    let off = m.step(Event::Dropped {
-        generation: "g3".into(),
-        result: Ok(()),
-    });
-    let Some(&Action::Stage { token }) = off.iter().find(|a| matches!(a, Action::Stage { .. }))
-    else {
-        panic!("{off:?}");
-    };
-    let staged = m.step(Event::Staged {
-        token,
-        result: Ok(Generation {
-            name: "g4".into(),
-            snapshot: snap(Some(3)),
-        }),
-    });
-    assert!(
-        staged.contains(&Action::Signal(libc::SIGTERM, CHILD)),
-        "{staged:?}"
-    );
+    held_restart_restarts_once_the_view_is_back(3);
 }
 
 /// Review, session 15: a child told to read its config every moment (a
@@ -4166,13 +4131,7 @@ fn a_held_restart_request_on_rejected_bytes_restarts_on_the_last_good_generation
 /// make the child read its config (WINCH, CONT) puts nothing off.
 #[test]
 fn a_storm_of_reload_signals_puts_a_check_in_place_off_for_a_while_only() {
-    let s = Settings {
-        promote: true,
-        validate: true,
-        validate_in_place: true,
-        ..settings()
-    };
-    let mut m = started_up_on_g1(s);
+    let mut m = started_up_on_g1(in_place());
     m.step(Event::ConfigSettled(snap(Some(2))));
     assert_eq!(
         m.step(Event::Signal(libc::SIGWINCH)),
