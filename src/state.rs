@@ -107,8 +107,9 @@ pub struct Machine {
     /// A burst of changes to the watched config began and has not settled:
     /// the live files may be mid-write.
     burst: bool,
-    /// The bytes the last check rejected: not checked again until they
-    /// change, and never started. (A rollback's rejection is kept apart, in
+    /// The bytes the last check rejected: not checked again (nor started)
+    /// until the source went back to the child's bytes or other bytes were
+    /// judged. (A rollback's rejection is kept apart, in
     /// `rolled_back_from`: one never replaces the other.)
     rejected: Option<Snapshot>,
     /// Bytes a validator passed (with `--promote-to`: the last good

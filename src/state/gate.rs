@@ -409,7 +409,7 @@ impl Machine {
             p.hushes += 1;
             if p.hushes == HUSHES_MAX {
                 warn!(
-                    "The child is told to read its config again and again: the candidate is checked in place once the current second is over, whatever comes next"
+                    "The child is told to read its config again and again: the candidate is checked in place once the current second is over (a signal that comes during its check still withdraws it)"
                 );
             }
             if p.hushes >= HUSHES_MAX {
@@ -1065,7 +1065,6 @@ impl Machine {
         self.said_removed.extend(gone);
     }
 
-    /// `--restart-signal`: restart now, through the same gate as a change.
     /// The restart signal, while the source holds rejected bytes: with
     /// `--promote-to` the child restarts on the last good generation DIR
     /// keeps, as after a crash.
@@ -1074,12 +1073,13 @@ impl Machine {
             return vec![];
         }
         info!(
-            "Restart requested by signal: {REJECTED_SOURCE}; restarting the child on the last good generation"
+            "Restart requested by signal while the config source holds rejected bytes (by --validate, or rolled back): restarting the child on the last good generation"
         );
         self.reason = Reason::Signal;
         self.restart()
     }
 
+    /// `--restart-signal`: restart now, through the same gate as a change.
     pub(super) fn on_restart_request(&mut self, now: Snapshot) -> Vec<Action> {
         match self.phase {
             Phase::Running if self.gated() => {

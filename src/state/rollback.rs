@@ -6,7 +6,7 @@
 //!
 //! - *candidate*, *checking*: in flight through the gate (`Pending`);
 //!   *rejected* there (`rejected`: those bytes are not checked again until
-//!   the source went elsewhere);
+//!   the source went back to the child's bytes, or other bytes were judged);
 //! - *on probation*: committed and shown (`last_good`, with `probation` set):
 //!   for the window after its bytes reach the child, the child exiting on
 //!   its own or the readiness probe failing `ready_failures` times in a row
