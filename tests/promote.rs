@@ -1126,3 +1126,41 @@ fn a_commit_whose_view_cannot_follow_is_retried_until_it_does() {
     // Checked once: the retry is the commit's, not a new staging.
     assert_eq!(t.s.lines("seen"), ["ok v1", "ok v2"], "{}", m.log());
 }
+
+/// Hostile, session 15: with the check in place, bytes that settled while
+/// the reload command for the push before ran were shown at DIR for their
+/// check, and the command, reading DIR a second in, read them (the check
+/// then rejected them). The check waits while reload hooks run, and a
+/// moment after.
+#[test]
+fn a_reload_command_never_reads_a_candidate_pushed_while_it_runs() {
+    let t = Promotion::new("promote-reloading", b"ok v1");
+    let reads = t.s.path("reload-reads");
+    let reload = format!(
+        "--reload-command=sh -c 'sleep 1; echo \"$(cat {conf})\" >> {reads}'",
+        conf = t.conf().display(),
+        reads = reads.display()
+    );
+    let check = "sh -c 'grep -q ok $FLUSH_MANAGER_CANDIDATE/app.conf'";
+    let m = t.watching(&[
+        "--validate",
+        check,
+        "--validate-in-place",
+        "--ready-start-period=1s",
+        &reload,
+    ]);
+    t.push(b"ok v2");
+    assert!(m.wait_log("reloading the child"), "{}", m.log());
+    t.push(b"bad v3");
+    assert!(m.wait_log("Config validation failed"), "{}", m.log());
+    // (So this tests something: the check waited for the command, or for
+    // the moment after it.)
+    assert!(m.wait_log("checked in place a moment"), "{}", m.log());
+    assert!(
+        wait_for(LONG, || !t.s.lines("reload-reads").is_empty()),
+        "{}",
+        m.log()
+    );
+    assert_eq!(t.s.lines("reload-reads")[0], "ok v2", "{}", m.log());
+    assert!(wait_for(LONG, || t.shown() == "ok v2"), "{}", m.log());
+}
