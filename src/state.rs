@@ -449,7 +449,6 @@ pub mod testkit {
             interactive: false,
             promote: false,
             validate_in_place: false,
-            reload_external: false,
             reload_hooks: 0,
             routes: Default::default(),
             rollback_window: None,

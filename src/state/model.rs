@@ -176,7 +176,7 @@ impl Model {
         if let Some(rule) = s.routes.rule_for(Path::new(path)) {
             return vec![rule.act.clone()];
         }
-        if s.reload_external {
+        if s.reload_external() {
             return (0..s.reload_hooks).map(Act::Hook).collect();
         }
         vec![s.reload_signal.map_or(Act::Restart, Act::Signal)]
@@ -412,7 +412,7 @@ impl Model {
         // A child takes `app.conf`'s bytes only at its start when changes
         // restart it: then its readiness is its own. (A reloaded child keeps
         // the readiness it had before the reload: not judged here.)
-        let restarts = self.settings.reload_signal.is_none() && !self.settings.reload_external;
+        let restarts = self.settings.reload_signal.is_none() && !self.settings.reload_external();
         assert!(
             !(self.settings.ready_interval.is_some() && restarts)
                 || self.ready(self.gens[generation]),

@@ -31,7 +31,7 @@ impl Plan {
 impl Machine {
     /// The global action, in the rules' terms.
     fn global_acts(&self) -> Vec<Act> {
-        if self.settings.reload_external {
+        if self.settings.reload_external() {
             return (0..self.settings.reload_hooks).map(Act::Hook).collect();
         }
         match self.settings.reload_signal {

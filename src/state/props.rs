@@ -209,7 +209,6 @@ fn settings() -> impl Strategy<Value = Settings> {
                     interactive: false,
                     promote,
                     validate_in_place: false,
-                    reload_external: matches!(by, ReloadBy::External),
                     reload_hooks: global_hooks,
                     routes: Routes::new(vec![PathBuf::from("/c")], rules),
                     rollback_window: (promote && rollback).then_some(Duration::from_secs(30)),

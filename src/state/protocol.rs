@@ -729,7 +729,6 @@ mod tests {
     #[test]
     fn a_reload_superseded_in_its_retry_wait_has_the_wait_cancelled() {
         let s = Settings {
-            reload_external: true,
             reload_hooks: 1,
             ..settings()
         };

@@ -131,7 +131,6 @@ fn sigint_is_forwarded_as_sigint_and_a_child_may_survive_it() {
 
 fn external() -> Settings {
     Settings {
-        reload_external: true,
         reload_hooks: 1,
         ..settings()
     }
@@ -1771,7 +1770,6 @@ fn rules(list: &[(&str, crate::route::Act)]) -> crate::route::Routes {
 fn pem_signal_lua_hook() -> Settings {
     use crate::route::Act;
     Settings {
-        reload_external: true,
         reload_hooks: 1,
         routes: rules(&[
             ("*.pem", Act::Signal(libc::SIGHUP)),
@@ -1965,7 +1963,6 @@ fn a_sigcont_after_the_stop_signal_does_not_take_the_blame() {
 fn a_newer_burst_takes_over_the_hooks_an_older_one_still_owed() {
     use crate::route::Act;
     let s = Settings {
-        reload_external: true,
         reload_hooks: 0,
         routes: rules(&[("a.conf", Act::Hook(0)), ("b.conf", Act::Hook(1))]),
         ..settings()
@@ -2338,7 +2335,6 @@ fn answers_from_before_a_reload_do_not_end_its_start_period() {
 fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
     let (mut m, _) = reloaded_with_a_start_period(|m| {
         m.settings.reload_signal = None;
-        m.settings.reload_external = true;
         m.settings.reload_hooks = 1;
         let (_, told) = push(m, 2, "g2");
         let Some(Action::RunHooks { token, .. }) = told.last().cloned() else {
@@ -3701,7 +3697,6 @@ fn a_hooks_retry_waits_for_a_candidate_the_disk_keeps_on_the_view() {
         promote: true,
         validate: true,
         validate_in_place: true,
-        reload_external: true,
         reload_hooks: 1,
         ..settings()
     };

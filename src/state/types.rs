@@ -80,9 +80,6 @@ pub struct Settings {
     /// `--validate-in-place`: a candidate is checked at DIR itself, shown
     /// there for the check's duration.
     pub validate_in_place: bool,
-    /// `--reload-command` or `--reload-url`: the edge performs the reload
-    /// (`RunHooks`) instead of a signal or a restart.
-    pub reload_external: bool,
     /// How many reload hooks the global action runs (a command, or each
     /// URL): hooks 0 to this; `--on-change` rules' own hooks come after.
     pub reload_hooks: usize,
@@ -112,6 +109,14 @@ pub struct Settings {
     /// signal n), as the manager itself was started: a child cannot die of
     /// those before it installs its own handlers.
     pub inherited_safe: u64,
+}
+
+impl Settings {
+    /// `--reload-command` or `--reload-url`: the edge performs the reload
+    /// (`RunHooks`) instead of a signal or a restart.
+    pub fn reload_external(&self) -> bool {
+        self.reload_hooks > 0
+    }
 }
 
 /// Why a child was started (a metrics label).

@@ -906,7 +906,6 @@ fn a_failed_reload_command_is_retried_doubling_until_it_succeeds() {
         .at(60_000, Happen::Signal(TERM));
     world.reload_results = [false, false, true].into();
     let s = Settings {
-        reload_external: true,
         reload_hooks: 1,
         ..settings()
     };
@@ -924,7 +923,6 @@ fn a_newer_change_supersedes_a_waiting_reload_retry() {
         .at(60_000, Happen::Signal(TERM));
     world.reload_results = [false, true].into();
     let s = Settings {
-        reload_external: true,
         reload_hooks: 1,
         ..settings()
     };
@@ -1229,7 +1227,6 @@ mod loop_props {
                 promote,
                 validate_in_place: in_place && promote && validate,
                 reload_signal: (by == 1).then_some(libc::SIGHUP),
-                reload_external: by == 2,
                 reload_hooks: usize::from(by == 2),
                 routes: Routes::new(
                     vec![PathBuf::from("/c")],

@@ -192,7 +192,6 @@ async fn supervise(
         interactive: take_tty,
         promote: promoter.is_some(),
         validate_in_place: cfg.validate_in_place,
-        reload_external: cfg.global_hooks() > 0,
         reload_hooks: cfg.global_hooks(),
         routes: routes.clone(),
         rollback_window: cfg.rollback_window,
