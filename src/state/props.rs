@@ -430,9 +430,9 @@ impl Edge {
 
     /// Nothing that may make the running child read its config reaches it
     /// while its directory shows a candidate; and (below) none is shown to
-    /// it in the same instant.
-    fn not_told_while_shown(&mut self, what: &str) -> Result<(), TestCaseError> {
-        self.told_now = true;
+    /// it in the same instant, if it `reads` its config on it.
+    fn not_told_while_shown(&mut self, what: &str, reads: bool) -> Result<(), TestCaseError> {
+        self.told_now |= reads;
         if self.child.is_some() && self.settings.promote {
             prop_assert!(
                 self.shown == self.view,
@@ -543,11 +543,10 @@ impl Edge {
                 // A signal that may make the child read its config (not one
                 // that stops it) never reaches it while a candidate is shown.
                 if !m.stops(sig) {
-                    let told = self.told_now;
-                    self.not_told_while_shown(&crate::signals::name(sig))?;
                     // (One whose default harms nobody makes no child read
                     // its config: no check waits for it.)
-                    self.told_now = told || !super::lifecycle::harmless(sig);
+                    let reads = !super::lifecycle::harmless(sig);
+                    self.not_told_while_shown(&crate::signals::name(sig), reads)?;
                 }
                 if let Some(c) = &self.child
                     && super::testkit::dies_of(sig, c.stubborn, c.ready)
@@ -557,7 +556,7 @@ impl Edge {
                 Ok(None)
             }
             Action::SendReloadSignals(sigs, _) => {
-                self.not_told_while_shown("reload signals")?;
+                self.not_told_while_shown("reload signals", true)?;
                 let now = self.readable();
                 let Some(from) = self.child.as_ref().map(|c| c.version) else {
                     return Ok(None);
@@ -648,7 +647,7 @@ impl Edge {
                 Ok(None)
             }
             Action::RunHooks { token, calls } => {
-                self.not_told_while_shown("reload hooks")?;
+                self.not_told_while_shown("reload hooks", true)?;
                 let told: BTreeMap<usize, Vec<PathBuf>> =
                     calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
                 prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
