@@ -364,9 +364,6 @@ impl Machine {
                     self.stats.reloads_ok += 1;
                     self.took_if_fresh();
                 }
-                // The child reads its config now: no candidate is shown to
-                // it in place for a moment from the signals' going.
-                actions.extend(self.hush_for_a_moment());
                 actions.extend(self.child_took_new_bytes(true));
                 actions
             }
