@@ -417,7 +417,11 @@ impl Drop for Manager {
         // daemon it lost, workers of a server it was killed under): every
         // marked process and its group. Groups of processes that cleared
         // their environment (nginx and php-fpm workers) go with their master.
+        // A process in the middle of execve(2) shows an empty environment
+        // for a moment (long under qemu-user), so one empty scan proves
+        // nothing: the scan must come back empty several times in a row.
         let me = nix::unistd::getpgrp().as_raw();
+        let mut empty_scans = 0;
         wait_for(Duration::from_secs(10), || {
             let left = marked(&self.marker);
             for &(pid, pgid) in &left {
@@ -430,7 +434,8 @@ impl Drop for Manager {
                     nix::libc::kill(pid, nix::libc::SIGKILL);
                 }
             }
-            left.is_empty()
+            empty_scans = if left.is_empty() { empty_scans + 1 } else { 0 };
+            empty_scans >= 5
         });
         if std::thread::panicking() {
             eprintln!("---- manager log ----\n{}", self.log());
