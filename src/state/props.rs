@@ -51,6 +51,9 @@ enum Op {
     Worker(Option<Takes>),
     /// The oldest running validation ends (its verdict is the model's).
     FinishValidation,
+    /// The oldest staging running (off the loop) copies the source as it
+    /// is now and answers.
+    FinishStaging,
     /// The running reload hooks end; the set bits say which failed.
     FinishReload(u8),
     /// The reaper reports the exited child, then its empty group.
@@ -114,6 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
         ])
         .prop_map(Op::Worker),
         3 => Just(Op::FinishValidation),
+        3 => Just(Op::FinishStaging),
         2 => (0u8..8).prop_map(Op::FinishReload),
         3 => Just(Op::ReportExit),
         3 => Just(Op::ReportGroupGone),
@@ -250,6 +254,9 @@ struct Edge {
     worker: Option<Takes>,
     /// Checks running: token, the version judged, the candidate judged.
     validations: VecDeque<(u64, u64, Option<String>)>,
+    /// Stagings running, by token: the edge copies off the loop, so other
+    /// events come before the answer.
+    stagings: VecDeque<u64>,
     /// The external reload running: its token and the version it is for.
     reload: Option<(u64, u64)>,
     retries: Vec<u64>,
@@ -311,6 +318,7 @@ impl Edge {
             stubborn: false,
             worker: None,
             validations: VecDeque::new(),
+            stagings: VecDeque::new(),
             reload: None,
             retries: vec![],
             last_reload_token: 0,
@@ -473,8 +481,8 @@ impl Edge {
             }
             Action::Fingerprint => Ok(Some(Event::Candidate(snap(self.source)))),
             Action::Stage { token } => {
-                let result = self.model.stage();
-                Ok(Some(Event::Staged { token, result }))
+                self.stagings.push_back(token);
+                Ok(None)
             }
             Action::Commit {
                 token,
@@ -726,6 +734,7 @@ impl Edge {
                 let v = app(self.source) + 10 * n;
                 let quiet = self.notes_quiet()
                     && self.validations.is_empty()
+                    && self.stagings.is_empty()
                     && self.reload.is_none()
                     && self.retries.is_empty()
                     && self
@@ -746,6 +755,7 @@ impl Edge {
             }
             Op::Touch => {
                 let quiet = self.validations.is_empty()
+                    && self.stagings.is_empty()
                     && self.reload.is_none()
                     && self.retries.is_empty()
                     && self
@@ -780,6 +790,12 @@ impl Edge {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
                     let ok = self.model.verdict(candidate.as_deref(), version);
                     self.feed(m, Event::Validated { token, ok })?;
+                }
+            }
+            Op::FinishStaging => {
+                if let Some(token) = self.stagings.pop_front() {
+                    let result = self.model.stage();
+                    self.feed(m, Event::Staged { token, result })?;
                 }
             }
             Op::FinishReload(mask) => {
@@ -915,7 +931,9 @@ impl Edge {
             self.view_fails = false;
             self.unshow_fails = false;
             self.checks_fail = false;
-            let op = if !self.validations.is_empty() {
+            let op = if !self.stagings.is_empty() {
+                Op::FinishStaging
+            } else if !self.validations.is_empty() {
                 Op::FinishValidation
             } else if self.reload.is_some() {
                 Op::FinishReload(0)
