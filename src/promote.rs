@@ -636,22 +636,21 @@ impl Promoter {
         }
     }
 
-    /// Removes a generation that no record names (`..good`, `..proven`,
-    /// `..rejected`) and the view does not show: what the disk says is
-    /// what a restarted manager trusts.
+    /// Removes a generation the machine no longer needs: it decides which
+    /// (never one a record names or the view shows). A tripwire, not a
+    /// decision: only a name of ours goes, and never what `..good` or
+    /// `..data` names on disk (that would leave the child's directory or a
+    /// restart dangling): asked for, it is a bug, said and refused.
     pub fn remove_generation(&self, generation: &str) {
         let named = |link| fs::read_link(self.dir.join(link)).ok();
-        let (good, shown) = (named(GOOD), named(DATA));
-        let (rejected, proven) = (named(REJECTED), named(PROVEN));
-        if good.as_deref() == Some(Path::new(generation))
-            || shown.as_deref() == Some(Path::new(generation))
-            || rejected.as_deref() == Some(Path::new(generation))
-            || proven.as_deref() == Some(Path::new(generation))
-            || !is_generation(generation)
-        {
-            return;
+        if [named(GOOD), named(DATA)].contains(&Some(PathBuf::from(generation))) {
+            log::error!(
+                "{}: asked to remove generation {generation}, which {GOOD} or {DATA} names: kept",
+                self.dir.display()
+            );
+        } else if is_generation(generation) {
+            remove_later(self.dir.join(generation));
         }
-        remove_later(self.dir.join(generation));
     }
 
     /// Back to a generation kept for the rollback window: the durable record

@@ -464,7 +464,8 @@ impl Model {
     /// A generation no longer needed goes: never the last good, the shown
     /// or the proven one, nor one `..proven` names (that record never lags
     /// the machine: every way it stops being proven drops the record
-    /// first). As the promoter does, one that `..rejected` names stays.
+    /// first), nor the one `..rejected` names (`unreject` removes the
+    /// record first). The machine decides; the promoter only removes.
     pub fn remove_generation(&mut self, generation: &str) {
         let g = Some(generation);
         assert!(
@@ -476,9 +477,11 @@ impl Model {
             self.proven_record.as_deref() != g,
             "forgot the generation ..proven names"
         );
-        if self.rejected.as_deref() != g {
-            self.gens.remove(generation);
-        }
+        assert!(
+            self.rejected.as_deref() != g,
+            "forgot the generation ..rejected names"
+        );
+        self.gens.remove(generation);
     }
 
     /// Back to the proven generation `to`: the record, then the view; `from`

@@ -130,12 +130,16 @@ impl Machine {
         }
     }
 
-    /// Recorded as the last good one, proven, or what the child's view
-    /// still shows while it lags the record: a generation that stays.
+    /// Recorded as the last good one, proven, rejected by a rollback (as
+    /// `..rejected` says until newer bytes are promoted), or what the
+    /// child's view still shows while it lags the record: a generation
+    /// that stays.
     pub(super) fn is_kept(&self, generation: &str) -> bool {
+        let named = |g: &Option<Generation>| g.as_ref().is_some_and(|g| g.name == generation);
         self.last_good.as_deref() == Some(generation)
             || self.lag.as_deref() == Some(generation)
-            || self.proven.as_ref().is_some_and(|g| g.name == generation)
+            || named(&self.proven)
+            || named(&self.rolled_back_from)
     }
 
     /// The shown generation ran through its probation: it is the proven one
