@@ -515,8 +515,10 @@ impl World for Os {
     ) -> Option<Outcome> {
         let verdict = |v| Some(Outcome::Checked(v));
         let argv = &self.programs.validate;
+        // The machine asks for checks only with --validate: no verdict is
+        // made up here.
         if argv.is_empty() {
-            return verdict(Verdict::Fail);
+            return verdict(Verdict::CannotRun("no --validate command".into()));
         }
         // With --promote-to the check reads the candidate: where it was
         // staged, or (--validate-in-place) at DIR, shown there for the check.
