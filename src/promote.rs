@@ -703,15 +703,13 @@ impl Promoter {
     /// is removed. Err: the view still shows it (the disk refused even the
     /// way back); it is kept, or the view would dangle.
     pub fn drop_candidate(&self, generation: &str, now: &Promoted) -> Result<(), String> {
-        // Never the generation the durable record names (a restart shows
-        // it), nor the one the child's view shows.
-        let g = Some(generation);
-        if now.record.as_deref() == g
-            || now.view.as_deref() == g
-            || self.record(GOOD).as_deref() == g
-        {
-            warn!(
-                "{}: not removing {generation}: {GOOD} names it or the child's view shows it",
+        // The machine never drops what the record names or the view is to
+        // show (`now`). A tripwire, not a decision: what `..good` names on
+        // disk (a restart shows it) is never removed; asked for, it is a
+        // bug, said.
+        if self.record(GOOD).as_deref() == Some(generation) {
+            log::error!(
+                "{}: asked to drop generation {generation}, which {GOOD} names: kept",
                 self.dir.display()
             );
             return Ok(());
@@ -1273,7 +1271,7 @@ mod tests {
     }
 
     /// A rollback records what it went back from in `..rejected`, which a
-    /// restarted manager reads back; the machine ends that rejection
+    /// restarted manager reads back (and keeps); the machine ends that rejection
     /// (`unreject`) once new bytes are committed, and the generation goes.
     #[test]
     fn a_rollback_records_its_rejection_until_the_machine_ends_it() {
@@ -1281,8 +1279,7 @@ mod tests {
         p.roll_back(&g.name, &a.name).unwrap();
         assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "G");
         assert_eq!(p.record(REJECTED), Some(a.name.clone()));
-        p.remove_generation(&a.name);
-        assert!(dir.join(&a.name).is_dir(), "what ..rejected names stays");
+        // (The machine keeps it while `..rejected` names it: `is_kept`.)
         let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
         let found = again.recover().unwrap();
         assert_eq!(
