@@ -254,6 +254,17 @@ impl Model {
         version
     }
 
+    /// The child is told something that may make it read its config
+    /// (`what`: a signal, reload hooks): never while its directory shows a
+    /// candidate (`child_runs`: there is a child to read it).
+    pub fn told(&self, what: &str, child_runs: bool) {
+        assert!(
+            !child_runs || !self.settings.promote || self.shown == self.view,
+            "{what} sent while the child's directory shows candidate {:?}",
+            self.shown
+        );
+    }
+
     /// The readiness probe's verdict on a child that runs `version`.
     pub fn ready(&self, version: u64) -> bool {
         (self.ready_for)(version)
