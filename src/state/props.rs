@@ -3,9 +3,12 @@
 //! validation and reload results, checks that cannot start, timer expiries,
 //! in any order), played
 //! against the shared model of the world (`model.rs`), which answers the
-//! machine's actions as the edge would. After every step and once
-//! everything pending has been let through, the invariants below (and the
-//! model's own) must hold.
+//! machine's requests as the edge would. The machine is driven as the loop
+//! drives it, through its one protocol (`handle`: inputs in, requests out,
+//! every answer by its token), so its table of operations in flight and
+//! its dropping of stale answers are under test too. After every step and
+//! once everything pending has been let through, the invariants below (and
+//! the model's own) must hold.
 //!
 //! `app.conf` always takes the global action; `notes.txt` may have an
 //! `--on-change` rule of its own (none, restart, another signal, a hook of
@@ -13,6 +16,7 @@
 
 use super::lifecycle::is_shutdown;
 use super::model::{APP, Model, NOTES, app, notes, reload_verdict, snap};
+use super::protocol::{Op as Ask, Rec};
 use super::*;
 use crate::route::{Act, Routes, Rule};
 use crate::signals::Takes;
@@ -21,6 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 
 const HUP: i32 = libc::SIGHUP;
+/// The restart signal (never sent by `Op::Signal`).
+const RESTART: i32 = libc::SIGUSR2;
 
 /// What a burst asks for, as the model works it out on its own.
 #[derive(Debug, Default, PartialEq)]
@@ -76,11 +82,12 @@ enum Op {
     /// The manager is SIGKILLed (with everything in its PID namespace) and
     /// started again on the same disk.
     Crash,
-    /// A readiness probe of the running child ends (it judges the child's
-    /// own version); `stale`: the answer is for the child before it;
-    /// `young`: the child is still within its start period.
+    /// A readiness probe is due (`--ready-interval`).
+    ProbeDue,
+    /// The oldest readiness probe asked for ends, cancelled or not (the
+    /// world may answer a cancelled one: the machine drops it); it judges
+    /// the child that ran when it started. `young`: within its start period.
     Probe {
-        stale: bool,
         young: bool,
     },
     /// The rollback window ends.
@@ -89,6 +96,8 @@ enum Op {
     FireStartedUp,
     /// `notes.txt` settles on new bytes.
     Notes(u64),
+    /// A burst of changes begins (its first event); it settles later.
+    Burst,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -130,10 +139,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::UnshowFails),
         1 => any::<bool>().prop_map(Op::ChecksFail),
         1 => Just(Op::Crash),
-        3 => (any::<bool>(), any::<bool>()).prop_map(|(stale, young)| Op::Probe { stale, young }),
+        2 => Just(Op::ProbeDue),
+        3 => any::<bool>().prop_map(|young| Op::Probe { young }),
         1 => Just(Op::FireProbation),
         1 => Just(Op::FireStartedUp),
         2 => (0u64..3).prop_map(Op::Notes),
+        1 => Just(Op::Burst),
     ]
 }
 
@@ -219,12 +230,61 @@ fn settings() -> impl Strategy<Value = Settings> {
                     ready_interval: rollback.then_some(Duration::from_secs(1)),
                     ready_failures: 2,
                     ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
-                    restart_signal: None,
+                    restart_signal: Some(RESTART),
                     remap_exit: vec![],
                     inherited_safe: 0,
                 }
             },
         )
+}
+
+/// The world's answer to operation `token`, written as the event the
+/// machine turns it into.
+fn done(token: Token, event: Event) -> Input {
+    let outcome = match event {
+        Event::Spawned => Outcome::Started,
+        Event::SpawnFailed(code) => Outcome::NotStarted(code),
+        Event::ChildExited { status, ran_for } => Outcome::Exited { status, ran_for },
+        Event::GroupGone => Outcome::GroupGone,
+        Event::Candidate(now) | Event::ConfigSettled(now) | Event::RestartRequested(now) => {
+            Outcome::Looked(now)
+        }
+        Event::Staged { result, .. } => Outcome::Staged(result),
+        Event::Validated { ok: true, .. } => Outcome::Checked(Verdict::Pass),
+        Event::Validated { ok: false, .. } => Outcome::Checked(Verdict::Fail),
+        Event::CannotCheck { reason, .. } => Outcome::Checked(Verdict::CannotRun(reason)),
+        Event::Committed { result, .. } => Outcome::Committed(result),
+        Event::RolledBack { result } => Outcome::RolledBack(result),
+        Event::Dropped { result, .. } => Outcome::Dropped(result),
+        Event::ReloadSignalsSent => Outcome::Handling(None),
+        Event::ReloadSignalUnhandled(sig, ignored) => Outcome::Handling(Some((sig, ignored))),
+        Event::HooksDone { failed, .. } => Outcome::HooksDone { failed },
+        Event::Probed { ok, ran_for, .. } => Outcome::Probed { ok, ran_for },
+        _ => Outcome::Elapsed,
+    };
+    Input::Done { token, outcome }
+}
+
+/// The operation in flight whose answer `event` is, if any.
+fn token_for(m: &Machine, event: &Event) -> Option<Token> {
+    let answers = |rec: &Rec| match (event, rec) {
+        (Event::ChildExited { .. }, Rec::Child)
+        | (Event::GroupGone, Rec::Drain)
+        | (Event::StopDeadline, Rec::Stop)
+        | (Event::StopDelayOver, Rec::StopDelay)
+        | (Event::BackoffOver, Rec::Backoff)
+        | (Event::ProbationOver, Rec::Probation) => true,
+        (Event::Staged { token, .. }, Rec::Stage(t))
+        | (Event::Validated { token, .. }, Rec::Check(t))
+        | (Event::HooksDone { token, .. }, Rec::Hooks(t))
+        | (Event::RetryDue { token }, Rec::Retry(t) | Rec::HooksRetry(t)) => token == t,
+        (Event::StartedUp { child }, Rec::StartUp(c)) => child == c,
+        _ => false,
+    };
+    m.inflight
+        .iter()
+        .find(|(_, rec)| answers(rec))
+        .map(|(token, _)| *token)
 }
 
 #[derive(Debug)]
@@ -257,6 +317,13 @@ struct Edge {
     /// Stagings running, by token: the edge copies off the loop, so other
     /// events come before the answer.
     stagings: VecDeque<u64>,
+    /// Every operation the machine started and has not cancelled or been
+    /// answered, by token, as its own table recorded it when it asked: the
+    /// two must agree whenever the world is quiet.
+    ops: BTreeMap<Token, Rec>,
+    /// Readiness probes asked for (their tokens), each with the version of
+    /// the child it judges (None: no child ran).
+    probes: VecDeque<(Token, Option<u64>)>,
     /// The external reload running: its token and the version it is for.
     reload: Option<(u64, u64)>,
     retries: Vec<u64>,
@@ -293,6 +360,13 @@ struct Edge {
     /// In this instant (this step of the world), the child was told
     /// something that may make it read its config.
     told_now: bool,
+    /// A burst of changes began and has not settled yet.
+    bursting: bool,
+    /// Work waits for that burst to settle (the restart signal came
+    /// during it, or a config was in flight when it began: a check of live
+    /// files that moved is no verdict): the settle that ends it acts, even
+    /// if it changes nothing.
+    held_by_burst: bool,
 }
 
 impl Deref for Edge {
@@ -319,6 +393,8 @@ impl Edge {
             worker: None,
             validations: VecDeque::new(),
             stagings: VecDeque::new(),
+            ops: BTreeMap::new(),
+            probes: VecDeque::new(),
             reload: None,
             retries: vec![],
             last_reload_token: 0,
@@ -337,6 +413,8 @@ impl Edge {
             signalled_from: None,
             unstarted: None,
             told_now: false,
+            bursting: false,
+            held_by_burst: false,
         }
     }
 
@@ -371,25 +449,67 @@ impl Edge {
         });
     }
 
-    /// Feeds `event`, performs the actions it yields (and the events they
-    /// answer at once), checking the invariants at each.
+    /// Feeds `event` (an answer as the event it becomes, found by its
+    /// token in the machine's table; a signal), performs the requests it
+    /// yields (and the answers they get at once), checking the invariants
+    /// at each. An answer for nothing in flight is not fed.
     fn feed(&mut self, m: &mut Machine, event: Event) -> Result<(), TestCaseError> {
-        let actions = self.take(m, event)?;
-        self.perform_all(m, actions)
+        let input = match event {
+            Event::Signal(sig) => Input::Signal(sig),
+            event => match token_for(m, &event) {
+                Some(token) => done(token, event),
+                None => return Ok(()),
+            },
+        };
+        let requests = self.take(m, input)?;
+        self.perform_all(m, requests)
     }
 
-    /// Performs `actions` in order, as the loop does: an answer that comes
+    /// A burst settled: the machine asks for one look, answered at once
+    /// with what the source holds. What it asks for then.
+    fn settled(&mut self, m: &mut Machine) -> Result<Vec<Request>, TestCaseError> {
+        self.bursting = false;
+        self.held_by_burst = false;
+        let asked = m.handle(Input::Settled);
+        let asked = self.register(m, asked)?;
+        let token = match asked.as_slice() {
+            [
+                Request::Start {
+                    token,
+                    op: Ask::Look(LookFor::Settle),
+                },
+            ] => *token,
+            _ => {
+                return Err(TestCaseError::fail(format!(
+                    "a settled burst asked {asked:?}"
+                )));
+            }
+        };
+        self.take(
+            m,
+            Input::Done {
+                token,
+                outcome: Outcome::Looked(snap(self.source)),
+            },
+        )
+    }
+
+    /// Performs `requests` in order, as the loop does: an answer that comes
     /// at once is taken by the machine at once, and what it asks for is
     /// performed after the rest.
-    fn perform_all(&mut self, m: &mut Machine, actions: Vec<Action>) -> Result<(), TestCaseError> {
+    fn perform_all(
+        &mut self,
+        m: &mut Machine,
+        requests: Vec<Request>,
+    ) -> Result<(), TestCaseError> {
         // A burst's signals and its hooks come in the same turn.
         self.signalled_from = None;
         self.told_now = false;
         self.superseded.clear();
-        let mut queue = VecDeque::from(actions);
-        while let Some(action) = queue.pop_front() {
-            prop_assert!(self.exited.is_none(), "{action:?} after Exit");
-            if let Some(answer) = self.perform(m, action)? {
+        let mut queue = VecDeque::from(requests);
+        while let Some(request) = queue.pop_front() {
+            prop_assert!(self.exited.is_none(), "{request:?} after Exit");
+            if let Some(answer) = self.request(m, request, queue.front())? {
                 queue.extend(self.take(m, answer)?);
             }
             self.check_view();
@@ -398,22 +518,199 @@ impl Edge {
             self.unstarted.is_none() || self.unstarted == self.model.stray,
             "a candidate shown in place for a check that could not start is still shown"
         );
+        // Every operation started and not yet cancelled or answered, as the
+        // world counts them, is what the machine's table holds.
+        let theirs: Vec<&Token> = m.inflight.keys().collect();
+        let ours: Vec<&Token> = self.ops.keys().collect();
+        prop_assert_eq!(
+            theirs,
+            ours,
+            "the machine's table of operations in flight is not the world's"
+        );
+        m.table_holds().map_err(TestCaseError::fail)?;
         Ok(())
     }
 
-    /// The machine takes `event`; what it asks for, checked.
-    fn take(&mut self, m: &mut Machine, event: Event) -> Result<Vec<Action>, TestCaseError> {
-        let before = m.stats().clone();
-        let retried = match &event {
-            Event::CannotCheck { token, .. } => m
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.token == *token && p.step == gate::Step::Checking)
-                .then_some(*token),
-            _ => None,
+    /// One request, as the intent it carries (the test's bookkeeping is
+    /// per intent): the machine's table says what each operation is for.
+    /// `next`: the request after it (a wait cancelled to be armed again is
+    /// no cancelled reload). The answer, if it comes at once.
+    fn request(
+        &mut self,
+        m: &Machine,
+        request: Request,
+        next: Option<&Request>,
+    ) -> Result<Option<Input>, TestCaseError> {
+        let action = match request {
+            Request::Start { token, op } => {
+                let Some(rec) = self.ops.get(&token).cloned() else {
+                    return Err(TestCaseError::fail(format!("{op:?} started, not recorded")));
+                };
+                let action = match (rec, op) {
+                    (Rec::Look(LookFor::Start), _) => Action::Fingerprint,
+                    (Rec::Look(_), _) => {
+                        return Ok(Some(done(token, Event::Candidate(snap(self.source)))));
+                    }
+                    (Rec::Spawn, _) => Action::Spawn,
+                    (Rec::Child | Rec::Drain, _) => return Ok(None),
+                    (Rec::Probe(_), _) => {
+                        let version = self.child.as_ref().map(|c| c.version);
+                        self.probes.push_back((token, version));
+                        return Ok(None);
+                    }
+                    (Rec::Stage(token), _) => Action::Stage { token },
+                    (
+                        Rec::Check(token),
+                        Ask::Check {
+                            changed,
+                            candidate,
+                            in_place,
+                            ..
+                        },
+                    ) => Action::Validate {
+                        token,
+                        changed,
+                        candidate,
+                        in_place,
+                    },
+                    (Rec::Commit(token), Ask::Commit { generation, proven }) => Action::Commit {
+                        token,
+                        generation,
+                        proven,
+                    },
+                    (Rec::RollBack, Ask::RollBack { to, from }) => Action::RollBack { to, from },
+                    (Rec::Drop(_), Ask::Drop { generation }) => {
+                        Action::DropCandidate { generation }
+                    }
+                    (Rec::ReloadSignals { .. }, Ask::AskHandling { signals, to }) => {
+                        Action::SendReloadSignals(signals, to)
+                    }
+                    (Rec::Hooks(token), Ask::Hooks { calls, .. }) => {
+                        Action::RunHooks { token, calls }
+                    }
+                    (Rec::Retry(token) | Rec::HooksRetry(token), Ask::Wait(after)) => {
+                        Action::RetryAfter { token, after }
+                    }
+                    (Rec::Stop, Ask::Wait(d)) => Action::StopDeadline(Some(d)),
+                    (Rec::StopDelay, Ask::Wait(d)) => Action::StopDelay(d),
+                    (Rec::Backoff, Ask::Wait(d)) => Action::Backoff(d),
+                    (Rec::Probation, Ask::Wait(d)) => Action::ProbationDeadline(Some(d)),
+                    (Rec::StartUp(child), Ask::Wait(after)) => {
+                        Action::StartUpDeadline { child, after }
+                    }
+                    (rec, op) => {
+                        return Err(TestCaseError::fail(format!("{op:?} recorded as {rec:?}")));
+                    }
+                };
+                return Ok(self.perform(m, action)?.map(|event| done(token, event)));
+            }
+            Request::Cancel { token } => {
+                let Some(rec) = self.ops.remove(&token) else {
+                    return Err(TestCaseError::fail(format!(
+                        "cancelled {token}, not in flight"
+                    )));
+                };
+                let rearmed = |r: fn(&Rec) -> bool| {
+                    matches!(next, Some(Request::Start { token, .. })
+                        if m.inflight.get(token).is_some_and(r))
+                };
+                match rec {
+                    Rec::Check(_) => Action::CancelValidation,
+                    Rec::Retry(token) => Action::CancelWait { token },
+                    Rec::HooksRetry(token) if rearmed(|r| matches!(r, Rec::HooksRetry(_))) => {
+                        Action::CancelWait { token }
+                    }
+                    Rec::Hooks(_) | Rec::HooksRetry(_) => Action::CancelHooks,
+                    Rec::Stop => Action::StopDeadline(None),
+                    Rec::Probation => Action::ProbationDeadline(None),
+                    Rec::StopDelay => {
+                        self.delay_armed = false;
+                        return Ok(None);
+                    }
+                    Rec::Backoff => {
+                        self.backoff_armed = false;
+                        return Ok(None);
+                    }
+                    Rec::StartUp(_) => {
+                        self.started_up_armed = None;
+                        return Ok(None);
+                    }
+                    // The world may answer it still: dropped then.
+                    Rec::Drain | Rec::Probe(_) => return Ok(None),
+                    rec => {
+                        return Err(TestCaseError::fail(format!("{rec:?} cancelled")));
+                    }
+                }
+            }
+            Request::Signal(sig, to) => Action::Signal(sig, to),
+            Request::ContinueStopped(to) => Action::ContinueStopped(to),
+            Request::KillGroup => Action::KillGroup,
+            Request::Prove { generation } => Action::Prove { generation },
+            Request::RemoveGeneration { generation } => Action::RemoveGeneration { generation },
+            Request::Unreject { generation } => Action::Unreject { generation },
+            Request::Acted => Action::Acted,
+            Request::Exit(code) => Action::Exit(code),
         };
-        let actions = m.step(event.clone());
-        if let Event::CannotCheck { .. } = &event {
+        prop_assert!(
+            self.perform(m, action)?.is_none(),
+            "an answer to no request"
+        );
+        Ok(None)
+    }
+
+    /// What the machine asked for in one step: each operation it started,
+    /// as its table recorded it (an answer taken at once may cancel it
+    /// before the world starts it: the cancel then follows). One started
+    /// and cancelled within the step is neither.
+    fn register(
+        &mut self,
+        m: &Machine,
+        mut requests: Vec<Request>,
+    ) -> Result<Vec<Request>, TestCaseError> {
+        let mut moot = vec![];
+        for r in &requests {
+            if let Request::Start { token, op } = r {
+                match m.inflight.get(token) {
+                    Some(rec) => {
+                        self.ops.insert(*token, rec.clone());
+                    }
+                    None if requests.contains(&Request::Cancel { token: *token }) => {
+                        moot.push(*token);
+                    }
+                    None => {
+                        return Err(TestCaseError::fail(format!("{op:?} started, not recorded")));
+                    }
+                }
+            }
+        }
+        requests.retain(|r| match r {
+            Request::Start { token, .. } | Request::Cancel { token } => !moot.contains(token),
+            _ => true,
+        });
+        Ok(requests)
+    }
+
+    /// The machine takes `input`; what it asks for, checked.
+    fn take(&mut self, m: &mut Machine, input: Input) -> Result<Vec<Request>, TestCaseError> {
+        let before = m.stats().clone();
+        let mut cannot_check = false;
+        let mut retried = None;
+        if let Input::Done { token, outcome } = &input {
+            self.ops.remove(token);
+            if let (Some(Rec::Check(t)), Outcome::Checked(Verdict::CannotRun(_))) =
+                (m.inflight.get(token), outcome)
+            {
+                cannot_check = true;
+                retried = m
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.token == *t && p.step == gate::Step::Checking)
+                    .then_some(*t);
+            }
+        }
+        let requests = m.handle(input);
+        let requests = self.register(m, requests)?;
+        if cannot_check {
             // No verdict on the bytes: neither counted as one nor a
             // reason to give up; the check (or, with --promote-to, the
             // staging it needs) is tried again.
@@ -423,17 +720,19 @@ impl Edge {
                 (after.validations_ok, after.validations_failed),
                 "a check that could not start counted as a verdict"
             );
-            if let Some(token) = retried {
+            if let Some(t) = retried {
+                let waits = |r: &Request| match r {
+                    Request::Start { token, .. } => m.inflight.get(token) == Some(&Rec::Retry(t)),
+                    _ => false,
+                };
                 prop_assert!(
-                    actions
-                        .iter()
-                        .any(|a| matches!(a, Action::RetryAfter { token: t, .. } if *t == token))
-                        && !actions.iter().any(|a| matches!(a, Action::Exit(_))),
-                    "a check that could not start is not retried: {actions:?}"
+                    requests.iter().any(waits)
+                        && !requests.iter().any(|r| matches!(r, Request::Exit(_))),
+                    "a check that could not start is not retried: {requests:?}"
                 );
             }
         }
-        Ok(actions)
+        Ok(requests)
     }
 
     /// Nothing that may make the running child read its config reaches it
@@ -720,13 +1019,15 @@ impl Edge {
             Op::Change(v) => {
                 let v = v + 10 * notes(self.source);
                 self.write(v);
-                self.feed(m, Event::ConfigSettled(snap(v)))?;
+                let requests = self.settled(m)?;
+                self.perform_all(m, requests)?;
             }
             Op::Notes(n) => {
                 let v = app(self.source) + 10 * n;
                 let quiet = self.notes_quiet()
                     && self.validations.is_empty()
                     && self.stagings.is_empty()
+                    && !self.held_by_burst
                     && self.reload.is_none()
                     && self.retries.is_empty()
                     && self
@@ -735,19 +1036,20 @@ impl Edge {
                         .is_some_and(|c| app(c.version) == app(v));
                 self.write(v);
                 let before = m.stats().clone();
-                let actions = m.step(Event::ConfigSettled(snap(v)));
+                let requests = self.settled(m)?;
                 if quiet && m.phase == Phase::Running {
                     prop_assert!(
-                        actions.is_empty(),
-                        "a file that chose none caused {actions:?}"
+                        requests.is_empty(),
+                        "a file that chose none caused {requests:?}"
                     );
                     prop_assert_eq!(&before, m.stats());
                 }
-                self.perform_all(m, actions)?;
+                self.perform_all(m, requests)?;
             }
             Op::Touch => {
                 let quiet = self.validations.is_empty()
                     && self.stagings.is_empty()
+                    && !self.held_by_burst
                     && self.reload.is_none()
                     && self.retries.is_empty()
                     && self
@@ -755,12 +1057,12 @@ impl Edge {
                         .as_ref()
                         .is_some_and(|c| c.version == self.source);
                 let before = m.stats().clone();
-                let actions = m.step(Event::ConfigSettled(snap(self.source)));
+                let requests = self.settled(m)?;
                 if quiet && m.phase == Phase::Running {
-                    prop_assert!(actions.is_empty(), "unchanged bytes caused {actions:?}");
+                    prop_assert!(requests.is_empty(), "unchanged bytes caused {requests:?}");
                     prop_assert_eq!(&before, m.stats());
                 }
-                self.perform_all(m, actions)?;
+                self.perform_all(m, requests)?;
             }
             Op::ChildExits(code) => self.kill_child(Status::Exited(code)),
             Op::Signal(sig) => {
@@ -770,7 +1072,10 @@ impl Edge {
                 }
                 self.feed(m, Event::Signal(sig))?;
             }
-            Op::RestartRequest => self.feed(m, Event::RestartRequested(snap(self.source)))?,
+            Op::RestartRequest => {
+                self.held_by_burst |= self.bursting;
+                self.feed(m, Event::Signal(RESTART))?;
+            }
             Op::ChildReady => {
                 if let Some(c) = &mut self.child {
                     c.ready = true;
@@ -805,6 +1110,7 @@ impl Edge {
                 }
             }
             Op::ReportGroupGone => {
+                // Gone, whether or not anyone waits for it.
                 if self.group_pending && self.exit_pending.is_none() {
                     self.group_pending = false;
                     self.feed(m, Event::GroupGone)?;
@@ -829,26 +1135,46 @@ impl Edge {
                     self.feed(m, Event::BackoffOver)?;
                 }
             }
-            Op::Probe { stale, young } => {
+            Op::Burst => {
+                self.bursting = true;
+                self.held_by_burst |= m.pending.is_some();
+                let requests = self.take(m, Input::Changed)?;
+                self.perform_all(m, requests)?;
+            }
+            Op::ProbeDue => {
+                let requests = self.take(m, Input::ProbeDue)?;
+                self.perform_all(m, requests)?;
+            }
+            Op::Probe { young } => {
+                let Some((token, version)) = self.probes.pop_front() else {
+                    return Ok(());
+                };
                 let ran_for = Duration::from_secs(if young { 1 } else { 3600 });
-                if stale {
-                    // An answer for the child before this one judges nobody.
-                    let before = m.stats().clone();
-                    let actions = m.step(Event::Probed {
-                        child: m.period.wrapping_sub(1),
-                        ok: false,
+                // The probe judges the child it was asked about (a dead
+                // one fails it), not the file.
+                let ok = self.child.is_some() && version.is_some_and(|v| self.ready(v));
+                let current = m.inflight.get(&token) == Some(&Rec::Probe(m.period));
+                let answer = done(
+                    token,
+                    Event::Probed {
+                        child: 0,
+                        ok,
                         ran_for,
-                    });
-                    prop_assert!(actions.is_empty(), "a stale probe answer did {actions:?}");
+                    },
+                );
+                if !current {
+                    // An answer for an earlier child, or for a probe the
+                    // machine cancelled, judges nobody.
+                    let before = m.stats().clone();
+                    let requests = self.take(m, answer)?;
+                    prop_assert!(requests.is_empty(), "a stale probe answer did {requests:?}");
                     prop_assert_eq!(&before, m.stats());
                 } else {
-                    // The probe judges the running child, not the file.
-                    let ok = self.child.as_ref().is_some_and(|c| self.ready(c.version));
-                    let child = m.period;
                     if ok && let Some(c) = self.child.as_mut() {
                         c.starting = false;
                     }
-                    self.feed(m, Event::Probed { child, ok, ran_for })?;
+                    let requests = self.take(m, answer)?;
+                    self.perform_all(m, requests)?;
                 }
             }
             Op::FireStartedUp => {
@@ -887,8 +1213,9 @@ impl Edge {
                 model.unshow_fails = false;
                 let (good, rejected, proven) = model.recover();
                 *self = Edge::new(model);
-                let (fresh, first) = Machine::new(self.settings.clone(), good, rejected, proven);
+                let (fresh, first) = Machine::boot(self.settings.clone(), good, rejected, proven);
                 *m = fresh;
+                let first = self.register(m, first)?;
                 self.perform_all(m, first)?;
             }
         }
@@ -923,7 +1250,9 @@ impl Edge {
             self.view_fails = false;
             self.unshow_fails = false;
             self.checks_fail = false;
-            let op = if !self.stagings.is_empty() {
+            let op = if self.bursting {
+                Op::Touch
+            } else if !self.stagings.is_empty() {
                 Op::FinishStaging
             } else if !self.validations.is_empty() {
                 Op::FinishValidation
@@ -1010,7 +1339,8 @@ fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestC
     let mut model = Model::new(settings.clone());
     model.instant_source = true;
     let mut w = Edge::new(model);
-    let (mut m, first) = Machine::new(settings, None, None, None);
+    let (mut m, first) = Machine::boot(settings, None, None, None);
+    let first = w.register(&m, first)?;
     w.perform_all(&mut m, first)?;
     for op in ops {
         w.step(&mut m, op)?;
