@@ -265,20 +265,18 @@ fn done(token: Token, event: Event) -> Input {
     Input::Done { token, outcome }
 }
 
+/// A retry's wait: the gate's, a rollback's, a withdrawal's, the hooks'.
+fn is_retry(rec: &Rec) -> bool {
+    matches!(rec, Rec::Retry(_) | Rec::HooksRetry(_))
+}
+
 /// The operation in flight whose answer `event` is, if any.
 fn token_for(m: &Machine, event: &Event) -> Option<Token> {
     let answers = |rec: &Rec| match (event, rec) {
-        (Event::ChildExited { .. }, Rec::Child)
-        | (Event::GroupGone, Rec::Drain)
-        | (Event::StopDeadline, Rec::Stop)
-        | (Event::StopDelayOver, Rec::StopDelay)
-        | (Event::BackoffOver, Rec::Backoff)
-        | (Event::ProbationOver, Rec::Probation) => true,
+        (Event::ChildExited { .. }, Rec::Child) | (Event::GroupGone, Rec::Drain) => true,
         (Event::Staged { token, .. }, Rec::Stage(t))
         | (Event::Validated { token, .. }, Rec::Check(t))
-        | (Event::HooksDone { token, .. }, Rec::Hooks(t))
-        | (Event::RetryDue { token }, Rec::Retry(t) | Rec::HooksRetry(t)) => token == t,
-        (Event::StartedUp { child }, Rec::StartUp(c)) => child == c,
+        | (Event::HooksDone { token, .. }, Rec::Hooks(t)) => token == t,
         _ => false,
     };
     m.inflight
@@ -326,15 +324,10 @@ struct Edge {
     probes: VecDeque<(Token, Option<u64>)>,
     /// The external reload running: its token and the version it is for.
     reload: Option<(u64, u64)>,
-    retries: Vec<u64>,
     last_reload_token: u64,
-    stop_armed: bool,
-    /// `--stop-delay` runs (SIGTERM came while the child ran).
-    delay_armed: bool,
     /// SIGKILL was sent to the group: it is gone long before the kill
     /// grace runs out (only a process stuck in the kernel outlives it).
     killed: bool,
-    backoff_armed: bool,
     exited: Option<i32>,
     /// SIGTERM or SIGINT arrived: what is left of the time the manager may
     /// still arm before it exits.
@@ -344,9 +337,6 @@ struct Edge {
     /// What a reload cancelled in this turn still owed: a newer burst's
     /// reload takes it over.
     superseded: BTreeMap<usize, Vec<PathBuf>>,
-    probation_armed: bool,
-    /// The start-up period armed, for this child number.
-    started_up_armed: Option<u64>,
     /// The generation shown when the window started, and when it ran out.
     window_for: Option<String>,
     window_ran: Option<String>,
@@ -396,18 +386,12 @@ impl Edge {
             ops: BTreeMap::new(),
             probes: VecDeque::new(),
             reload: None,
-            retries: vec![],
             last_reload_token: 0,
-            stop_armed: false,
-            delay_armed: false,
             killed: false,
-            backoff_armed: false,
             exited: None,
             shutdown_budget: None,
             reload_left: BTreeMap::new(),
             superseded: BTreeMap::new(),
-            probation_armed: false,
-            started_up_armed: None,
             window_for: None,
             window_ran: None,
             signalled_from: None,
@@ -623,20 +607,14 @@ impl Edge {
                     Rec::Hooks(_) | Rec::HooksRetry(_) => Action::CancelHooks,
                     Rec::Stop => Action::StopDeadline(None),
                     Rec::Probation => Action::ProbationDeadline(None),
-                    Rec::StopDelay => {
-                        self.delay_armed = false;
+                    // The world may answer a probe still: dropped then.
+                    Rec::StopDelay
+                    | Rec::Backoff
+                    | Rec::StartUp(_)
+                    | Rec::Drain
+                    | Rec::Probe(_) => {
                         return Ok(None);
                     }
-                    Rec::Backoff => {
-                        self.backoff_armed = false;
-                        return Ok(None);
-                    }
-                    Rec::StartUp(_) => {
-                        self.started_up_armed = None;
-                        return Ok(None);
-                    }
-                    // The world may answer it still: dropped then.
-                    Rec::Drain | Rec::Probe(_) => return Ok(None),
                     rec => {
                         return Err(TestCaseError::fail(format!("{rec:?} cancelled")));
                     }
@@ -688,6 +666,26 @@ impl Edge {
             _ => true,
         });
         Ok(requests)
+    }
+
+    /// A wait the machine armed and `which` names is in flight.
+    fn armed(&self, which: fn(&Rec) -> bool) -> bool {
+        self.ops.values().any(which)
+    }
+
+    /// The oldest wait `which` names runs out, if one is armed.
+    fn fire(&mut self, m: &mut Machine, which: fn(&Rec) -> bool) -> Result<(), TestCaseError> {
+        let Some(token) = self.ops.iter().find(|(_, r)| which(r)).map(|(t, _)| *t) else {
+            return Ok(());
+        };
+        let requests = self.take(
+            m,
+            Input::Done {
+                token,
+                outcome: Outcome::Elapsed,
+            },
+        )?;
+        self.perform_all(m, requests)
     }
 
     /// The machine takes `input`; what it asks for, checked.
@@ -814,21 +812,19 @@ impl Edge {
                 Ok(Some(Event::RolledBack { result }))
             }
             Action::ProbationDeadline(d) => {
-                self.probation_armed = d.is_some();
                 if d.is_some() {
                     self.window_for = self.good.clone();
                     self.window_ran = None;
                 }
                 Ok(None)
             }
-            Action::StartUpDeadline { child, .. } => {
+            Action::StartUpDeadline { .. } => {
                 prop_assert!(
                     self.settings.validate_in_place
                         || (self.settings.ready_interval.is_some()
                             && self.settings.rollback_window.is_some()),
                     "a start-up period for nothing"
                 );
-                self.started_up_armed = Some(child);
                 Ok(None)
             }
             Action::Prove { generation } => {
@@ -888,23 +884,17 @@ impl Edge {
             Action::StopDeadline(Some(d)) => {
                 prop_assert!(d <= Duration::from_secs(3600), "deadline {d:?}");
                 self.spend(d)?;
-                self.stop_armed = true;
                 Ok(None)
             }
-            Action::StopDeadline(None) => {
-                self.stop_armed = false;
-                Ok(None)
-            }
+            Action::StopDeadline(None) => Ok(None),
             Action::StopDelay(d) => {
                 prop_assert!(d <= Duration::from_secs(3600), "stop delay {d:?}");
                 self.spend(d)?;
-                self.delay_armed = true;
                 Ok(None)
             }
             Action::Backoff(d) => {
                 prop_assert!(d <= BACKOFF_MAX, "backoff {d:?}");
                 prop_assert!(self.shutdown_budget.is_none(), "a backoff after SIGTERM");
-                self.backoff_armed = true;
                 Ok(None)
             }
             Action::Validate {
@@ -934,12 +924,8 @@ impl Edge {
                     }
                 }
             }
-            Action::CancelWait { token } => {
-                let armed = self.retries.iter().position(|t| *t == token);
-                prop_assert!(armed.is_some(), "cancelling no wait ({token})");
-                self.retries.retain(|t| *t != token);
-                Ok(None)
-            }
+            // (Only what is in flight can be cancelled: `request`.)
+            Action::CancelWait { .. } => Ok(None),
             Action::CancelValidation => {
                 prop_assert!(!self.validations.is_empty(), "cancelling no validation");
                 self.validations.clear();
@@ -995,7 +981,6 @@ impl Edge {
                 if self.reload.as_ref().is_some_and(|(t, _)| *t == token) {
                     self.reload = None;
                 }
-                self.retries.push(token);
                 Ok(None)
             }
             Action::CancelHooks => {
@@ -1029,7 +1014,7 @@ impl Edge {
                     && self.stagings.is_empty()
                     && !self.held_by_burst
                     && self.reload.is_none()
-                    && self.retries.is_empty()
+                    && !self.armed(is_retry)
                     && self
                         .child
                         .as_ref()
@@ -1051,7 +1036,7 @@ impl Edge {
                     && self.stagings.is_empty()
                     && !self.held_by_burst
                     && self.reload.is_none()
-                    && self.retries.is_empty()
+                    && !self.armed(is_retry)
                     && self
                         .child
                         .as_ref()
@@ -1121,20 +1106,10 @@ impl Edge {
                     self.step(m, Op::ReportExit)?;
                     self.step(m, Op::ReportGroupGone)?;
                 }
-                if std::mem::take(&mut self.stop_armed) {
-                    self.feed(m, Event::StopDeadline)?;
-                }
+                self.fire(m, |r| *r == Rec::Stop)?;
             }
-            Op::FireStopDelay => {
-                if std::mem::take(&mut self.delay_armed) {
-                    self.feed(m, Event::StopDelayOver)?;
-                }
-            }
-            Op::FireBackoff => {
-                if std::mem::take(&mut self.backoff_armed) {
-                    self.feed(m, Event::BackoffOver)?;
-                }
-            }
+            Op::FireStopDelay => self.fire(m, |r| *r == Rec::StopDelay)?,
+            Op::FireBackoff => self.fire(m, |r| *r == Rec::Backoff)?,
             Op::Burst => {
                 self.bursting = true;
                 self.held_by_burst |= m.pending.is_some();
@@ -1178,25 +1153,21 @@ impl Edge {
                 }
             }
             Op::FireStartedUp => {
-                if let Some(child) = self.started_up_armed.take() {
-                    if let Some(c) = self.child.as_mut() {
-                        c.starting = false;
-                    }
-                    self.feed(m, Event::StartedUp { child })?;
+                let started_up = |r: &Rec| matches!(r, Rec::StartUp(_));
+                if self.armed(started_up)
+                    && let Some(c) = self.child.as_mut()
+                {
+                    c.starting = false;
                 }
+                self.fire(m, started_up)?;
             }
             Op::FireProbation => {
-                if std::mem::take(&mut self.probation_armed) {
+                if self.armed(|r| *r == Rec::Probation) {
                     self.window_ran = self.good.clone();
-                    self.feed(m, Event::ProbationOver)?;
                 }
+                self.fire(m, |r| *r == Rec::Probation)?;
             }
-            Op::FireRetry => {
-                if !self.retries.is_empty() {
-                    let token = self.retries.remove(0);
-                    self.feed(m, Event::RetryDue { token })?;
-                }
-            }
+            Op::FireRetry => self.fire(m, is_retry)?,
             Op::DiskFails(fails) => self.disk_fails = fails,
             Op::ViewFails(fails) => self.view_fails = fails,
             Op::UnshowFails(fails) => self.unshow_fails = fails,
@@ -1258,19 +1229,19 @@ impl Edge {
                 Op::FinishValidation
             } else if self.reload.is_some() {
                 Op::FinishReload(0)
-            } else if !self.retries.is_empty() {
+            } else if self.armed(is_retry) {
                 Op::FireRetry
             } else if self.exit_pending.is_some() {
                 Op::ReportExit
             } else if self.group_pending {
                 Op::ReportGroupGone
-            } else if self.backoff_armed {
+            } else if self.armed(|r| *r == Rec::Backoff) {
                 Op::FireBackoff
-            } else if self.stop_armed {
+            } else if self.armed(|r| *r == Rec::Stop) {
                 Op::FireStopDeadline
-            } else if self.delay_armed {
+            } else if self.armed(|r| *r == Rec::StopDelay) {
                 Op::FireStopDelay
-            } else if self.started_up_armed.is_some() {
+            } else if self.armed(|r| matches!(r, Rec::StartUp(_))) {
                 Op::FireStartedUp
             } else {
                 return Ok(());
