@@ -104,6 +104,11 @@ pub struct Model {
     /// A candidate shown in place whose removal `unshow_fails` refused:
     /// shown until a removal asked again takes.
     pub stray: Option<String>,
+    /// A candidate shown in place whose check could not start, or whose
+    /// commit the disk refused: shown until the machine, having taken that
+    /// answer, drops it (by the end of that turn, unless the disk keeps it
+    /// there: `stray`).
+    pub unchecked: Option<String>,
     /// No check can start: no descriptor, process or memory for it
     /// (EMFILE, EAGAIN, ENOMEM), a fault of ours that says nothing of the
     /// bytes.
@@ -143,6 +148,7 @@ impl Model {
             view_fails: false,
             unshow_fails: false,
             stray: None,
+            unchecked: None,
             checks_fail: false,
             checked_ok: vec![],
             next_gen: 0,
@@ -276,7 +282,9 @@ impl Model {
         if !self.settings.promote || self.shown == self.good || self.behind() {
             return;
         }
-        let checked = self.shown.as_deref().is_some_and(in_check) || self.shown == self.stray;
+        let checked = self.shown.as_deref().is_some_and(in_check)
+            || self.shown == self.stray
+            || self.shown == self.unchecked;
         assert!(
             self.settings.validate_in_place && checked,
             "the child's directory shows {:?}, not the last good {:?}",
@@ -309,6 +317,7 @@ impl Model {
             self.shown = candidate.map(String::from);
         }
         if self.checks_fail {
+            self.unchecked = candidate.filter(|_| in_place).map(String::from);
             return Err("cannot run the validator: Resource temporarily unavailable".into());
         }
         Ok(version)
@@ -382,6 +391,10 @@ impl Model {
             let recorded = self.good.as_deref() == Some(generation);
             if recorded && proven.is_none() {
                 self.proven_record = None;
+            }
+            let g = Some(generation);
+            if !recorded && self.shown.as_deref() == g && self.view.as_deref() != g {
+                self.unchecked = Some(generation.to_string());
             }
             return Err(CommitFailed {
                 reason: "No space left on device".into(),
@@ -459,7 +472,20 @@ impl Model {
         if self.stray.as_deref() == Some(generation) {
             self.stray = None;
         }
+        if self.unchecked.as_deref() == Some(generation) {
+            self.unchecked = None;
+        }
         Ok(self.gens.remove(generation))
+    }
+
+    /// At the end of a turn: a candidate shown for a check that never
+    /// started, or whose commit the disk refused, is off the view again
+    /// (unless the disk keeps it there).
+    pub fn turn_ends(&self) {
+        assert!(
+            self.unchecked.is_none() || self.unchecked == self.stray,
+            "a candidate shown in place for a check that could not start is still shown"
+        );
     }
 
     /// What the machine tells the world the directory holds is what it
@@ -601,6 +627,7 @@ impl Model {
         self.view = self.good.clone();
         self.shown = self.good.clone();
         self.stray = None;
+        self.unchecked = None;
         self.proven = self.proven_record.clone().or(self.good.clone());
         let good = self.good.as_ref().map(|g| generation(self, g));
         let rejected = self

@@ -355,10 +355,6 @@ struct Edge {
     /// The version the child had before this turn's reload signals (its
     /// hooks, held until the signals are sent, are for the same change).
     signalled_from: Option<u64>,
-    /// A candidate shown in place for a check that then could not start, or
-    /// whose commit the disk refused: shown until the machine, having taken
-    /// that answer, discards it.
-    unstarted: Option<String>,
     /// In this instant (this step of the world), the child was told
     /// something that may make it read its config.
     told_now: bool,
@@ -416,7 +412,6 @@ impl Edge {
             window_for: None,
             window_ran: None,
             signalled_from: None,
-            unstarted: None,
             told_now: false,
             bursting: false,
             unseen: false,
@@ -450,10 +445,7 @@ impl Edge {
     /// The model's view invariant, with the checks running now.
     fn check_view(&self) {
         let v = &self.validations;
-        let unstarted = self.unstarted.as_deref();
-        self.model.check_view(|g| {
-            unstarted == Some(g) || v.iter().any(|(_, _, c)| c.as_deref() == Some(g))
-        });
+        (self.model).check_view(|g| v.iter().any(|(_, _, c)| c.as_deref() == Some(g)));
     }
 
     /// Feeds `event` (an answer as the event it becomes, found by its
@@ -541,10 +533,7 @@ impl Edge {
             }
             self.check_view();
         }
-        prop_assert!(
-            self.unstarted.is_none() || self.unstarted == self.model.stray,
-            "a candidate shown in place for a check that could not start is still shown"
-        );
+        self.model.turn_ends();
         // Every operation started and not yet cancelled or answered, as the
         // world counts them, is what the machine's table holds.
         let theirs: Vec<&Token> = m.inflight.keys().collect();
@@ -826,12 +815,6 @@ impl Edge {
                 let result = self
                     .model
                     .commit(&generation, proven.as_deref(), &m.promoted());
-                if result.as_ref().is_err_and(|e| !e.recorded)
-                    && self.shown.as_ref() == Some(&generation)
-                    && self.view.as_ref() != Some(&generation)
-                {
-                    self.unstarted = Some(generation);
-                }
                 Ok(Some(Event::Committed { token, result }))
             }
             Action::DropCandidate { generation } => {
@@ -839,9 +822,6 @@ impl Edge {
                     .model
                     .drop_candidate(&generation, &m.promoted())
                     .map(|_| ());
-                if self.unstarted.as_ref() == Some(&generation) && result.is_ok() {
-                    self.unstarted = None;
-                }
                 Ok(Some(Event::Dropped { generation, result }))
             }
             Action::RemoveGeneration { generation } => {
@@ -968,10 +948,7 @@ impl Edge {
                         self.validations.push_back((token, version, candidate));
                         Ok(None)
                     }
-                    Err(reason) => {
-                        self.unstarted = candidate.filter(|_| in_place);
-                        Ok(Some(Event::CannotCheck { token, reason }))
-                    }
+                    Err(reason) => Ok(Some(Event::CannotCheck { token, reason })),
                 }
             }
             // (Only what is in flight can be cancelled: `request`.)

@@ -505,6 +505,7 @@ impl World for Fake {
         }
         let checking = self.check.as_ref().and_then(|(_, _, c, _)| c.as_deref());
         self.model.check_view(|g| checking == Some(g));
+        self.model.turn_ends();
         let now = machine.readiness();
         if now != self.readiness {
             self.readiness_log.push((self.ms(), now.clone()));
