@@ -636,21 +636,40 @@ impl Promoter {
         }
     }
 
-    /// Removes a generation the machine no longer needs: it decides which
-    /// (never one a record names or the view shows). A tripwire, not a
-    /// decision: only a name of ours goes, and never what `..good` or
-    /// `..data` names on disk (that would leave the child's directory or a
-    /// restart dangling): asked for, it is a bug, said and refused.
+    /// Removes a generation the machine no longer needs: it decides which.
+    /// What the world promises beside: only a name of ours goes, and never
+    /// what the child's view shows on disk (a switch that failed half way
+    /// can leave `..data` where the machine does not believe it is), nor
+    /// what `..good` names (the machine never asks for that: a bug, said).
     pub fn remove_generation(&self, generation: &str) {
-        let named = |link| fs::read_link(self.dir.join(link)).ok();
-        if [named(GOOD), named(DATA)].contains(&Some(PathBuf::from(generation))) {
-            log::error!(
-                "{}: asked to remove generation {generation}, which {GOOD} or {DATA} names: kept",
-                self.dir.display()
-            );
-        } else if is_generation(generation) {
+        if self.kept_on_disk(generation, "remove") {
+            return;
+        }
+        if is_generation(generation) {
             remove_later(self.dir.join(generation));
         }
+    }
+
+    /// Does the disk need `generation` whatever the machine asks to `what`
+    /// it: the view shows it, or `..good` names it (said as a bug)?
+    fn kept_on_disk(&self, generation: &str, what: &str) -> bool {
+        let named = |link| fs::read_link(self.dir.join(link)).ok();
+        let g = Some(PathBuf::from(generation));
+        if named(GOOD) == g {
+            log::error!(
+                "{}: asked to {what} generation {generation}, which {GOOD} names: kept",
+                self.dir.display()
+            );
+            return true;
+        }
+        if named(DATA) == g {
+            debug!(
+                "{}: not removing generation {generation}: the child's view shows it",
+                self.dir.display()
+            );
+            return true;
+        }
+        false
     }
 
     /// Back to a generation kept for the rollback window: the durable record
@@ -704,22 +723,22 @@ impl Promoter {
     /// way back); it is kept, or the view would dangle.
     pub fn drop_candidate(&self, generation: &str, now: &Promoted) -> Result<(), String> {
         // The machine never drops what the record names or the view is to
-        // show (`now`). A tripwire, not a decision: what `..good` names on
-        // disk (a restart shows it) is never removed; asked for, it is a
-        // bug, said.
-        if self.record(GOOD).as_deref() == Some(generation) {
-            log::error!(
-                "{}: asked to drop generation {generation}, which {GOOD} names: kept",
-                self.dir.display()
-            );
-            return Ok(());
-        }
+        // show (`now`); what `..good` names on disk is kept whatever asks.
         let shows = |g| fs::read_link(self.dir.join(DATA)).ok().as_deref() == Some(Path::new(g));
-        if shows(generation)
-            && let Err(e) = self.put_back(now.view.as_deref())
-            && shows(generation)
-        {
-            return Err(format!("cannot restore {}: {e}", self.dir.display()));
+        let put_back = match shows(generation) {
+            true => self.put_back(now.view.as_deref()),
+            false => Ok(()),
+        };
+        // Still shown (the way back refused, or `now.view` is this very
+        // generation): kept, or the view would dangle.
+        if shows(generation) {
+            let why = put_back
+                .err()
+                .map_or("the view is to show it".into(), |e| e.to_string());
+            return Err(format!("cannot restore {}: {why}", self.dir.display()));
+        }
+        if self.kept_on_disk(generation, "drop") {
+            return Ok(());
         }
         // At once: what DIR holds is what a user sees, even if the manager
         // exits right after.
@@ -1124,6 +1143,35 @@ mod tests {
             .flatten()
             .filter(|e| is_generation(&e.file_name().to_string_lossy()))
             .count()
+    }
+
+    /// What the disk needs stays whatever asks: a removal of the generation
+    /// `..good` names or the view shows, or a drop of it, is refused, while
+    /// a generation nothing needs goes (it is what proves the refusal
+    /// waited long enough: removals run off the caller's thread).
+    #[test]
+    fn what_the_record_names_or_the_view_shows_is_never_removed() {
+        let d = scratch("tripwire");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), "v1").unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let good = p.stage().unwrap();
+        p.commit(&good.name, None, &empty()).unwrap();
+        fs::write(src.join("app.conf"), "v2").unwrap();
+        let spare = p.stage().unwrap();
+        p.remove_generation(&good.name);
+        assert!(p.drop_candidate(&good.name, &at(&good)).is_err());
+        p.remove_generation(&spare.name);
+        let gone = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            !dir.join(&spare.name).exists()
+        });
+        assert!(gone, "a generation nothing needs stays");
+        assert!(dir.join(&good.name).is_dir(), "the last good one went");
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -622,7 +622,8 @@ impl Machine {
                 ..
             }) if realign => {
                 // The generation the record named before goes (unless the
-                // disk's view still shows it: the world never removes that).
+                // disk's view still shows it, a switch that failed half way:
+                // the world never removes what the view shows).
                 let before = std::mem::replace(&mut self.last_good, self.lag.clone());
                 let mut actions: Vec<Action> = before
                     .filter(|g| !self.is_kept(g))
