@@ -263,7 +263,7 @@ impl Model {
     /// The child is told something that may make it read its config
     /// (`what`: a signal, reload hooks): never while its directory shows a
     /// candidate (`child_runs`: there is a child to read it).
-    pub fn told(&self, what: &str, child_runs: bool) {
+    pub fn check_told(&self, what: &str, child_runs: bool) {
         assert!(
             !child_runs || !self.settings.promote || self.shown == self.view,
             "{what} sent while the child's directory shows candidate {:?}",

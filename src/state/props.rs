@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 
 const HUP: i32 = libc::SIGHUP;
-/// The restart signal (never sent by `Op::Signal`).
+/// The restart signal, where one is set (never sent by `Op::Signal`).
 const RESTART: i32 = libc::SIGUSR2;
 
 /// What a burst asks for, as the model works it out on its own.
@@ -187,6 +187,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             Some("own hook"),
             Some("first hook"),
         ]),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -200,6 +201,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                 promote,
                 rollback,
                 rule,
+                restart_signal,
             )| {
                 let external = matches!(by, ReloadBy::External);
                 let global_hooks = if external { 3 } else { 0 };
@@ -239,7 +241,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     ready_interval: rollback.then_some(Duration::from_secs(1)),
                     ready_failures: 2,
                     ready_start_period: Duration::from_secs(if start_period { 10 } else { 0 }),
-                    restart_signal: Some(RESTART),
+                    restart_signal: restart_signal.then_some(RESTART),
                     remap_exit: vec![],
                     inherited_safe: 0,
                 }
@@ -269,7 +271,16 @@ fn done(token: Token, event: Event) -> Input {
         Event::ReloadSignalUnhandled(sig, ignored) => Outcome::Handling(Some((sig, ignored))),
         Event::HooksDone { failed, .. } => Outcome::HooksDone { failed },
         Event::Probed { ok, ran_for, .. } => Outcome::Probed { ok, ran_for },
-        _ => Outcome::Elapsed,
+        // Waits are answered by `Edge::fire`; signals and settles are no
+        // answers.
+        Event::StopDeadline
+        | Event::StopDelayOver
+        | Event::BackoffOver
+        | Event::RetryDue { .. }
+        | Event::ProbationOver
+        | Event::StartedUp { .. }
+        | Event::Signal(_)
+        | Event::Changed => unreachable!("{event:?} is no answer here"),
     };
     Input::Done { token, outcome }
 }
@@ -330,7 +341,10 @@ struct Edge {
     ops: BTreeMap<Token, Rec>,
     /// Readiness probes asked for (their tokens), each with the version of
     /// the child it judges (None: no child ran).
-    probes: VecDeque<(Token, Option<u64>)>,
+    probes: VecDeque<(Token, Option<u64>, u64)>,
+    /// Children started so far (a probe is for the one it was asked
+    /// about: the number with it).
+    spawns: u64,
     /// Looks running (their tokens): answered with the source as it is
     /// when they end.
     looks: VecDeque<Token>,
@@ -354,7 +368,8 @@ struct Edge {
     window_ran: Option<String>,
     /// The version the child had before this turn's reload signals (its
     /// hooks, held until the signals are sent, are for the same change).
-    signalled_from: Option<u64>,
+    /// And whether the machine had seen the files then (see `exact`).
+    signalled_from: Option<(u64, bool)>,
     /// In this instant (this step of the world), the child was told
     /// something that may make it read its config.
     told_now: bool,
@@ -401,6 +416,7 @@ impl Edge {
             stagings: VecDeque::new(),
             ops: BTreeMap::new(),
             probes: VecDeque::new(),
+            spawns: 0,
             looks: VecDeque::new(),
             reload: None,
             last_reload_token: 0,
@@ -464,6 +480,19 @@ impl Edge {
         self.perform_all(m, requests)
     }
 
+    /// The first event of a burst of writes, unless one began already:
+    /// nothing is asked for then.
+    fn burst_begins(&mut self, m: &mut Machine) -> Result<(), TestCaseError> {
+        if !std::mem::replace(&mut self.bursting, true) {
+            let asked = m.handle(Input::Changed);
+            prop_assert!(
+                asked.is_empty(),
+                "the first event of a burst asked {asked:?}"
+            );
+        }
+        Ok(())
+    }
+
     /// A burst of writes (the first event, unless a burst began already)
     /// settled: the machine asks for a look (one already out of that kind
     /// takes it over). `at_once`: answered now, with what the
@@ -471,14 +500,8 @@ impl Edge {
     /// runs on (`Op::FinishLook`).
     fn settled(&mut self, m: &mut Machine, at_once: bool) -> Result<Vec<Request>, TestCaseError> {
         // Its first event came as the files were written: the machine knows
-        // they move before the burst settles (nothing asked for then).
-        if !self.bursting {
-            let asked = m.handle(Input::Changed);
-            prop_assert!(
-                asked.is_empty(),
-                "the first event of a burst asked {asked:?}"
-            );
-        }
+        // they move before the burst settles.
+        self.burst_begins(m)?;
         self.bursting = false;
         self.held_by_burst = false;
         let asked = m.handle(Input::Settled);
@@ -536,11 +559,9 @@ impl Edge {
         self.model.turn_ends();
         // Every operation started and not yet cancelled or answered, as the
         // world counts them, is what the machine's table holds.
-        let theirs: Vec<&Token> = m.inflight.keys().collect();
-        let ours: Vec<&Token> = self.ops.keys().collect();
         prop_assert_eq!(
-            theirs,
-            ours,
+            &m.inflight,
+            &self.ops,
             "the machine's table of operations in flight is not the world's"
         );
         m.table_holds().map_err(TestCaseError::fail)?;
@@ -572,7 +593,7 @@ impl Edge {
                     (Rec::Child | Rec::Drain, _) => return Ok(None),
                     (Rec::Probe(_), _) => {
                         let version = self.child.as_ref().map(|c| c.version);
-                        self.probes.push_back((token, version));
+                        self.probes.push_back((token, version, self.spawns));
                         return Ok(None);
                     }
                     (Rec::Stage(token), _) => Action::Stage { token },
@@ -671,7 +692,7 @@ impl Edge {
 
     /// What the machine asked for in one step: each operation it started,
     /// as its table recorded it (an answer taken at once may cancel it
-    /// before the world starts it: the cancel then follows). One started
+    /// before the world starts it: the cancel then follows). A wait armed
     /// and cancelled within the step is neither.
     fn register(
         &mut self,
@@ -685,7 +706,13 @@ impl Edge {
                     Some(rec) => {
                         self.ops.insert(*token, rec.clone());
                     }
-                    None if requests.contains(&Request::Cancel { token: *token }) => {
+                    // A wait armed and cancelled again in one step (a
+                    // superseded retry): the world arms and disarms a timer.
+                    // Anything else started and cancelled at once would
+                    // run for nothing (a child untracked, a candidate shown).
+                    None if matches!(op, Ask::Wait(_))
+                        && requests.contains(&Request::Cancel { token: *token }) =>
+                    {
                         moot.push(*token);
                     }
                     None => {
@@ -699,6 +726,21 @@ impl Edge {
             _ => true,
         });
         Ok(requests)
+    }
+
+    /// Does the machine know the files the child reads? With
+    /// `--promote-to` the child reads DIR, which only the machine changes;
+    /// else the live files, which it knows as its last look found them.
+    /// Only then is what it tells the child exactly what they ask for.
+    fn exact(&self) -> bool {
+        self.settings.promote || (!self.unseen && !self.ahead)
+    }
+
+    /// A child reading its config now reads bytes the machine has not
+    /// seen (without --promote-to, the source was written since its last
+    /// look).
+    fn reads_unseen(&self) -> bool {
+        !self.settings.promote && self.unseen
     }
 
     /// A wait the machine armed and `which` names is in flight.
@@ -771,7 +813,7 @@ impl Edge {
     /// it in the same instant, if it `reads` its config on it.
     fn not_told_while_shown(&mut self, what: &str, reads: bool) {
         self.told_now |= reads;
-        self.model.told(what, self.child.is_some());
+        self.model.check_told(what, self.child.is_some());
     }
 
     fn kill_child(&mut self, status: Status) {
@@ -792,7 +834,8 @@ impl Edge {
                     "a child started after SIGTERM"
                 );
                 let version = self.model.spawn();
-                self.ahead = self.unseen;
+                self.ahead = self.reads_unseen();
+                self.spawns += 1;
                 self.child = Some(Child {
                     version,
                     ready: false,
@@ -883,9 +926,8 @@ impl Edge {
                 };
                 let sent: BTreeSet<i32> = sigs.iter().copied().collect();
                 prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
-                // (Where the machine has seen the files the child reads: it
-                // acts on what its last look found.)
-                if !self.unseen && !self.ahead {
+                let exact = self.exact();
+                if exact {
                     let e = self.expected(from, now);
                     prop_assert!(!e.restart, "reload signals where a restart was asked for");
                     prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
@@ -900,8 +942,8 @@ impl Edge {
                     return Ok(None);
                 };
                 c.version = now;
-                self.ahead = self.unseen;
-                self.signalled_from = Some(from);
+                self.ahead = self.reads_unseen();
+                self.signalled_from = Some((from, exact));
                 self.model.not_rolled_back(now);
                 Ok(Some(Event::ReloadSignalsSent))
             }
@@ -978,11 +1020,8 @@ impl Edge {
                     // (A child that died unreported cannot be known of: its
                     // exit cancels the reload when it is reported.)
                     let now = self.readable();
-                    let from = self.child.as_ref().map(|c| c.version);
-                    if let Some(from) = self.signalled_from.take().or(from)
-                        && !self.unseen
-                        && !self.ahead
-                    {
+                    let from = self.child.as_ref().map(|c| (c.version, self.exact()));
+                    if let Some((from, true)) = self.signalled_from.take().or(from) {
                         let mut e = self.expected(from, now);
                         prop_assert!(!e.restart, "reload hooks where a restart was asked for");
                         // What the superseded reload still owed is not lost.
@@ -1000,7 +1039,7 @@ impl Edge {
                     }
                     if let Some(c) = self.child.as_mut() {
                         c.version = now;
-                        self.ahead = self.unseen;
+                        self.ahead = self.reads_unseen();
                     }
                     self.last_reload_token = token;
                 }
@@ -1092,10 +1131,12 @@ impl Edge {
                 }
                 self.feed(m, Event::Signal(sig))?;
             }
-            Op::RestartRequest => {
+            // (Without --restart-signal there is none to send.)
+            Op::RestartRequest if self.settings.restart_signal.is_some() => {
                 self.held_by_burst |= self.bursting;
                 self.feed(m, Event::Signal(RESTART))?;
             }
+            Op::RestartRequest => {}
             Op::ChildReady => {
                 if let Some(c) = &mut self.child {
                     c.ready = true;
@@ -1111,9 +1152,8 @@ impl Edge {
             }
             Op::FinishLook => {
                 if let Some(token) = self.looks.pop_front() {
-                    if self.ops.get(&token) == Some(&Rec::Look(LookFor::Settle)) {
-                        self.unseen = false;
-                    }
+                    // Any look tells the machine the files as they are.
+                    self.unseen = false;
                     let outcome = Outcome::Looked(snap(self.source));
                     let requests = self.take(m, Input::Done { token, outcome })?;
                     self.perform_all(m, requests)?;
@@ -1156,25 +1196,29 @@ impl Edge {
             Op::FireStopDelay => self.fire(m, |r| *r == Rec::StopDelay)?,
             Op::FireBackoff => self.fire(m, |r| *r == Rec::Backoff)?,
             Op::Burst => {
-                self.bursting = true;
-                let restart = |r: &Rec| *r == Rec::Look(LookFor::Restart);
-                self.held_by_burst |= m.pending.is_some() || self.armed(restart);
-                let requests = self.take(m, Input::Changed)?;
-                self.perform_all(m, requests)?;
+                // Without --promote-to a check of live files that move is
+                // no verdict: the config in flight waits for the settle.
+                let plain = !self.settings.promote;
+                let in_flight = !self.validations.is_empty() || self.armed(is_retry);
+                let restart = self.armed(|r| *r == Rec::Look(LookFor::Restart));
+                self.held_by_burst |= (plain && in_flight) || restart;
+                self.burst_begins(m)?;
             }
             Op::ProbeDue => {
                 let requests = self.take(m, Input::ProbeDue)?;
                 self.perform_all(m, requests)?;
             }
             Op::Probe { young } => {
-                let Some((token, version)) = self.probes.pop_front() else {
+                let Some((token, version, spawn)) = self.probes.pop_front() else {
                     return Ok(());
                 };
                 let ran_for = Duration::from_secs(if young { 1 } else { 3600 });
                 // The probe judges the child it was asked about (a dead
                 // one fails it), not the file.
                 let ok = self.child.is_some() && version.is_some_and(|v| self.ready(v));
-                let current = m.inflight.get(&token) == Some(&Rec::Probe(m.period));
+                // Current, as the world knows it: not cancelled, and for
+                // the child that runs now.
+                let current = self.ops.contains_key(&token) && spawn == self.spawns;
                 let answer = done(
                     token,
                     Event::Probed {

@@ -381,7 +381,7 @@ impl World for Fake {
         calls: Vec<HookCall>,
         _timeout: Duration,
     ) -> Option<Outcome> {
-        self.model.told("reload hooks", self.child.is_some());
+        self.model.check_told("reload hooks", self.child.is_some());
         let version = self.readable();
         self.record(Did::Reload(version));
         if let Some(c) = self.child.as_mut() {
@@ -439,7 +439,7 @@ impl World for Fake {
         let reads = matches!(sig, libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2);
         if reads {
             self.model
-                .told(&crate::signals::name(sig), self.child.is_some());
+                .check_told(&crate::signals::name(sig), self.child.is_some());
         }
         match to {
             // A child dead but not yet reaped takes the signal and does
