@@ -543,6 +543,16 @@ impl Promoter {
         proven: Option<&str>,
         now: &Promoted,
     ) -> Result<(), CommitFailed> {
+        // A candidate removed by hand since its check: nothing to record
+        // (`..good` would name nothing, and a restarted manager, finding no
+        // record, would remove every generation). The machine stages again.
+        if !self.dir.join(generation).is_dir() {
+            return Err(CommitFailed {
+                reason: format!("generation {generation} is gone"),
+                recorded: false,
+                gone: true,
+            });
+        }
         let recorded = match proven {
             Some(p) => replace_link(&self.dir, PROVEN_TMP, PROVEN, p),
             None => Ok(()),
@@ -1542,6 +1552,32 @@ mod tests {
     /// switch the view) whose record write now fails: the answer says the
     /// record names the candidate, and the generation `..good` names is not
     /// removed (it used to be discarded as a candidate, view and all).
+    /// Found by a hostile test (s16 t3): a candidate removed by hand
+    /// during its check was still recorded as `..good`, naming nothing, and
+    /// a restarted manager then found no record and removed every
+    /// generation, the last good one too (exit 78).
+    #[test]
+    fn a_candidate_removed_by_hand_is_never_recorded() {
+        let d = scratch("gone-candidate");
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), "v1").unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let good = p.stage().unwrap();
+        p.commit(&good.name, None, &empty()).unwrap();
+        fs::write(src.join("app.conf"), "v2").unwrap();
+        let candidate = p.stage().unwrap();
+        fs::remove_dir_all(dir.join(&candidate.name)).unwrap();
+        let e = p.commit(&candidate.name, None, &at(&good)).unwrap_err();
+        assert!(e.gone && !e.recorded, "{}", e.reason);
+        assert_eq!(p.record(GOOD), Some(good.name.clone()));
+        assert_eq!(fs::read_to_string(dir.join("app.conf")).unwrap(), "v1");
+        let again = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        assert_eq!(again.recover().unwrap().good, Some(good));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
         let (d, src, dir, p, s1, s2) = v1_committed_v2_staged("commit-recorded");
