@@ -453,12 +453,21 @@ impl Machine {
                 return actions;
             }
             // The proven generation is gone (removed by hand): nothing to go
-            // back to; the records stay as they were.
+            // back to; the records stay as they were. It is forgotten, or
+            // every later commit would record it as the one to go back to
+            // (a record naming nothing) and remove the one that serves.
             Err(CommitFailed { reason, .. }) => {
                 error!(
                     "Within --rollback-window {}, but generation {} cannot be restored ({reason}): keeping {}",
                     r.why, r.previous.name, r.bad
                 );
+                if self
+                    .proven
+                    .as_ref()
+                    .is_some_and(|p| p.name == r.previous.name)
+                {
+                    self.proven = None;
+                }
                 let mut actions = vec![];
                 // The child's exit goes to the restart policy, as without
                 // the window; a start that waited goes on.

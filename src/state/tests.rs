@@ -1685,6 +1685,25 @@ fn a_rollback_the_world_refuses_changes_nothing() {
     );
     // The child keeps g2; a settle of bytes 2 is no change.
     assert_eq!(m.step(Event::ConfigSettled(snap(Some(2)))), []);
+    // Nothing is left to go back to (hostile s16 t2): newer bytes are
+    // proven at once, not recorded with the gone generation as the one to
+    // go back to (that record would name nothing, and g2 would be removed).
+    let stage = m.step(Event::ConfigSettled(snap(Some(3))));
+    let Some(&Action::Stage { token }) = stage.last() else {
+        panic!("{stage:?}")
+    };
+    m.step(Event::Staged {
+        token,
+        result: Ok(Generation {
+            name: "g3".into(),
+            snapshot: snap(Some(3)),
+        }),
+    });
+    let commit = m.step(Event::Validated { token, ok: true });
+    assert!(
+        matches!(&commit[..], [Action::Commit { proven: None, .. }]),
+        "{commit:?}"
+    );
     // Taken, it reloads the child onto g1 and counts.
     let mut m = on_probation();
     fail_probes(&mut m, 3);
