@@ -1155,22 +1155,34 @@ mod tests {
             .count()
     }
 
+    /// A promoter in a scratch directory `tag` whose last good generation
+    /// holds `good` (proven), and a candidate of `next` staged: the
+    /// scratch dir, the source and DIR, the promoter, both generations.
+    fn good_then_staged(
+        tag: &str,
+        good: &str,
+        next: &str,
+    ) -> (PathBuf, PathBuf, PathBuf, Promoter, Generation, Generation) {
+        let d = scratch(tag);
+        let (src, dir) = (d.join("src"), d.join("dst"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("app.conf"), good).unwrap();
+        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
+        p.recover().unwrap();
+        let g = p.stage().unwrap();
+        p.commit(&g.name, None, &empty()).unwrap();
+        fs::write(src.join("app.conf"), next).unwrap();
+        let candidate = p.stage().unwrap();
+        (d, src, dir, p, g, candidate)
+    }
+
     /// What the disk needs stays whatever asks: a removal of the generation
     /// `..good` names or the view shows, or a drop of it, is refused, while
     /// a generation nothing needs goes (it is what proves the refusal
     /// waited long enough: removals run off the caller's thread).
     #[test]
     fn what_the_record_names_or_the_view_shows_is_never_removed() {
-        let d = scratch("tripwire");
-        let (src, dir) = (d.join("src"), d.join("dst"));
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("app.conf"), "v1").unwrap();
-        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        p.recover().unwrap();
-        let good = p.stage().unwrap();
-        p.commit(&good.name, None, &empty()).unwrap();
-        fs::write(src.join("app.conf"), "v2").unwrap();
-        let spare = p.stage().unwrap();
+        let (d, _, dir, p, good, spare) = good_then_staged("tripwire", "v1", "v2");
         p.remove_generation(&good.name);
         assert!(p.drop_candidate(&good.name, &at(&good)).is_err());
         p.remove_generation(&spare.name);
@@ -1274,16 +1286,7 @@ mod tests {
     fn a_on_probation_after_g(
         tag: &str,
     ) -> (PathBuf, PathBuf, PathBuf, Promoter, Generation, Generation) {
-        let d = scratch(tag);
-        let (src, dir) = (d.join("src"), d.join("dst"));
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("app.conf"), "G").unwrap();
-        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        p.recover().unwrap();
-        let g = p.stage().unwrap();
-        p.commit(&g.name, None, &empty()).unwrap();
-        fs::write(src.join("app.conf"), "A").unwrap();
-        let a = p.stage().unwrap();
+        let (d, src, dir, p, g, a) = good_then_staged(tag, "G", "A");
         p.commit(&a.name, Some(&g.name), &at(&g)).unwrap();
         (d, src, dir, p, g, a)
     }
@@ -1548,26 +1551,13 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
-    /// A retried commit (its first try recorded the candidate but could not
-    /// switch the view) whose record write now fails: the answer says the
-    /// record names the candidate, and the generation `..good` names is not
-    /// removed (it used to be discarded as a candidate, view and all).
     /// Found by a hostile test (s16 t3): a candidate removed by hand
     /// during its check was still recorded as `..good`, naming nothing, and
     /// a restarted manager then found no record and removed every
     /// generation, the last good one too (exit 78).
     #[test]
     fn a_candidate_removed_by_hand_is_never_recorded() {
-        let d = scratch("gone-candidate");
-        let (src, dir) = (d.join("src"), d.join("dst"));
-        fs::create_dir_all(&src).unwrap();
-        fs::write(src.join("app.conf"), "v1").unwrap();
-        let p = Promoter::new(dir.clone(), vec![src.clone()]).unwrap();
-        p.recover().unwrap();
-        let good = p.stage().unwrap();
-        p.commit(&good.name, None, &empty()).unwrap();
-        fs::write(src.join("app.conf"), "v2").unwrap();
-        let candidate = p.stage().unwrap();
+        let (d, src, dir, p, good, candidate) = good_then_staged("gone-candidate", "v1", "v2");
         fs::remove_dir_all(dir.join(&candidate.name)).unwrap();
         let e = p.commit(&candidate.name, None, &at(&good)).unwrap_err();
         assert!(e.gone && !e.recorded, "{}", e.reason);
@@ -1578,6 +1568,10 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// A retried commit (its first try recorded the candidate but could not
+    /// switch the view) whose record write now fails: the answer says the
+    /// record names the candidate, and the generation `..good` names is not
+    /// removed (it used to be discarded as a candidate, view and all).
     #[test]
     fn a_failed_commit_answers_what_the_record_names_and_keeps_it() {
         let (d, src, dir, p, s1, s2) = v1_committed_v2_staged("commit-recorded");
