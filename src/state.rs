@@ -458,18 +458,6 @@ pub mod testkit {
         }
     }
 
-    /// Does a test child die of `sig`? SIGKILL always; the stop signals
-    /// unless it ignores them; HUP and USR1/USR2 while it has no handler
-    /// (their default action); nothing else.
-    pub fn dies_of(sig: i32, ignores_term: bool, handles_reload: bool) -> bool {
-        match sig {
-            libc::SIGKILL => true,
-            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => !ignores_term,
-            libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2 => !handles_reload,
-            _ => false,
-        }
-    }
-
     /// Two config files in one version number: `/c/app.conf` has
     /// `version % 10`, `/c/notes.txt` has `version / 10` (so below 10, only
     /// app.conf ever changes).

@@ -9,16 +9,21 @@
 //! `app.conf` is `version % 10`, `notes.txt` is `version / 10`), the
 //! `--promote-to` directory as `promote.rs` keeps it on disk (generations,
 //! `..good`, `..proven`, `..rejected`, `..data` outside a check and now, the
-//! disk's faults), the checks' verdicts (and checks that cannot start), and
-//! which bytes a child may start on and is ready with. Every action that changes the directory checks
-//! the invariants the machine owes it (panicking, which both test harnesses
-//! report as a failure).
+//! disk's faults), the checks' verdicts (and checks that cannot start),
+//! which bytes a child may start on and is ready with, and the test
+//! processes (`Procs`: one child, its group, what each signal does to
+//! them, which signals may make the child read its config). Every action
+//! that changes the directory or reaches the child checks the invariants
+//! the machine owes it (panicking, which both test harnesses report as a
+//! failure).
 
-use super::{CommitFailed, Generation, Promoted, Settings};
+use super::{CommitFailed, Generation, Promoted, Settings, Status, Target, Token};
 use crate::route::Act;
+use crate::signals::Takes;
 use crate::watch::fingerprint::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::Instant;
 
 /// The validator rejects this `app.conf` version.
 pub const BAD: u64 = 3;
@@ -39,32 +44,96 @@ pub fn snap(version: u64) -> Snapshot {
     super::testkit::two_files(version)
 }
 
-/// The edge's rule for reload signals the child's group may die of, on the
-/// test processes: the leader (0) handles them while `leader_handles`; the
-/// worker (1, only addressed with `--signal-to group`) as `worker` says
-/// (None: there is none).
-pub fn reload_verdict(
-    sigs: &[i32],
-    to: super::Target,
-    worker: Option<crate::signals::Takes>,
-    leader_handles: bool,
-) -> Option<(i32, bool)> {
-    use crate::signals::Takes;
-    let members: &[i32] = match (to, worker) {
-        (super::Target::Group, Some(_)) => &[0, 1],
-        _ => &[0],
-    };
-    let takes = |member, _| match member {
-        0 if leader_handles => Some(Takes::Handled),
-        0 => Some(Takes::Unhandled),
-        _ => worker,
-    };
-    crate::signals::reload_verdict(sigs, 0, members, takes)
+/// The test processes, as both worlds run them: one child at a time (the
+/// leader of its process group), what a signal does to it, and its group,
+/// addressed until found empty after the child's end.
+#[derive(Debug, Default)]
+pub struct Procs {
+    pub child: Option<Proc>,
+    /// The child died (how, and which); the reaper has not said so yet.
+    pub died: Option<(Status, Proc)>,
+    /// The child's group is addressed: from its start until it is found
+    /// empty after its end.
+    pub group: bool,
+    /// The next children ignore SIGTERM (only SIGKILL ends them).
+    pub stubborn: bool,
+    /// The next children handle the reload signals from their start (else
+    /// only once they install their handlers: `Proc::handles`).
+    pub catches: bool,
+    /// With `--signal-to group`: one more process in the child's group, and
+    /// what a reload signal does to it.
+    pub worker: Option<Takes>,
+    /// Children started so far (a probe is for the one it was asked about).
+    pub spawns: u64,
+}
+
+#[derive(Debug)]
+pub struct Proc {
+    /// Its `Op::Run` (0 until asked for, right after its start).
+    pub token: Token,
+    /// The config version it runs (started on, or last read).
+    pub version: u64,
+    pub stubborn: bool,
+    /// Its handlers for the reload signals are installed.
+    pub handles: bool,
+    pub started: Instant,
+}
+
+impl Procs {
+    /// The child dies of `status`, if one runs: its end is for the reaper
+    /// to report.
+    pub fn dies(&mut self, status: Status) {
+        if let Some(c) = self.child.take() {
+            self.died = Some((status, c));
+        }
+    }
+
+    /// Is anyone there to take a signal sent `to`? A child dead but not
+    /// yet reaped takes it and does nothing with it, as a zombie does.
+    pub fn there(&self, to: Target) -> bool {
+        match to {
+            Target::Child => self.child.is_some() || self.died.is_some(),
+            Target::Group => self.group,
+        }
+    }
+
+    /// The edge's rule for the reload signals `sigs` the group may die
+    /// of, on the test processes: the leader (0) handles them once its
+    /// handlers are installed; the worker (1, only addressed with
+    /// `--signal-to group`) as `worker` says.
+    pub fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
+        let handles = self.child.as_ref().is_some_and(|c| c.handles);
+        let members: &[i32] = match (to, self.worker) {
+            (Target::Group, Some(_)) => &[0, 1],
+            _ => &[0],
+        };
+        let takes = |member, _| match member {
+            0 if handles => Some(Takes::Handled),
+            0 => Some(Takes::Unhandled),
+            _ => self.worker,
+        };
+        crate::signals::reload_verdict(sigs, 0, members, takes)
+    }
+
+    /// Does a test child die of `sig`? SIGKILL always; the stop signals
+    /// unless it ignores them; HUP and USR1/USR2 while it has no handler
+    /// (their default action); nothing else.
+    fn dies_of(sig: i32, ignores_term: bool, handles_reload: bool) -> bool {
+        use nix::libc::*;
+        match sig {
+            SIGKILL => true,
+            SIGTERM | SIGINT | SIGQUIT => !ignores_term,
+            SIGHUP | SIGUSR1 | SIGUSR2 => !handles_reload,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Model {
     pub settings: Settings,
+    /// The child and its group.
+    pub procs: Procs,
     /// The source's version (what the watched files hold now).
     pub source: u64,
     /// The check's verdict on a version, and the readiness probe's on the
@@ -134,6 +203,7 @@ impl Model {
     pub fn new(settings: Settings) -> Model {
         Model {
             settings,
+            procs: Procs::default(),
             source: 0,
             validator: |v| app(v) != BAD,
             ready_for: |v| app(v) != NOT_READY,
@@ -237,8 +307,14 @@ impl Model {
         );
     }
 
-    /// A child starts: the version it reads, checked.
-    pub fn spawn(&self) -> u64 {
+    /// A child starts (never a second one, nor while the last one's group
+    /// is addressed): the version it reads, checked.
+    pub fn spawn(&mut self, now: Instant) -> u64 {
+        let p = &self.procs;
+        assert!(
+            p.child.is_none() && p.died.is_none() && !p.group,
+            "a second child"
+        );
         let version = self.readable();
         if self.settings.promote {
             assert!(
@@ -257,15 +333,60 @@ impl Model {
             );
         }
         self.not_rolled_back(version);
+        let p = &mut self.procs;
+        p.spawns += 1;
+        p.group = true;
+        p.child = Some(Proc {
+            token: 0,
+            version,
+            stubborn: p.stubborn,
+            handles: p.catches,
+            started: now,
+        });
         version
+    }
+
+    /// What `sig` is to a test child. `None`: one that ends, stops or
+    /// continues it. Else whether it may make the child read its config (a
+    /// server reads on the signal it chose, never on one whose default
+    /// action harms nobody). Only the first kind reaches a child whose
+    /// directory shows a candidate.
+    pub fn reads(&self, sig: i32) -> Option<bool> {
+        use nix::libc::*;
+        let ends_or_stops = [
+            SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGSTOP, SIGCONT, SIGTSTP, SIGTTIN, SIGTTOU,
+        ];
+        if sig == self.settings.stop_signal || ends_or_stops.contains(&sig) {
+            return None;
+        }
+        Some(![SIGCHLD, SIGURG, SIGWINCH].contains(&sig))
+    }
+
+    /// `sig` sent `to` the child or its group: false when nobody is there
+    /// to take it. Whether it may make the child read its config.
+    pub fn signal(&mut self, to: Target, sig: i32) -> (bool, bool) {
+        let reads = self.reads(sig);
+        if reads.is_some() {
+            self.check_told(&crate::signals::name(sig));
+        }
+        let p = &mut self.procs;
+        if !p.there(to) {
+            return (false, false);
+        }
+        if let Some(c) = &p.child
+            && Procs::dies_of(sig, c.stubborn, c.handles)
+        {
+            p.dies(Status::Signaled(sig));
+        }
+        (true, reads == Some(true))
     }
 
     /// The child is told something that may make it read its config
     /// (`what`: a signal, reload hooks): never while its directory shows a
-    /// candidate (`child_runs`: there is a child to read it).
-    pub fn check_told(&self, what: &str, child_runs: bool) {
+    /// candidate, if a child runs to read it.
+    pub fn check_told(&self, what: &str) {
         assert!(
-            !child_runs || !self.settings.promote || self.shown == self.view,
+            self.procs.child.is_none() || !self.settings.promote || self.shown == self.view,
             "{what} sent while the child's directory shows candidate {:?}",
             self.shown
         );

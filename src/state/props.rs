@@ -15,7 +15,7 @@
 //! its own or a global one).
 
 use super::lifecycle::is_shutdown;
-use super::model::{APP, Model, NOTES, app, notes, reload_verdict, snap};
+use super::model::{APP, Model, NOTES, Procs, app, notes, snap};
 use super::protocol::{Op as Ask, Rec};
 use super::*;
 use crate::route::{Act, Routes, Rule};
@@ -23,6 +23,7 @@ use crate::signals::Takes;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Deref, DerefMut};
+use std::time::Instant;
 
 const HUP: i32 = libc::SIGHUP;
 /// The restart signal, where one is set (never sent by `Op::Signal`).
@@ -305,31 +306,15 @@ fn token_for(m: &Machine, event: &Event) -> Option<Token> {
         .map(|(token, _)| *token)
 }
 
-#[derive(Debug)]
-struct Child {
-    /// The config version it runs with (started on, or last reloaded for).
-    version: u64,
-    ready: bool,
-    stubborn: bool,
-    /// `--validate-in-place`: starting up (its start period runs, and it
-    /// was never ready): it may read its config any moment.
-    starting: bool,
-}
-
-/// The test's side of the world (the child, the processes, the timers, the
-/// hooks running) around the shared model (the source, the directory, the
-/// checks' verdicts).
+/// The test's side of the world (the operations running, the timers)
+/// around the shared model (the source, the directory, the checks'
+/// verdicts, the child).
 #[derive(Debug)]
 struct Edge {
     model: Model,
-    child: Option<Child>,
-    /// Died; the reaper has not reported it yet.
-    exit_pending: Option<Status>,
-    /// Reported; its group is not yet reported gone.
-    group_pending: bool,
-    stubborn: bool,
-    /// See `Op::Worker`.
-    worker: Option<Takes>,
+    /// `--validate-in-place`: the child is starting up (its start period
+    /// runs, and it was never ready): it may read its config any moment.
+    starting: bool,
     /// Checks running: token, the version judged, the candidate judged.
     validations: VecDeque<(u64, u64, Option<String>)>,
     /// Stagings running, by token: the edge copies off the loop, so other
@@ -342,9 +327,6 @@ struct Edge {
     /// Readiness probes asked for (their tokens), each with the version of
     /// the child it judges (None: no child ran).
     probes: VecDeque<(Token, Option<u64>, u64)>,
-    /// Children started so far (a probe is for the one it was asked
-    /// about: the number with it).
-    spawns: u64,
     /// Looks running (their tokens): answered with the source as it is
     /// when they end.
     looks: VecDeque<Token>,
@@ -407,16 +389,11 @@ impl Edge {
     fn new(model: Model) -> Edge {
         Edge {
             model,
-            child: None,
-            exit_pending: None,
-            group_pending: false,
-            stubborn: false,
-            worker: None,
+            starting: false,
             validations: VecDeque::new(),
             stagings: VecDeque::new(),
             ops: BTreeMap::new(),
             probes: VecDeque::new(),
-            spawns: 0,
             looks: VecDeque::new(),
             reload: None,
             last_reload_token: 0,
@@ -592,8 +569,8 @@ impl Edge {
                     (Rec::Spawn, _) => Action::Spawn,
                     (Rec::Child | Rec::Drain, _) => return Ok(None),
                     (Rec::Probe(_), _) => {
-                        let version = self.child.as_ref().map(|c| c.version);
-                        self.probes.push_back((token, version, self.spawns));
+                        let version = self.procs.child.as_ref().map(|c| c.version);
+                        self.probes.push_back((token, version, self.procs.spawns));
                         return Ok(None);
                     }
                     (Rec::Stage(token), _) => Action::Stage { token },
@@ -743,6 +720,12 @@ impl Edge {
         !self.settings.promote && self.unseen
     }
 
+    /// The child's end was reported; its group was not found empty yet.
+    fn group_left(&self) -> bool {
+        let p = &self.procs;
+        p.group && p.child.is_none() && p.died.is_none()
+    }
+
     /// A wait the machine armed and `which` names is in flight.
     fn armed(&self, which: fn(&Rec) -> bool) -> bool {
         self.ops.values().any(which)
@@ -811,37 +794,21 @@ impl Edge {
     /// Nothing that may make the running child read its config reaches it
     /// while its directory shows a candidate; and (below) none is shown to
     /// it in the same instant, if it `reads` its config on it.
-    fn not_told_while_shown(&mut self, what: &str, reads: bool) {
-        self.told_now |= reads;
-        self.model.check_told(what, self.child.is_some());
-    }
-
-    fn kill_child(&mut self, status: Status) {
-        if self.child.take().is_some() {
-            self.exit_pending = Some(status);
-        }
+    fn not_told_while_shown(&mut self, what: &str) {
+        self.told_now = true;
+        self.model.check_told(what);
     }
 
     fn perform(&mut self, m: &Machine, action: Action) -> Result<Option<Event>, TestCaseError> {
         match action {
             Action::Spawn => {
                 prop_assert!(
-                    self.child.is_none() && self.exit_pending.is_none() && !self.group_pending,
-                    "a second child"
-                );
-                prop_assert!(
                     self.shutdown_budget.is_none(),
                     "a child started after SIGTERM"
                 );
-                let version = self.model.spawn();
+                self.model.spawn(Instant::now());
                 self.ahead = self.reads_unseen();
-                self.spawns += 1;
-                self.child = Some(Child {
-                    version,
-                    ready: false,
-                    stubborn: self.stubborn,
-                    starting: self.settings.validate_in_place,
-                });
+                self.starting = self.settings.validate_in_place;
                 self.killed = false;
                 Ok(Some(Event::Spawned))
             }
@@ -902,26 +869,15 @@ impl Edge {
                 Ok(None)
             }
             Action::Acted => Ok(None),
-            Action::Signal(sig, _) => {
-                // A signal that may make the child read its config (not one
-                // that stops it) never reaches it while a candidate is shown.
-                if !m.stops(sig) {
-                    // (One whose default harms nobody makes no child read
-                    // its config: no check waits for it.)
-                    let reads = !super::lifecycle::harmless(sig);
-                    self.not_told_while_shown(&crate::signals::name(sig), reads);
-                }
-                if let Some(c) = &self.child
-                    && super::testkit::dies_of(sig, c.stubborn, c.ready)
-                {
-                    self.kill_child(Status::Signaled(sig));
-                }
+            Action::Signal(sig, to) => {
+                let (_, reads) = self.model.signal(to, sig);
+                self.told_now |= reads;
                 Ok(None)
             }
-            Action::SendReloadSignals(sigs, _) => {
-                self.not_told_while_shown("reload signals", true);
+            Action::SendReloadSignals(sigs, to) => {
+                self.not_told_while_shown("reload signals");
                 let now = self.readable();
-                let Some(from) = self.child.as_ref().map(|c| c.version) else {
+                let Some(from) = self.procs.child.as_ref().map(|c| c.version) else {
                     return Ok(None);
                 };
                 let sent: BTreeSet<i32> = sigs.iter().copied().collect();
@@ -932,13 +888,10 @@ impl Edge {
                     prop_assert!(!e.restart, "reload signals where a restart was asked for");
                     prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
                 }
-                let ready = self.child.as_ref().is_some_and(|c| c.ready);
-                if let Some((sig, ignored)) =
-                    reload_verdict(&sigs, self.settings.signal_to, self.worker, ready)
-                {
+                if let Some((sig, ignored)) = self.procs.handling(&sigs, to) {
                     return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
                 }
-                let Some(c) = self.child.as_mut() else {
+                let Some(c) = self.procs.child.as_mut() else {
                     return Ok(None);
                 };
                 c.version = now;
@@ -950,7 +903,7 @@ impl Edge {
             Action::ContinueStopped(_) => Ok(None),
             Action::KillGroup => {
                 self.killed = true;
-                self.kill_child(Status::Signaled(libc::SIGKILL));
+                self.procs.dies(Status::Signaled(libc::SIGKILL));
                 Ok(None)
             }
             Action::StopDeadline(Some(d)) => {
@@ -975,9 +928,9 @@ impl Edge {
                 in_place,
                 ..
             } => {
-                if in_place && self.child.is_some() {
+                if in_place && self.procs.child.is_some() {
                     prop_assert!(
-                        self.child.as_ref().is_none_or(|c| !c.starting),
+                        !self.starting,
                         "a candidate shown in place to a child starting up"
                     );
                     prop_assert!(
@@ -1001,7 +954,7 @@ impl Edge {
                 Ok(None)
             }
             Action::RunHooks { token, calls } => {
-                self.not_told_while_shown("reload hooks", true);
+                self.not_told_while_shown("reload hooks");
                 let told: BTreeMap<usize, Vec<PathBuf>> =
                     calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
                 prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
@@ -1020,7 +973,7 @@ impl Edge {
                     // (A child that died unreported cannot be known of: its
                     // exit cancels the reload when it is reported.)
                     let now = self.readable();
-                    let from = self.child.as_ref().map(|c| (c.version, self.exact()));
+                    let from = self.procs.child.as_ref().map(|c| (c.version, self.exact()));
                     if let Some((from, true)) = self.signalled_from.take().or(from) {
                         let mut e = self.expected(from, now);
                         prop_assert!(!e.restart, "reload hooks where a restart was asked for");
@@ -1037,7 +990,7 @@ impl Edge {
                             "not the hooks the files asked for (and those still owed), each told of its files"
                         );
                     }
-                    if let Some(c) = self.child.as_mut() {
+                    if let Some(c) = self.procs.child.as_mut() {
                         c.version = now;
                         self.ahead = self.reads_unseen();
                     }
@@ -1088,6 +1041,7 @@ impl Edge {
                     && self.reload.is_none()
                     && !self.armed(is_retry)
                     && self
+                        .procs
                         .child
                         .as_ref()
                         .is_some_and(|c| app(c.version) == app(v));
@@ -1112,6 +1066,7 @@ impl Edge {
                     && self.reload.is_none()
                     && !self.armed(is_retry)
                     && self
+                        .procs
                         .child
                         .as_ref()
                         .is_some_and(|c| c.version == self.source);
@@ -1123,7 +1078,7 @@ impl Edge {
                 }
                 self.perform_all(m, requests)?;
             }
-            Op::ChildExits(code) => self.kill_child(Status::Exited(code)),
+            Op::ChildExits(code) => self.procs.dies(Status::Exited(code)),
             Op::Signal(sig) => {
                 if is_shutdown(sig) && self.shutdown_budget.is_none() {
                     let s = &self.settings;
@@ -1138,12 +1093,12 @@ impl Edge {
             }
             Op::RestartRequest => {}
             Op::ChildReady => {
-                if let Some(c) = &mut self.child {
-                    c.ready = true;
+                if let Some(c) = &mut self.procs.child {
+                    c.handles = true;
                 }
             }
-            Op::Stubborn(b) => self.stubborn = b,
-            Op::Worker(w) => self.worker = w,
+            Op::Stubborn(b) => self.procs.stubborn = b,
+            Op::Worker(w) => self.procs.worker = w,
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
                     let ok = self.model.verdict(candidate.as_deref(), version);
@@ -1173,16 +1128,15 @@ impl Edge {
                 }
             }
             Op::ReportExit => {
-                if let Some(status) = self.exit_pending.take() {
-                    self.group_pending = true;
+                if let Some((status, _)) = self.procs.died.take() {
                     let ran_for = Duration::from_secs(1);
                     self.feed(m, Event::ChildExited { status, ran_for })?;
                 }
             }
             Op::ReportGroupGone => {
                 // Gone, whether or not anyone waits for it.
-                if self.group_pending && self.exit_pending.is_none() {
-                    self.group_pending = false;
+                if self.group_left() {
+                    self.procs.group = false;
                     self.feed(m, Event::GroupGone)?;
                 }
             }
@@ -1215,10 +1169,10 @@ impl Edge {
                 let ran_for = Duration::from_secs(if young { 1 } else { 3600 });
                 // The probe judges the child it was asked about (a dead
                 // one fails it), not the file.
-                let ok = self.child.is_some() && version.is_some_and(|v| self.ready(v));
+                let ok = self.procs.child.is_some() && version.is_some_and(|v| self.ready(v));
                 // Current, as the world knows it: not cancelled, and for
                 // the child that runs now.
-                let current = self.ops.contains_key(&token) && spawn == self.spawns;
+                let current = self.ops.contains_key(&token) && spawn == self.procs.spawns;
                 let answer = done(
                     token,
                     Event::Probed {
@@ -1235,8 +1189,8 @@ impl Edge {
                     prop_assert!(requests.is_empty(), "a stale probe answer did {requests:?}");
                     prop_assert_eq!(&before, m.stats());
                 } else {
-                    if ok && let Some(c) = self.child.as_mut() {
-                        c.starting = false;
+                    if ok {
+                        self.starting = false;
                     }
                     let requests = self.take(m, answer)?;
                     self.perform_all(m, requests)?;
@@ -1244,10 +1198,8 @@ impl Edge {
             }
             Op::FireStartedUp => {
                 let started_up = |r: &Rec| matches!(r, Rec::StartUp(_));
-                if self.armed(started_up)
-                    && let Some(c) = self.child.as_mut()
-                {
-                    c.starting = false;
+                if self.armed(started_up) {
+                    self.starting = false;
                 }
                 self.fire(m, started_up)?;
             }
@@ -1272,6 +1224,7 @@ impl Edge {
                 // back first: a disk that refuses it keeps it from
                 // starting at all (exit 1), not modelled.
                 model.unshow_fails = false;
+                model.procs = Procs::default();
                 let (good, rejected, proven) = model.recover();
                 *self = Edge::new(model);
                 let (fresh, first) = Machine::boot(self.settings.clone(), good, rejected, proven);
@@ -1304,8 +1257,8 @@ impl Edge {
             if self.exited.is_some() {
                 return Ok(());
             }
-            if let Some(c) = &mut self.child {
-                c.ready = true;
+            if let Some(c) = &mut self.procs.child {
+                c.handles = true;
             }
             self.disk_fails = false;
             self.view_fails = false;
@@ -1323,9 +1276,9 @@ impl Edge {
                 Op::FinishReload(0)
             } else if self.armed(is_retry) {
                 Op::FireRetry
-            } else if self.exit_pending.is_some() {
+            } else if self.procs.died.is_some() {
                 Op::ReportExit
-            } else if self.group_pending {
+            } else if self.group_left() {
                 Op::ReportGroupGone
             } else if self.armed(|r| *r == Rec::Backoff) {
                 Op::FireBackoff
@@ -1358,7 +1311,7 @@ impl Edge {
             prop_assert_eq!(&self.shown, &self.good, "the view and the record disagree");
             prop_assert!(!self.behind(), "the view lags the record");
         }
-        match &self.child {
+        match &self.procs.child {
             // Rolled back from these bytes: the child runs the last good.
             Some(c)
                 if self.rolled_back.is_some_and(|r| self.same(r, self.source))

@@ -5,10 +5,10 @@
 //!
 //! The world: the shared model (`state/model.rs`: the source's two files
 //! in one version number, the `--promote-to` directory, the checks'
-//! verdicts, which bytes a child starts and is ready on), plus what only a
-//! loop needs: a child that obeys or ignores SIGTERM and may leave
-//! processes in its group, reload results in a queue, a clock. `wait`
-//! jumps the clock to the next scripted happening or the loop's deadline.
+//! verdicts, the child and what signals do to it), plus what only a loop
+//! needs: processes of the group that outlive the child for a while,
+//! reload results in a queue, a clock. `wait` jumps the clock to the next
+//! scripted happening or the loop's deadline.
 
 use super::*;
 use crate::state::model::{Model, snap};
@@ -71,36 +71,13 @@ enum Did {
     Exit(i32),
 }
 
-struct FakeChild {
-    /// Its `Op::Run` (0 until asked for, right after its start).
-    token: Token,
-    ignores_term: bool,
-    /// The config version it runs (started on, or last reloaded onto).
-    version: u64,
-    started: Instant,
-}
-
 struct Fake {
     model: Model,
     start: Instant,
     now: Instant,
     script: VecDeque<(Duration, Happen)>,
-    child: Option<FakeChild>,
-    /// The child died (how, its start, its `Op::Run`); the loop has not
-    /// been told yet.
-    died: Option<(Status, Instant, Token)>,
-    /// The child's process group is addressed: from its start until it is
-    /// found empty after its exit.
-    group: bool,
     /// Processes of the child's group that outlive it, until then.
     leftovers_until: Option<Instant>,
-    /// Next children ignore SIGTERM.
-    ignore_term: bool,
-    /// Children have a handler for the reload signal.
-    catches: bool,
-    /// With `--signal-to group`: one more process in the child's group,
-    /// and what the reload signal would do to it.
-    worker: Option<crate::signals::Takes>,
     /// Exits of the child leave its group alive this long.
     leftovers_for: Option<Duration>,
     /// The watcher reports events (else only polling sees changes).
@@ -157,7 +134,7 @@ impl Fake {
             self.record(Did::Reload(version));
             self.reread();
         }
-        if sig == libc::SIGHUP && self.catches {
+        if sig == libc::SIGHUP && self.procs.child.as_ref().is_some_and(|c| c.handles) {
             self.reread();
         }
     }
@@ -166,18 +143,14 @@ impl Fake {
         let mut model = Model::new(settings());
         model.validator = |_| true;
         model.ready_for = |_| true;
+        // Children have a handler for the reload signal.
+        model.procs.catches = true;
         Fake {
             model,
             start,
             now: start,
             script: VecDeque::new(),
-            child: None,
-            died: None,
-            group: false,
             leftovers_until: None,
-            ignore_term: false,
-            catches: true,
-            worker: None,
             leftovers_for: None,
             notify: true,
             poll: None,
@@ -214,16 +187,10 @@ impl Fake {
         self.did.push((self.ms(), what));
     }
 
-    fn kill(&mut self, sig: i32) {
-        if let Some(c) = self.child.take() {
-            self.died = Some((Status::Signaled(sig), c.started, c.token));
-            self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
-        }
-    }
-
+    /// The child exits by itself, if it runs; its leftovers outlive it.
     fn exit(&mut self, code: i32) {
-        if let Some(c) = self.child.take() {
-            self.died = Some((Status::Exited(code), c.started, c.token));
+        if self.procs.child.is_some() {
+            self.procs.dies(Status::Exited(code));
             self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
     }
@@ -262,22 +229,14 @@ impl Fake {
 
 impl World for Fake {
     fn run(&mut self, token: Token) {
-        let c = self.child.as_mut().expect("Op::Run without a child");
+        let c = self.procs.child.as_mut().expect("Op::Run without a child");
         assert_eq!(c.token, 0, "a second Op::Run for one child");
         c.token = token;
     }
 
     fn spawn(&mut self) -> Result<(), i32> {
-        assert!(self.child.is_none(), "a second child");
-        let version = self.model.spawn();
+        let version = self.model.spawn(self.now);
         self.record(Did::Spawn(version));
-        self.group = true;
-        self.child = Some(FakeChild {
-            token: 0,
-            ignores_term: self.ignore_term,
-            version,
-            started: self.now,
-        });
         if let Some(v) = self.write_after_spawn.take() {
             self.model.write(v);
         }
@@ -287,7 +246,7 @@ impl World for Fake {
     /// Test children handle every reload signal, or none; their worker
     /// (leader 0, worker 1) as set. The edge's rule, on the fake's model.
     fn handling(&self, sigs: &[i32], to: Target) -> Option<(i32, bool)> {
-        crate::state::model::reload_verdict(sigs, to, self.worker, self.catches)
+        self.procs.handling(sigs, to)
     }
 
     fn stage(&mut self, token: u64) {
@@ -334,7 +293,7 @@ impl World for Fake {
     fn probe(&mut self, token: Token, _timeout: Duration) -> Option<Outcome> {
         assert!(self.ready_queue.is_empty(), "a second probe at once");
         // The probe judges the child that runs, not the file.
-        let ok = self.child.as_ref().is_some_and(|c| {
+        let ok = self.procs.child.as_ref().is_some_and(|c| {
             self.model.ready(c.version) && self.now - c.started >= self.ready_after
         });
         self.ready_queue
@@ -352,7 +311,7 @@ impl World for Fake {
     ) -> Option<Outcome> {
         // The child may be reading its config: while hooks run, and for a
         // second after it was told something.
-        if in_place && self.child.is_some() {
+        if in_place && self.procs.child.is_some() {
             let told = self
                 .told
                 .is_some_and(|t| self.now < t + Duration::from_secs(1));
@@ -381,10 +340,10 @@ impl World for Fake {
         calls: Vec<HookCall>,
         _timeout: Duration,
     ) -> Option<Outcome> {
-        self.model.check_told("reload hooks", self.child.is_some());
+        self.model.check_told("reload hooks");
         let version = self.readable();
         self.record(Did::Reload(version));
-        if let Some(c) = self.child.as_mut() {
+        if let Some(c) = self.procs.child.as_mut() {
             c.version = version;
         }
         let ok = self.reload_results.pop_front().unwrap_or(true);
@@ -434,36 +393,29 @@ impl World for Fake {
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
-        // One that may make the child read its config never reaches it
-        // while a candidate is shown in place.
-        let reads = matches!(sig, libc::SIGHUP | libc::SIGUSR1 | libc::SIGUSR2);
+        // The leader is in its group.
+        let leader = to == Target::Child || self.procs.child.is_some();
+        let ran = self.procs.child.is_some();
+        let (reached, reads) = self.model.signal(to, sig);
+        if !reached {
+            return false;
+        }
         if reads {
-            self.model
-                .check_told(&crate::signals::name(sig), self.child.is_some());
+            self.told = Some(self.now);
+        }
+        if ran && self.procs.child.is_none() {
+            self.leftovers_until = self.leftovers_for.map(|d| self.now + d);
         }
         match to {
-            // A child dead but not yet reaped takes the signal and does
-            // nothing with it, as a zombie does.
-            Target::Child if self.child.is_none() && self.died.is_none() => return false,
-            Target::Child => {
-                self.told = reads.then_some(self.now).or(self.told);
-                self.record(Did::Signal(sig));
-                self.leader_takes(sig);
-            }
-            Target::Group if !self.group => return false,
-            Target::Group => {
-                self.told = reads.then_some(self.now).or(self.told);
-                self.record(Did::Group(sig));
-                if sig == libc::SIGKILL {
-                    self.leftovers_until = None;
-                }
-                // The leader is in its group.
-                if self.child.is_some() {
-                    self.leader_takes(sig);
-                }
-            }
+            Target::Child => self.record(Did::Signal(sig)),
+            Target::Group => self.record(Did::Group(sig)),
         }
-        self.hit(sig);
+        if to == Target::Group && sig == libc::SIGKILL {
+            self.leftovers_until = None;
+        }
+        if leader {
+            self.leader_takes(sig);
+        }
         true
     }
 
@@ -472,9 +424,10 @@ impl World for Fake {
     }
 
     fn group_alive(&mut self) -> bool {
-        self.group = self.group
-            && (self.child.is_some() || self.leftovers_until.is_some_and(|t| self.now < t));
-        self.group
+        let p = &mut self.model.procs;
+        p.group =
+            p.group && (p.child.is_some() || self.leftovers_until.is_some_and(|t| self.now < t));
+        p.group
     }
 
     fn prove(&mut self, generation: &str) {
@@ -522,11 +475,14 @@ impl World for Fake {
             if let Some(wake) = self.ready.pop_front() {
                 break wake;
             }
-            if let Some((status, started, token)) = self.died.take() {
-                assert_ne!(token, 0, "the child's end reported before its Op::Run");
-                let ran_for = self.now - started;
+            if let Some((status, c)) = self.procs.died.take() {
+                assert_ne!(c.token, 0, "the child's end reported before its Op::Run");
+                let ran_for = self.now - c.started;
                 let outcome = Outcome::Exited { status, ran_for };
-                break Wake::Done { token, outcome };
+                break Wake::Done {
+                    token: c.token,
+                    outcome,
+                };
             }
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.as_ref().map(|(t, _, _, _)| *t);
@@ -565,6 +521,7 @@ impl World for Fake {
             if probe == Some(next) {
                 let (_, ok, token) = self.ready_queue.pop_front().expect("due");
                 let ran_for = self
+                    .procs
                     .child
                     .as_ref()
                     .map_or(Duration::ZERO, |c| self.now - c.started);
@@ -607,18 +564,8 @@ impl Fake {
     /// The child reads its config again (a reload signal it handles).
     fn reread(&mut self) {
         let version = self.readable();
-        if let Some(c) = self.child.as_mut() {
+        if let Some(c) = self.procs.child.as_mut() {
             c.version = version;
-        }
-    }
-
-    /// What `sig` does to the child, if it runs.
-    fn hit(&mut self, sig: i32) {
-        let Some(c) = self.child.as_ref() else {
-            return;
-        };
-        if crate::state::testkit::dies_of(sig, c.ignores_term, self.catches) {
-            self.kill(sig);
         }
     }
 }
@@ -776,7 +723,7 @@ fn without_notify_events_polling_finds_the_change() {
 #[test]
 fn a_child_ignoring_sigterm_is_killed_with_its_group_at_the_stop_timeout() {
     let mut world = Fake::new().at(1_000, Happen::Signal(TERM));
-    world.ignore_term = true;
+    world.procs.stubborn = true;
     let s = Settings {
         stop_timeout: Duration::from_secs(3),
         ..settings()
@@ -820,7 +767,7 @@ fn a_reload_signal_to_a_child_without_its_handler_restarts_it_instead() {
     let mut world = Fake::new()
         .at(1_000, Happen::Write(1))
         .at(60_000, Happen::Signal(TERM));
-    world.catches = false;
+    world.procs.catches = false;
     let s = Settings {
         reload_signal: Some(libc::SIGHUP),
         ..settings()
@@ -846,7 +793,7 @@ fn with_signal_to_group_only_a_worker_that_would_die_of_the_reload_restarts() {
         let mut world = Fake::new()
             .at(1_000, Happen::Write(1))
             .at(60_000, Happen::Signal(TERM));
-        world.worker = Some(worker);
+        world.procs.worker = Some(worker);
         let s = Settings {
             reload_signal: Some(libc::SIGHUP),
             signal_to: to,
@@ -1218,7 +1165,7 @@ mod loop_props {
                 .at(20_000, Happen::UnshowFails(false))
                 .at(200_000, Happen::Signal(TERM));
             world.validator = |v| v % 10 != BAD;
-            world.worker = worker;
+            world.procs.worker = worker;
             if promote {
                 world = world.promoting(None);
             }
