@@ -250,60 +250,9 @@ fn settings() -> impl Strategy<Value = Settings> {
         )
 }
 
-/// The world's answer to operation `token`, written as the event the
-/// machine turns it into.
-fn done(token: Token, event: Event) -> Input {
-    let outcome = match event {
-        Event::Spawned => Outcome::Started,
-        Event::SpawnFailed(code) => Outcome::NotStarted(code),
-        Event::ChildExited { status, ran_for } => Outcome::Exited { status, ran_for },
-        Event::GroupGone => Outcome::GroupGone,
-        Event::Candidate(now) | Event::ConfigSettled(now) | Event::RestartRequested(now) => {
-            Outcome::Looked(now)
-        }
-        Event::Staged { result, .. } => Outcome::Staged(result),
-        Event::Validated { ok: true, .. } => Outcome::Checked(Verdict::Pass),
-        Event::Validated { ok: false, .. } => Outcome::Checked(Verdict::Fail),
-        Event::CannotCheck { reason, .. } => Outcome::Checked(Verdict::CannotRun(reason)),
-        Event::Committed { result, .. } => Outcome::Committed(result),
-        Event::RolledBack { result } => Outcome::RolledBack(result),
-        Event::Dropped { result, .. } => Outcome::Dropped(result),
-        Event::ReloadSignalsSent => Outcome::Handling(None),
-        Event::ReloadSignalUnhandled(sig, ignored) => Outcome::Handling(Some((sig, ignored))),
-        Event::HooksDone { failed, .. } => Outcome::HooksDone { failed },
-        Event::Probed { ok, ran_for, .. } => Outcome::Probed { ok, ran_for },
-        // Waits are answered by `Edge::fire`; signals and settles are no
-        // answers.
-        Event::StopDeadline
-        | Event::StopDelayOver
-        | Event::BackoffOver
-        | Event::RetryDue { .. }
-        | Event::ProbationOver
-        | Event::StartedUp { .. }
-        | Event::Signal(_)
-        | Event::Changed => unreachable!("{event:?} is no answer here"),
-    };
-    Input::Done { token, outcome }
-}
-
 /// A retry's wait: the gate's, a rollback's, a withdrawal's, the hooks'.
 fn is_retry(rec: &Rec) -> bool {
     matches!(rec, Rec::Retry(_) | Rec::HooksRetry(_))
-}
-
-/// The operation in flight whose answer `event` is, if any.
-fn token_for(m: &Machine, event: &Event) -> Option<Token> {
-    let answers = |rec: &Rec| match (event, rec) {
-        (Event::ChildExited { .. }, Rec::Child) | (Event::GroupGone, Rec::Drain) => true,
-        (Event::Staged { token, .. }, Rec::Stage(t))
-        | (Event::Validated { token, .. }, Rec::Check(t))
-        | (Event::HooksDone { token, .. }, Rec::Hooks(t)) => token == t,
-        _ => false,
-    };
-    m.inflight
-        .iter()
-        .find(|(_, rec)| answers(rec))
-        .map(|(token, _)| *token)
 }
 
 /// The test's side of the world (the operations running, the timers)
@@ -330,9 +279,9 @@ struct Edge {
     /// Looks running (their tokens): answered with the source as it is
     /// when they end.
     looks: VecDeque<Token>,
-    /// The external reload running: its token and the version it is for.
-    reload: Option<(u64, u64)>,
-    last_reload_token: u64,
+    /// The reload's hooks running: their token and the reload's number.
+    reload: Option<(Token, u64)>,
+    last_reload: u64,
     /// SIGKILL was sent to the group: it is gone long before the kill
     /// grace runs out (only a process stuck in the kernel outlives it).
     killed: bool,
@@ -396,7 +345,7 @@ impl Edge {
             probes: VecDeque::new(),
             looks: VecDeque::new(),
             reload: None,
-            last_reload_token: 0,
+            last_reload: 0,
             killed: false,
             exited: None,
             shutdown_budget: None,
@@ -441,18 +390,10 @@ impl Edge {
         (self.model).check_view(|g| v.iter().any(|(_, _, c)| c.as_deref() == Some(g)));
     }
 
-    /// Feeds `event` (an answer as the event it becomes, found by its
-    /// token in the machine's table; a signal), performs the requests it
-    /// yields (and the answers they get at once), checking the invariants
-    /// at each. An answer for nothing in flight is not fed.
-    fn feed(&mut self, m: &mut Machine, event: Event) -> Result<(), TestCaseError> {
-        let input = match event {
-            Event::Signal(sig) => Input::Signal(sig),
-            event => match token_for(m, &event) {
-                Some(token) => done(token, event),
-                None => return Ok(()),
-            },
-        };
+    /// The machine takes `input` (a signal, an answer by its token) and
+    /// what it asks for is performed (with the answers that come at once),
+    /// checking the invariants at each.
+    fn feed(&mut self, m: &mut Machine, input: Input) -> Result<(), TestCaseError> {
         let requests = self.take(m, input)?;
         self.perform_all(m, requests)
     }
@@ -545,132 +486,227 @@ impl Edge {
         Ok(())
     }
 
-    /// One request, as the intent it carries (the test's bookkeeping is
-    /// per intent): the machine's table says what each operation is for.
-    /// `next`: the request after it (a wait cancelled to be armed again is
-    /// no cancelled reload). The answer, if it comes at once.
+    /// One request, performed as the real edge would. `next`: the request
+    /// after it (a wait cancelled to be armed again is no cancelled
+    /// reload). The answer, if it comes at once.
     fn request(
         &mut self,
         m: &Machine,
         request: Request,
         next: Option<&Request>,
     ) -> Result<Option<Input>, TestCaseError> {
-        let action = match request {
+        match request {
             Request::Start { token, op } => {
                 let Some(rec) = self.ops.get(&token).cloned() else {
                     return Err(TestCaseError::fail(format!("{op:?} started, not recorded")));
                 };
-                let action = match (rec, op) {
-                    // Looks run off the loop: other events come first.
-                    (Rec::Look(_), _) => {
-                        self.looks.push_back(token);
-                        return Ok(None);
-                    }
-                    (Rec::Spawn, _) => Action::Spawn,
-                    (Rec::Child | Rec::Drain, _) => return Ok(None),
-                    (Rec::Probe(_), _) => {
-                        let version = self.procs.child.as_ref().map(|c| c.version);
-                        self.probes.push_back((token, version, self.procs.spawns));
-                        return Ok(None);
-                    }
-                    (Rec::Stage(token), _) => Action::Stage { token },
-                    (
-                        Rec::Check(token),
-                        Ask::Check {
-                            changed,
-                            candidate,
-                            in_place,
-                            ..
-                        },
-                    ) => Action::Validate {
-                        token,
-                        changed,
-                        candidate,
-                        in_place,
-                    },
-                    (Rec::Commit(token), Ask::Commit { generation, proven }) => Action::Commit {
-                        token,
-                        generation,
-                        proven,
-                    },
-                    (Rec::RollBack, Ask::RollBack { to, from }) => Action::RollBack { to, from },
-                    (Rec::Drop(_), Ask::Drop { generation }) => {
-                        Action::DropCandidate { generation }
-                    }
-                    (Rec::ReloadSignals { .. }, Ask::AskHandling { signals, to }) => {
-                        Action::SendReloadSignals(signals, to)
-                    }
-                    (Rec::Hooks(token), Ask::Hooks { calls, .. }) => {
-                        Action::RunHooks { token, calls }
-                    }
-                    (Rec::Retry(token) | Rec::HooksRetry(token), Ask::Wait(after)) => {
-                        Action::RetryAfter { token, after }
-                    }
-                    (Rec::Stop, Ask::Wait(d)) => Action::StopDeadline(Some(d)),
-                    (Rec::StopDelay, Ask::Wait(d)) => Action::StopDelay(d),
-                    (Rec::Backoff, Ask::Wait(d)) => Action::Backoff(d),
-                    (Rec::Probation, Ask::Wait(d)) => Action::ProbationDeadline(Some(d)),
-                    (Rec::StartUp(child), Ask::Wait(after)) => {
-                        Action::StartUpDeadline { child, after }
-                    }
-                    (rec, op) => {
-                        return Err(TestCaseError::fail(format!("{op:?} recorded as {rec:?}")));
-                    }
-                };
-                return Ok(self.perform(m, action)?.map(|event| done(token, event)));
+                let outcome = self.start(m, token, rec, op)?;
+                return Ok(outcome.map(|outcome| Input::Done { token, outcome }));
             }
-            Request::Cancel { token } => {
-                let Some(rec) = self.ops.remove(&token) else {
-                    return Err(TestCaseError::fail(format!(
-                        "cancelled {token}, not in flight"
-                    )));
-                };
-                let rearmed = |r: fn(&Rec) -> bool| {
-                    matches!(next, Some(Request::Start { token, .. })
-                        if m.inflight.get(token).is_some_and(r))
-                };
-                match rec {
-                    Rec::Check(_) => Action::CancelValidation,
-                    Rec::Retry(token) => Action::CancelWait { token },
-                    Rec::HooksRetry(token) if rearmed(|r| matches!(r, Rec::HooksRetry(_))) => {
-                        Action::CancelWait { token }
-                    }
-                    Rec::Hooks(_) | Rec::HooksRetry(_) => Action::CancelHooks,
-                    Rec::Stop => Action::StopDeadline(None),
-                    Rec::Probation => Action::ProbationDeadline(None),
-                    // The world may answer a probe still: dropped then.
-                    Rec::StopDelay
-                    | Rec::Backoff
-                    | Rec::StartUp(_)
-                    | Rec::Drain
-                    | Rec::Probe(_) => {
-                        return Ok(None);
-                    }
-                    rec => {
-                        return Err(TestCaseError::fail(format!("{rec:?} cancelled")));
-                    }
-                }
+            Request::Cancel { token } => self.cancel(m, token, next)?,
+            Request::Signal(sig, to) => {
+                let (_, reads) = self.model.signal(to, sig);
+                self.told_now |= reads;
             }
-            Request::Signal(sig, to) => Action::Signal(sig, to),
-            Request::ContinueStopped(to) => Action::ContinueStopped(to),
-            Request::KillGroup => Action::KillGroup,
-            Request::Prove { generation } => Action::Prove { generation },
-            Request::RemoveGeneration { generation } => Action::RemoveGeneration { generation },
-            Request::Unreject { generation } => Action::Unreject { generation },
-            Request::Acted => Action::Acted,
-            Request::Exit(code) => Action::Exit(code),
-        };
-        prop_assert!(
-            self.perform(m, action)?.is_none(),
-            "an answer to no request"
-        );
+            Request::KillGroup => {
+                self.killed = true;
+                self.procs.dies(Status::Signaled(libc::SIGKILL));
+            }
+            Request::Prove { generation } => {
+                let ran = self.window_ran.as_ref() == Some(&generation)
+                    || self.window_for.as_ref() != Some(&generation);
+                self.model.prove(&generation, ran);
+            }
+            Request::RemoveGeneration { generation } => self.model.remove_generation(&generation),
+            Request::Unreject { generation } => self.model.unreject(&generation),
+            Request::Exit(code) => {
+                self.exited = Some(code);
+                self.validations.clear();
+            }
+            Request::ContinueStopped(_) | Request::Acted => {}
+        }
         Ok(None)
     }
 
-    /// What the machine asked for in one step: each operation it started,
-    /// as its table recorded it (an answer taken at once may cancel it
-    /// before the world starts it: the cancel then follows). A wait armed
-    /// and cancelled within the step is neither.
+    /// Operation `token` starts: `rec` is what the machine's table says it
+    /// is for (the test's bookkeeping is per purpose). The answer, if the
+    /// real edge gives it at once.
+    fn start(
+        &mut self,
+        m: &Machine,
+        token: Token,
+        rec: Rec,
+        op: Ask,
+    ) -> Result<Option<Outcome>, TestCaseError> {
+        let outcome = match (rec, op) {
+            // Looks run off the loop: other events come first.
+            (Rec::Look(_), _) => {
+                self.looks.push_back(token);
+                None
+            }
+            (Rec::Spawn, _) => {
+                prop_assert!(
+                    self.shutdown_budget.is_none(),
+                    "a child started after SIGTERM"
+                );
+                self.model.spawn(Instant::now());
+                self.ahead = self.reads_unseen();
+                self.starting = self.settings.validate_in_place;
+                self.killed = false;
+                Some(Outcome::Started)
+            }
+            // The child's life: answered by its end.
+            (Rec::Child, _) => {
+                let p = &mut self.model.procs;
+                let c = p.child.as_mut().or(p.died.as_mut().map(|d| &mut d.1));
+                let c = c.ok_or_else(|| TestCaseError::fail("a child's life asked without one"))?;
+                prop_assert_eq!(c.token, 0, "a second Op::Run for one child");
+                c.token = token;
+                None
+            }
+            (Rec::Drain, _) => None,
+            (Rec::Probe(_), _) => {
+                let version = self.procs.child.as_ref().map(|c| c.version);
+                self.probes.push_back((token, version, self.procs.spawns));
+                None
+            }
+            // Copied off the loop: other events come first.
+            (Rec::Stage(_), _) => {
+                self.stagings.push_back(token);
+                None
+            }
+            (
+                Rec::Check(_),
+                Ask::Check {
+                    candidate,
+                    in_place,
+                    ..
+                },
+            ) => {
+                if in_place && self.procs.child.is_some() {
+                    prop_assert!(
+                        !self.starting,
+                        "a candidate shown in place to a child starting up"
+                    );
+                    prop_assert!(
+                        !self.told_now && self.reload.is_none(),
+                        "a candidate shown in place to a child being told to read its config"
+                    );
+                }
+                match self.model.validate(candidate.as_deref(), in_place) {
+                    Ok(version) => {
+                        self.validations.push_back((token, version, candidate));
+                        None
+                    }
+                    Err(reason) => Some(Outcome::Checked(Verdict::CannotRun(reason))),
+                }
+            }
+            (Rec::Commit(_), Ask::Commit { generation, proven }) => {
+                let result = self
+                    .model
+                    .commit(&generation, proven.as_deref(), &m.promoted());
+                Some(Outcome::Committed(result))
+            }
+            (Rec::RollBack, Ask::RollBack { to, from }) => {
+                Some(Outcome::RolledBack(self.model.roll_back(&to, &from)))
+            }
+            (Rec::Drop(_), Ask::Drop { generation }) => {
+                let result = self.model.drop_candidate(&generation, &m.promoted());
+                Some(Outcome::Dropped(result.map(|_| ())))
+            }
+            (Rec::ReloadSignals { .. }, Ask::AskHandling { signals, to }) => {
+                self.reload_signals(signals, to)?
+            }
+            (Rec::Hooks(reload), Ask::Hooks { calls, .. }) => {
+                self.run_hooks(token, reload, calls)?;
+                None
+            }
+            (Rec::Retry(_), Ask::Wait(after)) => {
+                prop_assert!(after <= BACKOFF_MAX, "retry after {after:?}");
+                None
+            }
+            (Rec::HooksRetry(reload), Ask::Wait(after)) => {
+                prop_assert!(after <= BACKOFF_MAX, "retry after {after:?}");
+                if self.reload.as_ref().is_some_and(|r| r.1 == reload) {
+                    self.reload = None;
+                }
+                None
+            }
+            (Rec::Stop, Ask::Wait(d)) => {
+                prop_assert!(d <= Duration::from_secs(3600), "deadline {d:?}");
+                self.spend(d)?;
+                None
+            }
+            (Rec::StopDelay, Ask::Wait(d)) => {
+                prop_assert!(d <= Duration::from_secs(3600), "stop delay {d:?}");
+                self.spend(d)?;
+                None
+            }
+            (Rec::Backoff, Ask::Wait(d)) => {
+                prop_assert!(d <= BACKOFF_MAX, "backoff {d:?}");
+                prop_assert!(self.shutdown_budget.is_none(), "a backoff after SIGTERM");
+                None
+            }
+            (Rec::Probation, Ask::Wait(_)) => {
+                self.window_for = self.good.clone();
+                self.window_ran = None;
+                None
+            }
+            (Rec::StartUp(_), Ask::Wait(_)) => {
+                prop_assert!(
+                    self.settings.validate_in_place
+                        || (self.settings.ready_interval.is_some()
+                            && self.settings.rollback_window.is_some()),
+                    "a start-up period for nothing"
+                );
+                None
+            }
+            (rec, op) => {
+                return Err(TestCaseError::fail(format!("{op:?} recorded as {rec:?}")));
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Operation `token` is cancelled (see `request` for `next`).
+    fn cancel(
+        &mut self,
+        m: &Machine,
+        token: Token,
+        next: Option<&Request>,
+    ) -> Result<(), TestCaseError> {
+        let Some(rec) = self.ops.remove(&token) else {
+            return Err(TestCaseError::fail(format!(
+                "cancelled {token}, not in flight"
+            )));
+        };
+        let rearmed = matches!(next, Some(Request::Start { token, .. })
+            if m.inflight.get(token).is_some_and(|r| matches!(r, Rec::HooksRetry(_))));
+        match rec {
+            Rec::Check(_) => {
+                let running = self.validations.len();
+                self.validations.retain(|v| v.0 != token);
+                prop_assert!(self.validations.len() < running, "cancelling no check");
+            }
+            // A wait cancelled to be armed again at once.
+            Rec::HooksRetry(_) if rearmed => {}
+            Rec::Hooks(_) | Rec::HooksRetry(_) => {
+                self.reload = None;
+                self.superseded = std::mem::take(&mut self.reload_left);
+            }
+            // The world may answer a probe still: dropped then.
+            Rec::Retry(_)
+            | Rec::Stop
+            | Rec::Probation
+            | Rec::StopDelay
+            | Rec::Backoff
+            | Rec::StartUp(_)
+            | Rec::Drain
+            | Rec::Probe(_) => {}
+            rec => return Err(TestCaseError::fail(format!("{rec:?} cancelled"))),
+        }
+        Ok(())
+    }
     fn register(
         &mut self,
         m: &Machine,
@@ -736,14 +772,8 @@ impl Edge {
         let Some(token) = self.ops.iter().find(|(_, r)| which(r)).map(|(t, _)| *t) else {
             return Ok(());
         };
-        let requests = self.take(
-            m,
-            Input::Done {
-                token,
-                outcome: Outcome::Elapsed,
-            },
-        )?;
-        self.perform_all(m, requests)
+        let outcome = Outcome::Elapsed;
+        self.feed(m, Input::Done { token, outcome })
     }
 
     /// The machine takes `input`; what it asks for, checked.
@@ -799,224 +829,93 @@ impl Edge {
         self.model.check_told(what);
     }
 
-    fn perform(&mut self, m: &Machine, action: Action) -> Result<Option<Event>, TestCaseError> {
-        match action {
-            Action::Spawn => {
-                prop_assert!(
-                    self.shutdown_budget.is_none(),
-                    "a child started after SIGTERM"
+    /// The edge asks how the group takes the reload signals `sigs` (to
+    /// `to`), and sends them if none harms it. No answer without a child:
+    /// its exit, once reported, cancels them.
+    fn reload_signals(
+        &mut self,
+        sigs: Vec<i32>,
+        to: Target,
+    ) -> Result<Option<Outcome>, TestCaseError> {
+        self.not_told_while_shown("reload signals");
+        let now = self.readable();
+        let Some(from) = self.procs.child.as_ref().map(|c| c.version) else {
+            return Ok(None);
+        };
+        let sent: BTreeSet<i32> = sigs.iter().copied().collect();
+        prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
+        let exact = self.exact();
+        if exact {
+            let e = self.expected(from, now);
+            prop_assert!(!e.restart, "reload signals where a restart was asked for");
+            prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
+        }
+        if let Some(harmed) = self.procs.handling(&sigs, to) {
+            return Ok(Some(Outcome::Handling(Some(harmed))));
+        }
+        let Some(c) = self.procs.child.as_mut() else {
+            return Ok(None);
+        };
+        c.version = now;
+        self.ahead = self.reads_unseen();
+        self.signalled_from = Some((from, exact));
+        self.model.not_rolled_back(now);
+        Ok(Some(Outcome::Handling(None)))
+    }
+
+    /// Reload number `reload`'s hooks start as operation `token` (a retry
+    /// keeps the number): exactly the hooks the files asked for, or those
+    /// that failed.
+    fn run_hooks(
+        &mut self,
+        token: Token,
+        reload: u64,
+        calls: Vec<HookCall>,
+    ) -> Result<(), TestCaseError> {
+        self.not_told_while_shown("reload hooks");
+        let told: BTreeMap<usize, Vec<PathBuf>> =
+            calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
+        prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
+        if reload == self.last_reload {
+            prop_assert_eq!(
+                &told,
+                &self.reload_left,
+                "a retry runs exactly the hooks that failed, with their files"
+            );
+        }
+        let owed = std::mem::take(&mut self.superseded);
+        self.reload_left = told.clone();
+        if reload != self.last_reload {
+            // A new reload: for bytes the child does not have yet
+            // (the burst's signals, if any, were sent just before).
+            // (A child that died unreported cannot be known of: its
+            // exit cancels the reload when it is reported.)
+            let now = self.readable();
+            let from = self.procs.child.as_ref().map(|c| (c.version, self.exact()));
+            if let Some((from, true)) = self.signalled_from.take().or(from) {
+                let mut e = self.expected(from, now);
+                prop_assert!(!e.restart, "reload hooks where a restart was asked for");
+                // What the superseded reload still owed is not lost.
+                for (hook, files) in owed {
+                    let all = e.hooks.entry(hook).or_default();
+                    all.extend(files);
+                    all.sort();
+                    all.dedup();
+                }
+                prop_assert_eq!(
+                    &told,
+                    &e.hooks,
+                    "not the hooks the files asked for (and those still owed), each told of its files"
                 );
-                self.model.spawn(Instant::now());
-                self.ahead = self.reads_unseen();
-                self.starting = self.settings.validate_in_place;
-                self.killed = false;
-                Ok(Some(Event::Spawned))
             }
-            Action::Fingerprint => Err(TestCaseError::fail("a look is a request of its own")),
-            Action::Stage { token } => {
-                self.stagings.push_back(token);
-                Ok(None)
-            }
-            Action::Commit {
-                token,
-                generation,
-                proven,
-            } => {
-                let result = self
-                    .model
-                    .commit(&generation, proven.as_deref(), &m.promoted());
-                Ok(Some(Event::Committed { token, result }))
-            }
-            Action::DropCandidate { generation } => {
-                let result = self
-                    .model
-                    .drop_candidate(&generation, &m.promoted())
-                    .map(|_| ());
-                Ok(Some(Event::Dropped { generation, result }))
-            }
-            Action::RemoveGeneration { generation } => {
-                self.model.remove_generation(&generation);
-                Ok(None)
-            }
-            Action::Unreject { generation } => {
-                self.model.unreject(&generation);
-                Ok(None)
-            }
-            Action::RollBack { to, from } => {
-                let result = self.model.roll_back(&to, &from);
-                Ok(Some(Event::RolledBack { result }))
-            }
-            Action::ProbationDeadline(d) => {
-                if d.is_some() {
-                    self.window_for = self.good.clone();
-                    self.window_ran = None;
-                }
-                Ok(None)
-            }
-            Action::StartUpDeadline { .. } => {
-                prop_assert!(
-                    self.settings.validate_in_place
-                        || (self.settings.ready_interval.is_some()
-                            && self.settings.rollback_window.is_some()),
-                    "a start-up period for nothing"
-                );
-                Ok(None)
-            }
-            Action::Prove { generation } => {
-                let ran = self.window_ran.as_ref() == Some(&generation)
-                    || self.window_for.as_ref() != Some(&generation);
-                self.model.prove(&generation, ran);
-                Ok(None)
-            }
-            Action::Acted => Ok(None),
-            Action::Signal(sig, to) => {
-                let (_, reads) = self.model.signal(to, sig);
-                self.told_now |= reads;
-                Ok(None)
-            }
-            Action::SendReloadSignals(sigs, to) => {
-                self.not_told_while_shown("reload signals");
-                let now = self.readable();
-                let Some(from) = self.procs.child.as_ref().map(|c| c.version) else {
-                    return Ok(None);
-                };
-                let sent: BTreeSet<i32> = sigs.iter().copied().collect();
-                prop_assert_eq!(sent.len(), sigs.len(), "a signal sent twice");
-                let exact = self.exact();
-                if exact {
-                    let e = self.expected(from, now);
-                    prop_assert!(!e.restart, "reload signals where a restart was asked for");
-                    prop_assert_eq!(&sent, &e.signals, "not the signals the files asked for");
-                }
-                if let Some((sig, ignored)) = self.procs.handling(&sigs, to) {
-                    return Ok(Some(Event::ReloadSignalUnhandled(sig, ignored)));
-                }
-                let Some(c) = self.procs.child.as_mut() else {
-                    return Ok(None);
-                };
+            if let Some(c) = self.procs.child.as_mut() {
                 c.version = now;
                 self.ahead = self.reads_unseen();
-                self.signalled_from = Some((from, exact));
-                self.model.not_rolled_back(now);
-                Ok(Some(Event::ReloadSignalsSent))
             }
-            Action::ContinueStopped(_) => Ok(None),
-            Action::KillGroup => {
-                self.killed = true;
-                self.procs.dies(Status::Signaled(libc::SIGKILL));
-                Ok(None)
-            }
-            Action::StopDeadline(Some(d)) => {
-                prop_assert!(d <= Duration::from_secs(3600), "deadline {d:?}");
-                self.spend(d)?;
-                Ok(None)
-            }
-            Action::StopDeadline(None) => Ok(None),
-            Action::StopDelay(d) => {
-                prop_assert!(d <= Duration::from_secs(3600), "stop delay {d:?}");
-                self.spend(d)?;
-                Ok(None)
-            }
-            Action::Backoff(d) => {
-                prop_assert!(d <= BACKOFF_MAX, "backoff {d:?}");
-                prop_assert!(self.shutdown_budget.is_none(), "a backoff after SIGTERM");
-                Ok(None)
-            }
-            Action::Validate {
-                token,
-                candidate,
-                in_place,
-                ..
-            } => {
-                if in_place && self.procs.child.is_some() {
-                    prop_assert!(
-                        !self.starting,
-                        "a candidate shown in place to a child starting up"
-                    );
-                    prop_assert!(
-                        !self.told_now && self.reload.is_none(),
-                        "a candidate shown in place to a child being told to read its config"
-                    );
-                }
-                match self.model.validate(candidate.as_deref(), in_place) {
-                    Ok(version) => {
-                        self.validations.push_back((token, version, candidate));
-                        Ok(None)
-                    }
-                    Err(reason) => Ok(Some(Event::CannotCheck { token, reason })),
-                }
-            }
-            // (Only what is in flight can be cancelled: `request`.)
-            Action::CancelWait { .. } => Ok(None),
-            Action::CancelValidation => {
-                prop_assert!(!self.validations.is_empty(), "cancelling no validation");
-                self.validations.clear();
-                Ok(None)
-            }
-            Action::RunHooks { token, calls } => {
-                self.not_told_while_shown("reload hooks");
-                let told: BTreeMap<usize, Vec<PathBuf>> =
-                    calls.iter().map(|c| (c.hook, c.changed.clone())).collect();
-                prop_assert_eq!(told.len(), calls.len(), "a hook run twice");
-                if token == self.last_reload_token {
-                    prop_assert_eq!(
-                        &told,
-                        &self.reload_left,
-                        "a retry runs exactly the hooks that failed, with their files"
-                    );
-                }
-                let owed = std::mem::take(&mut self.superseded);
-                self.reload_left = told.clone();
-                if token != self.last_reload_token {
-                    // A new reload: for bytes the child does not have yet
-                    // (the burst's signals, if any, were sent just before).
-                    // (A child that died unreported cannot be known of: its
-                    // exit cancels the reload when it is reported.)
-                    let now = self.readable();
-                    let from = self.procs.child.as_ref().map(|c| (c.version, self.exact()));
-                    if let Some((from, true)) = self.signalled_from.take().or(from) {
-                        let mut e = self.expected(from, now);
-                        prop_assert!(!e.restart, "reload hooks where a restart was asked for");
-                        // What the superseded reload still owed is not lost.
-                        for (hook, files) in owed {
-                            let all = e.hooks.entry(hook).or_default();
-                            all.extend(files);
-                            all.sort();
-                            all.dedup();
-                        }
-                        prop_assert_eq!(
-                            &told,
-                            &e.hooks,
-                            "not the hooks the files asked for (and those still owed), each told of its files"
-                        );
-                    }
-                    if let Some(c) = self.procs.child.as_mut() {
-                        c.version = now;
-                        self.ahead = self.reads_unseen();
-                    }
-                    self.last_reload_token = token;
-                }
-                self.reload = Some((token, self.source));
-                Ok(None)
-            }
-            Action::RetryAfter { token, after } => {
-                prop_assert!(after <= BACKOFF_MAX, "retry after {after:?}");
-                if self.reload.as_ref().is_some_and(|(t, _)| *t == token) {
-                    self.reload = None;
-                }
-                Ok(None)
-            }
-            Action::CancelHooks => {
-                self.reload = None;
-                self.superseded = std::mem::take(&mut self.reload_left);
-                Ok(None)
-            }
-            Action::Exit(code) => {
-                self.exited = Some(code);
-                self.validations.clear();
-                Ok(None)
-            }
+            self.last_reload = reload;
         }
+        self.reload = Some((token, reload));
+        Ok(())
     }
 
     fn step(&mut self, m: &mut Machine, op: Op) -> Result<(), TestCaseError> {
@@ -1084,12 +983,12 @@ impl Edge {
                     let s = &self.settings;
                     self.shutdown_budget = Some(s.stop_delay + s.stop_timeout + KILL_GRACE);
                 }
-                self.feed(m, Event::Signal(sig))?;
+                self.feed(m, Input::Signal(sig))?;
             }
             // (Without --restart-signal there is none to send.)
             Op::RestartRequest if self.settings.restart_signal.is_some() => {
                 self.held_by_burst |= self.bursting;
-                self.feed(m, Event::Signal(RESTART))?;
+                self.feed(m, Input::Signal(RESTART))?;
             }
             Op::RestartRequest => {}
             Op::ChildReady => {
@@ -1102,7 +1001,8 @@ impl Edge {
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
                     let ok = self.model.verdict(candidate.as_deref(), version);
-                    self.feed(m, Event::Validated { token, ok })?;
+                    let outcome = Outcome::Checked(if ok { Verdict::Pass } else { Verdict::Fail });
+                    self.feed(m, Input::Done { token, outcome })?;
                 }
             }
             Op::FinishLook => {
@@ -1110,34 +1010,47 @@ impl Edge {
                     // Any look tells the machine the files as they are.
                     self.unseen = false;
                     let outcome = Outcome::Looked(snap(self.source));
-                    let requests = self.take(m, Input::Done { token, outcome })?;
-                    self.perform_all(m, requests)?;
+                    self.feed(m, Input::Done { token, outcome })?;
                 }
             }
             Op::FinishStaging => {
                 if let Some(token) = self.stagings.pop_front() {
-                    let result = self.model.stage();
-                    self.feed(m, Event::Staged { token, result })?;
+                    let outcome = Outcome::Staged(self.model.stage());
+                    self.feed(m, Input::Done { token, outcome })?;
                 }
             }
             Op::FinishReload(mask) => {
                 if let Some((token, _)) = self.reload.take() {
                     self.reload_left.retain(|i, _| mask & (1 << i) != 0);
                     let failed: Vec<usize> = self.reload_left.keys().copied().collect();
-                    self.feed(m, Event::HooksDone { token, failed })?;
+                    let outcome = Outcome::HooksDone { failed };
+                    self.feed(m, Input::Done { token, outcome })?;
                 }
             }
             Op::ReportExit => {
-                if let Some((status, _)) = self.procs.died.take() {
+                // Answers the child's life, by the token it was asked with.
+                if let Some((status, c)) = self.procs.died.take() {
+                    prop_assert_ne!(c.token, 0, "the child's end reported before its Op::Run");
                     let ran_for = Duration::from_secs(1);
-                    self.feed(m, Event::ChildExited { status, ran_for })?;
+                    let outcome = Outcome::Exited { status, ran_for };
+                    self.feed(
+                        m,
+                        Input::Done {
+                            token: c.token,
+                            outcome,
+                        },
+                    )?;
                 }
             }
             Op::ReportGroupGone => {
                 // Gone, whether or not anyone waits for it.
                 if self.group_left() {
                     self.procs.group = false;
-                    self.feed(m, Event::GroupGone)?;
+                    let drain = self.ops.iter().find(|(_, r)| **r == Rec::Drain);
+                    if let Some((&token, _)) = drain {
+                        let outcome = Outcome::GroupGone;
+                        self.feed(m, Input::Done { token, outcome })?;
+                    }
                 }
             }
             Op::FireStopDeadline => {
@@ -1159,8 +1072,7 @@ impl Edge {
                 self.burst_begins(m)?;
             }
             Op::ProbeDue => {
-                let requests = self.take(m, Input::ProbeDue)?;
-                self.perform_all(m, requests)?;
+                self.feed(m, Input::ProbeDue)?;
             }
             Op::Probe { young } => {
                 let Some((token, version, spawn)) = self.probes.pop_front() else {
@@ -1173,14 +1085,8 @@ impl Edge {
                 // Current, as the world knows it: not cancelled, and for
                 // the child that runs now.
                 let current = self.ops.contains_key(&token) && spawn == self.procs.spawns;
-                let answer = done(
-                    token,
-                    Event::Probed {
-                        child: 0,
-                        ok,
-                        ran_for,
-                    },
-                );
+                let outcome = Outcome::Probed { ok, ran_for };
+                let answer = Input::Done { token, outcome };
                 if !current {
                     // An answer for an earlier child, or for a probe the
                     // machine cancelled, judges nobody.
@@ -1192,8 +1098,7 @@ impl Edge {
                     if ok {
                         self.starting = false;
                     }
-                    let requests = self.take(m, answer)?;
-                    self.perform_all(m, requests)?;
+                    self.feed(m, answer)?;
                 }
             }
             Op::FireStartedUp => {
