@@ -756,6 +756,36 @@ impl Edge {
         !self.settings.promote && self.unseen
     }
 
+    /// Does a child run, on a version `on` says is what it should have?
+    fn child_runs(&self, on: impl Fn(u64) -> bool) -> bool {
+        self.procs.child.as_ref().is_some_and(|c| on(c.version))
+    }
+
+    /// A burst settles that asks for nothing new if the child already has
+    /// what it holds (`same`): with nothing in flight, the machine does
+    /// nothing and counts nothing (`what` caused it, if it does).
+    fn nothing_new(
+        &mut self,
+        m: &mut Machine,
+        same: bool,
+        what: &str,
+    ) -> Result<(), TestCaseError> {
+        let quiet = same
+            && self.validations.is_empty()
+            && self.stagings.is_empty()
+            && self.looks.is_empty()
+            && !self.held_by_burst
+            && self.reload.is_none()
+            && !self.armed(is_retry);
+        let before = m.stats().clone();
+        let requests = self.settled(m, true)?;
+        if quiet && m.phase == Phase::Running {
+            prop_assert!(requests.is_empty(), "{what} caused {requests:?}");
+            prop_assert_eq!(&before, m.stats());
+        }
+        self.perform_all(m, requests)
+    }
+
     /// The child's end was reported; its group was not found empty yet.
     fn group_left(&self) -> bool {
         let p = &self.procs;
@@ -932,50 +962,14 @@ impl Edge {
             }
             Op::Notes(n) => {
                 let v = app(self.source) + 10 * n;
-                let quiet = self.notes_quiet()
-                    && self.validations.is_empty()
-                    && self.stagings.is_empty()
-                    && self.looks.is_empty()
-                    && !self.held_by_burst
-                    && self.reload.is_none()
-                    && !self.armed(is_retry)
-                    && self
-                        .procs
-                        .child
-                        .as_ref()
-                        .is_some_and(|c| app(c.version) == app(v));
+                let same = self.notes_quiet() && self.child_runs(|c| app(c) == app(v));
                 self.write(v);
                 self.unseen = true;
-                let before = m.stats().clone();
-                let requests = self.settled(m, true)?;
-                if quiet && m.phase == Phase::Running {
-                    prop_assert!(
-                        requests.is_empty(),
-                        "a file that chose none caused {requests:?}"
-                    );
-                    prop_assert_eq!(&before, m.stats());
-                }
-                self.perform_all(m, requests)?;
+                self.nothing_new(m, same, "a file that chose none")?;
             }
             Op::Touch => {
-                let quiet = self.validations.is_empty()
-                    && self.stagings.is_empty()
-                    && self.looks.is_empty()
-                    && !self.held_by_burst
-                    && self.reload.is_none()
-                    && !self.armed(is_retry)
-                    && self
-                        .procs
-                        .child
-                        .as_ref()
-                        .is_some_and(|c| c.version == self.source);
-                let before = m.stats().clone();
-                let requests = self.settled(m, true)?;
-                if quiet && m.phase == Phase::Running {
-                    prop_assert!(requests.is_empty(), "unchanged bytes caused {requests:?}");
-                    prop_assert_eq!(&before, m.stats());
-                }
-                self.perform_all(m, requests)?;
+                let same = self.child_runs(|c| c == self.source);
+                self.nothing_new(m, same, "unchanged bytes")?;
             }
             Op::ChildExits(code) => self.procs.dies(Status::Exited(code)),
             Op::Signal(sig) => {
