@@ -397,6 +397,15 @@ impl Model {
         (self.ready_for)(version)
     }
 
+    /// A readiness probe's verdict as it ends: it reaches whatever child
+    /// runs then (an HTTP probe sent before a restart may be answered by
+    /// the new child), which passes it if it is ready on its bytes (not
+    /// the file's). Which child it was asked about is the machine's to
+    /// know, by the probe's token.
+    pub fn probed(&self) -> bool {
+        (self.procs.child.as_ref()).is_some_and(|c| self.ready(c.version))
+    }
+
     /// What the child's directory shows is the last good generation, or a
     /// candidate only while it is checked in place (`in_check`).
     pub fn check_view(&self, in_check: impl FnOnce(&str) -> bool) {
@@ -444,8 +453,15 @@ impl Model {
         Ok(version)
     }
 
-    /// A check's verdict, remembered for the commit.
+    /// The verdict of the check of `version` (of `candidate`, if staged),
+    /// remembered for the commit. A check of the live files reads them
+    /// when it likes: here, at its end (a staged candidate never changes).
     pub fn verdict(&mut self, candidate: Option<&str>, version: u64) -> bool {
+        let version = if candidate.is_some() {
+            version
+        } else {
+            self.source
+        };
         let ok = (self.validator)(version);
         if let Some(g) = candidate.filter(|_| ok) {
             self.passed.insert(g.to_string());

@@ -273,9 +273,9 @@ struct Edge {
     /// answered, by token, as its own table recorded it when it asked: the
     /// two must agree whenever the world is quiet.
     ops: BTreeMap<Token, Rec>,
-    /// Readiness probes asked for (their tokens), each with the version of
-    /// the child it judges (None: no child ran).
-    probes: VecDeque<(Token, Option<u64>, u64)>,
+    /// Readiness probes asked for (their tokens), each with the number of
+    /// children started by then (it was asked about the last of them).
+    probes: VecDeque<(Token, u64)>,
     /// Looks running (their tokens): answered with the source as it is
     /// when they end.
     looks: VecDeque<Token>,
@@ -566,8 +566,7 @@ impl Edge {
             }
             (Rec::Drain, _) => None,
             (Rec::Probe(_), _) => {
-                let version = self.procs.child.as_ref().map(|c| c.version);
-                self.probes.push_back((token, version, self.procs.spawns));
+                self.probes.push_back((token, self.procs.spawns));
                 None
             }
             // Copied off the loop: other events come first.
@@ -1069,13 +1068,11 @@ impl Edge {
                 self.feed(m, Input::ProbeDue)?;
             }
             Op::Probe { young } => {
-                let Some((token, version, spawn)) = self.probes.pop_front() else {
+                let Some((token, spawn)) = self.probes.pop_front() else {
                     return Ok(());
                 };
                 let ran_for = Duration::from_secs(if young { 1 } else { 3600 });
-                // The probe judges the child it was asked about (a dead
-                // one fails it), not the file.
-                let ok = self.procs.child.is_some() && version.is_some_and(|v| self.ready(v));
+                let ok = self.model.probed();
                 // Current, as the world knows it: not cancelled, and for
                 // the child that runs now.
                 let current = self.ops.contains_key(&token) && spawn == self.procs.spawns;
@@ -1084,10 +1081,10 @@ impl Edge {
                 if !current {
                     // An answer for an earlier child, or for a probe the
                     // machine cancelled, judges nobody.
-                    let before = m.stats().clone();
+                    let before = (m.stats().clone(), m.readiness());
                     let requests = self.take(m, answer)?;
                     prop_assert!(requests.is_empty(), "a stale probe answer did {requests:?}");
-                    prop_assert_eq!(&before, m.stats());
+                    prop_assert_eq!(before, (m.stats().clone(), m.readiness()));
                 } else {
                     if ok {
                         self.starting = false;
@@ -1187,6 +1184,9 @@ impl Edge {
                 Op::FireStopDelay
             } else if self.armed(|r| matches!(r, Rec::StartUp(_))) {
                 Op::FireStartedUp
+            } else if !self.probes.is_empty() {
+                // Last: a probe asked before a restart answers after it.
+                Op::Probe { young: false }
             } else {
                 return Ok(());
             };

@@ -99,8 +99,8 @@ struct Fake {
     ready: VecDeque<Wake>,
     /// A readiness probe passes only once the child has run this long.
     ready_after: Duration,
-    /// Probes running: when each answers, its verdict, the child it is for.
-    ready_queue: VecDeque<(Instant, bool, u64)>,
+    /// The probe running: when it answers, its token.
+    probe: Option<(Instant, Token)>,
     /// When each generation was committed (its window runs from then).
     committed_at: BTreeMap<String, Instant>,
     /// What `/readyz` said last.
@@ -163,7 +163,7 @@ impl Fake {
             told: None,
             ready: VecDeque::new(),
             ready_after: Duration::ZERO,
-            ready_queue: VecDeque::new(),
+            probe: None,
             committed_at: BTreeMap::new(),
             readiness: Err("not shown yet".into()),
             readiness_log: vec![],
@@ -291,13 +291,8 @@ impl World for Fake {
     }
 
     fn probe(&mut self, token: Token, _timeout: Duration) -> Option<Outcome> {
-        assert!(self.ready_queue.is_empty(), "a second probe at once");
-        // The probe judges the child that runs, not the file.
-        let ok = self.procs.child.as_ref().is_some_and(|c| {
-            self.model.ready(c.version) && self.now - c.started >= self.ready_after
-        });
-        self.ready_queue
-            .push_back((self.now + Duration::from_millis(50), ok, token));
+        assert!(self.probe.is_none(), "a second probe at once");
+        self.probe = Some((self.now + Duration::from_millis(50), token));
         None
     }
 
@@ -487,7 +482,7 @@ impl World for Fake {
             let script = self.script.front().map(|(t, _)| self.start + *t);
             let check = self.check.as_ref().map(|(t, _, _, _)| *t);
             let reload = self.reload.as_ref().map(|(t, _, _)| *t);
-            let probe = self.ready_queue.front().map(|(t, _, _)| *t);
+            let probe = self.probe.as_ref().map(|(t, _)| *t);
             let next = [script, check, reload, probe, deadline]
                 .into_iter()
                 .flatten()
@@ -501,12 +496,6 @@ impl World for Fake {
             self.now = self.now.max(next);
             if check == Some(next) {
                 let (_, version, candidate, token) = self.check.take().expect("due");
-                // A check of the live files reads them when it likes: here,
-                // at its end (a staged candidate never changes).
-                let version = match candidate {
-                    None => self.source,
-                    Some(_) => version,
-                };
                 let ok = self.model.verdict(candidate.as_deref(), version);
                 let v = if ok { Verdict::Pass } else { Verdict::Fail };
                 let outcome = Outcome::Checked(v);
@@ -519,7 +508,10 @@ impl World for Fake {
                 break Wake::Done { token, outcome };
             }
             if probe == Some(next) {
-                let (_, ok, token) = self.ready_queue.pop_front().expect("due");
+                let (_, token) = self.probe.take().expect("due");
+                let started = self.procs.child.as_ref().map(|c| c.started);
+                let ok = self.model.probed()
+                    && started.is_some_and(|t| self.now - t >= self.ready_after);
                 let ran_for = self
                     .procs
                     .child
