@@ -346,6 +346,24 @@ impl Model {
         version
     }
 
+    /// The child (if one runs) reads its config again, told to by a
+    /// reload signal it handles or by reload hooks: what its directory
+    /// shows, or the source. Never bytes rolled back from, unless it has
+    /// them already (a rollback the view refused leaves them shown: a
+    /// SIGHUP forwarded meanwhile reads nothing new).
+    pub fn reread(&mut self) {
+        let version = self.readable();
+        let Some(had) = self.procs.child.as_ref().map(|c| c.version) else {
+            return;
+        };
+        if had != version {
+            self.not_rolled_back(version);
+        }
+        if let Some(c) = self.procs.child.as_mut() {
+            c.version = version;
+        }
+    }
+
     /// What `sig` is to a test child. `None`: one that ends, stops or
     /// continues it. Else whether it may make the child read its config (a
     /// server reads on the signal it chose, never on one whose default

@@ -882,13 +882,9 @@ impl Edge {
         if let Some(harmed) = self.procs.handling(&sigs, to) {
             return Ok(Some(Outcome::Handling(Some(harmed))));
         }
-        let Some(c) = self.procs.child.as_mut() else {
-            return Ok(None);
-        };
-        c.version = now;
+        self.model.reread();
         self.ahead = self.reads_unseen();
         self.signalled_from = Some((from, exact));
-        self.model.not_rolled_back(now);
         Ok(Some(Outcome::Handling(None)))
     }
 
@@ -937,10 +933,8 @@ impl Edge {
                     "not the hooks the files asked for (and those still owed), each told of its files"
                 );
             }
-            if let Some(c) = self.procs.child.as_mut() {
-                c.version = now;
-                self.ahead = self.reads_unseen();
-            }
+            self.model.reread();
+            self.ahead = self.reads_unseen();
             self.last_reload = reload;
         }
         self.reload = Some((token, reload));

@@ -132,10 +132,10 @@ impl Fake {
         if sig == libc::SIGUSR2 {
             let version = self.readable();
             self.record(Did::Reload(version));
-            self.reread();
+            self.model.reread();
         }
         if sig == libc::SIGHUP && self.procs.child.as_ref().is_some_and(|c| c.handles) {
-            self.reread();
+            self.model.reread();
         }
     }
     fn new() -> Fake {
@@ -338,9 +338,7 @@ impl World for Fake {
         self.model.check_told("reload hooks");
         let version = self.readable();
         self.record(Did::Reload(version));
-        if let Some(c) = self.procs.child.as_mut() {
-            c.version = version;
-        }
+        self.model.reread();
         let ok = self.reload_results.pop_front().unwrap_or(true);
         let failed = if ok {
             vec![]
@@ -549,16 +547,6 @@ impl World for Fake {
             break Wake::Timer;
         };
         std::future::ready(wake)
-    }
-}
-
-impl Fake {
-    /// The child reads its config again (a reload signal it handles).
-    fn reread(&mut self) {
-        let version = self.readable();
-        if let Some(c) = self.procs.child.as_mut() {
-            c.version = version;
-        }
     }
 }
 
