@@ -76,6 +76,9 @@ pub struct Proc {
     pub stubborn: bool,
     /// Its handlers for the reload signals are installed.
     pub handles: bool,
+    /// `--validate-in-place`: it is starting up (its start period runs,
+    /// and no probe passed yet): it may read its config any moment.
+    pub starting: bool,
     pub started: Instant,
 }
 
@@ -341,9 +344,18 @@ impl Model {
             version,
             stubborn: p.stubborn,
             handles: p.catches,
+            starting: self.settings.validate_in_place,
             started: now,
         });
         version
+    }
+
+    /// The child's start period ran out, or a probe of it passed: it is
+    /// up, and reads its config only when told to.
+    pub fn started_up(&mut self) {
+        if let Some(c) = self.procs.child.as_mut() {
+            c.starting = false;
+        }
     }
 
     /// The child (if one runs) reads its config again, told to by a
@@ -461,6 +473,10 @@ impl Model {
             }
         };
         if in_place {
+            assert!(
+                self.procs.child.as_ref().is_none_or(|c| !c.starting),
+                "a candidate shown in place to a child starting up"
+            );
             self.not_rolled_back(version);
             self.shown = candidate.map(String::from);
         }

@@ -261,9 +261,6 @@ fn is_retry(rec: &Rec) -> bool {
 #[derive(Debug)]
 struct Edge {
     model: Model,
-    /// `--validate-in-place`: the child is starting up (its start period
-    /// runs, and it was never ready): it may read its config any moment.
-    starting: bool,
     /// Checks running: token, the version judged, the candidate judged.
     validations: VecDeque<(u64, u64, Option<String>)>,
     /// Stagings running, by token: the edge copies off the loop, so other
@@ -338,7 +335,6 @@ impl Edge {
     fn new(model: Model) -> Edge {
         Edge {
             model,
-            starting: false,
             validations: VecDeque::new(),
             stagings: VecDeque::new(),
             ops: BTreeMap::new(),
@@ -551,7 +547,6 @@ impl Edge {
                 );
                 self.model.spawn(Instant::now());
                 self.ahead = self.reads_unseen();
-                self.starting = self.settings.validate_in_place;
                 self.killed = false;
                 Some(Outcome::Started)
             }
@@ -583,10 +578,6 @@ impl Edge {
                 },
             ) => {
                 if in_place && self.procs.child.is_some() {
-                    prop_assert!(
-                        !self.starting,
-                        "a candidate shown in place to a child starting up"
-                    );
                     prop_assert!(
                         !self.told_now && self.reload.is_none(),
                         "a candidate shown in place to a child being told to read its config"
@@ -1081,7 +1072,7 @@ impl Edge {
                     prop_assert_eq!(before, (m.stats().clone(), m.readiness()));
                 } else {
                     if ok {
-                        self.starting = false;
+                        self.model.started_up();
                     }
                     self.feed(m, answer)?;
                 }
@@ -1089,7 +1080,7 @@ impl Edge {
             Op::FireStartedUp => {
                 let started_up = |r: &Rec| matches!(r, Rec::StartUp(_));
                 if self.armed(started_up) {
-                    self.starting = false;
+                    self.model.started_up();
                 }
                 self.fire(m, started_up)?;
             }

@@ -315,6 +315,11 @@ impl World for Fake {
                 "a candidate shown in place to a child being told to read its config"
             );
         }
+        // Its start period over, the child is up.
+        let period = self.settings.ready_start_period;
+        if (self.procs.child.as_ref()).is_some_and(|c| self.now - c.started >= period) {
+            self.model.started_up();
+        }
         let version = match self.model.validate(candidate, in_place) {
             Ok(version) => version,
             Err(reason) => {
@@ -510,6 +515,9 @@ impl World for Fake {
                 let started = self.procs.child.as_ref().map(|c| c.started);
                 let ok = self.model.probed()
                     && started.is_some_and(|t| self.now - t >= self.ready_after);
+                if ok {
+                    self.model.started_up();
+                }
                 let ran_for = self
                     .procs
                     .child
