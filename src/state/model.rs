@@ -76,6 +76,8 @@ pub struct Proc {
     pub stubborn: bool,
     /// Its handlers for the reload signals are installed.
     pub handles: bool,
+    /// Signals it inherited ignored (a mask: bit `n - 1` for signal `n`).
+    pub ignores: u64,
     /// `--validate-in-place`: it is starting up (its start period runs,
     /// and no probe passed yet): it may read its config any moment.
     pub starting: bool,
@@ -117,16 +119,21 @@ impl Procs {
         };
         crate::signals::reload_verdict(sigs, 0, members, takes)
     }
+}
 
-    /// Does a test child die of `sig`? SIGKILL always; the stop signals
-    /// unless it ignores them; HUP and USR1/USR2 while it has no handler
-    /// (their default action); nothing else.
-    fn dies_of(sig: i32, ignores_term: bool, handles_reload: bool) -> bool {
+impl Proc {
+    /// Does it die of `sig` (`stop`: its `--stop-signal`)? SIGKILL always;
+    /// SIGTERM, SIGINT, SIGQUIT and its stop signal unless it is stubborn;
+    /// HUP and USR1/USR2 while it has no handler (their default action),
+    /// unless it inherited them ignored; nothing else.
+    fn dies_of(&self, sig: i32, stop: i32) -> bool {
         use nix::libc::*;
+        let ignored = (1..=64).contains(&sig) && self.ignores & (1u64 << (sig - 1)) != 0;
         match sig {
             SIGKILL => true,
-            SIGTERM | SIGINT | SIGQUIT => !ignores_term,
-            SIGHUP | SIGUSR1 | SIGUSR2 => !handles_reload,
+            SIGTERM | SIGINT | SIGQUIT => !self.stubborn,
+            _ if sig == stop => !self.stubborn,
+            SIGHUP | SIGUSR1 | SIGUSR2 => !self.handles && !ignored,
             _ => false,
         }
     }
@@ -144,7 +151,8 @@ pub struct Model {
     pub validator: fn(u64) -> bool,
     pub ready_for: fn(u64) -> bool,
     /// The source never changes between a check and the start it allows
-    /// (events come one at a time): every start is on checked bytes, with
+    /// (events come one at a time, and a check of the live files reads
+    /// them as it starts): every start is on checked bytes, with
     /// `--promote-to` or without.
     pub instant_source: bool,
     /// `--promote-to`'s directory: generation name -> version.
@@ -344,6 +352,7 @@ impl Model {
             version,
             stubborn: p.stubborn,
             handles: p.catches,
+            ignores: self.settings.inherited_safe,
             starting: self.settings.validate_in_place,
             started: now,
         });
@@ -404,7 +413,7 @@ impl Model {
             return (false, false);
         }
         if let Some(c) = &p.child
-            && Procs::dies_of(sig, c.stubborn, c.handles)
+            && c.dies_of(sig, self.settings.stop_signal)
         {
             p.dies(Status::Signaled(sig));
         }
@@ -489,9 +498,10 @@ impl Model {
 
     /// The verdict of the check of `version` (of `candidate`, if staged),
     /// remembered for the commit. A check of the live files reads them
-    /// when it likes: here, at its end (a staged candidate never changes).
+    /// when it likes: here, at its end (a staged candidate never changes),
+    /// unless the source is `instant_source`.
     pub fn verdict(&mut self, candidate: Option<&str>, version: u64) -> bool {
-        let version = if candidate.is_some() {
+        let version = if candidate.is_some() || self.instant_source {
             version
         } else {
             self.source

@@ -58,6 +58,9 @@ enum Op {
     ChildReady,
     /// The next children ignore SIGTERM (only SIGKILL ends them).
     Stubborn(bool),
+    /// Ctrl-C on the terminal: with one (`interactive`), SIGINT to the
+    /// child's process group, which holds the terminal.
+    CtrlC,
     /// With `--signal-to group`: the child's group holds one more process,
     /// and this is what the reload signal would do to it (None: no worker).
     Worker(Option<Takes>),
@@ -126,6 +129,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::RestartRequest),
         2 => Just(Op::ChildReady),
         1 => any::<bool>().prop_map(Op::Stubborn),
+        1 => Just(Op::CtrlC),
         1 => prop::sample::select(vec![
             None,
             Some(Takes::Handled),
@@ -250,6 +254,50 @@ fn settings() -> impl Strategy<Value = Settings> {
         )
 }
 
+/// The modes `settings` leaves at their defaults, applied by `run`.
+#[derive(Debug, Clone)]
+struct Modes {
+    stop_signal: i32,
+    map_signal: Vec<(i32, Option<i32>)>,
+    remap_exit: Vec<(i32, i32)>,
+    /// Started on a terminal (Ctrl-C reaches the child's group).
+    interactive: bool,
+    /// The child inherits SIGHUP ignored.
+    hup_ignored: bool,
+    ready_failures: u32,
+}
+
+fn modes() -> impl Strategy<Value = Modes> {
+    use libc::{SIGHUP, SIGQUIT, SIGTERM, SIGUSR1, SIGWINCH};
+    (
+        // The default; nginx's graceful stop; Apache's (which a test child
+        // dies of too, unless it is stubborn).
+        prop::sample::select(vec![SIGTERM, SIGQUIT, SIGWINCH]),
+        prop::sample::select(vec![
+            vec![],
+            vec![(SIGTERM, Some(SIGQUIT))],
+            vec![(SIGHUP, None)],
+            vec![(SIGUSR1, Some(SIGHUP))],
+        ]),
+        prop::sample::select(vec![vec![], vec![(143, 0)], vec![(1, 0)]]),
+        any::<bool>(),
+        any::<bool>(),
+        1u32..4,
+    )
+        .prop_map(
+            |(stop_signal, map_signal, remap_exit, interactive, hup_ignored, ready_failures)| {
+                Modes {
+                    stop_signal,
+                    map_signal,
+                    remap_exit,
+                    interactive,
+                    hup_ignored,
+                    ready_failures,
+                }
+            },
+        )
+}
+
 /// A retry's wait: the gate's, a rollback's, a withdrawal's, the hooks'.
 fn is_retry(rec: &Rec) -> bool {
     matches!(rec, Rec::Retry(_) | Rec::HooksRetry(_))
@@ -303,6 +351,8 @@ struct Edge {
     told_now: bool,
     /// A burst of changes began and has not settled yet.
     bursting: bool,
+    /// Ctrl-C on the terminal ended the child: the manager exits.
+    ctrl_c: bool,
     /// The source was written since the machine last looked at it (its
     /// look runs): it acts on what it saw.
     unseen: bool,
@@ -352,6 +402,7 @@ impl Edge {
             signalled_from: None,
             told_now: false,
             bursting: false,
+            ctrl_c: false,
             unseen: false,
             ahead: false,
             held_by_burst: false,
@@ -975,6 +1026,12 @@ impl Edge {
                 }
             }
             Op::Stubborn(b) => self.procs.stubborn = b,
+            Op::CtrlC if self.settings.interactive => {
+                let ran = self.procs.child.is_some();
+                self.model.signal(Target::Group, libc::SIGINT);
+                self.ctrl_c |= ran && self.procs.child.is_none();
+            }
+            Op::CtrlC => {}
             Op::Worker(w) => self.procs.worker = w,
             Op::FinishValidation => {
                 if let Some((token, version, candidate)) = self.validations.pop_front() {
@@ -1187,6 +1244,10 @@ impl Edge {
         if self.shutdown_budget.is_some() {
             prop_assert!(self.exited.is_some(), "SIGTERM, and still running");
         }
+        prop_assert!(
+            !self.ctrl_c || self.exited.is_some(),
+            "Ctrl-C on the terminal ended the child, and the manager runs on"
+        );
         if self.exited.is_some() {
             return Ok(());
         }
@@ -1234,8 +1295,19 @@ impl Edge {
     }
 }
 
-fn run(mut settings: Settings, in_place: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(
+    mut settings: Settings,
+    modes: Modes,
+    in_place: bool,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
     settings.validate_in_place = in_place && settings.promote && settings.validate;
+    settings.stop_signal = modes.stop_signal;
+    settings.map_signal = modes.map_signal;
+    settings.remap_exit = modes.remap_exit;
+    settings.interactive = modes.interactive;
+    settings.inherited_safe = if modes.hup_ignored { 1 << (HUP - 1) } else { 0 };
+    settings.ready_failures = modes.ready_failures;
     let mut model = Model::new(settings.clone());
     model.instant_source = true;
     let mut w = Edge::new(model);
@@ -1255,9 +1327,10 @@ proptest! {
     #[test]
     fn the_machine_keeps_its_invariants(
         s in settings(),
+        modes in modes(),
         in_place in any::<bool>(),
         ops in prop::collection::vec(op(), 0..60),
     ) {
-        run(s, in_place, ops)?;
+        run(s, modes, in_place, ops)?;
     }
 }
