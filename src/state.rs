@@ -399,10 +399,9 @@ impl Machine {
             Event::CannotCheck { token, reason } => self.on_cannot_check(token, reason),
             Event::Staged { token, result } => self.on_staged(token, result),
             Event::Committed { token, result } => self.on_committed(token, result),
-            Event::Probed { child, ok, ran_for } => self.on_probed(child, ok, ran_for),
+            Event::Probed { ok, ran_for } => self.on_probed(ok, ran_for),
             Event::ProbationOver => self.on_probation_over(),
-            Event::StartedUp { child } if child == self.period => self.period_over(),
-            Event::StartedUp { .. } => vec![],
+            Event::StartedUp => self.period_over(),
             Event::RolledBack { result } => self.on_rolled_back(result),
             Event::Dropped { generation, result } => self.on_dropped(generation, result),
         }

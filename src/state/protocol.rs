@@ -397,6 +397,12 @@ impl Machine {
         } else if !self.awaits_group() && draining {
             out.extend(self.cancel(|r| *r == Rec::Drain));
         }
+        // A probe or a start-up period of an earlier child, or of this one
+        // before its reload, judges nobody now: cancelled, its answer is
+        // dropped with every other stale one (and the next probe need not
+        // wait for it).
+        let period = self.period;
+        out.extend(self.cancel(|r| matches!(r, Rec::Probe(p) | Rec::StartUp(p) if *p != period)));
         out
     }
 
@@ -538,15 +544,13 @@ fn answer(rec: Rec, outcome: Outcome) -> Option<Event> {
             Event::ReloadSignalUnhandled(sig, ignored)
         }
         (Rec::Hooks(token), Outcome::HooksDone { failed }) => Event::HooksDone { token, failed },
-        (Rec::Probe(child), Outcome::Probed { ok, ran_for }) => {
-            Event::Probed { child, ok, ran_for }
-        }
+        (Rec::Probe(_), Outcome::Probed { ok, ran_for }) => Event::Probed { ok, ran_for },
         (Rec::Retry(token) | Rec::HooksRetry(token), Outcome::Elapsed) => Event::RetryDue { token },
         (Rec::Stop, Outcome::Elapsed) => Event::StopDeadline,
         (Rec::StopDelay, Outcome::Elapsed) => Event::StopDelayOver,
         (Rec::Backoff, Outcome::Elapsed) => Event::BackoffOver,
         (Rec::Probation, Outcome::Elapsed) => Event::ProbationOver,
-        (Rec::StartUp(child), Outcome::Elapsed) => Event::StartedUp { child },
+        (Rec::StartUp(_), Outcome::Elapsed) => Event::StartedUp,
         (Rec::Check(token), Outcome::NotRun(reason)) => Event::CannotCheck { token, reason },
         // A probe that could not run says nothing of the child: the next
         // one is due at the next interval.
@@ -723,6 +727,62 @@ mod tests {
             ran_for: SECS10,
         };
         m.handle(done(probe, ok));
+        assert_eq!(m.readiness(), Ok(()));
+    }
+
+    /// A readiness answer that passes.
+    fn ready() -> Outcome {
+        Outcome::Probed {
+            ok: true,
+            ran_for: SECS10,
+        }
+    }
+
+    /// Found by a review (issue 24, item 5): a probe started just before a
+    /// restart answered after it, and its failure counted for the new
+    /// child. The new child's start cancels it; its answer is dropped.
+    #[test]
+    fn a_probe_of_an_earlier_child_is_cancelled_and_its_answer_judges_nobody() {
+        let s = Settings {
+            ready_interval: Some(Duration::from_secs(1)),
+            restart_signal: Some(libc::SIGUSR2),
+            ..settings()
+        };
+        let (mut m, run) = running(s);
+        let asked = m.handle(Input::ProbeDue);
+        let probe = token_of(&asked, |o| matches!(o, Op::Probe { .. }));
+        let looking = m.handle(Input::Signal(libc::SIGUSR2));
+        let look = token_of(&looking, |o| *o == Op::Look(LookFor::Restart));
+        m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let exited = Outcome::Exited {
+            status: Status::Signaled(libc::SIGTERM),
+            ran_for: SECS10,
+        };
+        let draining = m.handle(done(run, exited));
+        let drain = token_of(&draining, |o| *o == Op::Drain);
+        let gone = m.handle(done(drain, Outcome::GroupGone));
+        let look = token_of(&gone, |o| *o == Op::Look(LookFor::Start));
+        let spawning = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let spawn = token_of(&spawning, |o| *o == Op::Spawn);
+        let started = m.handle(done(spawn, Outcome::Started));
+        assert!(
+            started.contains(&Request::Cancel { token: probe }),
+            "{started:?}"
+        );
+        let failed = Outcome::Probed {
+            ok: false,
+            ran_for: SECS10,
+        };
+        assert_eq!(m.handle(done(probe, failed)), []);
+        assert_eq!(
+            m.readiness(),
+            Err("the readiness probe has not passed yet".into()),
+            "the new child was never probed"
+        );
+        // Its own probe need not wait for the old one, and counts.
+        let asked = m.handle(Input::ProbeDue);
+        let probe = token_of(&asked, |o| matches!(o, Op::Probe { .. }));
+        m.handle(done(probe, ready()));
         assert_eq!(m.readiness(), Ok(()));
     }
 

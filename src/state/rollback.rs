@@ -271,15 +271,15 @@ impl Machine {
         self.prove()
     }
 
-    /// A readiness result for start period number `child`, `ran_for` after
-    /// the child's start. An answer for an earlier period (a probe started
-    /// before a restart or a reload), or one that comes outside
-    /// `Phase::Running`, judges nobody; failures of a child still starting
+    /// A readiness result for the current start period, `ran_for` after the
+    /// child's start (a probe of an earlier one, before a restart or a
+    /// reload, was cancelled as it began). One that comes outside
+    /// `Phase::Running` judges nobody; failures of a child still starting
     /// count only once it was ready, or once `--ready-start-period` is over
     /// (from its start, or from the reload that began the period).
-    pub(super) fn on_probed(&mut self, child: u64, ok: bool, ran_for: Duration) -> Vec<Action> {
-        if self.phase != Phase::Running || child != self.period {
-            debug!("Dropping a readiness answer from before a restart or reload");
+    pub(super) fn on_probed(&mut self, ok: bool, ran_for: Duration) -> Vec<Action> {
+        if self.phase != Phase::Running {
+            debug!("Dropping a readiness answer: the child is not running");
             return vec![];
         }
         let was = self.ready.last;

@@ -1245,7 +1245,6 @@ fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
     let mut last = vec![];
     for _ in 0..n {
         last = m.step(Event::Probed {
-            child: m.period,
             ok: false,
             ran_for: Duration::from_secs(3600),
         });
@@ -1255,15 +1254,15 @@ fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
 
 /// Three failed probes of period `c` in a row, at the child's ages `ages`:
 /// the first two roll nothing back, the third does. Returns its rollback.
-fn third_failure_rolls_back(m: &mut Machine, c: u64, ages: [Duration; 3]) -> Action {
+fn third_failure_rolls_back(m: &mut Machine, ages: [Duration; 3]) -> Action {
     for age in &ages[..2] {
-        let acts = m.step(probed(c, false, *age));
+        let acts = m.step(probed(false, *age));
         assert!(
             !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
             "rolled back before the third failure: {acts:?}"
         );
     }
-    let third = m.step(probed(c, false, ages[2]));
+    let third = m.step(probed(false, ages[2]));
     third
         .into_iter()
         .find(|a| matches!(a, Action::RollBack { .. }))
@@ -2115,56 +2114,12 @@ fn sigterm_before_the_child_started_exits_at_once() {
     assert_eq!(m.step(Event::Candidate(snap(Some(1)))), []);
 }
 
-/// A readiness answer for child `child`, `ran_for` after its start.
-fn probed(child: u64, ok: bool, ran_for: Duration) -> Event {
-    Event::Probed { child, ok, ran_for }
+/// A readiness answer for the current child, `ran_for` after its start.
+fn probed(ok: bool, ran_for: Duration) -> Event {
+    Event::Probed { ok, ran_for }
 }
 
 const LONG_AGO: Duration = Duration::from_secs(3600);
-
-/// Found by a review (issue 24, item 5): a probe started just before a
-/// restart answered after it, and its failure counted for the new child.
-#[test]
-fn a_probe_answer_for_an_earlier_child_judges_nobody() {
-    let mut m = running_on_g1(false);
-    let first = m.period;
-    assert_eq!(
-        m.step(Event::RestartRequested(snap(Some(1))))[..3],
-        stop_with(TERM)[..]
-    );
-    m.step(exited(0));
-    assert_eq!(
-        m.step(Event::GroupGone),
-        [Action::StopDeadline(None), Action::Fingerprint]
-    );
-    look_and_start(&mut m, snap(Some(1)));
-    assert_eq!(m.period, first + 1);
-    // The old child's probe, started before the restart, lands now.
-    assert_eq!(m.step(probed(first, false, LONG_AGO)), []);
-    assert_eq!(
-        m.readiness(),
-        Err("the readiness probe has not passed yet".into()),
-        "the new child was never probed"
-    );
-    // Its own answers count.
-    m.step(probed(first + 1, false, LONG_AGO));
-    assert_eq!(
-        m.readiness(),
-        Err("the readiness probe failed (1 in a row)".into())
-    );
-}
-
-/// Stale answers never bring a rollback closer: three failures of the new
-/// bytes' child are needed, whatever came for the child before.
-#[test]
-fn stale_failures_do_not_count_toward_a_rollback() {
-    let mut m = on_probation();
-    let now = m.period;
-    for _ in 0..5 {
-        assert_eq!(m.step(probed(now - 1, false, LONG_AGO)), []);
-    }
-    third_failure_rolls_back(&mut m, now, [LONG_AGO; 3]);
-}
 
 /// `running_on_g1` with `--ready-start-period 10s` and no reload signal:
 /// g2 pushed restarts the child onto it, a fresh child on probation.
@@ -2194,8 +2149,7 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     // The child reloaded onto g2 with no start period (0s) started long
     // ago: failures count at once.
     let mut m = on_probation();
-    let c = m.period;
-    m.step(probed(c, false, LONG_AGO));
+    m.step(probed(false, LONG_AGO));
     assert_eq!(
         m.readiness(),
         Err("the readiness probe failed (1 in a row)".into())
@@ -2204,25 +2158,23 @@ fn failures_count_only_once_the_child_was_ready_or_its_start_period_is_over() {
     // A fresh child on new bytes: six failures within its start period
     // count nothing; it becomes ready at 2.5 s and stays.
     let mut m = restarted_onto_g2();
-    let c = m.period;
     for ms in [500, 1000, 1500, 2000] {
-        assert_eq!(m.step(probed(c, false, Duration::from_millis(ms))), []);
+        assert_eq!(m.step(probed(false, Duration::from_millis(ms))), []);
     }
     assert_eq!(
         m.readiness(),
         Err("the readiness probe has not passed yet".into())
     );
-    assert_eq!(m.step(probed(c, true, Duration::from_millis(2500))), []);
+    assert_eq!(m.step(probed(true, Duration::from_millis(2500))), []);
     assert_eq!(m.readiness(), Ok(()));
     // Once it was ready, failures count at once (3 in a row roll back).
     let secs = Duration::from_secs;
-    third_failure_rolls_back(&mut m, c, [secs(3), secs(4), secs(5)]);
+    third_failure_rolls_back(&mut m, [secs(3), secs(4), secs(5)]);
 
     // Never ready: once the start period is over, failures count.
     let mut m = restarted_onto_g2();
-    let c = m.period;
-    assert_eq!(m.step(probed(c, false, Duration::from_secs(9))), []);
-    third_failure_rolls_back(&mut m, c, [secs(11), secs(12), secs(13)]);
+    assert_eq!(m.step(probed(false, Duration::from_secs(9))), []);
+    third_failure_rolls_back(&mut m, [secs(11), secs(12), secs(13)]);
 }
 
 /// `running_on_g1` with `--ready-start-period 10s`, its child ready on g1
@@ -2232,7 +2184,7 @@ fn reloaded_with_a_start_period(reload: impl FnOnce(&mut Machine)) -> (Machine, 
     let mut m = running_on_g1(true);
     m.settings.ready_start_period = SECS10;
     let before = m.period;
-    assert_eq!(m.step(probed(before, true, LONG_AGO)), []);
+    assert_eq!(m.step(probed(true, LONG_AGO)), []);
     assert_eq!(m.readiness(), Ok(()));
     reload(&mut m);
     assert_eq!(
@@ -2269,9 +2221,8 @@ fn by_hup(m: &mut Machine) {
 #[test]
 fn a_reload_onto_new_bytes_begins_a_new_start_period() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.period;
     for _ in 0..6 {
-        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(false, LONG_AGO)), []);
     }
     assert_eq!(
         m.readiness(),
@@ -2279,14 +2230,11 @@ fn a_reload_onto_new_bytes_begins_a_new_start_period() {
         "/readyz tells what the probe says, excused or not"
     );
     // Ready again on g2: from now on failures count.
-    assert_eq!(m.step(probed(c, true, LONG_AGO)), []);
+    assert_eq!(m.step(probed(true, LONG_AGO)), []);
     assert_eq!(m.readiness(), Ok(()));
     // Its deadline, when it comes, changes nothing.
-    assert_eq!(m.step(Event::StartedUp { child: c }), []);
-    assert_eq!(
-        third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
-        g2_to_g1()
-    );
+    assert_eq!(m.step(Event::StartedUp), []);
+    assert_eq!(third_failure_rolls_back(&mut m, [LONG_AGO; 3]), g2_to_g1());
 }
 
 /// The same child never ready again on g2: its window passing proves
@@ -2295,17 +2243,13 @@ fn a_reload_onto_new_bytes_begins_a_new_start_period() {
 #[test]
 fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.period;
     for _ in 0..5 {
-        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(false, LONG_AGO)), []);
     }
     assert_eq!(m.step(Event::ProbationOver), [], "never ready on g2");
-    assert_eq!(m.step(Event::StartedUp { child: c }), []);
+    assert_eq!(m.step(Event::StartedUp), []);
     // The excused failures do not count: three from now on are needed.
-    assert_eq!(
-        third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]),
-        g2_to_g1()
-    );
+    assert_eq!(third_failure_rolls_back(&mut m, [LONG_AGO; 3]), g2_to_g1());
 }
 
 /// A child reloaded while its start's own period still ran (it is young)
@@ -2315,37 +2259,37 @@ fn a_reloaded_child_never_ready_again_is_judged_once_its_start_period_ran_out() 
 #[test]
 fn a_young_child_reloaded_is_judged_by_the_reloads_period() {
     let (mut m, _) = reloaded_with_a_start_period(by_hup);
-    let c = m.period;
     let young = Duration::from_secs(2);
-    assert_eq!(m.step(probed(c, false, young)), []);
+    assert_eq!(m.step(probed(false, young)), []);
     assert_eq!(
         m.readiness(),
         Err("the readiness probe failed (1 in a row)".into()),
         "/readyz still said ready, as on the old bytes"
     );
     assert_eq!(fail_probes(&mut m, 3), []);
-    assert_eq!(m.step(Event::StartedUp { child: c }), []);
-    third_failure_rolls_back(&mut m, c, [young; 3]);
+    assert_eq!(m.step(Event::StartedUp), []);
+    third_failure_rolls_back(&mut m, [young; 3]);
 }
 
-/// Answers from before the reload are stale: a probe that passed on the
-/// old bytes, and the deadline of an earlier period, end nothing.
+/// Answers from before the reload are stale: the probe and the start-up
+/// deadline of the earlier period are cancelled as the reload's period
+/// begins (their answers are then dropped with every stale one); the new
+/// period's deadline stays.
 #[test]
-fn answers_from_before_a_reload_do_not_end_its_start_period() {
+fn a_reload_cancels_the_probe_and_start_up_period_from_before_it() {
     let (mut m, before) = reloaded_with_a_start_period(by_hup);
-    let c = m.period;
-    assert_eq!(m.step(probed(before, true, LONG_AGO)), []);
-    assert_eq!(m.step(Event::StartedUp { child: before }), []);
-    for _ in 0..4 {
-        let acts = m.step(probed(c, false, LONG_AGO));
-        assert!(
-            !acts.iter().any(|a| matches!(a, Action::RollBack { .. })),
-            "a stale answer ended the period: {acts:?}"
-        );
-    }
-    // Its own deadline ends it.
-    assert_eq!(m.step(Event::StartedUp { child: c }), []);
-    third_failure_rolls_back(&mut m, c, [LONG_AGO; 3]);
+    let (probe, old, new) = (m.next_token(), m.next_token(), m.next_token());
+    m.inflight.insert(probe, Rec::Probe(before));
+    m.inflight.insert(old, Rec::StartUp(before));
+    m.inflight.insert(new, Rec::StartUp(m.period));
+    assert_eq!(
+        m.requests(vec![]),
+        [
+            Request::Cancel { token: probe },
+            Request::Cancel { token: old }
+        ]
+    );
+    assert_eq!(m.inflight.keys().collect::<Vec<_>>(), [&new]);
 }
 
 /// A reload command that succeeded reached the child as a signal does:
@@ -2384,9 +2328,8 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
             ]
         );
     });
-    let c = m.period;
     for _ in 0..4 {
-        assert_eq!(m.step(probed(c, false, LONG_AGO)), []);
+        assert_eq!(m.step(probed(false, LONG_AGO)), []);
     }
 }
 
@@ -2396,9 +2339,8 @@ fn a_reload_hook_that_succeeded_begins_a_start_period_too() {
 fn a_window_that_ends_before_the_child_was_ready_proves_nothing_yet() {
     let mut m = on_probation();
     assert_eq!(m.step(Event::ProbationOver), []);
-    let c = m.period;
     assert_eq!(
-        m.step(probed(c, true, LONG_AGO)),
+        m.step(probed(true, LONG_AGO)),
         [
             Action::ProbationDeadline(None),
             Action::Prove {
@@ -2557,7 +2499,7 @@ fn started_up_on_g1(s: Settings) -> Machine {
     let (mut m, _) = Machine::new(s, Some(g1), None, None);
     assert_eq!(m.step(Event::Candidate(snap(Some(1)))), [Action::Spawn]);
     m.step(Event::Spawned);
-    m.step(Event::StartedUp { child: 1 });
+    m.step(Event::StartedUp);
     m
 }
 
@@ -2709,10 +2651,10 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         }),
         []
     );
-    // An earlier child's period means nothing; this one's starts the check.
-    assert_eq!(m.step(Event::StartedUp { child: 0 }), []);
+    // Its period ends: the check starts. (An earlier child's was
+    // cancelled when this one started: see the protocol.)
     assert!(matches!(
-        m.step(Event::StartedUp { child: 1 })[..],
+        m.step(Event::StartedUp)[..],
         [Action::Validate {
             token: 1,
             in_place: true,
@@ -2749,7 +2691,7 @@ fn a_check_in_place_waits_for_a_starting_child_to_start_up() {
         []
     );
     assert!(matches!(
-        m.step(probed(1, true, Duration::from_secs(1)))[..],
+        m.step(probed(true, Duration::from_secs(1)))[..],
         [Action::Validate { in_place: true, .. }]
     ));
 }

@@ -223,19 +223,15 @@ pub enum Event {
         token: u64,
         result: Result<(), CommitFailed>,
     },
-    /// A readiness probe of start period number `child` (`Machine::period`,
-    /// taken when the probe started: a restart or a reload that begins a
-    /// new period makes it stale) ended; `ran_for`: the child's age then.
-    Probed {
-        child: u64,
-        ok: bool,
-        ran_for: Duration,
-    },
+    /// A readiness probe of the current start period ended (one of an
+    /// earlier period, before a restart or a reload, was cancelled when it
+    /// began); `ran_for`: the child's age then.
+    Probed { ok: bool, ran_for: Duration },
     /// The deadline armed by `Action::ProbationDeadline` ran out.
     ProbationOver,
-    /// The start-up period armed by `Action::StartUpDeadline` with number
-    /// `child` ran out.
-    StartedUp { child: u64 },
+    /// The start-up period armed by `Action::StartUpDeadline` for the
+    /// current period ran out.
+    StartedUp,
     /// The answer to `Action::RollBack`.
     RolledBack { result: Result<(), CommitFailed> },
     /// The answer to `Action::DropCandidate`: Err while the child's view

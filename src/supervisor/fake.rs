@@ -388,6 +388,8 @@ impl World for Fake {
         if self.reload.as_ref().is_some_and(|r| r.2 == token) {
             self.cancel_hooks();
         }
+        // A probe cancelled is killed: it never answers.
+        self.probe.take_if(|p| p.1 == token);
     }
 
     fn signal(&mut self, to: Target, sig: i32) -> bool {
