@@ -65,6 +65,8 @@ pub struct Procs {
     pub worker: Option<Takes>,
     /// Children started so far (a probe is for the one it was asked about).
     pub spawns: u64,
+    /// The bytes the last child to end ran on.
+    pub last: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,7 @@ impl Procs {
     /// to report.
     pub fn dies(&mut self, status: Status) {
         if let Some(c) = self.child.take() {
+            self.last = Some(c.version);
             self.died = Some((status, c));
         }
     }
