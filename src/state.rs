@@ -104,8 +104,9 @@ pub struct Machine {
     next_backoff: Duration,
     /// The config in flight through the gate (staging, check, commit).
     pending: Option<Pending>,
-    /// A burst of changes to the watched config began and has not settled:
-    /// the live files may be mid-write.
+    /// A burst of changes to the watched config began, and the look at
+    /// what it left has not answered yet: the live files may be mid-write,
+    /// or hold bytes the machine has not seen.
     burst: bool,
     /// The bytes the last check rejected: not checked again (nor started)
     /// until the source went back to the child's bytes or other bytes were

@@ -239,6 +239,11 @@ impl Machine {
                 };
                 if let Rec::Look(why) = rec {
                     looked = Some(why);
+                    // The machine has seen what the burst left, unless the
+                    // files moved again while it looked (one more look).
+                    if why == LookFor::Settle && !self.look_again.contains(&why) {
+                        self.burst = false;
+                    }
                 }
                 // The child handles every reload signal: they go now, all
                 // or none, before anything that follows the reload.
@@ -263,11 +268,9 @@ impl Machine {
                 return self.look(LookFor::Restart);
             }
             Input::Signal(sig) => Event::Signal(sig),
-            Input::Settled => {
-                // What is looked at from now on is what the burst left.
-                self.burst = false;
-                return self.look(LookFor::Settle);
-            }
+            // (The burst is over once its look answers: until then the live
+            // files hold bytes the machine has not seen.)
+            Input::Settled => return self.look(LookFor::Settle),
             Input::Changed => Event::Changed,
             Input::ProbeDue => return self.probe_due(),
         };
@@ -843,6 +846,37 @@ mod tests {
             restart.contains(&Request::Signal(libc::SIGTERM, Target::Child)),
             "restarted instead: {restart:?}"
         );
+    }
+
+    /// Found by the machine's property test: without --promote-to, a check
+    /// that could not run was retried on the live files while the look at
+    /// a burst that had just settled was still out. The files had moved
+    /// (2) and moved back (1): the retry judged 2, and the child started
+    /// on 1, which no check read. The burst lasts until its look answers.
+    #[test]
+    fn a_live_check_waits_for_the_look_at_what_a_burst_left() {
+        let s = Settings {
+            validate: true,
+            ..settings()
+        };
+        let (mut m, first) = Machine::boot(s, None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
+        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let check = token_of(&asked, |o| matches!(o, Op::Check { .. }));
+        let retry = m.handle(done(check, Outcome::NotRun("EAGAIN".into())));
+        let wait = token_of(&retry, |o| matches!(o, Op::Wait(_)));
+        // The files move; the burst settles; its look is out.
+        assert_eq!(m.handle(Input::Changed), []);
+        let asked = m.handle(Input::Settled);
+        let settle = token_of(&asked, |o| *o == Op::Look(LookFor::Settle));
+        assert_eq!(
+            m.handle(done(wait, Outcome::Elapsed)),
+            [],
+            "checked unseen bytes"
+        );
+        // What the look found is what is checked.
+        let asked = m.handle(done(settle, Outcome::Looked(snap(Some(2)))));
+        token_of(&asked, |o| matches!(o, Op::Check { .. }));
     }
 
     /// Found by review: each restart signal queued a look of its own (and,
