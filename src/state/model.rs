@@ -407,6 +407,7 @@ impl Model {
     /// `sig` sent `to` the child or its group: false when nobody is there
     /// to take it. Whether it may make the child read its config.
     pub fn signal(&mut self, to: Target, sig: i32) -> (bool, bool) {
+        use nix::libc::{SIGHUP, SIGUSR1, SIGUSR2};
         let reads = self.reads(sig);
         if reads.is_some() {
             self.check_told(&crate::signals::name(sig));
@@ -415,10 +416,15 @@ impl Model {
         if !p.there(to) {
             return (false, false);
         }
-        if let Some(c) = &p.child
-            && c.dies_of(sig, self.settings.stop_signal)
-        {
+        let Some(c) = &p.child else {
+            return (true, reads == Some(true));
+        };
+        if c.dies_of(sig, self.settings.stop_signal) {
             p.dies(Status::Signaled(sig));
+        } else if c.handles && [SIGHUP, SIGUSR1, SIGUSR2].contains(&sig) {
+            // A test child reads its config on each of those it handles,
+            // whoever sent it (a reload, or a user).
+            self.reread();
         }
         (true, reads == Some(true))
     }

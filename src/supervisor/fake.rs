@@ -124,18 +124,12 @@ impl DerefMut for Fake {
 }
 
 impl Fake {
-    /// What a signal does to the child as a reload: USR2 is only ever an
-    /// --on-change reload signal here (no script sends it), HUP the
-    /// reload signal when the child has its handler: it re-reads its
-    /// config.
+    /// USR2 is only ever an --on-change reload signal here (no script
+    /// sends it): logged as a reload (the model has the child read).
     fn leader_takes(&mut self, sig: i32) {
         if sig == libc::SIGUSR2 {
             let version = self.readable();
             self.record(Did::Reload(version));
-            self.model.reread();
-        }
-        if sig == libc::SIGHUP && self.procs.child.as_ref().is_some_and(|c| c.handles) {
-            self.model.reread();
         }
     }
     fn new() -> Fake {
