@@ -129,8 +129,9 @@ pub struct Machine {
     /// Why the next child starts.
     reason: Reason,
     stats: Stats,
-    /// `--promote-to`: the generation the child's directory shows (the last
-    /// committed: proven, or on probation).
+    /// `--promote-to`: the generation the durable record (`..good`) names,
+    /// the last committed (proven, or on probation); the child's directory
+    /// shows it too, unless `lag` says otherwise.
     last_good: Option<String>,
     /// `--promote-to`: the generation the child's view still shows while
     /// the durable record (`last_good`) names another: a commit moved the

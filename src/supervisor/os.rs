@@ -353,6 +353,15 @@ struct Running {
 }
 
 impl Os {
+    /// `--promote-to`'s directory (asked for only with it).
+    fn promoter(&self) -> Result<&Promoter, CommitFailed> {
+        self.promoter.as_ref().ok_or(CommitFailed {
+            reason: "no --promote-to".into(),
+            recorded: false,
+            gone: false,
+        })
+    }
+
     fn run(
         &mut self,
         token: Token,
@@ -440,23 +449,11 @@ impl World for Os {
         proven: Option<&str>,
         now: &Promoted,
     ) -> Result<(), CommitFailed> {
-        let p = self.promoter.as_ref().ok_or(CommitFailed {
-            reason: "no --promote-to".into(),
-            recorded: false,
-            gone: false,
-        })?;
-        p.commit(generation, proven, now)
+        self.promoter()?.commit(generation, proven, now)
     }
 
     fn roll_back(&mut self, to: &str, from: &str) -> Result<(), CommitFailed> {
-        match self.promoter.as_ref() {
-            Some(p) => p.roll_back(to, from),
-            None => Err(CommitFailed {
-                reason: "no --promote-to".into(),
-                recorded: false,
-                gone: false,
-            }),
-        }
+        self.promoter()?.roll_back(to, from)
     }
 
     fn probe(&mut self, token: Token, timeout: Duration) -> Option<Outcome> {
