@@ -1127,8 +1127,12 @@ mod loop_props {
             worker in prop::sample::select(vec![None, Some(crate::signals::Takes::Handled),
                 Some(crate::signals::Takes::Ignored), Some(crate::signals::Takes::Unhandled),
                 Some(crate::signals::Takes::Dying)]),
+            stubborn in any::<bool>(),
+            stop_delay in prop::sample::select(vec![0u64, 2_000]),
         ) {
             let window = window && promote;
+            // SIGTERM comes at 200 s.
+            let term = 200_000;
             let mut world = Fake::new();
             for (at, h) in script {
                 world = world.at(at, h);
@@ -1146,9 +1150,11 @@ mod loop_props {
                 .at(20_000, Happen::ViewFails(false))
                 .at(20_000, Happen::ChecksFail(false))
                 .at(20_000, Happen::UnshowFails(false))
-                .at(200_000, Happen::Signal(TERM));
+                .at(term, Happen::Signal(TERM));
             world.validator = |v| app(v) != BAD;
             world.procs.worker = worker;
+            // Children that ignore SIGTERM: killed at the stop timeout.
+            world.procs.stubborn = stubborn;
             if promote {
                 world = world.promoting(None);
             }
@@ -1170,8 +1176,12 @@ mod loop_props {
                 ready_start_period: Duration::from_millis(start_period),
                 restart: if window { Policy::Always } else { Policy::Never },
                 signal_to: if group { Target::Group } else { Target::Child },
+                stop_delay: Duration::from_millis(stop_delay),
                 ..settings()
             };
+            // Out by --stop-delay, --stop-timeout and the grace after
+            // SIGKILL, with no child started meanwhile.
+            let budget = (s.stop_delay + s.stop_timeout + crate::state::KILL_GRACE).as_millis() as u64;
             let quiet = rule == Some(Act::Nothing);
             let cfg = Pacing {
                 min_interval: Duration::from_millis(min_interval),
@@ -1189,7 +1199,14 @@ mod loop_props {
                 && !crashed
                 && world.script.iter().all(|(_, h)| !matches!(h, Happen::Write(_)));
             let (w, code) = run(world, cfg, s);
-            prop_assert_eq!(code, 143, "{:?}", w.did);
+            // A stubborn child still running is killed at the stop timeout.
+            prop_assert!(code == 143 || (stubborn && code == 137), "{:?}", w.did);
+            let out = w.when(&Did::Exit(code));
+            prop_assert!(out.len() == 1 && out[0] <= term + budget, "SIGTERM, and out at {:?}: {:?}", out, w.did);
+            prop_assert!(
+                !w.did.iter().any(|(t, d)| *t >= term && matches!(d, Did::Spawn(_))),
+                "a child started after SIGTERM: {:?}", w.did
+            );
             // Once the disk works again, the view and the record agree.
             prop_assert_eq!(&w.shown, &w.good, "{:?}", w.did);
             prop_assert_eq!(&w.view, &w.good, "{:?}", w.did);
