@@ -104,10 +104,12 @@ pub struct Machine {
     next_backoff: Duration,
     /// The config in flight through the gate (staging, check, commit).
     pending: Option<Pending>,
-    /// A burst of changes to the watched config began, and the look at
-    /// what it left has not answered yet: the live files may be mid-write,
-    /// or hold bytes the machine has not seen.
+    /// A burst of changes to the watched config began and has not settled:
+    /// the live files may be mid-write.
     burst: bool,
+    /// A burst settled and the look at what it left has not answered yet:
+    /// the live files hold bytes the machine has not seen.
+    settle_look: bool,
     /// The bytes the last check rejected: not checked again (nor started)
     /// until the source went back to the child's bytes or other bytes were
     /// judged. (A rollback's rejection is kept apart, in
@@ -217,6 +219,7 @@ impl Machine {
             next_backoff: BACKOFF_FIRST,
             pending: None,
             burst: false,
+            settle_look: false,
             rejected: None,
             approved: None,
             started: false,

@@ -185,10 +185,11 @@ impl Machine {
     }
 
     /// Without `--promote-to` the check reads the live files: not while a
-    /// burst of changes is under way (it waits for the settle), and a check
-    /// that ran while they moved does not count (`moved`).
+    /// burst of changes is under way or the look at what it left is out (it
+    /// waits for that look), and a check that ran while they moved does not
+    /// count (`moved`).
     fn check_live(&mut self) -> Vec<Action> {
-        let burst = self.burst;
+        let burst = self.burst || self.settle_look;
         let Some(p) = self.pending.as_mut() else {
             return vec![];
         };

@@ -154,8 +154,7 @@ pub struct Model {
     pub validator: fn(u64) -> bool,
     pub ready_for: fn(u64) -> bool,
     /// The source never changes between a check and the start it allows
-    /// (events come one at a time, and a check of the live files reads
-    /// them as it starts): every start is on checked bytes, with
+    /// (events come one at a time): every start is on checked bytes, with
     /// `--promote-to` or without.
     pub instant_source: bool,
     /// `--promote-to`'s directory: generation name -> version.
@@ -507,10 +506,9 @@ impl Model {
 
     /// The verdict of the check of `version` (of `candidate`, if staged),
     /// remembered for the commit. A check of the live files reads them
-    /// when it likes: here, at its end (a staged candidate never changes),
-    /// unless the source is `instant_source`.
+    /// when it likes: here, at its end (a staged candidate never changes).
     pub fn verdict(&mut self, candidate: Option<&str>, version: u64) -> bool {
-        let version = if candidate.is_some() || self.instant_source {
+        let version = if candidate.is_some() {
             version
         } else {
             self.source

@@ -239,10 +239,10 @@ impl Machine {
                 };
                 if let Rec::Look(why) = rec {
                     looked = Some(why);
-                    // The machine has seen what the burst left, unless the
-                    // files moved again while it looked (one more look).
+                    // The machine has seen what the burst left, unless one
+                    // more look at it is owed (it settled again meanwhile).
                     if why == LookFor::Settle && !self.look_again.contains(&why) {
-                        self.burst = false;
+                        self.settle_look = false;
                     }
                 }
                 // The child handles every reload signal: they go now, all
@@ -268,9 +268,13 @@ impl Machine {
                 return self.look(LookFor::Restart);
             }
             Input::Signal(sig) => Event::Signal(sig),
-            // (The burst is over once its look answers: until then the live
-            // files hold bytes the machine has not seen.)
-            Input::Settled => return self.look(LookFor::Settle),
+            // The burst is over; until its look answers, the live files
+            // hold bytes the machine has not seen.
+            Input::Settled => {
+                self.burst = false;
+                self.settle_look = true;
+                return self.look(LookFor::Settle);
+            }
             Input::Changed => Event::Changed,
             Input::ProbeDue => return self.probe_due(),
         };
@@ -876,6 +880,46 @@ mod tests {
         );
         // What the look found is what is checked.
         let asked = m.handle(done(settle, Outcome::Looked(snap(Some(2)))));
+        token_of(&asked, |o| matches!(o, Op::Check { .. }));
+    }
+
+    /// Found by review: the files moved again while the look at a settled
+    /// burst was out. Its answer must not start a check of the live files,
+    /// which may be mid-write: the new burst's settle does.
+    #[test]
+    fn a_burst_that_begins_while_its_look_is_out_holds_the_check() {
+        let s = Settings {
+            validate: true,
+            ..settings()
+        };
+        let (mut m, first) = Machine::boot(s, None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
+        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let check = token_of(&asked, |o| matches!(o, Op::Check { .. }));
+        let asked = m.handle(done(check, Outcome::Checked(Verdict::Pass)));
+        let look = token_of(&asked, |o| *o == Op::Look(LookFor::Start));
+        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        let spawn = token_of(&asked, |o| *o == Op::Spawn);
+        m.handle(done(spawn, Outcome::Started));
+        // A burst settles; the files move again while its look is out.
+        assert_eq!(m.handle(Input::Changed), []);
+        let asked = m.handle(Input::Settled);
+        let settle = token_of(&asked, |o| *o == Op::Look(LookFor::Settle));
+        assert_eq!(m.handle(Input::Changed), []);
+        let looked = m.handle(done(settle, Outcome::Looked(snap(Some(2)))));
+        assert!(
+            !looked.iter().any(|r| matches!(
+                r,
+                Request::Start {
+                    op: Op::Check { .. },
+                    ..
+                }
+            )),
+            "checked files mid-write: {looked:?}"
+        );
+        let asked = m.handle(Input::Settled);
+        let settle = token_of(&asked, |o| *o == Op::Look(LookFor::Settle));
+        let asked = m.handle(done(settle, Outcome::Looked(snap(Some(3)))));
         token_of(&asked, |o| matches!(o, Op::Check { .. }));
     }
 
