@@ -154,7 +154,7 @@ pub struct Machine {
     probation: Option<Probation>,
     /// The number of the running child's start period (counted up at each
     /// start, and at each reload that begins a new period): a readiness
-    /// answer or a start-up deadline for another is stale.
+    /// probe or a start-up deadline of another is cancelled.
     period: u64,
     /// `--validate-in-place`: the child that runs is starting up (it may
     /// read its config any moment, as its start told it to): no candidate

@@ -98,7 +98,7 @@ enum Op {
     ProbeDue,
     /// The oldest readiness probe asked for ends, cancelled or not (the
     /// world may answer a cancelled one: the machine drops it); it judges
-    /// the child that ran when it started. `young`: within its start period.
+    /// the child that runs as it ends. `young`: within its start period.
     Probe {
         young: bool,
     },
@@ -354,9 +354,10 @@ struct Edge {
     /// Ctrl-C on the terminal ended the child: the manager exits.
     ctrl_c: bool,
     /// Without --promote-to, a signal from outside (since the machine last
-    /// had it read) made the child read the live files: bytes the machine
-    /// may never have seen, or have rejected, which it cannot take back.
-    strayed: bool,
+    /// had it read) made the child read the live files, which held these
+    /// bytes: the machine may never have seen them, or have rejected them,
+    /// and cannot take them back.
+    strayed: Option<u64>,
     /// The source was written since the machine last looked at it (its
     /// look runs): it acts on what it saw.
     unseen: bool,
@@ -407,7 +408,7 @@ impl Edge {
             told_now: false,
             bursting: false,
             ctrl_c: false,
-            strayed: false,
+            strayed: None,
             unseen: false,
             ahead: false,
             held_by_burst: false,
@@ -562,9 +563,10 @@ impl Edge {
                 self.told_now |= reads;
                 // A user's SIGHUP made it read bytes the machine never sent
                 // it: it may be told of a change it already has.
-                if self.procs.child.as_ref().map(|c| c.version) != had {
+                let has = self.procs.child.as_ref().map(|c| c.version);
+                if has != had {
                     self.ahead = true;
-                    self.strayed = !self.settings.promote;
+                    self.strayed = has.filter(|_| !self.settings.promote);
                 }
             }
             Request::KillGroup => {
@@ -610,7 +612,7 @@ impl Edge {
                 );
                 self.model.spawn(Instant::now());
                 self.ahead = self.reads_unseen();
-                self.strayed = false;
+                self.strayed = None;
                 self.killed = false;
                 Some(Outcome::Started)
             }
@@ -942,7 +944,7 @@ impl Edge {
         }
         self.model.reread();
         self.ahead = self.reads_unseen();
-        self.strayed = false;
+        self.strayed = None;
         self.signalled_from = Some((from, exact));
         Ok(Some(Outcome::Handling(None)))
     }
@@ -994,7 +996,7 @@ impl Edge {
             }
             self.model.reread();
             self.ahead = self.reads_unseen();
-            self.strayed = false;
+            self.strayed = None;
             self.last_reload = reload;
         }
         self.reload = Some((token, reload));
@@ -1274,9 +1276,6 @@ impl Edge {
             prop_assert_eq!(&self.shown, &self.good, "the view and the record disagree");
             prop_assert!(!self.behind(), "the view lags the record");
         }
-        if self.strayed {
-            return Ok(());
-        }
         match &self.procs.child {
             // Rolled back from these bytes: the child runs the last good.
             Some(c)
@@ -1296,14 +1295,17 @@ impl Edge {
             }
             Some(c) if self.passes(self.source) => {
                 prop_assert!(
-                    self.same(c.version, self.source),
+                    self.same(c.version, self.source) || self.strayed == Some(c.version),
                     "a settled change was lost: the child has {}, the disk {}",
                     c.version,
                     self.source
                 );
                 prop_assert_eq!(&m.phase, &Phase::Running);
             }
-            Some(c) => prop_assert!(self.passes(c.version), "the child runs on rejected bytes"),
+            Some(c) => prop_assert!(
+                self.passes(c.version) || self.strayed == Some(c.version),
+                "the child runs on rejected bytes"
+            ),
             None => {
                 prop_assert!(
                     !self.passes(self.source),

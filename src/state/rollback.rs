@@ -226,7 +226,7 @@ impl Machine {
         }]
     }
 
-    /// The current start period ran out (`StartedUp` for its number): a
+    /// The current start period ran out (`StartedUp`): a
     /// reloaded child not ready again by now is judged from here on; a
     /// check in place held back for a starting child may start.
     pub(super) fn period_over(&mut self) -> Vec<Action> {

@@ -1252,7 +1252,7 @@ fn fail_probes(m: &mut Machine, n: usize) -> Vec<Action> {
     last
 }
 
-/// Three failed probes of period `c` in a row, at the child's ages `ages`:
+/// Three failed probes of the current period in a row, at the child's ages `ages`:
 /// the first two roll nothing back, the third does. Returns its rollback.
 fn third_failure_rolls_back(m: &mut Machine, ages: [Duration; 3]) -> Action {
     for age in &ages[..2] {

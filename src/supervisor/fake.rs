@@ -78,6 +78,9 @@ struct Fake {
     script: VecDeque<(Duration, Happen)>,
     /// Processes of the child's group that outlive it, until then.
     leftovers_until: Option<Instant>,
+    /// The child last read other bytes on a signal, not at its start or
+    /// from reload hooks or an --on-change signal.
+    strayed: bool,
     /// Exits of the child leave its group alive this long.
     leftovers_for: Option<Duration>,
     /// The watcher reports events (else only polling sees changes).
@@ -145,6 +148,7 @@ impl Fake {
             now: start,
             script: VecDeque::new(),
             leftovers_until: None,
+            strayed: false,
             leftovers_for: None,
             notify: true,
             poll: None,
@@ -231,6 +235,7 @@ impl World for Fake {
     fn spawn(&mut self) -> Result<(), i32> {
         let version = self.model.spawn(self.now);
         self.record(Did::Spawn(version));
+        self.strayed = false;
         if let Some(v) = self.write_after_spawn.take() {
             self.model.write(v);
         }
@@ -338,6 +343,7 @@ impl World for Fake {
         let version = self.readable();
         self.record(Did::Reload(version));
         self.model.reread();
+        self.strayed = false;
         let ok = self.reload_results.pop_front().unwrap_or(true);
         let failed = if ok {
             vec![]
@@ -390,9 +396,17 @@ impl World for Fake {
         // The leader is in its group.
         let leader = to == Target::Child || self.procs.child.is_some();
         let ran = self.procs.child.is_some();
+        let had = self.procs.child.as_ref().map(|c| c.version);
         let (reached, reads) = self.model.signal(to, sig);
         if !reached {
             return false;
+        }
+        // The child read other bytes on a signal that is no --on-change
+        // reload (a user's, or the reload signal: `loop_props` knows which).
+        if let Some(c) = &self.procs.child
+            && Some(c.version) != had
+        {
+            self.strayed = sig != libc::SIGUSR2;
         }
         if reads {
             self.told = Some(self.now);
@@ -1225,14 +1239,10 @@ mod loop_props {
                     "a file that chose none acted: {:?}", w.did
                 );
             }
-            // A SIGHUP or SIGUSR1 from outside reached the last child after
-            // it last read its config for the machine (its start, a reload).
-            let told = w
-                .what()
-                .iter()
-                .rev()
-                .take_while(|d| !matches!(d, Did::Spawn(_) | Did::Reload(_)))
-                .any(|d| matches!(d, Did::Signal(s) | Did::Group(s) if [libc::SIGHUP, libc::SIGUSR1].contains(s)));
+            // A SIGHUP or SIGUSR1 from outside made the last child read
+            // other bytes after it last read them for the machine (its
+            // start, hooks, an --on-change signal).
+            let told = w.strayed;
             let runs = |v: u64| -> bool {
                 // The bytes the last child ran on, as the model knows them.
                 // Without --promote-to a reload (or a signal from outside)
