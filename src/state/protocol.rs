@@ -612,6 +612,19 @@ mod tests {
         (m, token_of(&then, |o| *o == Op::Run))
     }
 
+    /// With `--validate` (no `--promote-to`): a machine whose first check of
+    /// the live files runs; its token.
+    fn checking_first() -> (Machine, Token) {
+        let s = Settings {
+            validate: true,
+            ..settings()
+        };
+        let (mut m, first) = Machine::boot(s, None, None, None);
+        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
+        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
+        (m, token_of(&asked, |o| matches!(o, Op::Check { .. })))
+    }
+
     /// A machine whose child's start is asked for; the token of its `Spawn`.
     fn spawning(s: Settings) -> (Machine, Token) {
         let (mut m, first) = Machine::boot(s, None, None, None);
@@ -859,14 +872,7 @@ mod tests {
     /// on 1, which no check read. The burst lasts until its look answers.
     #[test]
     fn a_live_check_waits_for_the_look_at_what_a_burst_left() {
-        let s = Settings {
-            validate: true,
-            ..settings()
-        };
-        let (mut m, first) = Machine::boot(s, None, None, None);
-        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
-        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
-        let check = token_of(&asked, |o| matches!(o, Op::Check { .. }));
+        let (mut m, check) = checking_first();
         let retry = m.handle(done(check, Outcome::NotRun("EAGAIN".into())));
         let wait = token_of(&retry, |o| matches!(o, Op::Wait(_)));
         // The files move; the burst settles; its look is out.
@@ -888,14 +894,7 @@ mod tests {
     /// which may be mid-write: the new burst's settle does.
     #[test]
     fn a_burst_that_begins_while_its_look_is_out_holds_the_check() {
-        let s = Settings {
-            validate: true,
-            ..settings()
-        };
-        let (mut m, first) = Machine::boot(s, None, None, None);
-        let look = token_of(&first, |o| *o == Op::Look(LookFor::Start));
-        let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
-        let check = token_of(&asked, |o| matches!(o, Op::Check { .. }));
+        let (mut m, check) = checking_first();
         let asked = m.handle(done(check, Outcome::Checked(Verdict::Pass)));
         let look = token_of(&asked, |o| *o == Op::Look(LookFor::Start));
         let asked = m.handle(done(look, Outcome::Looked(snap(Some(1)))));
