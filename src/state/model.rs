@@ -142,6 +142,17 @@ impl Proc {
     }
 }
 
+/// What a signal did (`Model::signal`).
+#[derive(Debug)]
+pub struct Sent {
+    /// Someone was there to take it.
+    pub reached: bool,
+    /// It may make the child read its config.
+    pub reads: bool,
+    /// The child read other bytes than it had, these, on it.
+    pub read_other: Option<u64>,
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub settings: Settings,
@@ -403,29 +414,34 @@ impl Model {
         Some(![SIGCHLD, SIGURG, SIGWINCH].contains(&sig))
     }
 
-    /// `sig` sent `to` the child or its group: false when nobody is there
-    /// to take it. Whether it may make the child read its config.
-    pub fn signal(&mut self, to: Target, sig: i32) -> (bool, bool) {
+    /// `sig` sent `to` the child or its group: what it did.
+    pub fn signal(&mut self, to: Target, sig: i32) -> Sent {
         use nix::libc::{SIGHUP, SIGUSR1, SIGUSR2};
         let reads = self.reads(sig);
         if reads.is_some() {
             self.check_told(&crate::signals::name(sig));
         }
         let p = &mut self.procs;
-        if !p.there(to) {
-            return (false, false);
-        }
-        let Some(c) = &p.child else {
-            return (true, reads == Some(true));
+        let mut sent = Sent {
+            reached: p.there(to),
+            reads: reads == Some(true),
+            read_other: None,
         };
+        let Some(c) = p.child.as_ref().filter(|_| sent.reached) else {
+            sent.reads &= sent.reached;
+            return sent;
+        };
+        let had = c.version;
         if c.dies_of(sig, self.settings.stop_signal) {
             p.dies(Status::Signaled(sig));
         } else if c.handles && [SIGHUP, SIGUSR1, SIGUSR2].contains(&sig) {
             // A test child reads its config on each of those it handles,
             // whoever sent it (a reload, or a user).
             self.reread();
+            let now = self.procs.child.as_ref().map(|c| c.version);
+            sent.read_other = now.filter(|v| *v != had);
         }
-        (true, reads == Some(true))
+        sent
     }
 
     /// The child is told something that may make it read its config

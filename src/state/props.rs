@@ -558,15 +558,13 @@ impl Edge {
             }
             Request::Cancel { token } => self.cancel(m, token, next)?,
             Request::Signal(sig, to) => {
-                let had = self.procs.child.as_ref().map(|c| c.version);
-                let (_, reads) = self.model.signal(to, sig);
-                self.told_now |= reads;
+                let sent = self.model.signal(to, sig);
+                self.told_now |= sent.reads;
                 // A user's SIGHUP made it read bytes the machine never sent
                 // it: it may be told of a change it already has.
-                let has = self.procs.child.as_ref().map(|c| c.version);
-                if has != had {
+                if let Some(read) = sent.read_other {
                     self.ahead = true;
-                    self.strayed = has.filter(|_| !self.settings.promote);
+                    self.strayed = Some(read).filter(|_| !self.settings.promote);
                 }
             }
             Request::KillGroup => {

@@ -11,7 +11,7 @@
 //! scripted happening or the loop's deadline.
 
 use super::*;
-use crate::state::model::{Model, snap};
+use crate::state::model::{Model, app, snap};
 use crate::state::testkit::settings;
 use crate::state::{CommitFailed, HookCall, Policy, Status, Verdict};
 use std::collections::BTreeMap;
@@ -396,19 +396,16 @@ impl World for Fake {
         // The leader is in its group.
         let leader = to == Target::Child || self.procs.child.is_some();
         let ran = self.procs.child.is_some();
-        let had = self.procs.child.as_ref().map(|c| c.version);
-        let (reached, reads) = self.model.signal(to, sig);
-        if !reached {
+        let sent = self.model.signal(to, sig);
+        if !sent.reached {
             return false;
         }
         // The child read other bytes on a signal that is no --on-change
         // reload (a user's, or the reload signal: `loop_props` knows which).
-        if let Some(c) = &self.procs.child
-            && Some(c.version) != had
-        {
+        if sent.read_other.is_some() {
             self.strayed = sig != libc::SIGUSR2;
         }
-        if reads {
+        if sent.reads {
             self.told = Some(self.now);
         }
         if ran && self.procs.child.is_none() {
@@ -546,8 +543,7 @@ impl World for Fake {
                         }
                     }
                     Happen::Notes(n) => {
-                        self.model
-                            .write(crate::state::model::app(self.source) + 10 * n);
+                        self.model.write(app(self.source) + 10 * n);
                         if self.notify {
                             break Wake::Notify;
                         }
@@ -1104,7 +1100,7 @@ mod loop_props {
     use crate::route::{Act, Routes, Rule};
     use proptest::prelude::*;
 
-    use crate::state::model::{BAD, NOT_READY, app};
+    use crate::state::model::{BAD, NOT_READY};
 
     fn happen() -> impl Strategy<Value = Happen> {
         prop_oneof![
@@ -1244,14 +1240,14 @@ mod loop_props {
             // A SIGHUP or SIGUSR1 from outside made the last child read
             // other bytes after it last read them for the machine (its
             // start, hooks, an --on-change signal).
-            let told = w.strayed;
+            let strayed = w.strayed;
             let runs = |v: u64| -> bool {
                 // The bytes the last child ran on, as the model knows them.
                 // Without --promote-to a reload (or a signal from outside)
                 // makes the child read the source at that instant, which
                 // may be bytes the source then left again before the next
                 // look (A-B-A), or bytes the check rejected: not checkable.
-                let reloads = by != 0 || told || matches!(rule, Some(Act::Signal(_) | Act::Hook(_)));
+                let reloads = by != 0 || strayed || matches!(rule, Some(Act::Signal(_) | Act::Hook(_)));
                 w.procs.last.is_some_and(|ran| w.same(ran, v)) || (reloads && !promote)
             };
             if window {
